@@ -1,0 +1,537 @@
+//! The CPU backend, generic over the scalar: `f64` is the oracle every other path is tested
+//! against; `f32` is the fast fallback (matrixmultiply's packed, multi-threaded GEMM).
+//! Reductions accumulate in `f64` in both, so an f32 dot over 199,210 terms keeps f32 round-off
+//! only from its inputs.
+
+use super::{Activation, Backend, LossKind, Precision, check_range};
+use crate::error::Result;
+
+/// A scalar the CPU backend computes in.
+pub trait Real: num_traits::Float + Copy + Send + Sync + std::fmt::Debug + 'static {
+    const PRECISION: Precision;
+    fn of(x: f64) -> Self;
+    fn wide(self) -> f64;
+    /// tanh: libm's in f64 (the oracle); in f32 a branch-free rational approximation that the
+    /// compiler vectorises (max error ≈ 2 ulp, checked against f64 in the tests).
+    fn tanh_fast(self) -> Self;
+    /// Raw strided GEMM: C = α A B + β C.
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid, non-aliasing (C) matrices of the given sizes.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Real for f32 {
+    const PRECISION: Precision = Precision::F32;
+    #[inline]
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    #[inline]
+    fn wide(self) -> f64 {
+        self as f64
+    }
+    #[inline]
+    fn tanh_fast(self) -> Self {
+        tanh_f32(self)
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            matrixmultiply::sgemm(
+                m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
+            )
+        }
+    }
+}
+
+impl Real for f64 {
+    const PRECISION: Precision = Precision::F64;
+    #[inline]
+    fn of(x: f64) -> Self {
+        x
+    }
+    #[inline]
+    fn wide(self) -> f64 {
+        self
+    }
+    #[inline]
+    fn tanh_fast(self) -> Self {
+        self.tanh()
+    }
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            matrixmultiply::dgemm(
+                m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc,
+            )
+        }
+    }
+}
+
+/// CPU backend in precision `T` (`CpuBackend::<f64>::new()` is the oracle).
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend<T> {
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T: Real> CpuBackend<T> {
+    pub fn new() -> Self {
+        CpuBackend {
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+#[inline]
+fn sl<'a, T>(v: &'a [T], off: usize, len: usize, what: &str) -> Result<&'a [T]> {
+    check_range(what, v.len(), off, len)?;
+    Ok(&v[off..off + len])
+}
+
+#[inline]
+fn sl_mut<'a, T>(v: &'a mut [T], off: usize, len: usize, what: &str) -> Result<&'a mut [T]> {
+    check_range(what, v.len(), off, len)?;
+    Ok(&mut v[off..off + len])
+}
+
+impl<T: Real> Backend for CpuBackend<T> {
+    type Buf = Vec<T>;
+
+    fn name(&self) -> String {
+        format!("cpu-{}", T::PRECISION.name())
+    }
+    fn precision(&self) -> Precision {
+        T::PRECISION
+    }
+    fn zeros(&self, len: usize) -> Result<Vec<T>> {
+        Ok(vec![T::zero(); len])
+    }
+    fn upload(&self, data: &[f64]) -> Result<Vec<T>> {
+        Ok(data.iter().map(|&x| T::of(x)).collect())
+    }
+    fn download(&self, buf: &Vec<T>) -> Result<Vec<f64>> {
+        Ok(buf.iter().map(|x| x.wide()).collect())
+    }
+    fn len(&self, buf: &Vec<T>) -> usize {
+        buf.len()
+    }
+
+    fn copy(
+        &self,
+        src: &Vec<T>,
+        s_off: usize,
+        dst: &mut Vec<T>,
+        d_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        let s = sl(src, s_off, len, "copy src")?;
+        sl_mut(dst, d_off, len, "copy dst")?.copy_from_slice(s);
+        Ok(())
+    }
+
+    fn fill(&self, x: &mut Vec<T>, off: usize, len: usize, value: f64) -> Result<()> {
+        sl_mut(x, off, len, "fill")?.fill(T::of(value));
+        Ok(())
+    }
+
+    fn gemm(
+        &self,
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f64,
+        a: &Vec<T>,
+        a_off: usize,
+        b: &Vec<T>,
+        b_off: usize,
+        beta: f64,
+        c: &mut Vec<T>,
+        c_off: usize,
+    ) -> Result<()> {
+        let a = sl(a, a_off, m * k, "gemm A")?;
+        let b = sl(b, b_off, k * n, "gemm B")?;
+        let c = sl_mut(c, c_off, m * n, "gemm C")?;
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        // Row-major storage: op(A)[i, l] is A[i*k + l] or, transposed, A[l*m + i].
+        let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+        let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+        // SAFETY: the slices above hold exactly the m×k, k×n and m×n elements the strides
+        // address, and `c` is a unique borrow, so it cannot alias `a` or `b`.
+        unsafe {
+            T::gemm_raw(
+                m,
+                k,
+                n,
+                T::of(alpha),
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                T::of(beta),
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            )
+        };
+        Ok(())
+    }
+
+    fn bias_act(
+        &self,
+        act: Option<Activation>,
+        rows: usize,
+        cols: usize,
+        bias: &Vec<T>,
+        b_off: usize,
+        x: &mut Vec<T>,
+        x_off: usize,
+    ) -> Result<()> {
+        let bias = sl(bias, b_off, cols, "bias")?;
+        let x = sl_mut(x, x_off, rows * cols, "bias_act x")?;
+        for row in x.chunks_exact_mut(cols.max(1)) {
+            match act {
+                None => row.iter_mut().zip(bias).for_each(|(v, &b)| *v = *v + b),
+                Some(Activation::Tanh) => row.iter_mut().zip(bias).for_each(|(v, &b)| *v = T::tanh_fast(*v + b)),
+                Some(Activation::Relu) => row.iter_mut().zip(bias).for_each(|(v, &b)| *v = (*v + b).max(T::zero())),
+            }
+        }
+        Ok(())
+    }
+
+    fn act_d1_mul(
+        &self,
+        act: Activation,
+        len: usize,
+        a: &Vec<T>,
+        a_off: usize,
+        g: &Vec<T>,
+        g_off: usize,
+        out: &mut Vec<T>,
+        o_off: usize,
+    ) -> Result<()> {
+        let a = sl(a, a_off, len, "act_d1 a")?;
+        let g = sl(g, g_off, len, "act_d1 g")?;
+        let out = sl_mut(out, o_off, len, "act_d1 out")?;
+        let one = T::one();
+        match act {
+            Activation::Tanh => {
+                for ((o, &ai), &gi) in out.iter_mut().zip(a).zip(g) {
+                    *o = gi * (one - ai * ai);
+                }
+            }
+            Activation::Relu => {
+                for ((o, &ai), &gi) in out.iter_mut().zip(a).zip(g) {
+                    *o = if ai > T::zero() { gi } else { T::zero() };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn act_d2_r(
+        &self,
+        act: Activation,
+        len: usize,
+        a: &Vec<T>,
+        a_off: usize,
+        rg: &Vec<T>,
+        rg_off: usize,
+        g: &Vec<T>,
+        g_off: usize,
+        rz: &Vec<T>,
+        rz_off: usize,
+        out: &mut Vec<T>,
+        o_off: usize,
+    ) -> Result<()> {
+        let a = sl(a, a_off, len, "act_d2 a")?;
+        let rg = sl(rg, rg_off, len, "act_d2 rg")?;
+        let g = sl(g, g_off, len, "act_d2 g")?;
+        let rz = sl(rz, rz_off, len, "act_d2 rz")?;
+        let out = sl_mut(out, o_off, len, "act_d2 out")?;
+        let one = T::one();
+        let two = one + one;
+        match act {
+            Activation::Tanh => {
+                for i in 0..len {
+                    let d1 = one - a[i] * a[i];
+                    let d2 = -two * a[i] * d1;
+                    out[i] = rg[i] * d1 + g[i] * d2 * rz[i];
+                }
+            }
+            Activation::Relu => {
+                for i in 0..len {
+                    out[i] = if a[i] > T::zero() { rg[i] } else { T::zero() };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn col_sum(
+        &self,
+        rows: usize,
+        cols: usize,
+        alpha: f64,
+        src: &Vec<T>,
+        s_off: usize,
+        beta: f64,
+        dst: &mut Vec<T>,
+        d_off: usize,
+    ) -> Result<()> {
+        let src = sl(src, s_off, rows * cols, "col_sum src")?;
+        let dst = sl_mut(dst, d_off, cols, "col_sum dst")?;
+        let mut acc = vec![0.0f64; cols];
+        for row in src.chunks_exact(cols.max(1)) {
+            for (a, &x) in acc.iter_mut().zip(row) {
+                *a += x.wide();
+            }
+        }
+        for (d, a) in dst.iter_mut().zip(acc) {
+            let prev = if beta == 0.0 { 0.0 } else { beta * d.wide() };
+            *d = T::of(prev + alpha * a);
+        }
+        Ok(())
+    }
+
+    fn loss_grad(
+        &self,
+        loss: LossKind,
+        rows: usize,
+        cols: usize,
+        out: &Vec<T>,
+        o_off: usize,
+        target: &Vec<T>,
+        t_off: usize,
+        scale: f64,
+        grad: &mut Vec<T>,
+        g_off: usize,
+        stats: &mut Vec<T>,
+    ) -> Result<()> {
+        let out = sl(out, o_off, rows * cols, "loss out")?;
+        let target = sl(target, t_off, rows * cols, "loss target")?;
+        let grad = sl_mut(grad, g_off, rows * cols, "loss grad")?;
+        check_range("loss stats", stats.len(), 0, 2)?;
+        let mut loss_sum = 0.0f64;
+        let mut correct = 0usize;
+        for r in 0..rows {
+            let o = &out[r * cols..(r + 1) * cols];
+            let t = &target[r * cols..(r + 1) * cols];
+            let g = &mut grad[r * cols..(r + 1) * cols];
+            if argmax(o) == argmax(t) {
+                correct += 1;
+            }
+            match loss {
+                LossKind::Mse => {
+                    let mut l = 0.0;
+                    for j in 0..cols {
+                        let d = o[j].wide() - t[j].wide();
+                        l += 0.5 * d * d;
+                        g[j] = T::of(scale * d);
+                    }
+                    loss_sum += l;
+                }
+                LossKind::Ce => {
+                    // log-sum-exp with the max subtracted; soft targets allowed.
+                    let mx = o.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x.wide()));
+                    let se: f64 = o.iter().map(|&x| (x.wide() - mx).exp()).sum();
+                    let lse = mx + se.ln();
+                    let tsum: f64 = t.iter().map(|x| x.wide()).sum();
+                    let mut l = 0.0;
+                    for j in 0..cols {
+                        let p = (o[j].wide() - lse).exp();
+                        l -= t[j].wide() * (o[j].wide() - lse);
+                        g[j] = T::of(scale * (tsum * p - t[j].wide()));
+                    }
+                    loss_sum += l;
+                }
+            }
+        }
+        stats[0] = T::of(stats[0].wide() + loss_sum);
+        stats[1] = T::of(stats[1].wide() + correct as f64);
+        Ok(())
+    }
+
+    fn loss_hess_mul(
+        &self,
+        loss: LossKind,
+        rows: usize,
+        cols: usize,
+        out: &Vec<T>,
+        o_off: usize,
+        rout: &Vec<T>,
+        r_off: usize,
+        scale: f64,
+        rgrad: &mut Vec<T>,
+        g_off: usize,
+    ) -> Result<()> {
+        let out = sl(out, o_off, rows * cols, "loss_hess out")?;
+        let rout = sl(rout, r_off, rows * cols, "loss_hess rout")?;
+        let rgrad = sl_mut(rgrad, g_off, rows * cols, "loss_hess rgrad")?;
+        match loss {
+            LossKind::Mse => {
+                for (g, &r) in rgrad.iter_mut().zip(rout) {
+                    *g = T::of(scale * r.wide());
+                }
+            }
+            LossKind::Ce => {
+                // ∇² of Σ_j t_j·(lse − o_j) is (Σ_j t_j)·(diag(p) − p pᵀ); targets are
+                // distributions (one-hot here), so Σ_j t_j = 1.
+                let mut p = vec![0.0f64; cols];
+                for r in 0..rows {
+                    let o = &out[r * cols..(r + 1) * cols];
+                    let ro = &rout[r * cols..(r + 1) * cols];
+                    let mx = o.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x.wide()));
+                    let mut se = 0.0;
+                    for j in 0..cols {
+                        p[j] = (o[j].wide() - mx).exp();
+                        se += p[j];
+                    }
+                    let mut pr = 0.0;
+                    for j in 0..cols {
+                        p[j] /= se;
+                        pr += p[j] * ro[j].wide();
+                    }
+                    for j in 0..cols {
+                        rgrad[r * cols + j] =
+                            T::of(scale * p[j] * (ro[j].wide() - pr));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dot(&self, x: &Vec<T>, x_off: usize, y: &Vec<T>, y_off: usize, len: usize) -> Result<f64> {
+        let x = sl(x, x_off, len, "dot x")?;
+        let y = sl(y, y_off, len, "dot y")?;
+        // Four independent f64 accumulators: vectorisable and, for f32 inputs, exact products.
+        let mut acc = [0.0f64; 4];
+        let mut xc = x.chunks_exact(4);
+        let mut yc = y.chunks_exact(4);
+        for (a, b) in (&mut xc).zip(&mut yc) {
+            for i in 0..4 {
+                acc[i] += a[i].wide() * b[i].wide();
+            }
+        }
+        let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        for (a, b) in xc.remainder().iter().zip(yc.remainder()) {
+            s += a.wide() * b.wide();
+        }
+        Ok(s)
+    }
+
+    fn axpy(
+        &self,
+        alpha: f64,
+        x: &Vec<T>,
+        x_off: usize,
+        y: &mut Vec<T>,
+        y_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        let x = sl(x, x_off, len, "axpy x")?;
+        let y = sl_mut(y, y_off, len, "axpy y")?;
+        let a = T::of(alpha);
+        for (yi, &xi) in y.iter_mut().zip(x) {
+            *yi = *yi + a * xi;
+        }
+        Ok(())
+    }
+
+    fn scale(&self, alpha: f64, x: &mut Vec<T>, off: usize, len: usize) -> Result<()> {
+        let a = T::of(alpha);
+        for xi in sl_mut(x, off, len, "scale")? {
+            *xi = *xi * a;
+        }
+        Ok(())
+    }
+
+    fn all_finite(&self, x: &Vec<T>, off: usize, len: usize) -> Result<bool> {
+        Ok(sl(x, off, len, "all_finite")?.iter().all(|v| v.is_finite()))
+    }
+}
+
+fn argmax<T: Real>(v: &[T]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// tanh in f32 by the rational minimax approximation Eigen uses (`generic_fast_tanh_float`):
+/// x·p(x²)/q(x²) on |x| ≤ 7.9053 (beyond, tanh rounds to ±1 in f32). Branch-free, so loops over
+/// it vectorise; libm's `tanhf` costs ≈ 20 ns a call here, this ≈ 1 ns.
+#[inline(always)]
+pub fn tanh_f32(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    let x = x.clamp(-CLAMP, CLAMP);
+    let x2 = x * x;
+    let mut p = -2.760_768_5e-16_f32;
+    p = p * x2 + 2.000_187_9e-13;
+    p = p * x2 + -8.604_671_5e-11;
+    p = p * x2 + 5.122_297e-8;
+    p = p * x2 + 1.485_722_4e-5;
+    p = p * x2 + 6.372_619_3e-4;
+    p = p * x2 + 4.893_524_6e-3;
+    let mut q = 1.198_258_4e-6_f32;
+    q = q * x2 + 1.185_347e-4;
+    q = q * x2 + 2.268_434_6e-3;
+    q = q * x2 + 4.893_525e-3;
+    x * p / q
+}

@@ -1,0 +1,323 @@
+//! The backend trait: the handful of primitives the model, the HVP and the eigen-solvers are
+//! written over. A backend owns its buffers (`Self::Buf`, a flat vector of scalars on the host or on
+//! a device); every operation addresses a buffer by an element offset, so the flat parameter vector
+//! θ, a basis of Lanczos vectors or a chunk of the data set are all plain buffers with offsets.
+//!
+//! Conventions: matrices are row-major; `gemm` computes C = α·op(A)·op(B) + β·C with op(X) = X or
+//! Xᵀ. Scalars cross the trait as `f64` whatever the backend's precision, so callers never depend
+//! on it. Reductions return `f64` and are accumulated at least in `f64` on the CPU.
+
+pub mod cpu;
+
+use crate::error::Result;
+
+/// Floating-point precision of a backend's buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    F32,
+    F64,
+}
+
+impl Precision {
+    /// Unit round-off of the precision.
+    pub fn eps(self) -> f64 {
+        match self {
+            Precision::F32 => f32::EPSILON as f64,
+            Precision::F64 => f64::EPSILON,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F64 => "f64",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "f64" => Ok(Precision::F64),
+            other => Err(format!("unknown precision '{other}' (expected f32 or f64)")),
+        }
+    }
+}
+
+/// Elementwise activation of the hidden layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    Tanh,
+    Relu,
+}
+
+impl Activation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Tanh => "tanh",
+            Activation::Relu => "relu",
+        }
+    }
+    /// σ'(z) and σ''(z) as functions of the output a = σ(z) (what the kernels use).
+    #[inline]
+    pub fn derivs_from_output(self, a: f64) -> (f64, f64) {
+        match self {
+            Activation::Tanh => {
+                let d1 = 1.0 - a * a;
+                (d1, -2.0 * a * d1)
+            }
+            Activation::Relu => (if a > 0.0 { 1.0 } else { 0.0 }, 0.0),
+        }
+    }
+
+    /// σ(z), σ'(z), σ''(z) in f64: the reference the backends' kernels follow.
+    #[inline]
+    pub fn eval(self, z: f64) -> (f64, f64, f64) {
+        match self {
+            Activation::Tanh => {
+                let t = z.tanh();
+                let d1 = 1.0 - t * t;
+                (t, d1, -2.0 * t * d1)
+            }
+            // ReLU'' is 0 almost everywhere; ReLU'(0) is taken as 0 as PyTorch does.
+            Activation::Relu => {
+                if z > 0.0 {
+                    (z, 1.0, 0.0)
+                } else {
+                    (0.0, 0.0, 0.0)
+                }
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tanh" => Ok(Activation::Tanh),
+            "relu" => Ok(Activation::Relu),
+            other => Err(format!("unknown activation '{other}' (expected tanh or relu)")),
+        }
+    }
+}
+
+/// Loss on the network's outputs against one-hot (or soft) targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LossKind {
+    /// ½‖f − y‖² per sample (Cohen et al.'s convention).
+    Mse,
+    /// Softmax cross-entropy per sample.
+    Ce,
+}
+
+impl LossKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::Mse => "mse",
+            LossKind::Ce => "ce",
+        }
+    }
+}
+
+impl std::str::FromStr for LossKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "mse" => Ok(LossKind::Mse),
+            "ce" => Ok(LossKind::Ce),
+            other => Err(format!("unknown loss '{other}' (expected mse or ce)")),
+        }
+    }
+}
+
+/// The primitives. Offsets and lengths are in elements.
+pub trait Backend {
+    type Buf;
+
+    /// Human-readable name, e.g. `cpu-f32`.
+    fn name(&self) -> String;
+    fn precision(&self) -> Precision;
+
+    fn zeros(&self, len: usize) -> Result<Self::Buf>;
+    fn upload(&self, data: &[f64]) -> Result<Self::Buf>;
+    fn download(&self, buf: &Self::Buf) -> Result<Vec<f64>>;
+    fn len(&self, buf: &Self::Buf) -> usize;
+
+    /// `dst[d_off..d_off+len] = src[s_off..s_off+len]`.
+    fn copy(
+        &self,
+        src: &Self::Buf,
+        s_off: usize,
+        dst: &mut Self::Buf,
+        d_off: usize,
+        len: usize,
+    ) -> Result<()>;
+    /// `x[off..off+len] = value`.
+    fn fill(&self, x: &mut Self::Buf, off: usize, len: usize, value: f64) -> Result<()>;
+
+    /// C (m×n at `c_off`) = α·op(A)·op(B) + β·C, where op(A) is m×k and op(B) is k×n.
+    /// A is stored m×k (k×m if `ta`), B is stored k×n (n×k if `tb`), all row-major.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        &self,
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f64,
+        a: &Self::Buf,
+        a_off: usize,
+        b: &Self::Buf,
+        b_off: usize,
+        beta: f64,
+        c: &mut Self::Buf,
+        c_off: usize,
+    ) -> Result<()>;
+
+    /// Fused bias add and activation in place on a rows×cols block: `x ← σ(x + bias)` (row
+    /// broadcast of the bias). With `act = None` only the bias is added (the output layer).
+    #[allow(clippy::too_many_arguments)]
+    fn bias_act(
+        &self,
+        act: Option<Activation>,
+        rows: usize,
+        cols: usize,
+        bias: &Self::Buf,
+        b_off: usize,
+        x: &mut Self::Buf,
+        x_off: usize,
+    ) -> Result<()>;
+
+    /// `out = g ⊙ σ'(z)` on `len` elements, where `a = σ(z)` is the cached activation: the
+    /// derivatives of tanh and ReLU are functions of their output (1 − a², 1[a > 0]), so no
+    /// transcendental is evaluated again.
+    #[allow(clippy::too_many_arguments)]
+    fn act_d1_mul(
+        &self,
+        act: Activation,
+        len: usize,
+        a: &Self::Buf,
+        a_off: usize,
+        g: &Self::Buf,
+        g_off: usize,
+        out: &mut Self::Buf,
+        o_off: usize,
+    ) -> Result<()>;
+
+    /// The R-operator of the backward activation step, from the cached activation `a = σ(z)`:
+    /// `out = rg ⊙ σ'(z) + g ⊙ σ''(z) ⊙ rz` on `len` elements.
+    #[allow(clippy::too_many_arguments)]
+    fn act_d2_r(
+        &self,
+        act: Activation,
+        len: usize,
+        a: &Self::Buf,
+        a_off: usize,
+        rg: &Self::Buf,
+        rg_off: usize,
+        g: &Self::Buf,
+        g_off: usize,
+        rz: &Self::Buf,
+        rz_off: usize,
+        out: &mut Self::Buf,
+        o_off: usize,
+    ) -> Result<()>;
+
+    /// Column sums of a rows×cols block: `dst[j] = β·dst[j] + α·Σ_r src[r, j]`.
+    #[allow(clippy::too_many_arguments)]
+    fn col_sum(
+        &self,
+        rows: usize,
+        cols: usize,
+        alpha: f64,
+        src: &Self::Buf,
+        s_off: usize,
+        beta: f64,
+        dst: &mut Self::Buf,
+        d_off: usize,
+    ) -> Result<()>;
+
+    /// Loss of a rows×cols block of outputs against targets, its gradient and statistics:
+    /// `grad = scale · ∂ℓ/∂out` (rows×cols at `g_off`); `stats[0] += Σ ℓ`, `stats[1] +=` number of
+    /// rows whose argmax output equals the argmax target. `stats` stays on the backend so that a
+    /// full-data pass needs one read-back.
+    #[allow(clippy::too_many_arguments)]
+    fn loss_grad(
+        &self,
+        loss: LossKind,
+        rows: usize,
+        cols: usize,
+        out: &Self::Buf,
+        o_off: usize,
+        target: &Self::Buf,
+        t_off: usize,
+        scale: f64,
+        grad: &mut Self::Buf,
+        g_off: usize,
+        stats: &mut Self::Buf,
+    ) -> Result<()>;
+
+    /// The loss Hessian (w.r.t. the outputs) times R{out}: `rgrad = scale · ∇²ℓ(out) · rout`, per row.
+    #[allow(clippy::too_many_arguments)]
+    fn loss_hess_mul(
+        &self,
+        loss: LossKind,
+        rows: usize,
+        cols: usize,
+        out: &Self::Buf,
+        o_off: usize,
+        rout: &Self::Buf,
+        r_off: usize,
+        scale: f64,
+        rgrad: &mut Self::Buf,
+        g_off: usize,
+    ) -> Result<()>;
+
+    /// Σ x[i]·y[i] over `len` elements.
+    fn dot(
+        &self,
+        x: &Self::Buf,
+        x_off: usize,
+        y: &Self::Buf,
+        y_off: usize,
+        len: usize,
+    ) -> Result<f64>;
+    /// `y = α·x + y` over `len` elements.
+    fn axpy(
+        &self,
+        alpha: f64,
+        x: &Self::Buf,
+        x_off: usize,
+        y: &mut Self::Buf,
+        y_off: usize,
+        len: usize,
+    ) -> Result<()>;
+    /// `x = α·x` over `len` elements.
+    fn scale(&self, alpha: f64, x: &mut Self::Buf, off: usize, len: usize) -> Result<()>;
+    /// ‖x‖₂ over `len` elements.
+    fn norm(&self, x: &Self::Buf, off: usize, len: usize) -> Result<f64> {
+        Ok(self.dot(x, off, x, off, len)?.max(0.0).sqrt())
+    }
+    /// Euclidean norms of `rows` consecutive vectors of length `len` starting at `off`.
+    fn row_norms(&self, x: &Self::Buf, off: usize, rows: usize, len: usize) -> Result<Vec<f64>> {
+        (0..rows).map(|r| self.norm(x, off + r * len, len)).collect()
+    }
+    /// True if every element of `x[off..off+len]` is finite.
+    fn all_finite(&self, x: &Self::Buf, off: usize, len: usize) -> Result<bool>;
+}
+
+/// Check that `off + len` elements fit in a buffer of `buf_len` elements.
+pub(crate) fn check_range(what: &str, buf_len: usize, off: usize, len: usize) -> Result<()> {
+    match off.checked_add(len) {
+        Some(end) if end <= buf_len => Ok(()),
+        _ => Err(crate::error::Error::Shape(format!(
+            "{what}: range {off}..{off}+{len} exceeds buffer of {buf_len} elements"
+        ))),
+    }
+}

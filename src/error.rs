@@ -1,0 +1,60 @@
+//! The library's error type. Every failure a user can cause (a file, a flag, a diverging run)
+//! ends here with a message that says what went wrong and what to do.
+
+use std::path::PathBuf;
+
+/// Errors of the subspace-lab library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data file that cannot be what it claims to be.
+    #[error("{path}: {msg}")]
+    Data { path: PathBuf, msg: String },
+    /// Data that parsed but is not the expected content.
+    #[error(
+        "{what}: sha256 mismatch (expected {expected}, got {got}); the file is corrupt or not the canonical MNIST training set: delete it and run `subspace-lab data fetch` again"
+    )]
+    Checksum {
+        what: String,
+        expected: String,
+        got: String,
+    },
+    /// Every source of MNIST-5k failed; the message lists each attempt.
+    #[error("could not fetch MNIST-5k:\n{0}")]
+    Fetch(String),
+    #[error("weights {path}: {msg}")]
+    Weights { path: PathBuf, msg: String },
+    /// Shapes or sizes that do not fit together (a programming or configuration error).
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// A value the user passed that cannot work.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// NaN or Inf appeared in a computation.
+    #[error("non-finite value: {0}")]
+    NonFinite(String),
+    #[error("backend error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub fn data(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Data {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}

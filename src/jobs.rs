@@ -1,0 +1,192 @@
+//! The jobs behind the CLI, generic over the backend: `spectrum` (loss, gradient, top-k Hessian
+//! eigenpairs and χ_k(∇L) at given weights) and `bench` (gradient, HVP and top-10 timings).
+
+use crate::backend::{Backend, LossKind};
+use crate::data::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::hessian::lanczos::{LanczosOptions, Progress, lanczos};
+use crate::hessian::subspace::Subspace;
+use crate::nn::mlp::{Engine, MlpSpec};
+use std::time::Instant;
+
+/// What `spectrum` reports (also its `--json` object).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SpectrumReport {
+    pub loss: f64,
+    pub accuracy: f64,
+    pub grad_norm: f64,
+    /// Top-k Hessian eigenvalues, largest first.
+    pub eigenvalues: Vec<f64>,
+    /// ‖H u_i − λ_i u_i‖ of each returned pair.
+    pub residuals: Vec<f64>,
+    /// χ_k(∇L) = ‖P_k ∇L‖ / ‖∇L‖.
+    pub chi_k: f64,
+    pub k: usize,
+    /// Hessian-vector products spent by the eigen-solver.
+    pub hvps: usize,
+    pub converged: bool,
+    pub tol: f64,
+    /// Wall time of the whole computation (gradient and eigen-solve), seconds.
+    pub seconds: f64,
+    pub backend: String,
+    pub precision: String,
+    pub params: usize,
+    pub samples: usize,
+    pub loss_kind: String,
+    pub widths: Vec<usize>,
+}
+
+/// Settings of the eigen-solve.
+#[derive(Clone, Debug)]
+pub struct SpectrumOptions {
+    pub lanczos: LanczosOptions,
+    /// Samples per chunk of the HVP (0: 1000).
+    pub chunk: usize,
+}
+
+/// Top-k spectrum of the full-data loss Hessian of `spec` at θ on `data`.
+pub fn spectrum<B: Backend + Clone>(
+    backend: B,
+    spec: &MlpSpec,
+    theta: &[f64],
+    data: &Dataset,
+    loss: LossKind,
+    opts: &SpectrumOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<SpectrumReport> {
+    let start = Instant::now();
+    let mut engine = Engine::new(backend.clone(), spec.clone(), loss, data, opts.chunk)?;
+    let eval = engine.set_params_host(theta)?;
+    let p = engine.num_params();
+    let grad_norm = backend.norm(engine.grad()?, 0, p)?;
+    let eig = lanczos(&backend, &mut engine, &opts.lanczos, None, progress)?;
+    let k = eig.values.len();
+    let mut sub = Subspace::new(&backend, eig.vectors, k, p)?;
+    let chi_k = sub.chi(&backend, engine.grad()?)?;
+    if !eig.converged {
+        return Err(Error::InvalidArgument(format!(
+            "Lanczos did not converge to tol {} within {} HVPs (worst residual {:.3e} relative): raise --max-hvps or --tol",
+            opts.lanczos.tol,
+            eig.products,
+            eig.residuals.iter().fold(0.0f64, |a, &r| a.max(r)) / eig.scale
+        )));
+    }
+    Ok(SpectrumReport {
+        loss: eval.loss,
+        accuracy: eval.accuracy,
+        grad_norm,
+        eigenvalues: eig.values,
+        residuals: eig.residuals,
+        chi_k,
+        k,
+        hvps: eig.products,
+        converged: eig.converged,
+        tol: opts.lanczos.tol,
+        seconds: start.elapsed().as_secs_f64(),
+        backend: backend.name(),
+        precision: backend.precision().name().into(),
+        params: p,
+        samples: data.n,
+        loss_kind: loss.name().into(),
+        widths: spec.widths.clone(),
+    })
+}
+
+/// What `bench` reports (also its `--json` object). Times are medians over `runs`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchReport {
+    pub backend: String,
+    pub grad_ms: f64,
+    pub hvp_ms: f64,
+    pub top10_ms: f64,
+    pub top10_hvps: usize,
+    pub runs: usize,
+    pub samples: usize,
+    pub params: usize,
+    /// GFLOP/s of one HVP, counting 2·m·n·k per GEMM.
+    pub hvp_gflops: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// GEMM flops of one HVP with cached forward pass (see `Engine::hvp`).
+pub fn hvp_flops(spec: &MlpSpec, n: usize) -> f64 {
+    let layers = spec.layers();
+    let mut f = 0.0;
+    for (i, l) in layers.iter().enumerate() {
+        let unit = 2.0 * (n * l.fan_in * l.fan_out) as f64;
+        // R-forward 1 (+1 for the R{a} term), R-backward 1 (+1), R{∂a} 2 when not the first layer.
+        f += if i == 0 { 2.0 * unit } else { 6.0 * unit };
+    }
+    f
+}
+
+/// Time one full-batch gradient, one HVP and a top-10 solve (tol 1e-4).
+pub fn bench<B: Backend + Clone>(
+    backend: B,
+    spec: &MlpSpec,
+    theta: &[f64],
+    data: &Dataset,
+    loss: LossKind,
+    runs: usize,
+    log: &mut dyn FnMut(&str),
+) -> Result<BenchReport> {
+    let runs = runs.max(1);
+    let mut engine = Engine::new(backend.clone(), spec.clone(), loss, data, 0)?;
+    let p = engine.num_params();
+    let th = backend.upload(theta)?;
+    engine.set_params(&th)?; // warm-up
+    let mut grad = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        engine.set_params(&th)?;
+        grad.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    log(&format!("gradient: {:.1} ms", median(grad.clone())));
+    let v = backend.upload(&crate::hessian::lanczos::random_vector(p, 7))?;
+    let mut out = backend.zeros(p)?;
+    engine.hvp(&v, 0, &mut out, 0)?; // warm-up
+    let mut hvp = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        engine.hvp(&v, 0, &mut out, 0)?;
+        hvp.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let hvp_ms = median(hvp);
+    log(&format!("HVP: {hvp_ms:.1} ms"));
+    let opts = LanczosOptions {
+        k: 10.min(p),
+        tol: 1e-4,
+        ..LanczosOptions::default()
+    };
+    let mut top = Vec::new();
+    let mut top_hvps = 0;
+    for r in 0..runs.min(3) {
+        let t = Instant::now();
+        let eig = lanczos(&backend, &mut engine, &opts, None, &mut |_| {})?;
+        top.push(t.elapsed().as_secs_f64() * 1e3);
+        top_hvps = eig.products;
+        log(&format!("top-10 solve {}: {:.0} ms, {} HVPs", r + 1, top.last().copied().unwrap_or(0.0), eig.products));
+    }
+    Ok(BenchReport {
+        backend: backend.name(),
+        grad_ms: median(grad),
+        hvp_ms,
+        top10_ms: median(top),
+        top10_hvps: top_hvps,
+        runs,
+        samples: data.n,
+        params: p,
+        hvp_gflops: hvp_flops(spec, data.n) / (hvp_ms * 1e6),
+    })
+}

