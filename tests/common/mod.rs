@@ -1,0 +1,76 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use subspace_lab::backend::cpu::CpuBackend;
+use subspace_lab::backend::{Activation, Backend, LossKind};
+use subspace_lab::data::dataset::Dataset;
+use subspace_lab::nn::mlp::{Engine, MlpSpec};
+
+pub type F64 = CpuBackend<f64>;
+pub type F32 = CpuBackend<f32>;
+
+/// A tiny net on random data, with θ drawn by the PyTorch-style init (scaled up so that the
+/// curvature terms matter).
+pub fn tiny(
+    widths: &[usize],
+    act: Activation,
+    _loss: LossKind,
+    n: usize,
+    seed: u64,
+) -> (MlpSpec, Vec<f64>, Dataset) {
+    let spec = MlpSpec::new(widths.to_vec(), act).unwrap();
+    let theta: Vec<f64> = spec.init(seed).iter().map(|x| 2.0 * x).collect();
+    let data = Dataset::synthetic(n, widths[0], *widths.last().unwrap(), seed + 100).unwrap();
+    (spec, theta, data)
+}
+
+pub fn engine<B: Backend + Clone>(
+    b: B,
+    spec: &MlpSpec,
+    loss: LossKind,
+    data: &Dataset,
+    chunk: usize,
+    theta: &[f64],
+) -> Engine<B> {
+    let mut e = Engine::new(b, spec.clone(), loss, data, chunk).unwrap();
+    e.set_params_host(theta).unwrap();
+    e
+}
+
+pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+    let den: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt().max(1e-300);
+    num / den
+}
+
+/// Random symmetric matrix Q diag(λ) Qᵀ with a random orthogonal Q (QR of a Gaussian matrix).
+pub fn sym_with_spectrum(lambdas: &[f64], seed: u64) -> Vec<f64> {
+    let n = lambdas.len();
+    let g = Dataset::synthetic(n, n, 1, seed).unwrap().x;
+    let m = nalgebra::DMatrix::from_row_slice(n, n, &g);
+    let q = m.qr().q();
+    let d = nalgebra::DMatrix::from_diagonal(&nalgebra::DVector::from_row_slice(lambdas));
+    let a = &q * d * q.transpose();
+    let a = (&a + a.transpose()) * 0.5;
+    let mut out = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            out[i * n + j] = a[(i, j)];
+        }
+    }
+    out
+}
+
+/// Eigenvalues of a dense symmetric matrix, largest first (nalgebra, sorted here).
+pub fn dense_eigs(a: &[f64], n: usize) -> (Vec<f64>, nalgebra::DMatrix<f64>) {
+    let m = nalgebra::DMatrix::from_row_slice(n, n, a);
+    let e = nalgebra::SymmetricEigen::new(m);
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by(|&i, &j| e.eigenvalues[j].total_cmp(&e.eigenvalues[i]));
+    let vals = idx.iter().map(|&i| e.eigenvalues[i]).collect();
+    let mut vecs = nalgebra::DMatrix::zeros(n, n);
+    for (c, &i) in idx.iter().enumerate() {
+        vecs.set_column(c, &e.eigenvectors.column(i));
+    }
+    (vals, vecs)
+}
