@@ -1,1 +1,74 @@
-fn main() {}
+//! criterion benches of the CPU engine on fc-tanh / MNIST-5k in f32 (falls back to synthetic data
+//! of the same shape when MNIST-5k cannot be fetched): the layer-1 GEMMs, one full-batch
+//! gradient, one HVP and a top-10 Lanczos solve at tol 1e-4.
+//!
+//!   cargo bench --bench engine
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use subspace_lab::backend::cpu::CpuBackend;
+use subspace_lab::backend::{Backend, LossKind};
+use subspace_lab::data::dataset::Dataset;
+use subspace_lab::data::mnist::{self, Preprocess};
+use subspace_lab::hessian::lanczos::{LanczosOptions, lanczos, random_vector};
+use subspace_lab::jobs::hvp_flops;
+use subspace_lab::nn::mlp::{Engine, MlpSpec};
+
+fn data() -> Dataset {
+    match mnist::data_dir().and_then(|d| mnist::load_or_fetch(&d, &mut |_| {})) {
+        Ok((m, _)) => m.dataset(Preprocess::Normalize, 5000).expect("MNIST-5k"),
+        Err(e) => {
+            eprintln!("MNIST-5k unavailable ({e}); benchmarking on synthetic data of the same shape");
+            Dataset::synthetic(5000, 784, 10, 0).expect("synthetic data")
+        }
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let b = CpuBackend::<f32>::new();
+    let mut g = c.benchmark_group("gemm-f32");
+    g.sample_size(20);
+    for &(ta, tb, m, n, k, name) in &[
+        (false, true, 1000, 200, 784, "X·W1ᵀ 1000×200×784"),
+        (true, false, 200, 784, 1000, "Gᵀ·X 200×784×1000"),
+        (false, false, 1000, 200, 200, "G·W2 1000×200×200"),
+    ] {
+        let a = b.upload(&random_vector(m * k, 1)).expect("upload");
+        let bb = b.upload(&random_vector(k * n, 2)).expect("upload");
+        let mut out = b.zeros(m * n).expect("zeros");
+        g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        g.bench_function(name, |bench| {
+            bench.iter(|| b.gemm(ta, tb, m, n, k, 1.0, &a, 0, &bb, 0, 0.0, &mut out, 0).expect("gemm"))
+        });
+    }
+    g.finish();
+
+    let data = data();
+    let spec = MlpSpec::fc_tanh();
+    let theta = b.upload(&spec.init(0)).expect("upload");
+    let mut e = Engine::new(b.clone(), spec.clone(), LossKind::Mse, &data, 0).expect("engine");
+    e.set_params(&theta).expect("set_params");
+    let p = e.num_params();
+    let v = b.upload(&random_vector(p, 3)).expect("upload");
+    let mut out = b.zeros(p).expect("zeros");
+    let mut g = c.benchmark_group("fc-tanh-mnist5k-f32");
+    g.sample_size(10);
+    g.bench_function("gradient (full batch)", |bench| {
+        bench.iter(|| black_box(e.set_params(&theta).expect("gradient")))
+    });
+    g.throughput(Throughput::Elements(hvp_flops(&spec, data.n) as u64));
+    g.bench_function("hvp", |bench| bench.iter(|| e.hvp(&v, 0, &mut out, 0).expect("hvp")));
+    g.throughput(Throughput::Elements(1));
+    let opts = LanczosOptions {
+        k: 10,
+        tol: 1e-4,
+        ..LanczosOptions::default()
+    };
+    g.bench_function("top-10 lanczos tol 1e-4", |bench| {
+        bench.iter(|| lanczos(&b, &mut e, &opts, None, &mut |_| {}).expect("lanczos").products)
+    });
+    g.finish();
+}
+
+criterion_group!(engine, benches);
+criterion_main!(engine);

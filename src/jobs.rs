@@ -176,7 +176,12 @@ pub fn bench<B: Backend + Clone>(
         let eig = lanczos(&backend, &mut engine, &opts, None, &mut |_| {})?;
         top.push(t.elapsed().as_secs_f64() * 1e3);
         top_hvps = eig.products;
-        log(&format!("top-10 solve {}: {:.0} ms, {} HVPs", r + 1, top.last().copied().unwrap_or(0.0), eig.products));
+        log(&format!(
+            "top-10 solve {}: {:.0} ms, {} HVPs",
+            r + 1,
+            top.last().copied().unwrap_or(0.0),
+            eig.products
+        ));
     }
     Ok(BenchReport {
         backend: backend.name(),

@@ -14,7 +14,11 @@ use subspace_lab::nn::mlp::MlpSpec;
 use subspace_lab::nn::weights::{self, SaveDtype};
 
 #[derive(Parser)]
-#[command(name = "subspace-lab", version, about = "Hessian spectra and dominant subspaces of networks on MNIST-5k: exact HVPs, Lanczos, and the experiments of \"Does SGD really happen in tiny subspaces?\"")]
+#[command(
+    name = "subspace-lab",
+    version,
+    about = "Hessian spectra and dominant subspaces of networks on MNIST-5k: exact HVPs, Lanczos, and the experiments of \"Does SGD really happen in tiny subspaces?\""
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -150,12 +154,27 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Data { command } => data_cmd(command),
-        Command::Init { seed, out, arch, dtype } => {
+        Command::Init {
+            seed,
+            out,
+            arch,
+            dtype,
+        } => {
             let spec = MlpSpec::new(arch.widths, arch.activation)?;
             let theta = spec.init(seed);
-            let dtype = if dtype == "f64" { SaveDtype::F64 } else { SaveDtype::F32 };
-            weights::save(&out, &spec, &theta, dtype).with_context(|| format!("writing {}", out.display()))?;
-            println!("wrote {} ({} parameters, widths {:?}, seed {seed})", out.display(), spec.num_params(), spec.widths);
+            let dtype = if dtype == "f64" {
+                SaveDtype::F64
+            } else {
+                SaveDtype::F32
+            };
+            weights::save(&out, &spec, &theta, dtype)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} ({} parameters, widths {:?}, seed {seed})",
+                out.display(),
+                spec.num_params(),
+                spec.widths
+            );
             Ok(())
         }
         Command::Spectrum(a) => spectrum_cmd(a),
@@ -172,7 +191,11 @@ fn data_cmd(c: DataCommand) -> Result<()> {
         DataCommand::Fetch { from_idx, dir } => {
             let dir = dir.resolve()?;
             let (_, src) = mnist::fetch(&dir, from_idx.as_deref(), &mut |m| log(m))?;
-            println!("MNIST-5k verified (sha256 images {}…, labels {}…) from {src}", &mnist::IMAGES_SHA256[..12], &mnist::LABELS_SHA256[..12]);
+            println!(
+                "MNIST-5k verified (sha256 images {}…, labels {}…) from {src}",
+                &mnist::IMAGES_SHA256[..12],
+                &mnist::LABELS_SHA256[..12]
+            );
             println!("cached at {}", mnist::cache_path(&dir).display());
             Ok(())
         }
@@ -206,7 +229,14 @@ fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset)> {
     }
     let data = data.dataset(m.preprocess, m.samples)?;
     if spec.input_dim() != data.d || spec.output_dim() != data.classes {
-        bail!("the network {:?} needs {} inputs and {} outputs; MNIST has {} and {}", spec.widths, spec.input_dim(), spec.output_dim(), data.d, data.classes);
+        bail!(
+            "the network {:?} needs {} inputs and {} outputs; MNIST has {} and {}",
+            spec.widths,
+            spec.input_dim(),
+            spec.output_dim(),
+            data.d,
+            data.classes
+        );
     }
     Ok((spec, theta, data))
 }
@@ -245,8 +275,24 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
         ))
     };
     let rep = match a.precision {
-        Precision::F64 => jobs::spectrum(CpuBackend::<f64>::new(), &spec, &theta, &data, a.model.loss, &opts, &mut progress),
-        Precision::F32 => jobs::spectrum(CpuBackend::<f32>::new(), &spec, &theta, &data, a.model.loss, &opts, &mut progress),
+        Precision::F64 => jobs::spectrum(
+            CpuBackend::<f64>::new(),
+            &spec,
+            &theta,
+            &data,
+            a.model.loss,
+            &opts,
+            &mut progress,
+        ),
+        Precision::F32 => jobs::spectrum(
+            CpuBackend::<f32>::new(),
+            &spec,
+            &theta,
+            &data,
+            a.model.loss,
+            &opts,
+            &mut progress,
+        ),
     };
     pb.finish_and_clear();
     let rep = rep?;
@@ -254,14 +300,28 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&rep)?);
         return Ok(());
     }
-    println!("network {:?} ({}), {} parameters, {} samples, {} loss, backend {}", rep.widths, spec.activation.name(), rep.params, rep.samples, rep.loss_kind, rep.backend);
-    println!("loss {:.6}  accuracy {:.4}  ‖∇L‖ {:.6e}", rep.loss, rep.accuracy, rep.grad_norm);
+    println!(
+        "network {:?} ({}), {} parameters, {} samples, {} loss, backend {}",
+        rep.widths,
+        spec.activation.name(),
+        rep.params,
+        rep.samples,
+        rep.loss_kind,
+        rep.backend
+    );
+    println!(
+        "loss {:.6}  accuracy {:.4}  ‖∇L‖ {:.6e}",
+        rep.loss, rep.accuracy, rep.grad_norm
+    );
     println!("  i   eigenvalue            residual ‖Hu−λu‖");
     for (i, (l, r)) in rep.eigenvalues.iter().zip(&rep.residuals).enumerate() {
         println!("{:3}   {:<20.12} {:.2e}", i + 1, l, r);
     }
     println!("χ_{}(∇L) = {:.6}", rep.k, rep.chi_k);
-    println!("{} HVPs, tol {:.0e}, {:.2} s", rep.hvps, rep.tol, rep.seconds);
+    println!(
+        "{} HVPs, tol {:.0e}, {:.2} s",
+        rep.hvps, rep.tol, rep.seconds
+    );
     Ok(())
 }
 
@@ -273,15 +333,39 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         }
     };
     let rep = match a.precision {
-        Precision::F64 => jobs::bench(CpuBackend::<f64>::new(), &spec, &theta, &data, a.model.loss, a.runs, &mut say)?,
-        Precision::F32 => jobs::bench(CpuBackend::<f32>::new(), &spec, &theta, &data, a.model.loss, a.runs, &mut say)?,
+        Precision::F64 => jobs::bench(
+            CpuBackend::<f64>::new(),
+            &spec,
+            &theta,
+            &data,
+            a.model.loss,
+            a.runs,
+            &mut say,
+        )?,
+        Precision::F32 => jobs::bench(
+            CpuBackend::<f32>::new(),
+            &spec,
+            &theta,
+            &data,
+            a.model.loss,
+            a.runs,
+            &mut say,
+        )?,
     };
     if a.json {
         println!("{}", serde_json::to_string(&rep)?);
     } else {
         println!(
             "{}: gradient {:.1} ms, HVP {:.1} ms ({:.1} GFLOP/s), top-10 (tol 1e-4) {:.0} ms with {} HVPs — {} samples, {} params, median of {}",
-            rep.backend, rep.grad_ms, rep.hvp_ms, rep.hvp_gflops, rep.top10_ms, rep.top10_hvps, rep.samples, rep.params, rep.runs
+            rep.backend,
+            rep.grad_ms,
+            rep.hvp_ms,
+            rep.hvp_gflops,
+            rep.top10_ms,
+            rep.top10_hvps,
+            rep.samples,
+            rep.params,
+            rep.runs
         );
     }
     Ok(())

@@ -1,6 +1,8 @@
 //! Gradient and HVP of the network against central finite differences in f64, the dense Hessian
 //! against its finite-difference twin, chunking invariance, and f32 against f64.
 
+#![allow(clippy::needless_range_loop)] // index loops read closer to the math here
+
 mod common;
 use common::*;
 use subspace_lab::backend::{Activation, Backend, LossKind};
@@ -59,7 +61,11 @@ fn hvp_matches_central_differences_of_the_gradient() {
         let tm: Vec<f64> = theta.iter().zip(&v).map(|(t, d)| t - h * d).collect();
         let gp = grad_at(&mut e, &tp);
         let gm = grad_at(&mut e, &tm);
-        let fd: Vec<f64> = gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let fd: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
         let err = rel_err(&hv, &fd);
         assert!(err < 1e-6, "case {i}: HVP rel. error {err:e}");
     }
@@ -77,7 +83,10 @@ fn dense_hessian_is_symmetric_and_matches_finite_differences() {
         .flat_map(|i| (0..p).map(move |j| (i, j)))
         .map(|(i, j)| (hm[i * p + j] - hm[j * p + i]).abs())
         .fold(0.0f64, f64::max);
-    assert!(asym <= 1e-12 * scale, "asymmetry {asym:e} vs scale {scale:e}");
+    assert!(
+        asym <= 1e-12 * scale,
+        "asymmetry {asym:e} vs scale {scale:e}"
+    );
     // Columns of the finite-difference Hessian (from the exact gradient) equal HVPs of e_j.
     let h = 1e-5;
     for j in 0..p {
@@ -87,9 +96,17 @@ fn dense_hessian_is_symmetric_and_matches_finite_differences() {
         tm[j] -= h;
         let gp = grad_at(&mut e, &tp);
         let gm = grad_at(&mut e, &tm);
-        let fd: Vec<f64> = gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let fd: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
         let col: Vec<f64> = (0..p).map(|i| hm[i * p + j]).collect();
-        let err = fd.iter().zip(&col).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let err = fd
+            .iter()
+            .zip(&col)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(err <= 1e-6 * scale, "column {j}: max abs diff {err:e}");
     }
 }
@@ -105,7 +122,11 @@ fn chunk_size_does_not_change_results() {
         let mut hv = e.backend().zeros(p).unwrap();
         e.hvp(&vb, 0, &mut hv, 0).unwrap();
         let g = e.backend().download(e.grad().unwrap()).unwrap();
-        (e.eval().unwrap().loss, g, e.backend().download(&hv).unwrap())
+        (
+            e.eval().unwrap().loss,
+            g,
+            e.backend().download(&hv).unwrap(),
+        )
     };
     let (l1, g1, h1) = run(23);
     for chunk in [1, 4, 7] {
@@ -131,11 +152,15 @@ fn f32_backend_agrees_with_f64() {
     let l32 = e32.eval().unwrap().loss;
     assert!((l32 - l64).abs() < 1e-6 * l64);
     let mut h64 = e64.backend().zeros(p).unwrap();
-    e64.hvp(&e64.backend().upload(&v).unwrap(), 0, &mut h64, 0).unwrap();
+    e64.hvp(&e64.backend().upload(&v).unwrap(), 0, &mut h64, 0)
+        .unwrap();
     let mut h32 = e32.backend().zeros(p).unwrap();
     let v32 = e32.backend().upload(&v).unwrap();
     e32.hvp(&v32, 0, &mut h32, 0).unwrap();
-    let err = rel_err(&e32.backend().download(&h32).unwrap(), &e64.backend().download(&h64).unwrap());
+    let err = rel_err(
+        &e32.backend().download(&h32).unwrap(),
+        &e64.backend().download(&h64).unwrap(),
+    );
     assert!(err < 1e-5, "hvp {err:e}");
 }
 
@@ -169,7 +194,10 @@ fn parameter_layout_and_init_follow_pytorch() {
         assert!(w.iter().all(|x| x.abs() <= bound));
         // Uniform on [−b, b]: the mean square is b²/3.
         let ms = w.iter().map(|x| x * x).sum::<f64>() / w.len() as f64;
-        assert!((ms / (bound * bound / 3.0) - 1.0).abs() < 0.15, "layer mean square {ms}");
+        assert!(
+            (ms / (bound * bound / 3.0) - 1.0).abs() < 0.15,
+            "layer mean square {ms}"
+        );
     }
 }
 
@@ -177,10 +205,14 @@ fn parameter_layout_and_init_follow_pytorch() {
 fn diverged_parameters_are_an_error_not_a_panic() {
     let (spec, mut theta, data) = tiny(&[5, 4, 3], Activation::Tanh, LossKind::Mse, 5, 1);
     theta[0] = f64::NAN;
-    let mut e = subspace_lab::nn::mlp::Engine::new(F64::new(), spec, LossKind::Mse, &data, 0).unwrap();
+    let mut e =
+        subspace_lab::nn::mlp::Engine::new(F64::new(), spec, LossKind::Mse, &data, 0).unwrap();
     let err = e.set_params_host(&theta).unwrap_err().to_string();
     assert!(err.contains("not finite"), "{err}");
     let v = F64::new().zeros(theta.len()).unwrap();
     let mut out = F64::new().zeros(theta.len()).unwrap();
-    assert!(e.hvp(&v, 0, &mut out, 0).is_err(), "HVP without valid parameters must fail");
+    assert!(
+        e.hvp(&v, 0, &mut out, 0).is_err(),
+        "HVP without valid parameters must fail"
+    );
 }

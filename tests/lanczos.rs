@@ -2,6 +2,8 @@
 //! clustered, repeated, indefinite) and on a tiny network's Hessian; warm starts; power
 //! iteration; the subspace helpers.
 
+#![allow(clippy::needless_range_loop)] // index loops read closer to the math here
+
 mod common;
 use common::*;
 use subspace_lab::backend::{Activation, Backend, LossKind};
@@ -41,12 +43,30 @@ fn check(name: &str, a: &[f64], n: usize, o: &LanczosOptions, value_tol: f64) ->
     let v = b.download(&r.vectors).unwrap();
     for i in 0..o.k {
         let u = &v[i * n..(i + 1) * n];
-        let au: Vec<f64> = (0..n).map(|row| (0..n).map(|c| a[row * n + c] * u[c]).sum()).collect();
-        let res: f64 = au.iter().zip(u).map(|(x, y)| (x - r.values[i] * y).powi(2)).sum::<f64>().sqrt();
-        assert!(res <= o.tol * scale * 1.01 + 1e-12 * scale, "{name}: residual {i} = {res:e}");
-        assert!((res - r.residuals[i]).abs() <= 1e-9 * scale, "{name}: reported residual {} vs {res}", r.residuals[i]);
+        let au: Vec<f64> = (0..n)
+            .map(|row| (0..n).map(|c| a[row * n + c] * u[c]).sum())
+            .collect();
+        let res: f64 = au
+            .iter()
+            .zip(u)
+            .map(|(x, y)| (x - r.values[i] * y).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            res <= o.tol * scale * 1.01 + 1e-12 * scale,
+            "{name}: residual {i} = {res:e}"
+        );
+        assert!(
+            (res - r.residuals[i]).abs() <= 1e-9 * scale,
+            "{name}: reported residual {} vs {res}",
+            r.residuals[i]
+        );
         for j in 0..=i {
-            let d: f64 = u.iter().zip(&v[j * n..(j + 1) * n]).map(|(x, y)| x * y).sum();
+            let d: f64 = u
+                .iter()
+                .zip(&v[j * n..(j + 1) * n])
+                .map(|(x, y)| x * y)
+                .sum();
             let want = if i == j { 1.0 } else { 0.0 };
             assert!((d - want).abs() < 1e-10, "{name}: ⟨u{i}, u{j}⟩ = {d}");
         }
@@ -119,7 +139,10 @@ fn warm_start_is_cheaper_and_agrees() {
     let mut op = DenseOperator::new(b.clone(), n, &a).unwrap();
     let cold = lanczos(&b, &mut op, &o, None, &mut |_| {}).unwrap();
     // A nearby operator: the previous step's vectors are a good start.
-    let pert = sym_with_spectrum(&(0..n).map(|i| 1e-4 * (i as f64).sin()).collect::<Vec<_>>(), 7);
+    let pert = sym_with_spectrum(
+        &(0..n).map(|i| 1e-4 * (i as f64).sin()).collect::<Vec<_>>(),
+        7,
+    );
     let a2: Vec<f64> = a.iter().zip(&pert).map(|(x, y)| x + y).collect();
     let mut op2 = DenseOperator::new(b.clone(), n, &a2).unwrap();
     let warm = lanczos(&b, &mut op2, &o, Some((&cold.vectors, 8)), &mut |_| {}).unwrap();
@@ -148,7 +171,12 @@ fn power_iteration_reference() {
     let r = power_iteration(&b, &mut op, 3, 1e-9, 2000, 1).unwrap();
     assert!(r.converged);
     for i in 0..3 {
-        assert!((r.values[i] - lam[i]).abs() < 1e-8 * 20.0, "{} vs {}", r.values[i], lam[i]);
+        assert!(
+            (r.values[i] - lam[i]).abs() < 1e-8 * 20.0,
+            "{} vs {}",
+            r.values[i],
+            lam[i]
+        );
     }
 }
 
@@ -163,7 +191,12 @@ fn tiny_network_hessian_matches_dense_eigen() {
     let r = lanczos(&b, &mut e, &opts(5, 1e-10, 1), None, &mut |_| {}).unwrap();
     assert!(r.converged);
     for i in 0..5 {
-        assert!((r.values[i] - ref_vals[i]).abs() < 1e-10 * ref_vals[0].abs(), "λ{i}: {} vs {}", r.values[i], ref_vals[i]);
+        assert!(
+            (r.values[i] - ref_vals[i]).abs() < 1e-10 * ref_vals[0].abs(),
+            "λ{i}: {} vs {}",
+            r.values[i],
+            ref_vals[i]
+        );
     }
     // The same through power iteration (top eigenvalues of this Hessian are positive).
     let pw = power_iteration(&b, &mut e, 2, 1e-8, 5000, 2).unwrap();
@@ -181,7 +214,12 @@ fn f32_spectrum_agrees_with_f64() {
     assert!(r64.converged && r32.converged);
     for i in 0..5 {
         let rel = (r32.values[i] - r64.values[i]).abs() / r64.values[0].abs();
-        assert!(rel < 1e-4, "λ{i}: f32 {} vs f64 {} ({rel:e})", r32.values[i], r64.values[i]);
+        assert!(
+            rel < 1e-4,
+            "λ{i}: f32 {} vs f64 {} ({rel:e})",
+            r32.values[i],
+            r64.values[i]
+        );
     }
 }
 
@@ -190,7 +228,12 @@ fn bad_arguments_are_errors() {
     let a = sym_with_spectrum(&[3.0, 2.0, 1.0], 1);
     let b = F64::new();
     let mut op = DenseOperator::new(b.clone(), 3, &a).unwrap();
-    for o in [opts(0, 1e-6, 1), opts(4, 1e-6, 1), opts(2, 0.0, 1), opts(2, f64::NAN, 1)] {
+    for o in [
+        opts(0, 1e-6, 1),
+        opts(4, 1e-6, 1),
+        opts(2, 0.0, 1),
+        opts(2, f64::NAN, 1),
+    ] {
         assert!(lanczos(&b, &mut op, &o, None, &mut |_| {}).is_err());
     }
     // k = n: the whole space, exact.

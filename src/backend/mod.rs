@@ -100,7 +100,9 @@ impl std::str::FromStr for Activation {
         match s {
             "tanh" => Ok(Activation::Tanh),
             "relu" => Ok(Activation::Relu),
-            other => Err(format!("unknown activation '{other}' (expected tanh or relu)")),
+            other => Err(format!(
+                "unknown activation '{other}' (expected tanh or relu)"
+            )),
         }
     }
 }
@@ -306,7 +308,9 @@ pub trait Backend {
     }
     /// Euclidean norms of `rows` consecutive vectors of length `len` starting at `off`.
     fn row_norms(&self, x: &Self::Buf, off: usize, rows: usize, len: usize) -> Result<Vec<f64>> {
-        (0..rows).map(|r| self.norm(x, off + r * len, len)).collect()
+        (0..rows)
+            .map(|r| self.norm(x, off + r * len, len))
+            .collect()
     }
     /// True if every element of `x[off..off+len]` is finite.
     fn all_finite(&self, x: &Self::Buf, off: usize, len: usize) -> Result<bool>;

@@ -25,7 +25,10 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
         .read_to_end(&mut raw)
         .map_err(|e| Error::io(path, e))?;
     if raw.len() as u64 > MAX_IDX_BYTES {
-        return Err(Error::data(path, format!("larger than {MAX_IDX_BYTES} bytes: not an MNIST file")));
+        return Err(Error::data(
+            path,
+            format!("larger than {MAX_IDX_BYTES} bytes: not an MNIST file"),
+        ));
     }
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -34,7 +37,10 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
             .read_to_end(&mut out)
             .map_err(|e| Error::data(path, format!("corrupt gzip stream: {e}")))?;
         if out.len() as u64 > MAX_IDX_BYTES {
-            return Err(Error::data(path, format!("inflates beyond {MAX_IDX_BYTES} bytes: not an MNIST file")));
+            return Err(Error::data(
+                path,
+                format!("inflates beyond {MAX_IDX_BYTES} bytes: not an MNIST file"),
+            ));
         }
         Ok(out)
     } else {
@@ -45,24 +51,45 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 /// Parse IDX bytes; `path` only names the file in errors.
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<Idx> {
     if bytes.len() < 4 {
-        return Err(Error::data(path, format!("{} bytes: too short for an IDX header", bytes.len())));
+        return Err(Error::data(
+            path,
+            format!("{} bytes: too short for an IDX header", bytes.len()),
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(Error::data(
             path,
-            format!("bad magic {:02x}{:02x}{:02x}{:02x}: not an IDX file", bytes[0], bytes[1], bytes[2], bytes[3]),
+            format!(
+                "bad magic {:02x}{:02x}{:02x}{:02x}: not an IDX file",
+                bytes[0], bytes[1], bytes[2], bytes[3]
+            ),
         ));
     }
     if bytes[2] != 0x08 {
-        return Err(Error::data(path, format!("IDX element type 0x{:02x}; only unsigned bytes (0x08) are supported", bytes[2])));
+        return Err(Error::data(
+            path,
+            format!(
+                "IDX element type 0x{:02x}; only unsigned bytes (0x08) are supported",
+                bytes[2]
+            ),
+        ));
     }
     let ndim = bytes[3] as usize;
     if ndim == 0 || ndim > 4 {
-        return Err(Error::data(path, format!("IDX with {ndim} dimensions; expected 1 to 4")));
+        return Err(Error::data(
+            path,
+            format!("IDX with {ndim} dimensions; expected 1 to 4"),
+        ));
     }
     let header = 4 + 4 * ndim;
     if bytes.len() < header {
-        return Err(Error::data(path, format!("truncated header: {} bytes for {ndim} dimensions", bytes.len())));
+        return Err(Error::data(
+            path,
+            format!(
+                "truncated header: {} bytes for {ndim} dimensions",
+                bytes.len()
+            ),
+        ));
     }
     let dims: Vec<usize> = (0..ndim)
         .map(|i| {
@@ -76,10 +103,19 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<Idx> {
     match count {
         Some(c) if c == body => {}
         Some(c) if c > body => {
-            return Err(Error::data(path, format!("truncated: header {dims:?} promises {c} bytes, file holds {body}")));
+            return Err(Error::data(
+                path,
+                format!("truncated: header {dims:?} promises {c} bytes, file holds {body}"),
+            ));
         }
         Some(c) => {
-            return Err(Error::data(path, format!("{} trailing bytes after the {c} of header {dims:?}", body - c)));
+            return Err(Error::data(
+                path,
+                format!(
+                    "{} trailing bytes after the {c} of header {dims:?}",
+                    body - c
+                ),
+            ));
         }
         None => return Err(Error::data(path, format!("absurd dimensions {dims:?}"))),
     }

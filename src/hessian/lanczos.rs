@@ -108,7 +108,9 @@ impl<B: Backend> Basis<B> {
         let (p, m) = (self.dim, self.m);
         let n0 = b.norm(&self.cand, 0, p)?;
         if !n0.is_finite() {
-            return Err(Error::NonFinite("Lanczos: candidate vector is not finite".into()));
+            return Err(Error::NonFinite(
+                "Lanczos: candidate vector is not finite".into(),
+            ));
         }
         if n0 == 0.0 || m >= self.cap {
             return Ok(false);
@@ -119,8 +121,36 @@ impl<B: Backend> Basis<B> {
                 break;
             }
             // c = Q v; v ← v − Qᵀ c: one batched product each way.
-            b.gemm(false, false, m, 1, p, 1.0, &self.q, 0, &self.cand, 0, 0.0, &mut self.coef, 0)?;
-            b.gemm(true, false, p, 1, m, -1.0, &self.q, 0, &self.coef, 0, 1.0, &mut self.cand, 0)?;
+            b.gemm(
+                false,
+                false,
+                m,
+                1,
+                p,
+                1.0,
+                &self.q,
+                0,
+                &self.cand,
+                0,
+                0.0,
+                &mut self.coef,
+                0,
+            )?;
+            b.gemm(
+                true,
+                false,
+                p,
+                1,
+                m,
+                -1.0,
+                &self.q,
+                0,
+                &self.coef,
+                0,
+                1.0,
+                &mut self.cand,
+                0,
+            )?;
         }
         let n1 = b.norm(&self.cand, 0, p)?;
         if n1 <= self.drop_tol {
@@ -136,7 +166,21 @@ impl<B: Backend> Basis<B> {
             ));
         }
         // Column m of T: Q[0..=m] · W[m].
-        b.gemm(false, false, m + 1, 1, p, 1.0, &self.q, 0, &self.w, m * p, 0.0, &mut self.coef, 0)?;
+        b.gemm(
+            false,
+            false,
+            m + 1,
+            1,
+            p,
+            1.0,
+            &self.q,
+            0,
+            &self.w,
+            m * p,
+            0.0,
+            &mut self.coef,
+            0,
+        )?;
         let c = b.download(&self.coef)?;
         for (i, &ci) in c.iter().enumerate().take(m + 1) {
             self.t[(i, m)] = ci;
@@ -164,7 +208,12 @@ impl<B: Backend> Basis<B> {
 
 /// Upload the first `rows` columns of `s` (m×·) as a `rows × m` row-major buffer, each row
 /// multiplied by `weights[r]`.
-fn upload_rows<B: Backend>(b: &B, s: &DMatrix<f64>, rows: usize, weights: Option<&[f64]>) -> Result<B::Buf> {
+fn upload_rows<B: Backend>(
+    b: &B,
+    s: &DMatrix<f64>,
+    rows: usize,
+    weights: Option<&[f64]>,
+) -> Result<B::Buf> {
     let m = s.nrows();
     let mut h = Vec::with_capacity(rows * m);
     for r in 0..rows {
@@ -191,19 +240,30 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
         )));
     }
     if !(opts.tol > 0.0 && opts.tol.is_finite()) {
-        return Err(Error::InvalidArgument(format!("tol = {}: must be positive", opts.tol)));
+        return Err(Error::InvalidArgument(format!(
+            "tol = {}: must be positive",
+            opts.tol
+        )));
     }
     let block = opts.block.max(1);
-    let cap = if opts.max_basis == 0 { (3 * k).max(k + 50) } else { opts.max_basis }
-        .min(p)
-        .max(k.min(p));
+    let cap = if opts.max_basis == 0 {
+        (3 * k).max(k + 50)
+    } else {
+        opts.max_basis
+    }
+    .min(p)
+    .max(k.min(p));
     if cap < (k + block).min(p) {
         return Err(Error::InvalidArgument(format!(
             "max_basis {cap} is below k + block = {}",
             k + block
         )));
     }
-    let max_products = if opts.max_products == 0 { 50 * k + 500 } else { opts.max_products };
+    let max_products = if opts.max_products == 0 {
+        50 * k + 500
+    } else {
+        opts.max_products
+    };
     let mut basis = Basis::<B> {
         dim: p,
         cap,
@@ -245,12 +305,19 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
         let m = basis.m;
         let (theta, s) = basis.ritz();
         let kk = k.min(m);
-        let scale = theta.iter().fold(0.0f64, |a, &x| a.max(x.abs())).max(f64::MIN_POSITIVE);
+        let scale = theta
+            .iter()
+            .fold(0.0f64, |a, &x| a.max(x.abs()))
+            .max(f64::MIN_POSITIVE);
         // R = Sₖᵀ W − Θ Sₖᵀ Q.
         let sk = upload_rows(b, &s, kk, None)?;
         let tsk = upload_rows(b, &s, kk, Some(&theta))?;
-        b.gemm(false, false, kk, p, m, 1.0, &sk, 0, &basis.w, 0, 0.0, &mut resid, 0)?;
-        b.gemm(false, false, kk, p, m, -1.0, &tsk, 0, &basis.q, 0, 1.0, &mut resid, 0)?;
+        b.gemm(
+            false, false, kk, p, m, 1.0, &sk, 0, &basis.w, 0, 0.0, &mut resid, 0,
+        )?;
+        b.gemm(
+            false, false, kk, p, m, -1.0, &tsk, 0, &basis.q, 0, 1.0, &mut resid, 0,
+        )?;
         let res = b.row_norms(&resid, 0, kk, p)?;
         let limit = opts.tol * scale;
         let mut unconverged: Vec<usize> = (0..kk).filter(|&i| res[i] > limit).collect();
@@ -266,7 +333,21 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
         let exhausted = m == p && kk == k; // the basis spans everything: exact
         if done || exhausted || basis.products >= max_products {
             let mut vectors = b.zeros(kk * p)?;
-            b.gemm(false, false, kk, p, m, 1.0, &sk, 0, &basis.q, 0, 0.0, &mut vectors, 0)?;
+            b.gemm(
+                false,
+                false,
+                kk,
+                p,
+                m,
+                1.0,
+                &sk,
+                0,
+                &basis.q,
+                0,
+                0.0,
+                &mut vectors,
+                0,
+            )?;
             return Ok(EigResult {
                 values: theta[..kk].to_vec(),
                 residuals: res.clone(),
@@ -284,9 +365,37 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
             // Thick restart: keep the leading Ritz vectors (Q ← SᵀQ, W ← SᵀW, T ← Θ).
             let keep = ((cap + k) / 2).min(m).max(k.min(m)).min(cap - width);
             let sk = upload_rows(b, &s, keep, None)?;
-            b.gemm(false, false, keep, p, m, 1.0, &sk, 0, &basis.q, 0, 0.0, &mut scratch, 0)?;
+            b.gemm(
+                false,
+                false,
+                keep,
+                p,
+                m,
+                1.0,
+                &sk,
+                0,
+                &basis.q,
+                0,
+                0.0,
+                &mut scratch,
+                0,
+            )?;
             b.copy(&scratch, 0, &mut basis.q, 0, keep * p)?;
-            b.gemm(false, false, keep, p, m, 1.0, &sk, 0, &basis.w, 0, 0.0, &mut scratch, 0)?;
+            b.gemm(
+                false,
+                false,
+                keep,
+                p,
+                m,
+                1.0,
+                &sk,
+                0,
+                &basis.w,
+                0,
+                0.0,
+                &mut scratch,
+                0,
+            )?;
             b.copy(&scratch, 0, &mut basis.w, 0, keep * p)?;
             basis.t.fill(0.0);
             for (i, &th) in theta.iter().enumerate().take(keep) {

@@ -51,8 +51,9 @@ impl<B: Backend> Operator<B> for DenseOperator<B> {
         self.n
     }
     fn apply(&mut self, x: &B::Buf, x_off: usize, y: &mut B::Buf, y_off: usize) -> Result<()> {
-        self.backend
-            .gemm(false, false, self.n, 1, self.n, 1.0, &self.a, 0, x, x_off, 0.0, y, y_off)
+        self.backend.gemm(
+            false, false, self.n, 1, self.n, 1.0, &self.a, 0, x, x_off, 0.0, y, y_off,
+        )
     }
 }
 

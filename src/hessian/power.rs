@@ -55,7 +55,9 @@ pub fn power_iteration<B: Backend, O: Operator<B>>(
             res = b.norm(&w, 0, p)?;
             b.axpy(lambda, &v, 0, &mut w, 0, p)?;
             if !nw.is_finite() {
-                return Err(Error::NonFinite("power iteration: operator returned NaN/Inf".into()));
+                return Err(Error::NonFinite(
+                    "power iteration: operator returned NaN/Inf".into(),
+                ));
             }
             scale = scale.max(lambda.abs());
             if res <= tol * scale || nw == 0.0 {

@@ -32,12 +32,54 @@ impl<B: Backend> Subspace<B> {
     /// out = P_k v (or P_k⊥ v when `perp`).
     pub fn project(&mut self, b: &B, v: &B::Buf, out: &mut B::Buf, perp: bool) -> Result<()> {
         let (k, p) = (self.k, self.dim);
-        b.gemm(false, false, k, 1, p, 1.0, &self.basis, 0, v, 0, 0.0, &mut self.coef, 0)?;
+        b.gemm(
+            false,
+            false,
+            k,
+            1,
+            p,
+            1.0,
+            &self.basis,
+            0,
+            v,
+            0,
+            0.0,
+            &mut self.coef,
+            0,
+        )?;
         if perp {
             b.copy(v, 0, out, 0, p)?;
-            b.gemm(true, false, p, 1, k, -1.0, &self.basis, 0, &self.coef, 0, 1.0, out, 0)
+            b.gemm(
+                true,
+                false,
+                p,
+                1,
+                k,
+                -1.0,
+                &self.basis,
+                0,
+                &self.coef,
+                0,
+                1.0,
+                out,
+                0,
+            )
         } else {
-            b.gemm(true, false, p, 1, k, 1.0, &self.basis, 0, &self.coef, 0, 0.0, out, 0)
+            b.gemm(
+                true,
+                false,
+                p,
+                1,
+                k,
+                1.0,
+                &self.basis,
+                0,
+                &self.coef,
+                0,
+                0.0,
+                out,
+                0,
+            )
         }
     }
 

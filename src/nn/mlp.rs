@@ -485,15 +485,7 @@ impl<B: Backend + Clone> Engine<B> {
                     0,
                 )?;
             }
-            b.bias_act(
-                None,
-                c,
-                l.fan_out,
-                v,
-                v_off + l.b_off,
-                &mut self.rz[i],
-                0,
-            )?;
+            b.bias_act(None, c, l.fan_out, v, v_off + l.b_off, &mut self.rz[i], 0)?;
             if i + 1 < nl {
                 b.act_d1_mul(
                     act,

