@@ -18,7 +18,9 @@ fn data() -> Dataset {
     match mnist::data_dir().and_then(|d| mnist::load_or_fetch(&d, &mut |_| {})) {
         Ok((m, _)) => m.dataset(Preprocess::Normalize, 5000).expect("MNIST-5k"),
         Err(e) => {
-            eprintln!("MNIST-5k unavailable ({e}); benchmarking on synthetic data of the same shape");
+            eprintln!(
+                "MNIST-5k unavailable ({e}); benchmarking on synthetic data of the same shape"
+            );
             Dataset::synthetic(5000, 784, 10, 0).expect("synthetic data")
         }
     }
@@ -38,7 +40,10 @@ fn benches(c: &mut Criterion) {
         let mut out = b.zeros(m * n).expect("zeros");
         g.throughput(Throughput::Elements((2 * m * n * k) as u64));
         g.bench_function(name, |bench| {
-            bench.iter(|| b.gemm(ta, tb, m, n, k, 1.0, &a, 0, &bb, 0, 0.0, &mut out, 0).expect("gemm"))
+            bench.iter(|| {
+                b.gemm(ta, tb, m, n, k, 1.0, &a, 0, &bb, 0, 0.0, &mut out, 0)
+                    .expect("gemm")
+            })
         });
     }
     g.finish();
@@ -57,7 +62,9 @@ fn benches(c: &mut Criterion) {
         bench.iter(|| black_box(e.set_params(&theta).expect("gradient")))
     });
     g.throughput(Throughput::Elements(hvp_flops(&spec, data.n) as u64));
-    g.bench_function("hvp", |bench| bench.iter(|| e.hvp(&v, 0, &mut out, 0).expect("hvp")));
+    g.bench_function("hvp", |bench| {
+        bench.iter(|| e.hvp(&v, 0, &mut out, 0).expect("hvp"))
+    });
     g.throughput(Throughput::Elements(1));
     let opts = LanczosOptions {
         k: 10,
@@ -65,7 +72,11 @@ fn benches(c: &mut Criterion) {
         ..LanczosOptions::default()
     };
     g.bench_function("top-10 lanczos tol 1e-4", |bench| {
-        bench.iter(|| lanczos(&b, &mut e, &opts, None, &mut |_| {}).expect("lanczos").products)
+        bench.iter(|| {
+            lanczos(&b, &mut e, &opts, None, &mut |_| {})
+                .expect("lanczos")
+                .products
+        })
     });
     g.finish();
 }

@@ -199,6 +199,16 @@ impl<T: Real> Backend for CpuBackend<T> {
         if m == 0 || n == 0 {
             return Ok(());
         }
+        // Skinny shapes (the Lanczos basis products) are memory-bound: packing them as a GEMM
+        // costs more than the arithmetic, so they get streaming kernels.
+        if n == 1 {
+            gemv(ta, m, k, alpha, a, b, beta, c);
+            return Ok(());
+        }
+        if !ta && !tb && m <= SKINNY_ROWS && k <= SKINNY_ROWS {
+            skinny_gemm(m, n, k, alpha, a, b, beta, c);
+            return Ok(());
+        }
         // Row-major storage: op(A)[i, l] is A[i*k + l] or, transposed, A[l*m + i].
         let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
         let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
@@ -458,20 +468,8 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn dot(&self, x: &Vec<T>, x_off: usize, y: &Vec<T>, y_off: usize, len: usize) -> Result<f64> {
         let x = sl(x, x_off, len, "dot x")?;
         let y = sl(y, y_off, len, "dot y")?;
-        // Four independent f64 accumulators: vectorisable and, for f32 inputs, exact products.
-        let mut acc = [0.0f64; 4];
-        let mut xc = x.chunks_exact(4);
-        let mut yc = y.chunks_exact(4);
-        for (a, b) in (&mut xc).zip(&mut yc) {
-            for i in 0..4 {
-                acc[i] += a[i].wide() * b[i].wide();
-            }
-        }
-        let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-        for (a, b) in xc.remainder().iter().zip(yc.remainder()) {
-            s += a.wide() * b.wide();
-        }
-        Ok(s)
+        // f64 accumulation: for f32 inputs the products are exact.
+        Ok(dot_f64(x, y))
     }
 
     fn axpy(
@@ -536,4 +534,151 @@ pub fn tanh_f32(x: f32) -> f32 {
     q = q * x2 + 2.268_434_6e-3;
     q = q * x2 + 4.893_525e-3;
     x * p / q
+}
+
+/// Largest m and k sent to [`skinny_gemm`] (C is m×n with n large).
+const SKINNY_ROWS: usize = 64;
+/// Below this many elements a kernel runs on one thread.
+const PAR_MIN: usize = 1 << 16;
+
+fn threads() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Run `f(start, chunk)` over `out` split into contiguous pieces on up to `threads()` threads.
+fn par_chunks<T: Send>(out: &mut [T], work: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let t = threads().min(out.len().max(1));
+    if t <= 1 || work < PAR_MIN {
+        f(0, out);
+        return;
+    }
+    let per = out.len().div_ceil(t);
+    std::thread::scope(|s| {
+        for (i, chunk) in out.chunks_mut(per).enumerate() {
+            let f = &f;
+            s.spawn(move || f(i * per, chunk));
+        }
+    });
+}
+
+/// c = α·op(A)·b + β·c with b, c vectors. Not transposed: A is m×k, each c[i] a dot product
+/// accumulated in f64. Transposed: A is stored k×m and c = α·Σ_l b[l]·A[l, :] + β·c, swept by rows.
+#[allow(clippy::too_many_arguments)]
+fn gemv<T: Real>(
+    ta: bool,
+    m: usize,
+    k: usize,
+    alpha: f64,
+    a: &[T],
+    b: &[T],
+    beta: f64,
+    c: &mut [T],
+) {
+    if !ta {
+        par_chunks(c, m * k, |start, part| {
+            for (i, ci) in part.iter_mut().enumerate() {
+                let row = &a[(start + i) * k..(start + i + 1) * k];
+                let d = dot_f64(row, b);
+                let prev = if beta == 0.0 { 0.0 } else { beta * ci.wide() };
+                *ci = T::of(alpha * d + prev);
+            }
+        });
+    } else {
+        par_chunks(c, m * k, |start, part| {
+            let len = part.len();
+            if beta == 0.0 {
+                part.fill(T::zero());
+            } else if beta != 1.0 {
+                let bt = T::of(beta);
+                part.iter_mut().for_each(|x| *x = *x * bt);
+            }
+            for l in 0..k {
+                let coef = T::of(alpha * b[l].wide());
+                let row = &a[l * m + start..l * m + start + len];
+                for (x, &r) in part.iter_mut().zip(row) {
+                    *x = *x + coef * r;
+                }
+            }
+        });
+    }
+}
+
+/// C (m×n) = α·A (m×k)·B (k×n) + β·C for small m and k and long rows: C and B are walked in
+/// column blocks so each block of C stays in cache while the k rows of B stream through once.
+#[allow(clippy::too_many_arguments)]
+fn skinny_gemm<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &[T],
+    b: &[T],
+    beta: f64,
+    c: &mut [T],
+) {
+    const BLOCK: usize = 1024;
+    let blocks = n.div_ceil(BLOCK);
+    // Parallelise over column blocks: split the block index range, each thread owning its
+    // columns of every row of C (so the pieces are strided: use raw indices per thread).
+    let t = threads().min(blocks).max(1);
+    let per = blocks.div_ceil(t);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let work = |first: usize, last: usize| {
+        let c_ptr = &c_ptr;
+        for blk in first..last {
+            let j0 = blk * BLOCK;
+            let j1 = (j0 + BLOCK).min(n);
+            for i in 0..m {
+                // SAFETY: rows i of C, columns j0..j1: disjoint across threads (distinct blocks).
+                let ci =
+                    unsafe { std::slice::from_raw_parts_mut(c_ptr.0.add(i * n + j0), j1 - j0) };
+                if beta == 0.0 {
+                    ci.fill(T::zero());
+                } else if beta != 1.0 {
+                    let bt = T::of(beta);
+                    ci.iter_mut().for_each(|x| *x = *x * bt);
+                }
+                for l in 0..k {
+                    let coef = T::of(alpha * a[i * k + l].wide());
+                    let bl = &b[l * n + j0..l * n + j1];
+                    for (x, &y) in ci.iter_mut().zip(bl) {
+                        *x = *x + coef * y;
+                    }
+                }
+            }
+        }
+    };
+    if t <= 1 || m * n * k < PAR_MIN {
+        work(0, blocks);
+        return;
+    }
+    std::thread::scope(|s| {
+        for ti in 0..t {
+            let work = &work;
+            s.spawn(move || work(ti * per, ((ti + 1) * per).min(blocks)));
+        }
+    });
+}
+
+struct SendPtr<T>(*mut T);
+// SAFETY: used only to hand disjoint regions of one slice to scoped threads.
+unsafe impl<T> Sync for SendPtr<T> {}
+unsafe impl<T> Send for SendPtr<T> {}
+
+/// Σ x·y accumulated in f64 with four independent lanes.
+fn dot_f64<T: Real>(x: &[T], y: &[T]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let mut xc = x.chunks_exact(4);
+    let mut yc = y.chunks_exact(4);
+    for (a, b) in (&mut xc).zip(&mut yc) {
+        for i in 0..4 {
+            acc[i] += a[i].wide() * b[i].wide();
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (a, b) in xc.remainder().iter().zip(yc.remainder()) {
+        s += a.wide() * b.wide();
+    }
+    s
 }

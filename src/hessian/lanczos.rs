@@ -1,21 +1,23 @@
-//! Top-k eigenpairs of a symmetric operator by Lanczos with full reorthogonalisation, thick
-//! restarts and an optional warm start from a block of vectors.
+//! Top-k eigenpairs of a symmetric operator by (block) Lanczos with full reorthogonalisation,
+//! thick restarts and an optional warm start.
 //!
-//! The basis Q (orthonormal rows) and W = A·Q are kept as two row-major `m × dim` buffers, so the
-//! projected matrix T = Qᵀ A Q, the reorthogonalisation (two classical Gram–Schmidt passes, each one
-//! batched matrix–vector product against the whole basis) and the Ritz residuals
-//! R = Sᵀ W − Θ Sᵀ Q are all GEMMs on the backend. Because W holds the products the solver really
-//! computed, every reported residual is the true ‖A y − θ y‖ of the returned pair, obtained without
-//! extra products.
+//! The basis Q (orthonormal rows) and W = A·Q are kept as two row-major `m × dim` buffers. Each
+//! step applies the operator to the newest block of b basis vectors and orthogonalises those
+//! products against the whole basis by two classical Gram–Schmidt passes, each one batched
+//! matrix–vector product against Q (on a GPU: one kernel, not m dot products); the coefficients
+//! are the new columns of the projected matrix T = Qᵀ A Q, and what is left, orthonormalised,
+//! is the next block. b = 1 is plain Lanczos (T tridiagonal up to round-off; solved as a dense
+//! symmetric matrix by nalgebra because thick restarts make it arrowhead). b > 1 is block Lanczos,
+//! which resolves eigenvalues repeated up to b times — a single-vector Krylov space holds one copy
+//! of a repeated eigenvalue only.
 //!
-//! Expansion: the next basis vector is the residual of an unconverged Ritz pair. From a single
-//! start vector all Ritz residuals are parallel to the next Lanczos vector, so this *is* Lanczos
-//! (T comes out tridiagonal up to round-off; it is solved as a dense symmetric matrix by nalgebra
-//! because thick restarts make it arrowhead). With `block = b > 1` the start is b vectors and each
-//! step adds the residuals of b unconverged pairs, which span the next block-Krylov block: block
-//! Lanczos, which resolves repeated eigenvalues up to multiplicity b — a single-vector Krylov
-//! space holds one copy of a repeated eigenvalue only. A warm start (the previous step's
-//! eigenvectors) replaces the random start vector by their sum.
+//! Convergence: after each step, the residual of a Ritz pair (θ, y = Q s) is
+//! A y − θ y = Q_next R s_last (only the newest block's products leave the span of Q), so
+//! ‖R s_last‖ is its norm at the cost of a b×b product. When every one of the k estimates meets
+//! the tolerance, the true residuals R = Sᵀ W − Θ Sᵀ Q are formed once from the stored products
+//! (no extra operator applications) and they decide; those are what is reported. A warm start
+//! (the previous step's eigenvectors) starts from their sum: a Krylov space of dimension r built on
+//! the sum of r (near-)eigenvectors contains them (nearly).
 
 use super::Operator;
 use crate::backend::Backend;
@@ -91,7 +93,10 @@ pub fn random_vector(dim: usize, seed: u64) -> Vec<f64> {
 struct Basis<B: Backend> {
     dim: usize,
     cap: usize,
+    /// Vectors in the basis.
     m: usize,
+    /// Of which the first `applied` have their product in W.
+    applied: usize,
     q: B::Buf,
     w: B::Buf,
     t: DMatrix<f64>,
@@ -102,20 +107,11 @@ struct Basis<B: Backend> {
 }
 
 impl<B: Backend> Basis<B> {
-    /// Orthogonalise `cand` against the basis (two passes), and if it is not (numerically) in the
-    /// span already, append it, apply the operator and extend T. Returns whether it was added.
-    fn push<O: Operator<B>>(&mut self, b: &B, op: &mut O) -> Result<bool> {
+    /// Orthogonalise `cand` against the first `m` basis vectors (two passes); returns the
+    /// coefficients (summed over both passes) and the norm left.
+    fn orthogonalise(&mut self, b: &B) -> Result<(Vec<f64>, f64)> {
         let (p, m) = (self.dim, self.m);
-        let n0 = b.norm(&self.cand, 0, p)?;
-        if !n0.is_finite() {
-            return Err(Error::NonFinite(
-                "Lanczos: candidate vector is not finite".into(),
-            ));
-        }
-        if n0 == 0.0 || m >= self.cap {
-            return Ok(false);
-        }
-        b.scale(1.0 / n0, &mut self.cand, 0, p)?;
+        let mut total = vec![0.0; m];
         for _ in 0..2 {
             if m == 0 {
                 break;
@@ -151,48 +147,89 @@ impl<B: Backend> Basis<B> {
                 &mut self.cand,
                 0,
             )?;
+            let c = b.download(&self.coef)?;
+            total.iter_mut().zip(&c).for_each(|(t, c)| *t += c);
         }
-        let n1 = b.norm(&self.cand, 0, p)?;
+        Ok((total, b.norm(&self.cand, 0, p)?))
+    }
+
+    /// Append `cand / norm` to the basis.
+    fn append(&mut self, b: &B, norm: f64) -> Result<()> {
+        let p = self.dim;
+        b.scale(1.0 / norm, &mut self.cand, 0, p)?;
+        b.copy(&self.cand, 0, &mut self.q, self.m * p, p)?;
+        self.m += 1;
+        Ok(())
+    }
+
+    /// Append a (non-zero) start vector held in `cand`; false if it lies in the span already.
+    fn append_start(&mut self, b: &B) -> Result<bool> {
+        let n0 = b.norm(&self.cand, 0, self.dim)?;
+        if !n0.is_finite() {
+            return Err(Error::NonFinite(
+                "Lanczos: start vector is not finite".into(),
+            ));
+        }
+        if n0 == 0.0 || self.m >= self.cap {
+            return Ok(false);
+        }
+        b.scale(1.0 / n0, &mut self.cand, 0, self.dim)?;
+        let (_, n1) = self.orthogonalise(b)?;
         if n1 <= self.drop_tol {
             return Ok(false);
         }
-        b.scale(1.0 / n1, &mut self.cand, 0, p)?;
-        b.copy(&self.cand, 0, &mut self.q, m * p, p)?;
-        op.apply(&self.q, m * p, &mut self.w, m * p)?;
-        self.products += 1;
-        if !b.all_finite(&self.w, m * p, p)? {
-            return Err(Error::NonFinite(
-                "Lanczos: the operator returned NaN/Inf (diverged parameters?)".into(),
-            ));
-        }
-        // Column m of T: Q[0..=m] · W[m].
-        b.gemm(
-            false,
-            false,
-            m + 1,
-            1,
-            p,
-            1.0,
-            &self.q,
-            0,
-            &self.w,
-            m * p,
-            0.0,
-            &mut self.coef,
-            0,
-        )?;
-        let c = b.download(&self.coef)?;
-        for (i, &ci) in c.iter().enumerate().take(m + 1) {
-            self.t[(i, m)] = ci;
-            self.t[(m, i)] = ci;
-        }
-        self.m += 1;
+        self.append(b, n1)?;
         Ok(true)
     }
 
-    /// Ritz pairs of the current basis, largest first: (values, eigenvectors of T as columns).
+    /// Apply the operator to the basis vectors that have no product yet, extend T, and build the
+    /// next block from what the products leave outside the span. Returns the b×b factor R with
+    /// (I − QQᵀ)·W[block] = Q_next·R (rows: new vectors; columns: the block) and the block's
+    /// first index.
+    fn step<O: Operator<B>>(&mut self, b: &B, op: &mut O) -> Result<(DMatrix<f64>, usize)> {
+        let p = self.dim;
+        let first = self.applied;
+        let block = self.m - first;
+        for j in first..self.m {
+            op.apply(&self.q, j * p, &mut self.w, j * p)?;
+            self.products += 1;
+            if !b.all_finite(&self.w, j * p, p)? {
+                return Err(Error::NonFinite(
+                    "Lanczos: the operator returned NaN/Inf (diverged parameters?)".into(),
+                ));
+            }
+        }
+        self.applied = self.m;
+        let m0 = self.m;
+        let mut r = DMatrix::zeros(block, block);
+        for (col, j) in (first..m0).enumerate() {
+            b.copy(&self.w, j * p, &mut self.cand, 0, p)?;
+            let scale = b.norm(&self.cand, 0, p)?;
+            let (c, left) = self.orthogonalise(b)?;
+            // Columns of T: q_iᵀ A q_j for the old basis; coefficients on vectors added during this
+            // block are entries of R instead.
+            for (i, &ci) in c.iter().enumerate() {
+                if i < m0 {
+                    self.t[(i, j)] = ci;
+                    self.t[(j, i)] = ci;
+                } else {
+                    r[(i - m0, col)] = ci;
+                }
+            }
+            // A remainder that is numerically in the span (or finds no room) is dropped; the
+            // final true-residual check covers what the estimate then misses.
+            if left > self.drop_tol * scale && self.m < self.cap {
+                r[(self.m - m0, col)] = left;
+                self.append(b, left)?;
+            }
+        }
+        Ok((r, first))
+    }
+
+    /// Ritz pairs of the applied part of the basis, largest first: (values, eigenvectors of T
+    /// as columns).
     fn ritz(&self) -> (Vec<f64>, DMatrix<f64>) {
-        let m = self.m;
+        let m = self.applied;
         let t = self.t.view((0, 0), (m, m)).into_owned();
         let eig = nalgebra::SymmetricEigen::new(t);
         let mut order: Vec<usize> = (0..m).collect();
@@ -224,7 +261,7 @@ fn upload_rows<B: Backend>(
 }
 
 /// The k largest eigenpairs of `op`. `warm`: a buffer whose first `rows` rows (each of length
-/// dim) start the basis — e.g. the previous step's eigenvectors.
+/// dim) are the previous eigenvectors; the solve starts from their sum.
 pub fn lanczos<B: Backend, O: Operator<B>>(
     b: &B,
     op: &mut O,
@@ -245,18 +282,17 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
             opts.tol
         )));
     }
-    let block = opts.block.max(1);
+    let block = opts.block.max(1).min(p);
     let cap = if opts.max_basis == 0 {
         (3 * k).max(k + 50)
     } else {
         opts.max_basis
     }
-    .min(p)
-    .max(k.min(p));
-    if cap < (k + block).min(p) {
+    .min(p);
+    if cap < p && cap < k + 2 * block {
         return Err(Error::InvalidArgument(format!(
-            "max_basis {cap} is below k + block = {}",
-            k + block
+            "max_basis {cap} is below k + 2·block = {}",
+            k + 2 * block
         )));
     }
     let max_products = if opts.max_products == 0 {
@@ -268,6 +304,7 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
         dim: p,
         cap,
         m: 0,
+        applied: 0,
         q: b.zeros(cap * p)?,
         w: b.zeros(cap * p)?,
         t: DMatrix::zeros(cap, cap),
@@ -276,14 +313,8 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
         products: 0,
         drop_tol: b.precision().eps().sqrt(),
     };
-    let mut resid = b.zeros(k * p)?;
-    let mut scratch = b.zeros(cap * p)?;
     let mut seed = opts.seed;
     if let Some((w, rows)) = warm {
-        // Start from the sum of the given vectors: a Krylov space of dimension r built on the
-        // sum of r (near-)eigenvectors contains them (nearly), so the old subspace is recovered in
-        // about r products and Lanczos then refines it at its usual rate. (Measured: cheaper than
-        // starting from the r vectors as a block, which spends r products per block step.)
         crate::backend::check_range("warm start", b.len(w), 0, rows * p)?;
         b.fill(&mut basis.cand, 0, p, 0.0)?;
         for r in 0..rows {
@@ -292,46 +323,67 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
                 b.axpy(1.0 / nr, w, r * p, &mut basis.cand, 0, p)?;
             }
         }
-        basis.push(b, op)?;
+        basis.append_start(b)?;
     }
-    while basis.m < block {
+    let mut add_random = |basis: &mut Basis<B>| -> Result<bool> {
         seed = seed.wrapping_add(1);
         basis.cand = b.upload(&random_vector(p, seed))?;
-        if !basis.push(b, op)? {
+        basis.append_start(b)
+    };
+    while basis.m < block {
+        if !add_random(&mut basis)? {
             break;
         }
     }
+    let mut resid = b.zeros(k * p)?;
+    let mut scratch = b.zeros(cap * p)?;
     loop {
-        let m = basis.m;
+        let (r, first) = basis.step(b, op)?;
+        let m = basis.applied;
         let (theta, s) = basis.ritz();
         let kk = k.min(m);
         let scale = theta
             .iter()
             .fold(0.0f64, |a, &x| a.max(x.abs()))
             .max(f64::MIN_POSITIVE);
-        // R = Sₖᵀ W − Θ Sₖᵀ Q.
-        let sk = upload_rows(b, &s, kk, None)?;
-        let tsk = upload_rows(b, &s, kk, Some(&theta))?;
-        b.gemm(
-            false, false, kk, p, m, 1.0, &sk, 0, &basis.w, 0, 0.0, &mut resid, 0,
-        )?;
-        b.gemm(
-            false, false, kk, p, m, -1.0, &tsk, 0, &basis.q, 0, 1.0, &mut resid, 0,
-        )?;
-        let res = b.row_norms(&resid, 0, kk, p)?;
         let limit = opts.tol * scale;
-        let mut unconverged: Vec<usize> = (0..kk).filter(|&i| res[i] > limit).collect();
-        let converged_count = kk - unconverged.len();
+        // ‖A y_i − θ_i y_i‖ = ‖R · s_i[first..m]‖.
+        let estimate: Vec<f64> = (0..kk)
+            .map(|i| (&r * s.view((first, i), (m - first, 1))).norm())
+            .collect();
+        let all_met = kk == k && estimate.iter().all(|&e| e <= limit);
+        let out_of_room = basis.m == basis.applied && basis.m == p; // nothing left to add: exact
+        let out_of_budget = basis.products >= max_products;
+        let mut report = estimate.clone();
+        let mut finished = false;
+        let mut sk = None;
+        if all_met || out_of_room || out_of_budget {
+            // The true residuals from the stored products: R = Sₖᵀ W − Θ Sₖᵀ Q.
+            let s_up = upload_rows(b, &s, kk, None)?;
+            let ts_up = upload_rows(b, &s, kk, Some(&theta))?;
+            b.gemm(
+                false, false, kk, p, m, 1.0, &s_up, 0, &basis.w, 0, 0.0, &mut resid, 0,
+            )?;
+            b.gemm(
+                false, false, kk, p, m, -1.0, &ts_up, 0, &basis.q, 0, 1.0, &mut resid, 0,
+            )?;
+            report = b.row_norms(&resid, 0, kk, p)?;
+            finished =
+                (kk == k && report.iter().all(|&x| x <= limit)) || out_of_room || out_of_budget;
+            sk = Some(s_up);
+        }
         progress(&Progress {
             products: basis.products,
             basis: m,
-            converged: converged_count,
+            converged: report.iter().filter(|&&x| x <= limit).count(),
             k,
-            worst_relative_residual: res.iter().fold(0.0f64, |a, &r| a.max(r)) / scale,
+            worst_relative_residual: report.iter().fold(0.0f64, |a, &x| a.max(x)) / scale,
         });
-        let done = kk == k && unconverged.is_empty();
-        let exhausted = m == p && kk == k; // the basis spans everything: exact
-        if done || exhausted || basis.products >= max_products {
+        if finished {
+            let s_up = match sk {
+                Some(x) => x,
+                None => upload_rows(b, &s, kk, None)?,
+            };
             let mut vectors = b.zeros(kk * p)?;
             b.gemm(
                 false,
@@ -340,7 +392,7 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
                 p,
                 m,
                 1.0,
-                &sk,
+                &s_up,
                 0,
                 &basis.q,
                 0,
@@ -350,21 +402,20 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
             )?;
             return Ok(EigResult {
                 values: theta[..kk].to_vec(),
-                residuals: res.clone(),
+                converged: kk == k && report.iter().all(|&x| x <= limit),
+                residuals: report,
                 vectors,
                 dim: p,
                 products: basis.products,
-                converged: kk == k && res.iter().all(|&r| r <= limit),
                 scale,
             });
         }
-        // Expand with the residuals of the unconverged pairs, largest residual first.
-        unconverged.sort_by(|&i, &j| res[j].total_cmp(&res[i]));
-        let width = block.min(unconverged.len().max(1));
-        if m + width > cap {
-            // Thick restart: keep the leading Ritz vectors (Q ← SᵀQ, W ← SᵀW, T ← Θ).
-            let keep = ((cap + k) / 2).min(m).max(k.min(m)).min(cap - width);
-            let sk = upload_rows(b, &s, keep, None)?;
+        if cap < p && basis.m + block > cap {
+            // Thick restart: keep the leading Ritz vectors (Q ← SᵀQ, W ← SᵀW, T ← Θ) and the
+            // pending block, whose coupling to them the next step recomputes.
+            let keep = ((cap + k) / 2).min(m).max(k.min(m)).min(cap - 2 * block);
+            let pending = basis.m - basis.applied;
+            let s_up = upload_rows(b, &s, keep, None)?;
             b.gemm(
                 false,
                 false,
@@ -372,7 +423,7 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
                 p,
                 m,
                 1.0,
-                &sk,
+                &s_up,
                 0,
                 &basis.q,
                 0,
@@ -380,6 +431,12 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
                 &mut scratch,
                 0,
             )?;
+            // Move the pending vectors down behind the kept ones, then the kept ones in.
+            for j in 0..pending {
+                let (src, dst) = ((m + j) * p, (keep + j) * p);
+                b.copy(&basis.q, src, &mut basis.cand, 0, p)?;
+                b.copy(&basis.cand, 0, &mut basis.q, dst, p)?;
+            }
             b.copy(&scratch, 0, &mut basis.q, 0, keep * p)?;
             b.gemm(
                 false,
@@ -388,7 +445,7 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
                 p,
                 m,
                 1.0,
-                &sk,
+                &s_up,
                 0,
                 &basis.w,
                 0,
@@ -401,25 +458,14 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
             for (i, &th) in theta.iter().enumerate().take(keep) {
                 basis.t[(i, i)] = th;
             }
-            basis.m = keep;
+            basis.applied = keep;
+            basis.m = keep + pending;
         }
-        let mut added = 0;
-        for &i in unconverged.iter().take(width) {
-            b.copy(&resid, i * p, &mut basis.cand, 0, p)?;
-            if basis.push(b, op)? {
-                added += 1;
-            }
-        }
-        if added == 0 {
-            // An invariant subspace (or all top-k pairs converged with fewer than k vectors):
-            // continue from a fresh random direction.
-            seed = seed.wrapping_add(1);
-            basis.cand = b.upload(&random_vector(p, seed))?;
-            if !basis.push(b, op)? && basis.m >= p.min(cap) {
-                return Err(Error::Backend(
-                    "Lanczos: the basis cannot be extended (dimension exhausted)".into(),
-                ));
-            }
+        if basis.m == basis.applied && !add_random(&mut basis)? {
+            // An invariant subspace and no independent direction left to add.
+            return Err(Error::Backend(
+                "Lanczos: the basis cannot be extended (dimension exhausted)".into(),
+            ));
         }
     }
 }

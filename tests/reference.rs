@@ -1,0 +1,60 @@
+//! The engine against an independent PyTorch float64 computation (torch.func forward-over-reverse
+//! HVPs + scipy eigsh at tol 1e-12) of fc-tanh at `subspace-lab init --seed 0` on MNIST-5k, MSE,
+//! `normalize`. The fixture was produced by
+//!
+//!   subspace-lab init --seed 0 --dtype f64 --out w0.safetensors
+//!   python3 scripts/torch_reference.py spectrum --weights w0.safetensors --tol 1e-12
+//!
+//! with torch 2.15.0 and scipy 1.17.1.
+
+use subspace_lab::backend::LossKind;
+use subspace_lab::backend::cpu::CpuBackend;
+use subspace_lab::data::mnist::{self, Preprocess};
+use subspace_lab::hessian::lanczos::LanczosOptions;
+use subspace_lab::jobs::{SpectrumOptions, spectrum};
+use subspace_lab::nn::mlp::MlpSpec;
+
+#[test]
+fn top10_matches_pytorch_float64() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/torch_fc_tanh_seed0_f64.json")).unwrap();
+    let m = match mnist::data_dir().and_then(|d| mnist::load_or_fetch(&d, &mut |_| {})) {
+        Ok((m, _)) => m,
+        Err(e) => {
+            eprintln!("SKIP: MNIST-5k cannot be fetched on this machine: {e}");
+            return;
+        }
+    };
+    let data = m.dataset(Preprocess::Normalize, 5000).unwrap();
+    let spec = MlpSpec::fc_tanh();
+    let theta = spec.init(0);
+    let opts = SpectrumOptions {
+        lanczos: LanczosOptions {
+            k: 10,
+            tol: 1e-7,
+            ..LanczosOptions::default()
+        },
+        chunk: 0,
+    };
+    let rep = spectrum(
+        CpuBackend::<f64>::new(),
+        &spec,
+        &theta,
+        &data,
+        LossKind::Mse,
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+    assert!(
+        rel(rep.loss, fixture["loss"].as_f64().unwrap()) < 1e-12,
+        "loss {}",
+        rep.loss
+    );
+    assert!(rel(rep.grad_norm, fixture["grad_norm"].as_f64().unwrap()) < 1e-12);
+    let want: Vec<f64> = serde_json::from_value(fixture["eigenvalues"].clone()).unwrap();
+    for (i, (a, b)) in rep.eigenvalues.iter().zip(&want).enumerate() {
+        assert!(rel(*a, *b) < 1e-6, "λ{} = {a} vs PyTorch {b}", i + 1);
+    }
+}
