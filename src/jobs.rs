@@ -29,6 +29,8 @@ pub struct SpectrumReport {
     /// Wall time of the whole computation (gradient and eigen-solve), seconds.
     pub seconds: f64,
     pub backend: String,
+    /// GPU adapter (name, type, API) when the backend has one.
+    pub adapter: Option<String>,
     pub precision: String,
     pub params: usize,
     pub samples: usize,
@@ -84,6 +86,7 @@ pub fn spectrum<B: Backend + Clone>(
         tol: opts.lanczos.tol,
         seconds: start.elapsed().as_secs_f64(),
         backend: backend.name(),
+        adapter: backend.adapter(),
         precision: backend.precision().name().into(),
         params: p,
         samples: data.n,
@@ -96,6 +99,7 @@ pub fn spectrum<B: Backend + Clone>(
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
     pub backend: String,
+    pub adapter: Option<String>,
     pub grad_ms: f64,
     pub hvp_ms: f64,
     pub top10_ms: f64,
@@ -105,6 +109,48 @@ pub struct BenchReport {
     pub params: usize,
     /// GFLOP/s of one HVP, counting 2·m·n·k per GEMM.
     pub hvp_gflops: f64,
+    /// The HVP's GEMM shapes timed alone through the backend (median of `runs`).
+    pub kernels: Vec<KernelTiming>,
+}
+
+/// One GEMM shape timed through the backend.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KernelTiming {
+    pub name: String,
+    pub ms: f64,
+    pub gflops: f64,
+}
+
+/// Time the GEMM shapes of one HVP chunk (layer 1 forward and backward, layer 2).
+fn time_kernels<B: Backend>(b: &B, spec: &MlpSpec, rows: usize, runs: usize) -> Result<Vec<KernelTiming>> {
+    let (d0, d1) = (spec.widths[0], spec.widths.get(1).copied().unwrap_or(1));
+    let shapes = [
+        (false, true, rows, d1, d0, format!("X·W1ᵀ {rows}×{d1}×{d0}")),
+        (true, false, d1, d0, rows, format!("Gᵀ·X {d1}×{d0}×{rows}")),
+        (false, false, rows, d1, d1, format!("G·W2 {rows}×{d1}×{d1}")),
+    ];
+    let mut out = Vec::new();
+    for (ta, tb, m, n, k, name) in shapes {
+        let a = b.upload(&crate::hessian::lanczos::random_vector(m * k, 1))?;
+        let bb = b.upload(&crate::hessian::lanczos::random_vector(k * n, 2))?;
+        let mut c = b.zeros(m * n)?;
+        b.gemm(ta, tb, m, n, k, 1.0, &a, 0, &bb, 0, 0.0, &mut c, 0)?;
+        b.sync()?;
+        let mut t = Vec::new();
+        for _ in 0..runs {
+            let s = Instant::now();
+            b.gemm(ta, tb, m, n, k, 1.0, &a, 0, &bb, 0, 0.0, &mut c, 0)?;
+            b.sync()?;
+            t.push(s.elapsed().as_secs_f64() * 1e3);
+        }
+        let ms = median(t);
+        out.push(KernelTiming {
+            name,
+            ms,
+            gflops: 2.0 * (m * n * k) as f64 / (ms * 1e6),
+        });
+    }
+    Ok(out)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -144,6 +190,7 @@ pub fn bench<B: Backend + Clone>(
     let runs = runs.max(1);
     let mut engine = Engine::new(backend.clone(), spec.clone(), loss, data, 0)?;
     let p = engine.num_params();
+    let kernels = time_kernels(&backend, spec, 1000.min(data.n), runs)?;
     let th = backend.upload(theta)?;
     engine.set_params(&th)?; // warm-up
     let mut grad = Vec::new();
@@ -156,10 +203,12 @@ pub fn bench<B: Backend + Clone>(
     let v = backend.upload(&crate::hessian::lanczos::random_vector(p, 7))?;
     let mut out = backend.zeros(p)?;
     engine.hvp(&v, 0, &mut out, 0)?; // warm-up
+    backend.sync()?;
     let mut hvp = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
         engine.hvp(&v, 0, &mut out, 0)?;
+        backend.sync()?;
         hvp.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let hvp_ms = median(hvp);
@@ -185,6 +234,8 @@ pub fn bench<B: Backend + Clone>(
     }
     Ok(BenchReport {
         backend: backend.name(),
+        adapter: backend.adapter(),
+        kernels,
         grad_ms: median(grad),
         hvp_ms,
         top10_ms: median(top),

@@ -5,7 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
 use subspace_lab::backend::cpu::CpuBackend;
-use subspace_lab::backend::{Activation, LossKind, Precision};
+use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
+use subspace_lab::backend::{Activation, BackendChoice, LossKind, Precision};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::data::mnist::{self, Preprocess};
 use subspace_lab::hessian::lanczos::{LanczosOptions, Progress};
@@ -108,8 +109,10 @@ struct ModelArgs {
     preprocess: Preprocess,
     #[arg(long, default_value = "mse")]
     loss: LossKind,
-    #[arg(long, value_parser = ["cpu"], default_value = "cpu")]
-    backend: String,
+    /// auto: a real GPU if there is one (f32), else the CPU; gpu: any adapter, software ones
+    /// included (lavapipe); cpu.
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
     #[command(flatten)]
     dir: DataDirArg,
 }
@@ -121,8 +124,9 @@ struct SpectrumArgs {
     /// Number of top eigenpairs.
     #[arg(long, default_value_t = 10)]
     k: usize,
-    #[arg(long, default_value = "f64")]
-    precision: Precision,
+    /// f64 or f32 (default: f64 on the CPU, f32 on a GPU, which has no f64).
+    #[arg(long)]
+    precision: Option<Precision>,
     /// Residual tolerance relative to |λ₁| (default 1e-7 in f64, 1e-4 in f32).
     #[arg(long)]
     tol: Option<f64>,
@@ -141,6 +145,7 @@ struct SpectrumArgs {
 struct BenchArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// CPU precision (the GPU computes in f32).
     #[arg(long, default_value = "f32")]
     precision: Precision,
     /// Repetitions (medians are reported).
@@ -241,6 +246,67 @@ fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset)> {
     Ok((spec, theta, data))
 }
 
+/// The backend a command computes on.
+enum Chosen {
+    CpuF64,
+    CpuF32,
+    Gpu(GpuBackend),
+}
+
+/// Resolve `--backend` and `--precision`. `default_cpu` is the CPU precision when none is given.
+fn choose(choice: BackendChoice, precision: Option<Precision>, default_cpu: Precision) -> Result<Chosen> {
+    let cpu = |p: Precision| match p {
+        Precision::F64 => Chosen::CpuF64,
+        Precision::F32 => Chosen::CpuF32,
+    };
+    match choice {
+        BackendChoice::Cpu => Ok(cpu(precision.unwrap_or(default_cpu))),
+        BackendChoice::Gpu => {
+            if precision == Some(Precision::F64) {
+                bail!("the GPU backend computes in f32 (WebGPU has no f64): drop --precision f64 or use --backend cpu");
+            }
+            let g = GpuBackend::new(GpuOptions { allow_software: true })?;
+            log(&format!("GPU adapter: {}", g.adapter_description()));
+            Ok(Chosen::Gpu(g))
+        }
+        BackendChoice::Auto => {
+            if precision == Some(Precision::F64) {
+                return Ok(Chosen::CpuF64);
+            }
+            match GpuBackend::new(GpuOptions { allow_software: false }) {
+                Ok(g) => {
+                    log(&format!("GPU adapter: {}", g.adapter_description()));
+                    Ok(Chosen::Gpu(g))
+                }
+                Err(e) => {
+                    log(&format!("{e}\n→ computing on the CPU backend"));
+                    Ok(cpu(precision.unwrap_or(default_cpu)))
+                }
+            }
+        }
+    }
+}
+
+/// Run a generic job on the chosen backend.
+macro_rules! on_backend {
+    ($chosen:expr, |$b:ident| $body:expr) => {
+        match $chosen {
+            Chosen::CpuF64 => {
+                let $b = CpuBackend::<f64>::new();
+                $body
+            }
+            Chosen::CpuF32 => {
+                let $b = CpuBackend::<f32>::new();
+                $body
+            }
+            Chosen::Gpu(g) => {
+                let $b = g;
+                $body
+            }
+        }
+    };
+}
+
 fn spinner(hidden: bool) -> indicatif::ProgressBar {
     if hidden {
         return indicatif::ProgressBar::hidden();
@@ -252,9 +318,10 @@ fn spinner(hidden: bool) -> indicatif::ProgressBar {
 
 fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     let (spec, theta, data) = load_model(&a.model)?;
-    let tol = a.tol.unwrap_or(match a.precision {
-        Precision::F64 => 1e-7,
-        Precision::F32 => 1e-4,
+    let chosen = choose(a.model.backend, a.precision, Precision::F64)?;
+    let tol = a.tol.unwrap_or(match chosen {
+        Chosen::CpuF64 => 1e-7,
+        _ => 1e-4,
     });
     let opts = SpectrumOptions {
         lanczos: LanczosOptions {
@@ -274,26 +341,15 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
             p.products, p.basis, p.converged, p.k, p.worst_relative_residual
         ))
     };
-    let rep = match a.precision {
-        Precision::F64 => jobs::spectrum(
-            CpuBackend::<f64>::new(),
-            &spec,
-            &theta,
-            &data,
-            a.model.loss,
-            &opts,
-            &mut progress,
-        ),
-        Precision::F32 => jobs::spectrum(
-            CpuBackend::<f32>::new(),
-            &spec,
-            &theta,
-            &data,
-            a.model.loss,
-            &opts,
-            &mut progress,
-        ),
-    };
+    let rep = on_backend!(chosen, |b| jobs::spectrum(
+        b,
+        &spec,
+        &theta,
+        &data,
+        a.model.loss,
+        &opts,
+        &mut progress
+    ));
     pb.finish_and_clear();
     let rep = rep?;
     if a.json {
@@ -309,6 +365,9 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
         rep.loss_kind,
         rep.backend
     );
+    if let Some(ad) = &rep.adapter {
+        println!("adapter {ad}");
+    }
     println!(
         "loss {:.6}  accuracy {:.4}  ‖∇L‖ {:.6e}",
         rep.loss, rep.accuracy, rep.grad_norm
@@ -332,32 +391,46 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             log(s)
         }
     };
-    let rep = match a.precision {
-        Precision::F64 => jobs::bench(
-            CpuBackend::<f64>::new(),
+    let chosen = choose(a.model.backend, Some(a.precision), a.precision)?;
+    let on_gpu = matches!(chosen, Chosen::Gpu(_));
+    let mut reps = vec![on_backend!(chosen, |b| jobs::bench(
+        b,
+        &spec,
+        &theta,
+        &data,
+        a.model.loss,
+        a.runs,
+        &mut say
+    )?)];
+    if on_gpu {
+        // The CPU backend in the same run, for comparison.
+        let cpu = match a.precision {
+            Precision::F64 => Chosen::CpuF64,
+            Precision::F32 => Chosen::CpuF32,
+        };
+        reps.push(on_backend!(cpu, |b| jobs::bench(
+            b,
             &spec,
             &theta,
             &data,
             a.model.loss,
             a.runs,
-            &mut say,
-        )?,
-        Precision::F32 => jobs::bench(
-            CpuBackend::<f32>::new(),
-            &spec,
-            &theta,
-            &data,
-            a.model.loss,
-            a.runs,
-            &mut say,
-        )?,
-    };
+            &mut say
+        )?));
+    }
     if a.json {
-        println!("{}", serde_json::to_string(&rep)?);
-    } else {
+        if reps.len() == 1 {
+            println!("{}", serde_json::to_string(&reps[0])?);
+        } else {
+            println!("{}", serde_json::to_string(&reps)?);
+        }
+        return Ok(());
+    }
+    for rep in &reps {
         println!(
-            "{}: gradient {:.1} ms, HVP {:.1} ms ({:.1} GFLOP/s), top-10 (tol 1e-4) {:.0} ms with {} HVPs — {} samples, {} params, median of {}",
+            "{}{}: gradient {:.1} ms, HVP {:.1} ms ({:.1} GFLOP/s), top-10 (tol 1e-4) {:.0} ms with {} HVPs — {} samples, {} params, median of {}",
             rep.backend,
+            rep.adapter.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default(),
             rep.grad_ms,
             rep.hvp_ms,
             rep.hvp_gflops,
@@ -367,6 +440,9 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             rep.params,
             rep.runs
         );
+        for k in &rep.kernels {
+            println!("    gemm {}: {:.2} ms, {:.1} GFLOP/s", k.name, k.ms, k.gflops);
+        }
     }
     Ok(())
 }

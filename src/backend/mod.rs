@@ -8,6 +8,7 @@
 //! on it. Reductions return `f64` and are accumulated at least in `f64` on the CPU.
 
 pub mod cpu;
+pub mod gpu;
 
 use crate::error::Result;
 
@@ -144,6 +145,10 @@ pub trait Backend {
     /// Human-readable name, e.g. `cpu-f32`.
     fn name(&self) -> String;
     fn precision(&self) -> Precision;
+    /// The device behind the backend (GPU adapter name, type and API), if any.
+    fn adapter(&self) -> Option<String> {
+        None
+    }
 
     fn zeros(&self, len: usize) -> Result<Self::Buf>;
     fn upload(&self, data: &[f64]) -> Result<Self::Buf>;
@@ -312,8 +317,34 @@ pub trait Backend {
             .map(|r| self.norm(x, off + r * len, len))
             .collect()
     }
+    /// Wait until everything recorded so far has executed (a no-op on the CPU). For timing.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
     /// True if every element of `x[off..off+len]` is finite.
     fn all_finite(&self, x: &Self::Buf, off: usize, len: usize) -> Result<bool>;
+}
+
+/// Which backend a command computes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// A real GPU adapter if there is one (f32), otherwise the CPU backend.
+    Auto,
+    /// The wgpu backend on whatever adapter exists, software ones included.
+    Gpu,
+    Cpu,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "gpu" => Ok(BackendChoice::Gpu),
+            "cpu" => Ok(BackendChoice::Cpu),
+            o => Err(format!("unknown backend '{o}' (auto, gpu or cpu)")),
+        }
+    }
 }
 
 /// Check that `off + len` elements fit in a buffer of `buf_len` elements.

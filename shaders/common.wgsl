@@ -1,0 +1,44 @@
+// Shared by every kernel of the wgpu backend (prepended to each shader file). All kernels use one
+// bind group layout, so a bind group made for one set of buffers serves every kernel:
+// four read-only inputs, two read-write outputs and a uniform block of sizes, offsets and scalars
+// (bound with a dynamic offset: one 256-byte slot per dispatch, written once per submit).
+// Offsets are in elements. Portable WebGPU: f32 only, no atomics, no subgroups, ≤ 256 invocations.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+    off_a: u32,
+    off_b: u32,
+    off_c: u32,
+    off_d: u32,
+    off_out: u32,
+    len: u32,
+    aux: u32,
+    aux2: u32,
+    alpha: f32,
+    beta: f32,
+    scale: f32,
+    pad: f32,
+}
+
+@group(0) @binding(0) var<storage, read> in_a: array<f32>;
+@group(0) @binding(1) var<storage, read> in_b: array<f32>;
+@group(0) @binding(2) var<storage, read> in_c: array<f32>;
+@group(0) @binding(3) var<storage, read> in_d: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(6) var<uniform> P: Params;
+
+// Linear index of an invocation in a 1-D problem dispatched as a 2-D grid of 256-wide groups
+// (a dimension holds at most 65,535 groups).
+fn linear_id(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wg.y * nwg.x + wg.x) * 256u + lid;
+}
+
+// tanh with the argument clamped: some drivers evaluate tanh through exp and return NaN for
+// large |x|; tanh(±15) is ±1 in f32 anyway.
+fn tanh_safe(x: f32) -> f32 {
+    return tanh(clamp(x, -15.0, 15.0));
+}

@@ -1,0 +1,115 @@
+// Elementwise kernels, one invocation per element (2-D grid of 256-wide groups). The activation
+// kind is in flags: 0 none, 1 tanh, 2 relu. Derivatives use the cached activation a = σ(z):
+// tanh' = 1 − a², tanh'' = −2a(1 − a²), relu' = [a > 0], relu'' = 0.
+
+fn d1(a: f32) -> f32 {
+    if (P.flags == 1u) {
+        return 1.0 - a * a;
+    }
+    return select(0.0, 1.0, a > 0.0);
+}
+
+fn d2(a: f32) -> f32 {
+    if (P.flags == 1u) {
+        return -2.0 * a * (1.0 - a * a);
+    }
+    return 0.0;
+}
+
+// x (rows×cols at off_out, cols = n, len = rows·cols) ← σ(x + bias[col]) with bias at off_a.
+@compute @workgroup_size(256, 1, 1)
+fn bias_act(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    if (i >= P.len) {
+        return;
+    }
+    let v = out[P.off_out + i] + in_a[P.off_a + i % P.n];
+    var r = v;
+    if (P.flags == 1u) {
+        r = tanh_safe(v);
+    } else if (P.flags == 2u) {
+        r = max(v, 0.0);
+    }
+    out[P.off_out + i] = r;
+}
+
+// out = g ⊙ σ'(z): a at off_a, g at off_b.
+@compute @workgroup_size(256, 1, 1)
+fn act_d1_mul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    if (i >= P.len) {
+        return;
+    }
+    out[P.off_out + i] = in_b[P.off_b + i] * d1(in_a[P.off_a + i]);
+}
+
+// out = rg ⊙ σ'(z) + g ⊙ σ''(z) ⊙ rz: a, rg, g, rz in slots a, b, c, d.
+@compute @workgroup_size(256, 1, 1)
+fn act_d2_r(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    if (i >= P.len) {
+        return;
+    }
+    let a = in_a[P.off_a + i];
+    out[P.off_out + i] = in_b[P.off_b + i] * d1(a) + in_c[P.off_c + i] * d2(a) * in_d[P.off_d + i];
+}
+
+// y += alpha · x.
+@compute @workgroup_size(256, 1, 1)
+fn axpy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    if (i >= P.len) {
+        return;
+    }
+    out[P.off_out + i] = fma(P.alpha, in_a[P.off_a + i], out[P.off_out + i]);
+}
+
+// x = alpha · x.
+@compute @workgroup_size(256, 1, 1)
+fn scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    if (i >= P.len) {
+        return;
+    }
+    out[P.off_out + i] = P.alpha * out[P.off_out + i];
+}
+
+// x = alpha.
+@compute @workgroup_size(256, 1, 1)
+fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    if (i >= P.len) {
+        return;
+    }
+    out[P.off_out + i] = P.alpha;
+}
+
+// dst[j] = beta · dst[j] + alpha · Σ_r src[r, j] (rows = m, cols = n): one invocation per column,
+// a compensated sum down the rows (neighbouring invocations read neighbouring addresses).
+@compute @workgroup_size(256, 1, 1)
+fn col_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let j = linear_id(wg, nwg, lid);
+    if (j >= P.n) {
+        return;
+    }
+    var s = 0.0;
+    var c = 0.0;
+    for (var r = 0u; r < P.m; r++) {
+        let y = in_a[P.off_a + r * P.n + j] - c;
+        let t = s + y;
+        c = (t - s) - y;
+        s = t;
+    }
+    var v = P.alpha * s;
+    if (P.beta != 0.0) {
+        v += P.beta * out[P.off_out + j];
+    }
+    out[P.off_out + j] = v;
+}

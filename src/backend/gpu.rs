@@ -1,0 +1,890 @@
+//! The wgpu backend: every primitive of [`Backend`] as a WGSL compute kernel (`shaders/*.wgsl`),
+//! f32 throughout, portable to browser WebGPU (≤ 256 invocations per workgroup, no f64, no atomics
+//! or subgroups, storage bindings within the default 128 MiB).
+//!
+//! Work is *recorded*, not run: each call appends a dispatch to one command encoder and its
+//! parameters to a staging block; nothing is submitted until a value is read back (a dot product,
+//! a download) or the parameter ring fills. A whole HVP — forward caches are reused; R-forward and
+//! R-backward over all chunks — is therefore one submit, and Lanczos reads back only scalars per
+//! step. Pipelines are created once; one bind-group layout serves every kernel, so bind groups are
+//! cached by the identity of their buffers and reused across steps.
+
+use super::{Activation, Backend, LossKind, Precision, check_range};
+use crate::error::{Error, Result};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Bytes per parameter slot: the minimum uniform-buffer offset alignment WebGPU guarantees.
+const SLOT: usize = 256;
+/// Dispatches recorded before a forced submit.
+const SLOTS: usize = 4096;
+/// Scalars that one read-back can collect (row norms of a block, …).
+const RESULTS: usize = 1024;
+/// Workgroups of the first reduction pass.
+const PARTIALS: u32 = 256;
+/// Bind groups kept before the cache is cleared (it only grows when new buffers appear).
+const BIND_GROUP_CACHE: usize = 512;
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+    off_a: u32,
+    off_b: u32,
+    off_c: u32,
+    off_d: u32,
+    off_out: u32,
+    len: u32,
+    aux: u32,
+    aux2: u32,
+    alpha: f32,
+    beta: f32,
+    scale: f32,
+    pad: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Kernel {
+    Matmul,
+    GemvRows,
+    GemvCols,
+    BiasAct,
+    ActD1,
+    ActD2,
+    Axpy,
+    Scale,
+    Fill,
+    ColSum,
+    LossGrad,
+    LossHess,
+    ReducePartial,
+    ReduceFinal,
+}
+
+const KERNELS: &[(Kernel, &str, &str)] = &[
+    (Kernel::Matmul, "matmul", "matmul"),
+    (Kernel::GemvRows, "matmul", "gemv_rows"),
+    (Kernel::GemvCols, "matmul", "gemv_cols"),
+    (Kernel::BiasAct, "elementwise", "bias_act"),
+    (Kernel::ActD1, "elementwise", "act_d1_mul"),
+    (Kernel::ActD2, "elementwise", "act_d2_r"),
+    (Kernel::Axpy, "elementwise", "axpy"),
+    (Kernel::Scale, "elementwise", "scale"),
+    (Kernel::Fill, "elementwise", "fill"),
+    (Kernel::ColSum, "elementwise", "col_sum"),
+    (Kernel::LossGrad, "loss", "loss_grad"),
+    (Kernel::LossHess, "loss", "loss_hess_mul"),
+    (Kernel::ReducePartial, "reduce", "reduce_partial"),
+    (Kernel::ReduceFinal, "reduce", "reduce_final"),
+];
+
+fn shader_source(module: &str) -> String {
+    let body = match module {
+        "matmul" => include_str!("../../shaders/matmul.wgsl"),
+        "elementwise" => include_str!("../../shaders/elementwise.wgsl"),
+        "loss" => include_str!("../../shaders/loss.wgsl"),
+        _ => include_str!("../../shaders/reduce.wgsl"),
+    };
+    format!("{}\n{}", include_str!("../../shaders/common.wgsl"), body)
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A device buffer of f32.
+pub struct GpuBuf {
+    buf: wgpu::Buffer,
+    len: usize,
+    id: u64,
+}
+
+impl std::fmt::Debug for GpuBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBuf({} × f32)", self.len)
+    }
+}
+
+struct State {
+    encoder: Option<wgpu::CommandEncoder>,
+    params: Vec<u8>,
+    slots: usize,
+    bind_groups: HashMap<[u64; 6], wgpu::BindGroup>,
+    submits: u64,
+}
+
+struct Inner {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    layout: wgpu::BindGroupLayout,
+    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    params: wgpu::Buffer,
+    dummy: [GpuBuf; 3],
+    partials: GpuBuf,
+    results: GpuBuf,
+    readback: wgpu::Buffer,
+    max_binding: u64,
+    error: Arc<Mutex<Option<String>>>,
+    state: Mutex<State>,
+}
+
+/// What [`GpuBackend::new`] may pick.
+#[derive(Clone, Copy, Debug)]
+pub struct GpuOptions {
+    /// Accept a software adapter (lavapipe/llvmpipe, WARP, SwiftShader).
+    pub allow_software: bool,
+}
+
+/// The wgpu backend (cheap to clone: the device is shared).
+#[derive(Clone)]
+pub struct GpuBackend {
+    inner: Arc<Inner>,
+}
+
+fn gpu_err(msg: impl Into<String>) -> Error {
+    Error::Backend(msg.into())
+}
+
+fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => "discrete GPU",
+        wgpu::DeviceType::IntegratedGpu => "integrated GPU",
+        wgpu::DeviceType::VirtualGpu => "virtual GPU",
+        wgpu::DeviceType::Cpu => "software (CPU)",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+impl GpuBackend {
+    /// Open the best adapter: a discrete GPU before an integrated, virtual or other one; a
+    /// software adapter only with `allow_software`.
+    pub fn new(opts: GpuOptions) -> Result<Self> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let rank = |t: wgpu::DeviceType| match t {
+            wgpu::DeviceType::DiscreteGpu => 0,
+            wgpu::DeviceType::IntegratedGpu => 1,
+            wgpu::DeviceType::VirtualGpu => 2,
+            wgpu::DeviceType::Other => 3,
+            wgpu::DeviceType::Cpu => 4,
+        };
+        let mut candidates: Vec<_> = adapters
+            .into_iter()
+            .filter(|a| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS))
+            .collect();
+        candidates.sort_by_key(|a| rank(a.get_info().device_type));
+        let software_only = candidates.first().is_some_and(|a| a.get_info().device_type == wgpu::DeviceType::Cpu);
+        let adapter = match candidates.into_iter().next() {
+            None => {
+                return Err(gpu_err(
+                    "no GPU adapter with compute shaders found (install a Vulkan/Metal/DX12 driver; on Debian \
+                     `apt-get install mesa-vulkan-drivers` gives the software one), or use --backend cpu",
+                ));
+            }
+            Some(a) if software_only && !opts.allow_software => {
+                return Err(gpu_err(format!(
+                    "only a software adapter ({}) is available; it is ~70× slower than the CPU backend: \
+                     use --backend gpu to use it anyway, or --backend cpu",
+                    a.get_info().name
+                )));
+            }
+            Some(a) => a,
+        };
+        let info = adapter.get_info();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("subspace-lab"),
+            required_limits: wgpu::Limits::default(),
+            ..Default::default()
+        }))
+        .map_err(|e| gpu_err(format!("adapter {} refused a device with WebGPU's default limits: {e}", info.name)))?;
+        let error = Arc::new(Mutex::new(None::<String>));
+        {
+            let e = error.clone();
+            device.on_uncaptured_error(Arc::new(move |err: wgpu::Error| {
+                if let Ok(mut slot) = e.lock() {
+                    slot.get_or_insert_with(|| err.to_string());
+                }
+            }));
+            let e = error.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                if let Ok(mut slot) = e.lock() {
+                    slot.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+                }
+            });
+        }
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let entry = |binding: u32, ty: wgpu::BindingType| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty,
+            count: None,
+        };
+        let storage = |read_only| wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        };
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("kernels"),
+            entries: &[
+                entry(0, storage(true)),
+                entry(1, storage(true)),
+                entry(2, storage(true)),
+                entry(3, storage(true)),
+                entry(4, storage(false)),
+                entry(5, storage(false)),
+                entry(
+                    6,
+                    wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+                    },
+                ),
+            ],
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("kernels"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let mut modules = HashMap::new();
+        for name in ["matmul", "elementwise", "loss", "reduce"] {
+            let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(name),
+                source: wgpu::ShaderSource::Wgsl(Cow::Owned(shader_source(name))),
+            });
+            modules.insert(name, m);
+        }
+        let mut pipelines = HashMap::new();
+        for &(k, module, entry_point) in KERNELS {
+            let p = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry_point),
+                layout: Some(&pipeline_layout),
+                module: &modules[module],
+                entry_point: Some(entry_point),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            pipelines.insert(k, p);
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(gpu_err(format!("the WGSL kernels do not compile on {}: {e}", info.name)));
+        }
+        let mk = |len: usize| -> GpuBuf {
+            GpuBuf {
+                buf: device.create_buffer(&wgpu::BufferDescriptor {
+                    label: None,
+                    size: (len.max(1) * 4) as u64,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                }),
+                len,
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            }
+        };
+        let inner = Inner {
+            params: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("params"),
+                size: (SLOTS * SLOT) as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            dummy: [mk(1), mk(1), mk(1)],
+            partials: mk(PARTIALS as usize),
+            results: mk(RESULTS),
+            readback: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: (RESULTS * 4) as u64,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            max_binding: device.limits().max_storage_buffer_binding_size as u64,
+            device,
+            queue,
+            info,
+            layout,
+            pipelines,
+            error,
+            state: Mutex::new(State {
+                encoder: None,
+                params: vec![0; SLOTS * SLOT],
+                slots: 0,
+                bind_groups: HashMap::new(),
+                submits: 0,
+            }),
+        };
+        Ok(GpuBackend { inner: Arc::new(inner) })
+    }
+
+    /// Adapter name, type and graphics API, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) — software (CPU), Vulkan`.
+    pub fn adapter_description(&self) -> String {
+        let i = &self.inner.info;
+        format!("{} — {}, {:?}", i.name, device_type_name(i.device_type), i.backend)
+    }
+
+    pub fn is_software(&self) -> bool {
+        self.inner.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Command buffers submitted so far (the HVP test counts them).
+    pub fn submits(&self) -> u64 {
+        self.state().map(|s| s.submits).unwrap_or(0)
+    }
+
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, State>> {
+        self.inner.state.lock().map_err(|_| gpu_err("GPU state poisoned by an earlier panic"))
+    }
+
+    fn check_error(&self) -> Result<()> {
+        let e = self.inner.error.lock().map_err(|_| gpu_err("GPU error slot poisoned"))?;
+        match &*e {
+            Some(msg) => Err(gpu_err(format!("GPU error: {msg}"))),
+            None => Ok(()),
+        }
+    }
+
+    fn make_buffer(&self, len: usize, data: Option<&[f32]>) -> Result<GpuBuf> {
+        let bytes = (len.max(1) * 4) as u64;
+        if bytes > self.inner.max_binding {
+            return Err(gpu_err(format!(
+                "a buffer of {:.1} MiB exceeds this adapter's storage binding limit of {:.0} MiB: use fewer --samples, \
+                 a smaller --k, or --backend cpu",
+                bytes as f64 / 1048576.0,
+                self.inner.max_binding as f64 / 1048576.0
+            )));
+        }
+        let d = &self.inner.device;
+        let scope = d.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let buf = match data {
+            Some(data) if !data.is_empty() => d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: None,
+                contents: bytemuck::cast_slice(data),
+                usage,
+            }),
+            _ => d.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            }),
+        };
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(gpu_err(format!("out of GPU memory allocating {:.1} MiB: {e}", bytes as f64 / 1048576.0)));
+        }
+        Ok(GpuBuf {
+            buf,
+            len,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Record one dispatch. `bufs`: slots a, b, c, d (read-only) and out, out2 (read-write).
+    fn dispatch(&self, k: Kernel, bufs: [Option<&GpuBuf>; 6], p: Params, groups: [u32; 3]) -> Result<()> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let mut st = self.state()?;
+        if st.slots == SLOTS {
+            self.submit(&mut st)?;
+        }
+        let slot = st.slots;
+        st.params[slot * SLOT..slot * SLOT + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(&p));
+        st.slots += 1;
+        let pick = |i: usize| -> &GpuBuf {
+            match bufs[i] {
+                Some(b) => b,
+                None if i < 4 => &inner.dummy[0],
+                None => &inner.dummy[i - 3],
+            }
+        };
+        let key = [pick(0).id, pick(1).id, pick(2).id, pick(3).id, pick(4).id, pick(5).id];
+        if st.bind_groups.len() >= BIND_GROUP_CACHE && !st.bind_groups.contains_key(&key) {
+            st.bind_groups.clear();
+        }
+        let State { encoder, bind_groups, .. } = &mut *st;
+        let bg = bind_groups.entry(key).or_insert_with(|| {
+            let entries: Vec<wgpu::BindGroupEntry> = (0..6)
+                .map(|i| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: pick(i).buf.as_entire_binding(),
+                })
+                .chain(std::iter::once(wgpu::BindGroupEntry {
+                    binding: 6,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &inner.params,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+                    }),
+                }))
+                .collect();
+            inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &inner.layout,
+                entries: &entries,
+            })
+        });
+        let enc = encoder.get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&inner.pipelines[&k]);
+        pass.set_bind_group(0, &*bg, &[(slot * SLOT) as u32]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        Ok(())
+    }
+
+    /// Submit what is recorded: the parameter block first (queue writes land before the
+    /// command buffer they precede), then the encoder.
+    fn submit(&self, st: &mut State) -> Result<()> {
+        let inner = &*self.inner;
+        if st.slots > 0 {
+            inner.queue.write_buffer(&inner.params, 0, &st.params[..st.slots * SLOT]);
+        }
+        if let Some(enc) = st.encoder.take() {
+            inner.queue.submit(Some(enc.finish()));
+            st.submits += 1;
+        }
+        st.slots = 0;
+        self.check_error()
+    }
+
+    /// Copy `len` floats of `buf` from `off` to the host (submits everything recorded).
+    fn read(&self, buf: &GpuBuf, off: usize, len: usize) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let inner = &*self.inner;
+        let bytes = (len * 4) as u64;
+        let small = len <= RESULTS;
+        let staging_owned;
+        let staging = if small {
+            &inner.readback
+        } else {
+            staging_owned = inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("download"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            &staging_owned
+        };
+        {
+            let mut st = self.state()?;
+            let enc = st
+                .encoder
+                .get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
+            enc.copy_buffer_to_buffer(&buf.buf, (off * 4) as u64, staging, 0, bytes);
+            self.submit(&mut st)?;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+            let _ = tx.send(r);
+        });
+        inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
+        self.check_error()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(gpu_err(format!("mapping a read-back buffer: {e}"))),
+            Err(_) => return Err(gpu_err("the GPU never answered a read-back (device lost?)")),
+        }
+        let out = {
+            let view = staging
+                .get_mapped_range(0..bytes)
+                .map_err(|e| gpu_err(format!("reading back: {e:?}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    fn groups_1d(n: usize) -> [u32; 3] {
+        let g = n.div_ceil(256).max(1);
+        let x = g.min(65535);
+        [x as u32, g.div_ceil(x) as u32, 1]
+    }
+
+    /// Record reductions of `x[off..off+len]` (· `y` when given; else a count of non-finite
+    /// values) into `results[slot]`.
+    fn reduce_into(&self, x: &GpuBuf, x_off: usize, y: Option<(&GpuBuf, usize)>, len: usize, slot: usize) -> Result<()> {
+        let groups = (len.div_ceil(256) as u32).clamp(1, PARTIALS);
+        let p = Params {
+            off_a: x_off as u32,
+            off_b: y.map_or(0, |(_, o)| o as u32),
+            len: len as u32,
+            flags: if y.is_some() { 0 } else { 1 },
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::ReducePartial,
+            [Some(x), y.map(|(b, _)| b), None, None, Some(&self.inner.partials), None],
+            p,
+            [groups, 1, 1],
+        )?;
+        let p2 = Params {
+            len: groups,
+            off_out: slot as u32,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::ReduceFinal,
+            [Some(&self.inner.partials), None, None, None, Some(&self.inner.results), None],
+            p2,
+            [1, 1, 1],
+        )
+    }
+}
+
+fn u(x: usize, what: &str) -> Result<u32> {
+    u32::try_from(x).map_err(|_| gpu_err(format!("{what} = {x} exceeds the GPU backend's 32-bit indexing")))
+}
+
+impl Backend for GpuBackend {
+    type Buf = GpuBuf;
+
+    fn name(&self) -> String {
+        "gpu-f32".into()
+    }
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+    fn adapter(&self) -> Option<String> {
+        Some(self.adapter_description())
+    }
+    fn zeros(&self, len: usize) -> Result<GpuBuf> {
+        // New buffers are zero-initialised by wgpu.
+        self.make_buffer(len, None)
+    }
+    fn upload(&self, data: &[f64]) -> Result<GpuBuf> {
+        let f: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+        self.make_buffer(data.len(), Some(&f))
+    }
+    fn download(&self, buf: &GpuBuf) -> Result<Vec<f64>> {
+        Ok(self.read(buf, 0, buf.len)?.into_iter().map(f64::from).collect())
+    }
+    fn len(&self, buf: &GpuBuf) -> usize {
+        buf.len
+    }
+
+    fn copy(&self, src: &GpuBuf, s_off: usize, dst: &mut GpuBuf, d_off: usize, len: usize) -> Result<()> {
+        check_range("copy src", src.len, s_off, len)?;
+        check_range("copy dst", dst.len, d_off, len)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let mut st = self.state()?;
+        let enc = st
+            .encoder
+            .get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
+        enc.copy_buffer_to_buffer(&src.buf, (s_off * 4) as u64, &dst.buf, (d_off * 4) as u64, (len * 4) as u64);
+        Ok(())
+    }
+
+    fn fill(&self, x: &mut GpuBuf, off: usize, len: usize, value: f64) -> Result<()> {
+        check_range("fill", x.len, off, len)?;
+        let p = Params {
+            off_out: u(off, "offset")?,
+            len: u(len, "length")?,
+            alpha: value as f32,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::Fill, [None, None, None, None, Some(x), None], p, Self::groups_1d(len))
+    }
+
+    fn gemm(
+        &self,
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f64,
+        a: &GpuBuf,
+        a_off: usize,
+        b: &GpuBuf,
+        b_off: usize,
+        beta: f64,
+        c: &mut GpuBuf,
+        c_off: usize,
+    ) -> Result<()> {
+        check_range("gemm A", a.len, a_off, m * k)?;
+        check_range("gemm B", b.len, b_off, k * n)?;
+        check_range("gemm C", c.len, c_off, m * n)?;
+        let p = Params {
+            m: u(m, "m")?,
+            n: u(n, "n")?,
+            k: u(k, "k")?,
+            flags: ta as u32 | (tb as u32) << 1,
+            off_a: u(a_off, "offset")?,
+            off_b: u(b_off, "offset")?,
+            off_out: u(c_off, "offset")?,
+            alpha: alpha as f32,
+            beta: beta as f32,
+            ..Default::default()
+        };
+        let bufs = [Some(a), Some(b), None, None, Some(c), None];
+        if n == 1 && !ta {
+            let g = m.min(65535);
+            self.dispatch(Kernel::GemvRows, bufs, p, [g as u32, m.div_ceil(g) as u32, 1])
+        } else if n == 1 {
+            self.dispatch(Kernel::GemvCols, bufs, p, Self::groups_1d(m))
+        } else {
+            if m.div_ceil(64) > 65535 || n.div_ceil(64) > 65535 {
+                return Err(gpu_err(format!("gemm {m}×{n}: more than 65,535 tiles in a dimension")));
+            }
+            self.dispatch(Kernel::Matmul, bufs, p, [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1])
+        }
+    }
+
+    fn bias_act(
+        &self,
+        act: Option<Activation>,
+        rows: usize,
+        cols: usize,
+        bias: &GpuBuf,
+        b_off: usize,
+        x: &mut GpuBuf,
+        x_off: usize,
+    ) -> Result<()> {
+        check_range("bias", bias.len, b_off, cols)?;
+        check_range("bias_act x", x.len, x_off, rows * cols)?;
+        let p = Params {
+            n: u(cols, "cols")?,
+            flags: act_flag(act),
+            off_a: u(b_off, "offset")?,
+            off_out: u(x_off, "offset")?,
+            len: u(rows * cols, "length")?,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::BiasAct, [Some(bias), None, None, None, Some(x), None], p, Self::groups_1d(rows * cols))
+    }
+
+    fn act_d1_mul(
+        &self,
+        act: Activation,
+        len: usize,
+        a: &GpuBuf,
+        a_off: usize,
+        g: &GpuBuf,
+        g_off: usize,
+        out: &mut GpuBuf,
+        o_off: usize,
+    ) -> Result<()> {
+        check_range("act_d1 a", a.len, a_off, len)?;
+        check_range("act_d1 g", g.len, g_off, len)?;
+        check_range("act_d1 out", out.len, o_off, len)?;
+        let p = Params {
+            flags: act_flag(Some(act)),
+            off_a: u(a_off, "offset")?,
+            off_b: u(g_off, "offset")?,
+            off_out: u(o_off, "offset")?,
+            len: u(len, "length")?,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::ActD1, [Some(a), Some(g), None, None, Some(out), None], p, Self::groups_1d(len))
+    }
+
+    fn act_d2_r(
+        &self,
+        act: Activation,
+        len: usize,
+        a: &GpuBuf,
+        a_off: usize,
+        rg: &GpuBuf,
+        rg_off: usize,
+        g: &GpuBuf,
+        g_off: usize,
+        rz: &GpuBuf,
+        rz_off: usize,
+        out: &mut GpuBuf,
+        o_off: usize,
+    ) -> Result<()> {
+        for (name, b, o) in [("a", a, a_off), ("rg", rg, rg_off), ("g", g, g_off), ("rz", rz, rz_off)] {
+            check_range(&format!("act_d2 {name}"), b.len, o, len)?;
+        }
+        check_range("act_d2 out", out.len, o_off, len)?;
+        let p = Params {
+            flags: act_flag(Some(act)),
+            off_a: u(a_off, "offset")?,
+            off_b: u(rg_off, "offset")?,
+            off_c: u(g_off, "offset")?,
+            off_d: u(rz_off, "offset")?,
+            off_out: u(o_off, "offset")?,
+            len: u(len, "length")?,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::ActD2, [Some(a), Some(rg), Some(g), Some(rz), Some(out), None], p, Self::groups_1d(len))
+    }
+
+    fn col_sum(
+        &self,
+        rows: usize,
+        cols: usize,
+        alpha: f64,
+        src: &GpuBuf,
+        s_off: usize,
+        beta: f64,
+        dst: &mut GpuBuf,
+        d_off: usize,
+    ) -> Result<()> {
+        check_range("col_sum src", src.len, s_off, rows * cols)?;
+        check_range("col_sum dst", dst.len, d_off, cols)?;
+        let p = Params {
+            m: u(rows, "rows")?,
+            n: u(cols, "cols")?,
+            off_a: u(s_off, "offset")?,
+            off_out: u(d_off, "offset")?,
+            alpha: alpha as f32,
+            beta: beta as f32,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::ColSum, [Some(src), None, None, None, Some(dst), None], p, Self::groups_1d(cols))
+    }
+
+    fn loss_grad(
+        &self,
+        loss: LossKind,
+        rows: usize,
+        cols: usize,
+        out: &GpuBuf,
+        o_off: usize,
+        target: &GpuBuf,
+        t_off: usize,
+        scale: f64,
+        grad: &mut GpuBuf,
+        g_off: usize,
+        stats: &mut GpuBuf,
+    ) -> Result<()> {
+        check_range("loss out", out.len, o_off, rows * cols)?;
+        check_range("loss target", target.len, t_off, rows * cols)?;
+        check_range("loss grad", grad.len, g_off, rows * cols)?;
+        check_range("loss stats", stats.len, 0, 2)?;
+        let p = Params {
+            m: u(rows, "rows")?,
+            n: u(cols, "cols")?,
+            flags: loss_flag(loss),
+            off_a: u(o_off, "offset")?,
+            off_b: u(t_off, "offset")?,
+            off_out: u(g_off, "offset")?,
+            scale: scale as f32,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::LossGrad, [Some(out), Some(target), None, None, Some(grad), Some(stats)], p, [1, 1, 1])
+    }
+
+    fn loss_hess_mul(
+        &self,
+        loss: LossKind,
+        rows: usize,
+        cols: usize,
+        out: &GpuBuf,
+        o_off: usize,
+        rout: &GpuBuf,
+        r_off: usize,
+        scale: f64,
+        rgrad: &mut GpuBuf,
+        g_off: usize,
+    ) -> Result<()> {
+        check_range("loss_hess out", out.len, o_off, rows * cols)?;
+        check_range("loss_hess rout", rout.len, r_off, rows * cols)?;
+        check_range("loss_hess rgrad", rgrad.len, g_off, rows * cols)?;
+        let p = Params {
+            m: u(rows, "rows")?,
+            n: u(cols, "cols")?,
+            flags: loss_flag(loss),
+            off_a: u(o_off, "offset")?,
+            off_b: u(r_off, "offset")?,
+            off_out: u(g_off, "offset")?,
+            scale: scale as f32,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::LossHess, [Some(out), Some(rout), None, None, Some(rgrad), None], p, Self::groups_1d(rows))
+    }
+
+    fn dot(&self, x: &GpuBuf, x_off: usize, y: &GpuBuf, y_off: usize, len: usize) -> Result<f64> {
+        check_range("dot x", x.len, x_off, len)?;
+        check_range("dot y", y.len, y_off, len)?;
+        self.reduce_into(x, x_off, Some((y, y_off)), len, 0)?;
+        Ok(self.read(&self.inner.results, 0, 1)?[0] as f64)
+    }
+
+    fn row_norms(&self, x: &GpuBuf, off: usize, rows: usize, len: usize) -> Result<Vec<f64>> {
+        check_range("row_norms", x.len, off, rows * len)?;
+        let mut out = Vec::with_capacity(rows);
+        for first in (0..rows).step_by(RESULTS) {
+            let count = (rows - first).min(RESULTS);
+            for r in 0..count {
+                let o = off + (first + r) * len;
+                self.reduce_into(x, o, Some((x, o)), len, r)?;
+            }
+            out.extend(self.read(&self.inner.results, 0, count)?.into_iter().map(|s| (s.max(0.0) as f64).sqrt()));
+        }
+        Ok(out)
+    }
+
+    fn axpy(&self, alpha: f64, x: &GpuBuf, x_off: usize, y: &mut GpuBuf, y_off: usize, len: usize) -> Result<()> {
+        check_range("axpy x", x.len, x_off, len)?;
+        check_range("axpy y", y.len, y_off, len)?;
+        let p = Params {
+            off_a: u(x_off, "offset")?,
+            off_out: u(y_off, "offset")?,
+            len: u(len, "length")?,
+            alpha: alpha as f32,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::Axpy, [Some(x), None, None, None, Some(y), None], p, Self::groups_1d(len))
+    }
+
+    fn scale(&self, alpha: f64, x: &mut GpuBuf, off: usize, len: usize) -> Result<()> {
+        check_range("scale", x.len, off, len)?;
+        let p = Params {
+            off_out: u(off, "offset")?,
+            len: u(len, "length")?,
+            alpha: alpha as f32,
+            ..Default::default()
+        };
+        self.dispatch(Kernel::Scale, [None, None, None, None, Some(x), None], p, Self::groups_1d(len))
+    }
+
+    fn sync(&self) -> Result<()> {
+        {
+            let mut st = self.state()?;
+            self.submit(&mut st)?;
+        }
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
+        self.check_error()
+    }
+
+    fn all_finite(&self, x: &GpuBuf, off: usize, len: usize) -> Result<bool> {
+        check_range("all_finite", x.len, off, len)?;
+        self.reduce_into(x, off, None, len, 0)?;
+        Ok(self.read(&self.inner.results, 0, 1)?[0] == 0.0)
+    }
+}
+
+fn act_flag(act: Option<Activation>) -> u32 {
+    match act {
+        None => 0,
+        Some(Activation::Tanh) => 1,
+        Some(Activation::Relu) => 2,
+    }
+}
+
+fn loss_flag(loss: LossKind) -> u32 {
+    match loss {
+        LossKind::Mse => 0,
+        LossKind::Ce => 1,
+    }
+}
