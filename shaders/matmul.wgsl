@@ -2,16 +2,18 @@
 // (stored k×m), bit 1: B transposed (stored n×k).
 //
 // Register-blocked tiling: a 16×16 workgroup computes a 64×64 tile of C, each invocation a 4×4
-// block held in registers; the K dimension advances in slices of 16, staged through workgroup
-// memory (2 × 16×64 floats = 8 KiB). Each staged element is reused 4× from registers per FMA
-// row, and the loads of A and B are arranged so neighbouring invocations read neighbouring
-// addresses in both the plain and the transposed layouts.
+// block held in four vec4 registers; the K dimension advances in slices of 16, staged through
+// workgroup memory (2 × 16×64 floats = 8 KiB). Per staged k, an invocation reads one vec4 of A and
+// one of B and does 4 vec4 FMAs (16 multiply-adds): vector operations, not indexed private arrays,
+// which software rasterisers (llvmpipe) and GPUs alike keep in registers.
 
 const TILE: u32 = 64u;
 const KT: u32 = 16u;
 
-var<workgroup> As: array<f32, 1024>; // [KT][TILE]: As[kk * 64 + row]
-var<workgroup> Bs: array<f32, 1024>; // [KT][TILE]: Bs[kk * 64 + col]
+// Staged slices, four consecutive rows (of A) or columns (of B) per vec4 so the inner product
+// reads vectors: As[kk * 16 + r4][i] is A[row0 + 4·r4 + i, k0 + kk].
+var<workgroup> As: array<vec4<f32>, 256>;
+var<workgroup> Bs: array<vec4<f32>, 256>;
 
 fn load_a(row: u32, kk: u32) -> f32 {
     if (row >= P.m || kk >= P.k) {
@@ -33,6 +35,17 @@ fn load_b(kk: u32, col: u32) -> f32 {
     return in_b[P.off_b + kk * P.n + col];
 }
 
+fn store(row: u32, col: u32, v: f32) {
+    if (row < P.m && col < P.n) {
+        let idx = P.off_out + row * P.n + col;
+        var r = P.alpha * v;
+        if (P.beta != 0.0) {
+            r += P.beta * out[idx];
+        }
+        out[idx] = r;
+    }
+}
+
 @compute @workgroup_size(16, 16, 1)
 fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let row0 = wg.y * TILE;
@@ -42,19 +55,16 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     let t = ty * 16u + tx;
     let a_t = (P.flags & 1u) != 0u;
     let b_t = (P.flags & 2u) != 0u;
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = 0.0;
-    }
-    var k0 = 0u;
-    loop {
-        if (k0 >= P.k) {
-            break;
-        }
-        // 256 invocations stage 1024 elements of each operand, 4 each.
+    // The 4×4 block of C in registers: row i of the block in c_i.
+    var c0 = vec4<f32>(0.0);
+    var c1 = vec4<f32>(0.0);
+    var c2 = vec4<f32>(0.0);
+    var c3 = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < P.k; k0 += KT) {
+        // 256 invocations stage 1024 elements of each operand, 4 each; consecutive invocations
+        // read consecutive addresses in both the plain and the transposed layout.
         for (var r = 0u; r < 4u; r++) {
             let e = r * 256u + t;
-            // Plain A: walk k fastest (contiguous in memory); transposed A: walk rows fastest.
             var ar: u32;
             var ak: u32;
             if (a_t) {
@@ -64,7 +74,7 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
                 ak = e % KT;
                 ar = e / KT;
             }
-            As[ak * TILE + ar] = load_a(row0 + ar, k0 + ak);
+            As[ak * 16u + ar / 4u][ar % 4u] = load_a(row0 + ar, k0 + ak);
             var bc: u32;
             var bk: u32;
             if (b_t) {
@@ -74,42 +84,26 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
                 bc = e % TILE;
                 bk = e / TILE;
             }
-            Bs[bk * TILE + bc] = load_b(k0 + bk, col0 + bc);
+            Bs[bk * 16u + bc / 4u][bc % 4u] = load_b(k0 + bk, col0 + bc);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KT; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a[i] = As[kk * TILE + ty * 4u + i];
-                b[i] = Bs[kk * TILE + tx * 4u + i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]);
-                }
-            }
+            let a = As[kk * 16u + ty];
+            let b = Bs[kk * 16u + tx];
+            c0 = fma(vec4<f32>(a.x), b, c0);
+            c1 = fma(vec4<f32>(a.y), b, c1);
+            c2 = fma(vec4<f32>(a.z), b, c2);
+            c3 = fma(vec4<f32>(a.w), b, c3);
         }
         workgroupBarrier();
-        k0 += KT;
     }
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + ty * 4u + i;
-        if (row >= P.m) {
-            continue;
-        }
-        for (var j = 0u; j < 4u; j++) {
-            let col = col0 + tx * 4u + j;
-            if (col >= P.n) {
-                continue;
-            }
-            let idx = P.off_out + row * P.n + col;
-            var v = P.alpha * acc[i * 4u + j];
-            if (P.beta != 0.0) {
-                v += P.beta * out[idx];
-            }
-            out[idx] = v;
-        }
+    let r = row0 + ty * 4u;
+    let c = col0 + tx * 4u;
+    for (var j = 0u; j < 4u; j++) {
+        store(r, c + j, c0[j]);
+        store(r + 1u, c + j, c1[j]);
+        store(r + 2u, c + j, c2[j]);
+        store(r + 3u, c + j, c3[j]);
     }
 }
 

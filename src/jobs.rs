@@ -122,7 +122,12 @@ pub struct KernelTiming {
 }
 
 /// Time the GEMM shapes of one HVP chunk (layer 1 forward and backward, layer 2).
-fn time_kernels<B: Backend>(b: &B, spec: &MlpSpec, rows: usize, runs: usize) -> Result<Vec<KernelTiming>> {
+fn time_kernels<B: Backend>(
+    b: &B,
+    spec: &MlpSpec,
+    rows: usize,
+    runs: usize,
+) -> Result<Vec<KernelTiming>> {
     let (d0, d1) = (spec.widths[0], spec.widths.get(1).copied().unwrap_or(1));
     let shapes = [
         (false, true, rows, d1, d0, format!("X·W1ᵀ {rows}×{d1}×{d0}")),

@@ -254,7 +254,11 @@ enum Chosen {
 }
 
 /// Resolve `--backend` and `--precision`. `default_cpu` is the CPU precision when none is given.
-fn choose(choice: BackendChoice, precision: Option<Precision>, default_cpu: Precision) -> Result<Chosen> {
+fn choose(
+    choice: BackendChoice,
+    precision: Option<Precision>,
+    default_cpu: Precision,
+) -> Result<Chosen> {
     let cpu = |p: Precision| match p {
         Precision::F64 => Chosen::CpuF64,
         Precision::F32 => Chosen::CpuF32,
@@ -263,9 +267,13 @@ fn choose(choice: BackendChoice, precision: Option<Precision>, default_cpu: Prec
         BackendChoice::Cpu => Ok(cpu(precision.unwrap_or(default_cpu))),
         BackendChoice::Gpu => {
             if precision == Some(Precision::F64) {
-                bail!("the GPU backend computes in f32 (WebGPU has no f64): drop --precision f64 or use --backend cpu");
+                bail!(
+                    "the GPU backend computes in f32 (WebGPU has no f64): drop --precision f64 or use --backend cpu"
+                );
             }
-            let g = GpuBackend::new(GpuOptions { allow_software: true })?;
+            let g = GpuBackend::new(GpuOptions {
+                allow_software: true,
+            })?;
             log(&format!("GPU adapter: {}", g.adapter_description()));
             Ok(Chosen::Gpu(g))
         }
@@ -273,7 +281,9 @@ fn choose(choice: BackendChoice, precision: Option<Precision>, default_cpu: Prec
             if precision == Some(Precision::F64) {
                 return Ok(Chosen::CpuF64);
             }
-            match GpuBackend::new(GpuOptions { allow_software: false }) {
+            match GpuBackend::new(GpuOptions {
+                allow_software: false,
+            }) {
                 Ok(g) => {
                     log(&format!("GPU adapter: {}", g.adapter_description()));
                     Ok(Chosen::Gpu(g))
@@ -430,7 +440,10 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         println!(
             "{}{}: gradient {:.1} ms, HVP {:.1} ms ({:.1} GFLOP/s), top-10 (tol 1e-4) {:.0} ms with {} HVPs — {} samples, {} params, median of {}",
             rep.backend,
-            rep.adapter.as_ref().map(|a| format!(" [{a}]")).unwrap_or_default(),
+            rep.adapter
+                .as_ref()
+                .map(|a| format!(" [{a}]"))
+                .unwrap_or_default(),
             rep.grad_ms,
             rep.hvp_ms,
             rep.hvp_gflops,
@@ -441,7 +454,10 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             rep.runs
         );
         for k in &rep.kernels {
-            println!("    gemm {}: {:.2} ms, {:.1} GFLOP/s", k.name, k.ms, k.gflops);
+            println!(
+                "    gemm {}: {:.2} ms, {:.1} GFLOP/s",
+                k.name, k.ms, k.gflops
+            );
         }
     }
     Ok(())

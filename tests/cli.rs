@@ -216,3 +216,95 @@ fn bad_inputs_exit_nonzero_with_a_message() {
         );
     }
 }
+
+fn gpu_adapter() -> Option<subspace_lab::backend::gpu::GpuBackend> {
+    use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
+    match GpuBackend::new(GpuOptions {
+        allow_software: true,
+    }) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            assert!(
+                std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
+                "no adapter: {e}"
+            );
+            eprintln!("SKIP: no GPU adapter: {e}");
+            None
+        }
+    }
+}
+
+/// The wgpu backend's "done when": `spectrum --backend gpu --samples 500` (full fc-tanh) agrees
+/// with `--backend cpu` — eigenvalues to 1e-3 relative, χ_k to 1e-3.
+#[test]
+fn spectrum_gpu_agrees_with_cpu() {
+    if !data_available() || gpu_adapter().is_none() {
+        return;
+    }
+    let g = run_json(&["spectrum", "--backend", "gpu", "--samples", "500", "--json"]);
+    let c = run_json(&["spectrum", "--backend", "cpu", "--samples", "500", "--json"]);
+    assert_eq!(g["backend"], "gpu-f32");
+    assert!(g["adapter"].as_str().is_some_and(|a| !a.is_empty()));
+    assert_eq!(c["backend"], "cpu-f64");
+    let eg: Vec<f64> = serde_json::from_value(g["eigenvalues"].clone()).unwrap();
+    let ec: Vec<f64> = serde_json::from_value(c["eigenvalues"].clone()).unwrap();
+    assert_eq!(eg.len(), 10);
+    for (i, (a, b)) in eg.iter().zip(&ec).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-3 * ec[0],
+            "λ{}: gpu {a} vs cpu {b}",
+            i + 1
+        );
+    }
+    let (xg, xc) = (g["chi_k"].as_f64().unwrap(), c["chi_k"].as_f64().unwrap());
+    assert!((xg - xc).abs() <= 1e-3, "χ: gpu {xg} vs cpu {xc}");
+    // f64 on the GPU is refused with advice.
+    let out = bin()
+        .args([
+            "spectrum",
+            "--backend",
+            "gpu",
+            "--precision",
+            "f64",
+            "--samples",
+            "10",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("computes in f32"));
+}
+
+/// `auto` never picks a software adapter: with only lavapipe it says so and uses the CPU.
+#[test]
+fn auto_falls_back_to_cpu_without_a_real_gpu() {
+    let Some(g) = gpu_adapter() else { return };
+    if !data_available() || !g.is_software() {
+        return;
+    }
+    let out = bin()
+        .args([
+            "spectrum",
+            "--samples",
+            "100",
+            "--widths",
+            "784,8,10",
+            "--k",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("software adapter") && err.contains("CPU backend"),
+        "{err}"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["backend"], "cpu-f64");
+}

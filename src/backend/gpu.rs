@@ -131,6 +131,12 @@ struct Inner {
     max_binding: u64,
     error: Arc<Mutex<Option<String>>>,
     state: Mutex<State>,
+    /// Held from recording a reduction to reading its result: `partials` and `results` are
+    /// shared, so two threads' reductions must not interleave.
+    reduce_lock: Mutex<()>,
+    /// Held for a whole read-back: `readback` is shared and must not be mapped while another
+    /// thread submits a copy into it.
+    read_lock: Mutex<()>,
 }
 
 /// What [`GpuBackend::new`] may pick.
@@ -164,7 +170,8 @@ impl GpuBackend {
     /// Open the best adapter: a discrete GPU before an integrated, virtual or other one; a
     /// software adapter only with `allow_software`.
     pub fn new(opts: GpuOptions) -> Result<Self> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
         let rank = |t: wgpu::DeviceType| match t {
             wgpu::DeviceType::DiscreteGpu => 0,
@@ -175,10 +182,16 @@ impl GpuBackend {
         };
         let mut candidates: Vec<_> = adapters
             .into_iter()
-            .filter(|a| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS))
+            .filter(|a| {
+                a.get_downlevel_capabilities()
+                    .flags
+                    .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+            })
             .collect();
         candidates.sort_by_key(|a| rank(a.get_info().device_type));
-        let software_only = candidates.first().is_some_and(|a| a.get_info().device_type == wgpu::DeviceType::Cpu);
+        let software_only = candidates
+            .first()
+            .is_some_and(|a| a.get_info().device_type == wgpu::DeviceType::Cpu);
         let adapter = match candidates.into_iter().next() {
             None => {
                 return Err(gpu_err(
@@ -201,7 +214,12 @@ impl GpuBackend {
             required_limits: wgpu::Limits::default(),
             ..Default::default()
         }))
-        .map_err(|e| gpu_err(format!("adapter {} refused a device with WebGPU's default limits: {e}", info.name)))?;
+        .map_err(|e| {
+            gpu_err(format!(
+                "adapter {} refused a device with WebGPU's default limits: {e}",
+                info.name
+            ))
+        })?;
         let error = Arc::new(Mutex::new(None::<String>));
         {
             let e = error.clone();
@@ -243,7 +261,9 @@ impl GpuBackend {
                     wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Uniform,
                         has_dynamic_offset: true,
-                        min_binding_size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+                        min_binding_size: wgpu::BufferSize::new(
+                            std::mem::size_of::<Params>() as u64
+                        ),
                     },
                 ),
             ],
@@ -274,14 +294,19 @@ impl GpuBackend {
             pipelines.insert(k, p);
         }
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(gpu_err(format!("the WGSL kernels do not compile on {}: {e}", info.name)));
+            return Err(gpu_err(format!(
+                "the WGSL kernels do not compile on {}: {e}",
+                info.name
+            )));
         }
         let mk = |len: usize| -> GpuBuf {
             GpuBuf {
                 buf: device.create_buffer(&wgpu::BufferDescriptor {
                     label: None,
                     size: (len.max(1) * 4) as u64,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 }),
                 len,
@@ -304,7 +329,7 @@ impl GpuBackend {
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
-            max_binding: device.limits().max_storage_buffer_binding_size as u64,
+            max_binding: device.limits().max_storage_buffer_binding_size,
             device,
             queue,
             info,
@@ -318,14 +343,23 @@ impl GpuBackend {
                 bind_groups: HashMap::new(),
                 submits: 0,
             }),
+            reduce_lock: Mutex::new(()),
+            read_lock: Mutex::new(()),
         };
-        Ok(GpuBackend { inner: Arc::new(inner) })
+        Ok(GpuBackend {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Adapter name, type and graphics API, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) — software (CPU), Vulkan`.
     pub fn adapter_description(&self) -> String {
         let i = &self.inner.info;
-        format!("{} — {}, {:?}", i.name, device_type_name(i.device_type), i.backend)
+        format!(
+            "{} — {}, {:?}",
+            i.name,
+            device_type_name(i.device_type),
+            i.backend
+        )
     }
 
     pub fn is_software(&self) -> bool {
@@ -338,11 +372,25 @@ impl GpuBackend {
     }
 
     fn state(&self) -> Result<std::sync::MutexGuard<'_, State>> {
-        self.inner.state.lock().map_err(|_| gpu_err("GPU state poisoned by an earlier panic"))
+        self.inner
+            .state
+            .lock()
+            .map_err(|_| gpu_err("GPU state poisoned by an earlier panic"))
+    }
+
+    fn reduce_guard(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.inner
+            .reduce_lock
+            .lock()
+            .map_err(|_| gpu_err("GPU reduction lock poisoned"))
     }
 
     fn check_error(&self) -> Result<()> {
-        let e = self.inner.error.lock().map_err(|_| gpu_err("GPU error slot poisoned"))?;
+        let e = self
+            .inner
+            .error
+            .lock()
+            .map_err(|_| gpu_err("GPU error slot poisoned"))?;
         match &*e {
             Some(msg) => Err(gpu_err(format!("GPU error: {msg}"))),
             None => Ok(()),
@@ -361,13 +409,17 @@ impl GpuBackend {
         }
         let d = &self.inner.device;
         let scope = d.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
         let buf = match data {
-            Some(data) if !data.is_empty() => d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: None,
-                contents: bytemuck::cast_slice(data),
-                usage,
-            }),
+            Some(data) if !data.is_empty() => {
+                d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: bytemuck::cast_slice(data),
+                    usage,
+                })
+            }
             _ => d.create_buffer(&wgpu::BufferDescriptor {
                 label: None,
                 size: bytes,
@@ -376,7 +428,10 @@ impl GpuBackend {
             }),
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(gpu_err(format!("out of GPU memory allocating {:.1} MiB: {e}", bytes as f64 / 1048576.0)));
+            return Err(gpu_err(format!(
+                "out of GPU memory allocating {:.1} MiB: {e}",
+                bytes as f64 / 1048576.0
+            )));
         }
         Ok(GpuBuf {
             buf,
@@ -386,7 +441,13 @@ impl GpuBackend {
     }
 
     /// Record one dispatch. `bufs`: slots a, b, c, d (read-only) and out, out2 (read-write).
-    fn dispatch(&self, k: Kernel, bufs: [Option<&GpuBuf>; 6], p: Params, groups: [u32; 3]) -> Result<()> {
+    fn dispatch(
+        &self,
+        k: Kernel,
+        bufs: [Option<&GpuBuf>; 6],
+        p: Params,
+        groups: [u32; 3],
+    ) -> Result<()> {
         if groups.contains(&0) {
             return Ok(());
         }
@@ -396,7 +457,8 @@ impl GpuBackend {
             self.submit(&mut st)?;
         }
         let slot = st.slots;
-        st.params[slot * SLOT..slot * SLOT + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(&p));
+        st.params[slot * SLOT..slot * SLOT + std::mem::size_of::<Params>()]
+            .copy_from_slice(bytemuck::bytes_of(&p));
         st.slots += 1;
         let pick = |i: usize| -> &GpuBuf {
             match bufs[i] {
@@ -405,11 +467,22 @@ impl GpuBackend {
                 None => &inner.dummy[i - 3],
             }
         };
-        let key = [pick(0).id, pick(1).id, pick(2).id, pick(3).id, pick(4).id, pick(5).id];
+        let key = [
+            pick(0).id,
+            pick(1).id,
+            pick(2).id,
+            pick(3).id,
+            pick(4).id,
+            pick(5).id,
+        ];
         if st.bind_groups.len() >= BIND_GROUP_CACHE && !st.bind_groups.contains_key(&key) {
             st.bind_groups.clear();
         }
-        let State { encoder, bind_groups, .. } = &mut *st;
+        let State {
+            encoder,
+            bind_groups,
+            ..
+        } = &mut *st;
         let bg = bind_groups.entry(key).or_insert_with(|| {
             let entries: Vec<wgpu::BindGroupEntry> = (0..6)
                 .map(|i| wgpu::BindGroupEntry {
@@ -431,7 +504,8 @@ impl GpuBackend {
                 entries: &entries,
             })
         });
-        let enc = encoder.get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
+        let enc =
+            encoder.get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
         let mut pass = enc.begin_compute_pass(&Default::default());
         pass.set_pipeline(&inner.pipelines[&k]);
         pass.set_bind_group(0, &*bg, &[(slot * SLOT) as u32]);
@@ -444,7 +518,9 @@ impl GpuBackend {
     fn submit(&self, st: &mut State) -> Result<()> {
         let inner = &*self.inner;
         if st.slots > 0 {
-            inner.queue.write_buffer(&inner.params, 0, &st.params[..st.slots * SLOT]);
+            inner
+                .queue
+                .write_buffer(&inner.params, 0, &st.params[..st.slots * SLOT]);
         }
         if let Some(enc) = st.encoder.take() {
             inner.queue.submit(Some(enc.finish()));
@@ -460,6 +536,10 @@ impl GpuBackend {
             return Ok(Vec::new());
         }
         let inner = &*self.inner;
+        let _g = inner
+            .read_lock
+            .lock()
+            .map_err(|_| gpu_err("GPU read lock poisoned"))?;
         let bytes = (len * 4) as u64;
         let small = len <= RESULTS;
         let staging_owned;
@@ -514,7 +594,14 @@ impl GpuBackend {
 
     /// Record reductions of `x[off..off+len]` (· `y` when given; else a count of non-finite
     /// values) into `results[slot]`.
-    fn reduce_into(&self, x: &GpuBuf, x_off: usize, y: Option<(&GpuBuf, usize)>, len: usize, slot: usize) -> Result<()> {
+    fn reduce_into(
+        &self,
+        x: &GpuBuf,
+        x_off: usize,
+        y: Option<(&GpuBuf, usize)>,
+        len: usize,
+        slot: usize,
+    ) -> Result<()> {
         let groups = (len.div_ceil(256) as u32).clamp(1, PARTIALS);
         let p = Params {
             off_a: x_off as u32,
@@ -525,7 +612,14 @@ impl GpuBackend {
         };
         self.dispatch(
             Kernel::ReducePartial,
-            [Some(x), y.map(|(b, _)| b), None, None, Some(&self.inner.partials), None],
+            [
+                Some(x),
+                y.map(|(b, _)| b),
+                None,
+                None,
+                Some(&self.inner.partials),
+                None,
+            ],
             p,
             [groups, 1, 1],
         )?;
@@ -536,7 +630,14 @@ impl GpuBackend {
         };
         self.dispatch(
             Kernel::ReduceFinal,
-            [Some(&self.inner.partials), None, None, None, Some(&self.inner.results), None],
+            [
+                Some(&self.inner.partials),
+                None,
+                None,
+                None,
+                Some(&self.inner.results),
+                None,
+            ],
             p2,
             [1, 1, 1],
         )
@@ -544,7 +645,11 @@ impl GpuBackend {
 }
 
 fn u(x: usize, what: &str) -> Result<u32> {
-    u32::try_from(x).map_err(|_| gpu_err(format!("{what} = {x} exceeds the GPU backend's 32-bit indexing")))
+    u32::try_from(x).map_err(|_| {
+        gpu_err(format!(
+            "{what} = {x} exceeds the GPU backend's 32-bit indexing"
+        ))
+    })
 }
 
 impl Backend for GpuBackend {
@@ -568,13 +673,24 @@ impl Backend for GpuBackend {
         self.make_buffer(data.len(), Some(&f))
     }
     fn download(&self, buf: &GpuBuf) -> Result<Vec<f64>> {
-        Ok(self.read(buf, 0, buf.len)?.into_iter().map(f64::from).collect())
+        Ok(self
+            .read(buf, 0, buf.len)?
+            .into_iter()
+            .map(f64::from)
+            .collect())
     }
     fn len(&self, buf: &GpuBuf) -> usize {
         buf.len
     }
 
-    fn copy(&self, src: &GpuBuf, s_off: usize, dst: &mut GpuBuf, d_off: usize, len: usize) -> Result<()> {
+    fn copy(
+        &self,
+        src: &GpuBuf,
+        s_off: usize,
+        dst: &mut GpuBuf,
+        d_off: usize,
+        len: usize,
+    ) -> Result<()> {
         check_range("copy src", src.len, s_off, len)?;
         check_range("copy dst", dst.len, d_off, len)?;
         if len == 0 {
@@ -585,7 +701,13 @@ impl Backend for GpuBackend {
         let enc = st
             .encoder
             .get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
-        enc.copy_buffer_to_buffer(&src.buf, (s_off * 4) as u64, &dst.buf, (d_off * 4) as u64, (len * 4) as u64);
+        enc.copy_buffer_to_buffer(
+            &src.buf,
+            (s_off * 4) as u64,
+            &dst.buf,
+            (d_off * 4) as u64,
+            (len * 4) as u64,
+        );
         Ok(())
     }
 
@@ -597,7 +719,12 @@ impl Backend for GpuBackend {
             alpha: value as f32,
             ..Default::default()
         };
-        self.dispatch(Kernel::Fill, [None, None, None, None, Some(x), None], p, Self::groups_1d(len))
+        self.dispatch(
+            Kernel::Fill,
+            [None, None, None, None, Some(x), None],
+            p,
+            Self::groups_1d(len),
+        )
     }
 
     fn gemm(
@@ -634,14 +761,26 @@ impl Backend for GpuBackend {
         let bufs = [Some(a), Some(b), None, None, Some(c), None];
         if n == 1 && !ta {
             let g = m.min(65535);
-            self.dispatch(Kernel::GemvRows, bufs, p, [g as u32, m.div_ceil(g) as u32, 1])
+            self.dispatch(
+                Kernel::GemvRows,
+                bufs,
+                p,
+                [g as u32, m.div_ceil(g) as u32, 1],
+            )
         } else if n == 1 {
             self.dispatch(Kernel::GemvCols, bufs, p, Self::groups_1d(m))
         } else {
             if m.div_ceil(64) > 65535 || n.div_ceil(64) > 65535 {
-                return Err(gpu_err(format!("gemm {m}×{n}: more than 65,535 tiles in a dimension")));
+                return Err(gpu_err(format!(
+                    "gemm {m}×{n}: more than 65,535 tiles in a dimension"
+                )));
             }
-            self.dispatch(Kernel::Matmul, bufs, p, [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1])
+            self.dispatch(
+                Kernel::Matmul,
+                bufs,
+                p,
+                [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
+            )
         }
     }
 
@@ -665,7 +804,12 @@ impl Backend for GpuBackend {
             len: u(rows * cols, "length")?,
             ..Default::default()
         };
-        self.dispatch(Kernel::BiasAct, [Some(bias), None, None, None, Some(x), None], p, Self::groups_1d(rows * cols))
+        self.dispatch(
+            Kernel::BiasAct,
+            [Some(bias), None, None, None, Some(x), None],
+            p,
+            Self::groups_1d(rows * cols),
+        )
     }
 
     fn act_d1_mul(
@@ -690,7 +834,12 @@ impl Backend for GpuBackend {
             len: u(len, "length")?,
             ..Default::default()
         };
-        self.dispatch(Kernel::ActD1, [Some(a), Some(g), None, None, Some(out), None], p, Self::groups_1d(len))
+        self.dispatch(
+            Kernel::ActD1,
+            [Some(a), Some(g), None, None, Some(out), None],
+            p,
+            Self::groups_1d(len),
+        )
     }
 
     fn act_d2_r(
@@ -708,7 +857,12 @@ impl Backend for GpuBackend {
         out: &mut GpuBuf,
         o_off: usize,
     ) -> Result<()> {
-        for (name, b, o) in [("a", a, a_off), ("rg", rg, rg_off), ("g", g, g_off), ("rz", rz, rz_off)] {
+        for (name, b, o) in [
+            ("a", a, a_off),
+            ("rg", rg, rg_off),
+            ("g", g, g_off),
+            ("rz", rz, rz_off),
+        ] {
             check_range(&format!("act_d2 {name}"), b.len, o, len)?;
         }
         check_range("act_d2 out", out.len, o_off, len)?;
@@ -722,7 +876,12 @@ impl Backend for GpuBackend {
             len: u(len, "length")?,
             ..Default::default()
         };
-        self.dispatch(Kernel::ActD2, [Some(a), Some(rg), Some(g), Some(rz), Some(out), None], p, Self::groups_1d(len))
+        self.dispatch(
+            Kernel::ActD2,
+            [Some(a), Some(rg), Some(g), Some(rz), Some(out), None],
+            p,
+            Self::groups_1d(len),
+        )
     }
 
     fn col_sum(
@@ -747,7 +906,12 @@ impl Backend for GpuBackend {
             beta: beta as f32,
             ..Default::default()
         };
-        self.dispatch(Kernel::ColSum, [Some(src), None, None, None, Some(dst), None], p, Self::groups_1d(cols))
+        self.dispatch(
+            Kernel::ColSum,
+            [Some(src), None, None, None, Some(dst), None],
+            p,
+            Self::groups_1d(cols),
+        )
     }
 
     fn loss_grad(
@@ -778,7 +942,12 @@ impl Backend for GpuBackend {
             scale: scale as f32,
             ..Default::default()
         };
-        self.dispatch(Kernel::LossGrad, [Some(out), Some(target), None, None, Some(grad), Some(stats)], p, [1, 1, 1])
+        self.dispatch(
+            Kernel::LossGrad,
+            [Some(out), Some(target), None, None, Some(grad), Some(stats)],
+            p,
+            [1, 1, 1],
+        )
     }
 
     fn loss_hess_mul(
@@ -807,18 +976,25 @@ impl Backend for GpuBackend {
             scale: scale as f32,
             ..Default::default()
         };
-        self.dispatch(Kernel::LossHess, [Some(out), Some(rout), None, None, Some(rgrad), None], p, Self::groups_1d(rows))
+        self.dispatch(
+            Kernel::LossHess,
+            [Some(out), Some(rout), None, None, Some(rgrad), None],
+            p,
+            Self::groups_1d(rows),
+        )
     }
 
     fn dot(&self, x: &GpuBuf, x_off: usize, y: &GpuBuf, y_off: usize, len: usize) -> Result<f64> {
         check_range("dot x", x.len, x_off, len)?;
         check_range("dot y", y.len, y_off, len)?;
+        let _g = self.reduce_guard()?;
         self.reduce_into(x, x_off, Some((y, y_off)), len, 0)?;
         Ok(self.read(&self.inner.results, 0, 1)?[0] as f64)
     }
 
     fn row_norms(&self, x: &GpuBuf, off: usize, rows: usize, len: usize) -> Result<Vec<f64>> {
         check_range("row_norms", x.len, off, rows * len)?;
+        let _g = self.reduce_guard()?;
         let mut out = Vec::with_capacity(rows);
         for first in (0..rows).step_by(RESULTS) {
             let count = (rows - first).min(RESULTS);
@@ -826,12 +1002,24 @@ impl Backend for GpuBackend {
                 let o = off + (first + r) * len;
                 self.reduce_into(x, o, Some((x, o)), len, r)?;
             }
-            out.extend(self.read(&self.inner.results, 0, count)?.into_iter().map(|s| (s.max(0.0) as f64).sqrt()));
+            out.extend(
+                self.read(&self.inner.results, 0, count)?
+                    .into_iter()
+                    .map(|s| (s.max(0.0) as f64).sqrt()),
+            );
         }
         Ok(out)
     }
 
-    fn axpy(&self, alpha: f64, x: &GpuBuf, x_off: usize, y: &mut GpuBuf, y_off: usize, len: usize) -> Result<()> {
+    fn axpy(
+        &self,
+        alpha: f64,
+        x: &GpuBuf,
+        x_off: usize,
+        y: &mut GpuBuf,
+        y_off: usize,
+        len: usize,
+    ) -> Result<()> {
         check_range("axpy x", x.len, x_off, len)?;
         check_range("axpy y", y.len, y_off, len)?;
         let p = Params {
@@ -841,7 +1029,12 @@ impl Backend for GpuBackend {
             alpha: alpha as f32,
             ..Default::default()
         };
-        self.dispatch(Kernel::Axpy, [Some(x), None, None, None, Some(y), None], p, Self::groups_1d(len))
+        self.dispatch(
+            Kernel::Axpy,
+            [Some(x), None, None, None, Some(y), None],
+            p,
+            Self::groups_1d(len),
+        )
     }
 
     fn scale(&self, alpha: f64, x: &mut GpuBuf, off: usize, len: usize) -> Result<()> {
@@ -852,7 +1045,12 @@ impl Backend for GpuBackend {
             alpha: alpha as f32,
             ..Default::default()
         };
-        self.dispatch(Kernel::Scale, [None, None, None, None, Some(x), None], p, Self::groups_1d(len))
+        self.dispatch(
+            Kernel::Scale,
+            [None, None, None, None, Some(x), None],
+            p,
+            Self::groups_1d(len),
+        )
     }
 
     fn sync(&self) -> Result<()> {
@@ -869,6 +1067,7 @@ impl Backend for GpuBackend {
 
     fn all_finite(&self, x: &GpuBuf, off: usize, len: usize) -> Result<bool> {
         check_range("all_finite", x.len, off, len)?;
+        let _g = self.reduce_guard()?;
         self.reduce_into(x, off, None, len, 0)?;
         Ok(self.read(&self.inner.results, 0, 1)?[0] == 0.0)
     }

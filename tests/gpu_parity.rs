@@ -1,0 +1,428 @@
+//! The wgpu backend against the CPU f64 oracle: every primitive on random inputs, then the
+//! gradient, HVP and top eigenpairs of a reduced fc-tanh. Runs on whatever adapter exists —
+//! lavapipe in CI (`.ci/run` installs it and sets SUBSPACE_LAB_REQUIRE_GPU=1 so that a missing
+//! adapter fails instead of skipping). Sizes are small: lavapipe does ~0.6 GFLOP/s here.
+//!
+//! Tolerances, for f32 kernels against f64: GEMM/reductions |gpu − cpu| ≤ 8·ε·√k·(|A|·|B|)ᵢⱼ
+//! (ε = 2⁻²³, k the summed length, the right-hand side the sum of absolute products);
+//! elementwise ≤ 4·ε·|scale|; engine: gradient and HVP ≤ 1e-5 relative (2-norm), eigenvalues
+//! ≤ 1e-3 relative to λ₁, χ_k ≤ 1e-3.
+
+mod common;
+use common::*;
+use std::sync::OnceLock;
+use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
+use subspace_lab::backend::{Activation, Backend, LossKind};
+use subspace_lab::hessian::lanczos::{LanczosOptions, lanczos, random_vector};
+use subspace_lab::hessian::subspace::Subspace;
+
+const EPS: f64 = f32::EPSILON as f64;
+
+fn gpu() -> Option<GpuBackend> {
+    static G: OnceLock<Option<GpuBackend>> = OnceLock::new();
+    G.get_or_init(|| {
+        match GpuBackend::new(GpuOptions {
+            allow_software: true,
+        }) {
+            Ok(g) => {
+                eprintln!("GPU tests on {}", g.adapter_description());
+                Some(g)
+            }
+            Err(e) => {
+                assert!(
+                    std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
+                    "SUBSPACE_LAB_REQUIRE_GPU is set but no adapter opened: {e}"
+                );
+                eprintln!("SKIP: no GPU adapter: {e}");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
+fn rand(n: usize, seed: u64) -> Vec<f64> {
+    random_vector(n, seed)
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+type Shape = (bool, bool, usize, usize, usize, f64, f64);
+
+/// C = α op(A) op(B) + β C on backend `be`, operands at offsets in larger buffers.
+fn gemm_on<B: Backend>(
+    be: &B,
+    s: Shape,
+    a: (&[f64], usize),
+    b: (&[f64], usize),
+    c: (&[f64], usize),
+) -> Vec<f64> {
+    let (ta, tb, m, n, k, alpha, beta) = s;
+    let (ab, bb) = (be.upload(a.0).unwrap(), be.upload(b.0).unwrap());
+    let mut cb = be.upload(c.0).unwrap();
+    be.gemm(
+        ta, tb, m, n, k, alpha, &ab, a.1, &bb, b.1, beta, &mut cb, c.1,
+    )
+    .unwrap();
+    be.download(&cb).unwrap()
+}
+
+#[test]
+fn gemm_variants_match_cpu() {
+    let Some(g) = gpu() else { return };
+    let c = F64::new();
+    for &(ta, tb, m, n, k, alpha, beta) in &[
+        (false, false, 67, 45, 33, 1.0, 0.0),
+        (false, true, 70, 130, 65, 0.5, 1.0),
+        (true, false, 129, 17, 40, -1.0, 0.25),
+        (true, true, 5, 66, 200, 2.0, 0.0),
+        (false, false, 9, 1, 3001, 1.0, 0.0),   // gemv, rows
+        (true, false, 3001, 1, 12, -1.0, 1.0),  // gemv, columns
+        (false, false, 10, 2000, 30, 1.0, 0.0), // skinny (Ritz vectors)
+    ] {
+        let (oa, ob, oc) = (3, 5, 7); // offsets inside larger buffers
+        let a = rand(m * k + oa, 1);
+        let b = rand(k * n + ob, 2);
+        let c0 = rand(m * n + oc, 3);
+        let got = gemm_on(
+            &g,
+            (ta, tb, m, n, k, alpha, beta),
+            (&a, oa),
+            (&b, ob),
+            (&c0, oc),
+        );
+        let want = gemm_on(
+            &c,
+            (ta, tb, m, n, k, alpha, beta),
+            (&a, oa),
+            (&b, ob),
+            (&c0, oc),
+        );
+        // |A|·|B| bound per entry.
+        let abs: Vec<f64> = a.iter().map(|x| x.abs()).collect();
+        let bbs: Vec<f64> = b.iter().map(|x| x.abs()).collect();
+        let (aa, bb) = (c.upload(&abs).unwrap(), c.upload(&bbs).unwrap());
+        let mut bound = c.zeros(m * n + oc).unwrap();
+        c.gemm(
+            ta,
+            tb,
+            m,
+            n,
+            k,
+            alpha.abs(),
+            &aa,
+            oa,
+            &bb,
+            ob,
+            0.0,
+            &mut bound,
+            oc,
+        )
+        .unwrap();
+        let bound = c.download(&bound).unwrap();
+        let c0_f32: Vec<f64> = c0[..oc].iter().map(|&x| x as f32 as f64).collect();
+        assert_eq!(
+            &got[..oc],
+            &c0_f32[..],
+            "entries before the offset untouched"
+        );
+        for i in oc..m * n + oc {
+            let tol = 8.0 * EPS * (k as f64).sqrt() * (bound[i] + beta.abs() * c0[i].abs()) + 1e-30;
+            assert!(
+                (got[i] - want[i]).abs() <= tol,
+                "gemm ta={ta} tb={tb} {m}×{n}×{k}: entry {i}: {} vs {} (tol {tol:e})",
+                got[i],
+                want[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn elementwise_and_loss_kernels_match_cpu() {
+    let Some(g) = gpu() else { return };
+    let c = F64::new();
+    let (rows, cols) = (37, 10);
+    let len = rows * cols;
+    let z = rand(len, 4).iter().map(|x| 3.0 * x).collect::<Vec<_>>();
+    let bias = rand(cols, 5);
+    let v1 = rand(len, 6);
+    let v2 = rand(len, 7);
+    let v3 = rand(len, 8);
+    let tol = 8.0 * EPS;
+    let check = |name: &str, got: Vec<f64>, want: Vec<f64>, scale: f64| {
+        let d = max_abs_diff(&got, &want);
+        assert!(d <= tol * scale.max(1.0), "{name}: max diff {d:e}");
+    };
+    for act in [None, Some(Activation::Tanh), Some(Activation::Relu)] {
+        let mut gz = g.upload(&z).unwrap();
+        let mut cz = c.upload(&z).unwrap();
+        g.bias_act(act, rows, cols, &g.upload(&bias).unwrap(), 0, &mut gz, 0)
+            .unwrap();
+        c.bias_act(act, rows, cols, &c.upload(&bias).unwrap(), 0, &mut cz, 0)
+            .unwrap();
+        check(
+            &format!("bias_act {act:?}"),
+            g.download(&gz).unwrap(),
+            c.download(&cz).unwrap(),
+            4.0,
+        );
+    }
+    for act in [Activation::Tanh, Activation::Relu] {
+        let a: Vec<f64> = z.iter().map(|&x| act.eval(x).0).collect();
+        let (ga, gv1, gv2, gv3) = (
+            g.upload(&a).unwrap(),
+            g.upload(&v1).unwrap(),
+            g.upload(&v2).unwrap(),
+            g.upload(&v3).unwrap(),
+        );
+        let (ca, cv1, cv2, cv3) = (
+            c.upload(&a).unwrap(),
+            c.upload(&v1).unwrap(),
+            c.upload(&v2).unwrap(),
+            c.upload(&v3).unwrap(),
+        );
+        let mut go = g.zeros(len).unwrap();
+        let mut co = c.zeros(len).unwrap();
+        g.act_d1_mul(act, len, &ga, 0, &gv1, 0, &mut go, 0).unwrap();
+        c.act_d1_mul(act, len, &ca, 0, &cv1, 0, &mut co, 0).unwrap();
+        check(
+            "act_d1_mul",
+            g.download(&go).unwrap(),
+            c.download(&co).unwrap(),
+            2.0,
+        );
+        g.act_d2_r(act, len, &ga, 0, &gv1, 0, &gv2, 0, &gv3, 0, &mut go, 0)
+            .unwrap();
+        c.act_d2_r(act, len, &ca, 0, &cv1, 0, &cv2, 0, &cv3, 0, &mut co, 0)
+            .unwrap();
+        check(
+            "act_d2_r",
+            g.download(&go).unwrap(),
+            c.download(&co).unwrap(),
+            4.0,
+        );
+    }
+    // Column sums with accumulation, axpy, scale, fill, copy.
+    let mut gd = g.upload(&bias).unwrap();
+    let mut cd = c.upload(&bias).unwrap();
+    g.col_sum(rows, cols, 0.5, &g.upload(&v1).unwrap(), 0, 1.0, &mut gd, 0)
+        .unwrap();
+    c.col_sum(rows, cols, 0.5, &c.upload(&v1).unwrap(), 0, 1.0, &mut cd, 0)
+        .unwrap();
+    check(
+        "col_sum",
+        g.download(&gd).unwrap(),
+        c.download(&cd).unwrap(),
+        rows as f64,
+    );
+    let mut gy = g.upload(&v2).unwrap();
+    let mut cy = c.upload(&v2).unwrap();
+    g.axpy(-0.75, &g.upload(&v1).unwrap(), 3, &mut gy, 5, len - 5)
+        .unwrap();
+    c.axpy(-0.75, &c.upload(&v1).unwrap(), 3, &mut cy, 5, len - 5)
+        .unwrap();
+    g.scale(1.5, &mut gy, 1, len - 2).unwrap();
+    c.scale(1.5, &mut cy, 1, len - 2).unwrap();
+    g.fill(&mut gy, 10, 4, 2.5).unwrap();
+    c.fill(&mut cy, 10, 4, 2.5).unwrap();
+    g.copy(&g.upload(&v3).unwrap(), 2, &mut gy, 100, 50)
+        .unwrap();
+    c.copy(&c.upload(&v3).unwrap(), 2, &mut cy, 100, 50)
+        .unwrap();
+    check(
+        "axpy/scale/fill/copy",
+        g.download(&gy).unwrap(),
+        c.download(&cy).unwrap(),
+        4.0,
+    );
+    // Losses: gradient, statistics (accumulated over two calls), Hessian product.
+    let target: Vec<f64> = (0..rows)
+        .flat_map(|r| (0..cols).map(move |j| if j == (r * 7) % cols { 1.0 } else { 0.0 }))
+        .collect();
+    for loss in [LossKind::Mse, LossKind::Ce] {
+        let (gz, gt) = (g.upload(&z).unwrap(), g.upload(&target).unwrap());
+        let (cz, ct) = (c.upload(&z).unwrap(), c.upload(&target).unwrap());
+        let mut gg = g.zeros(len).unwrap();
+        let mut cg = c.zeros(len).unwrap();
+        let mut gs = g.zeros(2).unwrap();
+        let mut cs = c.zeros(2).unwrap();
+        for _ in 0..2 {
+            g.loss_grad(loss, rows, cols, &gz, 0, &gt, 0, 0.1, &mut gg, 0, &mut gs)
+                .unwrap();
+            c.loss_grad(loss, rows, cols, &cz, 0, &ct, 0, 0.1, &mut cg, 0, &mut cs)
+                .unwrap();
+        }
+        check(
+            &format!("loss_grad {loss:?}"),
+            g.download(&gg).unwrap(),
+            c.download(&cg).unwrap(),
+            4.0,
+        );
+        let (gsv, csv) = (g.download(&gs).unwrap(), c.download(&cs).unwrap());
+        assert!(
+            (gsv[0] - csv[0]).abs() <= 1e-5 * csv[0].abs(),
+            "{loss:?} loss sum {gsv:?} vs {csv:?}"
+        );
+        assert_eq!(gsv[1], csv[1], "{loss:?} correct count");
+        let (gr, cr) = (g.upload(&v1).unwrap(), c.upload(&v1).unwrap());
+        g.loss_hess_mul(loss, rows, cols, &gz, 0, &gr, 0, 0.3, &mut gg, 0)
+            .unwrap();
+        c.loss_hess_mul(loss, rows, cols, &cz, 0, &cr, 0, 0.3, &mut cg, 0)
+            .unwrap();
+        check(
+            &format!("loss_hess_mul {loss:?}"),
+            g.download(&gg).unwrap(),
+            c.download(&cg).unwrap(),
+            4.0,
+        );
+    }
+}
+
+#[test]
+fn reductions_are_accurate_on_long_vectors() {
+    let Some(g) = gpu() else { return };
+    let c = F64::new();
+    let n = 199_210;
+    let x = rand(n, 9);
+    let y = rand(n, 10);
+    // f32-rounded inputs, so the comparison measures only the summation.
+    let x32: Vec<f64> = x.iter().map(|&v| v as f32 as f64).collect();
+    let y32: Vec<f64> = y.iter().map(|&v| v as f32 as f64).collect();
+    let (gx, gy) = (g.upload(&x).unwrap(), g.upload(&y).unwrap());
+    let (cx, cy) = (c.upload(&x32).unwrap(), c.upload(&y32).unwrap());
+    let got = g.dot(&gx, 0, &gy, 0, n).unwrap();
+    let want = c.dot(&cx, 0, &cy, 0, n).unwrap();
+    let abs: f64 = x32.iter().zip(&y32).map(|(a, b)| (a * b).abs()).sum();
+    assert!(
+        (got - want).abs() <= 8.0 * EPS * abs,
+        "dot {got} vs {want} (Σ|xy| = {abs})"
+    );
+    let norms = g.row_norms(&gx, 10, 3, 1000).unwrap();
+    let want_n = c.row_norms(&cx, 10, 3, 1000).unwrap();
+    assert!(max_abs_diff(&norms, &want_n) <= 8.0 * EPS * want_n[0]);
+    assert!(g.all_finite(&gx, 0, n).unwrap());
+    let mut bad = x.clone();
+    bad[12345] = f64::NAN;
+    assert!(!g.all_finite(&g.upload(&bad).unwrap(), 0, n).unwrap());
+    bad[12345] = f64::INFINITY;
+    assert!(!g.all_finite(&g.upload(&bad).unwrap(), 0, n).unwrap());
+    assert!(g.all_finite(&g.upload(&bad).unwrap(), 0, 12345).unwrap());
+}
+
+/// Reduced fc-tanh: gradient, HVP, top-5 eigenpairs and χ₅ against the CPU f64 engine.
+#[test]
+fn engine_matches_cpu_on_reduced_fc_tanh() {
+    let Some(g) = gpu() else { return };
+    for loss in [LossKind::Mse, LossKind::Ce] {
+        let (spec, theta, data) = tiny(&[784, 24, 16, 10], Activation::Tanh, loss, 500, 21);
+        let mut eg = engine(g.clone(), &spec, loss, &data, 200, &theta);
+        let mut ec = engine(F64::new(), &spec, loss, &data, 200, &theta);
+        let (lg, lc) = (eg.eval().unwrap(), ec.eval().unwrap());
+        assert!(
+            (lg.loss - lc.loss).abs() <= 1e-5 * lc.loss,
+            "{loss:?} loss {} vs {}",
+            lg.loss,
+            lc.loss
+        );
+        assert_eq!(lg.accuracy, lc.accuracy);
+        let gg = g.download(eg.grad().unwrap()).unwrap();
+        let gc = ec.backend().download(ec.grad().unwrap()).unwrap();
+        assert!(
+            rel_err(&gg, &gc) < 1e-5,
+            "{loss:?} gradient {:e}",
+            rel_err(&gg, &gc)
+        );
+        let p = theta.len();
+        let v = rand(p, 3);
+        let mut hg = g.zeros(p).unwrap();
+        eg.hvp(&g.upload(&v).unwrap(), 0, &mut hg, 0).unwrap();
+        let hg = g.download(&hg).unwrap();
+        let mut hc = ec.backend().zeros(p).unwrap();
+        ec.hvp(&ec.backend().upload(&v).unwrap(), 0, &mut hc, 0)
+            .unwrap();
+        let hc = ec.backend().download(&hc).unwrap();
+        assert!(
+            rel_err(&hg, &hc) < 1e-5,
+            "{loss:?} HVP {:e}",
+            rel_err(&hg, &hc)
+        );
+        // Top-5 eigenpairs.
+        let o = LanczosOptions {
+            k: 5,
+            tol: 1e-4,
+            ..LanczosOptions::default()
+        };
+        let rg = lanczos(&g, &mut eg, &o, None, &mut |_| {}).unwrap();
+        let rc = lanczos(
+            &F64::new(),
+            &mut ec,
+            &LanczosOptions {
+                tol: 1e-9,
+                ..o.clone()
+            },
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(rg.converged && rc.converged);
+        for i in 0..5 {
+            let rel = (rg.values[i] - rc.values[i]).abs() / rc.values[0].abs();
+            assert!(
+                rel <= 1e-3,
+                "{loss:?} λ{}: gpu {} vs cpu {} ({rel:e})",
+                i + 1,
+                rg.values[i],
+                rc.values[i]
+            );
+        }
+        let mut sg = Subspace::new(&g, rg.vectors, 5, p).unwrap();
+        let mut sc = Subspace::new(&F64::new(), rc.vectors, 5, p).unwrap();
+        let chi_g = sg.chi(&g, eg.grad().unwrap()).unwrap();
+        let chi_c = sc.chi(&F64::new(), ec.grad().unwrap()).unwrap();
+        assert!(
+            (chi_g - chi_c).abs() <= 1e-3,
+            "{loss:?} χ₅ {chi_g} vs {chi_c}"
+        );
+    }
+}
+
+/// A whole HVP (R-forward and R-backward over every chunk) is one command buffer. Its own
+/// device: the shared one sees other tests' submits.
+#[test]
+fn an_hvp_is_one_submit() {
+    if gpu().is_none() {
+        return;
+    }
+    let g = GpuBackend::new(GpuOptions {
+        allow_software: true,
+    })
+    .unwrap();
+    let (spec, theta, data) = tiny(&[50, 20, 10], Activation::Tanh, LossKind::Mse, 300, 2);
+    let mut e = engine(g.clone(), &spec, LossKind::Mse, &data, 64, &theta);
+    let p = theta.len();
+    let v = g.upload(&rand(p, 1)).unwrap();
+    let mut out = g.zeros(p).unwrap();
+    g.sync().unwrap();
+    let before = g.submits();
+    e.hvp(&v, 0, &mut out, 0).unwrap();
+    assert_eq!(g.submits(), before, "an HVP is recorded, not submitted");
+    g.download(&out).unwrap();
+    assert_eq!(
+        g.submits(),
+        before + 1,
+        "one submit for the HVP (5 chunks) and its read-back"
+    );
+}
+
+#[test]
+fn oversized_buffers_are_clear_errors() {
+    let Some(g) = gpu() else { return };
+    let e = g.zeros(40 << 20).unwrap_err().to_string();
+    assert!(e.contains("exceeds") && e.contains("--backend cpu"), "{e}");
+}
