@@ -1,12 +1,15 @@
-//! criterion benches of the CPU engine on fc-tanh / MNIST-5k in f32 (falls back to synthetic data
-//! of the same shape when MNIST-5k cannot be fetched): the layer-1 GEMMs, one full-batch
-//! gradient, one HVP and a top-10 Lanczos solve at tol 1e-4.
+//! criterion benches of the engine on fc-tanh / MNIST-5k in f32 (falls back to synthetic data of
+//! the same shape when MNIST-5k cannot be fetched): the HVP's GEMM shapes, one full-batch
+//! gradient, one HVP and a top-10 Lanczos solve at tol 1e-4 — on the CPU backend and, when an
+//! adapter exists, on the wgpu backend next to it (on a software adapter such as lavapipe only the
+//! GEMMs: its HVP takes seconds).
 //!
 //!   cargo bench --bench engine
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use subspace_lab::backend::cpu::CpuBackend;
+use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
 use subspace_lab::backend::{Backend, LossKind};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::data::mnist::{self, Preprocess};
@@ -26,10 +29,9 @@ fn data() -> Dataset {
     }
 }
 
-fn benches(c: &mut Criterion) {
-    let b = CpuBackend::<f32>::new();
-    let mut g = c.benchmark_group("gemm-f32");
-    g.sample_size(20);
+fn gemm_benches<B: Backend>(c: &mut Criterion, b: &B, group: &str) {
+    let mut g = c.benchmark_group(group);
+    g.sample_size(10);
     for &(ta, tb, m, n, k, name) in &[
         (false, true, 1000, 200, 784, "X·W1ᵀ 1000×200×784"),
         (true, false, 200, 784, 1000, "Gᵀ·X 200×784×1000"),
@@ -42,28 +44,33 @@ fn benches(c: &mut Criterion) {
         g.bench_function(name, |bench| {
             bench.iter(|| {
                 b.gemm(ta, tb, m, n, k, 1.0, &a, 0, &bb, 0, 0.0, &mut out, 0)
-                    .expect("gemm")
+                    .expect("gemm");
+                b.sync().expect("sync")
             })
         });
     }
     g.finish();
+}
 
-    let data = data();
+fn engine_benches<B: Backend + Clone>(c: &mut Criterion, b: &B, data: &Dataset, group: &str) {
     let spec = MlpSpec::fc_tanh();
     let theta = b.upload(&spec.init(0)).expect("upload");
-    let mut e = Engine::new(b.clone(), spec.clone(), LossKind::Mse, &data, 0).expect("engine");
+    let mut e = Engine::new(b.clone(), spec.clone(), LossKind::Mse, data, 0).expect("engine");
     e.set_params(&theta).expect("set_params");
     let p = e.num_params();
     let v = b.upload(&random_vector(p, 3)).expect("upload");
     let mut out = b.zeros(p).expect("zeros");
-    let mut g = c.benchmark_group("fc-tanh-mnist5k-f32");
+    let mut g = c.benchmark_group(group);
     g.sample_size(10);
     g.bench_function("gradient (full batch)", |bench| {
         bench.iter(|| black_box(e.set_params(&theta).expect("gradient")))
     });
     g.throughput(Throughput::Elements(hvp_flops(&spec, data.n) as u64));
     g.bench_function("hvp", |bench| {
-        bench.iter(|| e.hvp(&v, 0, &mut out, 0).expect("hvp"))
+        bench.iter(|| {
+            e.hvp(&v, 0, &mut out, 0).expect("hvp");
+            b.sync().expect("sync")
+        })
     });
     g.throughput(Throughput::Elements(1));
     let opts = LanczosOptions {
@@ -73,12 +80,31 @@ fn benches(c: &mut Criterion) {
     };
     g.bench_function("top-10 lanczos tol 1e-4", |bench| {
         bench.iter(|| {
-            lanczos(&b, &mut e, &opts, None, &mut |_| {})
+            lanczos(b, &mut e, &opts, None, &mut |_| {})
                 .expect("lanczos")
                 .products
         })
     });
     g.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    let data = data();
+    let cpu = CpuBackend::<f32>::new();
+    gemm_benches(c, &cpu, "gemm-cpu-f32");
+    engine_benches(c, &cpu, &data, "fc-tanh-mnist5k-cpu-f32");
+    match GpuBackend::new(GpuOptions {
+        allow_software: true,
+    }) {
+        Ok(gpu) => {
+            eprintln!("wgpu adapter: {}", gpu.adapter_description());
+            gemm_benches(c, &gpu, "gemm-gpu");
+            if !gpu.is_software() {
+                engine_benches(c, &gpu, &data, "fc-tanh-mnist5k-gpu");
+            }
+        }
+        Err(e) => eprintln!("no wgpu adapter, GPU benches skipped: {e}"),
+    }
 }
 
 criterion_group!(engine, benches);
