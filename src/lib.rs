@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod hessian;
 pub mod jobs;
 pub mod nn;

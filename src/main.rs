@@ -48,6 +48,24 @@ enum Command {
     Spectrum(SpectrumArgs),
     /// Time a full-batch gradient, one HVP and a top-10 solve (tol 1e-4) on MNIST-5k.
     Bench(BenchArgs),
+    /// Reproduce a figure of the paper (fig1, fig1-ce, fig6-7, or all) to CSV/JSON with verdicts.
+    Reproduce(ReproduceArgs),
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// A preset (fig1, fig1-ce, fig6-7) or `all`.
+    preset: String,
+    /// Shorter horizons, same protocol (minutes on the CPU).
+    #[arg(long)]
+    quick: bool,
+    /// Output directory; each preset writes OUT/<preset>/{metrics.csv,summary.json}.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
+    #[command(flatten)]
+    dir: DataDirArg,
 }
 
 #[derive(Subcommand)]
@@ -184,6 +202,7 @@ fn main() -> Result<()> {
         }
         Command::Spectrum(a) => spectrum_cmd(a),
         Command::Bench(a) => bench_cmd(a),
+        Command::Reproduce(a) => reproduce_cmd(a),
     }
 }
 
@@ -459,6 +478,86 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 k.name, k.ms, k.gflops
             );
         }
+    }
+    Ok(())
+}
+
+fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
+    use subspace_lab::experiment::reproduce::{self, PRESETS};
+    let presets: Vec<&str> = if a.preset == "all" {
+        PRESETS.to_vec()
+    } else if PRESETS.contains(&a.preset.as_str()) {
+        vec![a.preset.as_str()]
+    } else {
+        bail!(
+            "unknown preset '{}': one of {} or all",
+            a.preset,
+            PRESETS.join(", ")
+        );
+    };
+    let needs_data = presets.iter().any(|p| p.starts_with("fig1"));
+    let (data, chosen) = if needs_data {
+        let dir = a.dir.resolve()?;
+        let (m, _) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
+        (
+            Some(m.dataset(Preprocess::Normalize, mnist::N)?),
+            Some(choose(a.backend, None, Precision::F32)?),
+        )
+    } else {
+        (None, None)
+    };
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let mut progress = |run: &str, step: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(step as u64);
+        bar.set_message(run.to_string());
+    };
+    let mut all_hold = true;
+    for preset in presets {
+        let res = match (preset, &data, &chosen) {
+            ("fig6-7", _, _) => reproduce::toy(&a.out, a.quick)?,
+            (p, Some(data), Some(chosen)) => {
+                let loss = if p == "fig1-ce" {
+                    LossKind::Ce
+                } else {
+                    LossKind::Mse
+                };
+                let chosen = match chosen {
+                    Chosen::CpuF64 => Chosen::CpuF64,
+                    Chosen::CpuF32 => Chosen::CpuF32,
+                    Chosen::Gpu(g) => Chosen::Gpu(g.clone()),
+                };
+                on_backend!(chosen, |b| reproduce::fig1(
+                    b,
+                    data,
+                    &a.out,
+                    a.quick,
+                    loss,
+                    &mut progress
+                )?)
+            }
+            _ => bail!("preset {preset} needs MNIST-5k"),
+        };
+        bar.finish_and_clear();
+        println!(
+            "{} ({:.1} s, {}):",
+            res.preset,
+            res.wall_seconds,
+            res.dir.display()
+        );
+        for v in &res.verdicts {
+            println!("  {}", v.text);
+            all_hold &= v.holds;
+        }
+    }
+    if !all_hold {
+        println!("some claims did not hold on these numbers (see summary.json)");
     }
     Ok(())
 }

@@ -201,7 +201,7 @@ impl GpuBackend {
             }
             Some(a) if software_only && !opts.allow_software => {
                 return Err(gpu_err(format!(
-                    "only a software adapter ({}) is available; it is ~70× slower than the CPU backend: \
+                    "only a software adapter ({}) is available; it is over 100× slower than the CPU backend here: \
                      use --backend gpu to use it anyway, or --backend cpu",
                     a.get_info().name
                 )));

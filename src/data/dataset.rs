@@ -64,6 +64,20 @@ impl Dataset {
         )
     }
 
+    /// The samples at `rows`, in that order (a minibatch).
+    pub fn gather(&self, rows: &[usize]) -> Result<Self> {
+        let mut x = Vec::with_capacity(rows.len() * self.d);
+        let mut labels = Vec::with_capacity(rows.len());
+        for &r in rows {
+            if r >= self.n {
+                return Err(Error::Shape(format!("row {r} of a data set of {}", self.n)));
+            }
+            x.extend_from_slice(&self.x[r * self.d..(r + 1) * self.d]);
+            labels.push(self.labels[r]);
+        }
+        Dataset::new(self.d, self.classes, x, labels)
+    }
+
     /// A reproducible random data set (Gaussian features, uniform labels) for tests and benches
     /// that must not depend on a download.
     pub fn synthetic(n: usize, d: usize, classes: usize, seed: u64) -> Result<Self> {

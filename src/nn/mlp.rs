@@ -242,6 +242,29 @@ impl<B: Backend + Clone> Engine<B> {
         self.eval.ok_or_else(not_ready)
     }
 
+    /// Swap in other samples of the same count and shape (a new minibatch); the parameters must
+    /// be set again afterwards.
+    pub fn replace_data(&mut self, data: &Dataset) -> Result<()> {
+        if data.n != self.n
+            || data.d != self.spec.input_dim()
+            || data.classes != self.spec.output_dim()
+        {
+            return Err(Error::Shape(format!(
+                "replace_data: {} samples of {}→{} for an engine of {} samples of {}→{}",
+                data.n,
+                data.d,
+                data.classes,
+                self.n,
+                self.spec.input_dim(),
+                self.spec.output_dim()
+            )));
+        }
+        self.x = self.backend.upload(&data.x)?;
+        self.t = self.backend.upload(&data.y)?;
+        self.eval = None;
+        Ok(())
+    }
+
     /// Move to parameters θ (host values): forward and backward over all samples.
     pub fn set_params_host(&mut self, theta: &[f64]) -> Result<Eval> {
         if theta.len() != self.num_params() {

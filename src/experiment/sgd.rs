@@ -1,0 +1,406 @@
+//! The paper's SGD protocol on a network (fig. 1): train with SGD, switch, then continue from the
+//! *same* parameters with the *same* minibatch stream under SGD, Dom-SGD (update projected on the
+//! top-k Hessian subspace S_k) and Bulk-SGD (projected on its complement), S_k recomputed from the
+//! full training-loss Hessian at every step (Lanczos warm-started from the previous step's
+//! eigenvectors).
+
+use super::verdict::Verdict;
+use crate::backend::{Backend, LossKind};
+use crate::data::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::hessian::lanczos::{LanczosOptions, lanczos};
+use crate::nn::mlp::{Engine, MlpSpec};
+use rand::{RngExt, SeedableRng};
+
+/// Which part of the minibatch gradient a step uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Projection {
+    None,
+    Dominant,
+    Bulk,
+}
+
+impl Projection {
+    pub fn run_name(self) -> &'static str {
+        match self {
+            Projection::None => "SGD",
+            Projection::Dominant => "Dom-SGD",
+            Projection::Bulk => "Bulk-SGD",
+        }
+    }
+}
+
+/// When SGD hands over to the compared variants.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Switch {
+    /// After this many SGD steps.
+    AtStep(usize),
+    /// When the EMA (factor 0.9) of χ_k(∇L) exceeds `threshold` (the paper's rule: 0.95),
+    /// checked every step; give up after `max_steps`.
+    ChiEma { threshold: f64, max_steps: usize },
+}
+
+/// The settings of one fig-1 style run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SgdProtocol {
+    pub lr: f64,
+    pub batch: usize,
+    pub k: usize,
+    pub switch: Switch,
+    /// Steps of each variant after the switch.
+    pub steps_after: usize,
+    /// Full-data loss, accuracy and χ_k recorded every this many steps after the switch.
+    pub record_every: usize,
+    /// Lanczos residual tolerance relative to |λ₁|.
+    pub tol: f64,
+    pub seed: u64,
+    pub loss: LossKind,
+}
+
+/// One row of metrics.csv.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Row {
+    pub run: String,
+    pub step: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    /// χ_k(∇L) when computed at this step (NaN otherwise).
+    pub chi_k: f64,
+    pub chi_ema: f64,
+    pub lambda_1: f64,
+    pub lambda_k: f64,
+    /// ‖θ_t − θ_switch‖.
+    pub dist_switch: f64,
+}
+
+/// The outcome: every recorded row, the switch step and the verdict.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SgdOutcome {
+    pub switch_step: usize,
+    pub rows: Vec<Row>,
+    pub verdicts: Vec<Verdict>,
+    /// Full-data loss at the switch and at the end of each variant.
+    pub final_loss: Vec<(String, f64, f64)>,
+}
+
+/// Dom-SGD's relative loss decrease must stay below this fraction of SGD's ("stalls").
+pub const DOM_MAX_FRACTION: f64 = 0.25;
+/// Bulk-SGD's relative loss decrease must reach at least this fraction of SGD's ("trains as well").
+pub const BULK_MIN_FRACTION: f64 = 0.75;
+
+struct Stream {
+    rng: rand_chacha::ChaCha8Rng,
+    perm: Vec<usize>,
+    pos: usize,
+}
+
+impl Stream {
+    fn new(n: usize, seed: u64) -> Self {
+        Stream {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xba7c4),
+            perm: (0..n).collect(),
+            pos: n,
+        }
+    }
+    /// The next minibatch: consecutive slices of a permutation redrawn every epoch.
+    fn next(&mut self, batch: usize) -> Vec<usize> {
+        let n = self.perm.len();
+        if self.pos + batch > n {
+            for i in (1..n).rev() {
+                let j = self.rng.random_range(0..=i);
+                self.perm.swap(i, j);
+            }
+            self.pos = 0;
+        }
+        let b = self.perm[self.pos..self.pos + batch].to_vec();
+        self.pos += batch;
+        b
+    }
+}
+
+impl Clone for Stream {
+    fn clone(&self) -> Self {
+        Stream {
+            rng: self.rng.clone(),
+            perm: self.perm.clone(),
+            pos: self.pos,
+        }
+    }
+}
+
+/// Everything one step needs, kept across steps.
+struct Trainer<B: Backend> {
+    full: Engine<B>,
+    batch: Engine<B>,
+    data: Dataset,
+    lanczos: LanczosOptions,
+    /// Previous step's eigenvectors (k × p) for the warm start.
+    warm: Option<B::Buf>,
+}
+
+struct Spectrum {
+    loss: f64,
+    accuracy: f64,
+    chi: f64,
+    lambda_1: f64,
+    lambda_k: f64,
+    /// Rows u_i of S_k on the host (k × p).
+    basis: Vec<f64>,
+}
+
+impl<B: Backend + Clone> Trainer<B> {
+    fn minibatch_grad(&mut self, theta: &[f64], rows: &[usize]) -> Result<Vec<f64>> {
+        self.batch.replace_data(&self.data.gather(rows)?)?;
+        self.batch.set_params_host(theta)?;
+        self.batch.backend().download(self.batch.grad()?)
+    }
+
+    fn eval(&mut self, theta: &[f64]) -> Result<(f64, f64)> {
+        let e = self.full.set_params_host(theta)?;
+        Ok((e.loss, e.accuracy))
+    }
+
+    /// Full-data loss, ∇L and the top-k subspace at θ.
+    fn spectrum(&mut self, theta: &[f64]) -> Result<Spectrum> {
+        let e = self.full.set_params_host(theta)?;
+        let b = self.full.backend().clone();
+        let k = self.lanczos.k;
+        let eig = lanczos(
+            &b,
+            &mut self.full,
+            &self.lanczos,
+            self.warm.as_ref().map(|w| (w, k)),
+            &mut |_| {},
+        )?;
+        let basis = b.download(&eig.vectors)?;
+        let g = b.download(self.full.grad()?)?;
+        let p = g.len();
+        let gn = norm(&g);
+        let pg = project(&basis, k, p, &g, Projection::Dominant);
+        let chi = if gn == 0.0 {
+            0.0
+        } else {
+            (norm(&pg) / gn).min(1.0)
+        };
+        let s = Spectrum {
+            loss: e.loss,
+            accuracy: e.accuracy,
+            chi,
+            lambda_1: eig.values[0],
+            lambda_k: eig.values[k - 1],
+            basis,
+        };
+        self.warm = Some(eig.vectors);
+        Ok(s)
+    }
+}
+
+fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+/// P_k g or P_k⊥ g with the basis as k rows of length p.
+fn project(basis: &[f64], k: usize, p: usize, g: &[f64], proj: Projection) -> Vec<f64> {
+    if proj == Projection::None {
+        return g.to_vec();
+    }
+    let mut pg = vec![0.0; p];
+    for i in 0..k {
+        let u = &basis[i * p..(i + 1) * p];
+        let c: f64 = u.iter().zip(g).map(|(a, b)| a * b).sum();
+        pg.iter_mut().zip(u).for_each(|(x, &ui)| *x += c * ui);
+    }
+    if proj == Projection::Bulk {
+        pg.iter_mut().zip(g).for_each(|(x, &gi)| *x = gi - *x);
+    }
+    pg
+}
+
+fn dist(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Run the protocol. `progress(run, step, total)` is called after every step.
+pub fn run<B: Backend + Clone>(
+    backend: B,
+    spec: &MlpSpec,
+    data: &Dataset,
+    proto: &SgdProtocol,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<SgdOutcome> {
+    let p = spec.num_params();
+    if proto.lr <= 0.0 || !proto.lr.is_finite() {
+        return Err(Error::InvalidArgument(format!(
+            "lr = {}: must be positive",
+            proto.lr
+        )));
+    }
+    if proto.batch == 0 || proto.batch > data.n {
+        return Err(Error::InvalidArgument(format!(
+            "batch = {}: need 1..={}",
+            proto.batch, data.n
+        )));
+    }
+    if proto.k == 0 || proto.k > p {
+        return Err(Error::InvalidArgument(format!(
+            "k = {}: need 1..={p}",
+            proto.k
+        )));
+    }
+    let first = data.gather(&(0..proto.batch).collect::<Vec<_>>())?;
+    let mut t = Trainer {
+        full: Engine::new(backend.clone(), spec.clone(), proto.loss, data, 0)?,
+        batch: Engine::new(backend.clone(), spec.clone(), proto.loss, &first, 0)?,
+        data: data.clone(),
+        lanczos: LanczosOptions {
+            k: proto.k,
+            tol: proto.tol,
+            ..LanczosOptions::default()
+        },
+        warm: None,
+    };
+    let mut theta = spec.init(proto.seed);
+    let mut stream = Stream::new(data.n, proto.seed);
+    let mut rows = Vec::new();
+    // Phase 1: SGD until the switch.
+    let mut ema = f64::NAN;
+    let (max_pre, rule) = match proto.switch {
+        Switch::AtStep(s) => (s, None),
+        Switch::ChiEma {
+            threshold,
+            max_steps,
+        } => (max_steps, Some(threshold)),
+    };
+    let mut step = 0;
+    while step < max_pre {
+        if let Some(threshold) = rule {
+            let s = t.spectrum(&theta)?;
+            ema = if ema.is_nan() {
+                s.chi
+            } else {
+                0.9 * ema + 0.1 * s.chi
+            };
+            rows.push(Row {
+                run: "SGD (before switch)".into(),
+                step,
+                loss: s.loss,
+                accuracy: s.accuracy,
+                chi_k: s.chi,
+                chi_ema: ema,
+                lambda_1: s.lambda_1,
+                lambda_k: s.lambda_k,
+                dist_switch: f64::NAN,
+            });
+            if ema > threshold {
+                break;
+            }
+        }
+        let batch = stream.next(proto.batch);
+        let g = t.minibatch_grad(&theta, &batch)?;
+        theta
+            .iter_mut()
+            .zip(&g)
+            .for_each(|(th, gi)| *th -= proto.lr * gi);
+        step += 1;
+        progress("SGD", step, max_pre);
+    }
+    let switch_step = step;
+    let theta_switch = theta.clone();
+    // Phase 2: the three variants from the same θ and the same stream.
+    let mut final_loss = Vec::new();
+    for proj in [Projection::None, Projection::Dominant, Projection::Bulk] {
+        let name = proj.run_name();
+        let mut th = theta_switch.clone();
+        let mut st = stream.clone();
+        t.warm = None;
+        let mut start_loss = f64::NAN;
+        let mut end_loss = f64::NAN;
+        for s in 0..=proto.steps_after {
+            let record = s % proto.record_every.max(1) == 0 || s == proto.steps_after;
+            let needs_basis = proj != Projection::None && s < proto.steps_after;
+            let spec_now = if needs_basis || record {
+                Some(t.spectrum(&th)?)
+            } else {
+                None
+            };
+            if let (true, Some(sp)) = (record, &spec_now) {
+                rows.push(Row {
+                    run: name.into(),
+                    step: switch_step + s,
+                    loss: sp.loss,
+                    accuracy: sp.accuracy,
+                    chi_k: sp.chi,
+                    chi_ema: f64::NAN,
+                    lambda_1: sp.lambda_1,
+                    lambda_k: sp.lambda_k,
+                    dist_switch: dist(&th, &theta_switch),
+                });
+                if s == 0 {
+                    start_loss = sp.loss;
+                }
+                end_loss = sp.loss;
+            }
+            if s == proto.steps_after {
+                break;
+            }
+            let batch = st.next(proto.batch);
+            let g = t.minibatch_grad(&th, &batch)?;
+            let d = match &spec_now {
+                Some(sp) if proj != Projection::None => project(&sp.basis, proto.k, p, &g, proj),
+                _ => g,
+            };
+            th.iter_mut()
+                .zip(&d)
+                .for_each(|(x, di)| *x -= proto.lr * di);
+            if th.iter().any(|x| !x.is_finite()) {
+                return Err(Error::NonFinite(format!(
+                    "{name} diverged at step {}",
+                    switch_step + s + 1
+                )));
+            }
+            progress(name, s + 1, proto.steps_after);
+        }
+        let _ = t.eval(&th)?;
+        final_loss.push((name.to_string(), start_loss, end_loss));
+    }
+    let drop = |i: usize| {
+        let (_, a, b) = &final_loss[i];
+        (a - b) / a
+    };
+    let (d_sgd, d_dom, d_bulk) = (drop(0), drop(1), drop(2));
+    let holds =
+        d_sgd > 0.0 && d_dom < DOM_MAX_FRACTION * d_sgd && d_bulk > BULK_MIN_FRACTION * d_sgd;
+    let pct = |i: usize| {
+        let (n, a, b) = &final_loss[i];
+        format!("{n} {a:.4} → {b:.4} ({:+.1} %)", -100.0 * (a - b) / a)
+    };
+    let verdict = Verdict::new(
+        "Dom-SGD stalls while Bulk-SGD trains like SGD",
+        holds,
+        format!(
+            "over {} steps after the switch at step {switch_step}: {}; {}; {} (thresholds: Dom < {DOM_MAX_FRACTION}·SGD, Bulk > {BULK_MIN_FRACTION}·SGD)",
+            proto.steps_after,
+            pct(0),
+            pct(1),
+            pct(2)
+        ),
+        &[
+            ("switch_step", switch_step as f64),
+            ("sgd_rel_decrease", d_sgd),
+            ("dom_rel_decrease", d_dom),
+            ("bulk_rel_decrease", d_bulk),
+        ],
+    );
+    Ok(SgdOutcome {
+        switch_step,
+        rows,
+        verdicts: vec![verdict],
+        final_loss,
+    })
+}
