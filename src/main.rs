@@ -48,13 +48,14 @@ enum Command {
     Spectrum(SpectrumArgs),
     /// Time a full-batch gradient, one HVP and a top-10 solve (tol 1e-4) on MNIST-5k.
     Bench(BenchArgs),
-    /// Reproduce a figure of the paper (fig1, fig1-ce, fig6-7, or all) to CSV/JSON with verdicts.
+    /// Reproduce a figure of the paper (fig1, fig1-ce, fig2-3, fig6-7, fig18-19, or all) to
+    /// CSV/JSON with verdicts.
     Reproduce(ReproduceArgs),
 }
 
 #[derive(Args)]
 struct ReproduceArgs {
-    /// A preset (fig1, fig1-ce, fig6-7) or `all`.
+    /// A preset (fig1, fig1-ce, fig2-3, fig6-7, fig18-19) or `all`.
     preset: String,
     /// Shorter horizons, same protocol (minutes on the CPU).
     #[arg(long)]
@@ -495,7 +496,7 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             PRESETS.join(", ")
         );
     };
-    let needs_data = presets.iter().any(|p| p.starts_with("fig1"));
+    let needs_data = presets.iter().any(|p| *p != "fig6-7");
     let (data, chosen) = if needs_data {
         let dir = a.dir.resolve()?;
         let (m, _) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
@@ -523,24 +524,19 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         let res = match (preset, &data, &chosen) {
             ("fig6-7", _, _) => reproduce::toy(&a.out, a.quick)?,
             (p, Some(data), Some(chosen)) => {
-                let loss = if p == "fig1-ce" {
-                    LossKind::Ce
-                } else {
-                    LossKind::Mse
-                };
                 let chosen = match chosen {
                     Chosen::CpuF64 => Chosen::CpuF64,
                     Chosen::CpuF32 => Chosen::CpuF32,
                     Chosen::Gpu(g) => Chosen::Gpu(g.clone()),
                 };
-                on_backend!(chosen, |b| reproduce::fig1(
-                    b,
-                    data,
-                    &a.out,
-                    a.quick,
-                    loss,
-                    &mut progress
-                )?)
+                on_backend!(chosen, |b| match p {
+                    "fig2-3" => reproduce::fig2_3(b, data, &a.out, a.quick, &mut progress)?,
+                    "fig18-19" => reproduce::fig18_19(b, data, &a.out, a.quick, &mut progress)?,
+                    "fig1-ce" => {
+                        reproduce::fig1(b, data, &a.out, a.quick, LossKind::Ce, &mut progress)?
+                    }
+                    _ => reproduce::fig1(b, data, &a.out, a.quick, LossKind::Mse, &mut progress)?,
+                })
             }
             _ => bail!("preset {preset} needs MNIST-5k"),
         };

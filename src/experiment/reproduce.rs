@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The presets implemented so far.
-pub const PRESETS: &[&str] = &["fig1", "fig1-ce", "fig6-7"];
+pub const PRESETS: &[&str] = &["fig1", "fig1-ce", "fig2-3", "fig6-7", "fig18-19"];
 
 /// What a preset produced.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -24,6 +24,11 @@ pub struct PresetResult {
     pub wall_seconds: f64,
     pub dir: PathBuf,
 }
+
+/// χ_k along SGD: its EMA must exceed this somewhere (the paper's switch threshold).
+pub const SGD_CHI_EMA_MIN: f64 = 0.95;
+/// χ_k along full-batch GD must average below this over the second half.
+pub const GD_CHI_MAX: f64 = 0.2;
 
 /// χ₁ under GD must end below this.
 pub const TOY_GD_CHI_MAX: f64 = 0.2;
@@ -217,6 +222,203 @@ pub fn fig1<B: Backend + Clone>(
         preset: name.into(),
         quick,
         verdicts: o.verdicts,
+        wall_seconds: wall,
+        dir,
+    })
+}
+
+fn trajectory_rows(run: &str, rows: &[sgd::TrajectoryRow]) -> Vec<serde_json::Value> {
+    rows.iter()
+        .map(|r| {
+            let mut m = serde_json::Map::new();
+            m.insert("run".into(), run.into());
+            m.insert("step".into(), r.step.into());
+            m.insert("loss".into(), r.loss.into());
+            m.insert("accuracy".into(), r.accuracy.into());
+            m.insert("chi_k".into(), r.chi_k.into());
+            m.insert("chi_ema".into(), r.chi_ema.into());
+            m.insert("dist_init".into(), r.dist_init.into());
+            for (i, v) in r.values.iter().enumerate() {
+                m.insert(format!("lambda_{}", i + 1), (*v).into());
+            }
+            serde_json::Value::Object(m)
+        })
+        .collect()
+}
+
+fn second_half_mean(rows: &[sgd::TrajectoryRow]) -> f64 {
+    let h = &rows[rows.len() / 2..];
+    h.iter().map(|r| r.chi_k).sum::<f64>() / h.len().max(1) as f64
+}
+
+/// figs. 2–3: top-2k eigenvalues and χ_k(∇L) along SGD (η 0.01, batch 50, k 10).
+pub fn fig2_3<B: Backend + Clone>(
+    backend: B,
+    data: &Dataset,
+    out: &Path,
+    quick: bool,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<PresetResult> {
+    let start = Instant::now();
+    let cfg = sgd::TrajectoryConfig {
+        lr: 0.01,
+        batch: Some(50),
+        steps: if quick { 300 } else { 3000 },
+        record_every: if quick { 25 } else { 50 },
+        k: 10,
+        top: 20,
+        tol: 1e-3,
+        seed: 0,
+        loss: LossKind::Mse,
+    };
+    let rows = sgd::trajectory(backend.clone(), &MlpSpec::fc_tanh(), data, &cfg, progress)?;
+    let dir = out.join("fig2-3");
+    write_atomic(
+        &dir.join("metrics.csv"),
+        to_csv(&trajectory_rows("SGD", &rows))?.as_bytes(),
+    )?;
+    let max_ema = rows
+        .iter()
+        .map(|r| r.chi_ema)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mean = second_half_mean(&rows);
+    let last = rows
+        .last()
+        .ok_or_else(|| Error::InvalidArgument("no records".into()))?;
+    let gap = last.values[cfg.k - 1] / last.values[cfg.k];
+    let verdicts = vec![Verdict::new(
+        "fig2-3: along SGD the gradient aligns with the top-k subspace (EMA of χ_k exceeds 0.95)",
+        max_ema > SGD_CHI_EMA_MIN,
+        format!(
+            "max EMA(χ₁₀) over {} records to step {} = {max_ema:.3}, mean χ₁₀ over the second half = {mean:.3}; λ₁ {:.2}, λ₁₀/λ₁₁ = {gap:.3} at the end",
+            rows.len(),
+            cfg.steps,
+            last.values[0]
+        ),
+        &[
+            ("max_chi_ema", max_ema),
+            ("mean_chi_second_half", mean),
+            ("lambda_1_end", last.values[0]),
+            ("lambda_k_over_k1_end", gap),
+        ],
+    )];
+    let wall = start.elapsed().as_secs_f64();
+    summary(
+        &dir,
+        serde_json::json!({
+            "preset": "fig2-3", "quick": quick, "version": env!("CARGO_PKG_VERSION"),
+            "spec": {"model": "fc-tanh 784-200-200-10", "data": "MNIST-5k, normalize", "trajectory": cfg},
+            "backend": backend.name(), "adapter": backend.adapter(),
+            "wall_seconds": wall, "verdicts": verdicts,
+        }),
+    )?;
+    Ok(PresetResult {
+        preset: "fig2-3".into(),
+        quick,
+        verdicts,
+        wall_seconds: wall,
+        dir,
+    })
+}
+
+/// figs. 18–19: under full-batch GD (η 0.01) χ_k stays ≈ 0, and GD and SGD from the same
+/// initialisation stay close.
+pub fn fig18_19<B: Backend + Clone>(
+    backend: B,
+    data: &Dataset,
+    out: &Path,
+    quick: bool,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<PresetResult> {
+    let start = Instant::now();
+    let base = sgd::TrajectoryConfig {
+        lr: 0.01,
+        batch: None,
+        steps: if quick { 300 } else { 3000 },
+        record_every: if quick { 25 } else { 50 },
+        k: 10,
+        top: 10,
+        tol: 1e-3,
+        seed: 0,
+        loss: LossKind::Mse,
+    };
+    let spec = MlpSpec::fc_tanh();
+    let gd = sgd::trajectory(backend.clone(), &spec, data, &base, progress)?;
+    let sgd_cfg = sgd::TrajectoryConfig {
+        batch: Some(50),
+        ..base.clone()
+    };
+    let sg = sgd::trajectory(backend.clone(), &spec, data, &sgd_cfg, progress)?;
+    let dir = out.join("fig18-19");
+    let mut rows = trajectory_rows("GD", &gd);
+    rows.extend(trajectory_rows("SGD", &sg));
+    for (r, (a, b)) in rows
+        .iter_mut()
+        .zip(gd.iter().zip(&sg).chain(gd.iter().zip(&sg)))
+    {
+        let d: f64 = a
+            .theta
+            .iter()
+            .zip(&b.theta)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f64>()
+            .sqrt();
+        if let Some(m) = r.as_object_mut() {
+            m.insert("dist_gd_sgd".into(), d.into());
+        }
+    }
+    write_atomic(&dir.join("metrics.csv"), to_csv(&rows)?.as_bytes())?;
+    let gd_mean = second_half_mean(&gd);
+    let sgd_mean = second_half_mean(&sg);
+    let (lg, ls) = (gd.last(), sg.last());
+    let (d_pair, d_travel) = match (lg, ls) {
+        (Some(a), Some(b)) => (
+            a.theta
+                .iter()
+                .zip(&b.theta)
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum::<f64>()
+                .sqrt(),
+            b.dist_init,
+        ),
+        _ => (f64::NAN, f64::NAN),
+    };
+    let verdicts = vec![
+        Verdict::new(
+            "fig18-19: under full-batch GD (small η) the gradient is not aligned with the top-k subspace (χ_k < 0.2)",
+            gd_mean < GD_CHI_MAX,
+            format!(
+                "mean χ₁₀ over the second half: GD {gd_mean:.2e}, SGD {sgd_mean:.3} (threshold GD < {GD_CHI_MAX})"
+            ),
+            &[
+                ("gd_mean_chi_second_half", gd_mean),
+                ("sgd_mean_chi_second_half", sgd_mean),
+            ],
+        ),
+        Verdict::new(
+            "fig18-19: GD and SGD from the same initialisation stay closer to each other than to where they started",
+            d_pair < d_travel,
+            format!(
+                "after {} steps ‖θ_GD − θ_SGD‖ = {d_pair:.3}, ‖θ_SGD − θ_0‖ = {d_travel:.3}",
+                base.steps
+            ),
+            &[("dist_gd_sgd", d_pair), ("dist_sgd_init", d_travel)],
+        ),
+    ];
+    let wall = start.elapsed().as_secs_f64();
+    summary(
+        &dir,
+        serde_json::json!({
+            "preset": "fig18-19", "quick": quick, "version": env!("CARGO_PKG_VERSION"),
+            "spec": {"model": "fc-tanh 784-200-200-10", "data": "MNIST-5k, normalize", "gd": base, "sgd": sgd_cfg},
+            "backend": backend.name(), "adapter": backend.adapter(),
+            "wall_seconds": wall, "verdicts": verdicts,
+        }),
+    )?;
+    Ok(PresetResult {
+        preset: "fig18-19".into(),
+        quick,
+        verdicts,
         wall_seconds: wall,
         dir,
     })

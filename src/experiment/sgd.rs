@@ -146,6 +146,8 @@ struct Spectrum {
     chi: f64,
     lambda_1: f64,
     lambda_k: f64,
+    /// All computed eigenvalues, largest first.
+    values: Vec<f64>,
     /// Rows u_i of S_k on the host (k × p).
     basis: Vec<f64>,
 }
@@ -164,6 +166,12 @@ impl<B: Backend + Clone> Trainer<B> {
 
     /// Full-data loss, ∇L and the top-k subspace at θ.
     fn spectrum(&mut self, theta: &[f64]) -> Result<Spectrum> {
+        let k = self.lanczos.k;
+        self.spectrum_top(theta, k)
+    }
+
+    /// Full-data loss, ∇L, the top `lanczos.k` eigenpairs at θ, and χ over the first `k_chi`.
+    fn spectrum_top(&mut self, theta: &[f64], k_chi: usize) -> Result<Spectrum> {
         let e = self.full.set_params_host(theta)?;
         let b = self.full.backend().clone();
         let k = self.lanczos.k;
@@ -178,7 +186,8 @@ impl<B: Backend + Clone> Trainer<B> {
         let g = b.download(self.full.grad()?)?;
         let p = g.len();
         let gn = norm(&g);
-        let pg = project(&basis, k, p, &g, Projection::Dominant);
+        let kc = k_chi.min(k);
+        let pg = project(&basis, kc, p, &g, Projection::Dominant);
         let chi = if gn == 0.0 {
             0.0
         } else {
@@ -189,7 +198,8 @@ impl<B: Backend + Clone> Trainer<B> {
             accuracy: e.accuracy,
             chi,
             lambda_1: eig.values[0],
-            lambda_k: eig.values[k - 1],
+            lambda_k: eig.values[kc - 1],
+            values: eig.values.clone(),
             basis,
         };
         self.warm = Some(eig.vectors);
@@ -403,4 +413,128 @@ pub fn run<B: Backend + Clone>(
         verdicts: vec![verdict],
         final_loss,
     })
+}
+
+/// A plain trajectory — SGD (minibatches of `batch`) or full-batch GD (`batch = None`) — with the
+/// top-`top` Hessian eigenvalues and χ_k(∇L) recorded every `record_every` steps (figs. 2–3, 18–19).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrajectoryConfig {
+    pub lr: f64,
+    pub batch: Option<usize>,
+    pub steps: usize,
+    pub record_every: usize,
+    pub k: usize,
+    pub top: usize,
+    pub tol: f64,
+    pub seed: u64,
+    pub loss: LossKind,
+}
+
+/// One record of a trajectory: `values` are the top eigenvalues; `chi_ema` is the EMA (0.9) of
+/// χ_k over the records.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrajectoryRow {
+    pub step: usize,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub chi_k: f64,
+    pub chi_ema: f64,
+    /// ‖θ_t − θ_0‖.
+    pub dist_init: f64,
+    pub values: Vec<f64>,
+    /// Parameters at this record (kept for paired comparisons, not written to CSV).
+    #[serde(skip)]
+    pub theta: Vec<f64>,
+}
+
+pub fn trajectory<B: Backend + Clone>(
+    backend: B,
+    spec: &MlpSpec,
+    data: &Dataset,
+    cfg: &TrajectoryConfig,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<Vec<TrajectoryRow>> {
+    let p = spec.num_params();
+    if cfg.lr <= 0.0 || !cfg.lr.is_finite() {
+        return Err(Error::InvalidArgument(format!(
+            "lr = {}: must be positive",
+            cfg.lr
+        )));
+    }
+    if cfg.batch.is_some_and(|b| b == 0 || b > data.n) {
+        return Err(Error::InvalidArgument(format!(
+            "batch = {:?}: need 1..={}",
+            cfg.batch, data.n
+        )));
+    }
+    if cfg.k == 0 || cfg.top < cfg.k || cfg.top > p {
+        return Err(Error::InvalidArgument(format!(
+            "k = {}, top = {}: need 1 ≤ k ≤ top ≤ {p}",
+            cfg.k, cfg.top
+        )));
+    }
+    let bsz = cfg.batch.unwrap_or(1);
+    let first = data.gather(&(0..bsz).collect::<Vec<_>>())?;
+    let mut t = Trainer {
+        full: Engine::new(backend.clone(), spec.clone(), cfg.loss, data, 0)?,
+        batch: Engine::new(backend.clone(), spec.clone(), cfg.loss, &first, 0)?,
+        data: data.clone(),
+        lanczos: LanczosOptions {
+            k: cfg.top,
+            tol: cfg.tol,
+            ..LanczosOptions::default()
+        },
+        warm: None,
+    };
+    let name = if cfg.batch.is_some() { "SGD" } else { "GD" };
+    let theta0 = spec.init(cfg.seed);
+    let mut theta = theta0.clone();
+    let mut stream = Stream::new(data.n, cfg.seed);
+    let mut rows = Vec::new();
+    let mut ema = f64::NAN;
+    for step in 0..=cfg.steps {
+        if step % cfg.record_every.max(1) == 0 || step == cfg.steps {
+            let s = t.spectrum_top(&theta, cfg.k)?;
+            ema = if ema.is_nan() {
+                s.chi
+            } else {
+                0.9 * ema + 0.1 * s.chi
+            };
+            rows.push(TrajectoryRow {
+                step,
+                loss: s.loss,
+                accuracy: s.accuracy,
+                chi_k: s.chi,
+                chi_ema: ema,
+                dist_init: dist(&theta, &theta0),
+                values: s.values,
+                theta: theta.clone(),
+            });
+        }
+        if step == cfg.steps {
+            break;
+        }
+        let g = match cfg.batch {
+            Some(b) => {
+                let rows = stream.next(b);
+                t.minibatch_grad(&theta, &rows)?
+            }
+            None => {
+                t.full.set_params_host(&theta)?;
+                t.full.backend().download(t.full.grad()?)?
+            }
+        };
+        theta
+            .iter_mut()
+            .zip(&g)
+            .for_each(|(th, gi)| *th -= cfg.lr * gi);
+        if theta.iter().any(|x| !x.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "{name} diverged at step {}",
+                step + 1
+            )));
+        }
+        progress(name, step + 1, cfg.steps);
+    }
+    Ok(rows)
 }
