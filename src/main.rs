@@ -48,14 +48,14 @@ enum Command {
     Spectrum(SpectrumArgs),
     /// Time a full-batch gradient, one HVP and a top-10 solve (tol 1e-4) on MNIST-5k.
     Bench(BenchArgs),
-    /// Reproduce a figure of the paper (fig1, fig1-ce, fig2-3, fig6-7, fig18-19, or all) to
+    /// Reproduce a figure of the paper (fig1, fig1-ce, fig2-3, fig6-7, fig9, fig18-19, or all) to
     /// CSV/JSON with verdicts.
     Reproduce(ReproduceArgs),
 }
 
 #[derive(Args)]
 struct ReproduceArgs {
-    /// A preset (fig1, fig1-ce, fig2-3, fig6-7, fig18-19) or `all`.
+    /// A preset (fig1, fig1-ce, fig2-3, fig6-7, fig9, fig18-19) or `all`.
     preset: String,
     /// Shorter horizons, same protocol (minutes on the CPU).
     #[arg(long)]
@@ -532,6 +532,7 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
                 on_backend!(chosen, |b| match p {
                     "fig2-3" => reproduce::fig2_3(b, data, &a.out, a.quick, &mut progress)?,
                     "fig18-19" => reproduce::fig18_19(b, data, &a.out, a.quick, &mut progress)?,
+                    "fig9" => reproduce::fig9(b, data, &a.out, a.quick, &mut progress)?,
                     "fig1-ce" => {
                         reproduce::fig1(b, data, &a.out, a.quick, LossKind::Ce, &mut progress)?
                     }

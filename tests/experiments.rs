@@ -55,7 +55,7 @@ fn sgd_protocol_branches_from_the_same_point() {
     let (spec, _, data) = tiny(&[12, 10, 4], Activation::Tanh, LossKind::Mse, 200, 5);
     let proto = SgdProtocol {
         lr: 0.05,
-        batch: 20,
+        batch: Some(20),
         k: 4,
         switch: Switch::AtStep(30),
         steps_after: 20,
@@ -87,7 +87,7 @@ fn sgd_protocol_branches_from_the_same_point() {
             ..proto.clone()
         },
         SgdProtocol {
-            batch: 201,
+            batch: Some(201),
             ..proto.clone()
         },
         SgdProtocol {

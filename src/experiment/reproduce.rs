@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The presets implemented so far.
-pub const PRESETS: &[&str] = &["fig1", "fig1-ce", "fig2-3", "fig6-7", "fig18-19"];
+pub const PRESETS: &[&str] = &["fig1", "fig1-ce", "fig2-3", "fig6-7", "fig9", "fig18-19"];
 
 /// What a preset produced.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -29,6 +29,9 @@ pub struct PresetResult {
 pub const SGD_CHI_EMA_MIN: f64 = 0.95;
 /// χ_k along full-batch GD must average below this over the second half.
 pub const GD_CHI_MAX: f64 = 0.2;
+
+/// At the edge of stability the sharpness λ₁ must lie within this fraction of 2/η.
+pub const EOS_BAND: f64 = 0.10;
 
 /// χ₁ under GD must end below this.
 pub const TOY_GD_CHI_MAX: f64 = 0.2;
@@ -177,7 +180,6 @@ pub fn fig1<B: Backend + Clone>(
     loss: LossKind,
     progress: &mut dyn FnMut(&str, usize, usize),
 ) -> Result<PresetResult> {
-    let start = Instant::now();
     let name = if loss == LossKind::Ce {
         "fig1-ce"
     } else {
@@ -186,7 +188,7 @@ pub fn fig1<B: Backend + Clone>(
     let spec = MlpSpec::fc_tanh();
     let proto = SgdProtocol {
         lr: 0.01,
-        batch: 50,
+        batch: Some(50),
         k: 10,
         // Quick: a fixed switch step instead of the χ-EMA rule (which needs a spectrum every step).
         switch: if quick {
@@ -203,25 +205,55 @@ pub fn fig1<B: Backend + Clone>(
         seed: 0,
         loss,
     };
-    let o = sgd::run(backend.clone(), &spec, data, &proto, progress)?;
+    switch_preset(
+        backend,
+        name,
+        &spec,
+        data,
+        out,
+        quick,
+        &proto,
+        |_| Vec::new(),
+        progress,
+    )
+}
+
+/// Run a switch protocol (fig1, fig9), write its files, and return the protocol's verdict after
+/// those `extra` derives from the outcome.
+#[allow(clippy::too_many_arguments)]
+fn switch_preset<B: Backend + Clone>(
+    backend: B,
+    name: &str,
+    spec: &MlpSpec,
+    data: &Dataset,
+    out: &Path,
+    quick: bool,
+    proto: &SgdProtocol,
+    extra: impl FnOnce(&sgd::SgdOutcome) -> Vec<Verdict>,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<PresetResult> {
+    let start = Instant::now();
+    let o = sgd::run(backend.clone(), spec, data, proto, progress)?;
     let dir = out.join(name);
     write_atomic(&dir.join("metrics.csv"), to_csv(&o.rows)?.as_bytes())?;
+    let mut verdicts = extra(&o);
+    verdicts.extend(o.verdicts.iter().cloned());
     let wall = start.elapsed().as_secs_f64();
     summary(
         &dir,
         serde_json::json!({
             "preset": name, "quick": quick, "version": env!("CARGO_PKG_VERSION"),
-            "spec": {"model": "fc-tanh 784-200-200-10", "data": format!("MNIST-5k first {} samples, normalize", data.n),
-                     "protocol": proto},
+            "spec": {"model": format!("fc-{} {:?}", spec.activation.name(), spec.widths),
+                     "data": format!("MNIST-5k first {} samples, normalize", data.n), "protocol": proto},
             "backend": backend.name(), "adapter": backend.adapter(),
             "switch_step": o.switch_step, "final_loss": o.final_loss,
-            "wall_seconds": wall, "verdicts": o.verdicts,
+            "wall_seconds": wall, "verdicts": verdicts,
         }),
     )?;
     Ok(PresetResult {
         preset: name.into(),
         quick,
-        verdicts: o.verdicts,
+        verdicts,
         wall_seconds: wall,
         dir,
     })
@@ -422,4 +454,59 @@ pub fn fig18_19<B: Backend + Clone>(
         wall_seconds: wall,
         dir,
     })
+}
+
+/// fig. 9: full-batch GD at the edge of stability (η 0.1: λ₁ hovers at 2/η = 20), then GD, Dom-GD
+/// and Bulk-GD from the same point.
+pub fn fig9<B: Backend + Clone>(
+    backend: B,
+    data: &Dataset,
+    out: &Path,
+    quick: bool,
+    progress: &mut dyn FnMut(&str, usize, usize),
+) -> Result<PresetResult> {
+    let proto = SgdProtocol {
+        lr: 0.1,
+        batch: None,
+        k: 10,
+        switch: Switch::AtStep(if quick { 300 } else { 2000 }),
+        steps_after: if quick { 60 } else { 1000 },
+        record_every: if quick { 10 } else { 20 },
+        tol: 1e-3,
+        seed: 0,
+        loss: LossKind::Mse,
+    };
+    let edge = 2.0 / proto.lr;
+    let eos = |o: &sgd::SgdOutcome| {
+        // Sharpness over the GD branch's records after the switch (still at the edge).
+        let gd: Vec<f64> = o
+            .rows
+            .iter()
+            .filter(|r| r.run == "GD")
+            .map(|r| r.lambda_1)
+            .collect();
+        let mean_l1 = gd.iter().sum::<f64>() / gd.len().max(1) as f64;
+        vec![Verdict::new(
+            "fig9: GD at η = 0.1 trains at the edge of stability (λ₁ within ±10 % of 2/η)",
+            (mean_l1 - edge).abs() <= EOS_BAND * edge,
+            format!(
+                "mean λ₁ over GD steps {}..{} = {mean_l1:.2} vs 2/η = {edge:.1} ({:+.1} %)",
+                o.switch_step,
+                o.switch_step + proto.steps_after,
+                100.0 * (mean_l1 - edge) / edge
+            ),
+            &[("mean_sharpness", mean_l1), ("two_over_lr", edge)],
+        )]
+    };
+    switch_preset(
+        backend,
+        "fig9",
+        &MlpSpec::fc_tanh(),
+        data,
+        out,
+        quick,
+        &proto,
+        eos,
+        progress,
+    )
 }

@@ -22,11 +22,15 @@ pub enum Projection {
 }
 
 impl Projection {
-    pub fn run_name(self) -> &'static str {
-        match self {
-            Projection::None => "SGD",
-            Projection::Dominant => "Dom-SGD",
-            Projection::Bulk => "Bulk-SGD",
+    /// The variant's name: "SGD", "Dom-SGD", … or, full batch, "GD", "Dom-GD", ….
+    pub fn run_name(self, full_batch: bool) -> &'static str {
+        match (self, full_batch) {
+            (Projection::None, false) => "SGD",
+            (Projection::Dominant, false) => "Dom-SGD",
+            (Projection::Bulk, false) => "Bulk-SGD",
+            (Projection::None, true) => "GD",
+            (Projection::Dominant, true) => "Dom-GD",
+            (Projection::Bulk, true) => "Bulk-GD",
         }
     }
 }
@@ -46,7 +50,8 @@ pub enum Switch {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SgdProtocol {
     pub lr: f64,
-    pub batch: usize,
+    /// Minibatch size; `None` is full-batch GD (the edge-of-stability protocol).
+    pub batch: Option<usize>,
     pub k: usize,
     pub switch: Switch,
     /// Steps of each variant after the switch.
@@ -85,11 +90,14 @@ pub struct SgdOutcome {
     pub final_loss: Vec<(String, f64, f64)>,
 }
 
-/// Dom-SGD's relative loss decrease must stay below this fraction of SGD's ("stalls").
+/// The dominant variant's relative loss decrease must stay below this fraction of the plain
+/// optimiser's ("stalls").
 pub const DOM_MAX_FRACTION: f64 = 0.25;
-/// Bulk-SGD's relative loss decrease must reach at least this fraction of SGD's ("trains as well").
+/// The bulk variant's relative loss decrease must reach at least this fraction of the plain
+/// optimiser's ("trains as well").
 pub const BULK_MIN_FRACTION: f64 = 0.75;
 
+#[derive(Clone)]
 struct Stream {
     rng: rand_chacha::ChaCha8Rng,
     perm: Vec<usize>,
@@ -117,16 +125,6 @@ impl Stream {
         let b = self.perm[self.pos..self.pos + batch].to_vec();
         self.pos += batch;
         b
-    }
-}
-
-impl Clone for Stream {
-    fn clone(&self) -> Self {
-        Stream {
-            rng: self.rng.clone(),
-            perm: self.perm.clone(),
-            pos: self.pos,
-        }
     }
 }
 
@@ -159,9 +157,23 @@ impl<B: Backend + Clone> Trainer<B> {
         self.batch.backend().download(self.batch.grad()?)
     }
 
-    fn eval(&mut self, theta: &[f64]) -> Result<(f64, f64)> {
-        let e = self.full.set_params_host(theta)?;
-        Ok((e.loss, e.accuracy))
+    /// The gradient a step uses: a minibatch's from the stream, or the full-data one.
+    fn step_grad(
+        &mut self,
+        theta: &[f64],
+        batch: Option<usize>,
+        stream: &mut Stream,
+    ) -> Result<Vec<f64>> {
+        match batch {
+            Some(b) => {
+                let rows = stream.next(b);
+                self.minibatch_grad(theta, &rows)
+            }
+            None => {
+                self.full.set_params_host(theta)?;
+                self.full.backend().download(self.full.grad()?)
+            }
+        }
     }
 
     /// Full-data loss, ∇L and the top-k subspace at θ.
@@ -251,9 +263,9 @@ pub fn run<B: Backend + Clone>(
             proto.lr
         )));
     }
-    if proto.batch == 0 || proto.batch > data.n {
+    if proto.batch.is_some_and(|b| b == 0 || b > data.n) {
         return Err(Error::InvalidArgument(format!(
-            "batch = {}: need 1..={}",
+            "batch = {:?}: need 1..={}",
             proto.batch, data.n
         )));
     }
@@ -263,7 +275,8 @@ pub fn run<B: Backend + Clone>(
             proto.k
         )));
     }
-    let first = data.gather(&(0..proto.batch).collect::<Vec<_>>())?;
+    let first = data.gather(&(0..proto.batch.unwrap_or(1)).collect::<Vec<_>>())?;
+    let full_batch = proto.batch.is_none();
     let mut t = Trainer {
         full: Engine::new(backend.clone(), spec.clone(), proto.loss, data, 0)?,
         batch: Engine::new(backend.clone(), spec.clone(), proto.loss, &first, 0)?,
@@ -311,8 +324,7 @@ pub fn run<B: Backend + Clone>(
                 break;
             }
         }
-        let batch = stream.next(proto.batch);
-        let g = t.minibatch_grad(&theta, &batch)?;
+        let g = t.step_grad(&theta, proto.batch, &mut stream)?;
         theta
             .iter_mut()
             .zip(&g)
@@ -325,7 +337,7 @@ pub fn run<B: Backend + Clone>(
     // Phase 2: the three variants from the same θ and the same stream.
     let mut final_loss = Vec::new();
     for proj in [Projection::None, Projection::Dominant, Projection::Bulk] {
-        let name = proj.run_name();
+        let name = proj.run_name(full_batch);
         let mut th = theta_switch.clone();
         let mut st = stream.clone();
         t.warm = None;
@@ -359,8 +371,7 @@ pub fn run<B: Backend + Clone>(
             if s == proto.steps_after {
                 break;
             }
-            let batch = st.next(proto.batch);
-            let g = t.minibatch_grad(&th, &batch)?;
+            let g = t.step_grad(&th, proto.batch, &mut st)?;
             let d = match &spec_now {
                 Some(sp) if proj != Projection::None => project(&sp.basis, proto.k, p, &g, proj),
                 _ => g,
@@ -376,7 +387,6 @@ pub fn run<B: Backend + Clone>(
             }
             progress(name, s + 1, proto.steps_after);
         }
-        let _ = t.eval(&th)?;
         final_loss.push((name.to_string(), start_loss, end_loss));
     }
     let drop = |i: usize| {
@@ -390,11 +400,17 @@ pub fn run<B: Backend + Clone>(
         let (n, a, b) = &final_loss[i];
         format!("{n} {a:.4} → {b:.4} ({:+.1} %)", -100.0 * (a - b) / a)
     };
+    let claim = if full_batch {
+        "Dom-GD stalls while Bulk-GD trains like GD"
+    } else {
+        "Dom-SGD stalls while Bulk-SGD trains like SGD"
+    };
+    let plain = Projection::None.run_name(full_batch);
     let verdict = Verdict::new(
-        "Dom-SGD stalls while Bulk-SGD trains like SGD",
+        claim,
         holds,
         format!(
-            "over {} steps after the switch at step {switch_step}: {}; {}; {} (thresholds: Dom < {DOM_MAX_FRACTION}·SGD, Bulk > {BULK_MIN_FRACTION}·SGD)",
+            "over {} steps after the switch at step {switch_step}: {}; {}; {} (thresholds: Dom < {DOM_MAX_FRACTION}·{plain}, Bulk > {BULK_MIN_FRACTION}·{plain})",
             proto.steps_after,
             pct(0),
             pct(1),
@@ -514,16 +530,7 @@ pub fn trajectory<B: Backend + Clone>(
         if step == cfg.steps {
             break;
         }
-        let g = match cfg.batch {
-            Some(b) => {
-                let rows = stream.next(b);
-                t.minibatch_grad(&theta, &rows)?
-            }
-            None => {
-                t.full.set_params_host(&theta)?;
-                t.full.backend().download(t.full.grad()?)?
-            }
-        };
+        let g = t.step_grad(&theta, cfg.batch, &mut stream)?;
         theta
             .iter_mut()
             .zip(&g)
