@@ -587,12 +587,7 @@ fn gemv<T: Real>(
     } else {
         par_chunks(c, m * k, |start, part| {
             let len = part.len();
-            if beta == 0.0 {
-                part.fill(T::zero());
-            } else if beta != 1.0 {
-                let bt = T::of(beta);
-                part.iter_mut().for_each(|x| *x = *x * bt);
-            }
+            scale_by_beta(part, beta);
             for l in 0..k {
                 let coef = T::of(alpha * b[l].wide());
                 let row = &a[l * m + start..l * m + start + len];
@@ -633,12 +628,7 @@ fn skinny_gemm<T: Real>(
                 // SAFETY: rows i of C, columns j0..j1: disjoint across threads (distinct blocks).
                 let ci =
                     unsafe { std::slice::from_raw_parts_mut(c_ptr.0.add(i * n + j0), j1 - j0) };
-                if beta == 0.0 {
-                    ci.fill(T::zero());
-                } else if beta != 1.0 {
-                    let bt = T::of(beta);
-                    ci.iter_mut().for_each(|x| *x = *x * bt);
-                }
+                scale_by_beta(ci, beta);
                 for l in 0..k {
                     let coef = T::of(alpha * a[i * k + l].wide());
                     let bl = &b[l * n + j0..l * n + j1];
@@ -659,6 +649,16 @@ fn skinny_gemm<T: Real>(
             s.spawn(move || work(ti * per, ((ti + 1) * per).min(blocks)));
         }
     });
+}
+
+/// `x ← β·x`, with β = 0 overwriting (so NaN/Inf already in `x` do not survive, as in BLAS).
+fn scale_by_beta<T: Real>(x: &mut [T], beta: f64) {
+    if beta == 0.0 {
+        x.fill(T::zero());
+    } else if beta != 1.0 {
+        let bt = T::of(beta);
+        x.iter_mut().for_each(|v| *v = *v * bt);
+    }
 }
 
 struct SendPtr<T>(*mut T);
