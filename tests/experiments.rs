@@ -52,7 +52,7 @@ fn quick_toy_verdicts_hold_and_files_are_written() {
 /// switch), Dom-SGD moves only inside S_k, and bad settings are rejected before any work.
 #[test]
 fn sgd_protocol_branches_from_the_same_point() {
-    let (spec, _, data) = tiny(&[12, 10, 4], Activation::Tanh, LossKind::Mse, 200, 5);
+    let (spec, _, data) = tiny(&[12, 10, 4], Activation::Tanh, 200, 5);
     let proto = SgdProtocol {
         lr: 0.05,
         batch: Some(20),

@@ -320,7 +320,7 @@ fn reductions_are_accurate_on_long_vectors() {
 fn engine_matches_cpu_on_reduced_fc_tanh() {
     let Some(g) = gpu() else { return };
     for loss in [LossKind::Mse, LossKind::Ce] {
-        let (spec, theta, data) = tiny(&[784, 24, 16, 10], Activation::Tanh, loss, 500, 21);
+        let (spec, theta, data) = tiny(&[784, 24, 16, 10], Activation::Tanh, 500, 21);
         let mut eg = engine(g.clone(), &spec, loss, &data, 200, &theta);
         let mut ec = engine(F64::new(), &spec, loss, &data, 200, &theta);
         let (lg, lc) = (eg.eval().unwrap(), ec.eval().unwrap());
@@ -403,7 +403,7 @@ fn an_hvp_is_one_submit() {
         allow_software: true,
     })
     .unwrap();
-    let (spec, theta, data) = tiny(&[50, 20, 10], Activation::Tanh, LossKind::Mse, 300, 2);
+    let (spec, theta, data) = tiny(&[50, 20, 10], Activation::Tanh, 300, 2);
     let mut e = engine(g.clone(), &spec, LossKind::Mse, &data, 64, &theta);
     let p = theta.len();
     let v = g.upload(&rand(p, 1)).unwrap();

@@ -27,7 +27,7 @@ fn grad_at(e: &mut subspace_lab::nn::mlp::Engine<F64>, th: &[f64]) -> Vec<f64> {
 #[test]
 fn gradient_matches_central_differences() {
     for (i, &(w, act, loss)) in CASES.iter().enumerate() {
-        let (spec, theta, data) = tiny(w, act, loss, 9, i as u64);
+        let (spec, theta, data) = tiny(w, act, 9, i as u64);
         let mut e = engine(F64::new(), &spec, loss, &data, 4, &theta);
         let g = grad_at(&mut e, &theta);
         let h = 1e-5;
@@ -48,7 +48,7 @@ fn gradient_matches_central_differences() {
 #[test]
 fn hvp_matches_central_differences_of_the_gradient() {
     for (i, &(w, act, loss)) in CASES.iter().enumerate() {
-        let (spec, theta, data) = tiny(w, act, loss, 9, 10 + i as u64);
+        let (spec, theta, data) = tiny(w, act, 9, 10 + i as u64);
         let mut e = engine(F64::new(), &spec, loss, &data, 4, &theta);
         let p = theta.len();
         let v = random_vector(p, 3);
@@ -73,7 +73,7 @@ fn hvp_matches_central_differences_of_the_gradient() {
 
 #[test]
 fn dense_hessian_is_symmetric_and_matches_finite_differences() {
-    let (spec, theta, data) = tiny(&[4, 5, 3, 3], Activation::Tanh, LossKind::Mse, 11, 5);
+    let (spec, theta, data) = tiny(&[4, 5, 3, 3], Activation::Tanh, 11, 5);
     let mut e = engine(F64::new(), &spec, LossKind::Mse, &data, 0, &theta);
     let b = F64::new();
     let p = theta.len();
@@ -113,7 +113,7 @@ fn dense_hessian_is_symmetric_and_matches_finite_differences() {
 
 #[test]
 fn chunk_size_does_not_change_results() {
-    let (spec, theta, data) = tiny(&[6, 5, 4], Activation::Tanh, LossKind::Ce, 23, 9);
+    let (spec, theta, data) = tiny(&[6, 5, 4], Activation::Tanh, 23, 9);
     let p = theta.len();
     let v = random_vector(p, 1);
     let run = |chunk| {
@@ -140,7 +140,7 @@ fn chunk_size_does_not_change_results() {
 /// f32 against the f64 oracle: gradient and HVP agree to ≈ 1e-5 relative on a mid-sized net.
 #[test]
 fn f32_backend_agrees_with_f64() {
-    let (spec, theta, data) = tiny(&[30, 20, 20, 10], Activation::Tanh, LossKind::Mse, 300, 4);
+    let (spec, theta, data) = tiny(&[30, 20, 20, 10], Activation::Tanh, 300, 4);
     let p = theta.len();
     let v = random_vector(p, 2);
     let mut e64 = engine(F64::new(), &spec, LossKind::Mse, &data, 128, &theta);
@@ -203,7 +203,7 @@ fn parameter_layout_and_init_follow_pytorch() {
 
 #[test]
 fn diverged_parameters_are_an_error_not_a_panic() {
-    let (spec, mut theta, data) = tiny(&[5, 4, 3], Activation::Tanh, LossKind::Mse, 5, 1);
+    let (spec, mut theta, data) = tiny(&[5, 4, 3], Activation::Tanh, 5, 1);
     theta[0] = f64::NAN;
     let mut e =
         subspace_lab::nn::mlp::Engine::new(F64::new(), spec, LossKind::Mse, &data, 0).unwrap();

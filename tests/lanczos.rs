@@ -182,7 +182,7 @@ fn power_iteration_reference() {
 
 #[test]
 fn tiny_network_hessian_matches_dense_eigen() {
-    let (spec, theta, data) = tiny(&[6, 8, 5, 4], Activation::Tanh, LossKind::Mse, 40, 3);
+    let (spec, theta, data) = tiny(&[6, 8, 5, 4], Activation::Tanh, 40, 3);
     let b = F64::new();
     let mut e = engine(b.clone(), &spec, LossKind::Mse, &data, 16, &theta);
     let p = theta.len();
@@ -206,7 +206,7 @@ fn tiny_network_hessian_matches_dense_eigen() {
 /// f32 against f64 on a real-sized tiny net: top eigenvalues agree to 1e-4 relative.
 #[test]
 fn f32_spectrum_agrees_with_f64() {
-    let (spec, theta, data) = tiny(&[40, 30, 20, 10], Activation::Tanh, LossKind::Mse, 200, 11);
+    let (spec, theta, data) = tiny(&[40, 30, 20, 10], Activation::Tanh, 200, 11);
     let mut e64 = engine(F64::new(), &spec, LossKind::Mse, &data, 0, &theta);
     let mut e32 = engine(F32::new(), &spec, LossKind::Mse, &data, 0, &theta);
     let r64 = lanczos(&F64::new(), &mut e64, &opts(5, 1e-8, 1), None, &mut |_| {}).unwrap();

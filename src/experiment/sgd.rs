@@ -136,6 +136,9 @@ struct Trainer<B: Backend> {
     lanczos: LanczosOptions,
     /// Previous step's eigenvectors (k × p) for the warm start.
     warm: Option<B::Buf>,
+    /// The parameters the full-data engine was last set to, so that a full-batch step right
+    /// after a spectrum at the same θ reuses its forward/backward pass instead of redoing it.
+    full_theta: Vec<f64>,
 }
 
 struct Spectrum {
@@ -157,6 +160,19 @@ impl<B: Backend + Clone> Trainer<B> {
         self.batch.backend().download(self.batch.grad()?)
     }
 
+    /// Put the full-data engine at θ (a no-op when it already is there).
+    fn full_at(&mut self, theta: &[f64]) -> Result<crate::nn::mlp::Eval> {
+        if self.full_theta.as_slice() == theta
+            && let Ok(e) = self.full.eval()
+        {
+            return Ok(e);
+        }
+        let e = self.full.set_params_host(theta)?;
+        self.full_theta.clear();
+        self.full_theta.extend_from_slice(theta);
+        Ok(e)
+    }
+
     /// The gradient a step uses: a minibatch's from the stream, or the full-data one.
     fn step_grad(
         &mut self,
@@ -170,7 +186,7 @@ impl<B: Backend + Clone> Trainer<B> {
                 self.minibatch_grad(theta, &rows)
             }
             None => {
-                self.full.set_params_host(theta)?;
+                self.full_at(theta)?;
                 self.full.backend().download(self.full.grad()?)
             }
         }
@@ -184,7 +200,7 @@ impl<B: Backend + Clone> Trainer<B> {
 
     /// Full-data loss, ∇L, the top `lanczos.k` eigenpairs at θ, and χ over the first `k_chi`.
     fn spectrum_top(&mut self, theta: &[f64], k_chi: usize) -> Result<Spectrum> {
-        let e = self.full.set_params_host(theta)?;
+        let e = self.full_at(theta)?;
         let b = self.full.backend().clone();
         let k = self.lanczos.k;
         let eig = lanczos(
@@ -287,6 +303,7 @@ pub fn run<B: Backend + Clone>(
             ..LanczosOptions::default()
         },
         warm: None,
+        full_theta: Vec::new(),
     };
     let mut theta = spec.init(proto.seed);
     let mut stream = Stream::new(data.n, proto.seed);
@@ -501,6 +518,7 @@ pub fn trajectory<B: Backend + Clone>(
             ..LanczosOptions::default()
         },
         warm: None,
+        full_theta: Vec::new(),
     };
     let name = if cfg.batch.is_some() { "SGD" } else { "GD" };
     let theta0 = spec.init(cfg.seed);

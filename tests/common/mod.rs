@@ -14,7 +14,6 @@ pub type F32 = CpuBackend<f32>;
 pub fn tiny(
     widths: &[usize],
     act: Activation,
-    _loss: LossKind,
     n: usize,
     seed: u64,
 ) -> (MlpSpec, Vec<f64>, Dataset) {
