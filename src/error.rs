@@ -40,6 +40,18 @@ pub enum Error {
     NonFinite(String),
     #[error("backend error: {0}")]
     Backend(String),
+    /// A run diverged: NaN or Inf in the loss or the parameters.
+    #[error(
+        "{run} diverged at step {step}: {what} is not finite (the metrics up to here are kept; lower the learning rate)"
+    )]
+    Diverged {
+        run: String,
+        step: usize,
+        what: String,
+    },
+    /// The user asked the run to stop (Ctrl-C); a checkpoint was written.
+    #[error("interrupted at step {step}: {msg}")]
+    Interrupted { step: usize, msg: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,12 +3,15 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use subspace_lab::backend::cpu::CpuBackend;
 use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
-use subspace_lab::backend::{Activation, BackendChoice, LossKind, Precision};
+use subspace_lab::backend::{Activation, Backend, BackendChoice, LossKind, Precision};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::data::mnist::{self, Preprocess};
+use subspace_lab::experiment::verdict::Verdict;
 use subspace_lab::hessian::lanczos::{LanczosOptions, Progress};
 use subspace_lab::jobs::{self, SpectrumOptions};
 use subspace_lab::nn::mlp::MlpSpec;
@@ -48,14 +51,40 @@ enum Command {
     Spectrum(SpectrumArgs),
     /// Time a full-batch gradient, one HVP and a top-10 solve (tol 1e-4) on MNIST-5k.
     Bench(BenchArgs),
-    /// Reproduce a figure of the paper (fig1, fig1-ce, fig2-3, fig6-7, fig9, fig18-19, or all) to
-    /// CSV/JSON with verdicts.
+    /// Reproduce a figure of the paper (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9,
+    /// fig10, table2, fig18-19, or all) to CSV/JSON/PNG with verdicts.
     Reproduce(ReproduceArgs),
+    /// Run a spec (TOML): `run SPEC.toml --out DIR`, or continue a stopped run: `run --resume DIR`.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The run spec (see examples/*.toml); not needed with --resume.
+    #[arg(required_unless_present = "resume")]
+    spec: Option<PathBuf>,
+    /// Output directory (spec.toml, metrics.csv, summary.json, metrics.png, checkpoints).
+    #[arg(long, conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run stopped in this directory from its last checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Override the spec's checkpoint interval (steps; 0: none).
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
+    /// CPU precision (the GPU computes in f32).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    #[command(flatten)]
+    dir: DataDirArg,
 }
 
 #[derive(Args)]
 struct ReproduceArgs {
-    /// A preset (fig1, fig1-ce, fig2-3, fig6-7, fig9, fig18-19) or `all`.
+    /// A preset (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9, fig10, table2,
+    /// fig18-19) or `all`.
     preset: String,
     /// Shorter horizons, same protocol (minutes on the CPU).
     #[arg(long)]
@@ -204,6 +233,7 @@ fn main() -> Result<()> {
         Command::Spectrum(a) => spectrum_cmd(a),
         Command::Bench(a) => bench_cmd(a),
         Command::Reproduce(a) => reproduce_cmd(a),
+        Command::Run(a) => run_cmd(a),
     }
 }
 
@@ -483,8 +513,157 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// A flag raised by Ctrl-C: runs stop after the current step, write a checkpoint and keep every
+/// row written so far. A second Ctrl-C exits at once.
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let res = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: stopping after this step (press again to exit now)");
+    });
+    if let Err(e) = res {
+        log(&format!("Ctrl-C handling unavailable: {e}"));
+    }
+    flag
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn print_verdicts(verdicts: &[Verdict]) -> bool {
+    let mut all = true;
+    for v in verdicts {
+        println!("  {}", v.text);
+        all &= v.holds;
+    }
+    all
+}
+
+fn run_cmd(a: RunArgs) -> Result<()> {
+    use subspace_lab::experiment::output::{self, CsvSink, write_atomic};
+    use subspace_lab::experiment::run as runner;
+    use subspace_lab::experiment::spec::RunSpec;
+    let (dir, spec, resume) = match (&a.resume, &a.spec) {
+        (Some(dir), _) => {
+            let (c, v) = output::load_checkpoint(dir).with_context(|| {
+                format!(
+                    "cannot resume from {}: no usable checkpoint (runs write one every `checkpoint_every` steps and on Ctrl-C)",
+                    dir.display()
+                )
+            })?;
+            (dir.clone(), c.spec.clone(), Some((c, v)))
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the spec {}", path.display()))?;
+            let spec = RunSpec::parse_toml(&text).with_context(|| format!("{}", path.display()))?;
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("out").join(&spec.name));
+            (out, spec, None)
+        }
+        (None, None) => bail!("give a spec file or --resume DIR"),
+    };
+    let mut spec = spec;
+    if let Some(c) = a.checkpoint_every {
+        spec.checkpoint_every = c;
+    }
+    // Reject impossible specs before touching the data or a device.
+    spec.validate(784, 10, mnist::N)
+        .with_context(|| "invalid spec (nothing was run)")?;
+    let data_dir = a.dir.resolve()?;
+    let (m, _) = mnist::load_or_fetch(&data_dir, &mut |s| log(s))?;
+    let data = m.dataset(spec.data.preprocess, spec.data.samples)?;
+    let chosen = choose(a.backend, Some(a.precision), a.precision)?;
+    if resume.is_none() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        write_atomic(&dir.join("spec.toml"), spec.to_toml()?.as_bytes())?;
+    }
+    let existing = resume
+        .as_ref()
+        .map(|(c, _)| c.records.clone())
+        .unwrap_or_default();
+    let stop = stop_flag();
+    let bar = progress_bar();
+    let mut progress = |run: &str, step: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(step as u64);
+        bar.set_message(run.to_string());
+    };
+    let start = std::time::Instant::now();
+    let mut sink = CsvSink::create(&dir, spec.top(), &existing, false, stop, &mut progress)?;
+    let (res, backend_name, adapter) = on_backend!(chosen, |b| {
+        let name = b.name();
+        let adapter = b.adapter();
+        (
+            runner::run(b, &spec, &data, false, resume, &mut sink),
+            name,
+            adapter,
+        )
+    });
+    bar.finish_and_clear();
+    let o = match res {
+        Ok(o) => o,
+        Err(e) => {
+            let hint = match &e {
+                subspace_lab::Error::Interrupted { .. } => format!(
+                    "\ncontinue with: subspace-lab run --resume {}",
+                    dir.display()
+                ),
+                _ => String::new(),
+            };
+            return Err(anyhow::anyhow!(e).context(format!(
+                "run stopped; the metrics so far are in {}{hint}",
+                dir.join("metrics.csv").display()
+            )));
+        }
+    };
+    let verdicts: Vec<Verdict> = runner::projection_verdict(&spec, &o).into_iter().collect();
+    subspace_lab::experiment::plot::metrics_png(
+        &dir.join("metrics.png"),
+        &spec.name,
+        &o.records,
+        spec.k,
+        o.switch_step,
+    )?;
+    let wall = start.elapsed().as_secs_f64();
+    let summary = serde_json::json!({
+        "spec": spec, "seed": spec.seed, "version": env!("CARGO_PKG_VERSION"),
+        "backend": backend_name, "adapter": adapter, "wall_seconds": wall,
+        "resumed": a.resume.is_some(), "switch_step": o.switch_step,
+        "switch_rule_fired": o.switch_rule_fired, "runs": o.legs, "verdicts": verdicts,
+    });
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    println!("{} ({wall:.1} s, {}):", spec.name, dir.display());
+    for l in &o.legs {
+        println!(
+            "  {:<12} {:>6} steps {:>5}..{:<5} loss {:.5} → {:.5}",
+            l.run, l.phase, l.first_step, l.last_step, l.start_loss, l.end_loss
+        );
+    }
+    print_verdicts(&verdicts);
+    Ok(())
+}
+
 fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
-    use subspace_lab::experiment::reproduce::{self, PRESETS};
+    use subspace_lab::experiment::reproduce::{self, Ctx, PRESETS};
     let presets: Vec<&str> = if a.preset == "all" {
         PRESETS.to_vec()
     } else if PRESETS.contains(&a.preset.as_str()) {
@@ -500,58 +679,52 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     let (data, chosen) = if needs_data {
         let dir = a.dir.resolve()?;
         let (m, _) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
-        (
-            Some(m.dataset(Preprocess::Normalize, mnist::N)?),
-            Some(choose(a.backend, None, Precision::F32)?),
-        )
+        (Some(m), Some(choose(a.backend, None, Precision::F32)?))
     } else {
         (None, None)
     };
-    let bar = indicatif::ProgressBar::new(1);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>10} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar();
     let mut progress = |run: &str, step: usize, total: usize| {
         bar.set_length(total as u64);
         bar.set_position(step as u64);
         bar.set_message(run.to_string());
     };
+    let stop = stop_flag();
+    let mut ctx = Ctx::new(&a.out, a.quick, stop, &mut progress);
     let mut all_hold = true;
+    let mut wall = Vec::new();
     for preset in presets {
         let res = match (preset, &data, &chosen) {
-            ("fig6-7", _, _) => reproduce::toy(&a.out, a.quick)?,
+            ("fig6-7", _, _) => reproduce::toy(&a.out, a.quick),
             (p, Some(data), Some(chosen)) => {
                 let chosen = match chosen {
                     Chosen::CpuF64 => Chosen::CpuF64,
                     Chosen::CpuF32 => Chosen::CpuF32,
                     Chosen::Gpu(g) => Chosen::Gpu(g.clone()),
                 };
-                on_backend!(chosen, |b| match p {
-                    "fig2-3" => reproduce::fig2_3(b, data, &a.out, a.quick, &mut progress)?,
-                    "fig18-19" => reproduce::fig18_19(b, data, &a.out, a.quick, &mut progress)?,
-                    "fig9" => reproduce::fig9(b, data, &a.out, a.quick, &mut progress)?,
-                    "fig1-ce" => {
-                        reproduce::fig1(b, data, &a.out, a.quick, LossKind::Ce, &mut progress)?
-                    }
-                    _ => reproduce::fig1(b, data, &a.out, a.quick, LossKind::Mse, &mut progress)?,
-                })
+                on_backend!(chosen, |b| reproduce::preset(b, p, data, &mut ctx))
             }
             _ => bail!("preset {preset} needs MNIST-5k"),
         };
         bar.finish_and_clear();
+        let res = res.with_context(|| {
+            format!(
+                "preset {preset} stopped; what it wrote so far is in {}",
+                a.out.join(preset).display()
+            )
+        })?;
         println!(
             "{} ({:.1} s, {}):",
             res.preset,
             res.wall_seconds,
             res.dir.display()
         );
-        for v in &res.verdicts {
-            println!("  {}", v.text);
-            all_hold &= v.holds;
-        }
+        all_hold &= print_verdicts(&res.verdicts);
+        wall.push((res.preset.clone(), res.wall_seconds));
+    }
+    if wall.len() > 1 {
+        let list: Vec<String> = wall.iter().map(|(p, w)| format!("{p} {w:.0} s")).collect();
+        println!("wall times: {}", list.join(", "));
     }
     if !all_hold {
         println!("some claims did not hold on these numbers (see summary.json)");

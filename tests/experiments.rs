@@ -3,9 +3,13 @@
 
 mod common;
 use common::*;
-use subspace_lab::backend::{Activation, LossKind};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use subspace_lab::backend::Activation;
+use subspace_lab::experiment::output;
 use subspace_lab::experiment::reproduce;
-use subspace_lab::experiment::sgd::{self, SgdProtocol, Switch};
+use subspace_lab::experiment::run::{self, Checkpoint, Observer, Record, Vectors};
+use subspace_lab::experiment::spec::{OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
 use subspace_lab::experiment::toy::{self, ToyMethod};
 
 #[test]
@@ -48,85 +52,370 @@ fn quick_toy_verdicts_hold_and_files_are_written() {
     assert_eq!(s["verdicts"][0]["holds"], true);
 }
 
-/// The protocol on a tiny net: the three variants start from the same θ (same loss at the
-/// switch), Dom-SGD moves only inside S_k, and bad settings are rejected before any work.
+/// A spec for a tiny net on synthetic data (12 inputs, 4 classes, 200 samples).
+fn tiny_spec(opt: OptimizerSpec) -> RunSpec {
+    let mut s = RunSpec::new("tiny", opt, 30);
+    s.model.widths = vec![12, 10, 4];
+    s.data.samples = 200;
+    s.variants = vec![Projection::None, Projection::Dominant, Projection::Bulk];
+    s.steps_after = 20;
+    s.record_every = 5;
+    s.k = 4;
+    s.top = Some(6);
+    s.tol = 1e-8;
+    s.seed = 1;
+    s
+}
+
+fn tiny_data() -> subspace_lab::data::dataset::Dataset {
+    tiny(&[12, 10, 4], Activation::Tanh, 200, 5).2
+}
+
+/// The variants start from the same θ (same loss at the switch), Dom-SGD moves only inside S_k,
+/// and the rows carry what the spec asks for.
 #[test]
-fn sgd_protocol_branches_from_the_same_point() {
-    let (spec, _, data) = tiny(&[12, 10, 4], Activation::Tanh, 200, 5);
-    let proto = SgdProtocol {
-        lr: 0.05,
-        batch: Some(20),
-        k: 4,
-        switch: Switch::AtStep(30),
-        steps_after: 20,
-        record_every: 5,
-        tol: 1e-8,
-        seed: 1,
-        loss: LossKind::Mse,
-    };
-    let o = sgd::run(F64::new(), &spec, &data, &proto, &mut |_, _, _| {}).unwrap();
-    assert_eq!(o.switch_step, 30);
-    let starts: Vec<f64> = o.final_loss.iter().map(|f| f.1).collect();
-    assert!(starts.iter().all(|&s| s == starts[0]), "{starts:?}");
-    assert_eq!(o.final_loss.len(), 3);
-    let sgd_row = o
-        .rows
-        .iter()
-        .find(|r| r.run == "SGD" && r.step == 30)
-        .unwrap();
-    assert_eq!(sgd_row.dist_switch, 0.0);
-    assert!(
-        o.rows
-            .iter()
-            .filter(|r| r.run == "Dom-SGD")
-            .all(|r| (0.0..=1.0).contains(&r.chi_k))
+fn variants_branch_from_the_same_point() {
+    let spec = tiny_spec(OptimizerSpec::sgd(0.05, 20));
+    let o = run::run(
+        F64::new(),
+        &spec,
+        &tiny_data(),
+        false,
+        None,
+        &mut run::Progress(&mut |_, _, _| {}),
+    )
+    .unwrap();
+    assert_eq!(o.switch_step, Some(30));
+    let after: Vec<_> = o.legs.iter().filter(|l| l.phase == "after").collect();
+    assert_eq!(after.len(), 3);
+    assert!(after.iter().all(|l| l.start_loss == after[0].start_loss));
+    assert_eq!(
+        after.iter().map(|l| l.run.as_str()).collect::<Vec<_>>(),
+        ["SGD", "Dom-SGD", "Bulk-SGD"]
     );
-    for bad in [
-        SgdProtocol {
-            lr: 0.0,
-            ..proto.clone()
-        },
-        SgdProtocol {
-            batch: Some(201),
-            ..proto.clone()
-        },
-        SgdProtocol {
-            k: 0,
-            ..proto.clone()
-        },
-    ] {
-        assert!(sgd::run(F64::new(), &spec, &data, &bad, &mut |_, _, _| {}).is_err());
+    let first = o.records_of("SGD", "after").next().unwrap();
+    assert_eq!((first.step, first.dist_switch), (30, 0.0));
+    assert!(o.records.iter().all(|r| r.eigenvalues.len() == 6));
+    assert!(o.records.iter().all(|r| (0.0..=1.0).contains(&r.chi_k)));
+    // Rows every 5 steps: 0..=30 before (7), then 0..=20 after in each of 3 variants (5 each).
+    assert_eq!(o.records.len(), 7 + 3 * 5);
+}
+
+/// Every optimiser runs; Dom-LR = Bulk-LR = η exactly for GD; SAM's edge is reported; momentum
+/// and Adam follow their textbook updates on the first step.
+#[test]
+fn optimisers_and_effective_learning_rates() {
+    let data = tiny_data();
+    let mut gd = tiny_spec(OptimizerSpec::gd(0.05));
+    gd.effective_lr = true;
+    gd.steps_after = 0;
+    gd.variants = vec![Projection::None];
+    let o = run::run(
+        F64::new(),
+        &gd,
+        &data,
+        false,
+        None,
+        &mut run::Progress(&mut |_, _, _| {}),
+    )
+    .unwrap();
+    let l = &o.legs[0];
+    assert_eq!(l.dom_lr.n, 30);
+    assert!(
+        (l.dom_lr.mean - 0.05).abs() < 1e-12 && l.dom_lr.std < 1e-12,
+        "{:?}",
+        l.dom_lr
+    );
+    assert!((l.bulk_lr.mean - 0.05).abs() < 1e-12, "{:?}", l.bulk_lr);
+    for kind in [OptKind::Momentum, OptKind::Adam, OptKind::Sam] {
+        let mut s = gd.clone();
+        s.optimizer = OptimizerSpec::new(kind, 0.01, Some(20));
+        let o = run::run(
+            F64::new(),
+            &s,
+            &data,
+            false,
+            None,
+            &mut run::Progress(&mut |_, _, _| {}),
+        )
+        .unwrap();
+        let l = &o.legs[0];
+        assert!(
+            l.end_loss < l.start_loss,
+            "{kind:?}: {} → {}",
+            l.start_loss,
+            l.end_loss
+        );
+        assert!(l.dom_lr.mean.is_finite() && l.bulk_lr.mean.is_finite());
+        if kind == OptKind::Sam {
+            assert!(o.records.iter().all(|r| r.sam_edge > 0.0));
+        }
+    }
+    // Adam's first step is lr·sign(g) (up to ε): Dom-LR·‖P g‖² = ⟨lr·sign(g), P g⟩.
+    let mut st =
+        run::Stepper::new(F64::new(), &gd.mlp().unwrap(), gd.loss, &data, 4, 4, 1e-8).unwrap();
+    let theta = gd.mlp().unwrap().init(0);
+    let adam = OptimizerSpec::new(OptKind::Adam, 0.01, None);
+    let mut state = run::OptState::default();
+    let mut stream = run::Stream::new(200, 0);
+    let d = st.update(&theta, &adam, &mut state, &mut stream).unwrap();
+    let sp = st.spectrum(&theta).unwrap();
+    for (di, gi) in d.iter().zip(&sp.grad) {
+        if gi.abs() > 1e-6 {
+            assert!((di - 0.01 * gi.signum()).abs() < 1e-6, "{di} vs {gi}");
+        }
+    }
+}
+
+#[test]
+fn the_chi_ema_rule_switches_when_the_ema_passes_the_threshold() {
+    let mut spec = tiny_spec(OptimizerSpec::sgd(0.05, 20));
+    spec.switch = SwitchRule::ChiEma;
+    spec.chi_threshold = 0.0; // passes at the first step
+    let o = run::run(
+        F64::new(),
+        &spec,
+        &tiny_data(),
+        false,
+        None,
+        &mut run::Progress(&mut |_, _, _| {}),
+    )
+    .unwrap();
+    assert_eq!(o.switch_step, Some(0));
+    assert!(o.switch_rule_fired);
+    spec.chi_threshold = 1.0; // never passes: switches after `steps`
+    let o = run::run(
+        F64::new(),
+        &spec,
+        &tiny_data(),
+        false,
+        None,
+        &mut run::Progress(&mut |_, _, _| {}),
+    )
+    .unwrap();
+    assert_eq!(o.switch_step, Some(30));
+    assert!(!o.switch_rule_fired);
+}
+
+/// Stops after `after` steps, keeping the rows and the last checkpoint.
+struct StopAfter {
+    steps: usize,
+    after: usize,
+    rows: Vec<Record>,
+    ckpt: Option<(Checkpoint, Vectors)>,
+}
+
+impl Observer for StopAfter {
+    fn record(&mut self, r: &Record) -> subspace_lab::Result<()> {
+        self.rows.push(r.clone());
+        Ok(())
+    }
+    fn progress(&mut self, _: &str, _: usize, _: usize) {
+        self.steps += 1;
+    }
+    fn checkpoint(&mut self, c: &Checkpoint, v: &Vectors) -> subspace_lab::Result<()> {
+        self.ckpt = Some((c.clone(), v.clone()));
+        Ok(())
+    }
+    fn stop_requested(&self) -> bool {
+        self.steps >= self.after
+    }
+}
+
+/// A run stopped (before and after the switch, with momentum state) and resumed from its
+/// checkpoint — through the files on disk — produces exactly the rows of an uninterrupted run.
+#[test]
+fn resume_reproduces_the_uninterrupted_run_exactly() {
+    let data = tiny_data();
+    let mut spec = tiny_spec(OptimizerSpec::new(OptKind::Momentum, 0.02, Some(20)));
+    spec.checkpoint_every = 7;
+    let full = run::run(
+        F64::new(),
+        &spec,
+        &data,
+        false,
+        None,
+        &mut run::Progress(&mut |_, _, _| {}),
+    )
+    .unwrap();
+    for stop_at in [12, 41] {
+        let mut obs = StopAfter {
+            steps: 0,
+            after: stop_at,
+            rows: Vec::new(),
+            ckpt: None,
+        };
+        let err = run::run(F64::new(), &spec, &data, false, None, &mut obs).unwrap_err();
+        assert!(
+            matches!(err, subspace_lab::Error::Interrupted { .. }),
+            "{err}"
+        );
+        let (c, v) = obs.ckpt.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        output::save_checkpoint(dir.path(), &c, &v).unwrap();
+        let (c, v) = output::load_checkpoint(dir.path()).unwrap();
+        let resumed = run::run(
+            F64::new(),
+            &spec,
+            &data,
+            false,
+            Some((c, v)),
+            &mut run::Progress(&mut |_, _, _| {}),
+        )
+        .unwrap();
+        assert_eq!(
+            resumed.records.len(),
+            full.records.len(),
+            "stop at {stop_at}"
+        );
+        for (a, b) in resumed.records.iter().zip(&full.records) {
+            assert_eq!(a.csv_line(6), b.csv_line(6), "stop at {stop_at}");
+        }
+        assert_eq!(resumed.switch_step, full.switch_step);
+    }
+    // A torn checkpoint (tensors of another step) is refused.
+    let mut obs = StopAfter {
+        steps: 0,
+        after: 12,
+        rows: Vec::new(),
+        ckpt: None,
+    };
+    let _ = run::run(F64::new(), &spec, &data, false, None, &mut obs);
+    let (mut c, v) = obs.ckpt.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    output::save_checkpoint(dir.path(), &c, &v).unwrap();
+    c.step += 1;
+    std::fs::write(
+        dir.path().join(output::CHECKPOINT_JSON),
+        serde_json::to_string(&c).unwrap(),
+    )
+    .unwrap();
+    assert!(output::load_checkpoint(dir.path()).is_err());
+}
+
+#[test]
+fn invalid_specs_are_rejected_naming_the_field() {
+    let ok = tiny_spec(OptimizerSpec::sgd(0.05, 20));
+    let data = tiny_data();
+    type Edit = Box<dyn Fn(&mut RunSpec)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (Box::new(|s| s.optimizer.lr = 0.0), "optimizer.lr"),
+        (Box::new(|s| s.optimizer.lr = f64::NAN), "optimizer.lr"),
+        (
+            Box::new(|s| s.optimizer.batch = Some(201)),
+            "optimizer.batch",
+        ),
+        (Box::new(|s| s.optimizer.batch = None), "optimizer.batch"),
+        (Box::new(|s| s.k = 0), "k ="),
+        (Box::new(|s| s.k = 100_000), "k ="),
+        (Box::new(|s| s.top = Some(2)), "top"),
+        (
+            Box::new(|s| s.model.widths = vec![13, 10, 4]),
+            "model.widths",
+        ),
+        (
+            Box::new(|s| s.after = Some(OptimizerSpec::new(OptKind::Gd, 0.1, Some(5)))),
+            "after.batch",
+        ),
+        (Box::new(|s| s.record_every = 0), "record_every"),
+        (Box::new(|s| s.variants.clear()), "variants"),
+        (Box::new(|s| s.optimizer.beta2 = 1.0), "optimizer.beta2"),
+    ];
+    for (f, field) in cases {
+        let mut s = ok.clone();
+        f(&mut s);
+        let e = run::run(
+            F64::new(),
+            &s,
+            &data,
+            false,
+            None,
+            &mut run::Progress(&mut |_, _, _| {}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains(field), "{field}: {e}");
+    }
+    // TOML: unknown fields and names are rejected; a round trip keeps the spec.
+    assert!(
+        RunSpec::parse_toml(
+            "steps = 10\nlearning_rate = 1\n[optimizer]\nname = \"sgd\"\nlr = 0.1\nbatch = 5"
+        )
+        .is_err()
+    );
+    let e =
+        RunSpec::parse_toml("steps = 10\n[optimizer]\nname = \"adagrad\"\nlr = 0.1").unwrap_err();
+    assert!(e.to_string().contains("adagrad"), "{e}");
+    let back = RunSpec::parse_toml(&ok.to_toml().unwrap()).unwrap();
+    assert_eq!(back, ok);
+    let ex = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/quick-dom-bulk.toml"
+    ))
+    .unwrap();
+    RunSpec::parse_toml(&ex)
+        .unwrap()
+        .validate(784, 10, 5000)
+        .unwrap();
+}
+
+/// Divergence stops the run naming the step, and the rows written so far stay on disk.
+#[test]
+fn divergence_names_the_step_and_keeps_the_rows() {
+    let data = tiny_data();
+    let mut spec = tiny_spec(OptimizerSpec::gd(1e6));
+    spec.steps_after = 0;
+    spec.record_every = 1;
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = |_: &str, _: usize, _: usize| {};
+    let mut sink = output::CsvSink::create(
+        dir.path(),
+        6,
+        &[],
+        false,
+        Arc::new(AtomicBool::new(false)),
+        &mut p,
+    )
+    .unwrap();
+    let e = run::run(F64::new(), &spec, &data, false, None, &mut sink).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.contains("diverged at step"), "{msg}");
+    let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    assert!(csv.lines().count() >= 2, "{csv}");
+}
+
+fn mnist_or_skip() -> Option<subspace_lab::data::mnist::Mnist5k> {
+    use subspace_lab::data::mnist;
+    match mnist::data_dir().and_then(|d| mnist::load_or_fetch(&d, &mut |_| {})) {
+        Ok((m, _)) => Some(m),
+        Err(e) => {
+            eprintln!("SKIP: MNIST-5k cannot be fetched on this machine: {e}");
+            None
+        }
     }
 }
 
 /// The paper's fig. 1 claim on the quick protocol (SGD 300 steps, then 60 steps of each variant
 /// from the same point, S₁₀ recomputed every step): Dom-SGD stalls, Bulk-SGD trains like SGD.
-/// Measured: SGD −2.7 %, Dom-SGD +0.2 %, Bulk-SGD −2.9 % (≈ 4 min on 2 cores, f32).
+/// Measured: SGD −2.7 %, Dom-SGD +0.2 %, Bulk-SGD −2.9 % (≈ 4 min on 2 cores, f32). fig22 reuses
+/// the run; both write CSV, JSON and PNG.
 #[test]
 fn quick_fig1_verdict_holds() {
-    use subspace_lab::data::mnist;
-    let m = match mnist::data_dir().and_then(|d| mnist::load_or_fetch(&d, &mut |_| {})) {
-        Ok((m, _)) => m,
-        Err(e) => {
-            eprintln!("SKIP: MNIST-5k cannot be fetched on this machine: {e}");
-            return;
-        }
-    };
-    let data = m.dataset(mnist::Preprocess::Normalize, mnist::N).unwrap();
+    let Some(m) = mnist_or_skip() else { return };
     let out = tempfile::tempdir().unwrap();
-    let r = reproduce::fig1(
-        F32::new(),
-        &data,
-        out.path(),
-        true,
-        LossKind::Mse,
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let mut p = |_: &str, _: usize, _: usize| {};
+    let mut ctx = reproduce::Ctx::new(out.path(), true, Arc::new(AtomicBool::new(false)), &mut p);
+    let r = reproduce::preset(F32::new(), "fig1", &m, &mut ctx).unwrap();
     let v = &r.verdicts[0];
     assert!(v.holds, "{}", v.text);
-    assert!(v.numbers["dom_rel_decrease"] < 0.25 * v.numbers["sgd_rel_decrease"]);
-    let csv = std::fs::read_to_string(out.path().join("fig1/metrics.csv")).unwrap();
-    assert!(csv.lines().count() > 3 * 6);
-    assert!(out.path().join("fig1/summary.json").exists());
+    assert!(v.numbers["dom_rel_decrease"] < 0.25 * v.numbers["plain_rel_decrease"]);
+    let r22 = reproduce::preset(F32::new(), "fig22", &m, &mut ctx).unwrap();
+    assert!(r22.wall_seconds < 30.0, "fig22 must reuse fig1's run");
+    for d in ["fig1", "fig22"] {
+        let csv = std::fs::read_to_string(out.path().join(d).join("metrics.csv")).unwrap();
+        assert!(csv.lines().count() > 3 * 6);
+        for f in ["summary.json", "metrics.png", "spec.toml"] {
+            assert!(out.path().join(d).join(f).exists(), "{d}/{f}");
+        }
+    }
 }

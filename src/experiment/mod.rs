@@ -1,7 +1,13 @@
-//! The paper's experiments: the exact 2-D toy, the SGD / Dom-SGD / Bulk-SGD protocol on a
-//! network, and the verdicts that check the paper's claims on the measured numbers.
+//! The paper's experiments: run specs (TOML), the runner with its optimisers, projections and
+//! switch rules, the exact 2-D toy, output directories and plots, and the presets of `reproduce`
+//! with the verdicts that check the paper's claims on the measured numbers.
 
+pub mod output;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod plot;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod reproduce;
-pub mod sgd;
+pub mod run;
+pub mod spec;
 pub mod toy;
 pub mod verdict;

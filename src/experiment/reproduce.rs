@@ -1,19 +1,44 @@
-//! `reproduce`: the paper's figures as presets, each writing `metrics.csv` and `summary.json` to
-//! its own directory and returning its verdicts.
+//! `reproduce`: the paper's figures as presets. Each is one or more run specs; each writes its own
+//! directory with the specs as run (`spec*.toml`), `metrics.csv`, `summary.json` and `metrics.png`,
+//! and returns verdicts computed from the numbers.
 
-use super::sgd::{self, SgdProtocol, Switch};
+use super::output::{CsvSink, write_atomic};
+use super::plot;
+use super::run::{self, RunOutcome};
+use super::spec::{OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
 use super::toy::{self, ToyMethod};
 use super::verdict::Verdict;
 use crate::backend::{Backend, LossKind};
 use crate::data::dataset::Dataset;
+use crate::data::mnist::Mnist5k;
 use crate::error::{Error, Result};
-use crate::nn::mlp::MlpSpec;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-/// The presets implemented so far.
-pub const PRESETS: &[&str] = &["fig1", "fig1-ce", "fig2-3", "fig6-7", "fig9", "fig18-19"];
+/// Every preset, in the order `all` runs them.
+pub const PRESETS: &[&str] = &[
+    "fig6-7", "fig1", "fig22", "fig1-ce", "fig2-3", "fig4", "fig5", "fig9", "fig10", "table2",
+    "fig18-19",
+];
+
+/// χ_k along SGD: its EMA must exceed this somewhere (the paper's switch threshold).
+pub const SGD_CHI_EMA_MIN: f64 = 0.95;
+/// χ_k along full-batch GD must average below this over the second half.
+pub const GD_CHI_MAX: f64 = 0.2;
+/// After SGD → GD, GD's mean χ_k must fall below this fraction of SGD's before the switch
+/// (fig. 4); after GD → SGD, SGD's must exceed GD's by the inverse factor (fig. 5).
+pub const SWITCH_CHI_FACTOR: f64 = 0.5;
+/// At the edge of stability the sharpness must lie within this fraction of 2/η (GD) or of the
+/// SAM edge (SAM).
+pub const EOS_BAND: f64 = 0.10;
+/// Bulk-SGD's distance from the switch point must be within this fraction of SGD's (fig. 22).
+pub const DIST_BAND: f64 = 0.25;
+/// χ₁ under GD must end below this.
+pub const TOY_GD_CHI_MAX: f64 = 0.2;
+/// χ₁ under SGD must average above this over the second half of the run.
+pub const TOY_SGD_CHI_MIN: f64 = 0.95;
 
 /// What a preset produced.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -25,26 +50,37 @@ pub struct PresetResult {
     pub dir: PathBuf,
 }
 
-/// χ_k along SGD: its EMA must exceed this somewhere (the paper's switch threshold).
-pub const SGD_CHI_EMA_MIN: f64 = 0.95;
-/// χ_k along full-batch GD must average below this over the second half.
-pub const GD_CHI_MAX: f64 = 0.2;
+/// Where presets write and how they report.
+pub struct Ctx<'a> {
+    pub out: PathBuf,
+    pub quick: bool,
+    pub stop: Arc<AtomicBool>,
+    pub progress: &'a mut dyn FnMut(&str, usize, usize),
+    /// fig1's outcome, reused by fig22 within one invocation.
+    fig1: Option<(bool, RunSpec, RunOutcome)>,
+}
 
-/// At the edge of stability the sharpness λ₁ must lie within this fraction of 2/η.
-pub const EOS_BAND: f64 = 0.10;
+impl<'a> Ctx<'a> {
+    pub fn new(
+        out: &Path,
+        quick: bool,
+        stop: Arc<AtomicBool>,
+        progress: &'a mut dyn FnMut(&str, usize, usize),
+    ) -> Self {
+        Ctx {
+            out: out.to_path_buf(),
+            quick,
+            stop,
+            progress,
+            fig1: None,
+        }
+    }
+}
 
-/// χ₁ under GD must end below this.
-pub const TOY_GD_CHI_MAX: f64 = 0.2;
-/// χ₁ under SGD must average above this over the second half of the run.
-pub const TOY_SGD_CHI_MIN: f64 = 0.95;
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+fn summary(dir: &Path, value: serde_json::Value) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(&value).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    write_atomic(&dir.join("summary.json"), text.as_bytes())
 }
 
 /// Rows of a serialisable struct as CSV (header from the first row's fields).
@@ -73,10 +109,110 @@ fn to_csv<T: serde::Serialize>(rows: &[T]) -> Result<String> {
     Ok(out)
 }
 
-fn summary(dir: &Path, value: serde_json::Value) -> Result<()> {
-    let text =
-        serde_json::to_string_pretty(&value).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    write_atomic(&dir.join("summary.json"), text.as_bytes())
+/// The dataset a spec asks for.
+pub fn dataset_for(m: &Mnist5k, spec: &RunSpec) -> Result<Dataset> {
+    if spec.data.samples == 0 || spec.data.samples > crate::data::mnist::N {
+        return Err(Error::InvalidArgument(format!(
+            "data.samples = {}: need 1..={}",
+            spec.data.samples,
+            crate::data::mnist::N
+        )));
+    }
+    m.dataset(spec.data.preprocess, spec.data.samples)
+}
+
+/// Run specs one after another into one directory: `spec.toml` (or `spec-<name>.toml` when there
+/// are several), one `metrics.csv` for all, and the outcomes.
+fn run_specs<B: Backend + Clone>(
+    backend: &B,
+    m: &Mnist5k,
+    dir: &Path,
+    specs: &[RunSpec],
+    keep_theta: bool,
+    ctx: &mut Ctx,
+) -> Result<Vec<RunOutcome>> {
+    let top = specs.iter().map(|s| s.top()).max().unwrap_or(0);
+    let mut outs = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let file = if specs.len() == 1 {
+            "spec.toml".to_string()
+        } else {
+            format!("spec-{}.toml", spec.name)
+        };
+        write_atomic(&dir.join(file), spec.to_toml()?.as_bytes())?;
+        let data = dataset_for(m, spec)?;
+        let mut sink = CsvSink::create(dir, top, &[], i > 0, ctx.stop.clone(), ctx.progress)?;
+        outs.push(run::run(
+            backend.clone(),
+            spec,
+            &data,
+            keep_theta,
+            None,
+            &mut sink,
+        )?);
+    }
+    Ok(outs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish<B: Backend>(
+    backend: &B,
+    name: &str,
+    dir: &Path,
+    specs: &[RunSpec],
+    outs: &[RunOutcome],
+    verdicts: Vec<Verdict>,
+    start: Instant,
+    quick: bool,
+    extra: serde_json::Value,
+) -> Result<PresetResult> {
+    let records: Vec<run::Record> = outs.iter().flat_map(|o| o.records.clone()).collect();
+    let switch = outs.first().and_then(|o| o.switch_step);
+    let k = specs.first().map_or(10, |s| s.k);
+    plot::metrics_png(&dir.join("metrics.png"), name, &records, k, switch)?;
+    let wall = start.elapsed().as_secs_f64();
+    summary(
+        dir,
+        serde_json::json!({
+            "preset": name, "quick": quick, "version": env!("CARGO_PKG_VERSION"),
+            "specs": specs, "backend": backend.name(), "adapter": backend.adapter(),
+            "runs": outs, "extra": extra,
+            "wall_seconds": wall, "verdicts": verdicts,
+        }),
+    )?;
+    Ok(PresetResult {
+        preset: name.into(),
+        quick,
+        verdicts,
+        wall_seconds: wall,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Run one preset by name (everything but fig6-7, which needs no data: see `toy`).
+pub fn preset<B: Backend + Clone>(
+    backend: B,
+    name: &str,
+    m: &Mnist5k,
+    ctx: &mut Ctx,
+) -> Result<PresetResult> {
+    match name {
+        "fig1" => fig1(backend, m, ctx, LossKind::Mse),
+        "fig1-ce" => fig1(backend, m, ctx, LossKind::Ce),
+        "fig22" => fig22(backend, m, ctx),
+        "fig2-3" => fig2_3(backend, m, ctx),
+        "fig4" => fig4(backend, m, ctx),
+        "fig5" => fig5(backend, m, ctx),
+        "fig9" => fig9(backend, m, ctx),
+        "fig10" => fig10(backend, m, ctx),
+        "table2" => table2(backend, m, ctx),
+        "fig18-19" => fig18_19(backend, m, ctx),
+        "fig6-7" => toy(&ctx.out, ctx.quick),
+        other => Err(Error::InvalidArgument(format!(
+            "unknown preset '{other}': one of {} or all",
+            PRESETS.join(", ")
+        ))),
+    }
 }
 
 /// fig. 6–7: the 2-D toy under GD, SGD, Dom-SGD and Bulk-SGD from (1, 1), η = 1e-4.
@@ -85,14 +221,9 @@ pub fn toy(out: &Path, quick: bool) -> Result<PresetResult> {
     let steps = if quick { 2000 } else { 20000 };
     let (lr, seed) = (1e-4, 0);
     let dir = out.join("fig6-7");
-    let mut rows = Vec::new();
     let mut runs = Vec::new();
     for m in ToyMethod::ALL {
-        let pts = toy::run(m, 1.0, 1.0, lr, steps, seed);
-        for p in &pts {
-            rows.push((m.name(), *p));
-        }
-        runs.push((m, pts));
+        runs.push((m, toy::run(m, 1.0, 1.0, lr, steps, seed)));
     }
     #[derive(serde::Serialize)]
     struct R<'a> {
@@ -103,24 +234,28 @@ pub fn toy(out: &Path, quick: bool) -> Result<PresetResult> {
         loss: f64,
         chi_1: f64,
     }
-    let csv_rows: Vec<R> = rows
+    let csv_rows: Vec<R> = runs
         .iter()
-        .map(|(m, p)| R {
-            method: m,
-            step: p.step,
-            x: p.x,
-            y: p.y,
-            loss: p.loss,
-            chi_1: p.chi,
+        .flat_map(|(m, pts)| {
+            pts.iter().map(|p| R {
+                method: m.name(),
+                step: p.step,
+                x: p.x,
+                y: p.y,
+                loss: p.loss,
+                chi_1: p.chi,
+            })
         })
         .collect();
     write_atomic(&dir.join("metrics.csv"), to_csv(&csv_rows)?.as_bytes())?;
+    let named: Vec<(&str, &[toy::ToyPoint])> =
+        runs.iter().map(|(m, p)| (m.name(), p.as_slice())).collect();
+    plot::toy_png(&dir.join("toy.png"), &named)?;
     let get = |m: ToyMethod| {
-        &runs
-            .iter()
+        runs.iter()
             .find(|(r, _)| *r == m)
-            .expect("every method ran")
-            .1
+            .map(|(_, p)| p.as_slice())
+            .unwrap_or(&[])
     };
     let gd = get(ToyMethod::Gd);
     let sgd_run = get(ToyMethod::Sgd);
@@ -171,250 +306,502 @@ pub fn toy(out: &Path, quick: bool) -> Result<PresetResult> {
     })
 }
 
-/// fig. 1 (and its CE variant): SGD, then SGD / Dom-SGD / Bulk-SGD from the switch point.
-pub fn fig1<B: Backend + Clone>(
-    backend: B,
-    data: &Dataset,
-    out: &Path,
-    quick: bool,
-    loss: LossKind,
-    progress: &mut dyn FnMut(&str, usize, usize),
-) -> Result<PresetResult> {
-    let name = if loss == LossKind::Ce {
-        "fig1-ce"
-    } else {
-        "fig1"
-    };
-    let spec = MlpSpec::fc_tanh();
-    let proto = SgdProtocol {
-        lr: 0.01,
-        batch: Some(50),
-        k: 10,
-        // Quick: a fixed switch step instead of the χ-EMA rule (which needs a spectrum every step).
-        switch: if quick {
-            Switch::AtStep(300)
+/// fig. 1's spec: SGD η 0.01, batch 50, then SGD / Dom-SGD / Bulk-SGD.
+pub fn fig1_spec(quick: bool, loss: LossKind) -> RunSpec {
+    let mut s = RunSpec::new(
+        if loss == LossKind::Ce {
+            "fig1-ce"
         } else {
-            Switch::ChiEma {
-                threshold: 0.95,
-                max_steps: 3000,
-            }
+            "fig1"
         },
-        steps_after: if quick { 60 } else { 1000 },
-        record_every: if quick { 10 } else { 20 },
-        tol: 1e-3,
-        seed: 0,
-        loss,
+        OptimizerSpec::sgd(0.01, 50),
+        if quick { 300 } else { 3000 },
+    );
+    s.loss = loss;
+    // Quick: a fixed switch step instead of the χ-EMA rule (which needs a spectrum every step).
+    s.switch = if quick {
+        SwitchRule::AfterSteps
+    } else {
+        SwitchRule::ChiEma
     };
-    switch_preset(
-        backend,
-        name,
-        &spec,
-        data,
-        out,
-        quick,
-        &proto,
-        |_| Vec::new(),
-        progress,
+    s.variants = vec![Projection::None, Projection::Dominant, Projection::Bulk];
+    s.steps_after = if quick { 60 } else { 1000 };
+    s.record_every = if quick { 10 } else { 20 };
+    s.top = Some(10);
+    s
+}
+
+fn fig1<B: Backend + Clone>(
+    backend: B,
+    m: &Mnist5k,
+    ctx: &mut Ctx,
+    loss: LossKind,
+) -> Result<PresetResult> {
+    let start = Instant::now();
+    let spec = fig1_spec(ctx.quick, loss);
+    let dir = ctx.out.join(&spec.name);
+    let outs = run_specs(&backend, m, &dir, std::slice::from_ref(&spec), false, ctx)?;
+    let verdicts: Vec<Verdict> = run::projection_verdict(&spec, &outs[0])
+        .into_iter()
+        .map(|mut v| {
+            v.claim = format!("{}: {}", spec.name, v.claim);
+            v.text = format!("{}: {}", spec.name, v.text);
+            v
+        })
+        .collect();
+    if loss == LossKind::Mse {
+        ctx.fig1 = Some((ctx.quick, spec.clone(), outs[0].clone()));
+    }
+    let name = spec.name.clone();
+    finish(
+        &backend,
+        &name,
+        &dir,
+        &[spec],
+        &outs,
+        verdicts,
+        start,
+        ctx.quick,
+        serde_json::Value::Null,
     )
 }
 
-/// Run a switch protocol (fig1, fig9), write its files, and return the protocol's verdict after
-/// those `extra` derives from the outcome.
-#[allow(clippy::too_many_arguments)]
-fn switch_preset<B: Backend + Clone>(
-    backend: B,
-    name: &str,
-    spec: &MlpSpec,
-    data: &Dataset,
-    out: &Path,
-    quick: bool,
-    proto: &SgdProtocol,
-    extra: impl FnOnce(&sgd::SgdOutcome) -> Vec<Verdict>,
-    progress: &mut dyn FnMut(&str, usize, usize),
-) -> Result<PresetResult> {
+/// fig. 22: distance from the switch point along fig. 1's three variants (reuses fig1's run when
+/// it ran in the same invocation).
+fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
     let start = Instant::now();
-    let o = sgd::run(backend.clone(), spec, data, proto, progress)?;
-    let dir = out.join(name);
-    write_atomic(&dir.join("metrics.csv"), to_csv(&o.rows)?.as_bytes())?;
-    let mut verdicts = extra(&o);
-    verdicts.extend(o.verdicts.iter().cloned());
-    let wall = start.elapsed().as_secs_f64();
-    summary(
-        &dir,
-        serde_json::json!({
-            "preset": name, "quick": quick, "version": env!("CARGO_PKG_VERSION"),
-            "spec": {"model": format!("fc-{} {:?}", spec.activation.name(), spec.widths),
-                     "data": format!("MNIST-5k first {} samples, normalize", data.n), "protocol": proto},
-            "backend": backend.name(), "adapter": backend.adapter(),
-            "switch_step": o.switch_step, "final_loss": o.final_loss,
-            "wall_seconds": wall, "verdicts": verdicts,
-        }),
-    )?;
-    Ok(PresetResult {
-        preset: name.into(),
-        quick,
-        verdicts,
-        wall_seconds: wall,
-        dir,
-    })
-}
-
-fn trajectory_rows(run: &str, rows: &[sgd::TrajectoryRow]) -> Vec<serde_json::Value> {
-    rows.iter()
-        .map(|r| {
-            let mut m = serde_json::Map::new();
-            m.insert("run".into(), run.into());
-            m.insert("step".into(), r.step.into());
-            m.insert("loss".into(), r.loss.into());
-            m.insert("accuracy".into(), r.accuracy.into());
-            m.insert("chi_k".into(), r.chi_k.into());
-            m.insert("chi_ema".into(), r.chi_ema.into());
-            m.insert("dist_init".into(), r.dist_init.into());
-            for (i, v) in r.values.iter().enumerate() {
-                m.insert(format!("lambda_{}", i + 1), (*v).into());
+    let dir = ctx.out.join("fig22");
+    let (spec, out) = match ctx.fig1.clone() {
+        Some((q, s, o)) if q == ctx.quick => {
+            write_atomic(&dir.join("spec.toml"), s.to_toml()?.as_bytes())?;
+            let top = s.top();
+            let mut text = run::Record::csv_header(top);
+            text.push('\n');
+            for r in &o.records {
+                text.push_str(&r.csv_line(top));
+                text.push('\n');
             }
-            serde_json::Value::Object(m)
-        })
-        .collect()
+            write_atomic(&dir.join("metrics.csv"), text.as_bytes())?;
+            (s, o)
+        }
+        _ => {
+            let s = fig1_spec(ctx.quick, LossKind::Mse);
+            let o = run_specs(&backend, m, &dir, std::slice::from_ref(&s), false, ctx)?;
+            (
+                s,
+                o.into_iter()
+                    .next()
+                    .ok_or_else(|| Error::Shape("no run".into()))?,
+            )
+        }
+    };
+    let end_dist = |run: &str| {
+        out.records_of(run, "after")
+            .last()
+            .map_or(f64::NAN, |r| r.dist_switch)
+    };
+    let (d_sgd, d_dom, d_bulk) = (end_dist("SGD"), end_dist("Dom-SGD"), end_dist("Bulk-SGD"));
+    let verdicts = vec![Verdict::new(
+        "fig22: Bulk-SGD moves away from the switch point like SGD (distance within ±25 %)",
+        ((d_bulk - d_sgd) / d_sgd).abs() <= DIST_BAND,
+        format!(
+            "‖θ − θ_switch‖ after {} steps: SGD {d_sgd:.4}, Bulk-SGD {d_bulk:.4}, Dom-SGD {d_dom:.4}",
+            spec.steps_after
+        ),
+        &[
+            ("dist_sgd", d_sgd),
+            ("dist_bulk", d_bulk),
+            ("dist_dom", d_dom),
+        ],
+    )];
+    finish(
+        &backend,
+        "fig22",
+        &dir,
+        &[spec],
+        &[out],
+        verdicts,
+        start,
+        ctx.quick,
+        serde_json::Value::Null,
+    )
 }
 
-fn second_half_mean(rows: &[sgd::TrajectoryRow]) -> f64 {
-    let h = &rows[rows.len() / 2..];
-    h.iter().map(|r| r.chi_k).sum::<f64>() / h.len().max(1) as f64
+fn mean(xs: impl Iterator<Item = f64>) -> f64 {
+    let v: Vec<f64> = xs.filter(|x| x.is_finite()).collect();
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn second_half<'a>(rs: &[&'a run::Record]) -> Vec<&'a run::Record> {
+    rs[rs.len() / 2..].to_vec()
 }
 
 /// figs. 2–3: top-2k eigenvalues and χ_k(∇L) along SGD (η 0.01, batch 50, k 10).
-pub fn fig2_3<B: Backend + Clone>(
-    backend: B,
-    data: &Dataset,
-    out: &Path,
-    quick: bool,
-    progress: &mut dyn FnMut(&str, usize, usize),
-) -> Result<PresetResult> {
+fn fig2_3<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
     let start = Instant::now();
-    let cfg = sgd::TrajectoryConfig {
-        lr: 0.01,
-        batch: Some(50),
-        steps: if quick { 300 } else { 3000 },
-        record_every: if quick { 25 } else { 50 },
-        k: 10,
-        top: 20,
-        tol: 1e-3,
-        seed: 0,
-        loss: LossKind::Mse,
-    };
-    let rows = sgd::trajectory(backend.clone(), &MlpSpec::fc_tanh(), data, &cfg, progress)?;
-    let dir = out.join("fig2-3");
-    write_atomic(
-        &dir.join("metrics.csv"),
-        to_csv(&trajectory_rows("SGD", &rows))?.as_bytes(),
-    )?;
-    let max_ema = rows
+    let mut spec = RunSpec::new(
+        "fig2-3",
+        OptimizerSpec::sgd(0.01, 50),
+        if ctx.quick { 300 } else { 3000 },
+    );
+    spec.record_every = if ctx.quick { 25 } else { 50 };
+    let dir = ctx.out.join("fig2-3");
+    let outs = run_specs(&backend, m, &dir, std::slice::from_ref(&spec), false, ctx)?;
+    let rs: Vec<&run::Record> = outs[0].records.iter().collect();
+    let max_ema = rs
         .iter()
         .map(|r| r.chi_ema)
         .fold(f64::NEG_INFINITY, f64::max);
-    let mean = second_half_mean(&rows);
-    let last = rows
-        .last()
-        .ok_or_else(|| Error::InvalidArgument("no records".into()))?;
-    let gap = last.values[cfg.k - 1] / last.values[cfg.k];
+    let m2 = mean(second_half(&rs).iter().map(|r| r.chi_k));
+    let last = rs.last().ok_or_else(|| Error::Shape("no records".into()))?;
+    let gap = last.eigenvalues[spec.k - 1] / last.eigenvalues[spec.k];
     let verdicts = vec![Verdict::new(
         "fig2-3: along SGD the gradient aligns with the top-k subspace (EMA of χ_k exceeds 0.95)",
         max_ema > SGD_CHI_EMA_MIN,
         format!(
-            "max EMA(χ₁₀) over {} records to step {} = {max_ema:.3}, mean χ₁₀ over the second half = {mean:.3}; λ₁ {:.2}, λ₁₀/λ₁₁ = {gap:.3} at the end",
-            rows.len(),
-            cfg.steps,
-            last.values[0]
+            "max EMA(χ₁₀) over {} records to step {} = {max_ema:.3}, mean χ₁₀ over the second half = {m2:.3}; λ₁ {:.2}, λ₁₀/λ₁₁ = {gap:.3} at the end",
+            rs.len(),
+            spec.steps,
+            last.eigenvalues[0]
         ),
         &[
             ("max_chi_ema", max_ema),
-            ("mean_chi_second_half", mean),
-            ("lambda_1_end", last.values[0]),
+            ("mean_chi_second_half", m2),
+            ("lambda_1_end", last.eigenvalues[0]),
             ("lambda_k_over_k1_end", gap),
         ],
     )];
-    let wall = start.elapsed().as_secs_f64();
-    summary(
+    finish(
+        &backend,
+        "fig2-3",
         &dir,
-        serde_json::json!({
-            "preset": "fig2-3", "quick": quick, "version": env!("CARGO_PKG_VERSION"),
-            "spec": {"model": "fc-tanh 784-200-200-10", "data": "MNIST-5k, normalize", "trajectory": cfg},
-            "backend": backend.name(), "adapter": backend.adapter(),
-            "wall_seconds": wall, "verdicts": verdicts,
-        }),
-    )?;
-    Ok(PresetResult {
-        preset: "fig2-3".into(),
-        quick,
+        &[spec],
+        &outs,
         verdicts,
-        wall_seconds: wall,
-        dir,
-    })
+        start,
+        ctx.quick,
+        serde_json::Value::Null,
+    )
+}
+
+/// fig. 4 (SGD → GD) and fig. 5 (GD → SGD): the alignment follows the noise.
+fn switch_opt_preset<B: Backend + Clone>(
+    backend: B,
+    m: &Mnist5k,
+    ctx: &mut Ctx,
+    name: &str,
+    first: OptimizerSpec,
+    after: OptimizerSpec,
+) -> Result<PresetResult> {
+    let start = Instant::now();
+    let q = ctx.quick;
+    let mut spec = RunSpec::new(name, first, if q { 300 } else { 2000 });
+    spec.after = Some(after);
+    spec.steps_after = if q { 60 } else { 1000 };
+    spec.record_every = if q { 5 } else { 20 };
+    spec.top = Some(10);
+    let dir = ctx.out.join(name);
+    let outs = run_specs(&backend, m, &dir, std::slice::from_ref(&spec), false, ctx)?;
+    let o = &outs[0];
+    let before: Vec<&run::Record> = o.records.iter().filter(|r| r.phase == "before").collect();
+    let after: Vec<&run::Record> = o.records.iter().filter(|r| r.phase == "after").collect();
+    // Compare equal spans: the last `steps_after` steps before the switch against the second
+    // half after it.
+    let s = o.switch_step.unwrap_or(spec.steps);
+    let pre = mean(
+        before
+            .iter()
+            .filter(|r| r.step + spec.steps_after >= s)
+            .map(|r| r.chi_k),
+    );
+    let post = mean(second_half(&after).iter().map(|r| r.chi_k));
+    let (a, b) = (spec.optimizer.display(), spec.after_optimizer().display());
+    let to_gd = spec.after_optimizer().batch.is_none();
+    let (claim, holds, thr) = if to_gd {
+        (
+            format!(
+                "{name}: switching {a} → {b} makes the alignment disappear (χ_k under {b} < {SWITCH_CHI_FACTOR}× its level under {a})"
+            ),
+            post < SWITCH_CHI_FACTOR * pre,
+            format!("< {SWITCH_CHI_FACTOR}×"),
+        )
+    } else {
+        (
+            format!(
+                "{name}: switching {a} → {b} makes the alignment appear (χ_k under {b} > {}× its level under {a})",
+                1.0 / SWITCH_CHI_FACTOR
+            ),
+            post > pre / SWITCH_CHI_FACTOR,
+            format!("> {}×", 1.0 / SWITCH_CHI_FACTOR),
+        )
+    };
+    let verdicts = vec![Verdict::new(
+        &claim,
+        holds,
+        format!(
+            "mean χ₁₀: {a} over steps {}..{s} = {pre:.3}; {b} over steps {}..{} = {post:.3} (threshold {thr})",
+            s.saturating_sub(spec.steps_after),
+            s + spec.steps_after / 2,
+            s + spec.steps_after
+        ),
+        &[("chi_before", pre), ("chi_after", post)],
+    )];
+    finish(
+        &backend,
+        name,
+        &dir,
+        &[spec],
+        &outs,
+        verdicts,
+        start,
+        ctx.quick,
+        serde_json::Value::Null,
+    )
+}
+
+fn fig4<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
+    switch_opt_preset(
+        backend,
+        m,
+        ctx,
+        "fig4",
+        OptimizerSpec::sgd(0.01, 50),
+        OptimizerSpec::gd(0.01),
+    )
+}
+
+fn fig5<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
+    switch_opt_preset(
+        backend,
+        m,
+        ctx,
+        "fig5",
+        OptimizerSpec::gd(0.01),
+        OptimizerSpec::sgd(0.01, 50),
+    )
+}
+
+/// The sharpness of the plain branch after the switch against an edge (2/η or the SAM edge).
+fn edge_verdict(claim: &str, o: &RunOutcome, run: &str, edge_name: &str, sam: bool) -> Verdict {
+    let rs: Vec<&run::Record> = o.records_of(run, "after").collect();
+    let l1 = mean(rs.iter().map(|r| r.eigenvalues[0]));
+    let edge = mean(
+        rs.iter()
+            .map(|r| if sam { r.sam_edge } else { r.two_over_lr }),
+    );
+    let rel = (l1 - edge) / edge;
+    Verdict::new(
+        claim,
+        rel.abs() <= EOS_BAND,
+        format!(
+            "mean λ₁ over {run} steps {}..{} = {l1:.2} vs {edge_name} = {edge:.2} ({:+.1} %, band ±{:.0} %)",
+            rs.first().map_or(0, |r| r.step),
+            rs.last().map_or(0, |r| r.step),
+            100.0 * rel,
+            100.0 * EOS_BAND
+        ),
+        &[("mean_sharpness", l1), ("edge", edge)],
+    )
+}
+
+fn with_projection(spec: &RunSpec, o: &RunOutcome, prefix: &str) -> Vec<Verdict> {
+    run::projection_verdict(spec, o)
+        .into_iter()
+        .map(|mut v| {
+            v.claim = format!("{prefix}: {}", v.claim);
+            v.text = format!("{prefix}: {}", v.text);
+            v
+        })
+        .collect()
+}
+
+/// fig. 9: full-batch GD at the edge of stability (η 0.1: λ₁ hovers at 2/η = 20), then GD,
+/// Dom-GD and Bulk-GD from the same point.
+fn fig9<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
+    let start = Instant::now();
+    let q = ctx.quick;
+    let mut spec = RunSpec::new("fig9", OptimizerSpec::gd(0.1), if q { 300 } else { 2000 });
+    spec.variants = vec![Projection::None, Projection::Dominant, Projection::Bulk];
+    spec.steps_after = if q { 60 } else { 1000 };
+    spec.record_every = if q { 10 } else { 20 };
+    spec.top = Some(10);
+    let dir = ctx.out.join("fig9");
+    let outs = run_specs(&backend, m, &dir, std::slice::from_ref(&spec), false, ctx)?;
+    let mut verdicts = vec![edge_verdict(
+        "fig9: GD at η = 0.1 trains at the edge of stability (λ₁ within ±10 % of 2/η)",
+        &outs[0],
+        "GD",
+        "2/η",
+        false,
+    )];
+    verdicts.extend(with_projection(&spec, &outs[0], "fig9"));
+    finish(
+        &backend,
+        "fig9",
+        &dir,
+        &[spec],
+        &outs,
+        verdicts,
+        start,
+        q,
+        serde_json::Value::Null,
+    )
+}
+
+/// fig. 10: full-batch SAM (η 0.01, ρ 0.1) at its edge of stability, then SAM, Dom-SAM and
+/// Bulk-SAM from the same point.
+fn fig10<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
+    let start = Instant::now();
+    let q = ctx.quick;
+    let mut opt = OptimizerSpec::new(OptKind::Sam, 0.01, None);
+    opt.rho = 0.1;
+    let mut spec = RunSpec::new("fig10", opt, if q { 300 } else { 3000 });
+    spec.variants = vec![Projection::None, Projection::Dominant, Projection::Bulk];
+    spec.steps_after = if q { 60 } else { 1000 };
+    spec.record_every = if q { 10 } else { 20 };
+    spec.top = Some(10);
+    let dir = ctx.out.join("fig10");
+    let outs = run_specs(&backend, m, &dir, std::slice::from_ref(&spec), false, ctx)?;
+    let mut verdicts = vec![edge_verdict(
+        "fig10: SAM (η 0.01, ρ 0.1) trains at its edge of stability (λ₁ within ±10 % of the SAM edge)",
+        &outs[0],
+        "SAM",
+        "SAM edge",
+        true,
+    )];
+    verdicts.extend(with_projection(&spec, &outs[0], "fig10"));
+    finish(
+        &backend,
+        "fig10",
+        &dir,
+        &[spec],
+        &outs,
+        verdicts,
+        start,
+        q,
+        serde_json::Value::Null,
+    )
+}
+
+/// Table 2: Dom-LR and Bulk-LR (the effective step size along P_k∇L and P_k⊥∇L) of GD, GD with
+/// momentum, Adam and Adam without momentum, full batch, mean and std over the first steps.
+fn table2<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
+    let start = Instant::now();
+    let q = ctx.quick;
+    let steps = if q { 30 } else { 1000 };
+    let mut adam = OptimizerSpec::new(OptKind::Adam, 1e-3, None);
+    let mut adam_m = adam.clone();
+    adam_m.beta1 = 0.0;
+    adam.beta1 = 0.9;
+    let opts = [
+        ("gd", OptimizerSpec::gd(0.01)),
+        ("gd-m", OptimizerSpec::new(OptKind::Momentum, 0.01, None)),
+        ("adam", adam),
+        ("adam-no-m", adam_m),
+    ];
+    let specs: Vec<RunSpec> = opts
+        .iter()
+        .map(|(n, o)| {
+            let mut s = RunSpec::new(n, o.clone(), steps);
+            s.effective_lr = true;
+            s.record_every = if q { 5 } else { 50 };
+            s.top = Some(10);
+            s
+        })
+        .collect();
+    let dir = ctx.out.join("table2");
+    let outs = run_specs(&backend, m, &dir, &specs, false, ctx)?;
+    let mut table = Vec::new();
+    let mut ratio = Vec::new();
+    for (s, o) in specs.iter().zip(&outs) {
+        let leg = &o.legs[0];
+        let r = leg.bulk_lr.mean / leg.dom_lr.mean;
+        ratio.push((s.optimizer.display(), r, leg.dom_lr, leg.bulk_lr));
+        table.push(serde_json::json!({
+            "optimizer": s.optimizer.display(), "lr": s.optimizer.lr,
+            "dom_lr_mean": leg.dom_lr.mean, "dom_lr_std": leg.dom_lr.std,
+            "bulk_lr_mean": leg.bulk_lr.mean, "bulk_lr_std": leg.bulk_lr.std,
+            "steps": leg.dom_lr.n,
+        }));
+    }
+    let fmt = |(n, r, d, b): &(String, f64, run::Stats, run::Stats)| {
+        format!(
+            "{n}: Dom-LR {:.3e} ± {:.1e}, Bulk-LR {:.3e} ± {:.1e} (ratio {r:.2})",
+            d.mean, d.std, b.mean, b.std
+        )
+    };
+    let gd_ok = (ratio[0].1 - 1.0).abs() < 1e-6 && (ratio[0].2.mean - 0.01).abs() < 1e-9;
+    let adam_ok = ratio[2].1 > 1.0 && ratio[3].1 > 1.0;
+    let verdicts = vec![
+        Verdict::new(
+            "table2: GD's effective learning rate is η in both subspaces (Dom-LR = Bulk-LR = η)",
+            gd_ok,
+            fmt(&ratio[0]),
+            &[
+                ("gd_dom_lr", ratio[0].2.mean),
+                ("gd_bulk_lr", ratio[0].3.mean),
+            ],
+        ),
+        Verdict::new(
+            "table2: Adam (with and without momentum) steps further along the bulk than along the dominant subspace (Bulk-LR > Dom-LR)",
+            adam_ok,
+            format!("{}; {}; {}", fmt(&ratio[1]), fmt(&ratio[2]), fmt(&ratio[3])),
+            &[
+                ("gdm_ratio", ratio[1].1),
+                ("adam_ratio", ratio[2].1),
+                ("adam_no_m_ratio", ratio[3].1),
+            ],
+        ),
+    ];
+    finish(
+        &backend,
+        "table2",
+        &dir,
+        &specs,
+        &outs,
+        verdicts,
+        start,
+        q,
+        serde_json::json!({ "table": table }),
+    )
 }
 
 /// figs. 18–19: under full-batch GD (η 0.01) χ_k stays ≈ 0, and GD and SGD from the same
 /// initialisation stay close.
-pub fn fig18_19<B: Backend + Clone>(
-    backend: B,
-    data: &Dataset,
-    out: &Path,
-    quick: bool,
-    progress: &mut dyn FnMut(&str, usize, usize),
-) -> Result<PresetResult> {
+fn fig18_19<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
     let start = Instant::now();
-    let base = sgd::TrajectoryConfig {
-        lr: 0.01,
-        batch: None,
-        steps: if quick { 300 } else { 3000 },
-        record_every: if quick { 25 } else { 50 },
-        k: 10,
-        top: 10,
-        tol: 1e-3,
-        seed: 0,
-        loss: LossKind::Mse,
+    let q = ctx.quick;
+    let mk = |name: &str, o: OptimizerSpec| {
+        let mut s = RunSpec::new(name, o, if q { 300 } else { 3000 });
+        s.record_every = if q { 25 } else { 50 };
+        s.top = Some(10);
+        s
     };
-    let spec = MlpSpec::fc_tanh();
-    let gd = sgd::trajectory(backend.clone(), &spec, data, &base, progress)?;
-    let sgd_cfg = sgd::TrajectoryConfig {
-        batch: Some(50),
-        ..base.clone()
+    let specs = [
+        mk("gd", OptimizerSpec::gd(0.01)),
+        mk("sgd", OptimizerSpec::sgd(0.01, 50)),
+    ];
+    let dir = ctx.out.join("fig18-19");
+    let outs = run_specs(&backend, m, &dir, &specs, true, ctx)?;
+    let (gd, sg) = (&outs[0], &outs[1]);
+    let pair: Vec<serde_json::Value> = gd
+        .records
+        .iter()
+        .zip(&sg.records)
+        .zip(gd.thetas.iter().zip(&sg.thetas))
+        .map(|((a, _), (ta, tb))| serde_json::json!({"step": a.step, "dist_gd_sgd": run::dist(ta, tb)}))
+        .collect();
+    write_atomic(&dir.join("pair.csv"), to_csv(&pair)?.as_bytes())?;
+    let half = |o: &RunOutcome| {
+        let rs: Vec<&run::Record> = o.records.iter().collect();
+        mean(second_half(&rs).iter().map(|r| r.chi_k))
     };
-    let sg = sgd::trajectory(backend.clone(), &spec, data, &sgd_cfg, progress)?;
-    let dir = out.join("fig18-19");
-    let mut rows = trajectory_rows("GD", &gd);
-    rows.extend(trajectory_rows("SGD", &sg));
-    for (r, (a, b)) in rows
-        .iter_mut()
-        .zip(gd.iter().zip(&sg).chain(gd.iter().zip(&sg)))
-    {
-        let d: f64 = a
-            .theta
-            .iter()
-            .zip(&b.theta)
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum::<f64>()
-            .sqrt();
-        if let Some(m) = r.as_object_mut() {
-            m.insert("dist_gd_sgd".into(), d.into());
-        }
-    }
-    write_atomic(&dir.join("metrics.csv"), to_csv(&rows)?.as_bytes())?;
-    let gd_mean = second_half_mean(&gd);
-    let sgd_mean = second_half_mean(&sg);
-    let (lg, ls) = (gd.last(), sg.last());
-    let (d_pair, d_travel) = match (lg, ls) {
-        (Some(a), Some(b)) => (
-            a.theta
-                .iter()
-                .zip(&b.theta)
-                .map(|(x, y)| (x - y) * (x - y))
-                .sum::<f64>()
-                .sqrt(),
-            b.dist_init,
-        ),
-        _ => (f64::NAN, f64::NAN),
+    let (gd_mean, sgd_mean) = (half(gd), half(sg));
+    let d_pair = match (gd.thetas.last(), sg.thetas.last()) {
+        (Some(a), Some(b)) => run::dist(a, b),
+        _ => f64::NAN,
     };
+    let d_travel = sg.records.last().map_or(f64::NAN, |r| r.dist_init);
     let verdicts = vec![
         Verdict::new(
             "fig18-19: under full-batch GD (small η) the gradient is not aligned with the top-k subspace (χ_k < 0.2)",
@@ -432,81 +819,20 @@ pub fn fig18_19<B: Backend + Clone>(
             d_pair < d_travel,
             format!(
                 "after {} steps ‖θ_GD − θ_SGD‖ = {d_pair:.3}, ‖θ_SGD − θ_0‖ = {d_travel:.3}",
-                base.steps
+                specs[0].steps
             ),
             &[("dist_gd_sgd", d_pair), ("dist_sgd_init", d_travel)],
         ),
     ];
-    let wall = start.elapsed().as_secs_f64();
-    summary(
+    finish(
+        &backend,
+        "fig18-19",
         &dir,
-        serde_json::json!({
-            "preset": "fig18-19", "quick": quick, "version": env!("CARGO_PKG_VERSION"),
-            "spec": {"model": "fc-tanh 784-200-200-10", "data": "MNIST-5k, normalize", "gd": base, "sgd": sgd_cfg},
-            "backend": backend.name(), "adapter": backend.adapter(),
-            "wall_seconds": wall, "verdicts": verdicts,
-        }),
-    )?;
-    Ok(PresetResult {
-        preset: "fig18-19".into(),
-        quick,
+        &specs,
+        &outs,
         verdicts,
-        wall_seconds: wall,
-        dir,
-    })
-}
-
-/// fig. 9: full-batch GD at the edge of stability (η 0.1: λ₁ hovers at 2/η = 20), then GD, Dom-GD
-/// and Bulk-GD from the same point.
-pub fn fig9<B: Backend + Clone>(
-    backend: B,
-    data: &Dataset,
-    out: &Path,
-    quick: bool,
-    progress: &mut dyn FnMut(&str, usize, usize),
-) -> Result<PresetResult> {
-    let proto = SgdProtocol {
-        lr: 0.1,
-        batch: None,
-        k: 10,
-        switch: Switch::AtStep(if quick { 300 } else { 2000 }),
-        steps_after: if quick { 60 } else { 1000 },
-        record_every: if quick { 10 } else { 20 },
-        tol: 1e-3,
-        seed: 0,
-        loss: LossKind::Mse,
-    };
-    let edge = 2.0 / proto.lr;
-    let eos = |o: &sgd::SgdOutcome| {
-        // Sharpness over the GD branch's records after the switch (still at the edge).
-        let gd: Vec<f64> = o
-            .rows
-            .iter()
-            .filter(|r| r.run == "GD")
-            .map(|r| r.lambda_1)
-            .collect();
-        let mean_l1 = gd.iter().sum::<f64>() / gd.len().max(1) as f64;
-        vec![Verdict::new(
-            "fig9: GD at η = 0.1 trains at the edge of stability (λ₁ within ±10 % of 2/η)",
-            (mean_l1 - edge).abs() <= EOS_BAND * edge,
-            format!(
-                "mean λ₁ over GD steps {}..{} = {mean_l1:.2} vs 2/η = {edge:.1} ({:+.1} %)",
-                o.switch_step,
-                o.switch_step + proto.steps_after,
-                100.0 * (mean_l1 - edge) / edge
-            ),
-            &[("mean_sharpness", mean_l1), ("two_over_lr", edge)],
-        )]
-    };
-    switch_preset(
-        backend,
-        "fig9",
-        &MlpSpec::fc_tanh(),
-        data,
-        out,
-        quick,
-        &proto,
-        eos,
-        progress,
+        start,
+        q,
+        serde_json::Value::Null,
     )
 }

@@ -1,0 +1,159 @@
+//! Output directories: `metrics.csv` appended row by row (a run that diverges or is stopped keeps
+//! every row so far), checkpoints (`checkpoint.json` + `checkpoint.safetensors`, written
+//! atomically), and the spec as run.
+
+use super::run::{Checkpoint, Observer, Record, Vectors};
+use crate::error::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub const CHECKPOINT_JSON: &str = "checkpoint.json";
+pub const CHECKPOINT_TENSORS: &str = "checkpoint.safetensors";
+
+/// Write a file through a temporary in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// Appends records to `metrics.csv`, writes checkpoints and forwards progress; stops when the
+/// shared flag is raised (Ctrl-C).
+pub struct CsvSink<'a> {
+    dir: PathBuf,
+    file: std::fs::File,
+    top: usize,
+    pub stop: Arc<AtomicBool>,
+    pub progress: &'a mut dyn FnMut(&str, usize, usize),
+}
+
+impl<'a> CsvSink<'a> {
+    /// Start `dir/metrics.csv` with the header and `existing` rows (a resumed run's rows so far);
+    /// `append` keeps what the file already holds (a second run of the same preset).
+    pub fn create(
+        dir: &Path,
+        top: usize,
+        existing: &[Record],
+        append: bool,
+        stop: Arc<AtomicBool>,
+        progress: &'a mut dyn FnMut(&str, usize, usize),
+    ) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("metrics.csv");
+        let mut file = if append {
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?
+        } else {
+            let mut text = Record::csv_header(top);
+            text.push('\n');
+            for r in existing {
+                text.push_str(&r.csv_line(top));
+                text.push('\n');
+            }
+            write_atomic(&path, text.as_bytes())?;
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .map_err(|e| Error::io(&path, e))?
+        };
+        file.flush().map_err(|e| Error::io(&path, e))?;
+        Ok(CsvSink {
+            dir: dir.to_path_buf(),
+            file,
+            top,
+            stop,
+            progress,
+        })
+    }
+}
+
+impl Observer for CsvSink<'_> {
+    fn record(&mut self, r: &Record) -> Result<()> {
+        let path = self.dir.join("metrics.csv");
+        writeln!(self.file, "{}", r.csv_line(self.top)).map_err(|e| Error::io(&path, e))?;
+        self.file.flush().map_err(|e| Error::io(&path, e))
+    }
+    fn progress(&mut self, run: &str, step: usize, total: usize) {
+        (self.progress)(run, step, total)
+    }
+    fn checkpoint(&mut self, c: &Checkpoint, v: &Vectors) -> Result<()> {
+        save_checkpoint(&self.dir, c, v)
+    }
+    fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// Write the vectors, then the JSON that names their step (the JSON is the commit point).
+pub fn save_checkpoint(dir: &Path, c: &Checkpoint, v: &Vectors) -> Result<()> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes: Vec<(String, Vec<u8>, usize)> = v
+        .iter()
+        .map(|(n, x)| (n.clone(), bytemuck::cast_slice(x).to_vec(), x.len()))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(n, b, len)| {
+            TensorView::new(Dtype::F64, vec![*len], b)
+                .map(|t| (n.clone(), t))
+                .map_err(|e| Error::InvalidArgument(format!("checkpoint tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut meta = std::collections::HashMap::new();
+    meta.insert("step".to_string(), c.step.to_string());
+    let data = safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| Error::InvalidArgument(format!("checkpoint: {e}")))?;
+    write_atomic(&dir.join(CHECKPOINT_TENSORS), &data)?;
+    let json = serde_json::to_string(c).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    write_atomic(&dir.join(CHECKPOINT_JSON), json.as_bytes())
+}
+
+/// Read a checkpoint written by `save_checkpoint`.
+pub fn load_checkpoint(dir: &Path) -> Result<(Checkpoint, Vectors)> {
+    let jp = dir.join(CHECKPOINT_JSON);
+    let text = std::fs::read_to_string(&jp).map_err(|e| Error::io(&jp, e))?;
+    let c: Checkpoint = serde_json::from_str(&text)
+        .map_err(|e| Error::data(&jp, format!("not a checkpoint: {e}")))?;
+    let tp = dir.join(CHECKPOINT_TENSORS);
+    let raw = std::fs::read(&tp).map_err(|e| Error::io(&tp, e))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&raw)
+        .map_err(|e| Error::data(&tp, format!("not a safetensors file: {e}")))?;
+    let step = meta
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("step").cloned());
+    if step.as_deref() != Some(c.step.to_string().as_str()) {
+        return Err(Error::data(
+            &tp,
+            format!(
+                "written for step {step:?}, checkpoint.json says {}: the checkpoint is torn; rerun from scratch",
+                c.step
+            ),
+        ));
+    }
+    let st = safetensors::SafeTensors::deserialize(&raw)
+        .map_err(|e| Error::data(&tp, format!("not a safetensors file: {e}")))?;
+    let mut v = Vec::new();
+    for (name, t) in st.tensors() {
+        if t.dtype() != safetensors::tensor::Dtype::F64 {
+            return Err(Error::data(&tp, format!("{name}: expected f64")));
+        }
+        let x: Vec<f64> = t
+            .data()
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+            .collect();
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(Error::data(&tp, format!("{name}: non-finite values")));
+        }
+        v.push((name, x));
+    }
+    Ok((c, v))
+}

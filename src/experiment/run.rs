@@ -1,0 +1,1006 @@
+//! The runner behind `run`, `reproduce` and the app: one optimiser until the switch, then each
+//! projected variant from the *same* θ, optimiser state and minibatch stream. S_k is recomputed
+//! from the full training-loss Hessian (Lanczos warm-started from the previous eigenvectors)
+//! whenever a step projects, the χ-EMA rule watches, effective learning rates are measured or
+//! metrics are recorded.
+//!
+//! The projection applies to the optimiser's *update*: for SGD, GD and SAM that is the paper's
+//! P_k g; for momentum and Adam the state evolves from the raw gradients and only the step taken
+//! is projected.
+
+use super::spec::{OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
+use super::verdict::Verdict;
+use crate::backend::Backend;
+use crate::data::dataset::Dataset;
+use crate::error::{Error, Result};
+use crate::hessian::lanczos::{LanczosOptions, lanczos};
+use crate::nn::mlp::{Engine, Eval, MlpSpec};
+use rand::{RngExt, SeedableRng};
+
+/// The dominant variant's relative loss decrease must stay below this fraction of the plain
+/// optimiser's ("stalls").
+pub const DOM_MAX_FRACTION: f64 = 0.25;
+/// The bulk variant's relative loss decrease must reach at least this fraction of the plain
+/// optimiser's ("trains as well").
+pub const BULK_MIN_FRACTION: f64 = 0.75;
+
+/// serde_json writes NaN as null: read null back as NaN (checkpoints hold unmeasured metrics).
+fn nan_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    use serde::Deserialize;
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+/// The minibatch stream: consecutive slices of a permutation of 0..n redrawn every epoch from a
+/// seeded ChaCha stream. Its whole state can be saved and restored (checkpoints).
+#[derive(Clone)]
+pub struct Stream {
+    rng: rand_chacha::ChaCha8Rng,
+    perm: Vec<usize>,
+    pos: usize,
+}
+
+/// A stream's state as numbers.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct StreamState {
+    pub seed: u64,
+    pub word_pos: u128,
+    pub perm: Vec<usize>,
+    pub pos: usize,
+}
+
+impl Stream {
+    pub fn new(n: usize, seed: u64) -> Self {
+        Stream {
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0xba7c4),
+            perm: (0..n).collect(),
+            pos: n,
+        }
+    }
+    pub fn next(&mut self, batch: usize) -> Vec<usize> {
+        let n = self.perm.len();
+        if self.pos + batch > n {
+            for i in (1..n).rev() {
+                let j = self.rng.random_range(0..=i);
+                self.perm.swap(i, j);
+            }
+            self.pos = 0;
+        }
+        let b = self.perm[self.pos..self.pos + batch].to_vec();
+        self.pos += batch;
+        b
+    }
+    pub fn state(&self, seed: u64) -> StreamState {
+        StreamState {
+            seed,
+            word_pos: self.rng.get_word_pos(),
+            perm: self.perm.clone(),
+            pos: self.pos,
+        }
+    }
+    pub fn restore(s: &StreamState) -> Self {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(s.seed ^ 0xba7c4);
+        rng.set_word_pos(s.word_pos);
+        Stream {
+            rng,
+            perm: s.perm.clone(),
+            pos: s.pos,
+        }
+    }
+}
+
+/// Optimiser state (momentum buffer or Adam moments).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct OptState {
+    pub t: u64,
+    #[serde(skip)]
+    pub m: Vec<f64>,
+    #[serde(skip)]
+    pub v: Vec<f64>,
+}
+
+/// The measurements at one θ: full-data loss and accuracy, ∇L, the top eigenpairs and χ_k.
+#[derive(Clone, Debug)]
+pub struct Spectrum {
+    pub eval: Eval,
+    pub grad: Vec<f64>,
+    pub grad_norm: f64,
+    pub chi: f64,
+    /// Eigenvalues, largest first (`top` of them).
+    pub values: Vec<f64>,
+    /// Rows u_1..u_k of S_k (k × p).
+    pub basis: Vec<f64>,
+    pub hvps: usize,
+    pub worst_residual: f64,
+}
+
+/// The engines one step needs, kept across steps.
+pub struct Stepper<B: Backend> {
+    full: Engine<B>,
+    batch: Engine<B>,
+    data: Dataset,
+    lanczos: LanczosOptions,
+    k: usize,
+    /// Previous eigenvectors (`top` × p) for the warm start.
+    warm: Option<B::Buf>,
+    full_theta: Vec<f64>,
+}
+
+impl<B: Backend + Clone> Stepper<B> {
+    pub fn new(
+        backend: B,
+        spec: &MlpSpec,
+        loss: crate::backend::LossKind,
+        data: &Dataset,
+        k: usize,
+        top: usize,
+        tol: f64,
+    ) -> Result<Self> {
+        let first = data.gather(&[0])?;
+        Ok(Stepper {
+            full: Engine::new(backend.clone(), spec.clone(), loss, data, 0)?,
+            batch: Engine::new(backend, spec.clone(), loss, &first, 0)?,
+            data: data.clone(),
+            lanczos: LanczosOptions {
+                k: top,
+                tol,
+                ..LanczosOptions::default()
+            },
+            k,
+            warm: None,
+            full_theta: Vec::new(),
+        })
+    }
+
+    pub fn backend(&self) -> &B {
+        self.full.backend()
+    }
+    pub fn num_params(&self) -> usize {
+        self.full.num_params()
+    }
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Change k and the number of eigenpairs computed (drops the warm start).
+    pub fn set_k(&mut self, k: usize, top: usize) {
+        self.k = k;
+        self.lanczos.k = top;
+        self.warm = None;
+    }
+    pub fn forget_warm_start(&mut self) {
+        self.warm = None;
+    }
+    /// The warm-start vectors on the host (for checkpoints).
+    pub fn warm_host(&self) -> Result<Option<Vec<f64>>> {
+        self.warm
+            .as_ref()
+            .map(|w| self.full.backend().download(w))
+            .transpose()
+    }
+    pub fn set_warm_host(&mut self, w: Option<&[f64]>) -> Result<()> {
+        self.warm = w.map(|w| self.full.backend().upload(w)).transpose()?;
+        Ok(())
+    }
+
+    /// Put the full-data engine at θ (a no-op when it already is there).
+    pub fn full_at(&mut self, theta: &[f64]) -> Result<Eval> {
+        if self.full_theta.as_slice() == theta
+            && let Ok(e) = self.full.eval()
+        {
+            return Ok(e);
+        }
+        self.full_theta.clear();
+        let e = self.full.set_params_host(theta)?;
+        self.full_theta.extend_from_slice(theta);
+        Ok(e)
+    }
+
+    fn grad_on(&mut self, theta: &[f64], rows: Option<&[usize]>) -> Result<Vec<f64>> {
+        match rows {
+            Some(rows) => {
+                let mb = self.data.gather(rows)?;
+                if self.batch.num_samples() == rows.len() {
+                    self.batch.replace_data(&mb)?;
+                } else {
+                    let b = self.full.backend().clone();
+                    let spec = self.full.spec().clone();
+                    self.batch = Engine::new(b, spec, self.full.loss_kind(), &mb, 0)?;
+                }
+                self.batch.set_params_host(theta)?;
+                self.batch.backend().download(self.batch.grad()?)
+            }
+            None => {
+                self.full_at(theta)?;
+                self.full.backend().download(self.full.grad()?)
+            }
+        }
+    }
+
+    /// Full-data loss, ∇L, the top eigenpairs and χ_k at θ.
+    pub fn spectrum(&mut self, theta: &[f64]) -> Result<Spectrum> {
+        let eval = self.full_at(theta)?;
+        let b = self.full.backend().clone();
+        let top = self.lanczos.k;
+        let before = self.full.hvp_count();
+        let eig = lanczos(
+            &b,
+            &mut self.full,
+            &self.lanczos,
+            self.warm.as_ref().map(|w| (w, top)),
+            &mut |_| {},
+        )?;
+        let hvps = self.full.hvp_count() - before;
+        let p = theta.len();
+        let all = b.download(&eig.vectors)?;
+        let basis = all[..self.k * p].to_vec();
+        let grad = b.download(self.full.grad()?)?;
+        let grad_norm = norm(&grad);
+        let pg = project(&basis, p, &grad, Projection::Dominant);
+        let chi = if grad_norm == 0.0 {
+            0.0
+        } else {
+            (norm(&pg) / grad_norm).min(1.0)
+        };
+        let worst_residual = eig.residuals.iter().cloned().fold(0.0, f64::max);
+        self.warm = Some(eig.vectors);
+        Ok(Spectrum {
+            eval,
+            grad,
+            grad_norm,
+            chi,
+            values: eig.values,
+            basis,
+            hvps,
+            worst_residual,
+        })
+    }
+
+    /// One optimiser step: returns the update d (θ ← θ − d) before projection.
+    pub fn update(
+        &mut self,
+        theta: &[f64],
+        opt: &OptimizerSpec,
+        state: &mut OptState,
+        stream: &mut Stream,
+    ) -> Result<Vec<f64>> {
+        let rows = opt.batch.map(|b| stream.next(b));
+        let g = self.grad_on(theta, rows.as_deref())?;
+        let p = g.len();
+        let lr = opt.lr;
+        state.t += 1;
+        Ok(match opt.name {
+            OptKind::Sgd | OptKind::Gd => g.iter().map(|x| lr * x).collect(),
+            OptKind::Momentum => {
+                if state.m.len() != p {
+                    // PyTorch: the first step initialises the buffer with the gradient.
+                    state.m = g.clone();
+                } else {
+                    let mu = opt.momentum;
+                    state
+                        .m
+                        .iter_mut()
+                        .zip(&g)
+                        .for_each(|(b, gi)| *b = mu * *b + gi);
+                }
+                state.m.iter().map(|b| lr * b).collect()
+            }
+            OptKind::Adam => {
+                if state.m.len() != p {
+                    state.m = vec![0.0; p];
+                    state.v = vec![0.0; p];
+                }
+                let (b1, b2) = (opt.beta1, opt.beta2);
+                let t = state.t as i32;
+                let c1 = 1.0 - b1.powi(t);
+                let c2 = 1.0 - b2.powi(t);
+                let mut d = vec![0.0; p];
+                for i in 0..p {
+                    state.m[i] = b1 * state.m[i] + (1.0 - b1) * g[i];
+                    state.v[i] = b2 * state.v[i] + (1.0 - b2) * g[i] * g[i];
+                    d[i] = lr * (state.m[i] / c1) / ((state.v[i] / c2).sqrt() + opt.eps);
+                }
+                d
+            }
+            OptKind::Sam => {
+                let gn = norm(&g);
+                let g2 = if gn == 0.0 || opt.rho == 0.0 {
+                    g
+                } else {
+                    let s = opt.rho / gn;
+                    let pert: Vec<f64> = theta.iter().zip(&g).map(|(t, gi)| t + s * gi).collect();
+                    self.grad_on(&pert, rows.as_deref())?
+                };
+                g2.iter().map(|x| lr * x).collect()
+            }
+        })
+    }
+}
+
+pub fn norm(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum::<f64>().sqrt()
+}
+
+pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+pub fn dist(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y) * (x - y))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// P_k v or P_k⊥ v, the basis as k orthonormal rows of length p.
+pub fn project(basis: &[f64], p: usize, v: &[f64], proj: Projection) -> Vec<f64> {
+    if proj == Projection::None {
+        return v.to_vec();
+    }
+    let mut pv = vec![0.0; p];
+    for u in basis.chunks_exact(p) {
+        let c = dot(u, v);
+        pv.iter_mut().zip(u).for_each(|(x, &ui)| *x += c * ui);
+    }
+    if proj == Projection::Bulk {
+        pv.iter_mut().zip(v).for_each(|(x, &vi)| *x = vi - *x);
+    }
+    pv
+}
+
+/// SAM's edge of stability ‖∇L‖/(2ρ)·(√(1 + 8/(η‖∇L‖)) − 1) (Long & Bartlett).
+pub fn sam_edge(grad_norm: f64, lr: f64, rho: f64) -> f64 {
+    if grad_norm == 0.0 || rho == 0.0 {
+        return 2.0 / lr;
+    }
+    grad_norm / (2.0 * rho) * ((1.0 + 8.0 / (lr * grad_norm)).sqrt() - 1.0)
+}
+
+/// One row of metrics.csv. NaN where a metric was not measured at that step.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub run: String,
+    /// "before" or "after" the switch.
+    pub phase: String,
+    pub step: usize,
+    #[serde(deserialize_with = "nan_null")]
+    pub loss: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub accuracy: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub grad_norm: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub chi_k: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub chi_ema: f64,
+    pub eigenvalues: Vec<f64>,
+    #[serde(deserialize_with = "nan_null")]
+    pub two_over_lr: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub sam_edge: f64,
+    /// ⟨θ_t − θ_{t+1}, P_k∇L⟩/‖P_k∇L‖² of the step from this θ (η for GD).
+    #[serde(deserialize_with = "nan_null")]
+    pub dom_lr: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub bulk_lr: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub dist_switch: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub dist_init: f64,
+    pub hvps: usize,
+    #[serde(deserialize_with = "nan_null")]
+    pub worst_residual: f64,
+}
+
+impl Record {
+    pub fn csv_header(top: usize) -> String {
+        let mut h = vec![
+            "run",
+            "phase",
+            "step",
+            "loss",
+            "accuracy",
+            "grad_norm",
+            "chi_k",
+            "chi_ema",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        h.extend((1..=top).map(|i| format!("lambda_{i}")));
+        h.extend(
+            [
+                "two_over_lr",
+                "sam_edge",
+                "dom_lr",
+                "bulk_lr",
+                "dist_switch",
+                "dist_init",
+                "hvps",
+                "worst_residual",
+            ]
+            .map(String::from),
+        );
+        h.join(",")
+    }
+    pub fn csv_line(&self, top: usize) -> String {
+        let f = |x: f64| {
+            if x.is_nan() {
+                "nan".to_string()
+            } else {
+                format!("{x}")
+            }
+        };
+        let mut c = vec![
+            self.run.clone(),
+            self.phase.clone(),
+            self.step.to_string(),
+            f(self.loss),
+            f(self.accuracy),
+            f(self.grad_norm),
+            f(self.chi_k),
+            f(self.chi_ema),
+        ];
+        c.extend((0..top).map(|i| f(self.eigenvalues.get(i).copied().unwrap_or(f64::NAN))));
+        c.extend([
+            f(self.two_over_lr),
+            f(self.sam_edge),
+            f(self.dom_lr),
+            f(self.bulk_lr),
+            f(self.dist_switch),
+            f(self.dist_init),
+            self.hvps.to_string(),
+            f(self.worst_residual),
+        ]);
+        c.join(",")
+    }
+}
+
+/// Mean and (population) standard deviation of a series.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Stats {
+    pub n: usize,
+    #[serde(deserialize_with = "nan_null")]
+    pub mean: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub std: f64,
+}
+
+impl Stats {
+    pub fn of(xs: &[f64]) -> Stats {
+        let n = xs.len();
+        if n == 0 {
+            return Stats {
+                n,
+                mean: f64::NAN,
+                std: f64::NAN,
+            };
+        }
+        let mean = xs.iter().sum::<f64>() / n as f64;
+        let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n as f64;
+        Stats {
+            n,
+            mean,
+            std: var.sqrt(),
+        }
+    }
+}
+
+/// What one leg (the run before the switch, or one variant after it) ended with.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct LegSummary {
+    pub run: String,
+    pub phase: String,
+    pub projection: Projection,
+    pub first_step: usize,
+    pub last_step: usize,
+    #[serde(deserialize_with = "nan_null")]
+    pub start_loss: f64,
+    #[serde(deserialize_with = "nan_null")]
+    pub end_loss: f64,
+    pub dom_lr: Stats,
+    pub bulk_lr: Stats,
+    #[serde(skip)]
+    dom_lr_series: Vec<f64>,
+    #[serde(skip)]
+    bulk_lr_series: Vec<f64>,
+}
+
+impl LegSummary {
+    /// (start − end)/start of the full-data loss.
+    pub fn rel_decrease(&self) -> f64 {
+        (self.start_loss - self.end_loss) / self.start_loss
+    }
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RunOutcome {
+    /// The step where the variants branched (None: no switch happened).
+    pub switch_step: Option<usize>,
+    /// False when the χ-EMA rule never fired within `steps`.
+    pub switch_rule_fired: bool,
+    pub legs: Vec<LegSummary>,
+    #[serde(skip)]
+    pub records: Vec<Record>,
+    /// θ at every record, when asked for (paired comparisons).
+    #[serde(skip)]
+    pub thetas: Vec<Vec<f64>>,
+}
+
+impl RunOutcome {
+    pub fn leg(&self, run: &str) -> Option<&LegSummary> {
+        self.legs
+            .iter()
+            .find(|l| l.run == run && l.phase == "after")
+    }
+    pub fn records_of<'a>(
+        &'a self,
+        run: &'a str,
+        phase: &'a str,
+    ) -> impl Iterator<Item = &'a Record> {
+        self.records
+            .iter()
+            .filter(move |r| r.run == run && r.phase == phase)
+    }
+}
+
+/// Where the run is, as saved in a checkpoint (vectors go to a safetensors file beside it).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub spec: RunSpec,
+    /// Global step reached.
+    pub step: usize,
+    /// 0: before the switch; i ≥ 1: variant i − 1 after it.
+    pub leg: usize,
+    #[serde(deserialize_with = "nan_null")]
+    pub ema: f64,
+    pub opt: OptState,
+    pub stream: StreamState,
+    pub switch_step: Option<usize>,
+    pub switch_rule_fired: bool,
+    #[serde(deserialize_with = "nan_null")]
+    pub switch_ema: f64,
+    pub switch_opt: OptState,
+    pub switch_stream: Option<StreamState>,
+    pub legs: Vec<LegSummary>,
+    pub current: Option<LegSummary>,
+    pub records: Vec<Record>,
+}
+
+/// Named vectors saved with a checkpoint.
+pub type Vectors = Vec<(String, Vec<f64>)>;
+
+/// What the runner reports to whoever drives it.
+pub trait Observer {
+    /// A metrics row, in order.
+    fn record(&mut self, _r: &Record) -> Result<()> {
+        Ok(())
+    }
+    fn progress(&mut self, _run: &str, _step: usize, _total: usize) {}
+    fn checkpoint(&mut self, _c: &Checkpoint, _v: &Vectors) -> Result<()> {
+        Ok(())
+    }
+    /// Polled after every step: true stops the run (after a checkpoint) with `Interrupted`.
+    fn stop_requested(&self) -> bool {
+        false
+    }
+}
+
+/// An observer that only reports progress.
+pub struct Progress<'a>(pub &'a mut dyn FnMut(&str, usize, usize));
+
+impl Observer for Progress<'_> {
+    fn progress(&mut self, run: &str, step: usize, total: usize) {
+        (self.0)(run, step, total)
+    }
+}
+
+struct LegState {
+    theta: Vec<f64>,
+    opt: OptState,
+    stream: Stream,
+    step: usize,
+    ema: f64,
+    summary: LegSummary,
+}
+
+/// Run a spec on a dataset (already cut to `spec.data.samples` and preprocessed).
+pub fn run<B: Backend + Clone>(
+    backend: B,
+    spec: &RunSpec,
+    data: &Dataset,
+    keep_theta: bool,
+    resume: Option<(Checkpoint, Vectors)>,
+    obs: &mut dyn Observer,
+) -> Result<RunOutcome> {
+    spec.validate(data.d, data.classes, data.n)?;
+    if data.n != spec.data.samples {
+        return Err(Error::Shape(format!(
+            "spec wants {} samples, the dataset has {}",
+            spec.data.samples, data.n
+        )));
+    }
+    let mlp = spec.mlp()?;
+    let p = mlp.num_params();
+    let mut st = Stepper::new(backend, &mlp, spec.loss, data, spec.k, spec.top(), spec.tol)?;
+    let theta0 = mlp.init(spec.seed);
+    let mut out = RunOutcome {
+        switch_step: None,
+        switch_rule_fired: false,
+        legs: Vec::new(),
+        records: Vec::new(),
+        thetas: Vec::new(),
+    };
+    let vec_of =
+        |v: &Vectors, name: &str| v.iter().find(|(n, _)| n == name).map(|(_, x)| x.clone());
+    // Where to start: from scratch or from a checkpoint.
+    let (mut leg_idx, mut cur, mut theta_switch, mut switch_opt, mut switch_stream, mut switch_ema);
+    match resume {
+        None => {
+            leg_idx = 0;
+            cur = None;
+            theta_switch = None;
+            switch_opt = OptState::default();
+            switch_stream = None;
+            switch_ema = f64::NAN;
+        }
+        Some((c, v)) => {
+            if c.spec != *spec {
+                return Err(Error::InvalidArgument(
+                    "the checkpoint was written by a different spec; resume with the spec.toml beside it".into(),
+                ));
+            }
+            let get = |name: &str| {
+                vec_of(&v, name).ok_or_else(|| {
+                    Error::InvalidArgument(format!("checkpoint: vector `{name}` is missing"))
+                })
+            };
+            let theta = get("theta")?;
+            if theta.len() != p {
+                return Err(Error::Shape(format!(
+                    "checkpoint θ has {} entries, the model {p}",
+                    theta.len()
+                )));
+            }
+            let mut opt = c.opt.clone();
+            opt.m = vec_of(&v, "opt_m").unwrap_or_default();
+            opt.v = vec_of(&v, "opt_v").unwrap_or_default();
+            let mut sw_opt = c.switch_opt.clone();
+            sw_opt.m = vec_of(&v, "switch_opt_m").unwrap_or_default();
+            sw_opt.v = vec_of(&v, "switch_opt_v").unwrap_or_default();
+            st.set_warm_host(vec_of(&v, "warm").as_deref())?;
+            leg_idx = c.leg;
+            theta_switch = vec_of(&v, "theta_switch");
+            switch_opt = sw_opt;
+            switch_stream = c.switch_stream.as_ref().map(Stream::restore);
+            switch_ema = c.switch_ema;
+            out.switch_step = c.switch_step;
+            out.switch_rule_fired = c.switch_rule_fired;
+            out.legs = c.legs.clone();
+            out.records = c.records.clone();
+            let summary = c
+                .current
+                .clone()
+                .ok_or_else(|| Error::InvalidArgument("checkpoint: no current leg".into()))?;
+            cur = Some(LegState {
+                theta,
+                opt,
+                stream: Stream::restore(&c.stream),
+                step: c.step,
+                ema: c.ema,
+                summary,
+            });
+        }
+    }
+    let n_legs = if spec.steps_after > 0 {
+        1 + spec.variants.len()
+    } else {
+        1
+    };
+    while leg_idx < n_legs {
+        let (opt_spec, proj, phase, first, len, rule) = if leg_idx == 0 {
+            let rule = (spec.switch == SwitchRule::ChiEma).then_some(spec.chi_threshold);
+            (
+                &spec.optimizer,
+                Projection::None,
+                "before",
+                0,
+                spec.steps,
+                rule,
+            )
+        } else {
+            let s = out.switch_step.unwrap_or(spec.steps);
+            (
+                spec.after_optimizer(),
+                spec.variants[leg_idx - 1],
+                "after",
+                s,
+                spec.steps_after,
+                None,
+            )
+        };
+        let run_name = format!("{}{}", proj.prefix(), opt_spec.display());
+        let mut leg = match cur.take() {
+            Some(l) => l,
+            None => {
+                st.forget_warm_start();
+                let (theta, opt, stream, ema) = if leg_idx == 0 {
+                    (
+                        theta0.clone(),
+                        OptState::default(),
+                        Stream::new(data.n, spec.seed),
+                        f64::NAN,
+                    )
+                } else {
+                    let carry = spec.after_optimizer().name == spec.optimizer.name;
+                    (
+                        theta_switch.clone().unwrap_or_else(|| theta0.clone()),
+                        if carry {
+                            switch_opt.clone()
+                        } else {
+                            OptState::default()
+                        },
+                        switch_stream
+                            .clone()
+                            .unwrap_or_else(|| Stream::new(data.n, spec.seed)),
+                        switch_ema,
+                    )
+                };
+                LegState {
+                    theta,
+                    opt,
+                    stream,
+                    step: first,
+                    ema,
+                    summary: LegSummary {
+                        run: run_name.clone(),
+                        phase: phase.into(),
+                        projection: proj,
+                        first_step: first,
+                        last_step: first,
+                        start_loss: f64::NAN,
+                        end_loss: f64::NAN,
+                        dom_lr: Stats::default(),
+                        bulk_lr: Stats::default(),
+                        dom_lr_series: Vec::new(),
+                        bulk_lr_series: Vec::new(),
+                    },
+                }
+            }
+        };
+        let fired = loop {
+            let local = leg.step - first;
+            let done = local >= len;
+            let record = local.is_multiple_of(spec.record_every) || done;
+            let need = record
+                || (!done && (proj != Projection::None || rule.is_some() || spec.effective_lr));
+            let diverged = |e: Error, step: usize| match e {
+                Error::NonFinite(what) => Error::Diverged {
+                    run: run_name.clone(),
+                    step,
+                    what,
+                },
+                e => e,
+            };
+            let sp = if need {
+                Some(st.spectrum(&leg.theta).map_err(|e| diverged(e, leg.step))?)
+            } else {
+                None
+            };
+            if let Some(sp) = &sp {
+                if !sp.eval.loss.is_finite() {
+                    return Err(Error::Diverged {
+                        run: run_name.clone(),
+                        step: leg.step,
+                        what: "the loss".into(),
+                    });
+                }
+                leg.ema = if leg.ema.is_nan() {
+                    sp.chi
+                } else {
+                    0.9 * leg.ema + 0.1 * sp.chi
+                };
+                if leg.summary.start_loss.is_nan() {
+                    leg.summary.start_loss = sp.eval.loss;
+                }
+                leg.summary.end_loss = sp.eval.loss;
+                leg.summary.last_step = leg.step;
+            }
+            let stop_rule = matches!((rule, &sp), (Some(t), Some(_)) if leg.ema > t);
+            let stop = done || stop_rule;
+            let mut row = sp.as_ref().map(|sp| Record {
+                run: run_name.clone(),
+                phase: phase.into(),
+                step: leg.step,
+                loss: sp.eval.loss,
+                accuracy: sp.eval.accuracy,
+                grad_norm: sp.grad_norm,
+                chi_k: sp.chi,
+                chi_ema: leg.ema,
+                eigenvalues: sp.values.clone(),
+                two_over_lr: 2.0 / opt_spec.lr,
+                sam_edge: if opt_spec.name == OptKind::Sam {
+                    sam_edge(sp.grad_norm, opt_spec.lr, opt_spec.rho)
+                } else {
+                    f64::NAN
+                },
+                dom_lr: f64::NAN,
+                bulk_lr: f64::NAN,
+                dist_switch: theta_switch
+                    .as_ref()
+                    .map_or(f64::NAN, |s| dist(&leg.theta, s)),
+                dist_init: dist(&leg.theta, &theta0),
+                hvps: sp.hvps,
+                worst_residual: sp.worst_residual,
+            });
+            let snap = (keep_theta && row.is_some() && (record || stop)).then(|| leg.theta.clone());
+            if !stop {
+                let d = st
+                    .update(&leg.theta, opt_spec, &mut leg.opt, &mut leg.stream)
+                    .map_err(|e| diverged(e, leg.step))?;
+                let d = match &sp {
+                    Some(sp) if proj != Projection::None => project(&sp.basis, p, &d, proj),
+                    _ => d,
+                };
+                if let (true, Some(sp), Some(r)) = (spec.effective_lr, &sp, row.as_mut()) {
+                    let pg = project(&sp.basis, p, &sp.grad, Projection::Dominant);
+                    let bg: Vec<f64> = sp.grad.iter().zip(&pg).map(|(g, x)| g - x).collect();
+                    let (np, nb) = (dot(&pg, &pg), dot(&bg, &bg));
+                    r.dom_lr = if np > 0.0 {
+                        dot(&d, &pg) / np
+                    } else {
+                        f64::NAN
+                    };
+                    r.bulk_lr = if nb > 0.0 {
+                        dot(&d, &bg) / nb
+                    } else {
+                        f64::NAN
+                    };
+                    if r.dom_lr.is_finite() {
+                        leg.summary.dom_lr_series.push(r.dom_lr);
+                    }
+                    if r.bulk_lr.is_finite() {
+                        leg.summary.bulk_lr_series.push(r.bulk_lr);
+                    }
+                }
+                leg.theta.iter_mut().zip(&d).for_each(|(x, di)| *x -= di);
+                leg.step += 1;
+            }
+            if let Some(r) = row.filter(|_| record || stop) {
+                obs.record(&r)?;
+                out.records.push(r);
+                if let Some(t) = snap {
+                    out.thetas.push(t);
+                }
+            }
+            if stop {
+                break stop_rule;
+            }
+            if leg.theta.iter().any(|x| !x.is_finite()) {
+                return Err(Error::Diverged {
+                    run: run_name.clone(),
+                    step: leg.step,
+                    what: "θ".into(),
+                });
+            }
+            obs.progress(&run_name, leg.step - first, len);
+            let want_ckpt =
+                spec.checkpoint_every > 0 && leg.step.is_multiple_of(spec.checkpoint_every);
+            let stop_now = obs.stop_requested();
+            if want_ckpt || stop_now {
+                let mut v: Vectors = vec![("theta".into(), leg.theta.clone())];
+                if !leg.opt.m.is_empty() {
+                    v.push(("opt_m".into(), leg.opt.m.clone()));
+                }
+                if !leg.opt.v.is_empty() {
+                    v.push(("opt_v".into(), leg.opt.v.clone()));
+                }
+                if let Some(ts) = &theta_switch {
+                    v.push(("theta_switch".into(), ts.clone()));
+                }
+                if !switch_opt.m.is_empty() {
+                    v.push(("switch_opt_m".into(), switch_opt.m.clone()));
+                }
+                if !switch_opt.v.is_empty() {
+                    v.push(("switch_opt_v".into(), switch_opt.v.clone()));
+                }
+                if let Some(w) = st.warm_host()? {
+                    v.push(("warm".into(), w));
+                }
+                let c = Checkpoint {
+                    spec: spec.clone(),
+                    step: leg.step,
+                    leg: leg_idx,
+                    ema: leg.ema,
+                    opt: leg.opt.clone(),
+                    stream: leg.stream.state(spec.seed),
+                    switch_step: out.switch_step,
+                    switch_rule_fired: out.switch_rule_fired,
+                    switch_ema,
+                    switch_opt: switch_opt.clone(),
+                    switch_stream: switch_stream.as_ref().map(|s| s.state(spec.seed)),
+                    legs: out.legs.clone(),
+                    current: Some(leg.summary.clone()),
+                    records: out.records.clone(),
+                };
+                obs.checkpoint(&c, &v)?;
+                if stop_now {
+                    return Err(Error::Interrupted {
+                        step: leg.step,
+                        msg: format!("{run_name} stopped; a checkpoint was written"),
+                    });
+                }
+            }
+        };
+        leg.summary.dom_lr = Stats::of(&leg.summary.dom_lr_series);
+        leg.summary.bulk_lr = Stats::of(&leg.summary.bulk_lr_series);
+        if leg_idx == 0 {
+            out.switch_step = Some(leg.step);
+            out.switch_rule_fired = fired;
+            theta_switch = Some(leg.theta.clone());
+            switch_opt = leg.opt.clone();
+            switch_stream = Some(leg.stream.clone());
+            switch_ema = leg.ema;
+        }
+        out.legs.push(leg.summary);
+        leg_idx += 1;
+    }
+    if n_legs == 1 {
+        out.switch_step = None;
+    }
+    Ok(out)
+}
+
+/// The paper's claim for a run with the three variants after the switch: the dominant one stalls,
+/// the bulk one trains like the plain optimiser. None when the run has not all three.
+pub fn projection_verdict(spec: &RunSpec, o: &RunOutcome) -> Option<Verdict> {
+    let base = spec.after_optimizer().display();
+    let plain = o.leg(&base)?;
+    let dom = o.leg(&format!("Dom-{base}"))?;
+    let bulk = o.leg(&format!("Bulk-{base}"))?;
+    let (d_p, d_d, d_b) = (
+        plain.rel_decrease(),
+        dom.rel_decrease(),
+        bulk.rel_decrease(),
+    );
+    let holds = d_p > 0.0 && d_d < DOM_MAX_FRACTION * d_p && d_b > BULK_MIN_FRACTION * d_p;
+    let pct = |l: &LegSummary| {
+        format!(
+            "{} {:.4} → {:.4} ({:+.1} %)",
+            l.run,
+            l.start_loss,
+            l.end_loss,
+            -100.0 * l.rel_decrease()
+        )
+    };
+    let switch = o.switch_step.unwrap_or(0);
+    let rule = if spec.switch == SwitchRule::ChiEma {
+        if o.switch_rule_fired {
+            format!(" (EMA of χ_k passed {})", spec.chi_threshold)
+        } else {
+            format!(
+                " (EMA of χ_k never passed {} in {} steps)",
+                spec.chi_threshold, spec.steps
+            )
+        }
+    } else {
+        String::new()
+    };
+    Some(Verdict::new(
+        &format!("Dom-{base} stalls while Bulk-{base} trains like {base}"),
+        holds,
+        format!(
+            "over {} steps after the switch at step {switch}{rule}: {}; {}; {} (thresholds: Dom < {DOM_MAX_FRACTION}·{base}, Bulk > {BULK_MIN_FRACTION}·{base})",
+            spec.steps_after,
+            pct(plain),
+            pct(dom),
+            pct(bulk)
+        ),
+        &[
+            ("switch_step", switch as f64),
+            ("plain_rel_decrease", d_p),
+            ("dom_rel_decrease", d_d),
+            ("bulk_rel_decrease", d_b),
+        ],
+    ))
+}

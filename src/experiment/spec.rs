@@ -1,0 +1,457 @@
+//! A run as data: the TOML spec `subspace-lab run SPEC.toml` executes and every output directory
+//! keeps (`spec.toml`). Every field but `optimizer` and `steps` has a default (the paper's fig. 1
+//! setting); unknown fields are rejected, and `validate` names the field of any impossible value
+//! before any work starts.
+
+use crate::backend::{Activation, LossKind};
+use crate::data::mnist::Preprocess;
+use crate::error::{Error, Result};
+use crate::nn::mlp::MlpSpec;
+
+/// Which part of the optimiser's update a step applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Projection {
+    /// The whole update.
+    None,
+    /// P_k·update: only the part in the top-k Hessian eigenspace S_k.
+    Dominant,
+    /// P_k⊥·update: only the part orthogonal to S_k.
+    Bulk,
+}
+
+impl Projection {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Projection::None => "",
+            Projection::Dominant => "Dom-",
+            Projection::Bulk => "Bulk-",
+        }
+    }
+}
+
+/// The update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptKind {
+    /// θ ← θ − η g on minibatches (`batch` required).
+    Sgd,
+    /// θ ← θ − η ∇L on the full training set (`batch` must be absent).
+    Gd,
+    /// Heavy ball, PyTorch's convention: b ← μ b + g, θ ← θ − η b.
+    Momentum,
+    /// Adam with bias correction; `beta1 = 0` is "Adam −m".
+    Adam,
+    /// Sharpness-aware minimisation: θ ← θ − η g(θ + ρ g/‖g‖), both gradients on the same batch.
+    Sam,
+}
+
+fn d_momentum() -> f64 {
+    0.9
+}
+fn d_beta1() -> f64 {
+    0.9
+}
+fn d_beta2() -> f64 {
+    0.999
+}
+fn d_eps() -> f64 {
+    1e-8
+}
+fn d_rho() -> f64 {
+    0.1
+}
+
+/// An optimiser and its parameters.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerSpec {
+    pub name: OptKind,
+    pub lr: f64,
+    /// Minibatch size; absent means full batch (required for `sgd`, forbidden for `gd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Heavy-ball coefficient μ (`momentum`).
+    #[serde(default = "d_momentum")]
+    pub momentum: f64,
+    #[serde(default = "d_beta1")]
+    pub beta1: f64,
+    #[serde(default = "d_beta2")]
+    pub beta2: f64,
+    #[serde(default = "d_eps")]
+    pub eps: f64,
+    /// SAM's perturbation radius ρ.
+    #[serde(default = "d_rho")]
+    pub rho: f64,
+}
+
+impl OptimizerSpec {
+    pub fn new(name: OptKind, lr: f64, batch: Option<usize>) -> Self {
+        OptimizerSpec {
+            name,
+            lr,
+            batch,
+            momentum: d_momentum(),
+            beta1: d_beta1(),
+            beta2: d_beta2(),
+            eps: d_eps(),
+            rho: d_rho(),
+        }
+    }
+    pub fn sgd(lr: f64, batch: usize) -> Self {
+        Self::new(OptKind::Sgd, lr, Some(batch))
+    }
+    pub fn gd(lr: f64) -> Self {
+        Self::new(OptKind::Gd, lr, None)
+    }
+
+    /// The name the paper uses: SGD, GD, GD+m, SGD+m, Adam, Adam−m, SAM (with "(b=…)" for
+    /// minibatch SAM and Adam).
+    pub fn display(&self) -> String {
+        let mb = self.batch.is_some();
+        match self.name {
+            OptKind::Sgd => "SGD".into(),
+            OptKind::Gd => "GD".into(),
+            OptKind::Momentum => if mb { "SGD+m" } else { "GD+m" }.into(),
+            OptKind::Adam => {
+                let base = if self.beta1 == 0.0 {
+                    "Adam−m"
+                } else {
+                    "Adam"
+                };
+                match self.batch {
+                    Some(b) => format!("{base} (b={b})"),
+                    None => base.into(),
+                }
+            }
+            OptKind::Sam => match self.batch {
+                Some(b) => format!("SAM (b={b})"),
+                None => "SAM".into(),
+            },
+        }
+    }
+
+    /// Check every field; `at` names where this optimiser sits in the spec.
+    pub fn validate(&self, at: &str, n: usize) -> Result<()> {
+        let bad = |field: &str, v: String, need: &str| {
+            Err(Error::InvalidArgument(format!(
+                "{at}.{field} = {v}: {need}"
+            )))
+        };
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(
+                "lr",
+                self.lr.to_string(),
+                "must be a positive finite number",
+            );
+        }
+        match (self.name, self.batch) {
+            (OptKind::Sgd, None) => {
+                return bad(
+                    "batch",
+                    "absent".into(),
+                    "sgd needs a minibatch size (or use name = \"gd\" for full batch)",
+                );
+            }
+            (OptKind::Gd, Some(b)) => {
+                return bad(
+                    "batch",
+                    b.to_string(),
+                    "gd is full batch: drop `batch` or use name = \"sgd\"",
+                );
+            }
+            (_, Some(b)) if b == 0 || b > n => {
+                return bad(
+                    "batch",
+                    b.to_string(),
+                    &format!("need 1..={n} (the data size)"),
+                );
+            }
+            _ => {}
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad("momentum", self.momentum.to_string(), "need 0 ≤ μ < 1");
+        }
+        if !(0.0..1.0).contains(&self.beta1) {
+            return bad("beta1", self.beta1.to_string(), "need 0 ≤ β₁ < 1");
+        }
+        if !(0.0..1.0).contains(&self.beta2) {
+            return bad("beta2", self.beta2.to_string(), "need 0 ≤ β₂ < 1");
+        }
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return bad("eps", self.eps.to_string(), "must be positive");
+        }
+        if !(self.rho.is_finite() && self.rho >= 0.0) {
+            return bad("rho", self.rho.to_string(), "must be ≥ 0 and finite");
+        }
+        Ok(())
+    }
+}
+
+fn d_widths() -> Vec<usize> {
+    vec![784, 200, 200, 10]
+}
+fn d_act() -> Activation {
+    Activation::Tanh
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Input width, hidden widths…, classes (fc-tanh: 784, 200, 200, 10).
+    #[serde(default = "d_widths")]
+    pub widths: Vec<usize>,
+    #[serde(default = "d_act")]
+    pub activation: Activation,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec {
+            widths: d_widths(),
+            activation: d_act(),
+        }
+    }
+}
+
+fn d_samples() -> usize {
+    5000
+}
+fn d_pre() -> Preprocess {
+    Preprocess::Normalize
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// The first `samples` images of MNIST-5k (canonical order).
+    #[serde(default = "d_samples")]
+    pub samples: usize,
+    #[serde(default = "d_pre")]
+    pub preprocess: Preprocess,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        DataSpec {
+            samples: d_samples(),
+            preprocess: d_pre(),
+        }
+    }
+}
+
+/// When the first optimiser hands over to the compared variants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwitchRule {
+    /// After exactly `steps` steps.
+    #[default]
+    AfterSteps,
+    /// When the EMA (factor 0.9) of χ_k(∇L) first exceeds `chi_threshold` (the paper's rule),
+    /// checked every step; after `steps` steps at the latest.
+    ChiEma,
+}
+
+fn d_name() -> String {
+    "run".into()
+}
+fn d_loss() -> LossKind {
+    LossKind::Mse
+}
+fn d_variants() -> Vec<Projection> {
+    vec![Projection::None]
+}
+fn d_k() -> usize {
+    10
+}
+fn d_record() -> usize {
+    10
+}
+fn d_tol() -> f64 {
+    1e-3
+}
+fn d_threshold() -> f64 {
+    0.95
+}
+
+/// One run: train with `optimizer` for `steps` steps (or until the χ-EMA rule fires), then
+/// continue every variant in `variants` for `steps_after` steps from the same θ, optimiser state
+/// and minibatch stream, with `after` (default: the same optimiser).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    #[serde(default = "d_name")]
+    pub name: String,
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub data: DataSpec,
+    #[serde(default = "d_loss")]
+    pub loss: LossKind,
+    pub optimizer: OptimizerSpec,
+    /// The optimiser after the switch (SGD → GD and back); absent: the same one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<OptimizerSpec>,
+    #[serde(default)]
+    pub switch: SwitchRule,
+    #[serde(default = "d_threshold")]
+    pub chi_threshold: f64,
+    /// Projections compared after the switch, each from the same point.
+    #[serde(default = "d_variants")]
+    pub variants: Vec<Projection>,
+    /// Dimension of the dominant subspace (the number of classes).
+    #[serde(default = "d_k")]
+    pub k: usize,
+    /// Eigenvalues recorded (default 2k: the paper plots the top k and the next k).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top: Option<usize>,
+    /// Steps before the switch (the most, under `chi-ema`).
+    pub steps: usize,
+    /// Steps of each variant after the switch (0: no switch, one run).
+    #[serde(default)]
+    pub steps_after: usize,
+    /// Metrics (loss, accuracy, spectrum, χ_k) every this many steps.
+    #[serde(default = "d_record")]
+    pub record_every: usize,
+    /// Compute the top-k subspace at every step and record Dom-LR / Bulk-LR of each step.
+    #[serde(default)]
+    pub effective_lr: bool,
+    /// Lanczos residual tolerance, relative to |λ₁|.
+    #[serde(default = "d_tol")]
+    pub tol: f64,
+    #[serde(default)]
+    pub seed: u64,
+    /// Write a checkpoint every this many steps (0: never).
+    #[serde(default)]
+    pub checkpoint_every: usize,
+}
+
+impl RunSpec {
+    /// A spec with the defaults and the given optimiser and step count.
+    pub fn new(name: &str, optimizer: OptimizerSpec, steps: usize) -> Self {
+        RunSpec {
+            name: name.into(),
+            model: ModelSpec::default(),
+            data: DataSpec::default(),
+            loss: d_loss(),
+            optimizer,
+            after: None,
+            switch: SwitchRule::AfterSteps,
+            chi_threshold: d_threshold(),
+            variants: d_variants(),
+            k: d_k(),
+            top: None,
+            steps,
+            steps_after: 0,
+            record_every: d_record(),
+            effective_lr: false,
+            tol: d_tol(),
+            seed: 0,
+            checkpoint_every: 0,
+        }
+    }
+
+    pub fn parse_toml(text: &str) -> Result<Self> {
+        let s: RunSpec = toml::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("spec: {}", e.to_string().trim())))?;
+        Ok(s)
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).map_err(|e| Error::InvalidArgument(format!("spec: {e}")))
+    }
+
+    pub fn top(&self) -> usize {
+        self.top.unwrap_or(2 * self.k)
+    }
+
+    pub fn mlp(&self) -> Result<MlpSpec> {
+        MlpSpec::new(self.model.widths.clone(), self.model.activation)
+            .map_err(|e| Error::InvalidArgument(format!("model.widths: {e}")))
+    }
+
+    pub fn after_optimizer(&self) -> &OptimizerSpec {
+        self.after.as_ref().unwrap_or(&self.optimizer)
+    }
+
+    /// Check every field against the data (n samples of `input` features, `classes` classes).
+    pub fn validate(&self, input: usize, classes: usize, available: usize) -> Result<()> {
+        let bad = |field: &str, v: String, need: &str| {
+            Err(Error::InvalidArgument(format!("{field} = {v}: {need}")))
+        };
+        if self.data.samples == 0 || self.data.samples > available {
+            return bad(
+                "data.samples",
+                self.data.samples.to_string(),
+                &format!("need 1..={available}"),
+            );
+        }
+        let w = &self.model.widths;
+        if w.len() < 2 || w.contains(&0) {
+            return bad(
+                "model.widths",
+                format!("{w:?}"),
+                "need input, hidden…, output widths, all positive",
+            );
+        }
+        if w[0] != input || w[w.len() - 1] != classes {
+            return bad(
+                "model.widths",
+                format!("{w:?}"),
+                &format!("the data has {input} inputs and {classes} classes"),
+            );
+        }
+        let p = self.mlp()?.num_params();
+        let n = self.data.samples;
+        self.optimizer.validate("optimizer", n)?;
+        if let Some(a) = &self.after {
+            a.validate("after", n)?;
+        }
+        if self.k == 0 || self.k > p {
+            return bad(
+                "k",
+                self.k.to_string(),
+                &format!("need 1..={p} (the parameter count)"),
+            );
+        }
+        if self.top() < self.k || self.top() > p {
+            return bad(
+                "top",
+                self.top().to_string(),
+                &format!("need k = {} ..= {p}", self.k),
+            );
+        }
+        if self.record_every == 0 {
+            return bad("record_every", "0".into(), "need ≥ 1");
+        }
+        if !(self.tol.is_finite() && self.tol > 0.0 && self.tol < 1.0) {
+            return bad("tol", self.tol.to_string(), "need 0 < tol < 1");
+        }
+        if !(self.chi_threshold.is_finite() && (0.0..=1.0).contains(&self.chi_threshold)) {
+            return bad(
+                "chi_threshold",
+                self.chi_threshold.to_string(),
+                "need 0 ≤ t ≤ 1",
+            );
+        }
+        if self.variants.is_empty() {
+            return bad(
+                "variants",
+                "[]".into(),
+                "need at least one of none, dominant, bulk",
+            );
+        }
+        if self.steps == 0 && self.steps_after == 0 {
+            return bad("steps", "0".into(), "nothing to run");
+        }
+        let max_steps = 10_000_000;
+        if self.steps > max_steps || self.steps_after > max_steps {
+            return bad(
+                "steps",
+                self.steps.max(self.steps_after).to_string(),
+                &format!("at most {max_steps}"),
+            );
+        }
+        Ok(())
+    }
+}
