@@ -14,4 +14,8 @@ pub mod hessian;
 pub mod jobs;
 pub mod nn;
 
+/// The desktop app (the browser build is not there yet: see web/README.md).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod app;
+
 pub use error::{Error, Result};

@@ -24,12 +24,15 @@ use subspace_lab::nn::weights::{self, SaveDtype};
     about = "Hessian spectra and dominant subspaces of networks on MNIST-5k: exact HVPs, Lanczos, and the experiments of \"Does SGD really happen in tiny subspaces?\""
 )]
 struct Cli {
+    /// Without a command: open the desktop app (the toy and a live MNIST-5k run side by side).
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open the desktop app (the default when no command is given).
+    App,
     /// Get MNIST-5k (first 5000 training images), verify it and cache it.
     Data {
         #[command(subcommand)]
@@ -205,7 +208,11 @@ struct BenchArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        return app_cmd();
+    };
+    match command {
+        Command::App => app_cmd(),
         Command::Data { command } => data_cmd(command),
         Command::Init {
             seed,
@@ -510,6 +517,31 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// The desktop app. SUBSPACE_LAB_APP_EXIT_AFTER=seconds (with _REPORT, _SCREENSHOT,
+/// _MIN_STEPS, _TIMEOUT) makes it write a JSON report and a screenshot and close: the test hook.
+fn app_cmd() -> Result<()> {
+    use subspace_lab::app::{AutoExit, run_native};
+    let env = |k: &str| std::env::var(format!("SUBSPACE_LAB_APP_{k}")).ok();
+    let auto = match env("EXIT_AFTER") {
+        None => None,
+        Some(v) => Some(AutoExit {
+            after_s: v
+                .parse()
+                .with_context(|| format!("SUBSPACE_LAB_APP_EXIT_AFTER={v}: not a number"))?,
+            timeout_s: env("TIMEOUT").and_then(|t| t.parse().ok()).unwrap_or(300.0),
+            min_mnist_steps: env("MIN_STEPS").and_then(|t| t.parse().ok()).unwrap_or(1),
+            report: env("REPORT")
+                .unwrap_or_else(|| "app-report.json".into())
+                .into(),
+            screenshot: env("SCREENSHOT")
+                .unwrap_or_else(|| "app-screenshot.png".into())
+                .into(),
+        }),
+    };
+    run_native(auto)?;
     Ok(())
 }
 

@@ -69,6 +69,13 @@ impl Stream {
         self.pos += batch;
         b
     }
+    /// The number of samples the stream draws from.
+    pub fn len(&self) -> usize {
+        self.perm.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.perm.is_empty()
+    }
     pub fn state(&self, seed: u64) -> StreamState {
         StreamState {
             seed,

@@ -10,7 +10,7 @@
 use rand::{RngExt, SeedableRng};
 
 /// How the toy is optimised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ToyMethod {
     Gd,
@@ -57,6 +57,34 @@ pub fn chi1(x: f64, y: f64) -> f64 {
     if n == 0.0 { 0.0 } else { gx.abs() / n }
 }
 
+/// One step from (x, y): GD on L, or a minibatch loss ℓ± = L ± c·xy (`coupling` c, the paper's
+/// 100) drawn from `rng`, with the Dom/Bulk projection (S₁ = span(e_x) at every point).
+pub fn step(
+    method: ToyMethod,
+    x: f64,
+    y: f64,
+    lr: f64,
+    coupling: f64,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> (f64, f64) {
+    // ∇ℓ± = (1000x ± c·y, y ± c·x); GD uses ∇L = (1000x, y).
+    let sign = if method == ToyMethod::Gd {
+        0.0
+    } else if rng.random::<bool>() {
+        1.0
+    } else {
+        -1.0
+    };
+    let gx = 1000.0 * x + sign * coupling * y;
+    let gy = y + sign * coupling * x;
+    let (gx, gy) = match method {
+        ToyMethod::DomSgd => (gx, 0.0),
+        ToyMethod::BulkSgd => (0.0, gy),
+        _ => (gx, gy),
+    };
+    (x - lr * gx, y - lr * gy)
+}
+
 /// Run `steps` steps from (x0, y0) with learning rate `lr`; the minibatch stream is ChaCha8
 /// seeded with `seed` (the same stream for every SGD variant).
 pub fn run(method: ToyMethod, x0: f64, y0: f64, lr: f64, steps: usize, seed: u64) -> Vec<ToyPoint> {
@@ -70,30 +98,13 @@ pub fn run(method: ToyMethod, x0: f64, y0: f64, lr: f64, steps: usize, seed: u64
         loss: loss(x, y),
         chi: chi1(x, y),
     });
-    for step in 1..=steps {
-        // ∇ℓ± = (1000x ± 100y, y ± 100x); GD uses ∇L = (1000x, y).
-        let sign = if method == ToyMethod::Gd {
-            0.0
-        } else if rng.random::<bool>() {
-            1.0
-        } else {
-            -1.0
-        };
-        let gx = 1000.0 * x + sign * 100.0 * y;
-        let gy = y + sign * 100.0 * x;
-        // The dominant subspace of ∇²L is span(e_x) at every point.
-        let (gx, gy) = match method {
-            ToyMethod::DomSgd => (gx, 0.0),
-            ToyMethod::BulkSgd => (0.0, gy),
-            _ => (gx, gy),
-        };
-        x -= lr * gx;
-        y -= lr * gy;
+    for s in 1..=steps {
+        (x, y) = step(method, x, y, lr, 100.0, &mut rng);
         if !(x.is_finite() && y.is_finite()) {
             break;
         }
         out.push(ToyPoint {
-            step,
+            step: s,
             x,
             y,
             loss: loss(x, y),

@@ -1,0 +1,185 @@
+//! The app's settings: what the controls hold, persisted natively and kept in the page URL's hash
+//! on the web (`#lr=0.01&batch=50&…`, as TensorFlow Playground does) so a configuration can be
+//! shared as a link.
+
+use crate::experiment::spec::OptKind;
+use crate::experiment::toy::ToyMethod;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    // Toy panel.
+    pub toy_lr: f64,
+    pub toy_coupling: f64,
+    pub toy_x0: f64,
+    pub toy_y0: f64,
+    pub toy_steps_per_frame: usize,
+    pub toy_a: ToyMethod,
+    pub toy_b: ToyMethod,
+    pub toy_seed: u64,
+    // MNIST panel.
+    pub lr: f64,
+    pub batch: usize,
+    pub k: usize,
+    pub optimizer: OptKind,
+    /// Spectrum (top-2k eigenvalues, χ_k) every this many steps.
+    pub eigen_every: usize,
+    pub seed: u64,
+    /// First n MNIST-5k images.
+    pub samples: usize,
+    pub rho: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            toy_lr: 1e-4,
+            toy_coupling: 100.0,
+            toy_x0: 1.0,
+            toy_y0: 1.0,
+            toy_steps_per_frame: 20,
+            toy_a: ToyMethod::Gd,
+            toy_b: ToyMethod::Sgd,
+            toy_seed: 0,
+            lr: 0.01,
+            batch: 50,
+            k: 10,
+            optimizer: OptKind::Sgd,
+            eigen_every: 10,
+            seed: 0,
+            samples: 5000,
+            rho: 0.1,
+        }
+    }
+}
+
+fn toy_name(m: ToyMethod) -> &'static str {
+    match m {
+        ToyMethod::Gd => "gd",
+        ToyMethod::Sgd => "sgd",
+        ToyMethod::DomSgd => "dom-sgd",
+        ToyMethod::BulkSgd => "bulk-sgd",
+    }
+}
+
+fn toy_parse(s: &str) -> Option<ToyMethod> {
+    ToyMethod::ALL.into_iter().find(|m| toy_name(*m) == s)
+}
+
+pub fn opt_name(o: OptKind) -> &'static str {
+    match o {
+        OptKind::Sgd => "sgd",
+        OptKind::Gd => "gd",
+        OptKind::Momentum => "momentum",
+        OptKind::Adam => "adam",
+        OptKind::Sam => "sam",
+    }
+}
+
+pub const OPTIMIZERS: [OptKind; 5] = [
+    OptKind::Sgd,
+    OptKind::Gd,
+    OptKind::Momentum,
+    OptKind::Adam,
+    OptKind::Sam,
+];
+
+impl Settings {
+    /// `key=value&…` with every field (the URL hash without '#').
+    pub fn to_hash(&self) -> String {
+        let d = Settings::default();
+        let mut kv: Vec<(String, String)> = Vec::new();
+        macro_rules! num {
+            ($k:literal, $f:ident) => {
+                if self.$f != d.$f {
+                    kv.push(($k.into(), self.$f.to_string()));
+                }
+            };
+        }
+        num!("toy_lr", toy_lr);
+        num!("toy_c", toy_coupling);
+        num!("toy_x0", toy_x0);
+        num!("toy_y0", toy_y0);
+        num!("toy_spf", toy_steps_per_frame);
+        if self.toy_a != d.toy_a {
+            kv.push(("toy_a".into(), toy_name(self.toy_a).into()));
+        }
+        if self.toy_b != d.toy_b {
+            kv.push(("toy_b".into(), toy_name(self.toy_b).into()));
+        }
+        num!("toy_seed", toy_seed);
+        num!("lr", lr);
+        num!("batch", batch);
+        num!("k", k);
+        if self.optimizer != d.optimizer {
+            kv.push(("opt".into(), opt_name(self.optimizer).into()));
+        }
+        num!("eig", eigen_every);
+        num!("seed", seed);
+        num!("n", samples);
+        num!("rho", rho);
+        kv.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Parse a hash (with or without '#'). Unknown keys and bad values are skipped and reported;
+    /// every value is clamped to what the app can run.
+    pub fn from_hash(hash: &str) -> (Settings, Vec<String>) {
+        let mut s = Settings::default();
+        let mut warnings = Vec::new();
+        for part in hash
+            .trim_start_matches('#')
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let Some((k, v)) = part.split_once('=') else {
+                warnings.push(format!("ignored '{part}': expected key=value"));
+                continue;
+            };
+            let f = || v.parse::<f64>().ok().filter(|x| x.is_finite());
+            let u = || v.parse::<usize>().ok();
+            let ok = match k {
+                "toy_lr" => f().filter(|x| *x > 0.0).map(|x| s.toy_lr = x).is_some(),
+                "toy_c" => f().map(|x| s.toy_coupling = x).is_some(),
+                "toy_x0" => f().map(|x| s.toy_x0 = x).is_some(),
+                "toy_y0" => f().map(|x| s.toy_y0 = x).is_some(),
+                "toy_spf" => u()
+                    .filter(|x| (1..=10_000).contains(x))
+                    .map(|x| s.toy_steps_per_frame = x)
+                    .is_some(),
+                "toy_a" => toy_parse(v).map(|m| s.toy_a = m).is_some(),
+                "toy_b" => toy_parse(v).map(|m| s.toy_b = m).is_some(),
+                "toy_seed" => v.parse().ok().map(|x| s.toy_seed = x).is_some(),
+                "lr" => f().filter(|x| *x > 0.0).map(|x| s.lr = x).is_some(),
+                "batch" => u().filter(|x| *x >= 1).map(|x| s.batch = x).is_some(),
+                "k" => u()
+                    .filter(|x| (1..=50).contains(x))
+                    .map(|x| s.k = x)
+                    .is_some(),
+                "opt" => OPTIMIZERS
+                    .into_iter()
+                    .find(|o| opt_name(*o) == v)
+                    .map(|o| s.optimizer = o)
+                    .is_some(),
+                "eig" => u().filter(|x| *x >= 1).map(|x| s.eigen_every = x).is_some(),
+                "seed" => v.parse().ok().map(|x| s.seed = x).is_some(),
+                "n" => u()
+                    .filter(|x| (1..=5000).contains(x))
+                    .map(|x| s.samples = x)
+                    .is_some(),
+                "rho" => f().filter(|x| *x >= 0.0).map(|x| s.rho = x).is_some(),
+                _ => {
+                    warnings.push(format!("ignored unknown setting '{k}'"));
+                    continue;
+                }
+            };
+            if !ok {
+                warnings.push(format!("ignored {k}={v}: not a valid value"));
+            }
+        }
+        s.batch = s.batch.min(s.samples);
+        (s, warnings)
+    }
+}

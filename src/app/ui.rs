@@ -1,0 +1,560 @@
+//! The eframe app: the toy (left) and a live MNIST-5k run (right), side by side.
+
+use super::live::{Action, History};
+use super::settings::{OPTIMIZERS, Settings, opt_name};
+use super::toysim::ToySim;
+use super::worker::{Cmd, Worker};
+use crate::experiment::spec::{OptKind, OptimizerSpec, Projection};
+use crate::experiment::toy::ToyMethod;
+use egui::{Color32, RichText};
+use egui_plot::{HLine, Legend, Line, LineStyle, Plot, PlotPoints, VLine};
+
+const TOP_K: Color32 = Color32::from_rgb(31, 119, 180);
+const NEXT_K: Color32 = Color32::from_rgb(255, 127, 14);
+const PATH_A: Color32 = Color32::from_rgb(31, 119, 180);
+const PATH_B: Color32 = Color32::from_rgb(214, 39, 40);
+
+/// Frame-time statistics (ms) over the frames since the start.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FrameStats {
+    pub frames: usize,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub max_ms: f64,
+    /// Frames while the MNIST run was training.
+    pub training_frames: usize,
+    pub training_p95_ms: f64,
+    pub training_max_ms: f64,
+}
+
+fn pct(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[((s.len() - 1) as f64 * q).round() as usize]
+}
+
+pub struct SandboxApp {
+    pub settings: Settings,
+    pub toy: ToySim,
+    pub toy_running: bool,
+    toy_follow: bool,
+    pub worker: Worker,
+    /// Time each `ui` call took (ms), and whether training was on.
+    frame_ms: Vec<(f64, bool)>,
+    pub warnings: Vec<String>,
+    export_dir: String,
+    /// Test hooks: exit after this many seconds, writing a report and a screenshot.
+    auto: Option<super::AutoExit>,
+    started: web_time::Instant,
+    screenshot_requested: bool,
+}
+
+impl SandboxApp {
+    pub fn new(settings: Settings, warnings: Vec<String>, auto: Option<super::AutoExit>) -> Self {
+        let toy = ToySim::new(
+            settings.toy_a,
+            settings.toy_b,
+            settings.toy_x0,
+            settings.toy_y0,
+            settings.toy_seed,
+        );
+        let worker = Worker::spawn(settings.clone());
+        SandboxApp {
+            settings,
+            toy,
+            toy_running: true,
+            toy_follow: true,
+            worker,
+            frame_ms: Vec::new(),
+            warnings,
+            export_dir: "out/app".into(),
+            auto,
+            started: web_time::Instant::now(),
+            screenshot_requested: false,
+        }
+    }
+
+    pub fn auto_exit(&self) -> Option<super::AutoExit> {
+        self.auto.clone()
+    }
+
+    pub fn frame_stats(&self) -> FrameStats {
+        let all: Vec<f64> = self.frame_ms.iter().map(|f| f.0).collect();
+        let tr: Vec<f64> = self.frame_ms.iter().filter(|f| f.1).map(|f| f.0).collect();
+        FrameStats {
+            frames: all.len(),
+            p50_ms: pct(&all, 0.5),
+            p95_ms: pct(&all, 0.95),
+            max_ms: all.iter().cloned().fold(0.0, f64::max),
+            training_frames: tr.len(),
+            training_p95_ms: pct(&tr, 0.95),
+            training_max_ms: tr.iter().cloned().fold(0.0, f64::max),
+        }
+    }
+
+    fn reset_toy(&mut self) {
+        let s = &self.settings;
+        self.toy = ToySim::new(s.toy_a, s.toy_b, s.toy_x0, s.toy_y0, s.toy_seed);
+    }
+
+    fn optimizer(&self) -> OptimizerSpec {
+        super::worker::optimizer_of(&self.settings)
+    }
+
+    fn toy_panel(&mut self, ui: &mut egui::Ui) {
+        ui.heading("2-D toy: L = ½(1000x² + y²), minibatch ℓ± = L ± c·xy");
+        let s = &mut self.settings;
+        ui.horizontal_wrapped(|ui| {
+            ui.label("η");
+            ui.add(
+                egui::DragValue::new(&mut s.toy_lr)
+                    .speed(1e-6)
+                    .range(1e-7..=2e-3),
+            );
+            ui.label("c");
+            ui.add(
+                egui::DragValue::new(&mut s.toy_coupling)
+                    .speed(1.0)
+                    .range(0.0..=1000.0),
+            );
+            ui.label("start");
+            ui.add(egui::DragValue::new(&mut s.toy_x0).speed(0.01));
+            ui.add(egui::DragValue::new(&mut s.toy_y0).speed(0.01));
+            ui.label("steps/frame");
+            ui.add(egui::DragValue::new(&mut s.toy_steps_per_frame).range(1..=5000));
+        });
+        let mut reset = false;
+        let mut switch_now = false;
+        ui.horizontal_wrapped(|ui| {
+            for (label, m, col) in [("A", &mut s.toy_a, PATH_A), ("B", &mut s.toy_b, PATH_B)] {
+                ui.label(RichText::new(format!("path {label}")).color(col));
+                egui::ComboBox::from_id_salt(format!("toy-{label}"))
+                    .selected_text(m.name())
+                    .show_ui(ui, |ui| {
+                        for opt in ToyMethod::ALL {
+                            ui.selectable_value(m, opt, opt.name());
+                        }
+                    });
+            }
+            if ui
+                .button("switch now")
+                .on_hover_text("continue both paths from where they are with the methods above")
+                .clicked()
+            {
+                switch_now = true;
+            }
+            let label = if self.toy_running { "pause" } else { "run" };
+            if ui.button(label).clicked() {
+                self.toy_running = !self.toy_running;
+            }
+            if ui.button("reset").clicked() {
+                reset = true;
+            }
+            ui.checkbox(&mut self.toy_follow, "follow");
+        });
+        if reset {
+            self.reset_toy();
+        }
+        if switch_now {
+            self.toy.a.switch_to(self.settings.toy_a);
+            self.toy.b.switch_to(self.settings.toy_b);
+        }
+        let (a, b) = (&self.toy.a, &self.toy.b);
+        ui.label(format!(
+            "step {} · A {}: loss {:.3e}, χ₁ {:.3}{} · B {}: loss {:.3e}, χ₁ {:.3}{}",
+            a.step,
+            a.method.name(),
+            a.loss(),
+            a.chi.last().map_or(0.0, |c| c[1]),
+            if a.diverged { " (diverged)" } else { "" },
+            b.method.name(),
+            b.loss(),
+            b.chi.last().map_or(0.0, |c| c[1]),
+            if b.diverged { " (diverged)" } else { "" },
+        ));
+        let h = (ui.available_height() - 30.0).max(200.0);
+        // The valley is 1000× narrower in x: let the axes scale independently so the zig-zag
+        // across it is visible.
+        // Bounds from the second half of both paths (after x has fallen into the valley), so
+        // the zig-zag across it fills the plot; "follow" off lets the user zoom.
+        let tail = |v: &[[f64; 2]]| v[v.len() / 2..].to_vec();
+        let recent: Vec<[f64; 2]> = tail(&a.path).into_iter().chain(tail(&b.path)).collect();
+        let xe = recent
+            .iter()
+            .map(|q| q[0].abs())
+            .fold(0.0f64, f64::max)
+            .max(1e-4)
+            * 1.2;
+        let (y0, y1) = recent
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), q| {
+                (lo.min(q[1]), hi.max(q[1]))
+            });
+        let pad = ((y1 - y0) * 0.1).max(1e-3);
+        let follow = self.toy_follow;
+        Plot::new("toy-path")
+            .height(h * 0.6)
+            .legend(Legend::default())
+            .x_axis_label("x")
+            .y_axis_label("y")
+            .show(ui, |p| {
+                if follow && y0.is_finite() {
+                    p.set_plot_bounds(egui_plot::PlotBounds::from_min_max(
+                        [-xe, y0 - pad],
+                        [xe, y1 + pad],
+                    ));
+                }
+                let x_ext = 2.0 * xe;
+                for lvl in [0.02, 0.05, 0.1, 0.2, 0.35, 0.5] {
+                    let pts: Vec<[f64; 2]> = (0..=200)
+                        .map(|i| {
+                            let t = std::f64::consts::TAU * i as f64 / 200.0;
+                            [
+                                (2.0 * lvl / 1000.0f64).sqrt() * t.cos(),
+                                (2.0 * lvl).sqrt() * t.sin(),
+                            ]
+                        })
+                        .filter(|q| q[0].abs() <= x_ext)
+                        .collect();
+                    p.line(
+                        Line::new("", PlotPoints::from(pts))
+                            .color(Color32::from_gray(170))
+                            .width(0.5),
+                    );
+                }
+                p.line(
+                    Line::new(
+                        format!("A: {}", a.method.name()),
+                        PlotPoints::from(a.path.clone()),
+                    )
+                    .color(PATH_A),
+                );
+                p.line(
+                    Line::new(
+                        format!("B: {}", b.method.name()),
+                        PlotPoints::from(b.path.clone()),
+                    )
+                    .color(PATH_B),
+                );
+            });
+        Plot::new("toy-chi")
+            .height(h * 0.4)
+            .legend(Legend::default())
+            .x_axis_label("step")
+            .y_axis_label("χ₁(grad L)")
+            .include_y(0.0)
+            .include_y(1.0)
+            .show(ui, |p| {
+                p.line(Line::new("A", PlotPoints::from(a.chi.clone())).color(PATH_A));
+                p.line(Line::new("B", PlotPoints::from(b.chi.clone())).color(PATH_B));
+                for s in a.switches.iter().chain(&b.switches) {
+                    p.vline(VLine::new("switch", *s as f64).style(LineStyle::dashed_dense()));
+                }
+            });
+    }
+
+    fn mnist_panel(&mut self, ui: &mut egui::Ui) {
+        ui.heading("MNIST-5k, fc-tanh 784-200-200-10, MSE");
+        let shared = self.worker.snapshot();
+        let mut changed_opt = false;
+        {
+            let s = &mut self.settings;
+            ui.horizontal_wrapped(|ui| {
+                ui.label("optimizer");
+                egui::ComboBox::from_id_salt("opt")
+                    .selected_text(opt_name(s.optimizer))
+                    .show_ui(ui, |ui| {
+                        for o in OPTIMIZERS {
+                            changed_opt |= ui
+                                .selectable_value(&mut s.optimizer, o, opt_name(o))
+                                .changed();
+                        }
+                    });
+                ui.label("η");
+                changed_opt |= ui
+                    .add(
+                        egui::DragValue::new(&mut s.lr)
+                            .speed(1e-4)
+                            .range(1e-5..=1.0),
+                    )
+                    .changed();
+                ui.label("batch");
+                changed_opt |= ui
+                    .add(egui::DragValue::new(&mut s.batch).range(1..=5000))
+                    .changed();
+                if s.optimizer == OptKind::Sam {
+                    ui.label("ρ");
+                    changed_opt |= ui
+                        .add(
+                            egui::DragValue::new(&mut s.rho)
+                                .speed(1e-3)
+                                .range(0.0..=1.0),
+                        )
+                        .changed();
+                }
+                ui.label("k");
+                ui.add(egui::DragValue::new(&mut s.k).range(1..=50))
+                    .on_hover_text("applies on reset");
+                ui.label("eigen every");
+                if ui
+                    .add(egui::DragValue::new(&mut s.eigen_every).range(1..=1000))
+                    .changed()
+                {
+                    self.worker
+                        .send(Cmd::Act(Action::SetEigenEvery(s.eigen_every)));
+                }
+                ui.label("seed");
+                ui.add(egui::DragValue::new(&mut s.seed))
+                    .on_hover_text("applies on reset");
+            });
+        }
+        if changed_opt {
+            let o = self.optimizer();
+            self.worker.send(Cmd::Act(Action::SetOptimizer(o)));
+        }
+        ui.horizontal_wrapped(|ui| {
+            let label = if shared.running { "pause" } else { "start" };
+            if ui.button(label).clicked() {
+                self.worker.send(if shared.running {
+                    Cmd::Pause
+                } else {
+                    Cmd::Start
+                });
+            }
+            if ui.button("reset").clicked() {
+                self.worker.send(Cmd::Reset(self.settings.clone()));
+            }
+            ui.separator();
+            if ui
+                .button("Dom-")
+                .on_hover_text("project every update on S_k from now on")
+                .clicked()
+            {
+                self.worker
+                    .send(Cmd::Act(Action::Project(Projection::Dominant)));
+            }
+            if ui
+                .button("Bulk-")
+                .on_hover_text("project every update on S_k⊥ from now on")
+                .clicked()
+            {
+                self.worker
+                    .send(Cmd::Act(Action::Project(Projection::Bulk)));
+            }
+            if ui.button("unprojected").clicked() {
+                self.worker
+                    .send(Cmd::Act(Action::Project(Projection::None)));
+            }
+            if ui.button("to GD").clicked() {
+                self.settings.optimizer = OptKind::Gd;
+                self.worker.send(Cmd::Act(Action::ToGd));
+            }
+            let armed = shared.history.armed.is_some();
+            let auto = if armed {
+                "disarm auto-switch"
+            } else {
+                "arm auto-switch (EMA of χ > 0.95: Dom-)"
+            };
+            if ui.button(auto).clicked() {
+                self.worker.send(Cmd::Act(if armed {
+                    Action::Disarm
+                } else {
+                    Action::ArmAuto(Projection::Dominant)
+                }));
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            ui.label("export to");
+            ui.text_edit_singleline(&mut self.export_dir);
+            if ui.button("export CSV/JSON/PNG + weights").clicked() {
+                self.worker
+                    .send(Cmd::Export(self.export_dir.clone().into()));
+            }
+        });
+        let h = &shared.history;
+        ui.label(
+            RichText::new(format!(
+                "{} · {} · step {} · {:.1} steps/s · {} HVPs last solve · worst Ritz residual {:.1e}{}",
+                shared.backend,
+                h.run_name,
+                h.step,
+                shared.steps_per_sec,
+                h.hvps_last,
+                h.worst_residual,
+                if h.armed.is_some() { " · auto-switch armed" } else { "" }
+            ))
+            .small(),
+        );
+        if let Some(msg) = &shared.message {
+            ui.colored_label(Color32::from_rgb(200, 120, 0), msg);
+        }
+        mnist_plots(ui, h);
+    }
+}
+
+fn markers(p: &mut egui_plot::PlotUi, h: &History) {
+    for m in &h.markers {
+        p.vline(VLine::new(m.label.clone(), m.step as f64).style(LineStyle::dashed_loose()));
+    }
+}
+
+fn mnist_plots(ui: &mut egui::Ui, h: &History) {
+    let height = ((ui.available_height() - 20.0) / 2.0).max(120.0);
+    let width = (ui.available_width() / 2.0 - 8.0).max(150.0);
+    let series = |f: &dyn Fn(&super::live::Point) -> f64| -> Vec<[f64; 2]> {
+        h.points
+            .iter()
+            .map(|p| [p.step as f64, f(p)])
+            .filter(|q| q[1].is_finite())
+            .collect()
+    };
+    ui.horizontal(|ui| {
+        Plot::new("loss")
+            .width(width)
+            .height(height)
+            .y_axis_label("loss (log₁₀)")
+            .y_axis_formatter(|m, _| format!("{:.1e}", 10f64.powf(m.value)))
+            .show(ui, |p| {
+                p.line(Line::new(
+                    "loss",
+                    PlotPoints::from(series(&|q| q.loss.max(1e-12).log10())),
+                ));
+                markers(p, h);
+            });
+        Plot::new("acc")
+            .width(width)
+            .height(height)
+            .y_axis_label("accuracy")
+            .show(ui, |p| {
+                p.line(Line::new(
+                    "accuracy",
+                    PlotPoints::from(series(&|q| q.accuracy)),
+                ));
+                markers(p, h);
+            });
+    });
+    ui.horizontal(|ui| {
+        Plot::new("eig")
+            .width(width)
+            .height(height)
+            .legend(Legend::default())
+            .y_axis_label("eigenvalues, sharpness")
+            .show(ui, |p| {
+                let n = h
+                    .points
+                    .iter()
+                    .map(|q| q.eigenvalues.len())
+                    .max()
+                    .unwrap_or(0);
+                for i in 0..n {
+                    let name = if i < h.k {
+                        format!("top-{}", h.k)
+                    } else {
+                        format!("next-{}", h.k)
+                    };
+                    let col = if i < h.k { TOP_K } else { NEXT_K };
+                    p.line(
+                        Line::new(
+                            name,
+                            PlotPoints::from(series(&|q| {
+                                q.eigenvalues.get(i).copied().unwrap_or(f64::NAN)
+                            })),
+                        )
+                        .color(col),
+                    );
+                }
+                // The edge only where it is in reach: 2/η = 200 would flatten the spectrum.
+                let max_l1 = h
+                    .points
+                    .iter()
+                    .filter_map(|q| q.eigenvalues.first().copied())
+                    .fold(0.0f64, f64::max);
+                let min_edge = h
+                    .points
+                    .iter()
+                    .map(|q| q.edge)
+                    .fold(f64::INFINITY, f64::min);
+                if min_edge < 3.0 * max_l1 {
+                    p.line(
+                        Line::new("2/η (SAM: its edge)", PlotPoints::from(series(&|q| q.edge)))
+                            .color(Color32::GRAY)
+                            .style(LineStyle::dashed_dense()),
+                    );
+                }
+                markers(p, h);
+            });
+        Plot::new("chi")
+            .width(width)
+            .height(height)
+            .legend(Legend::default())
+            .y_axis_label("χ_k(grad L)")
+            .include_y(0.0)
+            .include_y(1.0)
+            .show(ui, |p| {
+                p.line(Line::new("χ_k", PlotPoints::from(series(&|q| q.chi))));
+                p.line(
+                    Line::new("EMA", PlotPoints::from(series(&|q| q.chi_ema)))
+                        .style(LineStyle::dashed_dense()),
+                );
+                p.hline(HLine::new("0.95", 0.95).color(Color32::GRAY));
+                markers(p, h);
+            });
+    });
+}
+
+impl eframe::App for SandboxApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let t0 = web_time::Instant::now();
+        let ctx = ui.ctx().clone();
+        if self.toy_running {
+            let s = &self.settings;
+            self.toy
+                .advance(s.toy_steps_per_frame, s.toy_lr, s.toy_coupling);
+        }
+        let training = self.worker.snapshot().running;
+        egui::CentralPanel::default().show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("subspace-lab");
+                ui.label("— does SGD really happen in tiny subspaces? (Song, Ahn, Yun 2024)");
+                let fs = self.frame_stats();
+                ui.label(RichText::new(format!("frame p95 {:.1} ms", fs.p95_ms)).small());
+            });
+            for w in &self.warnings {
+                ui.colored_label(Color32::from_rgb(200, 120, 0), w);
+            }
+            ui.columns(2, |cols| {
+                self.toy_panel(&mut cols[0]);
+                self.mnist_panel(&mut cols[1]);
+            });
+        });
+        super::platform::after_frame(self, &ctx);
+        self.frame_ms
+            .push((t0.elapsed().as_secs_f64() * 1e3, training));
+        if self.frame_ms.len() > 100_000 {
+            self.frame_ms.drain(..50_000);
+        }
+        if let Some(auto) = &self.auto {
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let steps = self.worker.snapshot().history.step;
+            let ready = elapsed > auto.after_s && steps >= auto.min_mnist_steps;
+            if (ready || elapsed > auto.timeout_s) && !self.screenshot_requested {
+                self.screenshot_requested = true;
+                super::platform::finish(self, &ctx);
+            }
+        }
+        ctx.request_repaint();
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn as_any_mut(&mut self) -> Option<&mut dyn std::any::Any> {
+        Some(&mut *self)
+    }
+}

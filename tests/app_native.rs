@@ -1,0 +1,59 @@
+//! The desktop app under a display (Xvfb with lavapipe in CI): it starts, both panels advance, and
+//! its own screenshot is not blank. Skips without a display unless SUBSPACE_LAB_REQUIRE_DISPLAY is
+//! set (CI sets it and starts Xvfb).
+
+use std::process::Command;
+
+#[test]
+fn desktop_app_runs_both_panels_and_draws() {
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        assert!(
+            std::env::var_os("SUBSPACE_LAB_REQUIRE_DISPLAY").is_none(),
+            "SUBSPACE_LAB_REQUIRE_DISPLAY is set but there is no DISPLAY"
+        );
+        eprintln!("SKIP: no display (run under Xvfb: see .ci/run)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let shot = dir.path().join("shot.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_subspace-lab"))
+        .env("SUBSPACE_LAB_APP_EXIT_AFTER", "10")
+        .env("SUBSPACE_LAB_APP_MIN_STEPS", "3")
+        .env("SUBSPACE_LAB_APP_TIMEOUT", "240")
+        .env("SUBSPACE_LAB_APP_REPORT", &report)
+        .env("SUBSPACE_LAB_APP_SCREENSHOT", &shot)
+        // The worker computes on the CPU even where a GPU exists: the test is about the app.
+        .env("SUBSPACE_LAB_APP_BACKEND", "cpu")
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}); the app printed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    eprintln!("{text}");
+    assert!(r["toy_steps"].as_u64().unwrap() > 100, "{text}");
+    assert!(r["mnist_steps"].as_u64().unwrap() >= 3, "{text}");
+    assert!(r["screenshot_error"].is_null(), "{text}");
+    // Not blank: many distinct colours, and a good share of pixels away from the background.
+    let img = image::open(&shot).unwrap().to_rgba8();
+    let bg = *img.get_pixel(img.width() - 2, img.height() - 2);
+    let mut colours = std::collections::HashSet::new();
+    let mut differing = 0usize;
+    for p in img.pixels() {
+        colours.insert(p.0);
+        if p.0 != bg.0 {
+            differing += 1;
+        }
+    }
+    let frac = differing as f64 / (img.width() * img.height()) as f64;
+    assert!(colours.len() > 100, "{} colours", colours.len());
+    assert!(
+        frac > 0.05,
+        "only {frac:.3} of the pixels differ from the background"
+    );
+}
