@@ -238,7 +238,7 @@ pub fn metrics_png(
         });
         panel(
             &areas[2],
-            &format!("χ_{k}(grad L)"),
+            &format!("chi_{k}(grad L)"),
             "step",
             &chi,
             false,
@@ -436,7 +436,15 @@ pub fn toy_png(path: &Path, runs: &[(&str, &[ToyPoint])]) -> Result<()> {
                 dashed: false,
             })
             .collect();
-        panel(&r, "χ₁(grad L)", "step", &series, false, None, (0.0, steps))?;
+        panel(
+            &r,
+            "chi_1(grad L)",
+            "step",
+            &series,
+            false,
+            None,
+            (0.0, steps),
+        )?;
         root.present().map_err(|e| e.to_string())
     };
     draw().map_err(err(path))

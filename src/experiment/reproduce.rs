@@ -40,6 +40,9 @@ pub const TOY_GD_CHI_MAX: f64 = 0.2;
 /// χ₁ under SGD must average above this over the second half of the run.
 pub const TOY_SGD_CHI_MIN: f64 = 0.95;
 
+/// Checkpoint interval (steps) of the full variants.
+pub const FULL_CHECKPOINT_EVERY: usize = 100;
+
 /// What a preset produced.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PresetResult {
@@ -134,6 +137,13 @@ fn run_specs<B: Backend + Clone>(
     let top = specs.iter().map(|s| s.top()).max().unwrap_or(0);
     let mut outs = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
+        // Full variants run for an hour or more: checkpoint them (Ctrl-C writes one too), so
+        // `subspace-lab run --resume DIR` can continue a stopped single-run preset.
+        let mut spec = spec.clone();
+        if !ctx.quick && spec.checkpoint_every == 0 {
+            spec.checkpoint_every = FULL_CHECKPOINT_EVERY;
+        }
+        let spec = &spec;
         let file = if specs.len() == 1 {
             "spec.toml".to_string()
         } else {
