@@ -14,8 +14,8 @@ pub mod hessian;
 pub mod jobs;
 pub mod nn;
 
-/// The desktop app (the browser build is not there yet: see web/README.md).
-#[cfg(not(target_arch = "wasm32"))]
+/// The sandbox app: its state logic builds everywhere, its window natively (the browser build is
+/// not there yet: see web/README.md).
 pub mod app;
 
 pub use error::{Error, Result};

@@ -4,7 +4,9 @@
 pub mod live;
 pub mod settings;
 pub mod toysim;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod ui;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod worker;
 
 /// Test hook: after `after_s` seconds (and at least `min_mnist_steps` MNIST steps, or after
@@ -19,6 +21,7 @@ pub struct AutoExit {
 }
 
 /// What the test hook writes.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
     pub toy_steps: usize,
@@ -29,6 +32,7 @@ pub struct Report {
     pub frames: ui::FrameStats,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 pub fn report(app: &ui::SandboxApp) -> Report {
     let s = app.worker.snapshot();
     Report {
