@@ -524,6 +524,17 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
 /// _MIN_STEPS, _TIMEOUT) makes it write a JSON report and a screenshot and close: the test hook.
 fn app_cmd() -> Result<()> {
     use subspace_lab::app::{AutoExit, run_native};
+    // Leave one core to the UI: the training thread's kernels use the others.
+    if std::env::var_os("SUBSPACE_LAB_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let compute = n.saturating_sub(1).max(1).to_string();
+        // SAFETY: no other thread exists yet (the app and its worker start below), so nothing
+        // reads the environment concurrently.
+        unsafe {
+            std::env::set_var("SUBSPACE_LAB_THREADS", &compute);
+            std::env::set_var("MATMUL_NUM_THREADS", &compute);
+        }
+    }
     let env = |k: &str| std::env::var(format!("SUBSPACE_LAB_APP_{k}")).ok();
     let auto = match env("EXIT_AFTER") {
         None => None,

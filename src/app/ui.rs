@@ -25,7 +25,30 @@ pub struct FrameStats {
     pub training_frames: usize,
     pub training_p95_ms: f64,
     pub training_max_ms: f64,
+    /// Time between consecutive frames (ms): the app's work plus painting and presenting, which
+    /// under Xvfb with a software rasteriser dominates.
+    pub interval_p50_ms: f64,
+    pub interval_p95_ms: f64,
 }
+
+/// At most `max` points of a series for drawing (every n-th, the last one kept): tessellating
+/// tens of thousands of segments per frame would cost more than the rest of the frame.
+pub fn decimate(v: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
+    if v.len() <= max || max < 2 {
+        return v.to_vec();
+    }
+    let stride = v.len().div_ceil(max - 1);
+    let mut out: Vec<[f64; 2]> = v.iter().step_by(stride).copied().collect();
+    if let Some(l) = v.last()
+        && out.last() != Some(l)
+    {
+        out.push(*l);
+    }
+    out
+}
+
+/// Points drawn per series.
+const DRAW_POINTS: usize = 2000;
 
 fn pct(v: &[f64], q: f64) -> f64 {
     if v.is_empty() {
@@ -44,6 +67,9 @@ pub struct SandboxApp {
     pub worker: Worker,
     /// Time each `ui` call took (ms), and whether training was on.
     frame_ms: Vec<(f64, bool)>,
+    /// Time between the starts of consecutive `ui` calls (ms).
+    interval_ms: Vec<f64>,
+    last_frame: Option<web_time::Instant>,
     pub warnings: Vec<String>,
     export_dir: String,
     /// Test hooks: exit after this many seconds, writing a report and a screenshot.
@@ -69,6 +95,8 @@ impl SandboxApp {
             toy_follow: true,
             worker,
             frame_ms: Vec::new(),
+            interval_ms: Vec::new(),
+            last_frame: None,
             warnings,
             export_dir: "out/app".into(),
             auto,
@@ -92,6 +120,8 @@ impl SandboxApp {
             training_frames: tr.len(),
             training_p95_ms: pct(&tr, 0.95),
             training_max_ms: tr.iter().cloned().fold(0.0, f64::max),
+            interval_p50_ms: pct(&self.interval_ms, 0.5),
+            interval_p95_ms: pct(&self.interval_ms, 0.95),
         }
     }
 
@@ -164,7 +194,7 @@ impl SandboxApp {
         }
         let (a, b) = (&self.toy.a, &self.toy.b);
         ui.label(format!(
-            "step {} · A {}: loss {:.3e}, χ₁ {:.3}{} · B {}: loss {:.3e}, χ₁ {:.3}{}",
+            "step {} · A {}: loss {:.3e}, chi_1 {:.3}{} · B {}: loss {:.3e}, chi_1 {:.3}{}",
             a.step,
             a.method.name(),
             a.loss(),
@@ -228,14 +258,14 @@ impl SandboxApp {
                 p.line(
                     Line::new(
                         format!("A: {}", a.method.name()),
-                        PlotPoints::from(a.path.clone()),
+                        PlotPoints::from(decimate(&a.path, DRAW_POINTS)),
                     )
                     .color(PATH_A),
                 );
                 p.line(
                     Line::new(
                         format!("B: {}", b.method.name()),
-                        PlotPoints::from(b.path.clone()),
+                        PlotPoints::from(decimate(&b.path, DRAW_POINTS)),
                     )
                     .color(PATH_B),
                 );
@@ -244,12 +274,16 @@ impl SandboxApp {
             .height(h * 0.4)
             .legend(Legend::default())
             .x_axis_label("step")
-            .y_axis_label("χ₁(grad L)")
+            .y_axis_label("chi_1(grad L)")
             .include_y(0.0)
             .include_y(1.0)
             .show(ui, |p| {
-                p.line(Line::new("A", PlotPoints::from(a.chi.clone())).color(PATH_A));
-                p.line(Line::new("B", PlotPoints::from(b.chi.clone())).color(PATH_B));
+                p.line(
+                    Line::new("A", PlotPoints::from(decimate(&a.chi, DRAW_POINTS))).color(PATH_A),
+                );
+                p.line(
+                    Line::new("B", PlotPoints::from(decimate(&b.chi, DRAW_POINTS))).color(PATH_B),
+                );
                 for s in a.switches.iter().chain(&b.switches) {
                     p.vline(VLine::new("switch", *s as f64).style(LineStyle::dashed_dense()));
                 }
@@ -356,7 +390,7 @@ impl SandboxApp {
             let auto = if armed {
                 "disarm auto-switch"
             } else {
-                "arm auto-switch (EMA of χ > 0.95: Dom-)"
+                "arm auto-switch (EMA of chi > 0.95: Dom-)"
             };
             if ui.button(auto).clicked() {
                 self.worker.send(Cmd::Act(if armed {
@@ -490,11 +524,11 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
             .width(width)
             .height(height)
             .legend(Legend::default())
-            .y_axis_label("χ_k(grad L)")
+            .y_axis_label("chi_k(grad L)")
             .include_y(0.0)
             .include_y(1.0)
             .show(ui, |p| {
-                p.line(Line::new("χ_k", PlotPoints::from(series(&|q| q.chi))));
+                p.line(Line::new("chi_k", PlotPoints::from(series(&|q| q.chi))));
                 p.line(
                     Line::new("EMA", PlotPoints::from(series(&|q| q.chi_ema)))
                         .style(LineStyle::dashed_dense()),
@@ -508,6 +542,13 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
 impl eframe::App for SandboxApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         let t0 = web_time::Instant::now();
+        if let Some(prev) = self.last_frame.replace(t0) {
+            self.interval_ms
+                .push(t0.duration_since(prev).as_secs_f64() * 1e3);
+            if self.interval_ms.len() > 100_000 {
+                self.interval_ms.drain(..50_000);
+            }
+        }
         let ctx = ui.ctx().clone();
         if self.toy_running {
             let s = &self.settings;

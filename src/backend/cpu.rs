@@ -541,9 +541,17 @@ const SKINNY_ROWS: usize = 64;
 /// Below this many elements a kernel runs on one thread.
 const PAR_MIN: usize = 1 << 16;
 
+/// Threads of the CPU kernels: `SUBSPACE_LAB_THREADS` if set (the desktop app leaves one core to
+/// the UI), else every core.
 fn threads() -> usize {
     static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    *N.get_or_init(|| {
+        std::env::var("SUBSPACE_LAB_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
 }
 
 /// Run `f(start, chunk)` over `out` split into contiguous pieces on up to `threads()` threads.

@@ -508,7 +508,7 @@ fn switch_opt_preset<B: Backend + Clone>(
     let mut spec = RunSpec::new(name, first, if q { 300 } else { 2000 });
     spec.after = Some(after);
     spec.steps_after = if q { 60 } else { 1000 };
-    spec.record_every = if q { 5 } else { 20 };
+    spec.record_every = if q { 10 } else { 20 };
     spec.top = Some(10);
     let dir = ctx.out.join(name);
     let outs = run_specs(&backend, m, &dir, std::slice::from_ref(&spec), false, ctx)?;
