@@ -740,7 +740,8 @@ fn table2<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<
             d.mean, d.std, b.mean, b.std
         )
     };
-    let gd_ok = (ratio[0].1 - 1.0).abs() < 1e-6 && (ratio[0].2.mean - 0.01).abs() < 1e-9;
+    // Exact up to the f32 round-off of the basis: 1e-6 relative.
+    let gd_ok = (ratio[0].1 - 1.0).abs() < 1e-6 && (ratio[0].2.mean - 0.01).abs() < 1e-6 * 0.01;
     let adam_ok = ratio[2].1 > 1.0 && ratio[3].1 > 1.0;
     let verdicts = vec![
         Verdict::new(
