@@ -635,6 +635,7 @@ fn run_cmd(a: RunArgs) -> Result<()> {
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         write_atomic(&dir.join("spec.toml"), spec.to_toml()?.as_bytes())?;
+        output::clear_checkpoint(&dir)?;
     }
     let existing = resume
         .as_ref()
@@ -750,10 +751,19 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             _ => bail!("preset {preset} needs MNIST-5k"),
         };
         bar.finish_and_clear();
+        let dir = a.out.join(preset);
         let res = res.with_context(|| {
+            let resume = if dir.join("checkpoint.json").exists() {
+                format!(
+                    "; continue it with: subspace-lab run --resume {}",
+                    dir.display()
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "preset {preset} stopped; what it wrote so far is in {}",
-                a.out.join(preset).display()
+                "preset {preset} stopped; what it wrote so far is in {}{resume}",
+                dir.display()
             )
         })?;
         println!(

@@ -30,6 +30,9 @@ pub struct CsvSink<'a> {
     top: usize,
     pub stop: Arc<AtomicBool>,
     pub progress: &'a mut dyn FnMut(&str, usize, usize),
+    /// Write checkpoints (off where several runs share the directory: resuming one of them
+    /// would rewrite `metrics.csv` without the others' rows).
+    pub checkpoints: bool,
 }
 
 impl<'a> CsvSink<'a> {
@@ -70,6 +73,7 @@ impl<'a> CsvSink<'a> {
             top,
             stop,
             progress,
+            checkpoints: true,
         })
     }
 }
@@ -84,7 +88,11 @@ impl Observer for CsvSink<'_> {
         (self.progress)(run, step, total)
     }
     fn checkpoint(&mut self, c: &Checkpoint, v: &Vectors) -> Result<()> {
-        save_checkpoint(&self.dir, c, v)
+        if self.checkpoints {
+            save_checkpoint(&self.dir, c, v)
+        } else {
+            Ok(())
+        }
     }
     fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
@@ -113,6 +121,19 @@ pub fn save_checkpoint(dir: &Path, c: &Checkpoint, v: &Vectors) -> Result<()> {
     write_atomic(&dir.join(CHECKPOINT_TENSORS), &data)?;
     let json = serde_json::to_string(c).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     write_atomic(&dir.join(CHECKPOINT_JSON), json.as_bytes())
+}
+
+/// Remove a previous run's checkpoint from `dir` (a fresh run starts there).
+pub fn clear_checkpoint(dir: &Path) -> Result<()> {
+    for f in [CHECKPOINT_JSON, CHECKPOINT_TENSORS] {
+        let p = dir.join(f);
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(&p, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Read a checkpoint written by `save_checkpoint`.

@@ -2,7 +2,7 @@
 //! directory with the specs as run (`spec*.toml`), `metrics.csv`, `summary.json` and `metrics.png`,
 //! and returns verdicts computed from the numbers.
 
-use super::output::{CsvSink, write_atomic};
+use super::output::{CsvSink, clear_checkpoint, write_atomic};
 use super::plot;
 use super::run::{self, RunOutcome};
 use super::spec::{OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
@@ -136,11 +136,13 @@ fn run_specs<B: Backend + Clone>(
 ) -> Result<Vec<RunOutcome>> {
     let top = specs.iter().map(|s| s.top()).max().unwrap_or(0);
     let mut outs = Vec::new();
+    clear_checkpoint(dir)?;
     for (i, spec) in specs.iter().enumerate() {
         // Full variants run for an hour or more: checkpoint them (Ctrl-C writes one too), so
         // `subspace-lab run --resume DIR` can continue a stopped single-run preset.
         let mut spec = spec.clone();
-        if !ctx.quick && spec.checkpoint_every == 0 {
+        let single = specs.len() == 1;
+        if single && !ctx.quick && spec.checkpoint_every == 0 {
             spec.checkpoint_every = FULL_CHECKPOINT_EVERY;
         }
         let spec = &spec;
@@ -152,6 +154,7 @@ fn run_specs<B: Backend + Clone>(
         write_atomic(&dir.join(file), spec.to_toml()?.as_bytes())?;
         let data = dataset_for(m, spec)?;
         let mut sink = CsvSink::create(dir, top, &[], i > 0, ctx.stop.clone(), ctx.progress)?;
+        sink.checkpoints = single;
         outs.push(run::run(
             backend.clone(),
             spec,
