@@ -67,6 +67,21 @@ fn tiny_spec(opt: OptimizerSpec) -> RunSpec {
     s
 }
 
+/// Run a spec from scratch on the f64 CPU backend without an observer.
+fn quiet_run(
+    spec: &RunSpec,
+    data: &subspace_lab::data::dataset::Dataset,
+) -> subspace_lab::Result<run::RunOutcome> {
+    run::run(
+        F64::new(),
+        spec,
+        data,
+        false,
+        None,
+        &mut run::Progress(&mut |_, _, _| {}),
+    )
+}
+
 fn tiny_data() -> subspace_lab::data::dataset::Dataset {
     tiny(&[12, 10, 4], Activation::Tanh, 200, 5).2
 }
@@ -76,15 +91,7 @@ fn tiny_data() -> subspace_lab::data::dataset::Dataset {
 #[test]
 fn variants_branch_from_the_same_point() {
     let spec = tiny_spec(OptimizerSpec::sgd(0.05, 20));
-    let o = run::run(
-        F64::new(),
-        &spec,
-        &tiny_data(),
-        false,
-        None,
-        &mut run::Progress(&mut |_, _, _| {}),
-    )
-    .unwrap();
+    let o = quiet_run(&spec, &tiny_data()).unwrap();
     assert_eq!(o.switch_step, Some(30));
     let after: Vec<_> = o.legs.iter().filter(|l| l.phase == "after").collect();
     assert_eq!(after.len(), 3);
@@ -110,15 +117,7 @@ fn optimisers_and_effective_learning_rates() {
     gd.effective_lr = true;
     gd.steps_after = 0;
     gd.variants = vec![Projection::None];
-    let o = run::run(
-        F64::new(),
-        &gd,
-        &data,
-        false,
-        None,
-        &mut run::Progress(&mut |_, _, _| {}),
-    )
-    .unwrap();
+    let o = quiet_run(&gd, &data).unwrap();
     let l = &o.legs[0];
     assert_eq!(l.dom_lr.n, 30);
     assert!(
@@ -130,15 +129,7 @@ fn optimisers_and_effective_learning_rates() {
     for kind in [OptKind::Momentum, OptKind::Adam, OptKind::Sam] {
         let mut s = gd.clone();
         s.optimizer = OptimizerSpec::new(kind, 0.01, Some(20));
-        let o = run::run(
-            F64::new(),
-            &s,
-            &data,
-            false,
-            None,
-            &mut run::Progress(&mut |_, _, _| {}),
-        )
-        .unwrap();
+        let o = quiet_run(&s, &data).unwrap();
         let l = &o.legs[0];
         assert!(
             l.end_loss < l.start_loss,
@@ -172,27 +163,11 @@ fn the_chi_ema_rule_switches_when_the_ema_passes_the_threshold() {
     let mut spec = tiny_spec(OptimizerSpec::sgd(0.05, 20));
     spec.switch = SwitchRule::ChiEma;
     spec.chi_threshold = 0.0; // passes at the first step
-    let o = run::run(
-        F64::new(),
-        &spec,
-        &tiny_data(),
-        false,
-        None,
-        &mut run::Progress(&mut |_, _, _| {}),
-    )
-    .unwrap();
+    let o = quiet_run(&spec, &tiny_data()).unwrap();
     assert_eq!(o.switch_step, Some(0));
     assert!(o.switch_rule_fired);
     spec.chi_threshold = 1.0; // never passes: switches after `steps`
-    let o = run::run(
-        F64::new(),
-        &spec,
-        &tiny_data(),
-        false,
-        None,
-        &mut run::Progress(&mut |_, _, _| {}),
-    )
-    .unwrap();
+    let o = quiet_run(&spec, &tiny_data()).unwrap();
     assert_eq!(o.switch_step, Some(30));
     assert!(!o.switch_rule_fired);
 }
@@ -229,15 +204,7 @@ fn resume_reproduces_the_uninterrupted_run_exactly() {
     let data = tiny_data();
     let mut spec = tiny_spec(OptimizerSpec::new(OptKind::Momentum, 0.02, Some(20)));
     spec.checkpoint_every = 7;
-    let full = run::run(
-        F64::new(),
-        &spec,
-        &data,
-        false,
-        None,
-        &mut run::Progress(&mut |_, _, _| {}),
-    )
-    .unwrap();
+    let full = quiet_run(&spec, &data).unwrap();
     for stop_at in [12, 41] {
         let mut obs = StopAfter {
             steps: 0,
@@ -324,16 +291,7 @@ fn invalid_specs_are_rejected_naming_the_field() {
     for (f, field) in cases {
         let mut s = ok.clone();
         f(&mut s);
-        let e = run::run(
-            F64::new(),
-            &s,
-            &data,
-            false,
-            None,
-            &mut run::Progress(&mut |_, _, _| {}),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = quiet_run(&s, &data).unwrap_err().to_string();
         assert!(e.contains(field), "{field}: {e}");
     }
     // TOML: unknown fields and names are rejected; a round trip keeps the spec.

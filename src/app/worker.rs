@@ -93,15 +93,24 @@ impl AnyRun {
     }
 }
 
-pub fn new_run_cpu(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
-    Ok(AnyRun::Cpu(Box::new(LiveRun::new(
-        crate::backend::cpu::CpuBackend::<f32>::new(),
+/// A live run of fc-tanh on `data` with the settings' optimiser, k, cadence and seed.
+fn live<B: Backend + Clone>(b: B, s: &Settings, data: &Dataset) -> crate::Result<LiveRun<B>> {
+    LiveRun::new(
+        b,
         &MlpSpec::fc_tanh(),
         data,
         optimizer_of(s),
         s.k,
         s.eigen_every,
         s.seed,
+    )
+}
+
+pub fn new_run_cpu(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
+    Ok(AnyRun::Cpu(Box::new(live(
+        crate::backend::cpu::CpuBackend::<f32>::new(),
+        s,
+        data,
     )?)))
 }
 
@@ -218,15 +227,7 @@ fn native_run(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
             allow_software: false,
         })
     {
-        return Ok(AnyRun::Gpu(Box::new(LiveRun::new(
-            g,
-            &MlpSpec::fc_tanh(),
-            data,
-            optimizer_of(s),
-            s.k,
-            s.eigen_every,
-            s.seed,
-        )?)));
+        return Ok(AnyRun::Gpu(Box::new(live(g, s, data)?)));
     }
     new_run_cpu(s, data)
 }

@@ -628,29 +628,34 @@ fn with_projection(spec: &RunSpec, o: &RunOutcome, prefix: &str) -> Vec<Verdict>
         .collect()
 }
 
-/// fig. 9: full-batch GD at the edge of stability (η 0.1: λ₁ hovers at 2/η = 20), then GD,
-/// Dom-GD and Bulk-GD from the same point.
-fn fig9<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
+/// An edge-of-stability preset: `opt` (full batch) to step `steps_full` (quick 300), then the plain,
+/// Dom- and Bulk- variants from the same point; the plain branch's sharpness against its edge.
+fn edge_preset<B: Backend + Clone>(
+    backend: B,
+    m: &Mnist5k,
+    ctx: &mut Ctx,
+    name: &str,
+    opt: OptimizerSpec,
+    steps_full: usize,
+    claim: &str,
+) -> Result<PresetResult> {
     let start = Instant::now();
     let q = ctx.quick;
-    let mut spec = RunSpec::new("fig9", OptimizerSpec::gd(0.1), if q { 300 } else { 2000 });
+    let sam = opt.name == OptKind::Sam;
+    let plain = opt.display();
+    let mut spec = RunSpec::new(name, opt, if q { 300 } else { steps_full });
     spec.variants = vec![Projection::None, Projection::Dominant, Projection::Bulk];
     spec.steps_after = if q { 60 } else { 1000 };
     spec.record_every = if q { 10 } else { 20 };
     spec.top = Some(10);
-    let dir = ctx.out.join("fig9");
+    let dir = ctx.out.join(name);
     let outs = run_specs(&backend, m, &dir, std::slice::from_ref(&spec), false, ctx)?;
-    let mut verdicts = vec![edge_verdict(
-        "fig9: GD at η = 0.1 trains at the edge of stability (λ₁ within ±10 % of 2/η)",
-        &outs[0],
-        "GD",
-        "2/η",
-        false,
-    )];
-    verdicts.extend(with_projection(&spec, &outs[0], "fig9"));
+    let edge_name = if sam { "SAM edge" } else { "2/η" };
+    let mut verdicts = vec![edge_verdict(claim, &outs[0], &plain, edge_name, sam)];
+    verdicts.extend(with_projection(&spec, &outs[0], name));
     finish(
         &backend,
-        "fig9",
+        name,
         &dir,
         &[spec],
         &outs,
@@ -661,38 +666,33 @@ fn fig9<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<Pr
     )
 }
 
+/// fig. 9: full-batch GD at the edge of stability (η 0.1: λ₁ hovers at 2/η = 20), then GD,
+/// Dom-GD and Bulk-GD from the same point.
+fn fig9<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
+    edge_preset(
+        backend,
+        m,
+        ctx,
+        "fig9",
+        OptimizerSpec::gd(0.1),
+        2000,
+        "fig9: GD at η = 0.1 trains at the edge of stability (λ₁ within ±10 % of 2/η)",
+    )
+}
+
 /// fig. 10: full-batch SAM (η 0.01, ρ 0.1) at its edge of stability, then SAM, Dom-SAM and
 /// Bulk-SAM from the same point.
 fn fig10<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
-    let start = Instant::now();
-    let q = ctx.quick;
     let mut opt = OptimizerSpec::new(OptKind::Sam, 0.01, None);
     opt.rho = 0.1;
-    let mut spec = RunSpec::new("fig10", opt, if q { 300 } else { 3000 });
-    spec.variants = vec![Projection::None, Projection::Dominant, Projection::Bulk];
-    spec.steps_after = if q { 60 } else { 1000 };
-    spec.record_every = if q { 10 } else { 20 };
-    spec.top = Some(10);
-    let dir = ctx.out.join("fig10");
-    let outs = run_specs(&backend, m, &dir, std::slice::from_ref(&spec), false, ctx)?;
-    let mut verdicts = vec![edge_verdict(
-        "fig10: SAM (η 0.01, ρ 0.1) trains at its edge of stability (λ₁ within ±10 % of the SAM edge)",
-        &outs[0],
-        "SAM",
-        "SAM edge",
-        true,
-    )];
-    verdicts.extend(with_projection(&spec, &outs[0], "fig10"));
-    finish(
-        &backend,
+    edge_preset(
+        backend,
+        m,
+        ctx,
         "fig10",
-        &dir,
-        &[spec],
-        &outs,
-        verdicts,
-        start,
-        q,
-        serde_json::Value::Null,
+        opt,
+        3000,
+        "fig10: SAM (η 0.01, ρ 0.1) trains at its edge of stability (λ₁ within ±10 % of the SAM edge)",
     )
 }
 
