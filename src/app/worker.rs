@@ -148,13 +148,10 @@ pub fn export(run: &AnyRun, dir: &std::path::Path) -> crate::Result<String> {
             worst_residual: f64::NAN,
         })
         .collect();
-    let mut csv = Record::csv_header(top);
-    csv.push('\n');
-    for r in &records {
-        csv.push_str(&r.csv_line(top));
-        csv.push('\n');
-    }
-    write_atomic(&dir.join("metrics.csv"), csv.as_bytes())?;
+    write_atomic(
+        &dir.join("metrics.csv"),
+        Record::csv(&records, top).as_bytes(),
+    )?;
     let markers: Vec<serde_json::Value> = h
         .markers
         .iter()

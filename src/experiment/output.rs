@@ -54,13 +54,7 @@ impl<'a> CsvSink<'a> {
                 .open(&path)
                 .map_err(|e| Error::io(&path, e))?
         } else {
-            let mut text = Record::csv_header(top);
-            text.push('\n');
-            for r in existing {
-                text.push_str(&r.csv_line(top));
-                text.push('\n');
-            }
-            write_atomic(&path, text.as_bytes())?;
+            write_atomic(&path, Record::csv(existing, top).as_bytes())?;
             std::fs::OpenOptions::new()
                 .append(true)
                 .open(&path)

@@ -388,13 +388,10 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
         Some((q, s, o)) if q == ctx.quick => {
             write_atomic(&dir.join("spec.toml"), s.to_toml()?.as_bytes())?;
             let top = s.top();
-            let mut text = run::Record::csv_header(top);
-            text.push('\n');
-            for r in &o.records {
-                text.push_str(&r.csv_line(top));
-                text.push('\n');
-            }
-            write_atomic(&dir.join("metrics.csv"), text.as_bytes())?;
+            write_atomic(
+                &dir.join("metrics.csv"),
+                run::Record::csv(&o.records, top).as_bytes(),
+            )?;
             (s, o)
         }
         _ => {

@@ -429,6 +429,17 @@ impl Record {
         );
         h.join(",")
     }
+    /// A whole metrics.csv: the header and one line per record.
+    pub fn csv(records: &[Record], top: usize) -> String {
+        let mut text = Self::csv_header(top);
+        text.push('\n');
+        for r in records {
+            text.push_str(&r.csv_line(top));
+            text.push('\n');
+        }
+        text
+    }
+
     pub fn csv_line(&self, top: usize) -> String {
         let f = |x: f64| {
             if x.is_nan() {
