@@ -5,12 +5,12 @@
 use crate::backend::Backend;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::experiment::run::{OptState, Stepper, Stream, sam_edge};
+use crate::experiment::run::{OptState, Stepper, Stream, nan_null, sam_edge};
 use crate::experiment::spec::{OptKind, OptimizerSpec, Projection};
 use crate::nn::mlp::MlpSpec;
 
 /// What a control asks of the run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     /// Project every update from now on (Dom-, Bulk-) or stop projecting.
     Project(Projection),
@@ -26,32 +26,38 @@ pub enum Action {
 }
 
 /// A marked event on the plots.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Marker {
     pub step: usize,
     pub label: String,
 }
 
-/// One measured point.
-#[derive(Clone, Debug, Default)]
+/// One measured point. NaN (not measured) travels as JSON null (to the web page's worker).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Point {
     pub step: usize,
+    #[serde(deserialize_with = "nan_null")]
     pub loss: f64,
+    #[serde(deserialize_with = "nan_null")]
     pub accuracy: f64,
+    #[serde(deserialize_with = "nan_null")]
     pub chi: f64,
+    #[serde(deserialize_with = "nan_null")]
     pub chi_ema: f64,
     pub eigenvalues: Vec<f64>,
+    #[serde(deserialize_with = "nan_null")]
     pub edge: f64,
 }
 
 /// What the UI shows: history and status.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct History {
     pub points: Vec<Point>,
     pub markers: Vec<Marker>,
     pub step: usize,
     pub run_name: String,
     pub hvps_last: usize,
+    #[serde(deserialize_with = "nan_null")]
     pub worst_residual: f64,
     pub armed: Option<Projection>,
     pub k: usize,

@@ -1,12 +1,12 @@
 //! The sandbox app (eframe/egui): the 2-D toy and a live MNIST-5k run side by side, natively and
-//! in the browser. The state logic (`settings`, `toysim`, `live`) has no window and is unit-tested.
+//! in the browser (`web`). The state logic (`settings`, `toysim`, `live`) has no window and is unit-tested.
 
 pub mod live;
 pub mod settings;
 pub mod toysim;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod ui;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 pub mod worker;
 
 /// Test hook: after `after_s` seconds (and at least `min_mnist_steps` MNIST steps, or after
@@ -81,6 +81,18 @@ pub(crate) mod platform {
     }
 }
 
+#[cfg(target_arch = "wasm32")]
+pub(crate) mod platform {
+    use super::ui::SandboxApp;
+
+    pub fn after_frame(app: &mut SandboxApp, ctx: &egui::Context) {
+        super::web::after_frame(app, ctx);
+    }
+
+    /// The test hook is native only: the web page publishes its state instead.
+    pub fn finish(_app: &mut SandboxApp, _ctx: &egui::Context) {}
+}
+
 /// Open the desktop app. `auto` is the test hook (from SUBSPACE_LAB_APP_* variables).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn run_native(auto: Option<AutoExit>) -> crate::Result<()> {
@@ -103,7 +115,9 @@ pub fn run_native(auto: Option<AutoExit>) -> crate::Result<()> {
                     .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
                     .unwrap_or_default()
             };
-            Ok(Box::new(ui::SandboxApp::new(settings, Vec::new(), auto)))
+            let mut app = ui::SandboxApp::new(settings, Vec::new(), auto);
+            app.renderer = ui::RendererInfo::of(cc);
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| {

@@ -59,6 +59,40 @@ fn pct(v: &[f64], q: f64) -> f64 {
     s[((s.len() - 1) as f64 * q).round() as usize]
 }
 
+/// The renderer the app draws with (shown in the status line and the web page's state).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RendererInfo {
+    /// "WebGPU", "WebGL2", "Vulkan", …
+    pub api: String,
+    pub adapter: String,
+}
+
+impl RendererInfo {
+    pub fn of(cc: &eframe::CreationContext<'_>) -> RendererInfo {
+        match &cc.wgpu_render_state {
+            Some(rs) => {
+                let i = rs.adapter.get_info();
+                let api = match i.backend {
+                    wgpu::Backend::BrowserWebGpu => "WebGPU".to_string(),
+                    wgpu::Backend::Gl if cfg!(target_arch = "wasm32") => "WebGL2".to_string(),
+                    b => format!("{b:?}"),
+                };
+                // Browsers may hide the adapter's name: say what is known.
+                let adapter = [&i.name, &i.driver, &i.driver_info]
+                    .into_iter()
+                    .find(|x| !x.is_empty())
+                    .cloned()
+                    .unwrap_or_else(|| match (i.vendor, i.device) {
+                        (0, 0) => "adapter name hidden by the browser".into(),
+                        (v, d) => format!("vendor {v:#x} device {d:#x}"),
+                    });
+                RendererInfo { api, adapter }
+            }
+            None => RendererInfo::default(),
+        }
+    }
+}
+
 pub struct SandboxApp {
     pub settings: Settings,
     pub toy: ToySim,
@@ -76,6 +110,9 @@ pub struct SandboxApp {
     auto: Option<super::AutoExit>,
     started: web_time::Instant,
     screenshot_requested: bool,
+    pub renderer: RendererInfo,
+    /// The URL hash last written (web).
+    pub last_hash: Option<String>,
 }
 
 impl SandboxApp {
@@ -102,11 +139,18 @@ impl SandboxApp {
             auto,
             started: web_time::Instant::now(),
             screenshot_requested: false,
+            renderer: RendererInfo::default(),
+            last_hash: None,
         }
     }
 
     pub fn auto_exit(&self) -> Option<super::AutoExit> {
         self.auto.clone()
+    }
+
+    /// Frames drawn so far (of the last 100,000).
+    pub fn frames(&self) -> usize {
+        self.frame_ms.len()
     }
 
     pub fn frame_stats(&self) -> FrameStats {
@@ -401,18 +445,25 @@ impl SandboxApp {
             }
         });
         ui.horizontal_wrapped(|ui| {
-            ui.label("export to");
-            ui.text_edit_singleline(&mut self.export_dir);
-            if ui.button("export CSV/JSON/PNG + weights").clicked() {
-                self.worker
-                    .send(Cmd::Export(self.export_dir.clone().into()));
+            if cfg!(target_arch = "wasm32") {
+                if ui.button("download CSV/JSON + weights").clicked() {
+                    self.worker.send(Cmd::Export(String::new()));
+                }
+            } else {
+                ui.label("export to");
+                ui.text_edit_singleline(&mut self.export_dir);
+                if ui.button("export CSV/JSON/PNG + weights").clicked() {
+                    self.worker.send(Cmd::Export(self.export_dir.clone()));
+                }
             }
         });
         let h = &shared.history;
         ui.label(
             RichText::new(format!(
-                "{} · {} · step {} · {:.1} steps/s · {} HVPs last solve · worst Ritz residual {:.1e}{}",
+                "compute {} · drawing {} ({}) · {} · step {} · {:.1} steps/s · {} HVPs last solve · worst Ritz residual {:.1e}{}",
                 shared.backend,
+                self.renderer.api,
+                self.renderer.adapter,
                 h.run_name,
                 h.step,
                 shared.steps_per_sec,

@@ -1,26 +1,32 @@
-//! The MNIST run off the UI thread. Natively a worker thread owns the run and publishes a snapshot
-//! after every step; the UI only reads the snapshot (one short lock per frame), so a slow step or
-//! a long eigen solve never stalls a frame. On the web there are no threads: see `web_step`.
+//! The MNIST run off the UI thread. A `Driver` owns the run and applies the UI's commands between
+//! steps; the UI only reads a `Shared` snapshot. Natively the driver lives on a worker thread and
+//! the snapshot behind one short lock per frame; on the web it lives in a Web Worker and the
+//! snapshot arrives by message (`super::web`). Either way a slow step or a long eigen solve never
+//! stalls a frame.
 
 use super::live::{Action, History, LiveRun};
 use super::settings::Settings;
 use crate::backend::Backend;
 use crate::data::dataset::Dataset;
+use crate::data::mnist::{Mnist5k, Preprocess};
+use crate::experiment::run::Record;
 use crate::experiment::spec::{OptKind, OptimizerSpec};
 use crate::nn::mlp::MlpSpec;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
 
+/// What the UI asks of the run.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Cmd {
     Start,
     Pause,
     Reset(Settings),
     Act(Action),
-    Export(PathBuf),
+    /// Natively a directory to write into; on the web the files are downloaded.
+    Export(String),
 }
 
 /// What the UI reads each frame.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Shared {
     pub history: History,
     pub running: bool,
@@ -28,16 +34,6 @@ pub struct Shared {
     pub steps_per_sec: f64,
     /// Data loading, errors, export results.
     pub message: Option<String>,
-}
-
-pub struct Worker {
-    shared: Arc<Mutex<Shared>>,
-    tx: std::sync::mpsc::Sender<Cmd>,
-}
-
-fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
-    // A panic while holding the lock leaves plain data behind: keep using it.
-    s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 pub fn optimizer_of(s: &Settings) -> OptimizerSpec {
@@ -54,6 +50,7 @@ pub fn optimizer_of(s: &Settings) -> OptimizerSpec {
 /// A live run on whichever backend was chosen.
 pub enum AnyRun {
     Cpu(Box<LiveRun<crate::backend::cpu::CpuBackend<f32>>>),
+    #[cfg(not(target_arch = "wasm32"))]
     Gpu(Box<LiveRun<crate::backend::gpu::GpuBackend>>),
 }
 
@@ -61,6 +58,7 @@ macro_rules! with_run {
     ($r:expr, |$x:ident| $body:expr) => {
         match $r {
             AnyRun::Cpu($x) => $body,
+            #[cfg(not(target_arch = "wasm32"))]
             AnyRun::Gpu($x) => $body,
         }
     };
@@ -114,19 +112,9 @@ pub fn new_run_cpu(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
     )?)))
 }
 
-/// Export the run as the CLI does: metrics.csv, summary.json, metrics.png and the weights.
-pub fn export(run: &AnyRun, dir: &std::path::Path) -> crate::Result<String> {
-    use crate::experiment::output::write_atomic;
-    use crate::experiment::run::Record;
-    let h = run.history();
-    let top = h
-        .points
-        .iter()
-        .map(|p| p.eigenvalues.len())
-        .max()
-        .unwrap_or(0);
-    let records: Vec<Record> = h
-        .points
+/// The run's records as the CLI writes them (one per measured point).
+fn records(h: &History) -> Vec<Record> {
+    h.points
         .iter()
         .map(|p| Record {
             run: h.run_name.clone(),
@@ -147,11 +135,20 @@ pub fn export(run: &AnyRun, dir: &std::path::Path) -> crate::Result<String> {
             hvps: 0,
             worst_residual: f64::NAN,
         })
-        .collect();
-    write_atomic(
-        &dir.join("metrics.csv"),
-        Record::csv(&records, top).as_bytes(),
-    )?;
+        .collect()
+}
+
+/// The export as (file name, bytes): `metrics.csv`, `summary.json` and `weights.safetensors`,
+/// the same files the CLI writes (the PNG is drawn natively only).
+pub fn export_files(run: &AnyRun) -> crate::Result<Vec<(String, Vec<u8>)>> {
+    let h = run.history();
+    let top = h
+        .points
+        .iter()
+        .map(|p| p.eigenvalues.len())
+        .max()
+        .unwrap_or(0);
+    let csv = Record::csv(&records(h), top);
     let markers: Vec<serde_json::Value> = h
         .markers
         .iter()
@@ -162,169 +159,250 @@ pub fn export(run: &AnyRun, dir: &std::path::Path) -> crate::Result<String> {
         "backend": run.backend_name(), "run": h.run_name, "step": h.step, "k": h.k,
         "events": markers,
     });
-    let text = serde_json::to_string_pretty(&summary)
+    let json = serde_json::to_string_pretty(&summary)
         .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?;
-    write_atomic(&dir.join("summary.json"), text.as_bytes())?;
-    let first = h.markers.first().map(|m| m.step);
-    crate::experiment::plot::metrics_png(
-        &dir.join("metrics.png"),
-        &h.run_name,
-        &records,
-        h.k,
-        first,
-    )?;
-    crate::nn::weights::save(
-        &dir.join("weights.safetensors"),
+    let weights = crate::nn::weights::serialize(
+        std::path::Path::new("weights.safetensors"),
         run.spec(),
         run.theta(),
         crate::nn::weights::SaveDtype::F32,
     )?;
+    Ok(vec![
+        ("metrics.csv".into(), csv.into_bytes()),
+        ("summary.json".into(), json.into_bytes()),
+        ("weights.safetensors".into(), weights),
+    ])
+}
+
+/// Export the run as the CLI does: metrics.csv, summary.json, metrics.png and the weights.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn export(run: &AnyRun, dir: &std::path::Path) -> crate::Result<String> {
+    use crate::experiment::output::write_atomic;
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+    for (name, bytes) in export_files(run)? {
+        write_atomic(&dir.join(name), &bytes)?;
+    }
+    let h = run.history();
+    crate::experiment::plot::metrics_png(
+        &dir.join("metrics.png"),
+        &h.run_name,
+        &records(h),
+        h.k,
+        h.markers.first().map(|m| m.step),
+    )?;
     Ok(format!("exported to {}", dir.display()))
 }
 
-impl Worker {
-    pub fn spawn(settings: Settings) -> Worker {
-        let shared = Arc::new(Mutex::new(Shared {
-            message: Some("loading MNIST-5k…".into()),
+/// The run and its data, driven by the UI's commands: the same on a native thread and in a Web
+/// Worker.
+pub struct Driver {
+    mnist: Mnist5k,
+    data: Dataset,
+    pub run: AnyRun,
+    pub running: bool,
+    window: VecDeque<web_time::Instant>,
+    make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
+}
+
+impl Driver {
+    /// `make` builds a run on the platform's backend.
+    pub fn new(
+        mnist: Mnist5k,
+        s: &Settings,
+        make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
+    ) -> crate::Result<Driver> {
+        let data = mnist.dataset(Preprocess::Normalize, s.samples)?;
+        let run = make(s, &data)?;
+        Ok(Driver {
+            mnist,
+            data,
+            run,
             running: true,
-            ..Shared::default()
-        }));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sh = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("mnist-run".into())
-            .spawn(move || native_loop(settings, sh, rx));
-        if let Err(e) = spawned {
-            lock(&shared).message = Some(format!("cannot start the training thread: {e}"));
-        }
-        Worker { shared, tx }
-    }
-    pub fn send(&self, c: Cmd) {
-        // The thread only ends when the app does; a send error then is harmless.
-        let _ = self.tx.send(c);
-    }
-    pub fn snapshot(&self) -> Shared {
-        lock(&self.shared).clone()
-    }
-}
-
-fn native_data(s: &Settings) -> crate::Result<Dataset> {
-    use crate::data::mnist;
-    let dir = mnist::data_dir()?;
-    let (m, _) = mnist::load_or_fetch(&dir, &mut |_| {})?;
-    m.dataset(mnist::Preprocess::Normalize, s.samples)
-}
-
-fn native_run(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
-    use crate::backend::gpu::{GpuBackend, GpuOptions};
-    // A real GPU if there is one; a software adapter would be slower than the CPU backend.
-    let force_cpu = std::env::var("SUBSPACE_LAB_APP_BACKEND").as_deref() == Ok("cpu");
-    if !force_cpu
-        && let Ok(g) = GpuBackend::new(GpuOptions {
-            allow_software: false,
+            window: VecDeque::new(),
+            make,
         })
-    {
-        return Ok(AnyRun::Gpu(Box::new(live(g, s, data)?)));
     }
-    new_run_cpu(s, data)
-}
 
-fn native_loop(settings: Settings, shared: Arc<Mutex<Shared>>, rx: std::sync::mpsc::Receiver<Cmd>) {
-    let data = match native_data(&settings) {
-        Ok(d) => d,
-        Err(e) => {
-            let mut s = lock(&shared);
-            s.running = false;
-            s.message = Some(format!(
-                "MNIST-5k is not available ({e}). Run `subspace-lab data fetch` (needs npm or network once), then reset. The toy runs without it."
-            ));
-            return;
-        }
-    };
-    let mut run = match native_run(&settings, &data) {
-        Ok(r) => r,
-        Err(e) => {
-            let mut s = lock(&shared);
-            s.running = false;
-            s.message = Some(format!("cannot start the run: {e}"));
-            return;
-        }
-    };
-    {
-        let mut s = lock(&shared);
-        s.backend = run.backend_name();
-        s.message = None;
-        s.history = run.history().clone();
-    }
-    let mut running = true;
-    let mut window: std::collections::VecDeque<web_time::Instant> = Default::default();
-    loop {
-        let cmd = if running {
-            match rx.try_recv() {
-                Ok(c) => Some(c),
-                Err(std::sync::mpsc::TryRecvError::Empty) => None,
-                Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
-            }
-        } else {
-            match rx.recv() {
-                Ok(c) => Some(c),
-                Err(_) => return,
-            }
-        };
-        let mut msg = None;
+    /// Apply a command (not `Export`, which the platform writes or downloads); a message for the
+    /// status line if there is one.
+    pub fn handle(&mut self, cmd: Cmd) -> Option<String> {
         match cmd {
-            Some(Cmd::Start) => running = true,
-            Some(Cmd::Pause) => running = false,
-            Some(Cmd::Reset(s)) => {
-                let data = if s.samples == data.n {
-                    Ok(data.clone())
+            Cmd::Start => self.running = true,
+            Cmd::Pause => self.running = false,
+            Cmd::Reset(s) => {
+                let data = if s.samples == self.data.n {
+                    Ok(self.data.clone())
                 } else {
-                    native_data(&s)
+                    self.mnist.dataset(Preprocess::Normalize, s.samples)
                 };
-                match data.and_then(|d| native_run(&s, &d)) {
-                    Ok(r) => {
-                        run = r;
-                        window.clear();
+                match data.and_then(|d| Ok(((self.make)(&s, &d)?, d))) {
+                    Ok((r, d)) => {
+                        self.run = r;
+                        self.data = d;
+                        self.window.clear();
                     }
-                    Err(e) => msg = Some(format!("reset failed: {e}")),
+                    Err(e) => return Some(format!("reset failed: {e}")),
                 }
             }
-            Some(Cmd::Act(a)) => {
-                if let Err(e) = run.apply(a) {
-                    msg = Some(e.to_string());
+            Cmd::Act(a) => {
+                if let Err(e) = self.run.apply(a) {
+                    return Some(e.to_string());
                 }
             }
-            Some(Cmd::Export(dir)) => {
-                msg = Some(match export(&run, &dir) {
-                    Ok(m) => m,
-                    Err(e) => format!("export failed: {e}"),
-                });
-            }
-            None => {}
+            Cmd::Export(_) => {}
         }
-        if running {
-            if let Err(e) = run.step() {
-                running = false;
-                msg = Some(format!("{e} — paused; reset or lower η"));
-            }
-            let now = web_time::Instant::now();
-            window.push_back(now);
-            while window.len() > 20 {
-                window.pop_front();
-            }
+        None
+    }
+
+    /// One step if running; a message if it failed (the run is then paused).
+    pub fn tick(&mut self) -> Option<String> {
+        if !self.running {
+            return None;
         }
-        let sps = match (window.front(), window.back()) {
-            (Some(a), Some(b)) if window.len() > 1 => {
-                (window.len() - 1) as f64 / b.duration_since(*a).as_secs_f64().max(1e-9)
+        if let Err(e) = self.run.step() {
+            self.running = false;
+            return Some(format!("{e} — paused; reset or lower η"));
+        }
+        self.window.push_back(web_time::Instant::now());
+        while self.window.len() > 20 {
+            self.window.pop_front();
+        }
+        None
+    }
+
+    /// Steps per second over the last 20 steps.
+    pub fn steps_per_sec(&self) -> f64 {
+        match (self.window.front(), self.window.back()) {
+            (Some(a), Some(b)) if self.window.len() > 1 => {
+                (self.window.len() - 1) as f64 / b.duration_since(*a).as_secs_f64().max(1e-9)
             }
             _ => 0.0,
-        };
-        let mut s = lock(&shared);
-        s.history = run.history().clone();
-        s.running = running;
-        s.steps_per_sec = sps;
+        }
+    }
+
+    /// Write the run's state into the snapshot (keeping its message unless `msg` replaces it).
+    pub fn publish(&self, s: &mut Shared, msg: Option<String>) {
+        s.history = self.run.history().clone();
+        s.running = self.running;
+        s.steps_per_sec = self.steps_per_sec();
+        s.backend = self.run.backend_name();
         if msg.is_some() {
             s.message = msg;
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use super::web::Worker;
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::Worker;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// The native worker: a thread owning the `Driver`.
+    pub struct Worker {
+        shared: Arc<Mutex<Shared>>,
+        tx: std::sync::mpsc::Sender<Cmd>,
+    }
+
+    fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves plain data behind: keep using it.
+        s.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    impl Worker {
+        pub fn spawn(settings: Settings) -> Worker {
+            let shared = Arc::new(Mutex::new(Shared {
+                message: Some("loading MNIST-5k…".into()),
+                running: true,
+                ..Shared::default()
+            }));
+            let (tx, rx) = std::sync::mpsc::channel();
+            let sh = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("mnist-run".into())
+                .spawn(move || native_loop(settings, sh, rx));
+            if let Err(e) = spawned {
+                lock(&shared).message = Some(format!("cannot start the training thread: {e}"));
+            }
+            Worker { shared, tx }
+        }
+        pub fn send(&self, c: Cmd) {
+            // The thread only ends when the app does; a send error then is harmless.
+            let _ = self.tx.send(c);
+        }
+        pub fn snapshot(&self) -> Shared {
+            lock(&self.shared).clone()
+        }
+    }
+
+    fn native_run(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
+        use crate::backend::gpu::{GpuBackend, GpuOptions};
+        // A real GPU if there is one; a software adapter would be slower than the CPU backend.
+        let force_cpu = std::env::var("SUBSPACE_LAB_APP_BACKEND").as_deref() == Ok("cpu");
+        if !force_cpu
+            && let Ok(g) = GpuBackend::new(GpuOptions {
+                allow_software: false,
+            })
+        {
+            return Ok(AnyRun::Gpu(Box::new(live(g, s, data)?)));
+        }
+        new_run_cpu(s, data)
+    }
+
+    fn native_loop(
+        settings: Settings,
+        shared: Arc<Mutex<Shared>>,
+        rx: std::sync::mpsc::Receiver<Cmd>,
+    ) {
+        use crate::data::mnist;
+        let fail = |msg: String| {
+            let mut s = lock(&shared);
+            s.running = false;
+            s.message = Some(msg);
+        };
+        let m = match mnist::data_dir().and_then(|d| mnist::load_or_fetch(&d, &mut |_| {})) {
+            Ok((m, _)) => m,
+            Err(e) => {
+                return fail(format!(
+                    "MNIST-5k is not available ({e}). Run `subspace-lab data fetch` (needs npm or network once), then restart. The toy runs without it."
+                ));
+            }
+        };
+        let mut d = match Driver::new(m, &settings, native_run) {
+            Ok(d) => d,
+            Err(e) => return fail(format!("cannot start the run: {e}")),
+        };
+        lock(&shared).message = None;
+        d.publish(&mut lock(&shared), None);
+        loop {
+            let cmd = if d.running {
+                match rx.try_recv() {
+                    Ok(c) => Some(c),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => None,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match rx.recv() {
+                    Ok(c) => Some(c),
+                    Err(_) => return,
+                }
+            };
+            let mut msg = match cmd {
+                Some(Cmd::Export(dir)) => Some(match export(&d.run, dir.as_ref()) {
+                    Ok(m) => m,
+                    Err(e) => format!("export failed: {e}"),
+                }),
+                Some(c) => d.handle(c),
+                None => None,
+            };
+            if let Some(m) = d.tick() {
+                msg = Some(m);
+            }
+            d.publish(&mut lock(&shared), msg);
         }
     }
 }

@@ -321,24 +321,35 @@ pub fn load_cache(path: &Path) -> Result<Option<Mnist5k>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path, e)),
     };
-    let want = CACHE_MAGIC.len() + N * D + N;
-    if bytes.len() != want || !bytes.starts_with(CACHE_MAGIC) {
-        return Err(Error::data(
-            path,
-            format!(
-                "{} bytes, not a subspace-lab MNIST-5k cache ({want} bytes): delete it and run `subspace-lab data fetch`",
-                bytes.len()
-            ),
-        ));
-    }
-    let h = CACHE_MAGIC.len();
-    let m = Mnist5k {
-        images: bytes[h..h + N * D].to_vec(),
-        labels: bytes[h + N * D..].to_vec(),
-    };
-    m.verify(&path.display().to_string())?;
-    Ok(Some(m))
+    Mnist5k::from_cache_bytes(&bytes, path).map(Some)
 }
+
+impl Mnist5k {
+    /// Parse and verify the cache format (the web page's `mnist5k-v1.bin` asset is the same file);
+    /// `path` only names the origin in errors.
+    pub fn from_cache_bytes(bytes: &[u8], path: &Path) -> Result<Mnist5k> {
+        let want = CACHE_MAGIC.len() + N * D + N;
+        if bytes.len() != want || !bytes.starts_with(CACHE_MAGIC) {
+            return Err(Error::data(
+                path,
+                format!(
+                    "{} bytes, not a subspace-lab MNIST-5k cache ({want} bytes): delete it and run `subspace-lab data fetch`",
+                    bytes.len()
+                ),
+            ));
+        }
+        let h = CACHE_MAGIC.len();
+        let m = Mnist5k {
+            images: bytes[h..h + N * D].to_vec(),
+            labels: bytes[h + N * D..].to_vec(),
+        };
+        m.verify(&path.display().to_string())?;
+        Ok(m)
+    }
+}
+
+/// The name of the cache file, which is also the web page's MNIST asset.
+pub const ASSET_NAME: &str = CACHE_FILE;
 
 /// Write the cache atomically: a temporary file in the same directory, synced, then renamed.
 pub fn write_cache(path: &Path, m: &Mnist5k) -> Result<()> {

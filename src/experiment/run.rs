@@ -25,7 +25,9 @@ pub const DOM_MAX_FRACTION: f64 = 0.25;
 pub const BULK_MIN_FRACTION: f64 = 0.75;
 
 /// serde_json writes NaN as null: read null back as NaN (checkpoints hold unmeasured metrics).
-fn nan_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+pub(crate) fn nan_null<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<f64, D::Error> {
     use serde::Deserialize;
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }

@@ -19,6 +19,19 @@ pub enum SaveDtype {
 
 /// Save θ of `spec` to `path` (atomically: a temporary file, then a rename).
 pub fn save(path: &Path, spec: &MlpSpec, theta: &[f64], dtype: SaveDtype) -> Result<()> {
+    let bytes = serialize(path, spec, theta, dtype)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    std::io::Write::write_all(tmp.as_file_mut(), &bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
+
+/// θ of `spec` as safetensors bytes (PyTorch names); `path` only names the file in errors.
+pub fn serialize(path: &Path, spec: &MlpSpec, theta: &[f64], dtype: SaveDtype) -> Result<Vec<u8>> {
     if theta.len() != spec.num_params() {
         return Err(Error::Shape(format!(
             "θ has {} entries, network has {}",
@@ -61,18 +74,10 @@ pub fn save(path: &Path, spec: &MlpSpec, theta: &[f64], dtype: SaveDtype) -> Res
         ("activation".to_string(), spec.activation.name().to_string()),
         ("format".to_string(), "pt".to_string()),
     ]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| Error::Weights {
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Weights {
         path: path.into(),
         msg: e.to_string(),
-    })?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    std::io::Write::write_all(tmp.as_file_mut(), &bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    })
 }
 
 fn to_bytes(x: &[f64], dtype: SaveDtype) -> Vec<u8> {

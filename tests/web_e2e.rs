@@ -1,0 +1,216 @@
+//! The web page end to end: trunk builds it (with MNIST-5k copied in by `data web-asset`), a static
+//! server on 127.0.0.1 serves it, and headless Chromium (driven by `web/e2e.mjs` through
+//! playwright-core) opens it twice: with WebGPU, and with WebGPU disabled (WebGL2 drawing, CPU
+//! compute). Each run asserts that the renderer's adapter was found and that both panels advanced.
+//!
+//! Needs trunk 0.21.14, wasm-bindgen-cli 0.2.130, node with `web/node_modules/playwright-core` and
+//! Debian's chromium (`.ci/run` installs them). Without them the test says what is missing and
+//! passes, unless SUBSPACE_LAB_REQUIRE_WEB=1 (as in CI), where it fails.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn have(cmd: &str, arg: &str) -> bool {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn missing_tools() -> Vec<String> {
+    let mut miss = Vec::new();
+    if !have("trunk", "--version") {
+        miss.push("trunk (cargo install trunk --version 0.21.14 --locked)".to_string());
+    }
+    if !have("wasm-bindgen", "--version") {
+        miss.push("wasm-bindgen (cargo install wasm-bindgen-cli --version 0.2.130)".into());
+    }
+    if !have("node", "--version") {
+        miss.push("node".into());
+    }
+    if !root().join("web/node_modules/playwright-core").is_dir() {
+        miss.push("playwright-core (npm ci --prefix web)".into());
+    }
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        miss.push(format!("chromium at {chromium} (apt install chromium)"));
+    }
+    miss
+}
+
+fn content_type(p: &Path) -> &'static str {
+    match p.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") | Some("mjs") => "text/javascript",
+        Some("wasm") => "application/wasm",
+        Some("css") => "text/css",
+        _ => "application/octet-stream",
+    }
+}
+
+/// One request: GET a file under `dir` (no directory escapes), or 404.
+fn serve(mut s: TcpStream, dir: &Path) {
+    let mut line = String::new();
+    let mut r = BufReader::new(match s.try_clone() {
+        Ok(c) => c,
+        Err(_) => return,
+    });
+    if r.read_line(&mut line).is_err() {
+        return;
+    }
+    // Drain the headers.
+    let mut h = String::new();
+    while r.read_line(&mut h).map(|n| n > 2).unwrap_or(false) {
+        h.clear();
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("/");
+    let path = path.split(['?', '#']).next().unwrap_or("/");
+    let rel = path.trim_start_matches('/');
+    let rel = if rel.is_empty() { "index.html" } else { rel };
+    let file = dir.join(rel);
+    let ok = !rel.split('/').any(|c| c == "..") && file.is_file();
+    let (status, body, ty) = if ok {
+        match std::fs::read(&file) {
+            Ok(b) => ("200 OK", b, content_type(&file)),
+            Err(_) => ("500 Internal Server Error", Vec::new(), "text/plain"),
+        }
+    } else {
+        ("404 Not Found", b"not found".to_vec(), "text/plain")
+    };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {ty}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(head.as_bytes());
+    let _ = s.write_all(&body);
+}
+
+fn start_server(dir: PathBuf) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let addr = l.local_addr().expect("local addr");
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let d = dir.clone();
+            std::thread::spawn(move || serve(s, &d));
+        }
+    });
+    format!("http://{addr}/")
+}
+
+fn run_browser(url: &str, mode: &str, shot: &Path) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(root().join("web/e2e.mjs"))
+        .args([url, mode])
+        .arg(shot)
+        .args(["3", "420"])
+        .output()
+        .expect("run node web/e2e.mjs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "{mode}: e2e.mjs printed no JSON ({e}): {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{mode}: the page did not pass: {}",
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    );
+    v
+}
+
+#[test]
+fn web_page_runs_on_webgpu_and_on_the_fallback() {
+    let miss = missing_tools();
+    if !miss.is_empty() {
+        let msg = format!("web e2e test needs: {}", miss.join(", "));
+        if std::env::var("SUBSPACE_LAB_REQUIRE_WEB").as_deref() == Ok("1") {
+            panic!("{msg}");
+        }
+        eprintln!("skipped: {msg}");
+        return;
+    }
+    let root = root();
+    // MNIST-5k next to the page (the documented build step).
+    let st = Command::new(env!("CARGO_BIN_EXE_subspace-lab"))
+        .args(["data", "web-asset", "--out"])
+        .arg(root.join("web/assets"))
+        .status()
+        .expect("run subspace-lab data web-asset");
+    assert!(st.success(), "data web-asset failed");
+    // A separate target directory: this test runs while `cargo test` holds the main one.
+    let dist = root.join("target/web-e2e/dist");
+    let st = Command::new("trunk")
+        .current_dir(&root)
+        .args(["build", "--release", "--dist"])
+        .arg(&dist)
+        .env("CARGO_TARGET_DIR", root.join("target/web-e2e/cargo"))
+        .status()
+        .expect("run trunk build");
+    assert!(st.success(), "trunk build failed");
+    for f in [
+        "index.html",
+        "subspace-lab.js",
+        "subspace-lab_bg.wasm",
+        "worker.js",
+    ] {
+        assert!(dist.join(f).is_file(), "trunk did not write {f}");
+    }
+    assert!(dist.join("assets/mnist5k-v1.bin").is_file());
+
+    let url = format!("{}#n=200&k=2&eig=5", start_server(dist.clone()));
+    let shots = root.join("target/web-e2e");
+    for mode in ["webgpu", "fallback"] {
+        let v = run_browser(&url, mode, &shots.join(format!("web-{mode}.png")));
+        let s = &v["state"];
+        eprintln!("{mode}: {}", serde_json::to_string(s).unwrap_or_default());
+        assert!(
+            s["toy_steps"].as_u64().unwrap_or(0) > 0,
+            "{mode}: toy did not advance"
+        );
+        assert!(
+            s["mnist_steps"].as_u64().unwrap_or(0) >= 3,
+            "{mode}: MNIST run did not advance"
+        );
+        let backend = s["backend"].as_str().unwrap_or("");
+        assert!(
+            backend.contains("cpu-f32") && backend.contains("Web Worker"),
+            "{mode}: compute backend {backend}"
+        );
+        assert_not_blank(&shots.join(format!("web-{mode}.png")));
+    }
+}
+
+/// Many distinct colours, and a good share of pixels away from the background.
+fn assert_not_blank(shot: &Path) {
+    let img = image::open(shot).expect("read the screenshot").to_rgba8();
+    let bg = *img.get_pixel(img.width() - 2, img.height() - 2);
+    let mut colours = std::collections::HashSet::new();
+    let mut differing = 0usize;
+    for p in img.pixels() {
+        colours.insert(p.0);
+        if p.0 != bg.0 {
+            differing += 1;
+        }
+    }
+    let frac = differing as f64 / (img.width() * img.height()) as f64;
+    assert!(
+        colours.len() > 100,
+        "{}: {} colours",
+        shot.display(),
+        colours.len()
+    );
+    assert!(
+        frac > 0.05,
+        "{}: only {frac:.3} of the pixels differ from the background",
+        shot.display()
+    );
+}

@@ -1,0 +1,65 @@
+// End-to-end check of the web page in headless Chromium (playwright-core, Debian's chromium).
+//   node web/e2e.mjs URL MODE SCREENSHOT.png [MIN_MNIST_STEPS] [TIMEOUT_S]
+// MODE "webgpu": the WebGPU flags (SwiftShader's Vulkan), asserts the page drew with WebGPU.
+// MODE "fallback": WebGPU disabled, asserts the page drew with WebGL2.
+// Both assert that the toy and the MNIST run advanced (read from window.subspace_lab_state,
+// which the app publishes) and print the final state as JSON on stdout.
+import { chromium } from 'playwright-core';
+
+const [url, mode, shot, minStepsArg, timeoutArg] = process.argv.slice(2);
+if (!url || !['webgpu', 'fallback'].includes(mode) || !shot) {
+  console.error('usage: node web/e2e.mjs URL webgpu|fallback SCREENSHOT.png [MIN_MNIST_STEPS] [TIMEOUT_S]');
+  process.exit(2);
+}
+const minSteps = Number(minStepsArg ?? 3);
+const timeoutMs = 1000 * Number(timeoutArg ?? 240);
+const common = ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
+const args = mode === 'webgpu'
+  ? [...common, '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader']
+  : [...common, '--disable-features=WebGPU,Vulkan'];
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+  headless: true,
+  args,
+});
+let failed = null;
+let state = null;
+const logs = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1500, height: 900 } });
+  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  await page.goto(url);
+  const t0 = Date.now();
+  for (;;) {
+    const raw = await page.evaluate(() => window.subspace_lab_state ?? null);
+    state = raw ? JSON.parse(raw) : null;
+    if (state && state.toy_steps > 0 && state.mnist_steps >= minSteps) break;
+    if (state && state.message && /not available|could not|failed|not on this server/.test(state.message)) {
+      failed = `the MNIST run reports: ${state.message}`;
+      break;
+    }
+    if (Date.now() - t0 > timeoutMs) {
+      failed = `timed out after ${timeoutMs / 1000} s waiting for ${minSteps} MNIST steps`;
+      break;
+    }
+    await page.waitForTimeout(500);
+  }
+  // Let a few more frames draw the latest snapshot, then keep a picture of the page.
+  await page.waitForTimeout(1000);
+  const raw = await page.evaluate(() => window.subspace_lab_state ?? null);
+  if (raw) state = JSON.parse(raw);
+  await page.screenshot({ path: shot });
+  const want = mode === 'webgpu' ? 'WebGPU' : 'WebGL2';
+  if (!failed && state?.renderer?.api !== want) {
+    failed = `expected the page to draw with ${want}, it reports ${JSON.stringify(state?.renderer)}`;
+  }
+  if (!failed && !state.renderer.adapter) failed = 'no adapter name reported';
+} catch (e) {
+  failed = `${e}`;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify({ mode, ok: !failed, error: failed, state, console: logs.slice(-30) }, null, 1));
+process.exit(failed ? 1 : 0);
