@@ -1,5 +1,5 @@
 // End-to-end check of the web page in headless Chromium (playwright-core, Debian's chromium).
-//   node web/e2e.mjs URL MODE SCREENSHOT.png [MIN_MNIST_STEPS] [TIMEOUT_S]
+//   [E2E_MIN_SECONDS=S] node web/e2e.mjs URL MODE SCREENSHOT.png [MIN_MNIST_STEPS] [TIMEOUT_S]
 // MODE "webgpu": the WebGPU flags (SwiftShader's Vulkan), asserts the page drew with WebGPU.
 // MODE "fallback": WebGPU disabled, asserts the page drew with WebGL2.
 // Both assert that the toy and the MNIST run advanced (read from window.subspace_lab_state,
@@ -13,6 +13,8 @@ if (!url || !['webgpu', 'fallback'].includes(mode) || !shot) {
 }
 const minSteps = Number(minStepsArg ?? 3);
 const timeoutMs = 1000 * Number(timeoutArg ?? 240);
+// For measurements: keep the page running at least this long (frame times, steps/s).
+const minMs = 1000 * Number(process.env.E2E_MIN_SECONDS ?? 0);
 const common = ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
 const args = mode === 'webgpu'
   ? [...common, '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader']
@@ -35,7 +37,8 @@ try {
   for (;;) {
     const raw = await page.evaluate(() => window.subspace_lab_state ?? null);
     state = raw ? JSON.parse(raw) : null;
-    if (state && state.toy_steps > 0 && state.mnist_steps >= minSteps) break;
+    const enough = Date.now() - t0 >= minMs;
+    if (enough && state && state.toy_steps > 0 && state.mnist_steps >= minSteps) break;
     if (state && state.message && /not available|could not|failed|not on this server/.test(state.message)) {
       failed = `the MNIST run reports: ${state.message}`;
       break;

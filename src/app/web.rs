@@ -363,8 +363,23 @@ async fn worker_loop(scope: &web_sys::DedicatedWorkerGlobalScope) -> Result<(), 
                 c => d.handle(c).or(msg),
             };
         }
+        if d.running && d.run.history().points.is_empty() {
+            // The first spectrum is a cold Lanczos solve: say why nothing is drawn yet.
+            shared.message = Some(format!(
+                "computing the first spectrum (top-{} Hessian eigenpairs on {} samples, single-threaded wasm): a minute or two at n = 5000; #n=1000 in the URL is 5× faster",
+                2 * d.run.history().k,
+                d.samples()
+            ));
+            post_snapshot(scope, &shared);
+            sleep(scope, 0).await;
+        }
+        let first = d.run.history().points.is_empty();
         if let Some(m) = d.tick() {
             msg = Some(m);
+        }
+        if first && !d.run.history().points.is_empty() && msg.is_none() {
+            shared.message = None;
+            changed = true;
         }
         let due = last_post.is_none_or(|t| t.elapsed().as_millis() >= 100);
         if changed || msg.is_some() || due {

@@ -270,6 +270,11 @@ impl Driver {
         None
     }
 
+    /// Training samples of the run.
+    pub fn samples(&self) -> usize {
+        self.data.n
+    }
+
     /// Steps per second over the last 20 steps.
     pub fn steps_per_sec(&self) -> f64 {
         match (self.window.front(), self.window.back()) {
