@@ -115,3 +115,103 @@ fn live_run_actions_branch_and_mark() {
     );
     assert_eq!(run.optimizer().name, OptKind::Gd);
 }
+
+/// The MNIST run's driver (the same on the native thread and in the web page's worker): commands
+/// between steps, a reset to another sample count, and the page↔worker JSON boundary, NaN
+/// ("not measured") included.
+#[test]
+fn driver_commands_and_the_worker_message_boundary() {
+    use subspace_lab::app::worker::{Cmd, Driver, Shared, export_files, new_run_cpu};
+    use subspace_lab::data::mnist::Mnist5k;
+    // Synthetic pixels and labels in the cache layout (the driver does not care where they came from).
+    let mnist = Mnist5k {
+        images: (0..5000 * 784).map(|i| ((i * 37) % 251) as u8).collect(),
+        labels: (0..5000).map(|i| (i % 10) as u8).collect(),
+    };
+    let s = Settings {
+        samples: 100,
+        batch: 20,
+        k: 2,
+        eigen_every: 2,
+        ..Settings::default()
+    };
+    let mut d = Driver::new(mnist, &s, new_run_cpu).unwrap();
+    for _ in 0..3 {
+        assert!(d.tick().is_none());
+    }
+    assert_eq!(d.run.history().step, 3);
+    assert_eq!(d.run.history().points.len(), 2, "spectra at steps 0 and 2");
+    d.handle(Cmd::Pause);
+    d.tick();
+    assert_eq!(d.run.history().step, 3, "paused: no step");
+    d.handle(Cmd::Start);
+    d.handle(Cmd::Act(Action::Project(Projection::Dominant)));
+    d.tick();
+    assert_eq!(d.run.history().run_name, "Dom-SGD");
+    assert_eq!(d.run.history().markers.len(), 1);
+
+    // Every command crosses the boundary as JSON and comes back equal.
+    let cmds = vec![
+        Cmd::Start,
+        Cmd::Pause,
+        Cmd::Reset(s.clone()),
+        Cmd::Act(Action::SetOptimizer(OptimizerSpec::sgd(0.02, 10))),
+        Cmd::Act(Action::ArmAuto(Projection::Bulk)),
+        Cmd::Export(String::new()),
+    ];
+    for c in cmds {
+        let t = serde_json::to_string(&c).unwrap();
+        let back: Cmd = serde_json::from_str(&t).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{c:?}"), "{t}");
+    }
+    // The snapshot too, with NaN travelling as null and coming back as NaN.
+    let mut sh = Shared::default();
+    d.publish(&mut sh, Some("hello".into()));
+    sh.history.points[0].edge = f64::NAN;
+    let t = serde_json::to_string(&sh).unwrap();
+    let back: Shared = serde_json::from_str(&t).unwrap();
+    assert_eq!(back.message.as_deref(), Some("hello"));
+    assert_eq!(back.history.step, 4);
+    assert_eq!(back.history.markers, sh.history.markers);
+    assert!(back.history.points[0].edge.is_nan());
+    for (a, b) in back.history.points.iter().zip(&sh.history.points) {
+        assert_eq!(a.loss.to_bits(), b.loss.to_bits());
+        assert_eq!(a.eigenvalues, b.eigenvalues);
+    }
+
+    // The web page's export: the CLI's CSV, the summary, and weights that load back.
+    let files = export_files(&d.run).unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        names,
+        ["metrics.csv", "summary.json", "weights.safetensors"]
+    );
+    let csv = String::from_utf8(files[0].1.clone()).unwrap();
+    assert_eq!(csv.lines().count(), 1 + d.run.history().points.len());
+    let (spec, theta) = subspace_lab::nn::weights::load_bytes(
+        &files[2].1,
+        std::path::Path::new("weights.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(spec.num_params(), d.run.theta().len());
+    for (a, b) in theta.iter().zip(d.run.theta()) {
+        assert_eq!(*a as f32, *b as f32);
+    }
+
+    // A reset to another sample count starts over on the new data.
+    assert!(
+        d.handle(Cmd::Reset(Settings {
+            samples: 50,
+            ..s.clone()
+        }))
+        .is_none()
+    );
+    assert_eq!(d.samples(), 50);
+    assert_eq!(d.run.history().step, 0);
+    d.tick();
+    assert_eq!(d.run.history().step, 1);
+    // A bad reset keeps the current run and says why.
+    let msg = d.handle(Cmd::Reset(Settings { k: 0, ..s }));
+    assert!(msg.is_some_and(|m| m.contains("reset failed")));
+    assert_eq!(d.samples(), 50);
+}

@@ -308,3 +308,33 @@ fn auto_falls_back_to_cpu_without_a_real_gpu() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["backend"], "cpu-f64");
 }
+
+/// `data web-asset`: the verified cache copied for the web page, readable by any server user, and
+/// parsing back through the page's own reader.
+#[test]
+fn data_web_asset_writes_the_page_asset() {
+    if !data_available() {
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let dest = out.path().join("assets");
+    let o = bin()
+        .args(["data", "web-asset", "--out"])
+        .arg(&dest)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = dest.join(subspace_lab::data::mnist::ASSET_NAME);
+    let bytes = std::fs::read(&f).unwrap();
+    let m = subspace_lab::data::mnist::Mnist5k::from_cache_bytes(&bytes, &f).unwrap();
+    assert_eq!(&m.labels[..10], &[5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+        assert_eq!(mode & 0o044, 0o044, "world-readable: {mode:o}");
+    }
+    // A truncated asset is refused with a message saying what to do.
+    let e = subspace_lab::data::mnist::Mnist5k::from_cache_bytes(&bytes[..1000], &f).unwrap_err();
+    assert!(e.to_string().contains("data fetch"), "{e}");
+}
