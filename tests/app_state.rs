@@ -57,6 +57,8 @@ fn toy_paths_follow_the_exact_toy_and_mark_switches() {
     sim.advance(300, 1e-4, 100.0);
     assert_eq!(sim.b.y, y);
     assert_eq!(sim.b.switches, vec![500]);
+    // The path plot marks the switch where it happened.
+    assert_eq!(sim.b.switch_points, vec![[sgd[500].x, sgd[500].y]]);
     // A divergent step size stops the path instead of filling it with NaN.
     let mut wild = ToySim::new(ToyMethod::Gd, ToyMethod::Sgd, 1.0, 1.0, 0);
     wild.advance(1000, 0.01, 100.0);

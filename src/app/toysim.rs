@@ -20,6 +20,8 @@ pub struct ToyPath {
     pub chi: Vec<[f64; 2]>,
     /// Steps where the method was switched.
     pub switches: Vec<usize>,
+    /// (x, y) where the method was switched (the path plot's marks; `path` is thinned).
+    pub switch_points: Vec<[f64; 2]>,
     pub diverged: bool,
 }
 
@@ -34,6 +36,7 @@ impl ToyPath {
             path: vec![[x0, y0]],
             chi: vec![[0.0, toy::chi1(x0, y0)]],
             switches: Vec::new(),
+            switch_points: Vec::new(),
             diverged: false,
         }
     }
@@ -64,6 +67,7 @@ impl ToyPath {
         if m != self.method {
             self.method = m;
             self.switches.push(self.step);
+            self.switch_points.push([self.x, self.y]);
         }
     }
 

@@ -313,6 +313,21 @@ impl SandboxApp {
                     )
                     .color(PATH_B),
                 );
+                // Where each path switched method ("switch now").
+                for (path, c) in [(a, PATH_A), (b, PATH_B)] {
+                    if !path.switch_points.is_empty() {
+                        p.points(
+                            egui_plot::Points::new(
+                                "switch",
+                                PlotPoints::from(path.switch_points.clone()),
+                            )
+                            .shape(egui_plot::MarkerShape::Diamond)
+                            .radius(6.0)
+                            .filled(false)
+                            .color(c),
+                        );
+                    }
+                }
             });
         Plot::new("toy-chi")
             .height(h * 0.4)
