@@ -426,3 +426,28 @@ fn oversized_buffers_are_clear_errors() {
     let e = g.zeros(40 << 20).unwrap_err().to_string();
     assert!(e.contains("exceeds") && e.contains("--backend cpu"), "{e}");
 }
+
+/// A backend on a device opened elsewhere (the desktop app shares its renderer's this way) computes
+/// what the backend on its own device does.
+#[test]
+fn a_shared_device_computes_the_same() {
+    let Some(g) = gpu() else { return };
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let name = g.adapter_description();
+    let Some(adapter) = adapters
+        .into_iter()
+        .find(|a| name.contains(&a.get_info().name))
+    else {
+        panic!("the adapter of {name} is not listed again");
+    };
+    let (device, queue) =
+        pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor::default())).unwrap();
+    let shared = GpuBackend::on_device(device, queue, adapter.get_info()).unwrap();
+    let s = (false, true, 40, 30, 50, 1.0, 0.0);
+    let (a, b, c0) = (rand(40 * 50, 11), rand(30 * 50, 12), rand(40 * 30, 13));
+    let mine = gemm_on(&shared, s, (&a, 0), (&b, 0), (&c0, 0));
+    let theirs = gemm_on(&g, s, (&a, 0), (&b, 0), (&c0, 0));
+    assert_eq!(mine, theirs, "same kernels on the same adapter: identical results");
+}

@@ -115,6 +115,15 @@ pub fn run_native(auto: Option<AutoExit>) -> crate::Result<()> {
                     .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
                     .unwrap_or_default()
             };
+            // Compute on the renderer's device where it is a real GPU (one device, no copies
+            // between two); the worker falls back to its own adapter or the CPU otherwise.
+            if let Some(rs) = &cc.wgpu_render_state {
+                worker::share_render_device(
+                    rs.device.clone(),
+                    rs.queue.clone(),
+                    rs.adapter.get_info(),
+                );
+            }
             let mut app = ui::SandboxApp::new(settings, Vec::new(), auto);
             app.renderer = ui::RendererInfo::of(cc);
             Ok(Box::new(app))

@@ -300,7 +300,7 @@ impl Driver {
 #[cfg(target_arch = "wasm32")]
 pub use super::web::Worker;
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::Worker;
+pub use native::{Worker, share_render_device};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
@@ -344,16 +344,37 @@ mod native {
         }
     }
 
+    type Device = (wgpu::Device, wgpu::Queue, wgpu::AdapterInfo);
+
+    static RENDER_DEVICE: Mutex<Option<Device>> = Mutex::new(None);
+
+    /// Offer the renderer's device for compute (the desktop app calls this before spawning the
+    /// worker). Only a hardware adapter is taken: on a software one the CPU backend is faster.
+    pub fn share_render_device(device: wgpu::Device, queue: wgpu::Queue, info: wgpu::AdapterInfo) {
+        if info.device_type != wgpu::DeviceType::Cpu {
+            *RENDER_DEVICE.lock().unwrap_or_else(|e| e.into_inner()) = Some((device, queue, info));
+        }
+    }
+
     fn native_run(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
         use crate::backend::gpu::{GpuBackend, GpuOptions};
-        // A real GPU if there is one; a software adapter would be slower than the CPU backend.
         let force_cpu = std::env::var("SUBSPACE_LAB_APP_BACKEND").as_deref() == Ok("cpu");
-        if !force_cpu
-            && let Ok(g) = GpuBackend::new(GpuOptions {
-                allow_software: false,
-            })
-        {
-            return Ok(AnyRun::Gpu(Box::new(live(g, s, data)?)));
+        if !force_cpu {
+            // The renderer's device when it is a real GPU, else a real GPU of our own; a software
+            // adapter would be slower than the CPU backend.
+            let shared = RENDER_DEVICE
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            let gpu = match shared {
+                Some((d, q, i)) => GpuBackend::on_device(d, q, i),
+                None => GpuBackend::new(GpuOptions {
+                    allow_software: false,
+                }),
+            };
+            if let Ok(g) = gpu {
+                return Ok(AnyRun::Gpu(Box::new(live(g, s, data)?)));
+            }
         }
         new_run_cpu(s, data)
     }

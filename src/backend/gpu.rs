@@ -220,6 +220,17 @@ impl GpuBackend {
                 info.name
             ))
         })?;
+        Self::on_device(device, queue, info)
+    }
+
+    /// Compute on a device opened elsewhere: the desktop app's renderer shares its device this
+    /// way. The device's uncaptured errors and loss are recorded here (and reported by the next
+    /// call) instead of wgpu's default panic.
+    pub fn on_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+    ) -> Result<Self> {
         let error = Arc::new(Mutex::new(None::<String>));
         {
             let e = error.clone();
