@@ -449,5 +449,8 @@ fn a_shared_device_computes_the_same() {
     let (a, b, c0) = (rand(40 * 50, 11), rand(30 * 50, 12), rand(40 * 30, 13));
     let mine = gemm_on(&shared, s, (&a, 0), (&b, 0), (&c0, 0));
     let theirs = gemm_on(&g, s, (&a, 0), (&b, 0), (&c0, 0));
-    assert_eq!(mine, theirs, "same kernels on the same adapter: identical results");
+    assert_eq!(
+        mine, theirs,
+        "same kernels on the same adapter: identical results"
+    );
 }

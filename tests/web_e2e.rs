@@ -7,6 +7,8 @@
 //! Debian's chromium (`.ci/run` installs them). Without them the test says what is missing and
 //! passes, unless SUBSPACE_LAB_REQUIRE_WEB=1 (as in CI), where it fails.
 
+mod common;
+use common::assert_not_blank;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -187,30 +189,4 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
         );
         assert_not_blank(&shots.join(format!("web-{mode}.png")));
     }
-}
-
-/// Many distinct colours, and a good share of pixels away from the background.
-fn assert_not_blank(shot: &Path) {
-    let img = image::open(shot).expect("read the screenshot").to_rgba8();
-    let bg = *img.get_pixel(img.width() - 2, img.height() - 2);
-    let mut colours = std::collections::HashSet::new();
-    let mut differing = 0usize;
-    for p in img.pixels() {
-        colours.insert(p.0);
-        if p.0 != bg.0 {
-            differing += 1;
-        }
-    }
-    let frac = differing as f64 / (img.width() * img.height()) as f64;
-    assert!(
-        colours.len() > 100,
-        "{}: {} colours",
-        shot.display(),
-        colours.len()
-    );
-    assert!(
-        frac > 0.05,
-        "{}: only {frac:.3} of the pixels differ from the background",
-        shot.display()
-    );
 }

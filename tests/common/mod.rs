@@ -78,3 +78,30 @@ pub fn dense_eigs(a: &[f64], n: usize) -> (Vec<f64>, nalgebra::DMatrix<f64>) {
     }
     (vals, vecs)
 }
+
+/// A screenshot is not blank: many distinct colours, and a good share of pixels away from the
+/// background (the colour of the bottom-right corner).
+pub fn assert_not_blank(shot: &std::path::Path) {
+    let img = image::open(shot).expect("read the screenshot").to_rgba8();
+    let bg = *img.get_pixel(img.width() - 2, img.height() - 2);
+    let mut colours = std::collections::HashSet::new();
+    let mut differing = 0usize;
+    for p in img.pixels() {
+        colours.insert(p.0);
+        if p.0 != bg.0 {
+            differing += 1;
+        }
+    }
+    let frac = differing as f64 / (img.width() * img.height()) as f64;
+    assert!(
+        colours.len() > 100,
+        "{}: {} colours",
+        shot.display(),
+        colours.len()
+    );
+    assert!(
+        frac > 0.05,
+        "{}: only {frac:.3} of the pixels differ from the background",
+        shot.display()
+    );
+}
