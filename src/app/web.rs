@@ -339,6 +339,7 @@ async fn worker_loop(scope: &web_sys::DedicatedWorkerGlobalScope) -> Result<(), 
     let mut d = Driver::new(mnist, &settings, new_run_cpu).map_err(|e| e.to_string())?;
     shared.message = None;
     let mut last_post: Option<web_time::Instant> = None;
+    let mut last_yield = web_time::Instant::now();
     loop {
         let mut msg = None;
         let mut changed = false;
@@ -381,14 +382,22 @@ async fn worker_loop(scope: &web_sys::DedicatedWorkerGlobalScope) -> Result<(), 
             shared.message = None;
             changed = true;
         }
-        let due = last_post.is_none_or(|t| t.elapsed().as_millis() >= 100);
+        // While paused nothing changes unless a command came: post only then.
+        let due = d.running && last_post.is_none_or(|t| t.elapsed().as_millis() >= 100);
         if changed || msg.is_some() || due {
             d.publish(&mut shared, msg);
             shared.backend = format!("{} (wasm, in a Web Worker)", shared.backend);
             post_snapshot(scope, &shared);
             last_post = Some(web_time::Instant::now());
         }
-        // Yield so that commands arrive; idle politely while paused.
-        sleep(scope, if d.running { 0 } else { 50 }).await;
+        // Yield so that commands arrive (every 16 ms while training: a chained zero timeout is
+        // clamped to 4 ms, too much to pay after every small step); idle politely while paused.
+        if !d.running {
+            sleep(scope, 50).await;
+            last_yield = web_time::Instant::now();
+        } else if last_yield.elapsed().as_millis() >= 16 {
+            sleep(scope, 0).await;
+            last_yield = web_time::Instant::now();
+        }
     }
 }
