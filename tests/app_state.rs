@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use subspace_lab::app::live::{Action, LiveRun};
-use subspace_lab::app::settings::Settings;
+use subspace_lab::app::settings::{Compute, Settings};
 use subspace_lab::app::toysim::ToySim;
 use subspace_lab::backend::Activation;
 use subspace_lab::experiment::spec::{OptKind, OptimizerSpec, Projection};
@@ -26,17 +26,20 @@ fn settings_round_trip_through_the_url_hash() {
         seed: 7,
         samples: 1000,
         rho: 0.05,
+        compute: Compute::Gpu,
         ..d.clone()
     };
     let h = s.to_hash();
+    assert!(h.contains("compute=gpu"), "{h}");
     let (back, warnings) = Settings::from_hash(&format!("#{h}"));
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(back, s);
     // Bad values and unknown keys are skipped with a warning, the rest kept.
-    let (b, w) = Settings::from_hash("lr=-1&k=0&opt=lbfgs&foo=1&batch=64&n=200&junk");
+    let (b, w) = Settings::from_hash("lr=-1&k=0&opt=lbfgs&foo=1&batch=64&n=200&junk&compute=tpu");
     assert_eq!((b.lr, b.k, b.optimizer), (d.lr, d.k, d.optimizer));
-    assert_eq!((b.batch, b.samples), (64, 200));
-    assert_eq!(w.len(), 5, "{w:?}");
+    assert_eq!((b.batch, b.samples, b.compute), (64, 200, Compute::Auto));
+    assert_eq!(w.len(), 6, "{w:?}");
+    assert_eq!(Settings::from_hash("compute=cpu").0.compute, Compute::Cpu);
     // The batch never exceeds the data.
     let (b, _) = Settings::from_hash("batch=500&n=100");
     assert_eq!(b.batch, 100);

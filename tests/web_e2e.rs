@@ -1,7 +1,9 @@
 //! The web page end to end: trunk builds it (with MNIST-5k copied in by `data web-asset`), a static
 //! server on 127.0.0.1 serves it, and headless Chromium (driven by `web/e2e.mjs` through
-//! playwright-core) opens it twice: with WebGPU, and with WebGPU disabled (WebGL2 drawing, CPU
-//! compute). Each run asserts that the renderer's adapter was found and that both panels advanced.
+//! playwright-core) opens it twice: with WebGPU (drawing, and computing through JSPI), and with
+//! WebGPU disabled (WebGL2 drawing, CPU compute in wasm). Each run asserts that the renderer's
+//! adapter was found, that both panels advanced on the expected compute backend; the two runs'
+//! loss and λ₁ at step 0 must agree (the WebGPU kernels against the CPU backend, in the browser).
 //!
 //! Needs trunk 0.21.14, wasm-bindgen-cli 0.2.130, node with `web/node_modules/playwright-core` and
 //! Debian's chromium (`.ci/run` installs them). Without them the test says what is missing and
@@ -106,8 +108,9 @@ fn start_server(dir: PathBuf) -> String {
     format!("http://{addr}/")
 }
 
-fn run_browser(url: &str, mode: &str, shot: &Path) -> serde_json::Value {
+fn run_browser(url: &str, mode: &str, viewport: &str, shot: &Path) -> serde_json::Value {
     let out = Command::new("node")
+        .env("E2E_VIEWPORT", viewport)
         .arg(root().join("web/e2e.mjs"))
         .args([url, mode])
         .arg(shot)
@@ -168,10 +171,32 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
     }
     assert!(dist.join("assets/mnist5k-v1.bin").is_file());
 
-    let url = format!("{}#n=200&k=2&eig=5", start_server(dist.clone()));
+    let base = format!("{}#n=50&k=1", start_server(dist.clone()));
     let shots = root.join("target/web-e2e");
-    for mode in ["webgpu", "fallback"] {
-        let v = run_browser(&url, mode, &shots.join(format!("web-{mode}.png")));
+    // WebGPU: the page draws with it and, asked to (compute=gpu: SwiftShader is a software
+    // adapter, which `auto` passes over), the worker computes on it through JSPI. Every read-back
+    // there waits for SwiftShader's GPU process, which also rasterises the page: a small window
+    // and one spectrum (at step 0) keep this run within minutes. The fallback: WebGL2 draws and
+    // the CPU backend (wasm) computes, a spectrum every 5 steps.
+    let runs = [
+        (
+            "webgpu",
+            format!("{base}&eig=1000&compute=gpu"),
+            "640x400",
+            "gpu-f32",
+            "WebGPU through JSPI",
+        ),
+        (
+            "fallback",
+            format!("{base}&eig=5"),
+            "1500x900",
+            "cpu-f32",
+            "wasm, in a Web Worker",
+        ),
+    ];
+    let mut first = Vec::new();
+    for (mode, url, viewport, want_backend, want_place) in runs {
+        let v = run_browser(&url, mode, viewport, &shots.join(format!("web-{mode}.png")));
         let s = &v["state"];
         eprintln!("{mode}: {}", serde_json::to_string(s).unwrap_or_default());
         assert!(
@@ -184,9 +209,28 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
         );
         let backend = s["backend"].as_str().unwrap_or("");
         assert!(
-            backend.contains("cpu-f32") && backend.contains("Web Worker"),
-            "{mode}: compute backend {backend}"
+            backend.contains(want_backend) && backend.contains(want_place),
+            "{mode}: compute backend {backend}, expected {want_backend} ({want_place})"
         );
         assert_not_blank(&shots.join(format!("web-{mode}.png")));
+        // Step 0: the same θ₀ (seeded) and data on both, so the same loss and λ₁ up to f32.
+        let p0 = &s["first_points"][0];
+        assert_eq!(p0[0].as_u64(), Some(0), "{mode}: first point {p0}");
+        let (loss, l1) = (p0[1].as_f64(), p0[2].as_f64());
+        assert!(
+            loss.is_some_and(|x| x.is_finite() && x > 0.0) && l1.is_some_and(|x| x.is_finite()),
+            "{mode}: first point {p0}"
+        );
+        first.push((loss.unwrap_or(f64::NAN), l1.unwrap_or(f64::NAN)));
     }
+    // The WebGPU kernels against the CPU backend, in the browser: parity at step 0.
+    let ((lg, eg), (lc, ec)) = (first[0], first[1]);
+    assert!(
+        ((lg - lc) / lc).abs() < 1e-4,
+        "loss at step 0: WebGPU {lg}, CPU {lc}"
+    );
+    assert!(
+        ((eg - ec) / ec).abs() < 1e-3,
+        "λ₁ at step 0: WebGPU {eg}, CPU {ec}"
+    );
 }

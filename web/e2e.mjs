@@ -29,7 +29,9 @@ let failed = null;
 let state = null;
 const logs = [];
 try {
-  const page = await browser.newPage({ viewport: { width: 1500, height: 900 } });
+  const [vw, vh] = (process.env.E2E_VIEWPORT ?? '1500x900').split('x').map(Number);
+  const page = await browser.newPage({ viewport: { width: vw, height: vh } });
+  page.on('worker', (w) => w.on('console', (m) => logs.push(`worker ${m.type()}: ${m.text()}`)));
   page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
   await page.goto(url);
@@ -64,5 +66,5 @@ try {
 } finally {
   await browser.close();
 }
-console.log(JSON.stringify({ mode, ok: !failed, error: failed, state, console: logs.slice(-30) }, null, 1));
+console.log(JSON.stringify({ mode, ok: !failed, error: failed, state, console: logs.slice(-400) }, null, 1));
 process.exit(failed ? 1 : 0);

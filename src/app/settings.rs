@@ -28,6 +28,31 @@ pub struct Settings {
     /// First n MNIST-5k images.
     pub samples: usize,
     pub rho: f64,
+    /// Where the MNIST run computes.
+    pub compute: Compute,
+}
+
+/// Where the MNIST run computes: `Auto` takes a hardware GPU when there is one (natively the
+/// renderer's device or another; in a browser WebGPU, through JSPI) and the CPU otherwise; `Gpu`
+/// also takes a software adapter (lavapipe, SwiftShader), which is slower than the CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compute {
+    #[default]
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl Compute {
+    pub const ALL: [Compute; 3] = [Compute::Auto, Compute::Gpu, Compute::Cpu];
+    pub fn name(self) -> &'static str {
+        match self {
+            Compute::Auto => "auto",
+            Compute::Gpu => "gpu",
+            Compute::Cpu => "cpu",
+        }
+    }
 }
 
 impl Default for Settings {
@@ -49,6 +74,7 @@ impl Default for Settings {
             seed: 0,
             samples: 5000,
             rho: 0.1,
+            compute: Compute::Auto,
         }
     }
 }
@@ -118,6 +144,9 @@ impl Settings {
         num!("seed", seed);
         num!("n", samples);
         num!("rho", rho);
+        if self.compute != d.compute {
+            kv.push(("compute".into(), self.compute.name().into()));
+        }
         kv.iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
@@ -170,6 +199,11 @@ impl Settings {
                     .map(|x| s.samples = x)
                     .is_some(),
                 "rho" => f().filter(|x| *x >= 0.0).map(|x| s.rho = x).is_some(),
+                "compute" => Compute::ALL
+                    .into_iter()
+                    .find(|c| c.name() == v)
+                    .map(|c| s.compute = c)
+                    .is_some(),
                 _ => {
                     warnings.push(format!("ignored unknown setting '{k}'"));
                     continue;

@@ -1,9 +1,9 @@
 //! The eframe app: the toy (left) and a live MNIST-5k run (right), side by side.
 
 use super::live::{Action, History};
-use super::settings::{OPTIMIZERS, Settings, opt_name};
+use super::settings::{Compute, OPTIMIZERS, Settings, opt_name};
 use super::toysim::ToySim;
-use super::worker::{Cmd, Worker};
+use super::worker::{Cmd, Shared, Worker};
 use crate::experiment::spec::{OptKind, OptimizerSpec, Projection};
 use crate::experiment::toy::ToyMethod;
 use egui::{Color32, RichText};
@@ -349,9 +349,8 @@ impl SandboxApp {
             });
     }
 
-    fn mnist_panel(&mut self, ui: &mut egui::Ui) {
+    fn mnist_panel(&mut self, ui: &mut egui::Ui, shared: &Shared) {
         ui.heading("MNIST-5k, fc-tanh 784-200-200-10, MSE");
-        let shared = self.worker.snapshot();
         let mut changed_opt = false;
         {
             let s = &mut self.settings;
@@ -402,6 +401,19 @@ impl SandboxApp {
                 ui.label("seed");
                 ui.add(egui::DragValue::new(&mut s.seed))
                     .on_hover_text("applies on reset");
+                ui.label("compute");
+                egui::ComboBox::from_id_salt("compute")
+                    .selected_text(s.compute.name())
+                    .show_ui(ui, |ui| {
+                        for c in Compute::ALL {
+                            ui.selectable_value(&mut s.compute, c, c.name());
+                        }
+                    })
+                    .response
+                    .on_hover_text(
+                        "applies on reset. auto: a hardware GPU if there is one, else the CPU; \
+                         gpu: also a software adapter; cpu: the CPU backend",
+                    );
             });
         }
         if changed_opt {
@@ -621,7 +633,9 @@ impl eframe::App for SandboxApp {
             self.toy
                 .advance(s.toy_steps_per_frame, s.toy_lr, s.toy_coupling);
         }
-        let training = self.worker.snapshot().running;
+        // One copy of the worker's state per frame (it holds the whole history).
+        let shared = self.worker.snapshot();
+        let training = shared.running;
         egui::CentralPanel::default().show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("subspace-lab");
@@ -634,7 +648,7 @@ impl eframe::App for SandboxApp {
             }
             ui.columns(2, |cols| {
                 self.toy_panel(&mut cols[0]);
-                self.mnist_panel(&mut cols[1]);
+                self.mnist_panel(&mut cols[1], &shared);
             });
         });
         super::platform::after_frame(self, &ctx);
@@ -645,7 +659,7 @@ impl eframe::App for SandboxApp {
         }
         if let Some(auto) = &self.auto {
             let elapsed = self.started.elapsed().as_secs_f64();
-            let steps = self.worker.snapshot().history.step;
+            let steps = shared.history.step;
             let ready = elapsed > auto.after_s && steps >= auto.min_mnist_steps;
             if (ready || elapsed > auto.timeout_s) && !self.screenshot_requested {
                 self.screenshot_requested = true;

@@ -3,14 +3,25 @@
 //! - The **page** (`index.html`, built by trunk) runs eframe's `WebRunner` on the canvas: WebGPU
 //!   when the browser has it, WebGL2 otherwise. Settings come from and go to the URL's hash.
 //!   A JSON state is published as `window.subspace_lab_state` for tests and curious users.
-//! - The **worker** (`web/worker.js` imports the same module; its `main` finds no `window`) owns the
-//!   MNIST run on the CPU backend compiled to wasm: a spectrum takes seconds, so it cannot run on
-//!   the page's thread. It fetches `assets/mnist5k-v1.bin` (see `web/README.md`), steps, and posts
-//!   `Shared` snapshots (JSON) at most every 100 ms; the page only draws.
+//! - The **worker** (`web/worker.js` imports the same module and calls one of its two entries)
+//!   owns the MNIST run: a spectrum takes seconds, so it cannot run on the page's thread. It
+//!   fetches `assets/mnist5k-v1.bin` (see `web/README.md`), steps, and posts `Shared` snapshots
+//!   (JSON) at most every 100 ms; the page only draws.
+//! - **Where the worker computes.** The engine is synchronous: a Lanczos step reads a dot product
+//!   back before it goes on. A browser cannot block on the GPU, so on WebGPU each read-back
+//!   *suspends* the wasm stack with JSPI (WebAssembly JS Promise Integration, wasm-bindgen's
+//!   `jspi` support) until WebGPU's promise settles, and the event loop runs on meanwhile.
+//!   `worker.js` calls `subspace_lab_worker_jspi` where the browser has JSPI; that entry opens
+//!   WebGPU for compute when the settings allow (`compute=auto`: a hardware adapter; `gpu`: a
+//!   software one too). Otherwise — no JSPI, no WebGPU, a fallback adapter under `auto`, or
+//!   `compute=cpu` — the run computes on the CPU backend compiled to wasm, and the status line says
+//!   which and why.
 
-use super::settings::Settings;
+use super::settings::{Compute, Settings};
 use super::ui::{RendererInfo, SandboxApp};
-use super::worker::{Cmd, Driver, Shared, export_files, new_run_cpu};
+use super::worker::{AnyRun, Cmd, Driver, Shared, export_files, new_run_cpu, new_run_gpu};
+use crate::backend::gpu::{GpuBackend, GpuOptions};
+use crate::data::dataset::Dataset;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -20,12 +31,11 @@ use wasm_bindgen::prelude::*;
 /// Where the page and the worker find MNIST-5k (relative to the page).
 pub const MNIST_ASSET: &str = "assets/mnist5k-v1.bin";
 
-/// The module's entry: the page or the worker, whichever global this is.
+/// The module's entry: on the page, start the app. In the worker nothing: `worker.js` calls
+/// [`subspace_lab_worker`] or [`jspi::subspace_lab_worker_jspi`] once the module is loaded.
 pub fn main() {
     if web_sys::window().is_some() {
         page_main();
-    } else {
-        worker_main();
     }
 }
 
@@ -104,6 +114,11 @@ pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
             "steps_per_sec": s.steps_per_sec,
             "message": s.message,
             "frames": app.frame_stats(),
+            // The first measured points (step, loss, λ₁): the end-to-end test compares the WebGPU
+            // run with the CPU one on them.
+            "first_points": s.history.points.iter().take(3)
+                .map(|p| serde_json::json!([p.step, p.loss, p.eigenvalues.first()]))
+                .collect::<Vec<_>>(),
         });
         let _ = js_sys::Reflect::set(
             &window,
@@ -241,17 +256,82 @@ fn download(name: &str, bytes: &JsValue) -> Result<(), JsValue> {
 
 // ----- the worker -----
 
-fn worker_main() {
-    wasm_bindgen_futures::spawn_local(async {
-        let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
-        if let Err(e) = worker_loop(&scope).await {
-            let s = Shared {
-                message: Some(e),
-                ..Shared::default()
-            };
-            post_snapshot(&scope, &s);
+/// The compute worker's entry where the browser lacks JSPI: the MNIST run on the CPU (wasm).
+#[wasm_bindgen]
+pub async fn subspace_lab_worker() {
+    worker_main(false).await;
+}
+
+/// The compute worker's entry where the browser has JSPI: the run's code may suspend on WebGPU.
+pub mod jspi {
+    // wasm-bindgen marks its JSPI support experimental (a deprecation note).
+    #![allow(deprecated)]
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen(jspi)]
+    pub async fn subspace_lab_worker_jspi() {
+        super::worker_main(true).await;
+    }
+}
+
+async fn worker_main(jspi: bool) {
+    let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    if let Err(e) = worker_loop(&scope, jspi).await {
+        let s = Shared {
+            message: Some(e),
+            ..Shared::default()
+        };
+        post_snapshot(&scope, &s);
+    }
+}
+
+thread_local! {
+    /// The worker's WebGPU compute device, once opened.
+    static WEB_GPU: RefCell<Option<GpuBackend>> = const { RefCell::new(None) };
+}
+
+/// Open WebGPU for compute if the settings want it and it is not open yet; why the run computes
+/// on the CPU instead, if it does.
+async fn ensure_gpu(c: Compute, jspi: bool) -> Option<String> {
+    let open = WEB_GPU.with(|g| g.borrow().as_ref().map(|g| g.is_software()));
+    match (c, open) {
+        (Compute::Cpu, _) => return None,
+        (Compute::Auto, Some(true)) => {
+            return Some(
+                "the WebGPU adapter is a software fallback (compute=gpu uses it anyway): computing on the CPU (wasm)"
+                    .into(),
+            );
         }
-    });
+        (_, Some(_)) => return None,
+        (_, None) => {}
+    }
+    if !jspi {
+        return Some(
+            "this browser lacks JSPI (WebAssembly JS Promise Integration), which computing on WebGPU from wasm needs: computing on the CPU (wasm)"
+                .into(),
+        );
+    }
+    let opts = GpuOptions {
+        allow_software: c == Compute::Gpu,
+    };
+    match GpuBackend::new_web(opts).await {
+        Ok(g) => {
+            WEB_GPU.with(|slot| *slot.borrow_mut() = Some(g));
+            None
+        }
+        Err(e) => Some(format!("{e}: computing on the CPU (wasm)")),
+    }
+}
+
+/// The worker's run: on WebGPU when it is open and the settings allow it, else on the CPU.
+fn web_run(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
+    if s.compute != Compute::Cpu {
+        let g = WEB_GPU.with(|g| g.borrow().clone());
+        if let Some(g) = g.filter(|g| s.compute == Compute::Gpu || !g.is_software()) {
+            return new_run_gpu(g, s, data);
+        }
+    }
+    new_run_cpu(s, data)
 }
 
 fn post_snapshot(scope: &web_sys::DedicatedWorkerGlobalScope, s: &Shared) {
@@ -294,7 +374,10 @@ async fn fetch_mnist(
         .map_err(|e| e.to_string())
 }
 
-async fn worker_loop(scope: &web_sys::DedicatedWorkerGlobalScope) -> Result<(), String> {
+async fn worker_loop(
+    scope: &web_sys::DedicatedWorkerGlobalScope,
+    jspi: bool,
+) -> Result<(), String> {
     let queue: Rc<RefCell<VecDeque<Cmd>>> = Rc::default();
     let q = queue.clone();
     let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
@@ -336,8 +419,9 @@ async fn worker_loop(scope: &web_sys::DedicatedWorkerGlobalScope) -> Result<(), 
             return Ok(());
         }
     };
-    let mut d = Driver::new(mnist, &settings, new_run_cpu).map_err(|e| e.to_string())?;
-    shared.message = None;
+    let mut note = ensure_gpu(settings.compute, jspi).await;
+    let mut d = Driver::new(mnist, &settings, web_run).map_err(|e| e.to_string())?;
+    shared.message = note.clone();
     let mut last_post: Option<web_time::Instant> = None;
     let mut last_yield = web_time::Instant::now();
     loop {
@@ -361,15 +445,26 @@ async fn worker_loop(scope: &web_sys::DedicatedWorkerGlobalScope) -> Result<(), 
                     }
                     Err(e) => format!("export failed: {e}"),
                 }),
+                Cmd::Reset(s) => {
+                    note = ensure_gpu(s.compute, jspi).await;
+                    d.handle(Cmd::Reset(s)).or(note.clone()).or(msg)
+                }
                 c => d.handle(c).or(msg),
             };
         }
         if d.running && d.run.history().points.is_empty() {
             // The first spectrum is a cold Lanczos solve: say why nothing is drawn yet.
+            let gpu = matches!(d.run, AnyRun::Gpu(_));
             shared.message = Some(format!(
-                "computing the first spectrum (top-{} Hessian eigenpairs on {} samples, single-threaded wasm): a minute or two at n = 5000; #n=1000 in the URL is 5× faster",
+                "computing the first spectrum (top-{} Hessian eigenpairs on {} samples, {}){}",
                 2 * d.run.history().k,
-                d.samples()
+                d.samples(),
+                if gpu {
+                    "WebGPU"
+                } else {
+                    "single-threaded wasm: a minute or two at n = 5000; #n=1000 in the URL is 5× faster"
+                },
+                note.as_ref().map(|n| format!(". {n}")).unwrap_or_default()
             ));
             post_snapshot(scope, &shared);
             sleep(scope, 0).await;
@@ -386,7 +481,11 @@ async fn worker_loop(scope: &web_sys::DedicatedWorkerGlobalScope) -> Result<(), 
         let due = d.running && last_post.is_none_or(|t| t.elapsed().as_millis() >= 100);
         if changed || msg.is_some() || due {
             d.publish(&mut shared, msg);
-            shared.backend = format!("{} (wasm, in a Web Worker)", shared.backend);
+            let place = match d.run {
+                AnyRun::Gpu(_) => "WebGPU through JSPI, from a Web Worker",
+                AnyRun::Cpu(_) => "wasm, in a Web Worker",
+            };
+            shared.backend = format!("{} ({place})", shared.backend);
             post_snapshot(scope, &shared);
             last_post = Some(web_time::Instant::now());
         }

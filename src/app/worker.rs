@@ -50,7 +50,6 @@ pub fn optimizer_of(s: &Settings) -> OptimizerSpec {
 /// A live run on whichever backend was chosen.
 pub enum AnyRun {
     Cpu(Box<LiveRun<crate::backend::cpu::CpuBackend<f32>>>),
-    #[cfg(not(target_arch = "wasm32"))]
     Gpu(Box<LiveRun<crate::backend::gpu::GpuBackend>>),
 }
 
@@ -58,7 +57,6 @@ macro_rules! with_run {
     ($r:expr, |$x:ident| $body:expr) => {
         match $r {
             AnyRun::Cpu($x) => $body,
-            #[cfg(not(target_arch = "wasm32"))]
             AnyRun::Gpu($x) => $body,
         }
     };
@@ -89,6 +87,15 @@ impl AnyRun {
             }
         })
     }
+}
+
+/// A live run of fc-tanh on `data` on the wgpu backend `g`.
+pub fn new_run_gpu(
+    g: crate::backend::gpu::GpuBackend,
+    s: &Settings,
+    data: &Dataset,
+) -> crate::Result<AnyRun> {
+    Ok(AnyRun::Gpu(Box::new(live(g, s, data)?)))
 }
 
 /// A live run of fc-tanh on `data` with the settings' optimiser, k, cadence and seed.
@@ -357,26 +364,29 @@ mod native {
     }
 
     fn native_run(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
+        use crate::app::settings::Compute;
         use crate::backend::gpu::{GpuBackend, GpuOptions};
         let force_cpu = std::env::var("SUBSPACE_LAB_APP_BACKEND").as_deref() == Ok("cpu");
-        if !force_cpu {
-            // The renderer's device when it is a real GPU, else a real GPU of our own; a software
-            // adapter would be slower than the CPU backend.
-            let shared = RENDER_DEVICE
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            let gpu = match shared {
-                Some((d, q, i)) => GpuBackend::on_device(d, q, i),
-                None => GpuBackend::new(GpuOptions {
-                    allow_software: false,
-                }),
-            };
-            if let Ok(g) = gpu {
-                return Ok(AnyRun::Gpu(Box::new(live(g, s, data)?)));
-            }
+        if force_cpu || s.compute == Compute::Cpu {
+            return new_run_cpu(s, data);
         }
-        new_run_cpu(s, data)
+        // The renderer's device when it is a real GPU, else a GPU of our own: a software adapter
+        // only when asked for (`Gpu`), as it is slower than the CPU backend.
+        let shared = RENDER_DEVICE
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let gpu = match shared {
+            Some((d, q, i)) => GpuBackend::on_device(d, q, i),
+            None => GpuBackend::new(GpuOptions {
+                allow_software: s.compute == Compute::Gpu,
+            }),
+        };
+        match gpu {
+            Ok(g) => new_run_gpu(g, s, data),
+            Err(e) if s.compute == Compute::Gpu => Err(e),
+            Err(_) => new_run_cpu(s, data),
+        }
     }
 
     fn native_loop(

@@ -8,6 +8,12 @@
 //! R-backward over all chunks — is therefore one submit, and Lanczos reads back only scalars per
 //! step. Pipelines are created once; one bind-group layout serves every kernel, so bind groups are
 //! cached by the identity of their buffers and reused across steps.
+//!
+//! Waiting on the GPU (a read-back, an error scope) blocks natively (pollster). In a browser a
+//! wasm stack cannot block: there the wait suspends it with JSPI (WebAssembly JS Promise
+//! Integration) until the GPU's promise settles, which only works inside a JSPI context — the
+//! compute worker of the web app enters one (`src/app/web.rs`). Elsewhere a wait fails with an
+//! error that says so.
 
 use super::{Activation, Backend, LossKind, Precision, check_range};
 use crate::error::{Error, Result};
@@ -156,6 +162,72 @@ fn gpu_err(msg: impl Into<String>) -> Error {
     Error::Backend(msg.into())
 }
 
+/// Wait for a GPU future: block the thread (native).
+#[cfg(not(target_arch = "wasm32"))]
+fn wait<F: std::future::Future>(f: F) -> Result<F::Output> {
+    Ok(pollster::block_on(f))
+}
+
+/// Wait for a GPU future in a browser: suspend this wasm stack (JSPI) until it completes, while
+/// the event loop runs on (that is where WebGPU's promises settle).
+#[cfg(target_arch = "wasm32")]
+#[allow(deprecated)] // wasm-bindgen marks its JSPI support experimental.
+fn wait<F>(f: F) -> Result<F::Output>
+where
+    F: std::future::Future + 'static,
+    F::Output: 'static,
+{
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let slot = Rc::new(RefCell::new(None));
+    let s = slot.clone();
+    let promise = wasm_bindgen_futures::future_to_promise(async move {
+        let out = f.await;
+        *s.borrow_mut() = Some(out);
+        Ok(wasm_bindgen::JsValue::UNDEFINED)
+    });
+    wasm_bindgen_futures::jspi_block_on_promise(&promise).map_err(|e| {
+        gpu_err(format!(
+            "waiting for WebGPU needs a JSPI context (WebAssembly JS Promise Integration), which this call is not in: {e:?}"
+        ))
+    })?;
+    slot.borrow_mut()
+        .take()
+        .ok_or_else(|| gpu_err("a WebGPU promise settled without a value"))
+}
+
+/// The result of a buffer mapping; in a browser also a future (the map callback fills it and
+/// wakes the waiter).
+type MapSlot = Arc<
+    Mutex<(
+        Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+        Option<std::task::Waker>,
+    )>,
+>;
+
+#[cfg(target_arch = "wasm32")]
+struct MapDone(MapSlot);
+
+#[cfg(target_arch = "wasm32")]
+impl std::future::Future for MapDone {
+    type Output = std::result::Result<(), String>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Ok(mut g) = self.0.lock() else {
+            return std::task::Poll::Ready(Err("map slot poisoned".into()));
+        };
+        match g.0.take() {
+            Some(r) => std::task::Poll::Ready(r.map_err(|e| e.to_string())),
+            None => {
+                g.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
 fn device_type_name(t: wgpu::DeviceType) -> &'static str {
     match t {
         wgpu::DeviceType::DiscreteGpu => "discrete GPU",
@@ -167,8 +239,45 @@ fn device_type_name(t: wgpu::DeviceType) -> &'static str {
 }
 
 impl GpuBackend {
+    /// Open the browser's WebGPU adapter (high-performance preference) from a page or a worker.
+    /// A fallback (software) adapter only with `allow_software`. Building the kernels waits on
+    /// WebGPU, so this must run inside a JSPI context (see the module's note).
+    #[cfg(target_arch = "wasm32")]
+    pub async fn new_web(opts: GpuOptions) -> Result<Self> {
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::BROWSER_WEBGPU;
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| gpu_err(format!("this browser offers no WebGPU adapter: {e}")))?;
+        let info = adapter.get_info();
+        if info.device_type == wgpu::DeviceType::Cpu && !opts.allow_software {
+            return Err(gpu_err(
+                "the browser's WebGPU adapter is a software fallback, slower than computing on the CPU in wasm",
+            ));
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("subspace-lab"),
+                required_limits: wgpu::Limits::default(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                gpu_err(format!(
+                    "the WebGPU adapter refused a device with the default limits: {e}"
+                ))
+            })?;
+        Self::on_device(device, queue, info)
+    }
+
     /// Open the best adapter: a discrete GPU before an integrated, virtual or other one; a
     /// software adapter only with `allow_software`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(opts: GpuOptions) -> Result<Self> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
@@ -304,7 +413,7 @@ impl GpuBackend {
             });
             pipelines.insert(k, p);
         }
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        if let Some(e) = wait(scope.pop())? {
             return Err(gpu_err(format!(
                 "the WGSL kernels do not compile on {}: {e}",
                 info.name
@@ -365,12 +474,17 @@ impl GpuBackend {
     /// Adapter name, type and graphics API, e.g. `llvmpipe (LLVM 15.0.6, 256 bits) — software (CPU), Vulkan`.
     pub fn adapter_description(&self) -> String {
         let i = &self.inner.info;
-        format!(
-            "{} — {}, {:?}",
-            i.name,
-            device_type_name(i.device_type),
-            i.backend
-        )
+        let name = if i.name.is_empty() {
+            "name hidden by the browser"
+        } else {
+            &i.name
+        };
+        let kind = match (i.backend, i.device_type) {
+            // A browser only says whether its adapter is a software fallback.
+            (wgpu::Backend::BrowserWebGpu, wgpu::DeviceType::Other) => "GPU",
+            (_, t) => device_type_name(t),
+        };
+        format!("{name} — {kind}, {:?}", i.backend)
     }
 
     pub fn is_software(&self) -> bool {
@@ -419,6 +533,10 @@ impl GpuBackend {
             )));
         }
         let d = &self.inner.device;
+        // In a browser a scope costs a round trip to the GPU process per buffer: there an
+        // out-of-memory error goes to the device's uncaptured-error handler instead, and the next
+        // read-back reports it.
+        #[cfg(not(target_arch = "wasm32"))]
         let scope = d.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let usage = wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_SRC
@@ -438,7 +556,8 @@ impl GpuBackend {
                 mapped_at_creation: false,
             }),
         };
-        if let Some(e) = pollster::block_on(scope.pop()) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = wait(scope.pop())? {
             return Err(gpu_err(format!(
                 "out of GPU memory allocating {:.1} MiB: {e}",
                 bytes as f64 / 1048576.0
@@ -573,19 +692,33 @@ impl GpuBackend {
             enc.copy_buffer_to_buffer(&buf.buf, (off * 4) as u64, staging, 0, bytes);
             self.submit(&mut st)?;
         }
-        let (tx, rx) = std::sync::mpsc::channel();
+        let slot: MapSlot = Arc::new(Mutex::new((None, None)));
+        let cb = slot.clone();
         staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
-            let _ = tx.send(r);
+            if let Ok(mut g) = cb.lock() {
+                g.0 = Some(r);
+                if let Some(w) = g.1.take() {
+                    w.wake();
+                }
+            }
         });
+        // Natively this runs the callback; in a browser it does nothing and the wait below
+        // yields to the event loop until the mapping settles.
         inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let mapped = match slot.lock().map(|mut g| g.0.take()) {
+            Ok(Some(r)) => r.map_err(|e| e.to_string()),
+            Ok(None) => Err("the GPU never answered a read-back (device lost?)".to_string()),
+            Err(_) => Err("map slot poisoned".to_string()),
+        };
+        #[cfg(target_arch = "wasm32")]
+        let mapped = wait(MapDone(slot))?;
         self.check_error()?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(gpu_err(format!("mapping a read-back buffer: {e}"))),
-            Err(_) => return Err(gpu_err("the GPU never answered a read-back (device lost?)")),
+        if let Err(e) = mapped {
+            return Err(gpu_err(format!("mapping a read-back buffer: {e}")));
         }
         let out = {
             let view = staging

@@ -8,9 +8,7 @@
 //! on it. Reductions return `f64` and are accumulated at least in `f64` on the CPU.
 
 pub mod cpu;
-/// The wgpu backend blocks on GPU futures (pollster), which a browser cannot do; in the browser
-/// the app computes on the CPU backend.
-#[cfg(not(target_arch = "wasm32"))]
+/// The wgpu backend: natively it blocks on GPU futures; in a browser it suspends on them (JSPI).
 pub mod gpu;
 
 use crate::error::Result;
