@@ -1,5 +1,7 @@
 // End-to-end check of the web page in headless Chromium (playwright-core, Debian's chromium).
-//   [E2E_MIN_SECONDS=S] node web/e2e.mjs URL MODE SCREENSHOT.png [MIN_MNIST_STEPS] [TIMEOUT_S]
+//   [E2E_MIN_SECONDS=S] [E2E_VIEWPORT=WxH] node web/e2e.mjs URL MODE SCREENSHOT.png [MIN_MNIST_STEPS] [TIMEOUT_S]
+// E2E_VIEWPORT (default 1500x900): a smaller window rasterises faster under SwiftShader, which
+// also serves WebGPU's read-backs (see web/README.md).
 // MODE "webgpu": the WebGPU flags (SwiftShader's Vulkan), asserts the page drew with WebGPU.
 // MODE "fallback": WebGPU disabled, asserts the page drew with WebGL2.
 // Both assert that the toy and the MNIST run advanced (read from window.subspace_lab_state,
@@ -66,5 +68,5 @@ try {
 } finally {
   await browser.close();
 }
-console.log(JSON.stringify({ mode, ok: !failed, error: failed, state, console: logs.slice(-400) }, null, 1));
+console.log(JSON.stringify({ mode, ok: !failed, error: failed, state, console: logs.slice(-40) }, null, 1));
 process.exit(failed ? 1 : 0);
