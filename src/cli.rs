@@ -97,6 +97,13 @@ struct ReproduceArgs {
     out: PathBuf,
     #[arg(long, default_value = "auto")]
     backend: BackendChoice,
+    /// Continue a stopped single-run preset (fig1, fig1-ce, fig2-3, fig4, fig5, fig9, fig10,
+    /// fig22) from the checkpoint in OUT/<preset>/, which the full variants write every 100 steps
+    /// and on Ctrl-C. The metrics and verdicts equal an uninterrupted run's on the CPU backend;
+    /// the wall time adds the earlier sessions' computing time. Without a checkpoint the preset
+    /// starts over.
+    #[arg(long)]
+    resume: bool,
     #[command(flatten)]
     dir: DataDirArg,
 }
@@ -764,6 +771,7 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     };
     let stop = stop_flag();
     let mut ctx = Ctx::new(&a.out, a.quick, stop, &mut progress);
+    ctx.resume = a.resume;
     let mut all_hold = true;
     let mut wall = Vec::new();
     for preset in presets {
@@ -784,8 +792,9 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         let res = res.with_context(|| {
             let resume = if dir.join("checkpoint.json").exists() {
                 format!(
-                    "; continue it with: subspace-lab run --resume {}",
-                    dir.display()
+                    "; continue it with: subspace-lab reproduce {preset}{} --resume --out {}",
+                    if a.quick { " --quick" } else { "" },
+                    a.out.display()
                 )
             } else {
                 String::new()
@@ -795,8 +804,12 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
                 dir.display()
             )
         })?;
+        let resumed = res
+            .resumed_at
+            .map(|s| format!(", resumed at step {s}"))
+            .unwrap_or_default();
         println!(
-            "{} ({:.1} s, {}):",
+            "{} ({:.1} s{resumed}, {}):",
             res.preset,
             res.wall_seconds,
             res.dir.display()

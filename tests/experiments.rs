@@ -218,18 +218,23 @@ fn resume_reproduces_the_uninterrupted_run_exactly() {
             "{err}"
         );
         let (c, v) = obs.ckpt.unwrap();
+        assert!(
+            c.elapsed_s > 0.0,
+            "the checkpoint carries the time computed so far"
+        );
         let dir = tempfile::tempdir().unwrap();
         output::save_checkpoint(dir.path(), &c, &v).unwrap();
-        let (c, v) = output::load_checkpoint(dir.path()).unwrap();
-        let resumed = run::run(
-            F64::new(),
-            &spec,
-            &data,
-            false,
-            Some((c, v)),
-            &mut run::Progress(&mut |_, _, _| {}),
-        )
-        .unwrap();
+        let (mut c, v) = output::load_checkpoint(dir.path()).unwrap();
+        // Time computed in earlier sessions carries over into the next checkpoints.
+        c.elapsed_s = 1000.0;
+        let mut again = StopAfter {
+            steps: 0,
+            after: usize::MAX,
+            rows: Vec::new(),
+            ckpt: None,
+        };
+        let resumed = run::run(F64::new(), &spec, &data, false, Some((c, v)), &mut again).unwrap();
+        assert!(again.ckpt.is_some_and(|(c, _)| c.elapsed_s > 1000.0));
         assert_eq!(
             resumed.records.len(),
             full.records.len(),

@@ -2,7 +2,7 @@
 //! directory with the specs as run (`spec*.toml`), `metrics.csv`, `summary.json` and `metrics.png`,
 //! and returns verdicts computed from the numbers.
 
-use super::output::{CsvSink, clear_checkpoint, write_atomic};
+use super::output::{CHECKPOINT_JSON, CsvSink, clear_checkpoint, load_checkpoint, write_atomic};
 use super::plot;
 use super::run::{self, RunOutcome};
 use super::spec::{OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
@@ -51,6 +51,8 @@ pub struct PresetResult {
     pub verdicts: Vec<Verdict>,
     pub wall_seconds: f64,
     pub dir: PathBuf,
+    /// The step a `--resume` continued from (None: the preset ran from the start).
+    pub resumed_at: Option<usize>,
 }
 
 /// Where presets write and how they report.
@@ -59,8 +61,12 @@ pub struct Ctx<'a> {
     pub quick: bool,
     pub stop: Arc<AtomicBool>,
     pub progress: &'a mut dyn FnMut(&str, usize, usize),
+    /// Continue a single-run preset from the checkpoint in its directory (`--resume`).
+    pub resume: bool,
     /// fig1's outcome, reused by fig22 within one invocation.
     fig1: Option<(bool, RunSpec, RunOutcome)>,
+    /// Seconds the resumed run had computed in earlier invocations; the step it resumed at.
+    earlier: Option<(f64, usize)>,
 }
 
 impl<'a> Ctx<'a> {
@@ -75,8 +81,20 @@ impl<'a> Ctx<'a> {
             quick,
             stop,
             progress,
+            resume: false,
             fig1: None,
+            earlier: None,
         }
+    }
+
+    /// The preset's wall time — since `start`, plus what a resumed run had computed before —
+    /// and the step it resumed at.
+    fn wall_since(&mut self, start: Instant) -> (f64, Option<usize>) {
+        let earlier = self.earlier.take();
+        (
+            start.elapsed().as_secs_f64() + earlier.map_or(0.0, |e| e.0),
+            earlier.map(|e| e.1),
+        )
     }
 }
 
@@ -136,7 +154,13 @@ fn run_specs<B: Backend + Clone>(
 ) -> Result<Vec<RunOutcome>> {
     let top = specs.iter().map(|s| s.top()).max().unwrap_or(0);
     let mut outs = Vec::new();
-    clear_checkpoint(dir)?;
+    // `--resume`: a single-run preset continues from its checkpoint, if it left one.
+    let mut resume = None;
+    if ctx.resume && specs.len() == 1 && dir.join(CHECKPOINT_JSON).exists() {
+        resume = Some(load_checkpoint(dir)?);
+    } else {
+        clear_checkpoint(dir)?;
+    }
     for (i, spec) in specs.iter().enumerate() {
         // Full variants run for an hour or more: checkpoint them (Ctrl-C writes one too), so
         // `subspace-lab run --resume DIR` can continue a stopped single-run preset.
@@ -153,14 +177,33 @@ fn run_specs<B: Backend + Clone>(
         };
         write_atomic(&dir.join(file), spec.to_toml()?.as_bytes())?;
         let data = dataset_for(m, spec)?;
-        let mut sink = CsvSink::create(dir, top, &[], i > 0, ctx.stop.clone(), ctx.progress)?;
+        let resume = resume.take();
+        if let Some((c, _)) = &resume {
+            if c.spec != *spec {
+                return Err(Error::InvalidArgument(format!(
+                    "the checkpoint in {} was written for another spec of this preset (another version, or --quick); \
+                     remove checkpoint.json to start over",
+                    dir.display()
+                )));
+            }
+            ctx.earlier = Some((c.elapsed_s, c.step));
+        }
+        let existing = resume.as_ref().map(|(c, _)| c.records.clone());
+        let mut sink = CsvSink::create(
+            dir,
+            top,
+            existing.as_deref().unwrap_or(&[]),
+            i > 0,
+            ctx.stop.clone(),
+            ctx.progress,
+        )?;
         sink.checkpoints = single;
         outs.push(run::run(
             backend.clone(),
             spec,
             &data,
             keep_theta,
-            None,
+            resume,
             &mut sink,
         )?);
     }
@@ -175,7 +218,7 @@ fn finish<B: Backend>(
     specs: &[RunSpec],
     outs: &[RunOutcome],
     verdicts: Vec<Verdict>,
-    start: Instant,
+    (wall, resumed_at): (f64, Option<usize>),
     quick: bool,
     extra: serde_json::Value,
 ) -> Result<PresetResult> {
@@ -183,14 +226,13 @@ fn finish<B: Backend>(
     let switch = outs.first().and_then(|o| o.switch_step);
     let k = specs.first().map_or(10, |s| s.k);
     plot::metrics_png(&dir.join("metrics.png"), name, &records, k, switch)?;
-    let wall = start.elapsed().as_secs_f64();
     summary(
         dir,
         serde_json::json!({
             "preset": name, "quick": quick, "version": env!("CARGO_PKG_VERSION"),
             "specs": specs, "backend": backend.name(), "adapter": backend.adapter(),
             "runs": outs, "extra": extra,
-            "wall_seconds": wall, "verdicts": verdicts,
+            "wall_seconds": wall, "resumed_at_step": resumed_at, "verdicts": verdicts,
         }),
     )?;
     Ok(PresetResult {
@@ -199,6 +241,7 @@ fn finish<B: Backend>(
         verdicts,
         wall_seconds: wall,
         dir: dir.to_path_buf(),
+        resumed_at,
     })
 }
 
@@ -316,6 +359,7 @@ pub fn toy(out: &Path, quick: bool) -> Result<PresetResult> {
         verdicts,
         wall_seconds: wall,
         dir,
+        resumed_at: None,
     })
 }
 
@@ -373,7 +417,7 @@ fn fig1<B: Backend + Clone>(
         &[spec],
         &outs,
         verdicts,
-        start,
+        ctx.wall_since(start),
         ctx.quick,
         serde_json::Value::Null,
     )
@@ -431,7 +475,7 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
         &[spec],
         &[out],
         verdicts,
-        start,
+        ctx.wall_since(start),
         ctx.quick,
         serde_json::Value::Null,
     )
@@ -488,7 +532,7 @@ fn fig2_3<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<
         &[spec],
         &outs,
         verdicts,
-        start,
+        ctx.wall_since(start),
         ctx.quick,
         serde_json::Value::Null,
     )
@@ -563,7 +607,7 @@ fn switch_opt_preset<B: Backend + Clone>(
         &[spec],
         &outs,
         verdicts,
-        start,
+        ctx.wall_since(start),
         ctx.quick,
         serde_json::Value::Null,
     )
@@ -657,7 +701,7 @@ fn edge_preset<B: Backend + Clone>(
         &[spec],
         &outs,
         verdicts,
-        start,
+        ctx.wall_since(start),
         q,
         serde_json::Value::Null,
     )
@@ -771,7 +815,7 @@ fn table2<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<
         &specs,
         &outs,
         verdicts,
-        start,
+        ctx.wall_since(start),
         q,
         serde_json::json!({ "table": table }),
     )
@@ -842,7 +886,7 @@ fn fig18_19<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Resul
         &specs,
         &outs,
         verdicts,
-        start,
+        ctx.wall_since(start),
         q,
         serde_json::Value::Null,
     )

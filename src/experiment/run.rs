@@ -585,6 +585,10 @@ pub struct Checkpoint {
     pub legs: Vec<LegSummary>,
     pub current: Option<LegSummary>,
     pub records: Vec<Record>,
+    /// Seconds the run had computed when this was written, over all its sessions (0 in
+    /// checkpoints from before this field).
+    #[serde(default)]
+    pub elapsed_s: f64,
 }
 
 /// Named vectors saved with a checkpoint.
@@ -640,6 +644,8 @@ pub fn run<B: Backend + Clone>(
             spec.data.samples, data.n
         )));
     }
+    let started = web_time::Instant::now();
+    let earlier_s = resume.as_ref().map_or(0.0, |(c, _)| c.elapsed_s);
     let mlp = spec.mlp()?;
     let p = mlp.num_params();
     let mut st = Stepper::new(backend, &mlp, spec.loss, data, spec.k, spec.top(), spec.tol)?;
@@ -942,6 +948,7 @@ pub fn run<B: Backend + Clone>(
                     legs: out.legs.clone(),
                     current: Some(leg.summary.clone()),
                     records: out.records.clone(),
+                    elapsed_s: earlier_s + started.elapsed().as_secs_f64(),
                 };
                 obs.checkpoint(&c, &v)?;
                 if stop_now {
