@@ -216,3 +216,68 @@ fn diverged_parameters_are_an_error_not_a_panic() {
         "HVP without valid parameters must fail"
     );
 }
+
+/// Inputs like normalised MNIST (most entries one value) take the CPU backend's sparse products:
+/// gradient and HVP against the dense products in f64 (to round-off), and against central
+/// differences; chunks that split the data mid-way exercise the row windows.
+#[test]
+fn sparse_input_products_match_dense_ones() {
+    use subspace_lab::backend::cpu::CpuBackend;
+    for (i, &(w, act, loss)) in CASES.iter().enumerate() {
+        let (spec, theta, mut data) = tiny(w, act, 23, 40 + i as u64);
+        // 75 % of the inputs at the normalised black pixel, the rest spread around it.
+        let base = (0.0 - 0.1307) / 0.3081;
+        for (j, x) in data.x.iter_mut().enumerate() {
+            *x = if j % 4 == 0 { base + 1.5 + *x } else { base };
+        }
+        let form =
+            subspace_lab::backend::input::CpuInput::<f64>::new(&data.x, data.n, data.d, true);
+        assert!(
+            form.unwrap().is_sparse(),
+            "case {i}: the data must take the sparse products"
+        );
+        let mut sparse = engine(F64::new(), &spec, loss, &data, 5, &theta);
+        let mut dense = engine(
+            CpuBackend::<f64>::with_dense_input(),
+            &spec,
+            loss,
+            &data,
+            5,
+            &theta,
+        );
+        let (ls, ld) = (sparse.eval().unwrap().loss, dense.eval().unwrap().loss);
+        assert!(
+            (ls - ld).abs() < 1e-13 * ld.abs(),
+            "case {i}: loss {ls} vs {ld}"
+        );
+        let gs = sparse.backend().download(sparse.grad().unwrap()).unwrap();
+        let gd = dense.backend().download(dense.grad().unwrap()).unwrap();
+        assert!(rel_err(&gs, &gd) < 1e-12, "case {i}: gradient");
+        let p = theta.len();
+        let v = random_vector(p, 5);
+        let hv = |e: &mut subspace_lab::nn::mlp::Engine<F64>| {
+            let vb = e.backend().upload(&v).unwrap();
+            let mut out = e.backend().zeros(p).unwrap();
+            e.hvp(&vb, 0, &mut out, 0).unwrap();
+            e.backend().download(&out).unwrap()
+        };
+        let (hs, hd) = (hv(&mut sparse), hv(&mut dense));
+        assert!(
+            rel_err(&hs, &hd) < 1e-12,
+            "case {i}: HVP {:e}",
+            rel_err(&hs, &hd)
+        );
+        // And the sparse HVP against central differences of the sparse gradient.
+        let h = 1e-5;
+        let tp: Vec<f64> = theta.iter().zip(&v).map(|(t, d)| t + h * d).collect();
+        let tm: Vec<f64> = theta.iter().zip(&v).map(|(t, d)| t - h * d).collect();
+        let gp = grad_at(&mut sparse, &tp);
+        let gm = grad_at(&mut sparse, &tm);
+        let fd: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
+        assert!(rel_err(&hs, &fd) < 1e-6, "case {i}: HVP vs differences");
+    }
+}

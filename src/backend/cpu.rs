@@ -3,6 +3,7 @@
 //! Reductions accumulate in `f64` in both, so an f32 dot over 199,210 terms keeps f32 round-off
 //! only from its inputs.
 
+use super::input::CpuInput;
 use super::{Activation, Backend, LossKind, Precision, check_range};
 use crate::error::Result;
 
@@ -115,12 +116,23 @@ impl Real for f64 {
 #[derive(Clone, Debug, Default)]
 pub struct CpuBackend<T> {
     _t: std::marker::PhantomData<T>,
+    /// Keep the network's input dense even where the sparse form applies (the tests' reference).
+    dense_input: bool,
 }
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
         CpuBackend {
             _t: std::marker::PhantomData,
+            dense_input: false,
+        }
+    }
+    /// A backend that multiplies by the network's input as a dense matrix always (the reference
+    /// for the sparse products of [`super::input`]).
+    pub fn with_dense_input() -> Self {
+        CpuBackend {
+            _t: std::marker::PhantomData,
+            dense_input: true,
         }
     }
 }
@@ -139,6 +151,7 @@ fn sl_mut<'a, T>(v: &'a mut [T], off: usize, len: usize, what: &str) -> Result<&
 
 impl<T: Real> Backend for CpuBackend<T> {
     type Buf = Vec<T>;
+    type Input = CpuInput<T>;
 
     fn name(&self) -> String {
         format!("cpu-{}", T::PRECISION.name())
@@ -172,6 +185,52 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(())
     }
 
+    fn input(&self, x: &[f64], rows: usize, cols: usize) -> Result<CpuInput<T>> {
+        CpuInput::new(x, rows, cols, !self.dense_input)
+    }
+
+    fn input_gemm_nt(
+        &self,
+        x: &CpuInput<T>,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        b: &Vec<T>,
+        b_off: usize,
+        beta: f64,
+        out: &mut Vec<T>,
+        c_off: usize,
+    ) -> Result<()> {
+        let d = x.cols();
+        let b = sl(b, b_off, n * d, "input product B")?;
+        let out = sl_mut(out, c_off, c * n, "input product C")?;
+        x.gemm_nt(r0, c, n, alpha, b, beta, out, threads(), |xs, b, out| {
+            gemm_slices(false, true, c, n, d, alpha, xs, b, beta, out)
+        })
+    }
+
+    fn input_gemm_tn(
+        &self,
+        g: &Vec<T>,
+        g_off: usize,
+        x: &CpuInput<T>,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        beta: f64,
+        out: &mut Vec<T>,
+        c_off: usize,
+    ) -> Result<()> {
+        let d = x.cols();
+        let g = sl(g, g_off, c * n, "input product G")?;
+        let out = sl_mut(out, c_off, n * d, "input product C")?;
+        x.gemm_tn(g, r0, c, n, alpha, beta, out, threads(), |g, xs, out| {
+            gemm_slices(true, false, n, d, c, alpha, g, xs, beta, out)
+        })
+    }
+
     fn fill(&self, x: &mut Vec<T>, off: usize, len: usize, value: f64) -> Result<()> {
         sl_mut(x, off, len, "fill")?.fill(T::of(value));
         Ok(())
@@ -196,42 +255,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         let a = sl(a, a_off, m * k, "gemm A")?;
         let b = sl(b, b_off, k * n, "gemm B")?;
         let c = sl_mut(c, c_off, m * n, "gemm C")?;
-        if m == 0 || n == 0 {
-            return Ok(());
-        }
-        // Skinny shapes (the Lanczos basis products) are memory-bound: packing them as a GEMM
-        // costs more than the arithmetic, so they get streaming kernels.
-        if n == 1 {
-            gemv(ta, m, k, alpha, a, b, beta, c);
-            return Ok(());
-        }
-        if !ta && !tb && m <= SKINNY_ROWS && k <= SKINNY_ROWS {
-            skinny_gemm(m, n, k, alpha, a, b, beta, c);
-            return Ok(());
-        }
-        // Row-major storage: op(A)[i, l] is A[i*k + l] or, transposed, A[l*m + i].
-        let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
-        let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
-        // SAFETY: the slices above hold exactly the m×k, k×n and m×n elements the strides
-        // address, and `c` is a unique borrow, so it cannot alias `a` or `b`.
-        unsafe {
-            T::gemm_raw(
-                m,
-                k,
-                n,
-                T::of(alpha),
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                T::of(beta),
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            )
-        };
+        gemm_slices(ta, tb, m, n, k, alpha, a, b, beta, c);
         Ok(())
     }
 
@@ -539,7 +563,7 @@ pub fn tanh_f32(x: f32) -> f32 {
 /// Largest m and k sent to [`skinny_gemm`] (C is m×n with n large).
 const SKINNY_ROWS: usize = 64;
 /// Below this many elements a kernel runs on one thread.
-const PAR_MIN: usize = 1 << 16;
+pub(crate) const PAR_MIN: usize = 1 << 16;
 
 /// Threads of the CPU kernels: `SUBSPACE_LAB_THREADS` if set (the desktop app leaves one core to
 /// the UI), else every core.
@@ -689,4 +713,58 @@ fn dot_f64<T: Real>(x: &[T], y: &[T]) -> f64 {
         s += a.wide() * b.wide();
     }
     s
+}
+
+/// C (m×n) = α·op(A)·op(B) + β·C on slices holding exactly op(A)'s m×k, op(B)'s k×n and C's m×n
+/// elements (row-major; A stored k×m if `ta`, B stored n×k if `tb`).
+#[allow(clippy::too_many_arguments)]
+fn gemm_slices<T: Real>(
+    ta: bool,
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &[T],
+    b: &[T],
+    beta: f64,
+    c: &mut [T],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Skinny shapes (the Lanczos basis products) are memory-bound: packing them as a GEMM
+    // costs more than the arithmetic, so they get streaming kernels.
+    if n == 1 {
+        gemv(ta, m, k, alpha, a, b, beta, c);
+        return;
+    }
+    if !ta && !tb && m <= SKINNY_ROWS && k <= SKINNY_ROWS {
+        skinny_gemm(m, n, k, alpha, a, b, beta, c);
+        return;
+    }
+    // Row-major storage: op(A)[i, l] is A[i*k + l] or, transposed, A[l*m + i].
+    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the slices hold (asserted) the m×k, k×n and m×n elements the strides address,
+    // and `c` is a unique borrow, so it cannot alias `a` or `b`.
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            T::of(alpha),
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            T::of(beta),
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    };
 }

@@ -109,6 +109,13 @@ pub struct GpuBuf {
     id: u64,
 }
 
+/// The network's input on the GPU: a dense buffer (rows×cols, row-major).
+#[derive(Debug)]
+pub struct GpuInput {
+    buf: GpuBuf,
+    cols: usize,
+}
+
 impl std::fmt::Debug for GpuBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "GpuBuf({} × f32)", self.len)
@@ -798,6 +805,7 @@ fn u(x: usize, what: &str) -> Result<u32> {
 
 impl Backend for GpuBackend {
     type Buf = GpuBuf;
+    type Input = GpuInput;
 
     fn name(&self) -> String {
         "gpu-f32".into()
@@ -808,6 +816,81 @@ impl Backend for GpuBackend {
     fn adapter(&self) -> Option<String> {
         Some(self.adapter_description())
     }
+    fn input(&self, x: &[f64], rows: usize, cols: usize) -> Result<GpuInput> {
+        if rows.checked_mul(cols) != Some(x.len()) {
+            return Err(Error::Shape(format!(
+                "input of {} values is not {rows}×{cols}",
+                x.len()
+            )));
+        }
+        Ok(GpuInput {
+            buf: self.upload(x)?,
+            cols,
+        })
+    }
+
+    fn input_gemm_nt(
+        &self,
+        x: &GpuInput,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        b: &GpuBuf,
+        b_off: usize,
+        beta: f64,
+        out: &mut GpuBuf,
+        c_off: usize,
+    ) -> Result<()> {
+        let d = x.cols;
+        self.gemm(
+            false,
+            true,
+            c,
+            n,
+            d,
+            alpha,
+            &x.buf,
+            r0 * d,
+            b,
+            b_off,
+            beta,
+            out,
+            c_off,
+        )
+    }
+
+    fn input_gemm_tn(
+        &self,
+        g: &GpuBuf,
+        g_off: usize,
+        x: &GpuInput,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        beta: f64,
+        out: &mut GpuBuf,
+        c_off: usize,
+    ) -> Result<()> {
+        let d = x.cols;
+        self.gemm(
+            true,
+            false,
+            n,
+            d,
+            c,
+            alpha,
+            g,
+            g_off,
+            &x.buf,
+            r0 * d,
+            beta,
+            out,
+            c_off,
+        )
+    }
+
     fn zeros(&self, len: usize) -> Result<GpuBuf> {
         // New buffers are zero-initialised by wgpu.
         self.make_buffer(len, None)

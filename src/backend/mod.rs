@@ -10,6 +10,8 @@
 pub mod cpu;
 /// The wgpu backend: natively it blocks on GPU futures; in a browser it suspends on them (JSPI).
 pub mod gpu;
+/// The network's input on the CPU backend (dense, or a common value plus a sparse remainder).
+pub mod input;
 
 use crate::error::Result;
 
@@ -142,6 +144,10 @@ impl std::str::FromStr for LossKind {
 /// The primitives. Offsets and lengths are in elements.
 pub trait Backend {
     type Buf;
+    /// The network's input (a data matrix the engine multiplies by in every pass), in the form
+    /// this backend computes with it: the CPU backend stores MNIST as its common value plus a
+    /// sparse remainder ([`input`]); the GPU keeps a dense buffer.
+    type Input;
 
     /// Human-readable name, e.g. `cpu-f32`.
     fn name(&self) -> String;
@@ -185,6 +191,44 @@ pub trait Backend {
         b_off: usize,
         beta: f64,
         c: &mut Self::Buf,
+        c_off: usize,
+    ) -> Result<()>;
+
+    /// Prepare a row-major rows×cols input matrix for [`Backend::input_gemm_nt`] and
+    /// [`Backend::input_gemm_tn`].
+    fn input(&self, x: &[f64], rows: usize, cols: usize) -> Result<Self::Input>;
+
+    /// C (c×n at `c_off`) = α·X[r0..r0+c, :]·Bᵀ + β·C, with B n×cols at `b_off` (a weight matrix
+    /// in θ's layout): the first layer's forward product.
+    #[allow(clippy::too_many_arguments)]
+    fn input_gemm_nt(
+        &self,
+        x: &Self::Input,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        b: &Self::Buf,
+        b_off: usize,
+        beta: f64,
+        out: &mut Self::Buf,
+        c_off: usize,
+    ) -> Result<()>;
+
+    /// C (n×cols at `c_off`) = α·Gᵀ·X[r0..r0+c, :] + β·C, with G c×n at `g_off`: the first
+    /// layer's weight gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn input_gemm_tn(
+        &self,
+        g: &Self::Buf,
+        g_off: usize,
+        x: &Self::Input,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        beta: f64,
+        out: &mut Self::Buf,
         c_off: usize,
     ) -> Result<()>;
 

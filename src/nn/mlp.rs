@@ -123,7 +123,7 @@ pub struct Engine<B: Backend> {
     loss: LossKind,
     n: usize,
     chunk: usize,
-    x: B::Buf,
+    x: B::Input,
     t: B::Buf,
     theta: B::Buf,
     grad: B::Buf,
@@ -185,7 +185,7 @@ impl<B: Backend + Clone> Engine<B> {
         }
         let max_hidden = spec.widths[1..nl].iter().copied().max().unwrap_or(1);
         Ok(Engine {
-            x: b.upload(&data.x)?,
+            x: b.input(&data.x, n, data.d)?,
             t: b.upload(&data.y)?,
             theta: b.zeros(p)?,
             grad: b.zeros(p)?,
@@ -259,7 +259,7 @@ impl<B: Backend + Clone> Engine<B> {
                 self.spec.output_dim()
             )));
         }
-        self.x = self.backend.upload(&data.x)?;
+        self.x = self.backend.input(&data.x, data.n, data.d)?;
         self.t = self.backend.upload(&data.y)?;
         self.eval = None;
         Ok(())
@@ -313,33 +313,42 @@ impl<B: Backend + Clone> Engine<B> {
         let b = &self.backend;
         let nl = self.layers.len();
         let act = self.spec.activation;
-        let d0 = self.spec.input_dim();
         for (i, l) in self.layers.iter().enumerate() {
             // z_i = a_{i-1} W_iᵀ, then σ(z_i + b_i) in place (the output layer keeps z + b).
             let hidden = i + 1 < nl;
             let (lo, hi) = self.a.split_at_mut(i);
-            let (input, in_off) = if i == 0 {
-                (&self.x, r0 * d0)
-            } else {
-                (&lo[i - 1], r0 * l.fan_in)
-            };
             let dst = if hidden { &mut hi[0] } else { &mut self.out };
             let z_off = r0 * l.fan_out;
-            b.gemm(
-                false,
-                true,
-                c,
-                l.fan_out,
-                l.fan_in,
-                1.0,
-                input,
-                in_off,
-                &self.theta,
-                l.w_off,
-                0.0,
-                dst,
-                z_off,
-            )?;
+            if i == 0 {
+                b.input_gemm_nt(
+                    &self.x,
+                    r0,
+                    c,
+                    l.fan_out,
+                    1.0,
+                    &self.theta,
+                    l.w_off,
+                    0.0,
+                    dst,
+                    z_off,
+                )?;
+            } else {
+                b.gemm(
+                    false,
+                    true,
+                    c,
+                    l.fan_out,
+                    l.fan_in,
+                    1.0,
+                    &lo[i - 1],
+                    r0 * l.fan_in,
+                    &self.theta,
+                    l.w_off,
+                    0.0,
+                    dst,
+                    z_off,
+                )?;
+            }
             b.bias_act(
                 hidden.then_some(act),
                 c,
@@ -367,28 +376,38 @@ impl<B: Backend + Clone> Engine<B> {
         )?;
         for i in (0..nl).rev() {
             let l = self.layers[i];
-            let (input, in_off) = if i == 0 {
-                (&self.x, r0 * d0)
-            } else {
-                (&self.a[i - 1], r0 * l.fan_in)
-            };
             let g_off = r0 * l.fan_out;
             // dW_i += g_iᵀ · a_{i-1}; db_i += Σ_rows g_i.
-            b.gemm(
-                true,
-                false,
-                l.fan_out,
-                l.fan_in,
-                c,
-                1.0,
-                &self.g[i],
-                g_off,
-                input,
-                in_off,
-                1.0,
-                &mut self.grad,
-                l.w_off,
-            )?;
+            if i == 0 {
+                b.input_gemm_tn(
+                    &self.g[i],
+                    g_off,
+                    &self.x,
+                    r0,
+                    c,
+                    l.fan_out,
+                    1.0,
+                    1.0,
+                    &mut self.grad,
+                    l.w_off,
+                )?;
+            } else {
+                b.gemm(
+                    true,
+                    false,
+                    l.fan_out,
+                    l.fan_in,
+                    c,
+                    1.0,
+                    &self.g[i],
+                    g_off,
+                    &self.a[i - 1],
+                    r0 * l.fan_in,
+                    1.0,
+                    &mut self.grad,
+                    l.w_off,
+                )?;
+            }
             b.col_sum(
                 c,
                 l.fan_out,
@@ -468,30 +487,37 @@ impl<B: Backend + Clone> Engine<B> {
         let b = &self.backend;
         let nl = self.layers.len();
         let act = self.spec.activation;
-        let d0 = self.spec.input_dim();
         // R-forward: R{z_i} = a_{i-1} Vᵢᵀ + R{a_{i-1}} W_iᵀ + v_b; R{a_i} = σ'(z_i) ⊙ R{z_i}.
         for (i, l) in self.layers.iter().enumerate() {
-            let (input, in_off) = if i == 0 {
-                (&self.x, r0 * d0)
+            if i == 0 {
+                b.input_gemm_nt(
+                    &self.x,
+                    r0,
+                    c,
+                    l.fan_out,
+                    1.0,
+                    v,
+                    v_off + l.w_off,
+                    0.0,
+                    &mut self.rz[i],
+                    0,
+                )?;
             } else {
-                (&self.a[i - 1], r0 * l.fan_in)
-            };
-            b.gemm(
-                false,
-                true,
-                c,
-                l.fan_out,
-                l.fan_in,
-                1.0,
-                input,
-                in_off,
-                v,
-                v_off + l.w_off,
-                0.0,
-                &mut self.rz[i],
-                0,
-            )?;
-            if i > 0 {
+                b.gemm(
+                    false,
+                    true,
+                    c,
+                    l.fan_out,
+                    l.fan_in,
+                    1.0,
+                    &self.a[i - 1],
+                    r0 * l.fan_in,
+                    v,
+                    v_off + l.w_off,
+                    0.0,
+                    &mut self.rz[i],
+                    0,
+                )?;
                 b.gemm(
                     false,
                     true,
@@ -539,29 +565,37 @@ impl<B: Backend + Clone> Engine<B> {
         // R-backward.
         for i in (0..nl).rev() {
             let l = self.layers[i];
-            let (input, in_off) = if i == 0 {
-                (&self.x, r0 * d0)
-            } else {
-                (&self.a[i - 1], r0 * l.fan_in)
-            };
             let g_off = r0 * l.fan_out;
             // R{dW_i} = R{g_i}ᵀ a_{i-1} + g_iᵀ R{a_{i-1}}; R{db_i} = Σ_rows R{g_i}.
-            b.gemm(
-                true,
-                false,
-                l.fan_out,
-                l.fan_in,
-                c,
-                1.0,
-                &self.rg[i],
-                0,
-                input,
-                in_off,
-                1.0,
-                out,
-                out_off + l.w_off,
-            )?;
-            if i > 0 {
+            if i == 0 {
+                b.input_gemm_tn(
+                    &self.rg[i],
+                    0,
+                    &self.x,
+                    r0,
+                    c,
+                    l.fan_out,
+                    1.0,
+                    1.0,
+                    out,
+                    out_off + l.w_off,
+                )?;
+            } else {
+                b.gemm(
+                    true,
+                    false,
+                    l.fan_out,
+                    l.fan_in,
+                    c,
+                    1.0,
+                    &self.rg[i],
+                    0,
+                    &self.a[i - 1],
+                    r0 * l.fan_in,
+                    1.0,
+                    out,
+                    out_off + l.w_off,
+                )?;
                 b.gemm(
                     true,
                     false,
