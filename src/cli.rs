@@ -97,11 +97,12 @@ struct ReproduceArgs {
     out: PathBuf,
     #[arg(long, default_value = "auto")]
     backend: BackendChoice,
-    /// Continue a stopped single-run preset (fig1, fig1-ce, fig2-3, fig4, fig5, fig9, fig10,
-    /// fig22) from the checkpoint in OUT/<preset>/, which the full variants write every 100 steps
-    /// and on Ctrl-C. The metrics and verdicts equal an uninterrupted run's on the CPU backend;
-    /// the wall time adds the earlier sessions' computing time. Without a checkpoint the preset
-    /// starts over.
+    /// Continue a stopped preset from the checkpoints in OUT/<preset>/, which the full variants
+    /// write every 100 steps and on Ctrl-C. A single-run preset (fig1, fig1-ce, fig2-3, fig4, fig5,
+    /// fig9, fig10, fig22) continues its run; table2 skips its finished runs and continues the
+    /// stopped one. The metrics and verdicts equal an uninterrupted run's on the CPU backend; the
+    /// wall time adds the earlier sessions' computing time. Without a checkpoint the preset starts
+    /// over (fig18-19, which keeps θ along its paired runs, always does).
     #[arg(long)]
     resume: bool,
     #[command(flatten)]
@@ -790,7 +791,7 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         bar.finish_and_clear();
         let dir = a.out.join(preset);
         let res = res.with_context(|| {
-            let resume = if dir.join("checkpoint.json").exists() {
+            let resume = if dir.join("checkpoint.json").exists() || dir.join("resume").is_dir() {
                 format!(
                     "; continue it with: subspace-lab reproduce {preset}{} --resume --out {}",
                     if a.quick { " --quick" } else { "" },

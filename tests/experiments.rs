@@ -382,3 +382,78 @@ fn quick_fig1_verdict_holds() {
         }
     }
 }
+
+/// A preset of several runs stopped in its second run continues with `--resume`: the finished
+/// run is skipped (its rows come back from `resume/<run>/done.json`), the stopped one continues
+/// from its checkpoint, and `metrics.csv` and the outcomes equal an uninterrupted invocation's.
+#[test]
+fn several_runs_resume_where_they_stopped() {
+    let Some(m) = mnist_or_skip() else { return };
+    let specs: Vec<RunSpec> = [("gd", OptKind::Gd), ("gd-m", OptKind::Momentum)]
+        .iter()
+        .map(|&(name, kind)| {
+            let mut s = RunSpec::new(name, OptimizerSpec::new(kind, 0.05, None), 24);
+            s.model.widths = vec![784, 8, 10];
+            s.data.samples = 60;
+            s.record_every = 4;
+            s.k = 2;
+            s.top = Some(3);
+            s.effective_lr = true;
+            s.checkpoint_every = 5;
+            s
+        })
+        .collect();
+    let whole = tempfile::tempdir().unwrap();
+    let mut p = |_: &str, _: usize, _: usize| {};
+    let mut ctx = reproduce::Ctx::new(
+        whole.path(),
+        false,
+        Arc::new(AtomicBool::new(false)),
+        &mut p,
+    );
+    let full =
+        reproduce::run_specs(&F64::new(), &m, whole.path(), &specs, false, &mut ctx).unwrap();
+
+    let split = tempfile::tempdir().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    // Stop 13 steps into the second run (progress comes once per step).
+    let mut calls = 0;
+    let mut p = move |_: &str, _: usize, _: usize| {
+        calls += 1;
+        if calls >= 24 + 13 {
+            flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    let mut ctx = reproduce::Ctx::new(split.path(), false, stop, &mut p);
+    let err =
+        reproduce::run_specs(&F64::new(), &m, split.path(), &specs, false, &mut ctx).unwrap_err();
+    assert!(
+        matches!(err, subspace_lab::Error::Interrupted { .. }),
+        "{err}"
+    );
+    assert!(split.path().join("resume/gd/done.json").exists());
+    assert!(split.path().join("resume/gd-m/checkpoint.json").exists());
+
+    let mut p = |_: &str, _: usize, _: usize| {};
+    let mut ctx = reproduce::Ctx::new(
+        split.path(),
+        false,
+        Arc::new(AtomicBool::new(false)),
+        &mut p,
+    );
+    ctx.resume = true;
+    let resumed =
+        reproduce::run_specs(&F64::new(), &m, split.path(), &specs, false, &mut ctx).unwrap();
+    let csv = |d: &std::path::Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    assert_eq!(csv(split.path()), csv(whole.path()));
+    for (a, b) in resumed.iter().zip(&full) {
+        assert_eq!(
+            serde_json::to_string(&a.legs).unwrap(),
+            serde_json::to_string(&b.legs).unwrap()
+        );
+    }
+    // A finished run's checkpoint is gone; its done.json stays for the next --resume.
+    assert!(!split.path().join("resume/gd-m/checkpoint.json").exists());
+    assert!(split.path().join("resume/gd-m/done.json").exists());
+}

@@ -30,14 +30,17 @@ pub struct CsvSink<'a> {
     top: usize,
     pub stop: Arc<AtomicBool>,
     pub progress: &'a mut dyn FnMut(&str, usize, usize),
-    /// Write checkpoints (off where several runs share the directory: resuming one of them
-    /// would rewrite `metrics.csv` without the others' rows).
+    /// Write checkpoints.
     pub checkpoints: bool,
+    /// Where checkpoints go: the output directory for a single run; `resume/<run>/` in it when
+    /// several runs share the directory.
+    pub ckpt_dir: PathBuf,
 }
 
 impl<'a> CsvSink<'a> {
     /// Start `dir/metrics.csv` with the header and `existing` rows (a resumed run's rows so far);
-    /// `append` keeps what the file already holds (a second run of the same preset).
+    /// `append` keeps what the file already holds (a second run of the same preset) and adds
+    /// `existing` after it.
     pub fn create(
         dir: &Path,
         top: usize,
@@ -49,10 +52,14 @@ impl<'a> CsvSink<'a> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join("metrics.csv");
         let mut file = if append {
-            std::fs::OpenOptions::new()
+            let mut f = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&path)
-                .map_err(|e| Error::io(&path, e))?
+                .map_err(|e| Error::io(&path, e))?;
+            for r in existing {
+                writeln!(f, "{}", r.csv_line(top)).map_err(|e| Error::io(&path, e))?;
+            }
+            f
         } else {
             write_atomic(&path, Record::csv(existing, top).as_bytes())?;
             std::fs::OpenOptions::new()
@@ -68,6 +75,7 @@ impl<'a> CsvSink<'a> {
             stop,
             progress,
             checkpoints: true,
+            ckpt_dir: dir.to_path_buf(),
         })
     }
 }
@@ -83,7 +91,8 @@ impl Observer for CsvSink<'_> {
     }
     fn checkpoint(&mut self, c: &Checkpoint, v: &Vectors) -> Result<()> {
         if self.checkpoints {
-            save_checkpoint(&self.dir, c, v)
+            std::fs::create_dir_all(&self.ckpt_dir).map_err(|e| Error::io(&self.ckpt_dir, e))?;
+            save_checkpoint(&self.ckpt_dir, c, v)
         } else {
             Ok(())
         }

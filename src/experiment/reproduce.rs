@@ -142,9 +142,27 @@ pub fn dataset_for(m: &Mnist5k, spec: &RunSpec) -> Result<Dataset> {
     m.dataset(spec.data.preprocess, spec.data.samples)
 }
 
+/// A finished run of a preset of several runs, kept in `resume/<run>/done.json` so that
+/// `--resume` skips it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DoneRun {
+    spec: RunSpec,
+    switch_step: Option<usize>,
+    switch_rule_fired: bool,
+    legs: Vec<run::LegSummary>,
+    records: Vec<run::Record>,
+    /// Seconds the run computed, over all its sessions.
+    elapsed_s: f64,
+}
+
+const DONE_JSON: &str = "done.json";
+
 /// Run specs one after another into one directory: `spec.toml` (or `spec-<name>.toml` when there
-/// are several), one `metrics.csv` for all, and the outcomes.
-fn run_specs<B: Backend + Clone>(
+/// are several), one `metrics.csv` for all, and the outcomes. With `ctx.resume` a stopped preset
+/// continues: a single run from `checkpoint.json`; several runs (not keeping θ) skip the ones
+/// that finished (`resume/<run>/done.json`) and continue the one that was stopped
+/// (`resume/<run>/checkpoint.json`), so `metrics.csv` ends as an uninterrupted invocation's.
+pub fn run_specs<B: Backend + Clone>(
     backend: &B,
     m: &Mnist5k,
     dir: &Path,
@@ -154,39 +172,74 @@ fn run_specs<B: Backend + Clone>(
 ) -> Result<Vec<RunOutcome>> {
     let top = specs.iter().map(|s| s.top()).max().unwrap_or(0);
     let mut outs = Vec::new();
-    // `--resume`: a single-run preset continues from its checkpoint, if it left one.
+    let single = specs.len() == 1;
+    // A preset of several runs checkpoints each run in `resume/<run>/` and leaves `done.json`
+    // there when it finishes (not where θ is kept along the run: fig18-19's pairing).
+    let multi_resumable = !single && !keep_theta;
+    let resume_root = dir.join("resume");
+    // `--resume`: continue from the checkpoints, if the preset left any.
     let mut resume = None;
-    if ctx.resume && specs.len() == 1 && dir.join(CHECKPOINT_JSON).exists() {
+    if ctx.resume && single && dir.join(CHECKPOINT_JSON).exists() {
         resume = Some(load_checkpoint(dir)?);
     } else {
         clear_checkpoint(dir)?;
     }
+    if !(ctx.resume && multi_resumable) && resume_root.exists() {
+        std::fs::remove_dir_all(&resume_root).map_err(|e| Error::io(&resume_root, e))?;
+    }
+    let mut earlier_s = 0.0;
+    let mut resumed_at = None;
     for (i, spec) in specs.iter().enumerate() {
         // Full variants run for an hour or more: checkpoint them (Ctrl-C writes one too), so
-        // `subspace-lab run --resume DIR` can continue a stopped single-run preset.
+        // `reproduce --resume` can continue a stopped preset.
         let mut spec = spec.clone();
-        let single = specs.len() == 1;
-        if single && !ctx.quick && spec.checkpoint_every == 0 {
+        if (single || multi_resumable) && !ctx.quick && spec.checkpoint_every == 0 {
             spec.checkpoint_every = FULL_CHECKPOINT_EVERY;
         }
         let spec = &spec;
-        let file = if specs.len() == 1 {
+        let file = if single {
             "spec.toml".to_string()
         } else {
             format!("spec-{}.toml", spec.name)
         };
         write_atomic(&dir.join(file), spec.to_toml()?.as_bytes())?;
+        let run_dir = resume_root.join(&spec.name);
+        let mut resume = resume.take();
+        if ctx.resume && multi_resumable {
+            let done = run_dir.join(DONE_JSON);
+            if done.exists() {
+                let text = std::fs::read_to_string(&done).map_err(|e| Error::io(&done, e))?;
+                let d: DoneRun = serde_json::from_str(&text)
+                    .map_err(|e| Error::data(&done, format!("not a finished run: {e}")))?;
+                if d.spec != *spec {
+                    return Err(stale(&done));
+                }
+                // Its rows go back into metrics.csv, in the order of an uninterrupted run.
+                CsvSink::create(dir, top, &d.records, i > 0, ctx.stop.clone(), ctx.progress)?;
+                earlier_s += d.elapsed_s;
+                resumed_at = Some(0);
+                outs.push(RunOutcome {
+                    switch_step: d.switch_step,
+                    switch_rule_fired: d.switch_rule_fired,
+                    legs: d.legs,
+                    records: d.records,
+                    thetas: Vec::new(),
+                });
+                continue;
+            }
+            if run_dir.join(CHECKPOINT_JSON).exists() {
+                resume = Some(load_checkpoint(&run_dir)?);
+            }
+        }
         let data = dataset_for(m, spec)?;
-        let resume = resume.take();
+        let mut run_earlier = 0.0;
         if let Some((c, _)) = &resume {
             if c.spec != *spec {
-                return Err(Error::InvalidArgument(format!(
-                    "the checkpoint in {} was written for another spec of this preset (another version, or --quick); \
-                     remove checkpoint.json to start over",
-                    dir.display()
-                )));
+                return Err(stale(dir));
             }
-            ctx.earlier = Some((c.elapsed_s, c.step));
+            run_earlier = c.elapsed_s;
+            earlier_s += c.elapsed_s;
+            resumed_at = Some(c.step);
         }
         let existing = resume.as_ref().map(|(c, _)| c.records.clone());
         let mut sink = CsvSink::create(
@@ -197,17 +250,41 @@ fn run_specs<B: Backend + Clone>(
             ctx.stop.clone(),
             ctx.progress,
         )?;
-        sink.checkpoints = single;
-        outs.push(run::run(
-            backend.clone(),
-            spec,
-            &data,
-            keep_theta,
-            resume,
-            &mut sink,
-        )?);
+        sink.checkpoints = single || multi_resumable;
+        if !single {
+            sink.ckpt_dir = run_dir.clone();
+        }
+        let started = Instant::now();
+        let out = run::run(backend.clone(), spec, &data, keep_theta, resume, &mut sink)?;
+        if multi_resumable {
+            let d = DoneRun {
+                spec: spec.clone(),
+                switch_step: out.switch_step,
+                switch_rule_fired: out.switch_rule_fired,
+                legs: out.legs.clone(),
+                records: out.records.clone(),
+                elapsed_s: run_earlier + started.elapsed().as_secs_f64(),
+            };
+            let json =
+                serde_json::to_string(&d).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+            write_atomic(&run_dir.join(DONE_JSON), json.as_bytes())?;
+            clear_checkpoint(&run_dir)?;
+        }
+        outs.push(out);
+    }
+    if let Some(step) = resumed_at {
+        ctx.earlier = Some((earlier_s, step));
     }
     Ok(outs)
+}
+
+fn stale(dir: &Path) -> Error {
+    Error::InvalidArgument(format!(
+        "the checkpoint in {} was written for another spec of this preset (another version, or --quick); \
+         remove it to start over",
+        dir.display()
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -519,9 +519,11 @@ pub struct LegSummary {
     pub end_loss: f64,
     pub dom_lr: Stats,
     pub bulk_lr: Stats,
-    #[serde(skip)]
+    /// Per-step Dom-LR and Bulk-LR of a leg in progress (a checkpoint carries them, so the
+    /// statistics of a resumed run cover every step); empty once the leg has finished.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     dom_lr_series: Vec<f64>,
-    #[serde(skip)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     bulk_lr_series: Vec<f64>,
 }
 
@@ -959,8 +961,9 @@ pub fn run<B: Backend + Clone>(
                 }
             }
         };
-        leg.summary.dom_lr = Stats::of(&leg.summary.dom_lr_series);
-        leg.summary.bulk_lr = Stats::of(&leg.summary.bulk_lr_series);
+        // The series end here: a finished leg keeps only their statistics.
+        leg.summary.dom_lr = Stats::of(&std::mem::take(&mut leg.summary.dom_lr_series));
+        leg.summary.bulk_lr = Stats::of(&std::mem::take(&mut leg.summary.bulk_lr_series));
         if leg_idx == 0 {
             out.switch_step = Some(leg.step);
             out.switch_rule_fired = fired;
