@@ -37,6 +37,8 @@ pub struct CpuInput<T> {
     rows: usize,
     cols: usize,
     repr: Repr<T>,
+    /// Run the portable loops even where AVX2 and FMA exist (the tests compare the two).
+    portable: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -77,7 +79,18 @@ impl<T: Real> CpuInput<T> {
             Some(s) => Repr::Sparse(s),
             None => Repr::Dense(x.iter().map(|&v| T::of(v)).collect()),
         };
-        Ok(CpuInput { rows, cols, repr })
+        Ok(CpuInput {
+            rows,
+            cols,
+            repr,
+            portable: false,
+        })
+    }
+
+    /// The same input computing with the portable loops only (what other CPUs and wasm run).
+    pub fn portable(mut self) -> Self {
+        self.portable = true;
+        self
     }
 
     pub fn rows(&self) -> usize {
@@ -171,6 +184,7 @@ impl<T: Real> CpuInput<T> {
             bsum: &bsum,
             alpha: T::of(alpha),
             beta,
+            portable: self.portable,
         };
         if t <= 1 || nnz * n < super::cpu::PAR_MIN {
             nt_dispatch(&args, 0, out);
@@ -258,6 +272,7 @@ impl<T: Real> CpuInput<T> {
             ranges: &ranges,
             alpha: T::of(alpha),
             beta,
+            portable: self.portable,
         };
         let t = threads.min(cols).max(1);
         let out_ptr = OutPtr(out.as_mut_ptr());
@@ -371,6 +386,22 @@ impl Blocks {
     }
 }
 
+/// Whether the AVX2 + FMA loops run: on x86-64 where the CPU has both, unless the portable ones
+/// were asked for.
+fn use_fma(portable: bool) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        !portable
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = portable;
+        false
+    }
+}
+
 struct NtArgs<'a, T> {
     s: &'a Sparse<T>,
     r0: usize,
@@ -381,15 +412,18 @@ struct NtArgs<'a, T> {
     bsum: &'a [T],
     alpha: T,
     beta: f64,
+    portable: bool,
 }
 
 /// Rows `first..` (relative to r0) of X·Bᵀ into `out` (whole rows of n).
 fn nt_dispatch<T: Real>(a: &NtArgs<'_, T>, first: usize, out: &mut [T]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: AVX2 and FMA are present (checked just above).
-        unsafe { nt_avx2(a, first, out) };
-        return;
+    if use_fma(a.portable) {
+        // SAFETY: AVX2 and FMA are present (`use_fma`).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            nt_avx2(a, first, out);
+            return;
+        }
     }
     nt_blocks::<T, false>(a, first, out);
 }
@@ -475,6 +509,7 @@ struct TnArgs<'a, T> {
     ranges: &'a [(usize, usize)],
     alpha: T,
     beta: f64,
+    portable: bool,
 }
 
 struct OutPtr<T>(*mut T);
@@ -487,11 +522,13 @@ unsafe impl<T> Send for OutPtr<T> {}
 /// # Safety
 /// `out` must point to a live n×cols matrix no one else reads or writes in columns j0..j1.
 unsafe fn tn_dispatch<T: Real>(a: &TnArgs<'_, T>, j0: usize, j1: usize, out: &OutPtr<T>) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: AVX2 and FMA are present; the caller's contract covers `out`.
-        unsafe { tn_avx2(a, j0, j1, out) };
-        return;
+    if use_fma(a.portable) {
+        // SAFETY: AVX2 and FMA are present (`use_fma`); the caller's contract covers `out`.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            tn_avx2(a, j0, j1, out);
+            return;
+        }
     }
     // SAFETY: the caller's contract.
     unsafe { tn_blocks::<T, false>(a, j0, j1, out) };
@@ -661,10 +698,25 @@ mod tests {
             (64, 20, 200),
         ] {
             let x = mnist_like(rows, cols, 0.2, rows as u64);
-            let inp = CpuInput::<f64>::new(&x, rows, cols, true).unwrap();
-            assert!(inp.is_sparse(), "{rows}×{cols}: density {}", inp.density());
-            assert!((inp.density() - 0.2).abs() < 0.05);
-            for &(r0, c) in &[(0, rows), (5, rows / 2), (rows - 1, 1)] {
+            let fast = CpuInput::<f64>::new(&x, rows, cols, true).unwrap();
+            assert!(
+                fast.is_sparse(),
+                "{rows}×{cols}: density {}",
+                fast.density()
+            );
+            assert!((fast.density() - 0.2).abs() < 0.05);
+            let portable = fast.clone().portable();
+            for (inp, &(r0, c)) in [&fast, &portable]
+                .into_iter()
+                .flat_map(|i| {
+                    [(0, rows), (5, rows / 2), (rows - 1, 1)]
+                        .map(|rc| (i, rc))
+                        .to_vec()
+                })
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|(i, rc)| (*i, rc))
+            {
                 let b: Vec<f64> = (0..n * cols).map(|_| rng.random::<f64>() - 0.5).collect();
                 let g: Vec<f64> = (0..c * n).map(|_| rng.random::<f64>() - 0.5).collect();
                 let want_nt = dense_nt(&x, r0, c, cols, n, &b);
