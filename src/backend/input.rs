@@ -448,8 +448,7 @@ fn nt_blocks<T: Real, const FMA: bool>(a: &NtArgs<'_, T>, first: usize, out: &mu
 }
 
 /// One lane block (columns o0..o0+WB of the output) for the rows of `out`; the slab of Bᵀ for
-/// the block (cols×WB) stays in cache across the rows. K accumulator sets take the entries in
-/// turn, so a narrow block is not bound by the latency of one chain of multiply-adds.
+/// the block (cols×WB) stays in cache across the rows; K accumulator sets ([`sparse_sum`]).
 #[inline(always)]
 fn nt_block<T: Real, const WB: usize, const K: usize, const FMA: bool>(
     a: &NtArgs<'_, T>,
@@ -465,26 +464,7 @@ fn nt_block<T: Real, const WB: usize, const K: usize, const FMA: bool>(
     for rr in 0..out.len() / n {
         let r = a.r0 + first + rr;
         let (e0, e1) = (s.row_ptr[r], s.row_ptr[r + 1]);
-        let mut accs = [[T::zero(); WB]; K];
-        let mut e = e0;
-        while e + K <= e1 {
-            for (k, acc) in accs.iter_mut().enumerate() {
-                let v = s.row_val[e + k];
-                let brow: &[T; WB] = lanes(slab, s.row_col[e + k] as usize * WB);
-                for t in 0..WB {
-                    acc[t] = madd::<T, FMA>(v, brow[t], acc[t]);
-                }
-            }
-            e += K;
-        }
-        for e in e..e1 {
-            let v = s.row_val[e];
-            let brow: &[T; WB] = lanes(slab, s.row_col[e] as usize * WB);
-            for t in 0..WB {
-                accs[0][t] = madd::<T, FMA>(v, brow[t], accs[0][t]);
-            }
-        }
-        let acc = fold(accs);
+        let acc = sparse_sum::<T, WB, K, FMA>(&s.row_val[e0..e1], &s.row_col[e0..e1], 0, slab);
         let dst = &mut out[rr * n + o0..rr * n + o0 + w];
         for t in 0..w {
             let val = a.alpha * (a.bsum[o0 + t] + acc[t]);
@@ -563,7 +543,7 @@ unsafe fn tn_blocks<T: Real, const FMA: bool>(
 }
 
 /// One lane block (rows o0..o0+WB of the output) for columns j0..j1; the slab of G for the
-/// block (c×WB) stays in cache across the columns. K accumulator sets as in [`nt_block`].
+/// block (c×WB) stays in cache across the columns; K accumulator sets ([`sparse_sum`]).
 #[inline(always)]
 unsafe fn tn_block<T: Real, const WB: usize, const K: usize, const FMA: bool>(
     a: &TnArgs<'_, T>,
@@ -578,26 +558,7 @@ unsafe fn tn_block<T: Real, const WB: usize, const K: usize, const FMA: bool>(
     let beta = T::of(a.beta);
     for j in j0..j1 {
         let (e0, e1) = a.ranges[j];
-        let mut accs = [[T::zero(); WB]; K];
-        let mut e = e0;
-        while e + K <= e1 {
-            for (k, acc) in accs.iter_mut().enumerate() {
-                let v = s.col_val[e + k];
-                let grow: &[T; WB] = lanes(slab, (s.col_row[e + k] as usize - a.r0) * WB);
-                for t in 0..WB {
-                    acc[t] = madd::<T, FMA>(v, grow[t], acc[t]);
-                }
-            }
-            e += K;
-        }
-        for e in e..e1 {
-            let v = s.col_val[e];
-            let grow: &[T; WB] = lanes(slab, (s.col_row[e] as usize - a.r0) * WB);
-            for t in 0..WB {
-                accs[0][t] = madd::<T, FMA>(v, grow[t], accs[0][t]);
-            }
-        }
-        let acc = fold(accs);
+        let acc = sparse_sum::<T, WB, K, FMA>(&s.col_val[e0..e1], &s.col_row[e0..e1], a.r0, slab);
         for t in 0..w {
             let o = o0 + t;
             // SAFETY: o < n and j < cols address the n×cols matrix; column j is this thread's
@@ -611,6 +572,37 @@ unsafe fn tn_block<T: Real, const WB: usize, const K: usize, const FMA: bool>(
             };
         }
     }
+}
+
+/// Σ_e vals[e]·slab[idx[e] − skip] over one sparse row (or column), for one block of WB lanes
+/// (the slab holds WB scalars per index). K accumulator sets take the entries in turn, so a
+/// narrow block is not bound by the latency of one chain of multiply-adds; they are summed in a
+/// fixed order.
+#[inline(always)]
+fn sparse_sum<T: Real, const WB: usize, const K: usize, const FMA: bool>(
+    vals: &[T],
+    idx: &[u32],
+    skip: usize,
+    slab: &[T],
+) -> [T; WB] {
+    let mut accs = [[T::zero(); WB]; K];
+    let mut vc = vals.chunks_exact(K);
+    let mut ic = idx.chunks_exact(K);
+    for (vs, is) in (&mut vc).zip(&mut ic) {
+        for (k, acc) in accs.iter_mut().enumerate() {
+            let row: &[T; WB] = lanes(slab, (is[k] as usize - skip) * WB);
+            for t in 0..WB {
+                acc[t] = madd::<T, FMA>(vs[k], row[t], acc[t]);
+            }
+        }
+    }
+    for (&v, &i) in vc.remainder().iter().zip(ic.remainder()) {
+        let row: &[T; WB] = lanes(slab, (i as usize - skip) * WB);
+        for t in 0..WB {
+            accs[0][t] = madd::<T, FMA>(v, row[t], accs[0][t]);
+        }
+    }
+    fold(accs)
 }
 
 /// The K accumulator sets summed in a fixed order.
