@@ -235,7 +235,7 @@ pub fn run_specs<B: Backend + Clone>(
         let mut run_earlier = 0.0;
         if let Some((c, _)) = &resume {
             if c.spec != *spec {
-                return Err(stale(dir));
+                return Err(stale(if single { dir } else { &run_dir }));
             }
             run_earlier = c.elapsed_s;
             earlier_s += c.elapsed_s;
