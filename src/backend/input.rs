@@ -111,12 +111,27 @@ impl<T: Real> CpuInput<T> {
         }
     }
 
-    fn check_rows(&self, r0: usize, c: usize) -> Result<()> {
+    /// Rows r0..r0+c exist, and the operand (`name`, `shape`) and the output hold the values
+    /// their shapes say.
+    fn check(
+        &self,
+        r0: usize,
+        c: usize,
+        name: &str,
+        (len, shape): (usize, (usize, usize)),
+        (out_len, out_shape): (usize, (usize, usize)),
+    ) -> Result<()> {
         if r0.checked_add(c).is_none_or(|end| end > self.rows) {
             return Err(Error::Shape(format!(
                 "input rows {r0}..{} out of range (the input has {} rows)",
                 r0.saturating_add(c),
                 self.rows
+            )));
+        }
+        if len != shape.0 * shape.1 || out_len != out_shape.0 * out_shape.1 {
+            return Err(Error::Shape(format!(
+                "input product: {name} has {len} values for {}×{}, out {out_len} for {}×{}",
+                shape.0, shape.1, out_shape.0, out_shape.1
             )));
         }
         Ok(())
@@ -136,15 +151,8 @@ impl<T: Real> CpuInput<T> {
         threads: usize,
         dense: impl FnOnce(&[T], &[T], &mut [T]),
     ) -> Result<()> {
-        self.check_rows(r0, c)?;
         let cols = self.cols;
-        if b.len() != n * cols || out.len() != c * n {
-            return Err(Error::Shape(format!(
-                "input product: B has {} values for {n}×{cols}, out {} for {c}×{n}",
-                b.len(),
-                out.len()
-            )));
-        }
+        self.check(r0, c, "B", (b.len(), (n, cols)), (out.len(), (c, n)))?;
         let s = match &self.repr {
             Repr::Dense(x) => {
                 dense(&x[r0 * cols..(r0 + c) * cols], b, out);
@@ -213,15 +221,8 @@ impl<T: Real> CpuInput<T> {
         threads: usize,
         dense: impl FnOnce(&[T], &[T], &mut [T]),
     ) -> Result<()> {
-        self.check_rows(r0, c)?;
         let cols = self.cols;
-        if g.len() != c * n || out.len() != n * cols {
-            return Err(Error::Shape(format!(
-                "input product: G has {} values for {c}×{n}, out {} for {n}×{cols}",
-                g.len(),
-                out.len()
-            )));
-        }
+        self.check(r0, c, "G", (g.len(), (c, n)), (out.len(), (n, cols)))?;
         let s = match &self.repr {
             Repr::Dense(x) => {
                 dense(g, &x[r0 * cols..(r0 + c) * cols], out);
