@@ -204,6 +204,9 @@ struct SpectrumArgs {
     /// Give up after this many HVPs (0: 50·k + 500).
     #[arg(long, default_value_t = 0)]
     max_hvps: usize,
+    /// Samples per chunk of the HVP (0: the backend's default, 1000 on the CPU, all on a GPU).
+    #[arg(long, default_value_t = 0)]
+    chunk: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -219,6 +222,9 @@ struct BenchArgs {
     /// Repetitions (medians are reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Samples per chunk of the HVP (0: the backend's default, 1000 on the CPU, all on a GPU).
+    #[arg(long, default_value_t = 0)]
+    chunk: usize,
     #[arg(long)]
     json: bool,
 }
@@ -435,7 +441,7 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
             max_products: a.max_hvps,
             ..LanczosOptions::default()
         },
-        chunk: 0,
+        chunk: a.chunk,
     };
     let pb = spinner(false);
     pb.set_message("gradient…");
@@ -503,7 +509,10 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         &theta,
         &data,
         a.model.loss,
-        a.runs,
+        jobs::BenchOptions {
+            runs: a.runs,
+            chunk: a.chunk,
+        },
         &mut say
     )?)];
     if on_gpu {
@@ -518,7 +527,10 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             &theta,
             &data,
             a.model.loss,
-            a.runs,
+            jobs::BenchOptions {
+                runs: a.runs,
+                chunk: 0,
+            },
             &mut say
         )?));
     }
@@ -532,7 +544,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     }
     for rep in &reps {
         println!(
-            "{}{}: gradient {:.1} ms, HVP {:.1} ms ({:.1} GFLOP/s), top-10 (tol 1e-4) {:.0} ms with {} HVPs — {} samples, {} params, median of {}",
+            "{}{}: gradient {:.1} ms, HVP {:.1} ms ({:.1} GFLOP/s), top-10 (tol 1e-4) {:.0} ms with {} HVPs — {} samples in chunks of {}, {} params, median of {}",
             rep.backend,
             rep.adapter
                 .as_ref()
@@ -544,6 +556,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             rep.top10_ms,
             rep.top10_hvps,
             rep.samples,
+            rep.chunk,
             rep.params,
             rep.runs
         );

@@ -42,7 +42,7 @@ pub struct SpectrumReport {
 #[derive(Clone, Debug)]
 pub struct SpectrumOptions {
     pub lanczos: LanczosOptions,
-    /// Samples per chunk of the HVP (0: 1000).
+    /// Samples per chunk of the HVP (0: the backend's default).
     pub chunk: usize,
 }
 
@@ -95,6 +95,15 @@ pub fn spectrum<B: Backend + Clone>(
     })
 }
 
+/// Settings of `bench`.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchOptions {
+    /// Repetitions (medians are reported; the top-10 solve at most 3 times).
+    pub runs: usize,
+    /// Samples per chunk of the HVP (0: the backend's default).
+    pub chunk: usize,
+}
+
 /// What `bench` reports (also its `--json` object). Times are medians over `runs`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
@@ -105,6 +114,8 @@ pub struct BenchReport {
     pub top10_ms: f64,
     pub top10_hvps: usize,
     pub runs: usize,
+    /// Samples per chunk of the HVP.
+    pub chunk: usize,
     pub samples: usize,
     pub params: usize,
     /// GFLOP/s of one HVP, counting 2·m·n·k per GEMM.
@@ -189,13 +200,13 @@ pub fn bench<B: Backend + Clone>(
     theta: &[f64],
     data: &Dataset,
     loss: LossKind,
-    runs: usize,
+    opts: BenchOptions,
     log: &mut dyn FnMut(&str),
 ) -> Result<BenchReport> {
-    let runs = runs.max(1);
-    let mut engine = Engine::new(backend.clone(), spec.clone(), loss, data, 0)?;
+    let runs = opts.runs.max(1);
+    let mut engine = Engine::new(backend.clone(), spec.clone(), loss, data, opts.chunk)?;
     let p = engine.num_params();
-    let kernels = time_kernels(&backend, spec, 1000.min(data.n), runs)?;
+    let kernels = time_kernels(&backend, spec, engine.chunk(), runs)?;
     let th = backend.upload(theta)?;
     engine.set_params(&th)?; // warm-up
     let mut grad = Vec::new();
@@ -218,7 +229,7 @@ pub fn bench<B: Backend + Clone>(
     }
     let hvp_ms = median(hvp);
     log(&format!("HVP: {hvp_ms:.1} ms"));
-    let opts = LanczosOptions {
+    let solve = LanczosOptions {
         k: 10.min(p),
         tol: 1e-4,
         ..LanczosOptions::default()
@@ -227,7 +238,7 @@ pub fn bench<B: Backend + Clone>(
     let mut top_hvps = 0;
     for r in 0..runs.min(3) {
         let t = Instant::now();
-        let eig = lanczos(&backend, &mut engine, &opts, None, &mut |_| {})?;
+        let eig = lanczos(&backend, &mut engine, &solve, None, &mut |_| {})?;
         top.push(t.elapsed().as_secs_f64() * 1e3);
         top_hvps = eig.products;
         log(&format!(
@@ -246,6 +257,7 @@ pub fn bench<B: Backend + Clone>(
         top10_ms: median(top),
         top10_hvps: top_hvps,
         runs,
+        chunk: engine.chunk(),
         samples: data.n,
         params: p,
         hvp_gflops: hvp_flops(spec, data.n) / (hvp_ms * 1e6),

@@ -80,6 +80,39 @@ fn spectrum_json_end_to_end_reduced() {
     assert!((j32["chi_k"].as_f64().unwrap() - chi).abs() < 1e-3);
 }
 
+/// `bench --json` on a reduced case reports the chunk it was given (and the CPU's default 1000,
+/// capped at n, without one), with sane timings and the solve's HVP count.
+#[test]
+fn bench_json_reports_its_chunk() {
+    if !data_available() {
+        return;
+    }
+    let common = [
+        "bench",
+        "--backend",
+        "cpu",
+        "--samples",
+        "300",
+        "--widths",
+        "784,24,16,10",
+        "--runs",
+        "1",
+        "--json",
+    ];
+    for (extra, chunk) in [(&["--chunk", "70"][..], 70), (&[][..], 300)] {
+        let j = run_json(&[&common[..], extra].concat());
+        assert_eq!(j["chunk"], chunk, "{j}");
+        assert_eq!(j["samples"], 300);
+        assert_eq!(j["backend"], "cpu-f32");
+        assert!(j["top10_hvps"].as_u64().unwrap() >= 10, "{j}");
+        for key in ["grad_ms", "hvp_ms", "top10_ms"] {
+            let t = j[key].as_f64().unwrap();
+            assert!(t.is_finite() && t > 0.0, "{key}: {j}");
+        }
+        assert_eq!(j["kernels"][0]["name"], format!("X·W1ᵀ {chunk}×24×784"));
+    }
+}
+
 #[test]
 fn init_then_spectrum_with_weights() {
     if !data_available() {

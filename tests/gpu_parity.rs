@@ -392,6 +392,33 @@ fn engine_matches_cpu_on_reduced_fc_tanh() {
     }
 }
 
+/// The GPU's default chunk is the whole data set (the CPU's stays 1000), and its HVP equals the
+/// chunked one and the f64 oracle's.
+#[test]
+fn the_default_chunk_is_the_whole_data_set() {
+    let Some(g) = gpu() else { return };
+    let (spec, theta, data) = tiny(&[784, 24, 16, 10], Activation::Tanh, 1300, 5);
+    let mut whole = engine(g.clone(), &spec, LossKind::Mse, &data, 0, &theta);
+    assert_eq!(whole.chunk(), 1300);
+    let mut chunked = engine(g.clone(), &spec, LossKind::Mse, &data, 300, &theta);
+    let mut oracle = engine(F64::new(), &spec, LossKind::Mse, &data, 0, &theta);
+    assert_eq!(oracle.chunk(), 1000);
+    let p = theta.len();
+    let v = rand(p, 4);
+    let on_gpu = |e: &mut subspace_lab::nn::mlp::Engine<GpuBackend>| {
+        let mut o = g.zeros(p).unwrap();
+        e.hvp(&g.upload(&v).unwrap(), 0, &mut o, 0).unwrap();
+        g.download(&o).unwrap()
+    };
+    let (hw, hc) = (on_gpu(&mut whole), on_gpu(&mut chunked));
+    let c = oracle.backend().clone();
+    let mut ho = c.zeros(p).unwrap();
+    oracle.hvp(&c.upload(&v).unwrap(), 0, &mut ho, 0).unwrap();
+    let ho = c.download(&ho).unwrap();
+    assert!(rel_err(&hw, &ho) < 1e-5, "whole {:e}", rel_err(&hw, &ho));
+    assert!(rel_err(&hc, &ho) < 1e-5, "chunked {:e}", rel_err(&hc, &ho));
+}
+
 /// A whole HVP (R-forward and R-backward over every chunk) is one command buffer. Its own
 /// device: the shared one sees other tests' submits.
 #[test]

@@ -816,6 +816,12 @@ impl Backend for GpuBackend {
     fn adapter(&self) -> Option<String> {
         Some(self.adapter_description())
     }
+    /// The whole data set: the full-data activations are already this size, and a GPU runs a
+    /// few large dispatches faster than many small ones (BENCHMARKS.md, H200: chunk 1000 against
+    /// 5000).
+    fn default_chunk(&self) -> usize {
+        usize::MAX
+    }
     fn input(&self, x: &[f64], rows: usize, cols: usize) -> Result<GpuInput> {
         if rows.checked_mul(cols) != Some(x.len()) {
             return Err(Error::Shape(format!(

@@ -156,6 +156,12 @@ pub trait Backend {
     fn adapter(&self) -> Option<String> {
         None
     }
+    /// Samples per chunk of the HVP's R-passes when the caller leaves the choice to the backend
+    /// (chunk 0). The CPU keeps a chunk's activations in cache (1000); a GPU wants few, large
+    /// dispatches.
+    fn default_chunk(&self) -> usize {
+        1000
+    }
 
     fn zeros(&self, len: usize) -> Result<Self::Buf>;
     fn upload(&self, data: &[f64]) -> Result<Self::Buf>;

@@ -144,7 +144,7 @@ pub struct Engine<B: Backend> {
 
 impl<B: Backend + Clone> Engine<B> {
     /// Bind `spec` to `data` on `backend`. `chunk` bounds the samples processed at once by the
-    /// HVP (0 picks 1000).
+    /// HVP (0: the backend's [`Backend::default_chunk`]).
     pub fn new(
         backend: B,
         spec: MlpSpec,
@@ -162,7 +162,12 @@ impl<B: Backend + Clone> Engine<B> {
             return Err(Error::InvalidArgument("the data set is empty".into()));
         }
         let n = data.n;
-        let chunk = if chunk == 0 { 1000 } else { chunk }.min(n);
+        let chunk = if chunk == 0 {
+            backend.default_chunk()
+        } else {
+            chunk
+        }
+        .min(n);
         let layers = spec.layers();
         let nl = layers.len();
         let p = spec.num_params();
@@ -220,6 +225,10 @@ impl<B: Backend + Clone> Engine<B> {
     }
     pub fn num_params(&self) -> usize {
         self.spec.num_params()
+    }
+    /// Samples per chunk of the HVP's R-passes.
+    pub fn chunk(&self) -> usize {
+        self.chunk
     }
     pub fn num_samples(&self) -> usize {
         self.n
