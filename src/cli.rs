@@ -222,7 +222,8 @@ struct BenchArgs {
     /// Repetitions (medians are reported).
     #[arg(long, default_value_t = 5)]
     runs: usize,
-    /// Samples per chunk of the HVP (0: the backend's default, 1000 on the CPU, all on a GPU).
+    /// Samples per chunk of the HVP on the chosen backend (0: its default, 1000 on the CPU, all on
+    /// a GPU). The CPU run that follows a GPU one keeps its own default.
     #[arg(long, default_value_t = 0)]
     chunk: usize,
     #[arg(long)]
