@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use subspace_lab::backend::Activation;
+use subspace_lab::backend::{Activation, LossKind};
 use subspace_lab::experiment::output;
 use subspace_lab::experiment::reproduce;
 use subspace_lab::experiment::run::{self, Checkpoint, Observer, Record, Vectors};
@@ -381,6 +381,36 @@ fn quick_fig1_verdict_holds() {
             assert!(out.path().join(d).join(f).exists(), "{d}/{f}");
         }
     }
+    drop(ctx);
+
+    // A later invocation: fig22 reuses the finished run in OUT/fig1, with the same numbers.
+    let csv22 = std::fs::read(out.path().join("fig22/metrics.csv")).unwrap();
+    let mut p = |_: &str, _: usize, _: usize| {};
+    let mut later = reproduce::Ctx::new(out.path(), true, Arc::new(AtomicBool::new(false)), &mut p);
+    let again = reproduce::preset(F32::new(), "fig22", &m, &mut later).unwrap();
+    assert!(again.wall_seconds < 30.0, "fig22 must reuse OUT/fig1");
+    assert_eq!(again.verdicts[0].numbers, r22.verdicts[0].numbers);
+    assert!(again.verdicts[0].text.contains("fig1's finished run in"));
+    assert_eq!(
+        std::fs::read(out.path().join("fig22/metrics.csv")).unwrap(),
+        csv22
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("fig22/summary.json")).unwrap())
+            .unwrap();
+    assert!(summary["extra"]["fig1_wall_seconds"].as_f64().unwrap() > 0.0);
+
+    // Not reused: another protocol (the full one), or a metrics.csv a later fig1 cut short.
+    let quick = reproduce::fig1_spec(true, LossKind::Mse);
+    assert!(reproduce::finished_fig1(out.path(), &quick, true).is_some());
+    let full = reproduce::fig1_spec(false, LossKind::Mse);
+    assert!(reproduce::finished_fig1(out.path(), &full, false).is_none());
+    assert!(reproduce::finished_fig1(out.path(), &quick, false).is_none());
+    let csv1 = out.path().join("fig1/metrics.csv");
+    let text = std::fs::read_to_string(&csv1).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&csv1, lines[..lines.len() - 1].join("\n")).unwrap();
+    assert!(reproduce::finished_fig1(out.path(), &quick, true).is_none());
 }
 
 /// A preset of several runs stopped in its second run continues with `--resume`: the finished

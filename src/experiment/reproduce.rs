@@ -500,22 +500,30 @@ fn fig1<B: Backend + Clone>(
     )
 }
 
-/// fig. 22: distance from the switch point along fig. 1's three variants (reuses fig1's run when
-/// it ran in the same invocation).
+/// fig. 22: distance from the switch point along fig. 1's three variants. It reuses fig1's run
+/// when fig1 ran in the same invocation, or when `OUT/fig1` holds a finished fig1 run of the same
+/// protocol ([`finished_fig1`]); otherwise it runs fig1's protocol itself.
 fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
     let start = Instant::now();
     let dir = ctx.out.join("fig22");
-    let (spec, out) = match ctx.fig1.clone() {
-        Some((q, s, o)) if q == ctx.quick => {
+    let earlier = match ctx.fig1.clone() {
+        Some((q, s, o)) if q == ctx.quick => Some((s, o, None)),
+        _ => {
+            let s = fig1_spec(ctx.quick, LossKind::Mse);
+            finished_fig1(&ctx.out, &s, ctx.quick).map(|(o, wall)| (s, o, Some(wall)))
+        }
+    };
+    let (spec, out, from_disk) = match earlier {
+        Some((s, o, wall)) => {
             write_atomic(&dir.join("spec.toml"), s.to_toml()?.as_bytes())?;
             let top = s.top();
             write_atomic(
                 &dir.join("metrics.csv"),
                 run::Record::csv(&o.records, top).as_bytes(),
             )?;
-            (s, o)
+            (s, o, wall)
         }
-        _ => {
+        None => {
             let s = fig1_spec(ctx.quick, LossKind::Mse);
             let o = run_specs(&backend, m, &dir, std::slice::from_ref(&s), false, ctx)?;
             (
@@ -523,6 +531,7 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
                 o.into_iter()
                     .next()
                     .ok_or_else(|| Error::Shape("no run".into()))?,
+                None,
             )
         }
     };
@@ -536,8 +545,16 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
         "fig22: Bulk-SGD moves away from the switch point like SGD (distance within ±25 %)",
         ((d_bulk - d_sgd) / d_sgd).abs() <= DIST_BAND,
         format!(
-            "‖θ − θ_switch‖ after {} steps: SGD {d_sgd:.4}, Bulk-SGD {d_bulk:.4}, Dom-SGD {d_dom:.4}",
-            spec.steps_after
+            "‖θ − θ_switch‖ after {} steps{}: SGD {d_sgd:.4}, Bulk-SGD {d_bulk:.4}, Dom-SGD {d_dom:.4}",
+            spec.steps_after,
+            if from_disk.is_some() {
+                format!(
+                    " (fig1's finished run in {})",
+                    ctx.out.join("fig1").display()
+                )
+            } else {
+                String::new()
+            }
         ),
         &[
             ("dist_sgd", d_sgd),
@@ -554,8 +571,49 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
         verdicts,
         ctx.wall_since(start),
         ctx.quick,
-        serde_json::Value::Null,
+        match from_disk {
+            Some(wall) => serde_json::json!({
+                "fig1_run": ctx.out.join("fig1"),
+                "fig1_wall_seconds": wall,
+            }),
+            None => serde_json::Value::Null,
+        },
     )
+}
+
+/// A finished fig1 run in `out/fig1` made with `spec` (and the same `quick`): its outcome, rebuilt
+/// from `summary.json` (switch and legs) and `metrics.csv` (the records), and the seconds it
+/// computed. None when there is none, when it was made with another protocol, or when the two
+/// files disagree (a later fig1 invocation rewrote `metrics.csv` and stopped): each leg's last
+/// record must sit at the leg's last step with the leg's end loss.
+pub fn finished_fig1(out: &Path, spec: &RunSpec, quick: bool) -> Option<(RunOutcome, f64)> {
+    let dir = out.join("fig1");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).ok()?).ok()?;
+    let same = summary["preset"] == "fig1"
+        && summary["quick"] == quick
+        && summary["specs"].as_array().map(Vec::len) == Some(1)
+        && serde_json::to_value(spec).ok()? == summary["specs"][0];
+    if !same {
+        return None;
+    }
+    let mut outcome: RunOutcome = serde_json::from_value(summary["runs"][0].clone()).ok()?;
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).ok()?;
+    let (records, _) = run::Record::parse_csv(&csv).ok()?;
+    let consistent = outcome.legs.iter().all(|leg| {
+        records
+            .iter()
+            .rfind(|r| r.run == leg.run && r.phase == leg.phase)
+            .is_some_and(|r| r.step == leg.last_step && r.loss.to_bits() == leg.end_loss.to_bits())
+    });
+    if !consistent || outcome.legs.is_empty() {
+        return None;
+    }
+    outcome.records = records;
+    Some((
+        outcome,
+        summary["wall_seconds"].as_f64().unwrap_or(f64::NAN),
+    ))
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {

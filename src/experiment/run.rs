@@ -442,6 +442,68 @@ impl Record {
         text
     }
 
+    /// Read back a whole metrics.csv written by [`Record::csv`]: the records and the number of
+    /// eigenvalue columns. Exact: the numbers were written in Rust's shortest round-trip form.
+    /// A record's eigenvalues end at its first `nan` column (none were computed at that step).
+    pub fn parse_csv(text: &str) -> Result<(Vec<Record>, usize)> {
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        let top = header
+            .split(',')
+            .filter(|c| c.starts_with("lambda_"))
+            .count();
+        if header != Self::csv_header(top) {
+            return Err(Error::Shape(format!(
+                "not a metrics.csv of this version: its header is '{header}'"
+            )));
+        }
+        let mut out = Vec::new();
+        for (i, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
+            let bad = |what: &str| Error::Shape(format!("metrics.csv line {}: {what}", i + 2));
+            let c: Vec<&str> = line.split(',').collect();
+            if c.len() != 16 + top {
+                return Err(bad(&format!("{} columns, expected {}", c.len(), 16 + top)));
+            }
+            let f = |j: usize| {
+                c[j].parse::<f64>()
+                    .map_err(|_| bad(&format!("'{}' is not a number", c[j])))
+            };
+            let u = |j: usize| {
+                c[j].parse::<usize>()
+                    .map_err(|_| bad(&format!("'{}' is not a count", c[j])))
+            };
+            let mut eigenvalues = Vec::new();
+            for j in 8..8 + top {
+                let x = f(j)?;
+                if x.is_nan() {
+                    break;
+                }
+                eigenvalues.push(x);
+            }
+            let t = 8 + top;
+            out.push(Record {
+                run: c[0].to_string(),
+                phase: c[1].to_string(),
+                step: u(2)?,
+                loss: f(3)?,
+                accuracy: f(4)?,
+                grad_norm: f(5)?,
+                chi_k: f(6)?,
+                chi_ema: f(7)?,
+                eigenvalues,
+                two_over_lr: f(t)?,
+                sam_edge: f(t + 1)?,
+                dom_lr: f(t + 2)?,
+                bulk_lr: f(t + 3)?,
+                dist_switch: f(t + 4)?,
+                dist_init: f(t + 5)?,
+                hvps: u(t + 6)?,
+                worst_residual: f(t + 7)?,
+            });
+        }
+        Ok((out, top))
+    }
+
     pub fn csv_line(&self, top: usize) -> String {
         let f = |x: f64| {
             if x.is_nan() {
@@ -534,8 +596,8 @@ impl LegSummary {
     }
 }
 
-/// Everything a run produced.
-#[derive(Clone, Debug, serde::Serialize)]
+/// Everything a run produced (`summary.json` holds all but the records and θs).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct RunOutcome {
     /// The step where the variants branched (None: no switch happened).
     pub switch_step: Option<usize>,
@@ -1033,4 +1095,96 @@ pub fn projection_verdict(spec: &RunSpec, o: &RunOutcome) -> Option<Verdict> {
             ("bulk_rel_decrease", d_b),
         ],
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(run: &str, step: usize, eigenvalues: Vec<f64>, x: f64) -> Record {
+        Record {
+            run: run.into(),
+            phase: "after".into(),
+            step,
+            loss: 0.1 + x,
+            accuracy: 0.9375,
+            grad_norm: 1.0 / 3.0 + x,
+            chi_k: f64::NAN,
+            chi_ema: 0.95,
+            eigenvalues,
+            two_over_lr: 200.0,
+            sam_edge: f64::NAN,
+            dom_lr: 1e-300 * x,
+            bulk_lr: -7.25e-12,
+            dist_switch: std::f64::consts::PI * x,
+            dist_init: f64::MAX,
+            hvps: 18,
+            worst_residual: f64::MIN_POSITIVE,
+        }
+    }
+
+    fn same(a: f64, b: f64) -> bool {
+        a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+    }
+
+    #[test]
+    fn metrics_csv_reads_back_exactly() {
+        let recs = vec![
+            rec("SGD", 0, vec![35.609835739387, 32.35, 1e-9], 0.0),
+            rec("Dom-SGD", 50, vec![], 0.123456789012345),
+            rec("Bulk-SGD", 100, vec![-4.5], 2.0f64.sqrt()),
+        ];
+        let text = Record::csv(&recs, 3);
+        let (back, top) = Record::parse_csv(&text).unwrap();
+        assert_eq!(top, 3);
+        assert_eq!(Record::csv(&back, 3), text);
+        for (a, b) in recs.iter().zip(&back) {
+            assert_eq!(
+                (&a.run, &a.phase, a.step, a.hvps),
+                (&b.run, &b.phase, b.step, b.hvps)
+            );
+            assert_eq!(a.eigenvalues.len(), b.eigenvalues.len());
+            let fa = [
+                a.loss,
+                a.grad_norm,
+                a.chi_k,
+                a.sam_edge,
+                a.dom_lr,
+                a.bulk_lr,
+            ];
+            let fb = [
+                b.loss,
+                b.grad_norm,
+                b.chi_k,
+                b.sam_edge,
+                b.dom_lr,
+                b.bulk_lr,
+            ];
+            let ga = [a.dist_switch, a.dist_init, a.worst_residual, a.two_over_lr];
+            let gb = [b.dist_switch, b.dist_init, b.worst_residual, b.two_over_lr];
+            for (x, y) in fa.iter().chain(&ga).zip(fb.iter().chain(&gb)) {
+                assert!(same(*x, *y), "{x} vs {y}");
+            }
+            for (x, y) in a.eigenvalues.iter().zip(&b.eigenvalues) {
+                assert!(same(*x, *y));
+            }
+        }
+    }
+
+    #[test]
+    fn a_broken_metrics_csv_is_an_error_naming_the_line() {
+        let text = Record::csv(&[rec("SGD", 0, vec![1.0], 0.0)], 2);
+        let err = |t: &str| Record::parse_csv(t).unwrap_err().to_string();
+        assert!(err("step,loss\n1,2\n").contains("header"));
+        let short = text.trim_end().rsplit_once(',').unwrap().0.to_string();
+        assert!(
+            err(&short).contains("line 2: 17 columns, expected 18"),
+            "{}",
+            err(&short)
+        );
+        let words = text.replace(",18,", ",many,");
+        assert!(err(&words).contains("line 2: 'many' is not a count"));
+        let loss = text.replace("SGD,after,0,0.1,", "SGD,after,0,zero,");
+        assert!(err(&loss).contains("'zero' is not a number"));
+    }
 }
