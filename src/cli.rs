@@ -87,7 +87,8 @@ struct RunArgs {
 #[derive(Args)]
 struct ReproduceArgs {
     /// A preset (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9, fig10, table2,
-    /// fig18-19) or `all`.
+    /// fig18-19) or `all`. fig22 reads fig1's run: from the same invocation, else a finished one of
+    /// the same protocol in OUT/fig1, else it runs it.
     preset: String,
     /// Shorter horizons, same protocol (minutes on the CPU).
     #[arg(long)]
