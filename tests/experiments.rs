@@ -399,6 +399,7 @@ fn quick_fig1_verdict_holds() {
         serde_json::from_slice(&std::fs::read(out.path().join("fig22/summary.json")).unwrap())
             .unwrap();
     assert!(summary["extra"]["fig1_wall_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary["extra"]["fig1_backend"], "cpu-f32");
 
     // Not reused: another protocol (the full one), or a metrics.csv a later fig1 cut short.
     let quick = reproduce::fig1_spec(true, LossKind::Mse);

@@ -510,7 +510,7 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
         Some((q, s, o)) if q == ctx.quick => Some((s, o, None)),
         _ => {
             let s = fig1_spec(ctx.quick, LossKind::Mse);
-            finished_fig1(&ctx.out, &s, ctx.quick).map(|(o, wall)| (s, o, Some(wall)))
+            finished_fig1(&ctx.out, &s, ctx.quick).map(|(o, done)| (s, o, Some(done)))
         }
     };
     let (spec, out, from_disk) = match earlier {
@@ -572,9 +572,10 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
         ctx.wall_since(start),
         ctx.quick,
         match from_disk {
-            Some(wall) => serde_json::json!({
+            Some((wall, fig1_backend)) => serde_json::json!({
                 "fig1_run": ctx.out.join("fig1"),
                 "fig1_wall_seconds": wall,
+                "fig1_backend": fig1_backend,
             }),
             None => serde_json::Value::Null,
         },
@@ -582,11 +583,15 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
 }
 
 /// A finished fig1 run in `out/fig1` made with `spec` (and the same `quick`): its outcome, rebuilt
-/// from `summary.json` (switch and legs) and `metrics.csv` (the records), and the seconds it
-/// computed. None when there is none, when it was made with another protocol, or when the two
+/// from `summary.json` (switch and legs) and `metrics.csv` (the records), the seconds it
+/// computed and the backend it ran on. None when there is none, when it was made with another protocol, or when the two
 /// files disagree (a later fig1 invocation rewrote `metrics.csv` and stopped): each leg's last
 /// record must sit at the leg's last step with the leg's end loss.
-pub fn finished_fig1(out: &Path, spec: &RunSpec, quick: bool) -> Option<(RunOutcome, f64)> {
+pub fn finished_fig1(
+    out: &Path,
+    spec: &RunSpec,
+    quick: bool,
+) -> Option<(RunOutcome, (f64, String))> {
     let dir = out.join("fig1");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).ok()?).ok()?;
@@ -610,10 +615,9 @@ pub fn finished_fig1(out: &Path, spec: &RunSpec, quick: bool) -> Option<(RunOutc
         return None;
     }
     outcome.records = records;
-    Some((
-        outcome,
-        summary["wall_seconds"].as_f64().unwrap_or(f64::NAN),
-    ))
+    let wall = summary["wall_seconds"].as_f64().unwrap_or(f64::NAN);
+    let backend = summary["backend"].as_str().unwrap_or("unknown").to_string();
+    Some((outcome, (wall, backend)))
 }
 
 fn mean(xs: impl Iterator<Item = f64>) -> f64 {
