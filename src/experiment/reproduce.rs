@@ -506,12 +506,11 @@ fn fig1<B: Backend + Clone>(
 fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<PresetResult> {
     let start = Instant::now();
     let dir = ctx.out.join("fig22");
+    let protocol = fig1_spec(ctx.quick, LossKind::Mse);
     let earlier = match ctx.fig1.clone() {
         Some((q, s, o)) if q == ctx.quick => Some((s, o, None)),
-        _ => {
-            let s = fig1_spec(ctx.quick, LossKind::Mse);
-            finished_fig1(&ctx.out, &s, ctx.quick).map(|(o, done)| (s, o, Some(done)))
-        }
+        _ => finished_fig1(&ctx.out, &protocol, ctx.quick)
+            .map(|(o, done)| (protocol.clone(), o, Some(done))),
     };
     let (spec, out, from_disk) = match earlier {
         Some((s, o, wall)) => {
@@ -524,10 +523,16 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
             (s, o, wall)
         }
         None => {
-            let s = fig1_spec(ctx.quick, LossKind::Mse);
-            let o = run_specs(&backend, m, &dir, std::slice::from_ref(&s), false, ctx)?;
+            let o = run_specs(
+                &backend,
+                m,
+                &dir,
+                std::slice::from_ref(&protocol),
+                false,
+                ctx,
+            )?;
             (
-                s,
+                protocol,
                 o.into_iter()
                     .next()
                     .ok_or_else(|| Error::Shape("no run".into()))?,

@@ -457,12 +457,13 @@ impl Record {
                 "not a metrics.csv of this version: its header is '{header}'"
             )));
         }
+        let columns = header.split(',').count();
         let mut out = Vec::new();
         for (i, line) in lines.enumerate().filter(|(_, l)| !l.is_empty()) {
             let bad = |what: &str| Error::Shape(format!("metrics.csv line {}: {what}", i + 2));
             let c: Vec<&str> = line.split(',').collect();
-            if c.len() != 16 + top {
-                return Err(bad(&format!("{} columns, expected {}", c.len(), 16 + top)));
+            if c.len() != columns {
+                return Err(bad(&format!("{} columns, expected {columns}", c.len())));
             }
             let f = |j: usize| {
                 c[j].parse::<f64>()
