@@ -588,10 +588,10 @@ fn fig22<B: Backend + Clone>(backend: B, m: &Mnist5k, ctx: &mut Ctx) -> Result<P
 }
 
 /// A finished fig1 run in `out/fig1` made with `spec` (and the same `quick`): its outcome, rebuilt
-/// from `summary.json` (switch and legs) and `metrics.csv` (the records), the seconds it
-/// computed and the backend it ran on. None when there is none, when it was made with another protocol, or when the two
-/// files disagree (a later fig1 invocation rewrote `metrics.csv` and stopped): each leg's last
-/// record must sit at the leg's last step with the leg's end loss.
+/// from `summary.json` (switch and legs) and `metrics.csv` (the records), the seconds it computed
+/// and the backend it ran on. None when there is none, when it was made with another protocol, or
+/// when the two files disagree (a later fig1 invocation rewrote `metrics.csv` and stopped): each
+/// leg's last record must sit at the leg's last step with the leg's end loss.
 pub fn finished_fig1(
     out: &Path,
     spec: &RunSpec,
