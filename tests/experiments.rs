@@ -366,14 +366,18 @@ fn mnist_or_skip() -> Option<subspace_lab::data::mnist::Mnist5k> {
 fn quick_fig1_verdict_holds() {
     let Some(m) = mnist_or_skip() else { return };
     let out = tempfile::tempdir().unwrap();
-    let mut p = |_: &str, _: usize, _: usize| {};
+    // Steps reported by the presets: fig22 reusing a run computes none.
+    let steps = std::cell::Cell::new(0usize);
+    let mut p = |_: &str, _: usize, _: usize| steps.set(steps.get() + 1);
     let mut ctx = reproduce::Ctx::new(out.path(), true, Arc::new(AtomicBool::new(false)), &mut p);
     let r = reproduce::preset(F32::new(), "fig1", &m, &mut ctx).unwrap();
+    let fig1_steps = steps.get();
+    assert!(fig1_steps >= 300 + 3 * 60, "{fig1_steps} steps reported");
     let v = &r.verdicts[0];
     assert!(v.holds, "{}", v.text);
     assert!(v.numbers["dom_rel_decrease"] < 0.25 * v.numbers["plain_rel_decrease"]);
     let r22 = reproduce::preset(F32::new(), "fig22", &m, &mut ctx).unwrap();
-    assert!(r22.wall_seconds < 30.0, "fig22 must reuse fig1's run");
+    assert_eq!(steps.get(), fig1_steps, "fig22 must reuse fig1's run");
     for d in ["fig1", "fig22"] {
         let csv = std::fs::read_to_string(out.path().join(d).join("metrics.csv")).unwrap();
         assert!(csv.lines().count() > 3 * 6);
@@ -385,10 +389,9 @@ fn quick_fig1_verdict_holds() {
 
     // A later invocation: fig22 reuses the finished run in OUT/fig1, with the same numbers.
     let csv22 = std::fs::read(out.path().join("fig22/metrics.csv")).unwrap();
-    let mut p = |_: &str, _: usize, _: usize| {};
     let mut later = reproduce::Ctx::new(out.path(), true, Arc::new(AtomicBool::new(false)), &mut p);
     let again = reproduce::preset(F32::new(), "fig22", &m, &mut later).unwrap();
-    assert!(again.wall_seconds < 30.0, "fig22 must reuse OUT/fig1");
+    assert_eq!(steps.get(), fig1_steps, "fig22 must reuse OUT/fig1");
     assert_eq!(again.verdicts[0].numbers, r22.verdicts[0].numbers);
     assert!(again.verdicts[0].text.contains("fig1's finished run in"));
     assert_eq!(

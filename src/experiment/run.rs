@@ -1147,6 +1147,8 @@ mod tests {
             assert_eq!(a.eigenvalues.len(), b.eigenvalues.len());
             let fa = [
                 a.loss,
+                a.accuracy,
+                a.chi_ema,
                 a.grad_norm,
                 a.chi_k,
                 a.sam_edge,
@@ -1155,6 +1157,8 @@ mod tests {
             ];
             let fb = [
                 b.loss,
+                b.accuracy,
+                b.chi_ema,
                 b.grad_norm,
                 b.chi_k,
                 b.sam_edge,
