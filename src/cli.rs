@@ -59,6 +59,12 @@ enum Command {
     Reproduce(ReproduceArgs),
     /// Run a spec (TOML): `run SPEC.toml --out DIR`, or continue a stopped run: `run --resume DIR`.
     Run(RunArgs),
+    /// Re-judge a preset's output directory (OUT/<preset>) from its metrics.csv and summary.json
+    /// with the current rules, computing nothing else; the old verdicts move to previous_verdicts.
+    Verdict {
+        /// The preset's directory, e.g. out/fig10.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -87,9 +93,20 @@ struct RunArgs {
 #[derive(Args)]
 struct ReproduceArgs {
     /// A preset (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9, fig10, table2,
-    /// fig18-19) or `all`. fig22 reads fig1's run: from the same invocation, else a finished one of
-    /// the same protocol in OUT/fig1, else it runs it.
-    preset: String,
+    /// fig18-19) or `all`. fig22 and fig2-3 read fig1's run: from the same invocation, else a
+    /// finished one of the same protocol in OUT/fig1, else they run it.
+    #[arg(required_unless_present = "list")]
+    preset: Option<String>,
+    /// Print every preset against the paper (figure, the paper's setting, this preset's setting,
+    /// each difference with its reason) and exit.
+    #[arg(long, conflicts_with_all = ["preset", "print_spec", "resume"])]
+    list: bool,
+    /// With --list: one JSON array instead of the table.
+    #[arg(long, requires = "list")]
+    json: bool,
+    /// Print the preset's run spec(s) as TOML that `subspace-lab run` accepts, without running.
+    #[arg(long, conflicts_with = "resume")]
+    print_spec: bool,
     /// Shorter horizons, same protocol (minutes on the CPU).
     #[arg(long)]
     quick: bool,
@@ -266,6 +283,7 @@ pub fn main() -> Result<()> {
         Command::Bench(a) => bench_cmd(a),
         Command::Reproduce(a) => reproduce_cmd(a),
         Command::Run(a) => run_cmd(a),
+        Command::Verdict { dir } => verdict_cmd(&dir),
     }
 }
 
@@ -637,6 +655,54 @@ fn progress_bar() -> indicatif::ProgressBar {
     bar
 }
 
+fn verdict_cmd(dir: &std::path::Path) -> Result<()> {
+    use subspace_lab::experiment::reproduce;
+    let r = reproduce::rejudge(dir)?;
+    match r.stopped_at {
+        Some(step) => println!(
+            "{} (stopped at step {step}; judged on the rows so far, nothing written):",
+            r.preset
+        ),
+        None => println!("{} ({}):", r.preset, dir.display()),
+    }
+    let all = print_verdicts(&r.verdicts);
+    if let Some(path) = &r.rewrote {
+        for v in &r.verdicts {
+            let before = r
+                .previous
+                .iter()
+                .find(|p| p["claim"].as_str().is_some_and(|c| same_claim(c, &v.claim)));
+            match before.and_then(|p| p["holds"].as_bool()) {
+                Some(h) if h != v.holds => println!(
+                    "  changed: \"{}\" {} under rules {}, {} now",
+                    v.claim,
+                    if h { "held" } else { "did not hold" },
+                    r.previous_rules,
+                    if v.holds { "holds" } else { "does not hold" }
+                ),
+                Some(_) => {}
+                None => println!("  new: \"{}\" (no verdict of that claim before)", v.claim),
+            }
+        }
+        println!(
+            "rewrote {} (verdict_rules {}; the old verdicts are in previous_verdicts)",
+            path.display(),
+            reproduce::VERDICT_RULES
+        );
+    }
+    if !all {
+        println!("some claims did not hold on these numbers");
+    }
+    Ok(())
+}
+
+/// Two verdict claims are the same claim when they agree up to the first parenthesis (a threshold
+/// or a setting in the text may have been corrected since).
+fn same_claim(a: &str, b: &str) -> bool {
+    let head = |s: &str| s.split(" (").next().unwrap_or(s).trim().to_string();
+    head(a) == head(b)
+}
+
 fn print_verdicts(verdicts: &[Verdict]) -> bool {
     let mut all = true;
     for v in verdicts {
@@ -760,17 +826,48 @@ fn run_cmd(a: RunArgs) -> Result<()> {
 
 fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     use subspace_lab::experiment::reproduce::{self, Ctx, PRESETS};
-    let presets: Vec<&str> = if a.preset == "all" {
+    if a.list {
+        let rows = reproduce::list(a.quick)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else {
+            for r in &rows {
+                println!("{} — {}", r.preset, r.paper);
+                println!("  paper:  {}", r.paper_setting);
+                println!("  preset: {}", r.setting);
+                if r.differences.is_empty() {
+                    println!("  differences: none");
+                }
+                for d in &r.differences {
+                    println!("  differs: {d}");
+                }
+            }
+        }
+        return Ok(());
+    }
+    let preset = a.preset.clone().unwrap_or_default();
+    let presets: Vec<&str> = if preset == "all" {
         PRESETS.to_vec()
-    } else if PRESETS.contains(&a.preset.as_str()) {
-        vec![a.preset.as_str()]
+    } else if PRESETS.contains(&preset.as_str()) {
+        vec![preset.as_str()]
     } else {
         bail!(
-            "unknown preset '{}': one of {} or all",
-            a.preset,
+            "unknown preset '{preset}': one of {} or all",
             PRESETS.join(", ")
         );
     };
+    if a.print_spec {
+        for (i, p) in presets.iter().enumerate() {
+            if presets.len() > 1 {
+                if i > 0 {
+                    println!();
+                }
+                println!("# ======== preset {p} ========");
+            }
+            print!("{}", reproduce::print_spec(p, a.quick)?);
+        }
+        return Ok(());
+    }
     let needs_data = presets.iter().any(|p| *p != "fig6-7");
     let (data, chosen) = if needs_data {
         let dir = a.dir.resolve()?;

@@ -393,7 +393,40 @@ fn quick_fig1_verdict_holds() {
     let again = reproduce::preset(F32::new(), "fig22", &m, &mut later).unwrap();
     assert_eq!(steps.get(), fig1_steps, "fig22 must reuse OUT/fig1");
     assert_eq!(again.verdicts[0].numbers, r22.verdicts[0].numbers);
-    assert!(again.verdicts[0].text.contains("fig1's finished run in"));
+    // fig2-3 is judged on the same run (the paper's Figures 1–3 share one SGD run).
+    let r23 = reproduce::preset(F32::new(), "fig2-3", &m, &mut later).unwrap();
+    assert_eq!(steps.get(), fig1_steps, "fig2-3 must reuse OUT/fig1");
+    assert_eq!(r23.verdicts.len(), 1);
+    assert!(
+        r23.verdicts[0]
+            .text
+            .contains("EMA over the records every 10 steps")
+    );
+    assert_eq!(r23.verdicts[0].numbers["ema_every_step"], 0.0);
+    // `verdict DIR` recomputes exactly the verdicts the presets printed, from the files alone.
+    for (d, verdicts) in [
+        ("fig1", &r.verdicts),
+        ("fig22", &again.verdicts),
+        ("fig2-3", &r23.verdicts),
+    ] {
+        let before = std::fs::read_to_string(out.path().join(d).join("summary.json")).unwrap();
+        let j = reproduce::rejudge(&out.path().join(d)).unwrap();
+        let texts = |v: &[subspace_lab::experiment::verdict::Verdict]| {
+            v.iter().map(|x| x.text.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(texts(&j.verdicts), texts(verdicts), "{d}");
+        assert_eq!(j.previous_rules, reproduce::VERDICT_RULES);
+        let after: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.path().join(d).join("summary.json")).unwrap(),
+        )
+        .unwrap();
+        let before: serde_json::Value = serde_json::from_str(&before).unwrap();
+        assert_eq!(
+            after["previous_verdicts"][0]["verdicts"], before["verdicts"],
+            "{d}"
+        );
+        assert_eq!(after["verdicts"], before["verdicts"], "{d}");
+    }
     assert_eq!(
         std::fs::read(out.path().join("fig22/metrics.csv")).unwrap(),
         csv22
@@ -490,4 +523,149 @@ fn several_runs_resume_where_they_stopped() {
     // A finished run's checkpoint is gone; its done.json stays for the next --resume.
     assert!(!split.path().join("resume/gd-m/checkpoint.json").exists());
     assert!(split.path().join("resume/gd-m/done.json").exists());
+}
+
+/// `verdict DIR` on a fig10 run written under the old rules (the paper's misprinted SAM edge):
+/// the edge is recomputed from each record's ‖∇L‖ with the corrected formula, the verdict flips,
+/// the old verdicts stay under `previous_verdicts`, and a run missing ‖∇L‖ is refused naming it.
+#[test]
+fn verdict_rejudges_fig10_with_the_corrected_sam_edge() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("fig10");
+    std::fs::create_dir_all(&d).unwrap();
+    let spec = reproduce::preset_specs("fig10", true).unwrap().remove(0);
+    let (lr, rho, g) = (0.01, 0.1, 2.0);
+    // Corrected: 10·(√41 − 1) = 54.03; as printed: 10·(√401 − 1) = 190.25.
+    let edge = run::sam_edge(g, lr, rho);
+    assert!((edge - 10.0 * (41f64.sqrt() - 1.0)).abs() < 1e-12);
+    let printed = run::sam_edge_as_printed(g, lr, rho);
+    let rec = |run: &str, phase: &str, step: usize, loss: f64, lambda: f64| Record {
+        run: run.into(),
+        phase: phase.into(),
+        step,
+        loss,
+        accuracy: 0.5,
+        grad_norm: g,
+        chi_k: 0.5,
+        chi_ema: 0.5,
+        eigenvalues: vec![lambda; 10],
+        two_over_lr: 200.0,
+        sam_edge: printed,
+        dom_lr: f64::NAN,
+        bulk_lr: f64::NAN,
+        dist_switch: 0.0,
+        dist_init: 1.0,
+        hvps: 3,
+        worst_residual: 1e-6,
+    };
+    let mut records = vec![
+        rec("SAM", "before", 0, 1.0, 10.0),
+        rec("SAM", "before", 300, 0.5, 50.0),
+    ];
+    let legs = [("SAM", 0.40), ("Dom-SAM", 0.499), ("Bulk-SAM", 0.41)];
+    for (name, end) in legs {
+        records.push(rec(name, "after", 300, 0.5, 52.0));
+        records.push(rec(name, "after", 360, end, 52.0));
+    }
+    std::fs::write(d.join("metrics.csv"), Record::csv(&records, 10)).unwrap();
+    let stats = serde_json::json!({"n": 0, "mean": null, "std": null});
+    let leg = |name: &str, phase: &str, proj: &str, first: usize, last: usize, a: f64, b: f64| {
+        serde_json::json!({"run": name, "phase": phase, "projection": proj, "first_step": first,
+            "last_step": last, "start_loss": a, "end_loss": b, "dom_lr": stats, "bulk_lr": stats})
+    };
+    let old = serde_json::json!([{"claim": "fig10: SAM (η 0.01, ρ 0.1) trains at its edge of stability (λ₁ within ±10 % of the SAM edge)",
+        "holds": false, "numbers": {"edge": printed}, "text": "old"}]);
+    let summary = serde_json::json!({
+        "preset": "fig10", "quick": true, "version": "0.1.0", "specs": [spec],
+        "runs": [{"switch_step": 300, "switch_rule_fired": false, "legs": [
+            leg("SAM", "before", "none", 0, 300, 1.0, 0.5),
+            leg("SAM", "after", "none", 300, 360, 0.5, 0.40),
+            leg("Dom-SAM", "after", "dominant", 300, 360, 0.5, 0.499),
+            leg("Bulk-SAM", "after", "bulk", 300, 360, 0.5, 0.41)]}],
+        "extra": null, "verdicts": old,
+    });
+    std::fs::write(d.join("summary.json"), summary.to_string()).unwrap();
+    let j = reproduce::rejudge(&d).unwrap();
+    assert_eq!(j.previous_rules, 1);
+    let v = &j.verdicts[0];
+    assert!(v.holds, "{}", v.text);
+    assert!((v.numbers["edge"] - edge).abs() < 1e-12);
+    assert!((v.numbers["edge_as_printed"] - printed).abs() < 1e-12);
+    assert!((v.numbers["mean_sharpness"] - 52.0).abs() < 1e-12);
+    assert!(j.verdicts[1].holds, "{}", j.verdicts[1].text);
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(after["previous_verdicts"][0]["verdicts"], old);
+    assert_eq!(after["previous_verdicts"][0]["verdict_rules"], 1);
+    assert_eq!(after["verdict_rules"], reproduce::VERDICT_RULES);
+    assert!(
+        after["extra"]["sam_edge"]
+            .as_str()
+            .unwrap()
+            .contains("typo")
+    );
+
+    // A column the SAM edge needs is missing: the error names it and the step.
+    for r in records
+        .iter_mut()
+        .filter(|r| r.run == "SAM" && r.phase == "after")
+    {
+        r.grad_norm = f64::NAN;
+    }
+    std::fs::write(d.join("metrics.csv"), Record::csv(&records, 10)).unwrap();
+    let e = reproduce::rejudge(&d).unwrap_err().to_string();
+    assert!(e.contains("grad_norm") && e.contains("step 300"), "{e}");
+    // Not a preset's directory.
+    let e = reproduce::rejudge(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("no summary.json"), "{e}");
+}
+
+/// `--print-spec` prints exactly what a preset runs, as TOML that `run` accepts; `--list` covers
+/// every preset and names each difference from the paper.
+#[test]
+fn presets_print_their_specs_and_list_their_differences() {
+    for quick in [true, false] {
+        for &p in reproduce::PRESETS {
+            let text = reproduce::print_spec(p, quick).unwrap();
+            let specs = reproduce::preset_specs(p, quick).unwrap();
+            if p == "fig6-7" {
+                assert!(specs.is_empty() && text.starts_with('#'));
+                continue;
+            }
+            let docs: Vec<&str> = text.split("# ---- run: ").collect();
+            let parsed: Vec<RunSpec> = if specs.len() == 1 {
+                vec![RunSpec::parse_toml(&text).unwrap()]
+            } else {
+                docs[1..]
+                    .iter()
+                    .map(|d| RunSpec::parse_toml(d.split_once('\n').unwrap().1).unwrap())
+                    .collect()
+            };
+            assert_eq!(parsed, specs, "{p}");
+            for s in &parsed {
+                s.validate(784, 10, 5000).unwrap();
+            }
+        }
+    }
+    let full = |p: &str| reproduce::preset_specs(p, false).unwrap().remove(0);
+    assert_eq!(full("fig9").steps, 2500);
+    assert_eq!(full("fig10").steps, 5000);
+    assert_eq!(full("fig1-ce").optimizer.lr, 0.1);
+    assert_eq!(full("fig1-ce").loss, LossKind::Ce);
+    assert_eq!(full("fig2-3"), full("fig1"));
+    assert_eq!(full("fig1").switch, SwitchRule::ChiEma);
+    let rows = reproduce::list(false).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r.preset.as_str()).collect();
+    let mut want = reproduce::PRESETS.to_vec();
+    want.sort();
+    let mut got = names.clone();
+    got.sort();
+    assert_eq!(got, want);
+    let fig10 = rows.iter().find(|r| r.preset == "fig10").unwrap();
+    assert!(fig10.setting.contains("switch at step 5000") && fig10.setting.contains("ρ 0.1"));
+    assert!(fig10.differences.iter().any(|d| d.contains("typo")));
+    assert!(
+        rows.iter()
+            .all(|r| !r.paper.is_empty() && !r.setting.is_empty())
+    );
 }
