@@ -171,11 +171,26 @@ impl DataDirArg {
 
 #[derive(Args, Clone)]
 struct ArchArgs {
-    /// Layer widths, input to output (ignored with --weights: the file says).
-    #[arg(long, value_delimiter = ',', default_value = "784,200,200,10")]
-    widths: Vec<usize>,
-    #[arg(long, default_value = "tanh")]
-    activation: Activation,
+    /// Layer widths, input to output [default: 784,200,200,10]. With --weights the tensors' shapes
+    /// decide, and a different explicit value is an error.
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<usize>>,
+    /// tanh or relu [default: tanh]. With --weights: the file's metadata decides when it has one
+    /// (a different explicit value is an error); a file without one (PyTorch's
+    /// `save_file(model.state_dict(), f)`) takes this.
+    #[arg(long)]
+    activation: Option<Activation>,
+}
+
+impl ArchArgs {
+    fn widths(&self) -> Vec<usize> {
+        self.widths
+            .clone()
+            .unwrap_or_else(|| vec![784, 200, 200, 10])
+    }
+    fn activation(&self) -> Activation {
+        self.activation.unwrap_or(Activation::Tanh)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -193,8 +208,9 @@ struct ModelArgs {
     samples: usize,
     #[arg(long, default_value = "normalize")]
     preprocess: Preprocess,
-    #[arg(long, default_value = "mse")]
-    loss: LossKind,
+    /// mse or ce [default: mse]; a weights file whose metadata names a loss must agree.
+    #[arg(long)]
+    loss: Option<LossKind>,
     /// auto: a real GPU if there is one (f32), else the CPU; gpu: any adapter, software ones
     /// included (lavapipe); cpu.
     #[arg(long, default_value = "auto")]
@@ -262,7 +278,12 @@ pub fn main() -> Result<()> {
             arch,
             dtype,
         } => {
-            let spec = MlpSpec::new(arch.widths, arch.activation)?;
+            let spec = MlpSpec::new(arch.widths(), arch.activation())?;
+            subspace_lab::mem::check(
+                &format!("the network {:?}", spec.widths),
+                16.0 * spec.num_params() as f64,
+                "use fewer or narrower layers (--widths)",
+            )?;
             let theta = spec.init(seed);
             let dtype = if dtype == "f64" {
                 SaveDtype::F64
@@ -337,12 +358,30 @@ fn data_cmd(c: DataCommand) -> Result<()> {
     }
 }
 
+impl ModelArgs {
+    fn loss(&self) -> LossKind {
+        self.loss.unwrap_or(LossKind::Mse)
+    }
+}
+
 /// The network, its parameters and the data a job runs on.
 fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset)> {
     let (spec, theta) = match &m.weights {
-        Some(w) => weights::load(w)?,
+        Some(w) => weights::load_expecting(
+            w,
+            &weights::Expect {
+                widths: m.arch.widths.clone(),
+                activation: m.arch.activation,
+                loss: m.loss,
+            },
+        )?,
         None => {
-            let spec = MlpSpec::new(m.arch.widths.clone(), m.arch.activation)?;
+            let spec = MlpSpec::new(m.arch.widths(), m.arch.activation())?;
+            subspace_lab::mem::check(
+                &format!("the network {:?} on {} samples", spec.widths, m.samples),
+                subspace_lab::mem::engine_bytes(&spec, m.samples, 8),
+                "use fewer or narrower layers (--widths) or fewer --samples",
+            )?;
             let theta = spec.init(m.seed.unwrap_or(0));
             (spec, theta)
         }
@@ -447,6 +486,10 @@ fn spinner(hidden: bool) -> indicatif::ProgressBar {
 }
 
 fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
+    // Options are checked before any data or device is touched (the same rule as a spec's tol).
+    if let Some(t) = a.tol {
+        subspace_lab::experiment::spec::check_tol("--tol", t)?;
+    }
     let (spec, theta, data) = load_model(&a.model)?;
     let chosen = choose(a.model.backend, a.precision, Precision::F64)?;
     let tol = a.tol.unwrap_or(match chosen {
@@ -476,7 +519,7 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
         &spec,
         &theta,
         &data,
-        a.model.loss,
+        a.model.loss(),
         &opts,
         &mut progress
     ));
@@ -528,7 +571,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         &spec,
         &theta,
         &data,
-        a.model.loss,
+        a.model.loss(),
         jobs::BenchOptions {
             runs: a.runs,
             chunk: a.chunk,
@@ -546,7 +589,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             &spec,
             &theta,
             &data,
-            a.model.loss,
+            a.model.loss(),
             jobs::BenchOptions {
                 runs: a.runs,
                 chunk: 0,
@@ -724,6 +767,28 @@ fn run_cmd(a: RunArgs) -> Result<()> {
                     dir.display()
                 )
             })?;
+            // The spec beside the checkpoint must still describe it: an edited spec.toml would
+            // otherwise be ignored silently and then misstate the run.
+            let beside = dir.join("spec.toml");
+            if beside.exists() {
+                let text = std::fs::read_to_string(&beside)
+                    .with_context(|| format!("cannot read {}", beside.display()))?;
+                let on_disk = RunSpec::parse_toml(&text).with_context(|| {
+                    format!(
+                        "{} (beside the checkpoint; nothing was run or changed)",
+                        beside.display()
+                    )
+                })?;
+                let diff = c.spec.differences(&on_disk);
+                if !diff.is_empty() {
+                    bail!(
+                        "{} was edited after the run started ({}; checkpoint vs spec.toml). A resumed run continues the checkpoint's spec, so nothing was run or changed: restore spec.toml, or start a new run with the edited spec (subspace-lab run {} --out NEW_DIR)",
+                        beside.display(),
+                        diff.join("; "),
+                        beside.display()
+                    );
+                }
+            }
             (dir.clone(), c.spec.clone(), Some((c, v)))
         }
         (None, Some(path)) => {

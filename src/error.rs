@@ -40,9 +40,10 @@ pub enum Error {
     NonFinite(String),
     #[error("backend error: {0}")]
     Backend(String),
-    /// A run diverged: NaN or Inf in the loss or the parameters.
+    /// A run diverged: NaN or Inf in the loss or the parameters. `what` is a clause saying what
+    /// is not finite ("the loss is inf", "θ is not finite").
     #[error(
-        "{run} diverged at step {step}: {what} is not finite (the metrics up to here are kept; lower the learning rate)"
+        "{run} diverged at step {step}: {what}; the rows up to step {step} are kept in metrics.csv; lower the learning rate (optimizer.lr) and run again"
     )]
     Diverged {
         run: String,

@@ -57,6 +57,22 @@ pub fn spectrum<B: Backend + Clone>(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<SpectrumReport> {
     let start = Instant::now();
+    if backend.adapter().is_none() {
+        // The CPU backends allocate in this process: refuse what cannot fit before allocating.
+        let elem = if backend.precision() == crate::backend::Precision::F64 {
+            8
+        } else {
+            4
+        };
+        crate::mem::check_spectrum(
+            spec,
+            data.n,
+            opts.lanczos.k,
+            opts.lanczos.max_basis,
+            elem,
+            "--k",
+        )?;
+    }
     let mut engine = Engine::new(backend.clone(), spec.clone(), loss, data, opts.chunk)?;
     let eval = engine.set_params_host(theta)?;
     let p = engine.num_params();

@@ -12,6 +12,7 @@ pub mod error;
 pub mod experiment;
 pub mod hessian;
 pub mod jobs;
+pub mod mem;
 pub mod nn;
 
 /// The sandbox app: its state logic builds everywhere, its window natively (the browser build is

@@ -371,3 +371,210 @@ fn data_web_asset_writes_the_page_asset() {
     let e = subspace_lab::data::mnist::Mnist5k::from_cache_bytes(&bytes[..1000], &f).unwrap_err();
     assert!(e.to_string().contains("data fetch"), "{e}");
 }
+
+fn fails_with(cmd: &mut Command, want: &[&str]) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "should fail ({want:?}): {err}");
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for w in want {
+        assert!(err.contains(w), "wanted '{w}' in: {err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// Cases modelled on public bug reports (issue 15): each failed on the binary before it.
+#[test]
+fn option_and_spec_faults_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    // --tol above 1: the same rule as a spec's tol, checked before any data is read.
+    fails_with(
+        bin().args(["spectrum", "--tol", "1e300", "--samples", "10"]),
+        &["--tol = 1e300", "0 < tol < 1"],
+    );
+    // A spec whose name escapes the output directory, and duplicate variants.
+    let spec = |extra: &str| {
+        format!(
+            "{extra}\nsteps = 3\n[optimizer]\nname = \"gd\"\nlr = 0.01\n[data]\nsamples = 10\n[model]\nwidths = [784, 4, 10]\n"
+        )
+    };
+    let p = dir.path().join("s.toml");
+    std::fs::write(&p, spec("name = \"../../escaped\"")).unwrap();
+    fails_with(
+        bin().current_dir(dir.path()).args(["run"]).arg(&p),
+        &["name = \"../../escaped\"", "no '/'"],
+    );
+    assert!(!dir.path().join("escaped").exists());
+    assert!(!dir.path().join("out").exists(), "nothing written");
+    std::fs::write(&p, spec("variants = [\"none\", \"none\"]")).unwrap();
+    fails_with(
+        bin().current_dir(dir.path()).args(["run"]).arg(&p),
+        &["variants", "none appears twice"],
+    );
+    if !data_available() {
+        return;
+    }
+    // k as large as the parameter count: the memory is estimated before allocating.
+    fails_with(
+        bin().args([
+            "spectrum",
+            "--samples",
+            "10",
+            "--backend",
+            "cpu",
+            "--k",
+            "199210",
+        ]),
+        &["--k 199210", "of memory", "lower --k"]
+            .map(|s| if s == "--k 199210" { "top-199210" } else { s }),
+    );
+}
+
+/// A run killed after its checkpoint at step 10 with rows to step 14 (a SIGKILL): a resume that
+/// is refused (an edited spec.toml) leaves every file as it was; a resume with another checkpoint
+/// cadence is accepted and ends byte-identical to an uninterrupted run.
+#[test]
+fn resume_after_a_kill_keeps_rows_and_accepts_a_new_checkpoint_cadence() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use subspace_lab::backend::cpu::CpuBackend;
+    use subspace_lab::experiment::output::CsvSink;
+    use subspace_lab::experiment::run::{self, Checkpoint, Observer, Record, Vectors};
+    use subspace_lab::experiment::spec::RunSpec;
+    if !data_available() {
+        return;
+    }
+    let text = "name = \"killed\"\nsteps = 20\nswitch = \"after-steps\"\nvariants = [\"none\"]\nsteps_after = 0\nrecord_every = 1\nk = 2\ntop = 2\ncheckpoint_every = 10\n[optimizer]\nname = \"sgd\"\nlr = 0.05\nbatch = 10\n[data]\nsamples = 100\n[model]\nwidths = [784, 8, 10]\n";
+    let spec = RunSpec::parse_toml(text).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let spec_path = root.path().join("killed.toml");
+    std::fs::write(&spec_path, text).unwrap();
+    // The uninterrupted run.
+    let whole = root.path().join("whole");
+    let out = bin()
+        .args(["run", "--backend", "cpu", "--out"])
+        .arg(&whole)
+        .arg(&spec_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The killed one: the same run through the library, dying when it records step 15.
+    struct Killer<'a>(CsvSink<'a>);
+    impl Observer for Killer<'_> {
+        fn record(&mut self, r: &Record) -> subspace_lab::Result<()> {
+            if r.step == 15 {
+                return Err(subspace_lab::Error::Backend("killed".into()));
+            }
+            self.0.record(r)
+        }
+        fn checkpoint(&mut self, c: &Checkpoint, v: &Vectors) -> subspace_lab::Result<()> {
+            self.0.checkpoint(c, v)
+        }
+    }
+    let killed = root.path().join("killed");
+    std::fs::create_dir_all(&killed).unwrap();
+    std::fs::write(killed.join("spec.toml"), spec.to_toml().unwrap()).unwrap();
+    let m = subspace_lab::data::mnist::load_or_fetch(
+        &subspace_lab::data::mnist::data_dir().unwrap(),
+        &mut |_| {},
+    )
+    .unwrap()
+    .0;
+    let data = m.dataset(spec.data.preprocess, spec.data.samples).unwrap();
+    let mut p = |_: &str, _: usize, _: usize| {};
+    let sink = CsvSink::create(
+        &killed,
+        2,
+        &[],
+        false,
+        Arc::new(AtomicBool::new(false)),
+        &mut p,
+    )
+    .unwrap();
+    let mut obs = Killer(sink);
+    assert!(
+        run::run(
+            CpuBackend::<f32>::new(),
+            &spec,
+            &data,
+            false,
+            None,
+            &mut obs
+        )
+        .is_err()
+    );
+    drop(obs);
+    let rows = |d: &std::path::Path| {
+        std::fs::read_to_string(d.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count()
+            - 1
+    };
+    assert_eq!(
+        rows(&killed),
+        15,
+        "rows 0..=14 were written before the kill"
+    );
+    let snapshot = |d: &std::path::Path| {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    // Refused: spec.toml edited after the start. Every file stays as it was.
+    let before = snapshot(&killed);
+    let edited = text.replace("lr = 0.05", "lr = 0.5");
+    std::fs::write(killed.join("spec.toml"), &edited).unwrap();
+    let before_edit = snapshot(&killed);
+    let err = fails_with(
+        bin()
+            .args(["run", "--backend", "cpu", "--resume"])
+            .arg(&killed),
+        &[
+            "spec.toml was edited",
+            "optimizer.lr: 0.05 vs 0.5",
+            "nothing was run or changed",
+        ],
+    );
+    assert!(!err.contains("different spec"), "{err}");
+    assert_eq!(
+        snapshot(&killed),
+        before_edit,
+        "a refused resume changes nothing"
+    );
+    assert_eq!(rows(&killed), 15);
+    // Restored spec.toml, another checkpoint cadence: accepted, and the rows end as the
+    // uninterrupted run's.
+    std::fs::write(killed.join("spec.toml"), spec.to_toml().unwrap()).unwrap();
+    assert_eq!(snapshot(&killed).len(), before.len());
+    let out = bin()
+        .args([
+            "run",
+            "--backend",
+            "cpu",
+            "--checkpoint-every",
+            "5",
+            "--resume",
+        ])
+        .arg(&killed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(killed.join("metrics.csv")).unwrap(),
+        std::fs::read(whole.join("metrics.csv")).unwrap()
+    );
+}

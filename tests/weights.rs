@@ -151,3 +151,128 @@ fn malformed_files_are_clear_errors() {
         .to_string();
     assert!(e.contains("missing.safetensors"), "{e}");
 }
+
+/// An explicit option wins over a default, and contradicting the file is an error naming both:
+/// a ReLU net saved the usual PyTorch way (no metadata) with `--activation relu` is a ReLU net.
+#[test]
+fn explicit_options_win_over_defaults_and_conflicts_are_errors() {
+    use subspace_lab::backend::LossKind;
+    use weights::Expect;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("relu.safetensors");
+    let plain = [
+        ("fc1.weight", Dtype::F32, vec![4, 3], f32s(12, 0.5)),
+        ("fc1.bias", Dtype::F32, vec![4], f32s(4, 0.25)),
+        ("fc2.weight", Dtype::F32, vec![2, 4], f32s(8, -1.0)),
+        ("fc2.bias", Dtype::F32, vec![2], f32s(2, 2.0)),
+    ];
+    write(&p, &plain, None);
+    let relu = Expect {
+        activation: Some(Activation::Relu),
+        ..Expect::default()
+    };
+    let (spec, _) = weights::load_expecting(&p, &relu).unwrap();
+    assert_eq!(
+        spec.activation,
+        Activation::Relu,
+        "the explicit option must win"
+    );
+    assert_eq!(weights::load(&p).unwrap().0.activation, Activation::Tanh);
+    // The file says tanh: an explicit relu is a conflict naming both.
+    write(
+        &p,
+        &plain,
+        Some(HashMap::from([("activation".into(), "tanh".into())])),
+    );
+    let e = weights::load_expecting(&p, &relu).unwrap_err().to_string();
+    assert!(
+        e.contains("tanh") && e.contains("relu") && e.contains("relu.safetensors"),
+        "{e}"
+    );
+    let tanh = Expect {
+        activation: Some(Activation::Tanh),
+        ..Expect::default()
+    };
+    assert!(weights::load_expecting(&p, &tanh).is_ok());
+    // Widths from the shapes against --widths.
+    let wide = Expect {
+        widths: Some(vec![3, 5, 2]),
+        ..Expect::default()
+    };
+    let e = weights::load_expecting(&p, &wide).unwrap_err().to_string();
+    assert!(e.contains("[3, 4, 2]") && e.contains("[3, 5, 2]"), "{e}");
+    let same = Expect {
+        widths: Some(vec![3, 4, 2]),
+        ..Expect::default()
+    };
+    assert!(weights::load_expecting(&p, &same).is_ok());
+    // A loss in the metadata against --loss.
+    write(
+        &p,
+        &plain,
+        Some(HashMap::from([("loss".into(), "mse".into())])),
+    );
+    let ce = Expect {
+        loss: Some(LossKind::Ce),
+        ..Expect::default()
+    };
+    let e = weights::load_expecting(&p, &ce).unwrap_err().to_string();
+    assert!(e.contains("loss = mse") && e.contains("ce"), "{e}");
+}
+
+/// A kernel stored [in, out] (JAX/Keras) is blamed on the weight, as transposed, not on the bias;
+/// a torch.save file (zip or pickle) says what it is and how to convert it.
+#[test]
+fn transposed_kernels_and_torch_save_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("t.safetensors");
+    let w = |n: &'static str, s: Vec<usize>| {
+        let len = s.iter().product();
+        (n, Dtype::F32, s, f32s(len, 0.1))
+    };
+    // First layer transposed: [784, 32] with bias [32].
+    write(
+        &p,
+        &[
+            w("fc1.weight", vec![784, 32]),
+            w("fc1.bias", vec![32]),
+            w("fc2.weight", vec![10, 32]),
+            w("fc2.bias", vec![10]),
+        ],
+        None,
+    );
+    let e = weights::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("fc1.weight") && e.contains("looks transposed"),
+        "{e}"
+    );
+    assert!(!e.contains("fc1.bias has shape"), "{e}");
+    // A later layer transposed: fc2 [32, 10] after fc1 [32, 784].
+    write(
+        &p,
+        &[
+            w("fc1.weight", vec![32, 784]),
+            w("fc1.bias", vec![32]),
+            w("fc2.weight", vec![32, 10]),
+            w("fc2.bias", vec![10]),
+        ],
+        None,
+    );
+    let e = weights::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("fc2.weight") && e.contains("looks transposed"),
+        "{e}"
+    );
+    // torch.save: a zip archive (PyTorch ≥ 1.6) and a pickle (older).
+    for (bytes, what) in [
+        (b"PK\x03\x04\x00\x00archive/data.pkl".to_vec(), "zip"),
+        (b"\x80\x02\x8a\x0alZ\xfc\x9cF\xf9 j\xa8P".to_vec(), "pickle"),
+    ] {
+        std::fs::write(&p, bytes).unwrap();
+        let e = weights::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(what) && e.contains("torch.save") && e.contains("save_file("),
+            "{e}"
+        );
+    }
+}

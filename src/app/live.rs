@@ -247,7 +247,7 @@ impl<B: Backend + Clone> LiveRun<B> {
             return Err(Error::Diverged {
                 run: self.name(),
                 step: s + 1,
-                what: "θ".into(),
+                what: "θ is not finite".into(),
             });
         }
         self.theta = next;

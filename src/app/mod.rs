@@ -108,13 +108,19 @@ pub fn run_native(auto: Option<AutoExit>) -> crate::Result<()> {
         "subspace-lab",
         options,
         Box::new(move |cc| {
-            let settings = if auto.is_some() {
+            let mut settings: settings::Settings = if auto.is_some() {
                 settings::Settings::default()
             } else {
                 cc.storage
                     .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
                     .unwrap_or_default()
             };
+            // Saved settings pass the same checks as a URL hash (a hand-edited or older file).
+            let warnings = settings
+                .sanitize()
+                .into_iter()
+                .map(|w| format!("saved settings: {w}"))
+                .collect();
             // Compute on the renderer's device where it is a real GPU (one device, no copies
             // between two); the worker falls back to its own adapter or the CPU otherwise.
             if let Some(rs) = &cc.wgpu_render_state {
@@ -124,7 +130,7 @@ pub fn run_native(auto: Option<AutoExit>) -> crate::Result<()> {
                     rs.adapter.get_info(),
                 );
             }
-            let mut app = ui::SandboxApp::new(settings, Vec::new(), auto);
+            let mut app = ui::SandboxApp::new(settings, warnings, auto);
             app.renderer = ui::RendererInfo::of(cc);
             Ok(Box::new(app))
         }),

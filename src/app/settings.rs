@@ -153,8 +153,58 @@ impl Settings {
             .join("&")
     }
 
-    /// Parse a hash (with or without '#'). Unknown keys and bad values are skipped and reported;
-    /// every value is clamped to what the app can run.
+    /// Put every field the app cannot run back to its default, saying which (one rule for the
+    /// URL hash and for the settings a native app saved: a hand-edited or older file with
+    /// `samples: 0` must not leave a panel stuck). Ranges: η, the toy's η positive and finite;
+    /// the toy's coupling and start finite; steps per frame 1..=10000; samples 1..=5000 (MNIST-5k);
+    /// batch 1..=samples; k 1..=50; eigen every 1..=1000; ρ finite, ≥ 0.
+    pub fn sanitize(&mut self) -> Vec<String> {
+        let d = Settings::default();
+        let mut w = Vec::new();
+        macro_rules! need {
+            ($f:ident, $ok:expr, $range:literal) => {
+                #[allow(clippy::redundant_closure_call)]
+                if !($ok)(self.$f) {
+                    w.push(format!(
+                        "{} = {} is out of range ({}): reset to {}",
+                        stringify!($f),
+                        self.$f,
+                        $range,
+                        d.$f
+                    ));
+                    self.$f = d.$f;
+                }
+            };
+        }
+        let pos = |x: f64| x.is_finite() && x > 0.0;
+        let fin = |x: f64| x.is_finite();
+        need!(toy_lr, pos, "positive");
+        need!(toy_coupling, fin, "finite");
+        need!(toy_x0, fin, "finite");
+        need!(toy_y0, fin, "finite");
+        need!(
+            toy_steps_per_frame,
+            |x: usize| (1..=10_000).contains(&x),
+            "1..=10000"
+        );
+        need!(lr, pos, "positive");
+        need!(samples, |x: usize| (1..=5000).contains(&x), "1..=5000");
+        need!(k, |x: usize| (1..=50).contains(&x), "1..=50");
+        need!(eigen_every, |x: usize| (1..=1000).contains(&x), "1..=1000");
+        need!(rho, |x: f64| x.is_finite() && x >= 0.0, "≥ 0");
+        if self.batch == 0 {
+            w.push(format!(
+                "batch = 0 is out of range (1..=samples): reset to {}",
+                d.batch
+            ));
+            self.batch = d.batch;
+        }
+        self.batch = self.batch.min(self.samples);
+        w
+    }
+
+    /// Parse a hash (with or without '#'). Unknown keys and unparsable values are skipped and
+    /// reported; values out of range are reset by [`Settings::sanitize`] and reported.
     pub fn from_hash(hash: &str) -> (Settings, Vec<String>) {
         let mut s = Settings::default();
         let mut warnings = Vec::new();
@@ -167,38 +217,29 @@ impl Settings {
                 warnings.push(format!("ignored '{part}': expected key=value"));
                 continue;
             };
-            let f = || v.parse::<f64>().ok().filter(|x| x.is_finite());
+            let f = || v.parse::<f64>().ok();
             let u = || v.parse::<usize>().ok();
             let ok = match k {
-                "toy_lr" => f().filter(|x| *x > 0.0).map(|x| s.toy_lr = x).is_some(),
+                "toy_lr" => f().map(|x| s.toy_lr = x).is_some(),
                 "toy_c" => f().map(|x| s.toy_coupling = x).is_some(),
                 "toy_x0" => f().map(|x| s.toy_x0 = x).is_some(),
                 "toy_y0" => f().map(|x| s.toy_y0 = x).is_some(),
-                "toy_spf" => u()
-                    .filter(|x| (1..=10_000).contains(x))
-                    .map(|x| s.toy_steps_per_frame = x)
-                    .is_some(),
+                "toy_spf" => u().map(|x| s.toy_steps_per_frame = x).is_some(),
                 "toy_a" => toy_parse(v).map(|m| s.toy_a = m).is_some(),
                 "toy_b" => toy_parse(v).map(|m| s.toy_b = m).is_some(),
                 "toy_seed" => v.parse().ok().map(|x| s.toy_seed = x).is_some(),
-                "lr" => f().filter(|x| *x > 0.0).map(|x| s.lr = x).is_some(),
-                "batch" => u().filter(|x| *x >= 1).map(|x| s.batch = x).is_some(),
-                "k" => u()
-                    .filter(|x| (1..=50).contains(x))
-                    .map(|x| s.k = x)
-                    .is_some(),
+                "lr" => f().map(|x| s.lr = x).is_some(),
+                "batch" => u().map(|x| s.batch = x).is_some(),
+                "k" => u().map(|x| s.k = x).is_some(),
                 "opt" => OPTIMIZERS
                     .into_iter()
                     .find(|o| opt_name(*o) == v)
                     .map(|o| s.optimizer = o)
                     .is_some(),
-                "eig" => u().filter(|x| *x >= 1).map(|x| s.eigen_every = x).is_some(),
+                "eig" => u().map(|x| s.eigen_every = x).is_some(),
                 "seed" => v.parse().ok().map(|x| s.seed = x).is_some(),
-                "n" => u()
-                    .filter(|x| (1..=5000).contains(x))
-                    .map(|x| s.samples = x)
-                    .is_some(),
-                "rho" => f().filter(|x| *x >= 0.0).map(|x| s.rho = x).is_some(),
+                "n" => u().map(|x| s.samples = x).is_some(),
+                "rho" => f().map(|x| s.rho = x).is_some(),
                 "compute" => Compute::ALL
                     .into_iter()
                     .find(|c| c.name() == v)
@@ -213,7 +254,7 @@ impl Settings {
                 warnings.push(format!("ignored {k}={v}: not a valid value"));
             }
         }
-        s.batch = s.batch.min(s.samples);
+        warnings.extend(s.sanitize());
         (s, warnings)
     }
 }

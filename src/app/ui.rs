@@ -432,6 +432,15 @@ impl SandboxApp {
             if ui.button("reset").clicked() {
                 self.worker.send(Cmd::Reset(self.settings.clone()));
             }
+            if ui
+                .button("defaults")
+                .on_hover_text("every setting back to its default, then reset the run")
+                .clicked()
+            {
+                self.settings = Settings::default();
+                self.warnings.clear();
+                self.worker.send(Cmd::Reset(self.settings.clone()));
+            }
             ui.separator();
             if ui
                 .button("Dom-")

@@ -26,7 +26,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// shared flag is raised (Ctrl-C).
 pub struct CsvSink<'a> {
     dir: PathBuf,
-    file: std::fs::File,
+    /// None until the first new row of a resumed run: `metrics.csv` stays as it was until then.
+    file: Option<std::fs::File>,
+    /// A resumed run's rows up to its checkpoint, written with the first new row.
+    pending: Vec<Record>,
     top: usize,
     pub stop: Arc<AtomicBool>,
     pub progress: &'a mut dyn FnMut(&str, usize, usize),
@@ -40,7 +43,9 @@ pub struct CsvSink<'a> {
 impl<'a> CsvSink<'a> {
     /// Start `dir/metrics.csv` with the header and `existing` rows (a resumed run's rows so far);
     /// `append` keeps what the file already holds (a second run of the same preset) and adds
-    /// `existing` after it.
+    /// `existing` after it. Without `append`, non-empty `existing` (a resume) leaves the file as
+    /// it is until the first new row arrives, which replaces it atomically with `existing` and
+    /// that row: a resume refused or failing before its first step loses no row.
     pub fn create(
         dir: &Path,
         top: usize,
@@ -51,7 +56,8 @@ impl<'a> CsvSink<'a> {
     ) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join("metrics.csv");
-        let mut file = if append {
+        let mut pending = Vec::new();
+        let file = if append {
             let mut f = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&path)
@@ -59,18 +65,24 @@ impl<'a> CsvSink<'a> {
             for r in existing {
                 writeln!(f, "{}", r.csv_line(top)).map_err(|e| Error::io(&path, e))?;
             }
-            f
+            f.flush().map_err(|e| Error::io(&path, e))?;
+            Some(f)
+        } else if !existing.is_empty() {
+            pending = existing.to_vec();
+            None
         } else {
             write_atomic(&path, Record::csv(existing, top).as_bytes())?;
-            std::fs::OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .map_err(|e| Error::io(&path, e))?
+            Some(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| Error::io(&path, e))?,
+            )
         };
-        file.flush().map_err(|e| Error::io(&path, e))?;
         Ok(CsvSink {
             dir: dir.to_path_buf(),
             file,
+            pending,
             top,
             stop,
             progress,
@@ -80,11 +92,36 @@ impl<'a> CsvSink<'a> {
     }
 }
 
+impl CsvSink<'_> {
+    /// Write a resume's pending rows now (atomically replacing `metrics.csv`), if not yet done.
+    pub fn materialize(&mut self) -> Result<()> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let path = self.dir.join("metrics.csv");
+        let rows = std::mem::take(&mut self.pending);
+        write_atomic(&path, Record::csv(&rows, self.top).as_bytes())?;
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        self.file = Some(f);
+        Ok(())
+    }
+}
+
 impl Observer for CsvSink<'_> {
     fn record(&mut self, r: &Record) -> Result<()> {
         let path = self.dir.join("metrics.csv");
-        writeln!(self.file, "{}", r.csv_line(self.top)).map_err(|e| Error::io(&path, e))?;
-        self.file.flush().map_err(|e| Error::io(&path, e))
+        if self.file.is_none() {
+            self.pending.push(r.clone());
+            return self.materialize();
+        }
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        writeln!(file, "{}", r.csv_line(self.top)).map_err(|e| Error::io(&path, e))?;
+        file.flush().map_err(|e| Error::io(&path, e))
     }
     fn progress(&mut self, run: &str, step: usize, total: usize) {
         (self.progress)(run, step, total)

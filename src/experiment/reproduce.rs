@@ -180,9 +180,36 @@ pub fn run_specs<B: Backend + Clone>(
     // `--resume`: continue from the checkpoints, if the preset left any.
     let mut resume = None;
     if ctx.resume && single && dir.join(CHECKPOINT_JSON).exists() {
-        resume = Some(load_checkpoint(dir)?);
+        let (c, v) = load_checkpoint(dir)?;
+        if !c.spec.differences(&specs[0]).is_empty() {
+            return Err(stale(dir, &c.spec, &specs[0]));
+        }
+        resume = Some((c, v));
     } else {
         clear_checkpoint(dir)?;
+    }
+    // A refused resume changes nothing: every finished or stopped run must belong to this preset
+    // before any file is touched.
+    if ctx.resume && multi_resumable {
+        for spec in specs {
+            let run_dir = resume_root.join(&spec.name);
+            let done = run_dir.join(DONE_JSON);
+            let was = if done.exists() {
+                let text = std::fs::read_to_string(&done).map_err(|e| Error::io(&done, e))?;
+                let d: DoneRun = serde_json::from_str(&text)
+                    .map_err(|e| Error::data(&done, format!("not a finished run: {e}")))?;
+                Some((d.spec, done))
+            } else if run_dir.join(CHECKPOINT_JSON).exists() {
+                Some((load_checkpoint(&run_dir)?.0.spec, run_dir.clone()))
+            } else {
+                None
+            };
+            if let Some((was, at)) = was
+                && !was.differences(spec).is_empty()
+            {
+                return Err(stale(&at, &was, spec));
+            }
+        }
     }
     if !(ctx.resume && multi_resumable) && resume_root.exists() {
         std::fs::remove_dir_all(&resume_root).map_err(|e| Error::io(&resume_root, e))?;
@@ -211,11 +238,12 @@ pub fn run_specs<B: Backend + Clone>(
                 let text = std::fs::read_to_string(&done).map_err(|e| Error::io(&done, e))?;
                 let d: DoneRun = serde_json::from_str(&text)
                     .map_err(|e| Error::data(&done, format!("not a finished run: {e}")))?;
-                if d.spec != *spec {
-                    return Err(stale(&done));
+                if !d.spec.differences(spec).is_empty() {
+                    return Err(stale(&done, &d.spec, spec));
                 }
                 // Its rows go back into metrics.csv, in the order of an uninterrupted run.
-                CsvSink::create(dir, top, &d.records, i > 0, ctx.stop.clone(), ctx.progress)?;
+                CsvSink::create(dir, top, &d.records, i > 0, ctx.stop.clone(), ctx.progress)?
+                    .materialize()?;
                 earlier_s += d.elapsed_s;
                 resumed_at = Some(0);
                 outs.push(RunOutcome {
@@ -234,8 +262,8 @@ pub fn run_specs<B: Backend + Clone>(
         let data = dataset_for(m, spec)?;
         let mut run_earlier = 0.0;
         if let Some((c, _)) = &resume {
-            if c.spec != *spec {
-                return Err(stale(if single { dir } else { &run_dir }));
+            if !c.spec.differences(spec).is_empty() {
+                return Err(stale(if single { dir } else { &run_dir }, &c.spec, spec));
             }
             run_earlier = c.elapsed_s;
             earlier_s += c.elapsed_s;
@@ -279,11 +307,12 @@ pub fn run_specs<B: Backend + Clone>(
     Ok(outs)
 }
 
-fn stale(dir: &Path) -> Error {
+fn stale(dir: &Path, was: &RunSpec, now: &RunSpec) -> Error {
     Error::InvalidArgument(format!(
-        "the checkpoint in {} was written for another spec of this preset (another version, or --quick); \
-         remove it to start over",
-        dir.display()
+        "the checkpoint in {} was written for another spec of this preset (another version, or --quick: {}); \
+         nothing was changed: remove it to start over",
+        dir.display(),
+        was.differences(now).join("; ")
     ))
 }
 
@@ -1035,7 +1064,7 @@ fn fig2_3_verdict(spec: &RunSpec, o: &RunOutcome) -> Result<Verdict> {
         }
     } else {
         format!(
-            "EMA over the records every {} steps (this protocol switches by step count, so χ_k is not computed at every step: not the paper's per-step EMA)",
+            "EMA over the records every {} steps: this protocol switches by step count, so χ_k is not computed at every step, and this is not the paper's per-step EMA",
             spec.record_every
         )
     };

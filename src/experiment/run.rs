@@ -757,6 +757,14 @@ pub fn run<B: Backend + Clone>(
     let earlier_s = resume.as_ref().map_or(0.0, |(c, _)| c.elapsed_s);
     let mlp = spec.mlp()?;
     let p = mlp.num_params();
+    if backend.adapter().is_none() {
+        let elem = if backend.precision() == crate::backend::Precision::F64 {
+            8
+        } else {
+            4
+        };
+        crate::mem::check_spectrum(&mlp, data.n, spec.top(), 0, elem, "top (and k) in the spec")?;
+    }
     let mut st = Stepper::new(backend, &mlp, spec.loss, data, spec.k, spec.top(), spec.tol)?;
     let theta0 = mlp.init(spec.seed);
     let mut out = RunOutcome {
@@ -780,10 +788,12 @@ pub fn run<B: Backend + Clone>(
             switch_ema = f64::NAN;
         }
         Some((c, v)) => {
-            if c.spec != *spec {
-                return Err(Error::InvalidArgument(
-                    "the checkpoint was written by a different spec; resume with the spec.toml beside it".into(),
-                ));
+            let diff = c.spec.differences(spec);
+            if !diff.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "the checkpoint was written by another spec (checkpoint vs now: {}); a resumed run continues the checkpoint's spec",
+                    diff.join("; ")
+                )));
             }
             let get = |name: &str| {
                 vec_of(&v, name).ok_or_else(|| {
@@ -927,7 +937,7 @@ pub fn run<B: Backend + Clone>(
                     return Err(Error::Diverged {
                         run: run_name.clone(),
                         step: leg.step,
-                        what: "the loss".into(),
+                        what: format!("the loss is {}", sp.eval.loss),
                     });
                 }
                 leg.ema = if leg.ema.is_nan() {
@@ -1015,7 +1025,7 @@ pub fn run<B: Backend + Clone>(
                 return Err(Error::Diverged {
                     run: run_name.clone(),
                     step: leg.step,
-                    what: "θ".into(),
+                    what: "θ is not finite".into(),
                 });
             }
             obs.progress(&run_name, leg.step - first, len);

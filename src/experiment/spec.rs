@@ -245,10 +245,10 @@ impl Default for DataSpec {
 #[serde(rename_all = "kebab-case")]
 pub enum SwitchRule {
     /// After exactly `steps` steps.
-    #[default]
     AfterSteps,
     /// When the EMA (factor 0.9) of χ_k(∇L) first exceeds `chi_threshold` (the paper's rule),
-    /// checked every step; after `steps` steps at the latest.
+    /// checked every step; after `steps` steps at the latest. The default (the paper's fig. 1).
+    #[default]
     ChiEma,
 }
 
@@ -259,7 +259,10 @@ fn d_loss() -> LossKind {
     LossKind::Mse
 }
 fn d_variants() -> Vec<Projection> {
-    vec![Projection::None]
+    vec![Projection::None, Projection::Dominant, Projection::Bulk]
+}
+fn d_steps_after() -> usize {
+    1000
 }
 fn d_k() -> usize {
     10
@@ -296,7 +299,8 @@ pub struct RunSpec {
     pub switch: SwitchRule,
     #[serde(default = "d_threshold")]
     pub chi_threshold: f64,
-    /// Projections compared after the switch, each from the same point.
+    /// Projections compared after the switch, each from the same point (default: none, dominant,
+    /// bulk — the paper's SGD, Dom-SGD, Bulk-SGD). Each at most once.
     #[serde(default = "d_variants")]
     pub variants: Vec<Projection>,
     /// Dimension of the dominant subspace (the number of classes).
@@ -307,8 +311,8 @@ pub struct RunSpec {
     pub top: Option<usize>,
     /// Steps before the switch (the most, under `chi-ema`).
     pub steps: usize,
-    /// Steps of each variant after the switch (0: no switch, one run).
-    #[serde(default)]
+    /// Steps of each variant after the switch (0: no switch, one run). Default 1000.
+    #[serde(default = "d_steps_after")]
     pub steps_after: usize,
     /// Metrics (loss, accuracy, spectrum, χ_k) every this many steps.
     #[serde(default = "d_record")]
@@ -327,7 +331,8 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// A spec with the defaults and the given optimiser and step count.
+    /// A single run of `steps` steps with `optimizer` (no switch: `variants = ["none"]`,
+    /// `steps_after = 0`, `switch = "after-steps"`); every other field at its default.
     pub fn new(name: &str, optimizer: OptimizerSpec, steps: usize) -> Self {
         RunSpec {
             name: name.into(),
@@ -338,7 +343,7 @@ impl RunSpec {
             after: None,
             switch: SwitchRule::AfterSteps,
             chi_threshold: d_threshold(),
-            variants: d_variants(),
+            variants: vec![Projection::None],
             k: d_k(),
             top: None,
             steps,
@@ -374,11 +379,57 @@ impl RunSpec {
         self.after.as_ref().unwrap_or(&self.optimizer)
     }
 
+    /// The fields in which `other` would compute different numbers than `self`, as
+    /// `field: self's value vs other's value` (dotted TOML paths, `absent` for an unset optional
+    /// field). `checkpoint_every` is left out: it changes when checkpoints are written, not what
+    /// is computed. Empty: the same run.
+    pub fn differences(&self, other: &RunSpec) -> Vec<String> {
+        fn flat(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, x) in m {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        flat(&key, x, out);
+                    }
+                }
+                other => out.push((prefix.to_string(), other.to_string())),
+            }
+        }
+        let fields = |s: &RunSpec| {
+            let mut out = Vec::new();
+            if let Ok(v) = serde_json::to_value(s) {
+                flat("", &v, &mut out);
+            }
+            out.retain(|(k, _)| k != "checkpoint_every");
+            out
+        };
+        let (a, b) = (fields(self), fields(other));
+        let mut keys: Vec<&String> = a.iter().chain(&b).map(|(k, _)| k).collect();
+        keys.sort();
+        keys.dedup();
+        let get = |f: &[(String, String)], k: &str| {
+            f.iter()
+                .find(|(x, _)| x == k)
+                .map_or_else(|| "absent".to_string(), |(_, v)| v.clone())
+        };
+        keys.into_iter()
+            .filter_map(|k| {
+                let (x, y) = (get(&a, k), get(&b, k));
+                (x != y).then(|| format!("{k}: {x} vs {y}"))
+            })
+            .collect()
+    }
+
     /// Check every field against the data (n samples of `input` features, `classes` classes).
     pub fn validate(&self, input: usize, classes: usize, available: usize) -> Result<()> {
         let bad = |field: &str, v: String, need: &str| {
             Err(Error::InvalidArgument(format!("{field} = {v}: {need}")))
         };
+        check_name(&self.name)?;
         if self.data.samples == 0 || self.data.samples > available {
             return bad(
                 "data.samples",
@@ -424,9 +475,7 @@ impl RunSpec {
         if self.record_every == 0 {
             return bad("record_every", "0".into(), "need ≥ 1");
         }
-        if !(self.tol.is_finite() && self.tol > 0.0 && self.tol < 1.0) {
-            return bad("tol", self.tol.to_string(), "need 0 < tol < 1");
-        }
+        check_tol("tol", self.tol)?;
         if !(self.chi_threshold.is_finite() && (0.0..=1.0).contains(&self.chi_threshold)) {
             return bad(
                 "chi_threshold",
@@ -441,6 +490,18 @@ impl RunSpec {
                 "need at least one of none, dominant, bulk",
             );
         }
+        for (i, v) in self.variants.iter().enumerate() {
+            if self.variants[..i].contains(v) {
+                return bad(
+                    "variants",
+                    format!("{:?}", self.variants).to_lowercase(),
+                    &format!(
+                        "{} appears twice: each variant runs once (their rows would be indistinguishable)",
+                        format!("{v:?}").to_lowercase()
+                    ),
+                );
+            }
+        }
         if self.steps == 0 && self.steps_after == 0 {
             return bad("steps", "0".into(), "nothing to run");
         }
@@ -453,5 +514,36 @@ impl RunSpec {
             );
         }
         Ok(())
+    }
+}
+
+/// The Lanczos residual tolerance (relative to |λ₁|) every command and spec accepts: finite,
+/// 0 < tol < 1 (a residual as large as the eigenvalue itself certifies nothing). `field` names the
+/// option or spec field in the error.
+pub fn check_tol(field: &str, tol: f64) -> Result<()> {
+    if tol.is_finite() && tol > 0.0 && tol < 1.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "{field} = {tol:e}: need 0 < tol < 1 (a residual tolerance relative to |λ₁|; 1e-3 for runs, 1e-7 for an f64 spectrum)"
+        )))
+    }
+}
+
+/// A run's name is a directory name under the output directory: letters, digits, `-`, `_` and
+/// `.` only, not starting with `.`, at most 100 characters (no separators, no `..`).
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "name = {name:?}: a run's name becomes a directory under the output directory: use letters, digits, '-', '_' and '.' only (no '/', '\\' or '..'), not starting with '.', at most 100 characters"
+        )))
     }
 }

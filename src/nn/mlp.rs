@@ -309,10 +309,11 @@ impl<B: Backend + Clone> Engine<B> {
             accuracy: stats[1] / self.n as f64,
         };
         if !eval.loss.is_finite() || !self.backend.all_finite(&self.grad, 0, p)? {
-            return Err(Error::NonFinite(format!(
-                "loss {} or its gradient is not finite at these parameters (the run diverged: lower the learning rate)",
-                eval.loss
-            )));
+            return Err(Error::NonFinite(if eval.loss.is_finite() {
+                "the gradient is not finite at these parameters".to_string()
+            } else {
+                format!("the loss is {} at these parameters", eval.loss)
+            }));
         }
         self.eval = Some(eval);
         Ok(eval)

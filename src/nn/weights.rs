@@ -87,25 +87,100 @@ fn to_bytes(x: &[f64], dtype: SaveDtype) -> Vec<u8> {
     }
 }
 
-/// Load weights: the architecture is read from the tensors' shapes.
+/// What the user said explicitly about a weights file's network (command-line options). An
+/// explicit value wins over a default; one that contradicts what the file says (its shapes, its
+/// metadata) is an error naming both.
+#[derive(Clone, Debug, Default)]
+pub struct Expect {
+    /// `--widths`: must equal the widths the tensors' shapes give.
+    pub widths: Option<Vec<usize>>,
+    /// `--activation`: used when the file's metadata has none (PyTorch's
+    /// `save_file(model.state_dict(), f)` writes none); must equal it when it has one.
+    pub activation: Option<Activation>,
+    /// `--loss`: must equal the metadata's `loss` when the file has one.
+    pub loss: Option<crate::backend::LossKind>,
+}
+
+/// Load weights: the architecture is read from the tensors' shapes, the activation from the
+/// metadata (tanh when absent).
 pub fn load(path: &Path) -> Result<(MlpSpec, Vec<f64>)> {
+    load_expecting(path, &Expect::default())
+}
+
+/// [`load`], checked against what the user said explicitly ([`Expect`]).
+pub fn load_expecting(path: &Path, expect: &Expect) -> Result<(MlpSpec, Vec<f64>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    load_bytes(&bytes, path)
+    load_bytes_expecting(&bytes, path, expect)
 }
 
 pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(MlpSpec, Vec<f64>)> {
+    load_bytes_expecting(bytes, path, &Expect::default())
+}
+
+/// What a file that is not safetensors most likely is, with how to convert it.
+fn foreign_format(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"PK\x03\x04") {
+        Some(
+            "a zip archive — what torch.save writes (PyTorch ≥ 1.6), or NumPy's .npz — not safetensors: convert it in Python: `from safetensors.torch import save_file; save_file(torch.load(f, map_location=\"cpu\"), \"w.safetensors\")` (or save_file(model.state_dict(), …))",
+        )
+    } else if bytes.first() == Some(&0x80) && bytes.get(1).is_some_and(|&v| (2..=5).contains(&v)) {
+        Some(
+            "a Python pickle — what torch.save wrote before PyTorch 1.6 — not safetensors: convert it in Python: `from safetensors.torch import save_file; save_file(torch.load(f, map_location=\"cpu\"), \"w.safetensors\")` (or save_file(model.state_dict(), …))",
+        )
+    } else if bytes.starts_with(b"\x89HDF") {
+        Some(
+            "an HDF5 file (Keras .h5), not safetensors: export the kernels transposed to PyTorch's [out, in] and save them with safetensors",
+        )
+    } else if bytes.starts_with(b"\x93NUMPY") {
+        Some(
+            "a NumPy .npy array, not safetensors: save the named tensors with safetensors.numpy.save_file",
+        )
+    } else {
+        None
+    }
+}
+
+/// [`load_bytes`], checked against [`Expect`]; `path` only names the file in errors.
+pub fn load_bytes_expecting(
+    bytes: &[u8],
+    path: &Path,
+    expect: &Expect,
+) -> Result<(MlpSpec, Vec<f64>)> {
     let werr = |msg: String| Error::Weights {
         path: path.into(),
         msg,
     };
+    if let Some(what) = foreign_format(bytes) {
+        return Err(werr(format!("this is {what}")));
+    }
     let st = SafeTensors::deserialize(bytes)
         .map_err(|e| werr(format!("not a safetensors file: {e}")))?;
     let (_, meta) =
         SafeTensors::read_metadata(bytes).map_err(|e| werr(format!("bad header: {e}")))?;
-    let activation = match meta.metadata().as_ref().and_then(|m| m.get("activation")) {
-        Some(a) => a.parse::<Activation>().map_err(werr)?,
-        None => Activation::Tanh,
+    let from_file = match meta.metadata().as_ref().and_then(|m| m.get("activation")) {
+        Some(a) => Some(a.parse::<Activation>().map_err(werr)?),
+        None => None,
     };
+    let activation = match (from_file, expect.activation) {
+        (Some(f), Some(o)) if f != o => {
+            return Err(werr(format!(
+                "the file's metadata says activation = {}, --activation says {}: drop the option (the file decides) or fix the file",
+                f.name(),
+                o.name()
+            )));
+        }
+        (f, o) => o.or(f).unwrap_or(Activation::Tanh),
+    };
+    if let (Some(l), Some(o)) = (
+        meta.metadata().as_ref().and_then(|m| m.get("loss")),
+        expect.loss,
+    ) && l.parse::<crate::backend::LossKind>().ok() != Some(o)
+    {
+        return Err(werr(format!(
+            "the file's metadata says loss = {l}, --loss says {}: drop the option or fix the file",
+            o.name()
+        )));
+    }
     // Group tensors by layer prefix: `fcN` (N from 1) or a Sequential index `N`.
     let mut layers: BTreeMap<usize, [Option<TensorView>; 2]> = BTreeMap::new();
     let mut fc_style = None;
@@ -161,26 +236,44 @@ pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(MlpSpec, Vec<f64>)> {
         };
         let w = w.ok_or_else(|| werr(format!("{lname}.weight is missing")))?;
         let b = b.ok_or_else(|| werr(format!("{lname}.bias is missing")))?;
+        // The weight first: a transposed kernel ([in, out], as JAX/Keras store it) is the
+        // weight's fault, not the bias's.
         let ws = w.shape();
         if ws.len() != 2 {
             return Err(werr(format!(
                 "{lname}.weight has shape {ws:?}; expected [out, in]"
             )));
         }
-        if b.shape() != [ws[0]] {
+        let transposed = || {
+            werr(format!(
+                "{lname}.weight has shape {ws:?}, which looks transposed: PyTorch stores [out, in] = [{}, {}] (JAX/Keras kernels are [in, out]; save kernel.T)",
+                ws[1], ws[0]
+            ))
+        };
+        let prev = widths.get(li).copied();
+        if let Some(prev) = prev
+            && ws[1] != prev
+        {
+            if ws[0] == prev {
+                return Err(transposed());
+            }
             return Err(werr(format!(
-                "{lname}.bias has shape {:?}; expected [{}]",
+                "{lname}.weight takes {} inputs but the previous layer gives {prev}",
+                ws[1]
+            )));
+        }
+        if b.shape() != [ws[0]] {
+            if b.shape() == [ws[1]] && ws[0] != ws[1] {
+                return Err(transposed());
+            }
+            return Err(werr(format!(
+                "{lname}.bias has shape {:?}; expected [{}] ({lname}.weight is {ws:?})",
                 b.shape(),
                 ws[0]
             )));
         }
         if li == 0 {
             widths.push(ws[1]);
-        } else if widths[li] != ws[1] {
-            return Err(werr(format!(
-                "{lname}.weight takes {} inputs but the previous layer gives {}",
-                ws[1], widths[li]
-            )));
         }
         widths.push(ws[0]);
         theta.extend(read_floats(&w, &lname, &werr)?);
@@ -188,6 +281,13 @@ pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(MlpSpec, Vec<f64>)> {
     }
     if let Some(i) = theta.iter().position(|v| !v.is_finite()) {
         return Err(werr(format!("parameter {i} is {} (not finite)", theta[i])));
+    }
+    if let Some(want) = &expect.widths
+        && *want != widths
+    {
+        return Err(werr(format!(
+            "the tensors' shapes give widths {widths:?}, --widths says {want:?}: drop the option (the file decides) or give the matching file"
+        )));
     }
     let spec = MlpSpec::new(widths, activation).map_err(|e| werr(e.to_string()))?;
     Ok((spec, theta))

@@ -1,0 +1,104 @@
+//! Memory a command will need, estimated *before* allocating, so that an impossible size (a
+//! k as large as the parameter count, a layer of a million units) ends in a message naming the
+//! figure and the option to change instead of an abort in the allocator.
+//!
+//! The estimates mirror the allocations of [`crate::hessian::lanczos::lanczos`] and
+//! [`crate::nn::mlp::Engine::new`]; they are upper bounds up to small constant vectors.
+
+use crate::error::{Error, Result};
+use crate::nn::mlp::MlpSpec;
+
+/// Bytes of memory available to this process: Linux's `MemAvailable`; 4 GiB in wasm32 (its
+/// address space); None where unknown (then only absurd sizes, over 2^50 bytes, are refused).
+pub fn available() -> Option<f64> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        Some(4.0 * (1u64 << 30) as f64)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024.0)
+    }
+}
+
+/// Bytes of a top-`k` Lanczos solve on a `p`-dimensional operator with `elem`-byte scalars: the
+/// basis Q, its products W and the restart scratch (`max_basis` rows each, 0: max(3k, k + 50),
+/// at most p) and the residual block and the eigenvectors (k rows each).
+pub fn lanczos_bytes(k: usize, p: usize, max_basis: usize, elem: usize) -> f64 {
+    let cap = if max_basis == 0 {
+        (3 * k).max(k + 50)
+    } else {
+        max_basis
+    }
+    .min(p);
+    (3.0 * cap as f64 + 2.0 * k as f64) * p as f64 * elem as f64
+}
+
+/// Bytes of a network bound to `n` samples: θ and ∇L on the host (f64) and on the backend, a few
+/// more p-vectors, and the per-sample caches (activations, outputs, ∂L/∂z, ∂L/∂a: 3 per unit),
+/// the input and the one-hot targets.
+pub fn engine_bytes(spec: &MlpSpec, n: usize, elem: usize) -> f64 {
+    let p = spec.num_params() as f64;
+    let units: f64 = spec.widths[1..].iter().map(|&w| w as f64).sum();
+    let input = spec.widths[0] as f64;
+    8.0 * 6.0 * p + elem as f64 * (2.0 * p + n as f64 * (3.0 * units + 2.0 * input))
+}
+
+/// A human size: "3.2 GB".
+pub fn human(bytes: f64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut x = bytes;
+    let mut u = 0;
+    while x >= 1000.0 && u + 1 < UNITS.len() {
+        x /= 1000.0;
+        u += 1;
+    }
+    format!("{x:.1} {}", UNITS[u])
+}
+
+/// Refuse a job that needs more than 90 % of the available memory: `what` needs `bytes`; `hint`
+/// says which option to change. Errors: `InvalidArgument` with both figures.
+pub fn check(what: &str, bytes: f64, hint: &str) -> Result<()> {
+    let limit = available().map_or(f64::from(1u32 << 25) * f64::from(1u32 << 25), |a| 0.9 * a);
+    if bytes.is_finite() && bytes <= limit {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{what} needs about {} of memory, more than the {} this machine can give (90 % of what is available): {hint}",
+        human(bytes),
+        human(limit)
+    )))
+}
+
+/// The check for a top-`k` spectrum of `spec` on `n` samples with `elem`-byte scalars, naming
+/// the option to lower (`k_option`, e.g. "--k" or "top / k in the spec").
+pub fn check_spectrum(
+    spec: &MlpSpec,
+    n: usize,
+    k: usize,
+    max_basis: usize,
+    elem: usize,
+    k_option: &str,
+) -> Result<()> {
+    let p = spec.num_params();
+    let model = engine_bytes(spec, n, elem);
+    check(
+        &format!("the network {:?} on {n} samples", spec.widths),
+        model,
+        "use fewer or narrower layers, or fewer samples (--samples / data.samples)",
+    )?;
+    let solve = lanczos_bytes(k, p, max_basis, elem);
+    let limit = available().map_or(f64::INFINITY, |a| 0.9 * a) - model;
+    // Largest k that fits: 11·k·p·elem once k ≥ 25 (3·3k basis rows + 2k).
+    let fits = (limit / (11.0 * p as f64 * elem as f64)).floor().max(0.0);
+    check(
+        &format!(
+            "a top-{k} eigen-solve over {p} parameters (Lanczos basis, its products and the eigenvectors)"
+        ),
+        model + solve,
+        &format!("lower {k_option} (about {fits:.0} eigenpairs fit here)"),
+    )
+}
