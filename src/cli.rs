@@ -232,7 +232,7 @@ struct SpectrumArgs {
     /// Residual tolerance relative to |λ₁| (default 1e-7 in f64, 1e-4 in f32).
     #[arg(long)]
     tol: Option<f64>,
-    /// Lanczos start block size (raise it to resolve repeated eigenvalues).
+    /// Lanczos start block size (a speed option: repeated eigenvalues are resolved at any size).
     #[arg(long, default_value_t = 1)]
     block: usize,
     /// Give up after this many HVPs (0: 50·k + 500).
@@ -554,6 +554,9 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
         "{} HVPs, tol {:.0e}, {:.2} s",
         rep.hvps, rep.tol, rep.seconds
     );
+    for w in &rep.warnings {
+        println!("warning: {w}");
+    }
     Ok(())
 }
 

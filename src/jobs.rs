@@ -25,6 +25,11 @@ pub struct SpectrumReport {
     /// Hessian-vector products spent by the eigen-solver.
     pub hvps: usize,
     pub converged: bool,
+    /// Whether the solver certified that no eigenvalue ≥ λ_k was missed (copies of a repeated
+    /// eigenvalue included).
+    pub certified: bool,
+    /// What the solver cannot vouch for (e.g. a multiplicity that may be unresolved).
+    pub warnings: Vec<String>,
     pub tol: f64,
     /// Wall time of the whole computation (gradient and eigen-solve), seconds.
     pub seconds: f64,
@@ -83,10 +88,14 @@ pub fn spectrum<B: Backend + Clone>(
     let chi_k = sub.chi(&backend, engine.grad()?)?;
     if !eig.converged {
         return Err(Error::InvalidArgument(format!(
-            "Lanczos did not converge to tol {} within {} HVPs (worst residual {:.3e} relative): raise --max-hvps or --tol",
+            "Lanczos did not converge to tol {} within {} HVPs (worst residual {:.3e} relative): raise --max-hvps or --tol{}",
             opts.lanczos.tol,
             eig.products,
-            eig.residuals.iter().fold(0.0f64, |a, &r| a.max(r)) / eig.scale
+            eig.residuals.iter().fold(0.0f64, |a, &r| a.max(r)) / eig.scale,
+            eig.warnings
+                .iter()
+                .map(|w| format!("; {w}"))
+                .collect::<String>()
         )));
     }
     Ok(SpectrumReport {
@@ -99,6 +108,8 @@ pub fn spectrum<B: Backend + Clone>(
         k,
         hvps: eig.products,
         converged: eig.converged,
+        certified: eig.certified,
+        warnings: eig.warnings,
         tol: opts.lanczos.tol,
         seconds: start.elapsed().as_secs_f64(),
         backend: backend.name(),

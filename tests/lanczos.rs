@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use subspace_lab::backend::{Activation, Backend, LossKind};
-use subspace_lab::hessian::lanczos::{LanczosOptions, lanczos};
+use subspace_lab::hessian::lanczos::{LanczosOptions, Verify, lanczos};
 use subspace_lab::hessian::power::power_iteration;
 use subspace_lab::hessian::subspace::Subspace;
 use subspace_lab::hessian::{DenseOperator, dense_matrix};
@@ -29,6 +29,10 @@ fn check(name: &str, a: &[f64], n: usize, o: &LanczosOptions, value_tol: f64) ->
     let mut op = DenseOperator::new(b.clone(), n, a).unwrap();
     let r = lanczos(&b, &mut op, o, None, &mut |_| {}).unwrap();
     assert!(r.converged, "{name}: not converged");
+    assert!(r.certified, "{name}: not certified");
+    for w in &r.warnings {
+        eprintln!("{name}: warning: {w}");
+    }
     let scale = ref_vals.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     for i in 0..o.k {
         assert!(
@@ -80,6 +84,7 @@ fn well_separated_spectrum() {
     let lam: Vec<f64> = (0..n).map(|i| 100.0 * 0.9f64.powi(i as i32)).collect();
     let a = sym_with_spectrum(&lam, 1);
     let hvps = check("separated", &a, n, &opts(10, 1e-10, 1), 1e-12);
+    eprintln!("well separated, n = 150, k = 10, tol 1e-10: {hvps} HVPs");
     assert!(hvps < 120, "{hvps} products");
 }
 
@@ -148,6 +153,10 @@ fn warm_start_is_cheaper_and_agrees() {
     let warm = lanczos(&b, &mut op2, &o, Some((&cold.vectors, 8)), &mut |_| {}).unwrap();
     let cold2 = lanczos(&b, &mut op2, &o, None, &mut |_| {}).unwrap();
 
+    eprintln!(
+        "n = 200, k = 8, tol 1e-8: cold {} HVPs, warm {} HVPs",
+        cold2.products, warm.products
+    );
     assert!(warm.converged && cold2.converged);
     for i in 0..8 {
         assert!((warm.values[i] - cold2.values[i]).abs() < 1e-9 * 50.0);
@@ -189,6 +198,10 @@ fn tiny_network_hessian_matches_dense_eigen() {
     let h = dense_matrix(&b, &mut e).unwrap();
     let (ref_vals, _) = dense_eigs(&h, p);
     let r = lanczos(&b, &mut e, &opts(5, 1e-10, 1), None, &mut |_| {}).unwrap();
+    eprintln!(
+        "tiny network, p = {p}, k = 5, tol 1e-10: {} HVPs",
+        r.products
+    );
     assert!(r.converged);
     for i in 0..5 {
         assert!(
@@ -271,4 +284,282 @@ fn subspace_projections_and_chi() {
     s.project(&b, &vb, &mut pv, true).unwrap();
     assert!(rel_err(&b.download(&pv).unwrap(), &w) < 1e-12);
     assert!((s.chi(&b, &vb).unwrap() - 0.5f64.sqrt()).abs() < 1e-12);
+}
+
+// ── Repeated and clustered eigenvalues with the default options (block 1): the solver must find
+// every copy (issue 15, item 1). A single-vector Krylov space holds one copy of a repeated
+// eigenvalue only; the certification phase has to find the others.
+
+/// Default options but k and tol: block 1, verification on.
+fn default_opts(k: usize, tol: f64) -> LanczosOptions {
+    LanczosOptions {
+        k,
+        tol,
+        ..LanczosOptions::default()
+    }
+}
+
+#[test]
+fn repeated_eigenvalues_with_the_default_block() {
+    let n = 120;
+    let mut lam: Vec<f64> = (0..n).map(|i| 3.0 * (i as f64 / n as f64)).collect();
+    lam[..4].fill(8.0);
+    lam[4..6].fill(6.0);
+    let a = sym_with_spectrum(&lam, 21);
+    let hvps = check("repeated ×4 ×2", &a, n, &default_opts(7, 1e-10), 1e-10);
+    eprintln!("repeated ×4 ×2 over a bulk, n = 120, k = 7: {hvps} HVPs");
+    // Few distinct eigenvalues (a low-rank operator, like a network's Hessian at θ = 0): the
+    // Krylov space of one vector is invariant after four products.
+    let mut lam = vec![0.0; n];
+    lam[..4].fill(8.0);
+    lam[4..6].fill(6.0);
+    lam[6..9].fill(3.0);
+    let a = sym_with_spectrum(&lam, 25);
+    let hvps = check("low rank, repeated", &a, n, &default_opts(8, 1e-10), 1e-10);
+    eprintln!("low rank 8 ×4, 6 ×2, 3 ×3, n = 120, k = 8: {hvps} HVPs");
+}
+
+#[test]
+fn tight_cluster_at_the_top_with_the_default_block() {
+    // Four eigenvalues within 7.5e-7 relative at the top, a pair below, then a bulk.
+    let n = 150;
+    let mut lam: Vec<f64> = (0..n).map(|i| 2.0 * (i as f64 / n as f64)).collect();
+    for (j, l) in lam.iter_mut().take(4).enumerate() {
+        *l = 10.0 * (1.0 + 2.5e-7 * j as f64);
+    }
+    lam[4] = 7.0;
+    lam[5] = 7.0 * (1.0 + 1e-7);
+    let a = sym_with_spectrum(&lam, 22);
+    // At the default tolerance any unit vector of the cluster passes as an eigenvector.
+    check("cluster 1e-6", &a, n, &default_opts(6, 1e-6), 1e-6);
+    check(
+        "cluster 1e-6, tol 1e-10",
+        &a,
+        n,
+        &default_opts(6, 1e-10),
+        1e-10,
+    );
+    // The same top over an exactly zero bulk: the search stops after a handful of products.
+    lam[6..].fill(0.0);
+    let a = sym_with_spectrum(&lam, 26);
+    check(
+        "cluster 1e-6, zero bulk",
+        &a,
+        n,
+        &default_opts(6, 1e-6),
+        1e-6,
+    );
+    check(
+        "cluster 1e-6, zero bulk, k 7",
+        &a,
+        n,
+        &default_opts(7, 1e-3),
+        1e-3,
+    );
+}
+
+#[test]
+fn indefinite_with_a_repeated_top_returns_largest_algebraic() {
+    let n = 100;
+    let mut lam: Vec<f64> = (0..n).map(|i| -1.0 + 2.0 * (i as f64 / n as f64)).collect();
+    lam[0] = -50.0;
+    lam[1] = -50.0;
+    lam[2..5].fill(9.0);
+    lam[5] = 4.0;
+    lam[6..].fill(0.0);
+    let a = sym_with_spectrum(&lam, 23);
+    check("indefinite repeated", &a, n, &default_opts(5, 1e-10), 1e-10);
+}
+
+/// A warm start from the sum of the vectors of a repeated eigenvalue holds one copy only.
+#[test]
+fn warm_start_on_repeated_eigenvalues() {
+    let n = 120;
+    let mut lam: Vec<f64> = (0..n).map(|i| 3.0 * (i as f64 / n as f64)).collect();
+    lam[..3].fill(8.0);
+    lam[3..5].fill(6.0);
+    lam[6..].fill(0.5);
+    let a = sym_with_spectrum(&lam, 24);
+    let (ref_vals, _) = dense_eigs(&a, n);
+    let b = F64::new();
+    let o = default_opts(6, 1e-10);
+    let mut op = DenseOperator::new(b.clone(), n, &a).unwrap();
+    let cold = lanczos(&b, &mut op, &o, None, &mut |_| {}).unwrap();
+    let warm = lanczos(&b, &mut op, &o, Some((&cold.vectors, 6)), &mut |_| {}).unwrap();
+    for (name, r) in [("cold", &cold), ("warm", &warm)] {
+        assert!(r.converged, "{name}: not converged");
+        assert!(r.certified, "{name}: not certified");
+        for i in 0..6 {
+            assert!(
+                (r.values[i] - ref_vals[i]).abs() < 1e-9 * 8.0,
+                "{name}: λ{} = {} vs dense {}",
+                i + 1,
+                r.values[i],
+                ref_vals[i]
+            );
+        }
+    }
+    eprintln!(
+        "repeated, cold {} HVPs, warm on the same operator {} HVPs",
+        cold.products, warm.products
+    );
+}
+
+/// Top-k of a network's Hessian through the engine (block 1, default options) against the dense
+/// Hessian's eigenvalues; returns the products spent.
+fn net_vs_dense(name: &str, widths: &[usize], theta: &[f64], n: usize, k: usize) -> usize {
+    let spec = subspace_lab::nn::mlp::MlpSpec::new(widths.to_vec(), Activation::Tanh).unwrap();
+    let data =
+        subspace_lab::data::dataset::Dataset::synthetic(n, widths[0], *widths.last().unwrap(), 31)
+            .unwrap();
+    let b = F64::new();
+    let mut e = engine(b.clone(), &spec, LossKind::Mse, &data, 0, theta);
+    let p = theta.len();
+    let h = dense_matrix(&b, &mut e).unwrap();
+    let (ref_vals, _) = dense_eigs(&h, p);
+    let r = lanczos(&b, &mut e, &default_opts(k, 1e-10), None, &mut |_| {}).unwrap();
+    assert!(r.converged, "{name}: not converged");
+    assert!(r.certified, "{name}: not certified");
+    for w in &r.warnings {
+        eprintln!("{name}: warning: {w}");
+    }
+    let scale = ref_vals[0].abs().max(ref_vals[p - 1].abs());
+    for i in 0..k {
+        assert!(
+            (r.values[i] - ref_vals[i]).abs() < 1e-9 * scale,
+            "{name}: λ{} = {} vs dense {} (Lanczos {:?}, dense {:?})",
+            i + 1,
+            r.values[i],
+            ref_vals[i],
+            &r.values,
+            &ref_vals[..k + 2]
+        );
+    }
+    eprintln!("{name}: {} HVPs for k = {k}", r.products);
+    r.products
+}
+
+/// Every tensor zero: the Hessian is low-rank with eigenvalues of high multiplicity (the
+/// output-bias block is the identity: 1.0 × outputs).
+#[test]
+fn zero_network_hessian_matches_dense_eigen() {
+    let widths = [6, 4, 4, 5];
+    let p = subspace_lab::nn::mlp::MlpSpec::new(widths.to_vec(), Activation::Tanh)
+        .unwrap()
+        .num_params();
+    net_vs_dense("zero net", &widths, &vec![0.0; p], 30, 8);
+}
+
+/// Permutation-symmetric hidden units (each layer's units share incoming and outgoing weights):
+/// the Hessian commutes with the permutations, so its eigenvalues come in repeated groups.
+#[test]
+fn symmetric_init_hessian_matches_dense_eigen() {
+    let widths = [5, 4, 4, 3];
+    let spec = subspace_lab::nn::mlp::MlpSpec::new(widths.to_vec(), Activation::Tanh).unwrap();
+    let mut theta = vec![0.0; spec.num_params()];
+    let r = subspace_lab::hessian::lanczos::random_vector(64, 77);
+    let ls = spec.layers();
+    // Layer 1: every hidden unit has the same incoming weights and bias.
+    for o in 0..4 {
+        for i in 0..5 {
+            theta[ls[0].w_off + o * 5 + i] = 0.8 * r[i];
+        }
+        theta[ls[0].b_off + o] = 0.3 * r[5];
+    }
+    // Layer 2: one shared weight (incoming and outgoing weights equal), one shared bias.
+    for x in &mut theta[ls[1].w_off..ls[1].w_off + 16] {
+        *x = 0.7 * r[6];
+    }
+    for x in &mut theta[ls[1].b_off..ls[1].b_off + 4] {
+        *x = 0.2 * r[7];
+    }
+    // Output layer: each output's weights are equal across the hidden units.
+    for o in 0..3 {
+        for j in 0..4 {
+            theta[ls[2].w_off + o * 4 + j] = r[8 + o];
+        }
+        theta[ls[2].b_off + o] = 0.1 * r[11 + o];
+    }
+    net_vs_dense("symmetric init", &widths, &theta, 30, 10);
+}
+
+/// A training-like warm start: the previous vectors of a repeated eigenvalue, slightly off (so
+/// the Krylov space never becomes invariant), at a loose tolerance. The sum start keeps one
+/// combination of the copies; the warm vectors not reproduced trigger the verification.
+#[test]
+fn noisy_warm_start_on_repeated_eigenvalues() {
+    let n = 150;
+    let mut lam: Vec<f64> = (0..n).map(|i| 3.0 * (i as f64 / n as f64)).collect();
+    lam[..3].fill(8.0);
+    lam[3..5].fill(6.0);
+    let a = sym_with_spectrum(&lam, 27);
+    let (ref_vals, _) = dense_eigs(&a, n);
+    let b = F64::new();
+    let k = 5;
+    let mut op = DenseOperator::new(b.clone(), n, &a).unwrap();
+    let cold = lanczos(&b, &mut op, &default_opts(k, 1e-10), None, &mut |_| {}).unwrap();
+    assert!(cold.certified);
+    let noise = subspace_lab::hessian::lanczos::random_vector(k * n, 99);
+    let w: Vec<f64> = b
+        .download(&cold.vectors)
+        .unwrap()
+        .iter()
+        .zip(&noise)
+        .map(|(v, e)| v + 1e-5 * e)
+        .collect();
+    let w = b.upload(&w).unwrap();
+    let o = default_opts(k, 1e-4);
+    let warm = lanczos(&b, &mut op, &o, Some((&w, k)), &mut |_| {}).unwrap();
+    assert!(warm.converged && warm.certified);
+    for i in 0..k {
+        assert!(
+            (warm.values[i] - ref_vals[i]).abs() < 1e-4 * 8.0,
+            "warm: λ{} = {} vs dense {} ({:?})",
+            i + 1,
+            warm.values[i],
+            ref_vals[i],
+            warm.values
+        );
+    }
+    // Without verification the same solve says what it cannot vouch for.
+    let never = LanczosOptions {
+        verify: Verify::Never,
+        ..o.clone()
+    };
+    let quick = lanczos(&b, &mut op, &never, Some((&w, k)), &mut |_| {}).unwrap();
+    assert!(!quick.certified);
+    let missed = (0..k).any(|i| (quick.values[i] - ref_vals[i]).abs() > 1e-4 * 8.0);
+    assert!(
+        !missed || quick.warnings.iter().any(|w| w.contains("not verified")),
+        "a missed copy without a warning: {:?}",
+        quick.values
+    );
+    eprintln!(
+        "noisy warm start, repeated: verified {} HVPs ({:?}), unverified {} HVPs ({:?}) {:?}",
+        warm.products, warm.values, quick.products, quick.values, quick.warnings
+    );
+}
+
+/// Verification is cut short by the product budget: not converged, with a warning.
+#[test]
+fn budget_exhausted_while_verifying_is_reported() {
+    let n = 120;
+    let mut lam: Vec<f64> = (0..n).map(|i| 3.0 * (i as f64 / n as f64)).collect();
+    lam[..4].fill(8.0);
+    let a = sym_with_spectrum(&lam, 28);
+    let b = F64::new();
+    let mut op = DenseOperator::new(b.clone(), n, &a).unwrap();
+    let full = lanczos(&b, &mut op, &default_opts(4, 1e-10), None, &mut |_| {}).unwrap();
+    assert!(full.certified);
+    let o = LanczosOptions {
+        max_products: full.products - 3,
+        ..default_opts(4, 1e-10)
+    };
+    let r = lanczos(&b, &mut op, &o, None, &mut |_| {}).unwrap();
+    assert!(!r.converged && !r.certified);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("budget")),
+        "{:?}",
+        r.warnings
+    );
 }

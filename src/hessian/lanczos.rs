@@ -18,6 +18,34 @@
 //! (no extra operator applications) and they decide; those are what is reported. A warm start
 //! (the previous step's eigenvectors) starts from their sum: a Krylov space of dimension r built on
 //! the sum of r (near-)eigenvectors contains them (nearly).
+//!
+//! Repeated eigenvalues and certification. A Krylov space built on one vector holds one copy of a
+//! repeated eigenvalue only, and a tight cluster looks the same at any tolerance wider than the
+//! cluster; when such a space becomes invariant (few distinct eigenvalues) the search goes on from
+//! a fresh random vector, which brings one more copy of each. So k Ritz pairs that meet the
+//! tolerance do not show that no eigenvalue ≥ θ_k was missed. Before returning, the solver
+//! certifies the set: it restarts on exactly the converged top Ritz vectors Y (the pending Lanczos
+//! vector is dropped: it belongs to the old Krylov space), adds a fresh seeded random vector x
+//! orthogonalised against Y and runs the same process on, until the top |Y| + 1 Ritz pairs of
+//! span(Y, K(x)) meet the tolerance. Y is invariant up to its residuals, so the extra pair is the
+//! converged top eigenpair μ of the deflated operator (I − YYᵀ)A(I − YYᵀ) on Y⊥, found from a random
+//! start; Rayleigh–Ritz over the enlarged span merges it. If the top-k values rose by more than
+//! tol·scale in sum (they rise by max(0, μ − θ_k)), a missed copy or eigenvalue was found and
+//! another round starts on the new top k + 1 (all converged); else the set is certified. Each round
+//! adds at least one missed copy; invariant subspaces met in a round are continued with fresh random
+//! vectors as in the search. The certificate is the usual Krylov one (a random start has a non-zero
+//! component on every eigenvector with probability 1), the confidence of any top eigenvalue found
+//! by Lanczos. A value tied across the k-th place (λ_k = λ_{k+1}) is reported as a warning: the
+//! values are right, the vectors are one choice from that eigenspace.
+//!
+//! Cost: a round costs about a top-1 Lanczos solve of the deflated operator to the tolerance.
+//! [`Verify::Auto`] (the default) pays it on every cold solve, and on a warm solve only when there
+//! is evidence that copies may be missing: an invariant-subspace breakdown in the search, two of
+//! the top k + 1 Ritz values within 1e-6 relative of each other, or a warm vector not reproduced (a
+//! quarter or more of its squared norm outside the new top-k span — what a sum start does to a
+//! repeated eigenvalue: it keeps one combination of the copies, and the others fall outside). Warm
+//! solves (every step of a training run) without such evidence cost what they did before; their
+//! result is then not `certified`.
 
 use super::Operator;
 use crate::backend::Backend;
@@ -40,6 +68,23 @@ pub struct LanczosOptions {
     pub block: usize,
     /// Seed of the random start vectors.
     pub seed: u64,
+    /// When to certify that no eigenvalue ≥ θ_k was missed (see the module documentation).
+    pub verify: Verify,
+}
+
+/// When [`lanczos`] certifies its set: a verification round from a fresh random vector on the
+/// operator deflated by the found vectors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Verify {
+    /// Cold solves always; warm solves when there is evidence of a multiplicity (a breakdown,
+    /// coincident Ritz values, warm vectors not reproduced).
+    #[default]
+    Auto,
+    /// Every solve.
+    Always,
+    /// Never: the first k pairs that meet the tolerance are returned (copies of a repeated
+    /// eigenvalue may be missing); a warning is reported when there was evidence of that.
+    Never,
 }
 
 impl Default for LanczosOptions {
@@ -51,6 +96,7 @@ impl Default for LanczosOptions {
             max_products: 0,
             block: 1,
             seed: 0,
+            verify: Verify::Auto,
         }
     }
 }
@@ -66,10 +112,16 @@ pub struct EigResult<B: Backend> {
     pub dim: usize,
     /// Operator products (HVPs) spent.
     pub products: usize,
-    /// Whether all pairs met the tolerance.
+    /// Whether all pairs met the tolerance and no verification was cut short by the budget.
     pub converged: bool,
     /// The tolerance scale used: max |θ| over the Ritz values.
     pub scale: f64,
+    /// Whether the set is certified: a verification round found nothing ≥ θ_k outside it (or the
+    /// basis spanned the whole space). False when verification was skipped ([`Verify`]).
+    pub certified: bool,
+    /// What the solver cannot vouch for: a multiplicity that may be unresolved (evidence seen but
+    /// not verified, or the budget ran out while verifying), a value tied across the k-th place.
+    pub warnings: Vec<String>,
 }
 
 /// What a progress callback sees after each product.
@@ -104,6 +156,8 @@ struct Basis<B: Backend> {
     cand: B::Buf,
     products: usize,
     drop_tol: f64,
+    /// Products whose remainder was dropped as lying in the span (invariant-subspace breakdowns).
+    dropped: usize,
 }
 
 impl<B: Backend> Basis<B> {
@@ -218,12 +272,52 @@ impl<B: Backend> Basis<B> {
             }
             // A remainder that is numerically in the span (or finds no room) is dropped; the
             // final true-residual check covers what the estimate then misses.
-            if left > self.drop_tol * scale && self.m < self.cap {
+            if left <= self.drop_tol * scale {
+                self.dropped += 1;
+            } else if self.m < self.cap {
                 r[(self.m - m0, col)] = left;
                 self.append(b, left)?;
             }
         }
         Ok((r, first))
+    }
+
+    /// Thick restart: keep the leading `keep` Ritz vectors (Q ← SᵀQ, W ← SᵀW, T ← Θ) and, if
+    /// `keep_pending`, the pending vectors (not yet applied), whose coupling to the kept ones the
+    /// next step recomputes; otherwise they are dropped.
+    fn restart(
+        &mut self,
+        b: &B,
+        s: &DMatrix<f64>,
+        theta: &[f64],
+        keep: usize,
+        keep_pending: bool,
+        scratch: &mut B::Buf,
+    ) -> Result<()> {
+        let (p, m) = (self.dim, self.applied);
+        let pending = if keep_pending { self.m - m } else { 0 };
+        let s_up = upload_rows(b, s, keep, None)?;
+        b.gemm(
+            false, false, keep, p, m, 1.0, &s_up, 0, &self.q, 0, 0.0, scratch, 0,
+        )?;
+        // Move the pending vectors down behind the kept ones, then the kept ones in.
+        for j in 0..pending {
+            let (src, dst) = ((m + j) * p, (keep + j) * p);
+            b.copy(&self.q, src, &mut self.cand, 0, p)?;
+            b.copy(&self.cand, 0, &mut self.q, dst, p)?;
+        }
+        b.copy(scratch, 0, &mut self.q, 0, keep * p)?;
+        b.gemm(
+            false, false, keep, p, m, 1.0, &s_up, 0, &self.w, 0, 0.0, scratch, 0,
+        )?;
+        b.copy(scratch, 0, &mut self.w, 0, keep * p)?;
+        self.t.fill(0.0);
+        for (i, &th) in theta.iter().enumerate().take(keep) {
+            self.t[(i, i)] = th;
+        }
+        self.applied = keep;
+        self.m = keep + pending;
+        Ok(())
     }
 
     /// Ritz pairs of the applied part of the basis, largest first: (values, eigenvectors of T
@@ -260,8 +354,84 @@ fn upload_rows<B: Backend>(
     b.upload(&h)
 }
 
+/// Signs that the k converged pairs may hold too few copies of a repeated eigenvalue (empty: none
+/// seen). `sk`: the top Ritz coefficient rows (at least k) uploaded by [`upload_rows`].
+#[allow(clippy::too_many_arguments)]
+fn multiplicity_evidence<B: Backend>(
+    b: &B,
+    basis: &Basis<B>,
+    theta: &[f64],
+    sk: &B::Buf,
+    k: usize,
+    scale: f64,
+    coincide: f64,
+    warm: Option<(&B::Buf, usize)>,
+) -> Result<Vec<String>> {
+    let mut why = Vec::new();
+    if basis.dropped > 0 {
+        why.push(format!(
+            "the Krylov space became invariant {} time(s) (few distinct eigenvalues)",
+            basis.dropped
+        ));
+    }
+    let top = (k + 1).min(theta.len());
+    if let Some(i) = (1..top).find(|&i| theta[i - 1] - theta[i] <= coincide * scale) {
+        why.push(format!(
+            "Ritz values {i} and {} coincide ({:.3e} relative)",
+            i + 1,
+            (theta[i - 1] - theta[i]) / scale
+        ));
+    }
+    if let Some((w, rows)) = warm
+        && rows > 0
+        && rows <= k
+    {
+        // G = Y Uᵀ (k × rows): the part of each warm vector inside the new top-k span.
+        let p = basis.dim;
+        let mut y = b.zeros(k * p)?;
+        b.gemm(
+            false,
+            false,
+            k,
+            p,
+            basis.applied,
+            1.0,
+            sk,
+            0,
+            &basis.q,
+            0,
+            0.0,
+            &mut y,
+            0,
+        )?;
+        let mut g = b.zeros(k * rows)?;
+        b.gemm(false, true, k, rows, p, 1.0, &y, 0, w, 0, 0.0, &mut g, 0)?;
+        let g = b.download(&g)?;
+        let norms = b.row_norms(w, 0, rows, p)?;
+        let worst = (0..rows)
+            .filter(|&r| norms[r] > 0.0 && norms[r].is_finite())
+            .map(|r| {
+                let inside: f64 = (0..k).map(|i| g[i * rows + r].powi(2)).sum();
+                (r, 1.0 - inside / (norms[r] * norms[r]))
+            })
+            .max_by(|a, c| a.1.total_cmp(&c.1));
+        if let Some((r, out)) = worst
+            && out >= 0.25
+        {
+            why.push(format!(
+                "warm-start vector {} has {:.0}% of its squared norm outside the new top-{k} span",
+                r + 1,
+                100.0 * out
+            ));
+        }
+    }
+    Ok(why)
+}
+
 /// The k largest eigenpairs of `op`. `warm`: a buffer whose first `rows` rows (each of length
-/// dim) are the previous eigenvectors; the solve starts from their sum.
+/// dim) are the previous eigenvectors; the solve starts from their sum. The set is certified
+/// against missed copies of repeated eigenvalues as [`LanczosOptions::verify`] says (see the
+/// module documentation).
 pub fn lanczos<B: Backend, O: Operator<B>>(
     b: &B,
     op: &mut O,
@@ -312,6 +482,7 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
         cand: b.zeros(p)?,
         products: 0,
         drop_tol: b.precision().eps().sqrt(),
+        dropped: 0,
     };
     let mut seed = opts.seed;
     if let Some((w, rows)) = warm {
@@ -335,27 +506,40 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
             break;
         }
     }
-    let mut resid = b.zeros(k * p)?;
+    // Ritz values closer than this (relative) count as coincident: evidence of a multiplicity.
+    let coincide = 1e-6f64.max(100.0 * b.precision().eps());
+    let mut resid = b.zeros((k + 2).min(p) * p)?;
     let mut scratch = b.zeros(cap * p)?;
+    // None while searching; during a verification round, (hold, base): the round started from the
+    // top `hold` converged Ritz vectors, whose top-k values were `base`.
+    let mut round: Option<(usize, Vec<f64>)> = None;
+    let mut rounds = 0usize;
+    // The budget ran out before a wanted verification was done.
+    let mut verify_cut = false;
+    let mut warnings = Vec::new();
     loop {
         let (r, first) = basis.step(b, op)?;
         let m = basis.applied;
         let (theta, s) = basis.ritz();
-        let kk = k.min(m);
+        // Pairs that must meet the tolerance: k, or in a round the kept ones and the deflated top.
+        let want = round.as_ref().map_or(k, |(hold, _)| (hold + 1).min(p));
+        let kk = want.min(m);
+        let kout = k.min(kk);
         let scale = theta
             .iter()
             .fold(0.0f64, |a, &x| a.max(x.abs()))
             .max(f64::MIN_POSITIVE);
         let limit = opts.tol * scale;
-        // ‖A y_i − θ_i y_i‖ = ‖R · s_i[first..m]‖.
+        // ‖A y_i − θ_i y_i‖ = ‖R · s_i[first..m]‖ (the kept vectors of a verification round add
+        // their own residuals, which the true residuals below include).
         let estimate: Vec<f64> = (0..kk)
             .map(|i| (&r * s.view((first, i), (m - first, 1))).norm())
             .collect();
-        let all_met = kk == k && estimate.iter().all(|&e| e <= limit);
+        let all_met = kk == want && estimate.iter().all(|&e| e <= limit);
         let out_of_room = basis.m == basis.applied && basis.m == p; // nothing left to add: exact
         let out_of_budget = basis.products >= max_products;
         let mut report = estimate.clone();
-        let mut finished = false;
+        let mut met = false;
         let mut sk = None;
         if all_met || out_of_room || out_of_budget {
             // The true residuals from the stored products: R = Sₖᵀ W − Θ Sₖᵀ Q.
@@ -368,27 +552,88 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
                 false, false, kk, p, m, -1.0, &ts_up, 0, &basis.q, 0, 1.0, &mut resid, 0,
             )?;
             report = b.row_norms(&resid, 0, kk, p)?;
-            finished =
-                (kk == k && report.iter().all(|&x| x <= limit)) || out_of_room || out_of_budget;
+            met = kk == want && report.iter().all(|&x| x <= limit);
             sk = Some(s_up);
         }
         progress(&Progress {
             products: basis.products,
             basis: m,
-            converged: report.iter().filter(|&&x| x <= limit).count(),
+            converged: report[..kout].iter().filter(|&&x| x <= limit).count(),
             k,
-            worst_relative_residual: report.iter().fold(0.0f64, |a, &x| a.max(x)) / scale,
+            worst_relative_residual: report[..kout].iter().fold(0.0f64, |a, &x| a.max(x)) / scale,
         });
-        if finished {
+        // What next: finish (with or without a certificate), start a verification round keeping
+        // the top `hold` pairs, or go on.
+        let mut finish = None;
+        let mut start_round = None;
+        if out_of_room {
+            finish = Some(true);
+        } else if met {
+            match &round {
+                None => {
+                    let sk = sk.as_ref().expect("true residuals were formed");
+                    let evidence = match (opts.verify, warm) {
+                        (Verify::Auto, None) | (Verify::Always, _) => Vec::new(),
+                        _ => {
+                            multiplicity_evidence(b, &basis, &theta, sk, k, scale, coincide, warm)?
+                        }
+                    };
+                    let verify = match opts.verify {
+                        Verify::Always => true,
+                        Verify::Auto => warm.is_none() || !evidence.is_empty(),
+                        Verify::Never => false,
+                    };
+                    if k == p {
+                        finish = Some(true);
+                    } else if verify {
+                        start_round = Some(k);
+                    } else {
+                        if !evidence.is_empty() {
+                            warnings.push(format!(
+                                "a repeated eigenvalue may have copies missing from the top {k} \
+                                 (not verified): {}",
+                                evidence.join("; ")
+                            ));
+                        }
+                        finish = Some(false);
+                    }
+                }
+                Some((_, base)) => {
+                    let gain = theta[..k].iter().sum::<f64>() - base.iter().sum::<f64>();
+                    if gain <= limit {
+                        finish = Some(true);
+                    } else {
+                        // Something ≥ θ_k was missed and is now merged; its round converged the
+                        // top k + 1 pairs, so the next round keeps them all when there is room.
+                        rounds += 1;
+                        let hold = if k + 1 < p && k + 3 <= cap { k + 1 } else { k };
+                        start_round = Some(hold);
+                    }
+                }
+            }
+        }
+        if finish.is_none() && out_of_budget {
+            if round.is_some() || start_round.is_some() {
+                verify_cut = true;
+                warnings.push(format!(
+                    "the budget of {max_products} products ran out while verifying the top {k} \
+                     (after {rounds} merge(s)): copies of a repeated eigenvalue may be missing; \
+                     raise max_products"
+                ));
+            }
+            start_round = None;
+            finish = Some(false);
+        }
+        if let Some(certified) = finish {
             let s_up = match sk {
                 Some(x) => x,
                 None => upload_rows(b, &s, kk, None)?,
             };
-            let mut vectors = b.zeros(kk * p)?;
+            let mut vectors = b.zeros(kout * p)?;
             b.gemm(
                 false,
                 false,
-                kk,
+                kout,
                 p,
                 m,
                 1.0,
@@ -400,66 +645,46 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
                 &mut vectors,
                 0,
             )?;
+            let pairs_met = kout == k && report[..k].iter().all(|&x| x <= limit);
+            // A value tied across the k-th place: right values, but the vectors are one choice.
+            if certified && kk > k && report[k] <= limit && theta[k] >= theta[k - 1] - limit {
+                warnings.push(format!(
+                    "λ{k} = {:.6e} is repeated beyond the top {k}: the returned vectors span only \
+                     part of its eigenspace (projections onto them depend on that choice)",
+                    theta[k - 1]
+                ));
+            }
             return Ok(EigResult {
-                values: theta[..kk].to_vec(),
-                converged: kk == k && report.iter().all(|&x| x <= limit),
-                residuals: report,
+                values: theta[..kout].to_vec(),
+                converged: pairs_met && !verify_cut,
+                residuals: report[..kout].to_vec(),
                 vectors,
                 dim: p,
                 products: basis.products,
                 scale,
+                certified,
+                warnings,
             });
         }
+        if let Some(hold) = start_round {
+            // Verification round: restart on exactly the top `hold` (converged) Ritz vectors, drop
+            // the pending Lanczos vector and go on from a fresh random vector orthogonal to them.
+            basis.restart(b, &s, &theta, hold, false, &mut scratch)?;
+            round = Some((hold, theta[..k].to_vec()));
+            if !add_random(&mut basis)? && !add_random(&mut basis)? {
+                return Err(Error::Backend(
+                    "Lanczos: no random direction left outside the found vectors".into(),
+                ));
+            }
+            continue;
+        }
         if cap < p && basis.m + block > cap {
-            // Thick restart: keep the leading Ritz vectors (Q ← SᵀQ, W ← SᵀW, T ← Θ) and the
-            // pending block, whose coupling to them the next step recomputes.
-            let keep = ((cap + k) / 2).min(m).max(k.min(m)).min(cap - 2 * block);
-            let pending = basis.m - basis.applied;
-            let s_up = upload_rows(b, &s, keep, None)?;
-            b.gemm(
-                false,
-                false,
-                keep,
-                p,
-                m,
-                1.0,
-                &s_up,
-                0,
-                &basis.q,
-                0,
-                0.0,
-                &mut scratch,
-                0,
-            )?;
-            // Move the pending vectors down behind the kept ones, then the kept ones in.
-            for j in 0..pending {
-                let (src, dst) = ((m + j) * p, (keep + j) * p);
-                b.copy(&basis.q, src, &mut basis.cand, 0, p)?;
-                b.copy(&basis.cand, 0, &mut basis.q, dst, p)?;
-            }
-            b.copy(&scratch, 0, &mut basis.q, 0, keep * p)?;
-            b.gemm(
-                false,
-                false,
-                keep,
-                p,
-                m,
-                1.0,
-                &s_up,
-                0,
-                &basis.w,
-                0,
-                0.0,
-                &mut scratch,
-                0,
-            )?;
-            b.copy(&scratch, 0, &mut basis.w, 0, keep * p)?;
-            basis.t.fill(0.0);
-            for (i, &th) in theta.iter().enumerate().take(keep) {
-                basis.t[(i, i)] = th;
-            }
-            basis.applied = keep;
-            basis.m = keep + pending;
+            // Thick restart: keep the leading Ritz vectors and the pending block.
+            let keep = ((cap + want) / 2)
+                .min(m)
+                .max(want.min(m))
+                .min(cap - 2 * block);
+            basis.restart(b, &s, &theta, keep, true, &mut scratch)?;
         }
         if basis.m == basis.applied && !add_random(&mut basis)? {
             // An invariant subspace and no independent direction left to add.

@@ -81,5 +81,7 @@ pub fn power_iteration<B: Backend, O: Operator<B>>(
         products,
         converged,
         scale,
+        certified: false,
+        warnings: Vec::new(),
     })
 }
