@@ -102,3 +102,32 @@ pub fn check_spectrum(
         &format!("lower {k_option} (about {fits:.0} eigenpairs fit here)"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Activation;
+
+    #[test]
+    fn estimates_match_the_allocations_and_refuse_the_absurd() {
+        let spec = MlpSpec::new(vec![784, 200, 200, 10], Activation::Tanh).unwrap();
+        let p = spec.num_params();
+        // k = 10: basis max(30, 60) = 60 rows, three of them, plus 2k rows.
+        assert_eq!(
+            lanczos_bytes(10, p, 0, 8),
+            (3.0 * 60.0 + 20.0) * p as f64 * 8.0
+        );
+        assert_eq!(lanczos_bytes(p, p, 0, 8), 5.0 * (p as f64).powi(2) * 8.0);
+        assert!(check_spectrum(&spec, 5000, 10, 0, 8, "--k").is_ok());
+        let e = check_spectrum(&spec, 10, p, 0, 8, "--k")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1.6 TB") && e.contains("lower --k"), "{e}");
+        let huge = MlpSpec::new(vec![784, 1 << 20, 1 << 20, 10], Activation::Tanh).unwrap();
+        let e = check_spectrum(&huge, 10, 10, 0, 8, "--k")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TB") && e.contains("narrower layers"), "{e}");
+        assert_eq!(human(1.6e12), "1.6 TB");
+    }
+}

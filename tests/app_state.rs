@@ -220,3 +220,25 @@ fn driver_commands_and_the_worker_message_boundary() {
     assert!(msg.is_some_and(|m| m.contains("reset failed")));
     assert_eq!(d.samples(), 50);
 }
+
+/// Saved native settings pass the same checks as a URL hash: a file with `samples: 0` (the
+/// model panel would be stuck on an error) comes back runnable, with a warning naming the field.
+#[test]
+fn saved_settings_are_sanitized_like_the_url_hash() {
+    let d = Settings::default();
+    let mut saved: Settings =
+        serde_json::from_str(r#"{"samples": 0, "lr": -3.0, "k": 999, "batch": 0}"#).unwrap();
+    let w = saved.sanitize();
+    assert_eq!(
+        (saved.samples, saved.lr, saved.k, saved.batch),
+        (d.samples, d.lr, d.k, d.batch)
+    );
+    for field in ["samples = 0", "lr = -3", "k = 999", "batch = 0"] {
+        assert!(w.iter().any(|x| x.contains(field)), "{field}: {w:?}");
+    }
+    assert!(Settings::default().sanitize().is_empty());
+    // The hash path gives the same result for the same values.
+    let (h, hw) = Settings::from_hash("n=0&lr=-3&k=999&batch=0");
+    assert_eq!(h, saved);
+    assert_eq!(hw.len(), 4, "{hw:?}");
+}

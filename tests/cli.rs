@@ -578,3 +578,47 @@ fn resume_after_a_kill_keeps_rows_and_accepts_a_new_checkpoint_cadence() {
         std::fs::read(whole.join("metrics.csv")).unwrap()
     );
 }
+
+/// The all-zero tanh net 784-4-4-10 on the first 200 samples (issue 15's first case): its Hessian
+/// has 1.0 ten times, then 0.3211 twice. The default solve (block 1) must find every copy and say
+/// it certified them; before, it returned three copies of 1.0 and "converged".
+#[test]
+fn repeated_eigenvalues_of_an_all_zero_net_are_all_found() {
+    use subspace_lab::backend::Activation;
+    use subspace_lab::nn::mlp::MlpSpec;
+    use subspace_lab::nn::weights::{self, SaveDtype};
+    if !data_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("zero.safetensors");
+    let spec = MlpSpec::new(vec![784, 4, 4, 10], Activation::Tanh).unwrap();
+    weights::save(&w, &spec, &vec![0.0; spec.num_params()], SaveDtype::F64).unwrap();
+    let w = w.to_str().unwrap();
+    let j = run_json(&[
+        "spectrum",
+        "--weights",
+        w,
+        "--samples",
+        "200",
+        "--backend",
+        "cpu",
+        "--k",
+        "12",
+        "--json",
+    ]);
+    let ev: Vec<f64> = j["eigenvalues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert!(ev[..10].iter().all(|&x| (x - 1.0).abs() < 1e-9), "{ev:?}");
+    assert!(
+        (ev[10] - ev[11]).abs() < 1e-9 && (ev[10] - 0.3211).abs() < 1e-4,
+        "{ev:?}"
+    );
+    assert_eq!(j["converged"], true);
+    assert_eq!(j["certified"], true);
+    assert!((j["chi_k"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{j}");
+}

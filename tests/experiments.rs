@@ -342,7 +342,18 @@ fn divergence_names_the_step_and_keeps_the_rows() {
     .unwrap();
     let e = run::run(F64::new(), &spec, &data, false, None, &mut sink).unwrap_err();
     let msg = e.to_string();
+    // One sentence: what, at which step, what is kept, what to do — each said once.
     assert!(msg.contains("diverged at step"), "{msg}");
+    assert!(
+        msg.contains("are kept in metrics.csv") && msg.contains("lower the learning rate"),
+        "{msg}"
+    );
+    assert_eq!(
+        msg.matches("not finite").count() + msg.matches("the loss is").count(),
+        1,
+        "{msg}"
+    );
+    assert_eq!(msg.matches("learning rate").count(), 1, "{msg}");
     let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
     assert!(csv.lines().count() >= 2, "{csv}");
 }
@@ -667,5 +678,28 @@ fn presets_print_their_specs_and_list_their_differences() {
     assert!(
         rows.iter()
             .all(|r| !r.paper.is_empty() && !r.setting.is_empty())
+    );
+}
+
+/// Every spec field but `optimizer` and `steps` defaults to the paper's fig. 1 protocol (README).
+#[test]
+fn spec_defaults_are_the_papers_fig1_protocol() {
+    let s =
+        RunSpec::parse_toml("steps = 3000\n[optimizer]\nname = \"sgd\"\nlr = 0.01\nbatch = 50\n")
+            .unwrap();
+    let fig1 = reproduce::fig1_spec(false, LossKind::Mse);
+    assert_eq!(s.switch, SwitchRule::ChiEma);
+    assert_eq!(s.chi_threshold, 0.95);
+    assert_eq!(s.variants, fig1.variants);
+    assert_eq!(s.steps_after, fig1.steps_after);
+    assert_eq!((s.k, s.loss, s.seed), (10, LossKind::Mse, 0));
+    assert_eq!(s.model, fig1.model);
+    assert_eq!(s.data, fig1.data);
+    assert_eq!(s.optimizer, fig1.optimizer);
+    // The constructor for single runs says what it is: no switch.
+    let one = RunSpec::new("one", OptimizerSpec::gd(0.01), 10);
+    assert_eq!(
+        (one.variants.len(), one.steps_after, one.switch),
+        (1, 0, SwitchRule::AfterSteps)
     );
 }
