@@ -30,6 +30,12 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
             format!("larger than {MAX_IDX_BYTES} bytes: not an MNIST file"),
         ));
     }
+    inflate_maybe_gz(raw, path)
+}
+
+/// The bytes of a file as read: inflated if they are gzip (at most [`MAX_IDX_BYTES`]), else
+/// unchanged; `path` only names the file in errors.
+pub fn inflate_maybe_gz(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&raw[..])

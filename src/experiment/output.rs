@@ -180,31 +180,43 @@ pub fn clear_checkpoint(dir: &Path) -> Result<()> {
 pub fn load_checkpoint(dir: &Path) -> Result<(Checkpoint, Vectors)> {
     let jp = dir.join(CHECKPOINT_JSON);
     let text = std::fs::read_to_string(&jp).map_err(|e| Error::io(&jp, e))?;
-    let c: Checkpoint = serde_json::from_str(&text)
-        .map_err(|e| Error::data(&jp, format!("not a checkpoint: {e}")))?;
     let tp = dir.join(CHECKPOINT_TENSORS);
     let raw = std::fs::read(&tp).map_err(|e| Error::io(&tp, e))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&raw)
-        .map_err(|e| Error::data(&tp, format!("not a safetensors file: {e}")))?;
+    parse_checkpoint(&text, &jp, &raw, &tp)
+}
+
+/// A checkpoint from the text of `checkpoint.json` and the bytes of `checkpoint.safetensors`
+/// (the paths only name the files in errors): the JSON must parse, the tensors must be f64,
+/// finite and written for the JSON's step.
+pub fn parse_checkpoint(
+    text: &str,
+    jp: &Path,
+    raw: &[u8],
+    tp: &Path,
+) -> Result<(Checkpoint, Vectors)> {
+    let c: Checkpoint = serde_json::from_str(text)
+        .map_err(|e| Error::data(jp, format!("not a checkpoint: {e}")))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(raw)
+        .map_err(|e| Error::data(tp, format!("not a safetensors file: {e}")))?;
     let step = meta
         .metadata()
         .as_ref()
         .and_then(|m| m.get("step").cloned());
     if step.as_deref() != Some(c.step.to_string().as_str()) {
         return Err(Error::data(
-            &tp,
+            tp,
             format!(
                 "written for step {step:?}, checkpoint.json says {}: the checkpoint is torn; rerun from scratch",
                 c.step
             ),
         ));
     }
-    let st = safetensors::SafeTensors::deserialize(&raw)
-        .map_err(|e| Error::data(&tp, format!("not a safetensors file: {e}")))?;
+    let st = safetensors::SafeTensors::deserialize(raw)
+        .map_err(|e| Error::data(tp, format!("not a safetensors file: {e}")))?;
     let mut v = Vec::new();
     for (name, t) in st.tensors() {
         if t.dtype() != safetensors::tensor::Dtype::F64 {
-            return Err(Error::data(&tp, format!("{name}: expected f64")));
+            return Err(Error::data(tp, format!("{name}: expected f64")));
         }
         let x: Vec<f64> = t
             .data()
@@ -212,7 +224,7 @@ pub fn load_checkpoint(dir: &Path) -> Result<(Checkpoint, Vectors)> {
             .map(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
             .collect();
         if x.iter().any(|v| !v.is_finite()) {
-            return Err(Error::data(&tp, format!("{name}: non-finite values")));
+            return Err(Error::data(tp, format!("{name}: non-finite values")));
         }
         v.push((name, x));
     }

@@ -1068,9 +1068,11 @@ fn fig2_3_verdict(spec: &RunSpec, o: &RunOutcome) -> Result<Verdict> {
             spec.record_every
         )
     };
-    let gap = (last.eigenvalues.len() > k)
-        .then(|| last.eigenvalues[k - 1] / last.eigenvalues[k])
-        .unwrap_or(f64::NAN);
+    let gap = if last.eigenvalues.len() > k {
+        last.eigenvalues[k - 1] / last.eigenvalues[k]
+    } else {
+        f64::NAN
+    };
     let mut numbers = vec![
         ("max_chi_ema", max_ema),
         ("mean_chi_second_half", m2),
@@ -1366,9 +1368,14 @@ pub fn toy_verdicts(runs: &[(&str, &[toy::ToyPoint])], steps: usize) -> Vec<Verd
     ]
 }
 
-/// The toy's `metrics.csv` (method, step, x, y, loss, chi_1) back as trajectories.
 fn parse_toy_csv(path: &Path) -> Result<Vec<(String, Vec<toy::ToyPoint>)>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_toy_csv_text(&text, path)
+}
+
+/// The toy's `metrics.csv` (method, step, x, y, loss, chi_1) back as trajectories; `path` only
+/// names the file in errors.
+pub fn parse_toy_csv_text(text: &str, path: &Path) -> Result<Vec<(String, Vec<toy::ToyPoint>)>> {
     let mut lines = text.lines();
     if lines.next() != Some("method,step,x,y,loss,chi_1") {
         return Err(Error::data(
@@ -1461,7 +1468,12 @@ pub fn rejudge(dir: &Path) -> Result<Rejudged> {
             records: read_records()?,
             thetas: Vec::new(),
         };
-        let (verdicts, _) = judge(&preset, &[c.spec.clone()], &[outcome], &JudgeInputs::default())
+        let (verdicts, _) = judge(
+            &preset,
+            std::slice::from_ref(&c.spec),
+            &[outcome],
+            &JudgeInputs::default(),
+        )
             .map_err(|e| {
                 Error::InvalidArgument(format!(
                     "{preset} stopped at step {} (no summary.json yet): {e}; finish it with `reproduce {preset} --resume`",
