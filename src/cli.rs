@@ -551,8 +551,15 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     }
     println!("χ_{}(∇L) = {:.6}", rep.k, rep.chi_k);
     println!(
-        "{} HVPs, tol {:.0e}, {:.2} s",
-        rep.hvps, rep.tol, rep.seconds
+        "{} HVPs, tol {:.0e}, {:.2} s; {}",
+        rep.hvps,
+        rep.tol,
+        rep.seconds,
+        if rep.certified {
+            "certified: a round from a fresh random vector, deflated by these vectors, found nothing above λ_k"
+        } else {
+            "not certified (see the warnings)"
+        }
     );
     for w in &rep.warnings {
         println!("warning: {w}");
