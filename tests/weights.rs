@@ -218,6 +218,24 @@ fn explicit_options_win_over_defaults_and_conflicts_are_errors() {
     };
     let e = weights::load_expecting(&p, &ce).unwrap_err().to_string();
     assert!(e.contains("loss = mse") && e.contains("ce"), "{e}");
+    // A model or data set the file names must be ours.
+    for (key, value, want) in [
+        ("model", "cnn-relu", "model = cnn-relu"),
+        ("dataset", "cifar10-5k", "dataset = cifar10-5k"),
+    ] {
+        write(&p, &plain, Some(HashMap::from([(key.into(), value.into())])));
+        let e = weights::load(&p).unwrap_err().to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    write(
+        &p,
+        &plain,
+        Some(HashMap::from([
+            ("model".into(), "fc-tanh".into()),
+            ("dataset".into(), "MNIST-5k".into()),
+        ])),
+    );
+    assert!(weights::load(&p).is_ok());
 }
 
 /// A kernel stored [in, out] (JAX/Keras) is blamed on the weight, as transposed, not on the bias;

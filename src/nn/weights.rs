@@ -171,6 +171,23 @@ pub fn load_bytes_expecting(
         }
         (f, o) => o.or(f).unwrap_or(Activation::Tanh),
     };
+    // A file that names the network or the data it belongs to must name ours: fully connected
+    // layers on MNIST.
+    let named = |key: &str| meta.metadata().as_ref().and_then(|m| m.get(key)).cloned();
+    if let Some(m) = named("model")
+        && !(m == "mlp" || m.starts_with("fc"))
+    {
+        return Err(werr(format!(
+            "the file's metadata says model = {m}; this engine runs fully connected networks (fc-tanh, fc-relu): use weights of one"
+        )));
+    }
+    if let Some(d) = named("dataset")
+        && !d.to_ascii_lowercase().contains("mnist")
+    {
+        return Err(werr(format!(
+            "the file's metadata says dataset = {d}; these commands run on MNIST-5k: use weights trained on it"
+        )));
+    }
     if let (Some(l), Some(o)) = (
         meta.metadata().as_ref().and_then(|m| m.get("loss")),
         expect.loss,
