@@ -223,7 +223,11 @@ fn explicit_options_win_over_defaults_and_conflicts_are_errors() {
         ("model", "cnn-relu", "model = cnn-relu"),
         ("dataset", "cifar10-5k", "dataset = cifar10-5k"),
     ] {
-        write(&p, &plain, Some(HashMap::from([(key.into(), value.into())])));
+        write(
+            &p,
+            &plain,
+            Some(HashMap::from([(key.into(), value.into())])),
+        );
         let e = weights::load(&p).unwrap_err().to_string();
         assert!(e.contains(want), "{e}");
     }
