@@ -937,7 +937,7 @@ pub fn run<B: Backend + Clone>(
                     return Err(Error::Diverged {
                         run: run_name.clone(),
                         step: leg.step,
-                        what: format!("the loss is {}", sp.eval.loss),
+                        what: format!("the loss is not finite ({})", sp.eval.loss),
                     });
                 }
                 leg.ema = if leg.ema.is_nan() {

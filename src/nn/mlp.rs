@@ -312,7 +312,7 @@ impl<B: Backend + Clone> Engine<B> {
             return Err(Error::NonFinite(if eval.loss.is_finite() {
                 "the gradient is not finite at these parameters".to_string()
             } else {
-                format!("the loss is {} at these parameters", eval.loss)
+                format!("the loss is not finite ({}) at these parameters", eval.loss)
             }));
         }
         self.eval = Some(eval);
