@@ -69,8 +69,9 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The run spec (see examples/*.toml); not needed with --resume.
-    #[arg(required_unless_present = "resume")]
+    /// The run spec (see examples/*.toml); not with --resume (a resumed run continues the spec
+    /// in its checkpoint).
+    #[arg(required_unless_present = "resume", conflicts_with = "resume")]
     spec: Option<PathBuf>,
     /// Output directory (spec.toml, metrics.csv, summary.json, metrics.png, checkpoints).
     #[arg(long, conflicts_with = "resume")]
@@ -81,6 +82,10 @@ struct RunArgs {
     /// Override the spec's checkpoint interval (steps; 0: none).
     #[arg(long)]
     checkpoint_every: Option<usize>,
+    /// Start over in an --out directory that holds another run (a stopped one, or finished
+    /// results); without it such a directory is refused, so nothing is lost by mistake.
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
     #[arg(long, default_value = "auto")]
     backend: BackendChoice,
     /// CPU precision (the GPU computes in f32).
@@ -102,7 +107,7 @@ struct ReproduceArgs {
     #[arg(long, conflicts_with_all = ["preset", "print_spec", "resume"])]
     list: bool,
     /// With --list: one JSON array instead of the table.
-    #[arg(long, requires = "list")]
+    #[arg(long)]
     json: bool,
     /// Print the preset's run spec(s) as TOML that `subspace-lab run` accepts, without running.
     #[arg(long, conflicts_with = "resume")]
@@ -364,17 +369,23 @@ impl ModelArgs {
     }
 }
 
-/// The network, its parameters and the data a job runs on.
-fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset)> {
+/// The network, its parameters, the data and the loss (an explicit --loss, else the one a
+/// weights file names, else MSE).
+fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset, LossKind)> {
+    let mut loss = m.loss();
     let (spec, theta) = match &m.weights {
-        Some(w) => weights::load_expecting(
-            w,
-            &weights::Expect {
-                widths: m.arch.widths.clone(),
-                activation: m.arch.activation,
-                loss: m.loss,
-            },
-        )?,
+        Some(w) => {
+            let (spec, theta, file_loss) = weights::load_full(
+                w,
+                &weights::Expect {
+                    widths: m.arch.widths.clone(),
+                    activation: m.arch.activation,
+                    loss: m.loss,
+                },
+            )?;
+            loss = m.loss.or(file_loss).unwrap_or(LossKind::Mse);
+            (spec, theta)
+        }
         None => {
             let spec = MlpSpec::new(m.arch.widths(), m.arch.activation())?;
             subspace_lab::mem::check(
@@ -402,7 +413,7 @@ fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset)> {
             data.classes
         );
     }
-    Ok((spec, theta, data))
+    Ok((spec, theta, data, loss))
 }
 
 /// The backend a command computes on.
@@ -490,7 +501,14 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     if let Some(t) = a.tol {
         subspace_lab::experiment::spec::check_tol("--tol", t)?;
     }
-    let (spec, theta, data) = load_model(&a.model)?;
+    if a.block == 0 || a.block > a.k.max(1) * 4 {
+        bail!(
+            "--block {}: need 1 ≤ block ≤ 4·k = {} (the start block; 1 is right by default, a block of the largest multiplicity expected is faster)",
+            a.block,
+            4 * a.k.max(1)
+        );
+    }
+    let (spec, theta, data, loss) = load_model(&a.model)?;
     let chosen = choose(a.model.backend, a.precision, Precision::F64)?;
     let tol = a.tol.unwrap_or(match chosen {
         Chosen::CpuF64 => 1e-7,
@@ -519,7 +537,7 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
         &spec,
         &theta,
         &data,
-        a.model.loss(),
+        loss,
         &opts,
         &mut progress
     ));
@@ -568,7 +586,7 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
 }
 
 fn bench_cmd(a: BenchArgs) -> Result<()> {
-    let (spec, theta, data) = load_model(&a.model)?;
+    let (spec, theta, data, loss) = load_model(&a.model)?;
     let mut say = |s: &str| {
         if !a.json {
             log(s)
@@ -581,7 +599,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         &spec,
         &theta,
         &data,
-        a.model.loss(),
+        loss,
         jobs::BenchOptions {
             runs: a.runs,
             chunk: a.chunk,
@@ -599,7 +617,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             &spec,
             &theta,
             &data,
-            a.model.loss(),
+            loss,
             jobs::BenchOptions {
                 runs: a.runs,
                 chunk: 0,
@@ -718,6 +736,12 @@ fn verdict_cmd(dir: &std::path::Path) -> Result<()> {
         ),
         None => println!("{} ({}):", r.preset, dir.display()),
     }
+    if r.verdicts.is_empty() {
+        println!(
+            "  no verdict yet: the legs its claims need have not finished; finish the preset with `subspace-lab reproduce {} --resume`",
+            r.preset
+        );
+    }
     let all = print_verdicts(&r.verdicts);
     if let Some(path) = &r.rewrote {
         for v in &r.verdicts {
@@ -771,6 +795,15 @@ fn run_cmd(a: RunArgs) -> Result<()> {
     use subspace_lab::experiment::spec::RunSpec;
     let (dir, spec, resume) = match (&a.resume, &a.spec) {
         (Some(dir), _) => {
+            if !dir.is_dir() {
+                bail!("cannot resume from {}: no such directory", dir.display());
+            }
+            if !dir.join(output::CHECKPOINT_JSON).exists() && dir.join("summary.json").exists() {
+                bail!(
+                    "{} holds a finished run (summary.json, no checkpoint): nothing to resume; start a new one with `subspace-lab run SPEC --out NEW_DIR`",
+                    dir.display()
+                );
+            }
             let (c, v) = output::load_checkpoint(dir).with_context(|| {
                 format!(
                     "cannot resume from {}: no usable checkpoint (runs write one every `checkpoint_every` steps and on Ctrl-C)",
@@ -809,6 +842,28 @@ fn run_cmd(a: RunArgs) -> Result<()> {
                 .out
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("out").join(&spec.name));
+            // A directory that holds another run is not overwritten by mistake.
+            let stopped = out.join(output::CHECKPOINT_JSON).exists();
+            let finished = out.join("summary.json").exists() || out.join("metrics.csv").exists();
+            if (stopped || finished) && !a.overwrite {
+                bail!(
+                    "{} already holds {}: {}, or choose another --out (or pass --overwrite to start over there)",
+                    out.display(),
+                    if stopped {
+                        "a stopped run (checkpoint.json)"
+                    } else {
+                        "a run's results (metrics.csv, summary.json)"
+                    },
+                    if stopped {
+                        format!(
+                            "continue it with `subspace-lab run --resume {}`",
+                            out.display()
+                        )
+                    } else {
+                        "keep them".to_string()
+                    }
+                );
+            }
             (out, spec, None)
         }
         (None, None) => bail!("give a spec file or --resume DIR"),
@@ -829,7 +884,13 @@ fn run_cmd(a: RunArgs) -> Result<()> {
             .with_context(|| format!("cannot create {}", dir.display()))?;
         write_atomic(&dir.join("spec.toml"), spec.to_toml()?.as_bytes())?;
         output::clear_checkpoint(&dir)?;
+    } else if !dir.join("spec.toml").exists() {
+        // The spec beside the run, as run (a deleted spec.toml comes back).
+        write_atomic(&dir.join("spec.toml"), spec.to_toml()?.as_bytes())?;
     }
+    let (earlier_s, resumed_at) = resume
+        .as_ref()
+        .map_or((0.0, None), |(c, _)| (c.elapsed_s, Some(c.step)));
     let existing = resume
         .as_ref()
         .map(|(c, _)| c.records.clone())
@@ -877,17 +938,20 @@ fn run_cmd(a: RunArgs) -> Result<()> {
         spec.k,
         o.switch_step,
     )?;
-    let wall = start.elapsed().as_secs_f64();
+    // Seconds computed over all sessions (a resumed run adds what its checkpoint had).
+    let wall = earlier_s + start.elapsed().as_secs_f64();
     let summary = serde_json::json!({
         "spec": spec, "seed": spec.seed, "version": env!("CARGO_PKG_VERSION"),
         "backend": backend_name, "adapter": adapter, "wall_seconds": wall,
-        "resumed": a.resume.is_some(), "switch_step": o.switch_step,
+        "resumed": a.resume.is_some(), "resumed_at_step": resumed_at, "switch_step": o.switch_step,
         "switch_rule_fired": o.switch_rule_fired, "runs": o.legs, "verdicts": verdicts,
     });
     write_atomic(
         &dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
+    // Finished: the checkpoint has nothing left to continue.
+    output::clear_checkpoint(&dir)?;
     println!("{} ({wall:.1} s, {}):", spec.name, dir.display());
     for l in &o.legs {
         println!(
@@ -919,6 +983,11 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             }
         }
         return Ok(());
+    }
+    if a.json {
+        bail!(
+            "--json goes with --list (reproduce --list --json); a preset's results are in OUT/<preset>/summary.json"
+        );
     }
     let preset = a.preset.clone().unwrap_or_default();
     let presets: Vec<&str> = if preset == "all" {

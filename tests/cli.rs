@@ -391,7 +391,11 @@ fn option_and_spec_faults_are_refused_before_any_work() {
     // --tol above 1: the same rule as a spec's tol, checked before any data is read.
     fails_with(
         bin().args(["spectrum", "--tol", "1e300", "--samples", "10"]),
-        &["--tol = 1e300", "0 < tol < 1"],
+        &["--tol = 1e300", "tol < 1"],
+    );
+    fails_with(
+        bin().args(["spectrum", "--tol", "1e-20", "--samples", "10"]),
+        &["--tol = 1e-20", "round-off"],
     );
     // A spec whose name escapes the output directory, and duplicate variants.
     let spec = |extra: &str| {
@@ -576,6 +580,45 @@ fn resume_after_a_kill_keeps_rows_and_accepts_a_new_checkpoint_cadence() {
         std::fs::read(killed.join("metrics.csv")).unwrap(),
         std::fs::read(whole.join("metrics.csv")).unwrap()
     );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(killed.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["resumed_at_step"], 10);
+    // Finished: nothing left to resume, and a fresh run does not overwrite it by mistake.
+    let before = snapshot(&killed);
+    fails_with(
+        bin()
+            .args(["run", "--backend", "cpu", "--resume"])
+            .arg(&killed),
+        &["holds a finished run", "nothing to resume"],
+    );
+    fails_with(
+        bin()
+            .args(["run", "--backend", "cpu", "--out"])
+            .arg(&killed)
+            .arg(&spec_path),
+        &["already holds", "--overwrite"],
+    );
+    assert_eq!(snapshot(&killed), before, "refusals change nothing");
+    let out = bin()
+        .args(["run", "--backend", "cpu", "--overwrite", "--out"])
+        .arg(&killed)
+        .arg(&spec_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A spec and --resume together: the spec would be ignored, so it is refused.
+    let out = bin()
+        .args(["run", "--resume"])
+        .arg(&killed)
+        .arg(&spec_path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }
 
 /// The all-zero tanh net 784-4-4-10 on the first 200 samples (issue 15's first case): its Hessian

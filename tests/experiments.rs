@@ -622,9 +622,26 @@ fn verdict_rejudges_fig10_with_the_corrected_sam_edge() {
     std::fs::write(d.join("metrics.csv"), Record::csv(&records, 10)).unwrap();
     let e = reproduce::rejudge(&d).unwrap_err().to_string();
     assert!(e.contains("grad_norm") && e.contains("step 300"), "{e}");
-    // Not a preset's directory.
+    // Not a preset's directory, no directory, a summary naming an unknown preset, a plain run's.
     let e = reproduce::rejudge(dir.path()).unwrap_err().to_string();
     assert!(e.contains("no summary.json"), "{e}");
+    let e = reproduce::rejudge(&dir.path().join("nope"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no such directory"), "{e}");
+    let mut other = summary.clone();
+    other["preset"] = "figXX".into();
+    std::fs::write(d.join("summary.json"), other.to_string()).unwrap();
+    let e = reproduce::rejudge(&d).unwrap_err().to_string();
+    assert!(e.contains("'figXX', which is not one of"), "{e}");
+    other["preset"] = "fig10".into();
+    other["specs"] = serde_json::Value::Null;
+    std::fs::write(d.join("summary.json"), other.to_string()).unwrap();
+    let e = reproduce::rejudge(&d).unwrap_err().to_string();
+    assert!(e.contains("does not hold a fig10 run"), "{e}");
+    std::fs::write(d.join("summary.json"), r#"{"spec": {}, "verdicts": []}"#).unwrap();
+    let e = reproduce::rejudge(&d).unwrap_err().to_string();
+    assert!(e.contains("a `run` directory"), "{e}");
 }
 
 /// `--print-spec` prints exactly what a preset runs, as TOML that `run` accepts; `--list` covers

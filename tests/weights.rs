@@ -218,6 +218,9 @@ fn explicit_options_win_over_defaults_and_conflicts_are_errors() {
     };
     let e = weights::load_expecting(&p, &ce).unwrap_err().to_string();
     assert!(e.contains("loss = mse") && e.contains("ce"), "{e}");
+    // Without --loss, the file's loss decides.
+    let (_, _, loss) = weights::load_full(&p, &Expect::default()).unwrap();
+    assert_eq!(loss, Some(LossKind::Mse));
     // A model or data set the file names must be ours.
     for (key, value, want) in [
         ("model", "cnn-relu", "model = cnn-relu"),
@@ -296,5 +299,37 @@ fn transposed_kernels_and_torch_save_files_are_named() {
             e.contains(what) && e.contains("torch.save") && e.contains("save_file("),
             "{e}"
         );
+    }
+}
+
+/// A real safetensors file whose header length's bytes look like another format's magic (640 =
+/// 0x80 0x02 …, a pickle's start; 0x4b50 = "PK", a zip's) still loads. (The header is padded to
+/// a multiple of 8, so its first byte is never '{'.)
+#[test]
+fn header_lengths_that_look_like_magic_bytes_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("m.safetensors");
+    for want in [640usize, 0x4b50] {
+        // Pad the metadata until the JSON header is exactly `want` bytes long.
+        let mut pad = String::new();
+        loop {
+            let meta = HashMap::from([("pad".to_string(), pad.clone())]);
+            write(
+                &p,
+                &[
+                    ("fc1.weight", Dtype::F32, vec![2, 3], f32s(6, 0.5)),
+                    ("fc1.bias", Dtype::F32, vec![2], f32s(2, 0.25)),
+                ],
+                Some(meta),
+            );
+            let bytes = std::fs::read(&p).unwrap();
+            let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+            if len == want {
+                break;
+            }
+            assert!(len < want, "cannot hit a header of {want} bytes (at {len})");
+            pad.push_str(&"x".repeat((want - len).saturating_sub(8).max(1)));
+        }
+        assert!(weights::load(&p).is_ok(), "header of {want} bytes");
     }
 }

@@ -518,14 +518,20 @@ impl RunSpec {
 }
 
 /// The Lanczos residual tolerance (relative to |λ₁|) every command and spec accepts: finite,
-/// 0 < tol < 1 (a residual as large as the eigenvalue itself certifies nothing). `field` names the
+/// 1e-14 ≤ tol < 1 (a residual as large as the eigenvalue itself certifies nothing; below 1e-14
+/// is f64 round-off, which no solve can meet). `field` names the
 /// option or spec field in the error.
 pub fn check_tol(field: &str, tol: f64) -> Result<()> {
-    if tol.is_finite() && tol > 0.0 && tol < 1.0 {
+    if tol.is_finite() && (1e-14..1.0).contains(&tol) {
         Ok(())
     } else {
+        let shown = if tol != 0.0 && tol.is_finite() && !(1e-4..1e6).contains(&tol.abs()) {
+            format!("{tol:e}")
+        } else {
+            tol.to_string()
+        };
         Err(Error::InvalidArgument(format!(
-            "{field} = {tol:e}: need 0 < tol < 1 (a residual tolerance relative to |λ₁|; 1e-3 for runs, 1e-7 for an f64 spectrum)"
+            "{field} = {shown}: need 1e-14 ≤ tol < 1 (a residual tolerance relative to |λ₁|: below 1e-14 is f64 round-off, no solve can meet it; 1e-3 for runs, 1e-7 for an f64 spectrum)"
         )))
     }
 }

@@ -26,6 +26,7 @@ pub fn save(path: &Path, spec: &MlpSpec, theta: &[f64], dtype: SaveDtype) -> Res
         .unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
     std::io::Write::write_all(tmp.as_file_mut(), &bytes).map_err(|e| Error::io(tmp.path(), e))?;
+    crate::experiment::output::readable(tmp.as_file(), path)?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
 }
@@ -109,16 +110,48 @@ pub fn load(path: &Path) -> Result<(MlpSpec, Vec<f64>)> {
 
 /// [`load`], checked against what the user said explicitly ([`Expect`]).
 pub fn load_expecting(path: &Path, expect: &Expect) -> Result<(MlpSpec, Vec<f64>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    load_bytes_expecting(&bytes, path, expect)
+    load_full(path, expect).map(|(s, t, _)| (s, t))
+}
+
+/// [`load_expecting`], with the loss the file's metadata names (`loss`), if any.
+pub fn load_full(
+    path: &Path,
+    expect: &Expect,
+) -> Result<(MlpSpec, Vec<f64>, Option<crate::backend::LossKind>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Weights {
+        path: path.into(),
+        msg: format!("cannot read the weights file: {e}"),
+    })?;
+    let (spec, theta) = load_bytes_expecting(&bytes, path, expect)?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Weights {
+        path: path.into(),
+        msg: format!("bad header: {e}"),
+    })?;
+    let loss = match meta.metadata().as_ref().and_then(|m| m.get("loss")) {
+        Some(l) => Some(l.parse().map_err(|e: String| Error::Weights {
+            path: path.into(),
+            msg: format!("metadata loss = {l}: {e}"),
+        })?),
+        None => None,
+    };
+    Ok((spec, theta, loss))
 }
 
 pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(MlpSpec, Vec<f64>)> {
     load_bytes_expecting(bytes, path, &Expect::default())
 }
 
-/// What a file that is not safetensors most likely is, with how to convert it.
+/// What a file that is not safetensors most likely is, with how to convert it. A file shaped like
+/// safetensors (an 8-byte header length that fits, then `{`) is never called foreign, whatever its
+/// first bytes (a 640-byte header starts 0x80 0x02, like a pickle).
 fn foreign_format(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.len() >= 9 && bytes[8] == b'{' {
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&bytes[..8]);
+        if u64::from_le_bytes(len) <= (bytes.len() - 8) as u64 {
+            return None;
+        }
+    }
     if bytes.starts_with(b"PK\x03\x04") {
         Some(
             "a zip archive — what torch.save writes (PyTorch ≥ 1.6), or NumPy's .npz — not safetensors: convert it in Python: `from safetensors.torch import save_file; save_file(torch.load(f, map_location=\"cpu\"), \"w.safetensors\")` (or save_file(model.state_dict(), …))",
@@ -130,6 +163,10 @@ fn foreign_format(bytes: &[u8]) -> Option<&'static str> {
     } else if bytes.starts_with(b"\x89HDF") {
         Some(
             "an HDF5 file (Keras .h5), not safetensors: export the kernels transposed to PyTorch's [out, in] and save them with safetensors",
+        )
+    } else if bytes.first().is_some_and(|&b| b == b'{' || b == b'[') {
+        Some(
+            "a JSON file, not safetensors: weights are safetensors with PyTorch's names (fc1.weight [out, in], fc1.bias, …), e.g. `safetensors.torch.save_file(model.state_dict(), \"w.safetensors\")`",
         )
     } else if bytes.starts_with(b"\x93NUMPY") {
         Some(
