@@ -135,7 +135,7 @@ fn malformed_files_are_clear_errors() {
             ("fc1.weight", Dtype::F32, vec![1, 1], f32s(1, f32::NAN)),
             w("fc1.bias", vec![1]),
         ],
-        "not finite",
+        "fc1.weight entry 0 (flat, row-major) is NaN (not finite)",
     );
     std::fs::write(&p, b"\xff\xff\xff\xff\xff\xff\xff\x7f garbage").unwrap();
     let e = weights::load(&p).unwrap_err().to_string();

@@ -330,11 +330,17 @@ pub fn load_bytes_expecting(
             widths.push(ws[1]);
         }
         widths.push(ws[0]);
-        theta.extend(read_floats(&w, &lname, &werr)?);
-        theta.extend(read_floats(&b, &lname, &werr)?);
-    }
-    if let Some(i) = theta.iter().position(|v| !v.is_finite()) {
-        return Err(werr(format!("parameter {i} is {} (not finite)", theta[i])));
+        for (t, part) in [(&w, "weight"), (&b, "bias")] {
+            let x = read_floats(t, &lname, &werr)?;
+            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+                return Err(werr(format!(
+                    "{lname}.{part} entry {i} (flat, row-major) is {} (not finite); parameter {} of θ",
+                    x[i],
+                    theta.len() + i
+                )));
+            }
+            theta.extend(x);
+        }
     }
     if let Some(want) = &expect.widths
         && *want != widths
