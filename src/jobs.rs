@@ -64,11 +64,7 @@ pub fn spectrum<B: Backend + Clone>(
     let start = Instant::now();
     if backend.adapter().is_none() {
         // The CPU backends allocate in this process: refuse what cannot fit before allocating.
-        let elem = if backend.precision() == crate::backend::Precision::F64 {
-            8
-        } else {
-            4
-        };
+        let elem = backend.precision().bytes();
         crate::mem::check_spectrum(
             spec,
             data.n,

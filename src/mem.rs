@@ -62,7 +62,7 @@ pub fn human(bytes: f64) -> String {
 /// Refuse a job that needs more than 90 % of the available memory: `what` needs `bytes`; `hint`
 /// says which option to change. Errors: `InvalidArgument` with both figures.
 pub fn check(what: &str, bytes: f64, hint: &str) -> Result<()> {
-    let limit = available().map_or(f64::from(1u32 << 25) * f64::from(1u32 << 25), |a| 0.9 * a);
+    let limit = available().map_or((1u64 << 50) as f64, |a| 0.9 * a);
     if bytes.is_finite() && bytes <= limit {
         return Ok(());
     }

@@ -509,6 +509,53 @@ fn several_runs_resume_where_they_stopped() {
     assert!(split.path().join("resume/gd/done.json").exists());
     assert!(split.path().join("resume/gd-m/checkpoint.json").exists());
 
+    // A resume with another spec for the stopped run is refused naming the field, and changes
+    // no file (the finished run's rows are not rewritten first).
+    let files = |d: &std::path::Path| {
+        let mut v: Vec<(String, Vec<u8>)> = Vec::new();
+        for e in walk(d) {
+            v.push((e.display().to_string(), std::fs::read(&e).unwrap()));
+        }
+        v.sort();
+        v
+    };
+    fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+    let before = files(split.path());
+    let mut other = specs.clone();
+    other[1].optimizer.lr = 0.07;
+    let mut p = |_: &str, _: usize, _: usize| {};
+    let mut ctx = reproduce::Ctx::new(
+        split.path(),
+        false,
+        Arc::new(AtomicBool::new(false)),
+        &mut p,
+    );
+    ctx.resume = true;
+    let e = reproduce::run_specs(&F64::new(), &m, split.path(), &other, false, &mut ctx)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("optimizer.lr: 0.05 vs 0.07") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    drop(ctx);
+    assert_eq!(
+        files(split.path()),
+        before,
+        "a refused resume changes no file"
+    );
+
     let mut p = |_: &str, _: usize, _: usize| {};
     let mut ctx = reproduce::Ctx::new(
         split.path(),

@@ -330,8 +330,14 @@ fn fuzz_toml_specs() {
     });
 }
 
-/// A tiny run's checkpoint (JSON + tensors) and rows, as written to disk.
+/// A tiny run's checkpoint (JSON + tensors) and rows, as written to disk (run once, shared by
+/// the targets that need them).
 fn tiny_run_files() -> (String, Vec<u8>, String) {
+    static FILES: std::sync::OnceLock<(String, Vec<u8>, String)> = std::sync::OnceLock::new();
+    FILES.get_or_init(write_tiny_run_files).clone()
+}
+
+fn write_tiny_run_files() -> (String, Vec<u8>, String) {
     struct Grab(Option<(Checkpoint, Vectors)>, Vec<Record>);
     impl Observer for Grab {
         fn record(&mut self, r: &Record) -> subspace_lab::Result<()> {

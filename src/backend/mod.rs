@@ -31,6 +31,13 @@ impl Precision {
             Precision::F64 => f64::EPSILON,
         }
     }
+    /// Bytes of one scalar.
+    pub fn bytes(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::F64 => 8,
+        }
+    }
     pub fn name(self) -> &'static str {
         match self {
             Precision::F32 => "f32",

@@ -25,7 +25,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Give a file written through a temporary (created 0600) the usual mode of a new file, 0644,
 /// so results and weights are readable like any other output.
-pub fn readable(file: &std::fs::File, path: &Path) -> Result<()> {
+fn readable(file: &std::fs::File, path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -127,14 +127,12 @@ impl CsvSink<'_> {
 
 impl Observer for CsvSink<'_> {
     fn record(&mut self, r: &Record) -> Result<()> {
-        let path = self.dir.join("metrics.csv");
-        if self.file.is_none() {
+        let Some(file) = &mut self.file else {
+            // A resume's first new row: the checkpoint's rows and this one replace the file.
             self.pending.push(r.clone());
             return self.materialize();
-        }
-        let Some(file) = &mut self.file else {
-            return Ok(());
         };
+        let path = self.dir.join("metrics.csv");
         writeln!(file, "{}", r.csv_line(self.top)).map_err(|e| Error::io(&path, e))?;
         file.flush().map_err(|e| Error::io(&path, e))
     }

@@ -758,11 +758,7 @@ pub fn run<B: Backend + Clone>(
     let mlp = spec.mlp()?;
     let p = mlp.num_params();
     if backend.adapter().is_none() {
-        let elem = if backend.precision() == crate::backend::Precision::F64 {
-            8
-        } else {
-            4
-        };
+        let elem = backend.precision().bytes();
         crate::mem::check_spectrum(&mlp, data.n, spec.top(), 0, elem, "top (and k) in the spec")?;
     }
     let mut st = Stepper::new(backend, &mlp, spec.loss, data, spec.k, spec.top(), spec.tol)?;

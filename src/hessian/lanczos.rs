@@ -354,14 +354,36 @@ fn upload_rows<B: Backend>(
     b.upload(&h)
 }
 
+/// The top `rows` Ritz vectors Y = S Q (`rows × dim`) from the Ritz coefficient rows `s_up`.
+fn ritz_vectors<B: Backend>(b: &B, basis: &Basis<B>, s_up: &B::Buf, rows: usize) -> Result<B::Buf> {
+    let p = basis.dim;
+    let mut y = b.zeros(rows * p)?;
+    b.gemm(
+        false,
+        false,
+        rows,
+        p,
+        basis.applied,
+        1.0,
+        s_up,
+        0,
+        &basis.q,
+        0,
+        0.0,
+        &mut y,
+        0,
+    )?;
+    Ok(y)
+}
+
 /// Signs that the k converged pairs may hold too few copies of a repeated eigenvalue (empty: none
-/// seen). `sk`: the top Ritz coefficient rows (at least k) uploaded by [`upload_rows`].
+/// seen). `y`: the k top Ritz vectors (k × dim rows), which the caller returns as the result.
 #[allow(clippy::too_many_arguments)]
 fn multiplicity_evidence<B: Backend>(
     b: &B,
     basis: &Basis<B>,
     theta: &[f64],
-    sk: &B::Buf,
+    y: &B::Buf,
     k: usize,
     scale: f64,
     coincide: f64,
@@ -388,24 +410,8 @@ fn multiplicity_evidence<B: Backend>(
     {
         // G = Y Uᵀ (k × rows): the part of each warm vector inside the new top-k span.
         let p = basis.dim;
-        let mut y = b.zeros(k * p)?;
-        b.gemm(
-            false,
-            false,
-            k,
-            p,
-            basis.applied,
-            1.0,
-            sk,
-            0,
-            &basis.q,
-            0,
-            0.0,
-            &mut y,
-            0,
-        )?;
         let mut g = b.zeros(k * rows)?;
-        b.gemm(false, true, k, rows, p, 1.0, &y, 0, w, 0, 0.0, &mut g, 0)?;
+        b.gemm(false, true, k, rows, p, 1.0, y, 0, w, 0, 0.0, &mut g, 0)?;
         let g = b.download(&g)?;
         let norms = b.row_norms(w, 0, rows, p)?;
         let worst = (0..rows)
@@ -566,6 +572,8 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
         // the top `hold` pairs, or go on.
         let mut finish = None;
         let mut start_round = None;
+        // The top-k Ritz vectors when the evidence check formed them (returned as they are).
+        let mut formed = None;
         if out_of_room {
             finish = Some(true);
         } else if met {
@@ -575,7 +583,12 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
                     let evidence = match (opts.verify, warm) {
                         (Verify::Auto, None) | (Verify::Always, _) => Vec::new(),
                         _ => {
-                            multiplicity_evidence(b, &basis, &theta, sk, k, scale, coincide, warm)?
+                            let y = ritz_vectors(b, &basis, sk, k)?;
+                            let e = multiplicity_evidence(
+                                b, &basis, &theta, &y, k, scale, coincide, warm,
+                            )?;
+                            formed = Some(y);
+                            e
                         }
                     };
                     let verify = match opts.verify {
@@ -625,26 +638,11 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
             finish = Some(false);
         }
         if let Some(certified) = finish {
-            let s_up = match sk {
-                Some(x) => x,
-                None => upload_rows(b, &s, kk, None)?,
+            let vectors = match (formed, sk) {
+                (Some(y), _) if kout == k => y,
+                (_, Some(s_up)) => ritz_vectors(b, &basis, &s_up, kout)?,
+                (_, None) => ritz_vectors(b, &basis, &upload_rows(b, &s, kk, None)?, kout)?,
             };
-            let mut vectors = b.zeros(kout * p)?;
-            b.gemm(
-                false,
-                false,
-                kout,
-                p,
-                m,
-                1.0,
-                &s_up,
-                0,
-                &basis.q,
-                0,
-                0.0,
-                &mut vectors,
-                0,
-            )?;
             let pairs_met = kout == k && report[..k].iter().all(|&x| x <= limit);
             // A value tied across the k-th place: right values, but the vectors are one choice.
             if certified && kk > k && report[k] <= limit && theta[k] >= theta[k - 1] - limit {

@@ -20,15 +20,7 @@ pub enum SaveDtype {
 /// Save θ of `spec` to `path` (atomically: a temporary file, then a rename).
 pub fn save(path: &Path, spec: &MlpSpec, theta: &[f64], dtype: SaveDtype) -> Result<()> {
     let bytes = serialize(path, spec, theta, dtype)?;
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    std::io::Write::write_all(tmp.as_file_mut(), &bytes).map_err(|e| Error::io(tmp.path(), e))?;
-    crate::experiment::output::readable(tmp.as_file(), path)?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    crate::experiment::output::write_atomic(path, &bytes)
 }
 
 /// θ of `spec` as safetensors bytes (PyTorch names); `path` only names the file in errors.
@@ -122,19 +114,7 @@ pub fn load_full(
         path: path.into(),
         msg: format!("cannot read the weights file: {e}"),
     })?;
-    let (spec, theta) = load_bytes_expecting(&bytes, path, expect)?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::Weights {
-        path: path.into(),
-        msg: format!("bad header: {e}"),
-    })?;
-    let loss = match meta.metadata().as_ref().and_then(|m| m.get("loss")) {
-        Some(l) => Some(l.parse().map_err(|e: String| Error::Weights {
-            path: path.into(),
-            msg: format!("metadata loss = {l}: {e}"),
-        })?),
-        None => None,
-    };
-    Ok((spec, theta, loss))
+    parse(&bytes, path, expect)
 }
 
 pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(MlpSpec, Vec<f64>)> {
@@ -183,6 +163,15 @@ pub fn load_bytes_expecting(
     path: &Path,
     expect: &Expect,
 ) -> Result<(MlpSpec, Vec<f64>)> {
+    parse(bytes, path, expect).map(|(s, t, _)| (s, t))
+}
+
+/// The network, θ and the loss the metadata names, checked against [`Expect`].
+fn parse(
+    bytes: &[u8],
+    path: &Path,
+    expect: &Expect,
+) -> Result<(MlpSpec, Vec<f64>, Option<crate::backend::LossKind>)> {
     let werr = |msg: String| Error::Weights {
         path: path.into(),
         msg,
@@ -225,13 +214,19 @@ pub fn load_bytes_expecting(
             "the file's metadata says dataset = {d}; these commands run on MNIST-5k: use weights trained on it"
         )));
     }
-    if let (Some(l), Some(o)) = (
-        meta.metadata().as_ref().and_then(|m| m.get("loss")),
-        expect.loss,
-    ) && l.parse::<crate::backend::LossKind>().ok() != Some(o)
+    let loss = match named("loss") {
+        Some(l) => Some(
+            l.parse::<crate::backend::LossKind>()
+                .map_err(|e| werr(format!("metadata loss = {l}: {e}")))?,
+        ),
+        None => None,
+    };
+    if let (Some(f), Some(o)) = (loss, expect.loss)
+        && f != o
     {
         return Err(werr(format!(
-            "the file's metadata says loss = {l}, --loss says {}: drop the option or fix the file",
+            "the file's metadata says loss = {}, --loss says {}: drop the option or fix the file",
+            f.name(),
             o.name()
         )));
     }
@@ -350,7 +345,7 @@ pub fn load_bytes_expecting(
         )));
     }
     let spec = MlpSpec::new(widths, activation).map_err(|e| werr(e.to_string()))?;
-    Ok((spec, theta))
+    Ok((spec, theta, loss))
 }
 
 fn read_floats(v: &TensorView, lname: &str, werr: &dyn Fn(String) -> Error) -> Result<Vec<f64>> {
