@@ -4,7 +4,7 @@
 //! only from its inputs.
 
 use super::input::CpuInput;
-use super::{Activation, Backend, LossKind, Precision, check_range};
+use super::{Activation, Backend, LossKind, Nhwc, Precision, check_range};
 use crate::error::Result;
 
 /// A scalar the CPU backend computes in.
@@ -356,6 +356,228 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(())
     }
 
+    fn act(&self, act: Activation, len: usize, x: &mut Vec<T>, off: usize) -> Result<()> {
+        let x = sl_mut(x, off, len, "act x")?;
+        match act {
+            Activation::Tanh => x.iter_mut().for_each(|v| *v = T::tanh_fast(*v)),
+            Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(T::zero())),
+        }
+        Ok(())
+    }
+
+    fn im2col3x3(
+        &self,
+        g: Nhwc,
+        x: &Vec<T>,
+        x_off: usize,
+        col: &mut Vec<T>,
+        col_off: usize,
+    ) -> Result<()> {
+        let x = sl(x, x_off, g.len(), "im2col x")?;
+        let k9 = 9 * g.c;
+        let col = sl_mut(col, col_off, g.n * g.h * g.w * k9, "im2col col")?;
+        let (h, w, c) = (g.h, g.w, g.c);
+        let work = col.len();
+        // Whole rows (one output pixel each) per thread.
+        par_rows(col, k9, work, |row0, rows| {
+            for (r, row) in rows.chunks_exact_mut(k9).enumerate() {
+                let pix = row0 + r;
+                let (s, p) = (pix / (h * w), pix % (h * w));
+                let (y, xx) = (p / w, p % w);
+                for ky in 0..3 {
+                    let yy = y as isize + ky as isize - 1;
+                    for kx in 0..3 {
+                        let xs = xx as isize + kx as isize - 1;
+                        let inside = yy >= 0 && yy < h as isize && xs >= 0 && xs < w as isize;
+                        let j = ky * 3 + kx;
+                        if inside {
+                            let base = ((s * h + yy as usize) * w + xs as usize) * c;
+                            for ci in 0..c {
+                                row[ci * 9 + j] = x[base + ci];
+                            }
+                        } else {
+                            for ci in 0..c {
+                                row[ci * 9 + j] = T::zero();
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn col2im3x3(
+        &self,
+        g: Nhwc,
+        col: &Vec<T>,
+        col_off: usize,
+        beta: f64,
+        dx: &mut Vec<T>,
+        dx_off: usize,
+    ) -> Result<()> {
+        let k9 = 9 * g.c;
+        let col = sl(col, col_off, g.n * g.h * g.w * k9, "col2im col")?;
+        let dx = sl_mut(dx, dx_off, g.len(), "col2im dx")?;
+        let (h, w, c) = (g.h, g.w, g.c);
+        let beta = T::of(beta);
+        let work = dx.len() * 9;
+        par_rows(dx, c, work, |pix0, px| {
+            for (r, out) in px.chunks_exact_mut(c).enumerate() {
+                let pix = pix0 + r;
+                let (s, p) = (pix / (h * w), pix % (h * w));
+                let (y, xx) = (p / w, p % w);
+                for v in out.iter_mut() {
+                    *v = if beta == T::zero() {
+                        T::zero()
+                    } else {
+                        beta * *v
+                    };
+                }
+                // Pixel (y, x) is read by output pixel (y − ky + 1, x − kx + 1) at tap (ky, kx).
+                for ky in 0..3 {
+                    let yo = y as isize - ky as isize + 1;
+                    if yo < 0 || yo >= h as isize {
+                        continue;
+                    }
+                    for kx in 0..3 {
+                        let xo = xx as isize - kx as isize + 1;
+                        if xo < 0 || xo >= w as isize {
+                            continue;
+                        }
+                        let row = ((s * h + yo as usize) * w + xo as usize) * k9;
+                        let j = ky * 3 + kx;
+                        for (ci, v) in out.iter_mut().enumerate() {
+                            *v = *v + col[row + ci * 9 + j];
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn maxpool2(
+        &self,
+        g: Nhwc,
+        x: &Vec<T>,
+        x_off: usize,
+        out: &mut Vec<T>,
+        o_off: usize,
+        idx: &mut Vec<T>,
+        i_off: usize,
+    ) -> Result<()> {
+        let x = sl(x, x_off, g.len(), "maxpool x")?;
+        let q = g.pooled();
+        let out = sl_mut(out, o_off, q.len(), "maxpool out")?;
+        let idx = sl_mut(idx, i_off, q.len(), "maxpool idx")?;
+        let (h, w, c) = (g.h, g.w, g.c);
+        for (o, (ov, iv)) in out.iter_mut().zip(idx.iter_mut()).enumerate() {
+            let k = o % c;
+            let pix = o / c;
+            let (s, p) = (pix / (q.h * q.w), pix % (q.h * q.w));
+            let (yq, xq) = (p / q.w, p % q.w);
+            let mut best = T::zero();
+            let mut at = 0usize;
+            for pos in 0..4 {
+                let (dy, dx) = (pos / 2, pos % 2);
+                let v = x[((s * h + 2 * yq + dy) * w + 2 * xq + dx) * c + k];
+                if pos == 0 || v > best {
+                    best = v;
+                    at = pos;
+                }
+            }
+            *ov = best;
+            *iv = T::of(at as f64);
+        }
+        Ok(())
+    }
+
+    fn pool2_gather(
+        &self,
+        g: Nhwc,
+        idx: &Vec<T>,
+        i_off: usize,
+        src: &Vec<T>,
+        s_off: usize,
+        out: &mut Vec<T>,
+        o_off: usize,
+    ) -> Result<()> {
+        let src = sl(src, s_off, g.len(), "pool gather src")?;
+        let q = g.pooled();
+        let idx = sl(idx, i_off, q.len(), "pool gather idx")?;
+        let out = sl_mut(out, o_off, q.len(), "pool gather out")?;
+        let (h, w, c) = (g.h, g.w, g.c);
+        for (o, ov) in out.iter_mut().enumerate() {
+            let k = o % c;
+            let pix = o / c;
+            let (s, p) = (pix / (q.h * q.w), pix % (q.h * q.w));
+            let (yq, xq) = (p / q.w, p % q.w);
+            let pos = idx[o].wide() as usize;
+            let (dy, dx) = (pos / 2, pos % 2);
+            *ov = src[((s * h + 2 * yq + dy) * w + 2 * xq + dx) * c + k];
+        }
+        Ok(())
+    }
+
+    fn pool2_scatter(
+        &self,
+        g: Nhwc,
+        idx: &Vec<T>,
+        i_off: usize,
+        gy: &Vec<T>,
+        g_off: usize,
+        dx: &mut Vec<T>,
+        dx_off: usize,
+    ) -> Result<()> {
+        let q = g.pooled();
+        let idx = sl(idx, i_off, q.len(), "pool scatter idx")?;
+        let gy = sl(gy, g_off, q.len(), "pool scatter gy")?;
+        let dx = sl_mut(dx, dx_off, g.len(), "pool scatter dx")?;
+        let (h, w, c) = (g.h, g.w, g.c);
+        for (i, v) in dx.iter_mut().enumerate() {
+            let k = i % c;
+            let pix = i / c;
+            let (s, p) = (pix / (h * w), pix % (h * w));
+            let (y, x) = (p / w, p % w);
+            let o = ((s * q.h + y / 2) * q.w + x / 2) * c + k;
+            let pos = (y % 2) * 2 + x % 2;
+            *v = if idx[o].wide() as usize == pos {
+                gy[o]
+            } else {
+                T::zero()
+            };
+        }
+        Ok(())
+    }
+
+    fn transpose_batch(
+        &self,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+        src: &Vec<T>,
+        s_off: usize,
+        dst: &mut Vec<T>,
+        d_off: usize,
+    ) -> Result<()> {
+        let len = batch * rows * cols;
+        let src = sl(src, s_off, len, "transpose src")?;
+        let dst = sl_mut(dst, d_off, len, "transpose dst")?;
+        let m = rows * cols;
+        for (sb, db) in src
+            .chunks_exact(m.max(1))
+            .zip(dst.chunks_exact_mut(m.max(1)))
+        {
+            for i in 0..rows {
+                for j in 0..cols {
+                    db[j * rows + i] = sb[i * cols + j];
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn col_sum(
         &self,
         rows: usize,
@@ -588,6 +810,25 @@ fn par_chunks<T: Send>(out: &mut [T], work: usize, f: impl Fn(usize, &mut [T]) +
     let per = out.len().div_ceil(t);
     std::thread::scope(|s| {
         for (i, chunk) in out.chunks_mut(per).enumerate() {
+            let f = &f;
+            s.spawn(move || f(i * per, chunk));
+        }
+    });
+}
+
+/// Run `f(first_row, rows)` over `out` split into whole rows of `width` elements on up to
+/// `threads()` threads.
+fn par_rows<T: Send>(out: &mut [T], width: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let width = width.max(1);
+    let rows = out.len() / width;
+    let t = threads().min(rows.max(1));
+    if t <= 1 || work < PAR_MIN {
+        f(0, out);
+        return;
+    }
+    let per = rows.div_ceil(t);
+    std::thread::scope(|s| {
+        for (i, chunk) in out.chunks_mut(per * width).enumerate() {
             let f = &f;
             s.spawn(move || f(i * per, chunk));
         }

@@ -15,7 +15,7 @@
 //! compute worker of the web app enters one (`src/app/web.rs`). Elsewhere a wait fails with an
 //! error that says so.
 
-use super::{Activation, Backend, LossKind, Precision, check_range};
+use super::{Activation, Backend, LossKind, Nhwc, Precision, check_range};
 use crate::error::{Error, Result};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -71,6 +71,13 @@ enum Kernel {
     LossHess,
     ReducePartial,
     ReduceFinal,
+    ActInplace,
+    Im2col,
+    Col2im,
+    MaxPool2,
+    PoolGather,
+    PoolScatter,
+    TransposeBatch,
 }
 
 const KERNELS: &[(Kernel, &str, &str)] = &[
@@ -88,6 +95,13 @@ const KERNELS: &[(Kernel, &str, &str)] = &[
     (Kernel::LossHess, "loss", "loss_hess_mul"),
     (Kernel::ReducePartial, "reduce", "reduce_partial"),
     (Kernel::ReduceFinal, "reduce", "reduce_final"),
+    (Kernel::ActInplace, "conv", "act_inplace"),
+    (Kernel::Im2col, "conv", "im2col3x3"),
+    (Kernel::Col2im, "conv", "col2im3x3"),
+    (Kernel::MaxPool2, "conv", "maxpool2"),
+    (Kernel::PoolGather, "conv", "pool2_gather"),
+    (Kernel::PoolScatter, "conv", "pool2_scatter"),
+    (Kernel::TransposeBatch, "conv", "transpose_batch"),
 ];
 
 fn shader_source(module: &str) -> String {
@@ -95,6 +109,7 @@ fn shader_source(module: &str) -> String {
         "matmul" => include_str!("../../shaders/matmul.wgsl"),
         "elementwise" => include_str!("../../shaders/elementwise.wgsl"),
         "loss" => include_str!("../../shaders/loss.wgsl"),
+        "conv" => include_str!("../../shaders/conv.wgsl"),
         _ => include_str!("../../shaders/reduce.wgsl"),
     };
     format!("{}\n{}", include_str!("../../shaders/common.wgsl"), body)
@@ -822,6 +837,9 @@ impl Backend for GpuBackend {
     fn default_chunk(&self) -> usize {
         usize::MAX
     }
+    fn max_buffer_len(&self) -> usize {
+        (self.inner.max_binding / 4) as usize
+    }
     fn input(&self, x: &[f64], rows: usize, cols: usize) -> Result<GpuInput> {
         if rows.checked_mul(cols) != Some(x.len()) {
             return Err(Error::Shape(format!(
@@ -1117,6 +1135,190 @@ impl Backend for GpuBackend {
         )
     }
 
+    fn act(&self, act: Activation, len: usize, x: &mut GpuBuf, off: usize) -> Result<()> {
+        check_range("act x", x.len, off, len)?;
+        let p = Params {
+            flags: act_flag(Some(act)),
+            off_out: u(off, "offset")?,
+            len: u(len, "length")?,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::ActInplace,
+            [None, None, None, None, Some(x), None],
+            p,
+            Self::groups_1d(len),
+        )
+    }
+
+    fn im2col3x3(
+        &self,
+        g: Nhwc,
+        x: &GpuBuf,
+        x_off: usize,
+        col: &mut GpuBuf,
+        col_off: usize,
+    ) -> Result<()> {
+        let len = g.len() * 9;
+        check_range("im2col x", x.len, x_off, g.len())?;
+        check_range("im2col col", col.len, col_off, len)?;
+        let p = Params {
+            off_a: u(x_off, "offset")?,
+            off_out: u(col_off, "offset")?,
+            len: u(len, "length")?,
+            ..nhwc_params(g)?
+        };
+        self.dispatch(
+            Kernel::Im2col,
+            [Some(x), None, None, None, Some(col), None],
+            p,
+            Self::groups_1d(len),
+        )
+    }
+
+    fn col2im3x3(
+        &self,
+        g: Nhwc,
+        col: &GpuBuf,
+        col_off: usize,
+        beta: f64,
+        dx: &mut GpuBuf,
+        dx_off: usize,
+    ) -> Result<()> {
+        check_range("col2im col", col.len, col_off, g.len() * 9)?;
+        check_range("col2im dx", dx.len, dx_off, g.len())?;
+        let p = Params {
+            off_a: u(col_off, "offset")?,
+            off_out: u(dx_off, "offset")?,
+            len: u(g.len(), "length")?,
+            beta: beta as f32,
+            ..nhwc_params(g)?
+        };
+        self.dispatch(
+            Kernel::Col2im,
+            [Some(col), None, None, None, Some(dx), None],
+            p,
+            Self::groups_1d(g.len()),
+        )
+    }
+
+    fn maxpool2(
+        &self,
+        g: Nhwc,
+        x: &GpuBuf,
+        x_off: usize,
+        out: &mut GpuBuf,
+        o_off: usize,
+        idx: &mut GpuBuf,
+        i_off: usize,
+    ) -> Result<()> {
+        let q = g.pooled().len();
+        check_range("maxpool x", x.len, x_off, g.len())?;
+        check_range("maxpool out", out.len, o_off, q)?;
+        check_range("maxpool idx", idx.len, i_off, q)?;
+        let p = Params {
+            off_a: u(x_off, "offset")?,
+            off_out: u(o_off, "offset")?,
+            off_d: u(i_off, "offset")?,
+            len: u(q, "length")?,
+            ..nhwc_params(g)?
+        };
+        self.dispatch(
+            Kernel::MaxPool2,
+            [Some(x), None, None, None, Some(out), Some(idx)],
+            p,
+            Self::groups_1d(q),
+        )
+    }
+
+    fn pool2_gather(
+        &self,
+        g: Nhwc,
+        idx: &GpuBuf,
+        i_off: usize,
+        src: &GpuBuf,
+        s_off: usize,
+        out: &mut GpuBuf,
+        o_off: usize,
+    ) -> Result<()> {
+        let q = g.pooled().len();
+        check_range("pool gather idx", idx.len, i_off, q)?;
+        check_range("pool gather src", src.len, s_off, g.len())?;
+        check_range("pool gather out", out.len, o_off, q)?;
+        let p = Params {
+            off_a: u(i_off, "offset")?,
+            off_b: u(s_off, "offset")?,
+            off_out: u(o_off, "offset")?,
+            len: u(q, "length")?,
+            ..nhwc_params(g)?
+        };
+        self.dispatch(
+            Kernel::PoolGather,
+            [Some(idx), Some(src), None, None, Some(out), None],
+            p,
+            Self::groups_1d(q),
+        )
+    }
+
+    fn pool2_scatter(
+        &self,
+        g: Nhwc,
+        idx: &GpuBuf,
+        i_off: usize,
+        gy: &GpuBuf,
+        g_off: usize,
+        dx: &mut GpuBuf,
+        dx_off: usize,
+    ) -> Result<()> {
+        let q = g.pooled().len();
+        check_range("pool scatter idx", idx.len, i_off, q)?;
+        check_range("pool scatter gy", gy.len, g_off, q)?;
+        check_range("pool scatter dx", dx.len, dx_off, g.len())?;
+        let p = Params {
+            off_a: u(i_off, "offset")?,
+            off_b: u(g_off, "offset")?,
+            off_out: u(dx_off, "offset")?,
+            len: u(g.len(), "length")?,
+            ..nhwc_params(g)?
+        };
+        self.dispatch(
+            Kernel::PoolScatter,
+            [Some(idx), Some(gy), None, None, Some(dx), None],
+            p,
+            Self::groups_1d(g.len()),
+        )
+    }
+
+    fn transpose_batch(
+        &self,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+        src: &GpuBuf,
+        s_off: usize,
+        dst: &mut GpuBuf,
+        d_off: usize,
+    ) -> Result<()> {
+        let len = batch * rows * cols;
+        check_range("transpose src", src.len, s_off, len)?;
+        check_range("transpose dst", dst.len, d_off, len)?;
+        let p = Params {
+            m: u(rows, "rows")?,
+            n: u(cols, "cols")?,
+            aux: u(batch, "batch")?,
+            off_a: u(s_off, "offset")?,
+            off_out: u(d_off, "offset")?,
+            len: u(len, "length")?,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::TransposeBatch,
+            [Some(src), None, None, None, Some(dst), None],
+            p,
+            Self::groups_1d(len),
+        )
+    }
+
     fn col_sum(
         &self,
         rows: usize,
@@ -1304,6 +1506,18 @@ impl Backend for GpuBackend {
         self.reduce_into(x, off, None, len, 0)?;
         Ok(self.read(&self.inner.results, 0, 1)?[0] == 0.0)
     }
+}
+
+/// The image geometry in a kernel's parameter block (m = height, n = width, k = channels,
+/// aux = samples).
+fn nhwc_params(g: Nhwc) -> Result<Params> {
+    Ok(Params {
+        m: u(g.h, "height")?,
+        n: u(g.w, "width")?,
+        k: u(g.c, "channels")?,
+        aux: u(g.n, "samples")?,
+        ..Default::default()
+    })
 }
 
 fn act_flag(act: Option<Activation>) -> u32 {

@@ -169,6 +169,10 @@ pub trait Backend {
     fn default_chunk(&self) -> usize {
         1000
     }
+    /// The most elements one buffer may hold (a GPU's storage-binding limit; unbounded on the CPU).
+    fn max_buffer_len(&self) -> usize {
+        usize::MAX
+    }
 
     fn zeros(&self, len: usize) -> Result<Self::Buf>;
     fn upload(&self, data: &[f64]) -> Result<Self::Buf>;
@@ -344,6 +348,94 @@ pub trait Backend {
         g_off: usize,
     ) -> Result<()>;
 
+    /// `x ← σ(x)` in place on `len` elements (the activation op's forward pass).
+    fn act(&self, act: Activation, len: usize, x: &mut Self::Buf, off: usize) -> Result<()>;
+
+    /// im2col of a 3×3, stride-1, padding-1 convolution: for images `g` (NHWC at `x_off`), writes
+    /// the n·h·w × 9·c matrix `col` (at `col_off`) whose row (s, y, x) holds the zero-padded
+    /// neighbourhood X[s, y+ky−1, x+kx−1, ci] at column ci·9 + ky·3 + kx — PyTorch's weight layout
+    /// `[c_out, c_in, 3, 3]`, so the convolution is `col · Wᵀ`.
+    fn im2col3x3(
+        &self,
+        g: Nhwc,
+        x: &Self::Buf,
+        x_off: usize,
+        col: &mut Self::Buf,
+        col_off: usize,
+    ) -> Result<()>;
+
+    /// The adjoint of [`Backend::im2col3x3`]: `dx = β·dx + colᵀ-scatter`, i.e. every entry of
+    /// `col` added to the input pixel it was read from (NHWC `g` at `dx_off`). Written as a gather
+    /// (each pixel sums its ≤ 9 reads), so no atomics are needed.
+    #[allow(clippy::too_many_arguments)]
+    fn col2im3x3(
+        &self,
+        g: Nhwc,
+        col: &Self::Buf,
+        col_off: usize,
+        beta: f64,
+        dx: &mut Self::Buf,
+        dx_off: usize,
+    ) -> Result<()>;
+
+    /// 2×2 max-pool with stride 2 of images `g` (NHWC, h and w even): `out` [n, h/2, w/2, c] and
+    /// `idx` of the same shape holding the arg-max's window position dy·2 + dx, the first maximum
+    /// in row-major window order on ties (PyTorch's choice).
+    #[allow(clippy::too_many_arguments)]
+    fn maxpool2(
+        &self,
+        g: Nhwc,
+        x: &Self::Buf,
+        x_off: usize,
+        out: &mut Self::Buf,
+        o_off: usize,
+        idx: &mut Self::Buf,
+        i_off: usize,
+    ) -> Result<()>;
+
+    /// The pooling's Jacobian at fixed arg-max (the R-forward): `out[s, Y, X, k] = src[s, 2Y+dy,
+    /// 2X+dx, k]` with (dy, dx) from `idx`; `g` is the input geometry.
+    #[allow(clippy::too_many_arguments)]
+    fn pool2_gather(
+        &self,
+        g: Nhwc,
+        idx: &Self::Buf,
+        i_off: usize,
+        src: &Self::Buf,
+        s_off: usize,
+        out: &mut Self::Buf,
+        o_off: usize,
+    ) -> Result<()>;
+
+    /// The adjoint of [`Backend::pool2_gather`]: `dx` (geometry `g`) receives each output's
+    /// gradient at its arg-max and zero elsewhere (overwritten).
+    #[allow(clippy::too_many_arguments)]
+    fn pool2_scatter(
+        &self,
+        g: Nhwc,
+        idx: &Self::Buf,
+        i_off: usize,
+        gy: &Self::Buf,
+        g_off: usize,
+        dx: &mut Self::Buf,
+        dx_off: usize,
+    ) -> Result<()>;
+
+    /// `batch` row-major rows×cols matrices transposed: `dst[b, j, i] = src[b, i, j]`. With rows =
+    /// h·w and cols = c it turns NHWC into PyTorch's NCHW flatten order, and back with the sizes
+    /// swapped.
+    #[allow(clippy::too_many_arguments)]
+    fn transpose_batch(
+        &self,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+        src: &Self::Buf,
+        s_off: usize,
+        dst: &mut Self::Buf,
+        d_off: usize,
+    ) -> Result<()>;
+
     /// Σ x[i]·y[i] over `len` elements.
     fn dot(
         &self,
@@ -381,6 +473,36 @@ pub trait Backend {
     }
     /// True if every element of `x[off..off+len]` is finite.
     fn all_finite(&self, x: &Self::Buf, off: usize, len: usize) -> Result<bool>;
+}
+
+/// Geometry of a batch of images stored NHWC (samples × height × width × channels, row-major):
+/// the layout the convolution and pooling kernels compute in (a pixel's channels are contiguous,
+/// so a 3×3 convolution is one GEMM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nhwc {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Nhwc {
+    /// Elements of the batch.
+    pub fn len(&self) -> usize {
+        self.n * self.h * self.w * self.c
+    }
+    /// True if the batch holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The same images after a 2×2 pool.
+    pub fn pooled(&self) -> Nhwc {
+        Nhwc {
+            h: self.h / 2,
+            w: self.w / 2,
+            ..*self
+        }
+    }
 }
 
 /// Which backend a command computes on.

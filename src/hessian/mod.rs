@@ -7,23 +7,12 @@ pub mod subspace;
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::nn::mlp::Engine;
 
 /// A symmetric linear operator y = A x on vectors of length `dim`, stored in backend buffers at
 /// element offsets.
 pub trait Operator<B: Backend> {
     fn dim(&self) -> usize;
     fn apply(&mut self, x: &B::Buf, x_off: usize, y: &mut B::Buf, y_off: usize) -> Result<()>;
-}
-
-/// The full-data Hessian of an engine at its current parameters.
-impl<B: Backend + Clone> Operator<B> for Engine<B> {
-    fn dim(&self) -> usize {
-        self.num_params()
-    }
-    fn apply(&mut self, x: &B::Buf, x_off: usize, y: &mut B::Buf, y_off: usize) -> Result<()> {
-        self.hvp(x, x_off, y, y_off)
-    }
 }
 
 /// A dense symmetric matrix (row-major, n×n) held on a backend: the test operator.

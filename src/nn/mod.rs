@@ -1,3 +1,7 @@
-//! Networks over the backend trait, and their weights on disk.
+pub mod cnn;
+pub mod engine;
+pub mod graph;
 pub mod mlp;
+pub mod model;
+pub mod ops;
 pub mod weights;

@@ -1,0 +1,153 @@
+//! The architectures the engine runs, by name: fully connected ([`MlpSpec`], fc-tanh) and
+//! convolutional ([`CnnSpec`], cnn-relu). A spec builds its [`Graph`], names θ's tensors as
+//! PyTorch does and draws PyTorch's default initialisation.
+
+use super::cnn::CnnSpec;
+use super::graph::Graph;
+use super::mlp::MlpSpec;
+use crate::backend::Activation;
+use crate::error::{Error, Result};
+
+/// A network architecture.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ModelSpec {
+    Mlp(MlpSpec),
+    Cnn(CnnSpec),
+}
+
+impl From<MlpSpec> for ModelSpec {
+    fn from(s: MlpSpec) -> Self {
+        ModelSpec::Mlp(s)
+    }
+}
+impl From<&MlpSpec> for ModelSpec {
+    fn from(s: &MlpSpec) -> Self {
+        ModelSpec::Mlp(s.clone())
+    }
+}
+impl From<CnnSpec> for ModelSpec {
+    fn from(s: CnnSpec) -> Self {
+        ModelSpec::Cnn(s)
+    }
+}
+impl From<&ModelSpec> for ModelSpec {
+    fn from(s: &ModelSpec) -> Self {
+        s.clone()
+    }
+}
+
+/// The named models of the paper (`--model`).
+pub const MODEL_NAMES: &[&str] = &["fc-tanh", "cnn-relu"];
+
+impl ModelSpec {
+    pub fn fc_tanh() -> Self {
+        ModelSpec::Mlp(MlpSpec::fc_tanh())
+    }
+    pub fn cnn_relu() -> Self {
+        ModelSpec::Cnn(CnnSpec::cnn_relu())
+    }
+    /// A model by its `--model` name.
+    pub fn by_name(name: &str) -> Result<Self> {
+        match name {
+            "fc-tanh" => Ok(Self::fc_tanh()),
+            "cnn-relu" => Ok(Self::cnn_relu()),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown model '{other}' (expected one of: {})",
+                MODEL_NAMES.join(", ")
+            ))),
+        }
+    }
+    /// The model's family name: `fc-tanh`/`fc-relu` for fully connected networks (whatever the
+    /// widths), `cnn-relu`/`cnn-tanh` for convolutional ones.
+    pub fn name(&self) -> String {
+        match self {
+            ModelSpec::Mlp(m) => format!("fc-{}", m.activation.name()),
+            ModelSpec::Cnn(c) => format!("cnn-{}", c.activation.name()),
+        }
+    }
+    /// Name and sizes, e.g. `fc-tanh 784-200-200-10` or `cnn-relu 3x32x32 [32, 32] → 10`.
+    pub fn describe(&self) -> String {
+        match self {
+            ModelSpec::Mlp(m) => format!(
+                "{} {}",
+                self.name(),
+                m.widths
+                    .iter()
+                    .map(|w| w.to_string())
+                    .collect::<Vec<_>>()
+                    .join("-")
+            ),
+            ModelSpec::Cnn(c) => format!(
+                "{} {}x{}x{} {:?} → {}",
+                self.name(),
+                c.input[0],
+                c.input[1],
+                c.input[2],
+                c.channels,
+                c.classes
+            ),
+        }
+    }
+    /// The dataset the paper pairs with the model.
+    pub fn default_dataset(&self) -> &'static str {
+        match self {
+            ModelSpec::Mlp(_) => "mnist",
+            ModelSpec::Cnn(_) => "cifar10",
+        }
+    }
+    pub fn graph(&self) -> Graph {
+        match self {
+            ModelSpec::Mlp(m) => m.graph(),
+            ModelSpec::Cnn(c) => c.graph(),
+        }
+    }
+    pub fn activation(&self) -> Activation {
+        match self {
+            ModelSpec::Mlp(m) => m.activation,
+            ModelSpec::Cnn(c) => c.activation,
+        }
+    }
+    pub fn input_dim(&self) -> usize {
+        match self {
+            ModelSpec::Mlp(m) => m.input_dim(),
+            ModelSpec::Cnn(c) => c.input_dim(),
+        }
+    }
+    pub fn output_dim(&self) -> usize {
+        match self {
+            ModelSpec::Mlp(m) => m.output_dim(),
+            ModelSpec::Cnn(c) => c.classes,
+        }
+    }
+    pub fn num_params(&self) -> usize {
+        self.graph().num_params()
+    }
+    pub fn as_mlp(&self) -> Option<&MlpSpec> {
+        match self {
+            ModelSpec::Mlp(m) => Some(m),
+            ModelSpec::Cnn(_) => None,
+        }
+    }
+
+    /// PyTorch's default initialisation of `nn.Linear` and `nn.Conv2d`: every weight and bias of a
+    /// layer drawn from U(−1/√fan_in, 1/√fan_in), fan_in = in_features or in_channels·kh·kw
+    /// (kaiming_uniform with a = √5 gives this bound for the weights). Draws come from ChaCha20
+    /// seeded with `seed`, tensor by tensor in θ's order (weights row-major, then the bias).
+    pub fn init(&self, seed: u64) -> Vec<f64> {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+        let g = self.graph();
+        let mut theta = Vec::with_capacity(g.num_params());
+        let mut fan_in = 1usize;
+        for t in &g.params {
+            if t.shape.len() >= 2 {
+                fan_in = t.shape[1..].iter().product();
+            }
+            let bound = 1.0 / (fan_in as f64).sqrt();
+            for _ in 0..t.len() {
+                theta.push((2.0 * rng.random::<f64>() - 1.0) * bound);
+            }
+        }
+        theta
+    }
+}
