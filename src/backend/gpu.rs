@@ -104,14 +104,16 @@ const KERNELS: &[(Kernel, &str, &str)] = &[
     (Kernel::TransposeBatch, "conv", "transpose_batch"),
 ];
 
-fn shader_source(module: &str) -> String {
-    let body = match module {
-        "matmul" => include_str!("../../shaders/matmul.wgsl"),
-        "elementwise" => include_str!("../../shaders/elementwise.wgsl"),
-        "loss" => include_str!("../../shaders/loss.wgsl"),
-        "conv" => include_str!("../../shaders/conv.wgsl"),
-        _ => include_str!("../../shaders/reduce.wgsl"),
-    };
+/// The WGSL modules by name, each compiled with `common.wgsl` prepended.
+const MODULES: &[(&str, &str)] = &[
+    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    ("elementwise", include_str!("../../shaders/elementwise.wgsl")),
+    ("loss", include_str!("../../shaders/loss.wgsl")),
+    ("reduce", include_str!("../../shaders/reduce.wgsl")),
+    ("conv", include_str!("../../shaders/conv.wgsl")),
+];
+
+fn shader_source(body: &str) -> String {
     format!("{}\n{}", include_str!("../../shaders/common.wgsl"), body)
 }
 
@@ -416,10 +418,10 @@ impl GpuBackend {
             immediate_size: 0,
         });
         let mut modules = HashMap::new();
-        for name in ["matmul", "elementwise", "loss", "reduce"] {
+        for &(name, body) in MODULES {
             let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(Cow::Owned(shader_source(name))),
+                source: wgpu::ShaderSource::Wgsl(Cow::Owned(shader_source(body))),
             });
             modules.insert(name, m);
         }
