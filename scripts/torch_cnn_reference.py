@@ -39,8 +39,11 @@ Accuracy = fraction of i with argmax f(x_i) = y_i.
 
 Written against torch 2.15, numpy 2.4, scipy 1.17, safetensors 0.8 (the versions are printed).
 """
-import argparse, gzip, json, os, statistics, sys, time
+import argparse, gzip, json, os, statistics, sys, time, warnings
 from pathlib import Path
+
+# Some torch builds warn at import that torch.jit.script is deprecated; not ours to act on.
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
 
 import numpy as np
 import scipy
@@ -172,13 +175,16 @@ class Objective:
         return sum(torch.func.jvp(lambda p: self._grad(p, xc, tc), (th,), (v,))[1] for xc, tc in self.chunks)
 
 
-def top_k(obj, k, tol, seed):
+def top_k(obj, k, tol, seed, verbose=False):
     theta = obj.theta
     p = theta.numel()
     count = [0]
+    t0 = time.time()
 
     def mv(v):
         count[0] += 1
+        if verbose and count[0] % 10 == 0:
+            print(f"{count[0]} HVPs, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
         vt = torch.from_numpy(np.array(v, dtype=np.float64).reshape(-1)).to(theta.dtype)
         return obj.hvp(theta, vt).detach().numpy().astype(np.float64)
 
@@ -200,7 +206,7 @@ def cmd_spectrum(a):
     t0 = time.time()
     lval, acc = obj.value(obj.theta, y)
     g = obj.grad(obj.theta)
-    vals, hvps = top_k(obj, a.k, tol, a.seed)
+    vals, hvps = top_k(obj, a.k, tol, a.seed, a.verbose)
     print(json.dumps({"loss": lval, "accuracy": acc, "grad_norm": g.norm().item(), "eigenvalues": vals,
                       "n": obj.n, "k": a.k, "tol": tol, **versions(), "seconds": time.time() - t0,
                       "hvps": hvps, "loss_kind": loss, "widths": widths, "params": obj.theta.numel(),
@@ -338,6 +344,7 @@ def main():
     ap.add_argument("--first", type=int, default=10, help="hvp: entries of Hv to print")
     ap.add_argument("--widths", default="32,32", help="init: conv widths")
     ap.add_argument("--f64", action="store_true", help="init: save f64 tensors")
+    ap.add_argument("-v", "--verbose", action="store_true", help="spectrum: HVP count to stderr every 10")
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     if a.mode in ("spectrum", "hvp", "bench") and not a.weights:

@@ -11,11 +11,14 @@ use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
 use subspace_lab::backend::{Activation, Backend, BackendChoice, LossKind, Precision};
 use subspace_lab::data::cifar10;
 use subspace_lab::data::dataset::Dataset;
-use subspace_lab::data::mnist::{self, Preprocess};
+use subspace_lab::data::load;
+use subspace_lab::data::mnist;
 use subspace_lab::experiment::verdict::Verdict;
 use subspace_lab::hessian::lanczos::{LanczosOptions, Progress};
 use subspace_lab::jobs::{self, SpectrumOptions};
+use subspace_lab::nn::cnn::CnnSpec;
 use subspace_lab::nn::mlp::MlpSpec;
+use subspace_lab::nn::model::ModelSpec;
 use subspace_lab::nn::weights::{self, SaveDtype};
 
 #[derive(Parser)]
@@ -197,6 +200,15 @@ enum DatasetName {
     Cifar10,
 }
 
+impl DatasetName {
+    fn kind(self) -> load::DatasetKind {
+        match self {
+            DatasetName::Mnist => load::DatasetKind::Mnist,
+            DatasetName::Cifar10 => load::DatasetKind::Cifar10,
+        }
+    }
+}
+
 #[derive(Args, Clone)]
 struct DataDirArg {
     /// Data directory (default: $SUBSPACE_LAB_DATA, else the per-user data directory).
@@ -215,6 +227,10 @@ impl DataDirArg {
 
 #[derive(Args, Clone)]
 struct ArchArgs {
+    /// The network: fc-tanh (Cohen et al.'s MLP, shaped by --widths/--activation) or cnn-relu
+    /// (their convnet([32, 32], 'relu', 'max') for CIFAR-10). With --weights the file decides.
+    #[arg(long)]
+    model: Option<String>,
     /// Layer widths, input to output [default: 784,200,200,10]. With --weights the tensors' shapes
     /// decide, and a different explicit value is an error.
     #[arg(long, value_delimiter = ',')]
@@ -227,6 +243,30 @@ struct ArchArgs {
 }
 
 impl ArchArgs {
+    /// The network these options name (without --weights).
+    fn spec(&self) -> Result<ModelSpec> {
+        match self.model.as_deref().unwrap_or("fc-tanh") {
+            "fc-tanh" | "mlp" => Ok(MlpSpec::new(self.widths(), self.activation())?.into()),
+            "cnn-relu" => {
+                if self.widths.is_some() {
+                    bail!(
+                        "--widths shapes a fully connected network; cnn-relu has fixed layers (drop --widths)"
+                    );
+                }
+                if let Some(a) = self.activation.filter(|a| *a != Activation::Relu) {
+                    bail!(
+                        "--activation {}: cnn-relu uses relu (drop the option)",
+                        a.name()
+                    );
+                }
+                Ok(CnnSpec::cnn_relu().into())
+            }
+            other => bail!(
+                "--model {other}: unknown (expected one of: {})",
+                subspace_lab::nn::model::MODEL_NAMES.join(", ")
+            ),
+        }
+    }
     fn widths(&self) -> Vec<usize> {
         self.widths
             .clone()
@@ -247,11 +287,17 @@ struct ModelArgs {
     seed: Option<u64>,
     #[command(flatten)]
     arch: ArchArgs,
-    /// Number of MNIST-5k samples (the first n).
-    #[arg(long, default_value_t = 5000)]
-    samples: usize,
-    #[arg(long, default_value = "normalize")]
-    preprocess: Preprocess,
+    /// The data: mnist or cifar10 (default: the model's, MNIST-5k for fc-tanh and CIFAR10-5k
+    /// for cnn-relu).
+    #[arg(long)]
+    dataset: Option<DatasetName>,
+    /// Number of samples, the first n (default: all, 5000; CIFAR-10: the records at hand).
+    #[arg(long)]
+    samples: Option<usize>,
+    /// MNIST: normalize (default), center, standardize or none. CIFAR-10: standardize (default)
+    /// or scale.
+    #[arg(long)]
+    preprocess: Option<String>,
     /// mse or ce [default: mse]; a weights file whose metadata names a loss must agree.
     #[arg(long)]
     loss: Option<LossKind>,
@@ -322,9 +368,9 @@ pub fn main() -> Result<()> {
             arch,
             dtype,
         } => {
-            let spec = MlpSpec::new(arch.widths(), arch.activation())?;
+            let spec = arch.spec()?;
             subspace_lab::mem::check(
-                &format!("the network {:?}", spec.widths),
+                &format!("the network {}", spec.describe()),
                 16.0 * spec.num_params() as f64,
                 "use fewer or narrower layers (--widths)",
             )?;
@@ -337,10 +383,10 @@ pub fn main() -> Result<()> {
             weights::save(&out, &spec, &theta, dtype)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(
-                "wrote {} ({} parameters, widths {:?}, seed {seed})",
+                "wrote {} ({} parameters, {}, seed {seed})",
                 out.display(),
                 spec.num_params(),
-                spec.widths
+                spec.describe()
             );
             Ok(())
         }
@@ -497,72 +543,11 @@ fn export_cmd(
         );
     }
     let dir = dir.resolve()?;
-    let (data, shape, description, pre_name, stats) = match dataset {
-        DatasetName::Mnist => {
-            let pre: Preprocess = preprocess
-                .unwrap_or("normalize")
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("--preprocess: {e}"))?;
-            let n = samples.unwrap_or(mnist::N);
-            if n > mnist::N {
-                bail!("--samples {n}: MNIST-5k has 1..={}", mnist::N);
-            }
-            let (m, _) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
-            let stats = match pre {
-                Preprocess::Center | Preprocess::Standardize => {
-                    format!("per-pixel statistics over the {} images", mnist::N)
-                }
-                Preprocess::Normalize => "torchvision's mean 0.1307, std 0.3081".to_string(),
-                Preprocess::None => "none: x/255".to_string(),
-            };
-            (
-                m.dataset(pre, n)?,
-                vec![n, mnist::D],
-                "MNIST-5k".to_string(),
-                pre.name(),
-                stats,
-            )
-        }
-        DatasetName::Cifar10 => {
-            let pre: cifar10::Cifar10Preprocess = preprocess
-                .unwrap_or("standardize")
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("--preprocess: {e}"))?;
-            if let Some(n) = samples.filter(|&n| n > cifar10::N) {
-                bail!(
-                    "--samples {n}: CIFAR10-5k has at most {} records",
-                    cifar10::N
-                );
-            }
-            let (c, _) = cifar10::load_or_fetch(&dir, &mut |s| log(s))?;
-            let n = samples.unwrap_or(c.n());
-            if n > c.n() {
-                bail!(
-                    "--samples {n}: {} has 1..={}; for more, fetch the full first batch (`subspace-lab data fetch --dataset cifar10 --from cifar-10-binary.tar.gz`)",
-                    c.describe(),
-                    c.n()
-                );
-            }
-            let stats = match pre {
-                cifar10::Cifar10Preprocess::Standardize => format!(
-                    "per-feature mean and std (n denominator) over the {} records loaded",
-                    c.n()
-                ),
-                cifar10::Cifar10Preprocess::Scale => "none: x/255".to_string(),
-            };
-            (
-                c.dataset(pre, n)?,
-                vec![n, cifar10::CHANNELS, cifar10::SIDE, cifar10::SIDE],
-                c.describe(),
-                pre.name(),
-                stats,
-            )
-        }
-    };
-    let name = match dataset {
-        DatasetName::Mnist => "mnist",
-        DatasetName::Cifar10 => "cifar10",
-    };
+    let kind = dataset.kind();
+    let l = load::load(kind, &dir, preprocess, samples, false, &mut |s| log(s))?;
+    let (data, shape, description, pre_name, stats) =
+        (l.data, l.x_shape, l.description, l.preprocess, l.statistics);
+    let name = kind.name();
     let meta = [
         ("dataset", name.to_string()),
         ("description", description.clone()),
@@ -591,7 +576,7 @@ impl ModelArgs {
 
 /// The network, its parameters, the data and the loss (an explicit --loss, else the one a
 /// weights file names, else MSE).
-fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset, LossKind)> {
+fn load_model(m: &ModelArgs) -> Result<(ModelSpec, Vec<f64>, Dataset, LossKind)> {
     let mut loss = m.loss();
     let (spec, theta) = match &m.weights {
         Some(w) => {
@@ -603,35 +588,60 @@ fn load_model(m: &ModelArgs) -> Result<(MlpSpec, Vec<f64>, Dataset, LossKind)> {
                     loss: m.loss,
                 },
             )?;
+            if let Some(name) = &m.arch.model
+                && *name != spec.name()
+            {
+                bail!(
+                    "--model {name}, but {} holds a {}: drop --model (the file decides) or give the matching file",
+                    w.display(),
+                    spec.describe()
+                );
+            }
             loss = m.loss.or(file_loss).unwrap_or(LossKind::Mse);
             (spec, theta)
         }
         None => {
-            let spec = MlpSpec::new(m.arch.widths(), m.arch.activation())?;
+            let spec = m.arch.spec()?;
+            let n = m.samples.unwrap_or(5000);
             subspace_lab::mem::check(
-                &format!("the network {:?} on {} samples", spec.widths, m.samples),
-                subspace_lab::mem::engine_bytes(&spec, m.samples, 8),
+                &format!("the network {} on {n} samples", spec.describe()),
+                subspace_lab::mem::engine_bytes(&spec, n, 8),
                 "use fewer or narrower layers (--widths) or fewer --samples",
             )?;
             let theta = spec.init(m.seed.unwrap_or(0));
             (spec, theta)
         }
     };
+    let kind = match m.dataset {
+        Some(d) => d.kind(),
+        None => spec
+            .default_dataset()
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!(e))?,
+    };
     let dir = m.dir.resolve()?;
-    let (data, src) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
-    if !matches!(src, mnist::Source::Cache(_)) {
-        log(&format!("MNIST-5k verified and cached from {src}"));
-    }
-    let data = data.dataset(m.preprocess, m.samples)?;
+    let l = load::load(
+        kind,
+        &dir,
+        m.preprocess.as_deref(),
+        m.samples,
+        false,
+        &mut |s| log(s),
+    )?;
+    let data = l.data;
     if spec.input_dim() != data.d || spec.output_dim() != data.classes {
         bail!(
-            "the network {:?} needs {} inputs and {} outputs; MNIST has {} and {}",
-            spec.widths,
+            "the network {} takes {} inputs and gives {} outputs; {} has {} features and {} classes (pair fc-tanh with --dataset mnist, cnn-relu with --dataset cifar10)",
+            spec.describe(),
             spec.input_dim(),
             spec.output_dim(),
+            l.description,
             data.d,
             data.classes
         );
+    }
+    if kind == load::DatasetKind::Cifar10 {
+        log(&format!("data: {}, {}", l.description, l.preprocess));
     }
     Ok((spec, theta, data, loss))
 }
@@ -768,13 +778,8 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "network {:?} ({}), {} parameters, {} samples, {} loss, backend {}",
-        rep.widths,
-        spec.activation.name(),
-        rep.params,
-        rep.samples,
-        rep.loss_kind,
-        rep.backend
+        "network {}, {} parameters, {} samples, {} loss, backend {}",
+        rep.model, rep.params, rep.samples, rep.loss_kind, rep.backend
     );
     if let Some(ad) = &rep.adapter {
         println!("adapter {ad}");

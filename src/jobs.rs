@@ -6,7 +6,9 @@ use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::hessian::lanczos::{LanczosOptions, Progress, lanczos};
 use crate::hessian::subspace::Subspace;
-use crate::nn::mlp::{Engine, MlpSpec};
+use crate::nn::engine::Engine;
+use crate::nn::graph::Op;
+use crate::nn::model::ModelSpec;
 use std::time::Instant;
 
 /// What `spectrum` reports (also its `--json` object).
@@ -40,7 +42,10 @@ pub struct SpectrumReport {
     pub params: usize,
     pub samples: usize,
     pub loss_kind: String,
+    /// Layer widths of a fully connected network (empty for others).
     pub widths: Vec<usize>,
+    /// The network, e.g. `cnn-relu 3x32x32 [32, 32] → 10`.
+    pub model: String,
 }
 
 /// Settings of the eigen-solve.
@@ -54,7 +59,7 @@ pub struct SpectrumOptions {
 /// Top-k spectrum of the full-data loss Hessian of `spec` at θ on `data`.
 pub fn spectrum<B: Backend + Clone>(
     backend: B,
-    spec: &MlpSpec,
+    spec: &ModelSpec,
     theta: &[f64],
     data: &Dataset,
     loss: LossKind,
@@ -114,7 +119,8 @@ pub fn spectrum<B: Backend + Clone>(
         params: p,
         samples: data.n,
         loss_kind: loss.name().into(),
-        widths: spec.widths.clone(),
+        widths: spec.as_mlp().map(|m| m.widths.clone()).unwrap_or_default(),
+        model: spec.describe(),
     })
 }
 
@@ -158,16 +164,18 @@ pub struct KernelTiming {
 /// Time the GEMM shapes of one HVP chunk (layer 1 forward and backward, layer 2).
 fn time_kernels<B: Backend>(
     b: &B,
-    spec: &MlpSpec,
+    spec: &ModelSpec,
     rows: usize,
     runs: usize,
 ) -> Result<Vec<KernelTiming>> {
-    let (d0, d1) = (spec.widths[0], spec.widths.get(1).copied().unwrap_or(1));
-    let shapes = [
-        (false, true, rows, d1, d0, format!("X·W1ᵀ {rows}×{d1}×{d0}")),
-        (true, false, d1, d0, rows, format!("Gᵀ·X {d1}×{d0}×{rows}")),
-        (false, false, rows, d1, d1, format!("G·W2 {rows}×{d1}×{d1}")),
-    ];
+    // The GEMMs of the first two layers with parameters: forward X·Wᵀ and weight gradient Gᵀ·X
+    // (a convolution's X is its im2col matrix, rows·h·w × 9·c_in).
+    let mut shapes = Vec::new();
+    for (li, (m, k, n)) in gemm_shapes(spec, rows).into_iter().take(2).enumerate() {
+        let l = li + 1;
+        shapes.push((false, true, m, n, k, format!("X·W{l}ᵀ {m}×{n}×{k}")));
+        shapes.push((true, false, n, k, m, format!("Gᵀ·X{l} {n}×{k}×{m}")));
+    }
     let mut out = Vec::new();
     for (ta, tb, m, n, k, name) in shapes {
         let a = b.upload(&crate::hessian::lanczos::random_vector(m * k, 1))?;
@@ -204,22 +212,45 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// GEMM flops of one HVP with cached forward pass (see `Engine::hvp`).
-pub fn hvp_flops(spec: &MlpSpec, n: usize) -> f64 {
-    let layers = spec.layers();
-    let mut f = 0.0;
-    for (i, l) in layers.iter().enumerate() {
-        let unit = 2.0 * (n * l.fan_in * l.fan_out) as f64;
-        // R-forward 1 (+1 for the R{a} term), R-backward 1 (+1), R{∂a} 2 when not the first layer.
-        f += if i == 0 { 2.0 * unit } else { 6.0 * unit };
-    }
-    f
+/// (rows, inner, outputs) of each layer's GEMM on `n` samples: a linear layer's n × fan_in ×
+/// fan_out, a convolution's n·h·w × 9·c_in × c_out.
+fn gemm_shapes(spec: &ModelSpec, n: usize) -> Vec<(usize, usize, usize)> {
+    spec.graph()
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Linear(l) => Some((n, l.fan_in, l.fan_out)),
+            Op::Conv3x3(c) => Some((n * c.h * c.w, 9 * c.cin, c.cout)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// GEMM flops of one HVP (see `Engine::hvp`): with the forward pass cached, 2 GEMMs of the first
+/// layer (R-forward, R-backward's R{∂W}) and 6 of every other (two each in R-forward, R{∂W} and
+/// R{∂x}); when each chunk's forward and backward pass are recomputed (`cached` false), one more
+/// per layer and one more per non-first layer (its ∂x).
+pub fn hvp_flops(spec: &ModelSpec, n: usize, cached: bool) -> f64 {
+    gemm_shapes(spec, n)
+        .iter()
+        .enumerate()
+        .map(|(i, &(m, k, o))| {
+            let unit = 2.0 * (m * k * o) as f64;
+            let r = if i == 0 { 2.0 } else { 6.0 };
+            let re = match (cached, i) {
+                (true, _) => 0.0,
+                (false, 0) => 1.0,
+                (false, _) => 2.0,
+            };
+            (r + re) * unit
+        })
+        .sum()
 }
 
 /// Time one full-batch gradient, one HVP and a top-10 solve (tol 1e-4).
 pub fn bench<B: Backend + Clone>(
     backend: B,
-    spec: &MlpSpec,
+    spec: &ModelSpec,
     theta: &[f64],
     data: &Dataset,
     loss: LossKind,
@@ -283,6 +314,6 @@ pub fn bench<B: Backend + Clone>(
         chunk: engine.chunk(),
         samples: data.n,
         params: p,
-        hvp_gflops: hvp_flops(spec, data.n) / (hvp_ms * 1e6),
+        hvp_gflops: hvp_flops(spec, data.n, engine.plan().cached) / (hvp_ms * 1e6),
     })
 }

@@ -3,10 +3,11 @@
 //! figure and the option to change instead of an abort in the allocator.
 //!
 //! The estimates mirror the allocations of [`crate::hessian::lanczos::lanczos`] and
-//! [`crate::nn::mlp::Engine::new`]; they are upper bounds up to small constant vectors.
+//! [`crate::nn::engine::Engine::new`] (its [`Plan`]); they are upper bounds up to small constant vectors.
 
 use crate::error::{Error, Result};
-use crate::nn::mlp::MlpSpec;
+use crate::nn::engine::{Cache, Plan};
+use crate::nn::model::ModelSpec;
 
 /// Bytes of memory available to this process: Linux's `MemAvailable`; 4 GiB in wasm32 (its
 /// address space); None where unknown (then only absurd sizes, over 2^50 bytes, are refused).
@@ -37,14 +38,14 @@ pub fn lanczos_bytes(k: usize, p: usize, max_basis: usize, elem: usize) -> f64 {
     (3.0 * cap as f64 + 2.0 * k as f64) * p as f64 * elem as f64
 }
 
-/// Bytes of a network bound to `n` samples: θ and ∇L on the host (f64) and on the backend, a few
-/// more p-vectors, and the per-sample caches (activations, outputs, ∂L/∂z, ∂L/∂a: 3 per unit),
-/// the input and the one-hot targets.
-pub fn engine_bytes(spec: &MlpSpec, n: usize, elem: usize) -> f64 {
-    let p = spec.num_params() as f64;
-    let units: f64 = spec.widths[1..].iter().map(|&w| w as f64).sum();
-    let input = spec.widths[0] as f64;
-    8.0 * 6.0 * p + elem as f64 * (2.0 * p + n as f64 * (3.0 * units + 2.0 * input))
+/// Bytes of a network bound to `n` samples: θ and ∇L on the host (f64, a few p-vectors) and
+/// what the engine allocates on the backend under its automatic layout ([`Plan`]: data, targets,
+/// θ, gradient, the cached or per-chunk activations and gradients, the R-passes' scratch).
+pub fn engine_bytes(spec: impl Into<ModelSpec>, n: usize, elem: usize) -> f64 {
+    let spec = spec.into();
+    let g = spec.graph();
+    let plan = Plan::new(&g, n, 0, Cache::Auto, elem, 1000, usize::MAX);
+    8.0 * 6.0 * g.num_params() as f64 + elem as f64 * plan.scalars as f64
 }
 
 /// A human size: "3.2 GB".
@@ -76,17 +77,18 @@ pub fn check(what: &str, bytes: f64, hint: &str) -> Result<()> {
 /// The check for a top-`k` spectrum of `spec` on `n` samples with `elem`-byte scalars, naming
 /// the option to lower (`k_option`, e.g. "--k" or "top / k in the spec").
 pub fn check_spectrum(
-    spec: &MlpSpec,
+    spec: impl Into<ModelSpec>,
     n: usize,
     k: usize,
     max_basis: usize,
     elem: usize,
     k_option: &str,
 ) -> Result<()> {
+    let spec = spec.into();
     let p = spec.num_params();
-    let model = engine_bytes(spec, n, elem);
+    let model = engine_bytes(&spec, n, elem);
     check(
-        &format!("the network {:?} on {n} samples", spec.widths),
+        &format!("the network {} on {n} samples", spec.describe()),
         model,
         "use fewer or narrower layers, or fewer samples (--samples / data.samples)",
     )?;
@@ -107,6 +109,32 @@ pub fn check_spectrum(
 mod tests {
     use super::*;
     use crate::backend::Activation;
+    use crate::nn::mlp::MlpSpec;
+
+    #[test]
+    fn the_cnn_on_cifar_recomputes_per_chunk_within_the_budgets() {
+        let g = ModelSpec::cnn_relu().graph();
+        let plan = Plan::new(&g, 4000, 0, Cache::Auto, 8, 1000, usize::MAX);
+        assert!(!plan.cached, "5 GB of caches must not be kept");
+        assert!(
+            plan.chunk >= 16 && plan.chunk < 1000,
+            "chunk {}",
+            plan.chunk
+        );
+        let bytes = engine_bytes(ModelSpec::cnn_relu(), 4000, 8);
+        assert!(bytes < 0.5e9, "{}", human(bytes));
+        // fc-tanh keeps its caches (today's fast path).
+        let fc = Plan::new(
+            &ModelSpec::fc_tanh().graph(),
+            5000,
+            0,
+            Cache::Auto,
+            8,
+            1000,
+            usize::MAX,
+        );
+        assert!(fc.cached && fc.chunk == 1000);
+    }
 
     #[test]
     fn estimates_match_the_allocations_and_refuse_the_absurd() {

@@ -12,7 +12,7 @@ use subspace_lab::backend::cpu::CpuBackend;
 use subspace_lab::data::mnist::{self, Preprocess};
 use subspace_lab::hessian::lanczos::LanczosOptions;
 use subspace_lab::jobs::{SpectrumOptions, spectrum};
-use subspace_lab::nn::mlp::MlpSpec;
+use subspace_lab::nn::model::ModelSpec;
 
 #[test]
 fn top10_matches_pytorch_float64() {
@@ -26,7 +26,7 @@ fn top10_matches_pytorch_float64() {
         }
     };
     let data = m.dataset(Preprocess::Normalize, 5000).unwrap();
-    let spec = MlpSpec::fc_tanh();
+    let spec = ModelSpec::fc_tanh();
     let theta = spec.init(0);
     let opts = SpectrumOptions {
         lanczos: LanczosOptions {

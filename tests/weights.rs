@@ -32,7 +32,11 @@ fn round_trip_f32_and_f64() {
         let p = dir.path().join("w.safetensors");
         weights::save(&p, &spec, &theta, dt).unwrap();
         let (s2, t2) = weights::load(&p).unwrap();
-        assert_eq!(s2, spec, "activation is kept in the metadata");
+        assert_eq!(
+            s2,
+            spec.clone().into(),
+            "activation is kept in the metadata"
+        );
         assert!(
             theta
                 .iter()
@@ -57,8 +61,8 @@ fn pytorch_sequential_names_load() {
         None,
     );
     let (spec, theta) = weights::load(&p).unwrap();
-    assert_eq!(spec.widths, vec![3, 4, 2]);
-    assert_eq!(spec.activation, Activation::Tanh);
+    assert_eq!(spec.as_mlp().unwrap().widths, vec![3, 4, 2]);
+    assert_eq!(spec.activation(), Activation::Tanh);
     assert_eq!(theta.len(), 12 + 4 + 8 + 2);
     assert_eq!(
         (theta[0], theta[12], theta[16], theta[24]),
@@ -173,11 +177,11 @@ fn explicit_options_win_over_defaults_and_conflicts_are_errors() {
     };
     let (spec, _) = weights::load_expecting(&p, &relu).unwrap();
     assert_eq!(
-        spec.activation,
+        spec.activation(),
         Activation::Relu,
         "the explicit option must win"
     );
-    assert_eq!(weights::load(&p).unwrap().0.activation, Activation::Tanh);
+    assert_eq!(weights::load(&p).unwrap().0.activation(), Activation::Tanh);
     // The file says tanh: an explicit relu is a conflict naming both.
     write(
         &p,
@@ -332,4 +336,71 @@ fn header_lengths_that_look_like_magic_bytes_still_load() {
         }
         assert!(weights::load(&p).is_ok(), "header of {want} bytes");
     }
+}
+
+#[test]
+fn cnn_weights_round_trip_under_pytorch_sequential_names() {
+    use subspace_lab::nn::model::ModelSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("cnn.safetensors");
+    let spec = ModelSpec::cnn_relu();
+    let theta = spec.init(2);
+    weights::save(&p, &spec, &theta, weights::SaveDtype::F64).unwrap();
+    let (s2, t2) = weights::load(&p).unwrap();
+    assert_eq!(s2, spec);
+    assert_eq!(t2, theta);
+    // The names and shapes a PyTorch nn.Sequential state dict has.
+    let bytes = std::fs::read(&p).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<(String, Vec<usize>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("0.bias".into(), vec![32]),
+            ("0.weight".into(), vec![32, 3, 3, 3]),
+            ("3.bias".into(), vec![32]),
+            ("3.weight".into(), vec![32, 32, 3, 3]),
+            ("7.bias".into(), vec![10]),
+            ("7.weight".into(), vec![10, 2048]),
+        ]
+    );
+    // A file without our metadata (PyTorch's save_file(model.state_dict())) is read as a CNN from
+    // its 4-D weights, relu by default.
+    let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors().into_iter().collect();
+    let bare = safetensors::serialize(views, None).unwrap();
+    let q = dir.path().join("bare.safetensors");
+    std::fs::write(&q, bare).unwrap();
+    let (s3, t3) = weights::load(&q).unwrap();
+    assert_eq!(s3, spec);
+    assert_eq!(t3, theta);
+    // A tensor of the wrong shape is named.
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    for t in tensors.iter_mut().filter(|t| t.0 == "7.weight") {
+        t.1 = vec![20, 1024];
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, s, d)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F64, s.clone(), d)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    std::fs::write(&q, safetensors::serialize(views, None).unwrap()).unwrap();
+    let e = weights::load(&q).unwrap_err().to_string();
+    assert!(
+        e.contains("bare.safetensors") && e.contains("7.weight"),
+        "{e}"
+    );
 }

@@ -107,7 +107,10 @@ const KERNELS: &[(Kernel, &str, &str)] = &[
 /// The WGSL modules by name, each compiled with `common.wgsl` prepended.
 const MODULES: &[(&str, &str)] = &[
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
-    ("elementwise", include_str!("../../shaders/elementwise.wgsl")),
+    (
+        "elementwise",
+        include_str!("../../shaders/elementwise.wgsl"),
+    ),
     ("loss", include_str!("../../shaders/loss.wgsl")),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),

@@ -4,4 +4,5 @@ pub mod cifar10;
 pub mod dataset;
 pub mod export;
 pub mod idx;
+pub mod load;
 pub mod mnist;

@@ -1,9 +1,15 @@
-//! Weights in safetensors with PyTorch's names: `fc1.weight [out, in]`, `fc1.bias [out]`, …
-//! A state dict of `nn.Sequential(Linear, Tanh, Linear, …)` (keys `0.weight`, `2.weight`, …) is
-//! also accepted: its Linear layers are taken in index order. The activation is kept in the
-//! file's metadata (`activation`), tanh when absent.
+//! Weights in safetensors with PyTorch's names, the tensors of the model's graph
+//! ([`crate::nn::graph::ParamTensor`]): fully connected networks as `fc1.weight [out, in]`,
+//! `fc1.bias [out]`, … (a state dict of `nn.Sequential(Linear, Tanh, Linear, …)` with keys
+//! `0.weight`, `2.weight`, … is also accepted: its Linear layers are taken in index order);
+//! convolutional networks as their `nn.Sequential` state dict (`0.weight [32,3,3,3]`, `0.bias`,
+//! `3.weight`, …, `7.weight [10,2048]`, `7.bias` for cnn-relu: a file with 4-D weights is read as
+//! one). The activation is kept in the file's metadata (`activation`; tanh when absent for a
+//! fully connected network, relu for a convolutional one), and the model's name in `model`.
 
+use super::cnn::CnnSpec;
 use super::mlp::MlpSpec;
+use super::model::ModelSpec;
 use crate::backend::Activation;
 use crate::error::{Error, Result};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
@@ -18,35 +24,43 @@ pub enum SaveDtype {
 }
 
 /// Save θ of `spec` to `path` (atomically: a temporary file, then a rename).
-pub fn save(path: &Path, spec: &MlpSpec, theta: &[f64], dtype: SaveDtype) -> Result<()> {
+pub fn save(
+    path: &Path,
+    spec: impl Into<ModelSpec>,
+    theta: &[f64],
+    dtype: SaveDtype,
+) -> Result<()> {
     let bytes = serialize(path, spec, theta, dtype)?;
     crate::experiment::output::write_atomic(path, &bytes)
 }
 
 /// θ of `spec` as safetensors bytes (PyTorch names); `path` only names the file in errors.
-pub fn serialize(path: &Path, spec: &MlpSpec, theta: &[f64], dtype: SaveDtype) -> Result<Vec<u8>> {
-    if theta.len() != spec.num_params() {
+pub fn serialize(
+    path: &Path,
+    spec: impl Into<ModelSpec>,
+    theta: &[f64],
+    dtype: SaveDtype,
+) -> Result<Vec<u8>> {
+    let spec = spec.into();
+    let graph = spec.graph();
+    if theta.len() != graph.num_params() {
         return Err(Error::Shape(format!(
             "θ has {} entries, network has {}",
             theta.len(),
-            spec.num_params()
+            graph.num_params()
         )));
     }
-    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (i, l) in spec.layers().iter().enumerate() {
-        let w = &theta[l.w_off..l.w_off + l.fan_in * l.fan_out];
-        let b = &theta[l.b_off..l.b_off + l.fan_out];
-        bufs.push((
-            format!("fc{}.weight", i + 1),
-            vec![l.fan_out, l.fan_in],
-            to_bytes(w, dtype),
-        ));
-        bufs.push((
-            format!("fc{}.bias", i + 1),
-            vec![l.fan_out],
-            to_bytes(b, dtype),
-        ));
-    }
+    let bufs: Vec<(String, Vec<usize>, Vec<u8>)> = graph
+        .params
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.shape.clone(),
+                to_bytes(&theta[t.off..t.off + t.len()], dtype),
+            )
+        })
+        .collect();
     let st_dtype = match dtype {
         SaveDtype::F32 => Dtype::F32,
         SaveDtype::F64 => Dtype::F64,
@@ -63,10 +77,20 @@ pub fn serialize(path: &Path, spec: &MlpSpec, theta: &[f64], dtype: SaveDtype) -
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let meta = HashMap::from([
-        ("activation".to_string(), spec.activation.name().to_string()),
+    let mut meta = HashMap::from([
+        (
+            "activation".to_string(),
+            spec.activation().name().to_string(),
+        ),
         ("format".to_string(), "pt".to_string()),
     ]);
+    if let ModelSpec::Cnn(c) = &spec {
+        meta.insert("model".to_string(), spec.name());
+        meta.insert(
+            "input".to_string(),
+            format!("{},{},{}", c.input[0], c.input[1], c.input[2]),
+        );
+    }
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Weights {
         path: path.into(),
         msg: e.to_string(),
@@ -96,12 +120,12 @@ pub struct Expect {
 
 /// Load weights: the architecture is read from the tensors' shapes, the activation from the
 /// metadata (tanh when absent).
-pub fn load(path: &Path) -> Result<(MlpSpec, Vec<f64>)> {
+pub fn load(path: &Path) -> Result<(ModelSpec, Vec<f64>)> {
     load_expecting(path, &Expect::default())
 }
 
 /// [`load`], checked against what the user said explicitly ([`Expect`]).
-pub fn load_expecting(path: &Path, expect: &Expect) -> Result<(MlpSpec, Vec<f64>)> {
+pub fn load_expecting(path: &Path, expect: &Expect) -> Result<(ModelSpec, Vec<f64>)> {
     load_full(path, expect).map(|(s, t, _)| (s, t))
 }
 
@@ -109,7 +133,7 @@ pub fn load_expecting(path: &Path, expect: &Expect) -> Result<(MlpSpec, Vec<f64>
 pub fn load_full(
     path: &Path,
     expect: &Expect,
-) -> Result<(MlpSpec, Vec<f64>, Option<crate::backend::LossKind>)> {
+) -> Result<(ModelSpec, Vec<f64>, Option<crate::backend::LossKind>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::Weights {
         path: path.into(),
         msg: format!("cannot read the weights file: {e}"),
@@ -117,7 +141,7 @@ pub fn load_full(
     parse(&bytes, path, expect)
 }
 
-pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(MlpSpec, Vec<f64>)> {
+pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(ModelSpec, Vec<f64>)> {
     load_bytes_expecting(bytes, path, &Expect::default())
 }
 
@@ -162,7 +186,7 @@ pub fn load_bytes_expecting(
     bytes: &[u8],
     path: &Path,
     expect: &Expect,
-) -> Result<(MlpSpec, Vec<f64>)> {
+) -> Result<(ModelSpec, Vec<f64>)> {
     parse(bytes, path, expect).map(|(s, t, _)| (s, t))
 }
 
@@ -171,7 +195,7 @@ fn parse(
     bytes: &[u8],
     path: &Path,
     expect: &Expect,
-) -> Result<(MlpSpec, Vec<f64>, Option<crate::backend::LossKind>)> {
+) -> Result<(ModelSpec, Vec<f64>, Option<crate::backend::LossKind>)> {
     let werr = |msg: String| Error::Weights {
         path: path.into(),
         msg,
@@ -187,6 +211,18 @@ fn parse(
         Some(a) => Some(a.parse::<Activation>().map_err(werr)?),
         None => None,
     };
+    let named = |key: &str| meta.metadata().as_ref().and_then(|m| m.get(key)).cloned();
+    // A convolutional network: the metadata says so, or a weight is 4-D ([cout, cin, kh, kw]).
+    let conv = match named("model") {
+        Some(m) if m.starts_with("cnn") => true,
+        Some(m) if m == "mlp" || m.starts_with("fc") => false,
+        Some(m) => {
+            return Err(werr(format!(
+                "the file's metadata says model = {m}; this engine runs fc-tanh/fc-relu and cnn-relu/cnn-tanh: use weights of one"
+            )));
+        }
+        None => st.tensors().iter().any(|(_, v)| v.shape().len() == 4),
+    };
     let activation = match (from_file, expect.activation) {
         (Some(f), Some(o)) if f != o => {
             return Err(werr(format!(
@@ -195,23 +231,26 @@ fn parse(
                 o.name()
             )));
         }
-        (f, o) => o.or(f).unwrap_or(Activation::Tanh),
+        (f, o) => o.or(f).unwrap_or(if conv {
+            Activation::Relu
+        } else {
+            Activation::Tanh
+        }),
     };
-    // A file that names the network or the data it belongs to must name ours: fully connected
-    // layers on MNIST.
-    let named = |key: &str| meta.metadata().as_ref().and_then(|m| m.get(key)).cloned();
-    if let Some(m) = named("model")
-        && !(m == "mlp" || m.starts_with("fc"))
-    {
-        return Err(werr(format!(
-            "the file's metadata says model = {m}; this engine runs fully connected networks (fc-tanh, fc-relu): use weights of one"
-        )));
-    }
+    // A file that names the data it belongs to must name the model's: MNIST for the fully
+    // connected network, CIFAR-10 for the convolutional one.
+    let want_data = if conv { "cifar" } else { "mnist" };
     if let Some(d) = named("dataset")
-        && !d.to_ascii_lowercase().contains("mnist")
+        && !d.to_ascii_lowercase().replace('-', "").contains(want_data)
     {
         return Err(werr(format!(
-            "the file's metadata says dataset = {d}; these commands run on MNIST-5k: use weights trained on it"
+            "the file's metadata says dataset = {d}; a {} network here runs on {}: use weights trained on it",
+            if conv {
+                "convolutional"
+            } else {
+                "fully connected"
+            },
+            if conv { "CIFAR10-5k" } else { "MNIST-5k" }
         )));
     }
     let loss = match named("loss") {
@@ -231,6 +270,22 @@ fn parse(
         )));
     }
     // Group tensors by layer prefix: `fcN` (N from 1) or a Sequential index `N`.
+    if conv && !st.tensors().iter().any(|(_, v)| v.shape().len() == 4) {
+        return Err(werr(format!(
+            "the file's metadata says model = {}, but no tensor is a 4-D conv weight [cout, cin, 3, 3]: fix the metadata or the file",
+            named("model").unwrap_or_default()
+        )));
+    }
+    if conv {
+        let input = named("input");
+        let (spec, theta) = parse_cnn(&st, input.as_deref(), activation, &werr)?;
+        if expect.widths.is_some() {
+            return Err(werr(
+                "this is a convolutional network's file: --widths applies to fully connected ones (drop it)".into(),
+            ));
+        }
+        return Ok((ModelSpec::Cnn(spec), theta, loss));
+    }
     let mut layers: BTreeMap<usize, [Option<TensorView>; 2]> = BTreeMap::new();
     let mut fc_style = None;
     for (name, view) in st.tensors() {
@@ -345,7 +400,123 @@ fn parse(
         )));
     }
     let spec = MlpSpec::new(widths, activation).map_err(|e| werr(e.to_string()))?;
-    Ok((spec, theta, loss))
+    Ok((ModelSpec::Mlp(spec), theta, loss))
+}
+
+/// A convolutional network's file: conv weights `[cout, cin, 3, 3]` under Sequential indices,
+/// then one linear layer. The input's C is the first conv's cin; H×W comes from the metadata
+/// `input` ("C,H,W") or, when absent, from the linear layer's width assuming square images. Every
+/// tensor of the resulting graph must be present under its name with its shape.
+fn parse_cnn(
+    st: &SafeTensors,
+    input: Option<&str>,
+    activation: Activation,
+    werr: &dyn Fn(String) -> Error,
+) -> Result<(CnnSpec, Vec<f64>)> {
+    let mut weights: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (name, view) in st.tensors() {
+        let idx = name
+            .strip_suffix(".weight")
+            .and_then(|p| p.parse::<usize>().ok());
+        if let Some(i) = idx {
+            weights.push((i, view.shape().to_vec()));
+        } else if !name.ends_with(".bias") {
+            return Err(werr(format!(
+                "unexpected tensor '{name}' in a convolutional network's file (expected N.weight / N.bias, the names of an nn.Sequential state dict)"
+            )));
+        }
+    }
+    weights.sort();
+    let convs: Vec<&Vec<usize>> = weights
+        .iter()
+        .map(|(_, s)| s)
+        .take_while(|s| s.len() == 4)
+        .collect();
+    let Some(first) = convs.first() else {
+        return Err(werr("no 4-D conv weight ([cout, cin, 3, 3]) found".into()));
+    };
+    let rest = &weights[convs.len()..];
+    if rest.len() != 1 || rest[0].1.len() != 2 {
+        return Err(werr(format!(
+            "expected conv layers then exactly one linear layer; found weights {:?}",
+            weights
+                .iter()
+                .map(|(i, s)| format!("{i}.weight {s:?}"))
+                .collect::<Vec<_>>()
+        )));
+    }
+    if let Some(s) = convs.iter().find(|s| s[2] != 3 || s[3] != 3) {
+        return Err(werr(format!(
+            "a conv weight has shape {s:?}: only 3×3 kernels (padding 1) are supported"
+        )));
+    }
+    let channels: Vec<usize> = convs.iter().map(|s| s[0]).collect();
+    let [classes, feat] = [rest[0].1[0], rest[0].1[1]];
+    let c_last = *channels.last().unwrap_or(&1);
+    let shrink = 1usize << channels.len().min(16);
+    let dims = match input {
+        Some(s) => {
+            let v: Vec<usize> = s
+                .split(',')
+                .map(|x| x.trim().parse::<usize>())
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| werr(format!("metadata input = {s}: expected C,H,W")))?;
+            match v[..] {
+                [c, h, w] => [c, h, w],
+                _ => return Err(werr(format!("metadata input = {s}: expected C,H,W"))),
+            }
+        }
+        None => {
+            let side = ((feat / c_last.max(1)) as f64).sqrt().round() as usize * shrink;
+            [first[1], side, side]
+        }
+    };
+    let spec =
+        CnnSpec::new(dims, channels, activation, classes).map_err(|e| werr(e.to_string()))?;
+    let graph = spec.graph();
+    let mut theta = Vec::with_capacity(graph.num_params());
+    for t in &graph.params {
+        let v = st.tensor(&t.name).map_err(|_| {
+            werr(format!(
+                "{} is missing (a {} expects {:?})",
+                t.name,
+                ModelSpec::Cnn(spec.clone()).describe(),
+                graph
+                    .params
+                    .iter()
+                    .map(|p| format!("{} {:?}", p.name, p.shape))
+                    .collect::<Vec<_>>()
+            ))
+        })?;
+        if v.shape() != t.shape.as_slice() {
+            return Err(werr(format!(
+                "{} has shape {:?}; expected {:?} for {}",
+                t.name,
+                v.shape(),
+                t.shape,
+                ModelSpec::Cnn(spec.clone()).describe()
+            )));
+        }
+        let (lname, part) = t.name.rsplit_once('.').unwrap_or((&t.name, ""));
+        let x = read_floats(&v, lname, werr)?;
+        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+            return Err(werr(format!(
+                "{lname}.{part} entry {i} (flat, row-major) is {} (not finite); parameter {} of θ",
+                x[i],
+                theta.len() + i
+            )));
+        }
+        theta.extend(x);
+    }
+    if st.len() != graph.params.len() {
+        return Err(werr(format!(
+            "{} tensors; {} has {}",
+            st.len(),
+            ModelSpec::Cnn(spec.clone()).describe(),
+            graph.params.len()
+        )));
+    }
+    Ok((spec, theta))
 }
 
 fn read_floats(v: &TensorView, lname: &str, werr: &dyn Fn(String) -> Error) -> Result<Vec<f64>> {
