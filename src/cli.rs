@@ -1098,11 +1098,26 @@ fn run_cmd(a: RunArgs) -> Result<()> {
         spec.checkpoint_every = c;
     }
     // Reject impossible specs before touching the data or a device.
-    spec.validate(784, 10, mnist::N)
+    let (d_in, classes) = spec.data.dataset.shape();
+    spec.validate(d_in, classes, spec.data.dataset.max_samples())
         .with_context(|| "invalid spec (nothing was run)")?;
     let data_dir = a.dir.resolve()?;
-    let (m, _) = mnist::load_or_fetch(&data_dir, &mut |s| log(s))?;
-    let data = m.dataset(spec.data.preprocess, spec.data.samples)?;
+    let sets = subspace_lab::experiment::reproduce::DataSets::for_specs(
+        std::slice::from_ref(&spec),
+        &data_dir,
+        &mut |s| log(s),
+    )?;
+    let clamped = sets.clamp(&spec);
+    if clamped.data.samples != spec.data.samples {
+        log(&format!(
+            "data.samples = {}: {} — the run uses {} (spec.toml says so)",
+            spec.data.samples,
+            sets.describe(&spec),
+            clamped.data.samples
+        ));
+        spec = clamped;
+    }
+    let data = subspace_lab::experiment::reproduce::dataset_for(&sets, &spec)?;
     let chosen = choose(a.backend, Some(a.precision), a.precision)?;
     if resume.is_none() {
         std::fs::create_dir_all(&dir)
@@ -1240,8 +1255,12 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     let needs_data = presets.iter().any(|p| *p != "fig6-7");
     let (data, chosen) = if needs_data {
         let dir = a.dir.resolve()?;
-        let (m, _) = mnist::load_or_fetch(&dir, &mut |s| log(s))?;
-        (Some(m), Some(choose(a.backend, None, Precision::F32)?))
+        let mut specs = Vec::new();
+        for p in presets.iter().filter(|p| **p != "fig6-7") {
+            specs.extend(reproduce::preset_specs(p, a.quick)?);
+        }
+        let sets = reproduce::DataSets::for_specs(&specs, &dir, &mut |s| log(s))?;
+        (Some(sets), Some(choose(a.backend, None, Precision::F32)?))
     } else {
         (None, None)
     };

@@ -237,7 +237,7 @@ fn bad_inputs_exit_nonzero_with_a_message() {
         );
         check(
             bin().args(["spectrum", "--widths", "100,10"]),
-            "needs 100 inputs",
+            "takes 100 inputs",
         );
         check(
             bin().args(["spectrum", "--samples", "50", "--k", "0"]),
@@ -488,7 +488,9 @@ fn resume_after_a_kill_keeps_rows_and_accepts_a_new_checkpoint_cadence() {
     )
     .unwrap()
     .0;
-    let data = m.dataset(spec.data.preprocess, spec.data.samples).unwrap();
+    let data = m
+        .dataset(spec.data.preprocess.parse().unwrap(), spec.data.samples)
+        .unwrap();
     let mut p = |_: &str, _: usize, _: usize| {};
     let sink = CsvSink::create(
         &killed,
@@ -964,4 +966,85 @@ fn data_export_and_fetch_faults_are_clear() {
     }
     // SUBSPACE_LAB_CIFAR10_FROM filled the cache on the way.
     assert!(subspace_lab::data::cifar10::cache_path(empty.path()).is_file());
+}
+
+#[test]
+fn cnn_relu_from_the_command_line() {
+    let Some(shared) = shared_cifar() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        bin()
+            .args(args)
+            .env("SUBSPACE_LAB_DATA", data.path())
+            .env("SUBSPACE_LAB_CIFAR10_URL", "")
+            .env("SUBSPACE_LAB_CIFAR10_FROM", &shared)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let w = data.path().join("cnn.safetensors");
+    let o = run(&[
+        "init",
+        "--model",
+        "cnn-relu",
+        "--seed",
+        "1",
+        "--out",
+        w.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("30634 parameters"));
+    // The weights file decides the model; the data default to CIFAR-10.
+    let o = run(&[
+        "spectrum",
+        "--weights",
+        w.to_str().unwrap(),
+        "--samples",
+        "8",
+        "--k",
+        "2",
+        "--tol",
+        "1e-5",
+        "--backend",
+        "cpu",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["params"], 30634);
+    assert_eq!(rep["samples"], 8);
+    assert!(rep["model"].as_str().unwrap().starts_with("cnn-relu"));
+    let ev = rep["eigenvalues"].as_array().unwrap();
+    assert!(ev.len() == 2 && ev[0].as_f64().unwrap() >= ev[1].as_f64().unwrap());
+    // A model and data that do not fit are refused with the pairing named.
+    let o = run(&[
+        "spectrum",
+        "--model",
+        "cnn-relu",
+        "--dataset",
+        "mnist",
+        "--samples",
+        "8",
+        "--backend",
+        "cpu",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("cnn-relu with --dataset cifar10"),
+        "{err}"
+    );
+    let o = run(&[
+        "spectrum",
+        "--model",
+        "cnn-relu",
+        "--widths",
+        "3072,10",
+        "--backend",
+        "cpu",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("drop --widths"),
+        "{err}"
+    );
 }

@@ -144,7 +144,7 @@ fn optimisers_and_effective_learning_rates() {
     }
     // Adam's first step is lr·sign(g) (up to ε): Dom-LR·‖P g‖² = ⟨lr·sign(g), P g⟩.
     let mut st =
-        run::Stepper::new(F64::new(), &gd.mlp().unwrap(), gd.loss, &data, 4, 4, 1e-8).unwrap();
+        run::Stepper::new(F64::new(), gd.mlp().unwrap(), gd.loss, &data, 4, 4, 1e-8).unwrap();
     let theta = gd.mlp().unwrap().init(0);
     let adam = OptimizerSpec::new(OptKind::Adam, 0.01, None);
     let mut state = run::OptState::default();
@@ -372,6 +372,7 @@ fn mnist_or_skip() -> Option<subspace_lab::data::mnist::Mnist5k> {
 #[test]
 fn quick_fig1_verdict_holds() {
     let Some(m) = mnist_or_skip() else { return };
+    let m: reproduce::DataSets = m.into();
     let out = tempfile::tempdir().unwrap();
     // Steps reported by the presets: fig22 reusing a run computes none.
     let steps = std::cell::Cell::new(0usize);
@@ -463,6 +464,7 @@ fn quick_fig1_verdict_holds() {
 #[test]
 fn several_runs_resume_where_they_stopped() {
     let Some(m) = mnist_or_skip() else { return };
+    let m: reproduce::DataSets = m.into();
     let specs: Vec<RunSpec> = [("gd", OptKind::Gd), ("gd-m", OptKind::Momentum)]
         .iter()
         .map(|&(name, kind)| {

@@ -14,7 +14,8 @@ use crate::backend::Backend;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::hessian::lanczos::{LanczosOptions, lanczos};
-use crate::nn::mlp::{Engine, Eval, MlpSpec};
+use crate::nn::engine::{Engine, Eval};
+use crate::nn::model::ModelSpec;
 use rand::{RngExt, SeedableRng};
 
 /// The dominant variant's relative loss decrease must stay below this fraction of the plain
@@ -137,7 +138,7 @@ pub struct Stepper<B: Backend> {
 impl<B: Backend + Clone> Stepper<B> {
     pub fn new(
         backend: B,
-        spec: &MlpSpec,
+        spec: impl Into<ModelSpec>,
         loss: crate::backend::LossKind,
         data: &Dataset,
         k: usize,
@@ -145,6 +146,7 @@ impl<B: Backend + Clone> Stepper<B> {
         tol: f64,
     ) -> Result<Self> {
         let first = data.gather(&[0])?;
+        let spec: ModelSpec = spec.into();
         Ok(Stepper {
             full: Engine::new(backend.clone(), spec.clone(), loss, data, 0)?,
             batch: Engine::new(backend, spec.clone(), loss, &first, 0)?,
@@ -755,7 +757,7 @@ pub fn run<B: Backend + Clone>(
     }
     let started = web_time::Instant::now();
     let earlier_s = resume.as_ref().map_or(0.0, |(c, _)| c.elapsed_s);
-    let mlp = spec.mlp()?;
+    let mlp = spec.net()?;
     let p = mlp.num_params();
     if backend.adapter().is_none() {
         let elem = backend.precision().bytes();

@@ -4,7 +4,7 @@
 //! before any work starts.
 
 use crate::backend::{Activation, LossKind};
-use crate::data::mnist::Preprocess;
+use crate::data::load::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::mlp::MlpSpec;
 
@@ -195,9 +195,14 @@ fn d_act() -> Activation {
     Activation::Tanh
 }
 
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
+    /// The network: absent or `fc-tanh` for a fully connected one shaped by `widths` and
+    /// `activation`; `cnn-relu` for Cohen et al.'s convnet (fixed layers: `widths` and
+    /// `activation` do not apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Input width, hidden widths…, classes (fc-tanh: 784, 200, 200, 10).
     #[serde(default = "d_widths")]
     pub widths: Vec<usize>,
@@ -208,8 +213,37 @@ pub struct ModelSpec {
 impl Default for ModelSpec {
     fn default() -> Self {
         ModelSpec {
+            name: None,
             widths: d_widths(),
             activation: d_act(),
+        }
+    }
+}
+
+/// A convolutional network's section names only the network (its widths and activation do not
+/// apply); a fully connected one writes its widths and activation.
+impl serde::Serialize for ModelSpec {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let conv = self.name.as_deref().is_some_and(|n| n.starts_with("cnn"));
+        let mut st = ser.serialize_struct("ModelSpec", 3)?;
+        if let Some(n) = &self.name {
+            st.serialize_field("name", n)?;
+        }
+        if !conv {
+            st.serialize_field("widths", &self.widths)?;
+            st.serialize_field("activation", &self.activation)?;
+        }
+        st.end()
+    }
+}
+
+impl ModelSpec {
+    /// cnn-relu (its widths and activation fields keep their defaults and are ignored).
+    pub fn cnn_relu() -> Self {
+        ModelSpec {
+            name: Some("cnn-relu".into()),
+            ..Default::default()
         }
     }
 }
@@ -217,25 +251,42 @@ impl Default for ModelSpec {
 fn d_samples() -> usize {
     5000
 }
-fn d_pre() -> Preprocess {
-    Preprocess::Normalize
+fn d_pre() -> String {
+    "normalize".into()
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
-    /// The first `samples` images of MNIST-5k (canonical order).
+    /// `mnist` (MNIST-5k) or `cifar10` (CIFAR10-5k; where fewer records are at hand, those, and
+    /// every output says so).
+    #[serde(default)]
+    pub dataset: DatasetKind,
+    /// The first `samples` samples (canonical order).
     #[serde(default = "d_samples")]
     pub samples: usize,
+    /// MNIST: normalize, center, standardize or none; CIFAR-10: standardize or scale.
     #[serde(default = "d_pre")]
-    pub preprocess: Preprocess,
+    pub preprocess: String,
 }
 
 impl Default for DataSpec {
     fn default() -> Self {
         DataSpec {
+            dataset: DatasetKind::Mnist,
             samples: d_samples(),
             preprocess: d_pre(),
+        }
+    }
+}
+
+impl DataSpec {
+    /// CIFAR10-5k with Cohen et al.'s standardisation.
+    pub fn cifar10() -> Self {
+        DataSpec {
+            dataset: DatasetKind::Cifar10,
+            samples: 5000,
+            preprocess: "standardize".into(),
         }
     }
 }
@@ -375,6 +426,25 @@ impl RunSpec {
             .map_err(|e| Error::InvalidArgument(format!("model.widths: {e}")))
     }
 
+    /// The network the spec names ([`ModelSpec::name`]).
+    pub fn net(&self) -> Result<crate::nn::model::ModelSpec> {
+        match self.model.name.as_deref() {
+            None | Some("fc-tanh") | Some("fc") => Ok(self.mlp()?.into()),
+            Some("cnn-relu") => {
+                if self.model.widths != d_widths() {
+                    return Err(Error::InvalidArgument(format!(
+                        "model.widths = {:?}: widths shape a fully connected network; cnn-relu has fixed layers (drop model.widths)",
+                        self.model.widths
+                    )));
+                }
+                Ok(crate::nn::model::ModelSpec::cnn_relu())
+            }
+            Some(o) => Err(Error::InvalidArgument(format!(
+                "model.name = {o}: unknown (fc-tanh or cnn-relu)"
+            ))),
+        }
+    }
+
     pub fn after_optimizer(&self) -> &OptimizerSpec {
         self.after.as_ref().unwrap_or(&self.optimizer)
     }
@@ -437,22 +507,39 @@ impl RunSpec {
                 &format!("need 1..={available}"),
             );
         }
-        let w = &self.model.widths;
-        if w.len() < 2 || w.contains(&0) {
+        self.data
+            .dataset
+            .check_preprocess(&self.data.preprocess)
+            .map_err(|e| Error::InvalidArgument(format!("data.{e}")))?;
+        let net = self.net()?;
+        if net.as_mlp().is_some() {
+            let w = &self.model.widths;
+            if w.len() < 2 || w.contains(&0) {
+                return bad(
+                    "model.widths",
+                    format!("{w:?}"),
+                    "need input, hidden…, output widths, all positive",
+                );
+            }
+            if w[0] != input || w[w.len() - 1] != classes {
+                return bad(
+                    "model.widths",
+                    format!("{w:?}"),
+                    &format!("the data has {input} inputs and {classes} classes"),
+                );
+            }
+        }
+        if net.input_dim() != input || net.output_dim() != classes {
             return bad(
-                "model.widths",
-                format!("{w:?}"),
-                "need input, hidden…, output widths, all positive",
+                "model.name",
+                net.describe(),
+                &format!(
+                    "the data ({}) have {input} inputs and {classes} classes (pair cnn-relu with data.dataset = \"cifar10\")",
+                    self.data.dataset.name()
+                ),
             );
         }
-        if w[0] != input || w[w.len() - 1] != classes {
-            return bad(
-                "model.widths",
-                format!("{w:?}"),
-                &format!("the data has {input} inputs and {classes} classes"),
-            );
-        }
-        let p = self.mlp()?.num_params();
+        let p = net.num_params();
         let n = self.data.samples;
         self.optimizer.validate("optimizer", n)?;
         if let Some(a) = &self.after {

@@ -45,7 +45,7 @@ impl CnnSpec {
                 "cnn: input {input:?}, channels {channels:?}, {classes} classes: all must be positive, with at least one block"
             )));
         }
-        if input[1] % div != 0 || input[2] % div != 0 {
+        if !input[1].is_multiple_of(div) || !input[2].is_multiple_of(div) {
             return Err(Error::InvalidArgument(format!(
                 "cnn: {}×{} images cannot be pooled {} times by 2 (each block halves H and W)",
                 input[1],

@@ -484,7 +484,7 @@ impl<B: Backend + Clone> Engine<B> {
             } else {
                 Input::Buf(Ten(&val[vslot[t - 1]], ro * wx))
             };
-            let g = accumulate.then(|| TenMut(&mut *grad, 0));
+            let g = accumulate.then_some(TenMut(&mut *grad, 0));
             match op {
                 Op::Linear(l) => l.vjp(be, c, x, theta, gy, g, gx)?,
                 Op::Conv3x3(cv) => cv.vjp(be, c, buf_input(x)?, theta, gy, col, g, gx)?,
@@ -559,7 +559,7 @@ impl<B: Backend + Clone> Engine<B> {
             let (wx, wy) = (op.in_width(), op.out_width());
             let (rx, ry) = if t > 0 {
                 let (rx, ry) = two(rval, t - 1, t);
-                (Some(Ten(&*rx, 0)), TenMut(ry, 0))
+                (Some(Ten(rx, 0)), TenMut(ry, 0))
             } else {
                 (None, TenMut(&mut rval[0], 0))
             };
@@ -592,7 +592,7 @@ impl<B: Backend + Clone> Engine<B> {
             let (wx, wy) = (op.in_width(), op.out_width());
             let (rgy, rgx) = if t > 0 {
                 let (rgy, rgx) = two(rgrd, t, t - 1);
-                (Ten(&*rgy, 0), Some(TenMut(rgx, 0)))
+                (Ten(rgy, 0), Some(TenMut(rgx, 0)))
             } else {
                 (Ten(&rgrd[0], 0), None)
             };

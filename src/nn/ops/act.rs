@@ -14,10 +14,12 @@ pub struct Act {
 
 impl Act {
     /// y = σ(y) in place on `rows` samples.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(&self, be: &B, rows: usize, y: TenMut<B>) -> Result<()> {
         be.act(self.act, rows * self.width, y.0, y.1)
     }
     /// gx = gy ⊙ σ'(x), from the output y.
+    #[allow(clippy::too_many_arguments)]
     pub fn vjp<B: Backend>(
         &self,
         be: &B,
@@ -38,6 +40,7 @@ impl Act {
         )
     }
     /// R{y} = σ'(x) ⊙ R{x}.
+    #[allow(clippy::too_many_arguments)]
     pub fn jvp<B: Backend>(
         &self,
         be: &B,

@@ -111,6 +111,7 @@ impl Conv3x3 {
     }
 
     /// y = conv(x; W) + b.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
         &self,
         be: &B,

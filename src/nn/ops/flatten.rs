@@ -18,6 +18,7 @@ impl Flatten {
         self.hw * self.c
     }
     /// y = NCHW order of x (also the JVP, on R{x}).
+    #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
         &self,
         be: &B,
@@ -28,6 +29,7 @@ impl Flatten {
         be.transpose_batch(samples, self.hw, self.c, x.0, x.1, y.0, y.1)
     }
     /// gx = NHWC order of gy (also the R-backward, on R{gy}).
+    #[allow(clippy::too_many_arguments)]
     pub fn vjp<B: Backend>(&self, be: &B, samples: usize, gy: Ten<B>, gx: TenMut<B>) -> Result<()> {
         be.transpose_batch(samples, self.c, self.hw, gy.0, gy.1, gx.0, gx.1)
     }

@@ -86,6 +86,7 @@ impl Linear {
     }
 
     /// y = x Wᵀ + b.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
         &self,
         be: &B,
@@ -100,6 +101,7 @@ impl Linear {
 
     /// ∂L/∂W += gyᵀ x, ∂L/∂b += Σ_rows gy (into `grad`, θ's layout, when given);
     /// gx = gy W (when given).
+    #[allow(clippy::too_many_arguments)]
     pub fn vjp<B: Backend>(
         &self,
         be: &B,

@@ -40,6 +40,7 @@ impl Loss {
         )
     }
     /// R{g} = scale·∇²ℓ(f)·R{f}.
+    #[allow(clippy::too_many_arguments)]
     pub fn r_vjp<B: Backend>(
         &self,
         be: &B,

@@ -31,6 +31,7 @@ impl MaxPool2 {
         }
     }
     /// y = max over each window; `idx` (the shape of y) receives the arg-max.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(
         &self,
         be: &B,
@@ -42,6 +43,7 @@ impl MaxPool2 {
         be.maxpool2(self.geom(samples), x.0, x.1, y.0, y.1, idx.0, idx.1)
     }
     /// gx = gy at the arg-max, zero elsewhere (also the R-backward, applied to R{gy}).
+    #[allow(clippy::too_many_arguments)]
     pub fn vjp<B: Backend>(
         &self,
         be: &B,
@@ -53,6 +55,7 @@ impl MaxPool2 {
         be.pool2_scatter(self.geom(samples), idx.0, idx.1, gy.0, gy.1, gx.0, gx.1)
     }
     /// R{y} = R{x} at the arg-max.
+    #[allow(clippy::too_many_arguments)]
     pub fn jvp<B: Backend>(
         &self,
         be: &B,
