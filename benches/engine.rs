@@ -65,7 +65,9 @@ fn engine_benches<B: Backend + Clone>(c: &mut Criterion, b: &B, data: &Dataset, 
     g.bench_function("gradient (full batch)", |bench| {
         bench.iter(|| black_box(e.set_params(&theta).expect("gradient")))
     });
-    g.throughput(Throughput::Elements(hvp_flops(&spec.clone().into(), data.n, e.plan().cached) as u64));
+    g.throughput(Throughput::Elements(
+        hvp_flops(&spec.clone().into(), data.n, e.plan().cached) as u64,
+    ));
     g.bench_function("hvp", |bench| {
         bench.iter(|| {
             e.hvp(&v, 0, &mut out, 0).expect("hvp");

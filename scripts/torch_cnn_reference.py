@@ -13,9 +13,10 @@ Data: CIFAR-10 binary records (1 label byte, then 3072 bytes: the R, G, B 32×32
 gzip or not, from --data (default: shared/data/cifar10/data_batch_1.first4000.bin.gz beside the
 repository, or $SUBSPACE_LAB_CIFAR10). The first --samples records are used (default: all, at most
 5000). Preprocessing as Cohen's cifar.py: x/255, then for each of the 3072 features subtract its mean
-and divide by its std over those n records (population std, numpy's std(0); a zero std divides by
-1). Images are [n,3,32,32] (channel planes as stored). (Cohen's cifar.py takes these statistics over
-all 50,000 training images and then keeps the first 5000; here, as in subspace-lab, over the n loaded.
+and divide by its std over all the records at hand (≤ 5000; population std, numpy's std(0); a zero
+std divides by 1), then keep the first n. Images are [n,3,32,32] (channel planes as stored). (Cohen's
+cifar.py takes these statistics over all 50,000 training images and then keeps the first 5000; here,
+as in subspace-lab, over the records at hand.
 Per-feature statistics do not depend on his HWC versus this file's CHW layout.)
 
 Loss (Cohen's convention): mse  L(θ) = (1/n) Σ_i ½‖f(x_i) − onehot(y_i)‖²;
@@ -41,8 +42,9 @@ routes to one input), exact wherever no pre-activation is 0 and no pool window t
             dense Hessian from torch.autograd.functional.hessian; both losses. Exits 1 on a failure.
   init:     writes PyTorch's default-init convnet (seeded) to a safetensors file (f32, or --f64).
 
-Cost: one float64 HVP is about 0.7 s per 200 samples on 2 free cores (so ~15 s at n = 4000, where
-eigsh's top 10 needs on the order of 100 or more HVPs); selftest takes ~20 s.
+Cost: one float64 HVP is about 0.7 s per 200 samples on 2 free cores, ~15 s at n = 4000. At default
+init, spectrum on all 4000 with k = 10, tol 1e-10 took 42 HVPs and 30 min on 2 cores shared with a
+cargo build (about 11 min expected on free cores); selftest takes ~20 s.
 Setup: python3 -m venv /work/venv && /work/venv/bin/pip install torch numpy scipy safetensors
 Written against torch 2.15, numpy 2.4, scipy 1.17, safetensors 0.8 (the versions are printed).
 """
@@ -88,14 +90,15 @@ def load_data(path, n, loss, dtype):
     n = avail if n is None else n
     if not 1 <= n <= avail:
         sys.exit(f"--samples {n}: {path} has {len(rec)} records (at most {MAX_SAMPLES} are used)")
-    labels, pixels = rec[:n, 0].astype(np.int64), rec[:n, 1:]
+    labels = rec[:n, 0].astype(np.int64)
     if labels.max() > 9:
         sys.exit(f"{path}: label {labels.max()} is not a CIFAR-10 class")
-    x = pixels.astype(np.float64) / 255.0
+    # Statistics over every record at hand (≤ 5000), then the first n, as subspace-lab does.
+    x = rec[:avail, 1:].astype(np.float64) / 255.0
     x = x - x.mean(0)
     std = x.std(0)  # ddof=0, as numpy's default
     std[std == 0] = 1.0
-    x = torch.from_numpy((x / std).reshape(n, 3, 32, 32)).to(dtype)
+    x = torch.from_numpy((x / std)[:n].reshape(n, 3, 32, 32)).to(dtype)
     y = torch.from_numpy(labels)
     t = torch.nn.functional.one_hot(y, 10).to(dtype) if loss == "mse" else y
     return x, t, y

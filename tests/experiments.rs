@@ -716,7 +716,8 @@ fn presets_print_their_specs_and_list_their_differences() {
             };
             assert_eq!(parsed, specs, "{p}");
             for s in &parsed {
-                s.validate(784, 10, 5000).unwrap();
+                let (d, c) = s.data.dataset.shape();
+                s.validate(d, c, s.data.dataset.max_samples()).unwrap();
             }
         }
     }
@@ -727,6 +728,20 @@ fn presets_print_their_specs_and_list_their_differences() {
     assert_eq!(full("fig1-ce").loss, LossKind::Ce);
     assert_eq!(full("fig2-3"), full("fig1"));
     assert_eq!(full("fig1").switch, SwitchRule::ChiEma);
+    // The CNN presets: the paper's Appendix E settings on cnn-relu / CIFAR10-5k.
+    let cnn = full("fig1-cnn");
+    assert_eq!(
+        cnn.net().unwrap(),
+        subspace_lab::nn::model::ModelSpec::cnn_relu()
+    );
+    assert_eq!((cnn.optimizer.lr, cnn.optimizer.batch), (0.001, Some(50)));
+    assert_eq!(cnn.data.dataset.name(), "cifar10");
+    assert_eq!(cnn.switch, SwitchRule::ChiEma);
+    assert_eq!(full("fig2-3-cnn"), cnn);
+    let t3 = reproduce::preset_specs("table3", false).unwrap();
+    let lrs: Vec<f64> = t3.iter().map(|s| s.optimizer.lr).collect();
+    assert_eq!(lrs, vec![1e-3, 1e-3, 1e-4, 1e-4]);
+    assert!(t3.iter().all(|s| s.effective_lr && s.steps == 1000));
     let rows = reproduce::list(false).unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r.preset.as_str()).collect();
     let mut want = reproduce::PRESETS.to_vec();

@@ -58,3 +58,65 @@ fn top10_matches_pytorch_float64() {
         assert!(rel(*a, *b) < 1e-6, "λ{} = {a} vs PyTorch {b}", i + 1);
     }
 }
+
+/// cnn-relu at `subspace-lab init --model cnn-relu --seed 0` on the first 200 CIFAR-10 records
+/// (standardised with the statistics of the 4000 at hand), MSE, against the independent PyTorch
+/// float64 twin. The fixture was produced by
+///
+///   subspace-lab init --model cnn-relu --seed 0 --dtype f64 --out cnn0.safetensors
+///   python3 scripts/torch_cnn_reference.py spectrum --weights cnn0.safetensors --samples 200 --k 5 --tol 1e-12
+///
+/// with torch 2.15.0, scipy 1.17.1 (62 HVPs, 44 s on 2 cores).
+#[test]
+fn cnn_relu_top5_matches_pytorch_float64() {
+    use subspace_lab::data::cifar10::{self, Cifar10Preprocess};
+    let fixture: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/torch_cnn_relu_seed0_n200_f64.json")).unwrap();
+    let c = match mnist::data_dir().and_then(|d| cifar10::load_or_fetch(&d, &mut |_| {})) {
+        Ok((c, _)) if c.n() == 4000 => c,
+        Ok((c, _)) => {
+            eprintln!(
+                "SKIP: the fixture was made with the 4000 shared records; {} here",
+                c.describe()
+            );
+            return;
+        }
+        Err(e) => {
+            eprintln!("SKIP: CIFAR-10 is not at hand on this machine: {e}");
+            return;
+        }
+    };
+    let data = c.dataset(Cifar10Preprocess::Standardize, 200).unwrap();
+    let spec = ModelSpec::cnn_relu();
+    let theta = spec.init(0);
+    let opts = SpectrumOptions {
+        lanczos: LanczosOptions {
+            k: 5,
+            tol: 1e-9,
+            ..LanczosOptions::default()
+        },
+        chunk: 0,
+    };
+    let rep = spectrum(
+        CpuBackend::<f64>::new(),
+        &spec,
+        &theta,
+        &data,
+        LossKind::Mse,
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+    assert!(
+        rel(rep.loss, fixture["loss"].as_f64().unwrap()) < 1e-12,
+        "loss {}",
+        rep.loss
+    );
+    assert!(rel(rep.grad_norm, fixture["grad_norm"].as_f64().unwrap()) < 1e-12);
+    let want: Vec<f64> = serde_json::from_value(fixture["eigenvalues"].clone()).unwrap();
+    assert_eq!(rep.eigenvalues.len(), want.len());
+    for (i, (a, b)) in rep.eigenvalues.iter().zip(&want).enumerate() {
+        assert!(rel(*a, *b) < 1e-6, "λ{} = {a} vs PyTorch {b}", i + 1);
+    }
+}

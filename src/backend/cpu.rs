@@ -341,15 +341,16 @@ impl<T: Real> Backend for CpuBackend<T> {
         let two = one + one;
         match act {
             Activation::Tanh => {
-                for i in 0..len {
-                    let d1 = one - a[i] * a[i];
-                    let d2 = -two * a[i] * d1;
-                    out[i] = rg[i] * d1 + g[i] * d2 * rz[i];
+                for ((((o, &ai), &rgi), &gi), &rzi) in out.iter_mut().zip(a).zip(rg).zip(g).zip(rz)
+                {
+                    let d1 = one - ai * ai;
+                    let d2 = -two * ai * d1;
+                    *o = rgi * d1 + gi * d2 * rzi;
                 }
             }
             Activation::Relu => {
-                for i in 0..len {
-                    out[i] = if a[i] > T::zero() { rg[i] } else { T::zero() };
+                for ((o, &ai), &rgi) in out.iter_mut().zip(a).zip(rg) {
+                    *o = if ai > T::zero() { rgi } else { T::zero() };
                 }
             }
         }
@@ -471,24 +472,30 @@ impl<T: Real> Backend for CpuBackend<T> {
         let q = g.pooled();
         let out = sl_mut(out, o_off, q.len(), "maxpool out")?;
         let idx = sl_mut(idx, i_off, q.len(), "maxpool idx")?;
-        let (h, w, c) = (g.h, g.w, g.c);
-        for (o, (ov, iv)) in out.iter_mut().zip(idx.iter_mut()).enumerate() {
-            let k = o % c;
-            let pix = o / c;
-            let (s, p) = (pix / (q.h * q.w), pix % (q.h * q.w));
-            let (yq, xq) = (p / q.w, p % q.w);
-            let mut best = T::zero();
-            let mut at = 0usize;
-            for pos in 0..4 {
-                let (dy, dx) = (pos / 2, pos % 2);
-                let v = x[((s * h + 2 * yq + dy) * w + 2 * xq + dx) * c + k];
-                if pos == 0 || v > best {
-                    best = v;
-                    at = pos;
+        let (w, c) = (g.w, g.c);
+        let mut o = 0;
+        for s in 0..g.n {
+            for yq in 0..q.h {
+                for xq in 0..q.w {
+                    // The window's four pixels in row-major order (dy, dx).
+                    let base = ((s * g.h + 2 * yq) * w + 2 * xq) * c;
+                    let at = [base, base + c, base + w * c, base + w * c + c];
+                    for k in 0..c {
+                        let mut best = x[at[0] + k];
+                        let mut pos = 0usize;
+                        for (p, &a) in at.iter().enumerate().skip(1) {
+                            let v = x[a + k];
+                            if v > best {
+                                best = v;
+                                pos = p;
+                            }
+                        }
+                        out[o] = best;
+                        idx[o] = T::of(pos as f64);
+                        o += 1;
+                    }
                 }
             }
-            *ov = best;
-            *iv = T::of(at as f64);
         }
         Ok(())
     }
@@ -507,15 +514,19 @@ impl<T: Real> Backend for CpuBackend<T> {
         let q = g.pooled();
         let idx = sl(idx, i_off, q.len(), "pool gather idx")?;
         let out = sl_mut(out, o_off, q.len(), "pool gather out")?;
-        let (h, w, c) = (g.h, g.w, g.c);
-        for (o, ov) in out.iter_mut().enumerate() {
-            let k = o % c;
-            let pix = o / c;
-            let (s, p) = (pix / (q.h * q.w), pix % (q.h * q.w));
-            let (yq, xq) = (p / q.w, p % q.w);
-            let pos = idx[o].wide() as usize;
-            let (dy, dx) = (pos / 2, pos % 2);
-            *ov = src[((s * h + 2 * yq + dy) * w + 2 * xq + dx) * c + k];
+        let (w, c) = (g.w, g.c);
+        let mut o = 0;
+        for s in 0..g.n {
+            for yq in 0..q.h {
+                for xq in 0..q.w {
+                    let base = ((s * g.h + 2 * yq) * w + 2 * xq) * c;
+                    let at = [base, base + c, base + w * c, base + w * c + c];
+                    for k in 0..c {
+                        out[o] = src[at[idx[o].wide() as usize & 3] + k];
+                        o += 1;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -534,19 +545,21 @@ impl<T: Real> Backend for CpuBackend<T> {
         let idx = sl(idx, i_off, q.len(), "pool scatter idx")?;
         let gy = sl(gy, g_off, q.len(), "pool scatter gy")?;
         let dx = sl_mut(dx, dx_off, g.len(), "pool scatter dx")?;
-        let (h, w, c) = (g.h, g.w, g.c);
-        for (i, v) in dx.iter_mut().enumerate() {
-            let k = i % c;
-            let pix = i / c;
-            let (s, p) = (pix / (h * w), pix % (h * w));
-            let (y, x) = (p / w, p % w);
-            let o = ((s * q.h + y / 2) * q.w + x / 2) * c + k;
-            let pos = (y % 2) * 2 + x % 2;
-            *v = if idx[o].wide() as usize == pos {
-                gy[o]
-            } else {
-                T::zero()
-            };
+        let (w, c) = (g.w, g.c);
+        // Windows do not overlap: zero everything, then put each gradient at its arg-max.
+        dx.fill(T::zero());
+        let mut o = 0;
+        for s in 0..g.n {
+            for yq in 0..q.h {
+                for xq in 0..q.w {
+                    let base = ((s * g.h + 2 * yq) * w + 2 * xq) * c;
+                    let at = [base, base + c, base + w * c, base + w * c + c];
+                    for k in 0..c {
+                        dx[at[idx[o].wide() as usize & 3] + k] = gy[o];
+                        o += 1;
+                    }
+                }
+            }
         }
         Ok(())
     }

@@ -20,7 +20,19 @@ use std::time::Instant;
 
 /// Every preset, in the order `all` runs them.
 pub const PRESETS: &[&str] = &[
-    "fig6-7", "fig1", "fig22", "fig1-ce", "fig2-3", "fig4", "fig5", "fig9", "fig10", "table2",
+    "fig6-7",
+    "fig1",
+    "fig22",
+    "fig1-ce",
+    "fig2-3",
+    "fig4",
+    "fig5",
+    "fig9",
+    "fig10",
+    "table2",
+    "fig1-cnn",
+    "fig2-3-cnn",
+    "table3",
     "fig18-19",
 ];
 
@@ -549,6 +561,49 @@ pub fn fig1_spec(quick: bool, loss: LossKind) -> RunSpec {
     s
 }
 
+/// fig. 1's protocol for cnn-relu on CIFAR10-5k (the paper's Figures 1–3, CNN panels): SGD
+/// η 0.001, batch 50, the χ-EMA switch, then SGD / Dom-SGD / Bulk-SGD. Quick: 200 samples, switch
+/// at step 100 by step count, 20 steps after (a CNN HVP costs ≈ 1.6 ms per sample on the 2-core
+/// CPU, so the quick run stays within minutes).
+pub fn fig1_cnn_spec(quick: bool) -> RunSpec {
+    let mut s = fig1_spec(quick, LossKind::Mse);
+    s.name = "fig1-cnn".into();
+    s.optimizer = OptimizerSpec::sgd(0.001, 50);
+    s.model = super::spec::ModelSpec::cnn_relu();
+    s.data = super::spec::DataSpec::cifar10();
+    if quick {
+        s.data.samples = 200;
+        s.steps = 100;
+        s.steps_after = 20;
+        s.record_every = 10;
+    }
+    s
+}
+
+/// Table 3 (cnn-relu, CIFAR10-5k, full batch): GD η 0.001 ± momentum 0.9, Adam η 1e-4 ± momentum
+/// (β₁ 0.9 or 0); Dom-LR / Bulk-LR every step over the first 1000 steps (quick: 10 steps on 200
+/// samples).
+fn table3_specs(q: bool) -> Vec<RunSpec> {
+    table2_specs(q)
+        .into_iter()
+        .map(|mut s| {
+            s.optimizer.lr = if s.optimizer.name == OptKind::Adam {
+                1e-4
+            } else {
+                1e-3
+            };
+            s.model = super::spec::ModelSpec::cnn_relu();
+            s.data = super::spec::DataSpec::cifar10();
+            if q {
+                s.data.samples = 200;
+                s.steps = 10;
+                s.record_every = 2;
+            }
+            s
+        })
+        .collect()
+}
+
 /// fig. 4 / 5: `first` for 2000 steps (quick 300), then `after` for 1000 (60) from the same point.
 fn switch_spec(name: &str, first: OptimizerSpec, after: OptimizerSpec, q: bool) -> RunSpec {
     let mut spec = RunSpec::new(name, first, if q { 300 } else { 2000 });
@@ -647,6 +702,8 @@ pub fn preset_specs(name: &str, quick: bool) -> Result<Vec<RunSpec>> {
         )],
         "fig10" => vec![edge_spec("fig10", fig10_optimizer(), FIG10_SWITCH, quick)],
         "table2" => table2_specs(quick),
+        "fig1-cnn" | "fig2-3-cnn" => vec![fig1_cnn_spec(quick)],
+        "table3" => table3_specs(quick),
         "fig18-19" => fig18_19_specs(quick),
         "fig6-7" => Vec::new(),
         other => return Err(unknown(other)),
@@ -681,6 +738,12 @@ pub fn print_spec(name: &str, quick: bool) -> Result<String> {
              # η = 1e-4, {steps} steps. It has no run spec.\n"
         ));
         return Ok(out);
+    }
+    if name == "fig2-3-cnn" {
+        out.push_str(
+            "# fig2-3-cnn is computed from fig1-cnn's run (one SGD run, as in the paper):\n\
+             # it reuses OUT/fig1-cnn when that holds a finished run of this spec, else runs it.\n",
+        );
     }
     if name == "fig22" || name == "fig2-3" {
         out.push_str(&format!(
@@ -724,8 +787,16 @@ fn describe(spec: &RunSpec) -> String {
         LossKind::Mse => "MSE",
         LossKind::Ce => "CE",
     };
+    let net = match &spec.model.name {
+        Some(n) => format!(
+            "{n} on {} ({} samples), ",
+            spec.data.dataset.name(),
+            spec.data.samples
+        ),
+        None => String::new(),
+    };
     let mut t = format!(
-        "{}, {loss}, k {}, top {}, seed {}",
+        "{net}{}, {loss}, k {}, top {}, seed {}",
         opt(o),
         spec.k,
         spec.top(),
@@ -768,6 +839,11 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
     let common = [
         "data: the first 5000 MNIST training images, (x/255 − 0.1307)/0.3081 (PAPER.md: the paper's alignment appears under this normalisation)",
         "eigensolver: Lanczos to a residual ≤ 1e-3·|λ₁| for every pair, warm-started from the previous step (the paper uses Cohen's Lanczos/eigsh; the tolerance is ours, stated in summary.json)",
+    ];
+    let cnn_common = [
+        "data: CIFAR10-4k, the first 4000 records of data_batch_1 — all these machines reach — not the paper's 5000 (a full data_batch_1 given to `data fetch --dataset cifar10 --from` gives 5000)",
+        "preprocessing: Cohen's x/255 then per-feature standardisation, with statistics over the records loaded (Cohen took them over the 50,000 training images)",
+        "eigensolver: Lanczos to a residual ≤ 1e-3·|λ₁| for every pair, warm-started from the previous step",
     ];
     let quick_note = "--quick: shorter horizons with the same optimisers: its verdicts check the code, not the paper's claims (the full preset's do)";
     let rows: Vec<(&str, &str, &str, Vec<&str>)> = vec![
@@ -840,6 +916,27 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
             vec![],
         ),
         (
+            "fig1-cnn",
+            "Figure 1 (cnn-relu, CIFAR10-5k)",
+            "SGD η 0.001, batch 50, MSE, k 10; switch to Dom-SGD / Bulk-SGD when the per-step EMA (0.9) of χ_k exceeds 0.95",
+            vec![
+                "the switch happens at step 3000 at the latest if the rule has not fired (no cap in the paper)",
+                "1000 steps after the switch: our horizon",
+            ],
+        ),
+        (
+            "fig2-3-cnn",
+            "Figures 2–3 (CNN panels)",
+            "top eigenvalues and χ_k(∇L) with its per-step EMA along fig. 1's CNN run",
+            vec![],
+        ),
+        (
+            "table3",
+            "Table 3",
+            "cnn-relu, full batch: GD η 0.001, GD+m (μ 0.9) η 0.001, Adam η 1e-4 (β 0.9, 0.999), Adam−m (β₁ 0); mean ± std of Dom-LR and Bulk-LR over the first 1000 steps",
+            vec![],
+        ),
+        (
             "fig18-19",
             "Figures 18–19",
             "GD and SGD (η 0.01, batch 50) from the same initialisation: χ_k under GD, and ‖θ_GD − θ_SGD‖",
@@ -862,6 +959,12 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
             "fig9" => vec!["switch at step 300, not the paper's 2500; 60 steps after"],
             "fig10" => vec!["switch at step 300, not the paper's 5000; 60 steps after"],
             "table2" => vec!["the first 30 steps, not the paper's 1000"],
+            "fig1-cnn" | "fig2-3-cnn" => vec![
+                "the first 200 CIFAR-10 images, switch at step 100 by step count (not the χ-EMA rule), 20 steps after",
+            ],
+            "table3" => {
+                vec!["the first 200 CIFAR-10 images and the first 10 steps, not 5000 and 1000"]
+            }
             "fig18-19" => vec!["300 steps"],
             _ => vec![],
         };
@@ -873,6 +976,9 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
     let always = |preset: &str| -> Vec<&str> {
         match preset {
             "fig22" => vec!["computed from fig1's run, as in the paper: fig1's differences apply"],
+            "fig2-3-cnn" => vec![
+                "computed from fig1-cnn's run, as in the paper (one run for Figures 1–3); the top 10 eigenvalues are recorded, not the top 20",
+            ],
             "fig2-3" => vec![
                 "computed from fig1's run, as in the paper (Appendix E: Figures 1–3 share one run); the EMA is updated at every step there",
                 "the top 10 eigenvalues are recorded, not the top 20: fig1's run solves for the top k at every step, and the next k would about double each step's solve",
@@ -894,7 +1000,9 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
         if quick {
             differences.extend(quick_diffs(preset));
         }
-        if preset != "fig6-7" {
+        if matches!(preset, "fig1-cnn" | "fig2-3-cnn" | "table3") {
+            differences.extend(cnn_common.iter().map(|s| s.to_string()));
+        } else if preset != "fig6-7" {
             differences.extend(common.iter().map(|s| s.to_string()));
         }
         let this = if specs.is_empty() {
@@ -942,7 +1050,7 @@ pub fn judge(
     outs: &[RunOutcome],
     inputs: &JudgeInputs,
 ) -> Result<(Vec<Verdict>, serde_json::Value)> {
-    let want = if matches!(name, "table2") {
+    let want = if matches!(name, "table2" | "table3") {
         4
     } else if name == "fig18-19" {
         2
@@ -959,9 +1067,9 @@ pub fn judge(
     let (spec, o) = (&specs[0], &outs[0]);
     let mut extra = serde_json::Value::Null;
     let verdicts = match name {
-        "fig1" | "fig1-ce" => with_projection(spec, o, name),
+        "fig1" | "fig1-ce" | "fig1-cnn" => with_projection(spec, o, name),
         "fig22" => vec![fig22_verdict(spec, o)],
-        "fig2-3" => vec![fig2_3_verdict(spec, o)?],
+        "fig2-3" | "fig2-3-cnn" => vec![fig2_3_verdict(name, spec, o)?],
         "fig4" | "fig5" => vec![switch_verdict(name, spec, o)],
         "fig9" | "fig10" => {
             let claim = if name == "fig9" {
@@ -978,8 +1086,8 @@ pub fn judge(
             }
             v
         }
-        "table2" => {
-            let (v, table) = table2_verdicts(specs, outs)?;
+        "table2" | "table3" => {
+            let (v, table) = table2_verdicts(name, specs, outs)?;
             extra = serde_json::json!({ "table": table });
             v
         }
@@ -997,10 +1105,11 @@ fn fig1_run<B: Backend + Clone>(
     m: &DataSets,
     ctx: &mut Ctx,
     dir: &Path,
+    base: &str,
 ) -> Result<(RunSpec, RunOutcome, serde_json::Value)> {
-    let protocol = preset_specs("fig1", ctx.quick)?.remove(0);
+    let protocol = preset_specs(base, ctx.quick)?.remove(0);
     let earlier = match ctx.fig1.clone() {
-        Some((q, s, o)) if q == ctx.quick => Some((s, o, None)),
+        Some((q, s, o)) if q == ctx.quick && s.name == protocol.name => Some((s, o, None)),
         _ => finished_fig1(&ctx.out, &protocol, ctx.quick)
             .map(|(o, done)| (protocol.clone(), o, Some(done))),
     };
@@ -1013,7 +1122,7 @@ fn fig1_run<B: Backend + Clone>(
             )?;
             let extra = match from_disk {
                 Some((wall, fig1_backend)) => serde_json::json!({
-                    "fig1_run": ctx.out.join("fig1"),
+                    "fig1_run": ctx.out.join(base),
                     "fig1_wall_seconds": wall,
                     "fig1_backend": fig1_backend,
                 }),
@@ -1054,15 +1163,20 @@ fn network_preset<B: Backend + Clone>(
     let dir = ctx.out.join(name);
     let mut inputs = JudgeInputs::default();
     let (specs, outs, extra) = match name {
-        "fig22" | "fig2-3" => {
-            let (s, o, extra) = fig1_run(&backend, m, ctx, &dir)?;
+        "fig22" | "fig2-3" | "fig2-3-cnn" => {
+            let base = if name == "fig2-3-cnn" {
+                "fig1-cnn"
+            } else {
+                "fig1"
+            };
+            let (s, o, extra) = fig1_run(&backend, m, ctx, &dir, base)?;
             (vec![s], vec![o], extra)
         }
         _ => {
             let specs = preset_specs(name, ctx.quick)?;
             let keep_theta = name == "fig18-19";
             let outs = run_specs(&backend, m, &dir, &specs, keep_theta, ctx)?;
-            if name == "fig1" {
+            if name == "fig1" || name == "fig1-cnn" {
                 ctx.fig1 = Some((ctx.quick, specs[0].clone(), outs[0].clone()));
             }
             if keep_theta {
@@ -1095,10 +1209,10 @@ pub fn finished_fig1(
     spec: &RunSpec,
     quick: bool,
 ) -> Option<(RunOutcome, (f64, String))> {
-    let dir = out.join("fig1");
+    let dir = out.join(&spec.name);
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).ok()?).ok()?;
-    let same = summary["preset"] == "fig1"
+    let same = summary["preset"] == spec.name.as_str()
         && summary["quick"] == quick
         && summary["specs"].as_array().map(Vec::len) == Some(1)
         && serde_json::to_value(spec).ok()? == summary["specs"][0];
@@ -1161,11 +1275,11 @@ fn fig22_verdict(spec: &RunSpec, out: &RunOutcome) -> Verdict {
 
 /// figs. 2–3 on fig. 1's SGD run (before the switch): the EMA of χ_k — updated at every step under
 /// the χ-EMA rule, as in the paper — must exceed 0.95.
-fn fig2_3_verdict(spec: &RunSpec, o: &RunOutcome) -> Result<Verdict> {
+fn fig2_3_verdict(name: &str, spec: &RunSpec, o: &RunOutcome) -> Result<Verdict> {
     let plain = spec.optimizer.display();
     let rs: Vec<&run::Record> = o.records_of(&plain, "before").collect();
     let last = rs.last().ok_or_else(|| {
-        Error::InvalidArgument(format!("fig2-3: no records of {plain} before the switch"))
+        Error::InvalidArgument(format!("{name}: no records of {plain} before the switch"))
     })?;
     let max_ema = rs
         .iter()
@@ -1210,7 +1324,9 @@ fn fig2_3_verdict(spec: &RunSpec, o: &RunOutcome) -> Result<Verdict> {
         numbers.push(("lambda_k_over_k1_end", gap));
     }
     Ok(Verdict::new(
-        "fig2-3: along SGD the gradient aligns with the top-k subspace (EMA of χ_k exceeds 0.95)",
+        &format!(
+            "{name}: along SGD the gradient aligns with the top-k subspace (EMA of χ_k exceeds 0.95)"
+        ),
         max_ema > SGD_CHI_EMA_MIN,
         format!(
             "max EMA(χ_{k}) along {plain} to step {} = {max_ema:.3} ({cadence}); mean χ_{k} over the second half = {m2:.3}; λ₁ {:.2} at step {}",
@@ -1339,6 +1455,7 @@ fn with_projection(spec: &RunSpec, o: &RunOutcome, prefix: &str) -> Vec<Verdict>
 /// Table 2: Dom-LR and Bulk-LR (the effective step size along P_k∇L and P_k⊥∇L) of GD, GD with
 /// momentum, Adam and Adam without momentum, full batch, mean and std over the first steps.
 fn table2_verdicts(
+    name: &str,
     specs: &[RunSpec],
     outs: &[RunOutcome],
 ) -> Result<(Vec<Verdict>, Vec<serde_json::Value>)> {
@@ -1346,7 +1463,7 @@ fn table2_verdicts(
     let mut ratio = Vec::new();
     for (s, o) in specs.iter().zip(outs) {
         let leg = o.legs.first().ok_or_else(|| {
-            Error::InvalidArgument(format!("table2: run {} has no finished leg", s.name))
+            Error::InvalidArgument(format!("{name}: run {} has no finished leg", s.name))
         })?;
         let r = leg.bulk_lr.mean / leg.dom_lr.mean;
         ratio.push((s.optimizer.display(), r, leg.dom_lr, leg.bulk_lr));
@@ -1369,7 +1486,9 @@ fn table2_verdicts(
     let adam_ok = ratio[2].1 > 1.0 && ratio[3].1 > 1.0;
     let verdicts = vec![
         Verdict::new(
-            "table2: GD's effective learning rate is η in both subspaces (Dom-LR = Bulk-LR = η)",
+            &format!(
+                "{name}: GD's effective learning rate is η in both subspaces (Dom-LR = Bulk-LR = η)"
+            ),
             gd_ok,
             fmt(&ratio[0]),
             &[
@@ -1378,7 +1497,9 @@ fn table2_verdicts(
             ],
         ),
         Verdict::new(
-            "table2: Adam (with and without momentum) steps further along the bulk than along the dominant subspace (Bulk-LR > Dom-LR)",
+            &format!(
+                "{name}: Adam (with and without momentum) steps further along the bulk than along the dominant subspace (Bulk-LR > Dom-LR)"
+            ),
             adam_ok,
             format!("{}; {}; {}", fmt(&ratio[1]), fmt(&ratio[2]), fmt(&ratio[3])),
             &[

@@ -3,9 +3,9 @@
 //! R-operator pushed through every op's forward and backward pass, [`crate::nn::ops`]).
 //!
 //! [`Engine::set_params`] runs the forward and backward pass over all samples in chunks. When the
-//! activations and gradients of all n samples fit the cache budget (fc-tanh on MNIST-5k: 49 MB in
-//! f64) they are kept, and every [`Engine::hvp`] at those parameters needs only the R-forward and
-//! R-backward passes; otherwise (cnn-relu on CIFAR10-5k: 5 GB) each HVP recomputes the forward and
+//! activations and gradients of all n samples fit the cache budget ([`cache_budget`]; fc-tanh on
+//! MNIST-5k: 49 MB in f64) they are kept, and every [`Engine::hvp`] at those parameters needs only the R-forward and
+//! R-backward passes; otherwise (cnn-relu on CIFAR10-5k in f64: 5 GB) each HVP recomputes the forward and
 //! backward pass of a chunk before its R-passes, so memory stays bounded by the chunk whatever n is.
 
 use super::graph::{Graph, Op};
@@ -26,7 +26,7 @@ pub struct Eval {
 /// Whether the engine keeps every sample's activations between HVPs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Cache {
-    /// Keep them when they fit [`CACHE_BUDGET`] and the backend's buffer limit.
+    /// Keep them when they fit [`cache_budget`] and the backend's buffer limit.
     #[default]
     Auto,
     /// Keep them (fastest HVP; n × the per-sample activations and gradients).
@@ -35,8 +35,14 @@ pub enum Cache {
     PerChunk,
 }
 
-/// Bytes the cached activations and gradients may take under [`Cache::Auto`].
-pub const CACHE_BUDGET: f64 = 1024.0 * 1024.0 * 1024.0;
+/// Bytes the cached activations and gradients may take under [`Cache::Auto`]: a quarter of the
+/// memory available, at most 4 GiB (1 GiB where the available memory is unknown). cnn-relu on
+/// 4000 CIFAR-10 images needs 2.5 GB in f32 (cached on a machine with 10 GB free) and 5 GB in f64
+/// (recomputed per chunk).
+pub fn cache_budget() -> f64 {
+    const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+    crate::mem::available().map_or(GIB, |a| (0.25 * a).min(4.0 * GIB))
+}
 /// Bytes the per-chunk scratch may take when the chunk is chosen automatically.
 pub const SCRATCH_BUDGET: f64 = 256.0 * 1024.0 * 1024.0;
 
@@ -95,7 +101,7 @@ impl Plan {
             .unwrap_or(1)
             .max(1);
         let fits_cache =
-            (n * cache_s * elem) as f64 <= CACHE_BUDGET && n.saturating_mul(widest) <= max_buffer;
+            (n * cache_s * elem) as f64 <= cache_budget() && n.saturating_mul(widest) <= max_buffer;
         let cached = match cache {
             Cache::All => true,
             Cache::PerChunk => false,
