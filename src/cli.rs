@@ -25,7 +25,7 @@ use subspace_lab::nn::weights::{self, SaveDtype};
 #[command(
     name = "subspace-lab",
     version,
-    about = "Hessian spectra and dominant subspaces of networks on MNIST-5k: exact HVPs, Lanczos, and the experiments of \"Does SGD really happen in tiny subspaces?\""
+    about = "Hessian spectra and dominant subspaces of networks on MNIST-5k and CIFAR10-5k: exact HVPs, Lanczos, and the experiments of \"Does SGD really happen in tiny subspaces?\""
 )]
 struct Cli {
     /// Without a command: open the desktop app (the toy and a live MNIST-5k run side by side).
@@ -57,10 +57,11 @@ enum Command {
     },
     /// Loss, gradient norm, top-k Hessian eigenvalues (with residuals) and χ_k(∇L).
     Spectrum(SpectrumArgs),
-    /// Time a full-batch gradient, one HVP and a top-10 solve (tol 1e-4) on MNIST-5k.
+    /// Time a full-batch gradient, one HVP and a top-10 solve (tol 1e-4) of a network on its data.
     Bench(BenchArgs),
     /// Reproduce a figure of the paper (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9,
-    /// fig10, table2, fig18-19, or all) to CSV/JSON/PNG with verdicts.
+    /// fig10, table2, fig18-19, fig1-cnn, fig2-3-cnn, table3, or all) to CSV/JSON/PNG with
+    /// verdicts.
     Reproduce(ReproduceArgs),
     /// Run a spec (TOML): `run SPEC.toml --out DIR`, or continue a stopped run: `run --resume DIR`.
     Run(RunArgs),
@@ -103,8 +104,9 @@ struct RunArgs {
 #[derive(Args)]
 struct ReproduceArgs {
     /// A preset (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9, fig10, table2,
-    /// fig18-19) or `all`. fig22 and fig2-3 read fig1's run: from the same invocation, else a
-    /// finished one of the same protocol in OUT/fig1, else they run it.
+    /// fig18-19; on cnn-relu / CIFAR10-5k: fig1-cnn, fig2-3-cnn, table3) or `all`. fig22 and
+    /// fig2-3 read fig1's run (fig2-3-cnn fig1-cnn's): from the same invocation, else a finished
+    /// one of the same protocol in OUT/fig1, else they run it.
     #[arg(required_unless_present = "list")]
     preset: Option<String>,
     /// Print every preset against the paper (figure, the paper's setting, this preset's setting,
@@ -228,7 +230,8 @@ impl DataDirArg {
 #[derive(Args, Clone)]
 struct ArchArgs {
     /// The network: fc-tanh (Cohen et al.'s MLP, shaped by --widths/--activation) or cnn-relu
-    /// (their convnet([32, 32], 'relu', 'max') for CIFAR-10). With --weights the file decides.
+    /// (their convnet([32, 32], 'relu', 'max') for CIFAR-10). Where weights are loaded
+    /// (--weights), the file decides.
     #[arg(long)]
     model: Option<String>,
     /// Layer widths, input to output [default: 784,200,200,10]. With --weights the tensors' shapes
@@ -279,7 +282,8 @@ impl ArchArgs {
 
 #[derive(Args, Clone)]
 struct ModelArgs {
-    /// Weights to load (safetensors, PyTorch names fc1.weight, …).
+    /// Weights to load (safetensors with PyTorch names: fc1.weight, … for fc-tanh; the
+    /// nn.Sequential state dict 0.weight, 3.weight, 7.weight, … for cnn-relu).
     #[arg(long, conflicts_with = "seed")]
     weights: Option<PathBuf>,
     /// Seed of a fresh initialisation when no --weights are given.
@@ -343,9 +347,9 @@ struct BenchArgs {
     /// CPU precision (the GPU computes in f32).
     #[arg(long, default_value = "f32")]
     precision: Precision,
-    /// Repetitions (medians are reported).
-    #[arg(long, default_value_t = 5)]
-    runs: usize,
+    /// Repetitions (medians are reported; at least 1).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
     /// Samples per chunk of the HVP on the chosen backend (0: its default, 1000 on the CPU, all on
     /// a GPU). The CPU run that follows a GPU one keeps its own default.
     #[arg(long, default_value_t = 0)]
@@ -425,12 +429,17 @@ fn data_cmd(c: DataCommand) -> Result<()> {
                 )
             } else {
                 format!(
-                    "format and labels only: fewer than {} records",
+                    "fewer than {} records: only their format and labels could be checked, not that they are CIFAR-10's",
                     cifar10::CHECKED_RECORDS
                 )
             };
+            let verb = if c.n() >= cifar10::CHECKED_RECORDS {
+                "verified"
+            } else {
+                "read, NOT verified"
+            };
             println!(
-                "{}: {} records verified ({check}) from {src}",
+                "{}: {} records {verb} ({check}) from {src}",
                 c.describe(),
                 c.n()
             );
@@ -576,7 +585,8 @@ impl ModelArgs {
 
 /// The network, its parameters, the data and the loss (an explicit --loss, else the one a
 /// weights file names, else MSE).
-fn load_model(m: &ModelArgs) -> Result<(ModelSpec, Vec<f64>, Dataset, LossKind)> {
+/// The network, θ, the data (and what they are, e.g. "MNIST-5k, normalize") and the loss.
+fn load_model(m: &ModelArgs) -> Result<(ModelSpec, Vec<f64>, Dataset, String, LossKind)> {
     let mut loss = m.loss();
     let (spec, theta) = match &m.weights {
         Some(w) => {
@@ -612,8 +622,14 @@ fn load_model(m: &ModelArgs) -> Result<(ModelSpec, Vec<f64>, Dataset, LossKind)>
             (spec, theta)
         }
     };
+    // Without --dataset: the one whose inputs the network takes (a 3072-input network reads
+    // CIFAR-10), else the model's pairing.
     let kind = match m.dataset {
         Some(d) => d.kind(),
+        None if spec.input_dim() == load::DatasetKind::Cifar10.shape().0 => {
+            load::DatasetKind::Cifar10
+        }
+        None if spec.input_dim() == load::DatasetKind::Mnist.shape().0 => load::DatasetKind::Mnist,
         None => spec
             .default_dataset()
             .parse()
@@ -640,10 +656,8 @@ fn load_model(m: &ModelArgs) -> Result<(ModelSpec, Vec<f64>, Dataset, LossKind)>
             data.classes
         );
     }
-    if kind == load::DatasetKind::Cifar10 {
-        log(&format!("data: {}, {}", l.description, l.preprocess));
-    }
-    Ok((spec, theta, data, loss))
+    let described = format!("{}, {}", l.description, l.preprocess);
+    Ok((spec, theta, data, described, loss))
 }
 
 /// The backend a command computes on.
@@ -738,7 +752,7 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
             4 * a.k.max(1)
         );
     }
-    let (spec, theta, data, loss) = load_model(&a.model)?;
+    let (spec, theta, data, described, loss) = load_model(&a.model)?;
     let chosen = choose(a.model.backend, a.precision, Precision::F64)?;
     let tol = a.tol.unwrap_or(match chosen {
         Chosen::CpuF64 => 1e-7,
@@ -772,14 +786,15 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
         &mut progress
     ));
     pb.finish_and_clear();
-    let rep = rep?;
+    let mut rep = rep?;
+    rep.data = described;
     if a.json {
         println!("{}", serde_json::to_string(&rep)?);
         return Ok(());
     }
     println!(
-        "network {}, {} parameters, {} samples, {} loss, backend {}",
-        rep.model, rep.params, rep.samples, rep.loss_kind, rep.backend
+        "network {}, {} parameters, {} samples of {}, {} loss, backend {}",
+        rep.model, rep.params, rep.samples, rep.data, rep.loss_kind, rep.backend
     );
     if let Some(ad) = &rep.adapter {
         println!("adapter {ad}");
@@ -811,7 +826,7 @@ fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
 }
 
 fn bench_cmd(a: BenchArgs) -> Result<()> {
-    let (spec, theta, data, loss) = load_model(&a.model)?;
+    let (spec, theta, data, described, loss) = load_model(&a.model)?;
     let mut say = |s: &str| {
         if !a.json {
             log(s)
@@ -826,7 +841,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         &data,
         loss,
         jobs::BenchOptions {
-            runs: a.runs,
+            runs: a.runs as usize,
             chunk: a.chunk,
         },
         &mut say
@@ -844,11 +859,14 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             &data,
             loss,
             jobs::BenchOptions {
-                runs: a.runs,
+                runs: a.runs as usize,
                 chunk: 0,
             },
             &mut say
         )?));
+    }
+    for r in reps.iter_mut() {
+        r.data = described.clone();
     }
     if a.json {
         if reps.len() == 1 {
@@ -858,6 +876,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
+    println!("{} on {}", spec.describe(), described);
     for rep in &reps {
         println!(
             "{}{}: gradient {:.1} ms, HVP {:.1} ms ({:.1} GFLOP/s), top-10 (tol 1e-4) {:.0} ms with {} HVPs — {} samples in chunks of {}, {} params, median of {}",
@@ -1098,8 +1117,8 @@ fn run_cmd(a: RunArgs) -> Result<()> {
         spec.checkpoint_every = c;
     }
     // Reject impossible specs before touching the data or a device.
-    let (d_in, classes) = spec.data.dataset.shape();
-    spec.validate(d_in, classes, spec.data.dataset.max_samples())
+    let (d_in, classes) = spec.dataset().shape();
+    spec.validate(d_in, classes, spec.dataset().max_samples())
         .with_context(|| "invalid spec (nothing was run)")?;
     let data_dir = a.dir.resolve()?;
     let sets = subspace_lab::experiment::reproduce::DataSets::for_specs(

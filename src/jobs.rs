@@ -46,6 +46,9 @@ pub struct SpectrumReport {
     pub widths: Vec<usize>,
     /// The network, e.g. `cnn-relu 3x32x32 [32, 32] → 10`.
     pub model: String,
+    /// The data, e.g. `MNIST-5k, normalize` (set by the caller that loaded them; empty otherwise).
+    #[serde(default)]
+    pub data: String,
 }
 
 /// Settings of the eigen-solve.
@@ -121,6 +124,7 @@ pub fn spectrum<B: Backend + Clone>(
         loss_kind: loss.name().into(),
         widths: spec.as_mlp().map(|m| m.widths.clone()).unwrap_or_default(),
         model: spec.describe(),
+        data: String::new(),
     })
 }
 
@@ -136,6 +140,11 @@ pub struct BenchOptions {
 /// What `bench` reports (also its `--json` object). Times are medians over `runs`.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BenchReport {
+    /// The network, e.g. `cnn-relu 3x32x32 [32, 32] → 10`.
+    pub model: String,
+    /// The data (set by the caller that loaded them; empty otherwise).
+    #[serde(default)]
+    pub data: String,
     pub backend: String,
     pub adapter: Option<String>,
     pub grad_ms: f64,
@@ -303,6 +312,8 @@ pub fn bench<B: Backend + Clone>(
         ));
     }
     Ok(BenchReport {
+        model: spec.describe(),
+        data: String::new(),
         backend: backend.name(),
         adapter: backend.adapter(),
         kernels,

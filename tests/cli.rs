@@ -489,7 +489,7 @@ fn resume_after_a_kill_keeps_rows_and_accepts_a_new_checkpoint_cadence() {
     .unwrap()
     .0;
     let data = m
-        .dataset(spec.data.preprocess.parse().unwrap(), spec.data.samples)
+        .dataset(spec.preprocess().parse().unwrap(), spec.data.samples)
         .unwrap();
     let mut p = |_: &str, _: usize, _: usize| {};
     let sink = CsvSink::create(

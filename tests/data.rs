@@ -536,3 +536,25 @@ fn export_safetensors_shapes_and_metadata() {
     let e = err_of(export::write_safetensors(&out, &d, &[5, 3072, 2], &[]));
     assert!(e.contains("shape"), "{e}");
 }
+
+#[test]
+fn a_cache_is_never_replaced_by_fewer_records() {
+    let Some(shared) = shared_cifar() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (c, _) = cifar10::fetch(dir.path(), Some(&shared), &mut |_| {}).unwrap();
+    assert_eq!(c.n(), 4000);
+    // 100 records of the same file: refused, and the verified cache stays.
+    let few = dir.path().join("few.bin");
+    std::fs::write(&few, &c.to_records()[..100 * cifar10::RECORD]).unwrap();
+    let e = cifar10::fetch(dir.path(), Some(&few), &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("more data with less") && e.contains("delete"),
+        "{e}"
+    );
+    let kept = cifar10::load_cache(&cifar10::cache_path(dir.path()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.n(), 4000);
+}

@@ -716,8 +716,8 @@ fn presets_print_their_specs_and_list_their_differences() {
             };
             assert_eq!(parsed, specs, "{p}");
             for s in &parsed {
-                let (d, c) = s.data.dataset.shape();
-                s.validate(d, c, s.data.dataset.max_samples()).unwrap();
+                let (d, c) = s.dataset().shape();
+                s.validate(d, c, s.dataset().max_samples()).unwrap();
             }
         }
     }
@@ -735,7 +735,7 @@ fn presets_print_their_specs_and_list_their_differences() {
         subspace_lab::nn::model::ModelSpec::cnn_relu()
     );
     assert_eq!((cnn.optimizer.lr, cnn.optimizer.batch), (0.001, Some(50)));
-    assert_eq!(cnn.data.dataset.name(), "cifar10");
+    assert_eq!(cnn.dataset().name(), "cifar10");
     assert_eq!(cnn.switch, SwitchRule::ChiEma);
     assert_eq!(full("fig2-3-cnn"), cnn);
     let t3 = reproduce::preset_specs("table3", false).unwrap();
@@ -779,4 +779,32 @@ fn spec_defaults_are_the_papers_fig1_protocol() {
         (one.variants.len(), one.steps_after, one.switch),
         (1, 0, SwitchRule::AfterSteps)
     );
+}
+
+/// A CNN spec written as the README shows: the data set follows the model, the preprocessing the
+/// data set; an activation cnn-relu does not have is refused; the data fingerprint tells data apart.
+#[test]
+fn cnn_specs_default_sensibly_and_refuse_what_does_not_apply() {
+    use subspace_lab::data::dataset::Dataset;
+    let s = RunSpec::parse_toml(
+        "name = \"c\"\nsteps = 2\n[model]\nname = \"cnn-relu\"\n[optimizer]\nname = \"gd\"\nlr = 0.001\n",
+    )
+    .unwrap();
+    assert_eq!(s.dataset().name(), "cifar10");
+    assert_eq!(s.preprocess(), "standardize");
+    s.validate(3072, 10, 5000).unwrap();
+    let t = RunSpec::parse_toml(&s.to_toml().unwrap()).unwrap();
+    assert_eq!(t, s, "round trip");
+    let mut bad = s.clone();
+    bad.model.activation = Some(Activation::Tanh);
+    let e = bad.validate(3072, 10, 5000).unwrap_err().to_string();
+    assert!(e.contains("model.activation") && e.contains("relu"), "{e}");
+    let mut bad = s.clone();
+    bad.data.preprocess = Some("normalize".into());
+    let e = bad.validate(3072, 10, 5000).unwrap_err().to_string();
+    assert!(e.contains("data.preprocess = normalize: unknown CIFAR-10"), "{e}");
+    let a = Dataset::synthetic(10, 4, 3, 1).unwrap();
+    let b = Dataset::synthetic(10, 4, 3, 2).unwrap();
+    assert_eq!(run::data_fingerprint(&a), run::data_fingerprint(&a.clone()));
+    assert_ne!(run::data_fingerprint(&a), run::data_fingerprint(&b));
 }

@@ -46,6 +46,11 @@ fn top10_matches_pytorch_float64() {
         &mut |_| {},
     )
     .unwrap();
+    check(&rep, &fixture);
+}
+
+/// Loss and ‖∇L‖ to 1e-12 relative, every eigenvalue to 1e-6, against a PyTorch fixture.
+fn check(rep: &subspace_lab::jobs::SpectrumReport, fixture: &serde_json::Value) {
     let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
     assert!(
         rel(rep.loss, fixture["loss"].as_f64().unwrap()) < 1e-12,
@@ -54,6 +59,7 @@ fn top10_matches_pytorch_float64() {
     );
     assert!(rel(rep.grad_norm, fixture["grad_norm"].as_f64().unwrap()) < 1e-12);
     let want: Vec<f64> = serde_json::from_value(fixture["eigenvalues"].clone()).unwrap();
+    assert_eq!(rep.eigenvalues.len(), want.len());
     for (i, (a, b)) in rep.eigenvalues.iter().zip(&want).enumerate() {
         assert!(rel(*a, *b) < 1e-6, "λ{} = {a} vs PyTorch {b}", i + 1);
     }
@@ -107,16 +113,5 @@ fn cnn_relu_top5_matches_pytorch_float64() {
         &mut |_| {},
     )
     .unwrap();
-    let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
-    assert!(
-        rel(rep.loss, fixture["loss"].as_f64().unwrap()) < 1e-12,
-        "loss {}",
-        rep.loss
-    );
-    assert!(rel(rep.grad_norm, fixture["grad_norm"].as_f64().unwrap()) < 1e-12);
-    let want: Vec<f64> = serde_json::from_value(fixture["eigenvalues"].clone()).unwrap();
-    assert_eq!(rep.eigenvalues.len(), want.len());
-    for (i, (a, b)) in rep.eigenvalues.iter().zip(&want).enumerate() {
-        assert!(rel(*a, *b) < 1e-6, "λ{} = {a} vs PyTorch {b}", i + 1);
-    }
+    check(&rep, &fixture);
 }

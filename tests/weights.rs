@@ -404,3 +404,64 @@ fn cnn_weights_round_trip_under_pytorch_sequential_names() {
         "{e}"
     );
 }
+
+#[test]
+fn cnn_weights_in_other_layouts_are_named_with_the_fix() {
+    use subspace_lab::nn::model::ModelSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec::cnn_relu();
+    let theta = spec.init(0);
+    let g = spec.graph();
+    let write = |name: &str, shape_of: &dyn Fn(&str, &[usize]) -> Vec<usize>| {
+        let bufs: Vec<(String, Vec<usize>, Vec<u8>)> = g
+            .params
+            .iter()
+            .map(|t| {
+                let shape = shape_of(&t.name, &t.shape);
+                let len: usize = shape.iter().product();
+                let b: Vec<u8> = theta[t.off..t.off + len.min(t.len())]
+                    .iter()
+                    .flat_map(|v| (*v as f32).to_le_bytes())
+                    .collect();
+                (t.name.clone(), shape, b)
+            })
+            .collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = bufs
+            .iter()
+            .map(|(n, s, d)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let p = dir.path().join(name);
+        std::fs::write(&p, safetensors::serialize(views, None).unwrap()).unwrap();
+        weights::load(&p).unwrap_err().to_string()
+    };
+    let e = write("t.safetensors", &|n, s| {
+        if n == "7.weight" {
+            vec![s[1], s[0]]
+        } else {
+            s.to_vec()
+        }
+    });
+    assert!(e.contains("7.weight") && e.contains("transposed"), "{e}");
+    let e = write("hwio.safetensors", &|n, s| {
+        if n == "0.weight" {
+            vec![3, 3, s[1], s[0]]
+        } else {
+            s.to_vec()
+        }
+    });
+    assert!(e.contains("[cout, cin, kh, kw]"), "{e}");
+    let e = write("narrow.safetensors", &|n, s| {
+        if n == "7.weight" {
+            vec![10, 1024]
+        } else {
+            s.to_vec()
+        }
+    });
+    assert!(e.contains("7.weight") && e.contains("[10, 2048]"), "{e}");
+}

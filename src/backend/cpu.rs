@@ -472,31 +472,22 @@ impl<T: Real> Backend for CpuBackend<T> {
         let q = g.pooled();
         let out = sl_mut(out, o_off, q.len(), "maxpool out")?;
         let idx = sl_mut(idx, i_off, q.len(), "maxpool idx")?;
-        let (w, c) = (g.w, g.c);
-        let mut o = 0;
-        for s in 0..g.n {
-            for yq in 0..q.h {
-                for xq in 0..q.w {
-                    // The window's four pixels in row-major order (dy, dx).
-                    let base = ((s * g.h + 2 * yq) * w + 2 * xq) * c;
-                    let at = [base, base + c, base + w * c, base + w * c + c];
-                    for k in 0..c {
-                        let mut best = x[at[0] + k];
-                        let mut pos = 0usize;
-                        for (p, &a) in at.iter().enumerate().skip(1) {
-                            let v = x[a + k];
-                            if v > best {
-                                best = v;
-                                pos = p;
-                            }
-                        }
-                        out[o] = best;
-                        idx[o] = T::of(pos as f64);
-                        o += 1;
+        let c = g.c;
+        pool_windows(g, |o, at| {
+            for k in 0..c {
+                let mut best = x[at[0] + k];
+                let mut pos = 0usize;
+                for (p, &a) in at.iter().enumerate().skip(1) {
+                    let v = x[a + k];
+                    if v > best {
+                        best = v;
+                        pos = p;
                     }
                 }
+                out[o + k] = best;
+                idx[o + k] = T::of(pos as f64);
             }
-        }
+        });
         Ok(())
     }
 
@@ -514,20 +505,12 @@ impl<T: Real> Backend for CpuBackend<T> {
         let q = g.pooled();
         let idx = sl(idx, i_off, q.len(), "pool gather idx")?;
         let out = sl_mut(out, o_off, q.len(), "pool gather out")?;
-        let (w, c) = (g.w, g.c);
-        let mut o = 0;
-        for s in 0..g.n {
-            for yq in 0..q.h {
-                for xq in 0..q.w {
-                    let base = ((s * g.h + 2 * yq) * w + 2 * xq) * c;
-                    let at = [base, base + c, base + w * c, base + w * c + c];
-                    for k in 0..c {
-                        out[o] = src[at[idx[o].wide() as usize & 3] + k];
-                        o += 1;
-                    }
-                }
+        let c = g.c;
+        pool_windows(g, |o, at| {
+            for k in 0..c {
+                out[o + k] = src[at[idx[o + k].wide() as usize & 3] + k];
             }
-        }
+        });
         Ok(())
     }
 
@@ -545,22 +528,14 @@ impl<T: Real> Backend for CpuBackend<T> {
         let idx = sl(idx, i_off, q.len(), "pool scatter idx")?;
         let gy = sl(gy, g_off, q.len(), "pool scatter gy")?;
         let dx = sl_mut(dx, dx_off, g.len(), "pool scatter dx")?;
-        let (w, c) = (g.w, g.c);
+        let c = g.c;
         // Windows do not overlap: zero everything, then put each gradient at its arg-max.
         dx.fill(T::zero());
-        let mut o = 0;
-        for s in 0..g.n {
-            for yq in 0..q.h {
-                for xq in 0..q.w {
-                    let base = ((s * g.h + 2 * yq) * w + 2 * xq) * c;
-                    let at = [base, base + c, base + w * c, base + w * c + c];
-                    for k in 0..c {
-                        dx[at[idx[o].wide() as usize & 3] + k] = gy[o];
-                        o += 1;
-                    }
-                }
+        pool_windows(g, |o, at| {
+            for k in 0..c {
+                dx[at[idx[o + k].wide() as usize & 3] + k] = gy[o + k];
             }
-        }
+        });
         Ok(())
     }
 
@@ -827,6 +802,24 @@ fn par_chunks<T: Send>(out: &mut [T], work: usize, f: impl Fn(usize, &mut [T]) +
             s.spawn(move || f(i * per, chunk));
         }
     });
+}
+
+/// Visit the 2×2 windows of images `g` (NHWC) in the pooled output's order: `f(o, at)` with `o` the
+/// offset of the window's first output element and `at` the offsets of its four pixels' first
+/// channel in row-major window order (dy, dx) = (0,0), (0,1), (1,0), (1,1).
+fn pool_windows(g: Nhwc, mut f: impl FnMut(usize, [usize; 4])) {
+    let (w, c) = (g.w, g.c);
+    let q = g.pooled();
+    let mut o = 0;
+    for s in 0..g.n {
+        for yq in 0..q.h {
+            for xq in 0..q.w {
+                let base = ((s * g.h + 2 * yq) * w + 2 * xq) * c;
+                f(o, [base, base + c, base + w * c, base + w * c + c]);
+                o += c;
+            }
+        }
+    }
 }
 
 /// Run `f(first_row, rows)` over `out` split into whole rows of `width` elements on up to

@@ -582,7 +582,21 @@ pub fn fetch(
             Err(e) => return Err(unavailable(&[format!("  - https: {e}")])),
         },
     };
-    write_cache(&cache_path(dir), &c)?;
+    // Never replace a cache with fewer records (a checksum-verified 4000 by an unverifiable 100).
+    let path = cache_path(dir);
+    if let Ok(Some(old)) = load_cache(&path)
+        && old.n() > c.n()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{} holds {}; {} has only {} records, so it would replace more data with less: keep the cache, or delete {} first if you mean it",
+            path.display(),
+            old.describe(),
+            source,
+            c.n(),
+            path.display()
+        )));
+    }
+    write_cache(&path, &c)?;
     Ok((c, source))
 }
 

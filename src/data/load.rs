@@ -45,13 +45,12 @@ impl DatasetKind {
             DatasetKind::Cifar10 => (cifar10::D, cifar10::CLASSES),
         }
     }
-    /// Check a preprocessing name for this data set.
-    pub fn check_preprocess(self, pre: &str) -> Result<()> {
-        let r = match self {
+    /// Check a preprocessing name for this data set. Errors: what the data set takes.
+    pub fn check_preprocess(self, pre: &str) -> std::result::Result<(), String> {
+        match self {
             DatasetKind::Mnist => pre.parse::<Preprocess>().map(|_| ()),
             DatasetKind::Cifar10 => pre.parse::<Cifar10Preprocess>().map(|_| ()),
-        };
-        r.map_err(|e| Error::InvalidArgument(format!("preprocess for {}: {e}", self.name())))
+        }
     }
 }
 
@@ -95,7 +94,8 @@ pub fn load(
     log: &mut dyn FnMut(&str),
 ) -> Result<Loaded> {
     let pre_name = pre.unwrap_or(kind.default_preprocess());
-    kind.check_preprocess(pre_name)?;
+    kind.check_preprocess(pre_name)
+        .map_err(|e| Error::InvalidArgument(format!("--preprocess for {}: {e}", kind.name())))?;
     if samples == Some(0) {
         return Err(Error::InvalidArgument(
             "--samples 0: use at least one sample".into(),

@@ -700,6 +700,30 @@ pub struct Checkpoint {
     /// checkpoints from before this field).
     #[serde(default)]
     pub elapsed_s: f64,
+    /// [`data_fingerprint`] of the data the run computed on (absent in checkpoints from before
+    /// this field): a resume on other data (another CIFAR-10 cache changes the standardisation)
+    /// is refused.
+    #[serde(default)]
+    pub data: Option<String>,
+}
+
+/// A fingerprint of a data set as the network sees it: sample count, Σx and Σx² (17 digits) and a
+/// position-weighted label sum. Two runs on the same cache and preprocessing give the same string;
+/// other records or other statistics change it.
+pub fn data_fingerprint(d: &Dataset) -> String {
+    let (s1, s2) =
+        d.x.iter()
+            .fold((0.0f64, 0.0f64), |(a, b), &v| (a + v, b + v * v));
+    let labels: u64 = d
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u64 + 1) * l as u64)
+        .sum();
+    format!(
+        "{} samples × {}, Σx {s1:.17e}, Σx² {s2:.17e}, labels {labels}",
+        d.n, d.d
+    )
 }
 
 /// Named vectors saved with a checkpoint.
@@ -791,6 +815,12 @@ pub fn run<B: Backend + Clone>(
                 return Err(Error::InvalidArgument(format!(
                     "the checkpoint was written by another spec (checkpoint vs now: {}); a resumed run continues the checkpoint's spec",
                     diff.join("; ")
+                )));
+            }
+            let now = data_fingerprint(data);
+            if let Some(was) = c.data.as_ref().filter(|was| **was != now) {
+                return Err(Error::InvalidArgument(format!(
+                    "the checkpoint was computed on other data ({was}; now {now}): resume with the same data cache (SUBSPACE_LAB_DATA / --data-dir) it started on, or start a new run"
                 )));
             }
             let get = |name: &str| {
@@ -1066,6 +1096,7 @@ pub fn run<B: Backend + Clone>(
                     current: Some(leg.summary.clone()),
                     records: out.records.clone(),
                     elapsed_s: earlier_s + started.elapsed().as_secs_f64(),
+                    data: Some(data_fingerprint(data)),
                 };
                 obs.checkpoint(&c, &v)?;
                 if stop_now {

@@ -206,8 +206,9 @@ pub struct ModelSpec {
     /// Input width, hidden widths…, classes (fc-tanh: 784, 200, 200, 10).
     #[serde(default = "d_widths")]
     pub widths: Vec<usize>,
-    #[serde(default = "d_act")]
-    pub activation: Activation,
+    /// tanh or relu for a fully connected network (absent: tanh); cnn-relu takes relu only.
+    #[serde(default)]
+    pub activation: Option<Activation>,
 }
 
 impl Default for ModelSpec {
@@ -215,7 +216,7 @@ impl Default for ModelSpec {
         ModelSpec {
             name: None,
             widths: d_widths(),
-            activation: d_act(),
+            activation: Some(d_act()),
         }
     }
 }
@@ -232,7 +233,12 @@ impl serde::Serialize for ModelSpec {
         }
         if !conv {
             st.serialize_field("widths", &self.widths)?;
-            st.serialize_field("activation", &self.activation)?;
+        }
+        if let Some(a) = self
+            .activation
+            .filter(|_| !conv || self.activation != Some(Activation::Relu))
+        {
+            st.serialize_field("activation", &a)?;
         }
         st.end()
     }
@@ -243,6 +249,7 @@ impl ModelSpec {
     pub fn cnn_relu() -> Self {
         ModelSpec {
             name: Some("cnn-relu".into()),
+            activation: None,
             ..Default::default()
         }
     }
@@ -251,31 +258,29 @@ impl ModelSpec {
 fn d_samples() -> usize {
     5000
 }
-fn d_pre() -> String {
-    "normalize".into()
-}
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
     /// `mnist` (MNIST-5k) or `cifar10` (CIFAR10-5k; where fewer records are at hand, those, and
-    /// every output says so).
-    #[serde(default)]
-    pub dataset: DatasetKind,
+    /// every output says so). Absent: the model's (mnist for fc-tanh, cifar10 for cnn-relu).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<DatasetKind>,
     /// The first `samples` samples (canonical order).
     #[serde(default = "d_samples")]
     pub samples: usize,
-    /// MNIST: normalize, center, standardize or none; CIFAR-10: standardize or scale.
-    #[serde(default = "d_pre")]
-    pub preprocess: String,
+    /// MNIST: normalize, center, standardize or none; CIFAR-10: standardize or scale. Absent: the
+    /// data set's (normalize, standardize).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess: Option<String>,
 }
 
 impl Default for DataSpec {
     fn default() -> Self {
         DataSpec {
-            dataset: DatasetKind::Mnist,
+            dataset: None,
             samples: d_samples(),
-            preprocess: d_pre(),
+            preprocess: None,
         }
     }
 }
@@ -284,9 +289,9 @@ impl DataSpec {
     /// CIFAR10-5k with Cohen et al.'s standardisation.
     pub fn cifar10() -> Self {
         DataSpec {
-            dataset: DatasetKind::Cifar10,
+            dataset: Some(DatasetKind::Cifar10),
             samples: 5000,
-            preprocess: "standardize".into(),
+            preprocess: Some("standardize".into()),
         }
     }
 }
@@ -422,8 +427,35 @@ impl RunSpec {
     }
 
     pub fn mlp(&self) -> Result<MlpSpec> {
-        MlpSpec::new(self.model.widths.clone(), self.model.activation)
-            .map_err(|e| Error::InvalidArgument(format!("model.widths: {e}")))
+        MlpSpec::new(
+            self.model.widths.clone(),
+            self.model.activation.unwrap_or(d_act()),
+        )
+        .map_err(|e| Error::InvalidArgument(format!("model.widths: {e}")))
+    }
+
+    /// The data set: `data.dataset`, else the model's (cifar10 for cnn-relu, else mnist).
+    pub fn dataset(&self) -> DatasetKind {
+        self.data.dataset.unwrap_or(
+            if self
+                .model
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("cnn"))
+            {
+                DatasetKind::Cifar10
+            } else {
+                DatasetKind::Mnist
+            },
+        )
+    }
+
+    /// The preprocessing: `data.preprocess`, else the data set's default.
+    pub fn preprocess(&self) -> String {
+        self.data
+            .preprocess
+            .clone()
+            .unwrap_or_else(|| self.dataset().default_preprocess().to_string())
     }
 
     /// The network the spec names ([`ModelSpec::name`]).
@@ -431,6 +463,12 @@ impl RunSpec {
         match self.model.name.as_deref() {
             None | Some("fc-tanh") | Some("fc") => Ok(self.mlp()?.into()),
             Some("cnn-relu") => {
+                if let Some(a) = self.model.activation.filter(|a| *a != Activation::Relu) {
+                    return Err(Error::InvalidArgument(format!(
+                        "model.activation = {}: cnn-relu uses relu (drop model.activation)",
+                        a.name()
+                    )));
+                }
                 if self.model.widths != d_widths() {
                     return Err(Error::InvalidArgument(format!(
                         "model.widths = {:?}: widths shape a fully connected network; cnn-relu has fixed layers (drop model.widths)",
@@ -507,10 +545,9 @@ impl RunSpec {
                 &format!("need 1..={available}"),
             );
         }
-        self.data
-            .dataset
-            .check_preprocess(&self.data.preprocess)
-            .map_err(|e| Error::InvalidArgument(format!("data.{e}")))?;
+        if let Err(e) = self.dataset().check_preprocess(&self.preprocess()) {
+            return bad("data.preprocess", self.preprocess(), &e);
+        }
         let net = self.net()?;
         if net.as_mlp().is_some() {
             let w = &self.model.widths;
@@ -534,8 +571,8 @@ impl RunSpec {
                 "model.name",
                 net.describe(),
                 &format!(
-                    "the data ({}) have {input} inputs and {classes} classes (pair cnn-relu with data.dataset = \"cifar10\")",
-                    self.data.dataset.name()
+                    "the data ({}) have {input} inputs and {classes} classes (pair cnn-relu with data.dataset = \"cifar10\", fc-tanh with \"mnist\")",
+                    self.dataset().name()
                 ),
             );
         }

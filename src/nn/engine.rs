@@ -485,11 +485,7 @@ impl<B: Backend + Clone> Engine<B> {
             } else {
                 (Ten(&grd[0], ro * wy), None)
             };
-            let x = if t == 0 {
-                first_input(input, r0, wx)
-            } else {
-                Input::Buf(Ten(&val[vslot[t - 1]], ro * wx))
-            };
+            let x = op_input(t, input, val, vslot, r0, ro, wx);
             let g = accumulate.then_some(TenMut(&mut *grad, 0));
             match op {
                 Op::Linear(l) => l.vjp(be, c, x, theta, gy, g, gx)?,
@@ -569,11 +565,7 @@ impl<B: Backend + Clone> Engine<B> {
             } else {
                 (None, TenMut(&mut rval[0], 0))
             };
-            let x = if t == 0 {
-                first_input(input, r0, wx)
-            } else {
-                Input::Buf(Ten(&val[vslot[t - 1]], ro * wx))
-            };
+            let x = op_input(t, input, val, vslot, r0, ro, wx);
             match op {
                 Op::Linear(l) => l.jvp(be, c, x, rx, theta, v, ry)?,
                 Op::Conv3x3(cv) => cv.jvp(be, c, buf_input(x)?, rx, theta, v, col, ry)?,
@@ -604,11 +596,7 @@ impl<B: Backend + Clone> Engine<B> {
             };
             let gy = Ten(&grd[t], ro * wy);
             let rx = (t > 0).then(|| Ten(&rval[t - 1], 0));
-            let x = if t == 0 {
-                first_input(input, r0, wx)
-            } else {
-                Input::Buf(Ten(&val[vslot[t - 1]], ro * wx))
-            };
+            let x = op_input(t, input, val, vslot, r0, ro, wx);
             match op {
                 Op::Linear(l) => l.r_vjp(be, c, x, rx, theta, v, gy, rgy, hv.re(), rgx)?,
                 Op::Conv3x3(cv) => cv.r_vjp(
@@ -653,6 +641,25 @@ impl<B: Backend + Clone> crate::hessian::Operator<B> for Engine<B> {
     }
     fn apply(&mut self, x: &B::Buf, x_off: usize, y: &mut B::Buf, y_off: usize) -> Result<()> {
         self.hvp(x, x_off, y, y_off)
+    }
+}
+
+/// The input of op `t` for the chunk at data row `r0` (row `ro` of the value buffers): the data for
+/// the first op, else the value of tensor t − 1.
+#[allow(clippy::too_many_arguments)]
+fn op_input<'a, B: Backend>(
+    t: usize,
+    input: &'a DataInput<B>,
+    val: &'a [B::Buf],
+    vslot: &[usize],
+    r0: usize,
+    ro: usize,
+    wx: usize,
+) -> Input<'a, B> {
+    if t == 0 {
+        first_input(input, r0, wx)
+    } else {
+        Input::Buf(Ten(&val[vslot[t - 1]], ro * wx))
     }
 }
 

@@ -214,7 +214,7 @@ fn parse(
     let named = |key: &str| meta.metadata().as_ref().and_then(|m| m.get(key)).cloned();
     // A convolutional network: the metadata says so, or a weight is 4-D ([cout, cin, kh, kw]).
     let conv = match named("model") {
-        Some(m) if m.starts_with("cnn") => true,
+        Some(m) if m.starts_with("cnn") || m.starts_with("convnet") => true,
         Some(m) if m == "mlp" || m.starts_with("fc") => false,
         Some(m) => {
             return Err(werr(format!(
@@ -446,6 +446,12 @@ fn parse_cnn(
         )));
     }
     if let Some(s) = convs.iter().find(|s| s[2] != 3 || s[3] != 3) {
+        if s[0] == 3 && s[1] == 3 {
+            return Err(werr(format!(
+                "a conv weight has shape {s:?}, which looks like a TensorFlow/JAX kernel [kh, kw, cin, cout]: PyTorch stores [cout, cin, kh, kw] = [{}, {}, 3, 3] (save kernel.transpose(3, 2, 0, 1))",
+                s[3], s[2]
+            )));
+        }
         return Err(werr(format!(
             "a conv weight has shape {s:?}: only 3×3 kernels (padding 1) are supported"
         )));
@@ -454,6 +460,12 @@ fn parse_cnn(
     let [classes, feat] = [rest[0].1[0], rest[0].1[1]];
     let c_last = *channels.last().unwrap_or(&1);
     let shrink = 1usize << channels.len().min(16);
+    let lin = format!("{}.weight", rest[0].0);
+    if classes > feat && feat <= 100 {
+        return Err(werr(format!(
+            "{lin} has shape [{classes}, {feat}], which looks transposed: PyTorch's nn.Linear stores [out, in] = [{feat}, {classes}] (JAX/Keras kernels are [in, out]; save kernel.T)"
+        )));
+    }
     let dims = match input {
         Some(s) => {
             let v: Vec<usize> = s
@@ -466,8 +478,16 @@ fn parse_cnn(
                 _ => return Err(werr(format!("metadata input = {s}: expected C,H,W"))),
             }
         }
+        // Without metadata: square images whose pooled size gives the linear layer's width, else
+        // CIFAR-10's 32×32 (the shape check below then names the tensor that does not fit).
         None => {
-            let side = ((feat / c_last.max(1)) as f64).sqrt().round() as usize * shrink;
+            let per = feat / c_last.max(1);
+            let q = (per as f64).sqrt().round() as usize;
+            let side = if q * q == per && per * c_last == feat && q > 0 {
+                q * shrink
+            } else {
+                32
+            };
             [first[1], side, side]
         }
     };
