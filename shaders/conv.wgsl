@@ -2,7 +2,7 @@
 // element (2-D grid of 256-wide groups). Images are NHWC: P.aux = samples, P.m = height,
 // P.n = width, P.k = channels (of the op's input). P.len = elements written.
 
-// x (at off_out) ← σ(x): flags 1 tanh, 2 relu.
+// x (at off_out) ← σ(x) (act_value in common.wgsl).
 @compute @workgroup_size(256, 1, 1)
 fn act_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
@@ -10,12 +10,7 @@ fn act_inplace(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     if (i >= P.len) {
         return;
     }
-    let v = out[P.off_out + i];
-    if (P.flags == 1u) {
-        out[P.off_out + i] = tanh_safe(v);
-    } else {
-        out[P.off_out + i] = max(v, 0.0);
-    }
+    out[P.off_out + i] = act_value(out[P.off_out + i]);
 }
 
 // col (n·h·w × 9c at off_out) from x (at off_a): row (s, y, x), column ci·9 + ky·3 + kx.

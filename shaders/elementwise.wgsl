@@ -1,20 +1,5 @@
 // Elementwise kernels, one invocation per element (2-D grid of 256-wide groups). The activation
-// kind is in flags: 0 none, 1 tanh, 2 relu. Derivatives use the cached activation a = σ(z):
-// tanh' = 1 − a², tanh'' = −2a(1 − a²), relu' = [a > 0], relu'' = 0.
-
-fn d1(a: f32) -> f32 {
-    if (P.flags == 1u) {
-        return 1.0 - a * a;
-    }
-    return select(0.0, 1.0, a > 0.0);
-}
-
-fn d2(a: f32) -> f32 {
-    if (P.flags == 1u) {
-        return -2.0 * a * (1.0 - a * a);
-    }
-    return 0.0;
-}
+// kind is in flags (act_value, d1, d2 in common.wgsl).
 
 // x (rows×cols at off_out, cols = n, len = rows·cols) ← σ(x + bias[col]) with bias at off_a.
 @compute @workgroup_size(256, 1, 1)
@@ -26,10 +11,8 @@ fn bias_act(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     }
     let v = out[P.off_out + i] + in_a[P.off_a + i % P.n];
     var r = v;
-    if (P.flags == 1u) {
-        r = tanh_safe(v);
-    } else if (P.flags == 2u) {
-        r = max(v, 0.0);
+    if (P.flags != 0u) {
+        r = act_value(v);
     }
     out[P.off_out + i] = r;
 }

@@ -238,9 +238,9 @@ struct ArchArgs {
     /// decide, and a different explicit value is an error.
     #[arg(long, value_delimiter = ',')]
     widths: Option<Vec<usize>>,
-    /// tanh or relu [default: tanh]. With --weights: the file's metadata decides when it has one
-    /// (a different explicit value is an error); a file without one (PyTorch's
-    /// `save_file(model.state_dict(), f)`) takes this.
+    /// tanh, relu, silu or gelu (tanh approximation) [default: tanh]. With --weights: the file's
+    /// metadata decides when it has one (a different explicit value is an error); a file without
+    /// one (PyTorch's `save_file(model.state_dict(), f)`) takes this.
     #[arg(long)]
     activation: Option<Activation>,
 }

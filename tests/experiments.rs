@@ -802,7 +802,10 @@ fn cnn_specs_default_sensibly_and_refuse_what_does_not_apply() {
     let mut bad = s.clone();
     bad.data.preprocess = Some("normalize".into());
     let e = bad.validate(3072, 10, 5000).unwrap_err().to_string();
-    assert!(e.contains("data.preprocess = normalize: unknown CIFAR-10"), "{e}");
+    assert!(
+        e.contains("data.preprocess = normalize: unknown CIFAR-10"),
+        "{e}"
+    );
     let a = Dataset::synthetic(10, 4, 3, 1).unwrap();
     let b = Dataset::synthetic(10, 4, 3, 2).unwrap();
     assert_eq!(run::data_fingerprint(&a), run::data_fingerprint(&a.clone()));

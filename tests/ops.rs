@@ -163,11 +163,12 @@ fn run<B: Backend>(be: &B, op: &Op, rows: usize, a: &Args) -> Passes {
         Op::Act(ac) => {
             be.copy(&xb, 0, &mut y, 0, wx).unwrap();
             ac.forward(be, rows, TenMut(&mut y, 0)).unwrap();
-            ac.vjp(be, rows, Ten(&y, 0), gy, TenMut(&mut gx, 0))
+            let cached = if ac.cached_is_output() { &y } else { &xb };
+            ac.vjp(be, rows, Ten(cached, 0), gy, TenMut(&mut gx, 0))
                 .unwrap();
-            ac.jvp(be, rows, Ten(&y, 0), rx, TenMut(&mut ry, 0))
+            ac.jvp(be, rows, Ten(cached, 0), rx, TenMut(&mut ry, 0))
                 .unwrap();
-            ac.r_vjp(be, rows, Ten(&y, 0), gy, rgy, rx, TenMut(&mut rgx, 0))
+            ac.r_vjp(be, rows, Ten(cached, 0), gy, rgy, rx, TenMut(&mut rgx, 0))
                 .unwrap();
         }
         Op::MaxPool2(pl) => {
@@ -339,6 +340,22 @@ fn all_ops() -> Vec<(&'static str, Op, usize)> {
             "relu",
             Op::Act(Act {
                 act: Activation::Relu,
+                width: 7,
+            }),
+            3,
+        ),
+        (
+            "silu",
+            Op::Act(Act {
+                act: Activation::Silu,
+                width: 7,
+            }),
+            3,
+        ),
+        (
+            "gelu",
+            Op::Act(Act {
+                act: Activation::Gelu,
                 width: 7,
             }),
             3,
@@ -595,4 +612,70 @@ fn cnn_relu_has_the_papers_shape_and_pytorch_names() {
     // fc-tanh's init is unchanged by the generic initialiser.
     let m = subspace_lab::nn::mlp::MlpSpec::fc_tanh();
     assert_eq!(ModelSpec::from(m.clone()).init(4), m.init(4));
+}
+
+#[test]
+fn smooth_activations_in_a_whole_network_match_differences() {
+    // A fully connected net with SiLU / GELU (the Transformer's activations), whose ops keep their
+    // input: HVP against central differences of the gradient, cached and per-chunk layouts equal,
+    // and WGSL against CPU f64.
+    for act in [Activation::Silu, Activation::Gelu] {
+        let spec: ModelSpec = subspace_lab::nn::mlp::MlpSpec::new(vec![6, 5, 4, 3], act)
+            .unwrap()
+            .into();
+        let theta: Vec<f64> = spec.init(1).iter().map(|x| 2.0 * x).collect();
+        let data = Dataset::synthetic(7, 6, 3, 4).unwrap();
+        let mut e = cnn_engine(
+            F64::new(),
+            &spec,
+            &data,
+            &theta,
+            LossKind::Mse,
+            0,
+            Cache::All,
+        );
+        let mut q = cnn_engine(
+            F64::new(),
+            &spec,
+            &data,
+            &theta,
+            LossKind::Mse,
+            3,
+            Cache::PerChunk,
+        );
+        let p = spec.num_params();
+        let v = random_vector(p, 2);
+        let hv = hvp_host(&mut e, &v);
+        assert!(rel_err(&hvp_host(&mut q, &v), &hv) < 1e-13);
+        let h = 1e-6;
+        let mut grad_at = |s: f64| {
+            let th: Vec<f64> = theta.iter().zip(&v).map(|(t, d)| t + s * d).collect();
+            e.set_params_host(&th).unwrap();
+            e.backend().download(e.grad().unwrap()).unwrap()
+        };
+        let (gp, gm) = (grad_at(h), grad_at(-h));
+        let fd: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
+        assert!(
+            rel_err(&hv, &fd) < 1e-6,
+            "{act:?}: HVP vs differences {:e}",
+            rel_err(&hv, &fd)
+        );
+        if let Some(g) = gpu() {
+            let mut w = cnn_engine(
+                g.clone(),
+                &spec,
+                &data,
+                &theta,
+                LossKind::Mse,
+                0,
+                Cache::Auto,
+            );
+            let e_w = rel_err(&hvp_host(&mut w, &v), &hv);
+            assert!(e_w < 1e-5, "{act:?} on the GPU: HVP {e_w:e}");
+        }
+    }
 }

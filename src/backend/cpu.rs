@@ -282,6 +282,10 @@ impl<T: Real> Backend for CpuBackend<T> {
                     .iter_mut()
                     .zip(bias)
                     .for_each(|(v, &b)| *v = (*v + b).max(T::zero())),
+                Some(a) => row
+                    .iter_mut()
+                    .zip(bias)
+                    .for_each(|(v, &b)| *v = T::of(a.eval((*v + b).wide()).0)),
             }
         }
         Ok(())
@@ -311,6 +315,11 @@ impl<T: Real> Backend for CpuBackend<T> {
             Activation::Relu => {
                 for ((o, &ai), &gi) in out.iter_mut().zip(a).zip(g) {
                     *o = if ai > T::zero() { gi } else { T::zero() };
+                }
+            }
+            smooth => {
+                for ((o, &zi), &gi) in out.iter_mut().zip(a).zip(g) {
+                    *o = gi * T::of(smooth.derivs_cached(zi.wide()).0);
                 }
             }
         }
@@ -353,6 +362,13 @@ impl<T: Real> Backend for CpuBackend<T> {
                     *o = if ai > T::zero() { rgi } else { T::zero() };
                 }
             }
+            smooth => {
+                for ((((o, &zi), &rgi), &gi), &rzi) in out.iter_mut().zip(a).zip(rg).zip(g).zip(rz)
+                {
+                    let (d1, d2) = smooth.derivs_cached(zi.wide());
+                    *o = rgi * T::of(d1) + gi * T::of(d2) * rzi;
+                }
+            }
         }
         Ok(())
     }
@@ -362,6 +378,9 @@ impl<T: Real> Backend for CpuBackend<T> {
         match act {
             Activation::Tanh => x.iter_mut().for_each(|v| *v = T::tanh_fast(*v)),
             Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(T::zero())),
+            smooth => x
+                .iter_mut()
+                .for_each(|v| *v = T::of(smooth.eval(v.wide()).0)),
         }
         Ok(())
     }

@@ -1530,6 +1530,8 @@ fn act_flag(act: Option<Activation>) -> u32 {
         None => 0,
         Some(Activation::Tanh) => 1,
         Some(Activation::Relu) => 2,
+        Some(Activation::Silu) => 3,
+        Some(Activation::Gelu) => 4,
     }
 }
 

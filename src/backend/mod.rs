@@ -63,25 +63,50 @@ impl std::str::FromStr for Precision {
 pub enum Activation {
     Tanh,
     Relu,
+    /// z·sigmoid(z) (Damian et al.'s Transformer MLP block).
+    Silu,
+    /// GELU in its tanh approximation ½z(1 + tanh(√(2/π)(z + 0.044715z³))) (Flax's default).
+    Gelu,
 }
+
+/// √(2/π) and the cubic coefficient of the GELU tanh approximation.
+const GELU_C: f64 = 0.797_884_560_802_865_4;
+const GELU_A: f64 = 0.044_715;
 
 impl Activation {
     pub fn name(self) -> &'static str {
         match self {
             Activation::Tanh => "tanh",
             Activation::Relu => "relu",
+            Activation::Silu => "silu",
+            Activation::Gelu => "gelu",
         }
     }
-    /// σ'(z) and σ''(z) as functions of the output a = σ(z) (what the kernels use).
+    /// True if σ' and σ'' are functions of the output a = σ(z) (tanh: 1 − a², ReLU: 1[a > 0]):
+    /// the op then overwrites its input. SiLU and GELU need z: their op keeps it.
+    pub fn from_output(self) -> bool {
+        matches!(self, Activation::Tanh | Activation::Relu)
+    }
+    /// (σ', σ'') from the value the backward passes keep: a = σ(z) when [`Self::from_output`],
+    /// else z.
     #[inline]
-    pub fn derivs_from_output(self, a: f64) -> (f64, f64) {
+    pub fn derivs_cached(self, c: f64) -> (f64, f64) {
         match self {
             Activation::Tanh => {
-                let d1 = 1.0 - a * a;
-                (d1, -2.0 * a * d1)
+                let d1 = 1.0 - c * c;
+                (d1, -2.0 * c * d1)
             }
-            Activation::Relu => (if a > 0.0 { 1.0 } else { 0.0 }, 0.0),
+            Activation::Relu => (if c > 0.0 { 1.0 } else { 0.0 }, 0.0),
+            _ => {
+                let (_, d1, d2) = self.eval(c);
+                (d1, d2)
+            }
         }
+    }
+    /// σ'(z) and σ''(z) as functions of the output a = σ(z) (tanh and ReLU only).
+    #[inline]
+    pub fn derivs_from_output(self, a: f64) -> (f64, f64) {
+        self.derivs_cached(a)
     }
 
     /// σ(z), σ'(z), σ''(z) in f64: the reference the backends' kernels follow.
@@ -101,6 +126,26 @@ impl Activation {
                     (0.0, 0.0, 0.0)
                 }
             }
+            Activation::Silu => {
+                let s = 1.0 / (1.0 + (-z).exp());
+                (
+                    z * s,
+                    s * (1.0 + z * (1.0 - s)),
+                    s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s)),
+                )
+            }
+            Activation::Gelu => {
+                let u = GELU_C * (z + GELU_A * z * z * z);
+                let du = GELU_C * (1.0 + 3.0 * GELU_A * z * z);
+                let ddu = GELU_C * 6.0 * GELU_A * z;
+                let t = u.tanh();
+                let s = 1.0 - t * t;
+                (
+                    0.5 * z * (1.0 + t),
+                    0.5 * (1.0 + t) + 0.5 * z * s * du,
+                    s * du + 0.5 * z * (-2.0 * t * s * du * du + s * ddu),
+                )
+            }
         }
     }
 }
@@ -111,8 +156,10 @@ impl std::str::FromStr for Activation {
         match s {
             "tanh" => Ok(Activation::Tanh),
             "relu" => Ok(Activation::Relu),
+            "silu" => Ok(Activation::Silu),
+            "gelu" => Ok(Activation::Gelu),
             other => Err(format!(
-                "unknown activation '{other}' (expected tanh or relu)"
+                "unknown activation '{other}' (expected tanh, relu, silu or gelu)"
             )),
         }
     }
@@ -263,9 +310,9 @@ pub trait Backend {
         x_off: usize,
     ) -> Result<()>;
 
-    /// `out = g ⊙ σ'(z)` on `len` elements, where `a = σ(z)` is the cached activation: the
-    /// derivatives of tanh and ReLU are functions of their output (1 − a², 1[a > 0]), so no
-    /// transcendental is evaluated again.
+    /// `out = g ⊙ σ'(z)` on `len` elements from the cached value `a`: the output σ(z) for tanh
+    /// and ReLU, whose derivatives are functions of it (1 − a², 1[a > 0], so no transcendental is
+    /// evaluated again), z itself for SiLU and GELU ([`Activation::from_output`]).
     #[allow(clippy::too_many_arguments)]
     fn act_d1_mul(
         &self,
@@ -279,8 +326,8 @@ pub trait Backend {
         o_off: usize,
     ) -> Result<()>;
 
-    /// The R-operator of the backward activation step, from the cached activation `a = σ(z)`:
-    /// `out = rg ⊙ σ'(z) + g ⊙ σ''(z) ⊙ rz` on `len` elements.
+    /// The R-operator of the backward activation step, from the cached value `a` (as in
+    /// [`Backend::act_d1_mul`]): `out = rg ⊙ σ'(z) + g ⊙ σ''(z) ⊙ rz` on `len` elements.
     #[allow(clippy::too_many_arguments)]
     fn act_d2_r(
         &self,

@@ -445,6 +445,11 @@ impl<B: Backend + Clone> Engine<B> {
         for (t, op) in graph.ops.iter().enumerate() {
             let (wx, wy) = (op.in_width(), op.out_width());
             if let Op::Act(a) = op {
+                if !a.cached_is_output() {
+                    // SiLU/GELU keep their input: y = copy of x, then σ in place.
+                    let (x, y) = two(val, vslot[t - 1], vslot[t]);
+                    be.copy(x, ro * wx, y, ro * wy, c * wy)?;
+                }
                 a.forward(be, c, TenMut(&mut val[vslot[t]], ro * wy))?;
                 continue;
             }
@@ -492,7 +497,7 @@ impl<B: Backend + Clone> Engine<B> {
                 Op::Conv3x3(cv) => cv.vjp(be, c, buf_input(x)?, theta, gy, col, g, gx)?,
                 Op::Act(a) => {
                     if let Some(gx) = gx {
-                        a.vjp(be, c, Ten(&val[vslot[t]], ro * wy), gy, gx)?
+                        a.vjp(be, c, act_cached(&a, t, val, vslot, ro), gy, gx)?
                     }
                 }
                 Op::MaxPool2(p) => {
@@ -569,7 +574,7 @@ impl<B: Backend + Clone> Engine<B> {
             match op {
                 Op::Linear(l) => l.jvp(be, c, x, rx, theta, v, ry)?,
                 Op::Conv3x3(cv) => cv.jvp(be, c, buf_input(x)?, rx, theta, v, col, ry)?,
-                Op::Act(a) => a.jvp(be, c, Ten(&val[vslot[t]], ro * wy), need(rx)?, ry)?,
+                Op::Act(a) => a.jvp(be, c, act_cached(a, t, val, vslot, ro), need(rx)?, ry)?,
                 Op::MaxPool2(p) => p.jvp(be, c, Ten(&idx[t], ro * wy), need(rx)?, ry)?,
                 Op::Flatten(f) => f.forward(be, c, need(rx)?, ry)?,
             }
@@ -614,8 +619,8 @@ impl<B: Backend + Clone> Engine<B> {
                 )?,
                 Op::Act(a) => {
                     if let Some(rgx) = rgx {
-                        let y = Ten(&val[vslot[t]], ro * wy);
-                        a.r_vjp(be, c, y, gy, rgy, need(rx)?, rgx)?
+                        let cached = act_cached(&a, t, val, vslot, ro);
+                        a.r_vjp(be, c, cached, gy, rgy, need(rx)?, rgx)?
                     }
                 }
                 Op::MaxPool2(p) => {
@@ -661,6 +666,23 @@ fn op_input<'a, B: Backend>(
     } else {
         Input::Buf(Ten(&val[vslot[t - 1]], ro * wx))
     }
+}
+
+/// What an activation's derivative passes read: its output (tanh, ReLU; the slot it shares with
+/// its input) or its input (SiLU, GELU), at row `ro`.
+fn act_cached<'a, B: Backend>(
+    a: &super::ops::Act,
+    t: usize,
+    val: &'a [B::Buf],
+    vslot: &[usize],
+    ro: usize,
+) -> Ten<'a, B> {
+    let slot = if a.cached_is_output() || t == 0 {
+        vslot[t]
+    } else {
+        vslot[t - 1]
+    };
+    Ten(&val[slot], ro * a.width)
 }
 
 /// The first op's input: the data rows r0.. in the form the op reads.

@@ -43,9 +43,9 @@ impl Op {
             _ => 0,
         }
     }
-    /// True if the op writes its output over its input (activations).
+    /// True if the op writes its output over its input (tanh and ReLU).
     pub fn in_place(&self) -> bool {
-        matches!(self, Op::Act(_))
+        matches!(self, Op::Act(a) if a.cached_is_output())
     }
 }
 

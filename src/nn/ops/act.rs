@@ -1,5 +1,7 @@
-//! Elementwise activation y = σ(x), computed in place (the output overwrites the input: no pass
-//! needs the pre-activation, since σ' and σ'' of tanh and ReLU are functions of the output).
+//! Elementwise activation y = σ(x). tanh and ReLU are computed in place (the output overwrites the
+//! input: σ' and σ'' are functions of the output); SiLU and GELU keep their input, which their
+//! derivatives need ([`Activation::from_output`]). Every derivative pass reads the `cached` tensor:
+//! y for the former, x for the latter ([`Act::cached_is_output`]).
 
 use super::{Ten, TenMut};
 use crate::backend::{Activation, Backend};
@@ -13,12 +15,16 @@ pub struct Act {
 }
 
 impl Act {
-    /// y = σ(y) in place on `rows` samples.
+    /// True if the derivative passes read the output (tanh, ReLU), false if the input (SiLU, GELU).
+    pub fn cached_is_output(&self) -> bool {
+        self.act.from_output()
+    }
+    /// y = σ(y) in place on `rows` samples (copy x into y first for an activation that keeps x).
     #[allow(clippy::too_many_arguments)]
     pub fn forward<B: Backend>(&self, be: &B, rows: usize, y: TenMut<B>) -> Result<()> {
         be.act(self.act, rows * self.width, y.0, y.1)
     }
-    /// gx = gy ⊙ σ'(x), from the output y.
+    /// gx = gy ⊙ σ'(x), from the cached tensor (y or x).
     #[allow(clippy::too_many_arguments)]
     pub fn vjp<B: Backend>(
         &self,
