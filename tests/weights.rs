@@ -147,9 +147,9 @@ fn malformed_files_are_clear_errors() {
     write(
         &p,
         &[w("fc1.weight", vec![4, 3]), w("fc1.bias", vec![4])],
-        Some(HashMap::from([("activation".into(), "gelu".into())])),
+        Some(HashMap::from([("activation".into(), "swish".into())])),
     );
-    assert!(weights::load(&p).unwrap_err().to_string().contains("gelu"));
+    assert!(weights::load(&p).unwrap_err().to_string().contains("swish"));
     let e = weights::load(&dir.path().join("missing.safetensors"))
         .unwrap_err()
         .to_string();
