@@ -447,6 +447,7 @@ impl<B: Backend + Clone> Engine<B> {
             if let Op::Act(a) = op {
                 if !a.cached_is_output() {
                     // SiLU/GELU keep their input: y = copy of x, then σ in place.
+                    need((t > 0).then_some(()))?;
                     let (x, y) = two(val, vslot[t - 1], vslot[t]);
                     be.copy(x, ro * wx, y, ro * wy, c * wy)?;
                 }
