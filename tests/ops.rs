@@ -9,6 +9,7 @@
 mod common;
 use common::*;
 use std::sync::OnceLock;
+use subspace_lab::backend::TokenIndex;
 use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
 use subspace_lab::backend::{Activation, Backend, LossKind};
 use subspace_lab::data::dataset::Dataset;
@@ -17,7 +18,10 @@ use subspace_lab::nn::cnn::CnnSpec;
 use subspace_lab::nn::engine::{Cache, Engine};
 use subspace_lab::nn::graph::Op;
 use subspace_lab::nn::model::ModelSpec;
-use subspace_lab::nn::ops::{Act, Conv3x3, Flatten, Input, Linear, MaxPool2, Ten, TenMut};
+use subspace_lab::nn::ops::{
+    Act, Attention, Conv3x3, Embed, Flatten, Input, LayerNorm, Linear, MaxPool2, MeanPool, Ten,
+    TenMut,
+};
 
 fn gpu() -> Option<GpuBackend> {
     static G: OnceLock<Option<GpuBackend>> = OnceLock::new();
@@ -50,9 +54,11 @@ struct Passes {
     rgx: Vec<f64>,
 }
 
-/// The inputs of the passes: x, θ, the direction (rx, v), gy and R{gy}.
+/// The inputs of the passes: x, θ, the direction (rx, v), gy and R{gy}; token ids for the ops
+/// that read them (an embedding's x is its ids, and its rx is 0).
 #[derive(Clone)]
 struct Args {
+    ids: Vec<f64>,
     x: Vec<f64>,
     th: Vec<f64>,
     rx: Vec<f64>,
@@ -65,13 +71,33 @@ fn params(op: &Op) -> usize {
     match op {
         Op::Linear(l) => l.num_params(),
         Op::Conv3x3(c) => c.num_params(),
+        Op::LayerNorm(l) => 2 * l.width,
+        Op::Embed(e) => (e.vocab + e.seq) * e.width,
         _ => 0,
     }
+}
+
+/// Token ids of `rows` sequences of `seq` positions: row r ends in r mod seq padding positions
+/// (never all padding), the rest ids in 1..vocab.
+fn token_ids(rows: usize, seq: usize, vocab: usize) -> Vec<f64> {
+    let mut ids = Vec::new();
+    for r in 0..rows {
+        let pad = r % seq;
+        for t in 0..seq {
+            ids.push(if t + pad >= seq && t > 0 {
+                0.0
+            } else {
+                (1 + (r * 7 + t * 3) % (vocab - 1)) as f64
+            });
+        }
+    }
+    ids
 }
 
 fn run<B: Backend>(be: &B, op: &Op, rows: usize, a: &Args) -> Passes {
     let up = |v: &[f64]| be.upload(v).unwrap();
     let z = |n: usize| be.zeros(n).unwrap();
+    let idb = up(&a.ids);
     let (xb, thb, rxb, vb, gyb, rgyb) = (
         up(&a.x),
         up(&a.th),
@@ -188,6 +214,65 @@ fn run<B: Backend>(be: &B, op: &Op, rows: usize, a: &Args) -> Passes {
             f.forward(be, rows, rx, TenMut(&mut ry, 0)).unwrap();
             f.vjp(be, rows, rgy, TenMut(&mut rgx, 0)).unwrap();
         }
+        Op::LayerNorm(l) => {
+            l.forward(be, rows, x, &thb, TenMut(&mut y, 0)).unwrap();
+            l.vjp(
+                be,
+                rows,
+                x,
+                &thb,
+                gy,
+                Some(TenMut(&mut gth, 0)),
+                TenMut(&mut gx, 0),
+                &mut col,
+            )
+            .unwrap();
+            l.jvp(be, rows, x, rx, &thb, v, TenMut(&mut ry, 0)).unwrap();
+            l.r_vjp(
+                be,
+                rows,
+                x,
+                rx,
+                &thb,
+                v,
+                gy,
+                rgy,
+                TenMut(&mut hv, 0),
+                TenMut(&mut rgx, 0),
+                &mut col,
+            )
+            .unwrap();
+        }
+        Op::Attention(at) => {
+            let mut probs = z(at.probs_width() * rows);
+            let ids = Ten::<B>(&idb, 0);
+            at.forward(be, rows, ids, x, TenMut(&mut y, 0), TenMut(&mut probs, 0))
+                .unwrap();
+            let p = Ten::<B>(&probs, 0);
+            at.vjp(be, rows, x, p, gy, TenMut(&mut gx, 0)).unwrap();
+            at.jvp(be, rows, x, p, rx, TenMut(&mut ry, 0)).unwrap();
+            at.r_vjp(be, rows, x, p, rx, gy, rgy, TenMut(&mut rgx, 0))
+                .unwrap();
+        }
+        Op::MeanPool(m) => {
+            let ids = Ten::<B>(&idb, 0);
+            m.forward(be, rows, ids, x, TenMut(&mut y, 0)).unwrap();
+            m.vjp(be, rows, ids, gy, TenMut(&mut gx, 0)).unwrap();
+            m.forward(be, rows, ids, rx, TenMut(&mut ry, 0)).unwrap();
+            m.vjp(be, rows, ids, rgy, TenMut(&mut rgx, 0)).unwrap();
+        }
+        Op::Embed(e) => {
+            let ti = TokenIndex::new(&a.x, e.vocab);
+            let (st, or) = (up(&ti.start), up(&ti.order));
+            e.forward(be, rows, x, Ten(&thb, 0), TenMut(&mut y, 0))
+                .unwrap();
+            e.vjp(be, rows, (&st, &or), gy, TenMut(&mut gth, 0))
+                .unwrap();
+            e.forward(be, rows, x, v, TenMut(&mut ry, 0)).unwrap();
+            e.vjp(be, rows, (&st, &or), rgy, TenMut(&mut hv, 0))
+                .unwrap();
+        }
+        Op::Add(_) => unreachable!("a residual is tested in whole networks"),
     }
     let d = |b: &B::Buf| be.download(b).unwrap();
     Passes {
@@ -208,14 +293,28 @@ fn args(op: &Op, rows: usize, seed: u64) -> Args {
             .collect::<Vec<_>>()
     };
     let (wx, wy, p) = (op.in_width() * rows, op.out_width() * rows, params(op));
-    Args {
+    let seq = match op {
+        Op::Attention(a) => a.seq,
+        Op::MeanPool(m) => m.seq,
+        _ => 1,
+    };
+    let mut a = Args {
+        ids: token_ids(rows, seq, 5),
         x: r(wx, 1),
         th: r(p, 2),
         rx: r(wx, 3),
         v: r(p, 4),
         gy: r(wy, 5),
         rgy: r(wy, 6),
+    };
+    if let Op::Embed(e) = op {
+        // Ids from the whole vocabulary except its last word (a row without gradient).
+        a.x = (0..wx)
+            .map(|i| ((i * 5 + 2) % (e.vocab - 1)) as f64)
+            .collect();
+        a.rx = vec![0.0; wx];
     }
+    a
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -271,7 +370,8 @@ fn check_f64(name: &str, op: &Op, rows: usize) {
         "{name}: R-backward vs differences of the VJP: θ {e_hv:e}, x {e_rgx:e}"
     );
     assert!(
-        p.ry.iter().any(|v| *v != 0.0) && p.rgx.iter().any(|v| *v != 0.0),
+        p.ry.iter().any(|v| *v != 0.0)
+            && (p.rgx.iter().any(|v| *v != 0.0) || matches!(op, Op::Embed(_))),
         "{name}: trivial test"
     );
 }
@@ -304,6 +404,7 @@ fn all_ops() -> Vec<(&'static str, Op, usize)> {
         fan_out: 4,
         w_off: 0,
         b_off: 20,
+        seq: 1,
     };
     let conv = Conv3x3 {
         cin: 2,
@@ -362,6 +463,77 @@ fn all_ops() -> Vec<(&'static str, Op, usize)> {
         ),
         ("maxpool2", Op::MaxPool2(MaxPool2 { h: 4, w: 6, c: 3 }), 2),
         ("flatten", Op::Flatten(Flatten { hw: 6, c: 3 }), 2),
+        (
+            "linear over a sequence",
+            Op::Linear(Linear {
+                fan_in: 3,
+                fan_out: 4,
+                w_off: 0,
+                b_off: 12,
+                seq: 3,
+            }),
+            2,
+        ),
+        (
+            "layer_norm",
+            Op::LayerNorm(LayerNorm {
+                seq: 3,
+                width: 5,
+                eps: 1e-6,
+                g_off: 0,
+                b_off: 5,
+            }),
+            2,
+        ),
+        (
+            "attention, padding masked",
+            Op::Attention(Attention {
+                seq: 4,
+                heads: 2,
+                head_dim: 3,
+                masked: true,
+            }),
+            3,
+        ),
+        (
+            "attention, no mask",
+            Op::Attention(Attention {
+                seq: 4,
+                heads: 2,
+                head_dim: 3,
+                masked: false,
+            }),
+            2,
+        ),
+        (
+            "mean over positions, padding masked",
+            Op::MeanPool(MeanPool {
+                seq: 4,
+                width: 3,
+                masked: true,
+            }),
+            3,
+        ),
+        (
+            "mean over positions, no mask",
+            Op::MeanPool(MeanPool {
+                seq: 4,
+                width: 3,
+                masked: false,
+            }),
+            2,
+        ),
+        (
+            "embedding",
+            Op::Embed(Embed {
+                vocab: 6,
+                seq: 4,
+                width: 3,
+                tok_off: 0,
+                pos_off: 18,
+            }),
+            3,
+        ),
     ]
 }
 

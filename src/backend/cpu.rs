@@ -3,8 +3,9 @@
 //! Reductions accumulate in `f64` in both, so an f32 dot over 199,210 terms keeps f32 round-off
 //! only from its inputs.
 
+use super::cpu_seq;
 use super::input::CpuInput;
-use super::{Activation, Backend, LossKind, Nhwc, Precision, check_range};
+use super::{Activation, Attn, Backend, Ln, LossKind, Nhwc, Precision, Seq, check_range};
 use crate::error::Result;
 
 /// A scalar the CPU backend computes in.
@@ -718,6 +719,343 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(())
     }
 
+    fn embed(
+        &self,
+        g: Seq,
+        ids: &Vec<T>,
+        ids_off: usize,
+        table: &Vec<T>,
+        tok_off: usize,
+        pos_off: usize,
+        out: &mut Vec<T>,
+        o_off: usize,
+    ) -> Result<()> {
+        let (t, d) = (g.len, g.width);
+        let ids = sl(ids, ids_off, g.rows * t, "embed ids")?;
+        let pos = sl(table, pos_off, t * d, "embed positions")?;
+        let out = sl_mut(out, o_off, g.numel(), "embed out")?;
+        for (p, o) in out.chunks_exact_mut(d).enumerate() {
+            let id = ids[p].wide() as usize;
+            let row = sl(table, tok_off + id * d, d, "embed token row")?;
+            let pr = &pos[(p % t) * d..][..d];
+            for j in 0..d {
+                o[j] = row[j] + pr[j];
+            }
+        }
+        Ok(())
+    }
+
+    fn embed_grad(
+        &self,
+        g: Seq,
+        vocab: usize,
+        start: &Vec<T>,
+        order: &Vec<T>,
+        gy: &Vec<T>,
+        g_off: usize,
+        out: &mut Vec<T>,
+        tok_off: usize,
+    ) -> Result<()> {
+        let d = g.width;
+        let start = sl(start, 0, vocab + 1, "embed_grad start")?;
+        let order = sl(order, 0, g.rows * g.len, "embed_grad order")?;
+        let gy = sl(gy, g_off, g.numel(), "embed_grad gy")?;
+        let out = sl_mut(out, tok_off, vocab * d, "embed_grad out")?;
+        for v in 0..vocab {
+            let (a, b) = (start[v].wide() as usize, start[v + 1].wide() as usize);
+            if a == b {
+                continue;
+            }
+            let mut acc = vec![0.0f64; d];
+            for p in &order[a..b] {
+                let row = &gy[p.wide() as usize * d..][..d];
+                for j in 0..d {
+                    acc[j] += row[j].wide();
+                }
+            }
+            for (o, s) in out[v * d..(v + 1) * d].iter_mut().zip(&acc) {
+                *o = T::of(o.wide() + s);
+            }
+        }
+        Ok(())
+    }
+
+    fn layer_norm(
+        &self,
+        l: Ln,
+        x: &Vec<T>,
+        x_off: usize,
+        theta: &Vec<T>,
+        y: &mut Vec<T>,
+        y_off: usize,
+    ) -> Result<()> {
+        let len = l.rows * l.width;
+        let x = sl(x, x_off, len, "layer_norm x")?;
+        ln_params(theta, l)?;
+        let y = sl_mut(y, y_off, len, "layer_norm y")?;
+        par_rows(y, l.width, 10 * len, |r0, y| {
+            let xs = &x[r0 * l.width..][..y.len()];
+            cpu_seq::layer_norm(l, xs, theta, y)
+        });
+        Ok(())
+    }
+
+    fn layer_norm_vjp(
+        &self,
+        l: Ln,
+        x: &Vec<T>,
+        x_off: usize,
+        theta: &Vec<T>,
+        dy: &Vec<T>,
+        dy_off: usize,
+        dx: &mut Vec<T>,
+        dx_off: usize,
+        prod: &mut Vec<T>,
+        p_off: usize,
+    ) -> Result<()> {
+        let (len, w) = (l.rows * l.width, l.width);
+        let x = sl(x, x_off, len, "layer_norm_vjp x")?;
+        let dy = sl(dy, dy_off, len, "layer_norm_vjp dy")?;
+        ln_params(theta, l)?;
+        let dx = sl_mut(dx, dx_off, len, "layer_norm_vjp dx")?;
+        let prod = sl_mut(prod, p_off, len, "layer_norm_vjp prod")?;
+        par_rows2(dx, prod, w, 20 * len, |r0, dx, prod| {
+            let rows = r0 * w..r0 * w + dx.len();
+            cpu_seq::layer_norm_vjp(l, &x[rows.clone()], theta, &dy[rows], dx, prod)
+        });
+        Ok(())
+    }
+
+    fn layer_norm_jvp(
+        &self,
+        l: Ln,
+        x: &Vec<T>,
+        x_off: usize,
+        rx: &Vec<T>,
+        rx_off: usize,
+        theta: &Vec<T>,
+        v: &Vec<T>,
+        v_off: usize,
+        ry: &mut Vec<T>,
+        ry_off: usize,
+    ) -> Result<()> {
+        let (len, w) = (l.rows * l.width, l.width);
+        let x = sl(x, x_off, len, "layer_norm_jvp x")?;
+        let rx = sl(rx, rx_off, len, "layer_norm_jvp rx")?;
+        ln_params(theta, l)?;
+        let v = &v[v_off.min(v.len())..];
+        ln_params(v, l)?;
+        let ry = sl_mut(ry, ry_off, len, "layer_norm_jvp ry")?;
+        par_rows(ry, w, 20 * len, |r0, ry| {
+            let rows = r0 * w..r0 * w + ry.len();
+            cpu_seq::layer_norm_jvp(l, &x[rows.clone()], &rx[rows], theta, v, ry)
+        });
+        Ok(())
+    }
+
+    fn layer_norm_rvjp(
+        &self,
+        l: Ln,
+        x: &Vec<T>,
+        x_off: usize,
+        rx: &Vec<T>,
+        rx_off: usize,
+        theta: &Vec<T>,
+        v: &Vec<T>,
+        v_off: usize,
+        dy: &Vec<T>,
+        dy_off: usize,
+        rdy: &Vec<T>,
+        rdy_off: usize,
+        rdx: &mut Vec<T>,
+        rdx_off: usize,
+        prod: &mut Vec<T>,
+        p_off: usize,
+    ) -> Result<()> {
+        let (len, w) = (l.rows * l.width, l.width);
+        let x = sl(x, x_off, len, "layer_norm_rvjp x")?;
+        let rx = sl(rx, rx_off, len, "layer_norm_rvjp rx")?;
+        let dy = sl(dy, dy_off, len, "layer_norm_rvjp dy")?;
+        let rdy = sl(rdy, rdy_off, len, "layer_norm_rvjp rdy")?;
+        ln_params(theta, l)?;
+        let v = &v[v_off.min(v.len())..];
+        ln_params(v, l)?;
+        let rdx = sl_mut(rdx, rdx_off, len, "layer_norm_rvjp rdx")?;
+        let prod = sl_mut(prod, p_off, len, "layer_norm_rvjp prod")?;
+        par_rows2(rdx, prod, w, 30 * len, |r0, rdx, prod| {
+            let rows = r0 * w..r0 * w + rdx.len();
+            cpu_seq::layer_norm_rvjp(
+                l,
+                &x[rows.clone()],
+                &rx[rows.clone()],
+                theta,
+                v,
+                &dy[rows.clone()],
+                &rdy[rows],
+                rdx,
+                prod,
+            )
+        });
+        Ok(())
+    }
+
+    fn attention(
+        &self,
+        a: Attn,
+        ids: &Vec<T>,
+        ids_off: usize,
+        qkv: &Vec<T>,
+        q_off: usize,
+        out: &mut Vec<T>,
+        o_off: usize,
+        probs: &mut Vec<T>,
+        p_off: usize,
+    ) -> Result<()> {
+        let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
+        let ids = sl(ids, ids_off, a.rows * t, "attention ids")?;
+        let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention qkv")?;
+        let out = sl_mut(out, o_off, a.rows * t * d, "attention out")?;
+        let probs = sl_mut(probs, p_off, a.rows * pr, "attention probs")?;
+        cpu_seq::par_seqs2(threads(), out, t * d, probs, pr, |r, o, p| {
+            cpu_seq::attention_seq(
+                a,
+                &ids[r * t..][..t],
+                &qkv[r * t * 3 * d..][..t * 3 * d],
+                o,
+                p,
+            )
+        });
+        Ok(())
+    }
+
+    fn attention_vjp(
+        &self,
+        a: Attn,
+        qkv: &Vec<T>,
+        q_off: usize,
+        probs: &Vec<T>,
+        p_off: usize,
+        dout: &Vec<T>,
+        d_off: usize,
+        dqkv: &mut Vec<T>,
+        dq_off: usize,
+    ) -> Result<()> {
+        let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
+        let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_vjp qkv")?;
+        let probs = sl(probs, p_off, a.rows * pr, "attention_vjp probs")?;
+        let dout = sl(dout, d_off, a.rows * t * d, "attention_vjp dout")?;
+        let dqkv = sl_mut(dqkv, dq_off, a.rows * t * 3 * d, "attention_vjp dqkv")?;
+        cpu_seq::par_seqs2(threads(), dqkv, t * 3 * d, &mut [], 0, |r, dq, _| {
+            cpu_seq::attention_vjp_seq(
+                a,
+                &qkv[r * t * 3 * d..][..t * 3 * d],
+                &probs[r * pr..][..pr],
+                &dout[r * t * d..][..t * d],
+                dq,
+            )
+        });
+        Ok(())
+    }
+
+    fn attention_jvp(
+        &self,
+        a: Attn,
+        qkv: &Vec<T>,
+        q_off: usize,
+        probs: &Vec<T>,
+        p_off: usize,
+        rqkv: &Vec<T>,
+        rq_off: usize,
+        rout: &mut Vec<T>,
+        ro_off: usize,
+    ) -> Result<()> {
+        let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
+        let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_jvp qkv")?;
+        let probs = sl(probs, p_off, a.rows * pr, "attention_jvp probs")?;
+        let rqkv = sl(rqkv, rq_off, a.rows * t * 3 * d, "attention_jvp rqkv")?;
+        let rout = sl_mut(rout, ro_off, a.rows * t * d, "attention_jvp rout")?;
+        cpu_seq::par_seqs2(threads(), rout, t * d, &mut [], 0, |r, ro, _| {
+            let q = r * t * 3 * d..(r + 1) * t * 3 * d;
+            cpu_seq::attention_jvp_seq(a, &qkv[q.clone()], &probs[r * pr..][..pr], &rqkv[q], ro)
+        });
+        Ok(())
+    }
+
+    fn attention_rvjp(
+        &self,
+        a: Attn,
+        qkv: &Vec<T>,
+        q_off: usize,
+        probs: &Vec<T>,
+        p_off: usize,
+        rqkv: &Vec<T>,
+        rq_off: usize,
+        dout: &Vec<T>,
+        d_off: usize,
+        rdout: &Vec<T>,
+        rd_off: usize,
+        rdqkv: &mut Vec<T>,
+        rdq_off: usize,
+    ) -> Result<()> {
+        let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
+        let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_rvjp qkv")?;
+        let probs = sl(probs, p_off, a.rows * pr, "attention_rvjp probs")?;
+        let rqkv = sl(rqkv, rq_off, a.rows * t * 3 * d, "attention_rvjp rqkv")?;
+        let dout = sl(dout, d_off, a.rows * t * d, "attention_rvjp dout")?;
+        let rdout = sl(rdout, rd_off, a.rows * t * d, "attention_rvjp rdout")?;
+        let rdqkv = sl_mut(rdqkv, rdq_off, a.rows * t * 3 * d, "attention_rvjp rdqkv")?;
+        cpu_seq::par_seqs2(threads(), rdqkv, t * 3 * d, &mut [], 0, |r, rdq, _| {
+            let q = r * t * 3 * d..(r + 1) * t * 3 * d;
+            let o = r * t * d..(r + 1) * t * d;
+            cpu_seq::attention_rvjp_seq(
+                a,
+                &qkv[q.clone()],
+                &probs[r * pr..][..pr],
+                &rqkv[q],
+                &dout[o.clone()],
+                &rdout[o],
+                rdq,
+            )
+        });
+        Ok(())
+    }
+
+    fn seq_mean(
+        &self,
+        g: Seq,
+        masked: bool,
+        ids: &Vec<T>,
+        ids_off: usize,
+        x: &Vec<T>,
+        x_off: usize,
+        out: &mut Vec<T>,
+        o_off: usize,
+    ) -> Result<()> {
+        let ids = sl(ids, ids_off, g.rows * g.len, "seq_mean ids")?;
+        let x = sl(x, x_off, g.numel(), "seq_mean x")?;
+        let out = sl_mut(out, o_off, g.rows * g.width, "seq_mean out")?;
+        cpu_seq::seq_mean(g, masked, ids, x, out);
+        Ok(())
+    }
+
+    fn seq_mean_adjoint(
+        &self,
+        g: Seq,
+        masked: bool,
+        ids: &Vec<T>,
+        ids_off: usize,
+        dy: &Vec<T>,
+        dy_off: usize,
+        dx: &mut Vec<T>,
+        dx_off: usize,
+    ) -> Result<()> {
+        let ids = sl(ids, ids_off, g.rows * g.len, "seq_mean_adjoint ids")?;
+        let dy = sl(dy, dy_off, g.rows * g.width, "seq_mean_adjoint dy")?;
+        let dx = sl_mut(dx, dx_off, g.numel(), "seq_mean_adjoint dx")?;
+        cpu_seq::seq_mean_adjoint(g, masked, ids, dy, dx);
+        Ok(())
+    }
+
     fn dot(&self, x: &Vec<T>, x_off: usize, y: &Vec<T>, y_off: usize, len: usize) -> Result<f64> {
         let x = sl(x, x_off, len, "dot x")?;
         let y = sl(y, y_off, len, "dot y")?;
@@ -858,6 +1196,41 @@ fn par_rows<T: Send>(out: &mut [T], width: usize, work: usize, f: impl Fn(usize,
             s.spawn(move || f(i * per, chunk));
         }
     });
+}
+
+/// [`par_rows`] over two outputs split into the same rows of `width`.
+fn par_rows2<T: Send>(
+    a: &mut [T],
+    b: &mut [T],
+    width: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
+) {
+    let width = width.max(1);
+    let rows = a.len() / width;
+    let t = threads().min(rows.max(1));
+    if t <= 1 || work < PAR_MIN {
+        f(0, a, b);
+        return;
+    }
+    let per = rows.div_ceil(t);
+    std::thread::scope(|s| {
+        for (i, (ca, cb)) in a
+            .chunks_mut(per * width)
+            .zip(b.chunks_mut(per * width))
+            .enumerate()
+        {
+            let f = &f;
+            s.spawn(move || f(i * per, ca, cb));
+        }
+    });
+}
+
+/// Check that a LayerNorm's γ and β lie inside `theta`.
+fn ln_params<T>(theta: &[T], l: Ln) -> Result<()> {
+    sl(theta, l.gamma, l.width, "layer_norm gamma")?;
+    sl(theta, l.beta, l.width, "layer_norm beta")?;
+    Ok(())
 }
 
 /// c = α·op(A)·b + β·c with b, c vectors. Not transposed: A is m×k, each c[i] a dot product

@@ -8,6 +8,7 @@
 //! on it. Reductions return `f64` and are accumulated at least in `f64` on the CPU.
 
 pub mod cpu;
+mod cpu_seq;
 /// The wgpu backend: natively it blocks on GPU futures; in a browser it suspends on them (JSPI).
 pub mod gpu;
 /// The network's input on the CPU backend (dense, or a common value plus a sparse remainder).
@@ -483,6 +484,259 @@ pub trait Backend {
         d_off: usize,
     ) -> Result<()>;
 
+    /// Token and position embedding of a batch of sequences `g`: `out[r, t, :] = table[tok_off +
+    /// id·D ..] + table[pos_off + t·D ..]` with `id = ids[ids_off + r·T + t]` (a token id stored as
+    /// a scalar; the engine checks every id is below the vocabulary). Used with θ (forward) and
+    /// with a direction v (R-forward: the embedding is linear in its tables).
+    #[allow(clippy::too_many_arguments)]
+    fn embed(
+        &self,
+        g: Seq,
+        ids: &Self::Buf,
+        ids_off: usize,
+        table: &Self::Buf,
+        tok_off: usize,
+        pos_off: usize,
+        out: &mut Self::Buf,
+        o_off: usize,
+    ) -> Result<()> {
+        let _ = (g, ids, ids_off, table, tok_off, pos_off, out, o_off);
+        Err(unsupported(self, "embed"))
+    }
+
+    /// The token table's gradient, a scatter-add written as a gather: for every vocabulary row v,
+    /// `out[tok_off + v·D + j] += Σ gy[order[p]·D + j]` over `p ∈ start[v]..start[v+1]`, where
+    /// `order` lists the chunk's positions (r·T + t) sorted by token id and `start` (vocab + 1
+    /// entries) delimits each id's run ([`TokenIndex`]). No atomics; the summation order is fixed.
+    #[allow(clippy::too_many_arguments)]
+    fn embed_grad(
+        &self,
+        g: Seq,
+        vocab: usize,
+        start: &Self::Buf,
+        order: &Self::Buf,
+        gy: &Self::Buf,
+        g_off: usize,
+        out: &mut Self::Buf,
+        tok_off: usize,
+    ) -> Result<()> {
+        let _ = (g, vocab, start, order, gy, g_off, out, tok_off);
+        Err(unsupported(self, "embed_grad"))
+    }
+
+    /// LayerNorm over the last dimension of `l.rows` rows of `l.width`: `y = γ ⊙ x̂ + β`, `x̂ =
+    /// (x − μ)/√(σ² + ε)` (biased variance, as PyTorch and Flax), γ and β in `theta` at `l.gamma`,
+    /// `l.beta`.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm(
+        &self,
+        l: Ln,
+        x: &Self::Buf,
+        x_off: usize,
+        theta: &Self::Buf,
+        y: &mut Self::Buf,
+        y_off: usize,
+    ) -> Result<()> {
+        let _ = (l, x, x_off, theta, y, y_off);
+        Err(unsupported(self, "layer_norm"))
+    }
+
+    /// LayerNorm's VJP: with `dx̂ = dy ⊙ γ`, `dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)) / σ`
+    /// (overwritten) and `prod = dy ⊙ x̂` (the summand of ∂L/∂γ; ∂L/∂β is the column sum of dy).
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_vjp(
+        &self,
+        l: Ln,
+        x: &Self::Buf,
+        x_off: usize,
+        theta: &Self::Buf,
+        dy: &Self::Buf,
+        dy_off: usize,
+        dx: &mut Self::Buf,
+        dx_off: usize,
+        prod: &mut Self::Buf,
+        p_off: usize,
+    ) -> Result<()> {
+        let _ = (l, x, x_off, theta, dy, dy_off, dx, dx_off, prod, p_off);
+        Err(unsupported(self, "layer_norm_vjp"))
+    }
+
+    /// LayerNorm's JVP: `R{x̂} = (Rx − mean(Rx) − x̂·mean(x̂ ⊙ Rx)) / σ`, `R{y} = v_γ ⊙ x̂ + γ ⊙ R{x̂}
+    /// + v_β` with the direction's γ and β in `v` at `l.gamma`, `l.beta`.
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_jvp(
+        &self,
+        l: Ln,
+        x: &Self::Buf,
+        x_off: usize,
+        rx: &Self::Buf,
+        rx_off: usize,
+        theta: &Self::Buf,
+        v: &Self::Buf,
+        v_off: usize,
+        ry: &mut Self::Buf,
+        ry_off: usize,
+    ) -> Result<()> {
+        let _ = (l, x, x_off, rx, rx_off, theta, v, v_off, ry, ry_off);
+        Err(unsupported(self, "layer_norm_jvp"))
+    }
+
+    /// LayerNorm's R-backward (the R-operator of [`Backend::layer_norm_vjp`]): with `A = dx̂ −
+    /// mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)`, `R{1/σ} = −mean(x̂ ⊙ Rx)/σ²`,
+    /// `R{dx} = R{1/σ}·A + (R{dx̂} − mean(R{dx̂}) − R{x̂}·mean(dx̂ ⊙ x̂) − x̂·mean(R{dx̂} ⊙ x̂ + dx̂ ⊙
+    /// R{x̂}))/σ` where `R{dx̂} = R{dy} ⊙ γ + dy ⊙ v_γ`; `prod = R{dy} ⊙ x̂ + dy ⊙ R{x̂}` (the
+    /// summand of R{∂L/∂γ}).
+    #[allow(clippy::too_many_arguments)]
+    fn layer_norm_rvjp(
+        &self,
+        l: Ln,
+        x: &Self::Buf,
+        x_off: usize,
+        rx: &Self::Buf,
+        rx_off: usize,
+        theta: &Self::Buf,
+        v: &Self::Buf,
+        v_off: usize,
+        dy: &Self::Buf,
+        dy_off: usize,
+        rdy: &Self::Buf,
+        rdy_off: usize,
+        rdx: &mut Self::Buf,
+        rdx_off: usize,
+        prod: &mut Self::Buf,
+        p_off: usize,
+    ) -> Result<()> {
+        let _ = (
+            l, x, x_off, rx, rx_off, theta, v, v_off, dy, dy_off, rdy, rdy_off,
+        );
+        let _ = (rdx, rdx_off, prod, p_off);
+        Err(unsupported(self, "layer_norm_rvjp"))
+    }
+
+    /// Multi-head scaled dot-product attention over a batch `a` of sequences. `qkv` holds per
+    /// token [q | k | v] (3·D scalars, head h in columns h·dh..(h+1)·dh of each); `out[r, i, h·dh..]
+    /// = Σ_j P[r,h,i,j] v_j`, `P = softmax_j(q_i·k_j / √dh)` over the keys j whose token id is not 0
+    /// when `a.masked` (ids at `ids_off`, r·T + j), all keys otherwise. `probs` [rows, H, T, T]
+    /// keeps P (0 at masked keys; a row with every key masked is all 0).
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        a: Attn,
+        ids: &Self::Buf,
+        ids_off: usize,
+        qkv: &Self::Buf,
+        q_off: usize,
+        out: &mut Self::Buf,
+        o_off: usize,
+        probs: &mut Self::Buf,
+        p_off: usize,
+    ) -> Result<()> {
+        let _ = (a, ids, ids_off, qkv, q_off, out, o_off, probs, p_off);
+        Err(unsupported(self, "attention"))
+    }
+
+    /// Attention's VJP at the cached P (`dqkv` overwritten): `dP_ij = do_i·v_j`, `δ_i = Σ_j P_ij
+    /// dP_ij`, `dS = P ⊙ (dP − δ)`, `dq_i = Σ_j dS_ij k_j / √dh`, `dk_j = Σ_i dS_ij q_i / √dh`,
+    /// `dv_j = Σ_i P_ij do_i`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_vjp(
+        &self,
+        a: Attn,
+        qkv: &Self::Buf,
+        q_off: usize,
+        probs: &Self::Buf,
+        p_off: usize,
+        dout: &Self::Buf,
+        d_off: usize,
+        dqkv: &mut Self::Buf,
+        dq_off: usize,
+    ) -> Result<()> {
+        let _ = (a, qkv, q_off, probs, p_off, dout, d_off, dqkv, dq_off);
+        Err(unsupported(self, "attention_vjp"))
+    }
+
+    /// Attention's JVP: `RS_ij = (Rq_i·k_j + q_i·Rk_j)/√dh`, `RP = P ⊙ (RS − Σ_j P_ij RS_ij)`,
+    /// `R{o_i} = Σ_j RP_ij v_j + P_ij Rv_j`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_jvp(
+        &self,
+        a: Attn,
+        qkv: &Self::Buf,
+        q_off: usize,
+        probs: &Self::Buf,
+        p_off: usize,
+        rqkv: &Self::Buf,
+        rq_off: usize,
+        rout: &mut Self::Buf,
+        ro_off: usize,
+    ) -> Result<()> {
+        let _ = (a, qkv, q_off, probs, p_off, rqkv, rq_off, rout, ro_off);
+        Err(unsupported(self, "attention_jvp"))
+    }
+
+    /// Attention's R-backward (R-operator of [`Backend::attention_vjp`]; `rdqkv` overwritten):
+    /// `R{dP}_ij = R{do_i}·v_j + do_i·Rv_j`, `R{δ_i} = Σ_j RP_ij dP_ij + P_ij R{dP}_ij`,
+    /// `R{dS} = RP ⊙ (dP − δ) + P ⊙ (R{dP} − R{δ})`, `R{dq_i} = Σ_j (R{dS}_ij k_j + dS_ij Rk_j)/√dh`,
+    /// `R{dk_j} = Σ_i (R{dS}_ij q_i + dS_ij Rq_i)/√dh`, `R{dv_j} = Σ_i RP_ij do_i + P_ij R{do_i}`.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_rvjp(
+        &self,
+        a: Attn,
+        qkv: &Self::Buf,
+        q_off: usize,
+        probs: &Self::Buf,
+        p_off: usize,
+        rqkv: &Self::Buf,
+        rq_off: usize,
+        dout: &Self::Buf,
+        d_off: usize,
+        rdout: &Self::Buf,
+        rd_off: usize,
+        rdqkv: &mut Self::Buf,
+        rdq_off: usize,
+    ) -> Result<()> {
+        let _ = (
+            a, qkv, q_off, probs, p_off, rqkv, rq_off, dout, d_off, rdout, rd_off,
+        );
+        let _ = (rdqkv, rdq_off);
+        Err(unsupported(self, "attention_rvjp"))
+    }
+
+    /// Mean over each sequence's positions: `out[r, :] = Σ_t w_rt x[r, t, :]` with `w_rt = [id ≠
+    /// 0] / #{t: id ≠ 0}` when `masked` (a sequence of padding only gives 0), `1/T` otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn seq_mean(
+        &self,
+        g: Seq,
+        masked: bool,
+        ids: &Self::Buf,
+        ids_off: usize,
+        x: &Self::Buf,
+        x_off: usize,
+        out: &mut Self::Buf,
+        o_off: usize,
+    ) -> Result<()> {
+        let _ = (g, masked, ids, ids_off, x, x_off, out, o_off);
+        Err(unsupported(self, "seq_mean"))
+    }
+
+    /// The adjoint of [`Backend::seq_mean`]: `dx[r, t, :] = w_rt dy[r, :]` (overwritten).
+    #[allow(clippy::too_many_arguments)]
+    fn seq_mean_adjoint(
+        &self,
+        g: Seq,
+        masked: bool,
+        ids: &Self::Buf,
+        ids_off: usize,
+        dy: &Self::Buf,
+        dy_off: usize,
+        dx: &mut Self::Buf,
+        dx_off: usize,
+    ) -> Result<()> {
+        let _ = (g, masked, ids, ids_off, dy, dy_off, dx, dx_off);
+        Err(unsupported(self, "seq_mean_adjoint"))
+    }
+
     /// Σ x[i]·y[i] over `len` elements.
     fn dot(
         &self,
@@ -520,6 +774,94 @@ pub trait Backend {
     }
     /// True if every element of `x[off..off+len]` is finite.
     fn all_finite(&self, x: &Self::Buf, off: usize, len: usize) -> Result<bool>;
+}
+
+/// The error of a kernel a backend does not have.
+fn unsupported<B: Backend + ?Sized>(b: &B, what: &str) -> crate::error::Error {
+    crate::error::Error::Backend(format!(
+        "the {} backend has no `{what}` kernel; run with --backend cpu",
+        b.name()
+    ))
+}
+
+/// A batch of sequences: `rows` sequences of `len` positions (T), each position `width` (D)
+/// scalars, row-major [rows, T, D].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seq {
+    pub rows: usize,
+    pub len: usize,
+    pub width: usize,
+}
+
+impl Seq {
+    /// Elements of the batch.
+    pub fn numel(&self) -> usize {
+        self.rows * self.len * self.width
+    }
+}
+
+/// A LayerNorm pass: `rows` rows (sequences × positions) of `width` scalars; ε and the offsets of
+/// γ and β (in θ, or in the direction v for the R-passes).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ln {
+    pub rows: usize,
+    pub width: usize,
+    pub eps: f64,
+    pub gamma: usize,
+    pub beta: usize,
+}
+
+/// A multi-head attention pass over `rows` sequences of `seq` positions with `heads` heads of
+/// `head_dim` scalars (D = heads·head_dim).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attn {
+    pub rows: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Keys whose token id is 0 (padding) get no attention.
+    pub masked: bool,
+}
+
+impl Attn {
+    /// Model width D.
+    pub fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    /// Scalars of P per sequence (H·T·T).
+    pub fn probs_per_row(&self) -> usize {
+        self.heads * self.seq * self.seq
+    }
+}
+
+/// Positions of a chunk of token ids grouped by id (CSR), for [`Backend::embed_grad`]: `order`
+/// lists the positions r·T + t sorted by (id, position), `start[v]..start[v+1]` is id v's run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenIndex {
+    pub start: Vec<f64>,
+    pub order: Vec<f64>,
+}
+
+impl TokenIndex {
+    /// The index of `ids` (each an integer below `vocab`).
+    pub fn new(ids: &[f64], vocab: usize) -> TokenIndex {
+        let mut count = vec![0usize; vocab + 1];
+        for &id in ids {
+            count[id as usize + 1] += 1;
+        }
+        for v in 0..vocab {
+            count[v + 1] += count[v];
+        }
+        let start: Vec<f64> = count.iter().map(|&c| c as f64).collect();
+        let mut next = count;
+        let mut order = vec![0.0; ids.len()];
+        for (p, &id) in ids.iter().enumerate() {
+            let v = id as usize;
+            order[next[v]] = p as f64;
+            next[v] += 1;
+        }
+        TokenIndex { start, order }
+    }
 }
 
 /// Geometry of a batch of images stored NHWC (samples × height × width × channels, row-major):

@@ -57,17 +57,21 @@ pub struct Plan {
     pub scalars: usize,
 }
 
-/// Scalars per sample of the graph's values (in-place ops share), gradients and arg-max indices.
+/// True if op t writes its output over its input's slot: an in-place activation whose input no
+/// residual add reads later.
+fn shares_slot(g: &Graph, t: usize) -> bool {
+    t > 0 && g.ops[t].in_place() && !g.is_skip_source(t - 1)
+}
+
+/// Scalars per sample of the graph's values (in-place ops share), gradients and what the ops
+/// keep besides (arg-max indices, attention probabilities).
 fn per_sample_cache(g: &Graph) -> usize {
     let mut s = 0;
-    for op in &g.ops {
-        if !op.in_place() {
+    for (t, op) in g.ops.iter().enumerate() {
+        if !shares_slot(g, t) {
             s += op.out_width();
         }
-        s += op.out_width();
-        if let Op::MaxPool2(p) = op {
-            s += p.out_width();
-        }
+        s += op.out_width() + op.aux_width();
     }
     s
 }
@@ -135,6 +139,14 @@ enum DataInput<B: Backend> {
     Features(B::Input),
     /// Images in NHWC for a convolution.
     Images(B::Buf),
+    /// Token ids (one scalar per position) for an embedding, with each chunk's positions grouped
+    /// by id for the embedding's gradient ([`crate::backend::TokenIndex`]), chunk i at rows
+    /// i·chunk...
+    Tokens {
+        ids: B::Buf,
+        seq: usize,
+        index: Vec<(B::Buf, B::Buf)>,
+    },
 }
 
 /// The model bound to a data set on a backend, with the caches the HVP needs.
@@ -154,8 +166,10 @@ pub struct Engine<B: Backend> {
     vslot: Vec<usize>,
     /// ∂L/∂(tensor t), per tensor.
     grd: Vec<B::Buf>,
-    /// Arg-max of each pooling op (empty buffers elsewhere).
-    idx: Vec<B::Buf>,
+    /// What each op keeps besides its output (a pooling's arg-max, attention's P; empty elsewhere).
+    aux: Vec<B::Buf>,
+    /// For each tensor, the residual adds that read it.
+    skips: Vec<Vec<usize>>,
     /// R{tensor t} and R{∂L/∂ tensor t}, per tensor, one chunk of rows.
     rval: Vec<B::Buf>,
     rgrd: Vec<B::Buf>,
@@ -179,8 +193,37 @@ fn two<T>(v: &mut [T], r: usize, w: usize) -> (&T, &mut T) {
 }
 
 /// The data set in the layout the graph's first op reads: CHW features become NHWC images for a
-/// convolution.
-fn data_input<B: Backend>(backend: &B, graph: &Graph, data: &Dataset) -> Result<DataInput<B>> {
+/// convolution; token ids are checked and indexed per chunk of `chunk` rows.
+fn data_input<B: Backend>(
+    backend: &B,
+    graph: &Graph,
+    data: &Dataset,
+    chunk: usize,
+) -> Result<DataInput<B>> {
+    if let Some((vocab, seq)) = graph.tokens() {
+        if let Some((i, bad)) = data
+            .x
+            .iter()
+            .enumerate()
+            .find(|(_, v)| !(v.fract() == 0.0 && **v >= 0.0 && (**v as usize) < vocab))
+        {
+            return Err(Error::Shape(format!(
+                "token id {bad} at sample {}, position {} is not an integer in 0..{vocab} (the model's vocabulary): the data and the weights come from different vocabularies",
+                i / seq,
+                i % seq
+            )));
+        }
+        let mut index = Vec::new();
+        for rows in data.x.chunks(chunk.max(1) * seq) {
+            let ti = crate::backend::TokenIndex::new(rows, vocab);
+            index.push((backend.upload(&ti.start)?, backend.upload(&ti.order)?));
+        }
+        return Ok(DataInput::Tokens {
+            ids: backend.upload(&data.x)?,
+            seq,
+            index,
+        });
+    }
     match graph.image_input() {
         Some((c, h, w)) => {
             let hw = h * w;
@@ -251,24 +294,30 @@ impl<B: Backend + Clone> Engine<B> {
         let mut val = Vec::new();
         let mut vslot = Vec::new();
         let mut grd = Vec::new();
-        let mut idx = Vec::new();
+        let mut aux = Vec::new();
         let mut rval = Vec::new();
         let mut rgrd = Vec::new();
+        let mut skips = vec![Vec::new(); graph.ops.len()];
         for (t, op) in graph.ops.iter().enumerate() {
             let w = op.out_width();
-            if op.in_place() && t > 0 {
+            if shares_slot(&graph, t) {
                 vslot.push(vslot[t - 1]);
             } else {
                 vslot.push(val.len());
                 val.push(b.zeros(rows * w)?);
             }
             grd.push(b.zeros(rows * w)?);
-            idx.push(match op {
-                Op::MaxPool2(_) => b.zeros(rows * w)?,
-                _ => b.zeros(0)?,
-            });
+            aux.push(b.zeros(rows * op.aux_width())?);
             rval.push(b.zeros(ch * w)?);
             rgrd.push(b.zeros(ch * w)?);
+            if let Some(from) = op.skip_from() {
+                if from + 1 >= t {
+                    return Err(Error::Shape(format!(
+                        "op {t} adds tensor {from}: a residual must come from before the previous op"
+                    )));
+                }
+                skips[from].push(t);
+            }
         }
         let col_w = graph
             .ops
@@ -278,7 +327,7 @@ impl<B: Backend + Clone> Engine<B> {
             .unwrap_or(0);
         let p = graph.num_params();
         Ok(Engine {
-            input: data_input(b, &graph, data)?,
+            input: data_input(b, &graph, data, ch)?,
             t: b.upload(&data.y)?,
             theta: b.zeros(p)?,
             grad: b.zeros(p)?,
@@ -297,7 +346,8 @@ impl<B: Backend + Clone> Engine<B> {
             val,
             vslot,
             grd,
-            idx,
+            aux,
+            skips,
             rval,
             rgrd,
             eval: None,
@@ -366,7 +416,7 @@ impl<B: Backend + Clone> Engine<B> {
                 self.spec.output_dim()
             )));
         }
-        self.input = data_input(&self.backend, &self.graph, data)?;
+        self.input = data_input(&self.backend, &self.graph, data, self.plan.chunk)?;
         self.t = self.backend.upload(&data.y)?;
         self.eval = None;
         Ok(())
@@ -434,24 +484,33 @@ impl<B: Backend + Clone> Engine<B> {
             val,
             vslot,
             grd,
-            idx,
+            aux,
+            skips,
             col,
             stats,
             scratch_stats,
             ..
         } = self;
         let ro = if plan.cached { r0 } else { 0 };
+        let ci = r0 / plan.chunk;
         let nops = graph.ops.len();
         for (t, op) in graph.ops.iter().enumerate() {
             let (wx, wy) = (op.in_width(), op.out_width());
             if let Op::Act(a) = op {
-                if !a.cached_is_output() {
-                    // SiLU/GELU keep their input: y = copy of x, then σ in place.
-                    need((t > 0).then_some(()))?;
+                need((t > 0).then_some(()))?;
+                if vslot[t] != vslot[t - 1] {
+                    // SiLU/GELU keep their input (and so does an activation whose input a
+                    // residual reads): y = copy of x, then σ in place.
                     let (x, y) = two(val, vslot[t - 1], vslot[t]);
                     be.copy(x, ro * wx, y, ro * wy, c * wy)?;
                 }
                 a.forward(be, c, TenMut(&mut val[vslot[t]], ro * wy))?;
+                continue;
+            }
+            if let Op::Add(a) = op {
+                need((t > 0).then_some(()))?;
+                let (x, s, y) = three(val, vslot[t - 1], vslot[a.from], vslot[t]);
+                a.forward(be, c, Ten(x, ro * wx), Ten(s, ro * wx), TenMut(y, ro * wy))?;
                 continue;
             }
             let (x, y): (Input<B>, &mut B::Buf) = if t == 0 {
@@ -465,10 +524,17 @@ impl<B: Backend + Clone> Engine<B> {
                 Op::Linear(l) => l.forward(be, c, x, theta, y)?,
                 Op::Conv3x3(cv) => cv.forward(be, c, buf_input(x)?, theta, col, y)?,
                 Op::MaxPool2(p) => {
-                    p.forward(be, c, buf_input(x)?, y, TenMut(&mut idx[t], ro * wy))?
+                    p.forward(be, c, buf_input(x)?, y, TenMut(&mut aux[t], ro * wy))?
                 }
                 Op::Flatten(f) => f.forward(be, c, buf_input(x)?, y)?,
-                Op::Act(_) => unreachable!("handled above"),
+                Op::Embed(e) => e.forward(be, c, buf_input(x)?, Ten(theta, 0), y)?,
+                Op::LayerNorm(l) => l.forward(be, c, buf_input(x)?, theta, y)?,
+                Op::Attention(a) => {
+                    let p = TenMut(&mut aux[t], ro * op.aux_width());
+                    a.forward(be, c, token_ids(input, r0)?, buf_input(x)?, y, p)?
+                }
+                Op::MeanPool(m) => m.forward(be, c, token_ids(input, r0)?, buf_input(x)?, y)?,
+                Op::Act(_) | Op::Add(_) => unreachable!("handled above"),
             }
         }
         let last = nops - 1;
@@ -503,7 +569,7 @@ impl<B: Backend + Clone> Engine<B> {
                 }
                 Op::MaxPool2(p) => {
                     if let Some(gx) = gx {
-                        p.vjp(be, c, Ten(&idx[t], ro * wy), gy, gx)?
+                        p.vjp(be, c, Ten(&aux[t], ro * wy), gy, gx)?
                     }
                 }
                 Op::Flatten(f) => {
@@ -511,6 +577,24 @@ impl<B: Backend + Clone> Engine<B> {
                         f.vjp(be, c, gy, gx)?
                     }
                 }
+                Op::Embed(e) => {
+                    if let Some(g) = g {
+                        e.vjp(be, c, token_index(input, ci)?, gy, g)?
+                    }
+                }
+                Op::LayerNorm(l) => l.vjp(be, c, buf_input(x)?, theta, gy, g, need(gx)?, col)?,
+                Op::Attention(a) => {
+                    let p = Ten(&aux[t], ro * op.aux_width());
+                    a.vjp(be, c, buf_input(x)?, p, gy, need(gx)?)?
+                }
+                Op::MeanPool(m) => m.vjp(be, c, token_ids(input, r0)?, gy, need(gx)?)?,
+                Op::Add(_) => {
+                    let gx = need(gx)?;
+                    be.copy(gy.0, gy.1, gx.0, gx.1, c * wy)?
+                }
+            }
+            if t > 0 {
+                add_skips(be, grd, &skips[t - 1], t - 1, ro * wx, c * wx)?;
             }
         }
         Ok(())
@@ -554,17 +638,25 @@ impl<B: Backend + Clone> Engine<B> {
             val,
             vslot,
             grd,
-            idx,
+            aux,
+            skips,
             rval,
             rgrd,
             col,
             ..
         } = self;
         let ro = if plan.cached { r0 } else { 0 };
+        let ci = r0 / plan.chunk;
         let nops = graph.ops.len();
         // R-forward.
         for (t, op) in graph.ops.iter().enumerate() {
             let (wx, wy) = (op.in_width(), op.out_width());
+            if let Op::Add(a) = op {
+                need((t > 0).then_some(()))?;
+                let (rx, rs, ry) = three(rval, t - 1, a.from, t);
+                a.forward(be, c, Ten(rx, 0), Ten(rs, 0), TenMut(ry, 0))?;
+                continue;
+            }
             let (rx, ry) = if t > 0 {
                 let (rx, ry) = two(rval, t - 1, t);
                 (Some(Ten(rx, 0)), TenMut(ry, 0))
@@ -576,8 +668,16 @@ impl<B: Backend + Clone> Engine<B> {
                 Op::Linear(l) => l.jvp(be, c, x, rx, theta, v, ry)?,
                 Op::Conv3x3(cv) => cv.jvp(be, c, buf_input(x)?, rx, theta, v, col, ry)?,
                 Op::Act(a) => a.jvp(be, c, act_cached(a, t, val, vslot, ro), need(rx)?, ry)?,
-                Op::MaxPool2(p) => p.jvp(be, c, Ten(&idx[t], ro * wy), need(rx)?, ry)?,
+                Op::MaxPool2(p) => p.jvp(be, c, Ten(&aux[t], ro * wy), need(rx)?, ry)?,
                 Op::Flatten(f) => f.forward(be, c, need(rx)?, ry)?,
+                Op::Embed(e) => e.forward(be, c, buf_input(x)?, v, ry)?,
+                Op::LayerNorm(l) => l.jvp(be, c, buf_input(x)?, need(rx)?, theta, v, ry)?,
+                Op::Attention(a) => {
+                    let p = Ten(&aux[t], ro * op.aux_width());
+                    a.jvp(be, c, buf_input(x)?, p, need(rx)?, ry)?
+                }
+                Op::MeanPool(m) => m.forward(be, c, token_ids(input, r0)?, need(rx)?, ry)?,
+                Op::Add(_) => unreachable!("handled above"),
             }
         }
         let last = nops - 1;
@@ -626,7 +726,7 @@ impl<B: Backend + Clone> Engine<B> {
                 }
                 Op::MaxPool2(p) => {
                     if let Some(rgx) = rgx {
-                        p.vjp(be, c, Ten(&idx[t], ro * wy), rgy, rgx)?
+                        p.vjp(be, c, Ten(&aux[t], ro * wy), rgy, rgx)?
                     }
                 }
                 Op::Flatten(f) => {
@@ -634,6 +734,23 @@ impl<B: Backend + Clone> Engine<B> {
                         f.vjp(be, c, rgy, rgx)?
                     }
                 }
+                Op::Embed(e) => e.vjp(be, c, token_index(input, ci)?, rgy, hv.re())?,
+                Op::LayerNorm(l) => {
+                    let (x, rx) = (buf_input(x)?, need(rx)?);
+                    l.r_vjp(be, c, x, rx, theta, v, gy, rgy, hv.re(), need(rgx)?, col)?
+                }
+                Op::Attention(a) => {
+                    let p = Ten(&aux[t], ro * op.aux_width());
+                    a.r_vjp(be, c, buf_input(x)?, p, need(rx)?, gy, rgy, need(rgx)?)?
+                }
+                Op::MeanPool(m) => m.vjp(be, c, token_ids(input, r0)?, rgy, need(rgx)?)?,
+                Op::Add(_) => {
+                    let rgx = need(rgx)?;
+                    be.copy(rgy.0, rgy.1, rgx.0, rgx.1, c * wy)?
+                }
+            }
+            if t > 0 {
+                add_skips(be, rgrd, &skips[t - 1], t - 1, 0, c * wx)?;
             }
         }
         Ok(())
@@ -691,7 +808,59 @@ fn first_input<B: Backend>(input: &DataInput<B>, r0: usize, width: usize) -> Inp
     match input {
         DataInput::Features(x) => Input::Data(x, r0),
         DataInput::Images(b) => Input::Buf(Ten(b, r0 * width)),
+        DataInput::Tokens { ids, .. } => Input::Buf(Ten(ids, r0 * width)),
     }
+}
+
+/// The token ids of rows r0.. (for the ops that mask padding).
+fn token_ids<B: Backend>(input: &DataInput<B>, r0: usize) -> Result<Ten<'_, B>> {
+    match input {
+        DataInput::Tokens { ids, seq, .. } => Ok(Ten(ids, r0 * seq)),
+        _ => Err(no_tokens()),
+    }
+}
+
+/// The token index of chunk `ci`.
+fn token_index<B: Backend>(input: &DataInput<B>, ci: usize) -> Result<(&B::Buf, &B::Buf)> {
+    match input {
+        DataInput::Tokens { index, .. } => index
+            .get(ci)
+            .map(|(s, o)| (s, o))
+            .ok_or_else(|| Error::Shape(format!("no token index for chunk {ci}"))),
+        _ => Err(no_tokens()),
+    }
+}
+
+fn no_tokens() -> Error {
+    Error::InvalidArgument(
+        "an embedding, attention or sequence-mean op needs token ids: the graph must start with an embedding".into(),
+    )
+}
+
+/// `(&v[r1], &v[r2], &mut v[w])` for w different from r1 and r2.
+fn three<T>(v: &mut [T], r1: usize, r2: usize, w: usize) -> (&T, &T, &mut T) {
+    assert!(w != r1 && w != r2, "three: the written slot is also read");
+    let (lo, hi) = v.split_at_mut(w);
+    let (y, hi) = hi.split_first_mut().expect("w is in range");
+    let a = if r1 < w { &lo[r1] } else { &hi[r1 - w - 1] };
+    let b = if r2 < w { &lo[r2] } else { &hi[r2 - w - 1] };
+    (a, b, y)
+}
+
+/// Add the gradients of the residual adds `adds` (their output gradients) into tensor s's.
+fn add_skips<B: Backend>(
+    be: &B,
+    g: &mut [B::Buf],
+    adds: &[usize],
+    s: usize,
+    off: usize,
+    len: usize,
+) -> Result<()> {
+    for &a in adds {
+        let (src, dst) = two(g, a, s);
+        be.axpy(1.0, src, off, dst, off, len)?;
+    }
+    Ok(())
 }
 
 /// An op that reads an activation buffer (every op but a fully connected first layer).

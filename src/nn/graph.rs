@@ -1,8 +1,10 @@
 //! A network as a list of ops over slices of θ: tensor t is the output of op t (tensor −1 is the
-//! data), each op reads the tensor before it. The models ([`crate::nn::model`]) are short builders of
+//! data), each op reads the tensor before it; a residual [`Add`] also reads an earlier tensor. The models ([`crate::nn::model`]) are short builders of
 //! a [`Graph`]; the [`crate::nn::engine::Engine`] runs any graph's four passes.
 
-use super::ops::{Act, Conv3x3, Flatten, Linear, MaxPool2};
+use super::ops::{
+    Act, Add, Attention, Conv3x3, Embed, Flatten, LayerNorm, Linear, MaxPool2, MeanPool,
+};
 use crate::backend::Activation;
 
 /// One op of a graph.
@@ -13,34 +15,66 @@ pub enum Op {
     Act(Act),
     MaxPool2(MaxPool2),
     Flatten(Flatten),
+    Embed(Embed),
+    LayerNorm(LayerNorm),
+    Attention(Attention),
+    MeanPool(MeanPool),
+    Add(Add),
 }
 
 impl Op {
     /// Elements per sample of the op's output.
     pub fn out_width(&self) -> usize {
         match self {
-            Op::Linear(l) => l.fan_out,
+            Op::Linear(l) => l.out_width(),
             Op::Conv3x3(c) => c.out_width(),
             Op::Act(a) => a.width,
             Op::MaxPool2(p) => p.out_width(),
             Op::Flatten(f) => f.width(),
+            Op::Embed(e) => e.out_width(),
+            Op::LayerNorm(l) => l.out_width(),
+            Op::Attention(a) => a.out_width(),
+            Op::MeanPool(m) => m.width,
+            Op::Add(a) => a.width,
         }
     }
     /// Elements per sample of the op's input.
     pub fn in_width(&self) -> usize {
         match self {
-            Op::Linear(l) => l.fan_in,
+            Op::Linear(l) => l.in_width(),
             Op::Conv3x3(c) => c.in_width(),
             Op::Act(a) => a.width,
             Op::MaxPool2(p) => p.in_width(),
             Op::Flatten(f) => f.width(),
+            Op::Embed(e) => e.seq,
+            Op::LayerNorm(l) => l.out_width(),
+            Op::Attention(a) => a.in_width(),
+            Op::MeanPool(m) => m.seq * m.width,
+            Op::Add(a) => a.width,
         }
     }
-    /// Scratch elements per sample the op's passes need (im2col).
+    /// Scratch elements per sample the op's passes need (im2col; LayerNorm's products).
     pub fn scratch_width(&self) -> usize {
         match self {
             Op::Conv3x3(c) => c.col_width(),
+            Op::LayerNorm(l) => l.out_width(),
             _ => 0,
+        }
+    }
+    /// Elements per sample the op keeps for its derivative passes besides its output (a pooling's
+    /// arg-max, attention's P).
+    pub fn aux_width(&self) -> usize {
+        match self {
+            Op::MaxPool2(p) => p.out_width(),
+            Op::Attention(a) => a.probs_width(),
+            _ => 0,
+        }
+    }
+    /// The earlier tensor a residual add reads.
+    pub fn skip_from(&self) -> Option<usize> {
+        match self {
+            Op::Add(a) => Some(a.from),
+            _ => None,
         }
     }
     /// True if the op writes its output over its input (tanh and ReLU).
@@ -93,6 +127,17 @@ impl Graph {
             _ => None,
         }
     }
+    /// (vocabulary, sequence length) when the graph reads token ids (its first op an embedding).
+    pub fn tokens(&self) -> Option<(usize, usize)> {
+        match self.ops.first() {
+            Some(Op::Embed(e)) => Some((e.vocab, e.seq)),
+            _ => None,
+        }
+    }
+    /// True if tensor t is read by a residual add (so the op after it may not overwrite it).
+    pub fn is_skip_source(&self, t: usize) -> bool {
+        self.ops.iter().any(|o| o.skip_from() == Some(t))
+    }
 }
 
 /// Builds a graph, laying parameters out in θ in the order layers are added.
@@ -130,6 +175,7 @@ impl Builder {
             fan_out,
             w_off,
             b_off,
+            seq: 1,
         }));
         self.width = fan_out;
         self
@@ -166,6 +212,109 @@ impl Builder {
     }
     pub fn flatten(mut self, hw: usize, c: usize) -> Self {
         self.g.ops.push(Op::Flatten(Flatten { hw, c }));
+        self
+    }
+    /// `nn.Linear(D, fan_out)` applied at each of `seq` positions (input width seq·D).
+    pub fn linear_seq(mut self, prefix: &str, seq: usize, fan_out: usize) -> Self {
+        let fan_in = self.width / seq;
+        let w_off = self.param(format!("{prefix}.weight"), vec![fan_out, fan_in]);
+        let b_off = self.param(format!("{prefix}.bias"), vec![fan_out]);
+        self.g.ops.push(Op::Linear(Linear {
+            fan_in,
+            fan_out,
+            w_off,
+            b_off,
+            seq,
+        }));
+        self.width = seq * fan_out;
+        self
+    }
+    /// The q, k, v projections of an attention layer as one op: `prefix.{q,k,v}.weight` [D, D]
+    /// contiguous in θ (one [3D, D] matrix), then `prefix.{q,k,v}.bias` [D].
+    pub fn qkv(mut self, prefix: &str, seq: usize) -> Self {
+        let d = self.width / seq;
+        let w_off = self.off;
+        for n in ["q", "k", "v"] {
+            self.param(format!("{prefix}.{n}.weight"), vec![d, d]);
+        }
+        let b_off = self.off;
+        for n in ["q", "k", "v"] {
+            self.param(format!("{prefix}.{n}.bias"), vec![d]);
+        }
+        self.g.ops.push(Op::Linear(Linear {
+            fan_in: d,
+            fan_out: 3 * d,
+            w_off,
+            b_off,
+            seq,
+        }));
+        self.width = seq * 3 * d;
+        self
+    }
+    /// Token and position embeddings `prefix_tok.weight` [vocab, D], `prefix_pos.weight` [T, D];
+    /// the builder's input must be T token ids.
+    pub fn embed(mut self, tok: &str, pos: &str, vocab: usize, width: usize) -> Self {
+        let seq = self.width;
+        let tok_off = self.param(format!("{tok}.weight"), vec![vocab, width]);
+        let pos_off = self.param(format!("{pos}.weight"), vec![seq, width]);
+        self.g.ops.push(Op::Embed(Embed {
+            vocab,
+            seq,
+            width,
+            tok_off,
+            pos_off,
+        }));
+        self.width = seq * width;
+        self
+    }
+    /// `nn.LayerNorm(D, eps)` at each of `seq` positions: `prefix.weight`, `prefix.bias` [D].
+    pub fn layer_norm(mut self, prefix: &str, seq: usize, eps: f64) -> Self {
+        let width = self.width / seq;
+        let g_off = self.param(format!("{prefix}.weight"), vec![width]);
+        let b_off = self.param(format!("{prefix}.bias"), vec![width]);
+        self.g.ops.push(Op::LayerNorm(LayerNorm {
+            seq,
+            width,
+            eps,
+            g_off,
+            b_off,
+        }));
+        self
+    }
+    /// Scaled dot-product attention of `heads` heads over a [T, 3D] input.
+    pub fn attention(mut self, seq: usize, heads: usize, masked: bool) -> Self {
+        let d = self.width / seq / 3;
+        let a = Attention {
+            seq,
+            heads,
+            head_dim: d / heads,
+            masked,
+        };
+        self.width = a.out_width();
+        self.g.ops.push(Op::Attention(a));
+        self
+    }
+    /// Mean over positions ([T, D] → [D]).
+    pub fn mean_pool(mut self, seq: usize, masked: bool) -> Self {
+        let width = self.width / seq;
+        self.g
+            .ops
+            .push(Op::MeanPool(MeanPool { seq, width, masked }));
+        self.width = width;
+        self
+    }
+    /// The tensor the next op will read (the last op's output): a residual's source.
+    pub fn mark(&self) -> usize {
+        self.g.ops.len() - 1
+    }
+    /// `y = previous + tensor from` (a residual connection; `from` comes from [`Builder::mark`]
+    /// and is not the previous tensor).
+    pub fn add(mut self, from: usize) -> Self {
+        debug_assert!(from + 1 < self.g.ops.len());
+        self.g.ops.push(Op::Add(Add {
+            from,
+            width: self.width,
+        }));
         self
     }
     pub fn build(self) -> Graph {

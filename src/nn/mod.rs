@@ -4,4 +4,5 @@ pub mod graph;
 pub mod mlp;
 pub mod model;
 pub mod ops;
+pub mod transformer;
 pub mod weights;

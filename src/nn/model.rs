@@ -1,10 +1,11 @@
-//! The architectures the engine runs, by name: fully connected ([`MlpSpec`], fc-tanh) and
-//! convolutional ([`CnnSpec`], cnn-relu). A spec builds its [`Graph`], names θ's tensors as
+//! The architectures the engine runs, by name: fully connected ([`MlpSpec`], fc-tanh),
+//! convolutional ([`CnnSpec`], cnn-relu) and the Transformer ([`TransformerSpec`], on SST2-1k). A spec builds its [`Graph`], names θ's tensors as
 //! PyTorch does and draws PyTorch's default initialisation.
 
 use super::cnn::CnnSpec;
 use super::graph::Graph;
 use super::mlp::MlpSpec;
+use super::transformer::TransformerSpec;
 use crate::backend::Activation;
 use crate::error::{Error, Result};
 
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 pub enum ModelSpec {
     Mlp(MlpSpec),
     Cnn(CnnSpec),
+    Transformer(TransformerSpec),
 }
 
 impl From<MlpSpec> for ModelSpec {
@@ -30,6 +32,11 @@ impl From<CnnSpec> for ModelSpec {
         ModelSpec::Cnn(s)
     }
 }
+impl From<TransformerSpec> for ModelSpec {
+    fn from(s: TransformerSpec) -> Self {
+        ModelSpec::Transformer(s)
+    }
+}
 impl From<&ModelSpec> for ModelSpec {
     fn from(s: &ModelSpec) -> Self {
         s.clone()
@@ -37,7 +44,7 @@ impl From<&ModelSpec> for ModelSpec {
 }
 
 /// The named models of the paper (`--model`).
-pub const MODEL_NAMES: &[&str] = &["fc-tanh", "cnn-relu"];
+pub const MODEL_NAMES: &[&str] = &["fc-tanh", "cnn-relu", "transformer"];
 
 impl ModelSpec {
     pub fn fc_tanh() -> Self {
@@ -51,6 +58,7 @@ impl ModelSpec {
         match name {
             "fc-tanh" => Ok(Self::fc_tanh()),
             "cnn-relu" => Ok(Self::cnn_relu()),
+            "transformer" => Ok(ModelSpec::Transformer(TransformerSpec::sst2())),
             other => Err(Error::InvalidArgument(format!(
                 "unknown model '{other}' (expected one of: {})",
                 MODEL_NAMES.join(", ")
@@ -63,6 +71,7 @@ impl ModelSpec {
         match self {
             ModelSpec::Mlp(m) => format!("fc-{}", m.activation.name()),
             ModelSpec::Cnn(c) => format!("cnn-{}", c.activation.name()),
+            ModelSpec::Transformer(_) => "transformer".to_string(),
         }
     }
     /// Name and sizes, e.g. `fc-tanh 784-200-200-10` or `cnn-relu 3x32x32 [32, 32] → 10`.
@@ -86,6 +95,21 @@ impl ModelSpec {
                 c.channels,
                 c.classes
             ),
+            ModelSpec::Transformer(t) => format!(
+                "transformer {}×{} ({} heads, {}, {}) vocabulary {}, T = {} → {}",
+                t.layers,
+                t.width,
+                t.heads,
+                t.activation.name(),
+                if t.masked {
+                    "padding masked"
+                } else {
+                    "no mask"
+                },
+                t.vocab,
+                t.seq,
+                t.classes
+            ),
         }
     }
     /// The dataset the paper pairs with the model.
@@ -93,30 +117,35 @@ impl ModelSpec {
         match self {
             ModelSpec::Mlp(_) => "mnist",
             ModelSpec::Cnn(_) => "cifar10",
+            ModelSpec::Transformer(_) => "sst2",
         }
     }
     pub fn graph(&self) -> Graph {
         match self {
             ModelSpec::Mlp(m) => m.graph(),
             ModelSpec::Cnn(c) => c.graph(),
+            ModelSpec::Transformer(t) => t.graph(),
         }
     }
     pub fn activation(&self) -> Activation {
         match self {
             ModelSpec::Mlp(m) => m.activation,
             ModelSpec::Cnn(c) => c.activation,
+            ModelSpec::Transformer(t) => t.activation,
         }
     }
     pub fn input_dim(&self) -> usize {
         match self {
             ModelSpec::Mlp(m) => m.input_dim(),
             ModelSpec::Cnn(c) => c.input_dim(),
+            ModelSpec::Transformer(t) => t.input_dim(),
         }
     }
     pub fn output_dim(&self) -> usize {
         match self {
             ModelSpec::Mlp(m) => m.output_dim(),
             ModelSpec::Cnn(c) => c.classes,
+            ModelSpec::Transformer(t) => t.classes,
         }
     }
     pub fn num_params(&self) -> usize {
@@ -125,16 +154,21 @@ impl ModelSpec {
     pub fn as_mlp(&self) -> Option<&MlpSpec> {
         match self {
             ModelSpec::Mlp(m) => Some(m),
-            ModelSpec::Cnn(_) => None,
+            _ => None,
         }
     }
 
-    /// PyTorch's default initialisation of `nn.Linear` and `nn.Conv2d`: every weight and bias of a
+    /// The initialisation of the model's reference code: for the Transformer Damian et al.'s
+    /// ([`TransformerSpec::init`]); otherwise PyTorch's default initialisation of `nn.Linear` and
+    /// `nn.Conv2d`: every weight and bias of a
     /// layer drawn from U(−1/√fan_in, 1/√fan_in), fan_in = in_features or in_channels·kh·kw
     /// (kaiming_uniform with a = √5 gives this bound for the weights). Draws come from ChaCha20
     /// seeded with `seed`, tensor by tensor in θ's order (weights row-major, then the bias).
     pub fn init(&self, seed: u64) -> Vec<f64> {
         use rand::{RngExt, SeedableRng};
+        if let ModelSpec::Transformer(t) = self {
+            return t.init(seed);
+        }
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let g = self.graph();
         let mut theta = Vec::with_capacity(g.num_params());

@@ -1,5 +1,7 @@
 //! Fully connected layer y = x Wᵀ + b, PyTorch's `nn.Linear`: W is `[fan_out, fan_in]` row-major at
-//! `w_off` in θ, b is `[fan_out]` at `b_off`.
+//! `w_off` in θ, b is `[fan_out]` at `b_off`. With `seq` > 1 a sample is a sequence of `seq`
+//! positions and the layer acts on each position (a Transformer's projections): the passes see
+//! rows × seq rows of `fan_in`.
 
 use super::{Input, Ten, TenMut};
 use crate::backend::Backend;
@@ -11,12 +13,22 @@ pub struct Linear {
     pub fan_out: usize,
     pub w_off: usize,
     pub b_off: usize,
+    /// Positions per sample (1 for an ordinary layer).
+    pub seq: usize,
 }
 
 impl Linear {
     /// Parameters of the layer.
     pub fn num_params(&self) -> usize {
         self.fan_in * self.fan_out + self.fan_out
+    }
+    /// Elements per sample of the input.
+    pub fn in_width(&self) -> usize {
+        self.seq * self.fan_in
+    }
+    /// Elements per sample of the output.
+    pub fn out_width(&self) -> usize {
+        self.seq * self.fan_out
     }
 
     /// acc(c) = α · x Bᵀ + β · acc for a `[fan_out, fan_in]` matrix B (W or V) at `b_off`.
@@ -95,6 +107,7 @@ impl Linear {
         theta: &B::Buf,
         mut y: TenMut<B>,
     ) -> Result<()> {
+        let rows = rows * self.seq;
         self.x_bt(be, rows, &x, theta, self.w_off, 0.0, &mut y)?;
         be.bias_act(None, rows, self.fan_out, theta, self.b_off, y.0, y.1)
     }
@@ -112,6 +125,7 @@ impl Linear {
         grad: Option<TenMut<B>>,
         gx: Option<TenMut<B>>,
     ) -> Result<()> {
+        let rows = rows * self.seq;
         if let Some(mut g) = grad {
             self.gt_x(be, rows, gy, &x, &mut g)?;
             be.col_sum(
@@ -157,6 +171,7 @@ impl Linear {
         v: Ten<B>,
         mut ry: TenMut<B>,
     ) -> Result<()> {
+        let rows = rows * self.seq;
         self.x_bt(be, rows, &x, v.0, v.1 + self.w_off, 0.0, &mut ry)?;
         if let Some(rx) = rx {
             self.x_bt(be, rows, &Input::Buf(rx), theta, self.w_off, 1.0, &mut ry)?;
@@ -180,6 +195,7 @@ impl Linear {
         mut hv: TenMut<B>,
         rgx: Option<TenMut<B>>,
     ) -> Result<()> {
+        let rows = rows * self.seq;
         self.gt_x(be, rows, rgy, &x, &mut hv)?;
         if let Some(rx) = rx {
             self.gt_x(be, rows, gy, &Input::Buf(rx), &mut hv)?;

@@ -15,12 +15,14 @@ pub mod flatten;
 pub mod linear;
 pub mod loss;
 pub mod pool;
+pub mod seq;
 
 pub use act::Act;
 pub use conv::Conv3x3;
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use pool::MaxPool2;
+pub use seq::{Add, Attention, Embed, LayerNorm, MeanPool};
 
 use crate::backend::Backend;
 
