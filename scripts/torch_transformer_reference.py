@@ -37,8 +37,8 @@ Forward for one sentence of token ids t[0..T) (0 = padding, on the right):
 Attention is written out (matmuls + softmax, no scaled_dot_product_attention) so torch.func's
 forward-mode AD applies. Consequences worth knowing when comparing Hessians: softmax is invariant to
 a per-query shift, so ∂L/∂bk ≡ 0 and the rows/columns of every attn.k.bias are zero (to rounding);
-with mask = true the pad row tok_emb[0] gets exactly zero gradient/Hessian, and so does every
-vocabulary row (and pos_emb row) that no sentence at hand uses.
+every tok_emb row of a word no sentence at hand uses has exactly zero gradient/Hessian rows; with
+mask = true so do the pad row tok_emb[0] and the pos_emb rows past the longest sentence at hand.
 
 Data: SST-2 in GLUE's train.tsv format, from --data (default: shared/data/sst2/train.first1000.tsv
 beside the repository, or $SUBSPACE_LAB_SST2). The file is read as UTF-8 and split on '\n' (a
@@ -82,25 +82,32 @@ argmax f(x_i) = y_i (ties: the first index, torch.argmax).
   selftest: (a) on the first --samples (6) sentences of the real data, a --random-head init model
             (full size): HVP against a central difference of gradients (step 1e-5) and against
             reverse-over-reverse autograd, chunked sums (chunk 4) against one chunk, the gradient
-            against autograd's, for mask true/false × mse/ce × silu/gelu; init → read back → vocab
-            check round trip, and the vocab check catching a swapped pair.
+            against autograd's, the logits against the same model assembled from
+            torch.nn.TransformerEncoderLayer (post-LN, key_padding_mask), for mask true/false ×
+            mse/ce × silu/gelu (tolerances: 1e-6 for the difference, 1e-12 else); init → read back →
+            vocab check round trip, and the vocab check catching a swapped pair.
             (b) tiny Transformers (V = 7, ids 0..6, 0 = pad; D = 8, H = 2, T = 5; 1 and 2 layers; the
             6 fixed sentences of TINY_TOKENS, with padding; random weights incl. head and LN weights/
-            biases, see tiny_params): the dense Hessian by torch.autograd.functional.hessian against
-            all HVP columns (vmap), its symmetry, eigsh's top 3 against numpy's eigvalsh, for all 8
-            mask × loss × act combinations. With --write-tiny-fixture PREFIX it also writes
+            biases, see tiny_params; seed --seed + L): the logits against the
+            nn.TransformerEncoderLayer model, the dense Hessian by torch.autograd.functional.hessian
+            against all HVP columns (vmap), its symmetry, eigsh's top 3 against numpy's eigvalsh,
+            for all 8 mask × loss × act combinations (tolerances 1e-12; eigenvalues 1e-9).
+            With --write-tiny-fixture PREFIX it also writes
             PREFIX_mse_silu_mask_2layer.json (mask true, silu, mse, 2 layers) and
             PREFIX_ce_gelu_nomask_1layer.json (mask false, gelu, ce, 1 layer): config, names and
             shapes, token ids, labels, θ (flat, θ's order), logits, loss, accuracy, gradient, the dense
             Hessian as its upper triangle (`hessian_upper`: H[i][j] for i = 0..p-1, j = i..p-1,
             row-major, p(p+1)/2 entries) and its top 3 eigenvalues, all float64 (shortest repr, so
-            exact). To keep each JSON under 2 MB these fixtures use D = 4, H = 2 (dh = 2) instead of
-            8 (p = 330 and 194; p = 1042 at D = 8, 2 layers, would be ~25 MB as a p×p list) and
+            exact; weights from tiny_params with seed --seed + 10 + L, the committed ones from --seed 0).
+            To keep each JSON under 2 MB these fixtures use D = 4, H = 2 (dh = 2) instead of 8
+            (p = 330 and 194; p = 1042 at D = 8, 2 layers, would be ~23 MB as a p×p list) and
             store a triangle (the full 330×330 list is 2.27 MB); the same checks are run on them.
             Exits 1 on a failure.
 
-Cost (2 shared cores): one float64 HVP on 200 sentences ≈ 0.1–0.2 s; spectrum n = 200, k = 5,
-tol 1e-12 from `init --random-head --seed 0 --f64` ≈ 20 s; selftest ≈ 1–2 min.
+Cost, measured on 2 cores shared with other work (load 2.5–3.5): float64 gradient / HVP on 200
+sentences ≈ 0.17 s / 0.55–0.7 s (f32 bench, n = 100: 44 / 136 ms); spectrum n = 200, k = 5, tol 1e-12
+from `init --random-head --seed 0 --f64`: 95 HVPs, 160 s (215 s under heavier load); selftest
+50–105 s.
 Setup: python3 -m venv /work/venv && /work/venv/bin/pip install torch numpy scipy safetensors
 Written against torch 2.15, numpy 2.4, scipy 1.17, safetensors 0.8 (the versions are printed).
 """
@@ -523,7 +530,8 @@ def forward_nn(c, P, tok):
                                                  norm_first=False, dtype=torch.float64)
         sd = {"self_attn.in_proj_weight": torch.cat([P[pre + f"attn.{s}.weight"] for s in "qkv"]),
               "self_attn.in_proj_bias": torch.cat([P[pre + f"attn.{s}.bias"] for s in "qkv"]),
-              "self_attn.out_proj.weight": P[pre + "attn.out.weight"], "self_attn.out_proj.bias": P[pre + "attn.out.bias"],
+              "self_attn.out_proj.weight": P[pre + "attn.out.weight"],
+              "self_attn.out_proj.bias": P[pre + "attn.out.bias"],
               "linear1.weight": P[pre + "mlp.fc1.weight"], "linear1.bias": P[pre + "mlp.fc1.bias"],
               "linear2.weight": P[pre + "mlp.fc2.weight"], "linear2.bias": P[pre + "mlp.fc2.bias"],
               "norm1.weight": P[pre + "ln1.weight"], "norm1.bias": P[pre + "ln1.bias"],
@@ -622,7 +630,8 @@ def cmd_selftest(a):
                 l1, lc = obj.value(th)[0], objc.value(th)[0]
                 with torch.no_grad():
                     fnn = rel(forward(c, P, tok), forward_nn(c, P, tok))
-                r = {"loss": l1, "forward_vs_nn_transformer": fnn, "grad_norm": g.norm().item(), "vHv": torch.dot(v, hv).item(),
+                r = {"loss": l1, "forward_vs_nn_transformer": fnn, "grad_norm": g.norm().item(),
+                     "vHv": torch.dot(v, hv).item(),
                      "hvp_vs_fd": rel(hv, fd), "hvp_vs_reverse_over_reverse": rel(hv, ror.detach()),
                      "chunked_loss": abs(lc - l1) / abs(l1), "chunked_grad": rel(objc.grad(th), obj.grad(th)),
                      "chunked_hvp": rel(objc.hvp(th, v), hv), "grad_vs_autograd": rel(obj.grad(th), g.detach()),
