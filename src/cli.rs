@@ -13,6 +13,7 @@ use subspace_lab::data::cifar10;
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::data::load;
 use subspace_lab::data::mnist;
+use subspace_lab::data::sst2;
 use subspace_lab::experiment::verdict::Verdict;
 use subspace_lab::hessian::lanczos::{LanczosOptions, Progress};
 use subspace_lab::jobs::{self, SpectrumOptions};
@@ -200,6 +201,8 @@ enum DatasetName {
     Mnist,
     /// CIFAR10-5k (or the first 4000 records where only those are at hand).
     Cifar10,
+    /// SST2-1k (the first 1000 sentences of GLUE SST-2's train.tsv).
+    Sst2,
 }
 
 impl DatasetName {
@@ -207,6 +210,7 @@ impl DatasetName {
         match self {
             DatasetName::Mnist => load::DatasetKind::Mnist,
             DatasetName::Cifar10 => load::DatasetKind::Cifar10,
+            DatasetName::Sst2 => load::DatasetKind::Sst2,
         }
     }
 }
@@ -229,9 +233,10 @@ impl DataDirArg {
 
 #[derive(Args, Clone)]
 struct ArchArgs {
-    /// The network: fc-tanh (Cohen et al.'s MLP, shaped by --widths/--activation) or cnn-relu
-    /// (their convnet([32, 32], 'relu', 'max') for CIFAR-10). Where weights are loaded
-    /// (--weights), the file decides.
+    /// The network: fc-tanh (Cohen et al.'s MLP, shaped by --widths/--activation), cnn-relu
+    /// (their convnet([32, 32], 'relu', 'max') for CIFAR-10) or transformer (Damian et al.'s,
+    /// 2 layers, width 64, 8 heads, for SST2-1k). Where weights are loaded (--weights), the file
+    /// decides.
     #[arg(long)]
     model: Option<String>,
     /// Layer widths, input to output [default: 784,200,200,10]. With --weights the tensors' shapes
@@ -243,11 +248,18 @@ struct ArchArgs {
     /// one (PyTorch's `save_file(model.state_dict(), f)`) takes this.
     #[arg(long)]
     activation: Option<Activation>,
+    /// The Transformer only: mask padding keys and average over real positions (true, the
+    /// default) or not (false: Damian et al.'s code).
+    #[arg(long)]
+    mask: Option<bool>,
 }
 
 impl ArchArgs {
     /// The network these options name (without --weights).
     fn spec(&self) -> Result<ModelSpec> {
+        if self.mask.is_some() && self.model.as_deref() != Some("transformer") {
+            bail!("--mask applies to --model transformer only (drop it)");
+        }
         match self.model.as_deref().unwrap_or("fc-tanh") {
             "fc-tanh" | "mlp" => Ok(MlpSpec::new(self.widths(), self.activation())?.into()),
             "cnn-relu" => {
@@ -263,6 +275,24 @@ impl ArchArgs {
                     );
                 }
                 Ok(CnnSpec::cnn_relu().into())
+            }
+            "transformer" => {
+                if self.widths.is_some() {
+                    bail!(
+                        "--widths shapes a fully connected network; the Transformer has the paper's sizes (drop --widths)"
+                    );
+                }
+                let mut t = subspace_lab::nn::transformer::TransformerSpec::sst2();
+                match self.activation {
+                    None | Some(Activation::Silu) => {}
+                    Some(Activation::Gelu) => t.activation = Activation::Gelu,
+                    Some(a) => bail!(
+                        "--activation {}: the Transformer's MLP blocks take silu (default) or gelu",
+                        a.name()
+                    ),
+                }
+                t.masked = self.mask.unwrap_or(true);
+                Ok(t.into())
             }
             other => bail!(
                 "--model {other}: unknown (expected one of: {})",
@@ -384,7 +414,18 @@ pub fn main() -> Result<()> {
             } else {
                 SaveDtype::F32
             };
-            weights::save(&out, &spec, &theta, dtype)
+            let mut meta = Vec::new();
+            if matches!(spec, ModelSpec::Transformer(_)) {
+                // The vocabulary makes the file complete (the PyTorch twin checks it).
+                let dir = mnist::data_dir()?;
+                match sst2::load_or_fetch(&dir, &mut |s| log(s)) {
+                    Ok(s) => meta.push(("vocab".to_string(), serde_json::to_string(&s.vocab().words)?)),
+                    Err(e) => log(&format!(
+                        "note: SST2-1k is not at hand ({e}); the file is written without its vocabulary"
+                    )),
+                }
+            }
+            weights::save_with(&out, &spec, &theta, dtype, &meta)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(
                 "wrote {} ({} parameters, {}, seed {seed})",
@@ -444,6 +485,29 @@ fn data_cmd(c: DataCommand) -> Result<()> {
                 c.n()
             );
             println!("cached at {}", cifar10::cache_path(&dir).display());
+            Ok(())
+        }
+        DataCommand::Fetch {
+            dataset: DatasetName::Sst2,
+            from,
+            from_idx,
+            dir,
+        } => {
+            if from_idx.is_some() {
+                bail!(
+                    "--from-idx is for MNIST's IDX files; for SST-2 pass GLUE's SST-2.zip or train.tsv with --from"
+                );
+            }
+            let dir = dir.resolve()?;
+            let (s, src) = sst2::fetch(&dir, from.as_deref(), &mut |m| log(m))?;
+            println!(
+                "SST2-1k: {} sentences verified (sha256 of the header and first 1000 rows {}…) from {src}; vocabulary {} ids, longest sentence {} words",
+                s.sentences.len(),
+                &sst2::FIRST1000_SHA256[..12],
+                s.vocab().len(),
+                s.max_len()
+            );
+            println!("cached at {}", sst2::cache_path(&dir).display());
             Ok(())
         }
         DataCommand::Fetch {
@@ -524,6 +588,18 @@ fn data_cmd(c: DataCommand) -> Result<()> {
                     damaged.push(e.to_string());
                 }
             }
+            let path = sst2::cache_path(&dir);
+            match sst2::load_cache(&path) {
+                Ok(Some(_)) => println!("{}: SST2-1k, checksum verified", path.display()),
+                Ok(None) => println!(
+                    "{}: absent (run `subspace-lab data fetch --dataset sst2 [--from FILE]`)",
+                    path.display()
+                ),
+                Err(e) => {
+                    println!("{}: damaged", path.display());
+                    damaged.push(e.to_string());
+                }
+            }
             if !damaged.is_empty() {
                 bail!("{}", damaged.join("\n"));
             }
@@ -557,16 +633,34 @@ fn export_cmd(
     let (data, shape, description, pre_name, stats) =
         (l.data, l.x_shape, l.description, l.preprocess, l.statistics);
     let name = kind.name();
-    let meta = [
+    let mut meta = vec![
         ("dataset", name.to_string()),
         ("description", description.clone()),
         ("preprocess", pre_name.to_string()),
         ("statistics", stats),
         ("n", data.n.to_string()),
         ("x_shape", format!("{shape:?}")),
-        ("y", "int64 class labels 0..=9".to_string()),
+        (
+            "y",
+            format!("int64 class labels 0..={}", data.classes.saturating_sub(1)),
+        ),
     ];
-    export::write_safetensors(out, &data, &shape, &meta)
+    let mut extra = Vec::new();
+    if kind == load::DatasetKind::Sst2 {
+        let s = sst2::load_or_fetch(&dir, &mut |s| log(s))?;
+        meta.push((
+            "x",
+            "token ids (exact integers in f32), 0 = padding, 1 = unknown word".into(),
+        ));
+        meta.push((
+            "mask",
+            "1 where x is a word, 0 at padding (the positions the masked Transformer attends to and averages)".into(),
+        ));
+        meta.push(("vocab", serde_json::to_string(&s.vocab().words)?));
+        let mask: Vec<f64> = data.x.iter().map(|&i| f64::from(i != 0.0)).collect();
+        extra.push(("mask", mask, shape.clone()));
+    }
+    export::write_safetensors_with(out, &data, &shape, &meta, &extra)
         .with_context(|| format!("cannot write --out {}", out.display()))?;
     println!(
         "wrote {}: x {shape:?} f32, y [{}] i64; {description}, first {} samples, {pre_name}",

@@ -17,6 +17,17 @@ pub fn to_safetensors(
     meta: &[(&str, String)],
     path: &Path,
 ) -> Result<Vec<u8>> {
+    to_safetensors_with(data, x_shape, meta, &[], path)
+}
+
+/// [`to_safetensors`] with more f32 tensors `(name, values, shape)` (SST-2's `mask`).
+pub fn to_safetensors_with(
+    data: &Dataset,
+    x_shape: &[usize],
+    meta: &[(&str, String)],
+    extra: &[(&str, Vec<f64>, Vec<usize>)],
+    path: &Path,
+) -> Result<Vec<u8>> {
     if x_shape.first() != Some(&data.n) || x_shape.iter().product::<usize>() != data.n * data.d {
         return Err(Error::Shape(format!(
             "export: shape {x_shape:?} for {} samples of {} features",
@@ -34,7 +45,11 @@ pub fn to_safetensors(
         .flat_map(|&l| (l as i64).to_le_bytes())
         .collect();
     let err = |e: safetensors::SafeTensorError| Error::data(path, e.to_string());
-    let views = vec![
+    let extra_bytes: Vec<Vec<u8>> = extra
+        .iter()
+        .map(|(_, v, _)| v.iter().flat_map(|&x| (x as f32).to_le_bytes()).collect())
+        .collect();
+    let mut views = vec![
         (
             "x",
             TensorView::new(Dtype::F32, x_shape.to_vec(), &x).map_err(err)?,
@@ -44,6 +59,9 @@ pub fn to_safetensors(
             TensorView::new(Dtype::I64, vec![data.n], &y).map_err(err)?,
         ),
     ];
+    for ((name, _, shape), b) in extra.iter().zip(&extra_bytes) {
+        views.push((name, TensorView::new(Dtype::F32, shape.clone(), b).map_err(err)?));
+    }
     let meta: HashMap<String, String> = meta
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -59,7 +77,18 @@ pub fn write_safetensors(
     x_shape: &[usize],
     meta: &[(&str, String)],
 ) -> Result<()> {
-    let bytes = to_safetensors(data, x_shape, meta, path)?;
+    write_safetensors_with(path, data, x_shape, meta, &[])
+}
+
+/// [`write_safetensors`] with more f32 tensors ([`to_safetensors_with`]).
+pub fn write_safetensors_with(
+    path: &Path,
+    data: &Dataset,
+    x_shape: &[usize],
+    meta: &[(&str, String)],
+    extra: &[(&str, Vec<f64>, Vec<usize>)],
+) -> Result<()> {
+    let bytes = to_safetensors_with(data, x_shape, meta, extra, path)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

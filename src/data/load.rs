@@ -1,10 +1,11 @@
-//! One entry point for the data sets a network trains on: MNIST-5k and CIFAR10-5k by name, fetched
+//! One entry point for the data sets a network trains on: MNIST-5k, CIFAR10-5k and SST2-1k by name, fetched
 //! or read from the verified cache, preprocessed, cut to the first n samples, and described (the
 //! description names what was used, e.g. "CIFAR10-4k (first 4000 of the 5000 the paper uses)").
 
 use super::cifar10::{self, Cifar10Preprocess};
 use super::dataset::Dataset;
 use super::mnist::{self, Preprocess};
+use super::sst2;
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -15,6 +16,7 @@ pub enum DatasetKind {
     #[default]
     Mnist,
     Cifar10,
+    Sst2,
 }
 
 impl DatasetKind {
@@ -22,6 +24,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist => "mnist",
             DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Sst2 => "sst2",
         }
     }
     /// The preprocessing the paper's code applies (Cohen et al.'s `mnist.py` / `cifar.py`).
@@ -29,6 +32,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist => "normalize",
             DatasetKind::Cifar10 => "standardize",
+            DatasetKind::Sst2 => "words",
         }
     }
     /// The most samples the data set offers (the paper's 5000; fewer may be at hand for CIFAR-10).
@@ -36,6 +40,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist => mnist::N,
             DatasetKind::Cifar10 => cifar10::N,
+            DatasetKind::Sst2 => sst2::N,
         }
     }
     /// Features and classes per sample.
@@ -43,6 +48,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist => (mnist::D, 10),
             DatasetKind::Cifar10 => (cifar10::D, cifar10::CLASSES),
+            DatasetKind::Sst2 => (sst2::SEQ_1K, 2),
         }
     }
     /// Check a preprocessing name for this data set. Errors: what the data set takes.
@@ -50,6 +56,12 @@ impl DatasetKind {
         match self {
             DatasetKind::Mnist => pre.parse::<Preprocess>().map(|_| ()),
             DatasetKind::Cifar10 => pre.parse::<Cifar10Preprocess>().map(|_| ()),
+            DatasetKind::Sst2 => match pre {
+                "words" => Ok(()),
+                o => Err(format!(
+                    "unknown preprocessing '{o}' (SST-2 has one: words, ids of a word vocabulary)"
+                )),
+            },
         }
     }
 }
@@ -60,7 +72,8 @@ impl std::str::FromStr for DatasetKind {
         match s {
             "mnist" => Ok(DatasetKind::Mnist),
             "cifar10" => Ok(DatasetKind::Cifar10),
-            o => Err(format!("unknown dataset '{o}' (mnist or cifar10)")),
+            "sst2" => Ok(DatasetKind::Sst2),
+            o => Err(format!("unknown dataset '{o}' (mnist, cifar10 or sst2)")),
         }
     }
 }
@@ -175,6 +188,25 @@ pub fn load(
                 statistics,
                 x_shape: vec![n, cifar10::CHANNELS, cifar10::SIDE, cifar10::SIDE],
                 note,
+            })
+        }
+        DatasetKind::Sst2 => {
+            let s = sst2::load_or_fetch(dir, log)?;
+            let n = samples.unwrap_or(sst2::N);
+            let v = s.vocab();
+            Ok(Loaded {
+                data: s.dataset(&v, sst2::SEQ_1K, n)?,
+                kind,
+                description: "SST2-1k".into(),
+                preprocess: pre_name.into(),
+                statistics: format!(
+                    "word ids of the vocabulary of the {} training sentences ({} ids, 0 = padding, 1 = unknown), padded to {} positions",
+                    sst2::N,
+                    v.len(),
+                    sst2::SEQ_1K
+                ),
+                x_shape: vec![n, sst2::SEQ_1K],
+                note: None,
             })
         }
     }

@@ -148,6 +148,7 @@ fn to_csv<T: serde::Serialize>(rows: &[T]) -> Result<String> {
 pub struct DataSets {
     pub mnist: Option<Mnist5k>,
     pub cifar10: Option<crate::data::cifar10::Cifar10>,
+    pub sst2: Option<crate::data::sst2::Sst2>,
 }
 
 impl From<Mnist5k> for DataSets {
@@ -155,6 +156,7 @@ impl From<Mnist5k> for DataSets {
         DataSets {
             mnist: Some(m),
             cifar10: None,
+            sst2: None,
         }
     }
 }
@@ -177,6 +179,9 @@ impl DataSets {
                     log(&format!("data: {}", c.describe()));
                     d.cifar10 = Some(c)
                 }
+                DatasetKind::Sst2 if d.sst2.is_none() => {
+                    d.sst2 = Some(crate::data::sst2::load_or_fetch(dir, log)?)
+                }
                 _ => {}
             }
         }
@@ -187,6 +192,7 @@ impl DataSets {
         match kind {
             DatasetKind::Mnist => crate::data::mnist::N,
             DatasetKind::Cifar10 => self.cifar10.as_ref().map_or(0, |c| c.n()),
+            DatasetKind::Sst2 => crate::data::sst2::N,
         }
     }
     /// `spec` with `data.samples` lowered to the CIFAR-10 records at hand (the paper's 5000 where
@@ -209,6 +215,7 @@ impl DataSets {
                 .cifar10
                 .as_ref()
                 .map_or("CIFAR-10 (not loaded)".into(), |c| c.describe()),
+            DatasetKind::Sst2 => "SST2-1k".into(),
         }
     }
 }
@@ -245,6 +252,13 @@ pub fn dataset_for(m: &DataSets, spec: &RunSpec) -> Result<Dataset> {
                 .parse()
                 .map_err(|e: String| Error::InvalidArgument(format!("data.preprocess: {e}")))?;
             c.dataset(pre, n.min(c.n()))
+        }
+        DatasetKind::Sst2 => {
+            let s = m
+                .sst2
+                .as_ref()
+                .ok_or_else(|| Error::InvalidArgument("SST2-1k was not loaded".into()))?;
+            s.dataset(&s.vocab(), crate::data::sst2::SEQ_1K, n)
         }
     }
 }

@@ -206,9 +206,14 @@ pub struct ModelSpec {
     /// Input width, hidden widths…, classes (fc-tanh: 784, 200, 200, 10).
     #[serde(default = "d_widths")]
     pub widths: Vec<usize>,
-    /// tanh or relu for a fully connected network (absent: tanh); cnn-relu takes relu only.
+    /// tanh or relu for a fully connected network (absent: tanh); cnn-relu takes relu only; the
+    /// Transformer silu (absent) or gelu.
     #[serde(default)]
     pub activation: Option<Activation>,
+    /// The Transformer only: mask padding keys and average over real positions (absent: true;
+    /// false is Damian et al.'s code, which masks nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<bool>,
 }
 
 impl Default for ModelSpec {
@@ -217,6 +222,7 @@ impl Default for ModelSpec {
             name: None,
             widths: d_widths(),
             activation: Some(d_act()),
+            mask: None,
         }
     }
 }
@@ -227,11 +233,12 @@ impl serde::Serialize for ModelSpec {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let conv = self.name.as_deref().is_some_and(|n| n.starts_with("cnn"));
-        let mut st = ser.serialize_struct("ModelSpec", 3)?;
+        let fixed = conv || self.name.as_deref() == Some("transformer");
+        let mut st = ser.serialize_struct("ModelSpec", 4)?;
         if let Some(n) = &self.name {
             st.serialize_field("name", n)?;
         }
-        if !conv {
+        if !fixed {
             st.serialize_field("widths", &self.widths)?;
         }
         if let Some(a) = self
@@ -239,6 +246,9 @@ impl serde::Serialize for ModelSpec {
             .filter(|_| !conv || self.activation != Some(Activation::Relu))
         {
             st.serialize_field("activation", &a)?;
+        }
+        if let Some(m) = self.mask {
+            st.serialize_field("mask", &m)?;
         }
         st.end()
     }
@@ -249,6 +259,14 @@ impl ModelSpec {
     pub fn cnn_relu() -> Self {
         ModelSpec {
             name: Some("cnn-relu".into()),
+            activation: None,
+            ..Default::default()
+        }
+    }
+    /// The paper's Transformer (SiLU, padding masked) on SST2-1k.
+    pub fn transformer() -> Self {
+        ModelSpec {
+            name: Some("transformer".into()),
             activation: None,
             ..Default::default()
         }
@@ -434,20 +452,14 @@ impl RunSpec {
         .map_err(|e| Error::InvalidArgument(format!("model.widths: {e}")))
     }
 
-    /// The data set: `data.dataset`, else the model's (cifar10 for cnn-relu, else mnist).
+    /// The data set: `data.dataset`, else the model's (cifar10 for cnn-relu, sst2 for the
+    /// Transformer, else mnist).
     pub fn dataset(&self) -> DatasetKind {
-        self.data.dataset.unwrap_or(
-            if self
-                .model
-                .name
-                .as_deref()
-                .is_some_and(|n| n.starts_with("cnn"))
-            {
-                DatasetKind::Cifar10
-            } else {
-                DatasetKind::Mnist
-            },
-        )
+        self.data.dataset.unwrap_or(match self.model.name.as_deref() {
+            Some(n) if n.starts_with("cnn") => DatasetKind::Cifar10,
+            Some("transformer") => DatasetKind::Sst2,
+            _ => DatasetKind::Mnist,
+        })
     }
 
     /// The preprocessing: `data.preprocess`, else the data set's default.
@@ -460,6 +472,11 @@ impl RunSpec {
 
     /// The network the spec names ([`ModelSpec::name`]).
     pub fn net(&self) -> Result<crate::nn::model::ModelSpec> {
+        if self.model.mask.is_some() && self.model.name.as_deref() != Some("transformer") {
+            return Err(Error::InvalidArgument(
+                "model.mask applies to the Transformer only (drop it)".into(),
+            ));
+        }
         match self.model.name.as_deref() {
             None | Some("fc-tanh") | Some("fc") => Ok(self.mlp()?.into()),
             Some("cnn-relu") => {
@@ -477,8 +494,30 @@ impl RunSpec {
                 }
                 Ok(crate::nn::model::ModelSpec::cnn_relu())
             }
+            Some("transformer") => {
+                let act = match self.model.activation {
+                    None | Some(Activation::Silu) => Activation::Silu,
+                    Some(Activation::Gelu) => Activation::Gelu,
+                    Some(a) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "model.activation = {}: the Transformer's MLP blocks take silu or gelu",
+                            a.name()
+                        )));
+                    }
+                };
+                if self.model.widths != d_widths() {
+                    return Err(Error::InvalidArgument(format!(
+                        "model.widths = {:?}: the Transformer has the paper's fixed sizes (drop model.widths)",
+                        self.model.widths
+                    )));
+                }
+                let mut t = crate::nn::transformer::TransformerSpec::sst2();
+                t.activation = act;
+                t.masked = self.model.mask.unwrap_or(true);
+                Ok(t.into())
+            }
             Some(o) => Err(Error::InvalidArgument(format!(
-                "model.name = {o}: unknown (fc-tanh or cnn-relu)"
+                "model.name = {o}: unknown (fc-tanh, cnn-relu or transformer)"
             ))),
         }
     }

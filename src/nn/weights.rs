@@ -6,6 +6,10 @@
 //! `3.weight`, …, `7.weight [10,2048]`, `7.bias` for cnn-relu: a file with 4-D weights is read as
 //! one). The activation is kept in the file's metadata (`activation`; tanh when absent for a
 //! fully connected network, relu for a convolutional one), and the model's name in `model`.
+//! The Transformer's tensors are named as [`crate::nn::transformer`] lists (`tok_emb.weight`,
+//! `layers.0.attn.q.weight`, …, `head.bias`); its metadata holds `model = transformer`, `heads`,
+//! `mask` and, when the saver knows it, `vocab` (a JSON list of the words in id order), so that a
+//! saved model is complete.
 
 use super::cnn::CnnSpec;
 use super::mlp::MlpSpec;
@@ -30,8 +34,36 @@ pub fn save(
     theta: &[f64],
     dtype: SaveDtype,
 ) -> Result<()> {
-    let bytes = serialize(path, spec, theta, dtype)?;
+    save_with(path, spec, theta, dtype, &[])
+}
+
+/// [`save`] with more metadata (the Transformer's `vocab`).
+pub fn save_with(
+    path: &Path,
+    spec: impl Into<ModelSpec>,
+    theta: &[f64],
+    dtype: SaveDtype,
+    meta: &[(String, String)],
+) -> Result<()> {
+    let bytes = serialize_with(path, spec, theta, dtype, meta)?;
     crate::experiment::output::write_atomic(path, &bytes)
+}
+
+/// The `vocab` a weights file's metadata holds (the Transformer's words in id order), if any.
+pub fn vocab_of(path: &Path) -> Result<Option<Vec<String>>> {
+    let werr = |msg: String| Error::Weights {
+        path: path.into(),
+        msg,
+    };
+    let bytes = std::fs::read(path).map_err(|e| werr(format!("cannot read: {e}")))?;
+    let (_, meta) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| werr(format!("bad header: {e}")))?;
+    match meta.metadata().as_ref().and_then(|m| m.get("vocab")) {
+        Some(v) => serde_json::from_str(v)
+            .map(Some)
+            .map_err(|e| werr(format!("metadata vocab is not a JSON list of words: {e}"))),
+        None => Ok(None),
+    }
 }
 
 /// θ of `spec` as safetensors bytes (PyTorch names); `path` only names the file in errors.
@@ -40,6 +72,17 @@ pub fn serialize(
     spec: impl Into<ModelSpec>,
     theta: &[f64],
     dtype: SaveDtype,
+) -> Result<Vec<u8>> {
+    serialize_with(path, spec, theta, dtype, &[])
+}
+
+/// [`serialize`] with more metadata.
+pub fn serialize_with(
+    path: &Path,
+    spec: impl Into<ModelSpec>,
+    theta: &[f64],
+    dtype: SaveDtype,
+    extra: &[(String, String)],
 ) -> Result<Vec<u8>> {
     let spec = spec.into();
     let graph = spec.graph();
@@ -90,6 +133,15 @@ pub fn serialize(
             "input".to_string(),
             format!("{},{},{}", c.input[0], c.input[1], c.input[2]),
         );
+    }
+    if let ModelSpec::Transformer(t) = &spec {
+        meta.insert("model".to_string(), spec.name());
+        meta.insert("heads".to_string(), t.heads.to_string());
+        meta.insert("mask".to_string(), t.masked.to_string());
+        meta.insert("ln_eps".to_string(), super::transformer::LN_EPS.to_string());
+    }
+    for (k, v) in extra {
+        meta.insert(k.clone(), v.clone());
     }
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Weights {
         path: path.into(),
@@ -212,6 +264,34 @@ fn parse(
         None => None,
     };
     let named = |key: &str| meta.metadata().as_ref().and_then(|m| m.get(key)).cloned();
+    if named("model").as_deref() == Some("transformer")
+        || st.tensors().iter().any(|(n, _)| n == "tok_emb.weight")
+    {
+        if expect.widths.is_some() {
+            return Err(werr(
+                "this is a Transformer's file: --widths applies to fully connected networks (drop it)".into(),
+            ));
+        }
+        let act = match (from_file, expect.activation) {
+            (Some(f), Some(o)) if f != o => {
+                return Err(werr(format!(
+                    "the file's metadata says activation = {}, --activation says {}: drop the option (the file decides) or fix the file",
+                    f.name(),
+                    o.name()
+                )));
+            }
+            (f, o) => o.or(f).unwrap_or(Activation::Silu),
+        };
+        let loss = match named("loss") {
+            Some(l) => Some(
+                l.parse::<crate::backend::LossKind>()
+                    .map_err(|e| werr(format!("metadata loss = {l}: {e}")))?,
+            ),
+            None => None,
+        };
+        let (spec, theta) = parse_transformer(&st, &named, act, &werr)?;
+        return Ok((ModelSpec::Transformer(spec), theta, loss.or(expect.loss)));
+    }
     // A convolutional network: the metadata says so, or a weight is 4-D ([cout, cin, kh, kw]).
     let conv = match named("model") {
         Some(m) if m.starts_with("cnn") || m.starts_with("convnet") => true,
@@ -407,6 +487,82 @@ fn parse(
 /// then one linear layer. The input's C is the first conv's cin; H×W comes from the metadata
 /// `input` ("C,H,W") or, when absent, from the linear layer's width assuming square images. Every
 /// tensor of the resulting graph must be present under its name with its shape.
+/// The Transformer of a file: sizes from `tok_emb.weight` [V, D], `pos_emb.weight` [T, D],
+/// `head.weight` [C, D] and the `layers.N.` prefixes; heads and mask from the metadata (8 and
+/// true when absent); every tensor of the graph present with its shape, nothing else.
+fn parse_transformer(
+    st: &SafeTensors,
+    named: &dyn Fn(&str) -> Option<String>,
+    act: Activation,
+    werr: &dyn Fn(String) -> Error,
+) -> Result<(super::transformer::TransformerSpec, Vec<f64>)> {
+    let shape = |n: &str| -> Result<Vec<usize>> {
+        st.tensor(n)
+            .map(|v| v.shape().to_vec())
+            .map_err(|_| werr(format!("no tensor '{n}' (a Transformer's file has tok_emb.weight, pos_emb.weight, layers.N.…, head.weight)")))
+    };
+    let (tok, pos, head) = (
+        shape("tok_emb.weight")?,
+        shape("pos_emb.weight")?,
+        shape("head.weight")?,
+    );
+    if tok.len() != 2 || pos.len() != 2 || head.len() != 2 || pos[1] != tok[1] || head[1] != tok[1]
+    {
+        return Err(werr(format!(
+            "tok_emb.weight {tok:?}, pos_emb.weight {pos:?}, head.weight {head:?}: expected [V, D], [T, D], [C, D] with one D"
+        )));
+    }
+    let layers = st
+        .tensors()
+        .iter()
+        .filter_map(|(n, _)| n.strip_prefix("layers.")?.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map_or(0, |m| m + 1);
+    let heads = match named("heads") {
+        Some(h) => h
+            .parse::<usize>()
+            .map_err(|_| werr(format!("metadata heads = {h}: not a number")))?,
+        None => 8,
+    };
+    let masked = match named("mask").as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(o) => return Err(werr(format!("metadata mask = {o}: true or false"))),
+    };
+    let spec = super::transformer::TransformerSpec::new(
+        tok[0], pos[0], tok[1], heads, layers, act, masked, head[0],
+    )
+    .map_err(|e| werr(e.to_string()))?;
+    let g = spec.graph();
+    let mut theta = vec![0.0; g.num_params()];
+    for t in &g.params {
+        let v = st
+            .tensor(&t.name)
+            .map_err(|_| werr(format!("no tensor '{}' {:?}", t.name, t.shape)))?;
+        if v.shape() != t.shape.as_slice() {
+            return Err(werr(format!(
+                "'{}' has shape {:?}; a {} needs {:?}",
+                t.name,
+                v.shape(),
+                ModelSpec::Transformer(spec.clone()).describe(),
+                t.shape
+            )));
+        }
+        let x = read_floats(&v, &t.name, werr)?;
+        theta[t.off..t.off + t.len()].copy_from_slice(&x);
+    }
+    if let Some((n, _)) = st
+        .tensors()
+        .iter()
+        .find(|(n, _)| !g.params.iter().any(|t| &t.name == n))
+    {
+        return Err(werr(format!(
+            "unexpected tensor '{n}' in a Transformer's file (its tensors: tok_emb.weight, pos_emb.weight, layers.N.attn.{{q,k,v,out}}.…, layers.N.ln1/ln2.…, layers.N.mlp.fc1/fc2.…, head.…)"
+        )));
+    }
+    Ok((spec, theta))
+}
+
 fn parse_cnn(
     st: &SafeTensors,
     input: Option<&str>,
