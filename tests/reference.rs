@@ -115,3 +115,50 @@ fn cnn_relu_top5_matches_pytorch_float64() {
     .unwrap();
     check(&rep, &fixture);
 }
+
+/// The paper's Transformer at `subspace-lab init --model transformer --seed 0` (Damian et al.'s
+/// initialisation: zero head, so the loss is exactly ½) on the first 100 sentences of SST2-1k,
+/// MSE, padding masked, against the independent PyTorch float64 twin, which builds its own
+/// vocabulary from the TSV and checks it against the file's. The fixture was produced by
+///
+///   subspace-lab init --model transformer --seed 0 --dtype f64 --out tr0.safetensors
+///   python3 scripts/torch_transformer_reference.py spectrum --weights tr0.safetensors --samples 100 --k 3 --tol 1e-12
+///
+/// with torch 2.15.0, scipy 1.17.1 (70 HVPs, 123 s on 2 cores).
+#[test]
+fn transformer_top3_matches_pytorch_float64() {
+    use subspace_lab::data::sst2;
+    let fixture: serde_json::Value = serde_json::from_str(include_str!(
+        "fixtures/torch_transformer_seed0_n100_f64.json"
+    ))
+    .unwrap();
+    let s = match mnist::data_dir().and_then(|d| sst2::load_or_fetch(&d, &mut |_| {})) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("SKIP: SST-2 is not at hand on this machine: {e}");
+            return;
+        }
+    };
+    let data = s.dataset(&s.vocab(), sst2::SEQ_1K, 100).unwrap();
+    let spec = ModelSpec::by_name("transformer").unwrap();
+    let theta = spec.init(0);
+    let opts = SpectrumOptions {
+        lanczos: LanczosOptions {
+            k: 3,
+            tol: 1e-9,
+            ..LanczosOptions::default()
+        },
+        chunk: 0,
+    };
+    let rep = spectrum(
+        CpuBackend::<f64>::new(),
+        &spec,
+        &theta,
+        &data,
+        LossKind::Mse,
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap();
+    check(&rep, &fixture);
+}

@@ -33,6 +33,9 @@ pub const PRESETS: &[&str] = &[
     "fig1-cnn",
     "fig2-3-cnn",
     "table3",
+    "fig1-transformer",
+    "fig2-3-transformer",
+    "table1",
     "fig18-19",
 ];
 
@@ -596,6 +599,48 @@ pub fn fig1_cnn_spec(quick: bool) -> RunSpec {
     s
 }
 
+/// fig. 1's protocol for the Transformer on SST2-1k (the paper's Figures 1–3, Transformer
+/// panels): SGD η 0.001, batch 50, k = 2 (the classes), the χ-EMA switch, then SGD / Dom-SGD /
+/// Bulk-SGD; the top 4 eigenvalues recorded. Quick: 200 sentences, switch at step 100 by step
+/// count, 20 steps after.
+pub fn fig1_transformer_spec(quick: bool) -> RunSpec {
+    let mut s = fig1_spec(quick, LossKind::Mse);
+    s.name = "fig1-transformer".into();
+    s.optimizer = OptimizerSpec::sgd(0.001, 50);
+    s.model = super::spec::ModelSpec::transformer();
+    s.data = super::spec::DataSpec::sst2();
+    s.k = 2;
+    s.top = Some(4);
+    if quick {
+        s.data.samples = 200;
+        s.steps = 100;
+        s.steps_after = 20;
+        s.record_every = 10;
+    }
+    s
+}
+
+/// Table 1 (the Transformer, SST2-1k, full batch): GD η 0.01 ± momentum 0.9, Adam η 0.001 ±
+/// momentum (β₁ 0.9 or 0), k = 2; Dom-LR / Bulk-LR every step over the first 1000 steps (quick:
+/// 10 steps on 200 sentences).
+fn table1_specs(q: bool) -> Vec<RunSpec> {
+    table2_specs(q)
+        .into_iter()
+        .map(|mut s| {
+            s.model = super::spec::ModelSpec::transformer();
+            s.data = super::spec::DataSpec::sst2();
+            s.k = 2;
+            s.top = Some(4);
+            if q {
+                s.data.samples = 200;
+                s.steps = 10;
+                s.record_every = 2;
+            }
+            s
+        })
+        .collect()
+}
+
 /// Table 3 (cnn-relu, CIFAR10-5k, full batch): GD η 0.001 ± momentum 0.9, Adam η 1e-4 ± momentum
 /// (β₁ 0.9 or 0); Dom-LR / Bulk-LR every step over the first 1000 steps (quick: 10 steps on 200
 /// samples).
@@ -720,6 +765,8 @@ pub fn preset_specs(name: &str, quick: bool) -> Result<Vec<RunSpec>> {
         "table2" => table2_specs(quick),
         "fig1-cnn" | "fig2-3-cnn" => vec![fig1_cnn_spec(quick)],
         "table3" => table3_specs(quick),
+        "fig1-transformer" | "fig2-3-transformer" => vec![fig1_transformer_spec(quick)],
+        "table1" => table1_specs(quick),
         "fig18-19" => fig18_19_specs(quick),
         "fig6-7" => Vec::new(),
         other => return Err(unknown(other)),
@@ -755,11 +802,11 @@ pub fn print_spec(name: &str, quick: bool) -> Result<String> {
         ));
         return Ok(out);
     }
-    if name == "fig2-3-cnn" {
-        out.push_str(
-            "# fig2-3-cnn is computed from fig1-cnn's run (one SGD run, as in the paper):\n\
-             # it reuses OUT/fig1-cnn when that holds a finished run of this spec, else runs it.\n",
-        );
+    if let Some(base) = fig2_3_base(name).filter(|b| *b != "fig1") {
+        out.push_str(&format!(
+            "# {name} is computed from {base}'s run (one SGD run, as in the paper):\n\
+             # it reuses OUT/{base} when that holds a finished run of this spec, else runs it.\n",
+        ));
     }
     if name == "fig22" || name == "fig2-3" {
         out.push_str(&format!(
@@ -861,6 +908,12 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
         "preprocessing: Cohen's x/255 then per-feature standardisation, with statistics over the records loaded (Cohen took them over the 50,000 training images)",
         "eigensolver: Lanczos to a residual ≤ 1e-3·|λ₁| for every pair, warm-started from the previous step",
     ];
+    let transformer_common = [
+        "data: SST2-1k = the first 1000 rows of GLUE SST-2 train.tsv (Damian et al.'s code took 500 per class); words split on spaces, a vocabulary of the 1000 sentences (2970 ids) instead of Damian's bert-base-uncased WordPiece",
+        "model: padding keys masked in attention and the mean over real positions only (Damian's code masks nothing; `model.mask = false` runs his choice); LayerNorm ε 1e-6 (Flax's default); MLP blocks 64 wide; SiLU; zero-initialised head",
+        "loss: Cohen's MSE ½‖f − onehot‖² against 2 outputs (Damian's loss has no ½ and ±1 labels)",
+        "eigensolver: Lanczos to a residual ≤ 1e-3·|λ₁| for every pair, warm-started from the previous step",
+    ];
     let quick_note = "--quick: shorter horizons with the same optimisers: its verdicts check the code, not the paper's claims (the full preset's do)";
     let rows: Vec<(&str, &str, &str, Vec<&str>)> = vec![
         (
@@ -953,6 +1006,27 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
             vec![],
         ),
         (
+            "fig1-transformer",
+            "Figure 1 (Transformer, SST2-1k)",
+            "2-layer Transformer (width 64, 8 heads; Damian et al.), SGD η 0.001, batch 50, MSE, k 2; switch to Dom-SGD / Bulk-SGD when the per-step EMA (0.9) of χ_k exceeds 0.95",
+            vec![
+                "the switch happens at step 3000 at the latest if the rule has not fired (no cap in the paper)",
+                "1000 steps after the switch: our horizon",
+            ],
+        ),
+        (
+            "fig2-3-transformer",
+            "Figures 2–3 (Transformer panels)",
+            "top eigenvalues and χ_k(∇L) with its per-step EMA along fig. 1's Transformer run",
+            vec![],
+        ),
+        (
+            "table1",
+            "Table 1",
+            "Transformer, full batch: GD η 0.01, GD+m (μ 0.9) η 0.01, Adam η 0.001 (β 0.9, 0.999), Adam−m (β₁ 0); mean ± std of Dom-LR and Bulk-LR over the first 1000 steps",
+            vec![],
+        ),
+        (
             "fig18-19",
             "Figures 18–19",
             "GD and SGD (η 0.01, batch 50) from the same initialisation: χ_k under GD, and ‖θ_GD − θ_SGD‖",
@@ -981,6 +1055,12 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
             "table3" => {
                 vec!["the first 200 CIFAR-10 images and the first 10 steps, not 5000 and 1000"]
             }
+            "fig1-transformer" | "fig2-3-transformer" => vec![
+                "the first 200 SST-2 sentences, switch at step 100 by step count (not the χ-EMA rule), 20 steps after",
+            ],
+            "table1" => {
+                vec!["the first 200 SST-2 sentences and the first 10 steps, not 1000 and 1000"]
+            }
             "fig18-19" => vec!["300 steps"],
             _ => vec![],
         };
@@ -994,6 +1074,9 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
             "fig22" => vec!["computed from fig1's run, as in the paper: fig1's differences apply"],
             "fig2-3-cnn" => vec![
                 "computed from fig1-cnn's run, as in the paper (one run for Figures 1–3); the top 10 eigenvalues are recorded, not the top 20",
+            ],
+            "fig2-3-transformer" => vec![
+                "computed from fig1-transformer's run, as in the paper (one run for Figures 1–3)",
             ],
             "fig2-3" => vec![
                 "computed from fig1's run, as in the paper (Appendix E: Figures 1–3 share one run); the EMA is updated at every step there",
@@ -1018,6 +1101,8 @@ pub fn list(quick: bool) -> Result<Vec<PresetInfo>> {
         }
         if matches!(preset, "fig1-cnn" | "fig2-3-cnn" | "table3") {
             differences.extend(cnn_common.iter().map(|s| s.to_string()));
+        } else if matches!(preset, "fig1-transformer" | "fig2-3-transformer" | "table1") {
+            differences.extend(transformer_common.iter().map(|s| s.to_string()));
         } else if preset != "fig6-7" {
             differences.extend(common.iter().map(|s| s.to_string()));
         }
@@ -1066,7 +1151,7 @@ pub fn judge(
     outs: &[RunOutcome],
     inputs: &JudgeInputs,
 ) -> Result<(Vec<Verdict>, serde_json::Value)> {
-    let want = if matches!(name, "table2" | "table3") {
+    let want = if matches!(name, "table1" | "table2" | "table3") {
         4
     } else if name == "fig18-19" {
         2
@@ -1083,9 +1168,9 @@ pub fn judge(
     let (spec, o) = (&specs[0], &outs[0]);
     let mut extra = serde_json::Value::Null;
     let verdicts = match name {
-        "fig1" | "fig1-ce" | "fig1-cnn" => with_projection(spec, o, name),
+        "fig1" | "fig1-ce" | "fig1-cnn" | "fig1-transformer" => with_projection(spec, o, name),
         "fig22" => vec![fig22_verdict(spec, o)],
-        "fig2-3" | "fig2-3-cnn" => vec![fig2_3_verdict(name, spec, o)?],
+        "fig2-3" | "fig2-3-cnn" | "fig2-3-transformer" => vec![fig2_3_verdict(name, spec, o)?],
         "fig4" | "fig5" => vec![switch_verdict(name, spec, o)],
         "fig9" | "fig10" => {
             let claim = if name == "fig9" {
@@ -1102,7 +1187,7 @@ pub fn judge(
             }
             v
         }
-        "table2" | "table3" => {
+        "table1" | "table2" | "table3" => {
             let (v, table) = table2_verdicts(name, specs, outs)?;
             extra = serde_json::json!({ "table": table });
             v
@@ -1157,6 +1242,16 @@ fn fig1_run<B: Backend + Clone>(
     }
 }
 
+/// The fig. 1 run a preset is computed from (fig22, fig2-3 and their CNN / Transformer twins).
+fn fig2_3_base(name: &str) -> Option<&'static str> {
+    match name {
+        "fig22" | "fig2-3" => Some("fig1"),
+        "fig2-3-cnn" => Some("fig1-cnn"),
+        "fig2-3-transformer" => Some("fig1-transformer"),
+        _ => None,
+    }
+}
+
 fn merge_extra(a: serde_json::Value, b: serde_json::Value) -> serde_json::Value {
     match (a, b) {
         (serde_json::Value::Object(mut x), serde_json::Value::Object(y)) => {
@@ -1179,12 +1274,8 @@ fn network_preset<B: Backend + Clone>(
     let dir = ctx.out.join(name);
     let mut inputs = JudgeInputs::default();
     let (specs, outs, extra) = match name {
-        "fig22" | "fig2-3" | "fig2-3-cnn" => {
-            let base = if name == "fig2-3-cnn" {
-                "fig1-cnn"
-            } else {
-                "fig1"
-            };
+        "fig22" | "fig2-3" | "fig2-3-cnn" | "fig2-3-transformer" => {
+            let base = fig2_3_base(name).unwrap_or("fig1");
             let (s, o, extra) = fig1_run(&backend, m, ctx, &dir, base)?;
             (vec![s], vec![o], extra)
         }
@@ -1195,7 +1286,7 @@ fn network_preset<B: Backend + Clone>(
                 .collect();
             let keep_theta = name == "fig18-19";
             let outs = run_specs(&backend, m, &dir, &specs, keep_theta, ctx)?;
-            if name == "fig1" || name == "fig1-cnn" {
+            if matches!(name, "fig1" | "fig1-cnn" | "fig1-transformer") {
                 ctx.fig1 = Some((ctx.quick, specs[0].clone(), outs[0].clone()));
             }
             if keep_theta {

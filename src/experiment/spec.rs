@@ -304,6 +304,14 @@ impl Default for DataSpec {
 }
 
 impl DataSpec {
+    /// SST2-1k as word ids.
+    pub fn sst2() -> Self {
+        DataSpec {
+            dataset: Some(DatasetKind::Sst2),
+            samples: 1000,
+            preprocess: None,
+        }
+    }
     /// CIFAR10-5k with Cohen et al.'s standardisation.
     pub fn cifar10() -> Self {
         DataSpec {
