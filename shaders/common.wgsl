@@ -1,7 +1,8 @@
 // Shared by every kernel of the wgpu backend (prepended to each shader file). All kernels use one
 // bind group layout, so a bind group made for one set of buffers serves every kernel:
-// four read-only inputs, two read-write outputs and a uniform block of sizes, offsets and scalars
-// (bound with a dynamic offset: one 256-byte slot per dispatch, written once per submit).
+// six read-only inputs (a–d, and e, f for the sequence kernels' R-passes), two read-write outputs
+// (8 storage buffers: WebGPU's default per-stage limit) and a uniform block of sizes, offsets and
+// scalars (bound with a dynamic offset: one 256-byte slot per dispatch, written once per submit).
 // Offsets are in elements. Portable WebGPU: f32 only, no atomics, no subgroups, ≤ 256 invocations.
 
 struct Params {
@@ -21,6 +22,10 @@ struct Params {
     beta: f32,
     scale: f32,
     pad: f32,
+    off_e: u32,
+    off_f: u32,
+    off_out2: u32,
+    pad2: u32,
 }
 
 @group(0) @binding(0) var<storage, read> in_a: array<f32>;
@@ -30,6 +35,8 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out2: array<f32>;
 @group(0) @binding(6) var<uniform> P: Params;
+@group(0) @binding(7) var<storage, read> in_e: array<f32>;
+@group(0) @binding(8) var<storage, read> in_f: array<f32>;
 
 // Linear index of an invocation in a 1-D problem dispatched as a 2-D grid of 256-wide groups
 // (a dimension holds at most 65,535 groups).

@@ -481,3 +481,244 @@ fn a_shared_device_computes_the_same() {
         "same kernels on the same adapter: identical results"
     );
 }
+
+/// Uniform values in [−s, s] (a small LCG: independent of `rand`'s streams).
+fn uniform(n: usize, seed: u64, s: f64) -> Vec<f64> {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            s * (2.0 * ((x >> 11) as f64 / (1u64 << 53) as f64) - 1.0)
+        })
+        .collect()
+}
+
+/// `OFF` scalars of junk ahead of `v`: every operand sits at a non-zero offset.
+const OFF: usize = 5;
+fn at_off(v: &[f64]) -> Vec<f64> {
+    let mut o = vec![7.5; OFF];
+    o.extend_from_slice(v);
+    o
+}
+
+/// Every sequence kernel of `be` at the paper's attention sizes (T = 51, dh = 8), operands at
+/// offsets, the named outputs downloaded (without their leading junk).
+fn seq_kernels<B: Backend>(be: &B, masked: bool, rows: usize) -> Vec<(String, Vec<f64>)> {
+    use subspace_lab::backend::{Attn, Ln, Seq, TokenIndex};
+    let (t, heads, dh, vocab) = (51, 2, 8, 40);
+    let d = heads * dh;
+    // Row r: r mod 4 = 0 no padding, 1 trailing padding, 2 only padding, 3 leading padding.
+    let ids: Vec<f64> = (0..rows)
+        .flat_map(|r| {
+            (0..t).map(move |p| {
+                let pad = match r % 4 {
+                    0 => false,
+                    1 => p >= 20 + r % 7,
+                    2 => true,
+                    _ => p < 9,
+                };
+                if pad {
+                    0.0
+                } else {
+                    (1 + (r * 13 + p * 7) % (vocab - 1)) as f64
+                }
+            })
+        })
+        .collect();
+    let up = |v: &[f64]| be.upload(&at_off(v)).unwrap();
+    let z = |n: usize| be.upload(&vec![0.25; n + OFF]).unwrap();
+    let get = |b: &B::Buf| be.download(b).unwrap()[OFF..].to_vec();
+    let mut out = Vec::new();
+    let idb = up(&ids);
+    // Embedding (an accumulating gradient: out starts at 0.25).
+    let g = Seq {
+        rows,
+        len: t,
+        width: d,
+    };
+    let table = up(&uniform((vocab + t) * d, 1, 1.0));
+    let mut y = z(g.numel());
+    be.embed(g, &idb, OFF, &table, OFF, OFF + vocab * d, &mut y, OFF)
+        .unwrap();
+    out.push(("embed".into(), get(&y)));
+    let ti = TokenIndex::new(&ids, vocab);
+    let (st, or) = (be.upload(&ti.start).unwrap(), be.upload(&ti.order).unwrap());
+    let gy = up(&uniform(g.numel(), 2, 1.0));
+    let mut gt = z(vocab * d);
+    be.embed_grad(g, vocab, &st, &or, &gy, OFF, &mut gt, OFF)
+        .unwrap();
+    out.push(("embed_grad".into(), get(&gt)));
+    // Mean over positions and its adjoint.
+    let mut m = z(rows * d);
+    be.seq_mean(g, masked, &idb, OFF, &gy, OFF, &mut m, OFF)
+        .unwrap();
+    out.push(("seq_mean".into(), get(&m)));
+    let dm = up(&uniform(rows * d, 3, 1.0));
+    let mut dx = z(g.numel());
+    be.seq_mean_adjoint(g, masked, &idb, OFF, &dm, OFF, &mut dx, OFF)
+        .unwrap();
+    out.push(("seq_mean_adjoint".into(), get(&dx)));
+    // LayerNorm over the rows·T positions (width 16, inputs with an offset mean).
+    let l = Ln {
+        rows: rows * t,
+        width: d,
+        eps: 1e-6,
+        gamma: 3,
+        beta: 3 + d,
+    };
+    let n = l.rows * l.width;
+    let x = up(&uniform(n, 4, 2.0)
+        .iter()
+        .map(|v| v + 3.0)
+        .collect::<Vec<_>>());
+    let th = be.upload(&uniform(3 + 2 * d, 5, 1.5)).unwrap();
+    let vv = up(&uniform(3 + 2 * d, 6, 1.0));
+    let (rx, dy, rdy) = (
+        up(&uniform(n, 7, 1.0)),
+        up(&uniform(n, 8, 1.0)),
+        up(&uniform(n, 9, 1.0)),
+    );
+    let (mut a, mut b) = (z(n), z(n));
+    be.layer_norm(l, &x, OFF, &th, &mut a, OFF).unwrap();
+    out.push(("layer_norm".into(), get(&a)));
+    be.layer_norm_vjp(l, &x, OFF, &th, &dy, OFF, &mut a, OFF, &mut b, OFF)
+        .unwrap();
+    out.push(("layer_norm_vjp dx".into(), get(&a)));
+    out.push(("layer_norm_vjp prod".into(), get(&b)));
+    be.layer_norm_jvp(l, &x, OFF, &rx, OFF, &th, &vv, OFF, &mut a, OFF)
+        .unwrap();
+    out.push(("layer_norm_jvp".into(), get(&a)));
+    be.layer_norm_rvjp(
+        l, &x, OFF, &rx, OFF, &th, &vv, OFF, &dy, OFF, &rdy, OFF, &mut a, OFF, &mut b, OFF,
+    )
+    .unwrap();
+    out.push(("layer_norm_rvjp dx".into(), get(&a)));
+    out.push(("layer_norm_rvjp prod".into(), get(&b)));
+    // Attention: scores of order 1–10 so that the softmax is far from uniform.
+    let at = Attn {
+        rows,
+        seq: t,
+        heads,
+        head_dim: dh,
+        masked,
+    };
+    let nq = rows * t * 3 * d;
+    let (qkv, rqkv) = (up(&uniform(nq, 10, 1.5)), up(&uniform(nq, 11, 1.0)));
+    let (dout, rdout) = (
+        up(&uniform(rows * t * d, 12, 1.0)),
+        up(&uniform(rows * t * d, 13, 1.0)),
+    );
+    let (mut o, mut probs, mut dq) = (z(rows * t * d), z(rows * at.probs_per_row()), z(nq));
+    be.attention(at, &idb, OFF, &qkv, OFF, &mut o, OFF, &mut probs, OFF)
+        .unwrap();
+    out.push(("attention out".into(), get(&o)));
+    out.push(("attention probs".into(), get(&probs)));
+    be.attention_vjp(at, &qkv, OFF, &probs, OFF, &dout, OFF, &mut dq, OFF)
+        .unwrap();
+    out.push(("attention_vjp".into(), get(&dq)));
+    be.attention_jvp(at, &qkv, OFF, &probs, OFF, &rqkv, OFF, &mut o, OFF)
+        .unwrap();
+    out.push(("attention_jvp".into(), get(&o)));
+    be.attention_rvjp(
+        at, &qkv, OFF, &probs, OFF, &rqkv, OFF, &dout, OFF, &rdout, OFF, &mut dq, OFF,
+    )
+    .unwrap();
+    out.push(("attention_rvjp".into(), get(&dq)));
+    out
+}
+
+/// The sequence kernels at the paper's sizes (T = 51, 2 heads of 8) against CPU f64, masked
+/// (with a sequence of padding only) and not, twice with growing rows (the attention scratch
+/// grows), every operand at an offset.
+#[test]
+fn sequence_kernels_match_cpu_at_the_papers_sizes() {
+    let Some(g) = gpu() else { return };
+    for masked in [true, false] {
+        for rows in [3, 6] {
+            let want = seq_kernels(&F64::new(), masked, rows);
+            let got = seq_kernels(&g, masked, rows);
+            for ((name, w), (_, v)) in want.iter().zip(&got) {
+                let e = rel_err(v, w);
+                assert!(
+                    e < 2e-5,
+                    "{name} (masked {masked}, {rows} rows): {e:e} from CPU f64"
+                );
+            }
+        }
+    }
+}
+
+/// A whole small Transformer (embedding, attention, LayerNorm, mean pooling, residuals): loss,
+/// gradient and HVP on the GPU against CPU f64, whole data set and in chunks.
+#[test]
+fn a_transformer_on_the_gpu_matches_cpu() {
+    use subspace_lab::data::dataset::Dataset;
+    use subspace_lab::nn::engine::Engine;
+    use subspace_lab::nn::transformer::TransformerSpec;
+    let Some(g) = gpu() else { return };
+    for (masked, act, loss) in [
+        (true, Activation::Silu, LossKind::Ce),
+        (false, Activation::Gelu, LossKind::Mse),
+    ] {
+        let spec = TransformerSpec::new(12, 9, 8, 2, 2, act, masked, 3).unwrap();
+        let n = 40;
+        let x: Vec<f64> = (0..n)
+            .flat_map(|r| {
+                (0..9).map(move |p| {
+                    if p + r % 5 >= 9 {
+                        0.0
+                    } else {
+                        (1 + (r * 5 + p * 3) % 11) as f64
+                    }
+                })
+            })
+            .collect();
+        let labels: Vec<u8> = (0..n).map(|r| (r % 3) as u8).collect();
+        let data = Dataset::new(9, 3, x, labels).unwrap();
+        // Damian's init has a zero head: perturb every weight so that all of θ gets curvature.
+        let theta: Vec<f64> = spec
+            .init(4)
+            .iter()
+            .zip(uniform(spec.graph().num_params(), 14, 0.3))
+            .map(|(a, b)| a + b)
+            .collect();
+        let v = rand(theta.len(), 15);
+        fn run<B: Backend + Clone>(
+            mut e: Engine<B>,
+            theta: &[f64],
+            v: &[f64],
+        ) -> (f64, Vec<f64>, Vec<f64>) {
+            let loss = e.set_params_host(theta).unwrap().loss;
+            let b = e.backend().clone();
+            let grad = b.download(e.grad().unwrap()).unwrap();
+            let mut h = b.zeros(v.len()).unwrap();
+            e.hvp(&b.upload(v).unwrap(), 0, &mut h, 0).unwrap();
+            (loss, grad, b.download(&h).unwrap())
+        }
+        let cpu = Engine::new(F64::new(), spec.clone(), loss, &data, 0).unwrap();
+        let (lc, gc, hc) = run(cpu, &theta, &v);
+        for chunk in [0, 16] {
+            let e = Engine::new(g.clone(), spec.clone(), loss, &data, chunk).unwrap();
+            let (lg, gg, hg) = run(e, &theta, &v);
+            let what = format!("masked {masked}, {loss:?}, chunk {chunk}");
+            assert!(
+                (lg - lc).abs() <= 1e-5 * lc.abs(),
+                "{what}: loss {lg} vs {lc}"
+            );
+            assert!(
+                rel_err(&gg, &gc) < 1e-5,
+                "{what}: gradient {:e}",
+                rel_err(&gg, &gc)
+            );
+            assert!(
+                rel_err(&hg, &hc) < 1e-5,
+                "{what}: HVP {:e}",
+                rel_err(&hg, &hc)
+            );
+        }
+    }
+}

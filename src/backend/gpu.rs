@@ -1,6 +1,7 @@
 //! The wgpu backend: every primitive of [`Backend`] as a WGSL compute kernel (`shaders/*.wgsl`),
 //! f32 throughout, portable to browser WebGPU (≤ 256 invocations per workgroup, no f64, no atomics
-//! or subgroups, storage bindings within the default 128 MiB).
+//! or subgroups, storage bindings within the default 128 MiB, 8 storage buffers per bind group:
+//! WebGPU's default per-stage limit).
 //!
 //! Work is *recorded*, not run: each call appends a dispatch to one command encoder and its
 //! parameters to a staging block; nothing is submitted until a value is read back (a dot product,
@@ -15,7 +16,7 @@
 //! compute worker of the web app enters one (`src/app/web.rs`). Elsewhere a wait fails with an
 //! error that says so.
 
-use super::{Activation, Backend, LossKind, Nhwc, Precision, check_range};
+use super::{Activation, Attn, Backend, Ln, LossKind, Nhwc, Precision, Seq, check_range};
 use crate::error::{Error, Result};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -53,6 +54,10 @@ struct Params {
     beta: f32,
     scale: f32,
     pad: f32,
+    off_e: u32,
+    off_f: u32,
+    off_out2: u32,
+    pad2: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -78,6 +83,20 @@ enum Kernel {
     PoolGather,
     PoolScatter,
     TransposeBatch,
+    Embed,
+    EmbedGrad,
+    SeqMean,
+    SeqMeanAdjoint,
+    LayerNorm,
+    LayerNormVjp,
+    LayerNormJvp,
+    LayerNormRvjp,
+    Attention,
+    AttentionVjpRows,
+    AttentionVjpCols,
+    AttentionJvp,
+    AttentionRvjpRows,
+    AttentionRvjpCols,
 }
 
 const KERNELS: &[(Kernel, &str, &str)] = &[
@@ -102,6 +121,20 @@ const KERNELS: &[(Kernel, &str, &str)] = &[
     (Kernel::PoolGather, "conv", "pool2_gather"),
     (Kernel::PoolScatter, "conv", "pool2_scatter"),
     (Kernel::TransposeBatch, "conv", "transpose_batch"),
+    (Kernel::Embed, "seq", "embed"),
+    (Kernel::EmbedGrad, "seq", "embed_grad"),
+    (Kernel::SeqMean, "seq", "seq_mean"),
+    (Kernel::SeqMeanAdjoint, "seq", "seq_mean_adjoint"),
+    (Kernel::LayerNorm, "seq", "layer_norm"),
+    (Kernel::LayerNormVjp, "seq", "layer_norm_vjp"),
+    (Kernel::LayerNormJvp, "seq", "layer_norm_jvp"),
+    (Kernel::LayerNormRvjp, "seq", "layer_norm_rvjp"),
+    (Kernel::Attention, "seq", "attention"),
+    (Kernel::AttentionVjpRows, "seq", "attention_vjp_rows"),
+    (Kernel::AttentionVjpCols, "seq", "attention_vjp_cols"),
+    (Kernel::AttentionJvp, "seq", "attention_jvp"),
+    (Kernel::AttentionRvjpRows, "seq", "attention_rvjp_rows"),
+    (Kernel::AttentionRvjpCols, "seq", "attention_rvjp_cols"),
 ];
 
 /// The WGSL modules by name, each compiled with `common.wgsl` prepended.
@@ -114,6 +147,7 @@ const MODULES: &[(&str, &str)] = &[
     ("loss", include_str!("../../shaders/loss.wgsl")),
     ("reduce", include_str!("../../shaders/reduce.wgsl")),
     ("conv", include_str!("../../shaders/conv.wgsl")),
+    ("seq", include_str!("../../shaders/seq.wgsl")),
 ];
 
 fn shader_source(body: &str) -> String {
@@ -146,7 +180,7 @@ struct State {
     encoder: Option<wgpu::CommandEncoder>,
     params: Vec<u8>,
     slots: usize,
-    bind_groups: HashMap<[u64; 6], wgpu::BindGroup>,
+    bind_groups: HashMap<[u64; 8], wgpu::BindGroup>,
     submits: u64,
 }
 
@@ -160,6 +194,10 @@ struct Inner {
     dummy: [GpuBuf; 3],
     partials: GpuBuf,
     results: GpuBuf,
+    /// The attention backward kernels' per-(sequence, head, query) scalars (3 each), grown to
+    /// the largest pass seen; locked from the first kernel of a pass to the second, so two
+    /// threads' passes do not interleave on it.
+    attn_scratch: Mutex<Option<GpuBuf>>,
     readback: wgpu::Buffer,
     max_binding: u64,
     error: Arc<Mutex<Option<String>>>,
@@ -403,6 +441,8 @@ impl GpuBackend {
                 entry(3, storage(true)),
                 entry(4, storage(false)),
                 entry(5, storage(false)),
+                entry(7, storage(true)),
+                entry(8, storage(true)),
                 entry(
                     6,
                     wgpu::BindingType::Buffer {
@@ -470,6 +510,7 @@ impl GpuBackend {
             dummy: [mk(1), mk(1), mk(1)],
             partials: mk(PARTIALS as usize),
             results: mk(RESULTS),
+            attn_scratch: Mutex::new(None),
             readback: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback"),
                 size: (RESULTS * 4) as u64,
@@ -605,6 +646,19 @@ impl GpuBackend {
         p: Params,
         groups: [u32; 3],
     ) -> Result<()> {
+        let [a, b, c, d, o, o2] = bufs;
+        self.dispatch8(k, [a, b, c, d, o, o2, None, None], p, groups)
+    }
+
+    /// Record one dispatch with all eight storage slots: a, b, c, d (read-only), out, out2
+    /// (read-write), then e, f (read-only).
+    fn dispatch8(
+        &self,
+        k: Kernel,
+        bufs: [Option<&GpuBuf>; 8],
+        p: Params,
+        groups: [u32; 3],
+    ) -> Result<()> {
         if groups.contains(&0) {
             return Ok(());
         }
@@ -620,18 +674,11 @@ impl GpuBackend {
         let pick = |i: usize| -> &GpuBuf {
             match bufs[i] {
                 Some(b) => b,
-                None if i < 4 => &inner.dummy[0],
-                None => &inner.dummy[i - 3],
+                None if i == 4 || i == 5 => &inner.dummy[i - 3],
+                None => &inner.dummy[0],
             }
         };
-        let key = [
-            pick(0).id,
-            pick(1).id,
-            pick(2).id,
-            pick(3).id,
-            pick(4).id,
-            pick(5).id,
-        ];
+        let key: [u64; 8] = std::array::from_fn(|i| pick(i).id);
         if st.bind_groups.len() >= BIND_GROUP_CACHE && !st.bind_groups.contains_key(&key) {
             st.bind_groups.clear();
         }
@@ -641,9 +688,10 @@ impl GpuBackend {
             ..
         } = &mut *st;
         let bg = bind_groups.entry(key).or_insert_with(|| {
-            let entries: Vec<wgpu::BindGroupEntry> = (0..6)
+            // Slots 0..6 are bindings 0..6; e and f are bindings 7 and 8 (6 is the uniform).
+            let entries: Vec<wgpu::BindGroupEntry> = (0..8)
                 .map(|i| wgpu::BindGroupEntry {
-                    binding: i as u32,
+                    binding: if i < 6 { i as u32 } else { i as u32 + 1 },
                     resource: pick(i).buf.as_entire_binding(),
                 })
                 .chain(std::iter::once(wgpu::BindGroupEntry {
@@ -755,6 +803,25 @@ impl GpuBackend {
         };
         staging.unmap();
         Ok(out)
+    }
+
+    /// Run `f` with the attention scratch grown to at least `len` scalars, holding its lock
+    /// (recording both kernels of a backward pass under it keeps another thread's pass from
+    /// overwriting the scalars in between).
+    fn with_attn_scratch<R>(&self, len: usize, f: impl FnOnce(&GpuBuf) -> Result<R>) -> Result<R> {
+        let mut g = self
+            .inner
+            .attn_scratch
+            .lock()
+            .map_err(|_| gpu_err("GPU attention scratch poisoned"))?;
+        if g.as_ref().is_none_or(|b| b.len < len) {
+            // A smaller one still used by recorded work stays alive until that work is done.
+            *g = Some(self.make_buffer(len, None)?);
+        }
+        match g.as_ref() {
+            Some(b) => f(b),
+            None => Err(gpu_err("GPU attention scratch missing")),
+        }
     }
 
     fn groups_1d(n: usize) -> [u32; 3] {
@@ -1424,6 +1491,512 @@ impl Backend for GpuBackend {
         )
     }
 
+    fn embed(
+        &self,
+        g: Seq,
+        ids: &GpuBuf,
+        ids_off: usize,
+        table: &GpuBuf,
+        tok_off: usize,
+        pos_off: usize,
+        out: &mut GpuBuf,
+        o_off: usize,
+    ) -> Result<()> {
+        let (t, d, len) = (g.len, g.width, g.numel());
+        check_range("embed ids", ids.len, ids_off, g.rows * t)?;
+        check_range("embed token rows", table.len, tok_off, d)?;
+        check_range("embed positions", table.len, pos_off, t * d)?;
+        check_range("embed out", out.len, o_off, len)?;
+        let p = Params {
+            m: u(t, "sequence length")?,
+            n: u(d, "width")?,
+            off_a: u(ids_off, "offset")?,
+            off_b: u(tok_off, "offset")?,
+            off_c: u(pos_off, "offset")?,
+            off_out: u(o_off, "offset")?,
+            len: u(len, "length")?,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::Embed,
+            [Some(ids), Some(table), Some(table), None, Some(out), None],
+            p,
+            Self::groups_1d(len),
+        )
+    }
+
+    fn embed_grad(
+        &self,
+        g: Seq,
+        vocab: usize,
+        start: &GpuBuf,
+        order: &GpuBuf,
+        gy: &GpuBuf,
+        g_off: usize,
+        out: &mut GpuBuf,
+        tok_off: usize,
+    ) -> Result<()> {
+        let (d, positions) = (g.width, g.rows * g.len);
+        check_range("embed_grad start", start.len, 0, vocab + 1)?;
+        check_range("embed_grad order", order.len, 0, positions)?;
+        check_range("embed_grad gy", gy.len, g_off, g.numel())?;
+        check_range("embed_grad out", out.len, tok_off, vocab * d)?;
+        if positions > 1 << 24 {
+            return Err(gpu_err(format!(
+                "embed_grad: {positions} positions in a chunk; the GPU's token index holds them as f32, \
+                 exact up to 2^24: use a smaller --chunk"
+            )));
+        }
+        let p = Params {
+            n: u(d, "width")?,
+            off_c: u(g_off, "offset")?,
+            off_out: u(tok_off, "offset")?,
+            len: u(vocab * d, "length")?,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::EmbedGrad,
+            [Some(start), Some(order), Some(gy), None, Some(out), None],
+            p,
+            Self::groups_1d(vocab * d),
+        )
+    }
+
+    fn layer_norm(
+        &self,
+        l: Ln,
+        x: &GpuBuf,
+        x_off: usize,
+        theta: &GpuBuf,
+        y: &mut GpuBuf,
+        y_off: usize,
+    ) -> Result<()> {
+        let len = l.rows * l.width;
+        check_range("layer_norm x", x.len, x_off, len)?;
+        ln_check(theta.len, 0, l)?;
+        check_range("layer_norm y", y.len, y_off, len)?;
+        let p = Params {
+            off_a: u(x_off, "offset")?,
+            off_b: u(l.gamma, "offset")?,
+            off_c: u(l.beta, "offset")?,
+            off_out: u(y_off, "offset")?,
+            ..ln_params(l)?
+        };
+        self.dispatch(
+            Kernel::LayerNorm,
+            [Some(x), Some(theta), Some(theta), None, Some(y), None],
+            p,
+            Self::groups_1d(l.rows),
+        )
+    }
+
+    fn layer_norm_vjp(
+        &self,
+        l: Ln,
+        x: &GpuBuf,
+        x_off: usize,
+        theta: &GpuBuf,
+        dy: &GpuBuf,
+        dy_off: usize,
+        dx: &mut GpuBuf,
+        dx_off: usize,
+        prod: &mut GpuBuf,
+        p_off: usize,
+    ) -> Result<()> {
+        let len = l.rows * l.width;
+        check_range("layer_norm_vjp x", x.len, x_off, len)?;
+        check_range("layer_norm_vjp dy", dy.len, dy_off, len)?;
+        ln_check(theta.len, 0, l)?;
+        check_range("layer_norm_vjp dx", dx.len, dx_off, len)?;
+        check_range("layer_norm_vjp prod", prod.len, p_off, len)?;
+        let p = Params {
+            off_a: u(x_off, "offset")?,
+            off_b: u(l.gamma, "offset")?,
+            off_c: u(dy_off, "offset")?,
+            off_out: u(dx_off, "offset")?,
+            off_out2: u(p_off, "offset")?,
+            ..ln_params(l)?
+        };
+        self.dispatch(
+            Kernel::LayerNormVjp,
+            [Some(x), Some(theta), Some(dy), None, Some(dx), Some(prod)],
+            p,
+            Self::groups_1d(l.rows),
+        )
+    }
+
+    fn layer_norm_jvp(
+        &self,
+        l: Ln,
+        x: &GpuBuf,
+        x_off: usize,
+        rx: &GpuBuf,
+        rx_off: usize,
+        theta: &GpuBuf,
+        v: &GpuBuf,
+        v_off: usize,
+        ry: &mut GpuBuf,
+        ry_off: usize,
+    ) -> Result<()> {
+        let len = l.rows * l.width;
+        check_range("layer_norm_jvp x", x.len, x_off, len)?;
+        check_range("layer_norm_jvp rx", rx.len, rx_off, len)?;
+        ln_check(theta.len, 0, l)?;
+        ln_check(v.len, v_off, l)?;
+        check_range("layer_norm_jvp ry", ry.len, ry_off, len)?;
+        let p = Params {
+            off_a: u(x_off, "offset")?,
+            off_b: u(rx_off, "offset")?,
+            off_c: u(l.gamma, "offset")?,
+            off_d: u(v_off + l.gamma, "offset")?,
+            off_e: u(v_off + l.beta, "offset")?,
+            off_out: u(ry_off, "offset")?,
+            ..ln_params(l)?
+        };
+        self.dispatch8(
+            Kernel::LayerNormJvp,
+            [
+                Some(x),
+                Some(rx),
+                Some(theta),
+                Some(v),
+                Some(ry),
+                None,
+                Some(v),
+                None,
+            ],
+            p,
+            Self::groups_1d(l.rows),
+        )
+    }
+
+    fn layer_norm_rvjp(
+        &self,
+        l: Ln,
+        x: &GpuBuf,
+        x_off: usize,
+        rx: &GpuBuf,
+        rx_off: usize,
+        theta: &GpuBuf,
+        v: &GpuBuf,
+        v_off: usize,
+        dy: &GpuBuf,
+        dy_off: usize,
+        rdy: &GpuBuf,
+        rdy_off: usize,
+        rdx: &mut GpuBuf,
+        rdx_off: usize,
+        prod: &mut GpuBuf,
+        p_off: usize,
+    ) -> Result<()> {
+        let len = l.rows * l.width;
+        check_range("layer_norm_rvjp x", x.len, x_off, len)?;
+        check_range("layer_norm_rvjp rx", rx.len, rx_off, len)?;
+        check_range("layer_norm_rvjp dy", dy.len, dy_off, len)?;
+        check_range("layer_norm_rvjp rdy", rdy.len, rdy_off, len)?;
+        ln_check(theta.len, 0, l)?;
+        ln_check(v.len, v_off, l)?;
+        check_range("layer_norm_rvjp rdx", rdx.len, rdx_off, len)?;
+        check_range("layer_norm_rvjp prod", prod.len, p_off, len)?;
+        let p = Params {
+            off_a: u(x_off, "offset")?,
+            off_b: u(rx_off, "offset")?,
+            off_c: u(l.gamma, "offset")?,
+            off_d: u(v_off + l.gamma, "offset")?,
+            off_e: u(dy_off, "offset")?,
+            off_f: u(rdy_off, "offset")?,
+            off_out: u(rdx_off, "offset")?,
+            off_out2: u(p_off, "offset")?,
+            ..ln_params(l)?
+        };
+        self.dispatch8(
+            Kernel::LayerNormRvjp,
+            [
+                Some(x),
+                Some(rx),
+                Some(theta),
+                Some(v),
+                Some(rdx),
+                Some(prod),
+                Some(dy),
+                Some(rdy),
+            ],
+            p,
+            Self::groups_1d(l.rows),
+        )
+    }
+
+    fn attention(
+        &self,
+        a: Attn,
+        ids: &GpuBuf,
+        ids_off: usize,
+        qkv: &GpuBuf,
+        q_off: usize,
+        out: &mut GpuBuf,
+        o_off: usize,
+        probs: &mut GpuBuf,
+        p_off: usize,
+    ) -> Result<()> {
+        let (t, d) = (a.seq, a.width());
+        check_range("attention ids", ids.len, ids_off, a.rows * t)?;
+        check_range("attention qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
+        check_range("attention out", out.len, o_off, a.rows * t * d)?;
+        check_range(
+            "attention probs",
+            probs.len,
+            p_off,
+            a.rows * a.probs_per_row(),
+        )?;
+        let p = Params {
+            off_a: u(q_off, "offset")?,
+            off_b: u(ids_off, "offset")?,
+            off_out: u(o_off, "offset")?,
+            off_out2: u(p_off, "offset")?,
+            ..attn_params(a)?
+        };
+        self.dispatch(
+            Kernel::Attention,
+            [Some(qkv), Some(ids), None, None, Some(out), Some(probs)],
+            p,
+            Self::groups_1d(a.rows * a.heads * t),
+        )
+    }
+
+    fn attention_vjp(
+        &self,
+        a: Attn,
+        qkv: &GpuBuf,
+        q_off: usize,
+        probs: &GpuBuf,
+        p_off: usize,
+        dout: &GpuBuf,
+        d_off: usize,
+        dqkv: &mut GpuBuf,
+        dq_off: usize,
+    ) -> Result<()> {
+        let (t, d) = (a.seq, a.width());
+        check_range("attention_vjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
+        check_range(
+            "attention_vjp probs",
+            probs.len,
+            p_off,
+            a.rows * a.probs_per_row(),
+        )?;
+        check_range("attention_vjp dout", dout.len, d_off, a.rows * t * d)?;
+        check_range("attention_vjp dqkv", dqkv.len, dq_off, a.rows * t * 3 * d)?;
+        let p = Params {
+            off_a: u(q_off, "offset")?,
+            off_b: u(p_off, "offset")?,
+            off_c: u(d_off, "offset")?,
+            off_out: u(dq_off, "offset")?,
+            ..attn_params(a)?
+        };
+        let n = a.rows * a.heads * t;
+        self.with_attn_scratch(3 * n, |s| {
+            self.dispatch(
+                Kernel::AttentionVjpRows,
+                [
+                    Some(qkv),
+                    Some(probs),
+                    Some(dout),
+                    None,
+                    Some(dqkv),
+                    Some(s),
+                ],
+                p,
+                Self::groups_1d(n),
+            )?;
+            self.dispatch(
+                Kernel::AttentionVjpCols,
+                [
+                    Some(qkv),
+                    Some(probs),
+                    Some(dout),
+                    Some(s),
+                    Some(dqkv),
+                    None,
+                ],
+                p,
+                Self::groups_1d(n),
+            )
+        })
+    }
+
+    fn attention_jvp(
+        &self,
+        a: Attn,
+        qkv: &GpuBuf,
+        q_off: usize,
+        probs: &GpuBuf,
+        p_off: usize,
+        rqkv: &GpuBuf,
+        rq_off: usize,
+        rout: &mut GpuBuf,
+        ro_off: usize,
+    ) -> Result<()> {
+        let (t, d) = (a.seq, a.width());
+        check_range("attention_jvp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
+        check_range(
+            "attention_jvp probs",
+            probs.len,
+            p_off,
+            a.rows * a.probs_per_row(),
+        )?;
+        check_range("attention_jvp rqkv", rqkv.len, rq_off, a.rows * t * 3 * d)?;
+        check_range("attention_jvp rout", rout.len, ro_off, a.rows * t * d)?;
+        let p = Params {
+            off_a: u(q_off, "offset")?,
+            off_b: u(p_off, "offset")?,
+            off_c: u(rq_off, "offset")?,
+            off_out: u(ro_off, "offset")?,
+            ..attn_params(a)?
+        };
+        self.dispatch(
+            Kernel::AttentionJvp,
+            [Some(qkv), Some(probs), Some(rqkv), None, Some(rout), None],
+            p,
+            Self::groups_1d(a.rows * a.heads * t),
+        )
+    }
+
+    fn attention_rvjp(
+        &self,
+        a: Attn,
+        qkv: &GpuBuf,
+        q_off: usize,
+        probs: &GpuBuf,
+        p_off: usize,
+        rqkv: &GpuBuf,
+        rq_off: usize,
+        dout: &GpuBuf,
+        d_off: usize,
+        rdout: &GpuBuf,
+        rd_off: usize,
+        rdqkv: &mut GpuBuf,
+        rdq_off: usize,
+    ) -> Result<()> {
+        let (t, d) = (a.seq, a.width());
+        check_range("attention_rvjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
+        check_range(
+            "attention_rvjp probs",
+            probs.len,
+            p_off,
+            a.rows * a.probs_per_row(),
+        )?;
+        check_range("attention_rvjp rqkv", rqkv.len, rq_off, a.rows * t * 3 * d)?;
+        check_range("attention_rvjp dout", dout.len, d_off, a.rows * t * d)?;
+        check_range("attention_rvjp rdout", rdout.len, rd_off, a.rows * t * d)?;
+        check_range(
+            "attention_rvjp rdqkv",
+            rdqkv.len,
+            rdq_off,
+            a.rows * t * 3 * d,
+        )?;
+        let p = Params {
+            off_a: u(q_off, "offset")?,
+            off_b: u(p_off, "offset")?,
+            off_c: u(rq_off, "offset")?,
+            off_d: u(d_off, "offset")?,
+            off_e: u(rd_off, "offset")?,
+            off_out: u(rdq_off, "offset")?,
+            ..attn_params(a)?
+        };
+        let n = a.rows * a.heads * t;
+        self.with_attn_scratch(3 * n, |s| {
+            self.dispatch8(
+                Kernel::AttentionRvjpRows,
+                [
+                    Some(qkv),
+                    Some(probs),
+                    Some(rqkv),
+                    Some(dout),
+                    Some(rdqkv),
+                    Some(s),
+                    Some(rdout),
+                    None,
+                ],
+                p,
+                Self::groups_1d(n),
+            )?;
+            self.dispatch8(
+                Kernel::AttentionRvjpCols,
+                [
+                    Some(qkv),
+                    Some(probs),
+                    Some(rqkv),
+                    Some(dout),
+                    Some(rdqkv),
+                    None,
+                    Some(rdout),
+                    Some(s),
+                ],
+                p,
+                Self::groups_1d(n),
+            )
+        })
+    }
+
+    fn seq_mean(
+        &self,
+        g: Seq,
+        masked: bool,
+        ids: &GpuBuf,
+        ids_off: usize,
+        x: &GpuBuf,
+        x_off: usize,
+        out: &mut GpuBuf,
+        o_off: usize,
+    ) -> Result<()> {
+        let len = g.rows * g.width;
+        check_range("seq_mean ids", ids.len, ids_off, g.rows * g.len)?;
+        check_range("seq_mean x", x.len, x_off, g.numel())?;
+        check_range("seq_mean out", out.len, o_off, len)?;
+        let p = Params {
+            off_a: u(ids_off, "offset")?,
+            off_b: u(x_off, "offset")?,
+            off_out: u(o_off, "offset")?,
+            len: u(len, "length")?,
+            ..seq_params(g, masked)?
+        };
+        self.dispatch(
+            Kernel::SeqMean,
+            [Some(ids), Some(x), None, None, Some(out), None],
+            p,
+            Self::groups_1d(len),
+        )
+    }
+
+    fn seq_mean_adjoint(
+        &self,
+        g: Seq,
+        masked: bool,
+        ids: &GpuBuf,
+        ids_off: usize,
+        dy: &GpuBuf,
+        dy_off: usize,
+        dx: &mut GpuBuf,
+        dx_off: usize,
+    ) -> Result<()> {
+        let len = g.numel();
+        check_range("seq_mean_adjoint ids", ids.len, ids_off, g.rows * g.len)?;
+        check_range("seq_mean_adjoint dy", dy.len, dy_off, g.rows * g.width)?;
+        check_range("seq_mean_adjoint dx", dx.len, dx_off, len)?;
+        let p = Params {
+            off_a: u(ids_off, "offset")?,
+            off_b: u(dy_off, "offset")?,
+            off_out: u(dx_off, "offset")?,
+            len: u(len, "length")?,
+            ..seq_params(g, masked)?
+        };
+        self.dispatch(
+            Kernel::SeqMeanAdjoint,
+            [Some(ids), Some(dy), None, None, Some(dx), None],
+            p,
+            Self::groups_1d(len),
+        )
+    }
+
     fn dot(&self, x: &GpuBuf, x_off: usize, y: &GpuBuf, y_off: usize, len: usize) -> Result<f64> {
         check_range("dot x", x.len, x_off, len)?;
         check_range("dot y", y.len, y_off, len)?;
@@ -1521,6 +2094,47 @@ fn nhwc_params(g: Nhwc) -> Result<Params> {
         n: u(g.w, "width")?,
         k: u(g.c, "channels")?,
         aux: u(g.n, "samples")?,
+        ..Default::default()
+    })
+}
+
+/// A batch of sequences in a kernel's parameter block (m = T, n = D, flags = masked).
+fn seq_params(g: Seq, masked: bool) -> Result<Params> {
+    Ok(Params {
+        m: u(g.len, "sequence length")?,
+        n: u(g.width, "width")?,
+        flags: masked as u32,
+        ..Default::default()
+    })
+}
+
+/// A LayerNorm pass in a kernel's parameter block (m = len = rows, n = width, alpha = ε).
+fn ln_params(l: Ln) -> Result<Params> {
+    Ok(Params {
+        m: u(l.rows, "rows")?,
+        n: u(l.width, "width")?,
+        len: u(l.rows, "rows")?,
+        alpha: l.eps as f32,
+        ..Default::default()
+    })
+}
+
+/// γ and β of a LayerNorm within a buffer of `len` scalars, from `off`.
+fn ln_check(len: usize, off: usize, l: Ln) -> Result<()> {
+    check_range("layer_norm gamma", len, off + l.gamma, l.width)?;
+    check_range("layer_norm beta", len, off + l.beta, l.width)
+}
+
+/// An attention pass in a kernel's parameter block (m = T, n = dh, k = H, flags = masked,
+/// len = rows·H·T invocations, scale = 1/√dh).
+fn attn_params(a: Attn) -> Result<Params> {
+    Ok(Params {
+        m: u(a.seq, "sequence length")?,
+        n: u(a.head_dim, "head width")?,
+        k: u(a.heads, "heads")?,
+        flags: a.masked as u32,
+        len: u(a.rows * a.heads * a.seq, "attention rows")?,
+        scale: (1.0 / (a.head_dim as f64).sqrt()) as f32,
         ..Default::default()
     })
 }
