@@ -421,7 +421,10 @@ pub fn main() -> Result<()> {
                 // The vocabulary makes the file complete (the PyTorch twin checks it).
                 let dir = mnist::data_dir()?;
                 match sst2::load_or_fetch(&dir, &mut |s| log(s)) {
-                    Ok(s) => meta.push(("vocab".to_string(), serde_json::to_string(&s.vocab().words)?)),
+                    Ok(s) => meta.push((
+                        "vocab".to_string(),
+                        serde_json::to_string(&s.vocab().words)?,
+                    )),
                     Err(e) => log(&format!(
                         "note: SST2-1k is not at hand ({e}); the file is written without its vocabulary"
                     )),

@@ -15,11 +15,11 @@ pub(crate) fn par_seqs2<T: Send>(
     bw: usize,
     f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
 ) {
-    let rows = if aw > 0 { a.len() / aw } else { 0 };
+    let rows = a.len().checked_div(aw).unwrap_or(0);
     let t = threads.min(rows).max(1);
     let per = rows.div_ceil(t).max(1);
     let run = |r0: usize, a: &mut [T], b: &mut [T]| {
-        let n = if aw > 0 { a.len() / aw } else { 0 };
+        let n = a.len().checked_div(aw).unwrap_or(0);
         for i in 0..n {
             let (ai, bi) = (
                 &mut a[i * aw..(i + 1) * aw],
@@ -355,6 +355,7 @@ pub(crate) fn attention_vjp_seq<T: Real>(
 }
 
 /// RP = P ⊙ (RS − Σ_j P RS) for one head.
+#[allow(clippy::too_many_arguments)]
 fn r_probs(
     t: usize,
     dh: usize,
@@ -423,14 +424,14 @@ pub(crate) fn attention_rvjp_seq<T: Real>(
         let rdp_a = scores(t, dh, &rdout, &v, 1.0);
         let rdp_b = scores(t, dh, &dout, &rv, 1.0);
         let mut rds = vec![0.0; t * t];
-        for i in 0..t {
+        for (i, di) in delta.iter().enumerate() {
             let row = i * t..(i + 1) * t;
             let rdelta: f64 = row
                 .clone()
                 .map(|ij| rp[ij] * dp[ij] + p[ij] * (rdp_a[ij] + rdp_b[ij]))
                 .sum();
             for ij in row {
-                rds[ij] = rp[ij] * (dp[ij] - delta[i]) + p[ij] * (rdp_a[ij] + rdp_b[ij] - rdelta);
+                rds[ij] = rp[ij] * (dp[ij] - di) + p[ij] * (rdp_a[ij] + rdp_b[ij] - rdelta);
             }
         }
         let (mut dq, mut dk, mut dv) = (vec![0.0; t * dh], vec![0.0; t * dh], vec![0.0; t * dh]);

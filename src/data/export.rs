@@ -60,7 +60,10 @@ pub fn to_safetensors_with(
         ),
     ];
     for ((name, _, shape), b) in extra.iter().zip(&extra_bytes) {
-        views.push((name, TensorView::new(Dtype::F32, shape.clone(), b).map_err(err)?));
+        views.push((
+            name,
+            TensorView::new(Dtype::F32, shape.clone(), b).map_err(err)?,
+        ));
     }
     let meta: HashMap<String, String> = meta
         .iter()

@@ -463,11 +463,13 @@ impl RunSpec {
     /// The data set: `data.dataset`, else the model's (cifar10 for cnn-relu, sst2 for the
     /// Transformer, else mnist).
     pub fn dataset(&self) -> DatasetKind {
-        self.data.dataset.unwrap_or(match self.model.name.as_deref() {
-            Some(n) if n.starts_with("cnn") => DatasetKind::Cifar10,
-            Some("transformer") => DatasetKind::Sst2,
-            _ => DatasetKind::Mnist,
-        })
+        self.data
+            .dataset
+            .unwrap_or(match self.model.name.as_deref() {
+                Some(n) if n.starts_with("cnn") => DatasetKind::Cifar10,
+                Some("transformer") => DatasetKind::Sst2,
+                _ => DatasetKind::Mnist,
+            })
     }
 
     /// The preprocessing: `data.preprocess`, else the data set's default.

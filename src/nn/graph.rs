@@ -309,7 +309,7 @@ impl Builder {
     }
     /// `y = previous + tensor from` (a residual connection; `from` comes from [`Builder::mark`]
     /// and is not the previous tensor).
-    pub fn add(mut self, from: usize) -> Self {
+    pub fn residual(mut self, from: usize) -> Self {
         debug_assert!(from + 1 < self.g.ops.len());
         self.g.ops.push(Op::Add(Add {
             from,

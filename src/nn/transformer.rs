@@ -118,14 +118,14 @@ impl TransformerSpec {
                 .qkv(&format!("{p}.attn"), t)
                 .attention(t, self.heads, self.masked)
                 .linear_seq(&format!("{p}.attn.out"), t, d)
-                .add(x)
+                .residual(x)
                 .layer_norm(&format!("{p}.ln1"), t, LN_EPS);
             let x = b.mark();
             b = b
                 .linear_seq(&format!("{p}.mlp.fc1"), t, d)
                 .act(self.activation)
                 .linear_seq(&format!("{p}.mlp.fc2"), t, d)
-                .add(x)
+                .residual(x)
                 .layer_norm(&format!("{p}.ln2"), t, LN_EPS);
         }
         b.mean_pool(t, self.masked)

@@ -515,7 +515,13 @@ fn parse_transformer(
     let layers = st
         .tensors()
         .iter()
-        .filter_map(|(n, _)| n.strip_prefix("layers.")?.split('.').next()?.parse::<usize>().ok())
+        .filter_map(|(n, _)| {
+            n.strip_prefix("layers.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
         .max()
         .map_or(0, |m| m + 1);
     let heads = match named("heads") {
