@@ -224,12 +224,19 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// (rows, inner, outputs) of each layer's GEMM on `n` samples: a linear layer's n × fan_in ×
 /// fan_out, a convolution's n·h·w × 9·c_in × c_out.
 fn gemm_shapes(spec: &ModelSpec, n: usize) -> Vec<(usize, usize, usize)> {
+    gemm_layers(spec, n).into_iter().map(|(s, _)| s).collect()
+}
+
+/// [`gemm_shapes`] with whether the layer is the graph's first op (it reads the data: no R{x}).
+/// A Transformer's projections act on n·T rows; its attention products are not GEMMs here.
+fn gemm_layers(spec: &ModelSpec, n: usize) -> Vec<((usize, usize, usize), bool)> {
     spec.graph()
         .ops
         .iter()
-        .filter_map(|op| match op {
-            Op::Linear(l) => Some((n, l.fan_in, l.fan_out)),
-            Op::Conv3x3(c) => Some((n * c.h * c.w, 9 * c.cin, c.cout)),
+        .enumerate()
+        .filter_map(|(t, op)| match op {
+            Op::Linear(l) => Some(((n * l.seq, l.fan_in, l.fan_out), t == 0)),
+            Op::Conv3x3(c) => Some(((n * c.h * c.w, 9 * c.cin, c.cout), t == 0)),
             _ => None,
         })
         .collect()
@@ -240,16 +247,15 @@ fn gemm_shapes(spec: &ModelSpec, n: usize) -> Vec<(usize, usize, usize)> {
 /// R{∂x}); when each chunk's forward and backward pass are recomputed (`cached` false), one more
 /// per layer and one more per non-first layer (its ∂x).
 pub fn hvp_flops(spec: &ModelSpec, n: usize, cached: bool) -> f64 {
-    gemm_shapes(spec, n)
+    gemm_layers(spec, n)
         .iter()
-        .enumerate()
-        .map(|(i, &(m, k, o))| {
+        .map(|&((m, k, o), first)| {
             let unit = 2.0 * (m * k * o) as f64;
-            let r = if i == 0 { 2.0 } else { 6.0 };
-            let re = match (cached, i) {
+            let r = if first { 2.0 } else { 6.0 };
+            let re = match (cached, first) {
                 (true, _) => 0.0,
-                (false, 0) => 1.0,
-                (false, _) => 2.0,
+                (false, true) => 1.0,
+                (false, false) => 2.0,
             };
             (r + re) * unit
         })
