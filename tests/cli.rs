@@ -1048,3 +1048,169 @@ fn cnn_relu_from_the_command_line() {
         "{err}"
     );
 }
+
+fn shared_sst2() -> Option<std::path::PathBuf> {
+    let p = subspace_lab::data::sst2::local_candidates()
+        .into_iter()
+        .next();
+    if p.is_none() {
+        eprintln!(
+            "SKIP: no shared/{} here",
+            subspace_lab::data::sst2::SHARED_FILE
+        );
+    }
+    p
+}
+
+/// SST2-1k: `data fetch --dataset sst2 --from FILE` verifies and caches the 1000 rows, `data info`
+/// lists the cache, `data export` writes the token ids, a mask and the vocabulary; a transformer
+/// saved by `init` then loads with `spectrum` on the same data; faults are clear.
+#[test]
+fn sst2_fetch_export_and_transformer_end_to_end() {
+    let Some(shared) = shared_sst2() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = bin();
+        c.args(args)
+            .env("SUBSPACE_LAB_DATA", data.path())
+            .env("SUBSPACE_LAB_SST2_URL", "")
+            .env_remove("SUBSPACE_LAB_SST2_FROM")
+            .env("RUST_BACKTRACE", "0");
+        c
+    };
+    let run = |args: &[&str]| {
+        let o = cmd(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{args:?}: {err}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    // A file that is not SST-2 is named with what is wrong, and the cache stays absent.
+    let bad = data.path().join("bad.tsv");
+    std::fs::write(&bad, "sentence\tlabel\ngood movie \t2\n").unwrap();
+    let err = fails_with(
+        &mut cmd(&[
+            "data",
+            "fetch",
+            "--dataset",
+            "sst2",
+            "--from",
+            bad.to_str().unwrap(),
+        ]),
+        &["bad.tsv", "line 2", "not 0 or 1"],
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!subspace_lab::data::sst2::cache_path(data.path()).exists());
+    let out = run(&[
+        "data",
+        "fetch",
+        "--dataset",
+        "sst2",
+        "--from",
+        shared.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("1000 sentences verified") && out.contains("2970 ids"),
+        "{out}"
+    );
+    let info = run(&["data", "info"]);
+    assert!(info.contains("SST2-1k, checksum verified"), "{info}");
+    let f = data.path().join("s.safetensors");
+    let out = run(&[
+        "data",
+        "export",
+        "--dataset",
+        "sst2",
+        "--samples",
+        "30",
+        "--out",
+        f.to_str().unwrap(),
+    ]);
+    assert!(out.contains("[30, 51]"), "{out}");
+    let bytes = std::fs::read(&f).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    let vocab: Vec<String> = serde_json::from_str(&meta["vocab"]).unwrap();
+    assert_eq!(vocab.len(), 2970);
+    let f32s = |n: &str| -> Vec<f32> {
+        st.tensor(n)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
+    };
+    let (x, mask) = (f32s("x"), f32s("mask"));
+    // Row 0: "hide new secretions from the parental units" — 7 words, then padding.
+    let words: Vec<&str> = x[..7].iter().map(|&i| vocab[i as usize].as_str()).collect();
+    assert_eq!(
+        words,
+        [
+            "hide",
+            "new",
+            "secretions",
+            "from",
+            "the",
+            "parental",
+            "units"
+        ]
+    );
+    assert_eq!(&mask[..8], [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0]);
+    // init → spectrum on 20 sentences, f64.
+    let w = data.path().join("t.safetensors");
+    run(&[
+        "init",
+        "--model",
+        "transformer",
+        "--seed",
+        "1",
+        "--dtype",
+        "f64",
+        "--out",
+        w.to_str().unwrap(),
+    ]);
+    let v = weights_vocab(&w);
+    assert_eq!(v, vocab, "init stores SST2-1k's vocabulary");
+    let out = run(&[
+        "spectrum",
+        "--weights",
+        w.to_str().unwrap(),
+        "--samples",
+        "20",
+        "--k",
+        "2",
+        "--backend",
+        "cpu",
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        j["loss"].as_f64().unwrap(),
+        0.5,
+        "a zero head gives ½ exactly"
+    );
+    assert_eq!(j["params"].as_u64().unwrap(), 243906);
+    assert!(j["model"].as_str().unwrap().starts_with("transformer"));
+    assert!(j["eigenvalues"][0].as_f64().unwrap() > 0.0);
+    // A Transformer on MNIST, and --mask on another model, are refused with what to do.
+    fails_with(
+        &mut cmd(&[
+            "spectrum",
+            "--model",
+            "transformer",
+            "--dataset",
+            "mnist",
+            "--samples",
+            "5",
+        ]),
+        &["transformer", "MNIST-5k"],
+    );
+    fails_with(
+        &mut cmd(&["spectrum", "--model", "fc-tanh", "--mask", "false"]),
+        &["--mask applies to --model transformer only"],
+    );
+}
+
+fn weights_vocab(p: &std::path::Path) -> Vec<String> {
+    subspace_lab::nn::weights::vocab_of(p).unwrap().unwrap()
+}

@@ -465,3 +465,71 @@ fn cnn_weights_in_other_layouts_are_named_with_the_fix() {
     });
     assert!(e.contains("7.weight") && e.contains("[10, 2048]"), "{e}");
 }
+
+/// The Transformer: a round trip keeps every tensor and the spec (heads, mask, activation from the
+/// metadata); a file with a wrong shape or an extra tensor is named.
+#[test]
+fn transformer_weights_round_trip_and_faults() {
+    use subspace_lab::nn::model::ModelSpec;
+    use subspace_lab::nn::transformer::TransformerSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let spec: ModelSpec = TransformerSpec::new(9, 4, 8, 2, 2, Activation::Gelu, false, 2)
+        .unwrap()
+        .into();
+    let theta: Vec<f64> = (0..spec.num_params()).map(|i| (i as f64).sin()).collect();
+    let p = dir.path().join("t.safetensors");
+    let words: Vec<String> = ["<pad>", "<unk>", "a", "b", "c", "d", "e", "f", "g"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let meta = vec![("vocab".to_string(), serde_json::to_string(&words).unwrap())];
+    weights::save_with(&p, &spec, &theta, SaveDtype::F64, &meta).unwrap();
+    let (s2, t2) = weights::load(&p).unwrap();
+    assert_eq!(s2, spec);
+    assert_eq!(t2, theta);
+    assert_eq!(weights::vocab_of(&p).unwrap().unwrap(), words);
+    // Drop the head's bias: named.
+    let g = spec.graph();
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = g
+        .params
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.shape.clone(),
+                theta[t.off..t.off + t.len()]
+                    .iter()
+                    .flat_map(|v| (*v as f32).to_le_bytes())
+                    .collect(),
+            )
+        })
+        .collect();
+    let tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = bytes
+        .iter()
+        .filter(|(n, _, _)| n != "head.bias")
+        .map(|(n, s, b)| (n.as_str(), Dtype::F32, s.clone(), b.clone()))
+        .collect();
+    let q = dir.path().join("bad.safetensors");
+    write(&q, &tensors, None);
+    let e = weights::load(&q).unwrap_err().to_string();
+    assert!(
+        e.contains("head.bias") && e.contains("bad.safetensors"),
+        "{e}"
+    );
+    // A q weight of the wrong shape: named with the shape needed.
+    let mut tensors: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = bytes
+        .iter()
+        .map(|(n, s, b)| (n.as_str(), Dtype::F32, s.clone(), b.clone()))
+        .collect();
+    let at = tensors
+        .iter()
+        .position(|t| t.0 == "layers.1.attn.q.weight")
+        .unwrap();
+    tensors[at].2 = vec![4, 16];
+    write(&q, &tensors, None);
+    let e = weights::load(&q).unwrap_err().to_string();
+    assert!(
+        e.contains("layers.1.attn.q.weight") && e.contains("[8, 8]"),
+        "{e}"
+    );
+}
