@@ -757,6 +757,28 @@ fn load_model(m: &ModelArgs) -> Result<(ModelSpec, Vec<f64>, Dataset, String, Lo
             data.classes
         );
     }
+    // A Transformer's ids must mean the same words as when it was trained: a file that carries its
+    // vocabulary must carry SST2-1k's.
+    if let (ModelSpec::Transformer(_), Some(w)) = (&spec, &m.weights)
+        && let Some(theirs) = weights::vocab_of(w)?
+    {
+        let ours = sst2::load_or_fetch(&dir, &mut |s| log(s))?.vocab().words;
+        if theirs != ours {
+            let at = theirs
+                .iter()
+                .zip(&ours)
+                .position(|(a, b)| a != b)
+                .unwrap_or(theirs.len().min(ours.len()));
+            bail!(
+                "{}: its vocabulary differs from SST2-1k's at id {at} ({:?} in the file, {:?} here; {} and {} ids): the token ids would mean other words; use weights trained on SST2-1k's vocabulary",
+                w.display(),
+                theirs.get(at).map_or("(none)", |s| s.as_str()),
+                ours.get(at).map_or("(none)", |s| s.as_str()),
+                theirs.len(),
+                ours.len()
+            );
+        }
+    }
     let described = format!("{}, {}", l.description, l.preprocess);
     Ok((spec, theta, data, described, loss))
 }

@@ -1192,6 +1192,29 @@ fn sst2_fetch_export_and_transformer_end_to_end() {
     assert_eq!(j["params"].as_u64().unwrap(), 243906);
     assert!(j["model"].as_str().unwrap().starts_with("transformer"));
     assert!(j["eigenvalues"][0].as_f64().unwrap() > 0.0);
+    // Weights whose vocabulary is not SST2-1k's: refused, naming the first differing id.
+    let (spec, theta) = subspace_lab::nn::weights::load(&w).unwrap();
+    let mut swapped = vocab.clone();
+    swapped.swap(100, 101);
+    let bad_w = data.path().join("other-vocab.safetensors");
+    subspace_lab::nn::weights::save_with(
+        &bad_w,
+        &spec,
+        &theta,
+        subspace_lab::nn::weights::SaveDtype::F32,
+        &[("vocab".into(), serde_json::to_string(&swapped).unwrap())],
+    )
+    .unwrap();
+    fails_with(
+        &mut cmd(&[
+            "spectrum",
+            "--weights",
+            bad_w.to_str().unwrap(),
+            "--samples",
+            "5",
+        ]),
+        &["other-vocab.safetensors", "vocabulary differs", "id 100"],
+    );
     // A Transformer on MNIST, and --mask on another model, are refused with what to do.
     fails_with(
         &mut cmd(&[

@@ -742,6 +742,26 @@ fn presets_print_their_specs_and_list_their_differences() {
     let lrs: Vec<f64> = t3.iter().map(|s| s.optimizer.lr).collect();
     assert_eq!(lrs, vec![1e-3, 1e-3, 1e-4, 1e-4]);
     assert!(t3.iter().all(|s| s.effective_lr && s.steps == 1000));
+    // The Transformer presets: Appendix E on SST2-1k, k = 2 (the classes).
+    let tr = full("fig1-transformer");
+    assert_eq!(
+        tr.net().unwrap(),
+        subspace_lab::nn::model::ModelSpec::by_name("transformer").unwrap()
+    );
+    assert_eq!(
+        (tr.optimizer.lr, tr.optimizer.batch, tr.k),
+        (0.001, Some(50), 2)
+    );
+    assert_eq!((tr.dataset().name(), tr.data.samples), ("sst2", 1000));
+    assert_eq!(tr.switch, SwitchRule::ChiEma);
+    assert_eq!(full("fig2-3-transformer"), tr);
+    let t1 = reproduce::preset_specs("table1", false).unwrap();
+    let lrs: Vec<f64> = t1.iter().map(|s| s.optimizer.lr).collect();
+    assert_eq!(lrs, vec![1e-2, 1e-2, 1e-3, 1e-3]);
+    assert!(
+        t1.iter()
+            .all(|s| s.effective_lr && s.steps == 1000 && s.k == 2)
+    );
     let rows = reproduce::list(false).unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r.preset.as_str()).collect();
     let mut want = reproduce::PRESETS.to_vec();

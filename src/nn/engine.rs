@@ -100,7 +100,7 @@ impl Plan {
         let widest = graph
             .ops
             .iter()
-            .map(|o| o.out_width().max(o.scratch_width()))
+            .map(|o| o.out_width().max(o.scratch_width()).max(o.aux_width()))
             .max()
             .unwrap_or(1)
             .max(1);
