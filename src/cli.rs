@@ -421,15 +421,16 @@ pub fn main() -> Result<()> {
             let mut meta = Vec::new();
             if matches!(spec, ModelSpec::Transformer(_)) {
                 // The vocabulary makes the file complete (the PyTorch twin checks it).
+                // From this machine only: `init` does not download.
                 let dir = mnist::data_dir()?;
-                match sst2::load_or_fetch(&dir, &mut |s| log(s)) {
-                    Ok(s) => meta.push((
+                match sst2::load_local(&dir, &mut |s| log(s)) {
+                    Ok(Some(s)) => meta.push((
                         "vocab".to_string(),
                         serde_json::to_string(&s.vocab().words)?,
                     )),
-                    Err(e) => log(&format!(
-                        "note: SST2-1k is not at hand ({e}); the file is written without its vocabulary"
-                    )),
+                    Ok(None) | Err(_) => log(
+                        "note: SST2-1k is not on this machine (`subspace-lab data fetch --dataset sst2`); the file is written without its vocabulary",
+                    ),
                 }
             }
             weights::save_with(&out, &spec, &theta, dtype, &meta)
@@ -697,6 +698,7 @@ fn load_model(m: &ModelArgs) -> Result<(ModelSpec, Vec<f64>, Dataset, String, Lo
                     widths: m.arch.widths.clone(),
                     activation: m.arch.activation,
                     loss: m.loss,
+                    mask: m.arch.mask,
                 },
             )?;
             if let Some(name) = &m.arch.model
@@ -748,7 +750,7 @@ fn load_model(m: &ModelArgs) -> Result<(ModelSpec, Vec<f64>, Dataset, String, Lo
     let data = l.data;
     if spec.input_dim() != data.d || spec.output_dim() != data.classes {
         bail!(
-            "the network {} takes {} inputs and gives {} outputs; {} has {} features and {} classes (pair fc-tanh with --dataset mnist, cnn-relu with --dataset cifar10)",
+            "the network {} takes {} inputs and gives {} outputs; {} has {} features and {} classes (pair fc-tanh with --dataset mnist, cnn-relu with --dataset cifar10, transformer with --dataset sst2)",
             spec.describe(),
             spec.input_dim(),
             spec.output_dim(),

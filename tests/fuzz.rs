@@ -297,6 +297,7 @@ fn fuzz_safetensors_weights() {
         widths: Some(vec![6, 5, 3]),
         activation: Some(Activation::Relu),
         loss: None,
+        mask: None,
     };
     fuzz("safetensors", seeds, false, 4 * MIB, |b| {
         let a = weights::load_bytes(b, path).is_ok();

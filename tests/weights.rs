@@ -525,6 +525,47 @@ fn transformer_weights_round_trip_and_faults() {
         .iter()
         .position(|t| t.0 == "layers.1.attn.q.weight")
         .unwrap();
+    // --mask against the file's metadata (mask = false here); --mask on another network.
+    let unmasked = weights::Expect {
+        mask: Some(true),
+        ..weights::Expect::default()
+    };
+    let e = weights::load_expecting(&p, &unmasked)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("mask = false") && e.contains("--mask says true"),
+        "{e}"
+    );
+    let mlp = dir.path().join("mlp.safetensors");
+    let m = MlpSpec::new(vec![3, 2], Activation::Tanh).unwrap();
+    weights::save(&mlp, &m, &m.init(0), SaveDtype::F32).unwrap();
+    let e = weights::load_expecting(&mlp, &unmasked)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--mask applies to the Transformer"), "{e}");
+    // A layer index far beyond the others: refused before any allocation of that size.
+    let mut gap = tensors_of(&bytes);
+    gap.push(("layers.100000000.x", Dtype::F32, vec![1], f32s(1, 0.0)));
+    write(&q, &gap, None);
+    let e = weights::load(&q).unwrap_err().to_string();
+    assert!(
+        e.contains("layer indices") && e.contains("100000000"),
+        "{e}"
+    );
+    // Another LayerNorm ε or a tanh MLP block: named.
+    for (k, v, want) in [
+        ("ln_eps", "1e-5", "ln_eps = 1e-5"),
+        ("activation", "tanh", "silu or gelu"),
+    ] {
+        write(
+            &q,
+            &tensors_of(&bytes),
+            Some(HashMap::from([(k.to_string(), v.to_string())])),
+        );
+        let e = weights::load(&q).unwrap_err().to_string();
+        assert!(e.contains(want), "{k}: {e}");
+    }
     tensors[at].2 = vec![4, 16];
     write(&q, &tensors, None);
     let e = weights::load(&q).unwrap_err().to_string();
@@ -532,4 +573,12 @@ fn transformer_weights_round_trip_and_faults() {
         e.contains("layers.1.attn.q.weight") && e.contains("[8, 8]"),
         "{e}"
     );
+}
+
+#[allow(clippy::type_complexity)]
+fn tensors_of(bytes: &[(String, Vec<usize>, Vec<u8>)]) -> Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> {
+    bytes
+        .iter()
+        .map(|(n, s, b)| (n.as_str(), Dtype::F32, s.clone(), b.clone()))
+        .collect()
 }

@@ -143,8 +143,11 @@ impl Sst2 {
                 format!("no {ZIP_MEMBER} in the archive: not GLUE's SST-2.zip"),
             )
         })?;
+        // GLUE's train.tsv is 4.8 MB; read at most 64 MiB of whatever claims to be it.
         let mut out = Vec::new();
-        f.read_to_end(&mut out)
+        (&mut f)
+            .take(64 << 20)
+            .read_to_end(&mut out)
             .map_err(|e| Error::data(path, format!("{ZIP_MEMBER}: {e}")))?;
         Self::from_tsv(&out, &path.join(ZIP_MEMBER))
     }
@@ -367,6 +370,24 @@ pub fn fetch(dir: &Path, from: Option<&Path>, log: &mut dyn FnMut(&str)) -> Resu
     };
     write_cache(&cache_path(dir), &s)?;
     Ok((s, source))
+}
+
+/// SST2-1k from what is on this machine only (the cache, `$SUBSPACE_LAB_SST2_FROM`, the shared
+/// file; never the network), writing the cache when it was absent; `Ok(None)` when none is there.
+pub fn load_local(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Option<Sst2>> {
+    if let Ok(Some(s)) = load_cache(&cache_path(dir)) {
+        return Ok(Some(s));
+    }
+    let from_env = std::env::var_os("SUBSPACE_LAB_SST2_FROM")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    for p in from_env.into_iter().chain(local_candidates()) {
+        match fetch(dir, Some(&p), log) {
+            Ok((s, _)) => return Ok(Some(s)),
+            Err(e) => log(&format!("{e}")),
+        }
+    }
+    Ok(None)
 }
 
 /// The cached sentences, else (writing the cache) `$SUBSPACE_LAB_SST2_FROM`, the shared file, or

@@ -620,7 +620,7 @@ impl RunSpec {
                 "model.name",
                 net.describe(),
                 &format!(
-                    "the data ({}) have {input} inputs and {classes} classes (pair cnn-relu with data.dataset = \"cifar10\", fc-tanh with \"mnist\")",
+                    "the data ({}) have {input} inputs and {classes} classes (pair cnn-relu with data.dataset = \"cifar10\", fc-tanh with \"mnist\", transformer with \"sst2\")",
                     self.dataset().name()
                 ),
             );

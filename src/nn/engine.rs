@@ -213,6 +213,13 @@ fn data_input<B: Backend>(
                 i % seq
             )));
         }
+        if chunk.max(1) * seq > 1 << 24 {
+            return Err(Error::Shape(format!(
+                "{} positions per chunk ({} sequences of {seq}): the token index stores positions as scalars, exact in f32 below 2^24; use a smaller --chunk",
+                chunk * seq,
+                chunk
+            )));
+        }
         let mut index = Vec::new();
         for rows in data.x.chunks(chunk.max(1) * seq) {
             let ti = crate::backend::TokenIndex::new(rows, vocab);
@@ -266,7 +273,7 @@ impl<B: Backend + Clone> Engine<B> {
         let spec = spec.into();
         if data.d != spec.input_dim() || data.classes != spec.output_dim() {
             return Err(Error::Shape(format!(
-                "the network {} takes {} inputs and gives {} outputs; the data set has {} features and {} classes (pair fc-tanh with mnist and cnn-relu with cifar10)",
+                "the network {} takes {} inputs and gives {} outputs; the data set has {} features and {} classes (pair fc-tanh with mnist, cnn-relu with cifar10, the transformer with sst2)",
                 spec.describe(),
                 spec.input_dim(),
                 spec.output_dim(),
@@ -877,7 +884,7 @@ fn buf_input<B: Backend>(x: Input<'_, B>) -> Result<Ten<'_, B>> {
 fn need<T>(x: Option<T>) -> Result<T> {
     x.ok_or_else(|| {
         Error::InvalidArgument(
-            "an activation, pooling or flatten op cannot be a graph's first op".into(),
+            "only a linear, convolution or embedding op can be a graph's first op (it reads the data)".into(),
         )
     })
 }

@@ -168,6 +168,8 @@ pub struct Expect {
     pub activation: Option<Activation>,
     /// `--loss`: must equal the metadata's `loss` when the file has one.
     pub loss: Option<crate::backend::LossKind>,
+    /// `--mask` (the Transformer only): must equal the metadata's `mask` when the file has one.
+    pub mask: Option<bool>,
 }
 
 /// Load weights: the architecture is read from the tensors' shapes, the activation from the
@@ -282,6 +284,12 @@ fn parse(
             }
             (f, o) => o.or(f).unwrap_or(Activation::Silu),
         };
+        if !matches!(act, Activation::Silu | Activation::Gelu) {
+            return Err(werr(format!(
+                "activation = {}: the Transformer's MLP blocks take silu or gelu",
+                act.name()
+            )));
+        }
         let loss = match named("loss") {
             Some(l) => Some(
                 l.parse::<crate::backend::LossKind>()
@@ -289,8 +297,34 @@ fn parse(
             ),
             None => None,
         };
-        let (spec, theta) = parse_transformer(&st, &named, act, &werr)?;
+        if let (Some(f), Some(o)) = (loss, expect.loss)
+            && f != o
+        {
+            return Err(werr(format!(
+                "the file's metadata says loss = {}, --loss says {}: drop the option or fix the file",
+                f.name(),
+                o.name()
+            )));
+        }
+        if let Some(eps) = named("ln_eps") {
+            let ok = eps
+                .parse::<f64>()
+                .is_ok_and(|e| e == super::transformer::LN_EPS);
+            if !ok {
+                return Err(werr(format!(
+                    "metadata ln_eps = {eps}: this Transformer's LayerNorm has ε = {} (Flax's default, Damian et al.'s); a model trained with another ε would compute other numbers",
+                    super::transformer::LN_EPS
+                )));
+            }
+        }
+        let (spec, theta) = parse_transformer(&st, &named, act, expect.mask, &werr)?;
         return Ok((ModelSpec::Transformer(spec), theta, loss.or(expect.loss)));
+    }
+    if expect.mask.is_some() {
+        return Err(werr(
+            "--mask applies to the Transformer; this file holds another network (drop --mask)"
+                .into(),
+        ));
     }
     // A convolutional network: the metadata says so, or a weight is 4-D ([cout, cin, kh, kw]).
     let conv = match named("model") {
@@ -483,17 +517,15 @@ fn parse(
     Ok((ModelSpec::Mlp(spec), theta, loss))
 }
 
-/// A convolutional network's file: conv weights `[cout, cin, 3, 3]` under Sequential indices,
-/// then one linear layer. The input's C is the first conv's cin; H×W comes from the metadata
-/// `input` ("C,H,W") or, when absent, from the linear layer's width assuming square images. Every
-/// tensor of the resulting graph must be present under its name with its shape.
 /// The Transformer of a file: sizes from `tok_emb.weight` [V, D], `pos_emb.weight` [T, D],
-/// `head.weight` [C, D] and the `layers.N.` prefixes; heads and mask from the metadata (8 and
-/// true when absent); every tensor of the graph present with its shape, nothing else.
+/// `head.weight` [C, D] and the `layers.N.` prefixes (0..L each present, L ≤ 64); heads and mask
+/// from the metadata (8 and true when absent; `mask` is `--mask` when the file says nothing and
+/// must agree with it when it does); every tensor of the graph present with its shape, nothing else.
 fn parse_transformer(
     st: &SafeTensors,
     named: &dyn Fn(&str) -> Option<String>,
     act: Activation,
+    mask: Option<bool>,
     werr: &dyn Fn(String) -> Error,
 ) -> Result<(super::transformer::TransformerSpec, Vec<f64>)> {
     let shape = |n: &str| -> Result<Vec<usize>> {
@@ -512,7 +544,7 @@ fn parse_transformer(
             "tok_emb.weight {tok:?}, pos_emb.weight {pos:?}, head.weight {head:?}: expected [V, D], [T, D], [C, D] with one D"
         )));
     }
-    let layers = st
+    let mut indices: Vec<usize> = st
         .tensors()
         .iter()
         .filter_map(|(n, _)| {
@@ -522,18 +554,34 @@ fn parse_transformer(
                 .parse::<usize>()
                 .ok()
         })
-        .max()
-        .map_or(0, |m| m + 1);
+        .collect();
+    indices.sort_unstable();
+    indices.dedup();
+    let layers = indices.len();
+    if indices.iter().enumerate().any(|(i, &l)| i != l) || layers > 64 {
+        return Err(werr(format!(
+            "layer indices {:?}…: a Transformer's file has layers.0 … layers.L−1 (L ≤ 64), each index once",
+            &indices[..indices.len().min(8)]
+        )));
+    }
     let heads = match named("heads") {
         Some(h) => h
             .parse::<usize>()
             .map_err(|_| werr(format!("metadata heads = {h}: not a number")))?,
         None => 8,
     };
-    let masked = match named("mask").as_deref() {
-        None | Some("true") => true,
-        Some("false") => false,
-        Some(o) => return Err(werr(format!("metadata mask = {o}: true or false"))),
+    let masked = match (named("mask").as_deref(), mask) {
+        (None, m) => m.unwrap_or(true),
+        (Some(f @ ("true" | "false")), m) => {
+            let f = f == "true";
+            if let Some(m) = m.filter(|m| *m != f) {
+                return Err(werr(format!(
+                    "the file's metadata says mask = {f}, --mask says {m}: drop the option (the file decides) or use weights trained the other way"
+                )));
+            }
+            f
+        }
+        (Some(o), _) => return Err(werr(format!("metadata mask = {o}: true or false"))),
     };
     let spec = super::transformer::TransformerSpec::new(
         tok[0], pos[0], tok[1], heads, layers, act, masked, head[0],
@@ -569,6 +617,10 @@ fn parse_transformer(
     Ok((spec, theta))
 }
 
+/// A convolutional network's file: conv weights `[cout, cin, 3, 3]` under Sequential indices,
+/// then one linear layer. The input's C is the first conv's cin; H×W comes from the metadata
+/// `input` ("C,H,W") or, when absent, from the linear layer's width assuming square images. Every
+/// tensor of the resulting graph must be present under its name with its shape.
 fn parse_cnn(
     st: &SafeTensors,
     input: Option<&str>,
