@@ -439,4 +439,32 @@ mod tests {
         assert_eq!(v.encode("a zz c", 5), [2.0, 1.0, 4.0, 0.0, 0.0]);
         assert_eq!(v.encode("a a a", 2), [2.0, 2.0]);
     }
+
+    /// GLUE's SST-2.zip holds SST-2/train.tsv; a zip without it is named.
+    #[test]
+    fn reads_glues_zip_and_names_a_wrong_one() {
+        use std::io::Write as _;
+        let Some(shared) = local_candidates().into_iter().next() else {
+            eprintln!("SKIP: no shared/{SHARED_FILE} here");
+            return;
+        };
+        let tsv = std::fs::read(&shared).unwrap();
+        let zip_of = |member: &str| {
+            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            let opts = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated);
+            w.start_file(member, opts).unwrap();
+            w.write_all(&tsv).unwrap();
+            w.finish().unwrap().into_inner()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("SST-2.zip");
+        std::fs::write(&good, zip_of(ZIP_MEMBER)).unwrap();
+        let s = Sst2::from_path(&good).unwrap();
+        assert_eq!(s, Sst2::from_path(&shared).unwrap());
+        let bad = dir.path().join("other.zip");
+        std::fs::write(&bad, zip_of("SST-2/dev.tsv")).unwrap();
+        let e = Sst2::from_path(&bad).unwrap_err().to_string();
+        assert!(e.contains("other.zip") && e.contains(ZIP_MEMBER), "{e}");
+    }
 }
