@@ -1020,6 +1020,18 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             rep.params,
             rep.runs
         );
+        println!(
+            "    Dom-SGD step (minibatch gradient, top-{} warm to tol 1e-3, projection, update): {:.1} ms, {:.1} HVPs{}",
+            rep.step_k,
+            rep.step_ms,
+            rep.step_hvps,
+            rep.step_transfers
+                .map(|t| format!(
+                    "; per step {} submits, {} read-backs ({} bytes), {} uploads ({} bytes)",
+                    t.submits, t.readbacks, t.bytes_read, t.uploads, t.bytes_uploaded
+                ))
+                .unwrap_or_default()
+        );
         for k in &rep.kernels {
             println!(
                 "    gemm {}: {:.2} ms, {:.1} GFLOP/s",

@@ -160,6 +160,16 @@ pub struct BenchReport {
     pub hvp_gflops: f64,
     /// The HVP's GEMM shapes timed alone through the backend (median of `runs`).
     pub kernels: Vec<KernelTiming>,
+    /// One warm Dom-SGD step (median of `runs`, after two unmeasured steps): the minibatch
+    /// gradient (batch 50, the paper's SGD rate for the model), the top-k eigenpairs of the
+    /// full-data Hessian to tol 1e-3 warm-started from the previous step, the projection P_k g and
+    /// the update — what every step of fig. 1 after the switch costs. k = the classes.
+    pub step_ms: f64,
+    /// HVPs per such step (mean over the measured steps).
+    pub step_hvps: f64,
+    pub step_k: usize,
+    /// Host ↔ device traffic of the last measured step (a backend with a device only).
+    pub step_transfers: Option<crate::backend::Transfers>,
 }
 
 /// One GEMM shape timed through the backend.
@@ -262,6 +272,47 @@ pub fn hvp_flops(spec: &ModelSpec, n: usize, cached: bool) -> f64 {
         .sum()
 }
 
+/// Time warm Dom-SGD steps from θ (see [`BenchReport::step_ms`]): (median ms, mean HVPs, the
+/// last step's transfers).
+fn time_dom_step<B: Backend + Clone>(
+    backend: &B,
+    spec: &ModelSpec,
+    theta: &[f64],
+    data: &Dataset,
+    loss: LossKind,
+    runs: usize,
+) -> Result<(f64, f64, Option<crate::backend::Transfers>)> {
+    use crate::experiment::run::{OptState, Stepper, Stream, project};
+    use crate::experiment::spec::{OptimizerSpec, Projection};
+    let k = spec.output_dim();
+    let lr = if matches!(spec, ModelSpec::Mlp(_)) {
+        0.01
+    } else {
+        0.001
+    };
+    let opt = OptimizerSpec::sgd(lr, 50.min(data.n));
+    let mut st = Stepper::new(backend.clone(), spec.clone(), loss, data, k, k, 1e-3)?;
+    let (mut state, mut stream) = (OptState::default(), Stream::new(data.n, 0));
+    let mut th = theta.to_vec();
+    let p = th.len();
+    let (mut ms, mut hvps, mut last) = (Vec::new(), 0usize, None);
+    for i in 0..2 + runs {
+        let before = backend.transfers();
+        let t = Instant::now();
+        let d = st.update(&th, &opt, &mut state, &mut stream)?;
+        let sp = st.spectrum(&th)?;
+        let pd = project(&sp.basis, p, &d, Projection::Dominant);
+        th.iter_mut().zip(&pd).for_each(|(x, u)| *x -= u);
+        backend.sync()?;
+        if i >= 2 {
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+            hvps += sp.hvps;
+            last = backend.transfers().zip(before).map(|(a, b)| a - b);
+        }
+    }
+    Ok((median(ms), hvps as f64 / runs as f64, last))
+}
+
 /// Time one full-batch gradient, one HVP and a top-10 solve (tol 1e-4).
 pub fn bench<B: Backend + Clone>(
     backend: B,
@@ -317,7 +368,17 @@ pub fn bench<B: Backend + Clone>(
             eig.products
         ));
     }
+    let (step_ms, step_hvps, step_transfers) =
+        time_dom_step(&backend, spec, theta, data, loss, runs)?;
+    log(&format!(
+        "Dom-SGD step: {step_ms:.1} ms, {step_hvps:.1} HVPs (k = {})",
+        spec.output_dim()
+    ));
     Ok(BenchReport {
+        step_ms,
+        step_hvps,
+        step_k: spec.output_dim(),
+        step_transfers,
         model: spec.describe(),
         data: String::new(),
         backend: backend.name(),

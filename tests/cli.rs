@@ -110,6 +110,11 @@ fn bench_json_reports_its_chunk() {
             assert!(t.is_finite() && t > 0.0, "{key}: {j}");
         }
         assert_eq!(j["kernels"][0]["name"], format!("X·W1ᵀ {chunk}×24×784"));
+        // One warm Dom-SGD step: timed, with its HVP count; no device, no transfer counts.
+        assert!(j["step_ms"].as_f64().unwrap() > 0.0, "{j}");
+        assert!(j["step_hvps"].as_f64().unwrap() >= 1.0, "{j}");
+        assert_eq!(j["step_k"], 10);
+        assert!(j["step_transfers"].is_null(), "{j}");
     }
 }
 

@@ -447,6 +447,49 @@ fn an_hvp_is_one_submit() {
     );
 }
 
+/// The transfer counters (`Backend::transfers`, what `bench` reports per Dom-SGD step) count
+/// exactly: an upload of n scalars is one upload of 4n bytes, a download one read-back (and one
+/// submit) of 4n bytes, an HVP at cached parameters neither; the CPU has no device and no counters.
+#[test]
+fn transfers_are_counted_exactly() {
+    if gpu().is_none() {
+        return;
+    }
+    assert!(
+        subspace_lab::backend::cpu::CpuBackend::<f32>::new()
+            .transfers()
+            .is_none()
+    );
+    let g = GpuBackend::new(GpuOptions {
+        allow_software: true,
+    })
+    .unwrap();
+    let (spec, theta, data) = tiny(&[50, 20, 10], Activation::Tanh, 300, 2);
+    let mut e = engine(g.clone(), &spec, LossKind::Mse, &data, 64, &theta);
+    let p = theta.len();
+    let t0 = g.transfers().unwrap();
+    let v = g.upload(&rand(p, 1)).unwrap();
+    let t1 = g.transfers().unwrap();
+    assert_eq!((t1 - t0).uploads, 1, "{:?}", t1 - t0);
+    assert_eq!((t1 - t0).bytes_uploaded, 4 * p as u64);
+    assert_eq!((t1 - t0).readbacks, 0);
+    let mut out = g.zeros(p).unwrap();
+    e.hvp(&v, 0, &mut out, 0).unwrap();
+    let t2 = g.transfers().unwrap();
+    assert_eq!(
+        t2 - t1,
+        Default::default(),
+        "an HVP moves nothing by itself"
+    );
+    let hv = g.download(&out).unwrap();
+    let d = g.transfers().unwrap() - t2;
+    assert_eq!(hv.len(), p);
+    assert_eq!(
+        (d.readbacks, d.bytes_read, d.submits, d.uploads),
+        (1, 4 * p as u64, 1, 0)
+    );
+}
+
 #[test]
 fn oversized_buffers_are_clear_errors() {
     let Some(g) = gpu() else { return };

@@ -182,6 +182,11 @@ struct State {
     slots: usize,
     bind_groups: HashMap<[u64; 8], wgpu::BindGroup>,
     submits: u64,
+    /// Read-backs, bytes read back, buffers made from host data and their bytes.
+    readbacks: u64,
+    bytes_read: u64,
+    uploads: u64,
+    bytes_uploaded: u64,
 }
 
 struct Inner {
@@ -530,6 +535,10 @@ impl GpuBackend {
                 slots: 0,
                 bind_groups: HashMap::new(),
                 submits: 0,
+                readbacks: 0,
+                bytes_read: 0,
+                uploads: 0,
+                bytes_uploaded: 0,
             }),
             reduce_lock: Mutex::new(()),
             read_lock: Mutex::new(()),
@@ -765,6 +774,8 @@ impl GpuBackend {
                 .encoder
                 .get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
             enc.copy_buffer_to_buffer(&buf.buf, (off * 4) as u64, staging, 0, bytes);
+            st.readbacks += 1;
+            st.bytes_read += bytes;
             self.submit(&mut st)?;
         }
         let slot: MapSlot = Arc::new(Mutex::new((None, None)));
@@ -993,7 +1004,20 @@ impl Backend for GpuBackend {
     }
     fn upload(&self, data: &[f64]) -> Result<GpuBuf> {
         let f: Vec<f32> = data.iter().map(|&x| x as f32).collect();
-        self.make_buffer(data.len(), Some(&f))
+        let b = self.make_buffer(data.len(), Some(&f))?;
+        let mut st = self.state()?;
+        st.uploads += 1;
+        st.bytes_uploaded += 4 * data.len() as u64;
+        Ok(b)
+    }
+    fn transfers(&self) -> Option<super::Transfers> {
+        self.state().ok().map(|s| super::Transfers {
+            submits: s.submits,
+            readbacks: s.readbacks,
+            bytes_read: s.bytes_read,
+            uploads: s.uploads,
+            bytes_uploaded: s.bytes_uploaded,
+        })
     }
     fn download(&self, buf: &GpuBuf) -> Result<Vec<f64>> {
         Ok(self

@@ -768,12 +768,46 @@ pub trait Backend {
             .map(|r| self.norm(x, off + r * len, len))
             .collect()
     }
+    /// What crossed between host and device so far (None on a backend without a device: the
+    /// CPU). Deterministic: counted, not timed.
+    fn transfers(&self) -> Option<Transfers> {
+        None
+    }
     /// Wait until everything recorded so far has executed (a no-op on the CPU). For timing.
     fn sync(&self) -> Result<()> {
         Ok(())
     }
     /// True if every element of `x[off..off+len]` is finite.
     fn all_finite(&self, x: &Self::Buf, off: usize, len: usize) -> Result<bool>;
+}
+
+/// Host ↔ device traffic of a backend since it was made ([`Backend::transfers`]); differences of
+/// two readings give the traffic of what ran between them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Transfers {
+    /// Command buffers submitted.
+    pub submits: u64,
+    /// Read-backs (each waits for the device).
+    pub readbacks: u64,
+    /// Bytes read back.
+    pub bytes_read: u64,
+    /// Buffers created from host data.
+    pub uploads: u64,
+    /// Bytes of those buffers.
+    pub bytes_uploaded: u64,
+}
+
+impl std::ops::Sub for Transfers {
+    type Output = Transfers;
+    fn sub(self, o: Transfers) -> Transfers {
+        Transfers {
+            submits: self.submits - o.submits,
+            readbacks: self.readbacks - o.readbacks,
+            bytes_read: self.bytes_read - o.bytes_read,
+            uploads: self.uploads - o.uploads,
+            bytes_uploaded: self.bytes_uploaded - o.bytes_uploaded,
+        }
+    }
 }
 
 /// The error of a kernel a backend does not have.
