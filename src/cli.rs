@@ -58,7 +58,8 @@ enum Command {
     },
     /// Loss, gradient norm, top-k Hessian eigenvalues (with residuals) and χ_k(∇L).
     Spectrum(SpectrumArgs),
-    /// Time a full-batch gradient, one HVP and a top-10 solve (tol 1e-4) of a network on its data.
+    /// Time a full-batch gradient, one HVP, a top-10 solve (tol 1e-4) and one warm Dom-SGD step of a
+    /// network on its data.
     Bench(BenchArgs),
     /// Reproduce a figure of the paper (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9,
     /// fig10, table2, fig18-19, fig1-cnn, fig2-3-cnn, table3, fig1-transformer, fig2-3-transformer,
