@@ -290,24 +290,7 @@ pub fn write_cache(path: &Path, s: &Sst2) -> Result<()> {
 /// `shared/` and `../shared/` under the current directory and the source checkout, each with
 /// [`SHARED_FILE`]; existing files only.
 pub fn local_candidates() -> Vec<PathBuf> {
-    let mut bases = Vec::new();
-    if let Ok(cwd) = std::env::current_dir() {
-        bases.push(cwd);
-    }
-    bases.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    let mut out: Vec<PathBuf> = Vec::new();
-    for b in bases {
-        for shared in [b.join("shared"), b.join("..").join("shared")] {
-            let p = shared.join(SHARED_FILE);
-            if p.is_file() {
-                let canon = p.canonicalize().unwrap_or(p);
-                if !out.contains(&canon) {
-                    out.push(canon);
-                }
-            }
-        }
-    }
-    out
+    super::shared_files(SHARED_FILE)
 }
 
 fn what_to_do() -> String {
