@@ -60,7 +60,19 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     var c1 = vec4<f32>(0.0);
     var c2 = vec4<f32>(0.0);
     var c3 = vec4<f32>(0.0);
-    for (var k0 = 0u; k0 < P.k; k0 += KT) {
+    // Split-K (flags bit 2; the host splits any K over 16,384, because a software rasteriser —
+    // lavapipe — cuts a shader loop after a few thousand iterations, and a long K over few
+    // output tiles, for parallelism): workgroup z multiplies the K slice [z·len, (z+1)·len) (len
+    // a multiple of 16) and writes α·(its partial product) to slot z of the scratch bound as
+    // `out`; gemm_reduce sums the slots into C.
+    let split = (P.flags & 4u) != 0u;
+    var kb = 0u;
+    var ke = P.k;
+    if (split) {
+        kb = wg.z * P.len;
+        ke = min(P.k, kb + P.len);
+    }
+    for (var k0 = kb; k0 < ke; k0 += KT) {
         // 256 invocations stage 1024 elements of each operand, 4 each; consecutive invocations
         // read consecutive addresses in both the plain and the transposed layout.
         for (var r = 0u; r < 4u; r++) {
@@ -99,6 +111,21 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     }
     let r = row0 + ty * 4u;
     let c = col0 + tx * 4u;
+    if (split) {
+        let base = P.off_out + wg.z * P.m * P.n;
+        for (var j = 0u; j < 4u; j++) {
+            let cj = c + j;
+            if (cj < P.n) {
+                let v = vec4<f32>(c0[j], c1[j], c2[j], c3[j]);
+                for (var i = 0u; i < 4u; i++) {
+                    if (r + i < P.m) {
+                        out[base + (r + i) * P.n + cj] = P.alpha * v[i];
+                    }
+                }
+            }
+        }
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         store(r, c + j, c0[j]);
         store(r + 1u, c + j, c1[j]);
@@ -163,4 +190,25 @@ fn gemv_cols(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
         v += P.beta * out[P.off_out + j];
     }
     out[P.off_out + j] = v;
+}
+
+// C (m×n at off_out) = Σ_z slot z of the split-K partials (in_a, aux slots of m·n at off_a)
+// + beta · C: the second pass of the parallel split-K matmul.
+@compute @workgroup_size(256, 1, 1)
+fn gemm_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    let mn = P.m * P.n;
+    if (i >= mn) {
+        return;
+    }
+    var s = 0.0;
+    for (var z = 0u; z < P.aux; z++) {
+        s += in_a[P.off_a + z * mn + i];
+    }
+    let idx = P.off_out + i;
+    if (P.beta != 0.0) {
+        s += P.beta * out[idx];
+    }
+    out[idx] = s;
 }

@@ -1033,6 +1033,17 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
                 ))
                 .unwrap_or_default()
         );
+        println!(
+            "    the same step with Lanczos warm solves (the reference): {:.1} ms, {:.1} HVPs{}",
+            rep.step_ms_lanczos,
+            rep.step_hvps_lanczos,
+            rep.step_transfers_lanczos
+                .map(|t| format!(
+                    "; per step {} submits, {} read-backs ({} bytes), {} uploads ({} bytes)",
+                    t.submits, t.readbacks, t.bytes_read, t.uploads, t.bytes_uploaded
+                ))
+                .unwrap_or_default()
+        );
         for k in &rep.kernels {
             println!(
                 "    gemm {}: {:.2} ms, {:.1} GFLOP/s",

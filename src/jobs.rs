@@ -170,6 +170,11 @@ pub struct BenchReport {
     pub step_k: usize,
     /// Host ↔ device traffic of the last measured step (a backend with a device only).
     pub step_transfers: Option<crate::backend::Transfers>,
+    /// The same steps with the reference warm solver, single-vector Lanczos from the sum of the
+    /// previous eigenvectors (earlier versions' solver), timed in the same run.
+    pub step_ms_lanczos: f64,
+    pub step_hvps_lanczos: f64,
+    pub step_transfers_lanczos: Option<crate::backend::Transfers>,
 }
 
 /// One GEMM shape timed through the backend.
@@ -281,6 +286,7 @@ fn time_dom_step<B: Backend + Clone>(
     data: &Dataset,
     loss: LossKind,
     runs: usize,
+    solver: crate::experiment::run::WarmSolver,
 ) -> Result<(f64, f64, Option<crate::backend::Transfers>)> {
     use crate::experiment::run::{OptState, Stepper, Stream, project};
     use crate::experiment::spec::{OptimizerSpec, Projection};
@@ -292,6 +298,7 @@ fn time_dom_step<B: Backend + Clone>(
     };
     let opt = OptimizerSpec::sgd(lr, 50.min(data.n));
     let mut st = Stepper::new(backend.clone(), spec.clone(), loss, data, k, k, 1e-3)?;
+    st.set_warm_solver(solver);
     let (mut state, mut stream) = (OptState::default(), Stream::new(data.n, 0));
     let mut th = theta.to_vec();
     let p = th.len();
@@ -368,8 +375,14 @@ pub fn bench<B: Backend + Clone>(
             eig.products
         ));
     }
+    use crate::experiment::run::WarmSolver;
+    let (step_ms_lanczos, step_hvps_lanczos, step_transfers_lanczos) =
+        time_dom_step(&backend, spec, theta, data, loss, runs, WarmSolver::Lanczos)?;
+    log(&format!(
+        "Dom-SGD step, Lanczos warm solves: {step_ms_lanczos:.1} ms, {step_hvps_lanczos:.1} HVPs"
+    ));
     let (step_ms, step_hvps, step_transfers) =
-        time_dom_step(&backend, spec, theta, data, loss, runs)?;
+        time_dom_step(&backend, spec, theta, data, loss, runs, WarmSolver::Block)?;
     log(&format!(
         "Dom-SGD step: {step_ms:.1} ms, {step_hvps:.1} HVPs (k = {})",
         spec.output_dim()
@@ -377,6 +390,9 @@ pub fn bench<B: Backend + Clone>(
     Ok(BenchReport {
         step_ms,
         step_hvps,
+        step_ms_lanczos,
+        step_hvps_lanczos,
+        step_transfers_lanczos,
         step_k: spec.output_dim(),
         step_transfers,
         model: spec.describe(),

@@ -84,6 +84,12 @@ fn gemm_variants_match_cpu() {
         (false, false, 9, 1, 3001, 1.0, 0.0),   // gemv, rows
         (true, false, 3001, 1, 12, -1.0, 1.0),  // gemv, columns
         (false, false, 10, 2000, 30, 1.0, 0.0), // skinny (Ritz vectors)
+        // A long K (Gram matrices of p-long rows): split into slices on the device, because
+        // lavapipe cuts a shader loop after ~3,640 iterations (these came back wrong before).
+        (false, true, 5, 3, 70001, 1.0, 0.5),
+        (true, false, 3, 4, 50001, -1.0, 0.0),
+        (false, false, 2, 3, 60000, 1.0, 1.0),
+        (true, true, 3, 2, 33000, 2.0, 0.0),
     ] {
         let (oa, ob, oc) = (3, 5, 7); // offsets inside larger buffers
         let a = rand(m * k + oa, 1);

@@ -60,9 +60,36 @@ struct Params {
     pad2: u32,
 }
 
+/// Split-K for a matmul: (slices, slice length), or None. Any K longer than GEMM_K_SLICE is
+/// split (lavapipe); a product with few output tiles and a long K is split for parallelism too,
+/// aiming at ≥ 256 workgroups (an H200 has 132 SMs) with slices of ≥ 512 (a multiple of 16,
+/// ≤ GEMM_K_SLICE); e.g. a 20×10 Gram matrix over p = 199,210 → 390 slices of 512, Gᵀ·X of
+/// 200×784 over 5,000 samples (52 tiles) → 5 slices of 1,008.
+fn split_k(tiles: usize, k: usize) -> Option<(usize, usize)> {
+    const MIN_SLICE: usize = 512;
+    let parallel = if tiles < 128 && k >= 2 * MIN_SLICE {
+        256usize.div_ceil(tiles).min(k / MIN_SLICE)
+    } else {
+        1
+    };
+    let want = parallel.max(k.div_ceil(GEMM_K_SLICE));
+    if want <= 1 {
+        return None;
+    }
+    let len = k.div_ceil(want).next_multiple_of(16);
+    let slices = k.div_ceil(len);
+    (slices > 1 && slices <= 65535).then_some((slices, len))
+}
+
+/// The longest K one matmul dispatch runs: lavapipe (llvmpipe) stops a shader loop after about
+/// 3,640 iterations (a 3×60,000 · 60,000×2 product of ones came back as 58,255 everywhere), and
+/// the matmul's K loop advances 16 per iteration. Longer products are split (see `split_k`).
+const GEMM_K_SLICE: usize = 16384;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kernel {
     Matmul,
+    GemmReduce,
     GemvRows,
     GemvCols,
     BiasAct,
@@ -103,6 +130,7 @@ const KERNELS: &[(Kernel, &str, &str)] = &[
     (Kernel::Matmul, "matmul", "matmul"),
     (Kernel::GemvRows, "matmul", "gemv_rows"),
     (Kernel::GemvCols, "matmul", "gemv_cols"),
+    (Kernel::GemmReduce, "matmul", "gemm_reduce"),
     (Kernel::BiasAct, "elementwise", "bias_act"),
     (Kernel::ActD1, "elementwise", "act_d1_mul"),
     (Kernel::ActD2, "elementwise", "act_d2_r"),
@@ -203,6 +231,8 @@ struct Inner {
     /// the largest pass seen; locked from the first kernel of a pass to the second, so two
     /// threads' passes do not interleave on it.
     attn_scratch: Mutex<Option<GpuBuf>>,
+    /// The partial products of the parallel split-K matmul (see `split_k`).
+    gemm_scratch: Mutex<Option<GpuBuf>>,
     readback: wgpu::Buffer,
     max_binding: u64,
     error: Arc<Mutex<Option<String>>>,
@@ -516,6 +546,7 @@ impl GpuBackend {
             partials: mk(PARTIALS as usize),
             results: mk(RESULTS),
             attn_scratch: Mutex::new(None),
+            gemm_scratch: Mutex::new(None),
             readback: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback"),
                 size: (RESULTS * 4) as u64,
@@ -835,6 +866,22 @@ impl GpuBackend {
         }
     }
 
+    /// Run `f` with the split-K scratch grown to at least `len` scalars, holding its lock.
+    fn with_gemm_scratch<R>(&self, len: usize, f: impl FnOnce(&GpuBuf) -> Result<R>) -> Result<R> {
+        let mut g = self
+            .inner
+            .gemm_scratch
+            .lock()
+            .map_err(|_| gpu_err("GPU matmul scratch poisoned"))?;
+        if g.as_ref().is_none_or(|b| b.len < len) {
+            *g = Some(self.make_buffer(len, None)?);
+        }
+        match g.as_ref() {
+            Some(b) => f(b),
+            None => Err(gpu_err("GPU matmul scratch missing")),
+        }
+    }
+
     fn groups_1d(n: usize) -> [u32; 3] {
         let g = n.div_ceil(256).max(1);
         let x = g.min(65535);
@@ -1122,12 +1169,35 @@ impl Backend for GpuBackend {
                     "gemm {m}×{n}: more than 65,535 tiles in a dimension"
                 )));
             }
-            self.dispatch(
-                Kernel::Matmul,
-                bufs,
-                p,
-                [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1],
-            )
+            let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
+            let tiles = groups[0] as usize * groups[1] as usize;
+            if let Some((slices, len)) = split_k(tiles, k) {
+                // Parallel split-K: a few output tiles and a long K (the Gram matrices of p-long
+                // rows, Gᵀ·X over the samples): slices in parallel into a scratch, then a sum.
+                let mn = m * n;
+                return self.with_gemm_scratch(slices * mn, |s| {
+                    let q = Params {
+                        flags: p.flags | 4,
+                        len: u(len, "slice")?,
+                        off_out: 0,
+                        ..p
+                    };
+                    let bufs = [Some(a), Some(b), None, None, Some(s), None];
+                    let g3 = [groups[0], groups[1], slices as u32];
+                    self.dispatch(Kernel::Matmul, bufs, q, g3)?;
+                    let r = Params {
+                        m: p.m,
+                        n: p.n,
+                        aux: u(slices, "slices")?,
+                        beta: p.beta,
+                        off_out: p.off_out,
+                        ..Default::default()
+                    };
+                    let bufs = [Some(s), None, None, None, Some(&*c), None];
+                    self.dispatch(Kernel::GemmReduce, bufs, r, Self::groups_1d(mn))
+                });
+            }
+            self.dispatch(Kernel::Matmul, bufs, p, groups)
         }
     }
 

@@ -1,18 +1,23 @@
 //! The runner behind `run`, `reproduce` and the app: one optimiser until the switch, then each
 //! projected variant from the *same* θ, optimiser state and minibatch stream. S_k is recomputed
-//! from the full training-loss Hessian (Lanczos warm-started from the previous eigenvectors)
-//! whenever a step projects, the χ-EMA rule watches, effective learning rates are measured or
+//! from the full training-loss Hessian whenever a step projects, the χ-EMA rule watches, effective learning rates are measured or
 //! metrics are recorded.
 //!
 //! The projection applies to the optimiser's *update*: for SGD, GD and SAM that is the paper's
 //! P_k g; for momentum and Adam the state evolves from the raw gradients and only the step taken
 //! is projected.
+//!
+//! The eigensolver: a cold solve (the first of a leg) is single-vector Lanczos with its
+//! certificate ([`lanczos`]); every warm solve after it is block Davidson ([`block_davidson`])
+//! started from the previous step's eigenvectors as one block, with one block HVP per iteration
+//! and a cheap exit when they still meet the tolerance ([`WarmSolver`] chooses).
 
 use super::spec::{OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
 use super::verdict::Verdict;
 use crate::backend::Backend;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
+use crate::hessian::block::block_davidson;
 use crate::hessian::lanczos::{LanczosOptions, lanczos};
 use crate::nn::engine::{Engine, Eval};
 use crate::nn::model::ModelSpec;
@@ -123,6 +128,18 @@ pub struct Spectrum {
     pub worst_residual: f64,
 }
 
+/// The eigensolver of a warm solve (the previous step's eigenvectors at hand).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WarmSolver {
+    /// Block Davidson from the previous eigenvectors as one block ([`block_davidson`]); falls
+    /// back to Lanczos when its product budget runs out.
+    #[default]
+    Block,
+    /// Single-vector Lanczos from the sum of the previous eigenvectors ([`lanczos`]): the
+    /// reference, and the solver of earlier versions.
+    Lanczos,
+}
+
 /// The engines one step needs, kept across steps.
 pub struct Stepper<B: Backend> {
     full: Engine<B>,
@@ -132,6 +149,7 @@ pub struct Stepper<B: Backend> {
     k: usize,
     /// Previous eigenvectors (`top` × p) for the warm start.
     warm: Option<B::Buf>,
+    warm_solver: WarmSolver,
     full_theta: Vec<f64>,
 }
 
@@ -158,6 +176,7 @@ impl<B: Backend + Clone> Stepper<B> {
             },
             k,
             warm: None,
+            warm_solver: WarmSolver::default(),
             full_theta: Vec::new(),
         })
     }
@@ -176,6 +195,10 @@ impl<B: Backend + Clone> Stepper<B> {
         self.k = k;
         self.lanczos.k = top;
         self.warm = None;
+    }
+    /// Choose the solver of warm solves (block Davidson by default).
+    pub fn set_warm_solver(&mut self, s: WarmSolver) {
+        self.warm_solver = s;
     }
     pub fn forget_warm_start(&mut self) {
         self.warm = None;
@@ -232,13 +255,18 @@ impl<B: Backend + Clone> Stepper<B> {
         let b = self.full.backend().clone();
         let top = self.lanczos.k;
         let before = self.full.hvp_count();
-        let eig = lanczos(
-            &b,
-            &mut self.full,
-            &self.lanczos,
-            self.warm.as_ref().map(|w| (w, top)),
-            &mut |_| {},
-        )?;
+        let warm = self.warm.as_ref().map(|w| (w, top));
+        let mut eig = None;
+        if let (Some(w), WarmSolver::Block) = (warm, self.warm_solver) {
+            let e = block_davidson(&b, &mut self.full, &self.lanczos, Some(w))?;
+            if e.converged {
+                eig = Some(e);
+            }
+        }
+        let eig = match eig {
+            Some(e) => e,
+            None => lanczos(&b, &mut self.full, &self.lanczos, warm, &mut |_| {})?,
+        };
         let hvps = self.full.hvp_count() - before;
         let p = theta.len();
         let all = b.download(&eig.vectors)?;

@@ -244,14 +244,13 @@ impl<B: Backend> Basis<B> {
         let p = self.dim;
         let first = self.applied;
         let block = self.m - first;
-        for j in first..self.m {
-            op.apply(&self.q, j * p, &mut self.w, j * p)?;
-            self.products += 1;
-            if !b.all_finite(&self.w, j * p, p)? {
-                return Err(Error::NonFinite(
-                    "Lanczos: the operator returned NaN/Inf (diverged parameters?)".into(),
-                ));
-            }
+        // One block product for the whole block (the engine's block HVP: one pass over the data).
+        op.apply_block(&self.q, first * p, block, &mut self.w, first * p)?;
+        self.products += block;
+        if !b.all_finite(&self.w, first * p, block * p)? {
+            return Err(Error::NonFinite(
+                "Lanczos: the operator returned NaN/Inf (diverged parameters?)".into(),
+            ));
         }
         self.applied = self.m;
         let m0 = self.m;

@@ -1,6 +1,7 @@
 //! Eigen-solvers for symmetric linear operators given only as products (the Hessian through
 //! HVPs), and the subspace helpers the experiments need.
 
+pub mod block;
 pub mod lanczos;
 pub mod power;
 pub mod subspace;
@@ -13,6 +14,23 @@ use crate::error::Result;
 pub trait Operator<B: Backend> {
     fn dim(&self) -> usize;
     fn apply(&mut self, x: &B::Buf, x_off: usize, y: &mut B::Buf, y_off: usize) -> Result<()>;
+    /// Y = A X for a block of `rows` vectors: rows of length `dim` at `x_off + r·dim` and
+    /// `y_off + r·dim`. The default applies the operator row by row; an operator with a cheaper
+    /// block product (the engine's block HVP: one pass over the data for all rows) overrides it.
+    fn apply_block(
+        &mut self,
+        x: &B::Buf,
+        x_off: usize,
+        rows: usize,
+        y: &mut B::Buf,
+        y_off: usize,
+    ) -> Result<()> {
+        let n = self.dim();
+        for r in 0..rows {
+            self.apply(x, x_off + r * n, y, y_off + r * n)?;
+        }
+        Ok(())
+    }
 }
 
 /// A dense symmetric matrix (row-major, n×n) held on a backend: the test operator.

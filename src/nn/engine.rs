@@ -616,20 +616,45 @@ impl<B: Backend + Clone> Engine<B> {
         out: &mut B::Buf,
         out_off: usize,
     ) -> Result<()> {
+        self.hvp_block(v, v_off, 1, out, out_off)
+    }
+
+    /// The block HVP: rows r = 0..`rows` of `out` (at `out_off + r·p`) = H times row r of `v`
+    /// (at `v_off + r·p`), p = [`Engine::num_params`]. One pass over the data serves all rows:
+    /// each chunk's forward and backward pass (recomputed when the activations are not cached)
+    /// is done once, then each direction's R-forward and R-backward runs on it. Each row equals
+    /// [`Engine::hvp`] of that row bit for bit (the same operations in the same order); the
+    /// counter [`Engine::hvp_count`] grows by `rows`. Errors: no parameters set, a range outside
+    /// a buffer, the backend's.
+    pub fn hvp_block(
+        &mut self,
+        v: &B::Buf,
+        v_off: usize,
+        rows: usize,
+        out: &mut B::Buf,
+        out_off: usize,
+    ) -> Result<()> {
         self.eval.ok_or_else(not_ready)?;
         let p = self.num_params();
-        crate::backend::check_range("hvp v", self.backend.len(v), v_off, p)?;
-        self.backend.fill(out, out_off, p, 0.0)?;
+        crate::backend::check_range("hvp v", self.backend.len(v), v_off, rows * p)?;
+        crate::backend::check_range("hvp out", self.backend.len(out), out_off, rows * p)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        self.backend.fill(out, out_off, rows * p, 0.0)?;
         let mut r0 = 0;
         while r0 < self.n {
             let c = self.plan.chunk.min(self.n - r0);
             if !self.plan.cached {
                 self.forward_backward_chunk(r0, c, false)?;
             }
-            self.hvp_chunk(r0, c, Ten(v, v_off), TenMut(out, out_off))?;
+            for r in 0..rows {
+                let (vo, oo) = (v_off + r * p, out_off + r * p);
+                self.hvp_chunk(r0, c, Ten(v, vo), TenMut(out, oo))?;
+            }
             r0 += c;
         }
-        self.hvps += 1;
+        self.hvps += rows;
         Ok(())
     }
 
@@ -771,6 +796,16 @@ impl<B: Backend + Clone> crate::hessian::Operator<B> for Engine<B> {
     }
     fn apply(&mut self, x: &B::Buf, x_off: usize, y: &mut B::Buf, y_off: usize) -> Result<()> {
         self.hvp(x, x_off, y, y_off)
+    }
+    fn apply_block(
+        &mut self,
+        x: &B::Buf,
+        x_off: usize,
+        rows: usize,
+        y: &mut B::Buf,
+        y_off: usize,
+    ) -> Result<()> {
+        self.hvp_block(x, x_off, rows, y, y_off)
     }
 }
 
