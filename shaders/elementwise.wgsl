@@ -62,6 +62,32 @@ fn scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     out[P.off_out + i] = P.alpha * out[P.off_out + i];
 }
 
+// Adam's moments (out = m, out2 = v, in_a = g; beta = β₁, scale = β₂):
+// m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g².
+@compute @workgroup_size(256, 1, 1)
+fn adam_moments(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    if (i >= P.len) {
+        return;
+    }
+    let g = in_a[i];
+    out[i] = P.beta * out[i] + (1.0 - P.beta) * g;
+    out2[i] = P.scale * out2[i] + (1.0 - P.scale) * g * g;
+}
+
+// Adam's update (in_a = m, in_b = v, out = d; alpha = η, beta = c₁, scale = c₂, pad = ε):
+// d = η·(m/c₁)/(√(v/c₂) + ε).
+@compute @workgroup_size(256, 1, 1)
+fn adam_update(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    if (i >= P.len) {
+        return;
+    }
+    out[i] = P.alpha * (in_a[i] / P.beta) / (sqrt(in_b[i] / P.scale) + P.pad);
+}
+
 // x = alpha.
 @compute @workgroup_size(256, 1, 1)
 fn fill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

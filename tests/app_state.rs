@@ -198,8 +198,9 @@ fn driver_commands_and_the_worker_message_boundary() {
         std::path::Path::new("weights.safetensors"),
     )
     .unwrap();
-    assert_eq!(spec.num_params(), d.run.theta().len());
-    for (a, b) in theta.iter().zip(d.run.theta()) {
+    let run_theta = d.run.theta().unwrap();
+    assert_eq!(spec.num_params(), run_theta.len());
+    for (a, b) in theta.iter().zip(&run_theta) {
         assert_eq!(*a as f32, *b as f32);
     }
 

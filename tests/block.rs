@@ -47,6 +47,7 @@ fn opts(k: usize, tol: f64, block: usize) -> LanczosOptions {
 
 /// Values against the dense reference; every returned pair a true eigenpair of A to its
 /// reported residual (recomputed here); the vectors orthonormal.
+#[allow(clippy::too_many_arguments)]
 fn check_pairs<B: Backend>(
     name: &str,
     b: &B,
@@ -241,8 +242,8 @@ fn block_hvp_rows_equal_single_hvps() {
     let rows = 4;
     let v = b.upload(&random_vector(rows * p, 3)).unwrap();
     for cache in [Cache::All, Cache::PerChunk] {
-        let mut e = Engine::with_cache(b.clone(), spec.clone(), LossKind::Mse, &data, 5, cache)
-            .unwrap();
+        let mut e =
+            Engine::with_cache(b.clone(), spec.clone(), LossKind::Mse, &data, 5, cache).unwrap();
         e.set_params_host(&theta).unwrap();
         let mut block = b.zeros(rows * p + 3).unwrap();
         e.hvp_block(&v, 0, rows, &mut block, 3).unwrap();
@@ -252,9 +253,16 @@ fn block_hvp_rows_equal_single_hvps() {
             let mut one = b.zeros(p).unwrap();
             e.hvp(&v, r * p, &mut one, 0).unwrap();
             let one = b.download(&one).unwrap();
-            assert_eq!(&block[3 + r * p..3 + (r + 1) * p], &one[..], "{cache:?} row {r}");
+            assert_eq!(
+                &block[3 + r * p..3 + (r + 1) * p],
+                &one[..],
+                "{cache:?} row {r}"
+            );
         }
-        assert!(e.hvp_block(&v, 1, rows, &mut b.zeros(rows * p).unwrap(), 0).is_err());
+        assert!(
+            e.hvp_block(&v, 1, rows, &mut b.zeros(rows * p).unwrap(), 0)
+                .is_err()
+        );
     }
 }
 
@@ -325,5 +333,8 @@ fn wgpu_block_davidson_matches_dense() {
     let r = block_davidson(&g, &mut op, &opts(4, 1e-4, 4), None).unwrap();
     check_pairs("wgpu", &g, &r, &a, n, 4, 1e-4, 1e-5);
     let warm = block_davidson(&g, &mut op, &opts(4, 1e-4, 1), Some((&r.vectors, 4))).unwrap();
-    assert_eq!(warm.products, 4, "converged warm vectors: one block product");
+    assert_eq!(
+        warm.products, 4,
+        "converged warm vectors: one block product"
+    );
 }

@@ -147,11 +147,14 @@ fn optimisers_and_effective_learning_rates() {
         run::Stepper::new(F64::new(), gd.mlp().unwrap(), gd.loss, &data, 4, 4, 1e-8).unwrap();
     let theta = gd.mlp().unwrap().init(0);
     let adam = OptimizerSpec::new(OptKind::Adam, 0.01, None);
-    let mut state = run::OptState::default();
     let mut stream = run::Stream::new(200, 0);
-    let d = st.update(&theta, &adam, &mut state, &mut stream).unwrap();
-    let sp = st.spectrum(&theta).unwrap();
-    for (di, gi) in d.iter().zip(&sp.grad) {
+    st.set_theta(&theta).unwrap();
+    let grad = st.grad_host().unwrap();
+    st.step(&adam, &mut stream, Projection::None, false)
+        .unwrap();
+    let after = st.theta_host().unwrap();
+    let d: Vec<f64> = theta.iter().zip(&after).map(|(a, b)| a - b).collect();
+    for (di, gi) in d.iter().zip(&grad) {
         if gi.abs() > 1e-6 {
             assert!((di - 0.01 * gi.signum()).abs() < 1e-6, "{di} vs {gi}");
         }

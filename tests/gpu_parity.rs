@@ -771,3 +771,73 @@ fn a_transformer_on_the_gpu_matches_cpu() {
         }
     }
 }
+
+/// One warm Dom-SGD step on the device (issue 18's counting goals, deterministic): θ is never
+/// uploaded and no p-long vector is read back — per step the host sends the minibatch's data rows
+/// and a few Ritz coefficients, and receives scalars and k-long coefficient vectors. Counted for
+/// both warm solvers; the block solver synchronises fewer times.
+#[test]
+fn a_dom_sgd_step_keeps_its_state_on_the_device() {
+    use subspace_lab::experiment::run::{Stepper, Stream, WarmSolver};
+    use subspace_lab::experiment::spec::{OptKind, OptimizerSpec, Projection};
+    let Some(g) = gpu() else { return };
+    let (spec, theta, data) = tiny(&[784, 24, 3], Activation::Tanh, 120, 3);
+    let p = theta.len();
+    let batch = 50;
+    // What a minibatch is: its inputs and one-hot targets, f32.
+    let minibatch_bytes = (batch * (784 + 3) * 4) as u64;
+    let mut counts = Vec::new();
+    for solver in [WarmSolver::Lanczos, WarmSolver::Block] {
+        for opt in [
+            OptimizerSpec::sgd(0.01, batch),
+            OptimizerSpec::new(OptKind::Adam, 1e-4, Some(batch)),
+        ] {
+            let mut st = Stepper::new(g.clone(), &spec, LossKind::Mse, &data, 3, 3, 1e-3).unwrap();
+            st.set_warm_solver(solver);
+            st.set_theta(&theta).unwrap();
+            let mut stream = Stream::new(data.n, 0);
+            for _ in 0..2 {
+                st.spectrum().unwrap();
+                st.step(&opt, &mut stream, Projection::Dominant, true)
+                    .unwrap();
+            }
+            let t0 = g.transfers().unwrap();
+            let sp = st.spectrum().unwrap();
+            let info = st
+                .step(&opt, &mut stream, Projection::Dominant, true)
+                .unwrap();
+            let t = g.transfers().unwrap() - t0;
+            assert!(info.dom_lr.is_finite() && info.bulk_lr.is_finite());
+            eprintln!(
+                "{solver:?} {:?}: λ {:?}, {} HVPs; {} submits, {} read-backs ({} bytes), {} uploads ({} bytes); p = {p}",
+                opt.name,
+                sp.values,
+                sp.hvps,
+                t.submits,
+                t.readbacks,
+                t.bytes_read,
+                t.uploads,
+                t.bytes_uploaded
+            );
+            // θ (4p bytes) is not among the uploads: the minibatch plus small coefficient rows.
+            assert!(
+                t.bytes_uploaded < minibatch_bytes + 16 * 1024 && (4 * p as u64) > 16 * 1024,
+                "{solver:?}: {} bytes uploaded",
+                t.bytes_uploaded
+            );
+            // Nothing p-long comes back: a few kB of scalars and coefficient vectors.
+            assert!(
+                t.bytes_read < 16 * 1024,
+                "{solver:?}: {} bytes read",
+                t.bytes_read
+            );
+            counts.push((solver, t.readbacks, sp.hvps));
+        }
+    }
+    // The block solver synchronises less than Lanczos (one block product per iteration).
+    let rb = |s| counts.iter().filter(|c| c.0 == s).map(|c| c.1).sum::<u64>();
+    assert!(
+        rb(WarmSolver::Block) < rb(WarmSolver::Lanczos),
+        "{counts:?}"
+    );
+}

@@ -65,9 +65,7 @@ pub struct History {
 
 pub struct LiveRun<B: Backend> {
     st: Stepper<B>,
-    pub theta: Vec<f64>,
     opt: OptimizerSpec,
-    state: OptState,
     stream: Stream,
     proj: Projection,
     eigen_every: usize,
@@ -105,13 +103,12 @@ impl<B: Backend + Clone> LiveRun<B> {
             2 * k,
             1e-3,
         )?;
-        let theta = spec.init(seed);
+        let mut st = st;
+        st.set_theta(&spec.init(seed))?;
         let run_name = opt.display();
         Ok(LiveRun {
             st,
-            theta,
             opt,
-            state: OptState::default(),
             stream: Stream::new(data.n, seed),
             proj: Projection::None,
             eigen_every: eigen_every.max(1),
@@ -128,6 +125,10 @@ impl<B: Backend + Clone> LiveRun<B> {
 
     pub fn backend(&self) -> &B {
         self.st.backend()
+    }
+    /// θ read back from the backend (files, exports).
+    pub fn theta(&self) -> Result<Vec<f64>> {
+        self.st.theta_host()
     }
     pub fn spec(&self) -> &MlpSpec {
         &self.spec
@@ -163,7 +164,7 @@ impl<B: Backend + Clone> LiveRun<B> {
             Action::ToGd => {
                 if self.opt.name != OptKind::Gd {
                     self.opt = OptimizerSpec::gd(self.opt.lr);
-                    self.state = OptState::default();
+                    self.st.set_opt_state(&OptState::default())?;
                     let n = self.name();
                     self.mark(format!("→ {n}"));
                 }
@@ -174,7 +175,7 @@ impl<B: Backend + Clone> LiveRun<B> {
                 o.validate("optimizer", usize::MAX)?;
                 if o != self.opt {
                     if o.name != self.opt.name {
-                        self.state = OptState::default();
+                        self.st.set_opt_state(&OptState::default())?;
                     }
                     self.opt = o;
                     let n = self.name();
@@ -192,7 +193,7 @@ impl<B: Backend + Clone> LiveRun<B> {
         let due = s.is_multiple_of(self.eigen_every);
         let need = due || self.proj != Projection::None || self.history.armed.is_some();
         let sp = if need {
-            Some(self.st.spectrum(&self.theta)?)
+            Some(self.st.spectrum()?)
         } else {
             None
         };
@@ -233,24 +234,22 @@ impl<B: Backend + Clone> LiveRun<B> {
         if let Some(b) = opt.batch {
             opt.batch = Some(b.min(self.stream_len()));
         }
-        let d = self
-            .st
-            .update(&self.theta, &opt, &mut self.state, &mut self.stream)?;
-        let d = match &sp {
-            Some(sp) if self.proj != Projection::None => {
-                crate::experiment::run::project(&sp.basis, self.theta.len(), &d, self.proj)
-            }
-            _ => d,
+        let proj = if sp.is_some() {
+            self.proj
+        } else {
+            Projection::None
         };
-        let next: Vec<f64> = self.theta.iter().zip(&d).map(|(t, x)| t - x).collect();
-        if next.iter().any(|x| !x.is_finite()) {
-            return Err(Error::Diverged {
-                run: self.name(),
-                step: s + 1,
-                what: "θ is not finite".into(),
-            });
-        }
-        self.theta = next;
+        // The one step routine of the runner (θ and the optimiser state stay on the backend).
+        match self.st.step(&opt, &mut self.stream, proj, false) {
+            Err(Error::NonFinite(what)) => {
+                return Err(Error::Diverged {
+                    run: self.name(),
+                    step: s + 1,
+                    what,
+                });
+            }
+            r => r?,
+        };
         self.history.step = s + 1;
         Ok(())
     }

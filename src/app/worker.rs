@@ -72,8 +72,9 @@ impl AnyRun {
     pub fn history(&self) -> &History {
         with_run!(self, |r| &r.history)
     }
-    pub fn theta(&self) -> &[f64] {
-        with_run!(self, |r| &r.theta)
+    /// θ read back from the run's backend.
+    pub fn theta(&self) -> crate::Result<Vec<f64>> {
+        with_run!(self, |r| r.theta())
     }
     pub fn spec(&self) -> &MlpSpec {
         with_run!(self, |r| r.spec())
@@ -171,7 +172,7 @@ pub fn export_files(run: &AnyRun) -> crate::Result<Vec<(String, Vec<u8>)>> {
     let weights = crate::nn::weights::serialize(
         std::path::Path::new("weights.safetensors"),
         run.spec(),
-        run.theta(),
+        &run.theta()?,
         crate::nn::weights::SaveDtype::F32,
     )?;
     Ok(vec![

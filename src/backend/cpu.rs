@@ -169,6 +169,12 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn download(&self, buf: &Vec<T>) -> Result<Vec<f64>> {
         Ok(buf.iter().map(|x| x.wide()).collect())
     }
+    fn download_range(&self, buf: &Vec<T>, off: usize, len: usize) -> Result<Vec<f64>> {
+        Ok(sl(buf, off, len, "download")?
+            .iter()
+            .map(|x| x.wide())
+            .collect())
+    }
     fn len(&self, buf: &Vec<T>) -> usize {
         buf.len()
     }
@@ -1085,6 +1091,32 @@ impl<T: Real> Backend for CpuBackend<T> {
         let a = T::of(alpha);
         for xi in sl_mut(x, off, len, "scale")? {
             *xi = *xi * a;
+        }
+        Ok(())
+    }
+
+    fn adam(
+        &self,
+        g: &Vec<T>,
+        m: &mut Vec<T>,
+        v: &mut Vec<T>,
+        d: &mut Vec<T>,
+        len: usize,
+        h: super::AdamStep,
+    ) -> Result<()> {
+        let g = sl(g, 0, len, "adam g")?;
+        let m = sl_mut(m, 0, len, "adam m")?;
+        let v = sl_mut(v, 0, len, "adam v")?;
+        let d = sl_mut(d, 0, len, "adam d")?;
+        // In f64 the same operations as the host formula, in the same order (checkpoints and
+        // resumed runs stay bit-exact).
+        for i in 0..len {
+            let gi = g[i].wide();
+            let mi = h.beta1 * m[i].wide() + (1.0 - h.beta1) * gi;
+            let vi = h.beta2 * v[i].wide() + (1.0 - h.beta2) * gi * gi;
+            m[i] = T::of(mi);
+            v[i] = T::of(vi);
+            d[i] = T::of(h.lr * (mi / h.c1) / ((vi / h.c2).sqrt() + h.eps));
         }
         Ok(())
     }

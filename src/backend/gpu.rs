@@ -88,6 +88,8 @@ const GEMM_K_SLICE: usize = 16384;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Kernel {
+    AdamMoments,
+    AdamUpdate,
     Matmul,
     GemmReduce,
     GemvRows,
@@ -136,6 +138,8 @@ const KERNELS: &[(Kernel, &str, &str)] = &[
     (Kernel::ActD2, "elementwise", "act_d2_r"),
     (Kernel::Axpy, "elementwise", "axpy"),
     (Kernel::Scale, "elementwise", "scale"),
+    (Kernel::AdamMoments, "elementwise", "adam_moments"),
+    (Kernel::AdamUpdate, "elementwise", "adam_update"),
     (Kernel::Fill, "elementwise", "fill"),
     (Kernel::ColSum, "elementwise", "col_sum"),
     (Kernel::LossGrad, "loss", "loss_grad"),
@@ -1069,6 +1073,14 @@ impl Backend for GpuBackend {
     fn download(&self, buf: &GpuBuf) -> Result<Vec<f64>> {
         Ok(self
             .read(buf, 0, buf.len)?
+            .into_iter()
+            .map(f64::from)
+            .collect())
+    }
+    fn download_range(&self, buf: &GpuBuf, off: usize, len: usize) -> Result<Vec<f64>> {
+        check_range("download", buf.len, off, len)?;
+        Ok(self
+            .read(buf, off, len)?
             .into_iter()
             .map(f64::from)
             .collect())
@@ -2170,6 +2182,49 @@ impl Backend for GpuBackend {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
         self.check_error()
+    }
+
+    fn adam(
+        &self,
+        g: &GpuBuf,
+        m: &mut GpuBuf,
+        v: &mut GpuBuf,
+        d: &mut GpuBuf,
+        len: usize,
+        h: super::AdamStep,
+    ) -> Result<()> {
+        check_range("adam g", g.len, 0, len)?;
+        check_range("adam m", m.len, 0, len)?;
+        check_range("adam v", v.len, 0, len)?;
+        check_range("adam d", d.len, 0, len)?;
+        let n = u(len, "length")?;
+        // Two kernels: the moments (two read-write outputs), then the update from them.
+        let p = Params {
+            len: n,
+            beta: h.beta1 as f32,
+            scale: h.beta2 as f32,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::AdamMoments,
+            [Some(g), None, None, None, Some(&*m), Some(&*v)],
+            p,
+            Self::groups_1d(len),
+        )?;
+        let p = Params {
+            len: n,
+            alpha: h.lr as f32,
+            beta: h.c1 as f32,
+            scale: h.c2 as f32,
+            pad: h.eps as f32,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::AdamUpdate,
+            [Some(&*m), Some(&*v), None, None, Some(d), None],
+            p,
+            Self::groups_1d(len),
+        )
     }
 
     fn all_finite(&self, x: &GpuBuf, off: usize, len: usize) -> Result<bool> {

@@ -225,6 +225,12 @@ pub trait Backend {
     fn zeros(&self, len: usize) -> Result<Self::Buf>;
     fn upload(&self, data: &[f64]) -> Result<Self::Buf>;
     fn download(&self, buf: &Self::Buf) -> Result<Vec<f64>>;
+    /// Elements `off..off+len` of a buffer (one read-back of `len` elements on a device).
+    /// Errors: a range outside the buffer.
+    fn download_range(&self, buf: &Self::Buf, off: usize, len: usize) -> Result<Vec<f64>> {
+        check_range("download", self.len(buf), off, len)?;
+        Ok(self.download(buf)?[off..off + len].to_vec())
+    }
     fn len(&self, buf: &Self::Buf) -> usize;
 
     /// `dst[d_off..d_off+len] = src[s_off..s_off+len]`.
@@ -758,6 +764,20 @@ pub trait Backend {
     ) -> Result<()>;
     /// `x = α·x` over `len` elements.
     fn scale(&self, alpha: f64, x: &mut Self::Buf, off: usize, len: usize) -> Result<()>;
+    /// One Adam step on `len` elements (Kingma & Ba 2015, Algorithm 1; PyTorch's `torch.optim.Adam`
+    /// without weight decay): m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², then the update
+    /// d = η·(m/c₁)/(√(v/c₂) + ε) with the bias corrections c₁ = 1 − β₁ᵗ, c₂ = 1 − β₂ᵗ given by the
+    /// caller. All four buffers hold `len` elements from offset 0. Errors: a short buffer.
+    #[allow(clippy::too_many_arguments)]
+    fn adam(
+        &self,
+        g: &Self::Buf,
+        m: &mut Self::Buf,
+        v: &mut Self::Buf,
+        d: &mut Self::Buf,
+        len: usize,
+        h: AdamStep,
+    ) -> Result<()>;
     /// ‖x‖₂ over `len` elements.
     fn norm(&self, x: &Self::Buf, off: usize, len: usize) -> Result<f64> {
         Ok(self.dot(x, off, x, off, len)?.max(0.0).sqrt())
@@ -951,6 +971,18 @@ impl std::str::FromStr for BackendChoice {
 }
 
 /// Check that `off + len` elements fit in a buffer of `buf_len` elements.
+/// The scalars of one [`Backend::adam`] step: rate η, decay rates β₁ and β₂, ε, and the bias
+/// corrections c₁ = 1 − β₁ᵗ and c₂ = 1 − β₂ᵗ of step t.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub c1: f64,
+    pub c2: f64,
+}
+
 pub(crate) fn check_range(what: &str, buf_len: usize, off: usize, len: usize) -> Result<()> {
     match off.checked_add(len) {
         Some(end) if end <= buf_len => Ok(()),

@@ -8,9 +8,9 @@
 //! is projected.
 //!
 //! The eigensolver: a cold solve (the first of a leg) is single-vector Lanczos with its
-//! certificate ([`lanczos`]); every warm solve after it is block Davidson ([`block_davidson`])
-//! started from the previous step's eigenvectors as one block, with one block HVP per iteration
-//! and a cheap exit when they still meet the tolerance ([`WarmSolver`] chooses).
+//! certificate ([`lanczos`]); warm solves start from the previous step's eigenvectors, by
+//! Lanczos from their sum (the default) or by block Davidson from them as one block
+//! ([`WarmSolver`] says which and why).
 
 use super::spec::{OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
 use super::verdict::Verdict;
@@ -113,47 +113,90 @@ pub struct OptState {
     pub v: Vec<f64>,
 }
 
-/// The measurements at one θ: full-data loss and accuracy, ∇L, the top eigenpairs and χ_k.
+/// The measurements at one θ: full-data loss and accuracy, ‖∇L‖, the top eigenvalues and χ_k.
+/// The vectors (∇L, the basis of S_k) stay on the backend ([`Stepper::grad_host`] and
+/// [`Stepper::basis_host`] read them back when asked).
 #[derive(Clone, Debug)]
 pub struct Spectrum {
     pub eval: Eval,
-    pub grad: Vec<f64>,
     pub grad_norm: f64,
     pub chi: f64,
     /// Eigenvalues, largest first (`top` of them).
     pub values: Vec<f64>,
-    /// Rows u_1..u_k of S_k (k × p).
-    pub basis: Vec<f64>,
     pub hvps: usize,
     pub worst_residual: f64,
 }
 
-/// The eigensolver of a warm solve (the previous step's eigenvectors at hand).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum WarmSolver {
-    /// Block Davidson from the previous eigenvectors as one block ([`block_davidson`]); falls
-    /// back to Lanczos when its product budget runs out.
-    #[default]
-    Block,
-    /// Single-vector Lanczos from the sum of the previous eigenvectors ([`lanczos`]): the
-    /// reference, and the solver of earlier versions.
-    Lanczos,
+/// What one step measured besides the spectrum: the effective learning rates along S_k and its
+/// complement (NaN when not asked for or undefined).
+#[derive(Clone, Copy, Debug)]
+pub struct StepInfo {
+    /// ⟨d, P_k∇L⟩/‖P_k∇L‖² of the update d actually taken.
+    pub dom_lr: f64,
+    /// ⟨d, P_k⊥∇L⟩/‖P_k⊥∇L‖².
+    pub bulk_lr: f64,
 }
 
-/// The engines one step needs, kept across steps.
+/// The eigensolver of a warm solve (the previous step's eigenvectors at hand).
+///
+/// Lanczos is the default because it is the faster one wherever it was measured (`bench` times
+/// both in one run): a single-vector Krylov space of dimension m holds polynomials of degree m − 1
+/// in H, a block one of b rows only degree m/b − 1, so the block method needs more HVPs for the
+/// same tolerance — fc-tanh on MNIST-5k, CPU f32, from initialisation: 30.0 HVPs and 774 ms per
+/// Dom-SGD step against 20.7 HVPs and 552 ms; along fig1's quick run 20 against 19. It pays for
+/// them with fewer synchronisations (on lavapipe, 200 samples: 23 read-backs per step against
+/// 127), which matters on a GPU once a block HVP costs much less than b single ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WarmSolver {
+    /// Single-vector Lanczos from the sum of the previous eigenvectors ([`lanczos`]).
+    #[default]
+    Lanczos,
+    /// Block Davidson from the previous eigenvectors as one block ([`block_davidson`]), one block
+    /// HVP per iteration; falls back to Lanczos when its product budget runs out.
+    Block,
+}
+
+/// The one step routine of the runner, the presets, the app and `bench`, with its state on the
+/// backend: θ, the optimiser state (momentum buffer or Adam's moments), the minibatch gradient,
+/// the update, the basis of S_k (the last solve's eigenvectors, also the warm start) and the
+/// projection P_k d / P_k⊥ d all live in backend buffers. Per step only scalars cross to the host
+/// (the loss, ‖∇L‖, χ_k, the Ritz values and residuals, the effective learning rates, a finiteness
+/// flag) besides the minibatch's data rows; θ and the optimiser state are uploaded when a leg starts
+/// or a checkpoint is resumed, and read back only for a checkpoint, a snapshot or a saved file.
 pub struct Stepper<B: Backend> {
     full: Engine<B>,
     batch: Engine<B>,
     data: Dataset,
     lanczos: LanczosOptions,
     k: usize,
-    /// Previous eigenvectors (`top` × p) for the warm start.
+    /// The last solve's eigenvectors (`top` × p): the basis of S_k (first k rows) and the warm
+    /// start of the next solve.
     warm: Option<B::Buf>,
     warm_solver: WarmSolver,
-    full_theta: Vec<f64>,
+    theta: B::Buf,
+    /// Bumped by every change of θ.
+    version: u64,
+    /// The θ version the full-data engine was last set at.
+    full_version: Option<u64>,
+    /// The θ version of the last spectrum (the basis in `warm` belongs to it).
+    measured: Option<u64>,
+    /// Momentum buffer or Adam's first moment; Adam's second moment.
+    m: Option<B::Buf>,
+    v: Option<B::Buf>,
+    t: u64,
+    /// The minibatch gradient and the update d of the current step, a p-long scratch and
+    /// `top` coefficients (twice).
+    g: B::Buf,
+    d: B::Buf,
+    scratch: B::Buf,
+    coef: B::Buf,
+    coef2: B::Buf,
 }
 
 impl<B: Backend + Clone> Stepper<B> {
+    /// Engines for the full data and for minibatches, at θ = 0 until [`Stepper::set_theta`].
+    /// `k`: the dimension of S_k; `top` ≥ k eigenpairs solved for to residual `tol`·|λ₁|.
+    /// Errors: the engines' (shapes, memory).
     pub fn new(
         backend: B,
         spec: impl Into<ModelSpec>,
@@ -165,9 +208,11 @@ impl<B: Backend + Clone> Stepper<B> {
     ) -> Result<Self> {
         let first = data.gather(&[0])?;
         let spec: ModelSpec = spec.into();
+        let full = Engine::new(backend.clone(), spec.clone(), loss, data, 0)?;
+        let p = full.num_params();
         Ok(Stepper {
-            full: Engine::new(backend.clone(), spec.clone(), loss, data, 0)?,
-            batch: Engine::new(backend, spec.clone(), loss, &first, 0)?,
+            batch: Engine::new(backend.clone(), spec.clone(), loss, &first, 0)?,
+            full,
             data: data.clone(),
             lanczos: LanczosOptions {
                 k: top,
@@ -177,7 +222,18 @@ impl<B: Backend + Clone> Stepper<B> {
             k,
             warm: None,
             warm_solver: WarmSolver::default(),
-            full_theta: Vec::new(),
+            theta: backend.zeros(p)?,
+            version: 0,
+            full_version: None,
+            measured: None,
+            m: None,
+            v: None,
+            t: 0,
+            g: backend.zeros(p)?,
+            d: backend.zeros(p)?,
+            scratch: backend.zeros(p)?,
+            coef: backend.zeros(top.max(1))?,
+            coef2: backend.zeros(top.max(1))?,
         })
     }
 
@@ -191,17 +247,23 @@ impl<B: Backend + Clone> Stepper<B> {
         self.k
     }
     /// Change k and the number of eigenpairs computed (drops the warm start).
-    pub fn set_k(&mut self, k: usize, top: usize) {
+    pub fn set_k(&mut self, k: usize, top: usize) -> Result<()> {
         self.k = k;
         self.lanczos.k = top;
         self.warm = None;
+        self.measured = None;
+        let b = self.full.backend().clone();
+        self.coef = b.zeros(top.max(1))?;
+        self.coef2 = b.zeros(top.max(1))?;
+        Ok(())
     }
-    /// Choose the solver of warm solves (block Davidson by default).
+    /// Choose the solver of warm solves (Lanczos by default).
     pub fn set_warm_solver(&mut self, s: WarmSolver) {
         self.warm_solver = s;
     }
     pub fn forget_warm_start(&mut self) {
         self.warm = None;
+        self.measured = None;
     }
     /// The warm-start vectors on the host (for checkpoints).
     pub fn warm_host(&self) -> Result<Option<Vec<f64>>> {
@@ -212,46 +274,131 @@ impl<B: Backend + Clone> Stepper<B> {
     }
     pub fn set_warm_host(&mut self, w: Option<&[f64]>) -> Result<()> {
         self.warm = w.map(|w| self.full.backend().upload(w)).transpose()?;
+        self.measured = None;
         Ok(())
     }
 
-    /// Put the full-data engine at θ (a no-op when it already is there).
-    pub fn full_at(&mut self, theta: &[f64]) -> Result<Eval> {
-        if self.full_theta.as_slice() == theta
+    /// Put θ on the backend (an upload: when a leg starts or a checkpoint resumes).
+    /// Errors: a length other than p.
+    pub fn set_theta(&mut self, theta: &[f64]) -> Result<()> {
+        let p = self.num_params();
+        if theta.len() != p {
+            return Err(Error::Shape(format!(
+                "θ has {} entries, the model {p}",
+                theta.len()
+            )));
+        }
+        self.theta = self.full.backend().upload(theta)?;
+        self.version += 1;
+        Ok(())
+    }
+    /// θ on the backend.
+    pub fn theta(&self) -> &B::Buf {
+        &self.theta
+    }
+    /// θ read back (a checkpoint, a snapshot, a saved file).
+    pub fn theta_host(&self) -> Result<Vec<f64>> {
+        self.full.backend().download(&self.theta)
+    }
+    /// A copy of θ on the backend (θ at the switch, θ₀).
+    pub fn theta_copy(&self) -> Result<B::Buf> {
+        let b = self.full.backend();
+        let p = self.num_params();
+        let mut c = b.zeros(p)?;
+        b.copy(&self.theta, 0, &mut c, 0, p)?;
+        Ok(c)
+    }
+    /// ‖θ − other‖ on the backend (one scalar read back).
+    pub fn dist(&mut self, other: &B::Buf) -> Result<f64> {
+        let b = self.full.backend().clone();
+        let p = self.num_params();
+        b.copy(&self.theta, 0, &mut self.scratch, 0, p)?;
+        b.axpy(-1.0, other, 0, &mut self.scratch, 0, p)?;
+        b.norm(&self.scratch, 0, p)
+    }
+    /// Whether every entry of θ is finite (one flag read back).
+    pub fn theta_finite(&self) -> Result<bool> {
+        self.full
+            .backend()
+            .all_finite(&self.theta, 0, self.num_params())
+    }
+
+    /// Load an optimiser state (its step count and, when non-empty, its buffers).
+    pub fn set_opt_state(&mut self, s: &OptState) -> Result<()> {
+        let b = self.full.backend();
+        let p = self.num_params();
+        for (name, x) in [("m", &s.m), ("v", &s.v)] {
+            if !x.is_empty() && x.len() != p {
+                return Err(Error::Shape(format!(
+                    "optimiser state `{name}` has {} entries, the model {p}",
+                    x.len()
+                )));
+            }
+        }
+        self.t = s.t;
+        self.m = (!s.m.is_empty()).then(|| b.upload(&s.m)).transpose()?;
+        self.v = (!s.v.is_empty()).then(|| b.upload(&s.v)).transpose()?;
+        Ok(())
+    }
+    /// The optimiser state read back (a checkpoint, the state at the switch).
+    pub fn opt_state(&self) -> Result<OptState> {
+        let b = self.full.backend();
+        Ok(OptState {
+            t: self.t,
+            m: self
+                .m
+                .as_ref()
+                .map(|m| b.download(m))
+                .transpose()?
+                .unwrap_or_default(),
+            v: self
+                .v
+                .as_ref()
+                .map(|v| b.download(v))
+                .transpose()?
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Put the full-data engine at the current θ (a no-op when it already is there).
+    fn full_here(&mut self) -> Result<Eval> {
+        if self.full_version == Some(self.version)
             && let Ok(e) = self.full.eval()
         {
             return Ok(e);
         }
-        self.full_theta.clear();
-        let e = self.full.set_params_host(theta)?;
-        self.full_theta.extend_from_slice(theta);
+        self.full_version = None;
+        let e = self.full.set_params(&self.theta)?;
+        self.full_version = Some(self.version);
         Ok(e)
     }
 
-    fn grad_on(&mut self, theta: &[f64], rows: Option<&[usize]>) -> Result<Vec<f64>> {
-        match rows {
-            Some(rows) => {
-                let mb = self.data.gather(rows)?;
-                if self.batch.num_samples() == rows.len() {
-                    self.batch.replace_data(&mb)?;
-                } else {
-                    let b = self.full.backend().clone();
-                    let spec = self.full.spec().clone();
-                    self.batch = Engine::new(b, spec, self.full.loss_kind(), &mb, 0)?;
-                }
-                self.batch.set_params_host(theta)?;
-                self.batch.backend().download(self.batch.grad()?)
+    /// Full-data loss and accuracy at the current θ.
+    pub fn full_eval(&mut self) -> Result<Eval> {
+        self.full_here()
+    }
+
+    /// The full-data gradient at the current θ read back (tests, files).
+    pub fn grad_host(&mut self) -> Result<Vec<f64>> {
+        self.full_here()?;
+        self.full.backend().download(self.full.grad()?)
+    }
+    /// The basis u_1..u_k of S_k (k × p rows) of the last spectrum read back, if any.
+    pub fn basis_host(&self) -> Result<Option<Vec<f64>>> {
+        let p = self.num_params();
+        match &self.warm {
+            Some(w) => {
+                let all = self.full.backend().download(w)?;
+                Ok(Some(all[..self.k * p].to_vec()))
             }
-            None => {
-                self.full_at(theta)?;
-                self.full.backend().download(self.full.grad()?)
-            }
+            None => Ok(None),
         }
     }
 
-    /// Full-data loss, ∇L, the top eigenpairs and χ_k at θ.
-    pub fn spectrum(&mut self, theta: &[f64]) -> Result<Spectrum> {
-        let eval = self.full_at(theta)?;
+    /// Full-data loss, ‖∇L‖, the top eigenpairs (warm-started from the last ones) and χ_k at the
+    /// current θ; the eigenvectors stay on the backend as the basis of S_k.
+    pub fn spectrum(&mut self) -> Result<Spectrum> {
+        let eval = self.full_here()?;
         let b = self.full.backend().clone();
         let top = self.lanczos.k;
         let before = self.full.hvp_count();
@@ -268,81 +415,288 @@ impl<B: Backend + Clone> Stepper<B> {
             None => lanczos(&b, &mut self.full, &self.lanczos, warm, &mut |_| {})?,
         };
         let hvps = self.full.hvp_count() - before;
-        let p = theta.len();
-        let all = b.download(&eig.vectors)?;
-        let basis = all[..self.k * p].to_vec();
-        let grad = b.download(self.full.grad()?)?;
-        let grad_norm = norm(&grad);
-        let pg = project(&basis, p, &grad, Projection::Dominant);
+        let p = self.num_params();
+        let k = self.k.min(eig.values.len());
+        let g = self.full.grad()?;
+        let grad_norm = b.norm(g, 0, p)?;
+        // χ_k = ‖P_k g‖/‖g‖ = ‖U g‖/‖g‖ for orthonormal rows U: k coefficients read back.
+        b.gemm(
+            false,
+            false,
+            k,
+            1,
+            p,
+            1.0,
+            &eig.vectors,
+            0,
+            g,
+            0,
+            0.0,
+            &mut self.coef,
+            0,
+        )?;
+        let c = b.download_range(&self.coef, 0, k)?;
+        let pg = c[..k].iter().map(|x| x * x).sum::<f64>().sqrt();
         let chi = if grad_norm == 0.0 {
             0.0
         } else {
-            (norm(&pg) / grad_norm).min(1.0)
+            (pg / grad_norm).min(1.0)
         };
         let worst_residual = eig.residuals.iter().cloned().fold(0.0, f64::max);
         self.warm = Some(eig.vectors);
+        self.measured = Some(self.version);
         Ok(Spectrum {
             eval,
-            grad,
             grad_norm,
             chi,
             values: eig.values,
-            basis,
             hvps,
             worst_residual,
         })
     }
 
-    /// One optimiser step: returns the update d (θ ← θ − d) before projection.
-    pub fn update(
-        &mut self,
-        theta: &[f64],
-        opt: &OptimizerSpec,
-        state: &mut OptState,
-        stream: &mut Stream,
-    ) -> Result<Vec<f64>> {
-        let rows = opt.batch.map(|b| stream.next(b));
-        let g = self.grad_on(theta, rows.as_deref())?;
-        let p = g.len();
-        let lr = opt.lr;
-        state.t += 1;
-        Ok(match opt.name {
-            OptKind::Sgd | OptKind::Gd => g.iter().map(|x| lr * x).collect(),
-            OptKind::Momentum => {
-                if state.m.len() != p {
-                    // PyTorch: the first step initialises the buffer with the gradient.
-                    state.m = g.clone();
+    /// ∇L on `rows` of the data (None: all) at θ, or at `scratch` when `at_scratch` (SAM's
+    /// perturbed point), copied into `g`.
+    fn grad_into_g(&mut self, rows: Option<&[usize]>, at_scratch: bool) -> Result<()> {
+        let p = self.num_params();
+        let Stepper {
+            full,
+            batch,
+            data,
+            theta,
+            scratch,
+            g,
+            full_version,
+            version,
+            ..
+        } = self;
+        let at: &B::Buf = if at_scratch { scratch } else { theta };
+        let e: &mut Engine<B> = match rows {
+            Some(rows) => {
+                let mb = data.gather(rows)?;
+                if batch.num_samples() == rows.len() {
+                    batch.replace_data(&mb)?;
                 } else {
-                    let mu = opt.momentum;
-                    state
-                        .m
-                        .iter_mut()
-                        .zip(&g)
-                        .for_each(|(b, gi)| *b = mu * *b + gi);
+                    let b = full.backend().clone();
+                    let spec = full.spec().clone();
+                    *batch = Engine::new(b, spec, full.loss_kind(), &mb, 0)?;
                 }
-                state.m.iter().map(|b| lr * b).collect()
+                batch.set_params(at)?;
+                batch
+            }
+            None => {
+                if at_scratch || *full_version != Some(*version) {
+                    *full_version = None;
+                    full.set_params(at)?;
+                    if !at_scratch {
+                        *full_version = Some(*version);
+                    }
+                }
+                full
+            }
+        };
+        let b = e.backend().clone();
+        b.copy(e.grad()?, 0, g, 0, p)
+    }
+
+    /// One optimiser step θ ← θ − d on the backend, d the optimiser's update (SGD/GD: η g;
+    /// momentum: η·buffer; Adam; normalised SAM), projected by `proj` onto S_k (Dom) or its
+    /// complement (Bulk) with the basis of the spectrum measured at this θ. With `effective_lr`
+    /// the effective learning rates of d along S_k and its complement are measured too. The
+    /// minibatch comes from `stream` (`opt.batch`; None: the full data).
+    ///
+    /// Errors: a projection or the effective rates asked for without a spectrum at this θ
+    /// ([`Stepper::spectrum`] first), a non-finite gradient (the run diverged), the backend's.
+    pub fn step(
+        &mut self,
+        opt: &OptimizerSpec,
+        stream: &mut Stream,
+        proj: Projection,
+        effective_lr: bool,
+    ) -> Result<StepInfo> {
+        let b = self.full.backend().clone();
+        let p = self.num_params();
+        if (proj != Projection::None || effective_lr) && self.measured != Some(self.version) {
+            return Err(Error::InvalidArgument(
+                "a projected step or effective learning rates need the spectrum at this θ first"
+                    .into(),
+            ));
+        }
+        let rows = opt.batch.map(|n| stream.next(n));
+        let lr = opt.lr;
+        self.t += 1;
+        self.grad_into_g(rows.as_deref(), false)?;
+        match opt.name {
+            OptKind::Sgd | OptKind::Gd => {
+                b.copy(&self.g, 0, &mut self.d, 0, p)?;
+            }
+            OptKind::Momentum => {
+                match &mut self.m {
+                    Some(m) => {
+                        // PyTorch: buf ← μ·buf + g.
+                        b.scale(opt.momentum, m, 0, p)?;
+                        b.axpy(1.0, &self.g, 0, m, 0, p)?;
+                    }
+                    None => {
+                        // The first step initialises the buffer with the gradient.
+                        let mut m = b.zeros(p)?;
+                        b.copy(&self.g, 0, &mut m, 0, p)?;
+                        self.m = Some(m);
+                    }
+                }
+                if let Some(m) = &self.m {
+                    b.copy(m, 0, &mut self.d, 0, p)?;
+                }
             }
             OptKind::Adam => {
-                if state.m.len() != p {
-                    state.m = vec![0.0; p];
-                    state.v = vec![0.0; p];
+                if self.m.is_none() || self.v.is_none() {
+                    self.m = Some(b.zeros(p)?);
+                    self.v = Some(b.zeros(p)?);
                 }
-                let (b1, b2) = (opt.beta1, opt.beta2);
-                let t = state.t as i32;
-                let c1 = 1.0 - b1.powi(t);
-                let c2 = 1.0 - b2.powi(t);
-                let mut d = vec![0.0; p];
-                for i in 0..p {
-                    state.m[i] = b1 * state.m[i] + (1.0 - b1) * g[i];
-                    state.v[i] = b2 * state.v[i] + (1.0 - b2) * g[i] * g[i];
-                    d[i] = lr * (state.m[i] / c1) / ((state.v[i] / c2).sqrt() + opt.eps);
+                let t = self.t as i32;
+                let h = crate::backend::AdamStep {
+                    lr,
+                    beta1: opt.beta1,
+                    beta2: opt.beta2,
+                    eps: opt.eps,
+                    c1: 1.0 - opt.beta1.powi(t),
+                    c2: 1.0 - opt.beta2.powi(t),
+                };
+                if let (Some(m), Some(v)) = (self.m.as_mut(), self.v.as_mut()) {
+                    b.adam(&self.g, m, v, &mut self.d, p, h)?;
                 }
-                d
             }
-            OptKind::Sam => sam_update(theta, g, lr, opt.rho, |pert| {
-                self.grad_on(pert, rows.as_deref())
-            })?,
-        })
+            OptKind::Sam => {
+                // d = η ∇L(θ + ρ g/‖g‖) on the same minibatch; ρ = 0 or g = 0: η g.
+                let gn = b.norm(&self.g, 0, p)?;
+                if gn != 0.0 && opt.rho != 0.0 {
+                    b.copy(&self.theta, 0, &mut self.scratch, 0, p)?;
+                    b.axpy(opt.rho / gn, &self.g, 0, &mut self.scratch, 0, p)?;
+                    self.grad_into_g(rows.as_deref(), true)?;
+                }
+                b.copy(&self.g, 0, &mut self.d, 0, p)?;
+            }
+        }
+        if opt.name != OptKind::Adam {
+            b.scale(lr, &mut self.d, 0, p)?;
+        }
+        let mut info = StepInfo {
+            dom_lr: f64::NAN,
+            bulk_lr: f64::NAN,
+        };
+        if proj != Projection::None || effective_lr {
+            if effective_lr {
+                // The full-data gradient at this θ (SAM on the full data moved the engine).
+                self.full_here()?;
+            }
+            let k = self.k;
+            let u = self
+                .warm
+                .as_ref()
+                .ok_or_else(|| Error::InvalidArgument("no basis of S_k".into()))?;
+            if proj != Projection::None {
+                // c = U d; Dom: d ← Uᵀc; Bulk: d ← d − Uᵀc.
+                b.gemm(
+                    false,
+                    false,
+                    k,
+                    1,
+                    p,
+                    1.0,
+                    u,
+                    0,
+                    &self.d,
+                    0,
+                    0.0,
+                    &mut self.coef,
+                    0,
+                )?;
+                if proj == Projection::Dominant {
+                    b.gemm(
+                        true,
+                        false,
+                        p,
+                        1,
+                        k,
+                        1.0,
+                        u,
+                        0,
+                        &self.coef,
+                        0,
+                        0.0,
+                        &mut self.d,
+                        0,
+                    )?;
+                } else {
+                    b.gemm(
+                        true,
+                        false,
+                        p,
+                        1,
+                        k,
+                        -1.0,
+                        u,
+                        0,
+                        &self.coef,
+                        0,
+                        1.0,
+                        &mut self.d,
+                        0,
+                    )?;
+                }
+            }
+            if effective_lr {
+                // The full-data gradient at this θ (the spectrum's) split into P_k g (scratch)
+                // and P_k⊥ g (g − scratch); four scalars read back.
+                let g = self.full.grad()?;
+                b.gemm(
+                    false,
+                    false,
+                    k,
+                    1,
+                    p,
+                    1.0,
+                    u,
+                    0,
+                    g,
+                    0,
+                    0.0,
+                    &mut self.coef2,
+                    0,
+                )?;
+                b.gemm(
+                    true,
+                    false,
+                    p,
+                    1,
+                    k,
+                    1.0,
+                    u,
+                    0,
+                    &self.coef2,
+                    0,
+                    0.0,
+                    &mut self.scratch,
+                    0,
+                )?;
+                let np = b.dot(&self.scratch, 0, &self.scratch, 0, p)?;
+                let dp = b.dot(&self.d, 0, &self.scratch, 0, p)?;
+                // scratch ← g − P_k g.
+                b.scale(-1.0, &mut self.scratch, 0, p)?;
+                b.axpy(1.0, g, 0, &mut self.scratch, 0, p)?;
+                let nb = b.dot(&self.scratch, 0, &self.scratch, 0, p)?;
+                let db = b.dot(&self.d, 0, &self.scratch, 0, p)?;
+                info.dom_lr = if np > 0.0 { dp / np } else { f64::NAN };
+                info.bulk_lr = if nb > 0.0 { db / nb } else { f64::NAN };
+            }
+        }
+        // A non-finite update leaves θ at its last finite value (one flag read back).
+        if !b.all_finite(&self.d, 0, p)? {
+            return Err(Error::NonFinite("the update is not finite".into()));
+        }
+        b.axpy(-1.0, &self.d, 0, &mut self.theta, 0, p)?;
+        self.version += 1;
+        Ok(info)
     }
 }
 
@@ -817,6 +1171,9 @@ pub fn run<B: Backend + Clone>(
     }
     let mut st = Stepper::new(backend, &mlp, spec.loss, data, spec.k, spec.top(), spec.tol)?;
     let theta0 = mlp.init(spec.seed);
+    // θ₀ and θ at the switch stay on the backend for the distances recorded.
+    let theta0_buf = st.backend().upload(&theta0)?;
+    let mut theta_switch_buf: Option<B::Buf> = None;
     let mut out = RunOutcome {
         switch_step: None,
         switch_rule_fired: false,
@@ -872,6 +1229,10 @@ pub fn run<B: Backend + Clone>(
             st.set_warm_host(vec_of(&v, "warm").as_deref())?;
             leg_idx = c.leg;
             theta_switch = vec_of(&v, "theta_switch");
+            theta_switch_buf = theta_switch
+                .as_deref()
+                .map(|t| st.backend().upload(t))
+                .transpose()?;
             switch_opt = sw_opt;
             switch_stream = c.switch_stream.as_ref().map(Stream::restore);
             switch_ema = c.switch_ema;
@@ -969,6 +1330,9 @@ pub fn run<B: Backend + Clone>(
                 }
             }
         };
+        // The leg's θ and optimiser state go to the backend; they stay there until the leg ends.
+        st.set_theta(&std::mem::take(&mut leg.theta))?;
+        st.set_opt_state(&leg.opt)?;
         let fired = loop {
             let local = leg.step - first;
             let done = local >= len;
@@ -984,7 +1348,7 @@ pub fn run<B: Backend + Clone>(
                 e => e,
             };
             let sp = if need {
-                Some(st.spectrum(&leg.theta).map_err(|e| diverged(e, leg.step))?)
+                Some(st.spectrum().map_err(|e| diverged(e, leg.step))?)
             } else {
                 None
             };
@@ -1009,6 +1373,18 @@ pub fn run<B: Backend + Clone>(
             }
             let stop_rule = matches!((rule, &sp), (Some(t), Some(_)) if leg.ema > t);
             let stop = done || stop_rule;
+            let emit = record || stop;
+            let (dist_switch, dist_init) = if sp.is_some() && emit {
+                (
+                    match &theta_switch_buf {
+                        Some(t) => st.dist(t)?,
+                        None => f64::NAN,
+                    },
+                    st.dist(&theta0_buf)?,
+                )
+            } else {
+                (f64::NAN, f64::NAN)
+            };
             let mut row = sp.as_ref().map(|sp| Record {
                 run: run_name.clone(),
                 phase: phase.into(),
@@ -1027,36 +1403,24 @@ pub fn run<B: Backend + Clone>(
                 },
                 dom_lr: f64::NAN,
                 bulk_lr: f64::NAN,
-                dist_switch: theta_switch
-                    .as_ref()
-                    .map_or(f64::NAN, |s| dist(&leg.theta, s)),
-                dist_init: dist(&leg.theta, &theta0),
+                dist_switch,
+                dist_init,
                 hvps: sp.hvps,
                 worst_residual: sp.worst_residual,
             });
-            let snap = (keep_theta && row.is_some() && (record || stop)).then(|| leg.theta.clone());
+            let snap = (keep_theta && row.is_some() && emit)
+                .then(|| st.theta_host())
+                .transpose()?;
             if !stop {
-                let d = st
-                    .update(&leg.theta, opt_spec, &mut leg.opt, &mut leg.stream)
+                // Projected only where a spectrum was measured (always, when projecting).
+                let proj_now = if sp.is_some() { proj } else { Projection::None };
+                let elr = spec.effective_lr && sp.is_some();
+                let info = st
+                    .step(opt_spec, &mut leg.stream, proj_now, elr)
                     .map_err(|e| diverged(e, leg.step))?;
-                let d = match &sp {
-                    Some(sp) if proj != Projection::None => project(&sp.basis, p, &d, proj),
-                    _ => d,
-                };
-                if let (true, Some(sp), Some(r)) = (spec.effective_lr, &sp, row.as_mut()) {
-                    let pg = project(&sp.basis, p, &sp.grad, Projection::Dominant);
-                    let bg: Vec<f64> = sp.grad.iter().zip(&pg).map(|(g, x)| g - x).collect();
-                    let (np, nb) = (dot(&pg, &pg), dot(&bg, &bg));
-                    r.dom_lr = if np > 0.0 {
-                        dot(&d, &pg) / np
-                    } else {
-                        f64::NAN
-                    };
-                    r.bulk_lr = if nb > 0.0 {
-                        dot(&d, &bg) / nb
-                    } else {
-                        f64::NAN
-                    };
+                if let (true, Some(r)) = (elr, row.as_mut()) {
+                    r.dom_lr = info.dom_lr;
+                    r.bulk_lr = info.bulk_lr;
                     if r.dom_lr.is_finite() {
                         leg.summary.dom_lr_series.push(r.dom_lr);
                     }
@@ -1064,7 +1428,6 @@ pub fn run<B: Backend + Clone>(
                         leg.summary.bulk_lr_series.push(r.bulk_lr);
                     }
                 }
-                leg.theta.iter_mut().zip(&d).for_each(|(x, di)| *x -= di);
                 leg.step += 1;
             }
             if let Some(r) = row.filter(|_| record || stop) {
@@ -1077,24 +1440,18 @@ pub fn run<B: Backend + Clone>(
             if stop {
                 break stop_rule;
             }
-            if leg.theta.iter().any(|x| !x.is_finite()) {
-                return Err(Error::Diverged {
-                    run: run_name.clone(),
-                    step: leg.step,
-                    what: "θ is not finite".into(),
-                });
-            }
             obs.progress(&run_name, leg.step - first, len);
             let want_ckpt =
                 spec.checkpoint_every > 0 && leg.step.is_multiple_of(spec.checkpoint_every);
             let stop_now = obs.stop_requested();
             if want_ckpt || stop_now {
-                let mut v: Vectors = vec![("theta".into(), leg.theta.clone())];
-                if !leg.opt.m.is_empty() {
-                    v.push(("opt_m".into(), leg.opt.m.clone()));
+                let mut opt = st.opt_state()?;
+                let mut v: Vectors = vec![("theta".into(), st.theta_host()?)];
+                if !opt.m.is_empty() {
+                    v.push(("opt_m".into(), std::mem::take(&mut opt.m)));
                 }
-                if !leg.opt.v.is_empty() {
-                    v.push(("opt_v".into(), leg.opt.v.clone()));
+                if !opt.v.is_empty() {
+                    v.push(("opt_v".into(), std::mem::take(&mut opt.v)));
                 }
                 if let Some(ts) = &theta_switch {
                     v.push(("theta_switch".into(), ts.clone()));
@@ -1113,7 +1470,7 @@ pub fn run<B: Backend + Clone>(
                     step: leg.step,
                     leg: leg_idx,
                     ema: leg.ema,
-                    opt: leg.opt.clone(),
+                    opt,
                     stream: leg.stream.state(spec.seed),
                     switch_step: out.switch_step,
                     switch_rule_fired: out.switch_rule_fired,
@@ -1141,8 +1498,9 @@ pub fn run<B: Backend + Clone>(
         if leg_idx == 0 {
             out.switch_step = Some(leg.step);
             out.switch_rule_fired = fired;
-            theta_switch = Some(leg.theta.clone());
-            switch_opt = leg.opt.clone();
+            theta_switch = Some(st.theta_host()?);
+            theta_switch_buf = Some(st.theta_copy()?);
+            switch_opt = st.opt_state()?;
             switch_stream = Some(leg.stream.clone());
             switch_ema = leg.ema;
         }

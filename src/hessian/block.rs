@@ -148,7 +148,19 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
             }
             let mut vectors = b.zeros(kx * p)?;
             b.gemm(
-                false, false, kx, p, nv, 1.0, &s_up, 0, &s.v, 0, 0.0, &mut vectors, 0,
+                false,
+                false,
+                kx,
+                p,
+                nv,
+                1.0,
+                &s_up,
+                0,
+                &s.v,
+                0,
+                0.0,
+                &mut vectors,
+                0,
             )?;
             return Ok(EigResult {
                 values: theta[..kx].to_vec(),
@@ -264,7 +276,7 @@ impl<B: Backend> Solver<B> {
             &mut self.coef,
             0,
         )?;
-        let c = b.download(&self.coef)?;
+        let c = b.download_range(&self.coef, 0, m * rows)?;
         for i in 0..m {
             for j in 0..rows {
                 let x = if i >= nv {
@@ -337,7 +349,7 @@ impl<B: Backend> Solver<B> {
             &mut self.coef,
             0,
         )?;
-        let g = b.download(&self.coef)?;
+        let g = b.download_range(&self.coef, 0, rows * rows)?;
         let g = DMatrix::from_fn(rows, rows, |i, j| 0.5 * (g[i * rows + j] + g[j * rows + i]));
         if g.iter().any(|x| !x.is_finite()) {
             return Err(Error::NonFinite(

@@ -201,7 +201,7 @@ impl<B: Backend> Basis<B> {
                 &mut self.cand,
                 0,
             )?;
-            let c = b.download(&self.coef)?;
+            let c = b.download_range(&self.coef, 0, m)?;
             total.iter_mut().zip(&c).for_each(|(t, c)| *t += c);
         }
         Ok((total, b.norm(&self.cand, 0, p)?))
