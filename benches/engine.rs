@@ -1,6 +1,6 @@
 //! criterion benches of the engine on fc-tanh / MNIST-5k in f32 (falls back to synthetic data of
 //! the same shape when MNIST-5k cannot be fetched): the HVP's GEMM shapes, one full-batch
-//! gradient, one HVP and a top-10 Lanczos solve at tol 1e-4 — on the CPU backend and, when an
+//! gradient, one HVP, the block HVP at b = 1, 4, 16 and a top-10 Lanczos solve at tol 1e-4 — on the CPU backend and, when an
 //! adapter exists, on the wgpu backend next to it (on a software adapter such as lavapipe only the
 //! GEMMs: its HVP takes seconds).
 //!
@@ -74,6 +74,18 @@ fn engine_benches<B: Backend + Clone>(c: &mut Criterion, b: &B, data: &Dataset, 
             b.sync().expect("sync")
         })
     });
+    // The block HVP (one pass over the data for b directions), per direction as throughput.
+    for bsize in [1usize, 4, 16] {
+        let vb = b.upload(&random_vector(bsize * p, 5)).expect("upload");
+        let mut ob = b.zeros(bsize * p).expect("zeros");
+        g.throughput(Throughput::Elements(bsize as u64));
+        g.bench_function(format!("block hvp b={bsize}"), |bench| {
+            bench.iter(|| {
+                e.hvp_block(&vb, 0, bsize, &mut ob, 0).expect("block hvp");
+                b.sync().expect("sync")
+            })
+        });
+    }
     g.throughput(Throughput::Elements(1));
     let opts = LanczosOptions {
         k: 10,

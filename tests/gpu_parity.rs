@@ -786,7 +786,6 @@ fn a_dom_sgd_step_keeps_its_state_on_the_device() {
     let batch = 50;
     // What a minibatch is: its inputs and one-hot targets, f32.
     let minibatch_bytes = (batch * (784 + 3) * 4) as u64;
-    let mut counts = Vec::new();
     for solver in [WarmSolver::Lanczos, WarmSolver::Block] {
         for opt in [
             OptimizerSpec::sgd(0.01, batch),
@@ -831,13 +830,16 @@ fn a_dom_sgd_step_keeps_its_state_on_the_device() {
                 "{solver:?}: {} bytes read",
                 t.bytes_read
             );
-            counts.push((solver, t.readbacks, sp.hvps));
+            // Lanczos: one read-back per HVP (its orthogonalisation's coefficients and norm
+            // together) and a fixed few per step (loss, ‖∇L‖, χ_k, residuals, the rates).
+            if solver == WarmSolver::Lanczos {
+                assert!(
+                    t.readbacks <= sp.hvps as u64 + 16,
+                    "{} read-backs for {} HVPs",
+                    t.readbacks,
+                    sp.hvps
+                );
+            }
         }
     }
-    // The block solver synchronises less than Lanczos (one block product per iteration).
-    let rb = |s| counts.iter().filter(|c| c.0 == s).map(|c| c.1).sum::<u64>();
-    assert!(
-        rb(WarmSolver::Block) < rb(WarmSolver::Lanczos),
-        "{counts:?}"
-    );
 }

@@ -563,3 +563,32 @@ fn budget_exhausted_while_verifying_is_reported() {
         r.warnings
     );
 }
+
+/// A workspace reused across solves (every step of a run) gives the results of fresh buffers bit
+/// for bit — after a solve of another size, and after one on an operator that returned NaN.
+#[test]
+fn a_reused_workspace_changes_nothing() {
+    use subspace_lab::hessian::lanczos::{LanczosWork, lanczos_with};
+    let b = F64::new();
+    let l: Vec<f64> = (0..80).map(|i| 10.0 * 0.93f64.powi(i)).collect();
+    let a = sym_with_spectrum(&l, 21);
+    let mut op = DenseOperator::new(b.clone(), 80, &a).unwrap();
+    let o = opts(4, 1e-9, 1);
+    let fresh = lanczos(&b, &mut op, &o, None, &mut |_| {}).unwrap();
+    let mut work = LanczosWork::default();
+    // A NaN operator first: the error leaves whatever it wrote behind.
+    let bad: Vec<f64> = a.iter().map(|x| x * f64::NAN).collect();
+    let mut nan_op = DenseOperator::new(b.clone(), 80, &bad).unwrap();
+    assert!(lanczos_with(&b, &mut nan_op, &o, None, &mut |_| {}, &mut work).is_err());
+    let other = opts(6, 1e-9, 1);
+    lanczos_with(&b, &mut op, &other, None, &mut |_| {}, &mut work).unwrap();
+    for _ in 0..2 {
+        let r = lanczos_with(&b, &mut op, &o, None, &mut |_| {}, &mut work).unwrap();
+        assert_eq!(r.values, fresh.values);
+        assert_eq!(r.products, fresh.products);
+        assert_eq!(
+            b.download(&r.vectors).unwrap(),
+            b.download(&fresh.vectors).unwrap()
+        );
+    }
+}

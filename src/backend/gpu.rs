@@ -902,6 +902,19 @@ impl GpuBackend {
         len: usize,
         slot: usize,
     ) -> Result<()> {
+        self.reduce_to(x, x_off, y, len, &self.inner.results, slot)
+    }
+
+    /// As `reduce_into`, the result written to `out[out_off]`.
+    fn reduce_to(
+        &self,
+        x: &GpuBuf,
+        x_off: usize,
+        y: Option<(&GpuBuf, usize)>,
+        len: usize,
+        out: &GpuBuf,
+        out_off: usize,
+    ) -> Result<()> {
         let groups = (len.div_ceil(256) as u32).clamp(1, PARTIALS);
         let p = Params {
             off_a: x_off as u32,
@@ -925,7 +938,7 @@ impl GpuBackend {
         )?;
         let p2 = Params {
             len: groups,
-            off_out: slot as u32,
+            off_out: out_off as u32,
             ..Default::default()
         };
         self.dispatch(
@@ -935,7 +948,7 @@ impl GpuBackend {
                 None,
                 None,
                 None,
-                Some(&self.inner.results),
+                Some(out),
                 None,
             ],
             p2,
@@ -2109,6 +2122,24 @@ impl Backend for GpuBackend {
         let _g = self.reduce_guard()?;
         self.reduce_into(x, x_off, Some((y, y_off)), len, 0)?;
         Ok(self.read(&self.inner.results, 0, 1)?[0] as f64)
+    }
+
+    fn dot_into(
+        &self,
+        x: &GpuBuf,
+        x_off: usize,
+        y: &GpuBuf,
+        y_off: usize,
+        len: usize,
+        out: &mut GpuBuf,
+        out_off: usize,
+    ) -> Result<()> {
+        check_range("dot x", x.len, x_off, len)?;
+        check_range("dot y", y.len, y_off, len)?;
+        check_range("dot out", out.len, out_off, 1)?;
+        // Both passes recorded under the reduction lock (they share the partials).
+        let _g = self.reduce_guard()?;
+        self.reduce_to(x, x_off, Some((y, y_off)), len, out, out_off)
     }
 
     fn row_norms(&self, x: &GpuBuf, off: usize, rows: usize, len: usize) -> Result<Vec<f64>> {

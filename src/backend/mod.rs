@@ -764,6 +764,24 @@ pub trait Backend {
     ) -> Result<()>;
     /// `x = α·x` over `len` elements.
     fn scale(&self, alpha: f64, x: &mut Self::Buf, off: usize, len: usize) -> Result<()>;
+    /// `out[out_off] = Σᵢ x[x_off + i]·y[y_off + i]` over `len` elements, written into a buffer
+    /// instead of returned: on a device no read-back, so that a later [`Backend::download_range`]
+    /// brings it together with other values (the default computes [`Backend::dot`] and stores
+    /// it). `out` must be another buffer than `x` and `y`. Errors: ranges outside the buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn dot_into(
+        &self,
+        x: &Self::Buf,
+        x_off: usize,
+        y: &Self::Buf,
+        y_off: usize,
+        len: usize,
+        out: &mut Self::Buf,
+        out_off: usize,
+    ) -> Result<()> {
+        let d = self.dot(x, x_off, y, y_off, len)?;
+        self.fill(out, out_off, 1, d)
+    }
     /// One Adam step on `len` elements (Kingma & Ba 2015, Algorithm 1; PyTorch's `torch.optim.Adam`
     /// without weight decay): m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², then the update
     /// d = η·(m/c₁)/(√(v/c₂) + ε) with the bias corrections c₁ = 1 − β₁ᵗ, c₂ = 1 − β₂ᵗ given by the

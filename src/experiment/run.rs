@@ -18,7 +18,7 @@ use crate::backend::Backend;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::hessian::block::block_davidson;
-use crate::hessian::lanczos::{LanczosOptions, lanczos};
+use crate::hessian::lanczos::{LanczosOptions, LanczosWork, lanczos_with};
 use crate::nn::engine::{Engine, Eval};
 use crate::nn::model::ModelSpec;
 use rand::{RngExt, SeedableRng};
@@ -142,10 +142,12 @@ pub struct StepInfo {
 /// Lanczos is the default because it is the faster one wherever it was measured (`bench` times
 /// both in one run): a single-vector Krylov space of dimension m holds polynomials of degree m − 1
 /// in H, a block one of b rows only degree m/b − 1, so the block method needs more HVPs for the
-/// same tolerance — fc-tanh on MNIST-5k, CPU f32, from initialisation: 30.0 HVPs and 774 ms per
-/// Dom-SGD step against 20.7 HVPs and 552 ms; along fig1's quick run 20 against 19. It pays for
-/// them with fewer synchronisations (on lavapipe, 200 samples: 23 read-backs per step against
-/// 127), which matters on a GPU once a block HVP costs much less than b single ones.
+/// same tolerance — fc-tanh on MNIST-5k, CPU f32, from initialisation: 30.0 HVPs and 768 ms per
+/// Dom-SGD step against 20.7 HVPs and 522 ms. Lanczos also synchronises less since its
+/// orthogonalisation reads back once per HVP (`tests/gpu_parity.rs`: 52 read-backs for 36 HVPs
+/// against block Davidson's 94 for 34). The block solver does one pass over the data per
+/// iteration for all its directions ([`Engine::hvp_block`]), which pays where an HVP recomputes
+/// its chunks' forward and backward passes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WarmSolver {
     /// Single-vector Lanczos from the sum of the previous eigenvectors ([`lanczos`]).
@@ -191,6 +193,10 @@ pub struct Stepper<B: Backend> {
     scratch: B::Buf,
     coef: B::Buf,
     coef2: B::Buf,
+    /// Four scalars read back together (the effective learning rates' dot products).
+    scalars: B::Buf,
+    /// The eigensolver's buffers, reused from step to step.
+    work: LanczosWork<B>,
 }
 
 impl<B: Backend + Clone> Stepper<B> {
@@ -234,6 +240,8 @@ impl<B: Backend + Clone> Stepper<B> {
             scratch: backend.zeros(p)?,
             coef: backend.zeros(top.max(1))?,
             coef2: backend.zeros(top.max(1))?,
+            scalars: backend.zeros(4)?,
+            work: LanczosWork::default(),
         })
     }
 
@@ -412,7 +420,14 @@ impl<B: Backend + Clone> Stepper<B> {
         }
         let eig = match eig {
             Some(e) => e,
-            None => lanczos(&b, &mut self.full, &self.lanczos, warm, &mut |_| {})?,
+            None => lanczos_with(
+                &b,
+                &mut self.full,
+                &self.lanczos,
+                warm,
+                &mut |_| {},
+                &mut self.work,
+            )?,
         };
         let hvps = self.full.hvp_count() - before;
         let p = self.num_params();
@@ -679,13 +694,16 @@ impl<B: Backend + Clone> Stepper<B> {
                     &mut self.scratch,
                     0,
                 )?;
-                let np = b.dot(&self.scratch, 0, &self.scratch, 0, p)?;
-                let dp = b.dot(&self.d, 0, &self.scratch, 0, p)?;
+                let sc = &mut self.scalars;
+                b.dot_into(&self.scratch, 0, &self.scratch, 0, p, sc, 0)?;
+                b.dot_into(&self.d, 0, &self.scratch, 0, p, sc, 1)?;
                 // scratch ← g − P_k g.
                 b.scale(-1.0, &mut self.scratch, 0, p)?;
                 b.axpy(1.0, g, 0, &mut self.scratch, 0, p)?;
-                let nb = b.dot(&self.scratch, 0, &self.scratch, 0, p)?;
-                let db = b.dot(&self.d, 0, &self.scratch, 0, p)?;
+                b.dot_into(&self.scratch, 0, &self.scratch, 0, p, sc, 2)?;
+                b.dot_into(&self.d, 0, &self.scratch, 0, p, sc, 3)?;
+                let s4 = b.download_range(sc, 0, 4)?;
+                let (np, dp, nb, db) = (s4[0], s4[1], s4[2], s4[3]);
                 info.dom_lr = if np > 0.0 { dp / np } else { f64::NAN };
                 info.bulk_lr = if nb > 0.0 { db / nb } else { f64::NAN };
             }
