@@ -319,6 +319,57 @@ fn reductions_are_accurate_on_long_vectors() {
     bad[12345] = f64::INFINITY;
     assert!(!g.all_finite(&g.upload(&bad).unwrap(), 0, n).unwrap());
     assert!(g.all_finite(&g.upload(&bad).unwrap(), 0, 12345).unwrap());
+    // dot_into: the same sum written into a buffer (beside other values, read back in one range).
+    let mut out = g.upload(&[7.0, 8.0, 9.0]).unwrap();
+    g.dot_into(&gx, 0, &gy, 0, n, &mut out, 1).unwrap();
+    let r = g.download_range(&out, 0, 3).unwrap();
+    assert_eq!((r[0], r[2]), (7.0, 9.0));
+    assert!(
+        (r[1] - want).abs() <= 8.0 * EPS * abs,
+        "dot_into {} vs {want}",
+        r[1]
+    );
+    assert_eq!(
+        g.download_range(&gx, 5, 2).unwrap(),
+        &g.download(&gx).unwrap()[5..7]
+    );
+    assert!(g.download_range(&gx, n - 1, 2).is_err());
+}
+
+/// Adam's kernels against the CPU f64 backend (three steps, bias corrections of each).
+#[test]
+fn adam_matches_cpu() {
+    let Some(g) = gpu() else { return };
+    let c = F64::new();
+    let n = 1000;
+    let (gm, gv, gd) = (
+        &mut g.zeros(n).unwrap(),
+        &mut g.zeros(n).unwrap(),
+        &mut g.zeros(n).unwrap(),
+    );
+    let (cm, cv, cd) = (
+        &mut c.zeros(n).unwrap(),
+        &mut c.zeros(n).unwrap(),
+        &mut c.zeros(n).unwrap(),
+    );
+    for t in 1..=3 {
+        let grad: Vec<f64> = rand(n, 30 + t).iter().map(|&x| x as f32 as f64).collect();
+        let h = subspace_lab::backend::AdamStep {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            c1: 1.0 - 0.9f64.powi(t as i32),
+            c2: 1.0 - 0.999f64.powi(t as i32),
+        };
+        g.adam(&g.upload(&grad).unwrap(), gm, gv, gd, n, h).unwrap();
+        c.adam(&c.upload(&grad).unwrap(), cm, cv, cd, n, h).unwrap();
+        let (dg, dc) = (g.download(gd).unwrap(), c.download(cd).unwrap());
+        let d = max_abs_diff(&dg, &dc);
+        assert!(d <= 1e-5 * 1e-3, "step {t}: max diff {d:e}");
+        let d = max_abs_diff(&g.download(gv).unwrap(), &c.download(cv).unwrap());
+        assert!(d <= 1e-6, "step {t}: v max diff {d:e}");
+    }
 }
 
 /// Reduced fc-tanh: gradient, HVP, top-5 eigenpairs and χ₅ against the CPU f64 engine.
