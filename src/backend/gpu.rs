@@ -2142,6 +2142,20 @@ impl Backend for GpuBackend {
         self.reduce_to(x, x_off, Some((y, y_off)), len, out, out_off)
     }
 
+    fn count_nonfinite_into(
+        &self,
+        x: &GpuBuf,
+        off: usize,
+        len: usize,
+        out: &mut GpuBuf,
+        out_off: usize,
+    ) -> Result<()> {
+        check_range("count x", x.len, off, len)?;
+        check_range("count out", out.len, out_off, 1)?;
+        let _g = self.reduce_guard()?;
+        self.reduce_to(x, off, None, len, out, out_off)
+    }
+
     fn row_norms(&self, x: &GpuBuf, off: usize, rows: usize, len: usize) -> Result<Vec<f64>> {
         check_range("row_norms", x.len, off, rows * len)?;
         let _g = self.reduce_guard()?;

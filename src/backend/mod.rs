@@ -764,6 +764,20 @@ pub trait Backend {
     ) -> Result<()>;
     /// `x = α·x` over `len` elements.
     fn scale(&self, alpha: f64, x: &mut Self::Buf, off: usize, len: usize) -> Result<()>;
+    /// `out[out_off]` = the number of non-finite values in `x[off..off+len]` (0 when all are
+    /// finite), written into a buffer like [`Backend::dot_into`] (no read-back on a device).
+    /// `out` must be another buffer than `x`. Errors: ranges outside the buffers.
+    fn count_nonfinite_into(
+        &self,
+        x: &Self::Buf,
+        off: usize,
+        len: usize,
+        out: &mut Self::Buf,
+        out_off: usize,
+    ) -> Result<()> {
+        let ok = self.all_finite(x, off, len)?;
+        self.fill(out, out_off, 1, if ok { 0.0 } else { 1.0 })
+    }
     /// `out[out_off] = Σᵢ x[x_off + i]·y[y_off + i]` over `len` elements, written into a buffer
     /// instead of returned: on a device no read-back, so that a later [`Backend::download_range`]
     /// brings it together with other values (the default computes [`Backend::dot`] and stores

@@ -238,7 +238,7 @@ impl<B: Backend + Clone> Stepper<B> {
             g: backend.zeros(p)?,
             d: backend.zeros(p)?,
             scratch: backend.zeros(p)?,
-            coef: backend.zeros(top.max(1))?,
+            coef: backend.zeros(top + 1)?,
             coef2: backend.zeros(top.max(1))?,
             scalars: backend.zeros(4)?,
             work: LanczosWork::default(),
@@ -261,7 +261,7 @@ impl<B: Backend + Clone> Stepper<B> {
         self.warm = None;
         self.measured = None;
         let b = self.full.backend().clone();
-        self.coef = b.zeros(top.max(1))?;
+        self.coef = b.zeros(top + 1)?;
         self.coef2 = b.zeros(top.max(1))?;
         Ok(())
     }
@@ -433,8 +433,8 @@ impl<B: Backend + Clone> Stepper<B> {
         let p = self.num_params();
         let k = self.k.min(eig.values.len());
         let g = self.full.grad()?;
-        let grad_norm = b.norm(g, 0, p)?;
-        // χ_k = ‖P_k g‖/‖g‖ = ‖U g‖/‖g‖ for orthonormal rows U: k coefficients read back.
+        // χ_k = ‖P_k g‖/‖g‖ = ‖U g‖/‖g‖ for orthonormal rows U: k coefficients and ‖g‖² read
+        // back together.
         b.gemm(
             false,
             false,
@@ -450,7 +450,9 @@ impl<B: Backend + Clone> Stepper<B> {
             &mut self.coef,
             0,
         )?;
-        let c = b.download_range(&self.coef, 0, k)?;
+        b.dot_into(g, 0, g, 0, p, &mut self.coef, k)?;
+        let c = b.download_range(&self.coef, 0, k + 1)?;
+        let grad_norm = c[k].max(0.0).sqrt();
         let pg = c[..k].iter().map(|x| x * x).sum::<f64>().sqrt();
         let chi = if grad_norm == 0.0 {
             0.0

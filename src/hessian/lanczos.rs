@@ -202,8 +202,10 @@ impl<B: Backend> Basis<B> {
         }
         b.dot_into(&self.cand, 0, &self.cand, 0, p, &mut self.coef, m)?;
         let mut c = b.download_range(&self.coef, 0, m + 1)?;
-        let left = c.pop().unwrap_or(0.0).max(0.0).sqrt();
-        if !left.is_finite() || c.iter().any(|x| !x.is_finite()) {
+        let left2 = c.pop().unwrap_or(0.0);
+        // (NaN.max(0) is 0 in Rust: test before clamping.)
+        let left = left2.max(0.0).sqrt();
+        if !left2.is_finite() || c.iter().any(|x| !x.is_finite()) {
             return Err(Error::NonFinite(
                 "Lanczos: the operator returned NaN/Inf (diverged parameters?)".into(),
             ));
@@ -222,6 +224,18 @@ impl<B: Backend> Basis<B> {
 
     /// Append a (non-zero) start vector held in `cand`; false if it lies in the span already.
     fn append_start(&mut self, b: &B) -> Result<bool> {
+        if self.m == 0 && self.cap > 0 {
+            // The first vector: its norm is all the orthogonalisation would compute (one
+            // read-back).
+            let (_, n0) = self
+                .orthogonalise(b)
+                .map_err(|_| Error::NonFinite("Lanczos: start vector is not finite".into()))?;
+            if n0 == 0.0 {
+                return Ok(false);
+            }
+            self.append(b, n0)?;
+            return Ok(true);
+        }
         let n0 = b.norm(&self.cand, 0, self.dim)?;
         if !n0.is_finite() {
             return Err(Error::NonFinite(
@@ -551,8 +565,9 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
     if let Some((w, rows)) = warm {
         crate::backend::check_range("warm start", b.len(w), 0, rows * p)?;
         b.fill(&mut basis.cand, 0, p, 0.0)?;
-        for r in 0..rows {
-            let nr = b.norm(w, r * p, p)?;
+        // The rows' norms in one read-back.
+        let norms = b.row_norms(w, 0, rows, p)?;
+        for (r, &nr) in norms.iter().enumerate() {
             if nr > 0.0 && nr.is_finite() {
                 b.axpy(1.0 / nr, w, r * p, &mut basis.cand, 0, p)?;
             }

@@ -339,7 +339,7 @@ impl<B: Backend + Clone> Engine<B> {
             theta: b.zeros(p)?,
             grad: b.zeros(p)?,
             col: b.zeros(ch * col_w)?,
-            stats: b.zeros(2)?,
+            stats: b.zeros(3)?,
             scratch_stats: b.zeros(2)?,
             loss: Loss {
                 kind: loss,
@@ -458,12 +458,15 @@ impl<B: Backend + Clone> Engine<B> {
             self.forward_backward_chunk(r0, c, true)?;
             r0 += c;
         }
-        let stats = self.backend.download(&self.stats)?;
+        // Loss, accuracy and the gradient's non-finite count in one read-back.
+        self.backend
+            .count_nonfinite_into(&self.grad, 0, p, &mut self.stats, 2)?;
+        let stats = self.backend.download_range(&self.stats, 0, 3)?;
         let eval = Eval {
             loss: stats[0] / self.n as f64,
             accuracy: stats[1] / self.n as f64,
         };
-        if !eval.loss.is_finite() || !self.backend.all_finite(&self.grad, 0, p)? {
+        if !eval.loss.is_finite() || stats[2] != 0.0 {
             return Err(Error::NonFinite(if eval.loss.is_finite() {
                 "the gradient is not finite at these parameters".to_string()
             } else {
