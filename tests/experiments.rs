@@ -834,3 +834,28 @@ fn cnn_specs_default_sensibly_and_refuse_what_does_not_apply() {
     assert_eq!(run::data_fingerprint(&a), run::data_fingerprint(&a.clone()));
     assert_ne!(run::data_fingerprint(&a), run::data_fingerprint(&b));
 }
+
+/// A step whose update would make θ non-finite is refused with θ left as it was (the runner then
+/// reports the divergence at the next step, its row kept).
+#[test]
+fn a_diverging_step_leaves_theta_as_it_was() {
+    let data = tiny_data();
+    let spec = tiny_spec(OptimizerSpec::gd(1e300));
+    let mlp = spec.mlp().unwrap();
+    let mut st = run::Stepper::new(F64::new(), mlp.clone(), spec.loss, &data, 2, 2, 1e-6).unwrap();
+    let theta = mlp.init(0);
+    st.set_theta(&theta).unwrap();
+    let mut stream = run::Stream::new(data.n, 0);
+    let big = OptimizerSpec::gd(1e300);
+    // Two steps: the first lands at ~1e300, the second overflows.
+    let mut last = theta.clone();
+    let e = loop {
+        match st.step(&big, &mut stream, Projection::None, false) {
+            Ok(_) => last = st.theta_host().unwrap(),
+            Err(e) => break e,
+        }
+    };
+    assert!(e.to_string().contains("not finite"), "{e}");
+    assert_eq!(st.theta_host().unwrap(), last);
+    assert!(last.iter().all(|x| x.is_finite()));
+}

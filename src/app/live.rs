@@ -242,9 +242,16 @@ impl<B: Backend + Clone> LiveRun<B> {
         // The one step routine of the runner (θ and the optimiser state stay on the backend).
         match self.st.step(&opt, &mut self.stream, proj, false) {
             Err(Error::NonFinite(what)) => {
+                // As the runner: the step whose θ would not be finite, or this one when its
+                // gradient is not.
+                let step = if what == crate::experiment::run::THETA_NOT_FINITE {
+                    s + 1
+                } else {
+                    s
+                };
                 return Err(Error::Diverged {
                     run: self.name(),
-                    step: s + 1,
+                    step,
                     what,
                 });
             }

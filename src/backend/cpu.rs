@@ -1108,8 +1108,8 @@ impl<T: Real> Backend for CpuBackend<T> {
         let m = sl_mut(m, 0, len, "adam m")?;
         let v = sl_mut(v, 0, len, "adam v")?;
         let d = sl_mut(d, 0, len, "adam d")?;
-        // In f64 the same operations as the host formula, in the same order (checkpoints and
-        // resumed runs stay bit-exact).
+        // The operations of the earlier host formula, in its order (on the f64 backend the
+        // results are those of earlier versions bit for bit).
         for i in 0..len {
             let gi = g[i].wide();
             let mi = h.beta1 * m[i].wide() + (1.0 - h.beta1) * gi;

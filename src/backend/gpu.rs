@@ -67,6 +67,9 @@ struct Params {
 /// 200×784 over 5,000 samples (52 tiles) → 5 slices of 1,008.
 fn split_k(tiles: usize, k: usize) -> Option<(usize, usize)> {
     const MIN_SLICE: usize = 512;
+    if tiles == 0 {
+        return None;
+    }
     let parallel = if tiles < 128 && k >= 2 * MIN_SLICE {
         256usize.div_ceil(tiles).min(k / MIN_SLICE)
     } else {

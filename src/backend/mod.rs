@@ -764,8 +764,9 @@ pub trait Backend {
     ) -> Result<()>;
     /// `x = α·x` over `len` elements.
     fn scale(&self, alpha: f64, x: &mut Self::Buf, off: usize, len: usize) -> Result<()>;
-    /// `out[out_off]` = the number of non-finite values in `x[off..off+len]` (0 when all are
-    /// finite), written into a buffer like [`Backend::dot_into`] (no read-back on a device).
+    /// `out[out_off]` = 0 when every value of `x[off..off+len]` is finite, else a positive number
+    /// (the GPU counts them; the default writes 1), written into a buffer like
+    /// [`Backend::dot_into`] (no read-back on a device).
     /// `out` must be another buffer than `x`. Errors: ranges outside the buffers.
     fn count_nonfinite_into(
         &self,

@@ -158,6 +158,10 @@ pub enum WarmSolver {
     Block,
 }
 
+/// What [`Stepper::step`] reports (as [`Error::NonFinite`]) when the update would make θ
+/// non-finite; θ is then left as it was.
+pub const THETA_NOT_FINITE: &str = "θ is not finite";
+
 /// The one step routine of the runner, the presets, the app and `bench`, with its state on the
 /// backend: θ, the optimiser state (momentum buffer or Adam's moments), the minibatch gradient,
 /// the update, the basis of S_k (the last solve's eigenvectors, also the warm start) and the
@@ -165,6 +169,11 @@ pub enum WarmSolver {
 /// (the loss, ‖∇L‖, χ_k, the Ritz values and residuals, the effective learning rates, a finiteness
 /// flag) besides the minibatch's data rows; θ and the optimiser state are uploaded when a leg starts
 /// or a checkpoint is resumed, and read back only for a checkpoint, a snapshot or a saved file.
+///
+/// Precision: θ and the optimiser state are held in the backend's precision — f32 on `cpu-f32` and
+/// the GPU, as in PyTorch's or JAX's default f32 training (earlier versions kept an f64 copy of θ
+/// on the host and rounded it to f32 for every gradient; an update below half an ulp of θᵢ is now
+/// lost where that copy kept it). The f64 backend is unchanged bit for bit.
 pub struct Stepper<B: Backend> {
     full: Engine<B>,
     batch: Engine<B>,
@@ -413,9 +422,11 @@ impl<B: Backend + Clone> Stepper<B> {
         let warm = self.warm.as_ref().map(|w| (w, top));
         let mut eig = None;
         if let (Some(w), WarmSolver::Block) = (warm, self.warm_solver) {
-            let e = block_davidson(&b, &mut self.full, &self.lanczos, Some(w))?;
-            if e.converged {
-                eig = Some(e);
+            // Not converged within its budget, or stuck: Lanczos takes over. NaN is an error.
+            match block_davidson(&b, &mut self.full, &self.lanczos, Some(w)) {
+                Ok(e) if e.converged => eig = Some(e),
+                Err(e @ Error::NonFinite(_)) => return Err(e),
+                _ => {}
             }
         }
         let eig = match eig {
@@ -710,11 +721,15 @@ impl<B: Backend + Clone> Stepper<B> {
                 info.bulk_lr = if nb > 0.0 { db / nb } else { f64::NAN };
             }
         }
-        // A non-finite update leaves θ at its last finite value (one flag read back).
-        if !b.all_finite(&self.d, 0, p)? {
-            return Err(Error::NonFinite("the update is not finite".into()));
+        // θ − d into the scratch; it becomes θ only when finite (one flag read back), so a
+        // diverging step leaves θ at its last finite value.
+        b.copy(&self.theta, 0, &mut self.scratch, 0, p)?;
+        b.axpy(-1.0, &self.d, 0, &mut self.scratch, 0, p)?;
+        b.count_nonfinite_into(&self.scratch, 0, p, &mut self.scalars, 0)?;
+        if b.download_range(&self.scalars, 0, 1)?[0] != 0.0 {
+            return Err(Error::NonFinite(THETA_NOT_FINITE.into()));
         }
-        b.axpy(-1.0, &self.d, 0, &mut self.theta, 0, p)?;
+        std::mem::swap(&mut self.theta, &mut self.scratch);
         self.version += 1;
         Ok(info)
     }
@@ -1435,9 +1450,22 @@ pub fn run<B: Backend + Clone>(
                 // Projected only where a spectrum was measured (always, when projecting).
                 let proj_now = if sp.is_some() { proj } else { Projection::None };
                 let elr = spec.effective_lr && sp.is_some();
-                let info = st
-                    .step(opt_spec, &mut leg.stream, proj_now, elr)
-                    .map_err(|e| diverged(e, leg.step))?;
+                let info = match st.step(opt_spec, &mut leg.stream, proj_now, elr) {
+                    Ok(info) => info,
+                    Err(e) => {
+                        // The row measured at this (finite) θ is kept; the error names the step
+                        // whose θ would not be finite, or this one when its gradient is not.
+                        if let Some(r) = row.filter(|_| record || stop) {
+                            obs.record(&r)?;
+                            out.records.push(r);
+                        }
+                        let at = match &e {
+                            Error::NonFinite(w) if w == THETA_NOT_FINITE => leg.step + 1,
+                            _ => leg.step,
+                        };
+                        return Err(diverged(e, at));
+                    }
+                };
                 if let (true, Some(r)) = (elr, row.as_mut()) {
                     r.dom_lr = info.dom_lr;
                     r.bulk_lr = info.bulk_lr;

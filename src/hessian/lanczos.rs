@@ -227,9 +227,12 @@ impl<B: Backend> Basis<B> {
         if self.m == 0 && self.cap > 0 {
             // The first vector: its norm is all the orthogonalisation would compute (one
             // read-back).
-            let (_, n0) = self
-                .orthogonalise(b)
-                .map_err(|_| Error::NonFinite("Lanczos: start vector is not finite".into()))?;
+            let (_, n0) = self.orthogonalise(b).map_err(|e| match e {
+                Error::NonFinite(_) => {
+                    Error::NonFinite("Lanczos: start vector is not finite".into())
+                }
+                e => e,
+            })?;
             if n0 == 0.0 {
                 return Ok(false);
             }
