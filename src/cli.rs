@@ -1026,22 +1026,14 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             rep.step_k,
             rep.step_ms,
             rep.step_hvps,
-            rep.step_transfers
-                .map(|t| format!(
-                    "; per step {} submits, {} read-backs ({} bytes), {} uploads ({} bytes)",
-                    t.submits, t.readbacks, t.bytes_read, t.uploads, t.bytes_uploaded
-                ))
-                .unwrap_or_default()
+            rep.step_transfers.map(per_step_traffic).unwrap_or_default()
         );
         println!(
             "    the same step with block Davidson warm solves: {:.1} ms, {:.1} HVPs{}",
             rep.step_ms_block,
             rep.step_hvps_block,
             rep.step_transfers_block
-                .map(|t| format!(
-                    "; per step {} submits, {} read-backs ({} bytes), {} uploads ({} bytes)",
-                    t.submits, t.readbacks, t.bytes_read, t.uploads, t.bytes_uploaded
-                ))
+                .map(per_step_traffic)
                 .unwrap_or_default()
         );
         for k in &rep.kernels {
@@ -1494,4 +1486,12 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         println!("some claims did not hold on these numbers (see summary.json)");
     }
     Ok(())
+}
+
+/// "; per step … submits, … read-backs (… bytes), … uploads (… bytes)" for `bench`'s text output.
+fn per_step_traffic(t: subspace_lab::backend::Transfers) -> String {
+    format!(
+        "; per step {} submits, {} read-backs ({} bytes), {} uploads ({} bytes)",
+        t.submits, t.readbacks, t.bytes_read, t.uploads, t.bytes_uploaded
+    )
 }

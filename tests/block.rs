@@ -8,33 +8,11 @@
 
 mod common;
 use common::*;
-use std::sync::OnceLock;
-use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
 use subspace_lab::backend::{Activation, Backend, LossKind};
 use subspace_lab::hessian::DenseOperator;
 use subspace_lab::hessian::block::block_davidson;
 use subspace_lab::hessian::lanczos::{EigResult, LanczosOptions, lanczos, random_vector};
 use subspace_lab::nn::engine::{Cache, Engine};
-
-fn gpu() -> Option<GpuBackend> {
-    static G: OnceLock<Option<GpuBackend>> = OnceLock::new();
-    G.get_or_init(|| {
-        match GpuBackend::new(GpuOptions {
-            allow_software: true,
-        }) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                assert!(
-                    std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
-                    "SUBSPACE_LAB_REQUIRE_GPU is set but no adapter opened: {e}"
-                );
-                eprintln!("SKIP: no GPU adapter: {e}");
-                None
-            }
-        }
-    })
-    .clone()
-}
 
 fn opts(k: usize, tol: f64, block: usize) -> LanczosOptions {
     LanczosOptions {

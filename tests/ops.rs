@@ -8,9 +8,7 @@
 
 mod common;
 use common::*;
-use std::sync::OnceLock;
 use subspace_lab::backend::TokenIndex;
-use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
 use subspace_lab::backend::{Activation, Backend, LossKind};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::hessian::lanczos::random_vector;
@@ -22,26 +20,6 @@ use subspace_lab::nn::ops::{
     Act, Attention, Conv3x3, Embed, Flatten, Input, LayerNorm, Linear, MaxPool2, MeanPool, Ten,
     TenMut,
 };
-
-fn gpu() -> Option<GpuBackend> {
-    static G: OnceLock<Option<GpuBackend>> = OnceLock::new();
-    G.get_or_init(|| {
-        match GpuBackend::new(GpuOptions {
-            allow_software: true,
-        }) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                assert!(
-                    std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
-                    "SUBSPACE_LAB_REQUIRE_GPU is set but no adapter opened: {e}"
-                );
-                eprintln!("SKIP: no GPU adapter: {e}");
-                None
-            }
-        }
-    })
-    .clone()
-}
 
 /// Outputs of the four passes (host copies). `gth`/`hv` are empty for ops without parameters.
 #[derive(Debug, Clone)]

@@ -30,7 +30,7 @@
 //! Lanczos) and §11.2 (thick restart); Stathopoulos & McCombs, PRIMME (soft locking).
 
 use super::Operator;
-use super::lanczos::{EigResult, LanczosOptions, random_vector};
+use super::lanczos::{EigResult, LanczosOptions, check_k_tol, random_vector};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use nalgebra::DMatrix;
@@ -52,17 +52,7 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
 ) -> Result<EigResult<B>> {
     let p = op.dim();
     let k = opts.k;
-    if k == 0 || k > p {
-        return Err(Error::InvalidArgument(format!(
-            "k = {k}: need 1 ≤ k ≤ {p} (the operator's dimension)"
-        )));
-    }
-    if !(opts.tol > 0.0 && opts.tol.is_finite()) {
-        return Err(Error::InvalidArgument(format!(
-            "tol = {}: must be positive",
-            opts.tol
-        )));
-    }
+    check_k_tol(opts, p)?;
     let cap = if opts.max_basis == 0 {
         (3 * k).max(k + 50)
     } else {

@@ -503,6 +503,23 @@ pub fn lanczos<B: Backend, O: Operator<B>>(
     lanczos_with(b, op, opts, warm, progress, &mut LanczosWork::default())
 }
 
+/// The arguments every solver checks: 1 ≤ k ≤ dim and a positive, finite tolerance.
+pub(crate) fn check_k_tol(opts: &LanczosOptions, dim: usize) -> Result<()> {
+    let k = opts.k;
+    if k == 0 || k > dim {
+        return Err(Error::InvalidArgument(format!(
+            "k = {k}: need 1 ≤ k ≤ {dim} (the operator's dimension)"
+        )));
+    }
+    if !(opts.tol > 0.0 && opts.tol.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "tol = {}: must be positive",
+            opts.tol
+        )));
+    }
+    Ok(())
+}
+
 /// [`lanczos`] with its buffers taken from (and returned to) `work`.
 pub fn lanczos_with<B: Backend, O: Operator<B>>(
     b: &B,
@@ -514,17 +531,7 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
 ) -> Result<EigResult<B>> {
     let p = op.dim();
     let k = opts.k;
-    if k == 0 || k > p {
-        return Err(Error::InvalidArgument(format!(
-            "k = {k}: need 1 ≤ k ≤ {p} (the operator's dimension)"
-        )));
-    }
-    if !(opts.tol > 0.0 && opts.tol.is_finite()) {
-        return Err(Error::InvalidArgument(format!(
-            "tol = {}: must be positive",
-            opts.tol
-        )));
-    }
+    check_k_tol(opts, p)?;
     let block = opts.block.max(1).min(p);
     let cap = if opts.max_basis == 0 {
         (3 * k).max(k + 50)

@@ -7,6 +7,29 @@ use subspace_lab::data::dataset::Dataset;
 use subspace_lab::nn::mlp::{Engine, MlpSpec};
 
 pub type F64 = CpuBackend<f64>;
+
+/// One shared wgpu backend (lavapipe in CI) for a test binary, or None (the test skips) when no
+/// adapter opens — unless `SUBSPACE_LAB_REQUIRE_GPU` is set, as in CI.
+pub fn gpu() -> Option<subspace_lab::backend::gpu::GpuBackend> {
+    use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
+    static G: std::sync::OnceLock<Option<GpuBackend>> = std::sync::OnceLock::new();
+    G.get_or_init(|| {
+        match GpuBackend::new(GpuOptions {
+            allow_software: true,
+        }) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                assert!(
+                    std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
+                    "SUBSPACE_LAB_REQUIRE_GPU is set but no adapter opened: {e}"
+                );
+                eprintln!("SKIP: no GPU adapter: {e}");
+                None
+            }
+        }
+    })
+    .clone()
+}
 pub type F32 = CpuBackend<f32>;
 
 /// A tiny net on random data, with θ drawn by the PyTorch-style init (scaled up so that the
