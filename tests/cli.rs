@@ -1,6 +1,7 @@
 //! The command line end to end: `spectrum --json` on a reduced case, `init` → `--weights`, and
 //! failures that must end in a clear message and a non-zero exit.
 
+mod common;
 use std::process::Command;
 
 fn bin() -> Command {
@@ -255,28 +256,11 @@ fn bad_inputs_exit_nonzero_with_a_message() {
     }
 }
 
-fn gpu_adapter() -> Option<subspace_lab::backend::gpu::GpuBackend> {
-    use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
-    match GpuBackend::new(GpuOptions {
-        allow_software: true,
-    }) {
-        Ok(g) => Some(g),
-        Err(e) => {
-            assert!(
-                std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
-                "no adapter: {e}"
-            );
-            eprintln!("SKIP: no GPU adapter: {e}");
-            None
-        }
-    }
-}
-
 /// The wgpu backend's "done when": `spectrum --backend gpu --samples 500` (full fc-tanh) agrees
 /// with `--backend cpu` — eigenvalues to 1e-3 relative, χ_k to 1e-3.
 #[test]
 fn spectrum_gpu_agrees_with_cpu() {
-    if !data_available() || gpu_adapter().is_none() {
+    if !data_available() || common::open_gpu().is_none() {
         return;
     }
     let g = run_json(&["spectrum", "--backend", "gpu", "--samples", "500", "--json"]);
@@ -316,7 +300,7 @@ fn spectrum_gpu_agrees_with_cpu() {
 /// `auto` never picks a software adapter: with only lavapipe it says so and uses the CPU.
 #[test]
 fn auto_falls_back_to_cpu_without_a_real_gpu() {
-    let Some(g) = gpu_adapter() else { return };
+    let Some(g) = common::open_gpu() else { return };
     if !data_available() || !g.is_software() {
         return;
     }

@@ -10,36 +10,12 @@
 
 mod common;
 use common::*;
-use std::sync::OnceLock;
-use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
+use subspace_lab::backend::gpu::GpuBackend;
 use subspace_lab::backend::{Activation, Backend, LossKind};
 use subspace_lab::hessian::lanczos::{LanczosOptions, lanczos, random_vector};
 use subspace_lab::hessian::subspace::Subspace;
 
 const EPS: f64 = f32::EPSILON as f64;
-
-fn gpu() -> Option<GpuBackend> {
-    static G: OnceLock<Option<GpuBackend>> = OnceLock::new();
-    G.get_or_init(|| {
-        match GpuBackend::new(GpuOptions {
-            allow_software: true,
-        }) {
-            Ok(g) => {
-                eprintln!("GPU tests on {}", g.adapter_description());
-                Some(g)
-            }
-            Err(e) => {
-                assert!(
-                    std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
-                    "SUBSPACE_LAB_REQUIRE_GPU is set but no adapter opened: {e}"
-                );
-                eprintln!("SKIP: no GPU adapter: {e}");
-                None
-            }
-        }
-    })
-    .clone()
-}
 
 fn rand(n: usize, seed: u64) -> Vec<f64> {
     random_vector(n, seed)
@@ -480,13 +456,7 @@ fn the_default_chunk_is_the_whole_data_set() {
 /// device: the shared one sees other tests' submits.
 #[test]
 fn an_hvp_is_one_submit() {
-    if gpu().is_none() {
-        return;
-    }
-    let g = GpuBackend::new(GpuOptions {
-        allow_software: true,
-    })
-    .unwrap();
+    let Some(g) = open_gpu() else { return };
     let (spec, theta, data) = tiny(&[50, 20, 10], Activation::Tanh, 300, 2);
     let mut e = engine(g.clone(), &spec, LossKind::Mse, &data, 64, &theta);
     let p = theta.len();
@@ -509,18 +479,12 @@ fn an_hvp_is_one_submit() {
 /// submit) of 4n bytes, an HVP at cached parameters neither; the CPU has no device and no counters.
 #[test]
 fn transfers_are_counted_exactly() {
-    if gpu().is_none() {
-        return;
-    }
     assert!(
         subspace_lab::backend::cpu::CpuBackend::<f32>::new()
             .transfers()
             .is_none()
     );
-    let g = GpuBackend::new(GpuOptions {
-        allow_software: true,
-    })
-    .unwrap();
+    let Some(g) = open_gpu() else { return };
     let (spec, theta, data) = tiny(&[50, 20, 10], Activation::Tanh, 300, 2);
     let mut e = engine(g.clone(), &spec, LossKind::Mse, &data, 64, &theta);
     let p = theta.len();
@@ -831,14 +795,8 @@ fn a_transformer_on_the_gpu_matches_cpu() {
 fn a_dom_sgd_step_keeps_its_state_on_the_device() {
     use subspace_lab::experiment::run::{Stepper, Stream, WarmSolver};
     use subspace_lab::experiment::spec::{OptKind, OptimizerSpec, Projection};
-    if gpu().is_none() {
-        return;
-    }
     // A device of its own: the counters of the shared one also count the other tests' traffic.
-    let g = GpuBackend::new(GpuOptions {
-        allow_software: true,
-    })
-    .unwrap();
+    let Some(g) = open_gpu() else { return };
     let (spec, theta, data) = tiny(&[784, 24, 3], Activation::Tanh, 120, 3);
     let p = theta.len();
     let batch = 50;

@@ -565,7 +565,8 @@ fn budget_exhausted_while_verifying_is_reported() {
 }
 
 /// A workspace reused across solves (every step of a run) gives the results of fresh buffers bit
-/// for bit — after a solve of another size, and after one on an operator that returned NaN.
+/// for bit — the second solve runs on the first one's buffers. A failed solve (NaN) and one of
+/// another size before them leave nothing that changes the result.
 #[test]
 fn a_reused_workspace_changes_nothing() {
     use subspace_lab::hessian::lanczos::{LanczosWork, lanczos_with};

@@ -6,7 +6,6 @@
 
 mod common;
 use common::*;
-use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
 use subspace_lab::backend::{Activation, Backend, LossKind};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::data::sst2;
@@ -299,19 +298,7 @@ fn cached_per_chunk_and_f32_layouts_agree() {
 
 #[test]
 fn tiny_transformer_in_wgsl_matches_cpu_f64() {
-    let g = match GpuBackend::new(GpuOptions {
-        allow_software: true,
-    }) {
-        Ok(g) => g,
-        Err(e) => {
-            assert!(
-                std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
-                "{e}"
-            );
-            eprintln!("SKIP: no GPU adapter: {e}");
-            return;
-        }
-    };
+    let Some(g) = open_gpu() else { return };
     for (layers, act, masked) in [(2, Activation::Silu, true), (1, Activation::Gelu, false)] {
         let (spec, theta, data) = tiny(8, layers, act, masked);
         let v = random_vector(spec.num_params(), 3);

@@ -142,10 +142,9 @@ pub struct StepInfo {
 /// Lanczos is the default because it is the faster one wherever it was measured (`bench` times
 /// both in one run): a single-vector Krylov space of dimension m holds polynomials of degree m − 1
 /// in H, a block one of b rows only degree m/b − 1, so the block method needs more HVPs for the
-/// same tolerance — fc-tanh on MNIST-5k, CPU f32, from initialisation: 30.0 HVPs and 768 ms per
-/// Dom-SGD step against 20.7 HVPs and 522 ms. Lanczos also synchronises less since its
-/// orthogonalisation reads back once per HVP (`tests/gpu_parity.rs`: 52 read-backs for 36 HVPs
-/// against block Davidson's 94 for 34). The block solver does one pass over the data per
+/// same tolerance (fc-tanh on MNIST-5k from initialisation: 30 HVPs per Dom-SGD step against 21;
+/// times and counts in BENCHMARKS.md, "One Dom-SGD step"). Lanczos also synchronises less, since
+/// its orthogonalisation reads back once per HVP. The block solver does one pass over the data per
 /// iteration for all its directions ([`Engine::hvp_block`]), which pays where an HVP recomputes
 /// its chunks' forward and backward passes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

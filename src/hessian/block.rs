@@ -30,7 +30,9 @@
 //! Lanczos) and §11.2 (thick restart); Stathopoulos & McCombs, PRIMME (soft locking).
 
 use super::Operator;
-use super::lanczos::{EigResult, LanczosOptions, check_k_tol, random_vector};
+use super::lanczos::{
+    EigResult, LanczosOptions, check_k_tol, random_vector, sorted_eigen, upload_rows,
+};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use nalgebra::DMatrix;
@@ -115,8 +117,8 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
             .max(f64::MIN_POSITIVE);
         let limit = opts.tol * scale;
         // True residuals R = Sₖᵀ AV − Θ Sₖᵀ V from the stored products.
-        let s_up = upload_cols(b, &vecs, kx, None)?;
-        let ts_up = upload_cols(b, &vecs, kx, Some(&theta))?;
+        let s_up = upload_rows(b, &vecs, kx, None)?;
+        let ts_up = upload_rows(b, &vecs, kx, Some(&theta))?;
         let nv = s.nv;
         b.gemm(
             false, false, kx, p, nv, 1.0, &s_up, 0, &s.av, 0, 0.0, &mut resid, 0,
@@ -389,53 +391,31 @@ impl<B: Backend> Solver<B> {
                 "block Davidson: the projected matrix is not finite".into(),
             ));
         }
-        let eig = nalgebra::SymmetricEigen::new(t);
-        let mut order: Vec<usize> = (0..m).collect();
-        order.sort_by(|&i, &j| eig.eigenvalues[j].total_cmp(&eig.eigenvalues[i]));
-        let values = order.iter().map(|&i| eig.eigenvalues[i]).collect();
-        let mut s = DMatrix::zeros(m, m);
-        for (c, &i) in order.iter().enumerate() {
-            s.set_column(c, &eig.eigenvectors.column(i));
-        }
-        Ok((values, s))
+        Ok(sorted_eigen(t))
     }
 
     /// Thick restart on the leading `keep` Ritz vectors: V ← SᵀV, AV ← SᵀAV, T ← Θ.
     fn restart(&mut self, b: &B, s: &DMatrix<f64>, theta: &[f64], keep: usize) -> Result<()> {
         let (p, m) = (self.p, self.nv);
-        let s_up = upload_cols(b, s, keep, None)?;
-        b.gemm(
-            false,
-            false,
-            keep,
-            p,
-            m,
-            1.0,
-            &s_up,
-            0,
-            &self.v,
-            0,
-            0.0,
-            &mut self.scratch,
-            0,
-        )?;
-        b.copy(&self.scratch, 0, &mut self.v, 0, keep * p)?;
-        b.gemm(
-            false,
-            false,
-            keep,
-            p,
-            m,
-            1.0,
-            &s_up,
-            0,
-            &self.av,
-            0,
-            0.0,
-            &mut self.scratch,
-            0,
-        )?;
-        b.copy(&self.scratch, 0, &mut self.av, 0, keep * p)?;
+        let s_up = upload_rows(b, s, keep, None)?;
+        for x in [&mut self.v, &mut self.av] {
+            b.gemm(
+                false,
+                false,
+                keep,
+                p,
+                m,
+                1.0,
+                &s_up,
+                0,
+                x,
+                0,
+                0.0,
+                &mut self.scratch,
+                0,
+            )?;
+            b.copy(&self.scratch, 0, x, 0, keep * p)?;
+        }
         self.t.fill(0.0);
         for (i, &th) in theta.iter().enumerate().take(keep) {
             self.t[(i, i)] = th;
@@ -443,20 +423,4 @@ impl<B: Backend> Solver<B> {
         self.nv = keep;
         Ok(())
     }
-}
-
-/// Upload the first `cols` columns of `s` (m × ·) as a `cols × m` row-major buffer, row r
-/// multiplied by `weights[r]`.
-fn upload_cols<B: Backend>(
-    b: &B,
-    s: &DMatrix<f64>,
-    cols: usize,
-    weights: Option<&[f64]>,
-) -> Result<B::Buf> {
-    let mut h = Vec::with_capacity(cols * s.nrows());
-    for r in 0..cols {
-        let w = weights.map_or(1.0, |w| w[r]);
-        h.extend(s.column(r).iter().map(|x| x * w));
-    }
-    b.upload(&h)
 }

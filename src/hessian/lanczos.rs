@@ -341,22 +341,28 @@ impl<B: Backend> Basis<B> {
     /// as columns).
     fn ritz(&self) -> (Vec<f64>, DMatrix<f64>) {
         let m = self.applied;
-        let t = self.t.view((0, 0), (m, m)).into_owned();
-        let eig = nalgebra::SymmetricEigen::new(t);
-        let mut order: Vec<usize> = (0..m).collect();
-        order.sort_by(|&i, &j| eig.eigenvalues[j].total_cmp(&eig.eigenvalues[i]));
-        let values = order.iter().map(|&i| eig.eigenvalues[i]).collect();
-        let mut s = DMatrix::zeros(m, m);
-        for (c, &i) in order.iter().enumerate() {
-            s.set_column(c, &eig.eigenvectors.column(i));
-        }
-        (values, s)
+        sorted_eigen(self.t.view((0, 0), (m, m)).into_owned())
     }
+}
+
+/// Eigenpairs of a symmetric matrix, largest first: (values, eigenvectors as columns). The Ritz
+/// pairs of a projected matrix T, for both solvers.
+pub(crate) fn sorted_eigen(t: DMatrix<f64>) -> (Vec<f64>, DMatrix<f64>) {
+    let m = t.nrows();
+    let eig = nalgebra::SymmetricEigen::new(t);
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&i, &j| eig.eigenvalues[j].total_cmp(&eig.eigenvalues[i]));
+    let values = order.iter().map(|&i| eig.eigenvalues[i]).collect();
+    let mut s = DMatrix::zeros(m, m);
+    for (c, &i) in order.iter().enumerate() {
+        s.set_column(c, &eig.eigenvectors.column(i));
+    }
+    (values, s)
 }
 
 /// Upload the first `rows` columns of `s` (m×·) as a `rows × m` row-major buffer, each row
 /// multiplied by `weights[r]`.
-fn upload_rows<B: Backend>(
+pub(crate) fn upload_rows<B: Backend>(
     b: &B,
     s: &DMatrix<f64>,
     rows: usize,

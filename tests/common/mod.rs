@@ -8,25 +8,36 @@ use subspace_lab::nn::mlp::{Engine, MlpSpec};
 
 pub type F64 = CpuBackend<f64>;
 
-/// One shared wgpu backend (lavapipe in CI) for a test binary, or None (the test skips) when no
-/// adapter opens — unless `SUBSPACE_LAB_REQUIRE_GPU` is set, as in CI.
-pub fn gpu() -> Option<subspace_lab::backend::gpu::GpuBackend> {
+/// A wgpu backend of its own (lavapipe in CI; its transfer counters see only this test's
+/// traffic), or None — the test skips — when no adapter opens, unless `SUBSPACE_LAB_REQUIRE_GPU`
+/// is set, as in CI.
+pub fn open_gpu() -> Option<subspace_lab::backend::gpu::GpuBackend> {
     use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
+    match GpuBackend::new(GpuOptions {
+        allow_software: true,
+    }) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            assert!(
+                std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
+                "SUBSPACE_LAB_REQUIRE_GPU is set but no adapter opened: {e}"
+            );
+            eprintln!("SKIP: no GPU adapter: {e}");
+            None
+        }
+    }
+}
+
+/// One wgpu backend shared by a test binary's tests ([`open_gpu`], opened once).
+pub fn gpu() -> Option<subspace_lab::backend::gpu::GpuBackend> {
+    use subspace_lab::backend::gpu::GpuBackend;
     static G: std::sync::OnceLock<Option<GpuBackend>> = std::sync::OnceLock::new();
     G.get_or_init(|| {
-        match GpuBackend::new(GpuOptions {
-            allow_software: true,
-        }) {
-            Ok(g) => Some(g),
-            Err(e) => {
-                assert!(
-                    std::env::var_os("SUBSPACE_LAB_REQUIRE_GPU").is_none(),
-                    "SUBSPACE_LAB_REQUIRE_GPU is set but no adapter opened: {e}"
-                );
-                eprintln!("SKIP: no GPU adapter: {e}");
-                None
-            }
+        let g = open_gpu();
+        if let Some(g) = &g {
+            eprintln!("GPU tests on {}", g.adapter_description());
         }
+        g
     })
     .clone()
 }
