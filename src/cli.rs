@@ -139,6 +139,16 @@ struct ReproduceArgs {
     /// over (fig18-19, which keeps θ along its paired runs, always does).
     #[arg(long)]
     resume: bool,
+    /// Write the run's state at its switch — θ, the optimiser state, the minibatch stream, the
+    /// χ-EMA and the rows so far — to OUT/<preset>/snapshot/{snapshot.json,snapshot.safetensors}
+    /// (single-run presets: fig1, fig1-ce, fig4, fig5, fig9, fig10, fig1-cnn, fig1-transformer).
+    /// The app's scenarios are such snapshots.
+    #[arg(long)]
+    snapshot_at_switch: bool,
+    /// With --snapshot-at-switch: stop once the snapshot is written (a checkpoint is kept, and
+    /// `--resume` runs the branches after the switch).
+    #[arg(long, requires = "snapshot_at_switch")]
+    stop_at_switch: bool,
     #[command(flatten)]
     dir: DataDirArg,
 }
@@ -1433,6 +1443,14 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     let stop = stop_flag();
     let mut ctx = Ctx::new(&a.out, a.quick, stop, &mut progress);
     ctx.resume = a.resume;
+    if a.snapshot_at_switch {
+        ctx.snapshot = Some(subspace_lab::experiment::output::SnapshotTo {
+            dir: a.out.clone(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            commit: git_commit(),
+            stop_after: a.stop_at_switch,
+        });
+    }
     let mut all_hold = true;
     let mut wall = Vec::new();
     for preset in presets {
@@ -1450,6 +1468,21 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         };
         bar.finish_and_clear();
         let dir = a.out.join(preset);
+        let snap = dir.join("snapshot");
+        if a.stop_at_switch
+            && matches!(&res, Err(subspace_lab::Error::Interrupted { .. }))
+            && snap
+                .join(subspace_lab::experiment::snapshot::SNAPSHOT_JSON)
+                .exists()
+        {
+            println!(
+                "{preset}: snapshot at the switch written to {}; stopped there (continue the run with: subspace-lab reproduce {preset}{} --resume --out {})",
+                snap.display(),
+                if a.quick { " --quick" } else { "" },
+                a.out.display()
+            );
+            continue;
+        }
         let res = res.with_context(|| {
             let resume = if dir.join("checkpoint.json").exists() || dir.join("resume").is_dir() {
                 format!(
@@ -1486,6 +1519,17 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         println!("some claims did not hold on these numbers (see summary.json)");
     }
     Ok(())
+}
+
+/// The commit the program runs from (`git rev-parse --short HEAD` in the current directory), when
+/// there is one: recorded in snapshots.
+fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()?;
+    let c = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !c.is_empty()).then_some(c)
 }
 
 /// "; per step … submits, … read-backs (… bytes), … uploads (… bytes)" for `bench`'s text output.

@@ -8,6 +8,7 @@ pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod reproduce;
 pub mod run;
+pub mod snapshot;
 pub mod spec;
 pub mod toy;
 pub mod verdict;

@@ -3,6 +3,7 @@
 //! atomically), and the spec as run.
 
 use super::run::{Checkpoint, Observer, Record, Vectors};
+use super::snapshot::{Snapshot, save_snapshot};
 use crate::error::{Error, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,20 @@ pub struct CsvSink<'a> {
     /// Where checkpoints go: the output directory for a single run; `resume/<run>/` in it when
     /// several runs share the directory.
     pub ckpt_dir: PathBuf,
+    /// Write the run's state at its switch here (`reproduce --snapshot-at-switch`).
+    pub snapshot: Option<SnapshotTo>,
+}
+
+/// Where and how [`CsvSink`] writes a snapshot at the switch.
+#[derive(Clone, Debug)]
+pub struct SnapshotTo {
+    pub dir: PathBuf,
+    /// The command line and commit recorded in the snapshot.
+    pub command: String,
+    pub commit: Option<String>,
+    /// Stop the run after the snapshot (raises the stop flag: the next step writes a checkpoint
+    /// and the run ends as `Interrupted`, to be continued with `--resume`).
+    pub stop_after: bool,
 }
 
 impl<'a> CsvSink<'a> {
@@ -103,6 +118,7 @@ impl<'a> CsvSink<'a> {
             progress,
             checkpoints: true,
             ckpt_dir: dir.to_path_buf(),
+            snapshot: None,
         })
     }
 }
@@ -150,10 +166,27 @@ impl Observer for CsvSink<'_> {
     fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
+    fn wants_snapshot(&self) -> bool {
+        self.snapshot.is_some()
+    }
+    fn switched(&mut self, s: &Snapshot, v: &Vectors) -> Result<()> {
+        let Some(to) = &self.snapshot else {
+            return Ok(());
+        };
+        let mut s = s.clone();
+        s.made_by.command = to.command.clone();
+        s.made_by.commit = to.commit.clone();
+        save_snapshot(&to.dir, &s, v)?;
+        if to.stop_after {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
-/// Write the vectors, then the JSON that names their step (the JSON is the commit point).
-pub fn save_checkpoint(dir: &Path, c: &Checkpoint, v: &Vectors) -> Result<()> {
+/// Named f64 vectors as safetensors bytes, with `step` in the metadata (checkpoints, snapshots).
+/// Errors: a tensor the format refuses.
+pub fn tensors_bytes(v: &Vectors, step: usize) -> Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let bytes: Vec<(String, Vec<u8>, usize)> = v
         .iter()
@@ -164,14 +197,18 @@ pub fn save_checkpoint(dir: &Path, c: &Checkpoint, v: &Vectors) -> Result<()> {
         .map(|(n, b, len)| {
             TensorView::new(Dtype::F64, vec![*len], b)
                 .map(|t| (n.clone(), t))
-                .map_err(|e| Error::InvalidArgument(format!("checkpoint tensor {n}: {e}")))
+                .map_err(|e| Error::InvalidArgument(format!("tensor {n}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
     let mut meta = std::collections::HashMap::new();
-    meta.insert("step".to_string(), c.step.to_string());
-    let data = safetensors::tensor::serialize(views, Some(meta))
-        .map_err(|e| Error::InvalidArgument(format!("checkpoint: {e}")))?;
-    write_atomic(&dir.join(CHECKPOINT_TENSORS), &data)?;
+    meta.insert("step".to_string(), step.to_string());
+    safetensors::tensor::serialize(views, Some(meta))
+        .map_err(|e| Error::InvalidArgument(format!("safetensors: {e}")))
+}
+
+/// Write the vectors, then the JSON that names their step (the JSON is the commit point).
+pub fn save_checkpoint(dir: &Path, c: &Checkpoint, v: &Vectors) -> Result<()> {
+    write_atomic(&dir.join(CHECKPOINT_TENSORS), &tensors_bytes(v, c.step)?)?;
     let json = serde_json::to_string(c).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     write_atomic(&dir.join(CHECKPOINT_JSON), json.as_bytes())
 }
@@ -209,18 +246,25 @@ pub fn parse_checkpoint(
 ) -> Result<(Checkpoint, Vectors)> {
     let c: Checkpoint = serde_json::from_str(text)
         .map_err(|e| Error::data(jp, format!("not a checkpoint: {e}")))?;
+    let v = tensors_parse(raw, tp, c.step)?;
+    Ok((c, v))
+}
+
+/// The vectors of a file written by [`tensors_bytes`] (`tp` names it in errors). Errors: not
+/// safetensors, written for another step than `step` (a torn pair of files), a tensor that is not
+/// f64 or not finite.
+pub fn tensors_parse(raw: &[u8], tp: &Path, step: usize) -> Result<Vectors> {
     let (_, meta) = safetensors::SafeTensors::read_metadata(raw)
         .map_err(|e| Error::data(tp, format!("not a safetensors file: {e}")))?;
-    let step = meta
+    let written = meta
         .metadata()
         .as_ref()
         .and_then(|m| m.get("step").cloned());
-    if step.as_deref() != Some(c.step.to_string().as_str()) {
+    if written.as_deref() != Some(step.to_string().as_str()) {
         return Err(Error::data(
             tp,
             format!(
-                "written for step {step:?}, checkpoint.json says {}: the checkpoint is torn; rerun from scratch",
-                c.step
+                "written for step {written:?}, its JSON says {step}: the pair is torn; write it again"
             ),
         ));
     }
@@ -241,5 +285,5 @@ pub fn parse_checkpoint(
         }
         v.push((name, x));
     }
-    Ok((c, v))
+    Ok(v)
 }

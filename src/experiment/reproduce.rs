@@ -79,6 +79,9 @@ pub struct Ctx<'a> {
     pub progress: &'a mut dyn FnMut(&str, usize, usize),
     /// Continue a single-run preset from the checkpoint in its directory (`--resume`).
     pub resume: bool,
+    /// Write a single-run preset's state at its switch to `OUT/<preset>/snapshot/`
+    /// (`--snapshot-at-switch`; the `dir` given here is replaced by that).
+    pub snapshot: Option<super::output::SnapshotTo>,
     /// fig1's outcome, reused by fig22 within one invocation.
     fig1: Option<(bool, RunSpec, RunOutcome)>,
     /// Seconds the resumed run had computed in earlier invocations; the step it resumed at.
@@ -98,6 +101,7 @@ impl<'a> Ctx<'a> {
             stop,
             progress,
             resume: false,
+            snapshot: None,
             fig1: None,
             earlier: None,
         }
@@ -400,6 +404,12 @@ pub fn run_specs<B: Backend + Clone>(
             ctx.progress,
         )?;
         sink.checkpoints = single || multi_resumable;
+        if single {
+            sink.snapshot = ctx.snapshot.clone().map(|mut t| {
+                t.dir = dir.join("snapshot");
+                t
+            });
+        }
         if !single {
             sink.ckpt_dir = run_dir.clone();
         }

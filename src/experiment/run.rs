@@ -12,6 +12,7 @@
 //! Lanczos from their sum (the default) or by block Davidson from them as one block
 //! ([`WarmSolver`] says which and why).
 
+use super::snapshot::{Provenance, Snapshot};
 use super::spec::{OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
 use super::verdict::Verdict;
 use crate::backend::Backend;
@@ -1159,6 +1160,14 @@ pub trait Observer {
     fn stop_requested(&self) -> bool {
         false
     }
+    /// Whether [`Observer::switched`] should be called (the snapshot costs a copy of the rows).
+    fn wants_snapshot(&self) -> bool {
+        false
+    }
+    /// The run's state at its switch (the end of the first leg), when `wants_snapshot`.
+    fn switched(&mut self, _s: &Snapshot, _v: &Vectors) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An observer that only reports progress.
@@ -1550,6 +1559,34 @@ pub fn run<B: Backend + Clone>(
             switch_opt = st.opt_state()?;
             switch_stream = Some(leg.stream.clone());
             switch_ema = leg.ema;
+            if obs.wants_snapshot() {
+                let mut opt = switch_opt.clone();
+                let mut v: Vectors =
+                    vec![("theta".into(), theta_switch.clone().unwrap_or_default())];
+                if !opt.m.is_empty() {
+                    v.push(("opt_m".into(), std::mem::take(&mut opt.m)));
+                }
+                if !opt.v.is_empty() {
+                    v.push(("opt_v".into(), std::mem::take(&mut opt.v)));
+                }
+                let s = Snapshot {
+                    spec: spec.clone(),
+                    step: leg.step,
+                    rule_fired: fired,
+                    ema: leg.ema,
+                    opt,
+                    stream: leg.stream.state(spec.seed),
+                    records: out.records.clone(),
+                    data: data_fingerprint(data),
+                    made_by: Provenance {
+                        backend: st.backend().name(),
+                        seconds: earlier_s + started.elapsed().as_secs_f64(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        ..Provenance::default()
+                    },
+                };
+                obs.switched(&s, &v)?;
+            }
         }
         out.legs.push(leg.summary);
         leg_idx += 1;
