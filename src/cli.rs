@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Open the desktop app (the default when no command is given).
-    App,
+    App(AppArgs),
     /// Get MNIST-5k (first 5000 training images) or CIFAR10-5k (first 5000 records of
     /// data_batch_1), verify and cache it; show the caches; export a data set to safetensors.
     Data {
@@ -74,6 +74,37 @@ enum Command {
         /// The preset's directory, e.g. out/fig10.
         dir: PathBuf,
     },
+}
+
+#[derive(Args, Default)]
+struct AppArgs {
+    /// Start at a scenario (one of the paper's states: see --list-scenarios).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Print the scenarios (name, title, model, figure, where θ comes from) and exit.
+    #[arg(long)]
+    list_scenarios: bool,
+    /// Fork the run into its branches as soon as it is loaded (as the "branch" button).
+    #[arg(long)]
+    branch: bool,
+    /// Close after this many steps per branch (after --branch; else steps since the start),
+    /// writing the JSON report (--report) and a screenshot (--screenshot).
+    #[arg(long)]
+    exit_after_steps: Option<usize>,
+    /// The JSON report of --exit-after-steps: per branch name, steps, loss at the fork and now,
+    /// relative decrease, ‖θ − θ_fork‖; the backend; frame times.
+    #[arg(long, default_value = "app-report.json")]
+    report: PathBuf,
+    /// The screenshot of --exit-after-steps (PNG).
+    #[arg(long, default_value = "app-screenshot.png")]
+    screenshot: PathBuf,
+    /// With --exit-after-steps: give up (report what there is) after this many seconds.
+    #[arg(long, default_value_t = 1800.0)]
+    timeout: f64,
+    /// Where the run computes: auto (a hardware GPU if there is one), gpu (also a software
+    /// adapter), cpu.
+    #[arg(long, value_parser = ["auto", "gpu", "cpu"])]
+    compute: Option<String>,
 }
 
 #[derive(Args)]
@@ -406,10 +437,10 @@ struct BenchArgs {
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
-        return app_cmd();
+        return app_cmd(AppArgs::default());
     };
     match command {
-        Command::App => app_cmd(),
+        Command::App(a) => app_cmd(a),
         Command::Data { command } => data_cmd(command),
         Command::Init {
             seed,
@@ -1058,8 +1089,31 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
 
 /// The desktop app. SUBSPACE_LAB_APP_EXIT_AFTER=seconds (with _REPORT, _SCREENSHOT,
 /// _MIN_STEPS, _TIMEOUT) makes it write a JSON report and a screenshot and close: the test hook.
-fn app_cmd() -> Result<()> {
-    use subspace_lab::app::{AutoExit, run_native};
+fn app_cmd(a: AppArgs) -> Result<()> {
+    use subspace_lab::app::scenario::{SCENARIOS, Source};
+    use subspace_lab::app::settings::Compute;
+    use subspace_lab::app::{AutoExit, Launch, run_native};
+    if a.list_scenarios {
+        for s in SCENARIOS {
+            let from = match s.source {
+                Source::Init => "θ₀ (seed 0)".to_string(),
+                Source::Embedded { .. } => match s.snapshot()? {
+                    Some((snap, _)) => {
+                        format!("snapshot at step {} ({})", snap.step, snap.made_by.command)
+                    }
+                    None => "snapshot".into(),
+                },
+            };
+            println!(
+                "{:<12} {} — {}, {} ({from})",
+                s.name, s.title, s.model, s.figure
+            );
+        }
+        return Ok(());
+    }
+    if let Some(name) = &a.scenario {
+        subspace_lab::app::scenario::find(name)?;
+    }
     // Leave one core to the UI: the training thread's kernels use the others.
     if std::env::var_os("SUBSPACE_LAB_THREADS").is_none() {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -1072,23 +1126,48 @@ fn app_cmd() -> Result<()> {
         }
     }
     let env = |k: &str| std::env::var(format!("SUBSPACE_LAB_APP_{k}")).ok();
-    let auto = match env("EXIT_AFTER") {
-        None => None,
-        Some(v) => Some(AutoExit {
-            after_s: v
-                .parse()
-                .with_context(|| format!("SUBSPACE_LAB_APP_EXIT_AFTER={v}: not a number"))?,
-            timeout_s: env("TIMEOUT").and_then(|t| t.parse().ok()).unwrap_or(300.0),
-            min_mnist_steps: env("MIN_STEPS").and_then(|t| t.parse().ok()).unwrap_or(1),
-            report: env("REPORT")
-                .unwrap_or_else(|| "app-report.json".into())
-                .into(),
-            screenshot: env("SCREENSHOT")
-                .unwrap_or_else(|| "app-screenshot.png".into())
-                .into(),
-        }),
+    let auto = if let Some(n) = a.exit_after_steps {
+        Some(AutoExit {
+            after_s: 0.0,
+            timeout_s: a.timeout,
+            min_mnist_steps: 0,
+            report: a.report.clone(),
+            screenshot: a.screenshot.clone(),
+            exit_after_steps: Some(n),
+            branch: a.branch,
+        })
+    } else {
+        match env("EXIT_AFTER") {
+            None => None,
+            Some(v) => Some(AutoExit {
+                after_s: v
+                    .parse()
+                    .with_context(|| format!("SUBSPACE_LAB_APP_EXIT_AFTER={v}: not a number"))?,
+                timeout_s: env("TIMEOUT").and_then(|t| t.parse().ok()).unwrap_or(300.0),
+                min_mnist_steps: env("MIN_STEPS").and_then(|t| t.parse().ok()).unwrap_or(1),
+                report: env("REPORT")
+                    .unwrap_or_else(|| "app-report.json".into())
+                    .into(),
+                screenshot: env("SCREENSHOT")
+                    .unwrap_or_else(|| "app-screenshot.png".into())
+                    .into(),
+                exit_after_steps: None,
+                branch: a.branch,
+            }),
+        }
     };
-    run_native(auto)?;
+    let compute = match a.compute.as_deref() {
+        Some("gpu") => Some(Compute::Gpu),
+        Some("cpu") => Some(Compute::Cpu),
+        Some(_) => Some(Compute::Auto),
+        None => None,
+    };
+    run_native(Launch {
+        auto,
+        scenario: a.scenario,
+        compute,
+        branch: a.branch,
+    })?;
     Ok(())
 }
 

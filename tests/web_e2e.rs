@@ -108,13 +108,26 @@ fn start_server(dir: PathBuf) -> String {
     format!("http://{addr}/")
 }
 
-fn run_browser(url: &str, mode: &str, viewport: &str, shot: &Path) -> serde_json::Value {
-    let out = Command::new("node")
+/// Open `url` in headless Chromium until the MNIST run made 3 steps (or, with `branch_steps`,
+/// until every branch made that many), within `timeout_s`.
+fn run_browser(
+    url: &str,
+    mode: &str,
+    viewport: &str,
+    shot: &Path,
+    branch_steps: Option<usize>,
+    timeout_s: u64,
+) -> serde_json::Value {
+    let mut cmd = Command::new("node");
+    if let Some(n) = branch_steps {
+        cmd.env("E2E_BRANCH_STEPS", n.to_string());
+    }
+    let out = cmd
         .env("E2E_VIEWPORT", viewport)
         .arg(root().join("web/e2e.mjs"))
         .args([url, mode])
         .arg(shot)
-        .args(["3", "420"])
+        .args(["3".to_string(), timeout_s.to_string()])
         .output()
         .expect("run node web/e2e.mjs");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -171,7 +184,8 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
     }
     assert!(dist.join("assets/mnist5k-v1.bin").is_file());
 
-    let base = format!("{}#n=50&k=1", start_server(dist.clone()));
+    let server = start_server(dist.clone());
+    let base = format!("{server}#n=50&k=1");
     let shots = root.join("target/web-e2e");
     // WebGPU: the page draws with it and, asked to (compute=gpu: SwiftShader is a software
     // adapter, which `auto` passes over), the worker computes on it through JSPI. Every read-back
@@ -196,7 +210,14 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
     ];
     let mut first = Vec::new();
     for (mode, url, viewport, want_backend, want_place) in runs {
-        let v = run_browser(&url, mode, viewport, &shots.join(format!("web-{mode}.png")));
+        let v = run_browser(
+            &url,
+            mode,
+            viewport,
+            &shots.join(format!("web-{mode}.png")),
+            None,
+            420,
+        );
         let s = &v["state"];
         eprintln!("{mode}: {}", serde_json::to_string(s).unwrap_or_default());
         assert!(
@@ -233,4 +254,33 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
         ((eg - ec) / ec).abs() < 1e-3,
         "λ₁ at step 0: WebGPU {eg}, CPU {ec}"
     );
+
+    // The paper's Figure 1 in the browser: fig1's θ at its χ-EMA switch (the snapshot compiled
+    // into the page), forked at load into SGD, Dom-SGD and Bulk-SGD, 20 steps each on the CPU
+    // backend (wasm): all three advance, and Bulk-SGD's relative loss decrease beats Dom-SGD's.
+    let url = format!("{server}#scenario=fig1-switch&branch&compute=cpu");
+    let shot = shots.join("web-fig1-branches.png");
+    let v = run_browser(&url, "fallback", "1500x900", &shot, Some(20), 1500);
+    let s = &v["state"];
+    eprintln!(
+        "fig1 branches: {}",
+        serde_json::to_string(s).unwrap_or_default()
+    );
+    assert_eq!(s["scenario"], "fig1-switch");
+    assert_eq!(s["fork_step"], s["start_step"], "forked before any step");
+    let b = s["branches"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = b.iter().filter_map(|x| x["name"].as_str()).collect();
+    assert_eq!(names, ["SGD", "Dom-SGD", "Bulk-SGD"], "{s}");
+    for x in &b {
+        assert!(x["steps"].as_u64().unwrap_or(0) >= 20, "{s}");
+        assert!(x["stopped"].is_null(), "{s}");
+    }
+    let dec = |i: usize| b[i]["rel_decrease"].as_f64().unwrap_or(f64::NAN);
+    assert!(
+        dec(2) > dec(1),
+        "Bulk-SGD {} vs Dom-SGD {}: {s}",
+        dec(2),
+        dec(1)
+    );
+    assert_not_blank(&shot);
 }

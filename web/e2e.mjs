@@ -6,6 +6,8 @@
 // MODE "fallback": WebGPU disabled, asserts the page drew with WebGL2.
 // Both assert that the toy and the MNIST run advanced (read from window.subspace_lab_state,
 // which the app publishes) and print the final state as JSON on stdout.
+// E2E_BRANCH_STEPS=N (for a URL with `#scenario=…&branch`): wait instead until every branch has
+// made N steps.
 import { chromium } from 'playwright-core';
 
 const [url, mode, shot, minStepsArg, timeoutArg] = process.argv.slice(2);
@@ -14,6 +16,7 @@ if (!url || !['webgpu', 'fallback'].includes(mode) || !shot) {
   process.exit(2);
 }
 const minSteps = Number(minStepsArg ?? 3);
+const branchSteps = process.env.E2E_BRANCH_STEPS ? Number(process.env.E2E_BRANCH_STEPS) : null;
 const timeoutMs = 1000 * Number(timeoutArg ?? 240);
 // For measurements: keep the page running at least this long (frame times, steps/s).
 const minMs = 1000 * Number(process.env.E2E_MIN_SECONDS ?? 0);
@@ -42,13 +45,18 @@ try {
     const raw = await page.evaluate(() => window.subspace_lab_state ?? null);
     state = raw ? JSON.parse(raw) : null;
     const enough = Date.now() - t0 >= minMs;
-    if (enough && state && state.toy_steps > 0 && state.mnist_steps >= minSteps) break;
+    const advanced = branchSteps === null
+      ? state && state.mnist_steps >= minSteps
+      : state && (state.branch_steps ?? 0) >= branchSteps;
+    if (enough && state && state.toy_steps > 0 && advanced) break;
     if (state && state.message && /not available|could not|failed|not on this server/.test(state.message)) {
       failed = `the MNIST run reports: ${state.message}`;
       break;
     }
     if (Date.now() - t0 > timeoutMs) {
-      failed = `timed out after ${timeoutMs / 1000} s waiting for ${minSteps} MNIST steps`;
+      failed = branchSteps === null
+        ? `timed out after ${timeoutMs / 1000} s waiting for ${minSteps} MNIST steps`
+        : `timed out after ${timeoutMs / 1000} s waiting for ${branchSteps} steps per branch`;
       break;
     }
     await page.waitForTimeout(500);

@@ -1,13 +1,35 @@
 //! The MNIST panel's live run: one optimiser step at a time on the `Stepper` the CLI uses, with
 //! the controls' actions (switch to Dom-/Bulk-, to GD, arm the paper's auto-switch) as state
 //! changes that mark the branch point, and the history the plots draw.
+//!
+//! **Branches** (the paper's Figure 1, live): [`Action::Branch`] forks the run at its current θ
+//! into several runs — SGD, Dom-SGD and Bulk-SGD (for GD: GD, Dom-GD, Bulk-GD; for SAM likewise),
+//! or SGD and GD from the same point — each with a copy of θ, of the optimiser state and of the
+//! minibatch stream, so they draw the same minibatches afterwards. [`LiveRun::step`] then advances
+//! every branch by one step (lockstep). Each branch solves its own spectrum: they share θ only at
+//! the fork, where the new branches start from the run's eigenvectors (a warm start that already
+//! meets the tolerance); after one step their θ differ and so do their Hessians.
 
 use crate::backend::Backend;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::experiment::run::{OptState, Stepper, Stream, nan_null, sam_edge};
+use crate::experiment::run::{
+    BULK_MIN_FRACTION, DOM_MAX_FRACTION, OptState, Spectrum, Stepper, Stream, data_fingerprint,
+    nan_null, sam_edge,
+};
+use crate::experiment::run::{THETA_NOT_FINITE, Vectors};
+use crate::experiment::snapshot::Snapshot;
 use crate::experiment::spec::{OptKind, OptimizerSpec, Projection};
 use crate::nn::mlp::MlpSpec;
+
+/// Which runs a fork makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BranchSet {
+    /// The optimiser as it is, its Dom- and its Bulk- variant (the paper's Figure 1).
+    Projections,
+    /// The optimiser as it is and full-batch GD at the same η (the paper's Figures 18–19).
+    GdVsSgd,
+}
 
 /// What a control asks of the run.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -23,6 +45,8 @@ pub enum Action {
     SetOptimizer(OptimizerSpec),
     /// Spectrum every n steps.
     SetEigenEvery(usize),
+    /// Fork the run at its current θ into these branches, advanced in lockstep (once per run).
+    Branch(BranchSet),
 }
 
 /// A marked event on the plots.
@@ -49,6 +73,155 @@ pub struct Point {
     pub edge: f64,
 }
 
+/// One branch after a fork, as the plots and the report show it.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct BranchView {
+    /// "SGD", "Dom-SGD", "Bulk-SGD", "GD", …
+    pub name: String,
+    pub projection: Projection,
+    /// Steps since the fork.
+    pub steps: usize,
+    /// (step, full-data loss) after every step since the fork, the fork's θ first.
+    pub loss: Vec<[f64; 2]>,
+    /// (step, χ_k(∇L)) where a spectrum was measured.
+    pub chi: Vec<[f64; 2]>,
+    /// ‖θ − θ_fork‖ now.
+    #[serde(deserialize_with = "nan_null")]
+    pub dist_fork: f64,
+    /// Why the branch stopped (diverged), if it did.
+    pub stopped: Option<String>,
+}
+
+impl BranchView {
+    /// Full-data loss now (NaN before the first measurement).
+    pub fn loss_now(&self) -> f64 {
+        self.loss.last().map_or(f64::NAN, |p| p[1])
+    }
+    /// (L_fork − L_now) / L_fork.
+    pub fn rel_decrease(&self, fork_loss: f64) -> f64 {
+        (fork_loss - self.loss_now()) / fork_loss
+    }
+    /// Mean of the χ_k measured since the fork (NaN without any).
+    pub fn mean_chi(&self) -> f64 {
+        let n = self.chi.len();
+        if n == 0 {
+            return f64::NAN;
+        }
+        self.chi.iter().map(|c| c[1]).sum::<f64>() / n as f64
+    }
+}
+
+/// The fork: where it happened and its branches.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Fork {
+    pub step: usize,
+    pub set: Option<BranchSet>,
+    /// Full-data loss at θ_fork.
+    #[serde(deserialize_with = "nan_null")]
+    pub loss: f64,
+    pub branches: Vec<BranchView>,
+}
+
+impl Fork {
+    /// Steps every branch still running has made (the lockstep count).
+    pub fn steps(&self) -> usize {
+        self.branches
+            .iter()
+            .filter(|b| b.stopped.is_none())
+            .map(|b| b.steps)
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// The paper's claim on the live numbers: for [`BranchSet::Projections`] "Dom- stalls
+    /// (< 0.25 × the plain branch's relative loss decrease) while Bulk- trains like it (> 0.75 ×)",
+    /// for [`BranchSet::GdVsSgd`] "χ_k under GD < 0.5 × under SGD" (fig4's rule), with the
+    /// numbers; None before the branches have numbers. The thresholds are the CLI verdicts'.
+    pub fn verdict(&self) -> Option<(bool, String)> {
+        let b = |p: Projection, gd: Option<bool>| {
+            self.branches.iter().find(|x| {
+                x.projection == p
+                    && gd.is_none_or(|g| (x.name == "GD" || x.name.ends_with("-GD")) == g)
+            })
+        };
+        match self.set? {
+            BranchSet::Projections => {
+                let plain = b(Projection::None, None)?;
+                let dom = b(Projection::Dominant, None)?;
+                let bulk = b(Projection::Bulk, None)?;
+                let (p, d, u) = (
+                    plain.rel_decrease(self.loss),
+                    dom.rel_decrease(self.loss),
+                    bulk.rel_decrease(self.loss),
+                );
+                if !(p.is_finite() && d.is_finite() && u.is_finite()) || self.steps() == 0 {
+                    return None;
+                }
+                let holds = p > 0.0 && d < DOM_MAX_FRACTION * p && u > BULK_MIN_FRACTION * p;
+                let ratio = |x: f64| {
+                    if p > 0.0 {
+                        format!(" = {:.2} × {}", x / p, plain.name)
+                    } else {
+                        String::new()
+                    }
+                };
+                Some((
+                    holds,
+                    format!(
+                        "{} steps since the fork at step {}: loss {} {:+.2} %, {} {:+.2} %{}, {} {:+.2} %{} — \
+                         \"{} stalls (< {DOM_MAX_FRACTION} ×) while {} trains like {} (> {BULK_MIN_FRACTION} ×)\" {}",
+                        self.steps(),
+                        self.step,
+                        plain.name,
+                        -100.0 * p,
+                        dom.name,
+                        -100.0 * d,
+                        ratio(d),
+                        bulk.name,
+                        -100.0 * u,
+                        ratio(u),
+                        dom.name,
+                        bulk.name,
+                        plain.name,
+                        if holds {
+                            "HOLDS"
+                        } else {
+                            "does not hold (yet)"
+                        }
+                    ),
+                ))
+            }
+            BranchSet::GdVsSgd => {
+                let gd = b(Projection::None, Some(true))?;
+                let sgd = b(Projection::None, Some(false))?;
+                let (g, s) = (gd.mean_chi(), sgd.mean_chi());
+                if !(g.is_finite() && s.is_finite()) {
+                    return None;
+                }
+                let holds = g < 0.5 * s;
+                Some((
+                    holds,
+                    format!(
+                        "{} steps since the fork at step {}: mean χ_k(∇L) under {} {:.3}, under {} {:.3} — \
+                         \"χ_k under GD < 0.5 × under SGD\" {}",
+                        self.steps(),
+                        self.step,
+                        sgd.name,
+                        s,
+                        gd.name,
+                        g,
+                        if holds {
+                            "HOLDS"
+                        } else {
+                            "does not hold (yet)"
+                        }
+                    ),
+                ))
+            }
+        }
+    }
+}
+
 /// What the UI shows: history and status.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct History {
@@ -61,17 +234,38 @@ pub struct History {
     pub worst_residual: f64,
     pub armed: Option<Projection>,
     pub k: usize,
+    /// The branches after a fork.
+    pub fork: Option<Fork>,
+    /// Where the run started: "θ₀ (seed 0)" or the snapshot it was loaded from.
+    pub origin: String,
+    /// The step it started at (the snapshot's; 0 from θ₀).
+    pub start_step: usize,
 }
 
-pub struct LiveRun<B: Backend> {
+/// One run the live run advances: the run itself, or a branch after a fork.
+struct Lane<B: Backend> {
     st: Stepper<B>,
     opt: OptimizerSpec,
     stream: Stream,
     proj: Projection,
-    eigen_every: usize,
     ema: f64,
+}
+
+impl<B: Backend + Clone> Lane<B> {
+    fn name(&self) -> String {
+        format!("{}{}", self.proj.prefix(), self.opt.display())
+    }
+}
+
+pub struct LiveRun<B: Backend> {
+    /// The run (first) and, after a fork, its other branches.
+    lanes: Vec<Lane<B>>,
+    /// θ at the fork, on the backend.
+    fork_theta: Option<B::Buf>,
+    eigen_every: usize,
     pub history: History,
     spec: MlpSpec,
+    tol: f64,
     /// The auto-switch fires when the EMA of χ_k exceeds this (the paper's 0.95).
     pub auto_threshold: f64,
 }
@@ -94,54 +288,153 @@ impl<B: Backend + Clone> LiveRun<B> {
                 "k = {k}: too large for this net"
             )));
         }
-        let st = Stepper::new(
+        let tol = 1e-3;
+        let mut st = Self::stepper(backend, spec, data, k, 2 * k, tol)?;
+        st.set_theta(&spec.init(seed))?;
+        let run_name = opt.display();
+        Ok(LiveRun {
+            lanes: vec![Lane {
+                st,
+                opt,
+                stream: Stream::new(data.n, seed),
+                proj: Projection::None,
+                ema: f64::NAN,
+            }],
+            fork_theta: None,
+            eigen_every: eigen_every.max(1),
+            history: History {
+                run_name,
+                k,
+                origin: format!("θ₀ (seed {seed})"),
+                ..History::default()
+            },
+            spec: spec.clone(),
+            tol,
+            auto_threshold: AUTO_THRESHOLD,
+        })
+    }
+
+    /// A stepper of the app's runs: MSE, the top `top` eigenpairs (2k for the run, whose plots
+    /// show the next k too; k for the branches after a fork, as the CLI's fig1 solves).
+    fn stepper(
+        backend: B,
+        spec: &MlpSpec,
+        data: &Dataset,
+        k: usize,
+        top: usize,
+        tol: f64,
+    ) -> Result<Stepper<B>> {
+        Stepper::new(
             backend,
             spec,
             crate::backend::LossKind::Mse,
             data,
             k,
-            2 * k,
-            1e-3,
-        )?;
-        let mut st = st;
-        st.set_theta(&spec.init(seed))?;
-        let run_name = opt.display();
-        Ok(LiveRun {
-            st,
-            opt,
-            stream: Stream::new(data.n, seed),
-            proj: Projection::None,
-            eigen_every: eigen_every.max(1),
-            ema: f64::NAN,
-            history: History {
-                run_name,
-                k,
-                ..History::default()
-            },
-            spec: spec.clone(),
-            auto_threshold: AUTO_THRESHOLD,
-        })
+            top,
+            tol,
+        )
+    }
+
+    /// Continue from a snapshot (`reproduce … --snapshot-at-switch`): its θ, optimiser state,
+    /// minibatch stream, χ-EMA and step; its recorded rows become the history before now. The
+    /// run's optimiser should be the snapshot's (the scenario's settings take it from there).
+    /// Errors: a snapshot of another network, loss or data (it names what differs), or vectors
+    /// of the wrong length.
+    pub fn start_from(
+        &mut self,
+        s: &Snapshot,
+        v: &Vectors,
+        data: &Dataset,
+        label: &str,
+    ) -> Result<()> {
+        let net = s.spec.net()?;
+        let mine: crate::nn::model::ModelSpec = (&self.spec).into();
+        if net != mine {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {label}: it is of {}, this run of {}",
+                net.describe(),
+                mine.describe()
+            )));
+        }
+        if s.spec.loss != crate::backend::LossKind::Mse {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {label}: its loss is {:?}; the app trains with MSE",
+                s.spec.loss
+            )));
+        }
+        let now = data_fingerprint(data);
+        if s.data != now {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {label} was computed on other data ({}; the app has {now}): the MNIST-5k cache differs",
+                s.data
+            )));
+        }
+        let (theta, opt) = s.state(v, self.lanes[0].st.num_params())?;
+        let lane = &mut self.lanes[0];
+        lane.st.set_theta(&theta)?;
+        lane.st.set_opt_state(&opt)?;
+        lane.st.forget_warm_start();
+        lane.stream = Stream::restore(&s.stream);
+        lane.ema = s.ema;
+        lane.proj = Projection::None;
+        let h = &mut self.history;
+        h.step = s.step;
+        h.start_step = s.step;
+        h.points = s
+            .records
+            .iter()
+            .map(|r| Point {
+                step: r.step,
+                loss: r.loss,
+                accuracy: r.accuracy,
+                chi: r.chi_k,
+                chi_ema: r.chi_ema,
+                eigenvalues: r.eigenvalues.clone(),
+                edge: if r.sam_edge.is_finite() {
+                    r.sam_edge
+                } else {
+                    r.two_over_lr
+                },
+            })
+            .collect();
+        h.markers = vec![Marker {
+            step: s.step,
+            label: label.to_string(),
+        }];
+        h.origin = format!("{label} (step {})", s.step);
+        h.fork = None;
+        self.fork_theta = None;
+        self.lanes.truncate(1);
+        Ok(())
     }
 
     pub fn backend(&self) -> &B {
-        self.st.backend()
+        self.lanes[0].st.backend()
     }
-    /// θ read back from the backend (files, exports).
+    /// θ of the run (the first branch after a fork) read back from the backend (files, exports).
     pub fn theta(&self) -> Result<Vec<f64>> {
-        self.st.theta_host()
+        self.lanes[0].st.theta_host()
+    }
+    /// θ of branch `i` (0: the run itself) read back.
+    pub fn branch_theta(&self, i: usize) -> Result<Vec<f64>> {
+        self.lanes
+            .get(i)
+            .ok_or_else(|| Error::InvalidArgument(format!("no branch {i}")))?
+            .st
+            .theta_host()
     }
     pub fn spec(&self) -> &MlpSpec {
         &self.spec
     }
     pub fn projection(&self) -> Projection {
-        self.proj
+        self.lanes[0].proj
     }
     pub fn optimizer(&self) -> &OptimizerSpec {
-        &self.opt
+        &self.lanes[0].opt
     }
-
-    fn name(&self) -> String {
-        format!("{}{}", self.proj.prefix(), self.opt.display())
+    /// Branches being advanced (1 before a fork).
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
     }
 
     fn mark(&mut self, label: String) {
@@ -149,23 +442,30 @@ impl<B: Backend + Clone> LiveRun<B> {
             step: self.history.step,
             label,
         });
-        self.history.run_name = self.name();
+        self.history.run_name = self.lanes[0].name();
     }
 
     pub fn apply(&mut self, a: Action) -> Result<()> {
+        let branched = self.history.fork.is_some();
+        if branched && !matches!(a, Action::SetEigenEvery(_) | Action::Disarm) {
+            return Err(Error::InvalidArgument(
+                "the run is branched: reset (or load the scenario again) to change it".into(),
+            ));
+        }
         match a {
             Action::Project(p) => {
-                if p != self.proj {
-                    self.proj = p;
-                    let n = self.name();
+                if p != self.lanes[0].proj {
+                    self.lanes[0].proj = p;
+                    let n = self.lanes[0].name();
                     self.mark(format!("→ {n}"));
                 }
             }
             Action::ToGd => {
-                if self.opt.name != OptKind::Gd {
-                    self.opt = OptimizerSpec::gd(self.opt.lr);
-                    self.st.set_opt_state(&OptState::default())?;
-                    let n = self.name();
+                if self.lanes[0].opt.name != OptKind::Gd {
+                    let lane = &mut self.lanes[0];
+                    lane.opt = OptimizerSpec::gd(lane.opt.lr);
+                    lane.st.set_opt_state(&OptState::default())?;
+                    let n = lane.name();
                     self.mark(format!("→ {n}"));
                 }
             }
@@ -173,95 +473,251 @@ impl<B: Backend + Clone> LiveRun<B> {
             Action::Disarm => self.history.armed = None,
             Action::SetOptimizer(o) => {
                 o.validate("optimizer", usize::MAX)?;
-                if o != self.opt {
-                    if o.name != self.opt.name {
-                        self.st.set_opt_state(&OptState::default())?;
+                let lane = &mut self.lanes[0];
+                if o != lane.opt {
+                    if o.name != lane.opt.name {
+                        lane.st.set_opt_state(&OptState::default())?;
                     }
-                    self.opt = o;
-                    let n = self.name();
-                    self.mark(format!("→ {n} (η {})", self.opt.lr));
+                    lane.opt = o;
+                    let n = lane.name();
+                    let lr = lane.opt.lr;
+                    self.mark(format!("→ {n} (η {lr})"));
                 }
             }
             Action::SetEigenEvery(n) => self.eigen_every = n.max(1),
+            Action::Branch(set) => self.branch(set)?,
         }
         Ok(())
     }
 
-    /// One optimiser step (with a spectrum first when it is due or a projection needs it).
+    /// Fork at the current θ: the run becomes the first branch (unprojected), the others are new
+    /// steppers with copies of θ, the optimiser state, the stream, the χ-EMA and the eigenvectors.
+    fn branch(&mut self, set: BranchSet) -> Result<()> {
+        let base = self.lanes[0].opt.clone();
+        let variants: Vec<(OptimizerSpec, Projection)> = match set {
+            BranchSet::Projections => vec![
+                (base.clone(), Projection::None),
+                (base.clone(), Projection::Dominant),
+                (base, Projection::Bulk),
+            ],
+            BranchSet::GdVsSgd => {
+                let gd = OptimizerSpec::gd(base.lr);
+                if base.name == OptKind::Gd {
+                    return Err(Error::InvalidArgument(
+                        "GD vs SGD: the run is GD already; start from an SGD run".into(),
+                    ));
+                }
+                vec![(base, Projection::None), (gd, Projection::None)]
+            }
+        };
+        self.history.armed = None;
+        let (theta, opt_state, warm) = {
+            let l = &self.lanes[0];
+            (l.st.theta_host()?, l.st.opt_state()?, l.st.warm_host()?)
+        };
+        let k = self.history.k;
+        let data = self.lanes[0].st.data().clone();
+        let mut lanes = Vec::with_capacity(variants.len());
+        for (i, (opt, proj)) in variants.into_iter().enumerate() {
+            if i == 0 {
+                continue;
+            }
+            // The branches' spectra serve their projections and χ_k: the top k suffice (the
+            // run's own plots keep the next k).
+            let mut st = Self::stepper(self.backend().clone(), &self.spec, &data, k, k, self.tol)?;
+            st.set_theta(&theta)?;
+            let carry = opt.name == self.lanes[0].opt.name;
+            st.set_opt_state(&if carry {
+                opt_state.clone()
+            } else {
+                OptState::default()
+            })?;
+            st.set_warm_host(warm.as_deref().and_then(|w| w.get(..k * theta.len())))?;
+            lanes.push(Lane {
+                st,
+                opt,
+                stream: self.lanes[0].stream.clone(),
+                proj,
+                ema: self.lanes[0].ema,
+            });
+        }
+        self.lanes[0].proj = Projection::None;
+        self.lanes.truncate(1);
+        self.lanes.extend(lanes);
+        self.fork_theta = Some(self.lanes[0].st.theta_copy()?);
+        let loss = self.lanes[0].st.full_eval()?.loss;
+        let s = self.history.step;
+        self.history.fork = Some(Fork {
+            step: s,
+            set: Some(set),
+            loss,
+            branches: self
+                .lanes
+                .iter()
+                .map(|l| BranchView {
+                    name: l.name(),
+                    projection: l.proj,
+                    steps: 0,
+                    loss: vec![[s as f64, loss]],
+                    chi: Vec::new(),
+                    dist_fork: 0.0,
+                    stopped: None,
+                })
+                .collect(),
+        });
+        let names: Vec<String> = self.lanes.iter().map(|l| l.name()).collect();
+        self.mark(format!("fork: {}", names.join(" / ")));
+        Ok(())
+    }
+
+    /// One optimiser step of every branch (with a spectrum first when it is due or a projection
+    /// needs it). Before a fork an error ends the step (and names the step that diverged); after
+    /// it a branch that diverges stops with its message while the others go on, and the error
+    /// comes only when none is left.
     pub fn step(&mut self) -> Result<()> {
         let s = self.history.step;
-        let due = s.is_multiple_of(self.eigen_every);
-        let need = due || self.proj != Projection::None || self.history.armed.is_some();
-        let sp = if need {
-            Some(self.st.spectrum()?)
+        // The first step after a fork: every branch is at θ_fork, so one spectrum serves all
+        // (the others adopt its eigenvectors); afterwards each branch solves its own.
+        let shared = if self.history.fork.as_ref().is_some_and(|f| f.step == s) {
+            let sp = self.lanes[0].st.spectrum()?;
+            let (first, rest) = self.lanes.split_at_mut(1);
+            for l in rest {
+                l.st.adopt_spectrum(&first[0].st)?;
+            }
+            Some(sp)
         } else {
             None
         };
+        for i in 0..self.lanes.len() {
+            let stopped = self
+                .history
+                .fork
+                .as_ref()
+                .is_some_and(|f| f.branches[i].stopped.is_some());
+            if stopped {
+                continue;
+            }
+            match self.step_lane(i, s, shared.as_ref()) {
+                Ok(()) => {}
+                Err(e) if self.history.fork.is_some() => {
+                    if let Some(f) = &mut self.history.fork {
+                        f.branches[i].stopped = Some(e.to_string());
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(f) = &self.history.fork
+            && f.branches.iter().all(|b| b.stopped.is_some())
+        {
+            return Err(Error::InvalidArgument(format!(
+                "every branch stopped: {}",
+                f.branches
+                    .iter()
+                    .filter_map(|b| b.stopped.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+        self.history.step = s + 1;
+        Ok(())
+    }
+
+    /// One step of lane `i` at global step `s`; `shared`: the spectrum at θ_fork, which every
+    /// branch has adopted (the first step after a fork).
+    fn step_lane(&mut self, i: usize, s: usize, shared: Option<&Spectrum>) -> Result<()> {
+        let due = s.is_multiple_of(self.eigen_every);
+        let armed = i == 0 && self.history.armed.is_some();
+        let branched = self.history.fork.is_some();
+        let lane = &mut self.lanes[i];
+        let need = due || lane.proj != Projection::None || armed;
+        let sp = match shared {
+            Some(sp) => Some(sp.clone()),
+            None if need => Some(lane.st.spectrum()?),
+            None => None,
+        };
         if let Some(sp) = &sp {
-            self.ema = if self.ema.is_nan() {
+            lane.ema = if lane.ema.is_nan() {
                 sp.chi
             } else {
-                0.9 * self.ema + 0.1 * sp.chi
+                0.9 * lane.ema + 0.1 * sp.chi
             };
+        }
+        if i == 0
+            && let Some(sp) = &sp
+        {
             self.history.hvps_last = sp.hvps;
             self.history.worst_residual = sp.worst_residual;
-            if due || self.history.armed.is_some() {
+            if due || armed {
                 self.history.points.push(Point {
                     step: s,
                     loss: sp.eval.loss,
                     accuracy: sp.eval.accuracy,
                     chi: sp.chi,
-                    chi_ema: self.ema,
+                    chi_ema: lane.ema,
                     eigenvalues: sp.values.clone(),
-                    edge: if self.opt.name == OptKind::Sam {
-                        sam_edge(sp.grad_norm, self.opt.lr, self.opt.rho)
+                    edge: if lane.opt.name == OptKind::Sam {
+                        sam_edge(sp.grad_norm, lane.opt.lr, lane.opt.rho)
                     } else {
-                        2.0 / self.opt.lr
+                        2.0 / lane.opt.lr
                     },
                 });
             }
             if let Some(p) = self.history.armed
-                && self.ema > self.auto_threshold
+                && lane.ema > self.auto_threshold
             {
                 self.history.armed = None;
-                self.proj = p;
-                let n = self.name();
+                lane.proj = p;
+                let n = lane.name();
                 let t = self.auto_threshold;
                 self.mark(format!("EMA(χ) > {t}: → {n}"));
             }
         }
-        let mut opt = self.opt.clone();
+        let lane = &mut self.lanes[i];
+        let mut opt = lane.opt.clone();
         if let Some(b) = opt.batch {
-            opt.batch = Some(b.min(self.stream_len()));
+            opt.batch = Some(b.min(lane.stream.len()));
         }
         let proj = if sp.is_some() {
-            self.proj
+            lane.proj
         } else {
             Projection::None
         };
         // The one step routine of the runner (θ and the optimiser state stay on the backend).
-        match self.st.step(&opt, &mut self.stream, proj, false) {
+        match lane.st.step(&opt, &mut lane.stream, proj, false) {
             Err(Error::NonFinite(what)) => {
                 // As the runner: the step whose θ would not be finite, or this one when its
                 // gradient is not.
-                let step = if what == crate::experiment::run::THETA_NOT_FINITE {
-                    s + 1
-                } else {
-                    s
-                };
+                let step = if what == THETA_NOT_FINITE { s + 1 } else { s };
                 return Err(Error::Diverged {
-                    run: self.name(),
+                    run: lane.name(),
                     step,
                     what,
                 });
             }
             r => r?,
         };
-        self.history.step = s + 1;
+        if branched {
+            // The branch's loss after this step (a spectrum next step reuses the evaluation)
+            // and its distance from the fork.
+            let loss = lane.st.full_eval()?.loss;
+            let dist = match &self.fork_theta {
+                Some(t) => lane.st.dist(t)?,
+                None => f64::NAN,
+            };
+            if let Some(f) = &mut self.history.fork {
+                let b = &mut f.branches[i];
+                if let Some(sp) = &sp {
+                    b.chi.push([s as f64, sp.chi]);
+                }
+                b.steps += 1;
+                b.loss.push([(s + 1) as f64, loss]);
+                b.dist_fork = dist;
+                if !loss.is_finite() {
+                    b.stopped = Some(format!("the loss is not finite ({loss}) after step {s}"));
+                }
+            }
+        }
         Ok(())
-    }
-
-    fn stream_len(&self) -> usize {
-        self.stream.len()
     }
 }

@@ -2,6 +2,7 @@
 //! in the browser (`web`). The state logic (`settings`, `toysim`, `live`) has no window and is unit-tested.
 
 pub mod live;
+pub mod scenario;
 pub mod settings;
 pub mod toysim;
 pub mod ui;
@@ -18,6 +19,40 @@ pub struct AutoExit {
     pub min_mnist_steps: usize,
     pub report: std::path::PathBuf,
     pub screenshot: std::path::PathBuf,
+    /// Close after this many steps per branch (after a fork; else steps since the run started)
+    /// instead of after `after_s` seconds (`app --exit-after-steps`).
+    pub exit_after_steps: Option<usize>,
+    /// The app was asked to branch at start (`--branch`): the steps count after the fork.
+    pub branch: bool,
+}
+
+/// How the desktop app starts: the test hook, a scenario, where to compute, branching at once.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    pub auto: Option<AutoExit>,
+    /// A scenario's name (`--scenario`), instead of the saved settings' run.
+    pub scenario: Option<String>,
+    pub compute: Option<settings::Compute>,
+    /// Fork as soon as the run is loaded (`--branch`).
+    pub branch: bool,
+}
+
+/// One branch in the report.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BranchReport {
+    pub name: String,
+    pub steps: usize,
+    pub loss_fork: f64,
+    pub loss_now: f64,
+    /// (loss_fork − loss_now) / loss_fork.
+    pub rel_decrease: f64,
+    /// ‖θ − θ_fork‖.
+    pub dist_fork: f64,
+    pub mean_chi: Option<f64>,
+    pub stopped: Option<String>,
+    /// (step, full-data loss) from the fork on.
+    pub loss: Vec<[f64; 2]>,
 }
 
 /// What the test hook writes.
@@ -30,18 +65,66 @@ pub struct Report {
     pub mnist_steps_per_sec: f64,
     pub message: Option<String>,
     pub frames: ui::FrameStats,
+    /// The scenario ("" for a fresh run) and where its run started.
+    pub scenario: String,
+    pub origin: String,
+    pub start_step: usize,
+    /// The fork's step, if the run branched.
+    pub fork_step: Option<usize>,
+    pub branches: Vec<BranchReport>,
+    /// The paper's claim on the branches' numbers (live verdict), if there are any.
+    pub verdict_holds: Option<bool>,
+    pub verdict: Option<String>,
+    /// Seconds from the app's start until every branch had made 1, 5, 10, 20, … steps (time to
+    /// insight).
+    pub seconds_to_branch_steps: Vec<(usize, f64)>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 pub fn report(app: &ui::SandboxApp) -> Report {
     let s = app.worker.snapshot();
+    let h = &s.history;
+    let fork = h.fork.as_ref();
+    let verdict = fork.and_then(|f| f.verdict());
+    let marks = [1, 5, 10, 20, 50, 100, 200, 500, 1000];
     Report {
         toy_steps: app.toy.a.step.min(app.toy.b.step),
-        mnist_steps: s.history.step,
-        backend: s.backend,
+        mnist_steps: h.step,
+        backend: s.backend.clone(),
         mnist_steps_per_sec: s.steps_per_sec,
-        message: s.message,
+        message: s.message.clone(),
         frames: app.frame_stats(),
+        scenario: app.settings.scenario.clone(),
+        origin: h.origin.clone(),
+        start_step: h.start_step,
+        fork_step: fork.map(|f| f.step),
+        branches: fork.map_or(Vec::new(), |f| {
+            f.branches
+                .iter()
+                .map(|b| BranchReport {
+                    name: b.name.clone(),
+                    steps: b.steps,
+                    loss_fork: f.loss,
+                    loss_now: b.loss_now(),
+                    rel_decrease: b.rel_decrease(f.loss),
+                    dist_fork: b.dist_fork,
+                    mean_chi: Some(b.mean_chi()).filter(|c| c.is_finite()),
+                    stopped: b.stopped.clone(),
+                    loss: b.loss.clone(),
+                })
+                .collect()
+        }),
+        verdict_holds: verdict.as_ref().map(|v| v.0),
+        verdict: verdict.map(|v| v.1),
+        seconds_to_branch_steps: marks
+            .iter()
+            .filter_map(|&m| {
+                app.branch_progress
+                    .iter()
+                    .find(|(n, _)| *n >= m)
+                    .map(|&(_, t)| (m, t))
+            })
+            .collect(),
     }
 }
 
@@ -95,7 +178,8 @@ pub(crate) mod platform {
 
 /// Open the desktop app. `auto` is the test hook (from SUBSPACE_LAB_APP_* variables).
 #[cfg(not(target_arch = "wasm32"))]
-pub fn run_native(auto: Option<AutoExit>) -> crate::Result<()> {
+pub fn run_native(launch: Launch) -> crate::Result<()> {
+    let auto = launch.auto.clone();
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("subspace-lab")
@@ -121,6 +205,13 @@ pub fn run_native(auto: Option<AutoExit>) -> crate::Result<()> {
                 .into_iter()
                 .map(|w| format!("saved settings: {w}"))
                 .collect();
+            if let Some(c) = launch.compute {
+                settings.compute = c;
+            }
+            if let Some(name) = &launch.scenario {
+                // Its settings are applied by `SandboxApp::new`.
+                settings.scenario = name.clone();
+            }
             // Compute on the renderer's device where it is a real GPU (one device, no copies
             // between two); the worker falls back to its own adapter or the CPU otherwise.
             if let Some(rs) = &cc.wgpu_render_state {
@@ -130,8 +221,12 @@ pub fn run_native(auto: Option<AutoExit>) -> crate::Result<()> {
                     rs.adapter.get_info(),
                 );
             }
+            ui::SandboxApp::install_fonts(&cc.egui_ctx);
             let mut app = ui::SandboxApp::new(settings, warnings, auto);
             app.renderer = ui::RendererInfo::of(cc);
+            if launch.branch {
+                app.branch_on_start();
+            }
             Ok(Box::new(app))
         }),
     )

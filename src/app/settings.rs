@@ -30,6 +30,9 @@ pub struct Settings {
     pub rho: f64,
     /// Where the MNIST run computes.
     pub compute: Compute,
+    /// The scenario the run starts from ([`super::scenario::SCENARIOS`]); empty: a fresh run
+    /// from these settings.
+    pub scenario: String,
 }
 
 /// Where the MNIST run computes: `Auto` takes a hardware GPU when there is one (natively the
@@ -75,6 +78,7 @@ impl Default for Settings {
             samples: 5000,
             rho: 0.1,
             compute: Compute::Auto,
+            scenario: String::new(),
         }
     }
 }
@@ -147,6 +151,9 @@ impl Settings {
         if self.compute != d.compute {
             kv.push(("compute".into(), self.compute.name().into()));
         }
+        if !self.scenario.is_empty() {
+            kv.push(("scenario".into(), self.scenario.clone()));
+        }
         kv.iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
@@ -200,6 +207,12 @@ impl Settings {
             self.batch = d.batch;
         }
         self.batch = self.batch.min(self.samples);
+        if !self.scenario.is_empty()
+            && let Err(e) = super::scenario::find(&self.scenario)
+        {
+            w.push(format!("scenario: {e}; starting a fresh run"));
+            self.scenario.clear();
+        }
         w
     }
 
@@ -240,6 +253,10 @@ impl Settings {
                 "seed" => v.parse().ok().map(|x| s.seed = x).is_some(),
                 "n" => u().map(|x| s.samples = x).is_some(),
                 "rho" => f().map(|x| s.rho = x).is_some(),
+                "scenario" => {
+                    s.scenario = v.to_string();
+                    true
+                }
                 "compute" => Compute::ALL
                     .into_iter()
                     .find(|c| c.name() == v)

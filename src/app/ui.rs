@@ -1,6 +1,7 @@
 //! The eframe app: the toy (left) and a live MNIST-5k run (right), side by side.
 
-use super::live::{Action, History};
+use super::live::{Action, BranchSet, BranchView, History};
+use super::scenario::{self, SCENARIOS};
 use super::settings::{Compute, OPTIMIZERS, Settings, opt_name};
 use super::toysim::ToySim;
 use super::worker::{Cmd, Shared, Worker};
@@ -113,10 +114,38 @@ pub struct SandboxApp {
     pub renderer: RendererInfo,
     /// The URL hash last written (web).
     pub last_hash: Option<String>,
+    /// When the run was first seen with this many steps per branch (the report's time to
+    /// insight): (steps, seconds since the app started).
+    pub branch_progress: Vec<(usize, f64)>,
 }
 
 impl SandboxApp {
-    pub fn new(settings: Settings, warnings: Vec<String>, auto: Option<super::AutoExit>) -> Self {
+    /// egui's proportional font (Ubuntu Light) lacks ∇ and ‖: fall back to its monospace font
+    /// (Hack), which has them.
+    pub fn install_fonts(ctx: &egui::Context) {
+        let mut f = egui::FontDefinitions::default();
+        if let Some(p) = f.families.get_mut(&egui::FontFamily::Proportional) {
+            p.push("Hack".into());
+        }
+        ctx.set_fonts(f);
+    }
+
+    /// The app with these settings; a scenario named in them sets the optimiser's settings from
+    /// its snapshot ([`scenario::Scenario::settings`]) before the run starts.
+    pub fn new(
+        mut settings: Settings,
+        mut warnings: Vec<String>,
+        auto: Option<super::AutoExit>,
+    ) -> Self {
+        if !settings.scenario.is_empty() {
+            match scenario::find(&settings.scenario).and_then(|sc| sc.settings(&settings)) {
+                Ok(s) => settings = s,
+                Err(e) => {
+                    warnings.push(format!("{e}; starting a fresh run"));
+                    settings.scenario.clear();
+                }
+            }
+        }
         let toy = ToySim::new(
             settings.toy_a,
             settings.toy_b,
@@ -141,6 +170,107 @@ impl SandboxApp {
             screenshot_requested: false,
             renderer: RendererInfo::default(),
             last_hash: None,
+            branch_progress: Vec::new(),
+        }
+    }
+
+    /// Fork the run as soon as it is loaded, before its first step (the `--branch` of `app`):
+    /// the worker applies the commands queued while it loads before it steps.
+    pub fn branch_on_start(&mut self) {
+        self.branch();
+    }
+
+    /// What "branch" forks into: the scenario's set, or SGD / Dom- / Bulk- on a fresh run.
+    fn branch_set(&self) -> BranchSet {
+        scenario::find(&self.settings.scenario).map_or(BranchSet::Projections, |s| s.branch)
+    }
+
+    fn branch(&mut self) {
+        let set = self.branch_set();
+        self.worker.send(Cmd::Act(Action::Branch(set)));
+    }
+
+    /// Start the scenario `name` (empty: a fresh run from the settings): its settings replace the
+    /// optimiser's, and the run reloads.
+    fn load_scenario(&mut self, name: &str) {
+        if name.is_empty() {
+            self.settings.scenario.clear();
+        } else {
+            match scenario::find(name).and_then(|sc| sc.settings(&self.settings)) {
+                Ok(s) => self.settings = s,
+                Err(e) => {
+                    self.warnings.push(e.to_string());
+                    return;
+                }
+            }
+        }
+        self.worker.send(Cmd::Reset(self.settings.clone()));
+    }
+
+    fn scenario_rows(&mut self, ui: &mut egui::Ui, shared: &Shared) {
+        let current = self.settings.scenario.clone();
+        let title = |name: &str| {
+            if name.is_empty() {
+                "fresh run (the settings below)".to_string()
+            } else {
+                scenario::find(name).map_or(name.to_string(), |s| {
+                    format!("{} — {} ({})", s.title, s.model, s.figure)
+                })
+            }
+        };
+        let mut pick = None;
+        let mut branch = false;
+        ui.horizontal_wrapped(|ui| {
+            ui.label("scenario");
+            egui::ComboBox::from_id_salt("scenario")
+                .selected_text(title(&current))
+                .show_ui(ui, |ui| {
+                    if ui.selectable_label(current.is_empty(), title("")).clicked() {
+                        pick = Some(String::new());
+                    }
+                    for sc in SCENARIOS {
+                        if ui
+                            .selectable_label(current == sc.name, title(sc.name))
+                            .on_hover_text(sc.lesson)
+                            .clicked()
+                        {
+                            pick = Some(sc.name.to_string());
+                        }
+                    }
+                })
+                .response
+                .on_hover_text("start at one of the paper's states (reloads the run)");
+            let branched = shared.history.fork.is_some();
+            let what = match self.branch_set() {
+                BranchSet::Projections => {
+                    "fork the run here into the optimiser, its Dom- (P_k g) and its Bulk- ((I − P_k) g) variant, \
+                     same θ, same optimiser state, same minibatches; they advance in lockstep"
+                }
+                BranchSet::GdVsSgd => {
+                    "fork the run here into SGD and full-batch GD at the same η, same θ; they advance in lockstep"
+                }
+            };
+            if ui
+                .add_enabled(!branched, egui::Button::new("branch (B)"))
+                .on_hover_text(what)
+                .on_disabled_hover_text("branched: reset (R) or pick a scenario to start again")
+                .clicked()
+            {
+                branch = true;
+            }
+        });
+        if let Some(name) = pick {
+            self.load_scenario(&name);
+        }
+        if branch {
+            self.branch();
+        }
+        if let Ok(sc) = scenario::find(&current) {
+            egui::CollapsingHeader::new(format!("lesson: {} ({})", sc.title, sc.figure))
+                .default_open(true)
+                .show(ui, |ui| {
+                    ui.label(sc.lesson_now(&shared.history));
+                });
         }
     }
 
@@ -238,7 +368,7 @@ impl SandboxApp {
         }
         let (a, b) = (&self.toy.a, &self.toy.b);
         ui.label(format!(
-            "step {} · A {}: loss {:.3e}, chi_1 {:.3}{} · B {}: loss {:.3e}, chi_1 {:.3}{}",
+            "step {} · A {}: loss {:.3e}, χ₁ {:.3}{} · B {}: loss {:.3e}, χ₁ {:.3}{}",
             a.step,
             a.method.name(),
             a.loss(),
@@ -333,7 +463,7 @@ impl SandboxApp {
             .height(h * 0.4)
             .legend(Legend::default())
             .x_axis_label("step")
-            .y_axis_label("chi_1(grad L)")
+            .y_axis_label("χ₁(∇L)")
             .include_y(0.0)
             .include_y(1.0)
             .show(ui, |p| {
@@ -351,6 +481,7 @@ impl SandboxApp {
 
     fn mnist_panel(&mut self, ui: &mut egui::Ui, shared: &Shared) {
         ui.heading("MNIST-5k, fc-tanh 784-200-200-10, MSE");
+        self.scenario_rows(ui, shared);
         let mut changed_opt = false;
         {
             let s = &mut self.settings;
@@ -452,7 +583,9 @@ impl SandboxApp {
             }
             if ui
                 .button("Bulk-")
-                .on_hover_text("project every update on S_k⊥ from now on")
+                .on_hover_text(
+                    "project every update on the complement of S_k, (I − P_k) g, from now on",
+                )
                 .clicked()
             {
                 self.worker
@@ -470,7 +603,7 @@ impl SandboxApp {
             let auto = if armed {
                 "disarm auto-switch"
             } else {
-                "arm auto-switch (EMA of chi > 0.95: Dom-)"
+                "arm auto-switch (EMA of χ_k > 0.95: Dom-)"
             };
             if ui.button(auto).clicked() {
                 self.worker.send(Cmd::Act(if armed {
@@ -496,13 +629,23 @@ impl SandboxApp {
         let h = &shared.history;
         ui.label(
             RichText::new(format!(
-                "compute {} · drawing {} ({}) · {} · step {} · {:.1} steps/s · {} HVPs last solve · worst Ritz residual {:.1e}{}",
+                "compute {} · drawing {} ({}) · {} · step {} · {:.1} steps/s{} · {} HVPs last solve · worst Ritz residual {:.1e}{}",
                 shared.backend,
                 self.renderer.api,
                 self.renderer.adapter,
-                h.run_name,
+                h.fork.as_ref().map_or(h.run_name.clone(), |f| f
+                    .branches
+                    .iter()
+                    .map(|b| b.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(" / ")),
                 h.step,
                 shared.steps_per_sec,
+                if h.fork.is_some() {
+                    " (of every branch; each solves its own spectrum)"
+                } else {
+                    ""
+                },
                 h.hvps_last,
                 h.worst_residual,
                 if h.armed.is_some() { " · auto-switch armed" } else { "" }
@@ -516,20 +659,80 @@ impl SandboxApp {
     }
 }
 
-fn markers(p: &mut egui_plot::PlotUi, h: &History) {
-    for m in &h.markers {
+/// The run's events as dashed vertical lines (those from `from` on).
+fn markers(p: &mut egui_plot::PlotUi, h: &History, from: f64) {
+    for m in h.markers.iter().filter(|m| m.step as f64 >= from) {
         p.vline(VLine::new(m.label.clone(), m.step as f64).style(LineStyle::dashed_loose()));
     }
 }
 
+/// The paper's colours as the CLI's PNGs use them: the plain optimiser blue, Dom- red, Bulk-
+/// green; GD beside SGD purple.
+fn branch_color(b: &BranchView) -> Color32 {
+    match b.projection {
+        Projection::Dominant => Color32::from_rgb(214, 39, 40),
+        Projection::Bulk => Color32::from_rgb(44, 160, 44),
+        Projection::None if b.name == "GD" => Color32::from_rgb(148, 103, 189),
+        Projection::None => Color32::from_rgb(31, 119, 180),
+    }
+}
+
+/// The branches' numbers beside the plots: the live verdict and one line per branch.
+fn branch_table(ui: &mut egui::Ui, h: &History) {
+    let Some(f) = &h.fork else { return };
+    if let Some((holds, text)) = f.verdict() {
+        let col = if holds {
+            Color32::from_rgb(44, 160, 44)
+        } else {
+            Color32::from_rgb(200, 120, 0)
+        };
+        ui.colored_label(col, text);
+    }
+    egui::Grid::new("branches").striped(true).show(ui, |ui| {
+        for t in [
+            "branch",
+            "steps",
+            "loss now",
+            "since the fork",
+            "‖θ − θ_fork‖",
+            "mean χ_k",
+        ] {
+            ui.label(RichText::new(t).small().strong());
+        }
+        ui.end_row();
+        for b in &f.branches {
+            ui.label(RichText::new(&b.name).color(branch_color(b)));
+            ui.label(b.steps.to_string());
+            ui.label(format!("{:.5}", b.loss_now()));
+            ui.label(format!("{:+.2} %", -100.0 * b.rel_decrease(f.loss)));
+            ui.label(format!("{:.4}", b.dist_fork));
+            ui.label(match b.mean_chi() {
+                c if c.is_finite() => format!("{c:.3}"),
+                _ => "–".into(),
+            });
+            if let Some(why) = &b.stopped {
+                ui.colored_label(Color32::from_rgb(200, 120, 0), why);
+            }
+            ui.end_row();
+        }
+    });
+}
+
 fn mnist_plots(ui: &mut egui::Ui, h: &History) {
+    branch_table(ui, h);
     let height = ((ui.available_height() - 20.0) / 2.0).max(120.0);
     let width = (ui.available_width() / 2.0 - 8.0).max(150.0);
+    // After a fork the plots zoom to it: from a little before the fork (as many steps as the
+    // branches have made, at least 50) to now, so the branches' first steps are visible beside a
+    // history of thousands of steps.
+    let from = h.fork.as_ref().map_or(0.0, |f| {
+        f.step.saturating_sub((2 * f.steps()).max(50)) as f64
+    });
     let series = |f: &dyn Fn(&super::live::Point) -> f64| -> Vec<[f64; 2]> {
         h.points
             .iter()
             .map(|p| [p.step as f64, f(p)])
-            .filter(|q| q[1].is_finite())
+            .filter(|q| q[1].is_finite() && q[0] >= from)
             .collect()
     };
     ui.horizontal(|ui| {
@@ -538,12 +741,44 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
             .height(height)
             .y_axis_label("loss (log₁₀)")
             .y_axis_formatter(|m, _| format!("{:.1e}", 10f64.powf(m.value)))
+            .legend(Legend::default())
             .show(ui, |p| {
-                p.line(Line::new(
-                    "loss",
-                    PlotPoints::from(series(&|q| q.loss.max(1e-12).log10())),
-                ));
-                markers(p, h);
+                let before: Vec<[f64; 2]> = series(&|q| q.loss.max(1e-12).log10())
+                    .into_iter()
+                    .filter(|q| h.fork.as_ref().is_none_or(|f| q[0] <= f.step as f64))
+                    .collect();
+                let name = if h.fork.is_some() {
+                    "before the fork".to_string()
+                } else {
+                    h.run_name.clone()
+                };
+                p.line(
+                    Line::new(name, PlotPoints::from(decimate(&before, DRAW_POINTS))).color(
+                        if h.fork.is_some() {
+                            Color32::GRAY
+                        } else {
+                            TOP_K
+                        },
+                    ),
+                );
+                if let Some(f) = &h.fork {
+                    for b in &f.branches {
+                        let pts: Vec<[f64; 2]> = b
+                            .loss
+                            .iter()
+                            .filter(|q| q[1] > 0.0 && q[1].is_finite())
+                            .map(|q| [q[0], q[1].log10()])
+                            .collect();
+                        p.line(
+                            Line::new(
+                                b.name.clone(),
+                                PlotPoints::from(decimate(&pts, DRAW_POINTS)),
+                            )
+                            .color(branch_color(b)),
+                        );
+                    }
+                }
+                markers(p, h, from);
             });
         Plot::new("acc")
             .width(width)
@@ -554,7 +789,7 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
                     "accuracy",
                     PlotPoints::from(series(&|q| q.accuracy)),
                 ));
-                markers(p, h);
+                markers(p, h, from);
             });
     });
     ui.horizontal(|ui| {
@@ -605,23 +840,31 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
                             .style(LineStyle::dashed_dense()),
                     );
                 }
-                markers(p, h);
+                markers(p, h, from);
             });
         Plot::new("chi")
             .width(width)
             .height(height)
             .legend(Legend::default())
-            .y_axis_label("chi_k(grad L)")
+            .y_axis_label("χ_k(∇L)")
             .include_y(0.0)
             .include_y(1.0)
             .show(ui, |p| {
-                p.line(Line::new("chi_k", PlotPoints::from(series(&|q| q.chi))));
+                p.line(Line::new("χ_k(∇L)", PlotPoints::from(series(&|q| q.chi))));
                 p.line(
-                    Line::new("EMA", PlotPoints::from(series(&|q| q.chi_ema)))
+                    Line::new("EMA (0.9) of χ_k", PlotPoints::from(series(&|q| q.chi_ema)))
                         .style(LineStyle::dashed_dense()),
                 );
                 p.hline(HLine::new("0.95", 0.95).color(Color32::GRAY));
-                markers(p, h);
+                if let Some(f) = &h.fork {
+                    for b in &f.branches {
+                        p.line(
+                            Line::new(format!("χ_k {}", b.name), PlotPoints::from(b.chi.clone()))
+                                .color(branch_color(b)),
+                        );
+                    }
+                }
+                markers(p, h, from);
             });
     });
 }
@@ -645,6 +888,36 @@ impl eframe::App for SandboxApp {
         // One copy of the worker's state per frame (it holds the whole history).
         let shared = self.worker.snapshot();
         let training = shared.running;
+        // Keyboard: Space pauses or starts the run, B branches, R resets (not while typing).
+        if !ctx.egui_wants_keyboard_input() {
+            let (space, b, r) = ctx.input(|i| {
+                (
+                    i.key_pressed(egui::Key::Space),
+                    i.key_pressed(egui::Key::B),
+                    i.key_pressed(egui::Key::R),
+                )
+            });
+            if space {
+                self.worker.send(if shared.running {
+                    Cmd::Pause
+                } else {
+                    Cmd::Start
+                });
+            }
+            if b && shared.history.fork.is_none() {
+                self.branch();
+            }
+            if r {
+                self.worker.send(Cmd::Reset(self.settings.clone()));
+            }
+        }
+        if let Some(f) = &shared.history.fork {
+            let n = f.steps();
+            if self.branch_progress.last().is_none_or(|l| l.0 < n) {
+                self.branch_progress
+                    .push((n, self.started.elapsed().as_secs_f64()));
+            }
+        }
         egui::CentralPanel::default().show(ui, |ui| {
             ui.horizontal(|ui| {
                 ui.heading("subspace-lab");
@@ -669,7 +942,14 @@ impl eframe::App for SandboxApp {
         if let Some(auto) = &self.auto {
             let elapsed = self.started.elapsed().as_secs_f64();
             let steps = shared.history.step;
-            let ready = elapsed > auto.after_s && steps >= auto.min_mnist_steps;
+            let ready = match auto.exit_after_steps {
+                // Steps per branch after a fork, else steps since the run started.
+                Some(n) => match &shared.history.fork {
+                    Some(f) => f.steps() >= n,
+                    None => !auto.branch && steps >= shared.history.start_step + n,
+                },
+                None => elapsed > auto.after_s && steps >= auto.min_mnist_steps,
+            };
             if (ready || elapsed > auto.timeout_s) && !self.screenshot_requested {
                 self.screenshot_requested = true;
                 super::platform::finish(self, &ctx);

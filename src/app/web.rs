@@ -50,7 +50,19 @@ fn page_main() {
         return;
     };
     let hash = window.location().hash().unwrap_or_default();
-    let (settings, warnings) = Settings::from_hash(hash.trim_start_matches('#'));
+    // `branch` (or `branch=1`) in the hash forks the run as soon as it is loaded (a launch
+    // option like `app --branch`, not a setting: the hash the page writes back drops it).
+    let mut branch = false;
+    let rest: Vec<&str> = hash
+        .trim_start_matches('#')
+        .split('&')
+        .filter(|p| {
+            let b = *p == "branch" || *p == "branch=1";
+            branch |= b;
+            !b
+        })
+        .collect();
+    let (settings, warnings) = Settings::from_hash(&rest.join("&"));
     wasm_bindgen_futures::spawn_local(async move {
         let Some(doc) = window.document() else {
             return console("subspace-lab: no document");
@@ -67,8 +79,12 @@ fn page_main() {
                 canvas,
                 eframe::WebOptions::default(),
                 Box::new(move |cc| {
+                    SandboxApp::install_fonts(&cc.egui_ctx);
                     let mut app = SandboxApp::new(settings, warnings, None);
                     app.renderer = RendererInfo::of(cc);
+                    if branch {
+                        app.branch_on_start();
+                    }
                     if app.renderer.api != "WebGPU" {
                         app.warnings.push(
                             "WebGPU is not available in this browser: drawing with WebGL2; the MNIST run computes on the CPU backend (wasm)."
@@ -119,6 +135,18 @@ pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
             "first_points": s.history.points.iter().take(3)
                 .map(|p| serde_json::json!([p.step, p.loss, p.eigenvalues.first()]))
                 .collect::<Vec<_>>(),
+            // The scenario and its branches, as the desktop app's report has them.
+            "scenario": app.settings.scenario,
+            "start_step": s.history.start_step,
+            "fork_step": s.history.fork.as_ref().map(|f| f.step),
+            "branch_steps": s.history.fork.as_ref().map(|f| f.steps()),
+            "branches": s.history.fork.as_ref().map_or(Vec::new(), |f| f.branches.iter()
+                .map(|b| serde_json::json!({"name": b.name, "steps": b.steps,
+                    "rel_decrease": b.rel_decrease(f.loss), "dist_fork": b.dist_fork,
+                    "stopped": b.stopped}))
+                .collect::<Vec<_>>()),
+            "verdict": s.history.fork.as_ref().and_then(|f| f.verdict()).map(|v| v.1),
+            "seconds_to_branch_steps": app.branch_progress,
         });
         let _ = js_sys::Reflect::set(
             &window,

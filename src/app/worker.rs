@@ -79,6 +79,20 @@ impl AnyRun {
     pub fn spec(&self) -> &MlpSpec {
         with_run!(self, |r| r.spec())
     }
+    /// Continue from a snapshot ([`LiveRun::start_from`]).
+    pub fn start_from(
+        &mut self,
+        s: &crate::experiment::snapshot::Snapshot,
+        v: &crate::experiment::run::Vectors,
+        data: &Dataset,
+        label: &str,
+    ) -> crate::Result<()> {
+        with_run!(self, |r| r.start_from(s, v, data, label))
+    }
+    /// θ of branch `i` (0: the run itself) read back.
+    pub fn branch_theta(&self, i: usize) -> crate::Result<Vec<f64>> {
+        with_run!(self, |r| r.branch_theta(i))
+    }
     pub fn backend_name(&self) -> String {
         with_run!(self, |r| {
             let b = r.backend();
@@ -201,6 +215,24 @@ pub fn export(run: &AnyRun, dir: &std::path::Path) -> crate::Result<String> {
     Ok(format!("exported to {}", dir.display()))
 }
 
+/// A run of the settings on `data`: fresh from θ₀, or from the settings' scenario (its snapshot
+/// loaded, when it has one). Errors: the backend's, an unknown scenario, a snapshot that does not
+/// fit the run (another network or other data).
+fn start(
+    s: &Settings,
+    data: &Dataset,
+    make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
+) -> crate::Result<AnyRun> {
+    let mut run = make(s, data)?;
+    if !s.scenario.is_empty() {
+        let sc = super::scenario::find(&s.scenario)?;
+        if let Some((snap, v)) = sc.snapshot()? {
+            run.start_from(&snap, &v, data, &format!("{}: {}", sc.figure, sc.title))?;
+        }
+    }
+    Ok(run)
+}
+
 /// The run and its data, driven by the UI's commands: the same on a native thread and in a Web
 /// Worker.
 pub struct Driver {
@@ -220,7 +252,7 @@ impl Driver {
         make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
     ) -> crate::Result<Driver> {
         let data = mnist.dataset(Preprocess::Normalize, s.samples)?;
-        let run = make(s, &data)?;
+        let run = start(s, &data, make)?;
         Ok(Driver {
             mnist,
             data,
@@ -243,7 +275,7 @@ impl Driver {
                 } else {
                     self.mnist.dataset(Preprocess::Normalize, s.samples)
                 };
-                match data.and_then(|d| Ok(((self.make)(&s, &d)?, d))) {
+                match data.and_then(|d| Ok((start(&s, &d, self.make)?, d))) {
                     Ok((r, d)) => {
                         self.run = r;
                         self.data = d;

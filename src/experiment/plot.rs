@@ -23,6 +23,14 @@ fn fonts() {
     });
 }
 
+/// `k` in Unicode subscript digits (χ₁₀).
+fn subscript(k: usize) -> String {
+    k.to_string()
+        .chars()
+        .map(|c| char::from_u32(0x2080 + c.to_digit(10).unwrap_or(0)).unwrap_or(c))
+        .collect()
+}
+
 fn err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> Error + '_ {
     move |e| Error::data(path, format!("plot: {e}"))
 }
@@ -230,6 +238,14 @@ pub fn metrics_png(
             xr,
         )?;
         let mut chi = by(&|r| r.chi_k);
+        // The EMA (0.9) the χ-EMA switch rule reads, dashed, where the run recorded it.
+        let mut ema = by(&|r| r.chi_ema);
+        for e in ema.iter_mut() {
+            e.name = format!("EMA ({})", e.name);
+            e.dashed = true;
+            e.points.retain(|p| p.1.is_finite());
+        }
+        chi.extend(ema.into_iter().filter(|e| !e.points.is_empty()));
         chi.push(Series {
             name: "0.95".into(),
             color: RGBColor(120, 120, 120),
@@ -238,7 +254,8 @@ pub fn metrics_png(
         });
         panel(
             &areas[2],
-            &format!("chi_{k}(grad L)"),
+            // The plot font (Ubuntu Light) has χ and subscript digits but not ∇.
+            &format!("χ{0}(grad L) = |P{0} grad L| / |grad L|", subscript(k)),
             "step",
             &chi,
             false,

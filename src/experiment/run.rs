@@ -260,6 +260,10 @@ impl<B: Backend + Clone> Stepper<B> {
     pub fn num_params(&self) -> usize {
         self.full.num_params()
     }
+    /// The full training data the stepper computes on.
+    pub fn data(&self) -> &Dataset {
+        &self.data
+    }
     pub fn k(&self) -> usize {
         self.k
     }
@@ -292,6 +296,45 @@ impl<B: Backend + Clone> Stepper<B> {
     pub fn set_warm_host(&mut self, w: Option<&[f64]>) -> Result<()> {
         self.warm = w.map(|w| self.full.backend().upload(w)).transpose()?;
         self.measured = None;
+        Ok(())
+    }
+
+    /// Take `other`'s last spectrum as this stepper's: its eigenvectors become the basis of S_k
+    /// (and the warm start) here, as if [`Stepper::spectrum`] had run (the first `top` of them when
+    /// `other` solved for more). Used where runs fork from
+    /// one θ (the app's branches share the spectrum at the fork; each solves its own afterwards).
+    /// Errors: `other` has no spectrum at its current θ, fewer eigenpairs than wanted here, or a θ
+    /// that differs from this one (a spectrum is shared only at the same θ, bit for bit).
+    pub fn adopt_spectrum(&mut self, other: &Stepper<B>) -> Result<()> {
+        let w = match (&other.warm, other.measured == Some(other.version)) {
+            (Some(w), true) => w,
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "adopt_spectrum: the other stepper has no spectrum at its θ".into(),
+                ));
+            }
+        };
+        if other.lanczos.k < self.lanczos.k || other.num_params() != self.num_params() {
+            return Err(Error::InvalidArgument(format!(
+                "adopt_spectrum: {} eigenpairs of {} parameters there, {} (or fewer) of {} wanted here",
+                other.lanczos.k,
+                other.num_params(),
+                self.lanczos.k,
+                self.num_params()
+            )));
+        }
+        let d = self.dist(&other.theta)?;
+        if d != 0.0 {
+            return Err(Error::InvalidArgument(format!(
+                "adopt_spectrum: θ differs by {d:e}; a spectrum is shared only at the same θ"
+            )));
+        }
+        let b = self.full.backend().clone();
+        let len = self.lanczos.k * self.num_params();
+        let mut mine = b.zeros(len)?;
+        b.copy(w, 0, &mut mine, 0, len)?;
+        self.warm = Some(mine);
+        self.measured = Some(self.version);
         Ok(())
     }
 

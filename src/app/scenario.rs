@@ -1,0 +1,169 @@
+//! Scenarios: one click to the paper's interesting states. Each starts the live run at a θ the
+//! project's own runs reached — "SGD at the χ-EMA switch" is fig1's θ at the step its χ-EMA rule
+//! fired, written by `subspace-lab reproduce fig1 --snapshot-at-switch --stop-at-switch` (the
+//! snapshot ships inside the app, natively and on the web: `web/snapshots/`, how each was made in
+//! its `made_by` and in `web/snapshots/README.md`) — with the branches the paper compares there and
+//! a short lesson whose numbers are the live run's.
+
+use super::live::{BranchSet, History};
+use super::settings::Settings;
+use crate::error::{Error, Result};
+use crate::experiment::run::Vectors;
+use crate::experiment::snapshot::{Snapshot, parse_snapshot};
+use crate::experiment::spec::OptKind;
+use std::path::Path;
+
+/// Where a scenario's θ comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Source {
+    /// The network's initialisation (seed 0) with SGD η 0.01, batch 50 (the paper's fc-tanh setting).
+    Init,
+    /// A snapshot compiled into the app: the bytes of `snapshot.json` and `snapshot.safetensors`.
+    Embedded {
+        json: &'static [u8],
+        tensors: &'static [u8],
+    },
+}
+
+/// A starting state with its branches and its lesson.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    /// The name in `--scenario`, the URL hash and the report.
+    pub name: &'static str,
+    pub title: &'static str,
+    /// Network and data.
+    pub model: &'static str,
+    /// The paper's figure it reproduces live.
+    pub figure: &'static str,
+    /// What "branch" forks into.
+    pub branch: BranchSet,
+    /// A spectrum every this many steps (each branch; Dom-/Bulk- branches every step anyway).
+    pub eigen_every: usize,
+    pub source: Source,
+    /// What the state is, what to press, what to look for (the live numbers follow it).
+    pub lesson: &'static str,
+}
+
+/// Every scenario, in the picker's order.
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "fig1-switch",
+        title: "SGD at the χ-EMA switch",
+        model: "fc-tanh / MNIST-5k",
+        figure: "Figure 1",
+        branch: BranchSet::Projections,
+        eigen_every: 10,
+        source: Source::Embedded {
+            json: include_bytes!("../../web/snapshots/fig1-switch/snapshot.json"),
+            tensors: include_bytes!("../../web/snapshots/fig1-switch/snapshot.safetensors"),
+        },
+        lesson: "fc-tanh trained by SGD (η 0.01, batch 50, MSE) on MNIST-5k from θ₀ up to the step \
+where the EMA (0.9) of χ_k(∇L) = ‖P_k ∇L‖ / ‖∇L‖ first exceeded 0.95. S_k is spanned by the top k = 10 \
+Hessian eigenvectors (k = the number of classes), recomputed at every step: the gradient lies almost \
+entirely in it.\n\
+Press \"branch\" (key B): the run forks into SGD, Dom-SGD (θ ← θ − η P_k g) and Bulk-SGD \
+(θ ← θ − η (I − P_k) g), from this θ with the same minibatches.\n\
+Look for: Dom-SGD's loss stays flat while Bulk-SGD's falls like SGD's, although Bulk-SGD drops the \
+part of each step that lies in S_k. The alignment is spurious: training happens in the bulk \
+(Song, Ahn, Yun 2024, Figure 1).",
+    },
+    Scenario {
+        name: "gd-vs-sgd",
+        title: "GD vs SGD from the same init",
+        model: "fc-tanh / MNIST-5k",
+        figure: "Figures 18–19",
+        branch: BranchSet::GdVsSgd,
+        eigen_every: 2,
+        source: Source::Init,
+        lesson: "fc-tanh at its initialisation θ₀ (seed 0), SGD η 0.01, batch 50, MSE, on MNIST-5k.\n\
+Press \"branch\" (key B): the run forks into SGD and full-batch GD at the same η from θ₀.\n\
+Look for: χ_k(∇L), the share of the full gradient in the top-k Hessian eigenspace (right plot, one \
+point per spectrum), climbs towards 1 under SGD and falls to nearly 0 under GD. The alignment comes \
+with SGD's noise, not with the landscape (Song, Ahn, Yun 2024, Figures 18–19; fig4 and fig5 of \
+`reproduce` measure the same on longer runs).",
+    },
+];
+
+/// The scenario called `name`. Errors: an unknown name (the message lists the known ones).
+pub fn find(name: &str) -> Result<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "unknown scenario '{name}': one of {}",
+            SCENARIOS
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })
+}
+
+impl Scenario {
+    /// The snapshot, for a scenario that has one. Errors: a corrupt embedded snapshot (a build
+    /// from a damaged checkout), naming the file.
+    pub fn snapshot(&self) -> Result<Option<(Snapshot, Vectors)>> {
+        match self.source {
+            Source::Init => Ok(None),
+            Source::Embedded { json, tensors } => {
+                let dir = Path::new("web/snapshots").join(self.name);
+                let text = std::str::from_utf8(json).map_err(|e| {
+                    Error::data(dir.join("snapshot.json"), format!("not UTF-8: {e}"))
+                })?;
+                parse_snapshot(
+                    text,
+                    &dir.join("snapshot.json"),
+                    tensors,
+                    &dir.join("snapshot.safetensors"),
+                )
+                .map(Some)
+            }
+        }
+    }
+
+    /// The settings of the scenario's run: the snapshot's optimiser (kind, η, batch, ρ), k,
+    /// samples and seed (SGD η 0.01, batch 50, k 10, seed 0 from the initialisation), and the
+    /// scenario's spectrum cadence; the toy's settings and the compute choice stay as in `base`.
+    pub fn settings(&self, base: &Settings) -> Result<Settings> {
+        let mut s = base.clone();
+        s.scenario = self.name.to_string();
+        s.eigen_every = self.eigen_every;
+        match self.snapshot()? {
+            None => {
+                let d = Settings::default();
+                s.optimizer = OptKind::Sgd;
+                s.lr = d.lr;
+                s.batch = d.batch;
+                s.k = d.k;
+                s.samples = d.samples;
+                s.seed = 0;
+            }
+            Some((snap, _)) => {
+                let o = &snap.spec.optimizer;
+                s.optimizer = o.name;
+                s.lr = o.lr;
+                s.batch = o.batch.unwrap_or(snap.spec.data.samples);
+                s.rho = o.rho;
+                s.k = snap.spec.k;
+                s.samples = snap.spec.data.samples;
+                s.seed = snap.spec.seed;
+            }
+        }
+        Ok(s)
+    }
+
+    /// The lesson with the live numbers: where the run started, and the paper's claim on the
+    /// branches so far (or what to press when there are none).
+    pub fn lesson_now(&self, h: &History) -> String {
+        let live = match h.fork.as_ref().and_then(|f| f.verdict()) {
+            Some((_, text)) => format!("Now: {text}."),
+            None if h.fork.is_some() => {
+                "Now: branched; the numbers come after the first step.".into()
+            }
+            None => format!(
+                "Now: step {} from {}; press \"branch\" to compare.",
+                h.step, h.origin
+            ),
+        };
+        format!("{}\n{live}", self.lesson)
+    }
+}
