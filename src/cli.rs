@@ -1501,6 +1501,20 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         }
         return Ok(());
     }
+    if a.snapshot_at_switch {
+        for p in &presets {
+            let n = if *p == "fig6-7" {
+                0
+            } else {
+                reproduce::preset_specs(p, a.quick)?.len()
+            };
+            if n != 1 {
+                bail!(
+                    "--snapshot-at-switch: {p} is not a single run with a switch; the single-run presets are fig1, fig1-ce, fig4, fig5, fig9, fig10, fig1-cnn and fig1-transformer"
+                );
+            }
+        }
+    }
     let needs_data = presets.iter().any(|p| *p != "fig6-7");
     let (data, chosen) = if needs_data {
         let dir = a.dir.resolve()?;

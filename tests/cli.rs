@@ -1226,3 +1226,36 @@ fn sst2_fetch_export_and_transformer_end_to_end() {
 fn weights_vocab(p: &std::path::Path) -> Vec<String> {
     subspace_lab::nn::weights::vocab_of(p).unwrap().unwrap()
 }
+
+/// The app's scenarios from the command line, without a window: the list names each with where
+/// its θ comes from; an unknown scenario and a snapshot of a preset without a single switch are
+/// refused with what to use instead.
+#[test]
+fn scenarios_are_listed_and_bad_ones_refused() {
+    let out = bin().args(["app", "--list-scenarios"]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("fig1-switch") && text.contains("snapshot at step 2322"),
+        "{text}"
+    );
+    assert!(text.contains("gd-vs-sgd") && text.contains("θ₀"), "{text}");
+    fails_with(
+        bin().args(["app", "--scenario", "fig2-switch"]),
+        &["unknown scenario 'fig2-switch'", "fig1-switch"],
+    );
+    fails_with(
+        bin().args(["reproduce", "table2", "--snapshot-at-switch", "--quick"]),
+        &["--snapshot-at-switch", "table2", "single-run presets"],
+    );
+    // A usage error (clap's status 2): --stop-at-switch needs --snapshot-at-switch.
+    let out = bin()
+        .args(["reproduce", "fig1", "--stop-at-switch"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--snapshot-at-switch"),
+        "{err}"
+    );
+}

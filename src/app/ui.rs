@@ -659,11 +659,23 @@ impl SandboxApp {
     }
 }
 
-/// The run's events as dashed vertical lines (those from `from` on).
+/// The run's events as dashed vertical lines (those from `from` on); unnamed, so that they stay
+/// out of the legends (the status line, the lesson and the branch table name them).
 fn markers(p: &mut egui_plot::PlotUi, h: &History, from: f64) {
     for m in h.markers.iter().filter(|m| m.step as f64 >= from) {
-        p.vline(VLine::new(m.label.clone(), m.step as f64).style(LineStyle::dashed_loose()));
+        p.vline(
+            VLine::new("", m.step as f64)
+                .style(LineStyle::dashed_loose())
+                .color(Color32::GRAY),
+        );
     }
+}
+
+/// A legend in small type on a translucent background, so that it hides little of a small plot.
+fn small_legend() -> Legend {
+    Legend::default()
+        .text_style(egui::TextStyle::Small)
+        .background_alpha(0.6)
 }
 
 /// The paper's colours as the CLI's PNGs use them: the plain optimiser blue, Dom- red, Bulk-
@@ -740,8 +752,8 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
             .width(width)
             .height(height)
             .y_axis_label("loss (log₁₀)")
-            .y_axis_formatter(|m, _| format!("{:.1e}", 10f64.powf(m.value)))
-            .legend(Legend::default())
+            .y_axis_formatter(|m, _| format!("{:.3e}", 10f64.powf(m.value)))
+            .legend(small_legend())
             .show(ui, |p| {
                 let before: Vec<[f64; 2]> = series(&|q| q.loss.max(1e-12).log10())
                     .into_iter()
@@ -796,7 +808,7 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
         Plot::new("eig")
             .width(width)
             .height(height)
-            .legend(Legend::default())
+            .legend(small_legend())
             .y_axis_label("eigenvalues, sharpness")
             .show(ui, |p| {
                 let n = h
@@ -845,7 +857,7 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
         Plot::new("chi")
             .width(width)
             .height(height)
-            .legend(Legend::default())
+            .legend(small_legend())
             .y_axis_label("χ_k(∇L)")
             .include_y(0.0)
             .include_y(1.0)
