@@ -1542,8 +1542,10 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             command: std::env::args().collect::<Vec<_>>().join(" "),
             commit: git_commit(),
             stop_after: a.stop_at_switch,
+            written: Arc::new(AtomicBool::new(false)),
         });
     }
+    let snapshot_written = ctx.snapshot.as_ref().map(|t| t.written.clone());
     let mut all_hold = true;
     let mut wall = Vec::new();
     for preset in presets {
@@ -1562,14 +1564,16 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         bar.finish_and_clear();
         let dir = a.out.join(preset);
         let snap = dir.join("snapshot");
+        // Written by this invocation (not one left by an earlier run), then stopped.
+        let written = snapshot_written
+            .as_ref()
+            .is_some_and(|w| w.swap(false, Ordering::Relaxed));
         if a.stop_at_switch
+            && written
             && matches!(&res, Err(subspace_lab::Error::Interrupted { .. }))
-            && snap
-                .join(subspace_lab::experiment::snapshot::SNAPSHOT_JSON)
-                .exists()
         {
             println!(
-                "{preset}: snapshot at the switch written to {}; stopped there (continue the run with: subspace-lab reproduce {preset}{} --resume --out {})",
+                "{preset}: snapshot at the switch written to {}; stopped one step after it, with a checkpoint (continue the run with: subspace-lab reproduce {preset}{} --resume --out {})",
                 snap.display(),
                 if a.quick { " --quick" } else { "" },
                 a.out.display()

@@ -95,8 +95,11 @@ fn the_gd_branch_is_the_run_switched_to_gd_with_the_same_minibatches_before() {
     // A spectrum every step (eigen_every 1): χ_k per branch per step, and the verdict is on them.
     assert_eq!(f.branches[0].chi.len(), 3);
     let (_, text) = f.verdict().unwrap();
-    let want = format!("{:.3}", f.branches[1].mean_chi());
-    assert!(text.contains(&want), "{text} lacks GD's mean χ {want}");
+    // Over the second half since the fork (steps 5 on; never the shared fork sample).
+    let late = f.branches[1].late_mean_chi();
+    assert_eq!(late, f.branches[1].chi[2][1]);
+    let want = format!("{late:.3}");
+    assert!(text.contains(&want), "{text} lacks GD's late mean χ {want}");
     // GD from GD makes no sense: refused.
     let (mut gd, _) = small_run(OptimizerSpec::gd(0.05));
     assert!(gd.apply(Action::Branch(BranchSet::GdVsSgd)).is_err());
@@ -265,6 +268,19 @@ fn the_shipped_scenarios_are_what_they_say() {
     // The URL hash carries it.
     assert!(s.to_hash().contains("scenario=fig1-switch"));
     assert_eq!(Settings::from_hash(&s.to_hash()).0.scenario, "fig1-switch");
+    // fig9's GD at its switch step, at the edge of stability: the mean λ₁ of the last ten
+    // records within fig9's band (10 %) of 2/η = 20.
+    let sc = scenario::find("fig9-eos").unwrap();
+    let (snap, v) = sc.snapshot().unwrap().unwrap();
+    assert_eq!((snap.spec.name.as_str(), snap.step), ("fig9", 2500));
+    assert_eq!(snap.spec.optimizer.name, OptKind::Gd);
+    assert_eq!(snap.records.last().unwrap().step, 2500);
+    let tail = &snap.records[snap.records.len() - 10..];
+    let l1 = tail.iter().map(|r| r.eigenvalues[0]).sum::<f64>() / 10.0;
+    assert!((l1 - 20.0).abs() < 0.1 * 20.0, "mean λ₁ {l1}");
+    snap.state(&v, 199_210).unwrap();
+    let s = sc.settings(&Settings::default()).unwrap();
+    assert_eq!((s.optimizer, s.lr, s.k), (OptKind::Gd, 0.1, 10));
     let (bad, w) = Settings::from_hash("scenario=nope");
     assert!(
         bad.scenario.is_empty() && w.iter().any(|w| w.contains("nope")),
@@ -305,4 +321,57 @@ fn a_spectrum_is_shared_only_at_the_same_theta() {
     // After b moved, a's spectrum (at the old θ) is refused.
     let e = b.adopt_spectrum(&a).unwrap_err().to_string();
     assert!(e.contains("differs"), "{e}");
+}
+
+/// A branch that stopped (diverged) is named by the verdict instead of being compared on its last
+/// numbers, and the history with it crosses the page↔worker JSON boundary (no NaN in its series).
+#[test]
+fn a_stopped_branch_is_named_and_its_history_crosses_json() {
+    use subspace_lab::app::live::{BranchView, Fork, History};
+    let view = |name: &str, p: Projection, losses: &[f64], stopped: Option<&str>| BranchView {
+        name: name.into(),
+        projection: p,
+        steps: losses.len() - 1,
+        loss: losses
+            .iter()
+            .enumerate()
+            .map(|(i, l)| [100.0 + i as f64, *l])
+            .collect(),
+        chi: vec![[100.0, 0.9]],
+        dist_fork: if stopped.is_some() { f64::NAN } else { 0.1 },
+        stopped: stopped.map(str::to_string),
+    };
+    let mut f = Fork {
+        step: 100,
+        set: Some(BranchSet::Projections),
+        loss: 1.0,
+        branches: vec![
+            view("SGD", Projection::None, &[1.0, 0.9, 0.8], None),
+            view(
+                "Dom-SGD",
+                Projection::Dominant,
+                &[1.0, 0.99],
+                Some("diverged at step 102"),
+            ),
+            view("Bulk-SGD", Projection::Bulk, &[1.0, 0.9, 0.8], None),
+        ],
+    };
+    let (holds, text) = f.verdict().unwrap();
+    assert!(!holds);
+    assert!(
+        text.contains("Dom-SGD stopped") && text.contains("diverged"),
+        "{text}"
+    );
+    // Without the stop the same numbers are compared (Dom −1 %: stalls; Bulk = SGD): holds.
+    f.branches[1].stopped = None;
+    assert!(f.verdict().unwrap().0);
+    f.branches[1].stopped = Some("the loss is not finite (NaN) after step 102".into());
+    let h = History {
+        fork: Some(f),
+        ..History::default()
+    };
+    let json = serde_json::to_string(&h).unwrap();
+    let back: History = serde_json::from_str(&json).unwrap();
+    let b = &back.fork.unwrap().branches[1];
+    assert!(b.dist_fork.is_nan() && b.stopped.is_some(), "{json}");
 }

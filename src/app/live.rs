@@ -14,8 +14,8 @@ use crate::backend::Backend;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::experiment::run::{
-    BULK_MIN_FRACTION, DOM_MAX_FRACTION, OptState, Spectrum, Stepper, Stream, data_fingerprint,
-    nan_null, sam_edge,
+    BULK_MIN_FRACTION, DOM_MAX_FRACTION, GD_CHI_MAX, OptState, Spectrum, Stepper, Stream,
+    data_fingerprint, nan_null, sam_edge,
 };
 use crate::experiment::run::{THETA_NOT_FINITE, Vectors};
 use crate::experiment::snapshot::Snapshot;
@@ -103,12 +103,28 @@ impl BranchView {
     }
     /// Mean of the χ_k measured since the fork (NaN without any).
     pub fn mean_chi(&self) -> f64 {
-        let n = self.chi.len();
-        if n == 0 {
-            return f64::NAN;
-        }
-        self.chi.iter().map(|c| c[1]).sum::<f64>() / n as f64
+        mean(self.chi.iter().map(|c| c[1]))
     }
+    /// Mean of the χ_k measured over the second half of the steps since the fork (the rule of
+    /// `reproduce fig18-19`), never the fork's own sample (shared by every branch); NaN without
+    /// any.
+    pub fn late_mean_chi(&self) -> f64 {
+        let Some(first) = self.chi.first().map(|c| c[0]) else {
+            return f64::NAN;
+        };
+        let half = first + self.steps as f64 / 2.0;
+        mean(
+            self.chi
+                .iter()
+                .filter(|c| c[0] > first && c[0] >= half)
+                .map(|c| c[1]),
+        )
+    }
+}
+
+fn mean(x: impl Iterator<Item = f64>) -> f64 {
+    let (n, sum) = x.fold((0usize, 0.0), |(n, s), v| (n + 1, s + v));
+    if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
 /// The fork: where it happened and its branches.
@@ -135,9 +151,22 @@ impl Fork {
 
     /// The paper's claim on the live numbers: for [`BranchSet::Projections`] "Dom- stalls
     /// (< 0.25 × the plain branch's relative loss decrease) while Bulk- trains like it (> 0.75 ×)",
-    /// for [`BranchSet::GdVsSgd`] "χ_k under GD < 0.5 × under SGD" (fig4's rule), with the
-    /// numbers; None before the branches have numbers. The thresholds are the CLI verdicts'.
+    /// for [`BranchSet::GdVsSgd`] "GD's mean χ_k over the second half < 0.2 and below SGD's"
+    /// (fig18-19's rule), with the numbers; None before the branches have numbers; "cannot be
+    /// compared" (false) once a branch has stopped. The thresholds are the CLI verdicts'.
     pub fn verdict(&self) -> Option<(bool, String)> {
+        // A stopped branch has no numbers to compare from its stop on: say so.
+        if let Some(b) = self.branches.iter().find(|b| b.stopped.is_some()) {
+            return Some((
+                false,
+                format!(
+                    "{} stopped after {} steps ({}): the branches cannot be compared",
+                    b.name,
+                    b.steps,
+                    b.stopped.as_deref().unwrap_or("")
+                ),
+            ));
+        }
         let b = |p: Projection, gd: Option<bool>| {
             self.branches.iter().find(|x| {
                 x.projection == p
@@ -194,16 +223,16 @@ impl Fork {
             BranchSet::GdVsSgd => {
                 let gd = b(Projection::None, Some(true))?;
                 let sgd = b(Projection::None, Some(false))?;
-                let (g, s) = (gd.mean_chi(), sgd.mean_chi());
+                let (g, s) = (gd.late_mean_chi(), sgd.late_mean_chi());
                 if !(g.is_finite() && s.is_finite()) {
                     return None;
                 }
-                let holds = g < 0.5 * s;
+                let holds = g < GD_CHI_MAX && g < s;
                 Some((
                     holds,
                     format!(
-                        "{} steps since the fork at step {}: mean χ_k(∇L) under {} {:.3}, under {} {:.3} — \
-                         \"χ_k under GD < 0.5 × under SGD\" {}",
+                        "{} steps since the fork at step {}: mean χ_k(∇L) over the second half under {} {:.3}, under {} {:.3} — \
+                         \"χ_k under GD < {GD_CHI_MAX} (and below SGD's)\" {}",
                         self.steps(),
                         self.step,
                         sgd.name,
@@ -372,7 +401,11 @@ impl<B: Backend + Clone> LiveRun<B> {
         let (theta, opt) = s.state(v, self.lanes[0].st.num_params())?;
         let lane = &mut self.lanes[0];
         lane.st.set_theta(&theta)?;
-        lane.st.set_opt_state(&opt)?;
+        // The snapshot's optimiser state only for its own optimiser (a momentum buffer is no
+        // first moment of Adam's); another starts fresh, as a branch to another optimiser does.
+        let carry = s.spec.optimizer.name == lane.opt.name;
+        lane.st
+            .set_opt_state(&if carry { opt } else { OptState::default() })?;
         lane.st.forget_warm_start();
         lane.stream = Stream::restore(&s.stream);
         lane.ema = s.ema;
@@ -541,11 +574,13 @@ impl<B: Backend + Clone> LiveRun<B> {
                 ema: self.lanes[0].ema,
             });
         }
+        // Everything that can fail before the run changes: a failed fork leaves it as it was.
+        let fork_theta = self.lanes[0].st.theta_copy()?;
+        let loss = self.lanes[0].st.full_eval()?.loss;
         self.lanes[0].proj = Projection::None;
         self.lanes.truncate(1);
         self.lanes.extend(lanes);
-        self.fork_theta = Some(self.lanes[0].st.theta_copy()?);
-        let loss = self.lanes[0].st.full_eval()?.loss;
+        self.fork_theta = Some(fork_theta);
         let s = self.history.step;
         self.history.fork = Some(Fork {
             step: s,
@@ -707,13 +742,15 @@ impl<B: Backend + Clone> LiveRun<B> {
             };
             if let Some(f) = &mut self.history.fork {
                 let b = &mut f.branches[i];
-                if let Some(sp) = &sp {
+                if let Some(sp) = sp.as_ref().filter(|sp| sp.chi.is_finite()) {
                     b.chi.push([s as f64, sp.chi]);
                 }
                 b.steps += 1;
-                b.loss.push([(s + 1) as f64, loss]);
-                b.dist_fork = dist;
-                if !loss.is_finite() {
+                if loss.is_finite() {
+                    b.loss.push([(s + 1) as f64, loss]);
+                    b.dist_fork = dist;
+                } else {
+                    // Kept out of the series (JSON has no NaN: the page's messages must parse).
                     b.stopped = Some(format!("the loss is not finite ({loss}) after step {s}"));
                 }
             }

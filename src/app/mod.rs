@@ -209,8 +209,10 @@ pub fn run_native(launch: Launch) -> crate::Result<()> {
                 settings.compute = c;
             }
             if let Some(name) = &launch.scenario {
-                // Its settings are applied by `SandboxApp::new`.
-                settings.scenario = name.clone();
+                // `--scenario`: its own settings (η, batch, k, …), as when picked in the app.
+                settings = scenario::find(name)
+                    .and_then(|sc| sc.settings(&settings))
+                    .map_err(|e| e.to_string())?;
             }
             // Compute on the renderer's device where it is a real GPU (one device, no copies
             // between two); the worker falls back to its own adapter or the CPU otherwise.

@@ -59,13 +59,35 @@ pub const SCENARIOS: &[Scenario] = &[
         },
         lesson: "fc-tanh trained by SGD (η 0.01, batch 50, MSE) on MNIST-5k from θ₀ up to the step \
 where the EMA (0.9) of χ_k(∇L) = ‖P_k ∇L‖ / ‖∇L‖ first exceeded 0.95. S_k is spanned by the top k = 10 \
-Hessian eigenvectors (k = the number of classes), recomputed at every step: the gradient lies almost \
-entirely in it.\n\
+Hessian eigenvectors (k = the number of classes), recomputed at every step of the Dom- and Bulk- \
+branches: the gradient lies almost entirely in it.\n\
 Press \"branch\" (key B): the run forks into SGD, Dom-SGD (θ ← θ − η P_k g) and Bulk-SGD \
 (θ ← θ − η (I − P_k) g), from this θ with the same minibatches.\n\
-Look for: Dom-SGD's loss stays flat while Bulk-SGD's falls like SGD's, although Bulk-SGD drops the \
-part of each step that lies in S_k. The alignment is spurious: training happens in the bulk \
-(Song, Ahn, Yun 2024, Figure 1).",
+Look for: at first Dom-SGD's loss falls too (the step along the top eigendirections pays at once), \
+then it stalls, while Bulk-SGD's keeps falling like SGD's although Bulk-SGD drops the part of each \
+step that lies in S_k; give it 100–200 steps. The alignment is spurious: training happens in the \
+bulk (Song, Ahn, Yun 2024, Figure 1).",
+    },
+    Scenario {
+        name: "fig9-eos",
+        title: "GD at the edge of stability",
+        model: "fc-tanh / MNIST-5k",
+        figure: "Figure 9",
+        branch: BranchSet::Projections,
+        eigen_every: 5,
+        source: Source::Embedded {
+            json: include_bytes!("../../web/snapshots/fig9-eos/snapshot.json"),
+            tensors: include_bytes!("../../web/snapshots/fig9-eos/snapshot.safetensors"),
+        },
+        lesson: "fc-tanh trained by full-batch GD (η 0.1, MSE) on MNIST-5k from θ₀ to step 2500, \
+fig9's switch. The sharpness λ₁ has risen to 2/η = 20 (the dashed line of the eigenvalue plot) and \
+hovers there: GD runs at the edge of stability (Cohen et al. 2021), its loss falling on average, not \
+at every step. Here, unlike stable GD, the gradient lies almost wholly in S_k (χ_k near 1).\n\
+Press \"branch\" (key B): the run forks into GD, Dom-GD (θ ← θ − η P_k ∇L) and Bulk-GD \
+(θ ← θ − η (I − P_k) ∇L) from this θ.\n\
+Look for: λ₁ of GD staying near 2/η; Dom-GD making little progress while Bulk-GD trains like GD or \
+faster (Song, Ahn, Yun 2024, Figure 9). GD's own loss oscillates at the edge, so compare over \
+100 steps or more.",
     },
     Scenario {
         name: "gd-vs-sgd",

@@ -115,8 +115,9 @@ pub struct SandboxApp {
     /// The URL hash last written (web).
     pub last_hash: Option<String>,
     /// When the run was first seen with this many steps per branch (the report's time to
-    /// insight): (steps, seconds since the app started).
+    /// insight): (steps, seconds since the app started), for the fork at `progress_fork`.
     pub branch_progress: Vec<(usize, f64)>,
+    progress_fork: Option<usize>,
 }
 
 impl SandboxApp {
@@ -130,21 +131,20 @@ impl SandboxApp {
         ctx.set_fonts(f);
     }
 
-    /// The app with these settings; a scenario named in them sets the optimiser's settings from
-    /// its snapshot ([`scenario::Scenario::settings`]) before the run starts.
+    /// The app with these settings (a scenario named in them starts from its snapshot with these
+    /// settings' optimiser).
     pub fn new(
         mut settings: Settings,
         mut warnings: Vec<String>,
         auto: Option<super::AutoExit>,
     ) -> Self {
-        if !settings.scenario.is_empty() {
-            match scenario::find(&settings.scenario).and_then(|sc| sc.settings(&settings)) {
-                Ok(s) => settings = s,
-                Err(e) => {
-                    warnings.push(format!("{e}; starting a fresh run"));
-                    settings.scenario.clear();
-                }
-            }
+        // A scenario in saved settings or a URL hash starts with the settings as they are (the
+        // hash carries its η, batch, …); picking one, or `--scenario`, applies its own.
+        if !settings.scenario.is_empty()
+            && let Err(e) = scenario::find(&settings.scenario)
+        {
+            warnings.push(format!("{e}; starting a fresh run"));
+            settings.scenario.clear();
         }
         let toy = ToySim::new(
             settings.toy_a,
@@ -171,6 +171,7 @@ impl SandboxApp {
             renderer: RendererInfo::default(),
             last_hash: None,
             branch_progress: Vec::new(),
+            progress_fork: None,
         }
     }
 
@@ -483,69 +484,77 @@ impl SandboxApp {
         ui.heading("MNIST-5k, fc-tanh 784-200-200-10, MSE");
         self.scenario_rows(ui, shared);
         let mut changed_opt = false;
+        // A branched run refuses changes of its optimiser: the controls say so by being off.
+        let branched = shared.history.fork.is_some();
         {
             let s = &mut self.settings;
-            ui.horizontal_wrapped(|ui| {
-                ui.label("optimizer");
-                egui::ComboBox::from_id_salt("opt")
-                    .selected_text(opt_name(s.optimizer))
-                    .show_ui(ui, |ui| {
-                        for o in OPTIMIZERS {
-                            changed_opt |= ui
-                                .selectable_value(&mut s.optimizer, o, opt_name(o))
-                                .changed();
-                        }
-                    });
-                ui.label("η");
-                changed_opt |= ui
-                    .add(
-                        egui::DragValue::new(&mut s.lr)
-                            .speed(1e-4)
-                            .range(1e-5..=1.0),
-                    )
-                    .changed();
-                ui.label("batch");
-                changed_opt |= ui
-                    .add(egui::DragValue::new(&mut s.batch).range(1..=5000))
-                    .changed();
-                if s.optimizer == OptKind::Sam {
-                    ui.label("ρ");
+            ui.add_enabled_ui(!branched, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    ui.label("optimizer");
+                    egui::ComboBox::from_id_salt("opt")
+                        .selected_text(opt_name(s.optimizer))
+                        .show_ui(ui, |ui| {
+                            for o in OPTIMIZERS {
+                                changed_opt |= ui
+                                    .selectable_value(&mut s.optimizer, o, opt_name(o))
+                                    .changed();
+                            }
+                        });
+                    ui.label("η");
                     changed_opt |= ui
                         .add(
-                            egui::DragValue::new(&mut s.rho)
-                                .speed(1e-3)
-                                .range(0.0..=1.0),
+                            egui::DragValue::new(&mut s.lr)
+                                .speed(1e-4)
+                                .range(1e-5..=1.0),
                         )
                         .changed();
-                }
-                ui.label("k");
-                ui.add(egui::DragValue::new(&mut s.k).range(1..=50))
-                    .on_hover_text("applies on reset");
-                ui.label("eigen every");
-                if ui
-                    .add(egui::DragValue::new(&mut s.eigen_every).range(1..=1000))
-                    .changed()
-                {
-                    self.worker
-                        .send(Cmd::Act(Action::SetEigenEvery(s.eigen_every)));
-                }
-                ui.label("seed");
-                ui.add(egui::DragValue::new(&mut s.seed))
-                    .on_hover_text("applies on reset");
-                ui.label("compute");
-                egui::ComboBox::from_id_salt("compute")
-                    .selected_text(s.compute.name())
-                    .show_ui(ui, |ui| {
-                        for c in Compute::ALL {
-                            ui.selectable_value(&mut s.compute, c, c.name());
-                        }
-                    })
-                    .response
-                    .on_hover_text(
-                        "applies on reset. auto: a hardware GPU if there is one, else the CPU; \
+                    ui.label("batch");
+                    changed_opt |= ui
+                        .add(egui::DragValue::new(&mut s.batch).range(1..=5000))
+                        .changed();
+                    if s.optimizer == OptKind::Sam {
+                        ui.label("ρ");
+                        changed_opt |= ui
+                            .add(
+                                egui::DragValue::new(&mut s.rho)
+                                    .speed(1e-3)
+                                    .range(0.0..=1.0),
+                            )
+                            .changed();
+                    }
+                    ui.label("k");
+                    ui.add(egui::DragValue::new(&mut s.k).range(1..=50))
+                        .on_hover_text("applies on reset");
+                    ui.label("eigen every");
+                    if ui
+                        .add(egui::DragValue::new(&mut s.eigen_every).range(1..=1000))
+                        .changed()
+                    {
+                        self.worker
+                            .send(Cmd::Act(Action::SetEigenEvery(s.eigen_every)));
+                    }
+                    ui.label("seed");
+                    ui.add(egui::DragValue::new(&mut s.seed))
+                        .on_hover_text("applies on reset");
+                    ui.label("compute");
+                    egui::ComboBox::from_id_salt("compute")
+                        .selected_text(s.compute.name())
+                        .show_ui(ui, |ui| {
+                            for c in Compute::ALL {
+                                ui.selectable_value(&mut s.compute, c, c.name());
+                            }
+                        })
+                        .response
+                        .on_hover_text(
+                            "applies on reset. auto: a hardware GPU if there is one, else the CPU; \
                          gpu: also a software adapter; cpu: the CPU backend",
-                    );
-            });
+                        );
+                })
+            })
+            .response
+            .on_disabled_hover_text(
+                "branched: reset (R) or pick a scenario to change the optimiser",
+            );
         }
         if changed_opt {
             let o = self.optimizer();
@@ -679,12 +688,14 @@ fn small_legend() -> Legend {
 }
 
 /// The paper's colours as the CLI's PNGs use them: the plain optimiser blue, Dom- red, Bulk-
-/// green; GD beside SGD purple.
-fn branch_color(b: &BranchView) -> Color32 {
+/// green; GD beside SGD (the GD-vs-SGD fork) purple.
+fn branch_color(b: &BranchView, set: Option<BranchSet>) -> Color32 {
     match b.projection {
         Projection::Dominant => Color32::from_rgb(214, 39, 40),
         Projection::Bulk => Color32::from_rgb(44, 160, 44),
-        Projection::None if b.name == "GD" => Color32::from_rgb(148, 103, 189),
+        Projection::None if b.name == "GD" && set == Some(BranchSet::GdVsSgd) => {
+            Color32::from_rgb(148, 103, 189)
+        }
         Projection::None => Color32::from_rgb(31, 119, 180),
     }
 }
@@ -713,7 +724,7 @@ fn branch_table(ui: &mut egui::Ui, h: &History) {
         }
         ui.end_row();
         for b in &f.branches {
-            ui.label(RichText::new(&b.name).color(branch_color(b)));
+            ui.label(RichText::new(&b.name).color(branch_color(b, f.set)));
             ui.label(b.steps.to_string());
             ui.label(format!("{:.5}", b.loss_now()));
             ui.label(format!("{:+.2} %", -100.0 * b.rel_decrease(f.loss)));
@@ -786,7 +797,7 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
                                 b.name.clone(),
                                 PlotPoints::from(decimate(&pts, DRAW_POINTS)),
                             )
-                            .color(branch_color(b)),
+                            .color(branch_color(b, f.set)),
                         );
                     }
                 }
@@ -872,7 +883,7 @@ fn mnist_plots(ui: &mut egui::Ui, h: &History) {
                     for b in &f.branches {
                         p.line(
                             Line::new(format!("χ_k {}", b.name), PlotPoints::from(b.chi.clone()))
-                                .color(branch_color(b)),
+                                .color(branch_color(b, f.set)),
                         );
                     }
                 }
@@ -923,6 +934,12 @@ impl eframe::App for SandboxApp {
                 self.worker.send(Cmd::Reset(self.settings.clone()));
             }
         }
+        // A new fork (after a reset) starts the count again.
+        let fork_step = shared.history.fork.as_ref().map(|f| f.step);
+        if fork_step != self.progress_fork {
+            self.progress_fork = fork_step;
+            self.branch_progress.clear();
+        }
         if let Some(f) = &shared.history.fork {
             let n = f.steps();
             if self.branch_progress.last().is_none_or(|l| l.0 < n) {
@@ -972,7 +989,10 @@ impl eframe::App for SandboxApp {
 
     #[cfg(not(target_arch = "wasm32"))]
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+        // A headless run (the test hook, `--exit-after-steps`) leaves the user's settings alone.
+        if self.auto.is_none() {
+            eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+        }
     }
 
     #[cfg(target_arch = "wasm32")]

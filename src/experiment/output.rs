@@ -65,9 +65,11 @@ pub struct SnapshotTo {
     /// The command line and commit recorded in the snapshot.
     pub command: String,
     pub commit: Option<String>,
-    /// Stop the run after the snapshot (raises the stop flag: the next step writes a checkpoint
-    /// and the run ends as `Interrupted`, to be continued with `--resume`).
+    /// Stop the run after the snapshot (raises the stop flag: the first step after the switch
+    /// writes a checkpoint and the run ends as `Interrupted`, to be continued with `--resume`).
     pub stop_after: bool,
+    /// Set once the snapshot is written (the caller tells a stop at the switch from Ctrl-C).
+    pub written: Arc<AtomicBool>,
 }
 
 impl<'a> CsvSink<'a> {
@@ -177,6 +179,7 @@ impl Observer for CsvSink<'_> {
         s.made_by.command = to.command.clone();
         s.made_by.commit = to.commit.clone();
         save_snapshot(&to.dir, &s, v)?;
+        to.written.store(true, Ordering::Relaxed);
         if to.stop_after {
             self.stop.store(true, Ordering::Relaxed);
         }
@@ -264,7 +267,7 @@ pub fn tensors_parse(raw: &[u8], tp: &Path, step: usize) -> Result<Vectors> {
         return Err(Error::data(
             tp,
             format!(
-                "written for step {written:?}, its JSON says {step}: the pair is torn; write it again"
+                "written for step {written:?}, its JSON says {step}: the pair is torn (interrupted while writing); rerun from scratch"
             ),
         ));
     }

@@ -41,8 +41,7 @@ pub const PRESETS: &[&str] = &[
 
 /// χ_k along SGD: its EMA must exceed this somewhere (the paper's switch threshold).
 pub const SGD_CHI_EMA_MIN: f64 = 0.95;
-/// χ_k along full-batch GD must average below this over the second half.
-pub const GD_CHI_MAX: f64 = 0.2;
+pub use super::run::GD_CHI_MAX;
 /// After SGD → GD, GD's mean χ_k must fall below this fraction of SGD's before the switch
 /// (fig. 4); after GD → SGD, SGD's must exceed GD's by the inverse factor (fig. 5).
 pub const SWITCH_CHI_FACTOR: f64 = 0.5;

@@ -30,6 +30,9 @@ pub const DOM_MAX_FRACTION: f64 = 0.25;
 /// The bulk variant's relative loss decrease must reach at least this fraction of the plain
 /// optimiser's ("trains as well").
 pub const BULK_MIN_FRACTION: f64 = 0.75;
+/// χ_k along full-batch GD must average below this over the second half (fig18-19's rule; the
+/// app's GD-vs-SGD branches are judged by it too).
+pub const GD_CHI_MAX: f64 = 0.2;
 
 /// serde_json writes NaN as null: read null back as NaN (checkpoints hold unmeasured metrics).
 pub(crate) fn nan_null<'de, D: serde::Deserializer<'de>>(
