@@ -3,17 +3,12 @@
 //! set (CI sets it and starts Xvfb).
 
 mod common;
-use common::assert_not_blank;
+use common::{assert_not_blank, display_or_skip};
 use std::process::Command;
 
 #[test]
 fn desktop_app_runs_both_panels_and_draws() {
-    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
-        assert!(
-            std::env::var_os("SUBSPACE_LAB_REQUIRE_DISPLAY").is_none(),
-            "SUBSPACE_LAB_REQUIRE_DISPLAY is set but there is no DISPLAY"
-        );
-        eprintln!("SKIP: no display (run under Xvfb: see .ci/run)");
+    if !display_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

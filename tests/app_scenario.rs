@@ -11,17 +11,12 @@
 //! CLI's thresholds holds (Dom 0.20 × SGD < 0.25 ×, Bulk 0.81 × > 0.75 ×). ≈ 100 s on 2 cores.
 
 mod common;
-use common::assert_not_blank;
+use common::{assert_not_blank, display_or_skip};
 use std::process::Command;
 
 #[test]
 fn the_fig1_scenario_branches_and_bulk_trains_while_dom_stalls() {
-    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
-        assert!(
-            std::env::var_os("SUBSPACE_LAB_REQUIRE_DISPLAY").is_none(),
-            "SUBSPACE_LAB_REQUIRE_DISPLAY is set but there is no DISPLAY"
-        );
-        eprintln!("SKIP: no display (run under Xvfb: see .ci/run)");
+    if !display_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

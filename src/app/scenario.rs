@@ -44,6 +44,20 @@ pub struct Scenario {
     pub lesson: &'static str,
 }
 
+/// The snapshot `web/snapshots/<name>/` compiled in.
+macro_rules! embedded {
+    ($name:literal) => {
+        Source::Embedded {
+            json: include_bytes!(concat!("../../web/snapshots/", $name, "/snapshot.json")),
+            tensors: include_bytes!(concat!(
+                "../../web/snapshots/",
+                $name,
+                "/snapshot.safetensors"
+            )),
+        }
+    };
+}
+
 /// Every scenario, in the picker's order.
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
@@ -53,10 +67,7 @@ pub const SCENARIOS: &[Scenario] = &[
         figure: "Figure 1",
         branch: BranchSet::Projections,
         eigen_every: 10,
-        source: Source::Embedded {
-            json: include_bytes!("../../web/snapshots/fig1-switch/snapshot.json"),
-            tensors: include_bytes!("../../web/snapshots/fig1-switch/snapshot.safetensors"),
-        },
+        source: embedded!("fig1-switch"),
         lesson: "fc-tanh trained by SGD (η 0.01, batch 50, MSE) on MNIST-5k from θ₀ up to the step \
 where the EMA (0.9) of χ_k(∇L) = ‖P_k ∇L‖ / ‖∇L‖ first exceeded 0.95. S_k is spanned by the top k = 10 \
 Hessian eigenvectors (k = the number of classes), recomputed at every step of the Dom- and Bulk- \
@@ -75,10 +86,7 @@ bulk (Song, Ahn, Yun 2024, Figure 1).",
         figure: "Figure 9",
         branch: BranchSet::Projections,
         eigen_every: 5,
-        source: Source::Embedded {
-            json: include_bytes!("../../web/snapshots/fig9-eos/snapshot.json"),
-            tensors: include_bytes!("../../web/snapshots/fig9-eos/snapshot.safetensors"),
-        },
+        source: embedded!("fig9-eos"),
         lesson: "fc-tanh trained by full-batch GD (η 0.1, MSE) on MNIST-5k from θ₀ to step 2500, \
 fig9's switch. The sharpness λ₁ has risen to 2/η = 20 (the dashed line of the eigenvalue plot) and \
 hovers there: GD runs at the edge of stability (Cohen et al. 2021), its loss falling on average, not \

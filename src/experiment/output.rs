@@ -229,12 +229,23 @@ pub fn clear_checkpoint(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The text of `dir/json` and the bytes of `dir/tensors` with their paths (a checkpoint's or a
+/// snapshot's pair). Errors: either file unreadable, named.
+pub fn read_pair(
+    dir: &Path,
+    json: &str,
+    tensors: &str,
+) -> Result<(String, PathBuf, Vec<u8>, PathBuf)> {
+    let jp = dir.join(json);
+    let text = std::fs::read_to_string(&jp).map_err(|e| Error::io(&jp, e))?;
+    let tp = dir.join(tensors);
+    let raw = std::fs::read(&tp).map_err(|e| Error::io(&tp, e))?;
+    Ok((text, jp, raw, tp))
+}
+
 /// Read a checkpoint written by `save_checkpoint`.
 pub fn load_checkpoint(dir: &Path) -> Result<(Checkpoint, Vectors)> {
-    let jp = dir.join(CHECKPOINT_JSON);
-    let text = std::fs::read_to_string(&jp).map_err(|e| Error::io(&jp, e))?;
-    let tp = dir.join(CHECKPOINT_TENSORS);
-    let raw = std::fs::read(&tp).map_err(|e| Error::io(&tp, e))?;
+    let (text, jp, raw, tp) = read_pair(dir, CHECKPOINT_JSON, CHECKPOINT_TENSORS)?;
     parse_checkpoint(&text, &jp, &raw, &tp)
 }
 

@@ -5,7 +5,7 @@
 //! and `snapshot.safetensors` (`theta`, and `opt_m` / `opt_v` when the optimiser has state; f64,
 //! metadata `step`), the same layout as a checkpoint's.
 
-use super::output::{tensors_bytes, tensors_parse, write_atomic};
+use super::output::{read_pair, tensors_bytes, tensors_parse, write_atomic};
 use super::run::{OptState, Record, StreamState, Vectors, nan_null};
 use super::spec::RunSpec;
 use crate::error::{Error, Result};
@@ -90,10 +90,7 @@ pub fn save_snapshot(dir: &Path, s: &Snapshot, v: &Vectors) -> Result<()> {
 
 /// Read a snapshot directory written by [`save_snapshot`].
 pub fn load_snapshot(dir: &Path) -> Result<(Snapshot, Vectors)> {
-    let jp = dir.join(SNAPSHOT_JSON);
-    let text = std::fs::read_to_string(&jp).map_err(|e| Error::io(&jp, e))?;
-    let tp = dir.join(SNAPSHOT_TENSORS);
-    let raw = std::fs::read(&tp).map_err(|e| Error::io(&tp, e))?;
+    let (text, jp, raw, tp) = read_pair(dir, SNAPSHOT_JSON, SNAPSHOT_TENSORS)?;
     parse_snapshot(&text, &jp, &raw, &tp)
 }
 

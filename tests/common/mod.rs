@@ -139,3 +139,17 @@ pub fn assert_not_blank(shot: &std::path::Path) {
         shot.display()
     );
 }
+
+/// Whether a display is there for the desktop app's tests: without one they skip, unless
+/// SUBSPACE_LAB_REQUIRE_DISPLAY is set (CI sets it and starts Xvfb), where that fails.
+pub fn display_or_skip() -> bool {
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        assert!(
+            std::env::var_os("SUBSPACE_LAB_REQUIRE_DISPLAY").is_none(),
+            "SUBSPACE_LAB_REQUIRE_DISPLAY is set but there is no DISPLAY"
+        );
+        eprintln!("SKIP: no display (run under Xvfb: see .ci/run)");
+        return false;
+    }
+    true
+}
