@@ -3,7 +3,7 @@
 //! set (CI sets it and starts Xvfb).
 
 mod common;
-use common::{assert_not_blank, display_or_skip};
+use common::{assert_not_blank, display_or_skip, read_app_report};
 use std::process::Command;
 
 #[test]
@@ -24,15 +24,7 @@ fn desktop_app_runs_both_panels_and_draws() {
         .env("SUBSPACE_LAB_APP_BACKEND", "cpu")
         .output()
         .unwrap();
-    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| {
-        panic!(
-            "no report ({e}); the app printed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
-    eprintln!("{text}");
+    let (r, text) = read_app_report(&out, &report);
     assert!(r["toy_steps"].as_u64().unwrap() > 100, "{text}");
     assert!(r["mnist_steps"].as_u64().unwrap() >= 3, "{text}");
     assert!(r["screenshot_error"].is_null(), "{text}");

@@ -11,7 +11,7 @@
 //! CLI's thresholds holds (Dom 0.20 × SGD < 0.25 ×, Bulk 0.81 × > 0.75 ×). ≈ 100 s on 2 cores.
 
 mod common;
-use common::{assert_not_blank, display_or_skip};
+use common::{assert_not_blank, display_or_skip, read_app_report};
 use std::process::Command;
 
 #[test]
@@ -33,15 +33,7 @@ fn the_fig1_scenario_branches_and_bulk_trains_while_dom_stalls() {
         .args(["--compute", "cpu"])
         .output()
         .unwrap();
-    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| {
-        panic!(
-            "no report ({e}); the app printed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    eprintln!("{text}");
-    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (r, text) = read_app_report(&out, &report);
     assert_eq!(r["scenario"], "fig1-switch");
     let start = r["start_step"].as_u64().unwrap();
     assert!(start > 1000, "fig1's switch step: {text}");

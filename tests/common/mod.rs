@@ -153,3 +153,22 @@ pub fn display_or_skip() -> bool {
     }
     true
 }
+
+/// The JSON report an app run wrote to `report` (parsed, and as text for messages); without one,
+/// a panic that shows what the app printed.
+pub fn read_app_report(
+    out: &std::process::Output,
+    report: &std::path::Path,
+) -> (serde_json::Value, String) {
+    let text = std::fs::read_to_string(report).unwrap_or_else(|e| {
+        panic!(
+            "no report ({e}); the app printed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    eprintln!("{text}");
+    let v =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("report is not JSON ({e}): {text}"));
+    (v, text)
+}
