@@ -105,6 +105,14 @@ struct AppArgs {
     /// adapter), cpu.
     #[arg(long, value_parser = ["auto", "gpu", "cpu"])]
     compute: Option<String>,
+    /// The network of the model panel, with the paper's settings for it: fc-tanh (MNIST-5k),
+    /// cnn-relu (CIFAR10-5k), transformer (SST2-1k). A scenario brings its own.
+    #[arg(long, value_parser = ["fc-tanh", "cnn-relu", "transformer"], conflicts_with = "scenario")]
+    model: Option<String>,
+    /// Training samples, the first n of the model's data set (default: the model's, see the
+    /// README).
+    #[arg(long, conflicts_with = "scenario")]
+    samples: Option<usize>,
 }
 
 #[derive(Args)]
@@ -229,8 +237,10 @@ enum DataCommand {
         #[command(flatten)]
         dir: DataDirArg,
     },
-    /// Copy the verified cache (fetching it first if needed) to the web page's assets, where
-    /// trunk picks it up: `web/assets/mnist5k-v1.bin` by default. Never committed.
+    /// Copy the verified caches to the web page's assets, where trunk picks them up:
+    /// `web/assets/mnist5k-v1.bin` (fetched first if needed), and `cifar10-5k-v1.bin` and
+    /// `sst2-train-first1000.tsv` where this machine has them (the cnn-relu and Transformer
+    /// models of the page). Never committed.
     WebAsset {
         /// The directory to write into.
         #[arg(long, default_value = "web/assets")]
@@ -586,22 +596,51 @@ fn data_cmd(c: DataCommand) -> Result<()> {
         } => export_cmd(dataset, samples, preprocess.as_deref(), &out, &dir),
         DataCommand::WebAsset { out, dir } => {
             let dir = dir.resolve()?;
-            let (m, src) = mnist::load_or_fetch(&dir, &mut |m| log(m))?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let dest = out.join(mnist::ASSET_NAME);
-            // The same bytes as the cache: magic, images, labels; the page verifies the checksums.
-            mnist::write_cache(&dest, &m)?;
             // Readable by whatever user a static server runs as (the temporary file was 0600).
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
-                    .with_context(|| format!("making {} readable", dest.display()))?;
-            }
+            let readable = |dest: &std::path::Path| -> Result<()> {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o644))
+                        .with_context(|| format!("making {} readable", dest.display()))?;
+                }
+                Ok(())
+            };
+            // The same bytes as the caches; the page verifies the checksums.
+            let (m, src) = mnist::load_or_fetch(&dir, &mut |m| log(m))?;
+            let dest = out.join(mnist::ASSET_NAME);
+            mnist::write_cache(&dest, &m)?;
+            readable(&dest)?;
             println!(
-                "wrote {} (MNIST-5k from {src}, checksums verified); rebuild the page (trunk build)",
+                "wrote {} (MNIST-5k from {src}, checksums verified)",
                 dest.display()
             );
+            // The other models' data sets where this machine has them (never downloaded here:
+            // `data fetch --dataset …` does that); the page says what is missing when picked.
+            match cifar10::load_local(&dir, &mut |m| log(m))? {
+                Some(c) => {
+                    let dest = out.join(cifar10::ASSET_NAME);
+                    cifar10::write_cache(&dest, &c)?;
+                    readable(&dest)?;
+                    println!("wrote {} ({})", dest.display(), c.describe());
+                }
+                None => println!(
+                    "CIFAR-10 is not on this machine: the page's cnn-relu model will say so. `subspace-lab data fetch --dataset cifar10` first, then run this again"
+                ),
+            }
+            match sst2::load_local(&dir, &mut |m| log(m))? {
+                Some(t) => {
+                    let dest = out.join(sst2::ASSET_NAME);
+                    sst2::write_cache(&dest, &t)?;
+                    readable(&dest)?;
+                    println!("wrote {} (SST2-1k, checksum verified)", dest.display());
+                }
+                None => println!(
+                    "SST-2 is not on this machine: the page's Transformer model will say so. `subspace-lab data fetch --dataset sst2` first, then run this again"
+                ),
+            }
+            println!("rebuild the page (trunk build)");
             Ok(())
         }
         DataCommand::Info { dir } => {
@@ -1105,8 +1144,11 @@ fn app_cmd(a: AppArgs) -> Result<()> {
                 },
             };
             println!(
-                "{:<12} {} — {}, {} ({from})",
-                s.name, s.title, s.model, s.figure
+                "{:<22} {} — {}, {} ({from})",
+                s.name,
+                s.title,
+                s.model.label(),
+                s.figure
             );
         }
         return Ok(());
@@ -1130,7 +1172,7 @@ fn app_cmd(a: AppArgs) -> Result<()> {
         Some(AutoExit {
             after_s: 0.0,
             timeout_s: a.timeout,
-            min_mnist_steps: 0,
+            min_steps: 0,
             report: a.report.clone(),
             screenshot: a.screenshot.clone(),
             exit_after_steps: Some(n),
@@ -1144,7 +1186,7 @@ fn app_cmd(a: AppArgs) -> Result<()> {
                     .parse()
                     .with_context(|| format!("SUBSPACE_LAB_APP_EXIT_AFTER={v}: not a number"))?,
                 timeout_s: env("TIMEOUT").and_then(|t| t.parse().ok()).unwrap_or(300.0),
-                min_mnist_steps: env("MIN_STEPS").and_then(|t| t.parse().ok()).unwrap_or(1),
+                min_steps: env("MIN_STEPS").and_then(|t| t.parse().ok()).unwrap_or(1),
                 report: env("REPORT")
                     .unwrap_or_else(|| "app-report.json".into())
                     .into(),
@@ -1162,11 +1204,18 @@ fn app_cmd(a: AppArgs) -> Result<()> {
         Some(_) => Some(Compute::Auto),
         None => None,
     };
+    let model = a
+        .model
+        .as_deref()
+        .map(|m| subspace_lab::app::settings::AppModel::parse(m).context("--model"))
+        .transpose()?;
     run_native(Launch {
         auto,
         scenario: a.scenario,
         compute,
         branch: a.branch,
+        model,
+        samples: a.samples,
     })?;
     Ok(())
 }

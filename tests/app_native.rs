@@ -26,7 +26,7 @@ fn desktop_app_runs_both_panels_and_draws() {
         .unwrap();
     let (r, text) = read_app_report(&out, &report);
     assert!(r["toy_steps"].as_u64().unwrap() > 100, "{text}");
-    assert!(r["mnist_steps"].as_u64().unwrap() >= 3, "{text}");
+    assert!(r["steps"].as_u64().unwrap() >= 3, "{text}");
     assert!(r["screenshot_error"].is_null(), "{text}");
     assert_not_blank(&shot);
 }

@@ -140,7 +140,7 @@ fn driver_commands_and_the_worker_message_boundary() {
         eigen_every: 2,
         ..Settings::default()
     };
-    let mut d = Driver::new(mnist, &s, new_run_cpu).unwrap();
+    let mut d = Driver::new(mnist.into(), &s, new_run_cpu).unwrap();
     for _ in 0..3 {
         assert!(d.tick().is_none());
     }
@@ -217,9 +217,119 @@ fn driver_commands_and_the_worker_message_boundary() {
     d.tick();
     assert_eq!(d.run.history().step, 1);
     // A bad reset keeps the current run and says why.
-    let msg = d.handle(Cmd::Reset(Settings { k: 0, ..s }));
+    let msg = d.handle(Cmd::Reset(Settings { k: 0, ..s.clone() }));
     assert!(msg.is_some_and(|m| m.contains("reset failed")));
     assert_eq!(d.samples(), 50);
+
+    // Every model: a reset to cnn-relu before its data set is loaded keeps the run and names
+    // what is missing; once CIFAR-10 is there (synthetic records here) the run is the CNN's.
+    use subspace_lab::app::settings::AppModel;
+    use subspace_lab::data::load::DatasetKind;
+    let cnn = Settings {
+        samples: 20,
+        batch: 10,
+        k: 2,
+        eigen_every: 1,
+        ..s.with_model(AppModel::CnnRelu)
+    };
+    assert!(!d.has(DatasetKind::Cifar10));
+    let msg = d.handle(Cmd::Reset(cnn.clone())).unwrap_or_default();
+    assert!(msg.contains("CIFAR-10 was not loaded"), "{msg}");
+    assert_eq!(d.run.spec().name(), "fc-tanh");
+    d.sets_mut().cifar10 = Some(subspace_lab::data::cifar10::Cifar10 {
+        images: (0..40 * 3072).map(|i| ((i * 29) % 253) as u8).collect(),
+        labels: (0..40).map(|i| (i % 10) as u8).collect(),
+    });
+    assert!(d.handle(Cmd::Reset(cnn)).is_none());
+    assert_eq!(d.run.spec().name(), "cnn-relu");
+    assert_eq!((d.samples(), d.run.history().step), (20, 0));
+    assert!(d.tick().is_none() && d.tick().is_none());
+    let h = d.run.history();
+    assert_eq!((h.step, h.points.len()), (2, 2));
+    assert!(
+        h.points
+            .iter()
+            .all(|p| p.loss.is_finite() && p.chi.is_finite())
+    );
+    // The Transformer on sentences (synthetic: two words per class).
+    d.sets_mut().sst2 = Some(subspace_lab::data::sst2::Sst2 {
+        sentences: (0..1000)
+            .map(|i| ["a fine film", "a dull film"][i % 2].to_string())
+            .collect(),
+        labels: (0..1000).map(|i| (i % 2) as u8).collect(),
+    });
+    let tr = Settings {
+        samples: 16,
+        batch: 8,
+        eigen_every: 1,
+        ..s.with_model(AppModel::Transformer)
+    };
+    assert_eq!(tr.k, 2, "the Transformer's k is its 2 classes");
+    assert!(d.handle(Cmd::Reset(tr)).is_none());
+    assert_eq!(d.run.spec().name(), "transformer");
+    assert!(d.tick().is_none());
+    let h = d.run.history();
+    assert_eq!((h.step, h.k), (1, 2));
+    assert_eq!(h.points[0].eigenvalues.len(), 4, "top-2k");
+    // Its export names the Transformer's tensors.
+    let files = export_files(&d.run).unwrap();
+    let (spec, _) = subspace_lab::nn::weights::load_bytes(
+        &files[2].1,
+        std::path::Path::new("weights.safetensors"),
+    )
+    .unwrap();
+    assert_eq!(spec.name(), "transformer");
+}
+
+/// The model in the URL hash: its name round-trips, n is checked against its data set, a
+/// scenario of another model is dropped with a warning, and picking a model brings the paper's
+/// settings for it.
+#[test]
+fn the_model_travels_in_the_hash_with_the_paper_settings() {
+    use subspace_lab::app::settings::AppModel;
+    let d = Settings::default();
+    for m in AppModel::ALL {
+        let s = d.with_model(m);
+        let p = m.paper();
+        assert_eq!(
+            (s.model, s.lr, s.batch, s.k, s.samples, s.optimizer),
+            (m, p.lr, p.batch, p.k, p.app_samples, OptKind::Sgd)
+        );
+        let (back, w) = Settings::from_hash(&s.to_hash());
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(back, s);
+    }
+    assert_eq!(
+        d.with_model(AppModel::CnnRelu).to_hash(),
+        "model=cnn-relu&lr=0.001&n=500"
+    );
+    assert_eq!(
+        (
+            AppModel::CnnRelu.paper().lr,
+            AppModel::Transformer.paper().k
+        ),
+        (0.001, 2)
+    );
+    // SST2-1k has 1000 sentences: n = 3000 is reset to the model's default, with a warning.
+    let (s, w) = Settings::from_hash("model=transformer&n=3000");
+    assert_eq!(s.samples, AppModel::Transformer.paper().app_samples);
+    assert!(w.iter().any(|x| x.contains("samples = 3000")), "{w:?}");
+    // fig1-switch is fc-tanh's: with the Transformer it is dropped, saying so.
+    let (s, w) = Settings::from_hash("model=transformer&scenario=fig1-switch");
+    assert!(s.scenario.is_empty());
+    assert!(w.iter().any(|x| x.contains("fig1-switch")), "{w:?}");
+    let (_, w) = Settings::from_hash("model=resnet");
+    assert!(w.iter().any(|x| x.contains("model=resnet")), "{w:?}");
+    // A scenario brings its model.
+    let sc = subspace_lab::app::scenario::find("gd-vs-sgd-cnn").unwrap();
+    let s = sc.settings(&d).unwrap();
+    assert_eq!((s.model, s.lr, s.k), (AppModel::CnnRelu, 0.001, 10));
+    assert_eq!(s.scenario, "gd-vs-sgd-cnn");
+    let s = subspace_lab::app::scenario::find("fig1-switch")
+        .unwrap()
+        .settings(&d.with_model(AppModel::Transformer))
+        .unwrap();
+    assert_eq!((s.model, s.lr, s.k), (AppModel::FcTanh, 0.01, 10));
 }
 
 /// Saved native settings pass the same checks as a URL hash: a file with `samples: 0` (the

@@ -228,7 +228,7 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
             "{mode}: toy did not advance"
         );
         assert!(
-            s["mnist_steps"].as_u64().unwrap_or(0) >= 3,
+            s["steps"].as_u64().unwrap_or(0) >= 3,
             "{mode}: MNIST run did not advance"
         );
         let backend = s["backend"].as_str().unwrap_or("");

@@ -46,7 +46,7 @@ try {
     state = raw ? JSON.parse(raw) : null;
     const enough = Date.now() - t0 >= minMs;
     const advanced = branchSteps === null
-      ? state && state.mnist_steps >= minSteps
+      ? state && state.steps >= minSteps
       : state && (state.branch_steps ?? 0) >= branchSteps;
     if (enough && state && state.toy_steps > 0 && advanced) break;
     if (state && state.message && /not available|could not|failed|not on this server/.test(state.message)) {

@@ -20,7 +20,7 @@ use crate::experiment::run::{
 use crate::experiment::run::{THETA_NOT_FINITE, Vectors};
 use crate::experiment::snapshot::Snapshot;
 use crate::experiment::spec::{OptKind, OptimizerSpec, Projection};
-use crate::nn::mlp::MlpSpec;
+use crate::nn::model::ModelSpec;
 
 /// Which runs a fork makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -293,7 +293,7 @@ pub struct LiveRun<B: Backend> {
     fork_theta: Option<B::Buf>,
     eigen_every: usize,
     pub history: History,
-    spec: MlpSpec,
+    spec: ModelSpec,
     tol: f64,
     /// The auto-switch fires when the EMA of χ_k exceeds this (the paper's 0.95).
     pub auto_threshold: f64,
@@ -304,13 +304,14 @@ pub const AUTO_THRESHOLD: f64 = 0.95;
 impl<B: Backend + Clone> LiveRun<B> {
     pub fn new(
         backend: B,
-        spec: &MlpSpec,
+        spec: impl Into<ModelSpec>,
         data: &Dataset,
         opt: OptimizerSpec,
         k: usize,
         eigen_every: usize,
         seed: u64,
     ) -> Result<Self> {
+        let spec: ModelSpec = spec.into();
         opt.validate("optimizer", data.n)?;
         if k == 0 || 2 * k > spec.num_params() {
             return Err(Error::InvalidArgument(format!(
@@ -318,7 +319,7 @@ impl<B: Backend + Clone> LiveRun<B> {
             )));
         }
         let tol = 1e-3;
-        let mut st = Self::stepper(backend, spec, data, k, 2 * k, tol)?;
+        let mut st = Self::stepper(backend, &spec, data, k, 2 * k, tol)?;
         st.set_theta(&spec.init(seed))?;
         let run_name = opt.display();
         Ok(LiveRun {
@@ -337,7 +338,7 @@ impl<B: Backend + Clone> LiveRun<B> {
                 origin: format!("θ₀ (seed {seed})"),
                 ..History::default()
             },
-            spec: spec.clone(),
+            spec,
             tol,
             auto_threshold: AUTO_THRESHOLD,
         })
@@ -347,7 +348,7 @@ impl<B: Backend + Clone> LiveRun<B> {
     /// show the next k too; k for the branches after a fork, as the CLI's fig1 solves).
     fn stepper(
         backend: B,
-        spec: &MlpSpec,
+        spec: &ModelSpec,
         data: &Dataset,
         k: usize,
         top: usize,
@@ -355,7 +356,7 @@ impl<B: Backend + Clone> LiveRun<B> {
     ) -> Result<Stepper<B>> {
         Stepper::new(
             backend,
-            spec,
+            spec.clone(),
             crate::backend::LossKind::Mse,
             data,
             k,
@@ -377,8 +378,8 @@ impl<B: Backend + Clone> LiveRun<B> {
         label: &str,
     ) -> Result<()> {
         let net = s.spec.net()?;
-        let mine: crate::nn::model::ModelSpec = (&self.spec).into();
-        if net != mine {
+        let mine = &self.spec;
+        if net != *mine {
             return Err(Error::InvalidArgument(format!(
                 "snapshot {label}: it is of {}, this run of {}",
                 net.describe(),
@@ -394,7 +395,7 @@ impl<B: Backend + Clone> LiveRun<B> {
         let now = data_fingerprint(data);
         if s.data != now {
             return Err(Error::InvalidArgument(format!(
-                "snapshot {label} was computed on other data ({}; the app has {now}): the MNIST-5k cache differs",
+                "snapshot {label} was computed on other data ({}; the app has {now}): the data cache differs from the one the snapshot was made with",
                 s.data
             )));
         }
@@ -456,7 +457,7 @@ impl<B: Backend + Clone> LiveRun<B> {
             .st
             .theta_host()
     }
-    pub fn spec(&self) -> &MlpSpec {
+    pub fn spec(&self) -> &ModelSpec {
         &self.spec
     }
     pub fn projection(&self) -> Projection {

@@ -1,4 +1,5 @@
-//! The sandbox app (eframe/egui): the 2-D toy and a live MNIST-5k run side by side, natively and
+//! The sandbox app (eframe/egui): the 2-D toy and a live network run (fc-tanh / MNIST-5k, cnn-relu /
+//! CIFAR10-5k or the Transformer / SST2-1k) side by side, natively and
 //! in the browser (`web`). The state logic (`settings`, `toysim`, `live`) has no window and is unit-tested.
 
 pub mod live;
@@ -10,13 +11,13 @@ pub mod ui;
 pub mod web;
 pub mod worker;
 
-/// Test hook: after `after_s` seconds (and at least `min_mnist_steps` MNIST steps, or after
+/// Test hook: after `after_s` seconds (and at least `min_steps` steps of the model's run, or after
 /// `timeout_s` regardless) write a JSON report and a screenshot and close the app.
 #[derive(Clone, Debug)]
 pub struct AutoExit {
     pub after_s: f64,
     pub timeout_s: f64,
-    pub min_mnist_steps: usize,
+    pub min_steps: usize,
     pub report: std::path::PathBuf,
     pub screenshot: std::path::PathBuf,
     /// Close after this many steps per branch (after a fork; else steps since the run started)
@@ -35,6 +36,10 @@ pub struct Launch {
     pub compute: Option<settings::Compute>,
     /// Fork as soon as the run is loaded (`--branch`).
     pub branch: bool,
+    /// The model panel's network (`--model`), with the paper's settings for it.
+    pub model: Option<settings::AppModel>,
+    /// Training samples (`--samples`), instead of the model's default.
+    pub samples: Option<usize>,
 }
 
 /// One branch in the report.
@@ -60,9 +65,12 @@ pub struct BranchReport {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
     pub toy_steps: usize,
-    pub mnist_steps: usize,
+    /// The model panel's network ("fc-tanh", "cnn-relu", "transformer") and its training samples.
+    pub model: String,
+    pub samples: usize,
+    pub steps: usize,
     pub backend: String,
-    pub mnist_steps_per_sec: f64,
+    pub steps_per_sec: f64,
     pub message: Option<String>,
     pub frames: ui::FrameStats,
     /// The scenario ("" for a fresh run) and where its run started.
@@ -89,9 +97,11 @@ pub fn report(app: &ui::SandboxApp) -> Report {
     let marks = [1, 5, 10, 20, 50, 100, 200, 500, 1000];
     Report {
         toy_steps: app.toy.a.step.min(app.toy.b.step),
-        mnist_steps: h.step,
+        model: app.settings.model.name().to_string(),
+        samples: app.settings.samples,
+        steps: h.step,
         backend: s.backend.clone(),
-        mnist_steps_per_sec: s.steps_per_sec,
+        steps_per_sec: s.steps_per_sec,
         message: s.message.clone(),
         frames: app.frame_stats(),
         scenario: app.settings.scenario.clone(),
@@ -207,6 +217,15 @@ pub fn run_native(launch: Launch) -> crate::Result<()> {
                 .collect();
             if let Some(c) = launch.compute {
                 settings.compute = c;
+            }
+            if let Some(m) = launch.model {
+                settings = settings.with_model(m);
+            }
+            if let Some(n) = launch.samples {
+                settings.samples = n;
+                if let Some(w) = settings.sanitize().first() {
+                    return Err(format!("--samples: {w}").into());
+                }
             }
             if let Some(name) = &launch.scenario {
                 // `--scenario`: its own settings (η, batch, k, …), as when picked in the app.

@@ -6,7 +6,7 @@
 //! a short lesson whose numbers are the live run's.
 
 use super::live::{BranchSet, History};
-use super::settings::Settings;
+use super::settings::{AppModel, Settings};
 use crate::error::{Error, Result};
 use crate::experiment::run::Vectors;
 use crate::experiment::snapshot::{Snapshot, parse_snapshot};
@@ -16,7 +16,8 @@ use std::path::Path;
 /// Where a scenario's θ comes from.
 #[derive(Clone, Copy, Debug)]
 pub enum Source {
-    /// The network's initialisation (seed 0) with SGD η 0.01, batch 50 (the paper's fc-tanh setting).
+    /// The network's initialisation (seed 0) with the paper's SGD settings for the model
+    /// ([`AppModel::paper`]).
     Init,
     /// A snapshot compiled into the app: the bytes of `snapshot.json` and `snapshot.safetensors`.
     Embedded {
@@ -32,7 +33,7 @@ pub struct Scenario {
     pub name: &'static str,
     pub title: &'static str,
     /// Network and data.
-    pub model: &'static str,
+    pub model: AppModel,
     /// The paper's figure it reproduces live.
     pub figure: &'static str,
     /// What "branch" forks into.
@@ -63,7 +64,7 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "fig1-switch",
         title: "SGD at the χ-EMA switch",
-        model: "fc-tanh / MNIST-5k",
+        model: AppModel::FcTanh,
         figure: "Figure 1",
         branch: BranchSet::Projections,
         eigen_every: 10,
@@ -82,7 +83,7 @@ bulk (Song, Ahn, Yun 2024, Figure 1).",
     Scenario {
         name: "fig9-eos",
         title: "GD at the edge of stability",
-        model: "fc-tanh / MNIST-5k",
+        model: AppModel::FcTanh,
         figure: "Figure 9",
         branch: BranchSet::Projections,
         eigen_every: 5,
@@ -100,7 +101,7 @@ faster (Song, Ahn, Yun 2024, Figure 9). GD's own loss oscillates at the edge, so
     Scenario {
         name: "gd-vs-sgd",
         title: "GD vs SGD from the same init",
-        model: "fc-tanh / MNIST-5k",
+        model: AppModel::FcTanh,
         figure: "Figures 18–19",
         branch: BranchSet::GdVsSgd,
         eigen_every: 2,
@@ -111,6 +112,35 @@ Look for: χ_k(∇L), the share of the full gradient in the top-k Hessian eigens
 point per spectrum), climbs towards 1 under SGD and falls to nearly 0 under GD. The alignment comes \
 with SGD's noise, not with the landscape (Song, Ahn, Yun 2024, Figures 18–19; fig4 and fig5 of \
 `reproduce` measure the same on longer runs).",
+    },
+    Scenario {
+        name: "gd-vs-sgd-cnn",
+        title: "GD vs SGD from the same init",
+        model: AppModel::CnnRelu,
+        figure: "Figures 18–19",
+        branch: BranchSet::GdVsSgd,
+        eigen_every: 2,
+        source: Source::Init,
+        lesson: "cnn-relu at its initialisation θ₀ (seed 0), SGD η 0.001, batch 50, MSE, on the first \
+500 CIFAR-10 images (the paper uses 5000: raise n in the panel; a spectrum then takes ten times \
+longer).\n\
+Press \"branch\" (key B): the run forks into SGD and full-batch GD at the same η from θ₀.\n\
+Look for: χ_k(∇L) (k = 10) rising under SGD and falling under GD, as for fc-tanh on MNIST \
+(Song, Ahn, Yun 2024, Figures 18–19). η 0.001 is small: give it a few hundred steps.",
+    },
+    Scenario {
+        name: "gd-vs-sgd-transformer",
+        title: "GD vs SGD from the same init",
+        model: AppModel::Transformer,
+        figure: "Figures 18–19",
+        branch: BranchSet::GdVsSgd,
+        eigen_every: 2,
+        source: Source::Init,
+        lesson: "The 2-layer Transformer (width 64, 8 heads) at its initialisation θ₀ (seed 0), SGD \
+η 0.001, batch 50, MSE, on SST2-1k (two classes, so k = 2).\n\
+Press \"branch\" (key B): the run forks into SGD and full-batch GD at the same η from θ₀.\n\
+Look for: χ_2(∇L), the share of the full gradient in the top-2 Hessian eigenspace, under SGD and \
+under GD (Song, Ahn, Yun 2024, Figures 18–19 show it for the paper's networks).",
     },
 ];
 
@@ -150,21 +180,17 @@ impl Scenario {
         }
     }
 
-    /// The settings of the scenario's run: the snapshot's optimiser (kind, η, batch, ρ), k,
-    /// samples and seed (SGD η 0.01, batch 50, k 10, seed 0 from the initialisation), and the
-    /// scenario's spectrum cadence; the toy's settings and the compute choice stay as in `base`.
+    /// The settings of the scenario's run: its model; the snapshot's optimiser (kind, η, batch,
+    /// ρ), k, samples and seed (from the initialisation: the model's paper settings, seed 0), and
+    /// the scenario's spectrum cadence; the toy's settings and the compute choice stay as in
+    /// `base`.
     pub fn settings(&self, base: &Settings) -> Result<Settings> {
-        let mut s = base.clone();
+        let mut s = base.with_model(self.model);
         s.scenario = self.name.to_string();
         s.eigen_every = self.eigen_every;
         match self.snapshot()? {
             None => {
-                let d = Settings::default();
                 s.optimizer = OptKind::Sgd;
-                s.lr = d.lr;
-                s.batch = d.batch;
-                s.k = d.k;
-                s.samples = d.samples;
                 s.seed = 0;
             }
             Some((snap, _)) => {

@@ -2,8 +2,108 @@
 //! on the web (`#lr=0.01&batch=50&…`, as TensorFlow Playground does) so a configuration can be
 //! shared as a link.
 
+use crate::data::load::DatasetKind;
 use crate::experiment::spec::OptKind;
 use crate::experiment::toy::ToyMethod;
+use crate::nn::model::ModelSpec;
+
+/// The network and data set of the live run (the model panel): the paper's three architectures,
+/// each on its own data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppModel {
+    /// Cohen et al.'s fc-tanh 784-200-200-10 on MNIST-5k.
+    #[default]
+    FcTanh,
+    /// Cohen et al.'s cnn-relu (convnet([32, 32], 'relu', 'max')) on CIFAR10-5k.
+    CnnRelu,
+    /// Damian et al.'s 2-layer Transformer (width 64, 8 heads) on SST2-1k.
+    Transformer,
+}
+
+/// A model's settings in the paper (Song, Ahn, Yun 2024, Appendix; `../shared/PAPER.md`) and the
+/// app's default training-set size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PaperSettings {
+    /// SGD's learning rate η.
+    pub lr: f64,
+    pub batch: usize,
+    /// The dimension of the dominant subspace: the number of classes.
+    pub k: usize,
+    /// The training set the paper uses (5000 images, 1000 sentences).
+    pub samples: usize,
+    /// The app's default: the paper's where a top-2k spectrum takes seconds on a 2-core CPU (fc-tanh,
+    /// the Transformer), fewer for cnn-relu (a CIFAR HVP costs ≈ 0.6 ms per image on the CPU:
+    /// 500 images keep a branched step near 15 s; the field takes up to the paper's 5000).
+    pub app_samples: usize,
+}
+
+impl AppModel {
+    pub const ALL: [AppModel; 3] = [AppModel::FcTanh, AppModel::CnnRelu, AppModel::Transformer];
+    /// The name in the URL hash and `app --model`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AppModel::FcTanh => "fc-tanh",
+            AppModel::CnnRelu => "cnn-relu",
+            AppModel::Transformer => "transformer",
+        }
+    }
+    /// "fc-tanh / MNIST-5k", as the paper's figures name the pairs.
+    pub fn label(self) -> &'static str {
+        match self {
+            AppModel::FcTanh => "fc-tanh / MNIST-5k",
+            AppModel::CnnRelu => "cnn-relu / CIFAR10-5k",
+            AppModel::Transformer => "Transformer / SST2-1k",
+        }
+    }
+    /// The network (its graph and initialisation).
+    pub fn spec(self) -> ModelSpec {
+        match self {
+            AppModel::FcTanh => ModelSpec::fc_tanh(),
+            AppModel::CnnRelu => ModelSpec::cnn_relu(),
+            AppModel::Transformer => {
+                ModelSpec::Transformer(crate::nn::transformer::TransformerSpec::sst2())
+            }
+        }
+    }
+    /// The data set it trains on.
+    pub fn dataset(self) -> DatasetKind {
+        match self {
+            AppModel::FcTanh => DatasetKind::Mnist,
+            AppModel::CnnRelu => DatasetKind::Cifar10,
+            AppModel::Transformer => DatasetKind::Sst2,
+        }
+    }
+    /// The paper's SGD settings for this model (the presets fig1, fig1-cnn, fig1-transformer).
+    pub fn paper(self) -> PaperSettings {
+        match self {
+            AppModel::FcTanh => PaperSettings {
+                lr: 0.01,
+                batch: 50,
+                k: 10,
+                samples: 5000,
+                app_samples: 5000,
+            },
+            AppModel::CnnRelu => PaperSettings {
+                lr: 0.001,
+                batch: 50,
+                k: 10,
+                samples: 5000,
+                app_samples: 500,
+            },
+            AppModel::Transformer => PaperSettings {
+                lr: 0.001,
+                batch: 50,
+                k: 2,
+                samples: 1000,
+                app_samples: 1000,
+            },
+        }
+    }
+    pub fn parse(s: &str) -> Option<AppModel> {
+        AppModel::ALL.into_iter().find(|m| m.name() == s)
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -17,7 +117,9 @@ pub struct Settings {
     pub toy_a: ToyMethod,
     pub toy_b: ToyMethod,
     pub toy_seed: u64,
-    // MNIST panel.
+    // Model panel.
+    /// The network and its data.
+    pub model: AppModel,
     pub lr: f64,
     pub batch: usize,
     pub k: usize,
@@ -25,17 +127,17 @@ pub struct Settings {
     /// Spectrum (top-2k eigenvalues, χ_k) every this many steps.
     pub eigen_every: usize,
     pub seed: u64,
-    /// First n MNIST-5k images.
+    /// The first n training samples of the model's data set.
     pub samples: usize,
     pub rho: f64,
-    /// Where the MNIST run computes.
+    /// Where the model's run computes.
     pub compute: Compute,
     /// The scenario the run starts from ([`super::scenario::SCENARIOS`]); empty: a fresh run
     /// from these settings.
     pub scenario: String,
 }
 
-/// Where the MNIST run computes: `Auto` takes a hardware GPU when there is one (natively the
+/// Where the model's run computes: `Auto` takes a hardware GPU when there is one (natively the
 /// renderer's device or another; in a browser WebGPU, through JSPI) and the CPU otherwise; `Gpu`
 /// also takes a software adapter (lavapipe, SwiftShader), which is slower than the CPU.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -69,6 +171,7 @@ impl Default for Settings {
             toy_a: ToyMethod::Gd,
             toy_b: ToyMethod::Sgd,
             toy_seed: 0,
+            model: AppModel::FcTanh,
             lr: 0.01,
             batch: 50,
             k: 10,
@@ -138,6 +241,9 @@ impl Settings {
             kv.push(("toy_b".into(), toy_name(self.toy_b).into()));
         }
         num!("toy_seed", toy_seed);
+        if self.model != d.model {
+            kv.push(("model".into(), self.model.name().into()));
+        }
         num!("lr", lr);
         num!("batch", batch);
         num!("k", k);
@@ -163,7 +269,8 @@ impl Settings {
     /// Put every field the app cannot run back to its default, saying which (one rule for the
     /// URL hash and for the settings a native app saved: a hand-edited or older file with
     /// `samples: 0` must not leave a panel stuck). Ranges: η, the toy's η positive and finite;
-    /// the toy's coupling and start finite; steps per frame 1..=10000; samples 1..=5000 (MNIST-5k);
+    /// the toy's coupling and start finite; steps per frame 1..=10000; samples 1..=the model's data
+    /// set's (5000 images, 1000 sentences);
     /// batch 1..=samples; k 1..=50; eigen every 1..=1000; ρ finite, ≥ 0.
     pub fn sanitize(&mut self) -> Vec<String> {
         let d = Settings::default();
@@ -195,7 +302,16 @@ impl Settings {
             "1..=10000"
         );
         need!(lr, pos, "positive");
-        need!(samples, |x: usize| (1..=5000).contains(&x), "1..=5000");
+        let max_n = self.model.dataset().max_samples();
+        if !(1..=max_n).contains(&self.samples) {
+            let to = self.model.paper().app_samples;
+            w.push(format!(
+                "samples = {} is out of range (1..={max_n} for {}): reset to {to}",
+                self.samples,
+                self.model.label()
+            ));
+            self.samples = to;
+        }
         need!(k, |x: usize| (1..=50).contains(&x), "1..=50");
         need!(eigen_every, |x: usize| (1..=1000).contains(&x), "1..=1000");
         need!(rho, |x: f64| x.is_finite() && x >= 0.0, "≥ 0");
@@ -207,13 +323,44 @@ impl Settings {
             self.batch = d.batch;
         }
         self.batch = self.batch.min(self.samples);
-        if !self.scenario.is_empty()
-            && let Err(e) = super::scenario::find(&self.scenario)
-        {
-            w.push(format!("scenario: {e}; starting a fresh run"));
-            self.scenario.clear();
+        if !self.scenario.is_empty() {
+            match super::scenario::find(&self.scenario) {
+                Err(e) => {
+                    w.push(format!("scenario: {e}; starting a fresh run"));
+                    self.scenario.clear();
+                }
+                Ok(sc) if sc.model != self.model => {
+                    w.push(format!(
+                        "scenario {} is of {}, not of {}: starting a fresh run of {}",
+                        sc.name,
+                        sc.model.label(),
+                        self.model.label(),
+                        self.model.label()
+                    ));
+                    self.scenario.clear();
+                }
+                Ok(_) => {}
+            }
         }
         w
+    }
+
+    /// These settings with `m` and the paper's SGD settings for it (η, batch, k, the app's n);
+    /// a scenario of another model is dropped. The toy's settings, the spectrum cadence, the
+    /// seed, ρ and the compute choice stay.
+    pub fn with_model(&self, m: AppModel) -> Settings {
+        let p = m.paper();
+        let mut s = self.clone();
+        s.model = m;
+        s.optimizer = OptKind::Sgd;
+        s.lr = p.lr;
+        s.batch = p.batch;
+        s.k = p.k;
+        s.samples = p.app_samples;
+        if super::scenario::find(&s.scenario).is_ok_and(|sc| sc.model != m) {
+            s.scenario.clear();
+        }
+        s
     }
 
     /// Parse a hash (with or without '#'). Unknown keys and unparsable values are skipped and
@@ -241,6 +388,7 @@ impl Settings {
                 "toy_a" => toy_parse(v).map(|m| s.toy_a = m).is_some(),
                 "toy_b" => toy_parse(v).map(|m| s.toy_b = m).is_some(),
                 "toy_seed" => v.parse().ok().map(|x| s.toy_seed = x).is_some(),
+                "model" => AppModel::parse(v).map(|m| s.model = m).is_some(),
                 "lr" => f().map(|x| s.lr = x).is_some(),
                 "batch" => u().map(|x| s.batch = x).is_some(),
                 "k" => u().map(|x| s.k = x).is_some(),

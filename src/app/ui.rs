@@ -2,7 +2,7 @@
 
 use super::live::{Action, BranchSet, BranchView, History};
 use super::scenario::{self, SCENARIOS};
-use super::settings::{Compute, OPTIMIZERS, Settings, opt_name};
+use super::settings::{AppModel, Compute, OPTIMIZERS, Settings, opt_name};
 use super::toysim::ToySim;
 use super::worker::{Cmd, Shared, Worker};
 use crate::experiment::spec::{OptKind, OptimizerSpec, Projection};
@@ -215,7 +215,7 @@ impl SandboxApp {
                 "fresh run (the settings below)".to_string()
             } else {
                 scenario::find(name).map_or(name.to_string(), |s| {
-                    format!("{} — {} ({})", s.title, s.model, s.figure)
+                    format!("{} — {} ({})", s.title, s.model.label(), s.figure)
                 })
             }
         };
@@ -480,8 +480,63 @@ impl SandboxApp {
             });
     }
 
-    fn mnist_panel(&mut self, ui: &mut egui::Ui, shared: &Shared) {
-        ui.heading("MNIST-5k, fc-tanh 784-200-200-10, MSE");
+    /// The model picker and the training-set size: a pick loads the paper's settings for the
+    /// model and restarts the run (its data set is loaded on first use).
+    fn model_rows(&mut self, ui: &mut egui::Ui) {
+        let mut pick = None;
+        ui.horizontal_wrapped(|ui| {
+            let now = self.settings.model;
+            ui.label("model");
+            egui::ComboBox::from_id_salt("model")
+                .selected_text(now.label())
+                .show_ui(ui, |ui| {
+                    for m in AppModel::ALL {
+                        let p = m.paper();
+                        if ui
+                            .selectable_label(m == now, m.label())
+                            .on_hover_text(format!(
+                                "{}, MSE; the paper's SGD η {}, batch {}, k = {} (the classes), n = {}",
+                                m.spec().describe(),
+                                p.lr,
+                                p.batch,
+                                p.k,
+                                p.samples
+                            ))
+                            .clicked()
+                        {
+                            pick = Some(m);
+                        }
+                    }
+                })
+                .response
+                .on_hover_text("the network and its data, with the paper's settings (restarts the run)");
+            let max = now.dataset().max_samples();
+            let paper = now.paper().samples;
+            ui.label("n");
+            let r = ui
+                .add(egui::DragValue::new(&mut self.settings.samples).range(1..=max))
+                .on_hover_text(format!(
+                    "training samples, the first n of the data set (the paper: {paper}); applies on \
+                     reset. A spectrum's cost grows with n"
+                ));
+            if r.changed() {
+                self.settings.batch = self.settings.batch.min(self.settings.samples);
+            }
+            if self.settings.samples != paper {
+                ui.label(RichText::new(format!("(the paper: n = {paper})")).small());
+            }
+        });
+        if let Some(m) = pick.filter(|m| *m != self.settings.model) {
+            self.settings = self.settings.with_model(m);
+            self.warnings.clear();
+            self.worker.send(Cmd::Reset(self.settings.clone()));
+        }
+    }
+
+    fn model_panel(&mut self, ui: &mut egui::Ui, shared: &Shared) {
+        ui.heading(format!("{}, MSE", self.settings.model.label()))
+            .on_hover_text(self.settings.model.spec().describe());
+        self.model_rows(ui);
         self.scenario_rows(ui, shared);
         let mut changed_opt = false;
         // A branched run refuses changes of its optimiser: the controls say so by being off.
@@ -664,7 +719,7 @@ impl SandboxApp {
         if let Some(msg) = &shared.message {
             ui.colored_label(Color32::from_rgb(200, 120, 0), msg);
         }
-        mnist_plots(ui, h);
+        run_plots(ui, h);
     }
 }
 
@@ -741,7 +796,7 @@ fn branch_table(ui: &mut egui::Ui, h: &History) {
     });
 }
 
-fn mnist_plots(ui: &mut egui::Ui, h: &History) {
+fn run_plots(ui: &mut egui::Ui, h: &History) {
     branch_table(ui, h);
     let height = ((ui.available_height() - 20.0) / 2.0).max(120.0);
     let width = (ui.available_width() / 2.0 - 8.0).max(150.0);
@@ -959,7 +1014,7 @@ impl eframe::App for SandboxApp {
             }
             ui.columns(2, |cols| {
                 self.toy_panel(&mut cols[0]);
-                self.mnist_panel(&mut cols[1], &shared);
+                self.model_panel(&mut cols[1], &shared);
             });
         });
         super::platform::after_frame(self, &ctx);
@@ -977,7 +1032,7 @@ impl eframe::App for SandboxApp {
                     Some(f) => f.steps() >= n,
                     None => !auto.branch && steps >= shared.history.start_step + n,
                 },
-                None => elapsed > auto.after_s && steps >= auto.min_mnist_steps,
+                None => elapsed > auto.after_s && steps >= auto.min_steps,
             };
             if (ready || elapsed > auto.timeout_s) && !self.screenshot_requested {
                 self.screenshot_requested = true;

@@ -4,9 +4,11 @@
 //!   when the browser has it, WebGL2 otherwise. Settings come from and go to the URL's hash.
 //!   A JSON state is published as `window.subspace_lab_state` for tests and curious users.
 //! - The **worker** (`web/worker.js` imports the same module and calls one of its two entries)
-//!   owns the MNIST run: a spectrum takes seconds, so it cannot run on the page's thread. It
-//!   fetches `assets/mnist5k-v1.bin` (see `web/README.md`), steps, and posts `Shared` snapshots
-//!   (JSON) at most every 100 ms; the page only draws.
+//!   owns the model's run: a spectrum takes seconds, so it cannot run on the page's thread. It
+//!   fetches the model's data set from `assets/` when the model is first picked
+//!   (`assets/mnist5k-v1.bin`, `assets/cifar10-5k-v1.bin`, `assets/sst2-train-first1000.tsv`;
+//!   see `web/README.md`), steps, and posts `Shared` snapshots (JSON) at most every 100 ms; the
+//!   page only draws.
 //! - **Where the worker computes.** The engine is synchronous: a Lanczos step reads a dot product
 //!   back before it goes on. A browser cannot block on the GPU, so on WebGPU each read-back
 //!   *suspends* the wasm stack with JSPI (WebAssembly JS Promise Integration, wasm-bindgen's
@@ -19,17 +21,24 @@
 
 use super::settings::{Compute, Settings};
 use super::ui::{RendererInfo, SandboxApp};
-use super::worker::{AnyRun, Cmd, Driver, Shared, export_files, new_run_cpu, new_run_gpu};
+use super::worker::{
+    AnyRun, Cmd, Driver, Shared, data_name, export_files, new_run_cpu, new_run_gpu,
+};
 use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::data::dataset::Dataset;
+use crate::data::load::DatasetKind;
+use crate::data::sets::DataSets;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-/// Where the page and the worker find MNIST-5k (relative to the page).
-pub const MNIST_ASSET: &str = "assets/mnist5k-v1.bin";
+/// Where the page's worker finds a data set (relative to the page): `assets/` and the cache's
+/// file name.
+pub fn asset_path(kind: DatasetKind) -> String {
+    format!("assets/{}", kind.asset_name())
+}
 
 /// The module's entry: on the page, start the app. In the worker nothing: `worker.js` calls
 /// [`subspace_lab_worker`] or [`jspi::subspace_lab_worker_jspi`] once the module is loaded.
@@ -87,7 +96,7 @@ fn page_main() {
                     }
                     if app.renderer.api != "WebGPU" {
                         app.warnings.push(
-                            "WebGPU is not available in this browser: drawing with WebGL2; the MNIST run computes on the CPU backend (wasm)."
+                            "WebGPU is not available in this browser: drawing with WebGL2; the model's run computes on the CPU backend (wasm)."
                                 .into(),
                         );
                     }
@@ -124,8 +133,9 @@ pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
         let state = serde_json::json!({
             "renderer": app.renderer,
             "toy_steps": app.toy.a.step.min(app.toy.b.step),
-            "mnist_steps": s.history.step,
-            "mnist_running": s.running,
+            "model": app.settings.model.name(),
+            "steps": s.history.step,
+            "running": s.running,
             "backend": s.backend,
             "steps_per_sec": s.steps_per_sec,
             "message": s.message,
@@ -284,7 +294,7 @@ fn download(name: &str, bytes: &JsValue) -> Result<(), JsValue> {
 
 // ----- the worker -----
 
-/// The compute worker's entry where the browser lacks JSPI: the MNIST run on the CPU (wasm).
+/// The compute worker's entry where the browser lacks JSPI: the model's run on the CPU (wasm).
 #[wasm_bindgen]
 pub async fn subspace_lab_worker() {
     worker_main(false).await;
@@ -379,26 +389,36 @@ async fn sleep(scope: &web_sys::DedicatedWorkerGlobalScope, ms: i32) {
     let _ = wasm_bindgen_futures::JsFuture::from(p).await;
 }
 
-async fn fetch_mnist(
+/// Fetch the data set of `m` from the page's assets into `sets`. Errors: what is missing on the
+/// server and the command that makes it.
+async fn fetch_data(
     scope: &web_sys::DedicatedWorkerGlobalScope,
-) -> Result<crate::data::mnist::Mnist5k, String> {
+    m: super::settings::AppModel,
+    sets: &mut DataSets,
+) -> Result<(), String> {
     use wasm_bindgen_futures::JsFuture;
-    let how = "build it from the verified cache: `cargo run --release -- data web-asset` (see README), then rebuild the page";
-    let resp = JsFuture::from(scope.fetch_with_str(MNIST_ASSET))
+    let kind = m.dataset();
+    let asset = asset_path(kind);
+    let name = data_name(m);
+    let how = format!(
+        "build it from the verified cache: `cargo run --release -- data web-asset` (with `data fetch --dataset {}` done once; see README), then rebuild the page",
+        kind.name()
+    );
+    let resp = JsFuture::from(scope.fetch_with_str(&asset))
         .await
-        .map_err(|e| format!("MNIST-5k could not be fetched from {MNIST_ASSET} ({e:?}): {how}"))?;
+        .map_err(|e| format!("{name} could not be fetched from {asset} ({e:?}): {how}"))?;
     let resp: web_sys::Response = resp.dyn_into().map_err(|_| "fetch returned no Response")?;
     if !resp.ok() {
         return Err(format!(
-            "MNIST-5k is not on this server ({MNIST_ASSET}: HTTP {}): {how}. The toy runs without it.",
+            "{name} is not on this server ({asset}: HTTP {}): {how}. The toy runs without it.",
             resp.status()
         ));
     }
     let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{e:?}"))?)
         .await
-        .map_err(|e| format!("reading {MNIST_ASSET}: {e:?}"))?;
+        .map_err(|e| format!("reading {asset}: {e:?}"))?;
     let bytes = js_sys::Uint8Array::new(&buf).to_vec();
-    crate::data::mnist::Mnist5k::from_cache_bytes(&bytes, std::path::Path::new(MNIST_ASSET))
+    sets.insert_cache_bytes(kind, &bytes, std::path::Path::new(&asset))
         .map_err(|e| e.to_string())
 }
 
@@ -433,22 +453,20 @@ async fn worker_loop(
         }
     };
     let mut shared = Shared {
-        message: Some("loading MNIST-5k…".into()),
+        message: Some(format!("loading {}…", data_name(settings.model))),
         running: true,
         ..Shared::default()
     };
     post_snapshot(scope, &shared);
-    let mnist = match fetch_mnist(scope).await {
-        Ok(m) => m,
-        Err(e) => {
-            shared.running = false;
-            shared.message = Some(e);
-            post_snapshot(scope, &shared);
-            return Ok(());
-        }
-    };
+    let mut sets = DataSets::default();
+    if let Err(e) = fetch_data(scope, settings.model, &mut sets).await {
+        shared.running = false;
+        shared.message = Some(e);
+        post_snapshot(scope, &shared);
+        return Ok(());
+    }
     let mut note = ensure_gpu(settings.compute, jspi).await;
-    let mut d = Driver::new(mnist, &settings, web_run).map_err(|e| e.to_string())?;
+    let mut d = Driver::new(sets, &settings, web_run).map_err(|e| e.to_string())?;
     shared.message = note.clone();
     let mut last_post: Option<web_time::Instant> = None;
     let mut last_yield = web_time::Instant::now();
@@ -475,7 +493,16 @@ async fn worker_loop(
                 }),
                 Cmd::Reset(s) => {
                     note = ensure_gpu(s.compute, jspi).await;
-                    d.handle(Cmd::Reset(s)).or(note.clone()).or(msg)
+                    let mut failed = None;
+                    if !d.has(s.model.dataset()) {
+                        shared.message = Some(format!("loading {}…", data_name(s.model)));
+                        post_snapshot(scope, &shared);
+                        failed = fetch_data(scope, s.model, d.sets_mut()).await.err();
+                    }
+                    match failed {
+                        Some(e) => Some(e),
+                        None => d.handle(Cmd::Reset(s)).or(note.clone()).or(msg),
+                    }
                 }
                 c => d.handle(c).or(msg),
             };
@@ -484,13 +511,14 @@ async fn worker_loop(
             // The first spectrum is a cold Lanczos solve: say why nothing is drawn yet.
             let gpu = matches!(d.run, AnyRun::Gpu(_));
             shared.message = Some(format!(
-                "computing the first spectrum (top-{} Hessian eigenpairs on {} samples, {}){}",
+                "computing the first spectrum ({}: top-{} Hessian eigenpairs on {} samples, {}){}",
+                d.run.spec().describe(),
                 2 * d.run.history().k,
                 d.samples(),
                 if gpu {
                     "WebGPU"
                 } else {
-                    "single-threaded wasm: a minute or two at n = 5000; #n=1000 in the URL is 5× faster"
+                    "single-threaded wasm: the cold first solve is the run's slowest, its time proportional to n (a smaller n in the panel or #n= in the URL is faster)"
                 },
                 note.as_ref().map(|n| format!(". {n}")).unwrap_or_default()
             ));

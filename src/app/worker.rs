@@ -1,17 +1,18 @@
-//! The MNIST run off the UI thread. A `Driver` owns the run and applies the UI's commands between
+//! The model panel's run off the UI thread. A `Driver` owns the run and applies the UI's commands between
 //! steps; the UI only reads a `Shared` snapshot. Natively the driver lives on a worker thread and
 //! the snapshot behind one short lock per frame; on the web it lives in a Web Worker and the
 //! snapshot arrives by message (`super::web`). Either way a slow step or a long eigen solve never
 //! stalls a frame.
 
 use super::live::{Action, History, LiveRun};
-use super::settings::Settings;
+use super::settings::{AppModel, Settings};
 use crate::backend::Backend;
 use crate::data::dataset::Dataset;
-use crate::data::mnist::{Mnist5k, Preprocess};
+use crate::data::load::DatasetKind;
+use crate::data::sets::DataSets;
 use crate::experiment::run::Record;
 use crate::experiment::spec::{OptKind, OptimizerSpec};
-use crate::nn::mlp::MlpSpec;
+use crate::nn::model::ModelSpec;
 use std::collections::VecDeque;
 
 /// What the UI asks of the run.
@@ -76,7 +77,7 @@ impl AnyRun {
     pub fn theta(&self) -> crate::Result<Vec<f64>> {
         with_run!(self, |r| r.theta())
     }
-    pub fn spec(&self) -> &MlpSpec {
+    pub fn spec(&self) -> &ModelSpec {
         with_run!(self, |r| r.spec())
     }
     /// Continue from a snapshot ([`LiveRun::start_from`]).
@@ -104,7 +105,7 @@ impl AnyRun {
     }
 }
 
-/// A live run of fc-tanh on `data` on the wgpu backend `g`.
+/// A live run of the settings' model on `data` on the wgpu backend `g`.
 pub fn new_run_gpu(
     g: crate::backend::gpu::GpuBackend,
     s: &Settings,
@@ -113,11 +114,11 @@ pub fn new_run_gpu(
     Ok(AnyRun::Gpu(Box::new(live(g, s, data)?)))
 }
 
-/// A live run of fc-tanh on `data` with the settings' optimiser, k, cadence and seed.
+/// A live run of the settings' model on `data` with their optimiser, k, cadence and seed.
 fn live<B: Backend + Clone>(b: B, s: &Settings, data: &Dataset) -> crate::Result<LiveRun<B>> {
     LiveRun::new(
         b,
-        &MlpSpec::fc_tanh(),
+        s.model.spec(),
         data,
         optimizer_of(s),
         s.k,
@@ -185,7 +186,7 @@ pub fn export_files(run: &AnyRun) -> crate::Result<Vec<(String, Vec<u8>)>> {
         .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?;
     let weights = crate::nn::weights::serialize(
         std::path::Path::new("weights.safetensors"),
-        run.spec(),
+        run.spec().clone(),
         &run.theta()?,
         crate::nn::weights::SaveDtype::F32,
     )?;
@@ -233,10 +234,20 @@ fn start(
     Ok(run)
 }
 
+/// The app's training set for `s`: the first `s.samples` of its model's data set, preprocessed as
+/// the paper's code does (MNIST normalised, CIFAR-10 standardised, SST-2 as word ids). Errors: the
+/// data set not loaded, n out of range.
+pub fn app_dataset(sets: &DataSets, s: &Settings) -> crate::Result<Dataset> {
+    let kind = s.model.dataset();
+    sets.dataset(kind, kind.default_preprocess(), s.samples)
+}
+
 /// The run and its data, driven by the UI's commands: the same on a native thread and in a Web
 /// Worker.
 pub struct Driver {
-    mnist: Mnist5k,
+    /// The data sets loaded so far (the platform loads a model's before a reset needs it).
+    sets: DataSets,
+    model: AppModel,
     data: Dataset,
     pub run: AnyRun,
     pub running: bool,
@@ -245,22 +256,34 @@ pub struct Driver {
 }
 
 impl Driver {
-    /// `make` builds a run on the platform's backend.
+    /// `make` builds a run on the platform's backend; `sets` must hold the data set of
+    /// `s.model`.
     pub fn new(
-        mnist: Mnist5k,
+        sets: DataSets,
         s: &Settings,
         make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
     ) -> crate::Result<Driver> {
-        let data = mnist.dataset(Preprocess::Normalize, s.samples)?;
+        let data = app_dataset(&sets, s)?;
         let run = start(s, &data, make)?;
         Ok(Driver {
-            mnist,
+            sets,
+            model: s.model,
             data,
             run,
             running: true,
             window: VecDeque::new(),
             make,
         })
+    }
+
+    /// Whether the data set `kind` is loaded (a reset to a model whose data is not fails).
+    pub fn has(&self, kind: DatasetKind) -> bool {
+        self.sets.has(kind)
+    }
+
+    /// The loaded data sets, to add one to (natively read from the cache, on the web fetched).
+    pub fn sets_mut(&mut self) -> &mut DataSets {
+        &mut self.sets
     }
 
     /// Apply a command (not `Export`, which the platform writes or downloads); a message for the
@@ -270,15 +293,16 @@ impl Driver {
             Cmd::Start => self.running = true,
             Cmd::Pause => self.running = false,
             Cmd::Reset(s) => {
-                let data = if s.samples == self.data.n {
+                let data = if s.samples == self.data.n && s.model == self.model {
                     Ok(self.data.clone())
                 } else {
-                    self.mnist.dataset(Preprocess::Normalize, s.samples)
+                    app_dataset(&self.sets, &s)
                 };
                 match data.and_then(|d| Ok((start(&s, &d, self.make)?, d))) {
                     Ok((r, d)) => {
                         self.run = r;
                         self.data = d;
+                        self.model = s.model;
                         self.window.clear();
                     }
                     Err(e) => return Some(format!("reset failed: {e}")),
@@ -337,6 +361,15 @@ impl Driver {
     }
 }
 
+/// The data set of `m` by the paper's name ("MNIST-5k", "CIFAR10-5k", "SST2-1k").
+pub fn data_name(m: AppModel) -> &'static str {
+    match m.dataset() {
+        DatasetKind::Mnist => "MNIST-5k",
+        DatasetKind::Cifar10 => "CIFAR10-5k",
+        DatasetKind::Sst2 => "SST2-1k",
+    }
+}
+
 #[cfg(target_arch = "wasm32")]
 pub use super::web::Worker;
 #[cfg(not(target_arch = "wasm32"))]
@@ -361,14 +394,14 @@ mod native {
     impl Worker {
         pub fn spawn(settings: Settings) -> Worker {
             let shared = Arc::new(Mutex::new(Shared {
-                message: Some("loading MNIST-5k…".into()),
+                message: Some(format!("loading {}…", data_name(settings.model))),
                 running: true,
                 ..Shared::default()
             }));
             let (tx, rx) = std::sync::mpsc::channel();
             let sh = shared.clone();
             let spawned = std::thread::Builder::new()
-                .name("mnist-run".into())
+                .name("model-run".into())
                 .spawn(move || native_loop(settings, sh, rx));
             if let Err(e) = spawned {
                 lock(&shared).message = Some(format!("cannot start the training thread: {e}"));
@@ -422,26 +455,36 @@ mod native {
         }
     }
 
+    /// Load `m`'s data set from the data directory (fetching it where it can); the message says
+    /// what to do when it cannot.
+    fn load(sets: &mut DataSets, m: AppModel) -> Result<(), String> {
+        let kind = m.dataset();
+        crate::data::mnist::data_dir()
+            .and_then(|dir| sets.ensure(kind, &dir, &mut |_| {}))
+            .map_err(|e| {
+                format!(
+                    "{} is not available ({e}). Run `subspace-lab data fetch --dataset {}` once, then pick the model again or restart. The toy runs without it.",
+                    data_name(m),
+                    kind.name()
+                )
+            })
+    }
+
     fn native_loop(
         settings: Settings,
         shared: Arc<Mutex<Shared>>,
         rx: std::sync::mpsc::Receiver<Cmd>,
     ) {
-        use crate::data::mnist;
         let fail = |msg: String| {
             let mut s = lock(&shared);
             s.running = false;
             s.message = Some(msg);
         };
-        let m = match mnist::data_dir().and_then(|d| mnist::load_or_fetch(&d, &mut |_| {})) {
-            Ok((m, _)) => m,
-            Err(e) => {
-                return fail(format!(
-                    "MNIST-5k is not available ({e}). Run `subspace-lab data fetch` (needs npm or network once), then restart. The toy runs without it."
-                ));
-            }
-        };
-        let mut d = match Driver::new(m, &settings, native_run) {
+        let mut sets = DataSets::default();
+        if let Err(e) = load(&mut sets, settings.model) {
+            return fail(e);
+        }
+        let mut d = match Driver::new(sets, &settings, native_run) {
             Ok(d) => d,
             Err(e) => return fail(format!("cannot start the run: {e}")),
         };
@@ -465,6 +508,16 @@ mod native {
                     Ok(m) => m,
                     Err(e) => format!("export failed: {e}"),
                 }),
+                Some(Cmd::Reset(s)) if !d.has(s.model.dataset()) => {
+                    {
+                        let mut sh = lock(&shared);
+                        sh.message = Some(format!("loading {}…", data_name(s.model)));
+                    }
+                    match load(d.sets_mut(), s.model) {
+                        Ok(()) => d.handle(Cmd::Reset(s)),
+                        Err(e) => Some(e),
+                    }
+                }
                 Some(c) => d.handle(c),
                 None => None,
             };

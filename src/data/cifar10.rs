@@ -61,6 +61,8 @@ pub const TAR_MEMBER: &str = "cifar-10-batches-bin/data_batch_1.bin";
 /// The 4000-record file, relative to a `shared/` folder (see [`local_candidates`]).
 pub const SHARED_FILE: &str = "data/cifar10/data_batch_1.first4000.bin.gz";
 const CACHE_FILE: &str = "cifar10-5k-v1.bin";
+/// The web page's copy of the cache (`data web-asset`): the same bytes.
+pub const ASSET_NAME: &str = CACHE_FILE;
 const CACHE_MAGIC: &[u8; 16] = b"SSLAB-CIFAR10-v1";
 /// The largest archive member read (data_batch_1.bin is 30,730,000 bytes).
 const MAX_MEMBER_BYTES: u64 = 64 << 20;
@@ -581,6 +583,25 @@ pub fn fetch(
     }
     write_cache(&path, &c)?;
     Ok((c, source))
+}
+
+/// CIFAR-10 from what is on this machine only (the cache, `$SUBSPACE_LAB_CIFAR10_FROM`, the
+/// shared file; never the network), writing the cache when it was absent; `Ok(None)` when none is
+/// there.
+pub fn load_local(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Option<Cifar10>> {
+    if let Ok(Some(c)) = load_cache(&cache_path(dir)) {
+        return Ok(Some(c));
+    }
+    let from_env = std::env::var_os("SUBSPACE_LAB_CIFAR10_FROM")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
+    for p in from_env.into_iter().chain(local_candidates()) {
+        match fetch(dir, Some(&p), log) {
+            Ok((c, _)) => return Ok(Some(c)),
+            Err(e) => log(&format!("{e}")),
+        }
+    }
+    Ok(None)
 }
 
 /// The cached CIFAR-10 records, else (writing the cache): the file `$SUBSPACE_LAB_CIFAR10_FROM`

@@ -43,6 +43,14 @@ impl DatasetKind {
             DatasetKind::Sst2 => sst2::N,
         }
     }
+    /// The file name of its cache, also the web page's asset (`data web-asset`).
+    pub fn asset_name(self) -> &'static str {
+        match self {
+            DatasetKind::Mnist => mnist::ASSET_NAME,
+            DatasetKind::Cifar10 => cifar10::ASSET_NAME,
+            DatasetKind::Sst2 => sst2::ASSET_NAME,
+        }
+    }
     /// Features and classes per sample.
     pub fn shape(self) -> (usize, usize) {
         match self {

@@ -6,6 +6,7 @@ pub mod export;
 pub mod idx;
 pub mod load;
 pub mod mnist;
+pub mod sets;
 pub mod sst2;
 
 /// The existing files `shared/REL` and `../shared/REL` under the current directory, then under the

@@ -39,6 +39,8 @@ pub const ZIP_MEMBER: &str = "SST-2/train.tsv";
 /// The first 1000 rows kept beside the repository (`shared/`).
 pub const SHARED_FILE: &str = "data/sst2/train.first1000.tsv";
 const CACHE_FILE: &str = "sst2-train-first1000.tsv";
+/// The web page's copy of the cache (`data web-asset`): the same bytes.
+pub const ASSET_NAME: &str = CACHE_FILE;
 const HEADER: &str = "sentence\tlabel";
 /// Id of padding.
 pub const PAD: usize = 0;

@@ -11,7 +11,6 @@ use super::verdict::Verdict;
 use crate::backend::{Backend, LossKind};
 use crate::data::dataset::Dataset;
 use crate::data::load::DatasetKind;
-use crate::data::mnist::Mnist5k;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -149,24 +148,9 @@ fn to_csv<T: serde::Serialize>(rows: &[T]) -> Result<String> {
     Ok(out)
 }
 
-/// The data sets a command's runs read, each loaded (verified, from the cache) once.
-#[derive(Default)]
-pub struct DataSets {
-    pub mnist: Option<Mnist5k>,
-    pub cifar10: Option<crate::data::cifar10::Cifar10>,
-    pub sst2: Option<crate::data::sst2::Sst2>,
-}
+pub use crate::data::sets::DataSets;
 
-impl From<Mnist5k> for DataSets {
-    fn from(m: Mnist5k) -> Self {
-        DataSets {
-            mnist: Some(m),
-            cifar10: None,
-            sst2: None,
-        }
-    }
-}
-
+/// What the runs of a command need of the data sets.
 impl DataSets {
     /// Load what `specs` read from `dir` (fetching where needed).
     pub fn for_specs(
@@ -176,20 +160,7 @@ impl DataSets {
     ) -> Result<Self> {
         let mut d = DataSets::default();
         for s in specs {
-            match s.dataset() {
-                DatasetKind::Mnist if d.mnist.is_none() => {
-                    d.mnist = Some(crate::data::mnist::load_or_fetch(dir, log)?.0)
-                }
-                DatasetKind::Cifar10 if d.cifar10.is_none() => {
-                    let c = crate::data::cifar10::load_or_fetch(dir, log)?.0;
-                    log(&format!("data: {}", c.describe()));
-                    d.cifar10 = Some(c)
-                }
-                DatasetKind::Sst2 if d.sst2.is_none() => {
-                    d.sst2 = Some(crate::data::sst2::load_or_fetch(dir, log)?)
-                }
-                _ => {}
-            }
+            d.ensure(s.dataset(), dir, log)?;
         }
         Ok(d)
     }
@@ -229,44 +200,7 @@ impl DataSets {
 /// The dataset a spec asks for. CIFAR-10 asked for more records than are at hand uses those
 /// at hand (the spec's `data.samples` is then lowered by the caller, and outputs say so).
 pub fn dataset_for(m: &DataSets, spec: &RunSpec) -> Result<Dataset> {
-    let n = spec.data.samples;
-    match spec.dataset() {
-        DatasetKind::Mnist => {
-            let mn = m
-                .mnist
-                .as_ref()
-                .ok_or_else(|| Error::InvalidArgument("MNIST-5k was not loaded".into()))?;
-            if n == 0 || n > crate::data::mnist::N {
-                return Err(Error::InvalidArgument(format!(
-                    "data.samples = {n}: need 1..={}",
-                    crate::data::mnist::N
-                )));
-            }
-            let pre = spec
-                .preprocess()
-                .parse()
-                .map_err(|e: String| Error::InvalidArgument(format!("data.preprocess: {e}")))?;
-            mn.dataset(pre, n)
-        }
-        DatasetKind::Cifar10 => {
-            let c = m
-                .cifar10
-                .as_ref()
-                .ok_or_else(|| Error::InvalidArgument("CIFAR-10 was not loaded".into()))?;
-            let pre = spec
-                .preprocess()
-                .parse()
-                .map_err(|e: String| Error::InvalidArgument(format!("data.preprocess: {e}")))?;
-            c.dataset(pre, n.min(c.n()))
-        }
-        DatasetKind::Sst2 => {
-            let s = m
-                .sst2
-                .as_ref()
-                .ok_or_else(|| Error::InvalidArgument("SST2-1k was not loaded".into()))?;
-            s.dataset(&s.vocab(), crate::data::sst2::SEQ_1K, n)
-        }
-    }
+    m.dataset(spec.dataset(), &spec.preprocess(), spec.data.samples)
 }
 
 /// A finished run of a preset of several runs, kept in `resume/<run>/done.json` so that
