@@ -6,7 +6,10 @@
 //! loss and λ₁ at step 0 must agree (the WebGPU kernels against the CPU backend, in the browser).
 //! A third visit opens the paper's Figure 1 scenario with `#scenario=fig1-switch&branch`: the
 //! branches SGD, Dom-SGD and Bulk-SGD make 50 steps each in wasm (≈ 5 min here; why 50 and not 20:
-//! `tests/app_scenario.rs`) and Bulk-SGD's loss decrease must exceed Dom-SGD's.
+//! `tests/app_scenario.rs`) and Bulk-SGD's loss decrease must exceed Dom-SGD's. Two more open the
+//! other models (`#model=cnn-relu`, `#model=transformer`, small n): the page's worker fetches their
+//! data sets from `assets/` and their loss and λ₁ at step 0 must equal the native CPU backend's on
+//! the same settings (skipped, saying so, where this machine lacks CIFAR-10 or SST-2).
 //!
 //! Needs trunk 0.21.14, wasm-bindgen-cli 0.2.130, node with `web/node_modules/playwright-core` and
 //! Debian's chromium (`.ci/run` installs them). Without them the test says what is missing and
@@ -188,6 +191,7 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
     assert!(dist.join("assets/mnist5k-v1.bin").is_file());
 
     let server = start_server(dist.clone());
+    other_models_in_the_page(&server, &dist, &root.join("target/web-e2e"));
     let base = format!("{server}#n=50&k=1");
     let shots = root.join("target/web-e2e");
     // WebGPU: the page draws with it and, asked to (compute=gpu: SwiftShader is a software
@@ -286,4 +290,61 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
         dec(1)
     );
     assert_not_blank(&shot);
+}
+
+/// cnn-relu and the Transformer in the page: the worker fetches their data from `assets/`, the run
+/// advances, and its first point (loss, λ₁ at θ₀) equals the native CPU backend's on the same
+/// settings (the same f32 kernels compiled to wasm and to x86; the tolerance allows for the
+/// platforms' different summation orders in the threaded GEMM).
+fn other_models_in_the_page(server: &str, dist: &Path, shots: &Path) {
+    use subspace_lab::app::settings::Settings;
+    use subspace_lab::app::worker::{Driver, new_run_cpu};
+    use subspace_lab::data::sets::DataSets;
+    for (hash, asset) in [
+        (
+            "model=cnn-relu&n=50&k=2&eig=5&compute=cpu",
+            "cifar10-5k-v1.bin",
+        ),
+        (
+            "model=transformer&n=100&eig=5&compute=cpu",
+            "sst2-train-first1000.tsv",
+        ),
+    ] {
+        if !dist.join("assets").join(asset).is_file() {
+            eprintln!("skipped #{hash}: {asset} is not in the page (this machine lacks the data set)");
+            continue;
+        }
+        let shot = shots.join(format!("web-{}.png", &hash[6..hash.find('&').unwrap_or(12)]));
+        let v = run_browser(&format!("{server}#{hash}"), "fallback", "1500x900", &shot, None, 400);
+        let st = &v["state"];
+        eprintln!("#{hash}: {}", serde_json::to_string(st).unwrap_or_default());
+        let (settings, warnings) = Settings::from_hash(hash);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(st["model"], settings.model.name(), "{st}");
+        assert!(st["steps"].as_u64().unwrap_or(0) >= 3, "#{hash}: {st}");
+        assert_not_blank(&shot);
+        // The same run natively, from the same cache the asset was copied from.
+        let mut sets = DataSets::default();
+        let dir = subspace_lab::data::mnist::data_dir().unwrap();
+        sets.ensure(settings.model.dataset(), &dir, &mut |_| {})
+            .unwrap();
+        let mut d = Driver::new(sets, &settings, new_run_cpu).unwrap();
+        assert!(d.tick().is_none());
+        let p = &d.run.history().points[0];
+        let web = &st["first_points"][0];
+        let (wl, we) = (
+            web[1].as_f64().unwrap_or(f64::NAN),
+            web[2].as_f64().unwrap_or(f64::NAN),
+        );
+        assert!(
+            ((wl - p.loss) / p.loss).abs() < 1e-5,
+            "#{hash}: loss at θ₀ in the page {wl}, natively {}",
+            p.loss
+        );
+        assert!(
+            ((we - p.eigenvalues[0]) / p.eigenvalues[0]).abs() < 1e-3,
+            "#{hash}: λ₁ at θ₀ in the page {we}, natively {}",
+            p.eigenvalues[0]
+        );
+    }
 }

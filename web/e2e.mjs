@@ -1,10 +1,10 @@
 // End-to-end check of the web page in headless Chromium (playwright-core, Debian's chromium).
-//   [E2E_MIN_SECONDS=S] [E2E_VIEWPORT=WxH] node web/e2e.mjs URL MODE SCREENSHOT.png [MIN_MNIST_STEPS] [TIMEOUT_S]
+//   [E2E_MIN_SECONDS=S] [E2E_VIEWPORT=WxH] node web/e2e.mjs URL MODE SCREENSHOT.png [MIN_STEPS] [TIMEOUT_S]
 // E2E_VIEWPORT (default 1500x900): a smaller window rasterises faster under SwiftShader, which
 // also serves WebGPU's read-backs (see web/README.md).
 // MODE "webgpu": the WebGPU flags (SwiftShader's Vulkan), asserts the page drew with WebGPU.
 // MODE "fallback": WebGPU disabled, asserts the page drew with WebGL2.
-// Both assert that the toy and the MNIST run advanced (read from window.subspace_lab_state,
+// Both assert that the toy and the model's run advanced (read from window.subspace_lab_state,
 // which the app publishes) and print the final state as JSON on stdout.
 // E2E_BRANCH_STEPS=N (for a URL with `#scenario=…&branch`): wait instead until every branch has
 // made N steps.
@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 
 const [url, mode, shot, minStepsArg, timeoutArg] = process.argv.slice(2);
 if (!url || !['webgpu', 'fallback'].includes(mode) || !shot) {
-  console.error('usage: node web/e2e.mjs URL webgpu|fallback SCREENSHOT.png [MIN_MNIST_STEPS] [TIMEOUT_S]');
+  console.error('usage: node web/e2e.mjs URL webgpu|fallback SCREENSHOT.png [MIN_STEPS] [TIMEOUT_S]');
   process.exit(2);
 }
 const minSteps = Number(minStepsArg ?? 3);
@@ -50,12 +50,12 @@ try {
       : state && (state.branch_steps ?? 0) >= branchSteps;
     if (enough && state && state.toy_steps > 0 && advanced) break;
     if (state && state.message && /not available|could not|failed|not on this server/.test(state.message)) {
-      failed = `the MNIST run reports: ${state.message}`;
+      failed = `the model run reports: ${state.message}`;
       break;
     }
     if (Date.now() - t0 > timeoutMs) {
       failed = branchSteps === null
-        ? `timed out after ${timeoutMs / 1000} s waiting for ${minSteps} MNIST steps`
+        ? `timed out after ${timeoutMs / 1000} s waiting for ${minSteps} steps of the model run`
         : `timed out after ${timeoutMs / 1000} s waiting for ${branchSteps} steps per branch`;
       break;
     }
