@@ -113,6 +113,10 @@ struct AppArgs {
     /// README).
     #[arg(long, conflicts_with = "scenario")]
     samples: Option<usize>,
+    /// Start from a snapshot directory that `reproduce PRESET --snapshot-at-switch` wrote
+    /// (OUT/PRESET/snapshot/): its model, θ, optimiser state and settings.
+    #[arg(long, conflicts_with_all = ["scenario", "model", "samples"])]
+    snapshot: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -1156,6 +1160,18 @@ fn app_cmd(a: AppArgs) -> Result<()> {
     if let Some(name) = &a.scenario {
         subspace_lab::app::scenario::find(name)?;
     }
+    if let Some(dir) = &a.snapshot {
+        // Refuse a snapshot the app cannot run here, before a window opens.
+        let (snap, _) = subspace_lab::experiment::snapshot::load_snapshot(dir).with_context(|| {
+            format!(
+                "--snapshot {}: expected the directory `reproduce PRESET --snapshot-at-switch` writes (OUT/PRESET/snapshot/)",
+                dir.display()
+            )
+        })?;
+        subspace_lab::app::settings::Settings::default()
+            .for_snapshot(&snap)
+            .with_context(|| format!("--snapshot {}", dir.display()))?;
+    }
     // Leave one core to the UI: the training thread's kernels use the others.
     if std::env::var_os("SUBSPACE_LAB_THREADS").is_none() {
         let n = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -1216,6 +1232,7 @@ fn app_cmd(a: AppArgs) -> Result<()> {
         branch: a.branch,
         model,
         samples: a.samples,
+        snapshot: a.snapshot.map(|d| std::path::absolute(&d).unwrap_or(d)),
     })?;
     Ok(())
 }

@@ -60,3 +60,51 @@ fn the_fig1_scenario_branches_and_bulk_trains_while_dom_stalls() {
     assert!(r["screenshot_error"].is_null(), "{text}");
     assert_not_blank(&shot);
 }
+
+/// A snapshot the user gives: the directory `reproduce fig1 --snapshot-at-switch` writes (here the
+/// shipped fig1 snapshot, written out to a temporary directory), opened with `app --snapshot DIR
+/// --branch`: the run continues from its step with its settings, and the three branches advance.
+#[test]
+fn a_snapshot_directory_starts_the_run_and_branches() {
+    if !display_or_skip() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let snap_dir = dir.path().join("fig1/snapshot");
+    let (snap, v) = subspace_lab::app::scenario::find("fig1-switch")
+        .unwrap()
+        .snapshot()
+        .unwrap()
+        .unwrap();
+    subspace_lab::experiment::snapshot::save_snapshot(&snap_dir, &snap, &v).unwrap();
+    let report = dir.path().join("report.json");
+    let shot = dir.path().join("shot.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_subspace-lab"))
+        .arg("app")
+        .arg("--snapshot")
+        .arg(&snap_dir)
+        .args(["--branch", "--exit-after-steps", "3", "--timeout", "600"])
+        .arg("--report")
+        .arg(&report)
+        .arg("--screenshot")
+        .arg(&shot)
+        .args(["--compute", "cpu"])
+        .output()
+        .unwrap();
+    let (r, text) = read_app_report(&out, &report);
+    assert_eq!(r["model"], "fc-tanh", "{text}");
+    assert_eq!(r["start_step"].as_u64(), Some(snap.step as u64), "{text}");
+    assert_eq!(r["fork_step"].as_u64(), Some(snap.step as u64), "{text}");
+    assert!(
+        r["origin"]
+            .as_str()
+            .is_some_and(|o| o.contains("snapshot") && o.contains("fig1")),
+        "{text}"
+    );
+    let b = r["branches"].as_array().unwrap();
+    assert_eq!(b.len(), 3, "{text}");
+    for x in b {
+        assert!(x["steps"].as_u64().unwrap() >= 3, "{text}");
+    }
+    assert_not_blank(&shot);
+}

@@ -140,7 +140,7 @@ fn driver_commands_and_the_worker_message_boundary() {
         eigen_every: 2,
         ..Settings::default()
     };
-    let mut d = Driver::new(mnist.into(), &s, new_run_cpu).unwrap();
+    let mut d = Driver::new(mnist.into(), None, &s, new_run_cpu).unwrap();
     for _ in 0..3 {
         assert!(d.tick().is_none());
     }
@@ -352,4 +352,107 @@ fn saved_settings_are_sanitized_like_the_url_hash() {
     let (h, hw) = Settings::from_hash("n=0&lr=-3&k=999&batch=0");
     assert_eq!(h, saved);
     assert_eq!(hw.len(), 4, "{hw:?}");
+}
+
+/// A user's snapshot: the settings become the snapshot's (model, η, batch, k, n, seed) with the
+/// toy's kept; a reset names a snapshot only once it was read; a snapshot of other data is
+/// refused with the reason, and one of this data continues at its step.
+#[test]
+fn a_users_snapshot_sets_the_run_and_is_checked_against_the_data() {
+    use subspace_lab::app::settings::AppModel;
+    use subspace_lab::app::worker::{
+        Cmd, Driver, UserSnapshot, adopt_snapshot, needs_snapshot, new_run_cpu,
+    };
+    use subspace_lab::data::mnist::{Mnist5k, Preprocess};
+    use subspace_lab::experiment::run::data_fingerprint;
+    let (snap, vectors) = subspace_lab::app::scenario::find("fig1-switch")
+        .unwrap()
+        .snapshot()
+        .unwrap()
+        .unwrap();
+    let base = Settings {
+        toy_lr: 3e-4,
+        scenario: "gd-vs-sgd".into(),
+        ..Settings::default().with_model(AppModel::Transformer)
+    };
+    let u = UserSnapshot {
+        source: "out/fig1/snapshot".into(),
+        snap: snap.clone(),
+        vectors: vectors.clone(),
+    };
+    let s = adopt_snapshot(&base, &u).unwrap();
+    assert_eq!(
+        (s.model, s.lr, s.batch, s.k, s.samples, s.optimizer),
+        (AppModel::FcTanh, 0.01, 50, 10, 5000, OptKind::Sgd)
+    );
+    assert_eq!((s.toy_lr, s.scenario.as_str()), (3e-4, ""));
+    assert_eq!(s.snapshot, "out/fig1/snapshot");
+    assert!(needs_snapshot(&s, None));
+    assert!(!needs_snapshot(&s, Some(&u)));
+    assert!(!needs_snapshot(&Settings::default(), None));
+    // The snapshot in the URL hash, with characters that would end the hash escaped.
+    let t = Settings {
+        snapshot: "https://x.org/a&b#c%d/snapshot".into(),
+        ..Settings::default()
+    };
+    assert_eq!(Settings::from_hash(&t.to_hash()).0, t);
+
+    // Synthetic MNIST-5k: the shipped snapshot's data differ, so it is refused, saying why.
+    let mnist = Mnist5k {
+        images: (0..5000 * 784).map(|i| ((i * 37) % 251) as u8).collect(),
+        labels: (0..5000).map(|i| (i % 10) as u8).collect(),
+    };
+    let small = Settings {
+        samples: 100,
+        ..s.clone()
+    };
+    let Err(e) = Driver::new(
+        mnist.clone().into(),
+        Some(UserSnapshot {
+            snap: {
+                let mut x = snap.clone();
+                x.spec.data.samples = 100;
+                x
+            },
+            ..u
+        }),
+        &small,
+        new_run_cpu,
+    ) else {
+        panic!("a snapshot of other data was accepted")
+    };
+    assert!(e.to_string().contains("other data"), "{e}");
+    // The same snapshot said to be of these 100 images continues at its step.
+    let data = mnist.dataset(Preprocess::Normalize, 100).unwrap();
+    let mut x = snap.clone();
+    x.spec.data.samples = 100;
+    x.data = data_fingerprint(&data);
+    x.stream = subspace_lab::experiment::run::Stream::new(100, 0).state(0);
+    let mut d = Driver::new(
+        mnist.into(),
+        Some(UserSnapshot {
+            source: small.snapshot.clone(),
+            snap: x,
+            vectors,
+        }),
+        &small,
+        new_run_cpu,
+    )
+    .unwrap();
+    assert_eq!(d.run.history().step, snap.step);
+    assert!(d.run.history().origin.contains("out/fig1/snapshot"));
+    assert!(d.tick().is_none());
+    assert_eq!(d.run.history().step, snap.step + 1);
+    // A reset naming a snapshot that was not read says so and keeps the run.
+    let msg = d
+        .handle(Cmd::Reset(Settings {
+            snapshot: "elsewhere".into(),
+            ..small
+        }))
+        .unwrap_or_default();
+    assert!(
+        msg.contains("elsewhere") && msg.contains("not read"),
+        "{msg}"
+    );
+    assert_eq!(d.run.history().step, snap.step + 1);
 }

@@ -1248,6 +1248,28 @@ fn scenarios_are_listed_and_bad_ones_refused() {
         bin().args(["reproduce", "table2", "--snapshot-at-switch", "--quick"]),
         &["--snapshot-at-switch", "table2", "single-run presets"],
     );
+    assert!(text.contains("gd-vs-sgd-transformer"), "{text}");
+    // A snapshot directory that is not one is refused before any window opens, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    fails_with(
+        bin()
+            .arg("app")
+            .arg("--snapshot")
+            .arg(dir.path().join("nowhere")),
+        &["--snapshot", "nowhere", "--snapshot-at-switch"],
+    );
+    // A snapshot of a network the app does not run (fc-relu) is refused, naming both.
+    let (mut snap, v) = subspace_lab::app::scenario::find("fig1-switch")
+        .unwrap()
+        .snapshot()
+        .unwrap()
+        .unwrap();
+    snap.spec.model.activation = Some(subspace_lab::backend::Activation::Relu);
+    subspace_lab::experiment::snapshot::save_snapshot(dir.path(), &snap, &v).unwrap();
+    fails_with(
+        bin().arg("app").arg("--snapshot").arg(dir.path()),
+        &["fc-relu", "the app runs", "fc-tanh 784-200-200-10"],
+    );
     // A usage error (clap's status 2): --stop-at-switch needs --snapshot-at-switch.
     let out = bin()
         .args(["reproduce", "fig1", "--stop-at-switch"])

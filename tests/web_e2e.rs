@@ -311,11 +311,23 @@ fn other_models_in_the_page(server: &str, dist: &Path, shots: &Path) {
         ),
     ] {
         if !dist.join("assets").join(asset).is_file() {
-            eprintln!("skipped #{hash}: {asset} is not in the page (this machine lacks the data set)");
+            eprintln!(
+                "skipped #{hash}: {asset} is not in the page (this machine lacks the data set)"
+            );
             continue;
         }
-        let shot = shots.join(format!("web-{}.png", &hash[6..hash.find('&').unwrap_or(12)]));
-        let v = run_browser(&format!("{server}#{hash}"), "fallback", "1500x900", &shot, None, 400);
+        let shot = shots.join(format!(
+            "web-{}.png",
+            &hash[6..hash.find('&').unwrap_or(12)]
+        ));
+        let v = run_browser(
+            &format!("{server}#{hash}"),
+            "fallback",
+            "1500x900",
+            &shot,
+            None,
+            400,
+        );
         let st = &v["state"];
         eprintln!("#{hash}: {}", serde_json::to_string(st).unwrap_or_default());
         let (settings, warnings) = Settings::from_hash(hash);
@@ -328,7 +340,7 @@ fn other_models_in_the_page(server: &str, dist: &Path, shots: &Path) {
         let dir = subspace_lab::data::mnist::data_dir().unwrap();
         sets.ensure(settings.model.dataset(), &dir, &mut |_| {})
             .unwrap();
-        let mut d = Driver::new(sets, &settings, new_run_cpu).unwrap();
+        let mut d = Driver::new(sets, None, &settings, new_run_cpu).unwrap();
         assert!(d.tick().is_none());
         let p = &d.run.history().points[0];
         let web = &st["first_points"][0];

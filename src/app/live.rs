@@ -399,6 +399,20 @@ impl<B: Backend + Clone> LiveRun<B> {
                 s.data
             )));
         }
+        // The minibatch stream must be a permutation of this data's samples (a hand-edited
+        // snapshot must not index past it).
+        let n = data.n;
+        let mut seen = vec![false; n];
+        let perm_ok = s.stream.perm.len() == n
+            && s.stream
+                .perm
+                .iter()
+                .all(|&i| i < n && !std::mem::replace(&mut seen[i], true));
+        if !perm_ok {
+            return Err(Error::InvalidArgument(format!(
+                "snapshot {label}: its minibatch stream is not a permutation of the {n} samples"
+            )));
+        }
         let (theta, opt) = s.state(v, self.lanes[0].st.num_params())?;
         let lane = &mut self.lanes[0];
         lane.st.set_theta(&theta)?;

@@ -40,6 +40,8 @@ pub struct Launch {
     pub model: Option<settings::AppModel>,
     /// Training samples (`--samples`), instead of the model's default.
     pub samples: Option<usize>,
+    /// A snapshot directory to start from (`--snapshot`), with its settings.
+    pub snapshot: Option<std::path::PathBuf>,
 }
 
 /// One branch in the report.
@@ -226,6 +228,11 @@ pub fn run_native(launch: Launch) -> crate::Result<()> {
                 if let Some(w) = settings.sanitize().first() {
                     return Err(format!("--samples: {w}").into());
                 }
+            }
+            if let Some(dir) = &launch.snapshot {
+                // The worker reads it and the run's settings become the snapshot's.
+                settings.scenario.clear();
+                settings.snapshot = dir.display().to_string();
             }
             if let Some(name) = &launch.scenario {
                 // `--scenario`: its own settings (η, batch, k, …), as when picked in the app.

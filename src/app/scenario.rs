@@ -185,25 +185,18 @@ impl Scenario {
     /// the scenario's spectrum cadence; the toy's settings and the compute choice stay as in
     /// `base`.
     pub fn settings(&self, base: &Settings) -> Result<Settings> {
-        let mut s = base.with_model(self.model);
-        s.scenario = self.name.to_string();
-        s.eigen_every = self.eigen_every;
-        match self.snapshot()? {
+        let mut s = match self.snapshot()? {
             None => {
+                let mut s = base.with_model(self.model);
                 s.optimizer = OptKind::Sgd;
                 s.seed = 0;
+                s
             }
-            Some((snap, _)) => {
-                let o = &snap.spec.optimizer;
-                s.optimizer = o.name;
-                s.lr = o.lr;
-                s.batch = o.batch.unwrap_or(snap.spec.data.samples);
-                s.rho = o.rho;
-                s.k = snap.spec.k;
-                s.samples = snap.spec.data.samples;
-                s.seed = snap.spec.seed;
-            }
-        }
+            Some((snap, _)) => base.for_snapshot(&snap)?,
+        };
+        s.scenario = self.name.to_string();
+        s.snapshot.clear();
+        s.eigen_every = self.eigen_every;
         Ok(s)
     }
 

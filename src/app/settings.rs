@@ -103,6 +103,10 @@ impl AppModel {
     pub fn parse(s: &str) -> Option<AppModel> {
         AppModel::ALL.into_iter().find(|m| m.name() == s)
     }
+    /// The app's model that is `spec` (its exact architecture), if any.
+    pub fn of(spec: &ModelSpec) -> Option<AppModel> {
+        AppModel::ALL.into_iter().find(|m| m.spec() == *spec)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -135,6 +139,10 @@ pub struct Settings {
     /// The scenario the run starts from ([`super::scenario::SCENARIOS`]); empty: a fresh run
     /// from these settings.
     pub scenario: String,
+    /// A snapshot the user gives (`reproduce … --snapshot-at-switch` wrote it): natively its
+    /// directory, on the web the URL of its directory (holding `snapshot.json` and
+    /// `snapshot.safetensors`); empty: none. Not with a scenario.
+    pub snapshot: String,
 }
 
 /// Where the model's run computes: `Auto` takes a hardware GPU when there is one (natively the
@@ -182,6 +190,7 @@ impl Default for Settings {
             rho: 0.1,
             compute: Compute::Auto,
             scenario: String::new(),
+            snapshot: String::new(),
         }
     }
 }
@@ -260,6 +269,15 @@ impl Settings {
         if !self.scenario.is_empty() {
             kv.push(("scenario".into(), self.scenario.clone()));
         }
+        if !self.snapshot.is_empty() {
+            // '&', '#' and '%' would end or garble the hash: escaped as in a URL.
+            let esc = self
+                .snapshot
+                .replace('%', "%25")
+                .replace('&', "%26")
+                .replace('#', "%23");
+            kv.push(("snapshot".into(), esc));
+        }
         kv.iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
@@ -323,6 +341,13 @@ impl Settings {
             self.batch = d.batch;
         }
         self.batch = self.batch.min(self.samples);
+        if !self.snapshot.is_empty() && !self.scenario.is_empty() {
+            w.push(format!(
+                "scenario {} and snapshot {} both given: starting from the snapshot",
+                self.scenario, self.snapshot
+            ));
+            self.scenario.clear();
+        }
         if !self.scenario.is_empty() {
             match super::scenario::find(&self.scenario) {
                 Err(e) => {
@@ -345,6 +370,54 @@ impl Settings {
         w
     }
 
+    /// The settings of a run continued from `snap` (a user's snapshot or a scenario's): its
+    /// model, optimiser (kind, η, batch, ρ), k, samples and seed; the toy's settings, the
+    /// spectrum cadence and the compute choice stay. Errors: a snapshot of a network the app does
+    /// not run (another architecture or widths), naming it.
+    pub fn for_snapshot(
+        &self,
+        snap: &crate::experiment::snapshot::Snapshot,
+    ) -> crate::Result<Settings> {
+        let net = snap.spec.net()?;
+        let m = AppModel::of(&net).ok_or_else(|| {
+            crate::Error::InvalidArgument(format!(
+                "the snapshot is of {}; the app runs {}",
+                net.describe(),
+                AppModel::ALL
+                    .iter()
+                    .map(|m| m.spec().describe())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        let mut s = self.with_model(m);
+        let o = &snap.spec.optimizer;
+        s.optimizer = o.name;
+        s.lr = o.lr;
+        s.batch = o.batch.unwrap_or(snap.spec.data.samples);
+        s.rho = o.rho;
+        s.k = snap.spec.k;
+        s.samples = snap.spec.data.samples;
+        s.seed = snap.spec.seed;
+        Ok(s)
+    }
+
+    /// Take the run's fields of `from` (model, optimiser, η, batch, ρ, k, samples, seed, cadence,
+    /// scenario, snapshot), keeping the toy's and the compute choice.
+    pub fn take_run_settings(&mut self, from: &Settings) {
+        self.model = from.model;
+        self.optimizer = from.optimizer;
+        self.lr = from.lr;
+        self.batch = from.batch;
+        self.rho = from.rho;
+        self.k = from.k;
+        self.samples = from.samples;
+        self.seed = from.seed;
+        self.eigen_every = from.eigen_every;
+        self.scenario = from.scenario.clone();
+        self.snapshot = from.snapshot.clone();
+    }
+
     /// These settings with `m` and the paper's SGD settings for it (η, batch, k, the app's n);
     /// a scenario of another model is dropped. The toy's settings, the spectrum cadence, the
     /// seed, ρ and the compute choice stay.
@@ -357,6 +430,7 @@ impl Settings {
         s.batch = p.batch;
         s.k = p.k;
         s.samples = p.app_samples;
+        s.snapshot.clear();
         if super::scenario::find(&s.scenario).is_ok_and(|sc| sc.model != m) {
             s.scenario.clear();
         }
@@ -403,6 +477,13 @@ impl Settings {
                 "rho" => f().map(|x| s.rho = x).is_some(),
                 "scenario" => {
                     s.scenario = v.to_string();
+                    true
+                }
+                "snapshot" => {
+                    s.snapshot = v
+                        .replace("%26", "&")
+                        .replace("%23", "#")
+                        .replace("%25", "%");
                     true
                 }
                 "compute" => Compute::ALL

@@ -118,6 +118,10 @@ pub struct SandboxApp {
     /// insight): (steps, seconds since the app started), for the fork at `progress_fork`.
     pub branch_progress: Vec<(usize, f64)>,
     progress_fork: Option<usize>,
+    /// The snapshot field (a directory natively, a URL on the web).
+    snapshot_field: String,
+    /// The last run settings taken over from the worker (a user's snapshot's).
+    adopted: Option<Settings>,
 }
 
 impl SandboxApp {
@@ -154,6 +158,7 @@ impl SandboxApp {
             settings.toy_seed,
         );
         let worker = Worker::spawn(settings.clone());
+        let snapshot_field = settings.snapshot.clone();
         SandboxApp {
             settings,
             toy,
@@ -172,7 +177,33 @@ impl SandboxApp {
             last_hash: None,
             branch_progress: Vec::new(),
             progress_fork: None,
+            snapshot_field,
+            adopted: None,
         }
+    }
+
+    /// Take over the run's settings the worker derived (from a user's snapshot: model, η, …),
+    /// once per new set; the toy's settings stay the user's.
+    fn adopt(&mut self, shared: &Shared) {
+        if let Some(s) = &shared.settings
+            && self.adopted.as_ref() != Some(s)
+        {
+            self.settings.take_run_settings(s);
+            self.snapshot_field = s.snapshot.clone();
+            self.adopted = Some(s.clone());
+        }
+    }
+
+    /// Start from the snapshot in the field (a directory natively, a URL on the web): the worker
+    /// reads it and the run's settings become the snapshot's.
+    fn load_snapshot(&mut self) {
+        let src = self.snapshot_field.trim().to_string();
+        if src.is_empty() {
+            return;
+        }
+        self.settings.scenario.clear();
+        self.settings.snapshot = src;
+        self.worker.send(Cmd::Reset(self.settings.clone()));
     }
 
     /// Fork the run as soon as it is loaded, before its first step (the `--branch` of `app`):
@@ -194,6 +225,7 @@ impl SandboxApp {
     /// Start the scenario `name` (empty: a fresh run from the settings): its settings replace the
     /// optimiser's, and the run reloads.
     fn load_scenario(&mut self, name: &str) {
+        self.settings.snapshot.clear();
         if name.is_empty() {
             self.settings.scenario.clear();
         } else {
@@ -258,6 +290,32 @@ impl SandboxApp {
                 .clicked()
             {
                 branch = true;
+            }
+        });
+        ui.horizontal_wrapped(|ui| {
+            let (what, hint) = if cfg!(target_arch = "wasm32") {
+                ("snapshot URL", "https://…/fig1-cnn/snapshot")
+            } else {
+                ("snapshot dir", "out/fig1-cnn/snapshot")
+            };
+            ui.label(what);
+            let r = ui.add(
+                egui::TextEdit::singleline(&mut self.snapshot_field)
+                    .hint_text(hint)
+                    .desired_width(260.0),
+            );
+            let enter = r.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if ui
+                .button("load")
+                .on_hover_text(
+                    "continue from a snapshot that `subspace-lab reproduce PRESET --snapshot-at-switch` \
+                     wrote (snapshot.json + snapshot.safetensors): its model, θ, optimiser state and \
+                     settings; then branch (B)",
+                )
+                .clicked()
+                || enter
+            {
+                self.load_snapshot();
             }
         });
         if let Some(name) = pick {
@@ -536,6 +594,7 @@ impl SandboxApp {
     fn model_panel(&mut self, ui: &mut egui::Ui, shared: &Shared) {
         ui.heading(format!("{}, MSE", self.settings.model.label()))
             .on_hover_text(self.settings.model.spec().describe());
+        self.adopt(shared);
         self.model_rows(ui);
         self.scenario_rows(ui, shared);
         let mut changed_opt = false;

@@ -22,7 +22,8 @@
 use super::settings::{Compute, Settings};
 use super::ui::{RendererInfo, SandboxApp};
 use super::worker::{
-    AnyRun, Cmd, Driver, Shared, data_name, export_files, new_run_cpu, new_run_gpu,
+    AnyRun, Cmd, Driver, Shared, UserSnapshot, adopt_snapshot, data_name, export_files,
+    needs_snapshot, new_run_cpu, new_run_gpu,
 };
 use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::data::dataset::Dataset;
@@ -389,6 +390,26 @@ async fn sleep(scope: &web_sys::DedicatedWorkerGlobalScope, ms: i32) {
     let _ = wasm_bindgen_futures::JsFuture::from(p).await;
 }
 
+/// The bytes at `url` (relative to the page or absolute). Errors: the fetch's or the HTTP status,
+/// naming the URL.
+async fn fetch_bytes(
+    scope: &web_sys::DedicatedWorkerGlobalScope,
+    url: &str,
+) -> Result<Vec<u8>, String> {
+    use wasm_bindgen_futures::JsFuture;
+    let resp = JsFuture::from(scope.fetch_with_str(url))
+        .await
+        .map_err(|e| format!("{url} could not be fetched ({e:?})"))?;
+    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "fetch returned no Response")?;
+    if !resp.ok() {
+        return Err(format!("{url}: HTTP {}", resp.status()));
+    }
+    let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{e:?}"))?)
+        .await
+        .map_err(|e| format!("reading {url}: {e:?}"))?;
+    Ok(js_sys::Uint8Array::new(&buf).to_vec())
+}
+
 /// Fetch the data set of `m` from the page's assets into `sets`. Errors: what is missing on the
 /// server and the command that makes it.
 async fn fetch_data(
@@ -396,30 +417,64 @@ async fn fetch_data(
     m: super::settings::AppModel,
     sets: &mut DataSets,
 ) -> Result<(), String> {
-    use wasm_bindgen_futures::JsFuture;
     let kind = m.dataset();
     let asset = asset_path(kind);
-    let name = data_name(m);
     let how = format!(
-        "build it from the verified cache: `cargo run --release -- data web-asset` (with `data fetch --dataset {}` done once; see README), then rebuild the page",
+        "build it from the verified cache: `cargo run --release -- data web-asset` (with `data fetch --dataset {}` done once; see README), then rebuild the page. The toy runs without it",
         kind.name()
     );
-    let resp = JsFuture::from(scope.fetch_with_str(&asset))
+    let bytes = fetch_bytes(scope, &asset)
         .await
-        .map_err(|e| format!("{name} could not be fetched from {asset} ({e:?}): {how}"))?;
-    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "fetch returned no Response")?;
-    if !resp.ok() {
-        return Err(format!(
-            "{name} is not on this server ({asset}: HTTP {}): {how}. The toy runs without it.",
-            resp.status()
-        ));
-    }
-    let buf = JsFuture::from(resp.array_buffer().map_err(|e| format!("{e:?}"))?)
-        .await
-        .map_err(|e| format!("reading {asset}: {e:?}"))?;
-    let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+        .map_err(|e| format!("{} is not on this server ({e}): {how}", data_name(m)))?;
     sets.insert_cache_bytes(kind, &bytes, std::path::Path::new(&asset))
         .map_err(|e| e.to_string())
+}
+
+/// What a run of `s` needs before it starts, fetched: the user's snapshot from its URL (the
+/// settings then become the snapshot's: `true`), and the model's data set. Errors: for the
+/// status line, naming the URL or data set and what to do.
+async fn prepare(
+    scope: &web_sys::DedicatedWorkerGlobalScope,
+    s: Settings,
+    sets: &mut DataSets,
+    user: &mut Option<UserSnapshot>,
+) -> Result<(Settings, bool), String> {
+    let mut s = s;
+    let mut derived = false;
+    if needs_snapshot(&s, user.as_ref()) {
+        let base = s.snapshot.trim_end_matches('/').to_string();
+        let how = "a snapshot is the directory `reproduce PRESET --snapshot-at-switch` writes (snapshot.json and snapshot.safetensors), served beside the page or from a server that allows this page (CORS)";
+        let (jp, tp) = (
+            format!("{base}/snapshot.json"),
+            format!("{base}/snapshot.safetensors"),
+        );
+        let json = fetch_bytes(scope, &jp)
+            .await
+            .map_err(|e| format!("{e}: {how}"))?;
+        let raw = fetch_bytes(scope, &tp)
+            .await
+            .map_err(|e| format!("{e}: {how}"))?;
+        let text = String::from_utf8(json).map_err(|e| format!("{jp}: not UTF-8 ({e})"))?;
+        let (snap, vectors) = crate::experiment::snapshot::parse_snapshot(
+            &text,
+            std::path::Path::new(&jp),
+            &raw,
+            std::path::Path::new(&tp),
+        )
+        .map_err(|e| e.to_string())?;
+        let u = UserSnapshot {
+            source: s.snapshot.clone(),
+            snap,
+            vectors,
+        };
+        s = adopt_snapshot(&s, &u).map_err(|e| format!("snapshot {}: {e}", u.source))?;
+        *user = Some(u);
+        derived = true;
+    }
+    if !sets.has(s.model.dataset()) {
+        fetch_data(scope, s.model, sets).await?;
+    }
+    Ok((s, derived))
 }
 
 async fn worker_loop(
@@ -459,14 +514,21 @@ async fn worker_loop(
     };
     post_snapshot(scope, &shared);
     let mut sets = DataSets::default();
-    if let Err(e) = fetch_data(scope, settings.model, &mut sets).await {
-        shared.running = false;
-        shared.message = Some(e);
-        post_snapshot(scope, &shared);
-        return Ok(());
+    let mut user = None;
+    let (settings, derived) = match prepare(scope, settings, &mut sets, &mut user).await {
+        Ok(x) => x,
+        Err(e) => {
+            shared.running = false;
+            shared.message = Some(e);
+            post_snapshot(scope, &shared);
+            return Ok(());
+        }
+    };
+    if derived {
+        shared.settings = Some(settings.clone());
     }
     let mut note = ensure_gpu(settings.compute, jspi).await;
-    let mut d = Driver::new(sets, &settings, web_run).map_err(|e| e.to_string())?;
+    let mut d = Driver::new(sets, user, &settings, web_run).map_err(|e| e.to_string())?;
     shared.message = note.clone();
     let mut last_post: Option<web_time::Instant> = None;
     let mut last_yield = web_time::Instant::now();
@@ -493,15 +555,19 @@ async fn worker_loop(
                 }),
                 Cmd::Reset(s) => {
                     note = ensure_gpu(s.compute, jspi).await;
-                    let mut failed = None;
-                    if !d.has(s.model.dataset()) {
-                        shared.message = Some(format!("loading {}…", data_name(s.model)));
+                    let (sets, user) = d.parts_mut();
+                    if needs_snapshot(&s, user.as_ref()) || !sets.has(s.model.dataset()) {
+                        shared.message = Some("loading…".into());
                         post_snapshot(scope, &shared);
-                        failed = fetch_data(scope, s.model, d.sets_mut()).await.err();
                     }
-                    match failed {
-                        Some(e) => Some(e),
-                        None => d.handle(Cmd::Reset(s)).or(note.clone()).or(msg),
+                    match prepare(scope, s, sets, user).await {
+                        Ok((s, derived)) => {
+                            if derived {
+                                shared.settings = Some(s.clone());
+                            }
+                            d.handle(Cmd::Reset(s)).or(note.clone()).or(msg)
+                        }
+                        Err(e) => Some(e),
                     }
                 }
                 c => d.handle(c).or(msg),

@@ -35,6 +35,9 @@ pub struct Shared {
     pub steps_per_sec: f64,
     /// Data loading, errors, export results.
     pub message: Option<String>,
+    /// The settings of the run when the worker derived them (from a user's snapshot: its model,
+    /// η, batch, …): the UI takes them over once.
+    pub settings: Option<Settings>,
 }
 
 pub fn optimizer_of(s: &Settings) -> OptimizerSpec {
@@ -216,22 +219,52 @@ pub fn export(run: &AnyRun, dir: &std::path::Path) -> crate::Result<String> {
     Ok(format!("exported to {}", dir.display()))
 }
 
-/// A run of the settings on `data`: fresh from θ₀, or from the settings' scenario (its snapshot
-/// loaded, when it has one). Errors: the backend's, an unknown scenario, a snapshot that does not
-/// fit the run (another network or other data).
+/// A snapshot the user gave (`Settings::snapshot`), read by the platform (natively from its
+/// directory, on the web fetched from its URL).
+pub struct UserSnapshot {
+    /// The directory or URL, as in the settings.
+    pub source: String,
+    pub snap: crate::experiment::snapshot::Snapshot,
+    pub vectors: crate::experiment::run::Vectors,
+}
+
+/// A run of the settings on `data`: fresh from θ₀, from the settings' scenario (its snapshot
+/// loaded, when it has one) or from the user's snapshot. Errors: the backend's, an unknown
+/// scenario, a user's snapshot that was not read, a snapshot that does not fit the run (another
+/// network or other data).
 fn start(
     s: &Settings,
     data: &Dataset,
     make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
+    user: Option<&UserSnapshot>,
 ) -> crate::Result<AnyRun> {
     let mut run = make(s, data)?;
-    if !s.scenario.is_empty() {
+    if !s.snapshot.is_empty() {
+        let u = user.filter(|u| u.source == s.snapshot).ok_or_else(|| {
+            crate::Error::InvalidArgument(format!("snapshot {} was not read", s.snapshot))
+        })?;
+        run.start_from(&u.snap, &u.vectors, data, &format!("snapshot {}", u.source))?;
+    } else if !s.scenario.is_empty() {
         let sc = super::scenario::find(&s.scenario)?;
         if let Some((snap, v)) = sc.snapshot()? {
             run.start_from(&snap, &v, data, &format!("{}: {}", sc.figure, sc.title))?;
         }
     }
     Ok(run)
+}
+
+/// Whether a reset to `s` must first read the user's snapshot (named, and not the one read).
+pub fn needs_snapshot(s: &Settings, user: Option<&UserSnapshot>) -> bool {
+    !s.snapshot.is_empty() && user.is_none_or(|u| u.source != s.snapshot)
+}
+
+/// The settings of a run from the user's snapshot `u`: its model, optimiser, k, samples and
+/// seed ([`Settings::for_snapshot`]) over `s`, naming `u`. Errors: a network the app does not run.
+pub fn adopt_snapshot(s: &Settings, u: &UserSnapshot) -> crate::Result<Settings> {
+    let mut t = s.for_snapshot(&u.snap)?;
+    t.snapshot = u.source.clone();
+    t.scenario.clear();
+    Ok(t)
 }
 
 /// The app's training set for `s`: the first `s.samples` of its model's data set, preprocessed as
@@ -247,6 +280,8 @@ pub fn app_dataset(sets: &DataSets, s: &Settings) -> crate::Result<Dataset> {
 pub struct Driver {
     /// The data sets loaded so far (the platform loads a model's before a reset needs it).
     sets: DataSets,
+    /// The last snapshot the user gave, once read.
+    user: Option<UserSnapshot>,
     model: AppModel,
     data: Dataset,
     pub run: AnyRun,
@@ -260,13 +295,15 @@ impl Driver {
     /// `s.model`.
     pub fn new(
         sets: DataSets,
+        user: Option<UserSnapshot>,
         s: &Settings,
         make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
     ) -> crate::Result<Driver> {
         let data = app_dataset(&sets, s)?;
-        let run = start(s, &data, make)?;
+        let run = start(s, &data, make, user.as_ref())?;
         Ok(Driver {
             sets,
+            user,
             model: s.model,
             data,
             run,
@@ -279,6 +316,12 @@ impl Driver {
     /// Whether the data set `kind` is loaded (a reset to a model whose data is not fails).
     pub fn has(&self, kind: DatasetKind) -> bool {
         self.sets.has(kind)
+    }
+
+    /// The data sets and the user's snapshot, for the platform to add to before a reset that
+    /// needs them (see [`needs_snapshot`], [`adopt_snapshot`]).
+    pub fn parts_mut(&mut self) -> (&mut DataSets, &mut Option<UserSnapshot>) {
+        (&mut self.sets, &mut self.user)
     }
 
     /// The loaded data sets, to add one to (natively read from the cache, on the web fetched).
@@ -298,7 +341,7 @@ impl Driver {
                 } else {
                     app_dataset(&self.sets, &s)
                 };
-                match data.and_then(|d| Ok((start(&s, &d, self.make)?, d))) {
+                match data.and_then(|d| Ok((start(&s, &d, self.make, self.user.as_ref())?, d))) {
                     Ok((r, d)) => {
                         self.run = r;
                         self.data = d;
@@ -470,6 +513,37 @@ mod native {
             })
     }
 
+    /// What a run of `s` needs before it starts: the user's snapshot read from its directory (the
+    /// settings then become the snapshot's: `true`), and the model's data set loaded. Errors: for
+    /// the status line, naming the file or data set and what to do.
+    fn prepare(
+        s: Settings,
+        sets: &mut DataSets,
+        user: &mut Option<UserSnapshot>,
+    ) -> Result<(Settings, bool), String> {
+        let mut s = s;
+        let mut derived = false;
+        if needs_snapshot(&s, user.as_ref()) {
+            let dir = std::path::Path::new(&s.snapshot);
+            let (snap, vectors) = crate::experiment::snapshot::load_snapshot(dir).map_err(|e| {
+                format!(
+                    "cannot read the snapshot in {}: {e}. A snapshot is the directory `reproduce PRESET --snapshot-at-switch` writes (OUT/PRESET/snapshot/, with snapshot.json and snapshot.safetensors)",
+                    dir.display()
+                )
+            })?;
+            let u = UserSnapshot {
+                source: s.snapshot.clone(),
+                snap,
+                vectors,
+            };
+            s = adopt_snapshot(&s, &u).map_err(|e| format!("snapshot {}: {e}", u.source))?;
+            *user = Some(u);
+            derived = true;
+        }
+        load(sets, s.model)?;
+        Ok((s, derived))
+    }
+
     fn native_loop(
         settings: Settings,
         shared: Arc<Mutex<Shared>>,
@@ -481,13 +555,18 @@ mod native {
             s.message = Some(msg);
         };
         let mut sets = DataSets::default();
-        if let Err(e) = load(&mut sets, settings.model) {
-            return fail(e);
-        }
-        let mut d = match Driver::new(sets, &settings, native_run) {
+        let mut user = None;
+        let (settings, derived) = match prepare(settings, &mut sets, &mut user) {
+            Ok(x) => x,
+            Err(e) => return fail(e),
+        };
+        let mut d = match Driver::new(sets, user, &settings, native_run) {
             Ok(d) => d,
             Err(e) => return fail(format!("cannot start the run: {e}")),
         };
+        if derived {
+            lock(&shared).settings = Some(settings);
+        }
         lock(&shared).message = None;
         d.publish(&mut lock(&shared), None);
         loop {
@@ -508,13 +587,18 @@ mod native {
                     Ok(m) => m,
                     Err(e) => format!("export failed: {e}"),
                 }),
-                Some(Cmd::Reset(s)) if !d.has(s.model.dataset()) => {
-                    {
-                        let mut sh = lock(&shared);
-                        sh.message = Some(format!("loading {}…", data_name(s.model)));
+                Some(Cmd::Reset(s)) => {
+                    let (sets, user) = d.parts_mut();
+                    if needs_snapshot(&s, user.as_ref()) || !sets.has(s.model.dataset()) {
+                        lock(&shared).message = Some("loading…".into());
                     }
-                    match load(d.sets_mut(), s.model) {
-                        Ok(()) => d.handle(Cmd::Reset(s)),
+                    match prepare(s, sets, user) {
+                        Ok((s, derived)) => {
+                            if derived {
+                                lock(&shared).settings = Some(s.clone());
+                            }
+                            d.handle(Cmd::Reset(s))
+                        }
                         Err(e) => Some(e),
                     }
                 }
