@@ -9,7 +9,8 @@
 //! `tests/app_scenario.rs`) and Bulk-SGD's loss decrease must exceed Dom-SGD's. Two more open the
 //! other models (`#model=cnn-relu`, `#model=transformer`, small n): the page's worker fetches their
 //! data sets from `assets/` and their loss and λ₁ at step 0 must equal the native CPU backend's on
-//! the same settings (skipped, saying so, where this machine lacks CIFAR-10 or SST-2).
+//! the same settings (skipped, saying so, where this machine lacks CIFAR-10 or SST-2). One more
+//! opens `#snapshot=snap&branch` with a snapshot directory served beside the page.
 //!
 //! Needs trunk 0.21.14, wasm-bindgen-cli 0.2.130, node with `web/node_modules/playwright-core` and
 //! Debian's chromium (`.ci/run` installs them). Without them the test says what is missing and
@@ -190,8 +191,32 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
     }
     assert!(dist.join("assets/mnist5k-v1.bin").is_file());
 
+    // A snapshot served beside the page (the shipped fig1 one, as a user's would be).
+    let snap = dist.join("snap");
+    std::fs::create_dir_all(&snap).unwrap();
+    for f in ["snapshot.json", "snapshot.safetensors"] {
+        std::fs::copy(root.join("web/snapshots/fig1-switch").join(f), snap.join(f)).unwrap();
+    }
     let server = start_server(dist.clone());
     other_models_in_the_page(&server, &dist, &root.join("target/web-e2e"));
+    // `#snapshot=URL&branch`: the worker fetches it, the run continues at its step and branches.
+    let v = run_browser(
+        &format!("{server}#snapshot=snap&branch&compute=cpu"),
+        "fallback",
+        "1500x900",
+        &root.join("target/web-e2e/web-snapshot.png"),
+        Some(2),
+        400,
+    );
+    let s = &v["state"];
+    eprintln!(
+        "#snapshot=snap: {}",
+        serde_json::to_string(s).unwrap_or_default()
+    );
+    assert_eq!(s["snapshot"], "snap", "{s}");
+    assert_eq!(s["start_step"].as_u64(), Some(2322), "{s}");
+    assert_eq!(s["fork_step"].as_u64(), Some(2322), "{s}");
+    assert_eq!(s["branches"].as_array().map(|b| b.len()), Some(3), "{s}");
     let base = format!("{server}#n=50&k=1");
     let shots = root.join("target/web-e2e");
     // WebGPU: the page draws with it and, asked to (compute=gpu: SwiftShader is a software

@@ -242,9 +242,14 @@ impl SandboxApp {
 
     fn scenario_rows(&mut self, ui: &mut egui::Ui, shared: &Shared) {
         let current = self.settings.scenario.clone();
+        let fresh = if self.settings.snapshot.is_empty() {
+            "fresh run (the settings below)".to_string()
+        } else {
+            format!("snapshot {}", self.settings.snapshot)
+        };
         let title = |name: &str| {
             if name.is_empty() {
-                "fresh run (the settings below)".to_string()
+                fresh.clone()
             } else {
                 scenario::find(name).map_or(name.to_string(), |s| {
                     format!("{} — {} ({})", s.title, s.model.label(), s.figure)

@@ -148,6 +148,7 @@ pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
                 .collect::<Vec<_>>(),
             // The scenario and its branches, as the desktop app's report has them.
             "scenario": app.settings.scenario,
+            "snapshot": app.settings.snapshot,
             "start_step": s.history.start_step,
             "fork_step": s.history.fork.as_ref().map(|f| f.step),
             "branch_steps": s.history.fork.as_ref().map(|f| f.steps()),
