@@ -1160,6 +1160,20 @@ fn app_cmd(a: AppArgs) -> Result<()> {
     if let Some(name) = &a.scenario {
         subspace_lab::app::scenario::find(name)?;
     }
+    if let Some(n) = a.samples {
+        let m = a
+            .model
+            .as_deref()
+            .and_then(subspace_lab::app::settings::AppModel::parse)
+            .unwrap_or_default();
+        let max = m.dataset().max_samples();
+        if !(1..=max).contains(&n) {
+            bail!(
+                "--samples {n}: {} has 1..={max} training samples",
+                m.label()
+            );
+        }
+    }
     if let Some(dir) = &a.snapshot {
         // Refuse a snapshot the app cannot run here, before a window opens.
         let (snap, _) = subspace_lab::experiment::snapshot::load_snapshot(dir).with_context(|| {
@@ -1168,9 +1182,16 @@ fn app_cmd(a: AppArgs) -> Result<()> {
                 dir.display()
             )
         })?;
-        subspace_lab::app::settings::Settings::default()
-            .for_snapshot(&snap)
-            .with_context(|| format!("--snapshot {}", dir.display()))?;
+        let u = subspace_lab::app::worker::UserSnapshot {
+            source: dir.display().to_string(),
+            snap,
+            vectors: Vec::new(),
+        };
+        subspace_lab::app::worker::adopt_snapshot(
+            &subspace_lab::app::settings::Settings::default(),
+            &u,
+        )
+        .with_context(|| format!("--snapshot {}", dir.display()))?;
     }
     // Leave one core to the UI: the training thread's kernels use the others.
     if std::env::var_os("SUBSPACE_LAB_THREADS").is_none() {

@@ -71,11 +71,13 @@ fn a_snapshot_directory_starts_the_run_and_branches() {
     }
     let dir = tempfile::tempdir().unwrap();
     let snap_dir = dir.path().join("fig1/snapshot");
-    let (snap, v) = subspace_lab::app::scenario::find("fig1-switch")
+    let (mut snap, v) = subspace_lab::app::scenario::find("fig1-switch")
         .unwrap()
         .snapshot()
         .unwrap()
         .unwrap();
+    // η 0.02 instead of fig1's 0.01: the run must take it from the snapshot.
+    snap.spec.optimizer.lr = 0.02;
     subspace_lab::experiment::snapshot::save_snapshot(&snap_dir, &snap, &v).unwrap();
     let report = dir.path().join("report.json");
     let shot = dir.path().join("shot.png");
@@ -93,6 +95,7 @@ fn a_snapshot_directory_starts_the_run_and_branches() {
         .unwrap();
     let (r, text) = read_app_report(&out, &report);
     assert_eq!(r["model"], "fc-tanh", "{text}");
+    assert_eq!(r["lr"].as_f64(), Some(0.02), "the snapshot's η: {text}");
     assert_eq!(r["start_step"].as_u64(), Some(snap.step as u64), "{text}");
     assert_eq!(r["fork_step"].as_u64(), Some(snap.step as u64), "{text}");
     assert!(

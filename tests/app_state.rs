@@ -299,10 +299,15 @@ fn the_model_travels_in_the_hash_with_the_paper_settings() {
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(back, s);
     }
-    assert_eq!(
-        d.with_model(AppModel::CnnRelu).to_hash(),
-        "model=cnn-relu&lr=0.001&n=500"
-    );
+    // A link that names only the model gets the paper's settings for it.
+    assert_eq!(d.with_model(AppModel::CnnRelu).to_hash(), "model=cnn-relu");
+    for m in AppModel::ALL {
+        let (s, w) = Settings::from_hash(&format!("model={}", m.name()));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(s, d.with_model(m));
+    }
+    let (s, _) = Settings::from_hash("lr=0.05&model=transformer");
+    assert_eq!((s.lr, s.k, s.samples), (0.05, 2, 1000));
     assert_eq!(
         (
             AppModel::CnnRelu.paper().lr,

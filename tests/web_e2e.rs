@@ -1,4 +1,4 @@
-//! The web page end to end: trunk builds it (with MNIST-5k copied in by `data web-asset`), a static
+//! The web page end to end: trunk builds it (with the data sets copied in by `data web-asset`), a static
 //! server on 127.0.0.1 serves it, and headless Chromium (driven by `web/e2e.mjs` through
 //! playwright-core) opens it twice: with WebGPU (drawing, and computing through JSPI), and with
 //! WebGPU disabled (WebGL2 drawing, CPU compute in wasm). Each run asserts that the renderer's
@@ -115,7 +115,7 @@ fn start_server(dir: PathBuf) -> String {
     format!("http://{addr}/")
 }
 
-/// Open `url` in headless Chromium until the MNIST run made 3 steps (or, with `branch_steps`,
+/// Open `url` in headless Chromium until the model's run made 3 steps (or, with `branch_steps`,
 /// until every branch made that many), within `timeout_s`.
 fn run_browser(
     url: &str,
@@ -164,7 +164,7 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
         return;
     }
     let root = root();
-    // MNIST-5k next to the page (the documented build step).
+    // The data sets next to the page (the documented build step).
     let st = Command::new(env!("CARGO_BIN_EXE_subspace-lab"))
         .args(["data", "web-asset", "--out"])
         .arg(root.join("web/assets"))
@@ -258,7 +258,7 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
         );
         assert!(
             s["steps"].as_u64().unwrap_or(0) >= 3,
-            "{mode}: MNIST run did not advance"
+            "{mode}: the model run did not advance"
         );
         let backend = s["backend"].as_str().unwrap_or("");
         assert!(

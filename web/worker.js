@@ -1,5 +1,5 @@
 // The compute worker: the page's own wasm module, loaded a second time in a module Web Worker,
-// where it runs the MNIST training loop (src/app/web.rs) and posts snapshots to the page, which
+// where it runs the model's training loop (src/app/web.rs) and posts snapshots to the page, which
 // only draws.
 //
 // Where the browser has JSPI (WebAssembly JS Promise Integration) the worker enters through

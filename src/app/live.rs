@@ -1,4 +1,4 @@
-//! The MNIST panel's live run: one optimiser step at a time on the `Stepper` the CLI uses, with
+//! The model panel's live run: one optimiser step at a time on the `Stepper` the CLI uses, with
 //! the controls' actions (switch to Dom-/Bulk-, to GD, arm the paper's auto-switch) as state
 //! changes that mark the branch point, and the history the plots draw.
 //!

@@ -67,9 +67,11 @@ pub struct BranchReport {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Report {
     pub toy_steps: usize,
-    /// The model panel's network ("fc-tanh", "cnn-relu", "transformer") and its training samples.
+    /// The running run's network ("fc-tanh", "cnn-relu", "transformer"), training samples and η
+    /// (as the worker started it: a snapshot's own).
     pub model: String,
     pub samples: usize,
+    pub lr: f64,
     pub steps: usize,
     pub backend: String,
     pub steps_per_sec: f64,
@@ -94,13 +96,15 @@ pub struct Report {
 pub fn report(app: &ui::SandboxApp) -> Report {
     let s = app.worker.snapshot();
     let h = &s.history;
+    let run_settings = s.settings.clone().unwrap_or_else(|| app.settings.clone());
     let fork = h.fork.as_ref();
     let verdict = fork.and_then(|f| f.verdict());
     let marks = [1, 5, 10, 20, 50, 100, 200, 500, 1000];
     Report {
         toy_steps: app.toy.a.step.min(app.toy.b.step),
-        model: app.settings.model.name().to_string(),
-        samples: app.settings.samples,
+        model: run_settings.model.name().to_string(),
+        samples: run_settings.samples,
+        lr: run_settings.lr,
         steps: h.step,
         backend: s.backend.clone(),
         steps_per_sec: s.steps_per_sec,
@@ -224,10 +228,11 @@ pub fn run_native(launch: Launch) -> crate::Result<()> {
                 settings = settings.with_model(m);
             }
             if let Some(n) = launch.samples {
+                // Checked against the model's data set by `app` before the window opened.
                 settings.samples = n;
-                if let Some(w) = settings.sanitize().first() {
-                    return Err(format!("--samples: {w}").into());
-                }
+                settings.batch = settings.batch.min(n);
+                settings.scenario.clear();
+                settings.snapshot.clear();
             }
             if let Some(dir) = &launch.snapshot {
                 // The worker reads it and the run's settings become the snapshot's.

@@ -229,7 +229,9 @@ pub const OPTIMIZERS: [OptKind; 5] = [
 impl Settings {
     /// `key=value&…` with every field (the URL hash without '#').
     pub fn to_hash(&self) -> String {
-        let d = Settings::default();
+        // Against the model's own defaults (the paper's settings for it), so that a link that
+        // names only the model, `#model=transformer`, gets them.
+        let d = Settings::default().with_model(self.model);
         let mut kv: Vec<(String, String)> = Vec::new();
         macro_rules! num {
             ($k:literal, $f:ident) => {
@@ -250,7 +252,7 @@ impl Settings {
             kv.push(("toy_b".into(), toy_name(self.toy_b).into()));
         }
         num!("toy_seed", toy_seed);
-        if self.model != d.model {
+        if self.model != AppModel::default() {
             kv.push(("model".into(), self.model.name().into()));
         }
         num!("lr", lr);
@@ -284,14 +286,14 @@ impl Settings {
             .join("&")
     }
 
-    /// Put every field the app cannot run back to its default, saying which (one rule for the
+    /// Put every field the app cannot run back to its default (the model's), saying which (one rule for the
     /// URL hash and for the settings a native app saved: a hand-edited or older file with
     /// `samples: 0` must not leave a panel stuck). Ranges: η, the toy's η positive and finite;
     /// the toy's coupling and start finite; steps per frame 1..=10000; samples 1..=the model's data
     /// set's (5000 images, 1000 sentences);
     /// batch 1..=samples; k 1..=50; eigen every 1..=1000; ρ finite, ≥ 0.
     pub fn sanitize(&mut self) -> Vec<String> {
-        let d = Settings::default();
+        let d = Settings::default().with_model(self.model);
         let mut w = Vec::new();
         macro_rules! need {
             ($f:ident, $ok:expr, $range:literal) => {
@@ -419,7 +421,7 @@ impl Settings {
     }
 
     /// These settings with `m` and the paper's SGD settings for it (η, batch, k, the app's n);
-    /// a scenario of another model is dropped. The toy's settings, the spectrum cadence, the
+    /// a scenario of another model and a user's snapshot are dropped. The toy's settings, the spectrum cadence, the
     /// seed, ρ and the compute choice stay.
     pub fn with_model(&self, m: AppModel) -> Settings {
         let p = m.paper();
@@ -440,8 +442,15 @@ impl Settings {
     /// Parse a hash (with or without '#'). Unknown keys and unparsable values are skipped and
     /// reported; values out of range are reset by [`Settings::sanitize`] and reported.
     pub fn from_hash(hash: &str) -> (Settings, Vec<String>) {
-        let mut s = Settings::default();
         let mut warnings = Vec::new();
+        // The model first: the other keys override its paper settings.
+        let model = hash
+            .trim_start_matches('#')
+            .split('&')
+            .find_map(|p| p.strip_prefix("model="))
+            .and_then(AppModel::parse)
+            .unwrap_or_default();
+        let mut s = Settings::default().with_model(model);
         for part in hash
             .trim_start_matches('#')
             .split('&')

@@ -1,4 +1,5 @@
-//! The eframe app: the toy (left) and a live MNIST-5k run (right), side by side.
+//! The eframe app: the toy (left) and a live run of one of the paper's networks (right), side by
+//! side.
 
 use super::live::{Action, BranchSet, BranchView, History};
 use super::scenario::{self, SCENARIOS};
@@ -22,7 +23,7 @@ pub struct FrameStats {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub max_ms: f64,
-    /// Frames while the MNIST run was training.
+    /// Frames while the model's run was training.
     pub training_frames: usize,
     pub training_p95_ms: f64,
     pub training_max_ms: f64,
@@ -120,8 +121,8 @@ pub struct SandboxApp {
     progress_fork: Option<usize>,
     /// The snapshot field (a directory natively, a URL on the web).
     snapshot_field: String,
-    /// The last run settings taken over from the worker (a user's snapshot's).
-    adopted: Option<Settings>,
+    /// The last [`Shared::settings_gen`] whose settings were taken over.
+    adopted_gen: u64,
 }
 
 impl SandboxApp {
@@ -178,19 +179,22 @@ impl SandboxApp {
             branch_progress: Vec::new(),
             progress_fork: None,
             snapshot_field,
-            adopted: None,
+            adopted_gen: 0,
         }
     }
 
-    /// Take over the run's settings the worker derived (from a user's snapshot: model, η, …),
-    /// once per new set; the toy's settings stay the user's.
+    /// Take over the running run's settings when the worker says so ([`Shared::settings_gen`]:
+    /// derived from a user's snapshot, n cut to the data at hand, or a failed reset whose old run
+    /// goes on); the toy's settings stay the user's.
     fn adopt(&mut self, shared: &Shared) {
-        if let Some(s) = &shared.settings
-            && self.adopted.as_ref() != Some(s)
-        {
-            self.settings.take_run_settings(s);
-            self.snapshot_field = s.snapshot.clone();
-            self.adopted = Some(s.clone());
+        if shared.settings_gen != self.adopted_gen {
+            if let Some(s) = &shared.settings {
+                self.settings.take_run_settings(s);
+                if !s.snapshot.is_empty() {
+                    self.snapshot_field = s.snapshot.clone();
+                }
+            }
+            self.adopted_gen = shared.settings_gen;
         }
     }
 
@@ -203,7 +207,7 @@ impl SandboxApp {
         }
         self.settings.scenario.clear();
         self.settings.snapshot = src;
-        self.worker.send(Cmd::Reset(self.settings.clone()));
+        self.worker.send(Cmd::LoadSnapshot(self.settings.clone()));
     }
 
     /// Fork the run as soon as it is loaded, before its first step (the `--branch` of `app`):
@@ -242,14 +246,9 @@ impl SandboxApp {
 
     fn scenario_rows(&mut self, ui: &mut egui::Ui, shared: &Shared) {
         let current = self.settings.scenario.clone();
-        let fresh = if self.settings.snapshot.is_empty() {
-            "fresh run (the settings below)".to_string()
-        } else {
-            format!("snapshot {}", self.settings.snapshot)
-        };
         let title = |name: &str| {
             if name.is_empty() {
-                fresh.clone()
+                "fresh run (the settings below)".to_string()
             } else {
                 scenario::find(name).map_or(name.to_string(), |s| {
                     format!("{} — {} ({})", s.title, s.model.label(), s.figure)
@@ -260,8 +259,14 @@ impl SandboxApp {
         let mut branch = false;
         ui.horizontal_wrapped(|ui| {
             ui.label("scenario");
+            // A loaded snapshot shows as such; the list's first entry stays "fresh run".
+            let shown = if current.is_empty() && !self.settings.snapshot.is_empty() {
+                format!("snapshot {}", self.settings.snapshot)
+            } else {
+                title(&current)
+            };
             egui::ComboBox::from_id_salt("scenario")
-                .selected_text(title(&current))
+                .selected_text(shown)
                 .show_ui(ui, |ui| {
                     if ui.selectable_label(current.is_empty(), title("")).clicked() {
                         pick = Some(String::new());
@@ -629,7 +634,7 @@ impl SandboxApp {
                         .changed();
                     ui.label("batch");
                     changed_opt |= ui
-                        .add(egui::DragValue::new(&mut s.batch).range(1..=5000))
+                        .add(egui::DragValue::new(&mut s.batch).range(1..=s.samples.max(1)))
                         .changed();
                     if s.optimizer == OptKind::Sam {
                         ui.label("ρ");

@@ -22,8 +22,8 @@
 use super::settings::{Compute, Settings};
 use super::ui::{RendererInfo, SandboxApp};
 use super::worker::{
-    AnyRun, Cmd, Driver, Shared, UserSnapshot, adopt_snapshot, data_name, export_files,
-    needs_snapshot, new_run_cpu, new_run_gpu,
+    AnyRun, Cmd, Driver, ReadSnapshot, Shared, UserSnapshot, data_name, export_files, new_run_cpu,
+    new_run_gpu, user_snapshot, wants_snapshot,
 };
 use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::data::dataset::Dataset;
@@ -431,51 +431,95 @@ async fn fetch_data(
         .map_err(|e| e.to_string())
 }
 
-/// What a run of `s` needs before it starts, fetched: the user's snapshot from its URL (the
-/// settings then become the snapshot's: `true`), and the model's data set. Errors: for the
-/// status line, naming the URL or data set and what to do.
+/// The user's snapshot at `src` (a URL of its directory), fetched and parsed. Errors: for the
+/// status line, naming the URL and what a snapshot is.
+async fn fetch_snapshot(
+    scope: &web_sys::DedicatedWorkerGlobalScope,
+    src: &str,
+) -> Result<ReadSnapshot, String> {
+    let base = src.trim_end_matches('/');
+    let how = "a snapshot is the directory `reproduce PRESET --snapshot-at-switch` writes (snapshot.json and snapshot.safetensors), served beside the page or from a server that allows this page (CORS)";
+    let (jp, tp) = (
+        format!("{base}/snapshot.json"),
+        format!("{base}/snapshot.safetensors"),
+    );
+    let json = fetch_bytes(scope, &jp)
+        .await
+        .map_err(|e| format!("{e}: {how}"))?;
+    let raw = fetch_bytes(scope, &tp)
+        .await
+        .map_err(|e| format!("{e}: {how}"))?;
+    let text = String::from_utf8(json).map_err(|e| format!("{jp}: not UTF-8 ({e})"))?;
+    crate::experiment::snapshot::parse_snapshot(
+        &text,
+        std::path::Path::new(&jp),
+        &raw,
+        std::path::Path::new(&tp),
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// What a reset to `s` needs first, fetched (as [`super::worker::prepare_with`] natively): the
+/// user's snapshot when wanted — the settings then become the snapshot's (`true`) — and the
+/// model's data set; the snapshot is kept only once both arrived.
 async fn prepare(
     scope: &web_sys::DedicatedWorkerGlobalScope,
     s: Settings,
+    force: bool,
     sets: &mut DataSets,
     user: &mut Option<UserSnapshot>,
 ) -> Result<(Settings, bool), String> {
     let mut s = s;
-    let mut derived = false;
-    if needs_snapshot(&s, user.as_ref()) {
-        let base = s.snapshot.trim_end_matches('/').to_string();
-        let how = "a snapshot is the directory `reproduce PRESET --snapshot-at-switch` writes (snapshot.json and snapshot.safetensors), served beside the page or from a server that allows this page (CORS)";
-        let (jp, tp) = (
-            format!("{base}/snapshot.json"),
-            format!("{base}/snapshot.safetensors"),
-        );
-        let json = fetch_bytes(scope, &jp)
-            .await
-            .map_err(|e| format!("{e}: {how}"))?;
-        let raw = fetch_bytes(scope, &tp)
-            .await
-            .map_err(|e| format!("{e}: {how}"))?;
-        let text = String::from_utf8(json).map_err(|e| format!("{jp}: not UTF-8 ({e})"))?;
-        let (snap, vectors) = crate::experiment::snapshot::parse_snapshot(
-            &text,
-            std::path::Path::new(&jp),
-            &raw,
-            std::path::Path::new(&tp),
-        )
-        .map_err(|e| e.to_string())?;
-        let u = UserSnapshot {
-            source: s.snapshot.clone(),
-            snap,
-            vectors,
-        };
-        s = adopt_snapshot(&s, &u).map_err(|e| format!("snapshot {}: {e}", u.source))?;
-        *user = Some(u);
-        derived = true;
+    let mut pending = None;
+    if wants_snapshot(&s, force, user.as_ref()) {
+        let (snap, vectors) = fetch_snapshot(scope, &s.snapshot).await?;
+        let (t, u) = user_snapshot(&s, snap, vectors)?;
+        s = t;
+        pending = Some(u);
     }
     if !sets.has(s.model.dataset()) {
         fetch_data(scope, s.model, sets).await?;
     }
+    let derived = pending.is_some();
+    if let Some(u) = pending {
+        *user = Some(u);
+    }
     Ok((s, derived))
+}
+
+/// A reset (or, with `force`, a snapshot load): what it needs fetched first, then the new run;
+/// the status line's message (cleared, or the compute note, on success).
+async fn reset(
+    scope: &web_sys::DedicatedWorkerGlobalScope,
+    d: &mut Driver,
+    shared: &mut Shared,
+    note: &mut Option<String>,
+    s: Settings,
+    force: bool,
+    jspi: bool,
+) -> Option<String> {
+    *note = ensure_gpu(s.compute, jspi).await;
+    let (sets, user) = d.parts_mut();
+    if wants_snapshot(&s, force, user.as_ref()) || !sets.has(s.model.dataset()) {
+        shared.message = Some("loading…".into());
+        post_snapshot(scope, shared);
+    }
+    match prepare(scope, s, force, sets, user).await {
+        Ok((s, derived)) => {
+            if derived {
+                d.announce();
+            }
+            let m = d.handle(Cmd::Reset(s));
+            if m.is_none() {
+                shared.message = note.clone();
+            }
+            m.or(note.clone())
+        }
+        Err(e) => {
+            d.announce();
+            Some(e)
+        }
+    }
 }
 
 async fn worker_loop(
@@ -514,23 +558,48 @@ async fn worker_loop(
         ..Shared::default()
     };
     post_snapshot(scope, &shared);
-    let mut sets = DataSets::default();
-    let mut user = None;
-    let (settings, derived) = match prepare(scope, settings, &mut sets, &mut user).await {
-        Ok(x) => x,
-        Err(e) => {
-            shared.running = false;
-            shared.message = Some(e);
-            post_snapshot(scope, &shared);
-            return Ok(());
+    // The run of the settings, or, when it cannot start (a missing asset or snapshot, one that
+    // does not fit), fc-tanh on MNIST-5k with the reason on the status line, so that the worker
+    // lives on and the next pick can work.
+    let mut first = None;
+    let mut why = None;
+    for s in [settings.clone(), {
+        let mut f = settings.with_model(super::settings::AppModel::FcTanh);
+        f.scenario.clear();
+        f
+    }] {
+        let mut sets = DataSets::default();
+        let mut user = None;
+        let started = match prepare(scope, s, false, &mut sets, &mut user).await {
+            Ok((s, derived)) => {
+                let note = ensure_gpu(s.compute, jspi).await;
+                Driver::new(sets, user, &s, web_run)
+                    .map(|d| (d, derived, note))
+                    .map_err(|e| format!("cannot start the run: {e}"))
+            }
+            Err(e) => Err(e),
+        };
+        match started {
+            Ok(x) => {
+                first = Some(x);
+                break;
+            }
+            Err(e) => why = why.or(Some(e)),
         }
-    };
-    if derived {
-        shared.settings = Some(settings.clone());
     }
-    let mut note = ensure_gpu(settings.compute, jspi).await;
-    let mut d = Driver::new(sets, user, &settings, web_run).map_err(|e| e.to_string())?;
-    shared.message = note.clone();
+    let Some((mut d, derived, mut note)) = first else {
+        shared.running = false;
+        shared.message = why;
+        post_snapshot(scope, &shared);
+        return Ok(());
+    };
+    if derived || why.is_some() {
+        d.announce();
+    }
+    shared.message = match &why {
+        Some(e) => Some(format!("{e} — running fc-tanh / MNIST-5k instead")),
+        None => note.clone(),
+    };
     let mut last_post: Option<web_time::Instant> = None;
     let mut last_yield = web_time::Instant::now();
     loop {
@@ -554,22 +623,9 @@ async fn worker_loop(
                     }
                     Err(e) => format!("export failed: {e}"),
                 }),
-                Cmd::Reset(s) => {
-                    note = ensure_gpu(s.compute, jspi).await;
-                    let (sets, user) = d.parts_mut();
-                    if needs_snapshot(&s, user.as_ref()) || !sets.has(s.model.dataset()) {
-                        shared.message = Some("loading…".into());
-                        post_snapshot(scope, &shared);
-                    }
-                    match prepare(scope, s, sets, user).await {
-                        Ok((s, derived)) => {
-                            if derived {
-                                shared.settings = Some(s.clone());
-                            }
-                            d.handle(Cmd::Reset(s)).or(note.clone()).or(msg)
-                        }
-                        Err(e) => Some(e),
-                    }
+                Cmd::Reset(s) => reset(scope, &mut d, &mut shared, &mut note, s, false, jspi).await,
+                Cmd::LoadSnapshot(s) => {
+                    reset(scope, &mut d, &mut shared, &mut note, s, true, jspi).await
                 }
                 c => d.handle(c).or(msg),
             };

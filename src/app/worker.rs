@@ -24,6 +24,9 @@ pub enum Cmd {
     Act(Action),
     /// Natively a directory to write into; on the web the files are downloaded.
     Export(String),
+    /// Read the user's snapshot `Settings::snapshot` (again, even if read before) and start from
+    /// it with its settings (the "load" button).
+    LoadSnapshot(Settings),
 }
 
 /// What the UI reads each frame.
@@ -35,9 +38,13 @@ pub struct Shared {
     pub steps_per_sec: f64,
     /// Data loading, errors, export results.
     pub message: Option<String>,
-    /// The settings of the run when the worker derived them (from a user's snapshot: its model,
-    /// η, batch, …): the UI takes them over once.
+    /// The settings of the running run, as the worker started it (a user's snapshot's model, η,
+    /// batch, …; n as the data had it) and changed it since.
     pub settings: Option<Settings>,
+    /// Bumped when the UI should take [`Shared::settings`] over: the worker derived them (from a
+    /// snapshot, or a data set with fewer samples than asked), or a reset failed and the old run
+    /// goes on.
+    pub settings_gen: u64,
 }
 
 pub fn optimizer_of(s: &Settings) -> OptimizerSpec {
@@ -259,12 +266,86 @@ pub fn needs_snapshot(s: &Settings, user: Option<&UserSnapshot>) -> bool {
 }
 
 /// The settings of a run from the user's snapshot `u`: its model, optimiser, k, samples and
-/// seed ([`Settings::for_snapshot`]) over `s`, naming `u`. Errors: a network the app does not run.
+/// seed ([`Settings::for_snapshot`]) over `s`, naming `u`. Errors: a network the app does not run,
+/// settings out of the app's ranges (a hand-edited snapshot), a stream position past the data.
 pub fn adopt_snapshot(s: &Settings, u: &UserSnapshot) -> crate::Result<Settings> {
     let mut t = s.for_snapshot(&u.snap)?;
     t.snapshot = u.source.clone();
     t.scenario.clear();
+    let mut checked = t.clone();
+    let w = checked.sanitize();
+    if !w.is_empty() {
+        return Err(crate::Error::InvalidArgument(format!(
+            "its settings are out of the app's ranges: {}",
+            w.join("; ")
+        )));
+    }
+    if u.snap.stream.pos > u.snap.spec.data.samples {
+        return Err(crate::Error::InvalidArgument(format!(
+            "its minibatch stream stands at {}, past its {} samples",
+            u.snap.stream.pos, u.snap.spec.data.samples
+        )));
+    }
     Ok(t)
+}
+
+/// Whether a reset to `s` reads the user's snapshot first: when it names one and `force` (the
+/// "load" button) or it was not read yet.
+pub fn wants_snapshot(s: &Settings, force: bool, user: Option<&UserSnapshot>) -> bool {
+    !s.snapshot.is_empty() && (force || needs_snapshot(s, user))
+}
+
+/// The user's snapshot `s.snapshot`, read, and the settings of a run from it
+/// ([`adopt_snapshot`]). Errors: for the status line, naming the snapshot.
+pub fn user_snapshot(
+    s: &Settings,
+    snap: crate::experiment::snapshot::Snapshot,
+    vectors: crate::experiment::run::Vectors,
+) -> Result<(Settings, UserSnapshot), String> {
+    let u = UserSnapshot {
+        source: s.snapshot.clone(),
+        snap,
+        vectors,
+    };
+    let t = adopt_snapshot(s, &u).map_err(|e| format!("snapshot {}: {e}", u.source))?;
+    Ok((t, u))
+}
+
+/// Snapshot and vectors as read from a snapshot's two files.
+pub type ReadSnapshot = (
+    crate::experiment::snapshot::Snapshot,
+    crate::experiment::run::Vectors,
+);
+
+/// What a reset to `s` needs read first, natively (the web page does the same with fetches):
+/// the user's snapshot when [`wants_snapshot`] — the settings then become the snapshot's — and the
+/// model's data set. `read` reads a snapshot's source; `load` loads a data set into the sets. The
+/// snapshot is kept only once both succeeded. Returns the settings to reset to and whether they
+/// were derived.
+pub fn prepare_with(
+    s: Settings,
+    force: bool,
+    sets: &mut DataSets,
+    user: &mut Option<UserSnapshot>,
+    read: impl FnOnce(&str) -> Result<ReadSnapshot, String>,
+    load: impl FnOnce(&mut DataSets, AppModel) -> Result<(), String>,
+) -> Result<(Settings, bool), String> {
+    let mut s = s;
+    let mut pending = None;
+    if wants_snapshot(&s, force, user.as_ref()) {
+        let (snap, vectors) = read(&s.snapshot)?;
+        let (t, u) = user_snapshot(&s, snap, vectors)?;
+        s = t;
+        pending = Some(u);
+    }
+    if !sets.has(s.model.dataset()) {
+        load(sets, s.model)?;
+    }
+    let derived = pending.is_some();
+    if let Some(u) = pending {
+        *user = Some(u);
+    }
+    Ok((s, derived))
 }
 
 /// The app's training set for `s`: the first `s.samples` of its model's data set, preprocessed as
@@ -282,7 +363,9 @@ pub struct Driver {
     sets: DataSets,
     /// The last snapshot the user gave, once read.
     user: Option<UserSnapshot>,
-    model: AppModel,
+    /// The running run's settings ([`Shared::settings`]).
+    current: Settings,
+    settings_gen: u64,
     data: Dataset,
     pub run: AnyRun,
     pub running: bool,
@@ -301,10 +384,14 @@ impl Driver {
     ) -> crate::Result<Driver> {
         let data = app_dataset(&sets, s)?;
         let run = start(s, &data, make, user.as_ref())?;
+        let mut current = s.clone();
+        current.samples = data.n;
+        let settings_gen = u64::from(current != *s);
         Ok(Driver {
             sets,
             user,
-            model: s.model,
+            current,
+            settings_gen,
             data,
             run,
             running: true,
@@ -329,14 +416,25 @@ impl Driver {
         &mut self.sets
     }
 
+    /// The running run's settings.
+    pub fn settings(&self) -> &Settings {
+        &self.current
+    }
+
+    /// Have the UI take the running run's settings over (after the platform derived them, or
+    /// when a reset could not even be tried).
+    pub fn announce(&mut self) {
+        self.settings_gen += 1;
+    }
+
     /// Apply a command (not `Export`, which the platform writes or downloads); a message for the
     /// status line if there is one.
     pub fn handle(&mut self, cmd: Cmd) -> Option<String> {
         match cmd {
             Cmd::Start => self.running = true,
             Cmd::Pause => self.running = false,
-            Cmd::Reset(s) => {
-                let data = if s.samples == self.data.n && s.model == self.model {
+            Cmd::Reset(s) | Cmd::LoadSnapshot(s) => {
+                let data = if s.samples == self.data.n && s.model == self.current.model {
                     Ok(self.data.clone())
                 } else {
                     app_dataset(&self.sets, &s)
@@ -344,16 +442,37 @@ impl Driver {
                 match data.and_then(|d| Ok((start(&s, &d, self.make, self.user.as_ref())?, d))) {
                     Ok((r, d)) => {
                         self.run = r;
+                        self.current = s.clone();
+                        // CIFAR-10 with fewer records at hand than asked for: the UI shows n.
+                        if d.n != s.samples {
+                            self.current.samples = d.n;
+                            self.settings_gen += 1;
+                        }
                         self.data = d;
-                        self.model = s.model;
                         self.window.clear();
                     }
-                    Err(e) => return Some(format!("reset failed: {e}")),
+                    Err(e) => {
+                        // The old run goes on: the UI goes back to its settings.
+                        self.settings_gen += 1;
+                        return Some(format!("reset failed: {e}"));
+                    }
                 }
             }
             Cmd::Act(a) => {
-                if let Err(e) = self.run.apply(a) {
+                if let Err(e) = self.run.apply(a.clone()) {
                     return Some(e.to_string());
+                }
+                let c = &mut self.current;
+                match &a {
+                    Action::SetOptimizer(o) => {
+                        c.optimizer = o.name;
+                        c.lr = o.lr;
+                        c.batch = o.batch.unwrap_or(c.batch);
+                        c.rho = o.rho;
+                    }
+                    Action::ToGd => c.optimizer = OptKind::Gd,
+                    Action::SetEigenEvery(n) => c.eigen_every = *n,
+                    _ => {}
                 }
             }
             Cmd::Export(_) => {}
@@ -394,6 +513,8 @@ impl Driver {
 
     /// Write the run's state into the snapshot (keeping its message unless `msg` replaces it).
     pub fn publish(&self, s: &mut Shared, msg: Option<String>) {
+        s.settings = Some(self.current.clone());
+        s.settings_gen = self.settings_gen;
         s.history = self.run.history().clone();
         s.running = self.running;
         s.steps_per_sec = self.steps_per_sec();
@@ -513,35 +634,88 @@ mod native {
             })
     }
 
-    /// What a run of `s` needs before it starts: the user's snapshot read from its directory (the
-    /// settings then become the snapshot's: `true`), and the model's data set loaded. Errors: for
-    /// the status line, naming the file or data set and what to do.
+    /// [`prepare_with`] natively: the snapshot read from its directory, the data set from the
+    /// data directory.
     fn prepare(
         s: Settings,
+        force: bool,
         sets: &mut DataSets,
         user: &mut Option<UserSnapshot>,
     ) -> Result<(Settings, bool), String> {
-        let mut s = s;
-        let mut derived = false;
-        if needs_snapshot(&s, user.as_ref()) {
-            let dir = std::path::Path::new(&s.snapshot);
-            let (snap, vectors) = crate::experiment::snapshot::load_snapshot(dir).map_err(|e| {
-                format!(
-                    "cannot read the snapshot in {}: {e}. A snapshot is the directory `reproduce PRESET --snapshot-at-switch` writes (OUT/PRESET/snapshot/, with snapshot.json and snapshot.safetensors)",
-                    dir.display()
-                )
-            })?;
-            let u = UserSnapshot {
-                source: s.snapshot.clone(),
-                snap,
-                vectors,
-            };
-            s = adopt_snapshot(&s, &u).map_err(|e| format!("snapshot {}: {e}", u.source))?;
-            *user = Some(u);
-            derived = true;
+        prepare_with(
+            s,
+            force,
+            sets,
+            user,
+            |src| {
+                let dir = std::path::Path::new(src);
+                crate::experiment::snapshot::load_snapshot(dir).map_err(|e| {
+                    format!(
+                        "cannot read the snapshot in {}: {e}. A snapshot is the directory `reproduce PRESET --snapshot-at-switch` writes (OUT/PRESET/snapshot/, with snapshot.json and snapshot.safetensors)",
+                        dir.display()
+                    )
+                })
+            },
+            load,
+        )
+    }
+
+    /// The run of `settings`, or, when it cannot start (its data set or snapshot missing, a
+    /// snapshot that does not fit), fc-tanh on MNIST-5k with the paper's settings and the reason
+    /// on the status line, so that the worker lives on and the next pick can work. Errors: not even
+    /// that run starts (MNIST-5k missing).
+    fn first_run(settings: Settings) -> Result<(Driver, Option<String>), String> {
+        let try_start = |s: Settings| -> Result<Driver, String> {
+            let mut sets = DataSets::default();
+            let mut user = None;
+            let (s, derived) = prepare(s, false, &mut sets, &mut user)?;
+            let mut d = Driver::new(sets, user, &s, native_run)
+                .map_err(|e| format!("cannot start the run: {e}"))?;
+            if derived {
+                d.announce();
+            }
+            Ok(d)
+        };
+        match try_start(settings.clone()) {
+            Ok(d) => Ok((d, None)),
+            Err(e)
+                if settings.model != AppModel::FcTanh
+                    || !settings.snapshot.is_empty()
+                    || !settings.scenario.is_empty() =>
+            {
+                let mut fallback = settings.with_model(AppModel::FcTanh);
+                fallback.scenario.clear();
+                let mut d = try_start(fallback)?;
+                d.announce();
+                Ok((d, Some(format!("{e} — running fc-tanh / MNIST-5k instead"))))
+            }
+            Err(e) => Err(e),
         }
-        load(sets, s.model)?;
-        Ok((s, derived))
+    }
+
+    /// A reset (or, with `force`, a snapshot load): what it needs read first, then the new run;
+    /// the status line's message, cleared on success.
+    fn reset(d: &mut Driver, s: Settings, force: bool, shared: &Mutex<Shared>) -> Option<String> {
+        let (sets, user) = d.parts_mut();
+        if force || needs_snapshot(&s, user.as_ref()) || !sets.has(s.model.dataset()) {
+            lock(shared).message = Some("loading…".into());
+        }
+        match prepare(s, force, sets, user) {
+            Ok((s, derived)) => {
+                if derived {
+                    d.announce();
+                }
+                let m = d.handle(Cmd::Reset(s));
+                if m.is_none() {
+                    lock(shared).message = None;
+                }
+                m
+            }
+            Err(e) => {
+                d.announce();
+                Some(e)
+            }
+        }
     }
 
     fn native_loop(
@@ -554,21 +728,12 @@ mod native {
             s.running = false;
             s.message = Some(msg);
         };
-        let mut sets = DataSets::default();
-        let mut user = None;
-        let (settings, derived) = match prepare(settings, &mut sets, &mut user) {
+        let (mut d, note) = match first_run(settings) {
             Ok(x) => x,
             Err(e) => return fail(e),
         };
-        let mut d = match Driver::new(sets, user, &settings, native_run) {
-            Ok(d) => d,
-            Err(e) => return fail(format!("cannot start the run: {e}")),
-        };
-        if derived {
-            lock(&shared).settings = Some(settings);
-        }
-        lock(&shared).message = None;
-        d.publish(&mut lock(&shared), None);
+        lock(&shared).message = note.clone();
+        d.publish(&mut lock(&shared), note);
         loop {
             let cmd = if d.running {
                 match rx.try_recv() {
@@ -587,21 +752,8 @@ mod native {
                     Ok(m) => m,
                     Err(e) => format!("export failed: {e}"),
                 }),
-                Some(Cmd::Reset(s)) => {
-                    let (sets, user) = d.parts_mut();
-                    if needs_snapshot(&s, user.as_ref()) || !sets.has(s.model.dataset()) {
-                        lock(&shared).message = Some("loading…".into());
-                    }
-                    match prepare(s, sets, user) {
-                        Ok((s, derived)) => {
-                            if derived {
-                                lock(&shared).settings = Some(s.clone());
-                            }
-                            d.handle(Cmd::Reset(s))
-                        }
-                        Err(e) => Some(e),
-                    }
-                }
+                Some(Cmd::Reset(s)) => reset(&mut d, s, false, &shared),
+                Some(Cmd::LoadSnapshot(s)) => reset(&mut d, s, true, &shared),
                 Some(c) => d.handle(c),
                 None => None,
             };
