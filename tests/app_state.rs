@@ -185,7 +185,7 @@ fn driver_commands_and_the_worker_message_boundary() {
     }
 
     // The web page's export: the CLI's CSV, the summary, and weights that load back.
-    let files = export_files(&d.run).unwrap();
+    let files = export_files(&d).unwrap();
     let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
     assert_eq!(
         names,
@@ -271,14 +271,19 @@ fn driver_commands_and_the_worker_message_boundary() {
     let h = d.run.history();
     assert_eq!((h.step, h.k), (1, 2));
     assert_eq!(h.points[0].eigenvalues.len(), 4, "top-2k");
-    // Its export names the Transformer's tensors.
-    let files = export_files(&d.run).unwrap();
+    // Its export names the Transformer's tensors and carries the vocabulary.
+    let files = export_files(&d).unwrap();
     let (spec, _) = subspace_lab::nn::weights::load_bytes(
         &files[2].1,
         std::path::Path::new("weights.safetensors"),
     )
     .unwrap();
     assert_eq!(spec.name(), "transformer");
+    let text = String::from_utf8_lossy(&files[2].1);
+    assert!(
+        text.contains("\"vocab\"") && text.contains("dull"),
+        "no vocabulary"
+    );
 }
 
 /// The model in the URL hash: its name round-trips, n is checked against its data set, a

@@ -608,7 +608,7 @@ async fn worker_loop(
         while let Some(c) = pop() {
             changed = true;
             msg = match c {
-                Cmd::Export(_) => Some(match export_files(&d.run) {
+                Cmd::Export(_) => Some(match export_files(&d) {
                     Ok(files) => {
                         let names: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
                         for (name, bytes) in files {

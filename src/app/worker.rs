@@ -173,7 +173,9 @@ fn records(h: &History) -> Vec<Record> {
 
 /// The export as (file name, bytes): `metrics.csv`, `summary.json` and `weights.safetensors`,
 /// the same files the CLI writes (the PNG is drawn natively only).
-pub fn export_files(run: &AnyRun) -> crate::Result<Vec<(String, Vec<u8>)>> {
+/// The Transformer's weights carry the vocabulary (as `init` writes them), from the SST-2 loaded.
+pub fn export_files(d: &Driver) -> crate::Result<Vec<(String, Vec<u8>)>> {
+    let run = &d.run;
     let h = run.history();
     let top = h
         .points
@@ -194,11 +196,18 @@ pub fn export_files(run: &AnyRun) -> crate::Result<Vec<(String, Vec<u8>)>> {
     });
     let json = serde_json::to_string_pretty(&summary)
         .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?;
-    let weights = crate::nn::weights::serialize(
+    let mut meta = Vec::new();
+    if let (ModelSpec::Transformer(_), Some(sst2)) = (run.spec(), &d.sets.sst2) {
+        let words = serde_json::to_string(&sst2.vocab().words)
+            .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?;
+        meta.push(("vocab".to_string(), words));
+    }
+    let weights = crate::nn::weights::serialize_with(
         std::path::Path::new("weights.safetensors"),
         run.spec().clone(),
         &run.theta()?,
         crate::nn::weights::SaveDtype::F32,
+        &meta,
     )?;
     Ok(vec![
         ("metrics.csv".into(), csv.into_bytes()),
@@ -209,10 +218,11 @@ pub fn export_files(run: &AnyRun) -> crate::Result<Vec<(String, Vec<u8>)>> {
 
 /// Export the run as the CLI does: metrics.csv, summary.json, metrics.png and the weights.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn export(run: &AnyRun, dir: &std::path::Path) -> crate::Result<String> {
+pub fn export(d: &Driver, dir: &std::path::Path) -> crate::Result<String> {
     use crate::experiment::output::write_atomic;
+    let run = &d.run;
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-    for (name, bytes) in export_files(run)? {
+    for (name, bytes) in export_files(d)? {
         write_atomic(&dir.join(name), &bytes)?;
     }
     let h = run.history();
@@ -250,7 +260,7 @@ fn start(
         let u = user.filter(|u| u.source == s.snapshot).ok_or_else(|| {
             crate::Error::InvalidArgument(format!("snapshot {} was not read", s.snapshot))
         })?;
-        run.start_from(&u.snap, &u.vectors, data, &format!("snapshot {}", u.source))?;
+        run.start_from(&u.snap, &u.vectors, data, &u.source)?;
     } else if !s.scenario.is_empty() {
         let sc = super::scenario::find(&s.scenario)?;
         if let Some((snap, v)) = sc.snapshot()? {
@@ -748,7 +758,7 @@ mod native {
                 }
             };
             let mut msg = match cmd {
-                Some(Cmd::Export(dir)) => Some(match export(&d.run, dir.as_ref()) {
+                Some(Cmd::Export(dir)) => Some(match export(&d, dir.as_ref()) {
                     Ok(m) => m,
                     Err(e) => format!("export failed: {e}"),
                 }),
