@@ -163,6 +163,10 @@ fn driver_commands_and_the_worker_message_boundary() {
         Cmd::Act(Action::SetOptimizer(OptimizerSpec::sgd(0.02, 10))),
         Cmd::Act(Action::ArmAuto(Projection::Bulk)),
         Cmd::Export(String::new()),
+        Cmd::LoadSnapshot(Settings {
+            snapshot: "out/fig1/snapshot".into(),
+            ..s.clone()
+        }),
     ];
     for c in cmds {
         let t = serde_json::to_string(&c).unwrap();
@@ -240,6 +244,46 @@ fn driver_commands_and_the_worker_message_boundary() {
         images: (0..40 * 3072).map(|i| ((i * 29) % 253) as u8).collect(),
         labels: (0..40).map(|i| (i % 10) as u8).collect(),
     });
+    // The UI is told to take the run's settings over when a reset fails (the old run goes on)
+    // and not after one that ran as asked.
+    let published = |d: &Driver| {
+        let mut sh = Shared::default();
+        d.publish(&mut sh, None);
+        (sh.settings_gen, sh.settings.unwrap())
+    };
+    let (g0, before) = published(&d);
+    assert!(d.handle(Cmd::Reset(cnn.clone())).is_none());
+    let (g1, now) = published(&d);
+    assert_eq!((g1, now.model, now.samples), (g0, AppModel::CnnRelu, 20));
+    assert_ne!(before.model, now.model);
+    assert!(
+        d.handle(Cmd::Reset(Settings {
+            k: 0,
+            ..cnn.clone()
+        }))
+        .is_some()
+    );
+    let (g2, still) = published(&d);
+    assert_eq!((g2, still), (g1 + 1, now.clone()));
+    // 50 images asked for, 40 at hand: the run has 40 and the UI is told.
+    assert!(
+        d.handle(Cmd::Reset(Settings {
+            samples: 50,
+            ..cnn.clone()
+        }))
+        .is_none()
+    );
+    let (g3, cut) = published(&d);
+    assert_eq!((g3, cut.samples, d.samples()), (g2 + 1, 40, 40));
+    // The run's settings follow the optimiser changes it took.
+    assert!(
+        d.handle(Cmd::Act(Action::SetOptimizer(OptimizerSpec::sgd(
+            0.003, 500
+        ))))
+        .is_none()
+    );
+    let (g4, o) = published(&d);
+    assert_eq!((g4, o.lr, o.batch), (g3, 0.003, 40));
     assert!(d.handle(Cmd::Reset(cnn)).is_none());
     assert_eq!(d.run.spec().name(), "cnn-relu");
     assert_eq!((d.samples(), d.run.history().step), (20, 0));
@@ -465,4 +509,92 @@ fn a_users_snapshot_sets_the_run_and_is_checked_against_the_data() {
         "{msg}"
     );
     assert_eq!(d.run.history().step, snap.step + 1);
+
+    // A hand-edited snapshot: settings out of the app's ranges, a stream past its data.
+    let mut bad = snap.clone();
+    bad.spec.k = 999;
+    let u = |snap| UserSnapshot {
+        source: "x".into(),
+        snap,
+        vectors: Vec::new(),
+    };
+    let e = adopt_snapshot(&base, &u(bad)).unwrap_err().to_string();
+    assert!(e.contains("k = 999"), "{e}");
+    let mut bad = snap.clone();
+    bad.stream.pos = usize::MAX;
+    let e = adopt_snapshot(&base, &u(bad)).unwrap_err().to_string();
+    assert!(e.contains("stream"), "{e}");
+}
+
+/// What a reset reads first (`prepare_with`, the platforms' shared logic): the snapshot when
+/// named and not read yet, or always on "load"; the settings then become the snapshot's; the
+/// snapshot is kept only once the model's data set loaded.
+#[test]
+fn a_reset_reads_what_it_needs_and_keeps_a_snapshot_only_on_success() {
+    use subspace_lab::app::settings::AppModel;
+    use subspace_lab::app::worker::{UserSnapshot, prepare_with};
+    use subspace_lab::data::sets::DataSets;
+    let (snap, vectors) = subspace_lab::app::scenario::find("fig1-switch")
+        .unwrap()
+        .snapshot()
+        .unwrap()
+        .unwrap();
+    let s = Settings {
+        snapshot: "dir".into(),
+        ..Settings::default().with_model(AppModel::Transformer)
+    };
+    let mut sets = DataSets::default();
+    let mut user: Option<UserSnapshot> = None;
+    let read = |_: &str| Ok((snap.clone(), vectors.clone()));
+    // The data set fails to load: nothing is kept.
+    let e = prepare_with(s.clone(), false, &mut sets, &mut user, read, |_, m| {
+        Err(format!("no {}", m.name()))
+    })
+    .unwrap_err();
+    assert_eq!(e, "no fc-tanh", "the snapshot's model is the one loaded");
+    assert!(user.is_none());
+    // It loads: the settings are the snapshot's, and the snapshot is kept.
+    let (t, derived) =
+        prepare_with(s.clone(), false, &mut sets, &mut user, read, |_, _| Ok(())).unwrap();
+    assert!(derived);
+    assert_eq!(
+        (t.model, t.lr, t.k, t.snapshot.as_str()),
+        (AppModel::FcTanh, 0.01, 10, "dir")
+    );
+    assert!(user.as_ref().is_some_and(|u| u.source == "dir"));
+    // A reset to it again reads nothing and keeps the settings it is given; "load" reads again.
+    let mine = Settings {
+        lr: 0.5,
+        ..t.clone()
+    };
+    let (t2, derived) = prepare_with(
+        mine.clone(),
+        false,
+        &mut sets,
+        &mut user,
+        |_| Err("read".into()),
+        |_, _| Ok(()),
+    )
+    .unwrap();
+    assert!(!derived);
+    assert_eq!(t2, mine);
+    let (t3, derived) =
+        prepare_with(mine, true, &mut sets, &mut user, read, |_, _| Ok(())).unwrap();
+    assert!(derived);
+    assert_eq!(t3.lr, 0.01);
+    // A read that fails names what failed, and the snapshot read before stays.
+    let e = prepare_with(
+        Settings {
+            snapshot: "other".into(),
+            ..t3
+        },
+        false,
+        &mut sets,
+        &mut user,
+        |src| Err(format!("cannot read {src}")),
+        |_, _| Ok(()),
+    )
+    .unwrap_err();
+    assert_eq!(e, "cannot read other");
+    assert!(user.is_some_and(|u| u.source == "dir"));
 }

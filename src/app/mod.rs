@@ -216,7 +216,7 @@ pub fn run_native(launch: Launch) -> crate::Result<()> {
                     .unwrap_or_default()
             };
             // Saved settings pass the same checks as a URL hash (a hand-edited or older file).
-            let warnings = settings
+            let mut warnings: Vec<String> = settings
                 .sanitize()
                 .into_iter()
                 .map(|w| format!("saved settings: {w}"))
@@ -228,7 +228,6 @@ pub fn run_native(launch: Launch) -> crate::Result<()> {
                 settings = settings.with_model(m);
             }
             if let Some(n) = launch.samples {
-                // Checked against the model's data set by `app` before the window opened.
                 settings.samples = n;
                 settings.batch = settings.batch.min(n);
                 settings.scenario.clear();
@@ -245,7 +244,14 @@ pub fn run_native(launch: Launch) -> crate::Result<()> {
                     .and_then(|sc| sc.settings(&settings))
                     .map_err(|e| e.to_string())?;
             }
-            // Compute on the renderer's device where it is a real GPU (one device, no copies
+            // `--samples` of a saved model it does not fit (checked against `--model` only).
+            warnings.extend(
+                settings
+                    .sanitize()
+                    .into_iter()
+                    .map(|w| format!("command line: {w}")),
+            );
+                        // Compute on the renderer's device where it is a real GPU (one device, no copies
             // between two); the worker falls back to its own adapter or the CPU otherwise.
             if let Some(rs) = &cc.wgpu_render_state {
                 worker::share_render_device(

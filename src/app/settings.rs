@@ -227,7 +227,8 @@ pub const OPTIMIZERS: [OptKind; 5] = [
 ];
 
 impl Settings {
-    /// `key=value&…` with every field (the URL hash without '#').
+    /// `key=value&…` with every field that differs from the model's defaults, and the model when
+    /// it is not fc-tanh (the URL hash without '#').
     pub fn to_hash(&self) -> String {
         // Against the model's own defaults (the paper's settings for it), so that a link that
         // names only the model, `#model=transformer`, gets them.
@@ -447,8 +448,8 @@ impl Settings {
         let model = hash
             .trim_start_matches('#')
             .split('&')
-            .find_map(|p| p.strip_prefix("model="))
-            .and_then(AppModel::parse)
+            .rev()
+            .find_map(|p| p.strip_prefix("model=").and_then(AppModel::parse))
             .unwrap_or_default();
         let mut s = Settings::default().with_model(model);
         for part in hash

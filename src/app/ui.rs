@@ -187,7 +187,8 @@ impl SandboxApp {
     /// derived from a user's snapshot, n cut to the data at hand, or a failed reset whose old run
     /// goes on); the toy's settings stay the user's.
     fn adopt(&mut self, shared: &Shared) {
-        if shared.settings_gen != self.adopted_gen {
+        // Only with no command in flight: a queued reset or change would be undone.
+        if shared.settings_gen != self.adopted_gen && shared.handled == self.worker.sent() {
             if let Some(s) = &shared.settings {
                 self.settings.take_run_settings(s);
                 if !s.snapshot.is_empty() {
@@ -728,7 +729,11 @@ impl SandboxApp {
                 self.worker
                     .send(Cmd::Act(Action::Project(Projection::None)));
             }
-            if ui.button("to GD").clicked() {
+            if ui
+                .add_enabled(shared.history.fork.is_none(), egui::Button::new("to GD"))
+                .on_disabled_hover_text("branched: the branches keep their optimisers")
+                .clicked()
+            {
                 self.settings.optimizer = OptKind::Gd;
                 self.worker.send(Cmd::Act(Action::ToGd));
             }

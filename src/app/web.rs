@@ -176,6 +176,8 @@ pub struct Worker {
     /// the wasm is loaded; earlier messages would be lost). `None` once it is ready.
     pending: Rc<RefCell<Option<Vec<String>>>>,
     _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
+    /// Commands sent so far ([`Shared::handled`] counts those the worker took).
+    sent: std::cell::Cell<u64>,
 }
 
 impl Worker {
@@ -198,6 +200,7 @@ impl Worker {
                     shared,
                     pending: Rc::default(),
                     _handlers: Vec::new(),
+                    sent: std::cell::Cell::new(0),
                 };
             }
         };
@@ -258,6 +261,7 @@ impl Worker {
             shared,
             pending,
             _handlers: vec![on_message, on_error],
+            sent: std::cell::Cell::new(0),
         };
         me.send(Cmd::Reset(settings));
         me
@@ -267,6 +271,7 @@ impl Worker {
         let (Some(w), Ok(t)) = (&self.worker, serde_json::to_string(&c)) else {
             return;
         };
+        self.sent.set(self.sent.get() + 1);
         match self.pending.borrow_mut().as_mut() {
             Some(p) => p.push(t),
             None => {
@@ -277,6 +282,11 @@ impl Worker {
 
     pub fn snapshot(&self) -> Shared {
         self.shared.borrow().clone()
+    }
+
+    /// Commands sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent.get()
     }
 }
 
@@ -498,7 +508,7 @@ async fn reset(
     force: bool,
     jspi: bool,
 ) -> Option<String> {
-    *note = ensure_gpu(s.compute, jspi).await;
+    let new_note = ensure_gpu(s.compute, jspi).await;
     let (sets, user) = d.parts_mut();
     if wants_snapshot(&s, force, user.as_ref()) || !sets.has(s.model.dataset()) {
         shared.message = Some("loading…".into());
@@ -511,6 +521,7 @@ async fn reset(
             }
             let m = d.handle(Cmd::Reset(s));
             if m.is_none() {
+                *note = new_note;
                 shared.message = note.clone();
             }
             m.or(note.clone())
@@ -544,11 +555,15 @@ async fn worker_loop(
     let _ = scope.post_message(&js_sys::Array::of1(&JsValue::from_str("ready")));
     let pop = || queue.borrow_mut().pop_front();
 
-    // The page sends the settings first.
-    let settings = loop {
+    // The page sends the settings first. Every command taken counts (`Shared::handled`).
+    let mut handled = 0u64;
+    let mut settings = loop {
         match pop() {
-            Some(Cmd::Reset(s)) => break s,
-            Some(_) => {}
+            Some(Cmd::Reset(s) | Cmd::LoadSnapshot(s)) => {
+                handled += 1;
+                break s;
+            }
+            Some(_) => handled += 1,
             None => sleep(scope, 10).await,
         }
     };
@@ -559,47 +574,71 @@ async fn worker_loop(
     };
     post_snapshot(scope, &shared);
     // The run of the settings, or, when it cannot start (a missing asset or snapshot, one that
-    // does not fit), fc-tanh on MNIST-5k with the reason on the status line, so that the worker
-    // lives on and the next pick can work.
-    let mut first = None;
-    let mut why = None;
-    for s in [settings.clone(), {
-        let mut f = settings.with_model(super::settings::AppModel::FcTanh);
-        f.scenario.clear();
-        f
-    }] {
-        let mut sets = DataSets::default();
-        let mut user = None;
-        let started = match prepare(scope, s, false, &mut sets, &mut user).await {
-            Ok((s, derived)) => {
-                let note = ensure_gpu(s.compute, jspi).await;
-                Driver::new(sets, user, &s, web_run)
-                    .map(|d| (d, derived, note))
-                    .map_err(|e| format!("cannot start the run: {e}"))
-            }
-            Err(e) => Err(e),
-        };
-        match started {
-            Ok(x) => {
-                first = Some(x);
-                break;
-            }
-            Err(e) => why = why.or(Some(e)),
+    // does not fit), fc-tanh on MNIST-5k with the reason on the status line, so that the next pick
+    // can work; when not even that starts, the reason, and the next reset is tried.
+    let (mut d, derived, mut note, mut reason) = loop {
+        let plain = settings.model == super::settings::AppModel::FcTanh
+            && settings.snapshot.is_empty()
+            && settings.scenario.is_empty()
+            && settings.compute == Compute::Auto;
+        let mut tries = vec![settings.clone()];
+        if !plain {
+            let mut f = settings.with_model(super::settings::AppModel::FcTanh);
+            f.scenario.clear();
+            f.compute = Compute::Auto;
+            tries.push(f);
         }
-    }
-    let Some((mut d, derived, mut note)) = first else {
+        let mut errors: Vec<String> = Vec::new();
+        let mut first = None;
+        for s in tries {
+            let mut sets = DataSets::default();
+            let mut user = None;
+            let started = match prepare(scope, s, false, &mut sets, &mut user).await {
+                Ok((s, derived)) => {
+                    let note = ensure_gpu(s.compute, jspi).await;
+                    Driver::new(sets, user, &s, web_run)
+                        .map(|d| (d, derived, note))
+                        .map_err(|e| format!("cannot start the run: {e}"))
+                }
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(x) => {
+                    first = Some(x);
+                    break;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some((d, derived, note)) = first {
+            let reason = errors
+                .first()
+                .map(|e| format!("{e} — running fc-tanh / MNIST-5k instead"));
+            break (d, derived, note, reason);
+        }
         shared.running = false;
-        shared.message = why;
+        shared.message = Some(errors.join("; and fc-tanh / MNIST-5k: "));
         post_snapshot(scope, &shared);
-        return Ok(());
+        settings = loop {
+            match pop() {
+                Some(Cmd::Reset(s) | Cmd::LoadSnapshot(s)) => {
+                    handled += 1;
+                    break s;
+                }
+                Some(_) => handled += 1,
+                None => sleep(scope, 50).await,
+            }
+        };
+        shared.running = true;
+        shared.message = Some("loading…".into());
+        post_snapshot(scope, &shared);
     };
-    if derived || why.is_some() {
+    d.handled = handled;
+    if derived || reason.is_some() {
         d.announce();
     }
-    shared.message = match &why {
-        Some(e) => Some(format!("{e} — running fc-tanh / MNIST-5k instead")),
-        None => note.clone(),
-    };
+    // The reason a fallback runs stays on the status line (behind the first spectrum's note).
+    shared.message = reason.clone().or(note.clone());
     let mut last_post: Option<web_time::Instant> = None;
     let mut last_yield = web_time::Instant::now();
     loop {
@@ -607,6 +646,7 @@ async fn worker_loop(
         let mut changed = false;
         while let Some(c) = pop() {
             changed = true;
+            d.handled += 1;
             msg = match c {
                 Cmd::Export(_) => Some(match export_files(&d) {
                     Ok(files) => {
@@ -623,9 +663,17 @@ async fn worker_loop(
                     }
                     Err(e) => format!("export failed: {e}"),
                 }),
-                Cmd::Reset(s) => reset(scope, &mut d, &mut shared, &mut note, s, false, jspi).await,
+                Cmd::Reset(s) => {
+                    reason = None;
+                    reset(scope, &mut d, &mut shared, &mut note, s, false, jspi)
+                        .await
+                        .or(msg)
+                }
                 Cmd::LoadSnapshot(s) => {
-                    reset(scope, &mut d, &mut shared, &mut note, s, true, jspi).await
+                    reason = None;
+                    reset(scope, &mut d, &mut shared, &mut note, s, true, jspi)
+                        .await
+                        .or(msg)
                 }
                 c => d.handle(c).or(msg),
             };
@@ -634,7 +682,11 @@ async fn worker_loop(
             // The first spectrum is a cold Lanczos solve: say why nothing is drawn yet.
             let gpu = matches!(d.run, AnyRun::Gpu(_));
             shared.message = Some(format!(
-                "computing the first spectrum ({}: top-{} Hessian eigenpairs on {} samples, {}){}",
+                "{}computing the first spectrum ({}: top-{} Hessian eigenpairs on {} samples, {}){}",
+                reason
+                    .as_ref()
+                    .map(|r| format!("{r}. "))
+                    .unwrap_or_default(),
                 d.run.spec().describe(),
                 2 * d.run.history().k,
                 d.samples(),
@@ -653,7 +705,7 @@ async fn worker_loop(
             msg = Some(m);
         }
         if first && !d.run.history().points.is_empty() && msg.is_none() {
-            shared.message = None;
+            shared.message = reason.clone();
             changed = true;
         }
         // While paused nothing changes unless a command came: post only then.

@@ -45,6 +45,9 @@ pub struct Shared {
     /// snapshot, or a data set with fewer samples than asked), or a reset failed and the old run
     /// goes on.
     pub settings_gen: u64,
+    /// Commands the worker has taken from the UI so far: the UI takes settings over only when it
+    /// has none in flight (its own count of sent commands is equal).
+    pub handled: u64,
 }
 
 pub fn optimizer_of(s: &Settings) -> OptimizerSpec {
@@ -376,6 +379,8 @@ pub struct Driver {
     /// The running run's settings ([`Shared::settings`]).
     current: Settings,
     settings_gen: u64,
+    /// Commands taken from the UI ([`Shared::handled`]); the platform counts them.
+    pub handled: u64,
     data: Dataset,
     pub run: AnyRun,
     pub running: bool,
@@ -402,6 +407,7 @@ impl Driver {
             user,
             current,
             settings_gen,
+            handled: 0,
             data,
             run,
             running: true,
@@ -470,14 +476,17 @@ impl Driver {
             }
             Cmd::Act(a) => {
                 if let Err(e) = self.run.apply(a.clone()) {
+                    // Refused (a branched run keeps its optimiser): the UI goes back to the run's.
+                    self.settings_gen += 1;
                     return Some(e.to_string());
                 }
+                let n = self.data.n;
                 let c = &mut self.current;
                 match &a {
                     Action::SetOptimizer(o) => {
                         c.optimizer = o.name;
                         c.lr = o.lr;
-                        c.batch = o.batch.unwrap_or(c.batch);
+                        c.batch = o.batch.map_or(c.batch, |b| b.min(n));
                         c.rho = o.rho;
                     }
                     Action::ToGd => c.optimizer = OptKind::Gd,
@@ -525,6 +534,7 @@ impl Driver {
     pub fn publish(&self, s: &mut Shared, msg: Option<String>) {
         s.settings = Some(self.current.clone());
         s.settings_gen = self.settings_gen;
+        s.handled = self.handled;
         s.history = self.run.history().clone();
         s.running = self.running;
         s.steps_per_sec = self.steps_per_sec();
@@ -558,6 +568,7 @@ mod native {
     pub struct Worker {
         shared: Arc<Mutex<Shared>>,
         tx: std::sync::mpsc::Sender<Cmd>,
+        sent: std::cell::Cell<u64>,
     }
 
     fn lock(s: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
@@ -580,11 +591,20 @@ mod native {
             if let Err(e) = spawned {
                 lock(&shared).message = Some(format!("cannot start the training thread: {e}"));
             }
-            Worker { shared, tx }
+            Worker {
+                shared,
+                tx,
+                sent: std::cell::Cell::new(0),
+            }
         }
         pub fn send(&self, c: Cmd) {
+            self.sent.set(self.sent.get() + 1);
             // The thread only ends when the app does; a send error then is harmless.
             let _ = self.tx.send(c);
+        }
+        /// Commands sent so far ([`Shared::handled`] counts those the worker took).
+        pub fn sent(&self) -> u64 {
+            self.sent.get()
         }
         pub fn snapshot(&self) -> Shared {
             lock(&self.shared).clone()
@@ -691,11 +711,14 @@ mod native {
             Err(e)
                 if settings.model != AppModel::FcTanh
                     || !settings.snapshot.is_empty()
-                    || !settings.scenario.is_empty() =>
+                    || !settings.scenario.is_empty()
+                    || settings.compute != crate::app::settings::Compute::Auto =>
             {
                 let mut fallback = settings.with_model(AppModel::FcTanh);
                 fallback.scenario.clear();
-                let mut d = try_start(fallback)?;
+                fallback.compute = crate::app::settings::Compute::Auto;
+                let mut d = try_start(fallback)
+                    .map_err(|e2| format!("{e}; and fc-tanh / MNIST-5k: {e2}"))?;
                 d.announce();
                 Ok((d, Some(format!("{e} — running fc-tanh / MNIST-5k instead"))))
             }
@@ -738,10 +761,27 @@ mod native {
             s.running = false;
             s.message = Some(msg);
         };
-        let (mut d, note) = match first_run(settings) {
-            Ok(x) => x,
-            Err(e) => return fail(e),
+        // Nothing starts (MNIST-5k missing too): say why and wait for a reset that can.
+        let mut settings = settings;
+        let mut handled = 0;
+        let (mut d, note) = loop {
+            match first_run(settings) {
+                Ok(x) => break x,
+                Err(e) => fail(e),
+            }
+            settings = loop {
+                match rx.recv() {
+                    Ok(Cmd::Reset(s) | Cmd::LoadSnapshot(s)) => {
+                        handled += 1;
+                        break s;
+                    }
+                    Ok(_) => handled += 1,
+                    Err(_) => return,
+                }
+            };
+            lock(&shared).message = Some("loading…".into());
         };
+        d.handled = handled;
         lock(&shared).message = note.clone();
         d.publish(&mut lock(&shared), note);
         loop {
@@ -757,6 +797,9 @@ mod native {
                     Err(_) => return,
                 }
             };
+            if cmd.is_some() {
+                d.handled += 1;
+            }
             let mut msg = match cmd {
                 Some(Cmd::Export(dir)) => Some(match export(&d, dir.as_ref()) {
                     Ok(m) => m,
