@@ -765,9 +765,15 @@ impl SandboxApp {
             }
         });
         let h = &shared.history;
+        // A CNN's branched step takes half a minute on a CPU: "0.0 steps/s" would say nothing.
+        let rate = match shared.steps_per_sec {
+            r if r >= 0.95 => format!("{r:.1} steps/s"),
+            r if r > 0.0 => format!("{:.1} s/step", 1.0 / r),
+            _ => "– steps/s".to_string(),
+        };
         ui.label(
             RichText::new(format!(
-                "compute {} · drawing {} ({}) · {} · step {} · {:.1} steps/s{} · {} HVPs last solve · worst Ritz residual {:.1e}{}",
+                "compute {} · drawing {} ({}) · {} · step {} · {rate}{} · {} HVPs last solve · worst Ritz residual {:.1e}{}",
                 shared.backend,
                 self.renderer.api,
                 self.renderer.adapter,
@@ -778,7 +784,6 @@ impl SandboxApp {
                     .collect::<Vec<_>>()
                     .join(" / ")),
                 h.step,
-                shared.steps_per_sec,
                 if h.fork.is_some() {
                     " (of every branch; each solves its own spectrum)"
                 } else {

@@ -205,7 +205,8 @@ pub struct Stepper<B: Backend> {
     scratch: B::Buf,
     coef: B::Buf,
     coef2: B::Buf,
-    /// Four scalars read back together (the effective learning rates' dot products).
+    /// Five scalars read back together: the effective learning rates' dot products and the
+    /// non-finite count of θ − d.
     scalars: B::Buf,
     /// The eigensolver's buffers, reused from step to step.
     work: LanczosWork<B>,
@@ -252,7 +253,7 @@ impl<B: Backend + Clone> Stepper<B> {
             scratch: backend.zeros(p)?,
             coef: backend.zeros(top + 1)?,
             coef2: backend.zeros(top.max(1))?,
-            scalars: backend.zeros(4)?,
+            scalars: backend.zeros(5)?,
             work: LanczosWork::default(),
         })
     }
@@ -658,6 +659,8 @@ impl<B: Backend + Clone> Stepper<B> {
             dom_lr: f64::NAN,
             bulk_lr: f64::NAN,
         };
+        // Whether the rates' dot products are in `scalars[0..4]`, to read with the update's check.
+        let mut rates = false;
         if proj != Projection::None || effective_lr {
             if effective_lr {
                 // The full-data gradient at this θ (SAM on the full data moved the engine).
@@ -761,19 +764,24 @@ impl<B: Backend + Clone> Stepper<B> {
                 b.axpy(1.0, g, 0, &mut self.scratch, 0, p)?;
                 b.dot_into(&self.scratch, 0, &self.scratch, 0, p, sc, 2)?;
                 b.dot_into(&self.d, 0, &self.scratch, 0, p, sc, 3)?;
-                let s4 = b.download_range(sc, 0, 4)?;
-                let (np, dp, nb, db) = (s4[0], s4[1], s4[2], s4[3]);
-                info.dom_lr = if np > 0.0 { dp / np } else { f64::NAN };
-                info.bulk_lr = if nb > 0.0 { db / nb } else { f64::NAN };
+                rates = true;
             }
         }
-        // θ − d into the scratch; it becomes θ only when finite (one flag read back), so a
-        // diverging step leaves θ at its last finite value.
+        // θ − d into the scratch; it becomes θ only when finite (its non-finite count read back
+        // with the rates' dot products, in one read), so a diverging step leaves θ at its last
+        // finite value.
         b.copy(&self.theta, 0, &mut self.scratch, 0, p)?;
         b.axpy(-1.0, &self.d, 0, &mut self.scratch, 0, p)?;
-        b.count_nonfinite_into(&self.scratch, 0, p, &mut self.scalars, 0)?;
-        if b.download_range(&self.scalars, 0, 1)?[0] != 0.0 {
+        b.count_nonfinite_into(&self.scratch, 0, p, &mut self.scalars, 4)?;
+        let from = if rates { 0 } else { 4 };
+        let sc = b.download_range(&self.scalars, from, 5 - from)?;
+        if sc[4 - from] != 0.0 {
             return Err(Error::NonFinite(THETA_NOT_FINITE.into()));
+        }
+        if rates {
+            let (np, dp, nb, db) = (sc[0], sc[1], sc[2], sc[3]);
+            info.dom_lr = if np > 0.0 { dp / np } else { f64::NAN };
+            info.bulk_lr = if nb > 0.0 { db / nb } else { f64::NAN };
         }
         std::mem::swap(&mut self.theta, &mut self.scratch);
         self.version += 1;

@@ -411,6 +411,7 @@ fn multiplicity_evidence<B: Backend>(
     scale: f64,
     coincide: f64,
     warm: Option<(&B::Buf, usize)>,
+    warm_norms: &[f64],
 ) -> Result<Vec<String>> {
     let mut why = Vec::new();
     if basis.dropped > 0 {
@@ -436,7 +437,12 @@ fn multiplicity_evidence<B: Backend>(
         let mut g = b.zeros(k * rows)?;
         b.gemm(false, true, k, rows, p, 1.0, y, 0, w, 0, 0.0, &mut g, 0)?;
         let g = b.download(&g)?;
-        let norms = b.row_norms(w, 0, rows, p)?;
+        // The rows' norms as read at the start (the same buffer, unchanged since).
+        let norms = if warm_norms.len() == rows {
+            warm_norms.to_vec()
+        } else {
+            b.row_norms(w, 0, rows, p)?
+        };
         let worst = (0..rows)
             .filter(|&r| norms[r] > 0.0 && norms[r].is_finite())
             .map(|r| {
@@ -578,11 +584,14 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
         dropped: 0,
     };
     let mut seed = opts.seed;
+    // The warm rows' norms, read once: the start and the evidence check both use them.
+    let mut warm_norms = Vec::new();
     if let Some((w, rows)) = warm {
         crate::backend::check_range("warm start", b.len(w), 0, rows * p)?;
         b.fill(&mut basis.cand, 0, p, 0.0)?;
         // The rows' norms in one read-back.
         let norms = b.row_norms(w, 0, rows, p)?;
+        warm_norms = norms.clone();
         for (r, &nr) in norms.iter().enumerate() {
             if nr > 0.0 && nr.is_finite() {
                 b.axpy(1.0 / nr, w, r * p, &mut basis.cand, 0, p)?;
@@ -673,7 +682,15 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
                         _ => {
                             let y = ritz_vectors(b, &basis, sk, k)?;
                             let e = multiplicity_evidence(
-                                b, &basis, &theta, &y, k, scale, coincide, warm,
+                                b,
+                                &basis,
+                                &theta,
+                                &y,
+                                k,
+                                scale,
+                                coincide,
+                                warm,
+                                &warm_norms,
                             )?;
                             formed = Some(y);
                             e
