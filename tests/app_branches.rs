@@ -281,6 +281,25 @@ fn the_shipped_scenarios_are_what_they_say() {
     snap.state(&v, 199_210).unwrap();
     let s = sc.settings(&Settings::default()).unwrap();
     assert_eq!((s.optimizer, s.lr, s.k), (OptKind::Gd, 0.1, 10));
+    // fig10's SAM at its switch step, at SAM's edge: the mean λ₁ / edge of the last ten records
+    // within fig10's band (10 %).
+    let sc = scenario::find("fig10-sam-edge").unwrap();
+    let (snap, v) = sc.snapshot().unwrap().unwrap();
+    assert_eq!((snap.spec.name.as_str(), snap.step), ("fig10", 5000));
+    assert_eq!(snap.spec.optimizer.name, OptKind::Sam);
+    let tail = &snap.records[snap.records.len() - 10..];
+    let ratio = tail
+        .iter()
+        .map(|r| r.eigenvalues[0] / r.sam_edge)
+        .sum::<f64>()
+        / 10.0;
+    assert!((ratio - 1.0).abs() < 0.1, "mean λ₁ / SAM edge {ratio}");
+    snap.state(&v, 199_210).unwrap();
+    let s = sc.settings(&Settings::default()).unwrap();
+    assert_eq!(
+        (s.optimizer, s.lr, s.rho, s.k),
+        (OptKind::Sam, 0.01, 0.1, 10)
+    );
     let (bad, w) = Settings::from_hash("scenario=nope");
     assert!(
         bad.scenario.is_empty() && w.iter().any(|w| w.contains("nope")),

@@ -99,6 +99,24 @@ faster (Song, Ahn, Yun 2024, Figure 9). GD's own loss oscillates at the edge, so
 100 steps or more.",
     },
     Scenario {
+        name: "fig10-sam-edge",
+        title: "SAM at its edge of stability",
+        model: AppModel::FcTanh,
+        figure: "Figure 10",
+        branch: BranchSet::Projections,
+        eigen_every: 5,
+        source: embedded!("fig10-sam-edge"),
+        lesson: "fc-tanh trained by full-batch SAM (η 0.01, ρ 0.1, MSE) on MNIST-5k from θ₀ to step 5000, \
+fig10's switch. SAM does not stop at GD's edge 2/η = 200: its sharpness λ₁ rises to SAM's own edge, \
+‖∇L‖/(2ρ)·(√(1 + 8ρ/(η‖∇L‖)) − 1) (Long & Bartlett 2023; the dashed line of the eigenvalue plot, \
+about 10 here), and hovers there (over the last 200 steps before the switch λ₁ averaged 1.10 × \
+the edge).\n\
+Press \"branch\" (key B): the run forks into SAM, Dom-SAM and Bulk-SAM — SAM's update projected \
+on S_k or on its complement — from this θ.\n\
+Look for: Dom-SAM making little progress while Bulk-SAM trains like SAM (Song, Ahn, Yun 2024, \
+Figure 10). Each SAM step takes two full-data gradients: give it 100 steps or more.",
+    },
+    Scenario {
         name: "gd-vs-sgd",
         title: "GD vs SGD from the same init",
         model: AppModel::FcTanh,
