@@ -14,26 +14,41 @@ mod common;
 use common::{assert_not_blank, display_or_skip, read_app_report};
 use std::process::Command;
 
+/// `subspace-lab app ARGS… EXIT…` with its report and screenshot in `dir`, on the CPU backend even
+/// where a GPU exists (the tests are about the app): the report, its text, the screenshot's path.
+fn run_app(
+    dir: &std::path::Path,
+    args: &[&str],
+    exit: &[&str],
+) -> (serde_json::Value, String, std::path::PathBuf) {
+    let report = dir.join("report.json");
+    let shot = dir.join("shot.png");
+    let out = Command::new(env!("CARGO_BIN_EXE_subspace-lab"))
+        .arg("app")
+        .args(args)
+        .args(exit)
+        .arg("--report")
+        .arg(&report)
+        .arg("--screenshot")
+        .arg(&shot)
+        .args(["--compute", "cpu"])
+        .output()
+        .unwrap();
+    let (r, text) = read_app_report(&out, &report);
+    (r, text, shot)
+}
+
 #[test]
 fn the_fig1_scenario_branches_and_bulk_trains_while_dom_stalls() {
     if !display_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let report = dir.path().join("report.json");
-    let shot = dir.path().join("shot.png");
-    let out = Command::new(env!("CARGO_BIN_EXE_subspace-lab"))
-        .args(["app", "--scenario", "fig1-switch", "--branch"])
-        .args(["--exit-after-steps", "50", "--timeout", "900"])
-        .arg("--report")
-        .arg(&report)
-        .arg("--screenshot")
-        .arg(&shot)
-        // The test is about the app: the CPU backend even where a GPU exists.
-        .args(["--compute", "cpu"])
-        .output()
-        .unwrap();
-    let (r, text) = read_app_report(&out, &report);
+    let (r, text, shot) = run_app(
+        dir.path(),
+        &["--scenario", "fig1-switch", "--branch"],
+        &["--exit-after-steps", "50", "--timeout", "900"],
+    );
     assert_eq!(r["scenario"], "fig1-switch");
     let start = r["start_step"].as_u64().unwrap();
     assert!(start > 1000, "fig1's switch step: {text}");
@@ -79,21 +94,12 @@ fn a_snapshot_directory_starts_the_run_and_branches() {
     // η 0.02 instead of fig1's 0.01: the run must take it from the snapshot.
     snap.spec.optimizer.lr = 0.02;
     subspace_lab::experiment::snapshot::save_snapshot(&snap_dir, &snap, &v).unwrap();
-    let report = dir.path().join("report.json");
-    let shot = dir.path().join("shot.png");
-    let out = Command::new(env!("CARGO_BIN_EXE_subspace-lab"))
-        .arg("app")
-        .arg("--snapshot")
-        .arg(&snap_dir)
-        .args(["--branch", "--exit-after-steps", "3", "--timeout", "600"])
-        .arg("--report")
-        .arg(&report)
-        .arg("--screenshot")
-        .arg(&shot)
-        .args(["--compute", "cpu"])
-        .output()
-        .unwrap();
-    let (r, text) = read_app_report(&out, &report);
+    let snap_arg = snap_dir.display().to_string();
+    let (r, text, shot) = run_app(
+        dir.path(),
+        &["--snapshot", &snap_arg, "--branch"],
+        &["--exit-after-steps", "3", "--timeout", "600"],
+    );
     assert_eq!(r["model"], "fc-tanh", "{text}");
     assert_eq!(r["lr"].as_f64(), Some(0.02), "the snapshot's η: {text}");
     assert_eq!(r["start_step"].as_u64(), Some(snap.step as u64), "{text}");

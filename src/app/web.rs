@@ -497,6 +497,25 @@ async fn prepare(
     Ok((s, derived))
 }
 
+/// The settings of the next reset (or snapshot load) the page sends, counting every command taken
+/// on the way (`Shared::handled`; the others mean nothing without a run).
+async fn next_reset(
+    scope: &web_sys::DedicatedWorkerGlobalScope,
+    pop: &impl Fn() -> Option<Cmd>,
+    handled: &mut u64,
+) -> Settings {
+    loop {
+        match pop() {
+            Some(Cmd::Reset(s) | Cmd::LoadSnapshot(s)) => {
+                *handled += 1;
+                return s;
+            }
+            Some(_) => *handled += 1,
+            None => sleep(scope, 10).await,
+        }
+    }
+}
+
 /// A reset (or, with `force`, a snapshot load): what it needs fetched first, then the new run;
 /// the status line's message (cleared, or the compute note, on success).
 async fn reset(
@@ -557,16 +576,7 @@ async fn worker_loop(
 
     // The page sends the settings first. Every command taken counts (`Shared::handled`).
     let mut handled = 0u64;
-    let mut settings = loop {
-        match pop() {
-            Some(Cmd::Reset(s) | Cmd::LoadSnapshot(s)) => {
-                handled += 1;
-                break s;
-            }
-            Some(_) => handled += 1,
-            None => sleep(scope, 10).await,
-        }
-    };
+    let mut settings = next_reset(scope, &pop, &mut handled).await;
     let mut shared = Shared {
         message: Some(format!("loading {}…", data_name(settings.model))),
         running: true,
@@ -619,16 +629,7 @@ async fn worker_loop(
         shared.running = false;
         shared.message = Some(errors.join("; and fc-tanh / MNIST-5k: "));
         post_snapshot(scope, &shared);
-        settings = loop {
-            match pop() {
-                Some(Cmd::Reset(s) | Cmd::LoadSnapshot(s)) => {
-                    handled += 1;
-                    break s;
-                }
-                Some(_) => handled += 1,
-                None => sleep(scope, 50).await,
-            }
-        };
+        settings = next_reset(scope, &pop, &mut handled).await;
         shared.running = true;
         shared.message = Some("loading…".into());
         post_snapshot(scope, &shared);

@@ -589,19 +589,13 @@ pub fn fetch(
 /// shared file; never the network), writing the cache when it was absent; `Ok(None)` when none is
 /// there.
 pub fn load_local(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Option<Cifar10>> {
-    if let Ok(Some(c)) = load_cache(&cache_path(dir)) {
-        return Ok(Some(c));
-    }
-    let from_env = std::env::var_os("SUBSPACE_LAB_CIFAR10_FROM")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from);
-    for p in from_env.into_iter().chain(local_candidates()) {
-        match fetch(dir, Some(&p), log) {
-            Ok((c, _)) => return Ok(Some(c)),
-            Err(e) => log(&format!("{e}")),
-        }
-    }
-    Ok(None)
+    super::load_local_with(
+        load_cache(&cache_path(dir)).ok().flatten(),
+        "SUBSPACE_LAB_CIFAR10_FROM",
+        local_candidates(),
+        |p, log| fetch(dir, Some(p), log),
+        log,
+    )
 }
 
 /// The cached CIFAR-10 records, else (writing the cache): the file `$SUBSPACE_LAB_CIFAR10_FROM`

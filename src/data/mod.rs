@@ -32,3 +32,29 @@ pub fn shared_files(rel: &str) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A data set from what is on this machine only, never the network: `cached` (the verified cache)
+/// if there is one, else the file the environment variable `env` names, else the `shared` files
+/// (see [`shared_files`]), each through `fetch` (which verifies it and writes the cache); a file
+/// that fails is logged and the next tried. `Ok(None)` when none is there.
+pub(crate) fn load_local_with<T, S>(
+    cached: Option<T>,
+    env: &str,
+    shared: Vec<std::path::PathBuf>,
+    mut fetch: impl FnMut(&std::path::Path, &mut dyn FnMut(&str)) -> crate::error::Result<(T, S)>,
+    log: &mut dyn FnMut(&str),
+) -> crate::error::Result<Option<T>> {
+    if cached.is_some() {
+        return Ok(cached);
+    }
+    let from_env = std::env::var_os(env)
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from);
+    for p in from_env.into_iter().chain(shared) {
+        match fetch(&p, log) {
+            Ok((t, _)) => return Ok(Some(t)),
+            Err(e) => log(&format!("{e}")),
+        }
+    }
+    Ok(None)
+}

@@ -360,19 +360,13 @@ pub fn fetch(dir: &Path, from: Option<&Path>, log: &mut dyn FnMut(&str)) -> Resu
 /// SST2-1k from what is on this machine only (the cache, `$SUBSPACE_LAB_SST2_FROM`, the shared
 /// file; never the network), writing the cache when it was absent; `Ok(None)` when none is there.
 pub fn load_local(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Option<Sst2>> {
-    if let Ok(Some(s)) = load_cache(&cache_path(dir)) {
-        return Ok(Some(s));
-    }
-    let from_env = std::env::var_os("SUBSPACE_LAB_SST2_FROM")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from);
-    for p in from_env.into_iter().chain(local_candidates()) {
-        match fetch(dir, Some(&p), log) {
-            Ok((s, _)) => return Ok(Some(s)),
-            Err(e) => log(&format!("{e}")),
-        }
-    }
-    Ok(None)
+    super::load_local_with(
+        load_cache(&cache_path(dir)).ok().flatten(),
+        "SUBSPACE_LAB_SST2_FROM",
+        local_candidates(),
+        |p, log| fetch(dir, Some(p), log),
+        log,
+    )
 }
 
 /// The cached sentences, else (writing the cache) `$SUBSPACE_LAB_SST2_FROM`, the shared file, or
