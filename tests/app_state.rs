@@ -598,3 +598,33 @@ fn a_reset_reads_what_it_needs_and_keeps_a_snapshot_only_on_success() {
     assert_eq!(e, "cannot read other");
     assert!(user.is_some_and(|u| u.source == "dir"));
 }
+
+/// The app's paper settings per model are the `reproduce` presets' (fig1, fig1-cnn,
+/// fig1-transformer): written twice (the presets are native-only, the app also runs in wasm), so
+/// checked here against each other.
+#[test]
+fn the_apps_paper_settings_are_the_presets() {
+    use subspace_lab::app::settings::AppModel;
+    use subspace_lab::backend::LossKind;
+    use subspace_lab::experiment::reproduce::{fig1_cnn_spec, fig1_spec, fig1_transformer_spec};
+    for (m, spec) in [
+        (AppModel::FcTanh, fig1_spec(false, LossKind::Mse)),
+        (AppModel::CnnRelu, fig1_cnn_spec(false)),
+        (AppModel::Transformer, fig1_transformer_spec(false)),
+    ] {
+        let p = m.paper();
+        assert_eq!(
+            (p.lr, Some(p.batch), p.k, p.samples),
+            (
+                spec.optimizer.lr,
+                spec.optimizer.batch,
+                spec.k,
+                spec.data.samples
+            ),
+            "{}",
+            m.name()
+        );
+        assert_eq!(spec.net().unwrap(), m.spec(), "{}", m.name());
+        assert_eq!(spec.loss, LossKind::Mse);
+    }
+}

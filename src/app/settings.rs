@@ -34,7 +34,8 @@ pub struct PaperSettings {
     pub samples: usize,
     /// The app's default: the paper's where a top-2k spectrum takes seconds on a 2-core CPU (fc-tanh,
     /// the Transformer), fewer for cnn-relu (a CIFAR HVP costs ≈ 0.6 ms per image on the CPU:
-    /// 500 images keep a branched step near 15 s; the field takes up to the paper's 5000).
+    /// at 500 images a branched step took 28–29 s here, README "Every model"; the field takes up
+    /// to the paper's 5000).
     pub app_samples: usize,
 }
 

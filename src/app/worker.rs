@@ -730,7 +730,7 @@ mod native {
     /// the status line's message, cleared on success.
     fn reset(d: &mut Driver, s: Settings, force: bool, shared: &Mutex<Shared>) -> Option<String> {
         let (sets, user) = d.parts_mut();
-        if force || needs_snapshot(&s, user.as_ref()) || !sets.has(s.model.dataset()) {
+        if wants_snapshot(&s, force, user.as_ref()) || !sets.has(s.model.dataset()) {
             lock(shared).message = Some("loading…".into());
         }
         match prepare(s, force, sets, user) {
