@@ -192,6 +192,11 @@ struct ReproduceArgs {
     /// `--resume` runs the branches after the switch).
     #[arg(long, requires = "snapshot_at_switch")]
     stop_at_switch: bool,
+    /// Train on the first N samples instead of the preset's (a change of protocol, recorded in
+    /// OUT/<preset>/spec.toml and summary.json; `--resume` needs the same N). Made for the app's
+    /// scenarios: cnn-relu's branched steps are quick at the app's 500 images, not at 5000.
+    #[arg(long, value_name = "N", conflicts_with = "list")]
+    samples: Option<usize>,
     #[command(flatten)]
     dir: DataDirArg,
 }
@@ -1584,9 +1589,14 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
                 }
                 println!("# ======== preset {p} ========");
             }
-            print!("{}", reproduce::print_spec(p, a.quick)?);
+            print!("{}", reproduce::print_spec(p, a.quick, a.samples)?);
         }
         return Ok(());
+    }
+    if a.samples.is_some() && presets == ["fig6-7"] {
+        bail!(
+            "--samples: fig6-7 is the exact 2-D toy, which has no samples; give a network preset"
+        );
     }
     if a.snapshot_at_switch {
         for p in &presets {
@@ -1623,6 +1633,15 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     let stop = stop_flag();
     let mut ctx = Ctx::new(&a.out, a.quick, stop, &mut progress);
     ctx.resume = a.resume;
+    ctx.samples = a.samples;
+    // The flags a continuation repeats.
+    let again = format!(
+        "{}{}",
+        if a.quick { " --quick" } else { "" },
+        a.samples
+            .map(|n| format!(" --samples {n}"))
+            .unwrap_or_default()
+    );
     if a.snapshot_at_switch {
         ctx.snapshot = Some(subspace_lab::experiment::output::SnapshotTo {
             dir: a.out.clone(),
@@ -1660,9 +1679,8 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             && matches!(&res, Err(subspace_lab::Error::Interrupted { .. }))
         {
             println!(
-                "{preset}: snapshot at the switch written to {}; stopped one step after it, with a checkpoint (continue the run with: subspace-lab reproduce {preset}{} --resume --out {})",
+                "{preset}: snapshot at the switch written to {}; stopped one step after it, with a checkpoint (continue the run with: subspace-lab reproduce {preset}{again} --resume --out {})",
                 snap.display(),
-                if a.quick { " --quick" } else { "" },
                 a.out.display()
             );
             continue;
@@ -1670,8 +1688,7 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         let res = res.with_context(|| {
             let resume = if dir.join("checkpoint.json").exists() || dir.join("resume").is_dir() {
                 format!(
-                    "; continue it with: subspace-lab reproduce {preset}{} --resume --out {}",
-                    if a.quick { " --quick" } else { "" },
+                    "; continue it with: subspace-lab reproduce {preset}{again} --resume --out {}",
                     a.out.display()
                 )
             } else {

@@ -310,7 +310,7 @@ fn fuzz_safetensors_weights() {
 fn fuzz_toml_specs() {
     let mut seeds: Vec<Vec<u8>> = ["fig1", "fig10", "fig4"]
         .iter()
-        .map(|p| reproduce::print_spec(p, true).unwrap().into_bytes())
+        .map(|p| reproduce::print_spec(p, true, None).unwrap().into_bytes())
         .collect();
     seeds.push(include_bytes!("../examples/quick-dom-bulk.toml").to_vec());
     seeds.push(b"steps = 10\n[optimizer]\nname = \"gd\"\nlr = 0.1\n".to_vec());

@@ -80,6 +80,9 @@ pub struct Ctx<'a> {
     /// Write a single-run preset's state at its switch to `OUT/<preset>/snapshot/`
     /// (`--snapshot-at-switch`; the `dir` given here is replaced by that).
     pub snapshot: Option<super::output::SnapshotTo>,
+    /// Train on the first `samples` samples instead of the preset's (`reproduce --samples`; a
+    /// change of protocol that the spec, and so `spec.toml` and the summary, records).
+    pub samples: Option<usize>,
     /// fig1's outcome, reused by fig22 within one invocation.
     fig1: Option<(bool, RunSpec, RunOutcome)>,
     /// Seconds the resumed run had computed in earlier invocations; the step it resumed at.
@@ -100,9 +103,16 @@ impl<'a> Ctx<'a> {
             progress,
             resume: false,
             snapshot: None,
+            samples: None,
             fig1: None,
             earlier: None,
         }
+    }
+
+    /// The spec a preset runs: `spec` with `--samples` applied, then lowered to the CIFAR-10
+    /// records at hand ([`DataSets::clamp`]).
+    fn protocol(&self, m: &DataSets, spec: &RunSpec) -> RunSpec {
+        m.clamp(&with_samples(spec, self.samples))
     }
 
     /// The preset's wall time — since `start`, plus what a resumed run had computed before —
@@ -731,10 +741,23 @@ fn with_checkpoints(mut s: RunSpec, quick: bool, resumable: bool) -> RunSpec {
     s
 }
 
+/// `spec` training on its first `samples` samples where given (`reproduce --samples`).
+pub fn with_samples(spec: &RunSpec, samples: Option<usize>) -> RunSpec {
+    let mut s = spec.clone();
+    if let Some(n) = samples {
+        s.data.samples = n;
+    }
+    s
+}
+
 /// `reproduce <preset> --print-spec`: the preset's run specs as TOML that `subspace-lab run`
-/// accepts, one document per run after a comment line naming it.
-pub fn print_spec(name: &str, quick: bool) -> Result<String> {
-    let specs = preset_specs(name, quick)?;
+/// accepts (with `--samples` applied where given), one document per run after a comment line
+/// naming it.
+pub fn print_spec(name: &str, quick: bool, samples: Option<usize>) -> Result<String> {
+    let specs: Vec<RunSpec> = preset_specs(name, quick)?
+        .iter()
+        .map(|s| with_samples(s, samples))
+        .collect();
     let mut out = String::new();
     if name == "fig6-7" {
         let steps = if quick { 2000 } else { 20000 };
@@ -1151,7 +1174,7 @@ fn fig1_run<B: Backend + Clone>(
     dir: &Path,
     base: &str,
 ) -> Result<(RunSpec, RunOutcome, serde_json::Value)> {
-    let protocol = m.clamp(&preset_specs(base, ctx.quick)?.remove(0));
+    let protocol = ctx.protocol(m, &preset_specs(base, ctx.quick)?.remove(0));
     let earlier = match ctx.fig1.clone() {
         Some((q, s, o)) if q == ctx.quick && s.name == protocol.name => Some((s, o, None)),
         _ => finished_fig1(&ctx.out, &protocol, ctx.quick)
@@ -1225,7 +1248,7 @@ fn network_preset<B: Backend + Clone>(
         _ => {
             let specs: Vec<RunSpec> = preset_specs(name, ctx.quick)?
                 .iter()
-                .map(|s| m.clamp(s))
+                .map(|s| ctx.protocol(m, s))
                 .collect();
             let keep_theta = name == "fig18-19";
             let outs = run_specs(&backend, m, &dir, &specs, keep_theta, ctx)?;
