@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use subspace_lab::app::live::{Action, BranchSet, LiveRun};
 use subspace_lab::app::scenario::{self, SCENARIOS, Source};
-use subspace_lab::app::settings::Settings;
+use subspace_lab::app::settings::{AppModel, Settings};
 use subspace_lab::backend::Activation;
 use subspace_lab::experiment::output::tensors_bytes;
 use subspace_lab::experiment::run::{DOM_MAX_FRACTION, OptState, Stream, data_fingerprint};
@@ -55,7 +55,21 @@ fn a_fork_copies_the_state_and_the_branches_advance_in_lockstep() {
         assert_eq!(b.loss.len(), 5, "the fork's loss and one per step");
         assert!(b.dist_fork > 0.0 && b.stopped.is_none(), "{b:?}");
         assert_eq!(b.loss[0][1], f.loss);
+        // Accuracy after every step, the fork's first; λ₁ of each of the branch's spectra
+        // (eigen_every 1: every step, the fork's shared one first).
+        assert_eq!(b.accuracy.len(), 5, "{}", b.name);
+        assert_eq!(b.accuracy[0][0], 5.0);
+        assert!(b.accuracy.iter().all(|a| (0.0..=1.0).contains(&a[1])));
+        assert_eq!(b.lambda1.len(), 4, "{}", b.name);
+        assert_eq!(b.lambda1[0], f.branches[0].lambda1[0], "{}", b.name);
     }
+    // The plain branch's λ₁ are the run's own spectra (the eigenvalue plot's top-k line);
+    // the projected branches solve their own after the first step.
+    for l in &f.branches[0].lambda1 {
+        let p = run.history.points.iter().find(|p| p.step as f64 == l[0]).unwrap();
+        assert_eq!(p.eigenvalues[0], l[1]);
+    }
+    assert_ne!(f.branches[1].lambda1[3][1], f.branches[2].lambda1[3][1]);
     // One spectrum at θ_fork served every branch: the same χ_k at the fork's step.
     let chi0: Vec<f64> = f.branches.iter().map(|b| b.chi[0][1]).collect();
     assert!(chi0.iter().all(|c| *c == chi0[0]), "{chi0:?}");
@@ -268,6 +282,21 @@ fn the_shipped_scenarios_are_what_they_say() {
     // The URL hash carries it.
     assert!(s.to_hash().contains("scenario=fig1-switch"));
     assert_eq!(Settings::from_hash(&s.to_hash()).0.scenario, "fig1-switch");
+    // fig1-cnn's protocol on the app's 500 images: its χ-EMA rule fires at θ₀ (χ_10 is 0.98
+    // at the initialisation), so the snapshot is step 0 with the rule fired.
+    let sc = scenario::find("fig1-switch-cnn").unwrap();
+    let (snap, v) = sc.snapshot().unwrap().unwrap();
+    assert_eq!((snap.spec.name.as_str(), snap.step), ("fig1-cnn", 0));
+    assert!(snap.rule_fired && snap.ema > 0.95, "{}", snap.ema);
+    assert_eq!(snap.records.last().unwrap().chi_ema, snap.ema);
+    assert!(snap.made_by.command.contains("--samples 500"));
+    assert!(snap.made_by.commit.is_some());
+    snap.state(&v, 30_634).unwrap();
+    let s = sc.settings(&Settings::default()).unwrap();
+    assert_eq!(
+        (s.model, s.optimizer, s.lr, s.batch, s.k, s.samples),
+        (AppModel::CnnRelu, OptKind::Sgd, 0.001, 50, 10, 500)
+    );
     // fig9's GD at its switch step, at the edge of stability: the mean λ₁ of the last ten
     // records within fig9's band (10 %) of 2/η = 20.
     let sc = scenario::find("fig9-eos").unwrap();
@@ -357,6 +386,8 @@ fn a_stopped_branch_is_named_and_its_history_crosses_json() {
             .map(|(i, l)| [100.0 + i as f64, *l])
             .collect(),
         chi: vec![[100.0, 0.9]],
+        accuracy: vec![[100.0, 0.5]],
+        lambda1: vec![[100.0, 20.0]],
         dist_fork: if stopped.is_some() { f64::NAN } else { 0.1 },
         stopped: stopped.map(str::to_string),
     };

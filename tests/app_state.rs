@@ -497,6 +497,18 @@ fn a_users_snapshot_sets_the_run_and_is_checked_against_the_data() {
     assert!(d.run.history().origin.contains("out/fig1/snapshot"));
     assert!(d.tick().is_none());
     assert_eq!(d.run.history().step, snap.step + 1);
+    // "load" reads the snapshot again; when it no longer fits (its data changed) the reset
+    // fails, the old run goes on, and the snapshot it started from comes back, not the one read.
+    let kept = d.parts_mut().1.as_ref().unwrap().snap.data.clone();
+    if let Some(u) = d.parts_mut().1.as_mut() {
+        u.snap.data = "other".into();
+    }
+    let msg = d
+        .handle(Cmd::LoadSnapshot(small.clone()))
+        .unwrap_or_default();
+    assert!(msg.contains("other data"), "{msg}");
+    assert_eq!(d.run.history().step, snap.step + 1);
+    assert_eq!(d.parts_mut().1.as_ref().unwrap().snap.data, kept);
     // A reset naming a snapshot that was not read says so and keeps the run.
     let msg = d
         .handle(Cmd::Reset(Settings {

@@ -85,6 +85,13 @@ pub struct BranchView {
     pub loss: Vec<[f64; 2]>,
     /// (step, χ_k(∇L)) where a spectrum was measured.
     pub chi: Vec<[f64; 2]>,
+    /// (step, full-data accuracy) after every step since the fork, the fork's θ first.
+    #[serde(default)]
+    pub accuracy: Vec<[f64; 2]>,
+    /// (step, λ₁ of the full-data loss Hessian) where a spectrum was measured: the branch's own
+    /// sharpness (each branch solves its own top-k after the first step).
+    #[serde(default)]
+    pub lambda1: Vec<[f64; 2]>,
     /// ‖θ − θ_fork‖ now.
     #[serde(deserialize_with = "nan_null")]
     pub dist_fork: f64,
@@ -282,7 +289,11 @@ struct Lane<B: Backend> {
 
 impl<B: Backend + Clone> Lane<B> {
     fn name(&self) -> String {
-        format!("{}{}", self.proj.prefix(), self.opt.display())
+        format!(
+            "{}{}",
+            self.proj.prefix(),
+            self.opt.display_on(self.stream.len())
+        )
     }
 }
 
@@ -321,7 +332,7 @@ impl<B: Backend + Clone> LiveRun<B> {
         let tol = 1e-3;
         let mut st = Self::stepper(backend, &spec, data, k, 2 * k, tol)?;
         st.set_theta(&spec.init(seed))?;
-        let run_name = opt.display();
+        let run_name = opt.display_on(data.n);
         Ok(LiveRun {
             lanes: vec![Lane {
                 st,
@@ -591,7 +602,8 @@ impl<B: Backend + Clone> LiveRun<B> {
         }
         // Everything that can fail before the run changes: a failed fork leaves it as it was.
         let fork_theta = self.lanes[0].st.theta_copy()?;
-        let loss = self.lanes[0].st.full_eval()?.loss;
+        let eval = self.lanes[0].st.full_eval()?;
+        let loss = eval.loss;
         self.lanes[0].proj = Projection::None;
         self.lanes.truncate(1);
         self.lanes.extend(lanes);
@@ -610,6 +622,8 @@ impl<B: Backend + Clone> LiveRun<B> {
                     steps: 0,
                     loss: vec![[s as f64, loss]],
                     chi: Vec::new(),
+                    accuracy: vec![[s as f64, eval.accuracy]],
+                    lambda1: Vec::new(),
                     dist_fork: 0.0,
                     stopped: None,
                 })
@@ -750,7 +764,8 @@ impl<B: Backend + Clone> LiveRun<B> {
         if branched {
             // The branch's loss after this step (a spectrum next step reuses the evaluation)
             // and its distance from the fork.
-            let loss = lane.st.full_eval()?.loss;
+            let eval = lane.st.full_eval()?;
+            let loss = eval.loss;
             let dist = match &self.fork_theta {
                 Some(t) => lane.st.dist(t)?,
                 None => f64::NAN,
@@ -760,9 +775,19 @@ impl<B: Backend + Clone> LiveRun<B> {
                 if let Some(sp) = sp.as_ref().filter(|sp| sp.chi.is_finite()) {
                     b.chi.push([s as f64, sp.chi]);
                 }
+                if let Some(l1) = sp
+                    .as_ref()
+                    .and_then(|sp| sp.values.first().copied())
+                    .filter(|l| l.is_finite())
+                {
+                    b.lambda1.push([s as f64, l1]);
+                }
                 b.steps += 1;
                 if loss.is_finite() {
                     b.loss.push([(s + 1) as f64, loss]);
+                    if eval.accuracy.is_finite() {
+                        b.accuracy.push([(s + 1) as f64, eval.accuracy]);
+                    }
                     b.dist_fork = dist;
                 } else {
                     // Kept out of the series (JSON has no NaN: the page's messages must parse).

@@ -60,6 +60,10 @@ pub struct BranchReport {
     pub stopped: Option<String>,
     /// (step, full-data loss) from the fork on.
     pub loss: Vec<[f64; 2]>,
+    /// (step, full-data accuracy) from the fork on.
+    pub accuracy: Vec<[f64; 2]>,
+    /// (step, λ₁) of the branch's own spectra (where measured).
+    pub lambda1: Vec<[f64; 2]>,
 }
 
 /// What the test hook writes.
@@ -127,6 +131,8 @@ pub fn report(app: &ui::SandboxApp) -> Report {
                     mean_chi: Some(b.mean_chi()).filter(|c| c.is_finite()),
                     stopped: b.stopped.clone(),
                     loss: b.loss.clone(),
+                    accuracy: b.accuracy.clone(),
+                    lambda1: b.lambda1.clone(),
                 })
                 .collect()
         }),

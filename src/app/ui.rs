@@ -940,12 +940,31 @@ fn run_plots(ui: &mut egui::Ui, h: &History) {
         Plot::new("acc")
             .width(width)
             .height(height)
+            .legend(small_legend())
             .y_axis_label("accuracy")
             .show(ui, |p| {
-                p.line(Line::new(
-                    "accuracy",
-                    PlotPoints::from(series(&|q| q.accuracy)),
-                ));
+                let before: Vec<[f64; 2]> = series(&|q| q.accuracy)
+                    .into_iter()
+                    .filter(|q| h.fork.as_ref().is_none_or(|f| q[0] <= f.step as f64))
+                    .collect();
+                match &h.fork {
+                    None => p.line(Line::new("accuracy", PlotPoints::from(before))),
+                    Some(f) => {
+                        p.line(
+                            Line::new("before the fork", PlotPoints::from(before))
+                                .color(Color32::GRAY),
+                        );
+                        for b in &f.branches {
+                            p.line(
+                                Line::new(
+                                    b.name.clone(),
+                                    PlotPoints::from(decimate(&b.accuracy, DRAW_POINTS)),
+                                )
+                                .color(branch_color(b, f.set)),
+                            );
+                        }
+                    }
+                }
                 markers(p, h, from);
             });
     });
@@ -996,6 +1015,17 @@ fn run_plots(ui: &mut egui::Ui, h: &History) {
                             .color(Color32::GRAY)
                             .style(LineStyle::dashed_dense()),
                     );
+                }
+                // Each branch's own sharpness after the fork (the top-k above are the first
+                // branch's, as before the fork).
+                if let Some(f) = &h.fork {
+                    for b in &f.branches {
+                        p.line(
+                            Line::new(format!("λ₁ {}", b.name), PlotPoints::from(b.lambda1.clone()))
+                                .color(branch_color(b, f.set))
+                                .width(2.0),
+                        );
+                    }
                 }
                 markers(p, h, from);
             });

@@ -155,6 +155,8 @@ pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
             "branches": s.history.fork.as_ref().map_or(Vec::new(), |f| f.branches.iter()
                 .map(|b| serde_json::json!({"name": b.name, "steps": b.steps,
                     "rel_decrease": b.rel_decrease(f.loss), "dist_fork": b.dist_fork,
+                    "accuracy_now": b.accuracy.last().map(|a| a[1]),
+                    "lambda1_now": b.lambda1.last().map(|l| l[1]),
                     "stopped": b.stopped}))
                 .collect::<Vec<_>>()),
             "verdict": s.history.fork.as_ref().and_then(|f| f.verdict()).map(|v| v.1),

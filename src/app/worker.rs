@@ -241,6 +241,7 @@ pub fn export(d: &Driver, dir: &std::path::Path) -> crate::Result<String> {
 
 /// A snapshot the user gave (`Settings::snapshot`), read by the platform (natively from its
 /// directory, on the web fetched from its URL).
+#[derive(Clone)]
 pub struct UserSnapshot {
     /// The directory or URL, as in the settings.
     pub source: String,
@@ -376,6 +377,9 @@ pub struct Driver {
     sets: DataSets,
     /// The last snapshot the user gave, once read.
     user: Option<UserSnapshot>,
+    /// `user` before the platform prepared the pending reset ([`Driver::parts_mut`]): restored
+    /// when the reset fails, so that a snapshot the failed run was read for is not kept.
+    user_before: Option<Option<UserSnapshot>>,
     /// The running run's settings ([`Shared::settings`]).
     current: Settings,
     settings_gen: u64,
@@ -405,6 +409,7 @@ impl Driver {
         Ok(Driver {
             sets,
             user,
+            user_before: None,
             current,
             settings_gen,
             handled: 0,
@@ -422,8 +427,10 @@ impl Driver {
     }
 
     /// The data sets and the user's snapshot, for the platform to add to before a reset that
-    /// needs them (see [`needs_snapshot`], [`adopt_snapshot`]).
+    /// needs them (see [`needs_snapshot`], [`adopt_snapshot`]). The snapshot as it was is kept
+    /// until the reset: if that fails, it comes back (the old run goes on, from it).
     pub fn parts_mut(&mut self) -> (&mut DataSets, &mut Option<UserSnapshot>) {
+        self.user_before = Some(self.user.clone());
         (&mut self.sets, &mut self.user)
     }
 
@@ -466,9 +473,14 @@ impl Driver {
                         }
                         self.data = d;
                         self.window.clear();
+                        self.user_before = None;
                     }
                     Err(e) => {
-                        // The old run goes on: the UI goes back to its settings.
+                        // The old run goes on: the UI goes back to its settings, and the user's
+                        // snapshot to the one it started from.
+                        if let Some(u) = self.user_before.take() {
+                            self.user = u;
+                        }
                         self.settings_gen += 1;
                         return Some(format!("reset failed: {e}"));
                     }
