@@ -297,6 +297,22 @@ fn the_shipped_scenarios_are_what_they_say() {
         (s.model, s.optimizer, s.lr, s.batch, s.k, s.samples),
         (AppModel::CnnRelu, OptKind::Sgd, 0.001, 50, 10, 500)
     );
+    // fig1-transformer's protocol (SST2-1k, k = 2): the χ-EMA rule fired at step 72.
+    let sc = scenario::find("fig1-switch-transformer").unwrap();
+    let (snap, v) = sc.snapshot().unwrap().unwrap();
+    assert_eq!((snap.spec.name.as_str(), snap.step), ("fig1-transformer", 72));
+    assert!(snap.rule_fired && snap.ema > 0.95, "{}", snap.ema);
+    let last = snap.records.last().unwrap();
+    assert_eq!((last.step, last.chi_ema), (72, snap.ema));
+    // Below the threshold at the record before (every 20 steps: step 60).
+    let prev = &snap.records[snap.records.len() - 2];
+    assert!(prev.step == 60 && prev.chi_ema <= 0.95, "{prev:?}");
+    snap.state(&v, 243_906).unwrap();
+    let s = sc.settings(&Settings::default()).unwrap();
+    assert_eq!(
+        (s.model, s.optimizer, s.lr, s.batch, s.k, s.samples),
+        (AppModel::Transformer, OptKind::Sgd, 0.001, 50, 2, 1000)
+    );
     // fig9's GD at its switch step, at the edge of stability: the mean λ₁ of the last ten
     // records within fig9's band (10 %) of 2/η = 20.
     let sc = scenario::find("fig9-eos").unwrap();
