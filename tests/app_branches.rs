@@ -66,7 +66,12 @@ fn a_fork_copies_the_state_and_the_branches_advance_in_lockstep() {
     // The plain branch's λ₁ are the run's own spectra (the eigenvalue plot's top-k line);
     // the projected branches solve their own after the first step.
     for l in &f.branches[0].lambda1 {
-        let p = run.history.points.iter().find(|p| p.step as f64 == l[0]).unwrap();
+        let p = run
+            .history
+            .points
+            .iter()
+            .find(|p| p.step as f64 == l[0])
+            .unwrap();
         assert_eq!(p.eigenvalues[0], l[1]);
     }
     assert_ne!(f.branches[1].lambda1[3][1], f.branches[2].lambda1[3][1]);
@@ -300,7 +305,10 @@ fn the_shipped_scenarios_are_what_they_say() {
     // fig1-transformer's protocol (SST2-1k, k = 2): the χ-EMA rule fired at step 72.
     let sc = scenario::find("fig1-switch-transformer").unwrap();
     let (snap, v) = sc.snapshot().unwrap().unwrap();
-    assert_eq!((snap.spec.name.as_str(), snap.step), ("fig1-transformer", 72));
+    assert_eq!(
+        (snap.spec.name.as_str(), snap.step),
+        ("fig1-transformer", 72)
+    );
     assert!(snap.rule_fired && snap.ema > 0.95, "{}", snap.ema);
     let last = snap.records.last().unwrap();
     assert_eq!((last.step, last.chi_ema), (72, snap.ema));

@@ -1021,9 +1021,12 @@ fn run_plots(ui: &mut egui::Ui, h: &History) {
                 if let Some(f) = &h.fork {
                     for b in &f.branches {
                         p.line(
-                            Line::new(format!("λ₁ {}", b.name), PlotPoints::from(b.lambda1.clone()))
-                                .color(branch_color(b, f.set))
-                                .width(2.0),
+                            Line::new(
+                                format!("λ₁ {}", b.name),
+                                PlotPoints::from(b.lambda1.clone()),
+                            )
+                            .color(branch_color(b, f.set))
+                            .width(2.0),
                         );
                     }
                 }
