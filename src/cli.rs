@@ -1304,8 +1304,10 @@ fn verdict_cmd(dir: &std::path::Path) -> Result<()> {
     }
     if r.verdicts.is_empty() {
         println!(
-            "  no verdict yet: the legs its claims need have not finished; finish the preset with `subspace-lab reproduce {} --resume`",
-            r.preset
+            "  no verdict yet: the legs its claims need have not finished; finish the preset with `{}`",
+            r.resume_command
+                .as_deref()
+                .unwrap_or(&format!("subspace-lab reproduce {} --resume", r.preset))
         );
     }
     let all = print_verdicts(&r.verdicts);
@@ -1581,6 +1583,24 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             PRESETS.join(", ")
         );
     };
+    if let Some(n) = a.samples {
+        if presets == ["fig6-7"] {
+            bail!(
+                "--samples: fig6-7 is the exact 2-D toy, which has no samples; give a network preset"
+            );
+        }
+        // Checked before anything runs (`all` would otherwise stop hours in).
+        for p in presets.iter().filter(|p| **p != "fig6-7") {
+            for spec in reproduce::preset_specs(p, a.quick)? {
+                let (d_in, classes) = spec.dataset().shape();
+                reproduce::with_samples(&spec, Some(n))
+                    .validate(d_in, classes, spec.dataset().max_samples())
+                    .with_context(|| {
+                        format!("--samples {n} does not fit preset {p} (nothing was run)")
+                    })?;
+            }
+        }
+    }
     if a.print_spec {
         for (i, p) in presets.iter().enumerate() {
             if presets.len() > 1 {
@@ -1592,11 +1612,6 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             print!("{}", reproduce::print_spec(p, a.quick, a.samples)?);
         }
         return Ok(());
-    }
-    if a.samples.is_some() && presets == ["fig6-7"] {
-        bail!(
-            "--samples: fig6-7 is the exact 2-D toy, which has no samples; give a network preset"
-        );
     }
     if a.snapshot_at_switch {
         for p in &presets {
@@ -1620,6 +1635,18 @@ fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             specs.extend(reproduce::preset_specs(p, a.quick)?);
         }
         let sets = reproduce::DataSets::for_specs(&specs, &dir, &mut |s| log(s))?;
+        if let Some(n) = a.samples {
+            for s in &specs {
+                let have = sets.available(s.dataset());
+                if n > have {
+                    log(&format!(
+                        "--samples {n}: {} has {have} here; {} runs on {have} (its spec.toml says so)",
+                        s.dataset().name(),
+                        s.name
+                    ));
+                }
+            }
+        }
         (Some(sets), Some(choose(a.backend, None, Precision::F32)?))
     } else {
         (None, None)

@@ -1270,6 +1270,38 @@ fn scenarios_are_listed_and_bad_ones_refused() {
         bin().arg("app").arg("--snapshot").arg(dir.path()),
         &["fc-relu", "the app runs", "fc-tanh 784-200-200-10"],
     );
+    // The new scenarios are listed; `reproduce --samples` is checked before anything runs.
+    assert!(
+        text.contains("fig1-switch-cnn") && text.contains("fig1-switch-transformer"),
+        "{text}"
+    );
+    fails_with(
+        bin().args(["reproduce", "fig1-cnn", "--samples", "0"]),
+        &["--samples 0", "fig1-cnn", "data.samples"],
+    );
+    fails_with(
+        bin().args(["reproduce", "fig1", "--samples", "20", "--quick"]),
+        &["--samples 20", "fig1"],
+    );
+    fails_with(
+        bin().args(["reproduce", "fig6-7", "--samples", "100"]),
+        &["--samples", "fig6-7", "toy"],
+    );
+    let out = bin()
+        .args([
+            "reproduce",
+            "fig1-transformer",
+            "--samples",
+            "300",
+            "--print-spec",
+        ])
+        .output()
+        .unwrap();
+    let spec = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && spec.contains("samples = 300"),
+        "{spec}"
+    );
     // A usage error (clap's status 2): --stop-at-switch needs --snapshot-at-switch.
     let out = bin()
         .args(["reproduce", "fig1", "--stop-at-switch"])
@@ -1280,4 +1312,69 @@ fn scenarios_are_listed_and_bad_ones_refused() {
         !out.status.success() && err.contains("--snapshot-at-switch"),
         "{err}"
     );
+}
+
+/// `reproduce --samples N` with `--stop-at-switch` (how the Transformer's and the CNN's scenario
+/// snapshots are made, at the scale of a test): the run on 60 sentences stops at its switch, and
+/// every message that says how to go on repeats `--samples 60`; `verdict` judges the stopped run
+/// as that preset's; a `--resume` without `--samples` is refused, naming the difference, and
+/// changes nothing.
+#[test]
+fn a_preset_on_fewer_samples_stops_is_judged_and_resumes_with_them() {
+    let Some(shared) = shared_sst2() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = bin();
+        c.args(args)
+            .env("SUBSPACE_LAB_DATA", data.path())
+            .env("SUBSPACE_LAB_SST2_URL", "")
+            .env_remove("SUBSPACE_LAB_SST2_FROM")
+            .env("RUST_BACKTRACE", "0");
+        c
+    };
+    let run = |args: &[&str]| {
+        let o = cmd(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{args:?}: {err}");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let from = shared.to_str().unwrap();
+    run(&["data", "fetch", "--dataset", "sst2", "--from", from]);
+    let o = out.path().to_str().unwrap();
+    let text = run(&[
+        "reproduce",
+        "fig1-transformer",
+        "--quick",
+        "--samples",
+        "60",
+        "--snapshot-at-switch",
+        "--stop-at-switch",
+        "--backend",
+        "cpu",
+        "--out",
+        o,
+    ]);
+    let again = format!("reproduce fig1-transformer --quick --samples 60 --resume --out {o}");
+    assert!(text.contains(&again), "{text}");
+    let dir = out.path().join("fig1-transformer");
+    let spec = std::fs::read_to_string(dir.join("spec.toml")).unwrap();
+    assert!(spec.contains("samples = 60"), "{spec}");
+    let v = run(&["verdict", dir.to_str().unwrap()]);
+    assert!(v.contains("stopped at step") && v.contains(&again), "{v}");
+    let before = std::fs::read(dir.join("checkpoint.json")).unwrap();
+    fails_with(
+        &mut cmd(&[
+            "reproduce",
+            "fig1-transformer",
+            "--quick",
+            "--resume",
+            "--backend",
+            "cpu",
+            "--out",
+            o,
+        ]),
+        &["--samples", "data.samples"],
+    );
+    assert_eq!(std::fs::read(dir.join("checkpoint.json")).unwrap(), before);
 }

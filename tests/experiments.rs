@@ -702,7 +702,7 @@ fn verdict_rejudges_fig10_with_the_corrected_sam_edge() {
 fn presets_print_their_specs_and_list_their_differences() {
     for quick in [true, false] {
         for &p in reproduce::PRESETS {
-            let text = reproduce::print_spec(p, quick).unwrap();
+            let text = reproduce::print_spec(p, quick, None).unwrap();
             let specs = reproduce::preset_specs(p, quick).unwrap();
             if p == "fig6-7" {
                 assert!(specs.is_empty() && text.starts_with('#'));
@@ -724,6 +724,13 @@ fn presets_print_their_specs_and_list_their_differences() {
             }
         }
     }
+    // `--samples N`: the same specs on the first N samples, nothing else changed.
+    let text = reproduce::print_spec("fig1-cnn", false, Some(500)).unwrap();
+    let mut want = reproduce::preset_specs("fig1-cnn", false)
+        .unwrap()
+        .remove(0);
+    want.data.samples = 500;
+    assert_eq!(RunSpec::parse_toml(&text).unwrap(), want);
     let full = |p: &str| reproduce::preset_specs(p, false).unwrap().remove(0);
     assert_eq!(full("fig9").steps, 2500);
     assert_eq!(full("fig10").steps, 5000);

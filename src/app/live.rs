@@ -622,7 +622,12 @@ impl<B: Backend + Clone> LiveRun<B> {
                     steps: 0,
                     loss: vec![[s as f64, loss]],
                     chi: Vec::new(),
-                    accuracy: vec![[s as f64, eval.accuracy]],
+                    // (JSON has no NaN: the page's messages must parse.)
+                    accuracy: if eval.accuracy.is_finite() {
+                        vec![[s as f64, eval.accuracy]]
+                    } else {
+                        Vec::new()
+                    },
                     lambda1: Vec::new(),
                     dist_fork: 0.0,
                     stopped: None,

@@ -1023,7 +1023,7 @@ fn run_plots(ui: &mut egui::Ui, h: &History) {
                         p.line(
                             Line::new(
                                 format!("λ₁ {}", b.name),
-                                PlotPoints::from(b.lambda1.clone()),
+                                PlotPoints::from(decimate(&b.lambda1, DRAW_POINTS)),
                             )
                             .color(branch_color(b, f.set))
                             .width(2.0),

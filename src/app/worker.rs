@@ -457,6 +457,7 @@ impl Driver {
             Cmd::Start => self.running = true,
             Cmd::Pause => self.running = false,
             Cmd::Reset(s) | Cmd::LoadSnapshot(s) => {
+                let before = self.user_before.take();
                 let data = if s.samples == self.data.n && s.model == self.current.model {
                     Ok(self.data.clone())
                 } else {
@@ -473,12 +474,11 @@ impl Driver {
                         }
                         self.data = d;
                         self.window.clear();
-                        self.user_before = None;
                     }
                     Err(e) => {
                         // The old run goes on: the UI goes back to its settings, and the user's
                         // snapshot to the one it started from.
-                        if let Some(u) = self.user_before.take() {
+                        if let Some(u) = before {
                             self.user = u;
                         }
                         self.settings_gen += 1;

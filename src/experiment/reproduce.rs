@@ -194,15 +194,23 @@ impl DataSets {
         }
         s
     }
-    /// What the data of `spec` are, e.g. "CIFAR10-4k (first 4000 of the 5000 the paper uses)".
+    /// What the data of `spec` are, e.g. "CIFAR10-4k (first 4000 of the 5000 the paper uses)", or
+    /// "the first 500 samples of …" when the spec takes fewer than are at hand (`--samples`).
     pub fn describe(&self, spec: &RunSpec) -> String {
-        match spec.dataset() {
+        let kind = spec.dataset();
+        let all = match kind {
             DatasetKind::Mnist => "MNIST-5k".into(),
             DatasetKind::Cifar10 => self
                 .cifar10
                 .as_ref()
                 .map_or("CIFAR-10 (not loaded)".into(), |c| c.describe()),
             DatasetKind::Sst2 => "SST2-1k".into(),
+        };
+        let n = spec.data.samples;
+        if n < self.available(kind) {
+            format!("the first {n} samples of {all}")
+        } else {
+            all
         }
     }
 }
@@ -383,8 +391,8 @@ pub fn run_specs<B: Backend + Clone>(
 
 fn stale(dir: &Path, was: &RunSpec, now: &RunSpec) -> Error {
     Error::InvalidArgument(format!(
-        "the checkpoint in {} was written for another spec of this preset (another version, or --quick: {}); \
-         nothing was changed: remove it to start over",
+        "the checkpoint in {} was written for another spec of this preset (another version, --quick, or --samples: {}); \
+         nothing was changed: give the same flags, or remove it to start over",
         dir.display(),
         was.differences(now).join("; ")
     ))
@@ -1749,6 +1757,9 @@ pub struct Rejudged {
     pub stopped_at: Option<usize>,
     /// `summary.json`, rewritten; None for a stopped run (nothing is written).
     pub rewrote: Option<PathBuf>,
+    /// For a stopped run, the command that finishes it (with its `--quick`, `--samples` and
+    /// `--out`).
+    pub resume_command: Option<String>,
 }
 
 /// `verdict DIR`: recompute a preset's verdicts from `DIR/metrics.csv` and `DIR/summary.json`
@@ -1789,12 +1800,20 @@ pub fn rejudge(dir: &Path) -> Result<Rejudged> {
                 ),
             ));
         }
-        // A run merely named like a preset is not that preset.
+        // A run merely named like a preset is not that preset (on any number of samples:
+        // `--samples`, or CIFAR-10 lowered to the records at hand).
+        let n = c.spec.data.samples;
+        let mut quick = false;
         let is_preset = [false, true].iter().any(|&q| {
-            preset_specs(&preset, q)
+            let same = preset_specs(&preset, q)
                 .ok()
-                .and_then(|s| s.first().map(|s| s.differences(&c.spec).is_empty()))
-                .unwrap_or(false)
+                .and_then(|s| {
+                    s.first()
+                        .map(|s| with_samples(s, Some(n)).differences(&c.spec).is_empty())
+                })
+                .unwrap_or(false);
+            quick |= same && q;
+            same
         });
         if !is_preset {
             return Err(Error::data(
@@ -1804,6 +1823,26 @@ pub fn rejudge(dir: &Path) -> Result<Rejudged> {
                 ),
             ));
         }
+        let resume = format!(
+            "subspace-lab reproduce {preset}{}{} --resume --out {}",
+            if quick { " --quick" } else { "" },
+            preset_specs(&preset, quick)
+                .ok()
+                .and_then(|s| s.first().map(|s| s.data.samples))
+                .filter(|&d| d != n)
+                .map(|_| format!(" --samples {n}"))
+                .unwrap_or_default(),
+            // `--out` holds `<preset>/`: this directory's parent, when it is so named.
+            if dir.file_name().is_some_and(|f| f == preset.as_str()) {
+                dir.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .display()
+                    .to_string()
+            } else {
+                format!("OUT (where {} is OUT/{preset})", dir.display())
+            }
+        );
         let outcome = RunOutcome {
             switch_step: c.switch_step,
             switch_rule_fired: c.switch_rule_fired,
@@ -1817,12 +1856,12 @@ pub fn rejudge(dir: &Path) -> Result<Rejudged> {
             &[outcome],
             &JudgeInputs::default(),
         )
-            .map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "{preset} stopped at step {} (no summary.json yet): {e}; finish it with `reproduce {preset} --resume`",
-                    c.step
-                ))
-            })?;
+        .map_err(|e| {
+            Error::InvalidArgument(format!(
+                "{preset} stopped at step {} (no summary.json yet): {e}; finish it with `{resume}`",
+                c.step
+            ))
+        })?;
         return Ok(Rejudged {
             preset,
             verdicts,
@@ -1830,6 +1869,7 @@ pub fn rejudge(dir: &Path) -> Result<Rejudged> {
             previous_rules: 0,
             stopped_at: Some(c.step),
             rewrote: None,
+            resume_command: Some(resume),
         });
     }
     let raw = std::fs::read(&sum_path).map_err(|e| Error::io(&sum_path, e))?;
@@ -1947,5 +1987,6 @@ pub fn rejudge(dir: &Path) -> Result<Rejudged> {
         previous_rules,
         stopped_at: None,
         rewrote: Some(sum_path),
+        resume_command: None,
     })
 }
