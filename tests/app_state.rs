@@ -357,6 +357,23 @@ fn the_model_travels_in_the_hash_with_the_paper_settings() {
     }
     let (s, _) = Settings::from_hash("lr=0.05&model=transformer");
     assert_eq!((s.lr, s.k, s.samples), (0.05, 2, 1000));
+    // A scenario without a model runs on the scenario's model (a hand-written link); with
+    // another model named, the scenario is dropped, saying why.
+    for (name, m) in [
+        ("fig1-switch-transformer", AppModel::Transformer),
+        ("fig1-switch-cnn", AppModel::CnnRelu),
+        ("fig1-switch", AppModel::FcTanh),
+    ] {
+        let (s, w) = Settings::from_hash(&format!("scenario={name}"));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!((s.model, s.scenario.as_str()), (m, name));
+        assert_eq!(s.k, m.paper().k);
+    }
+    let (s, w) = Settings::from_hash("model=fc-tanh&scenario=fig1-switch-transformer");
+    assert!(
+        s.scenario.is_empty() && w.iter().any(|w| w.contains("not of")),
+        "{w:?}"
+    );
     assert_eq!(
         (
             AppModel::CnnRelu.paper().lr,

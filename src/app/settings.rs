@@ -445,12 +445,17 @@ impl Settings {
     /// reported; values out of range are reset by [`Settings::sanitize`] and reported.
     pub fn from_hash(hash: &str) -> (Settings, Vec<String>) {
         let mut warnings = Vec::new();
-        // The model first: the other keys override its paper settings.
-        let model = hash
-            .trim_start_matches('#')
-            .split('&')
-            .rev()
+        // The model first: the other keys override its paper settings. Without one, a
+        // scenario's model (`#scenario=fig1-switch-transformer` is a run of the Transformer).
+        let parts = || hash.trim_start_matches('#').split('&').rev();
+        let model = parts()
             .find_map(|p| p.strip_prefix("model=").and_then(AppModel::parse))
+            .or_else(|| {
+                parts()
+                    .find_map(|p| p.strip_prefix("scenario="))
+                    .and_then(|n| super::scenario::find(n).ok())
+                    .map(|sc| sc.model)
+            })
             .unwrap_or_default();
         let mut s = Settings::default().with_model(model);
         for part in hash
