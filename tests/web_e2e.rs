@@ -9,8 +9,10 @@
 //! `tests/app_scenario.rs`) and Bulk-SGD's loss decrease must exceed Dom-SGD's. Two more open the
 //! other models (`#model=cnn-relu`, `#model=transformer`, small n): the page's worker fetches their
 //! data sets from `assets/` and their loss and λ₁ at step 0 must equal the native CPU backend's on
-//! the same settings (skipped, saying so, where this machine lacks CIFAR-10 or SST-2). One more
-//! opens `#snapshot=snap&branch` with a snapshot directory served beside the page.
+//! the same settings (skipped, saying so, where this machine lacks CIFAR-10 or SST-2); then
+//! `#scenario=fig1-switch-transformer` alone must run the Transformer from its snapshot at step 72
+//! and step on. One more opens `#snapshot=snap&branch` with a snapshot directory served beside the
+//! page.
 //!
 //! Needs trunk 0.21.14, wasm-bindgen-cli 0.2.130, node with `web/node_modules/playwright-core` and
 //! Debian's chromium (`.ci/run` installs them). Without them the test says what is missing and
@@ -123,6 +125,7 @@ fn run_browser(
     viewport: &str,
     shot: &Path,
     branch_steps: Option<usize>,
+    min_steps: u64,
     timeout_s: u64,
 ) -> serde_json::Value {
     let mut cmd = Command::new("node");
@@ -134,7 +137,7 @@ fn run_browser(
         .arg(root().join("web/e2e.mjs"))
         .args([url, mode])
         .arg(shot)
-        .args(["3".to_string(), timeout_s.to_string()])
+        .args([min_steps.to_string(), timeout_s.to_string()])
         .output()
         .expect("run node web/e2e.mjs");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -206,6 +209,7 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
         "1500x900",
         &root.join("target/web-e2e/web-snapshot.png"),
         Some(2),
+        3,
         400,
     );
     let s = &v["state"];
@@ -248,6 +252,7 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
             viewport,
             &shots.join(format!("web-{mode}.png")),
             None,
+            3,
             420,
         );
         let s = &v["state"];
@@ -292,7 +297,7 @@ fn web_page_runs_on_webgpu_and_on_the_fallback() {
     // backend (wasm): all three advance, and Bulk-SGD's relative loss decrease beats Dom-SGD's.
     let url = format!("{server}#scenario=fig1-switch&branch&compute=cpu");
     let shot = shots.join("web-fig1-branches.png");
-    let v = run_browser(&url, "fallback", "1500x900", &shot, Some(50), 1500);
+    let v = run_browser(&url, "fallback", "1500x900", &shot, Some(50), 3, 1500);
     let s = &v["state"];
     eprintln!(
         "fig1 branches: {}",
@@ -351,6 +356,7 @@ fn other_models_in_the_page(server: &str, dist: &Path, shots: &Path) {
             "1500x900",
             &shot,
             None,
+            3,
             400,
         );
         let st = &v["state"];
@@ -383,5 +389,34 @@ fn other_models_in_the_page(server: &str, dist: &Path, shots: &Path) {
             "#{hash}: λ₁ at θ₀ in the page {we}, natively {}",
             p.eigenvalues[0]
         );
+    }
+    // The Transformer's χ-EMA scenario named alone in the link: the page runs the scenario's model,
+    // from its snapshot at step 72 (compiled into the wasm), and steps on from there (plain SGD
+    // steps up to 80, where the first spectrum is due).
+    if dist.join("assets/sst2-train-first1000.tsv").is_file() {
+        let hash = "scenario=fig1-switch-transformer&compute=cpu";
+        let v = run_browser(
+            &format!("{server}#{hash}"),
+            "fallback",
+            "1500x900",
+            &shots.join("web-transformer-scenario.png"),
+            None,
+            75,
+            400,
+        );
+        let st = &v["state"];
+        eprintln!("#{hash}: {}", serde_json::to_string(st).unwrap_or_default());
+        assert_eq!(
+            (&st["model"], &st["scenario"], &st["start_step"]),
+            (
+                &serde_json::json!("transformer"),
+                &serde_json::json!("fig1-switch-transformer"),
+                &serde_json::json!(72)
+            ),
+            "{st}"
+        );
+        assert!(st["steps"].as_u64().unwrap_or(0) >= 75, "{st}");
+    } else {
+        eprintln!("skipped #scenario=fig1-switch-transformer: SST-2 is not in the page");
     }
 }
