@@ -1051,6 +1051,25 @@ fn shared_sst2() -> Option<std::path::PathBuf> {
     p
 }
 
+/// The binary on `args` with the data directory `data` and no network source for SST-2.
+fn sst2_cli(data: &std::path::Path, args: &[&str]) -> Command {
+    let mut c = bin();
+    c.args(args)
+        .env("SUBSPACE_LAB_DATA", data)
+        .env("SUBSPACE_LAB_SST2_URL", "")
+        .env_remove("SUBSPACE_LAB_SST2_FROM")
+        .env("RUST_BACKTRACE", "0");
+    c
+}
+
+/// [`sst2_cli`], which must succeed: its stdout.
+fn sst2_ok(data: &std::path::Path, args: &[&str]) -> String {
+    let o = sst2_cli(data, args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{args:?}: {err}");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 /// SST2-1k: `data fetch --dataset sst2 --from FILE` verifies and caches the 1000 rows, `data info`
 /// lists the cache, `data export` writes the token ids, a mask and the vocabulary; a transformer
 /// saved by `init` then loads with `spectrum` on the same data; faults are clear.
@@ -1058,21 +1077,8 @@ fn shared_sst2() -> Option<std::path::PathBuf> {
 fn sst2_fetch_export_and_transformer_end_to_end() {
     let Some(shared) = shared_sst2() else { return };
     let data = tempfile::tempdir().unwrap();
-    let cmd = |args: &[&str]| {
-        let mut c = bin();
-        c.args(args)
-            .env("SUBSPACE_LAB_DATA", data.path())
-            .env("SUBSPACE_LAB_SST2_URL", "")
-            .env_remove("SUBSPACE_LAB_SST2_FROM")
-            .env("RUST_BACKTRACE", "0");
-        c
-    };
-    let run = |args: &[&str]| {
-        let o = cmd(args).output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success(), "{args:?}: {err}");
-        String::from_utf8_lossy(&o.stdout).to_string()
-    };
+    let cmd = |args: &[&str]| sst2_cli(data.path(), args);
+    let run = |args: &[&str]| sst2_ok(data.path(), args);
     // A file that is not SST-2 is named with what is wrong, and the cache stays absent.
     let bad = data.path().join("bad.tsv");
     std::fs::write(&bad, "sentence\tlabel\ngood movie \t2\n").unwrap();
@@ -1324,21 +1330,8 @@ fn a_preset_on_fewer_samples_stops_is_judged_and_resumes_with_them() {
     let Some(shared) = shared_sst2() else { return };
     let data = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let cmd = |args: &[&str]| {
-        let mut c = bin();
-        c.args(args)
-            .env("SUBSPACE_LAB_DATA", data.path())
-            .env("SUBSPACE_LAB_SST2_URL", "")
-            .env_remove("SUBSPACE_LAB_SST2_FROM")
-            .env("RUST_BACKTRACE", "0");
-        c
-    };
-    let run = |args: &[&str]| {
-        let o = cmd(args).output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr).to_string();
-        assert!(o.status.success(), "{args:?}: {err}");
-        String::from_utf8_lossy(&o.stdout).to_string()
-    };
+    let cmd = |args: &[&str]| sst2_cli(data.path(), args);
+    let run = |args: &[&str]| sst2_ok(data.path(), args);
     let from = shared.to_str().unwrap();
     run(&["data", "fetch", "--dataset", "sst2", "--from", from]);
     let o = out.path().to_str().unwrap();
