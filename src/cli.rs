@@ -1142,6 +1142,7 @@ fn app_cmd(a: AppArgs) -> Result<()> {
     use subspace_lab::app::settings::Compute;
     use subspace_lab::app::{AutoExit, Launch, run_native};
     if a.list_scenarios {
+        let w = SCENARIOS.iter().map(|s| s.name.len()).max().unwrap_or(0);
         for s in SCENARIOS {
             let from = match s.source {
                 Source::Init => "θ₀ (seed 0)".to_string(),
@@ -1153,7 +1154,7 @@ fn app_cmd(a: AppArgs) -> Result<()> {
                 },
             };
             println!(
-                "{:<22} {} — {}, {} ({from})",
+                "{:<w$} {} — {}, {} ({from})",
                 s.name,
                 s.title,
                 s.model.label(),
