@@ -353,6 +353,18 @@ fn the_shipped_scenarios_are_what_they_say() {
         (s.optimizer, s.lr, s.rho, s.k),
         (OptKind::Sam, 0.01, 0.1, 10)
     );
+    // fig10's SAM is full batch: the run takes the full-data gradient (not a minibatch of all
+    // 5000 rows gathered every step) and is named as the paper names it; SGD keeps a minibatch
+    // of all samples (its full-batch form is GD).
+    use subspace_lab::app::worker::optimizer_of;
+    let o = optimizer_of(&s);
+    assert_eq!((o.batch, o.display().as_str()), (None, "SAM"));
+    let sgd = Settings {
+        optimizer: OptKind::Sgd,
+        batch: s.samples,
+        ..s.clone()
+    };
+    assert_eq!(optimizer_of(&sgd).batch, Some(s.samples));
     let (bad, w) = Settings::from_hash("scenario=nope");
     assert!(
         bad.scenario.is_empty() && w.iter().any(|w| w.contains("nope")),

@@ -289,11 +289,7 @@ struct Lane<B: Backend> {
 
 impl<B: Backend + Clone> Lane<B> {
     fn name(&self) -> String {
-        format!(
-            "{}{}",
-            self.proj.prefix(),
-            self.opt.display_on(self.stream.len())
-        )
+        format!("{}{}", self.proj.prefix(), self.opt.display())
     }
 }
 
@@ -332,7 +328,7 @@ impl<B: Backend + Clone> LiveRun<B> {
         let tol = 1e-3;
         let mut st = Self::stepper(backend, &spec, data, k, 2 * k, tol)?;
         st.set_theta(&spec.init(seed))?;
-        let run_name = opt.display_on(data.n);
+        let run_name = opt.display();
         Ok(LiveRun {
             lanes: vec![Lane {
                 st,

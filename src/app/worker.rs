@@ -50,8 +50,13 @@ pub struct Shared {
     pub handled: u64,
 }
 
+/// The run's optimiser from the settings. A minibatch of all samples is the full batch (`None`):
+/// the full-data gradient on the data already on the backend, not the rows gathered and uploaded
+/// again every step, and named as the paper names it ("SAM", "GD+m"). SGD keeps its minibatch
+/// (it has no full-batch form: that is GD).
 pub fn optimizer_of(s: &Settings) -> OptimizerSpec {
-    let batch = if s.optimizer == OptKind::Gd {
+    let full = s.optimizer == OptKind::Gd || (s.optimizer != OptKind::Sgd && s.batch >= s.samples);
+    let batch = if full {
         None
     } else {
         Some(s.batch.min(s.samples).max(1))

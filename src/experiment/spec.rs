@@ -131,19 +131,6 @@ impl OptimizerSpec {
         }
     }
 
-    /// [`display`](Self::display) for a run on `n` samples: a minibatch of all `n` (or more) is
-    /// the full batch, so SAM with b = n reads "SAM", as the paper names fig10's full-batch SAM.
-    pub fn display_on(&self, n: usize) -> String {
-        match self.batch {
-            Some(b) if b >= n => Self {
-                batch: None,
-                ..self.clone()
-            }
-            .display(),
-            _ => self.display(),
-        }
-    }
-
     /// Check every field; `at` names where this optimiser sits in the spec.
     pub fn validate(&self, at: &str, n: usize) -> Result<()> {
         let bad = |field: &str, v: String, need: &str| {
