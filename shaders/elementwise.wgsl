@@ -62,6 +62,28 @@ fn scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     out[P.off_out + i] = P.alpha * out[P.off_out + i];
 }
 
+// x = 1/√x; 0 where x = 0; NaN where x < 0 or x is not finite (tested by its bits: WGSL may
+// assume there are no NaNs in float comparisons). Twin: `rsqrt_f64` in src/backend/cpu.rs.
+@compute @workgroup_size(256, 1, 1)
+fn rsqrt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+         @builtin(local_invocation_index) lid: u32) {
+    let i = linear_id(wg, nwg, lid);
+    if (i >= P.len) {
+        return;
+    }
+    let x = out[P.off_out + i];
+    let bits = bitcast<u32>(x);
+    let finite = (bits & 0x7f800000u) != 0x7f800000u;
+    let negative = (bits & 0x80000000u) != 0u && (bits & 0x7fffffffu) != 0u;
+    if ((bits & 0x7fffffffu) == 0u) {
+        out[P.off_out + i] = 0.0;
+    } else if (finite && !negative) {
+        out[P.off_out + i] = 1.0 / sqrt(x);
+    } else {
+        out[P.off_out + i] = bitcast<f32>(0x7fc00000u);
+    }
+}
+
 // Adam's moments (out = m, out2 = v, in_a = g; beta = β₁, scale = β₂):
 // m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g².
 @compute @workgroup_size(256, 1, 1)

@@ -842,27 +842,47 @@ fn cnn_specs_default_sensibly_and_refuse_what_does_not_apply() {
     assert_ne!(run::data_fingerprint(&a), run::data_fingerprint(&b));
 }
 
-/// A step whose update would make θ non-finite is refused with θ left as it was (the runner then
-/// reports the divergence at the next step, its row kept).
+/// A step whose update would make θ non-finite is refused with θ and the optimiser state (step
+/// count, momentum buffer, Adam's moments) left as they were (the runner then reports the
+/// divergence at the next step, its row kept) — for full-batch and minibatch steps, whose
+/// gradient's loss statistics are read at the end of the step with the update's finiteness.
 #[test]
 fn a_diverging_step_leaves_theta_as_it_was() {
     let data = tiny_data();
     let spec = tiny_spec(OptimizerSpec::gd(1e300));
     let mlp = spec.mlp().unwrap();
-    let mut st = run::Stepper::new(F64::new(), mlp.clone(), spec.loss, &data, 2, 2, 1e-6).unwrap();
     let theta = mlp.init(0);
-    st.set_theta(&theta).unwrap();
-    let mut stream = run::Stream::new(data.n, 0);
-    let big = OptimizerSpec::gd(1e300);
-    // Two steps: the first lands at ~1e300, the second overflows.
-    let mut last = theta.clone();
-    let e = loop {
-        match st.step(&big, &mut stream, Projection::None, false) {
-            Ok(_) => last = st.theta_host().unwrap(),
-            Err(e) => break e,
-        }
-    };
-    assert!(e.to_string().contains("not finite"), "{e}");
-    assert_eq!(st.theta_host().unwrap(), last);
-    assert!(last.iter().all(|x| x.is_finite()));
+    for big in [
+        OptimizerSpec::gd(1e300),
+        OptimizerSpec::sgd(1e300, 4),
+        OptimizerSpec::new(OptKind::Momentum, 1e300, None),
+        OptimizerSpec::new(OptKind::Momentum, 1e300, Some(4)),
+        OptimizerSpec::new(OptKind::Adam, 1e300, Some(4)),
+    ] {
+        let mut st =
+            run::Stepper::new(F64::new(), mlp.clone(), spec.loss, &data, 2, 2, 1e-6).unwrap();
+        st.set_theta(&theta).unwrap();
+        let mut stream = run::Stream::new(data.n, 0);
+        // The first steps land at ~1e300, a later one overflows.
+        let mut last = (theta.clone(), st.opt_state().unwrap());
+        let mut steps = 0;
+        let e = loop {
+            match st.step(&big, &mut stream, Projection::None, false) {
+                Ok(_) => last = (st.theta_host().unwrap(), st.opt_state().unwrap()),
+                Err(e) => break e,
+            }
+            steps += 1;
+            assert!(steps < 50, "{}: no divergence", big.display());
+        };
+        let name = big.display();
+        assert!(e.to_string().contains("not finite"), "{name}: {e}");
+        assert_eq!(st.theta_host().unwrap(), last.0, "{name}");
+        assert!(last.0.iter().all(|x| x.is_finite()), "{name}");
+        let now = st.opt_state().unwrap();
+        assert_eq!(now.t, last.1.t, "{name}: the step count");
+        assert_eq!(now.t, steps as u64, "{name}");
+        assert_eq!(now.m, last.1.m, "{name}: m");
+        assert_eq!(now.v, last.1.v, "{name}: v");
+        assert!(now.m.iter().chain(&now.v).all(|x| x.is_finite()), "{name}");
+    }
 }

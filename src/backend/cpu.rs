@@ -1095,6 +1095,14 @@ impl<T: Real> Backend for CpuBackend<T> {
         Ok(())
     }
 
+    fn rsqrt(&self, x: &mut Vec<T>, off: usize, len: usize) -> Result<()> {
+        for xi in sl_mut(x, off, len, "rsqrt")? {
+            let v = xi.wide();
+            *xi = T::of(rsqrt_f64(v));
+        }
+        Ok(())
+    }
+
     fn adam(
         &self,
         g: &Vec<T>,
@@ -1355,6 +1363,18 @@ fn skinny_gemm<T: Real>(
 }
 
 /// `x ← β·x`, with β = 0 overwriting (so NaN/Inf already in `x` do not survive, as in BLAS).
+/// 1/√x, 0 at 0, NaN for negative or non-finite x: the CPU twin of `rsqrt` in
+/// `shaders/elementwise.wgsl`.
+pub(crate) fn rsqrt_f64(v: f64) -> f64 {
+    if v == 0.0 {
+        0.0
+    } else if v > 0.0 && v.is_finite() {
+        1.0 / v.sqrt()
+    } else {
+        f64::NAN
+    }
+}
+
 fn scale_by_beta<T: Real>(x: &mut [T], beta: f64) {
     if beta == 0.0 {
         x.fill(T::zero());

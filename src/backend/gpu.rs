@@ -102,6 +102,7 @@ enum Kernel {
     ActD2,
     Axpy,
     Scale,
+    Rsqrt,
     Fill,
     ColSum,
     LossGrad,
@@ -141,6 +142,7 @@ const KERNELS: &[(Kernel, &str, &str)] = &[
     (Kernel::ActD2, "elementwise", "act_d2_r"),
     (Kernel::Axpy, "elementwise", "axpy"),
     (Kernel::Scale, "elementwise", "scale"),
+    (Kernel::Rsqrt, "elementwise", "rsqrt"),
     (Kernel::AdamMoments, "elementwise", "adam_moments"),
     (Kernel::AdamUpdate, "elementwise", "adam_update"),
     (Kernel::Fill, "elementwise", "fill"),
@@ -2214,6 +2216,21 @@ impl Backend for GpuBackend {
         };
         self.dispatch(
             Kernel::Scale,
+            [None, None, None, None, Some(x), None],
+            p,
+            Self::groups_1d(len),
+        )
+    }
+
+    fn rsqrt(&self, x: &mut GpuBuf, off: usize, len: usize) -> Result<()> {
+        check_range("rsqrt", x.len, off, len)?;
+        let p = Params {
+            off_out: u(off, "offset")?,
+            len: u(len, "length")?,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::Rsqrt,
             [None, None, None, None, Some(x), None],
             p,
             Self::groups_1d(len),

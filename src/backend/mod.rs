@@ -764,6 +764,11 @@ pub trait Backend {
     ) -> Result<()>;
     /// `x = α·x` over `len` elements.
     fn scale(&self, alpha: f64, x: &mut Self::Buf, off: usize, len: usize) -> Result<()>;
+    /// `x = 1/√x` elementwise over `len` elements, with 0 where x = 0 and NaN where x is negative
+    /// or not finite. Turns squared norms computed by [`Backend::dot_into`] into the factors that
+    /// normalise their vectors on the backend (no read-back: a zero vector stays zero, a NaN
+    /// shows in what it multiplies). Errors: a range outside the buffer.
+    fn rsqrt(&self, x: &mut Self::Buf, off: usize, len: usize) -> Result<()>;
     /// `out[out_off]` = 0 when every value of `x[off..off+len]` is finite, else a positive number
     /// (the GPU counts them; the default writes 1), written into a buffer like
     /// [`Backend::dot_into`] (no read-back on a device).

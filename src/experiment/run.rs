@@ -19,7 +19,7 @@ use crate::backend::Backend;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::hessian::block::block_davidson;
-use crate::hessian::lanczos::{LanczosOptions, LanczosWork, lanczos_with};
+use crate::hessian::lanczos::{LanczosOptions, LanczosWork, Riders, lanczos_riding};
 use crate::nn::engine::{Engine, Eval};
 use crate::nn::model::ModelSpec;
 use rand::{RngExt, SeedableRng};
@@ -197,6 +197,10 @@ pub struct Stepper<B: Backend> {
     /// Momentum buffer or Adam's first moment; Adam's second moment.
     m: Option<B::Buf>,
     v: Option<B::Buf>,
+    /// The next step's optimiser state, written there and swapped in only when the step
+    /// succeeds (a diverging step leaves the state as it was).
+    m_next: Option<B::Buf>,
+    v_next: Option<B::Buf>,
     t: u64,
     /// The minibatch gradient and the update d of the current step, a p-long scratch and
     /// `top` coefficients (twice).
@@ -205,8 +209,8 @@ pub struct Stepper<B: Backend> {
     scratch: B::Buf,
     coef: B::Buf,
     coef2: B::Buf,
-    /// Five scalars read back together: the effective learning rates' dot products and the
-    /// non-finite count of θ − d.
+    /// Eight scalars read back together at the end of a step: the effective learning rates' dot
+    /// products, the non-finite count of θ − d, the gradient engine's deferred statistics.
     scalars: B::Buf,
     /// The eigensolver's buffers, reused from step to step.
     work: LanczosWork<B>,
@@ -247,13 +251,15 @@ impl<B: Backend + Clone> Stepper<B> {
             measured: None,
             m: None,
             v: None,
+            m_next: None,
+            v_next: None,
             t: 0,
             g: backend.zeros(p)?,
             d: backend.zeros(p)?,
             scratch: backend.zeros(p)?,
             coef: backend.zeros(top + 1)?,
             coef2: backend.zeros(top.max(1))?,
-            scalars: backend.zeros(5)?,
+            scalars: backend.zeros(8)?,
             work: LanczosWork::default(),
         })
     }
@@ -426,15 +432,55 @@ impl<B: Backend + Clone> Stepper<B> {
 
     /// Put the full-data engine at the current θ (a no-op when it already is there).
     fn full_here(&mut self) -> Result<Eval> {
-        if self.full_version == Some(self.version)
-            && let Ok(e) = self.full.eval()
-        {
-            return Ok(e);
+        if self.full_version == Some(self.version) {
+            if self.full.is_deferred() {
+                return self.settle_full();
+            }
+            if let Ok(e) = self.full.eval() {
+                return Ok(e);
+            }
         }
         self.full_version = None;
         let e = self.full.set_params(&self.theta)?;
         self.full_version = Some(self.version);
         Ok(e)
+    }
+
+    /// [`Stepper::full_here`] without its read-back: the engine's statistics stay deferred
+    /// (∇L and the HVPs are ready) for a later read to bring.
+    fn full_here_deferred(&mut self) -> Result<()> {
+        if self.full_version == Some(self.version)
+            && (self.full.is_deferred() || self.full.eval().is_ok())
+        {
+            return Ok(());
+        }
+        self.full_version = None;
+        self.full.set_params_deferred(&self.theta)?;
+        self.full_version = Some(self.version);
+        Ok(())
+    }
+
+    /// Settle the full-data engine's statistics: `read` if they were brought along with
+    /// something else, else by a read-back of their own. A divergence error leaves the engine
+    /// to be set again.
+    fn settle_full_with(&mut self, read: Option<&[f64]>) -> Result<Eval> {
+        if !self.full.is_deferred() {
+            return self.full.eval();
+        }
+        let st = match read {
+            Some(r) => r.to_vec(),
+            None => self
+                .full
+                .backend()
+                .download_range(self.full.stats(), 0, 3)?,
+        };
+        self.full
+            .settle(&st)
+            .inspect_err(|_| self.full_version = None)
+    }
+
+    fn settle_full(&mut self) -> Result<Eval> {
+        self.settle_full_with(None)
     }
 
     /// Full-data loss and accuracy at the current θ.
@@ -461,11 +507,27 @@ impl<B: Backend + Clone> Stepper<B> {
 
     /// Full-data loss, ‖∇L‖, the top eigenpairs (warm-started from the last ones) and χ_k at the
     /// current θ; the eigenvectors stay on the backend as the basis of S_k.
+    ///
+    /// Read-backs on a device with the (default) Lanczos solver: one per HVP and one more — the
+    /// full-data loss statistics, the residuals and U·∇L with ‖∇L‖² all come back with the
+    /// solver's last read ([`Riders`]).
     pub fn spectrum(&mut self) -> Result<Spectrum> {
-        let eval = self.full_here()?;
+        self.full_here_deferred()?;
         let b = self.full.backend().clone();
         let top = self.lanczos.k;
         let before = self.full.hvp_count();
+        if self.warm.is_some() && self.warm_solver == WarmSolver::Block {
+            // The loss first (the block solver takes no riders).
+            self.settle_full()?;
+        }
+        let p = self.num_params();
+        let deferred = self.full.is_deferred();
+        if deferred {
+            // The statistics and ∇L copied beside the solve (the solve borrows the engine):
+            // 3 + p elements on the backend, no read-back.
+            b.copy(self.full.stats(), 0, &mut self.scalars, 5, 3)?;
+        }
+        b.copy(self.full.grad()?, 0, &mut self.scratch, 0, p)?;
         let warm = self.warm.as_ref().map(|w| (w, top));
         let mut eig = None;
         if let (Some(w), WarmSolver::Block) = (warm, self.warm_solver) {
@@ -478,38 +540,63 @@ impl<B: Backend + Clone> Stepper<B> {
         }
         let eig = match eig {
             Some(e) => e,
-            None => lanczos_with(
-                &b,
-                &mut self.full,
-                &self.lanczos,
-                warm,
-                &mut |_| {},
-                &mut self.work,
-            )?,
+            None => {
+                let riders = Riders {
+                    project: Some(&self.scratch),
+                    carry: deferred.then_some((&self.scalars, 5, 3)),
+                };
+                match lanczos_riding(
+                    &b,
+                    &mut self.full,
+                    &self.lanczos,
+                    warm,
+                    &mut |_| {},
+                    &mut self.work,
+                    &riders,
+                ) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        // A diverged θ: the loss's error comes first, as when it was read first.
+                        self.settle_full()?;
+                        return Err(e);
+                    }
+                }
+            }
         };
         let hvps = self.full.hvp_count() - before;
-        let p = self.num_params();
         let k = self.k.min(eig.values.len());
-        let g = self.full.grad()?;
-        // χ_k = ‖P_k g‖/‖g‖ = ‖U g‖/‖g‖ for orthonormal rows U: k coefficients and ‖g‖² read
-        // back together.
-        b.gemm(
-            false,
-            false,
-            k,
-            1,
-            p,
-            1.0,
-            &eig.vectors,
-            0,
-            g,
-            0,
-            0.0,
-            &mut self.coef,
-            0,
-        )?;
-        b.dot_into(g, 0, g, 0, p, &mut self.coef, k)?;
-        let c = b.download_range(&self.coef, 0, k + 1)?;
+        let (c, eval) = match &eig.ridden {
+            Some(r) if r.coefs.len() >= k => {
+                let eval =
+                    self.settle_full_with((r.carried.len() == 3).then_some(&r.carried[..]))?;
+                let mut c = r.coefs[..k].to_vec();
+                c.push(r.norm2);
+                (c, eval)
+            }
+            _ => {
+                let eval = self.settle_full()?;
+                let g = self.full.grad()?;
+                // χ_k = ‖P_k g‖/‖g‖ = ‖U g‖/‖g‖ for orthonormal rows U: k coefficients and ‖g‖²
+                // read back together.
+                b.gemm(
+                    false,
+                    false,
+                    k,
+                    1,
+                    p,
+                    1.0,
+                    &eig.vectors,
+                    0,
+                    g,
+                    0,
+                    0.0,
+                    &mut self.coef,
+                    0,
+                )?;
+                b.dot_into(g, 0, g, 0, p, &mut self.coef, k)?;
+                (b.download_range(&self.coef, 0, k + 1)?, eval)
+            }
+        };
         let grad_norm = c[k].max(0.0).sqrt();
         let pg = c[..k].iter().map(|x| x * x).sum::<f64>().sqrt();
         let chi = if grad_norm == 0.0 {
@@ -531,8 +618,15 @@ impl<B: Backend + Clone> Stepper<B> {
     }
 
     /// ∇L on `rows` of the data (None: all) at θ, or at `scratch` when `at_scratch` (SAM's
-    /// perturbed point), copied into `g`.
-    fn grad_into_g(&mut self, rows: Option<&[usize]>, at_scratch: bool) -> Result<()> {
+    /// perturbed point), copied into `g`. With `defer` the engine's loss statistics are left on
+    /// the backend unread: the result says which engine then waits for [`Engine::settle`]
+    /// (`Some(true)`: the minibatch's, `Some(false)`: the full data's).
+    fn grad_into_g(
+        &mut self,
+        rows: Option<&[usize]>,
+        at_scratch: bool,
+        defer: bool,
+    ) -> Result<Option<bool>> {
         let p = self.num_params();
         let Stepper {
             full,
@@ -546,6 +640,7 @@ impl<B: Backend + Clone> Stepper<B> {
             ..
         } = self;
         let at: &B::Buf = if at_scratch { scratch } else { theta };
+        let mut pending = None;
         let e: &mut Engine<B> = match rows {
             Some(rows) => {
                 let mb = data.gather(rows)?;
@@ -556,13 +651,23 @@ impl<B: Backend + Clone> Stepper<B> {
                     let spec = full.spec().clone();
                     *batch = Engine::new(b, spec, full.loss_kind(), &mb, 0)?;
                 }
-                batch.set_params(at)?;
+                if defer {
+                    batch.set_params_deferred(at)?;
+                    pending = Some(true);
+                } else {
+                    batch.set_params(at)?;
+                }
                 batch
             }
             None => {
                 if at_scratch || *full_version != Some(*version) {
                     *full_version = None;
-                    full.set_params(at)?;
+                    if defer {
+                        full.set_params_deferred(at)?;
+                        pending = Some(false);
+                    } else {
+                        full.set_params(at)?;
+                    }
                     if !at_scratch {
                         *full_version = Some(*version);
                     }
@@ -571,7 +676,8 @@ impl<B: Backend + Clone> Stepper<B> {
             }
         };
         let b = e.backend().clone();
-        b.copy(e.grad()?, 0, g, 0, p)
+        b.copy(e.grad()?, 0, g, 0, p)?;
+        Ok(pending)
     }
 
     /// One optimiser step θ ← θ − d on the backend, d the optimiser's update (SGD/GD: η g;
@@ -599,28 +705,31 @@ impl<B: Backend + Clone> Stepper<B> {
         }
         let rows = opt.batch.map(|n| stream.next(n));
         let lr = opt.lr;
-        self.t += 1;
-        self.grad_into_g(rows.as_deref(), false)?;
+        // The step counter, the optimiser state and θ change only when the step succeeds.
+        let t_next = self.t + 1;
+        // SAM reads ‖g‖ at once anyway; every other step reads its gradient's loss statistics
+        // with the update's finiteness, at the end.
+        let pending = self.grad_into_g(rows.as_deref(), false, opt.name != OptKind::Sam)?;
         match opt.name {
             OptKind::Sgd | OptKind::Gd => {
                 b.copy(&self.g, 0, &mut self.d, 0, p)?;
             }
             OptKind::Momentum => {
-                match &mut self.m {
-                    Some(m) => {
-                        // PyTorch: buf ← μ·buf + g.
-                        b.scale(opt.momentum, m, 0, p)?;
-                        b.axpy(1.0, &self.g, 0, m, 0, p)?;
-                    }
-                    None => {
-                        // The first step initialises the buffer with the gradient.
-                        let mut m = b.zeros(p)?;
-                        b.copy(&self.g, 0, &mut m, 0, p)?;
-                        self.m = Some(m);
-                    }
+                if self.m_next.is_none() {
+                    self.m_next = Some(b.zeros(p)?);
                 }
-                if let Some(m) = &self.m {
-                    b.copy(m, 0, &mut self.d, 0, p)?;
+                if let Some(next) = self.m_next.as_mut() {
+                    match &self.m {
+                        Some(m) => {
+                            // PyTorch: buf ← μ·buf + g.
+                            b.copy(m, 0, next, 0, p)?;
+                            b.scale(opt.momentum, next, 0, p)?;
+                            b.axpy(1.0, &self.g, 0, next, 0, p)?;
+                        }
+                        // The first step initialises the buffer with the gradient.
+                        None => b.copy(&self.g, 0, next, 0, p)?,
+                    }
+                    b.copy(next, 0, &mut self.d, 0, p)?;
                 }
             }
             OptKind::Adam => {
@@ -628,7 +737,11 @@ impl<B: Backend + Clone> Stepper<B> {
                     self.m = Some(b.zeros(p)?);
                     self.v = Some(b.zeros(p)?);
                 }
-                let t = self.t as i32;
+                if self.m_next.is_none() || self.v_next.is_none() {
+                    self.m_next = Some(b.zeros(p)?);
+                    self.v_next = Some(b.zeros(p)?);
+                }
+                let t = t_next as i32;
                 let h = crate::backend::AdamStep {
                     lr,
                     beta1: opt.beta1,
@@ -637,8 +750,15 @@ impl<B: Backend + Clone> Stepper<B> {
                     c1: 1.0 - opt.beta1.powi(t),
                     c2: 1.0 - opt.beta2.powi(t),
                 };
-                if let (Some(m), Some(v)) = (self.m.as_mut(), self.v.as_mut()) {
-                    b.adam(&self.g, m, v, &mut self.d, p, h)?;
+                if let (Some(m), Some(v), Some(m2), Some(v2)) = (
+                    self.m.as_ref(),
+                    self.v.as_ref(),
+                    self.m_next.as_mut(),
+                    self.v_next.as_mut(),
+                ) {
+                    b.copy(m, 0, m2, 0, p)?;
+                    b.copy(v, 0, v2, 0, p)?;
+                    b.adam(&self.g, m2, v2, &mut self.d, p, h)?;
                 }
             }
             OptKind::Sam => {
@@ -647,7 +767,7 @@ impl<B: Backend + Clone> Stepper<B> {
                 if gn != 0.0 && opt.rho != 0.0 {
                     b.copy(&self.theta, 0, &mut self.scratch, 0, p)?;
                     b.axpy(opt.rho / gn, &self.g, 0, &mut self.scratch, 0, p)?;
-                    self.grad_into_g(rows.as_deref(), true)?;
+                    self.grad_into_g(rows.as_deref(), true, false)?;
                 }
                 b.copy(&self.g, 0, &mut self.d, 0, p)?;
             }
@@ -768,14 +888,32 @@ impl<B: Backend + Clone> Stepper<B> {
             }
         }
         // θ − d into the scratch; it becomes θ only when finite (its non-finite count read back
-        // with the rates' dot products, in one read), so a diverging step leaves θ at its last
-        // finite value.
+        // with the rates' dot products and the gradient's loss statistics, in one read), so a
+        // diverging step leaves θ and the optimiser state at their last finite values.
         b.copy(&self.theta, 0, &mut self.scratch, 0, p)?;
         b.axpy(-1.0, &self.d, 0, &mut self.scratch, 0, p)?;
         b.count_nonfinite_into(&self.scratch, 0, p, &mut self.scalars, 4)?;
+        if let Some(mini) = pending {
+            let e = if mini { &self.batch } else { &self.full };
+            b.copy(e.stats(), 0, &mut self.scalars, 5, 3)?;
+        }
         let from = if rates { 0 } else { 4 };
-        let sc = b.download_range(&self.scalars, from, 5 - from)?;
-        if sc[4 - from] != 0.0 {
+        let to = if pending.is_some() { 8 } else { 5 };
+        let all = b.download_range(&self.scalars, from, to - from)?;
+        // Indexed as scalars[0..to].
+        let mut sc = vec![0.0; from];
+        sc.extend(all);
+        match pending {
+            // The gradient's divergence is named first, as when its statistics were read first.
+            Some(true) => {
+                self.batch.settle(&sc[5..8])?;
+            }
+            Some(false) => {
+                self.settle_full_with(Some(&sc[5..8]))?;
+            }
+            None => {}
+        }
+        if sc[4] != 0.0 {
             return Err(Error::NonFinite(THETA_NOT_FINITE.into()));
         }
         if rates {
@@ -784,6 +922,15 @@ impl<B: Backend + Clone> Stepper<B> {
             info.bulk_lr = if nb > 0.0 { db / nb } else { f64::NAN };
         }
         std::mem::swap(&mut self.theta, &mut self.scratch);
+        match opt.name {
+            OptKind::Momentum => std::mem::swap(&mut self.m, &mut self.m_next),
+            OptKind::Adam => {
+                std::mem::swap(&mut self.m, &mut self.m_next);
+                std::mem::swap(&mut self.v, &mut self.v_next);
+            }
+            _ => {}
+        }
+        self.t = t_next;
         self.version += 1;
         Ok(info)
     }

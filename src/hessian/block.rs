@@ -164,6 +164,7 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
                 scale,
                 certified: whole,
                 warnings,
+                ridden: None,
             });
         }
         // Room for the new block: a thick restart on the leading Ritz vectors.

@@ -122,6 +122,40 @@ pub struct EigResult<B: Backend> {
     /// What the solver cannot vouch for: a multiplicity that may be unresolved (evidence seen but
     /// not verified, or the budget ran out while verifying), a value tied across the k-th place.
     pub warnings: Vec<String>,
+    /// What the [`Riders`] of the solve brought back with its last read (None without riders).
+    pub ridden: Option<Ridden>,
+}
+
+/// Values a caller wants read back together with a solve's last read-back instead of by reads of
+/// their own (on a device each read-back is a round trip that waits for the queue to drain).
+/// See [`lanczos_riding`].
+pub struct Riders<'a, B: Backend> {
+    /// A vector v (dim long): the returned eigenvectors' coefficients Y·v and ‖v‖² come back in
+    /// [`Ridden`] — ‖P_k v‖/‖v‖ (χ_k) then needs no further read.
+    pub project: Option<&'a B::Buf>,
+    /// `(buffer, offset, len)`: a range of another buffer, copied and read back as it is (e.g. an
+    /// engine's deferred loss statistics). Its values must not change during the solve.
+    pub carry: Option<(&'a B::Buf, usize, usize)>,
+}
+
+impl<B: Backend> Default for Riders<'_, B> {
+    fn default() -> Self {
+        Riders {
+            project: None,
+            carry: None,
+        }
+    }
+}
+
+/// What [`Riders`] brought back.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ridden {
+    /// Y·v: the coefficient of `project` on each returned eigenvector (empty without `project`).
+    pub coefs: Vec<f64>,
+    /// ‖v‖² (0 without `project`).
+    pub norm2: f64,
+    /// The carried range's values.
+    pub carried: Vec<f64>,
 }
 
 /// What a progress callback sees after each product.
@@ -159,6 +193,14 @@ struct Basis<B: Backend> {
     drop_tol: f64,
     /// Products whose remainder was dropped as lying in the span (invariant-subspace breakdowns).
     dropped: usize,
+    /// Values computed on the backend that the next orthogonalisation reads back with its own:
+    /// `aux[..fetch]` (the warm rows' squared norms and the start vector's).
+    aux: B::Buf,
+    fetch: usize,
+    /// What that read brought (empty until then).
+    fetched: Vec<f64>,
+    /// The warm start summed to zero (found at the first read): start afresh.
+    zero_start: bool,
 }
 
 impl<B: Backend> Basis<B> {
@@ -201,7 +243,23 @@ impl<B: Backend> Basis<B> {
             }
         }
         b.dot_into(&self.cand, 0, &self.cand, 0, p, &mut self.coef, m)?;
-        let mut c = b.download_range(&self.coef, 0, m + 1)?;
+        let extra = self.fetch;
+        if extra > 0 {
+            b.copy(&self.aux, 0, &mut self.coef, m + 1, extra)?;
+        }
+        let mut c = b.download_range(&self.coef, 0, m + 1 + extra)?;
+        if extra > 0 {
+            self.fetched = c.split_off(m + 1);
+            self.fetch = 0;
+            // The start vector's squared norm comes last: checked before what it produced.
+            let start2 = self.fetched.last().copied().unwrap_or(0.0);
+            if !start2.is_finite() {
+                return Err(Error::NonFinite(
+                    "Lanczos: start vector is not finite".into(),
+                ));
+            }
+            self.zero_start = start2 == 0.0;
+        }
         let left2 = c.pop().unwrap_or(0.0);
         // (NaN.max(0) is 0 in Rust: test before clamping.)
         let left = left2.max(0.0).sqrt();
@@ -211,6 +269,58 @@ impl<B: Backend> Basis<B> {
             ));
         }
         Ok((c, left))
+    }
+
+    /// Start the basis from Σ_r w_r/‖w_r‖ over the `rows` warm rows of `w` (zero rows skipped),
+    /// normalised, without a read-back: the norms are computed and applied on the backend
+    /// ([`Backend::dot_into`], [`Backend::rsqrt`], a GEMM) and read with the first
+    /// orthogonalisation (`fetched`: the rows' squared norms, then the start's). `factors`: a
+    /// scratch of ≥ rows + 1 elements.
+    fn warm_start(&mut self, b: &B, w: &B::Buf, rows: usize, factors: &mut B::Buf) -> Result<()> {
+        let p = self.dim;
+        for r in 0..rows {
+            b.dot_into(w, r * p, w, r * p, p, factors, r)?;
+        }
+        b.copy(factors, 0, &mut self.aux, 0, rows)?;
+        b.rsqrt(factors, 0, rows)?;
+        // cand = Wᵀ (1/‖w_r‖)_r.
+        b.gemm(
+            true,
+            false,
+            p,
+            1,
+            rows,
+            1.0,
+            w,
+            0,
+            factors,
+            0,
+            0.0,
+            &mut self.cand,
+            0,
+        )?;
+        b.dot_into(&self.cand, 0, &self.cand, 0, p, factors, rows)?;
+        b.copy(factors, rows, &mut self.aux, rows, 1)?;
+        b.rsqrt(factors, rows, 1)?;
+        // q₀ = cand/‖cand‖: a 1×1 by 1×p product with the factor.
+        b.gemm(
+            false,
+            false,
+            1,
+            p,
+            1,
+            1.0,
+            factors,
+            rows,
+            &self.cand,
+            0,
+            0.0,
+            &mut self.q,
+            0,
+        )?;
+        self.m = 1;
+        self.fetch = rows + 1;
+        Ok(())
     }
 
     /// Append `cand / norm` to the basis.
@@ -400,24 +510,21 @@ fn ritz_vectors<B: Backend>(b: &B, basis: &Basis<B>, s_up: &B::Buf, rows: usize)
 }
 
 /// Signs that the k converged pairs may hold too few copies of a repeated eigenvalue (empty: none
-/// seen). `y`: the k top Ritz vectors (k × dim rows), which the caller returns as the result.
-#[allow(clippy::too_many_arguments)]
-fn multiplicity_evidence<B: Backend>(
-    b: &B,
-    basis: &Basis<B>,
+/// seen). `dropped`: the search's invariant-subspace breakdowns; `warm`: G = Y Uᵀ (k × rows, row
+/// major) of the k top Ritz vectors Y and the warm rows U, with the rows' norms.
+fn multiplicity_evidence(
+    dropped: usize,
     theta: &[f64],
-    y: &B::Buf,
     k: usize,
     scale: f64,
     coincide: f64,
-    warm: Option<(&B::Buf, usize)>,
+    warm: Option<(&[f64], usize)>,
     warm_norms: &[f64],
-) -> Result<Vec<String>> {
+) -> Vec<String> {
     let mut why = Vec::new();
-    if basis.dropped > 0 {
+    if dropped > 0 {
         why.push(format!(
-            "the Krylov space became invariant {} time(s) (few distinct eigenvalues)",
-            basis.dropped
+            "the Krylov space became invariant {dropped} time(s) (few distinct eigenvalues)"
         ));
     }
     let top = (k + 1).min(theta.len());
@@ -428,21 +535,14 @@ fn multiplicity_evidence<B: Backend>(
             (theta[i - 1] - theta[i]) / scale
         ));
     }
-    if let Some((w, rows)) = warm
+    if let Some((g, rows)) = warm
         && rows > 0
         && rows <= k
+        && warm_norms.len() == rows
     {
-        // G = Y Uᵀ (k × rows): the part of each warm vector inside the new top-k span.
-        let p = basis.dim;
-        let mut g = b.zeros(k * rows)?;
-        b.gemm(false, true, k, rows, p, 1.0, y, 0, w, 0, 0.0, &mut g, 0)?;
-        let g = b.download(&g)?;
-        // The rows' norms as read at the start (the same buffer, unchanged since).
-        let norms = if warm_norms.len() == rows {
-            warm_norms.to_vec()
-        } else {
-            b.row_norms(w, 0, rows, p)?
-        };
+        // g = Y Uᵀ (k × rows): the part of each warm vector inside the new top-k span; the rows'
+        // norms as read at the start (the same buffer, unchanged since).
+        let norms = warm_norms;
         let worst = (0..rows)
             .filter(|&r| norms[r] > 0.0 && norms[r].is_finite())
             .map(|r| {
@@ -460,7 +560,7 @@ fn multiplicity_evidence<B: Backend>(
             ));
         }
     }
-    Ok(why)
+    why
 }
 
 /// The buffers of a solve (the basis Q and its products W, residuals, scratch, coefficients),
@@ -477,6 +577,9 @@ pub struct LanczosWork<B: Backend> {
     coef: Option<B::Buf>,
     coef2: Option<B::Buf>,
     cand: Option<B::Buf>,
+    aux: Option<B::Buf>,
+    factors: Option<B::Buf>,
+    last: Option<B::Buf>,
 }
 
 impl<B: Backend> Default for LanczosWork<B> {
@@ -490,6 +593,9 @@ impl<B: Backend> Default for LanczosWork<B> {
             coef: None,
             coef2: None,
             cand: None,
+            aux: None,
+            factors: None,
+            last: None,
         }
     }
 }
@@ -541,6 +647,25 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
     progress: &mut dyn FnMut(&Progress),
     work: &mut LanczosWork<B>,
 ) -> Result<EigResult<B>> {
+    lanczos_riding(b, op, opts, warm, progress, work, &Riders::default())
+}
+
+/// [`lanczos_with`] with [`Riders`]: values read back with the solve's last read-back
+/// ([`EigResult::ridden`]).
+///
+/// Read-backs on a device: one per operator product (its orthogonalisation's coefficients and
+/// norm), and one per convergence check by true residuals, which also brings the warm-start
+/// evidence and the riders — a warm solve that converges at once costs its products + 1. The warm
+/// start's norms are computed on the backend and read with the first product's coefficients.
+pub fn lanczos_riding<B: Backend, O: Operator<B>>(
+    b: &B,
+    op: &mut O,
+    opts: &LanczosOptions,
+    warm: Option<(&B::Buf, usize)>,
+    progress: &mut dyn FnMut(&Progress),
+    work: &mut LanczosWork<B>,
+    riders: &Riders<B>,
+) -> Result<EigResult<B>> {
     let p = op.dim();
     let k = opts.k;
     check_k_tol(opts, p)?;
@@ -576,28 +701,32 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
         q: take_or_zeros(b, &mut work.q, cap * p)?,
         w: take_or_zeros(b, &mut work.w, cap * p)?,
         t: DMatrix::zeros(cap, cap),
-        coef: take_or_zeros(b, &mut work.coef, cap + 1)?,
+        // The orthogonalisation's m + 1 values, then what it fetches from `aux` (≤ k + 1).
+        coef: take_or_zeros(b, &mut work.coef, cap + k + 2)?,
         coef2: take_or_zeros(b, &mut work.coef2, cap)?,
         cand: take_or_zeros(b, &mut work.cand, p)?,
         products: 0,
         drop_tol: b.precision().eps().sqrt(),
         dropped: 0,
+        aux: take_or_zeros(b, &mut work.aux, k + 1)?,
+        fetch: 0,
+        fetched: Vec::new(),
+        zero_start: false,
     };
+    let mut factors = take_or_zeros(b, &mut work.factors, k + 1)?;
     let mut seed = opts.seed;
-    // The warm rows' norms, read once: the start and the evidence check both use them.
-    let mut warm_norms = Vec::new();
+    // The warm rows (at most k: the previous top k), their sum the start vector.
+    let warm = warm.filter(|&(_, rows)| rows > 0);
     if let Some((w, rows)) = warm {
         crate::backend::check_range("warm start", b.len(w), 0, rows * p)?;
-        b.fill(&mut basis.cand, 0, p, 0.0)?;
-        // The rows' norms in one read-back.
-        let norms = b.row_norms(w, 0, rows, p)?;
-        warm_norms = norms.clone();
-        for (r, &nr) in norms.iter().enumerate() {
-            if nr > 0.0 && nr.is_finite() {
-                b.axpy(1.0 / nr, w, r * p, &mut basis.cand, 0, p)?;
-            }
+        if rows > k {
+            return Err(Error::InvalidArgument(format!(
+                "a warm start of {rows} vectors for the top {k}: give at most k"
+            )));
         }
-        basis.append_start(b)?;
+        if cap > 0 {
+            basis.warm_start(b, w, rows, &mut factors)?;
+        }
     }
     let mut add_random = |basis: &mut Basis<B>| -> Result<bool> {
         seed = seed.wrapping_add(1);
@@ -620,8 +749,32 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
     // The budget ran out before a wanted verification was done.
     let mut verify_cut = false;
     let mut warnings = Vec::new();
+    // The warm rows' norms (read with the first product's coefficients; for the evidence check).
+    let mut warm_norms: Vec<f64> = Vec::new();
     loop {
         let (r, first) = basis.step(b, op)?;
+        if let Some((_, rows)) = warm
+            && warm_norms.is_empty()
+            && basis.fetched.len() == rows + 1
+        {
+            warm_norms = basis.fetched[..rows]
+                .iter()
+                .map(|&x| x.max(0.0).sqrt())
+                .collect();
+        }
+        if std::mem::take(&mut basis.zero_start) {
+            // The warm rows summed to zero: drop that product and start from random vectors.
+            basis.m = 0;
+            basis.applied = 0;
+            basis.dropped = 0;
+            basis.t.fill(0.0);
+            while basis.m < block {
+                if !add_random(&mut basis)? {
+                    break;
+                }
+            }
+            continue;
+        }
         let m = basis.applied;
         let (theta, s) = basis.ritz();
         // Pairs that must meet the tolerance: k, or in a round the kept ones and the deflated top.
@@ -643,7 +796,9 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
         let out_of_budget = basis.products >= max_products;
         let mut report = estimate.clone();
         let mut met = false;
-        let mut sk = None;
+        // At a check: the top kout Ritz vectors (what a finish returns), the warm-start evidence
+        // G = Y Uᵀ if it will be wanted, what the riders brought.
+        let mut checked: Option<(B::Buf, Option<Vec<f64>>, Ridden)> = None;
         if all_met || out_of_room || out_of_budget {
             // The true residuals from the stored products: R = Sₖᵀ W − Θ Sₖᵀ Q.
             let s_up = upload_rows(b, &s, kk, None)?;
@@ -654,9 +809,57 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
             b.gemm(
                 false, false, kk, p, m, -1.0, &ts_up, 0, &basis.q, 0, 1.0, &mut resid, 0,
             )?;
-            report = b.row_norms(&resid, 0, kk, p)?;
+            let y = ritz_vectors(b, &basis, &s_up, kout)?;
+            // G is wanted when these pairs meet the tolerance and the evidence check follows.
+            let g_rows = match (round.is_none() && kout == k, opts.verify, warm) {
+                (true, Verify::Auto | Verify::Never, Some((_, rows))) => rows,
+                _ => 0,
+            };
+            // One read-back: ‖R_i‖² (kk) | G (k·g_rows) | Y v (kout) and ‖v‖² | the carried range.
+            let n_proj = if riders.project.is_some() {
+                kout + 1
+            } else {
+                0
+            };
+            let n_carry = riders.carry.map_or(0, |c| c.2);
+            let len = kk + k * g_rows + n_proj + n_carry;
+            let mut last = take_or_zeros(b, &mut work.last, len)?;
+            for i in 0..kk {
+                b.dot_into(&resid, i * p, &resid, i * p, p, &mut last, i)?;
+            }
+            let mut at = kk;
+            if let (true, Some((w, rows))) = (g_rows > 0, warm) {
+                b.gemm(
+                    false, true, k, rows, p, 1.0, &y, 0, w, 0, 0.0, &mut last, at,
+                )?;
+                at += k * rows;
+            }
+            if let Some(v) = riders.project {
+                crate::backend::check_range("projected vector", b.len(v), 0, p)?;
+                b.gemm(
+                    false, false, kout, 1, p, 1.0, &y, 0, v, 0, 0.0, &mut last, at,
+                )?;
+                b.dot_into(v, 0, v, 0, p, &mut last, at + kout)?;
+                at += kout + 1;
+            }
+            if let Some((c, off, n)) = riders.carry {
+                b.copy(c, off, &mut last, at, n)?;
+            }
+            let vals = b.download_range(&last, 0, len)?;
+            work.last = Some(last);
+            report = vals[..kk].iter().map(|&x| x.max(0.0).sqrt()).collect();
             met = kk == want && report.iter().all(|&x| x <= limit);
-            sk = Some(s_up);
+            let mut at = kk;
+            let g = (g_rows > 0).then(|| vals[at..at + k * g_rows].to_vec());
+            at += k * g_rows;
+            let mut ridden = Ridden::default();
+            if n_proj > 0 {
+                ridden.coefs = vals[at..at + kout].to_vec();
+                ridden.norm2 = vals[at + kout];
+                at += n_proj;
+            }
+            ridden.carried = vals[at..at + n_carry].to_vec();
+            checked = Some((y, g, ridden));
         }
         progress(&Progress {
             products: basis.products,
@@ -669,32 +872,23 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
         // the top `hold` pairs, or go on.
         let mut finish = None;
         let mut start_round = None;
-        // The top-k Ritz vectors when the evidence check formed them (returned as they are).
-        let mut formed = None;
         if out_of_room {
             finish = Some(true);
         } else if met {
             match &round {
                 None => {
-                    let sk = sk.as_ref().expect("true residuals were formed");
+                    let g = checked.as_ref().and_then(|c| c.1.as_deref());
                     let evidence = match (opts.verify, warm) {
                         (Verify::Auto, None) | (Verify::Always, _) => Vec::new(),
-                        _ => {
-                            let y = ritz_vectors(b, &basis, sk, k)?;
-                            let e = multiplicity_evidence(
-                                b,
-                                &basis,
-                                &theta,
-                                &y,
-                                k,
-                                scale,
-                                coincide,
-                                warm,
-                                &warm_norms,
-                            )?;
-                            formed = Some(y);
-                            e
-                        }
+                        _ => multiplicity_evidence(
+                            basis.dropped,
+                            &theta,
+                            k,
+                            scale,
+                            coincide,
+                            g.zip(warm.map(|w| w.1)),
+                            &warm_norms,
+                        ),
                     };
                     let verify = match opts.verify {
                         Verify::Always => true,
@@ -743,11 +937,10 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
             finish = Some(false);
         }
         if let Some(certified) = finish {
-            let vectors = match (formed, sk) {
-                (Some(y), _) if kout == k => y,
-                (_, Some(s_up)) => ritz_vectors(b, &basis, &s_up, kout)?,
-                (_, None) => ritz_vectors(b, &basis, &upload_rows(b, &s, kk, None)?, kout)?,
-            };
+            // Every finish follows a check in the same iteration.
+            let (vectors, _, ridden) = checked.ok_or_else(|| {
+                Error::Backend("Lanczos: finished without a residual check".into())
+            })?;
             let pairs_met = kout == k && report[..k].iter().all(|&x| x <= limit);
             // A value tied across the k-th place: right values, but the vectors are one choice.
             if certified && kk > k && report[k] <= limit && theta[k] >= theta[k - 1] - limit {
@@ -765,6 +958,8 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
             work.cand = Some(basis.cand);
             work.resid = Some(resid);
             work.scratch = Some(scratch);
+            work.aux = Some(basis.aux);
+            work.factors = Some(factors);
             return Ok(EigResult {
                 values: theta[..kout].to_vec(),
                 converged: pairs_met && !verify_cut,
@@ -775,6 +970,7 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
                 scale,
                 certified,
                 warnings,
+                ridden: (riders.project.is_some() || riders.carry.is_some()).then_some(ridden),
             });
         }
         if let Some(hold) = start_round {

@@ -83,5 +83,6 @@ pub fn power_iteration<B: Backend, O: Operator<B>>(
         scale,
         certified: false,
         warnings: Vec::new(),
+        ridden: None,
     })
 }

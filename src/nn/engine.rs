@@ -177,6 +177,8 @@ pub struct Engine<B: Backend> {
     stats: B::Buf,
     scratch_stats: B::Buf,
     eval: Option<Eval>,
+    /// Parameters set by [`Engine::set_params_deferred`], statistics not read yet.
+    deferred: bool,
     hvps: usize,
 }
 
@@ -358,6 +360,7 @@ impl<B: Backend + Clone> Engine<B> {
             rval,
             rgrd,
             eval: None,
+            deferred: false,
             hvps: 0,
         })
     }
@@ -398,12 +401,22 @@ impl<B: Backend + Clone> Engine<B> {
     }
     /// ∇L at the current parameters.
     pub fn grad(&self) -> Result<&B::Buf> {
-        self.eval.ok_or_else(not_ready)?;
+        self.ready()?;
         Ok(&self.grad)
     }
-    /// Loss and accuracy at the current parameters.
+    /// Loss and accuracy at the current parameters. Errors: no parameters set, or statistics
+    /// deferred and not settled yet ([`Engine::settle`]).
     pub fn eval(&self) -> Result<Eval> {
         self.eval.ok_or_else(not_ready)
+    }
+
+    /// Parameters set: settled, or deferred (∇L and HVPs are ready either way).
+    fn ready(&self) -> Result<()> {
+        if self.eval.is_some() || self.deferred {
+            Ok(())
+        } else {
+            Err(not_ready())
+        }
     }
 
     /// Swap in other samples of the same count and shape (a new minibatch); the parameters must
@@ -426,6 +439,7 @@ impl<B: Backend + Clone> Engine<B> {
         self.input = data_input(&self.backend, &self.graph, data, self.plan.chunk)?;
         self.t = self.backend.upload(&data.y)?;
         self.eval = None;
+        self.deferred = false;
         Ok(())
     }
 
@@ -447,8 +461,20 @@ impl<B: Backend + Clone> Engine<B> {
     /// Returns the full-data loss and accuracy; ∇L is then in [`Engine::grad`]. A non-finite
     /// loss or gradient is an error (the run diverged).
     pub fn set_params(&mut self, theta: &B::Buf) -> Result<Eval> {
+        self.set_params_deferred(theta)?;
+        // Loss, accuracy and the gradient's non-finite count in one read-back.
+        let stats = self.backend.download_range(&self.stats, 0, 3)?;
+        self.settle(&stats)
+    }
+
+    /// [`Engine::set_params`] without its read-back: ∇L and the HVP's cache are ready, and the
+    /// three statistics [Σ loss, Σ correct, non-finite count of ∇L] stay in [`Engine::stats`]
+    /// for the caller to read together with other values and hand to [`Engine::settle`], which
+    /// gives the loss or the divergence error. [`Engine::eval`] is not ready until then.
+    pub fn set_params_deferred(&mut self, theta: &B::Buf) -> Result<()> {
         let p = self.num_params();
         self.eval = None;
+        self.deferred = false;
         self.backend.copy(theta, 0, &mut self.theta, 0, p)?;
         self.backend.fill(&mut self.stats, 0, 2, 0.0)?;
         self.backend.fill(&mut self.grad, 0, p, 0.0)?;
@@ -458,10 +484,36 @@ impl<B: Backend + Clone> Engine<B> {
             self.forward_backward_chunk(r0, c, true)?;
             r0 += c;
         }
-        // Loss, accuracy and the gradient's non-finite count in one read-back.
         self.backend
             .count_nonfinite_into(&self.grad, 0, p, &mut self.stats, 2)?;
-        let stats = self.backend.download_range(&self.stats, 0, 3)?;
+        self.deferred = true;
+        Ok(())
+    }
+
+    /// The buffer whose first 3 elements hold the statistics of the last
+    /// [`Engine::set_params_deferred`] (unchanged by HVPs).
+    pub fn stats(&self) -> &B::Buf {
+        &self.stats
+    }
+
+    /// Whether the statistics of the parameters set wait for [`Engine::settle`].
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
+    }
+
+    /// Settle deferred statistics with their 3 values read back: the full-data loss and
+    /// accuracy, or [`Error::NonFinite`] when the loss or the gradient is not finite (the
+    /// parameters are then unusable, as after a failed [`Engine::set_params`]). Errors also when
+    /// nothing is deferred or `stats` is short.
+    pub fn settle(&mut self, stats: &[f64]) -> Result<Eval> {
+        if !self.deferred || stats.len() < 3 {
+            return Err(Error::InvalidArgument(format!(
+                "Engine::settle: {} statistics for {} deferred parameters",
+                stats.len(),
+                if self.deferred { "the" } else { "no" }
+            )));
+        }
+        self.deferred = false;
         let eval = Eval {
             loss: stats[0] / self.n as f64,
             accuracy: stats[1] / self.n as f64,
@@ -637,7 +689,7 @@ impl<B: Backend + Clone> Engine<B> {
         out: &mut B::Buf,
         out_off: usize,
     ) -> Result<()> {
-        self.eval.ok_or_else(not_ready)?;
+        self.ready()?;
         let p = self.num_params();
         crate::backend::check_range("hvp v", self.backend.len(v), v_off, rows * p)?;
         crate::backend::check_range("hvp out", self.backend.len(out), out_off, rows * p)?;
