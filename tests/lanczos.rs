@@ -593,3 +593,94 @@ fn a_reused_workspace_changes_nothing() {
         );
     }
 }
+
+/// Riders come back with the solve's last read: the returned vectors' coefficients on a vector
+/// and its squared norm (equal to what the host computes from the returned vectors), and a
+/// carried range as it is; a solve without riders brings none.
+#[test]
+fn riders_bring_the_projection_and_the_carried_values() {
+    use subspace_lab::hessian::lanczos::{LanczosWork, Riders, lanczos_riding};
+    let n = 120;
+    let lam: Vec<f64> = (0..n).map(|i| 30.0 * 0.9f64.powi(i as i32) - 1.0).collect();
+    let a = sym_with_spectrum(&lam, 11);
+    let b = F64::new();
+    let o = opts(4, 1e-9, 1);
+    let mut op = DenseOperator::new(b.clone(), n, &a).unwrap();
+    let v: Vec<f64> = (0..n).map(|i| ((i * 7 % 13) as f64) - 6.0).collect();
+    let vb = b.upload(&v).unwrap();
+    let carry = b.upload(&[9.0, 1.5, -2.0, 7.25, 4.0]).unwrap();
+    let riders = Riders {
+        project: Some(&vb),
+        carry: Some((&carry, 1, 3)),
+    };
+    let mut work = LanczosWork::default();
+    let mut run = |warm: Option<(&Vec<f64>, usize)>, work: &mut LanczosWork<F64>| {
+        lanczos_riding(&b, &mut op, &o, warm, &mut |_| {}, work, &riders).unwrap()
+    };
+    let cold = run(None, &mut work);
+    let warm = run(Some((&cold.vectors, 4)), &mut work);
+    for r in [&cold, &warm] {
+        let got = r.ridden.as_ref().expect("riders were given");
+        let y = b.download(&r.vectors).unwrap();
+        let want: Vec<f64> = (0..4)
+            .map(|i| (0..n).map(|j| y[i * n + j] * v[j]).sum())
+            .collect();
+        assert_eq!(got.coefs.len(), 4);
+        for i in 0..4 {
+            assert!(
+                (got.coefs[i] - want[i]).abs() <= 1e-12 * 40.0,
+                "{got:?} vs {want:?}"
+            );
+        }
+        let vv: f64 = v.iter().map(|x| x * x).sum();
+        assert!((got.norm2 - vv).abs() <= 1e-12 * vv);
+        assert_eq!(got.carried, vec![1.5, -2.0, 7.25]);
+    }
+    assert!(
+        warm.products < cold.products,
+        "{} vs {}",
+        warm.products,
+        cold.products
+    );
+    let plain = lanczos(&b, &mut op, &o, None, &mut |_| {}).unwrap();
+    assert!(plain.ridden.is_none());
+    assert_eq!(
+        plain.values, cold.values,
+        "riders change nothing in the solve"
+    );
+}
+
+/// A warm start of zero rows starts afresh from random vectors (the zero sum is found at the
+/// first read, without a read of its own) and agrees with a cold solve; a warm row with a NaN is
+/// an error naming the start vector; more warm rows than k is an argument error.
+#[test]
+fn degenerate_warm_starts() {
+    let n = 80;
+    let lam: Vec<f64> = (0..n).map(|i| 10.0 - 0.1 * i as f64).collect();
+    let a = sym_with_spectrum(&lam, 3);
+    let b = F64::new();
+    let o = opts(3, 1e-9, 1);
+    let mut op = DenseOperator::new(b.clone(), n, &a).unwrap();
+    let zeros = b.zeros(3 * n).unwrap();
+    let z = lanczos(&b, &mut op, &o, Some((&zeros, 3)), &mut |_| {}).unwrap();
+    assert!(z.converged && z.certified);
+    for i in 0..3 {
+        assert!(
+            (z.values[i] - lam[i]).abs() <= 1e-8 * 10.0,
+            "{:?}",
+            z.values
+        );
+    }
+    let mut nan = vec![0.5; 3 * n];
+    nan[n + 4] = f64::NAN;
+    let nan = b.upload(&nan).unwrap();
+    let e = lanczos(&b, &mut op, &o, Some((&nan, 3)), &mut |_| {})
+        .err()
+        .expect("a NaN warm row is an error");
+    assert!(e.to_string().contains("start vector is not finite"), "{e}");
+    let four = b.zeros(4 * n).unwrap();
+    let e = lanczos(&b, &mut op, &o, Some((&four, 4)), &mut |_| {})
+        .err()
+        .expect("4 warm rows for k = 3");
+    assert!(e.to_string().contains("at most k"), "{e}");
+}

@@ -716,7 +716,7 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
     let mut factors = take_or_zeros(b, &mut work.factors, k + 1)?;
     let mut seed = opts.seed;
     // The warm rows (at most k: the previous top k), their sum the start vector.
-    let warm = warm.filter(|&(_, rows)| rows > 0);
+    let mut warm = warm.filter(|&(_, rows)| rows > 0);
     if let Some((w, rows)) = warm {
         crate::backend::check_range("warm start", b.len(w), 0, rows * p)?;
         if rows > k {
@@ -763,7 +763,9 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
                 .collect();
         }
         if std::mem::take(&mut basis.zero_start) {
-            // The warm rows summed to zero: drop that product and start from random vectors.
+            // The warm rows summed to zero: drop that product and solve as from a cold start
+            // (random vectors, verified like one).
+            warm = None;
             basis.m = 0;
             basis.applied = 0;
             basis.dropped = 0;
