@@ -1761,10 +1761,17 @@ fn git_commit() -> Option<String> {
     (out.status.success() && !c.is_empty()).then_some(c)
 }
 
-/// "; per step … submits, … read-backs (… bytes), … uploads (… bytes)" for `bench`'s text output.
+/// "; per step … submits, … read-backs (… bytes), … uploads (… bytes), … buffers created (… bytes)"
+/// for `bench`'s text output.
 fn per_step_traffic(t: subspace_lab::backend::Transfers) -> String {
     format!(
-        "; per step {} submits, {} read-backs ({} bytes), {} uploads ({} bytes)",
-        t.submits, t.readbacks, t.bytes_read, t.uploads, t.bytes_uploaded
+        "; per step {} submits, {} read-backs ({} bytes), {} uploads ({} bytes), {} buffers created ({} bytes)",
+        t.submits,
+        t.readbacks,
+        t.bytes_read,
+        t.uploads,
+        t.bytes_uploaded,
+        t.allocations,
+        t.bytes_allocated
     )
 }

@@ -523,8 +523,10 @@ fn an_hvp_is_one_submit() {
 }
 
 /// The transfer counters (`Backend::transfers`, what `bench` reports per Dom-SGD step) count
-/// exactly: an upload of n scalars is one upload of 4n bytes, a download one read-back (and one
-/// submit) of 4n bytes, an HVP at cached parameters neither; the CPU has no device and no counters.
+/// exactly: an upload of n scalars is one upload of 4n bytes into one new buffer, a buffer of
+/// zeros an allocation, a write into a buffer an upload (and a submit of what was recorded) but
+/// no allocation, a download one read-back (and one submit) of 4n bytes, an HVP at cached
+/// parameters none of these; the CPU has no device and no counters.
 #[test]
 fn transfers_are_counted_exactly() {
     assert!(
@@ -542,7 +544,32 @@ fn transfers_are_counted_exactly() {
     assert_eq!((t1 - t0).uploads, 1, "{:?}", t1 - t0);
     assert_eq!((t1 - t0).bytes_uploaded, 4 * p as u64);
     assert_eq!((t1 - t0).readbacks, 0);
+    assert_eq!(
+        ((t1 - t0).allocations, (t1 - t0).bytes_allocated),
+        (1, 4 * p as u64)
+    );
     let mut out = g.zeros(p).unwrap();
+    let t1 = g.transfers().unwrap();
+    g.write(&mut out, 3, &[1.0, 2.0]).unwrap();
+    let w = g.transfers().unwrap() - t1;
+    assert_eq!(
+        (w.uploads, w.bytes_uploaded, w.allocations, w.readbacks),
+        (1, 8, 0, 0),
+        "{w:?}"
+    );
+    assert_eq!(g.download_range(&out, 2, 3).unwrap(), vec![0.0, 1.0, 2.0]);
+    assert!(
+        g.write(&mut out, p - 1, &[1.0, 2.0]).is_err(),
+        "out of range"
+    );
+    // A write is ordered after the work recorded before it: that work sees the old values.
+    let mut src = g.upload(&[1.0, 2.0, 3.0]).unwrap();
+    let mut dst = g.zeros(3).unwrap();
+    g.copy(&src, 0, &mut dst, 0, 3).unwrap();
+    g.write(&mut src, 0, &[7.0, 8.0, 9.0]).unwrap();
+    g.axpy(1.0, &src, 0, &mut dst, 0, 3).unwrap();
+    assert_eq!(g.download(&dst).unwrap(), vec![8.0, 10.0, 12.0]);
+    let t1 = g.transfers().unwrap();
     e.hvp(&v, 0, &mut out, 0).unwrap();
     let t2 = g.transfers().unwrap();
     assert_eq!(
@@ -872,7 +899,7 @@ fn a_dom_sgd_step_keeps_its_state_on_the_device() {
             let t = g.transfers().unwrap() - t0;
             assert!(info.dom_lr.is_finite() && info.bulk_lr.is_finite());
             eprintln!(
-                "{solver:?} {:?}: λ {:?}, {} HVPs; {} submits, {} read-backs ({} bytes), {} uploads ({} bytes); p = {p}",
+                "{solver:?} {:?}: λ {:?}, {} HVPs; {} submits, {} read-backs ({} bytes), {} uploads ({} bytes), {} allocations ({} bytes); p = {p}",
                 opt.name,
                 sp.values,
                 sp.hvps,
@@ -880,7 +907,9 @@ fn a_dom_sgd_step_keeps_its_state_on_the_device() {
                 t.readbacks,
                 t.bytes_read,
                 t.uploads,
-                t.bytes_uploaded
+                t.bytes_uploaded,
+                t.allocations,
+                t.bytes_allocated
             );
             // θ (4p bytes) is not among the uploads: the minibatch plus small coefficient rows.
             assert!(
@@ -907,6 +936,9 @@ fn a_dom_sgd_step_keeps_its_state_on_the_device() {
                     t.readbacks,
                     sp.hvps
                 );
+                // Steady state: the minibatch and the Ritz coefficients are written into
+                // existing buffers, the solve's vectors into the previous basis.
+                assert_eq!(t.allocations, 0, "{} buffers created", t.allocations);
             }
         }
     }

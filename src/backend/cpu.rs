@@ -166,6 +166,12 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn upload(&self, data: &[f64]) -> Result<Vec<T>> {
         Ok(data.iter().map(|&x| T::of(x)).collect())
     }
+    fn write(&self, buf: &mut Vec<T>, off: usize, data: &[f64]) -> Result<()> {
+        for (d, &x) in sl_mut(buf, off, data.len(), "write")?.iter_mut().zip(data) {
+            *d = T::of(x);
+        }
+        Ok(())
+    }
     fn download(&self, buf: &Vec<T>) -> Result<Vec<f64>> {
         Ok(buf.iter().map(|x| x.wide()).collect())
     }

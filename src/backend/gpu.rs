@@ -224,6 +224,8 @@ struct State {
     bytes_read: u64,
     uploads: u64,
     bytes_uploaded: u64,
+    allocations: u64,
+    bytes_allocated: u64,
 }
 
 struct Inner {
@@ -578,6 +580,8 @@ impl GpuBackend {
                 readbacks: 0,
                 bytes_read: 0,
                 uploads: 0,
+                allocations: 0,
+                bytes_allocated: 0,
                 bytes_uploaded: 0,
             }),
             reduce_lock: Mutex::new(()),
@@ -679,6 +683,11 @@ impl GpuBackend {
                 "out of GPU memory allocating {:.1} MiB: {e}",
                 bytes as f64 / 1048576.0
             )));
+        }
+        {
+            let mut st = self.state()?;
+            st.allocations += 1;
+            st.bytes_allocated += bytes;
         }
         Ok(GpuBuf {
             buf,
@@ -806,6 +815,11 @@ impl GpuBackend {
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
+            {
+                let mut st = self.state()?;
+                st.allocations += 1;
+                st.bytes_allocated += bytes;
+            }
             &staging_owned
         };
         {
@@ -1079,6 +1093,37 @@ impl Backend for GpuBackend {
         st.bytes_uploaded += 4 * data.len() as u64;
         Ok(b)
     }
+    fn write(&self, buf: &mut GpuBuf, off: usize, data: &[f64]) -> Result<()> {
+        check_range("write", buf.len, off, data.len())?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let f: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+        let mut st = self.state()?;
+        // A queue write runs before the commands of the next submit: submit what is recorded
+        // first, so that work recorded before this write sees the old values.
+        self.submit(&mut st)?;
+        self.inner
+            .queue
+            .write_buffer(&buf.buf, (off * 4) as u64, bytemuck::cast_slice(&f));
+        st.uploads += 1;
+        st.bytes_uploaded += 4 * data.len() as u64;
+        Ok(())
+    }
+    fn input_write(&self, x: &mut GpuInput, data: &[f64], rows: usize, cols: usize) -> Result<()> {
+        if rows.checked_mul(cols) != Some(data.len()) {
+            return Err(Error::Shape(format!(
+                "input of {} values is not {rows}×{cols}",
+                data.len()
+            )));
+        }
+        if x.cols == cols && x.buf.len == data.len() {
+            self.write(&mut x.buf, 0, data)
+        } else {
+            *x = self.input(data, rows, cols)?;
+            Ok(())
+        }
+    }
     fn transfers(&self) -> Option<super::Transfers> {
         self.state().ok().map(|s| super::Transfers {
             submits: s.submits,
@@ -1086,6 +1131,8 @@ impl Backend for GpuBackend {
             bytes_read: s.bytes_read,
             uploads: s.uploads,
             bytes_uploaded: s.bytes_uploaded,
+            allocations: s.allocations,
+            bytes_allocated: s.bytes_allocated,
         })
     }
     fn download(&self, buf: &GpuBuf) -> Result<Vec<f64>> {

@@ -224,6 +224,11 @@ pub trait Backend {
 
     fn zeros(&self, len: usize) -> Result<Self::Buf>;
     fn upload(&self, data: &[f64]) -> Result<Self::Buf>;
+    /// Host values into `buf[off..off + data.len()]`, an existing buffer (no allocation: what a
+    /// step that uploads something every time — a minibatch, small coefficient matrices — uses
+    /// in its steady state). On a device ordered after everything recorded before it. Errors: a
+    /// range outside the buffer.
+    fn write(&self, buf: &mut Self::Buf, off: usize, data: &[f64]) -> Result<()>;
     fn download(&self, buf: &Self::Buf) -> Result<Vec<f64>>;
     /// Elements `off..off+len` of a buffer (one read-back of `len` elements on a device).
     /// Errors: a range outside the buffer.
@@ -268,6 +273,18 @@ pub trait Backend {
     /// Prepare a row-major rows×cols input matrix for [`Backend::input_gemm_nt`] and
     /// [`Backend::input_gemm_tn`].
     fn input(&self, x: &[f64], rows: usize, cols: usize) -> Result<Self::Input>;
+    /// Replace an input's values by another matrix of the same shape: into its buffers where the
+    /// backend can (the GPU: no allocation), else prepared afresh ([`Backend::input`]).
+    fn input_write(
+        &self,
+        x: &mut Self::Input,
+        data: &[f64],
+        rows: usize,
+        cols: usize,
+    ) -> Result<()> {
+        *x = self.input(data, rows, cols)?;
+        Ok(())
+    }
 
     /// C (c×n at `c_off`) = α·X[r0..r0+c, :]·Bᵀ + β·C, with B n×cols at `b_off` (a weight matrix
     /// in θ's layout): the first layer's forward product.
@@ -851,8 +868,13 @@ pub struct Transfers {
     pub bytes_read: u64,
     /// Buffers created from host data.
     pub uploads: u64,
-    /// Bytes of those buffers.
+    /// Bytes of those buffers and of host values written into existing ones.
     pub bytes_uploaded: u64,
+    /// Device buffers created (each one, on the GPU, also an error-scope round trip natively):
+    /// none in a steady-state step.
+    pub allocations: u64,
+    /// Bytes of those buffers.
+    pub bytes_allocated: u64,
 }
 
 impl std::ops::Sub for Transfers {
@@ -864,6 +886,8 @@ impl std::ops::Sub for Transfers {
             bytes_read: self.bytes_read - o.bytes_read,
             uploads: self.uploads - o.uploads,
             bytes_uploaded: self.bytes_uploaded - o.bytes_uploaded,
+            allocations: self.allocations - o.allocations,
+            bytes_allocated: self.bytes_allocated - o.bytes_allocated,
         }
     }
 }

@@ -605,7 +605,10 @@ impl<B: Backend + Clone> Stepper<B> {
             (pg / grad_norm).min(1.0)
         };
         let worst_residual = eig.residuals.iter().cloned().fold(0.0, f64::max);
-        self.warm = Some(eig.vectors);
+        // The previous basis becomes the buffer of the next solve's vectors (no allocation).
+        if let Some(old) = self.warm.replace(eig.vectors) {
+            self.work.recycle(old);
+        }
         self.measured = Some(self.version);
         Ok(Spectrum {
             eval,

@@ -412,6 +412,7 @@ impl<B: Backend> Basis<B> {
     /// Thick restart: keep the leading `keep` Ritz vectors (Q ← SᵀQ, W ← SᵀW, T ← Θ) and, if
     /// `keep_pending`, the pending vectors (not yet applied), whose coupling to the kept ones the
     /// next step recomputes; otherwise they are dropped.
+    #[allow(clippy::too_many_arguments)]
     fn restart(
         &mut self,
         b: &B,
@@ -420,12 +421,14 @@ impl<B: Backend> Basis<B> {
         keep: usize,
         keep_pending: bool,
         scratch: &mut B::Buf,
+        s_up: &mut B::Buf,
     ) -> Result<()> {
         let (p, m) = (self.dim, self.applied);
         let pending = if keep_pending { self.m - m } else { 0 };
-        let s_up = upload_rows(b, s, keep, None)?;
+        write_rows(b, s, keep, None, s_up)?;
+        let s_up = &*s_up;
         b.gemm(
-            false, false, keep, p, m, 1.0, &s_up, 0, &self.q, 0, 0.0, scratch, 0,
+            false, false, keep, p, m, 1.0, s_up, 0, &self.q, 0, 0.0, scratch, 0,
         )?;
         // Move the pending vectors down behind the kept ones, then the kept ones in.
         for j in 0..pending {
@@ -435,7 +438,7 @@ impl<B: Backend> Basis<B> {
         }
         b.copy(scratch, 0, &mut self.q, 0, keep * p)?;
         b.gemm(
-            false, false, keep, p, m, 1.0, &s_up, 0, &self.w, 0, 0.0, scratch, 0,
+            false, false, keep, p, m, 1.0, s_up, 0, &self.w, 0, 0.0, scratch, 0,
         )?;
         b.copy(scratch, 0, &mut self.w, 0, keep * p)?;
         self.t.fill(0.0);
@@ -470,6 +473,18 @@ pub(crate) fn sorted_eigen(t: DMatrix<f64>) -> (Vec<f64>, DMatrix<f64>) {
     (values, s)
 }
 
+/// The first `rows` columns of `s` (m×·) as `rows × m` row-major values, each row multiplied by
+/// `weights[r]`.
+fn rows_of(s: &DMatrix<f64>, rows: usize, weights: Option<&[f64]>) -> Vec<f64> {
+    let m = s.nrows();
+    let mut h = Vec::with_capacity(rows * m);
+    for r in 0..rows {
+        let w = weights.map_or(1.0, |w| w[r]);
+        h.extend(s.column(r).iter().map(|x| x * w));
+    }
+    h
+}
+
 /// Upload the first `rows` columns of `s` (m×·) as a `rows × m` row-major buffer, each row
 /// multiplied by `weights[r]`.
 pub(crate) fn upload_rows<B: Backend>(
@@ -478,19 +493,30 @@ pub(crate) fn upload_rows<B: Backend>(
     rows: usize,
     weights: Option<&[f64]>,
 ) -> Result<B::Buf> {
-    let m = s.nrows();
-    let mut h = Vec::with_capacity(rows * m);
-    for r in 0..rows {
-        let w = weights.map_or(1.0, |w| w[r]);
-        h.extend(s.column(r).iter().map(|x| x * w));
-    }
-    b.upload(&h)
+    b.upload(&rows_of(s, rows, weights))
 }
 
-/// The top `rows` Ritz vectors Y = S Q (`rows × dim`) from the Ritz coefficient rows `s_up`.
-fn ritz_vectors<B: Backend>(b: &B, basis: &Basis<B>, s_up: &B::Buf, rows: usize) -> Result<B::Buf> {
+/// [`upload_rows`] into the front of an existing buffer (no allocation).
+fn write_rows<B: Backend>(
+    b: &B,
+    s: &DMatrix<f64>,
+    rows: usize,
+    weights: Option<&[f64]>,
+    into: &mut B::Buf,
+) -> Result<()> {
+    b.write(into, 0, &rows_of(s, rows, weights))
+}
+
+/// The top `rows` Ritz vectors Y = S Q (`rows × dim`) from the Ritz coefficient rows `s_up`,
+/// written into `y` (≥ rows × dim).
+fn ritz_vectors<B: Backend>(
+    b: &B,
+    basis: &Basis<B>,
+    s_up: &B::Buf,
+    rows: usize,
+    mut y: B::Buf,
+) -> Result<B::Buf> {
     let p = basis.dim;
-    let mut y = b.zeros(rows * p)?;
     b.gemm(
         false,
         false,
@@ -580,6 +606,19 @@ pub struct LanczosWork<B: Backend> {
     aux: Option<B::Buf>,
     factors: Option<B::Buf>,
     last: Option<B::Buf>,
+    /// The Ritz coefficient rows S and ΘS (cap × cap each).
+    s_up: Option<B::Buf>,
+    ts_up: Option<B::Buf>,
+    /// A buffer for the next result's vectors ([`LanczosWork::recycle`]).
+    spare: Option<B::Buf>,
+}
+
+impl<B: Backend> LanczosWork<B> {
+    /// Hand back a result's vectors that are no longer needed (the previous step's basis): the
+    /// next solve writes its vectors there instead of allocating.
+    pub fn recycle(&mut self, vectors: B::Buf) {
+        self.spare = Some(vectors);
+    }
 }
 
 impl<B: Backend> Default for LanczosWork<B> {
@@ -596,6 +635,9 @@ impl<B: Backend> Default for LanczosWork<B> {
             aux: None,
             factors: None,
             last: None,
+            s_up: None,
+            ts_up: None,
+            spare: None,
         }
     }
 }
@@ -742,6 +784,11 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
     let coincide = 1e-6f64.max(100.0 * b.precision().eps());
     let mut resid = take_or_zeros(b, &mut work.resid, (k + 2).min(p) * p)?;
     let mut scratch = take_or_zeros(b, &mut work.scratch, cap * p)?;
+    let mut s_up = take_or_zeros(b, &mut work.s_up, cap * cap)?;
+    let mut ts_up = take_or_zeros(b, &mut work.ts_up, cap * cap)?;
+    // What a check reads back: ‖R_i‖² (≤ k + 1) | G (k × k) | Y v and ‖v‖² (≤ k + 1) | carried.
+    let n_carry = riders.carry.map_or(0, |c| c.2);
+    let mut last = take_or_zeros(b, &mut work.last, 2 * (k + 1) + k * k + n_carry)?;
     // None while searching; during a verification round, (hold, base): the round started from the
     // top `hold` converged Ritz vectors, whose top-k values were `base`.
     let mut round: Option<(usize, Vec<f64>)> = None;
@@ -803,15 +850,16 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
         let mut checked: Option<(B::Buf, Option<Vec<f64>>, Ridden)> = None;
         if all_met || out_of_room || out_of_budget {
             // The true residuals from the stored products: R = Sₖᵀ W − Θ Sₖᵀ Q.
-            let s_up = upload_rows(b, &s, kk, None)?;
-            let ts_up = upload_rows(b, &s, kk, Some(&theta))?;
+            write_rows(b, &s, kk, None, &mut s_up)?;
+            write_rows(b, &s, kk, Some(&theta), &mut ts_up)?;
             b.gemm(
                 false, false, kk, p, m, 1.0, &s_up, 0, &basis.w, 0, 0.0, &mut resid, 0,
             )?;
             b.gemm(
                 false, false, kk, p, m, -1.0, &ts_up, 0, &basis.q, 0, 1.0, &mut resid, 0,
             )?;
-            let y = ritz_vectors(b, &basis, &s_up, kout)?;
+            let spare = take_or_zeros(b, &mut work.spare, kout * p)?;
+            let y = ritz_vectors(b, &basis, &s_up, kout, spare)?;
             // G is wanted when these pairs meet the tolerance and the evidence check follows.
             let g_rows = match (round.is_none() && kout == k, opts.verify, warm) {
                 (true, Verify::Auto | Verify::Never, Some((_, rows))) => rows,
@@ -823,9 +871,7 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
             } else {
                 0
             };
-            let n_carry = riders.carry.map_or(0, |c| c.2);
             let len = kk + k * g_rows + n_proj + n_carry;
-            let mut last = take_or_zeros(b, &mut work.last, len)?;
             for i in 0..kk {
                 b.dot_into(&resid, i * p, &resid, i * p, p, &mut last, i)?;
             }
@@ -848,7 +894,6 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
                 b.copy(c, off, &mut last, at, n)?;
             }
             let vals = b.download_range(&last, 0, len)?;
-            work.last = Some(last);
             report = vals[..kk].iter().map(|&x| x.max(0.0).sqrt()).collect();
             met = kk == want && report.iter().all(|&x| x <= limit);
             let mut at = kk;
@@ -962,6 +1007,9 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
             work.scratch = Some(scratch);
             work.aux = Some(basis.aux);
             work.factors = Some(factors);
+            work.s_up = Some(s_up);
+            work.ts_up = Some(ts_up);
+            work.last = Some(last);
             return Ok(EigResult {
                 values: theta[..kout].to_vec(),
                 converged: pairs_met && !verify_cut,
@@ -975,10 +1023,14 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
                 ridden: (riders.project.is_some() || riders.carry.is_some()).then_some(ridden),
             });
         }
+        // Not finished: the vectors formed at the check are scratch for the next one.
+        if let Some((y, _, _)) = checked {
+            work.spare = Some(y);
+        }
         if let Some(hold) = start_round {
             // Verification round: restart on exactly the top `hold` (converged) Ritz vectors, drop
             // the pending Lanczos vector and go on from a fresh random vector orthogonal to them.
-            basis.restart(b, &s, &theta, hold, false, &mut scratch)?;
+            basis.restart(b, &s, &theta, hold, false, &mut scratch, &mut s_up)?;
             round = Some((hold, theta[..k].to_vec()));
             if !add_random(&mut basis)? && !add_random(&mut basis)? {
                 return Err(Error::Backend(
@@ -993,7 +1045,7 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
                 .min(m)
                 .max(want.min(m))
                 .min(cap - 2 * block);
-            basis.restart(b, &s, &theta, keep, true, &mut scratch)?;
+            basis.restart(b, &s, &theta, keep, true, &mut scratch, &mut s_up)?;
         }
         if basis.m == basis.applied && !add_random(&mut basis)? {
             // An invariant subspace and no independent direction left to add.

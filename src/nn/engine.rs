@@ -194,6 +194,16 @@ fn two<T>(v: &mut [T], r: usize, w: usize) -> (&T, &mut T) {
     }
 }
 
+/// [`DataInput`] on the host, before it is uploaded.
+enum HostInput {
+    Features,
+    Images(Vec<f64>),
+    Tokens {
+        seq: usize,
+        index: Vec<(Vec<f64>, Vec<f64>)>,
+    },
+}
+
 /// The data set in the layout the graph's first op reads: CHW features become NHWC images for a
 /// convolution; token ids are checked and indexed per chunk of `chunk` rows.
 fn data_input<B: Backend>(
@@ -202,6 +212,63 @@ fn data_input<B: Backend>(
     data: &Dataset,
     chunk: usize,
 ) -> Result<DataInput<B>> {
+    Ok(match host_input(graph, data, chunk)? {
+        HostInput::Features => DataInput::Features(backend.input(&data.x, data.n, data.d)?),
+        HostInput::Images(x) => DataInput::Images(backend.upload(&x)?),
+        HostInput::Tokens { seq, index } => DataInput::Tokens {
+            ids: backend.upload(&data.x)?,
+            seq,
+            index: index
+                .iter()
+                .map(|(s, o)| Ok((backend.upload(s)?, backend.upload(o)?)))
+                .collect::<Result<_>>()?,
+        },
+    })
+}
+
+/// Another data set of the same shape into `into`'s buffers ([`Backend::write`], no allocation
+/// on a device), or uploaded afresh where a size differs.
+fn write_input<B: Backend>(
+    backend: &B,
+    into: &mut DataInput<B>,
+    graph: &Graph,
+    data: &Dataset,
+    chunk: usize,
+) -> Result<()> {
+    let host = host_input(graph, data, chunk)?;
+    let fits = match (&*into, &host) {
+        (DataInput::Features(_), HostInput::Features) => true,
+        (DataInput::Images(b), HostInput::Images(x)) => backend.len(b) == x.len(),
+        (DataInput::Tokens { ids, index, .. }, HostInput::Tokens { index: hi, .. }) => {
+            backend.len(ids) == data.x.len()
+                && index.len() == hi.len()
+                && index.iter().zip(hi).all(|((s, o), (hs, ho))| {
+                    backend.len(s) == hs.len() && backend.len(o) == ho.len()
+                })
+        }
+        _ => false,
+    };
+    if !fits {
+        *into = data_input(backend, graph, data, chunk)?;
+        return Ok(());
+    }
+    match (into, host) {
+        (DataInput::Features(x), _) => backend.input_write(x, &data.x, data.n, data.d),
+        (DataInput::Images(b), HostInput::Images(x)) => backend.write(b, 0, &x),
+        (DataInput::Tokens { ids, index, .. }, HostInput::Tokens { index: hi, .. }) => {
+            backend.write(ids, 0, &data.x)?;
+            for ((s, o), (hs, ho)) in index.iter_mut().zip(&hi) {
+                backend.write(s, 0, hs)?;
+                backend.write(o, 0, ho)?;
+            }
+            Ok(())
+        }
+        _ => Err(Error::Shape("write_input: the input's kind changed".into())),
+    }
+}
+
+/// The host form of [`data_input`] (checks the token ids).
+fn host_input(graph: &Graph, data: &Dataset, chunk: usize) -> Result<HostInput> {
     if let Some((vocab, seq)) = graph.tokens() {
         if let Some((i, bad)) = data
             .x
@@ -225,13 +292,9 @@ fn data_input<B: Backend>(
         let mut index = Vec::new();
         for rows in data.x.chunks(chunk.max(1) * seq) {
             let ti = crate::backend::TokenIndex::new(rows, vocab);
-            index.push((backend.upload(&ti.start)?, backend.upload(&ti.order)?));
+            index.push((ti.start, ti.order));
         }
-        return Ok(DataInput::Tokens {
-            ids: backend.upload(&data.x)?,
-            seq,
-            index,
-        });
+        return Ok(HostInput::Tokens { seq, index });
     }
     match graph.image_input() {
         Some((c, h, w)) => {
@@ -244,9 +307,9 @@ fn data_input<B: Backend>(
                     }
                 }
             }
-            Ok(DataInput::Images(backend.upload(&x)?))
+            Ok(HostInput::Images(x))
         }
-        None => Ok(DataInput::Features(backend.input(&data.x, data.n, data.d)?)),
+        None => Ok(HostInput::Features),
     }
 }
 
@@ -436,8 +499,14 @@ impl<B: Backend + Clone> Engine<B> {
                 self.spec.output_dim()
             )));
         }
-        self.input = data_input(&self.backend, &self.graph, data, self.plan.chunk)?;
-        self.t = self.backend.upload(&data.y)?;
+        write_input(
+            &self.backend,
+            &mut self.input,
+            &self.graph,
+            data,
+            self.plan.chunk,
+        )?;
+        self.backend.write(&mut self.t, 0, &data.y)?;
         self.eval = None;
         self.deferred = false;
         Ok(())
