@@ -1,5 +1,7 @@
 // C (m×n at off_out) = alpha · op(A) · op(B) + beta · C, row-major; flags bit 0: A transposed
-// (stored k×m), bit 1: B transposed (stored n×k).
+// (stored k×m), bit 1: B transposed (stored n×k). Batched (flags bit 3): workgroup z computes
+// product z, its A at off_a + z·off_c, B at off_b + z·off_d, C at off_out + z·off_e (a stride 0
+// shares an operand) — the b directions of a block HVP in one dispatch.
 //
 // Register-blocked tiling: a 16×16 workgroup computes a 64×64 tile of C, each invocation a 4×4
 // block held in four vec4 registers; the K dimension advances in slices of 16, staged through
@@ -15,29 +17,29 @@ const KT: u32 = 16u;
 var<workgroup> As: array<vec4<f32>, 256>;
 var<workgroup> Bs: array<vec4<f32>, 256>;
 
-fn load_a(row: u32, kk: u32) -> f32 {
+fn load_a(off: u32, row: u32, kk: u32) -> f32 {
     if (row >= P.m || kk >= P.k) {
         return 0.0;
     }
     if ((P.flags & 1u) != 0u) {
-        return in_a[P.off_a + kk * P.m + row];
+        return in_a[off + kk * P.m + row];
     }
-    return in_a[P.off_a + row * P.k + kk];
+    return in_a[off + row * P.k + kk];
 }
 
-fn load_b(kk: u32, col: u32) -> f32 {
+fn load_b(off: u32, kk: u32, col: u32) -> f32 {
     if (kk >= P.k || col >= P.n) {
         return 0.0;
     }
     if ((P.flags & 2u) != 0u) {
-        return in_b[P.off_b + col * P.k + kk];
+        return in_b[off + col * P.k + kk];
     }
-    return in_b[P.off_b + kk * P.n + col];
+    return in_b[off + kk * P.n + col];
 }
 
-fn store(row: u32, col: u32, v: f32) {
+fn store(off: u32, row: u32, col: u32, v: f32) {
     if (row < P.m && col < P.n) {
-        let idx = P.off_out + row * P.n + col;
+        let idx = off + row * P.n + col;
         var r = P.alpha * v;
         if (P.beta != 0.0) {
             r += P.beta * out[idx];
@@ -66,6 +68,14 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     // a multiple of 16) and writes α·(its partial product) to slot z of the scratch bound as
     // `out`; gemm_reduce sums the slots into C.
     let split = (P.flags & 4u) != 0u;
+    var oa = P.off_a;
+    var ob = P.off_b;
+    var oo = P.off_out;
+    if ((P.flags & 8u) != 0u) {
+        oa += wg.z * P.off_c;
+        ob += wg.z * P.off_d;
+        oo += wg.z * P.off_e;
+    }
     var kb = 0u;
     var ke = P.k;
     if (split) {
@@ -86,7 +96,7 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
                 ak = e % KT;
                 ar = e / KT;
             }
-            As[ak * 16u + ar / 4u][ar % 4u] = load_a(row0 + ar, k0 + ak);
+            As[ak * 16u + ar / 4u][ar % 4u] = load_a(oa, row0 + ar, k0 + ak);
             var bc: u32;
             var bk: u32;
             if (b_t) {
@@ -96,7 +106,7 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
                 bc = e % TILE;
                 bk = e / TILE;
             }
-            Bs[bk * 16u + bc / 4u][bc % 4u] = load_b(k0 + bk, col0 + bc);
+            Bs[bk * 16u + bc / 4u][bc % 4u] = load_b(ob, k0 + bk, col0 + bc);
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KT; kk++) {
@@ -127,10 +137,10 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
         return;
     }
     for (var j = 0u; j < 4u; j++) {
-        store(r, c + j, c0[j]);
-        store(r + 1u, c + j, c1[j]);
-        store(r + 2u, c + j, c2[j]);
-        store(r + 3u, c + j, c3[j]);
+        store(oo, r, c + j, c0[j]);
+        store(oo, r + 1u, c + j, c1[j]);
+        store(oo, r + 2u, c + j, c2[j]);
+        store(oo, r + 3u, c + j, c3[j]);
     }
 }
 

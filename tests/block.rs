@@ -244,6 +244,69 @@ fn block_hvp_rows_equal_single_hvps() {
     }
 }
 
+/// The block HVP of every layer kind (convolution, pooling, ReLU; embedding, attention,
+/// LayerNorm, residual adds, mean pooling) equals the single HVPs bit for bit on the CPU f64
+/// backend, with a chunk that splits the data (the stacked R-tensors of a shorter last chunk).
+#[test]
+fn block_hvp_rows_equal_single_hvps_on_every_model() {
+    use subspace_lab::data::dataset::Dataset;
+    use subspace_lab::nn::cnn::CnnSpec;
+    use subspace_lab::nn::model::ModelSpec;
+    use subspace_lab::nn::transformer::TransformerSpec;
+    let b = F64::new();
+    let n = 11;
+    let cnn: ModelSpec = CnnSpec::new([2, 4, 4], vec![3, 2], Activation::Relu, 3)
+        .unwrap()
+        .into();
+    let images = Dataset::new(
+        32,
+        3,
+        random_vector(n * 32, 7),
+        (0..n).map(|r| (r % 3) as u8).collect(),
+    )
+    .unwrap();
+    let tr: ModelSpec = TransformerSpec::new(12, 9, 8, 2, 2, Activation::Gelu, true, 3)
+        .unwrap()
+        .into();
+    let tokens = Dataset::new(
+        9,
+        3,
+        (0..n)
+            .flat_map(|r| (0..9).map(move |q| ((r * 5 + q * 3) % 12) as f64))
+            .collect(),
+        (0..n).map(|r| (r % 3) as u8).collect(),
+    )
+    .unwrap();
+    for (spec, data, loss) in [(cnn, images, LossKind::Mse), (tr, tokens, LossKind::Ce)] {
+        let p = spec.num_params();
+        let theta: Vec<f64> = spec
+            .init(1)
+            .iter()
+            .zip(random_vector(p, 9))
+            .map(|(a, b)| a + 0.3 * b)
+            .collect();
+        let rows = 3;
+        let v = b.upload(&random_vector(rows * p, 4)).unwrap();
+        let mut e = Engine::new(b.clone(), spec.clone(), loss, &data, 4).unwrap();
+        e.set_params_host(&theta).unwrap();
+        let mut block = b.zeros(rows * p).unwrap();
+        e.hvp_block(&v, 0, rows, &mut block, 0).unwrap();
+        let block = b.download(&block).unwrap();
+        for r in 0..rows {
+            let mut one = b.zeros(p).unwrap();
+            e.hvp(&v, r * p, &mut one, 0).unwrap();
+            let one = b.download(&one).unwrap();
+            assert!(one.iter().any(|&x| x != 0.0));
+            assert_eq!(
+                &block[r * p..(r + 1) * p],
+                &one[..],
+                "{} row {r}",
+                spec.describe()
+            );
+        }
+    }
+}
+
 /// The Hessian of a network: block Davidson (cold, then warm after a parameter step) against
 /// the certified single-vector Lanczos, in f64 and f32.
 #[test]

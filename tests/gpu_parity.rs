@@ -572,8 +572,13 @@ fn transfers_are_counted_exactly() {
     let t1 = g.transfers().unwrap();
     e.hvp(&v, 0, &mut out, 0).unwrap();
     let t2 = g.transfers().unwrap();
+    let moved = t2 - t1;
+    assert!(moved.dispatches > 0, "an HVP records its kernels");
     assert_eq!(
-        t2 - t1,
+        subspace_lab::backend::Transfers {
+            dispatches: 0,
+            ..moved
+        },
         Default::default(),
         "an HVP moves nothing by itself"
     );
@@ -942,4 +947,125 @@ fn a_dom_sgd_step_keeps_its_state_on_the_device() {
             }
         }
     }
+}
+
+/// A batched GEMM is one dispatch on the GPU and gives each product bit for bit what a single
+/// GEMM gives it (shared operands by stride 0, transposes, accumulation); on the CPU it equals
+/// the products one after another. Overlapping outputs are refused.
+#[test]
+fn batched_gemm_is_one_dispatch_and_equals_single_products() {
+    use subspace_lab::backend::Batch;
+    let Some(g) = open_gpu() else { return };
+    let c = F64::new();
+    let count = 5;
+    for &(ta, tb, m, n, k, beta) in &[
+        (false, true, 70, 33, 45, 0.0),
+        (false, false, 64, 130, 17, 1.0),
+        (true, false, 20, 48, 90, 1.0),
+        (false, true, 1, 40, 7, 0.5),
+    ] {
+        // A shared (stride 0), B per product with a gap between them, C per product.
+        let (sa, sb, sc) = (0, k * n + 3, m * n + 1);
+        let a = rand(m * k + 2, 31);
+        let b = rand(2 + count * sb, 32);
+        let c0 = rand(1 + count * sc, 33);
+        let batch = Batch {
+            count,
+            a: sa,
+            b: sb,
+            c: sc,
+        };
+        let (ga, gb) = (g.upload(&a).unwrap(), g.upload(&b).unwrap());
+        let mut one = g.upload(&c0).unwrap();
+        let mut each = g.upload(&c0).unwrap();
+        let t0 = g.transfers().unwrap();
+        g.gemm_batched(
+            ta, tb, m, n, k, 0.7, &ga, 1, &gb, 2, beta, &mut one, 1, batch,
+        )
+        .unwrap();
+        let t1 = g.transfers().unwrap();
+        assert_eq!((t1 - t0).dispatches, 1, "{m}×{n}×{k}: one dispatch");
+        for i in 0..count {
+            g.gemm(
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                0.7,
+                &ga,
+                1,
+                &gb,
+                2 + i * sb,
+                beta,
+                &mut each,
+                1 + i * sc,
+            )
+            .unwrap();
+        }
+        let (one, each) = (g.download(&one).unwrap(), g.download(&each).unwrap());
+        assert_eq!(one, each, "{m}×{n}×{k}: bit for bit");
+        let (ca, cb) = (c.upload(&a).unwrap(), c.upload(&b).unwrap());
+        let mut cc = c.upload(&c0).unwrap();
+        c.gemm_batched(
+            ta, tb, m, n, k, 0.7, &ca, 1, &cb, 2, beta, &mut cc, 1, batch,
+        )
+        .unwrap();
+        let cc = c.download(&cc).unwrap();
+        let worst = max_abs_diff(&one, &cc);
+        assert!(
+            worst <= 1e-4 * (k as f64).sqrt(),
+            "{m}×{n}×{k}: {worst} from the CPU"
+        );
+        assert_eq!(cc[0], c0[0], "before the first product: untouched");
+        let overlap = Batch {
+            c: m * n - 1,
+            ..batch
+        };
+        let mut x = g.upload(&c0).unwrap();
+        if m * n > 1 {
+            assert!(
+                g.gemm_batched(
+                    ta, tb, m, n, k, 1.0, &ga, 1, &gb, 2, 0.0, &mut x, 1, overlap
+                )
+                .is_err()
+            );
+        }
+    }
+}
+
+/// The block HVP on the GPU: each row equals the single HVP bit for bit (the batched GEMMs run
+/// each direction's product as a single GEMM would), and its fully connected layers' products
+/// are one dispatch for all directions, so a block of b directions records fewer dispatches
+/// than b single HVPs (counted, deterministic; the speed is for a device run to time).
+#[test]
+fn a_block_hvp_batches_its_products_on_the_gpu() {
+    let Some(g) = open_gpu() else { return };
+    let (spec, theta, data) = tiny(&[30, 24, 16, 5], Activation::Tanh, 70, 6);
+    let p = theta.len();
+    let mut e = engine(g.clone(), &spec, LossKind::Mse, &data, 0, &theta);
+    let rows = 4;
+    let v = g.upload(&rand(rows * p, 8)).unwrap();
+    let mut block = g.zeros(rows * p).unwrap();
+    // Once to grow the stacked R-buffers, then counted.
+    e.hvp_block(&v, 0, rows, &mut block, 0).unwrap();
+    let t0 = g.transfers().unwrap();
+    e.hvp_block(&v, 0, rows, &mut block, 0).unwrap();
+    let t1 = g.transfers().unwrap();
+    let block = g.download(&block).unwrap();
+    let mut singles = 0;
+    for r in 0..rows {
+        let mut one = g.zeros(p).unwrap();
+        let s0 = g.transfers().unwrap();
+        e.hvp(&v, r * p, &mut one, 0).unwrap();
+        singles += (g.transfers().unwrap() - s0).dispatches;
+        let one = g.download(&one).unwrap();
+        assert_eq!(&block[r * p..(r + 1) * p], &one[..], "row {r}");
+    }
+    let batched = (t1 - t0).dispatches;
+    eprintln!("block of {rows}: {batched} dispatches; {rows} single HVPs: {singles}");
+    assert!(
+        batched * 10 <= singles * 8,
+        "{batched} dispatches for the block vs {singles} for single HVPs"
+    );
 }

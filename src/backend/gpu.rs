@@ -226,6 +226,7 @@ struct State {
     bytes_uploaded: u64,
     allocations: u64,
     bytes_allocated: u64,
+    dispatches: u64,
 }
 
 struct Inner {
@@ -582,6 +583,7 @@ impl GpuBackend {
                 uploads: 0,
                 allocations: 0,
                 bytes_allocated: 0,
+                dispatches: 0,
                 bytes_uploaded: 0,
             }),
             reduce_lock: Mutex::new(()),
@@ -729,6 +731,7 @@ impl GpuBackend {
         st.params[slot * SLOT..slot * SLOT + std::mem::size_of::<Params>()]
             .copy_from_slice(bytemuck::bytes_of(&p));
         st.slots += 1;
+        st.dispatches += 1;
         let pick = |i: usize| -> &GpuBuf {
             match bufs[i] {
                 Some(b) => b,
@@ -1050,6 +1053,74 @@ impl Backend for GpuBackend {
         )
     }
 
+    fn input_gemm_nt_batched(
+        &self,
+        x: &GpuInput,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        b: &GpuBuf,
+        b_off: usize,
+        beta: f64,
+        out: &mut GpuBuf,
+        c_off: usize,
+        batch: super::Batch,
+    ) -> Result<()> {
+        let d = x.cols;
+        let each = super::Batch { a: 0, ..batch };
+        self.gemm_batched(
+            false,
+            true,
+            c,
+            n,
+            d,
+            alpha,
+            &x.buf,
+            r0 * d,
+            b,
+            b_off,
+            beta,
+            out,
+            c_off,
+            each,
+        )
+    }
+
+    fn input_gemm_tn_batched(
+        &self,
+        g: &GpuBuf,
+        g_off: usize,
+        x: &GpuInput,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        beta: f64,
+        out: &mut GpuBuf,
+        c_off: usize,
+        batch: super::Batch,
+    ) -> Result<()> {
+        let d = x.cols;
+        let each = super::Batch { b: 0, ..batch };
+        self.gemm_batched(
+            true,
+            false,
+            n,
+            d,
+            c,
+            alpha,
+            g,
+            g_off,
+            &x.buf,
+            r0 * d,
+            beta,
+            out,
+            c_off,
+            each,
+        )
+    }
+
     fn input_gemm_tn(
         &self,
         g: &GpuBuf,
@@ -1133,6 +1204,7 @@ impl Backend for GpuBackend {
             bytes_uploaded: s.bytes_uploaded,
             allocations: s.allocations,
             bytes_allocated: s.bytes_allocated,
+            dispatches: s.dispatches,
         })
     }
     fn download(&self, buf: &GpuBuf) -> Result<Vec<f64>> {
@@ -1276,6 +1348,64 @@ impl Backend for GpuBackend {
             }
             self.dispatch(Kernel::Matmul, bufs, p, groups)
         }
+    }
+
+    fn gemm_batched(
+        &self,
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f64,
+        a: &GpuBuf,
+        a_off: usize,
+        b: &GpuBuf,
+        b_off: usize,
+        beta: f64,
+        c: &mut GpuBuf,
+        c_off: usize,
+        batch: super::Batch,
+    ) -> Result<()> {
+        super::check_batch(m, n, batch)?;
+        let groups = [n.div_ceil(64), m.div_ceil(64)];
+        // One dispatch holds them when the plain tiled kernel would run each (no matrix–vector
+        // kernel, no split K) and the count fits a dispatch dimension.
+        let one = batch.count > 1
+            && n > 1
+            && batch.count <= 65535
+            && groups.iter().all(|&g| g <= 65535)
+            && split_k(groups[0] * groups[1], k).is_none();
+        if !one {
+            return super::gemm_each(
+                self, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off, batch,
+            );
+        }
+        let last = batch.count - 1;
+        check_range("gemm A", a.len, a_off + last * batch.a, m * k)?;
+        check_range("gemm B", b.len, b_off + last * batch.b, k * n)?;
+        check_range("gemm C", c.len, c_off + last * batch.c, m * n)?;
+        let p = Params {
+            m: u(m, "m")?,
+            n: u(n, "n")?,
+            k: u(k, "k")?,
+            flags: ta as u32 | (tb as u32) << 1 | 8,
+            off_a: u(a_off, "offset")?,
+            off_b: u(b_off, "offset")?,
+            off_out: u(c_off, "offset")?,
+            off_c: u(batch.a, "stride")?,
+            off_d: u(batch.b, "stride")?,
+            off_e: u(batch.c, "stride")?,
+            alpha: alpha as f32,
+            beta: beta as f32,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::Matmul,
+            [Some(a), Some(b), None, None, Some(c), None],
+            p,
+            [groups[0] as u32, groups[1] as u32, batch.count as u32],
+        )
     }
 
     fn bias_act(

@@ -250,6 +250,35 @@ pub trait Backend {
     /// `x[off..off+len] = value`.
     fn fill(&self, x: &mut Self::Buf, off: usize, len: usize, value: f64) -> Result<()>;
 
+    /// `batch.count` products C_i = α·op(A_i)·op(B_i) + β·C_i as in [`Backend::gemm`], with A_i
+    /// at `a_off + i·batch.a`, B_i at `b_off + i·batch.b`, C_i at `c_off + i·batch.c` (a stride
+    /// of 0 shares an operand; the C_i must not overlap: `batch.c` ≥ m·n). Each C_i equals what
+    /// [`Backend::gemm`] gives for it, bit for bit. The default runs them one after another; the
+    /// GPU runs them in one dispatch (the directions of a block HVP). Errors: overlapping C_i,
+    /// ranges outside the buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_batched(
+        &self,
+        ta: bool,
+        tb: bool,
+        m: usize,
+        n: usize,
+        k: usize,
+        alpha: f64,
+        a: &Self::Buf,
+        a_off: usize,
+        b: &Self::Buf,
+        b_off: usize,
+        beta: f64,
+        c: &mut Self::Buf,
+        c_off: usize,
+        batch: Batch,
+    ) -> Result<()> {
+        gemm_each(
+            self, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off, batch,
+        )
+    }
+
     /// C (m×n at `c_off`) = α·op(A)·op(B) + β·C, where op(A) is m×k and op(B) is k×n.
     /// A is stored m×k (k×m if `ta`), B is stored k×n (n×k if `tb`), all row-major.
     #[allow(clippy::too_many_arguments)]
@@ -283,6 +312,58 @@ pub trait Backend {
         cols: usize,
     ) -> Result<()> {
         *x = self.input(data, rows, cols)?;
+        Ok(())
+    }
+
+    /// [`Backend::input_gemm_nt`] for `batch.count` matrices B_i at `b_off + i·batch.b` into C_i
+    /// at `c_off + i·batch.c` (X shared; `batch.a` unused): the first layer's R-forward for the
+    /// directions of a block HVP. Each C_i equals [`Backend::input_gemm_nt`]'s bit for bit; the
+    /// default runs them one by one, the GPU in one dispatch.
+    #[allow(clippy::too_many_arguments)]
+    fn input_gemm_nt_batched(
+        &self,
+        x: &Self::Input,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        b: &Self::Buf,
+        b_off: usize,
+        beta: f64,
+        out: &mut Self::Buf,
+        c_off: usize,
+        batch: Batch,
+    ) -> Result<()> {
+        check_batch(c, n, batch)?;
+        for i in 0..batch.count {
+            let (bo, co) = (b_off + i * batch.b, c_off + i * batch.c);
+            self.input_gemm_nt(x, r0, c, n, alpha, b, bo, beta, out, co)?;
+        }
+        Ok(())
+    }
+
+    /// [`Backend::input_gemm_tn`] for `batch.count` matrices G_i at `g_off + i·batch.a` into C_i
+    /// at `c_off + i·batch.c` (X shared; `batch.b` unused): the first layer's R-backward weight
+    /// products of a block HVP, bit for bit those of [`Backend::input_gemm_tn`].
+    #[allow(clippy::too_many_arguments)]
+    fn input_gemm_tn_batched(
+        &self,
+        g: &Self::Buf,
+        g_off: usize,
+        x: &Self::Input,
+        r0: usize,
+        c: usize,
+        n: usize,
+        alpha: f64,
+        beta: f64,
+        out: &mut Self::Buf,
+        c_off: usize,
+        batch: Batch,
+    ) -> Result<()> {
+        for i in 0..batch.count {
+            let (go, co) = (g_off + i * batch.a, c_off + i * batch.c);
+            self.input_gemm_tn(g, go, x, r0, c, n, alpha, beta, out, co)?;
+        }
         Ok(())
     }
 
@@ -856,6 +937,68 @@ pub trait Backend {
     fn all_finite(&self, x: &Self::Buf, off: usize, len: usize) -> Result<bool>;
 }
 
+/// The count and the element strides of a [`Backend::gemm_batched`] (0: an operand shared by
+/// every product).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub count: usize,
+    pub a: usize,
+    pub b: usize,
+    pub c: usize,
+}
+
+/// [`Backend::gemm_batched`] as `batch.count` calls of [`Backend::gemm`] (the default, and the
+/// GPU's fallback where one dispatch cannot hold them).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_each<B: Backend + ?Sized>(
+    be: &B,
+    ta: bool,
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &B::Buf,
+    a_off: usize,
+    b: &B::Buf,
+    b_off: usize,
+    beta: f64,
+    c: &mut B::Buf,
+    c_off: usize,
+    batch: Batch,
+) -> Result<()> {
+    check_batch(m, n, batch)?;
+    for i in 0..batch.count {
+        be.gemm(
+            ta,
+            tb,
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            a_off + i * batch.a,
+            b,
+            b_off + i * batch.b,
+            beta,
+            c,
+            c_off + i * batch.c,
+        )?;
+    }
+    Ok(())
+}
+
+/// The outputs of a batched GEMM must not overlap.
+pub(crate) fn check_batch(m: usize, n: usize, batch: Batch) -> Result<()> {
+    if batch.count > 1 && batch.c < m * n {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "gemm_batched: outputs {} apart overlap ({m}×{n} each)",
+            batch.c
+        )));
+    }
+    Ok(())
+}
+
 /// Host ↔ device traffic of a backend since it was made ([`Backend::transfers`]); differences of
 /// two readings give the traffic of what ran between them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -875,6 +1018,8 @@ pub struct Transfers {
     pub allocations: u64,
     /// Bytes of those buffers.
     pub bytes_allocated: u64,
+    /// Kernels dispatched (recorded).
+    pub dispatches: u64,
 }
 
 impl std::ops::Sub for Transfers {
@@ -888,6 +1033,7 @@ impl std::ops::Sub for Transfers {
             bytes_uploaded: self.bytes_uploaded - o.bytes_uploaded,
             allocations: self.allocations - o.allocations,
             bytes_allocated: self.bytes_allocated - o.bytes_allocated,
+            dispatches: self.dispatches - o.dispatches,
         }
     }
 }

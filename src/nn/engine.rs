@@ -746,10 +746,14 @@ impl<B: Backend + Clone> Engine<B> {
     /// The block HVP: rows r = 0..`rows` of `out` (at `out_off + r·p`) = H times row r of `v`
     /// (at `v_off + r·p`), p = [`Engine::num_params`]. One pass over the data serves all rows:
     /// each chunk's forward and backward pass (recomputed when the activations are not cached)
-    /// is done once, then each direction's R-forward and R-backward runs on it. Each row equals
-    /// [`Engine::hvp`] of that row bit for bit (the same operations in the same order); the
-    /// counter [`Engine::hvp_count`] grows by `rows`. Errors: no parameters set, a range outside
-    /// a buffer, the backend's.
+    /// is done once, then the R-forward and R-backward run op by op for a block of directions at
+    /// once, their R-tensors stacked: every fully connected layer's products are batched GEMMs
+    /// over the block ([`Backend::gemm_batched`]: one dispatch for all directions on a GPU), the
+    /// other ops run per direction. The block is as wide as [`SCRATCH_BUDGET`] allows for the
+    /// stacked R-tensors (grown once, then reused). Each row equals [`Engine::hvp`] of that row
+    /// bit for bit (the same operations on its data in the same order); the counter
+    /// [`Engine::hvp_count`] grows by `rows`. Errors: no parameters set, a range outside a
+    /// buffer, the backend's.
     pub fn hvp_block(
         &mut self,
         v: &B::Buf,
@@ -765,6 +769,7 @@ impl<B: Backend + Clone> Engine<B> {
         if rows == 0 {
             return Ok(());
         }
+        let width = self.block_width(rows)?;
         self.backend.fill(out, out_off, rows * p, 0.0)?;
         let mut r0 = 0;
         while r0 < self.n {
@@ -772,9 +777,12 @@ impl<B: Backend + Clone> Engine<B> {
             if !self.plan.cached {
                 self.forward_backward_chunk(r0, c, false)?;
             }
-            for r in 0..rows {
-                let (vo, oo) = (v_off + r * p, out_off + r * p);
-                self.hvp_chunk(r0, c, Ten(v, vo), TenMut(out, oo))?;
+            let mut d = 0;
+            while d < rows {
+                let nb = width.min(rows - d);
+                let (vo, oo) = (v_off + d * p, out_off + d * p);
+                self.hvp_chunk(r0, c, nb, Ten(v, vo), TenMut(out, oo))?;
+                d += nb;
             }
             r0 += c;
         }
@@ -782,7 +790,40 @@ impl<B: Backend + Clone> Engine<B> {
         Ok(())
     }
 
-    fn hvp_chunk(&mut self, r0: usize, c: usize, v: Ten<B>, mut hv: TenMut<B>) -> Result<()> {
+    /// Directions per R-pass for a block of `rows`: as many as the stacked R-tensors allow within
+    /// [`SCRATCH_BUDGET`] and the backend's largest buffer (at least 1). Grows the R-buffers to
+    /// that width (they keep their size afterwards).
+    fn block_width(&mut self, rows: usize) -> Result<usize> {
+        let ch = self.plan.chunk;
+        let bytes = self.backend.precision().bytes();
+        let per: usize = self.graph.ops.iter().map(|o| 2 * ch * o.out_width()).sum();
+        let widest = self.graph.ops.iter().map(|o| ch * o.out_width()).max();
+        let widest = widest.unwrap_or(1).max(1);
+        let by_budget = (SCRATCH_BUDGET / (per.max(1) * bytes) as f64) as usize;
+        let by_buffer = self.backend.max_buffer_len() / widest;
+        let width = rows.min(by_budget).min(by_buffer).max(1);
+        let have = self.backend.len(&self.rval[0]) / (ch * self.graph.ops[0].out_width()).max(1);
+        if width > have {
+            for (t, op) in self.graph.ops.iter().enumerate() {
+                let len = width * ch * op.out_width();
+                self.rval[t] = self.backend.zeros(len)?;
+                self.rgrd[t] = self.backend.zeros(len)?;
+            }
+        }
+        Ok(width.max(have.min(rows)).max(1))
+    }
+
+    /// The R-forward and R-backward of chunk rows r0..r0+c for `nb` directions: direction i's v
+    /// at `v.1 + i·p`, its H·v accumulated at `hv.1 + i·p`, its R-tensors stacked in the
+    /// R-buffers at `i·c·width`.
+    fn hvp_chunk(
+        &mut self,
+        r0: usize,
+        c: usize,
+        nb: usize,
+        v: Ten<B>,
+        mut hv: TenMut<B>,
+    ) -> Result<()> {
         let Engine {
             backend: be,
             graph,
@@ -801,112 +842,136 @@ impl<B: Backend + Clone> Engine<B> {
             col,
             ..
         } = self;
+        let p = graph.num_params();
         let ro = if plan.cached { r0 } else { 0 };
         let ci = r0 / plan.chunk;
         let nops = graph.ops.len();
+        // Direction i's v.
+        let vi = |i: usize| Ten(v.0, v.1 + i * p);
         // R-forward.
         for (t, op) in graph.ops.iter().enumerate() {
             let (wx, wy) = (op.in_width(), op.out_width());
+            let (sx, sy) = (c * wx, c * wy);
             if let Op::Add(a) = op {
                 need((t > 0).then_some(()))?;
+                let ss = c * graph.ops[a.from].out_width();
                 let (rx, rs, ry) = three(rval, t - 1, a.from, t);
-                a.forward(be, c, Ten(rx, 0), Ten(rs, 0), TenMut(ry, 0))?;
+                for i in 0..nb {
+                    a.forward(be, c, Ten(rx, i * sx), Ten(rs, i * ss), TenMut(ry, i * sy))?;
+                }
                 continue;
             }
             let (rx, ry) = if t > 0 {
                 let (rx, ry) = two(rval, t - 1, t);
-                (Some(Ten(rx, 0)), TenMut(ry, 0))
+                (Some(rx), ry)
             } else {
-                (None, TenMut(&mut rval[0], 0))
+                (None, &mut rval[0])
             };
-            let x = op_input(t, input, val, vslot, r0, ro, wx);
-            match op {
-                Op::Linear(l) => l.jvp(be, c, x, rx, theta, v, ry)?,
-                Op::Conv3x3(cv) => cv.jvp(be, c, buf_input(x)?, rx, theta, v, col, ry)?,
-                Op::Act(a) => a.jvp(be, c, act_cached(a, t, val, vslot, ro), need(rx)?, ry)?,
-                Op::MaxPool2(p) => p.jvp(be, c, Ten(&aux[t], ro * wy), need(rx)?, ry)?,
-                Op::Flatten(f) => f.forward(be, c, need(rx)?, ry)?,
-                Op::Embed(e) => e.forward(be, c, buf_input(x)?, v, ry)?,
-                Op::LayerNorm(l) => l.jvp(be, c, buf_input(x)?, need(rx)?, theta, v, ry)?,
-                Op::Attention(a) => {
-                    let p = Ten(&aux[t], ro * op.aux_width());
-                    a.jvp(be, c, buf_input(x)?, p, need(rx)?, ry)?
+            if let Op::Linear(l) = op {
+                let x = op_input(t, input, val, vslot, r0, ro, wx);
+                let rx = rx.map(|b| Ten(b, 0));
+                l.jvp_block(be, c, nb, x, rx, theta, v, p, TenMut(ry, 0))?;
+                continue;
+            }
+            for i in 0..nb {
+                let x = op_input(t, input, val, vslot, r0, ro, wx);
+                let rx = rx.map(|b| Ten(b, i * sx));
+                let ry = TenMut(&mut *ry, i * sy);
+                let v = vi(i);
+                match op {
+                    Op::Linear(_) | Op::Add(_) => unreachable!("handled above"),
+                    Op::Conv3x3(cv) => cv.jvp(be, c, buf_input(x)?, rx, theta, v, col, ry)?,
+                    Op::Act(a) => a.jvp(be, c, act_cached(a, t, val, vslot, ro), need(rx)?, ry)?,
+                    Op::MaxPool2(mp) => mp.jvp(be, c, Ten(&aux[t], ro * wy), need(rx)?, ry)?,
+                    Op::Flatten(f) => f.forward(be, c, need(rx)?, ry)?,
+                    Op::Embed(e) => e.forward(be, c, buf_input(x)?, v, ry)?,
+                    Op::LayerNorm(l) => l.jvp(be, c, buf_input(x)?, need(rx)?, theta, v, ry)?,
+                    Op::Attention(a) => {
+                        let pr = Ten(&aux[t], ro * op.aux_width());
+                        a.jvp(be, c, buf_input(x)?, pr, need(rx)?, ry)?
+                    }
+                    Op::MeanPool(m) => m.forward(be, c, token_ids(input, r0)?, need(rx)?, ry)?,
                 }
-                Op::MeanPool(m) => m.forward(be, c, token_ids(input, r0)?, need(rx)?, ry)?,
-                Op::Add(_) => unreachable!("handled above"),
             }
         }
         let last = nops - 1;
         let k = loss.classes;
-        loss.r_vjp(
-            be,
-            c,
-            Ten(&val[vslot[last]], ro * k),
-            Ten(&rval[last], 0),
-            1.0 / *n as f64,
-            TenMut(&mut rgrd[last], 0),
-        )?;
+        for i in 0..nb {
+            loss.r_vjp(
+                be,
+                c,
+                Ten(&val[vslot[last]], ro * k),
+                Ten(&rval[last], i * c * k),
+                1.0 / *n as f64,
+                TenMut(&mut rgrd[last], i * c * k),
+            )?;
+        }
         // R-backward.
         for t in (0..nops).rev() {
             let op = graph.ops[t];
             let (wx, wy) = (op.in_width(), op.out_width());
-            let (rgy, rgx) = if t > 0 {
+            let (sx, sy) = (c * wx, c * wy);
+            let (rgy, mut rgx) = if t > 0 {
                 let (rgy, rgx) = two(rgrd, t, t - 1);
-                (Ten(rgy, 0), Some(TenMut(rgx, 0)))
+                (rgy, Some(rgx))
             } else {
-                (Ten(&rgrd[0], 0), None)
+                (&rgrd[0], None)
             };
             let gy = Ten(&grd[t], ro * wy);
-            let rx = (t > 0).then(|| Ten(&rval[t - 1], 0));
-            let x = op_input(t, input, val, vslot, r0, ro, wx);
-            match op {
-                Op::Linear(l) => l.r_vjp(be, c, x, rx, theta, v, gy, rgy, hv.re(), rgx)?,
-                Op::Conv3x3(cv) => cv.r_vjp(
-                    be,
-                    c,
-                    buf_input(x)?,
-                    rx,
-                    theta,
-                    v,
-                    gy,
-                    rgy,
-                    col,
-                    hv.re(),
-                    rgx,
-                )?,
-                Op::Act(a) => {
-                    if let Some(rgx) = rgx {
-                        let cached = act_cached(&a, t, val, vslot, ro);
-                        a.r_vjp(be, c, cached, gy, rgy, need(rx)?, rgx)?
+            let rx = (t > 0).then(|| &rval[t - 1]);
+            if let Op::Linear(l) = op {
+                let x = op_input(t, input, val, vslot, r0, ro, wx);
+                let (rx, rgx) = (rx.map(|b| Ten(b, 0)), rgx.map(|b| TenMut(b, 0)));
+                l.r_vjp_block(be, c, nb, x, rx, theta, v, p, gy, Ten(rgy, 0), hv.re(), rgx)?;
+            } else {
+                for i in 0..nb {
+                    let x = op_input(t, input, val, vslot, r0, ro, wx);
+                    let rgy = Ten(rgy, i * sy);
+                    let rgx = rgx.as_mut().map(|b| TenMut(&mut **b, i * sx));
+                    let rx = rx.map(|b| Ten(b, i * sx));
+                    let v = vi(i);
+                    let hv = TenMut(&mut *hv.0, hv.1 + i * p);
+                    match op {
+                        Op::Linear(_) => unreachable!("handled above"),
+                        Op::Conv3x3(cv) => {
+                            cv.r_vjp(be, c, buf_input(x)?, rx, theta, v, gy, rgy, col, hv, rgx)?
+                        }
+                        Op::Act(a) => {
+                            if let Some(rgx) = rgx {
+                                let cached = act_cached(&a, t, val, vslot, ro);
+                                a.r_vjp(be, c, cached, gy, rgy, need(rx)?, rgx)?
+                            }
+                        }
+                        Op::MaxPool2(mp) => {
+                            if let Some(rgx) = rgx {
+                                mp.vjp(be, c, Ten(&aux[t], ro * wy), rgy, rgx)?
+                            }
+                        }
+                        Op::Flatten(f) => {
+                            if let Some(rgx) = rgx {
+                                f.vjp(be, c, rgy, rgx)?
+                            }
+                        }
+                        Op::Embed(e) => e.vjp(be, c, token_index(input, ci)?, rgy, hv)?,
+                        Op::LayerNorm(l) => {
+                            let (x, rx) = (buf_input(x)?, need(rx)?);
+                            l.r_vjp(be, c, x, rx, theta, v, gy, rgy, hv, need(rgx)?, col)?
+                        }
+                        Op::Attention(a) => {
+                            let pr = Ten(&aux[t], ro * op.aux_width());
+                            a.r_vjp(be, c, buf_input(x)?, pr, need(rx)?, gy, rgy, need(rgx)?)?
+                        }
+                        Op::MeanPool(m) => m.vjp(be, c, token_ids(input, r0)?, rgy, need(rgx)?)?,
+                        Op::Add(_) => {
+                            let rgx = need(rgx)?;
+                            be.copy(rgy.0, rgy.1, rgx.0, rgx.1, c * wy)?
+                        }
                     }
-                }
-                Op::MaxPool2(p) => {
-                    if let Some(rgx) = rgx {
-                        p.vjp(be, c, Ten(&aux[t], ro * wy), rgy, rgx)?
-                    }
-                }
-                Op::Flatten(f) => {
-                    if let Some(rgx) = rgx {
-                        f.vjp(be, c, rgy, rgx)?
-                    }
-                }
-                Op::Embed(e) => e.vjp(be, c, token_index(input, ci)?, rgy, hv.re())?,
-                Op::LayerNorm(l) => {
-                    let (x, rx) = (buf_input(x)?, need(rx)?);
-                    l.r_vjp(be, c, x, rx, theta, v, gy, rgy, hv.re(), need(rgx)?, col)?
-                }
-                Op::Attention(a) => {
-                    let p = Ten(&aux[t], ro * op.aux_width());
-                    a.r_vjp(be, c, buf_input(x)?, p, need(rx)?, gy, rgy, need(rgx)?)?
-                }
-                Op::MeanPool(m) => m.vjp(be, c, token_ids(input, r0)?, rgy, need(rgx)?)?,
-                Op::Add(_) => {
-                    let rgx = need(rgx)?;
-                    be.copy(rgy.0, rgy.1, rgx.0, rgx.1, c * wy)?
                 }
             }
             if t > 0 {
-                add_skips(be, rgrd, &skips[t - 1], t - 1, 0, c * wx)?;
+                // The directions are stacked alike in every R-buffer: one add for all.
+                add_skips(be, rgrd, &skips[t - 1], t - 1, 0, nb * c * wx)?;
             }
         }
         Ok(())

@@ -4,7 +4,7 @@
 //! rows × seq rows of `fan_in`.
 
 use super::{Input, Ten, TenMut};
-use crate::backend::Backend;
+use crate::backend::{Backend, Batch};
 use crate::error::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,6 +229,156 @@ impl Linear {
                 1.0,
                 rgx.0,
                 rgx.1,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// [`Linear::jvp`] for `nb` directions at once (a block HVP): direction i's v at
+    /// `v.1 + i·vs` (θ's layout), its R{x} and R{y} stacked at `i·rows·in_width` and
+    /// `i·rows·out_width` from their offsets. Each product (x V_iᵀ with x shared, R{x}_i Wᵀ with W
+    /// shared) is one batched GEMM for all directions ([`Backend::gemm_batched`]: one dispatch on
+    /// a GPU) where the input is an activation buffer; each direction's R{y} equals
+    /// [`Linear::jvp`]'s bit for bit (the same operations on its data, in the same order).
+    #[allow(clippy::too_many_arguments)]
+    pub fn jvp_block<B: Backend>(
+        &self,
+        be: &B,
+        rows: usize,
+        nb: usize,
+        x: Input<B>,
+        rx: Option<Ten<B>>,
+        theta: &B::Buf,
+        v: Ten<B>,
+        vs: usize,
+        ry: TenMut<B>,
+    ) -> Result<()> {
+        let r = rows * self.seq;
+        let (sx, sy) = (r * self.fan_in, r * self.fan_out);
+        let (fo, fi) = (self.fan_out, self.fan_in);
+        match &x {
+            Input::Data(d, r0) => {
+                let each = Batch {
+                    count: nb,
+                    a: 0,
+                    b: vs,
+                    c: sy,
+                };
+                let vo = v.1 + self.w_off;
+                be.input_gemm_nt_batched(d, *r0, r, fo, 1.0, v.0, vo, 0.0, ry.0, ry.1, each)?;
+            }
+            Input::Buf(Ten(xb, xo)) => {
+                let each = Batch {
+                    count: nb,
+                    a: 0,
+                    b: vs,
+                    c: sy,
+                };
+                let vo = v.1 + self.w_off;
+                be.gemm_batched(
+                    false, true, r, fo, fi, 1.0, xb, *xo, v.0, vo, 0.0, ry.0, ry.1, each,
+                )?;
+            }
+        }
+        if let Some(rx) = rx {
+            let each = Batch {
+                count: nb,
+                a: sx,
+                b: 0,
+                c: sy,
+            };
+            be.gemm_batched(
+                false, true, r, fo, fi, 1.0, rx.0, rx.1, theta, self.w_off, 1.0, ry.0, ry.1, each,
+            )?;
+        }
+        for i in 0..nb {
+            let bo = v.1 + i * vs + self.b_off;
+            be.bias_act(None, r, fo, v.0, bo, ry.0, ry.1 + i * sy)?;
+        }
+        Ok(())
+    }
+
+    /// [`Linear::r_vjp`] for `nb` directions at once, laid out as in [`Linear::jvp_block`]
+    /// (direction i's H·v at `hv.1 + i·vs`, its R{gy}/R{gx} stacked); the weight-gradient and
+    /// R{gx} products are batched GEMMs (the long-K Gᵀ·X products run one by one where the GPU
+    /// splits K). Each direction's result equals [`Linear::r_vjp`]'s bit for bit.
+    #[allow(clippy::too_many_arguments)]
+    pub fn r_vjp_block<B: Backend>(
+        &self,
+        be: &B,
+        rows: usize,
+        nb: usize,
+        x: Input<B>,
+        rx: Option<Ten<B>>,
+        theta: &B::Buf,
+        v: Ten<B>,
+        vs: usize,
+        gy: Ten<B>,
+        rgy: Ten<B>,
+        hv: TenMut<B>,
+        rgx: Option<TenMut<B>>,
+    ) -> Result<()> {
+        let r = rows * self.seq;
+        let (sx, sy) = (r * self.fan_in, r * self.fan_out);
+        let (fo, fi) = (self.fan_out, self.fan_in);
+        let hw = hv.1 + self.w_off;
+        match &x {
+            Input::Data(d, r0) => {
+                let each = Batch {
+                    count: nb,
+                    a: sy,
+                    b: 0,
+                    c: vs,
+                };
+                be.input_gemm_tn_batched(rgy.0, rgy.1, d, *r0, r, fo, 1.0, 1.0, hv.0, hw, each)?;
+            }
+            Input::Buf(Ten(xb, xo)) => {
+                let each = Batch {
+                    count: nb,
+                    a: sy,
+                    b: 0,
+                    c: vs,
+                };
+                be.gemm_batched(
+                    true, false, fo, fi, r, 1.0, rgy.0, rgy.1, xb, *xo, 1.0, hv.0, hw, each,
+                )?;
+            }
+        }
+        if let Some(rx) = rx {
+            let each = Batch {
+                count: nb,
+                a: 0,
+                b: sx,
+                c: vs,
+            };
+            be.gemm_batched(
+                true, false, fo, fi, r, 1.0, gy.0, gy.1, rx.0, rx.1, 1.0, hv.0, hw, each,
+            )?;
+        }
+        for i in 0..nb {
+            let (go, ho) = (rgy.1 + i * sy, hv.1 + i * vs + self.b_off);
+            be.col_sum(r, fo, 1.0, rgy.0, go, 1.0, hv.0, ho)?;
+        }
+        if let Some(rgx) = rgx {
+            let by_w = Batch {
+                count: nb,
+                a: sy,
+                b: 0,
+                c: sx,
+            };
+            be.gemm_batched(
+                false, false, r, fi, fo, 1.0, rgy.0, rgy.1, theta, self.w_off, 0.0, rgx.0, rgx.1,
+                by_w,
+            )?;
+            let by_v = Batch {
+                count: nb,
+                a: 0,
+                b: vs,
+                c: sx,
+            };
+            let vo = v.1 + self.w_off;
+            be.gemm_batched(
+                false, false, r, fi, fo, 1.0, gy.0, gy.1, v.0, vo, 1.0, rgx.0, rgx.1, by_v,
             )?;
         }
         Ok(())
