@@ -179,6 +179,41 @@ fn warm_starts_exit_early_and_agree() {
     );
 }
 
+/// A workspace reused across solves (cold, warm on another operator, cold on a third) and
+/// recycled result vectors change nothing: every value and vector equals a fresh solve's.
+#[test]
+fn a_reused_block_workspace_changes_nothing() {
+    use subspace_lab::hessian::block::{BlockWork, block_davidson_with};
+    let n = 90;
+    let k = 4;
+    let b = F64::new();
+    let ops: Vec<Vec<f64>> = (0..3)
+        .map(|s| {
+            let l: Vec<f64> = (0..n)
+                .map(|i| 9.0 * 0.93f64.powi(i as i32) - s as f64)
+                .collect();
+            sym_with_spectrum(&l, 20 + s)
+        })
+        .collect();
+    let o = opts(k, 1e-9, 1);
+    let mut work = BlockWork::default();
+    let mut prev: Option<Vec<f64>> = None;
+    for (i, a) in ops.iter().enumerate() {
+        let mut op = DenseOperator::new(b.clone(), n, a).unwrap();
+        let warm_host = if i == 1 { prev.clone() } else { None };
+        let warm = warm_host.as_ref().map(|w| b.upload(w).unwrap());
+        let w = warm.as_ref().map(|w| (w, k));
+        let reused = block_davidson_with(&b, &mut op, &o, w, &mut work).unwrap();
+        let fresh = block_davidson(&b, &mut op, &o, w).unwrap();
+        assert_eq!(reused.values, fresh.values, "solve {i}");
+        assert_eq!(reused.products, fresh.products, "solve {i}");
+        let v = b.download(&reused.vectors).unwrap();
+        assert_eq!(v, b.download(&fresh.vectors).unwrap(), "solve {i}");
+        prev = Some(v);
+        work.recycle(reused.vectors);
+    }
+}
+
 #[test]
 fn bad_arguments_are_errors() {
     let b = F64::new();

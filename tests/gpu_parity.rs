@@ -941,10 +941,14 @@ fn a_dom_sgd_step_keeps_its_state_on_the_device() {
                     t.readbacks,
                     sp.hvps
                 );
-                // Steady state: the minibatch and the Ritz coefficients are written into
-                // existing buffers, the solve's vectors into the previous basis.
-                assert_eq!(t.allocations, 0, "{} buffers created", t.allocations);
             }
+            // Steady state, both solvers: the minibatch and the Ritz coefficients are written
+            // into existing buffers, the solve's vectors into the previous basis.
+            assert_eq!(
+                t.allocations, 0,
+                "{solver:?}: {} buffers created",
+                t.allocations
+            );
         }
     }
 }

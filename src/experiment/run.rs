@@ -18,7 +18,7 @@ use super::verdict::Verdict;
 use crate::backend::Backend;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::hessian::block::block_davidson;
+use crate::hessian::block::{BlockWork, block_davidson_with};
 use crate::hessian::lanczos::{LanczosOptions, LanczosWork, Riders, lanczos_riding};
 use crate::nn::engine::{Engine, Eval};
 use crate::nn::model::ModelSpec;
@@ -156,7 +156,7 @@ pub enum WarmSolver {
     /// Single-vector Lanczos from the sum of the previous eigenvectors ([`lanczos`]).
     #[default]
     Lanczos,
-    /// Block Davidson from the previous eigenvectors as one block ([`block_davidson`]), one block
+    /// Block Davidson from the previous eigenvectors as one block ([`block_davidson`](crate::hessian::block::block_davidson)), one block
     /// HVP per iteration; falls back to Lanczos when its product budget runs out.
     Block,
 }
@@ -214,6 +214,8 @@ pub struct Stepper<B: Backend> {
     scalars: B::Buf,
     /// The eigensolver's buffers, reused from step to step.
     work: LanczosWork<B>,
+    /// Block Davidson's, likewise.
+    block_work: BlockWork<B>,
 }
 
 impl<B: Backend + Clone> Stepper<B> {
@@ -261,6 +263,7 @@ impl<B: Backend + Clone> Stepper<B> {
             coef2: backend.zeros(top.max(1))?,
             scalars: backend.zeros(8)?,
             work: LanczosWork::default(),
+            block_work: BlockWork::default(),
         })
     }
 
@@ -532,7 +535,13 @@ impl<B: Backend + Clone> Stepper<B> {
         let mut eig = None;
         if let (Some(w), WarmSolver::Block) = (warm, self.warm_solver) {
             // Not converged within its budget, or stuck: Lanczos takes over. NaN is an error.
-            match block_davidson(&b, &mut self.full, &self.lanczos, Some(w)) {
+            match block_davidson_with(
+                &b,
+                &mut self.full,
+                &self.lanczos,
+                Some(w),
+                &mut self.block_work,
+            ) {
                 Ok(e) if e.converged => eig = Some(e),
                 Err(e @ Error::NonFinite(_)) => return Err(e),
                 _ => {}
@@ -607,7 +616,10 @@ impl<B: Backend + Clone> Stepper<B> {
         let worst_residual = eig.residuals.iter().cloned().fold(0.0, f64::max);
         // The previous basis becomes the buffer of the next solve's vectors (no allocation).
         if let Some(old) = self.warm.replace(eig.vectors) {
-            self.work.recycle(old);
+            match self.warm_solver {
+                WarmSolver::Block => self.block_work.recycle(old),
+                WarmSolver::Lanczos => self.work.recycle(old),
+            }
         }
         self.measured = Some(self.version);
         Ok(Spectrum {

@@ -31,7 +31,7 @@
 
 use super::Operator;
 use super::lanczos::{
-    EigResult, LanczosOptions, check_k_tol, random_vector, sorted_eigen, upload_rows,
+    EigResult, LanczosOptions, check_k_tol, random_vector, sorted_eigen, take_or_zeros, write_rows,
 };
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -51,6 +51,64 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
     op: &mut O,
     opts: &LanczosOptions,
     warm: Option<(&B::Buf, usize)>,
+) -> Result<EigResult<B>> {
+    block_davidson_with(b, op, opts, warm, &mut BlockWork::default())
+}
+
+/// The buffers of a block Davidson solve (the basis V and AV, scratch, the candidate block, the
+/// coefficients, residuals, the Ritz coefficient rows, the next result's vectors), kept between
+/// solves of the same dimension, k and basis size — every step of a run — so that a warm solve
+/// creates no buffer ([`LanczosWork`](super::lanczos::LanczosWork) likewise). Reused buffers are
+/// not cleared: the solver writes every element before it reads it.
+pub struct BlockWork<B: Backend> {
+    key: (usize, usize, usize),
+    bufs: Vec<Option<B::Buf>>,
+    spare: Option<B::Buf>,
+}
+
+impl<B: Backend> Default for BlockWork<B> {
+    fn default() -> Self {
+        BlockWork {
+            key: (0, 0, 0),
+            bufs: Vec::new(),
+            spare: None,
+        }
+    }
+}
+
+impl<B: Backend> BlockWork<B> {
+    /// Hand back a result's vectors that are no longer needed: the next solve writes its vectors
+    /// there.
+    pub fn recycle(&mut self, vectors: B::Buf) {
+        self.spare = Some(vectors);
+    }
+    /// Buffer `i` of at least… exactly `len` elements, reused when it has that length.
+    fn take(&mut self, b: &B, i: usize, len: usize) -> Result<B::Buf> {
+        if self.bufs.len() <= i {
+            self.bufs.resize_with(i + 1, || None);
+        }
+        take_or_zeros(b, &mut self.bufs[i], len)
+    }
+}
+
+// The slots of [`BlockWork::bufs`].
+const V: usize = 0;
+const AV: usize = 1;
+const SCRATCH: usize = 2;
+const NEW: usize = 3;
+const COEF: usize = 4;
+const RESID: usize = 5;
+const S_UP: usize = 6;
+const TS_UP: usize = 7;
+const ORTH: usize = 8;
+
+/// [`block_davidson`] with its buffers taken from (and returned to) `work`.
+pub fn block_davidson_with<B: Backend, O: Operator<B>>(
+    b: &B,
+    op: &mut O,
+    opts: &LanczosOptions,
+    warm: Option<(&B::Buf, usize)>,
+    work: &mut BlockWork<B>,
 ) -> Result<EigResult<B>> {
     let p = op.dim();
     let k = opts.k;
@@ -80,15 +138,25 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
     } else {
         k.max(opts.block).min(cap)
     };
+    if work.key != (p, k, cap) {
+        *work = BlockWork {
+            key: (p, k, cap),
+            ..BlockWork::default()
+        };
+    }
+    // The candidate block: the start (warm rows or random ones), then at most k residuals.
+    let new_rows = warm_rows.max(want_rows).max(k);
     let mut s = Solver {
         p,
         cap,
         nv: 0,
-        v: b.zeros(cap * p)?,
-        av: b.zeros(cap * p)?,
-        scratch: b.zeros(cap * p)?,
-        new: b.zeros(warm_rows.max(want_rows) * p)?,
-        coef: b.zeros(cap * cap)?,
+        v: work.take(b, V, cap * p)?,
+        av: work.take(b, AV, cap * p)?,
+        scratch: work.take(b, SCRATCH, cap * p)?,
+        new: work.take(b, NEW, new_rows * p)?,
+        coef: work.take(b, COEF, cap * cap.max(new_rows))?,
+        orth: work.take(b, ORTH, new_rows * new_rows)?,
+        s_up: work.take(b, S_UP, cap * cap)?,
         t: DMatrix::zeros(cap, cap),
         products: 0,
         drop_tol: b.precision().eps().sqrt(),
@@ -107,7 +175,8 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
     let norms = b.row_norms(&s.new, 0, rows, p)?;
     s.extend(b, op, &norms)?;
     let mut warnings = Vec::new();
-    let mut resid = b.zeros(k * p)?;
+    let mut resid = work.take(b, RESID, k * p)?;
+    let mut ts_up = work.take(b, TS_UP, cap * cap)?;
     loop {
         let (theta, vecs) = s.ritz()?;
         let kx = k.min(s.nv);
@@ -117,11 +186,11 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
             .max(f64::MIN_POSITIVE);
         let limit = opts.tol * scale;
         // True residuals R = Sₖᵀ AV − Θ Sₖᵀ V from the stored products.
-        let s_up = upload_rows(b, &vecs, kx, None)?;
-        let ts_up = upload_rows(b, &vecs, kx, Some(&theta))?;
+        write_rows(b, &vecs, kx, None, &mut s.s_up)?;
+        write_rows(b, &vecs, kx, Some(&theta), &mut ts_up)?;
         let nv = s.nv;
         b.gemm(
-            false, false, kx, p, nv, 1.0, &s_up, 0, &s.av, 0, 0.0, &mut resid, 0,
+            false, false, kx, p, nv, 1.0, &s.s_up, 0, &s.av, 0, 0.0, &mut resid, 0,
         )?;
         b.gemm(
             false, false, kx, p, nv, -1.0, &ts_up, 0, &s.v, 0, 1.0, &mut resid, 0,
@@ -138,7 +207,7 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
                     norms.iter().fold(0.0f64, |a, &x| a.max(x)) / scale
                 ));
             }
-            let mut vectors = b.zeros(kx * p)?;
+            let mut vectors = take_or_zeros(b, &mut work.spare, kx * p)?;
             b.gemm(
                 false,
                 false,
@@ -146,7 +215,7 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
                 p,
                 nv,
                 1.0,
-                &s_up,
+                &s.s_up,
                 0,
                 &s.v,
                 0,
@@ -154,6 +223,20 @@ pub fn block_davidson<B: Backend, O: Operator<B>>(
                 &mut vectors,
                 0,
             )?;
+            // The buffers go back to the workspace for the next solve.
+            for (i, x) in [
+                (V, s.v),
+                (AV, s.av),
+                (SCRATCH, s.scratch),
+                (NEW, s.new),
+                (COEF, s.coef),
+                (ORTH, s.orth),
+                (S_UP, s.s_up),
+                (RESID, resid),
+                (TS_UP, ts_up),
+            ] {
+                work.bufs[i] = Some(x);
+            }
             return Ok(EigResult {
                 values: theta[..kx].to_vec(),
                 residuals: norms,
@@ -208,6 +291,10 @@ struct Solver<B: Backend> {
     /// Candidate rows to add (the start block, then residuals).
     new: B::Buf,
     coef: B::Buf,
+    /// The candidates' orthonormalising matrix (kept × rows).
+    orth: B::Buf,
+    /// Ritz coefficient rows (≤ cap × cap).
+    s_up: B::Buf,
     /// T = V A Vᵀ (the leading nv × nv block).
     t: DMatrix<f64>,
     products: usize,
@@ -363,7 +450,7 @@ impl<B: Backend> Solver<B> {
             let s = 1.0 / eig.eigenvalues[i].sqrt();
             m.extend(eig.eigenvectors.column(i).iter().map(|x| x * s));
         }
-        let m = b.upload(&m)?;
+        b.write(&mut self.orth, 0, &m)?;
         b.gemm(
             false,
             false,
@@ -371,7 +458,7 @@ impl<B: Backend> Solver<B> {
             p,
             rows,
             1.0,
-            &m,
+            &self.orth,
             0,
             &self.new,
             0,
@@ -398,7 +485,7 @@ impl<B: Backend> Solver<B> {
     /// Thick restart on the leading `keep` Ritz vectors: V ← SᵀV, AV ← SᵀAV, T ← Θ.
     fn restart(&mut self, b: &B, s: &DMatrix<f64>, theta: &[f64], keep: usize) -> Result<()> {
         let (p, m) = (self.p, self.nv);
-        let s_up = upload_rows(b, s, keep, None)?;
+        write_rows(b, s, keep, None, &mut self.s_up)?;
         for x in [&mut self.v, &mut self.av] {
             b.gemm(
                 false,
@@ -407,7 +494,7 @@ impl<B: Backend> Solver<B> {
                 p,
                 m,
                 1.0,
-                &s_up,
+                &self.s_up,
                 0,
                 x,
                 0,

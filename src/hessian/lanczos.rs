@@ -485,19 +485,9 @@ fn rows_of(s: &DMatrix<f64>, rows: usize, weights: Option<&[f64]>) -> Vec<f64> {
     h
 }
 
-/// Upload the first `rows` columns of `s` (m×·) as a `rows × m` row-major buffer, each row
-/// multiplied by `weights[r]`.
-pub(crate) fn upload_rows<B: Backend>(
-    b: &B,
-    s: &DMatrix<f64>,
-    rows: usize,
-    weights: Option<&[f64]>,
-) -> Result<B::Buf> {
-    b.upload(&rows_of(s, rows, weights))
-}
-
-/// [`upload_rows`] into the front of an existing buffer (no allocation).
-fn write_rows<B: Backend>(
+/// The first `rows` columns of `s` (m×·) as a `rows × m` row-major matrix, each row multiplied
+/// by `weights[r]`, written into the front of an existing buffer (no allocation).
+pub(crate) fn write_rows<B: Backend>(
     b: &B,
     s: &DMatrix<f64>,
     rows: usize,
@@ -642,7 +632,11 @@ impl<B: Backend> Default for LanczosWork<B> {
     }
 }
 
-fn take_or_zeros<B: Backend>(b: &B, slot: &mut Option<B::Buf>, len: usize) -> Result<B::Buf> {
+pub(crate) fn take_or_zeros<B: Backend>(
+    b: &B,
+    slot: &mut Option<B::Buf>,
+    len: usize,
+) -> Result<B::Buf> {
     match slot.take() {
         Some(x) if b.len(&x) == len => Ok(x),
         _ => b.zeros(len),
