@@ -62,8 +62,9 @@ fn scale(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     out[P.off_out + i] = P.alpha * out[P.off_out + i];
 }
 
-// x = 1/√x; 0 where x = 0; NaN where x < 0 or x is not finite (tested by its bits: WGSL may
-// assume there are no NaNs in float comparisons). Twin: `rsqrt_f64` in src/backend/cpu.rs.
+// x = 1/√x; 0 where x = 0 or is subnormal (whose 1/√ overflows f32; some GPUs flush it to 0
+// anyway); NaN where x < 0 or x is not finite (tested by its bits: WGSL may assume there are no
+// NaNs in float comparisons). Twin: `rsqrt` in src/backend/cpu.rs.
 @compute @workgroup_size(256, 1, 1)
 fn rsqrt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
@@ -75,7 +76,7 @@ fn rsqrt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let bits = bitcast<u32>(x);
     let finite = (bits & 0x7f800000u) != 0x7f800000u;
     let negative = (bits & 0x80000000u) != 0u && (bits & 0x7fffffffu) != 0u;
-    if ((bits & 0x7fffffffu) == 0u) {
+    if ((bits & 0x7f800000u) == 0u) {
         out[P.off_out + i] = 0.0;
     } else if (finite && !negative) {
         out[P.off_out + i] = 1.0 / sqrt(x);

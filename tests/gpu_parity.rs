@@ -271,6 +271,20 @@ fn elementwise_and_loss_kernels_match_cpu() {
         (g.download(&gz0).unwrap()[0], c.download(&cz0).unwrap()[0]),
         (0.0, 0.0)
     );
+    // A subnormal of the backend's precision counts as 0 (its 1/√ would overflow f32): the GPU
+    // and the CPU's f32 backend alike.
+    let c32 = F32::new();
+    let sub = [1e-40, -1e-41, 2e-38];
+    let (mut gs, mut cs) = (g.upload(&sub).unwrap(), c32.upload(&sub).unwrap());
+    g.rsqrt(&mut gs, 0, 3).unwrap();
+    c32.rsqrt(&mut cs, 0, 3).unwrap();
+    let (gs, cs) = (g.download(&gs).unwrap(), c32.download(&cs).unwrap());
+    assert_eq!(
+        (gs[0], gs[1], cs[0], cs[1]),
+        (0.0, 0.0, 0.0, 0.0),
+        "{gs:?} {cs:?}"
+    );
+    assert!((gs[2] - cs[2]).abs() <= 4.0 * EPS * cs[2], "{gs:?} {cs:?}");
     // Losses: gradient, statistics (accumulated over two calls), Hessian product.
     let target: Vec<f64> = (0..rows)
         .flat_map(|r| (0..cols).map(move |j| if j == (r * 7) % cols { 1.0 } else { 0.0 }))
@@ -968,72 +982,79 @@ fn batched_gemm_is_one_dispatch_and_equals_single_products() {
         (true, false, 20, 48, 90, 1.0),
         (false, true, 1, 40, 7, 0.5),
     ] {
-        // A shared (stride 0), B per product with a gap between them, C per product.
-        let (sa, sb, sc) = (0, k * n + 3, m * n + 1);
-        let a = rand(m * k + 2, 31);
-        let b = rand(2 + count * sb, 32);
-        let c0 = rand(1 + count * sc, 33);
-        let batch = Batch {
-            count,
-            a: sa,
-            b: sb,
-            c: sc,
-        };
-        let (ga, gb) = (g.upload(&a).unwrap(), g.upload(&b).unwrap());
-        let mut one = g.upload(&c0).unwrap();
-        let mut each = g.upload(&c0).unwrap();
-        let t0 = g.transfers().unwrap();
-        g.gemm_batched(
-            ta, tb, m, n, k, 0.7, &ga, 1, &gb, 2, beta, &mut one, 1, batch,
-        )
-        .unwrap();
-        let t1 = g.transfers().unwrap();
-        assert_eq!((t1 - t0).dispatches, 1, "{m}×{n}×{k}: one dispatch");
-        for i in 0..count {
-            g.gemm(
-                ta,
-                tb,
-                m,
-                n,
-                k,
-                0.7,
-                &ga,
-                1,
-                &gb,
-                2 + i * sb,
-                beta,
-                &mut each,
-                1 + i * sc,
+        for share_a in [true, false] {
+            // A shared (stride 0) and B per product with a gap between them, or the other way
+            // round; C per product.
+            let (sa, sb, sc) = if share_a {
+                (0, k * n + 3, m * n + 1)
+            } else {
+                (m * k + 2, 0, m * n + 1)
+            };
+            let a = rand(1 + count * sa.max(m * k), 31);
+            let b = rand(2 + count * sb.max(k * n), 32);
+            let c0 = rand(1 + count * sc, 33);
+            let batch = Batch {
+                count,
+                a: sa,
+                b: sb,
+                c: sc,
+            };
+            let (ga, gb) = (g.upload(&a).unwrap(), g.upload(&b).unwrap());
+            let mut one = g.upload(&c0).unwrap();
+            let mut each = g.upload(&c0).unwrap();
+            let t0 = g.transfers().unwrap();
+            g.gemm_batched(
+                ta, tb, m, n, k, 0.7, &ga, 1, &gb, 2, beta, &mut one, 1, batch,
             )
             .unwrap();
-        }
-        let (one, each) = (g.download(&one).unwrap(), g.download(&each).unwrap());
-        assert_eq!(one, each, "{m}×{n}×{k}: bit for bit");
-        let (ca, cb) = (c.upload(&a).unwrap(), c.upload(&b).unwrap());
-        let mut cc = c.upload(&c0).unwrap();
-        c.gemm_batched(
-            ta, tb, m, n, k, 0.7, &ca, 1, &cb, 2, beta, &mut cc, 1, batch,
-        )
-        .unwrap();
-        let cc = c.download(&cc).unwrap();
-        let worst = max_abs_diff(&one, &cc);
-        assert!(
-            worst <= 1e-4 * (k as f64).sqrt(),
-            "{m}×{n}×{k}: {worst} from the CPU"
-        );
-        assert_eq!(cc[0], c0[0], "before the first product: untouched");
-        let overlap = Batch {
-            c: m * n - 1,
-            ..batch
-        };
-        let mut x = g.upload(&c0).unwrap();
-        if m * n > 1 {
-            assert!(
-                g.gemm_batched(
-                    ta, tb, m, n, k, 1.0, &ga, 1, &gb, 2, 0.0, &mut x, 1, overlap
+            let t1 = g.transfers().unwrap();
+            assert_eq!((t1 - t0).dispatches, 1, "{m}×{n}×{k}: one dispatch");
+            for i in 0..count {
+                g.gemm(
+                    ta,
+                    tb,
+                    m,
+                    n,
+                    k,
+                    0.7,
+                    &ga,
+                    1 + i * sa,
+                    &gb,
+                    2 + i * sb,
+                    beta,
+                    &mut each,
+                    1 + i * sc,
                 )
-                .is_err()
+                .unwrap();
+            }
+            let (one, each) = (g.download(&one).unwrap(), g.download(&each).unwrap());
+            assert_eq!(one, each, "{m}×{n}×{k}: bit for bit");
+            let (ca, cb) = (c.upload(&a).unwrap(), c.upload(&b).unwrap());
+            let mut cc = c.upload(&c0).unwrap();
+            c.gemm_batched(
+                ta, tb, m, n, k, 0.7, &ca, 1, &cb, 2, beta, &mut cc, 1, batch,
+            )
+            .unwrap();
+            let cc = c.download(&cc).unwrap();
+            let worst = max_abs_diff(&one, &cc);
+            assert!(
+                worst <= 1e-4 * (k as f64).sqrt(),
+                "{m}×{n}×{k}: {worst} from the CPU"
             );
+            assert_eq!(cc[0], c0[0], "before the first product: untouched");
+            let overlap = Batch {
+                c: m * n - 1,
+                ..batch
+            };
+            let mut x = g.upload(&c0).unwrap();
+            if m * n > 1 {
+                assert!(
+                    g.gemm_batched(
+                        ta, tb, m, n, k, 1.0, &ga, 1, &gb, 2, 0.0, &mut x, 1, overlap
+                    )
+                    .is_err()
+                );
+            }
         }
     }
 }
@@ -1072,4 +1093,41 @@ fn a_block_hvp_batches_its_products_on_the_gpu() {
         batched * 10 <= singles * 8,
         "{batched} dispatches for the block vs {singles} for single HVPs"
     );
+}
+
+/// The block HVP of the Transformer on the GPU (embedding, attention, LayerNorm, residual adds,
+/// per-position linear layers batched over the block) equals its single HVPs bit for bit.
+#[test]
+fn a_transformer_block_hvp_equals_single_hvps_on_the_gpu() {
+    use subspace_lab::data::dataset::Dataset;
+    use subspace_lab::nn::engine::Engine;
+    use subspace_lab::nn::transformer::TransformerSpec;
+    let Some(g) = open_gpu() else { return };
+    let spec = TransformerSpec::new(12, 9, 8, 2, 2, Activation::Gelu, true, 3).unwrap();
+    let n = 20;
+    let x: Vec<f64> = (0..n)
+        .flat_map(|r| (0..9).map(move |q| ((r * 5 + q * 3) % 12) as f64))
+        .collect();
+    let data = Dataset::new(9, 3, x, (0..n).map(|r| (r % 3) as u8).collect()).unwrap();
+    let p = spec.graph().num_params();
+    let theta: Vec<f64> = spec
+        .init(4)
+        .iter()
+        .zip(uniform(p, 14, 0.3))
+        .map(|(a, b)| a + b)
+        .collect();
+    let mut e = Engine::new(g.clone(), spec, LossKind::Ce, &data, 8).unwrap();
+    e.set_params_host(&theta).unwrap();
+    let rows = 3;
+    let v = g.upload(&rand(rows * p, 21)).unwrap();
+    let mut block = g.zeros(rows * p).unwrap();
+    e.hvp_block(&v, 0, rows, &mut block, 0).unwrap();
+    let block = g.download(&block).unwrap();
+    for r in 0..rows {
+        let mut one = g.zeros(p).unwrap();
+        e.hvp(&v, r * p, &mut one, 0).unwrap();
+        let one = g.download(&one).unwrap();
+        assert!(one.iter().any(|&x| x != 0.0));
+        assert_eq!(&block[r * p..(r + 1) * p], &one[..], "row {r}");
+    }
 }

@@ -1102,9 +1102,11 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn rsqrt(&self, x: &mut Vec<T>, off: usize, len: usize) -> Result<()> {
+        let tiny = T::min_positive_value().wide();
         for xi in sl_mut(x, off, len, "rsqrt")? {
             let v = xi.wide();
-            *xi = T::of(rsqrt_f64(v));
+            // A subnormal counts as 0, as on a GPU that flushes it (1/√ of it would overflow).
+            *xi = T::of(if v.abs() < tiny { 0.0 } else { rsqrt_f64(v) });
         }
         Ok(())
     }

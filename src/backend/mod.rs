@@ -360,6 +360,9 @@ pub trait Backend {
         c_off: usize,
         batch: Batch,
     ) -> Result<()> {
+        // The input's width is the backend's to know: refuse at least outputs less than a row
+        // apart (stride 0 would sum every product into one place on the CPU and race on a GPU).
+        check_batch(n, 1, batch)?;
         for i in 0..batch.count {
             let (go, co) = (g_off + i * batch.a, c_off + i * batch.c);
             self.input_gemm_tn(g, go, x, r0, c, n, alpha, beta, out, co)?;
@@ -862,8 +865,8 @@ pub trait Backend {
     ) -> Result<()>;
     /// `x = α·x` over `len` elements.
     fn scale(&self, alpha: f64, x: &mut Self::Buf, off: usize, len: usize) -> Result<()>;
-    /// `x = 1/√x` elementwise over `len` elements, with 0 where x = 0 and NaN where x is negative
-    /// or not finite. Turns squared norms computed by [`Backend::dot_into`] into the factors that
+    /// `x = 1/√x` elementwise over `len` elements, with 0 where x = 0 (or is subnormal in the
+    /// backend's precision) and NaN where x is negative or not finite. Turns squared norms computed by [`Backend::dot_into`] into the factors that
     /// normalise their vectors on the backend (no read-back: a zero vector stays zero, a NaN
     /// shows in what it multiplies). Errors: a range outside the buffer.
     fn rsqrt(&self, x: &mut Self::Buf, off: usize, len: usize) -> Result<()>;

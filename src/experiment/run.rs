@@ -210,7 +210,8 @@ pub struct Stepper<B: Backend> {
     coef: B::Buf,
     coef2: B::Buf,
     /// Eight scalars read back together at the end of a step: the effective learning rates' dot
-    /// products, the non-finite count of θ − d, the gradient engine's deferred statistics.
+    /// products, the non-finite count of θ − d, the gradient engine's deferred statistics (slots
+    /// 5..8, which also carry the full-data statistics beside a solve in `spectrum`).
     scalars: B::Buf,
     /// The eigensolver's buffers, reused from step to step.
     work: LanczosWork<B>,

@@ -581,9 +581,10 @@ fn multiplicity_evidence(
 
 /// The buffers of a solve (the basis Q and its products W, residuals, scratch, coefficients),
 /// kept between solves of the same dimension, k and basis size — every step of a run — so that
-/// a warm solve allocates only its result (on the CPU in f64 the basis alone is 3 × 60 × p
-/// zeroed doubles, 290 MB for fc-tanh, at every step otherwise). Reused buffers are not cleared:
-/// the solver writes every element before it reads it.
+/// a warm solve allocates nothing when handed the previous result to write into
+/// ([`LanczosWork::recycle`]; on the CPU in f64 the basis alone is 3 × 60 × p zeroed doubles,
+/// 290 MB for fc-tanh, at every step otherwise). Reused buffers are not cleared: the solver writes
+/// every element before it reads it.
 pub struct LanczosWork<B: Backend> {
     key: (usize, usize, usize),
     q: Option<B::Buf>,
@@ -691,8 +692,9 @@ pub fn lanczos_with<B: Backend, O: Operator<B>>(
 ///
 /// Read-backs on a device: one per operator product (its orthogonalisation's coefficients and
 /// norm), and one per convergence check by true residuals, which also brings the warm-start
-/// evidence and the riders — a warm solve that converges at once costs its products + 1. The warm
-/// start's norms are computed on the backend and read with the first product's coefficients.
+/// evidence and the riders — a warm solve (block 1) that converges at once costs its products + 1
+/// (each random start vector of a wider block costs two more). The warm start's norms are
+/// computed on the backend and read with the first product's coefficients.
 pub fn lanczos_riding<B: Backend, O: Operator<B>>(
     b: &B,
     op: &mut O,
@@ -723,6 +725,17 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
     } else {
         opts.max_products
     };
+    // The warm rows (at most k: the previous top k), their sum the start vector; checked before
+    // the workspace's buffers are taken.
+    let mut warm = warm.filter(|&(_, rows)| rows > 0);
+    if let Some((w, rows)) = warm {
+        crate::backend::check_range("warm start", b.len(w), 0, rows * p)?;
+        if rows > k {
+            return Err(Error::InvalidArgument(format!(
+                "a warm start of {rows} vectors for the top {k}: give at most k"
+            )));
+        }
+    }
     if work.key != (p, k, cap) {
         *work = LanczosWork {
             key: (p, k, cap),
@@ -751,18 +764,10 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
     };
     let mut factors = take_or_zeros(b, &mut work.factors, k + 1)?;
     let mut seed = opts.seed;
-    // The warm rows (at most k: the previous top k), their sum the start vector.
-    let mut warm = warm.filter(|&(_, rows)| rows > 0);
-    if let Some((w, rows)) = warm {
-        crate::backend::check_range("warm start", b.len(w), 0, rows * p)?;
-        if rows > k {
-            return Err(Error::InvalidArgument(format!(
-                "a warm start of {rows} vectors for the top {k}: give at most k"
-            )));
-        }
-        if cap > 0 {
-            basis.warm_start(b, w, rows, &mut factors)?;
-        }
+    if let Some((w, rows)) = warm
+        && cap > 0
+    {
+        basis.warm_start(b, w, rows, &mut factors)?;
     }
     let mut add_random = |basis: &mut Basis<B>| -> Result<bool> {
         seed = seed.wrapping_add(1);
@@ -780,9 +785,10 @@ pub fn lanczos_riding<B: Backend, O: Operator<B>>(
     let mut scratch = take_or_zeros(b, &mut work.scratch, cap * p)?;
     let mut s_up = take_or_zeros(b, &mut work.s_up, cap * cap)?;
     let mut ts_up = take_or_zeros(b, &mut work.ts_up, cap * cap)?;
-    // What a check reads back: ‖R_i‖² (≤ k + 1) | G (k × k) | Y v and ‖v‖² (≤ k + 1) | carried.
+    // What a check reads back: ‖R_i‖² (≤ k + 2 in a verification round) | G (k × k) | Y v and
+    // ‖v‖² (≤ k + 1) | carried.
     let n_carry = riders.carry.map_or(0, |c| c.2);
-    let mut last = take_or_zeros(b, &mut work.last, 2 * (k + 1) + k * k + n_carry)?;
+    let mut last = take_or_zeros(b, &mut work.last, (k + 2) + k * k + (k + 1) + n_carry)?;
     // None while searching; during a verification round, (hold, base): the round started from the
     // top `hold` converged Ritz vectors, whose top-k values were `base`.
     let mut round: Option<(usize, Vec<f64>)> = None;

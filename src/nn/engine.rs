@@ -802,15 +802,37 @@ impl<B: Backend + Clone> Engine<B> {
         let by_budget = (SCRATCH_BUDGET / (per.max(1) * bytes) as f64) as usize;
         let by_buffer = self.backend.max_buffer_len() / widest;
         let width = rows.min(by_budget).min(by_buffer).max(1);
-        let have = self.backend.len(&self.rval[0]) / (ch * self.graph.ops[0].out_width()).max(1);
+        // Directions every R-buffer holds now (the least of them).
+        let have = self
+            .graph
+            .ops
+            .iter()
+            .enumerate()
+            .map(|(t, op)| {
+                let per = (ch * op.out_width()).max(1);
+                let held = self
+                    .backend
+                    .len(&self.rval[t])
+                    .min(self.backend.len(&self.rgrd[t]));
+                held / per
+            })
+            .min()
+            .unwrap_or(1);
         if width > have {
-            for (t, op) in self.graph.ops.iter().enumerate() {
+            // All new buffers first: a failed allocation (out of memory) leaves the engine as it
+            // was.
+            let mut new = Vec::with_capacity(2 * self.graph.ops.len());
+            for op in &self.graph.ops {
                 let len = width * ch * op.out_width();
-                self.rval[t] = self.backend.zeros(len)?;
-                self.rgrd[t] = self.backend.zeros(len)?;
+                new.push((self.backend.zeros(len)?, self.backend.zeros(len)?));
             }
+            for (t, (rv, rg)) in new.into_iter().enumerate() {
+                self.rval[t] = rv;
+                self.rgrd[t] = rg;
+            }
+            return Ok(width);
         }
-        Ok(width.max(have.min(rows)).max(1))
+        Ok(have.min(rows).max(1))
     }
 
     /// The R-forward and R-backward of chunk rows r0..r0+c for `nb` directions: direction i's v
