@@ -887,3 +887,49 @@ fn a_diverging_step_leaves_theta_as_it_was() {
         assert!(now.m.iter().chain(&now.v).all(|x| x.is_finite()), "{name}");
     }
 }
+
+/// `warm_solver = "block"` in a spec runs every warm spectrum by block Davidson on block HVPs:
+/// the same run as with Lanczos (both meet the spec's tolerance by their true residuals), so
+/// the losses and eigenvalues agree to that tolerance; the field is written only when set.
+#[test]
+fn a_spec_can_take_block_davidson_as_its_warm_solver() {
+    use subspace_lab::experiment::run::WarmSolver;
+    let data = tiny_data();
+    let lz = tiny_spec(OptimizerSpec::sgd(0.05, 20));
+    let text = toml::to_string(&lz).unwrap();
+    assert!(!text.contains("warm_solver"), "{text}");
+    let mut block = lz.clone();
+    block.warm_solver = WarmSolver::Block;
+    let text = toml::to_string(&block).unwrap();
+    assert!(text.contains("warm_solver = \"block\""), "{text}");
+    let back: RunSpec = toml::from_str(&text).unwrap();
+    assert_eq!(back.warm_solver, WarmSolver::Block);
+    let (a, b) = (
+        quiet_run(&lz, &data).unwrap(),
+        quiet_run(&block, &data).unwrap(),
+    );
+    assert_eq!(a.records.len(), b.records.len());
+    // The solvers did differ: their HVP counts over the warm spectra.
+    let count = |o: &run::RunOutcome| o.records.iter().skip(1).map(|r| r.hvps).sum::<usize>();
+    assert_ne!(count(&a), count(&b), "the block solver was not used");
+    for (x, y) in a.records.iter().zip(&b.records) {
+        assert_eq!((&x.run, x.step), (&y.run, y.step));
+        assert!(
+            (x.loss - y.loss).abs() <= 1e-6 * x.loss.abs(),
+            "{} step {}: loss {} vs {}",
+            x.run,
+            x.step,
+            x.loss,
+            y.loss
+        );
+        let scale = x.eigenvalues[0].abs();
+        for (l, m) in x.eigenvalues.iter().zip(&y.eigenvalues) {
+            assert!(
+                (l - m).abs() <= 1e-6 * scale,
+                "{} step {}: λ {l} vs {m}",
+                x.run,
+                x.step
+            );
+        }
+    }
+}

@@ -151,7 +151,8 @@ pub struct StepInfo {
 /// its orthogonalisation reads back once per HVP. The block solver does one pass over the data per
 /// iteration for all its directions ([`Engine::hvp_block`]), which pays where an HVP recomputes
 /// its chunks' forward and backward passes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WarmSolver {
     /// Single-vector Lanczos from the sum of the previous eigenvectors ([`lanczos`]).
     #[default]
@@ -159,6 +160,13 @@ pub enum WarmSolver {
     /// Block Davidson from the previous eigenvectors as one block ([`block_davidson`](crate::hessian::block::block_davidson)), one block
     /// HVP per iteration; falls back to Lanczos when its product budget runs out.
     Block,
+}
+
+impl WarmSolver {
+    /// Lanczos, the default (a spec leaves it out).
+    pub fn is_default(&self) -> bool {
+        *self == WarmSolver::Lanczos
+    }
 }
 
 /// What [`Stepper::step`] reports (as [`Error::NonFinite`]) when the update would make θ
@@ -1430,6 +1438,7 @@ pub fn run<B: Backend + Clone>(
         crate::mem::check_spectrum(&mlp, data.n, spec.top(), 0, elem, "top (and k) in the spec")?;
     }
     let mut st = Stepper::new(backend, &mlp, spec.loss, data, spec.k, spec.top(), spec.tol)?;
+    st.set_warm_solver(spec.warm_solver);
     let theta0 = mlp.init(spec.seed);
     // θ₀ and θ at the switch stay on the backend for the distances recorded.
     let theta0_buf = st.backend().upload(&theta0)?;

@@ -405,6 +405,15 @@ pub struct RunSpec {
     /// Lanczos residual tolerance, relative to |λ₁|.
     #[serde(default = "d_tol")]
     pub tol: f64,
+    /// The solver of every spectrum after the first, warm-started from the last one: `lanczos`
+    /// (the default) or `block` (block Davidson on block HVPs; see
+    /// [`WarmSolver`](crate::experiment::run::WarmSolver)). Both meet `tol` by their true
+    /// residuals; written to `spec.toml` only when not the default.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::experiment::run::WarmSolver::is_default"
+    )]
+    pub warm_solver: crate::experiment::run::WarmSolver,
     #[serde(default)]
     pub seed: u64,
     /// Write a checkpoint every this many steps (0: never).
@@ -433,6 +442,7 @@ impl RunSpec {
             record_every: d_record(),
             effective_lr: false,
             tol: d_tol(),
+            warm_solver: Default::default(),
             seed: 0,
             checkpoint_every: 0,
         }
