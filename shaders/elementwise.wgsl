@@ -81,7 +81,9 @@ fn rsqrt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec
     } else if (finite && !negative) {
         out[P.off_out + i] = 1.0 / sqrt(x);
     } else {
-        out[P.off_out + i] = bitcast<f32>(0x7fc00000u);
+        // A NaN made from the input's bits: a constant NaN is a shader-creation error in WGSL
+        // (Chrome's compiler refuses the module; naga accepts it).
+        out[P.off_out + i] = bitcast<f32>(bits | 0x7fc00000u);
     }
 }
 
