@@ -246,7 +246,8 @@ fn an_exhausted_budget_is_reported() {
 }
 
 /// Each row of a block HVP is the single HVP of that row, bit for bit on the CPU f64 backend,
-/// with the activations cached and recomputed per chunk.
+/// with the activations cached and recomputed per chunk, one direction at a time (the CPU's
+/// width) and stacked (a GPU's).
 #[test]
 fn block_hvp_rows_equal_single_hvps() {
     let (spec, theta, data) = tiny(&[6, 7, 5, 3], Activation::Tanh, 23, 4);
@@ -254,9 +255,15 @@ fn block_hvp_rows_equal_single_hvps() {
     let p = theta.len();
     let rows = 4;
     let v = b.upload(&random_vector(rows * p, 3)).unwrap();
-    for cache in [Cache::All, Cache::PerChunk] {
+    // The CPU's own block width (1: one direction at a time) and the GPU's (stacked).
+    for (cache, stack) in [
+        (Cache::All, 1),
+        (Cache::All, usize::MAX),
+        (Cache::PerChunk, usize::MAX),
+    ] {
         let mut e =
             Engine::with_cache(b.clone(), spec.clone(), LossKind::Mse, &data, 5, cache).unwrap();
+        e.set_max_block(stack);
         e.set_params_host(&theta).unwrap();
         let mut block = b.zeros(rows * p + 3).unwrap();
         e.hvp_block(&v, 0, rows, &mut block, 3).unwrap();
@@ -323,6 +330,8 @@ fn block_hvp_rows_equal_single_hvps_on_every_model() {
         let rows = 3;
         let v = b.upload(&random_vector(rows * p, 4)).unwrap();
         let mut e = Engine::new(b.clone(), spec.clone(), loss, &data, 4).unwrap();
+        // Stacked as on a GPU (the CPU's own width is 1).
+        e.set_max_block(usize::MAX);
         e.set_params_host(&theta).unwrap();
         let mut block = b.zeros(rows * p).unwrap();
         e.hvp_block(&v, 0, rows, &mut block, 0).unwrap();

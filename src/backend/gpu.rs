@@ -1006,6 +1006,9 @@ impl Backend for GpuBackend {
     fn default_chunk(&self) -> usize {
         usize::MAX
     }
+    fn preferred_block(&self) -> usize {
+        usize::MAX
+    }
     fn max_buffer_len(&self) -> usize {
         (self.inner.max_binding / 4) as usize
     }

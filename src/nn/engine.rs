@@ -179,6 +179,8 @@ pub struct Engine<B: Backend> {
     eval: Option<Eval>,
     /// Parameters set by [`Engine::set_params_deferred`], statistics not read yet.
     deferred: bool,
+    /// The most directions stacked into one R-pass (the backend's preference by default).
+    max_block: usize,
     hvps: usize,
 }
 
@@ -398,6 +400,7 @@ impl<B: Backend + Clone> Engine<B> {
             .max()
             .unwrap_or(0);
         let p = graph.num_params();
+        let max_block = b.preferred_block();
         Ok(Engine {
             input: data_input(b, &graph, data, ch)?,
             t: b.upload(&data.y)?,
@@ -424,6 +427,7 @@ impl<B: Backend + Clone> Engine<B> {
             rgrd,
             eval: None,
             deferred: false,
+            max_block,
             hvps: 0,
         })
     }
@@ -471,6 +475,13 @@ impl<B: Backend + Clone> Engine<B> {
     /// deferred and not settled yet ([`Engine::settle`]).
     pub fn eval(&self) -> Result<Eval> {
         self.eval.ok_or_else(not_ready)
+    }
+
+    /// The most directions [`Engine::hvp_block`] stacks into one R-pass (default: the backend's
+    /// [`Backend::preferred_block`]; at least 1). The results do not depend on it, bit for bit;
+    /// the tests stack on the CPU too this way.
+    pub fn set_max_block(&mut self, directions: usize) {
+        self.max_block = directions.max(1);
     }
 
     /// Parameters set: settled, or deferred (∇L and HVPs are ready either way).
@@ -801,7 +812,11 @@ impl<B: Backend + Clone> Engine<B> {
         let widest = widest.unwrap_or(1).max(1);
         let by_budget = (SCRATCH_BUDGET / (per.max(1) * bytes) as f64) as usize;
         let by_buffer = self.backend.max_buffer_len() / widest;
-        let width = rows.min(by_budget).min(by_buffer).max(1);
+        let width = rows
+            .min(self.max_block)
+            .min(by_budget)
+            .min(by_buffer)
+            .max(1);
         // Directions every R-buffer holds now (the least of them).
         let have = self
             .graph
