@@ -157,8 +157,9 @@ pub enum WarmSolver {
     /// Single-vector Lanczos from the sum of the previous eigenvectors ([`lanczos`]).
     #[default]
     Lanczos,
-    /// Block Davidson from the previous eigenvectors as one block ([`block_davidson`](crate::hessian::block::block_davidson)), one block
-    /// HVP per iteration; falls back to Lanczos when its product budget runs out.
+    /// Block Davidson from the previous eigenvectors as one block
+    /// ([`block_davidson`](crate::hessian::block::block_davidson)), one block HVP per iteration;
+    /// falls back to Lanczos when its product budget runs out.
     Block,
 }
 
