@@ -154,7 +154,7 @@ pub struct StepInfo {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WarmSolver {
-    /// Single-vector Lanczos from the sum of the previous eigenvectors ([`lanczos`]).
+    /// Single-vector Lanczos from the sum of the previous eigenvectors ([`lanczos`](crate::hessian::lanczos::lanczos)).
     #[default]
     Lanczos,
     /// Block Davidson from the previous eigenvectors as one block
