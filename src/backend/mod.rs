@@ -957,6 +957,13 @@ pub struct Batch {
     pub c: usize,
 }
 
+impl Batch {
+    /// `count` products, A_i, B_i, C_i `a`, `b`, `c` elements apart.
+    pub fn new(count: usize, a: usize, b: usize, c: usize) -> Self {
+        Batch { count, a, b, c }
+    }
+}
+
 /// [`Backend::gemm_batched`] as `batch.count` calls of [`Backend::gemm`] (the default, and the
 /// GPU's fallback where one dispatch cannot hold them).
 #[allow(clippy::too_many_arguments)]

@@ -258,22 +258,12 @@ impl Linear {
         let (fo, fi) = (self.fan_out, self.fan_in);
         match &x {
             Input::Data(d, r0) => {
-                let each = Batch {
-                    count: nb,
-                    a: 0,
-                    b: vs,
-                    c: sy,
-                };
+                let each = Batch::new(nb, 0, vs, sy);
                 let vo = v.1 + self.w_off;
                 be.input_gemm_nt_batched(d, *r0, r, fo, 1.0, v.0, vo, 0.0, ry.0, ry.1, each)?;
             }
             Input::Buf(Ten(xb, xo)) => {
-                let each = Batch {
-                    count: nb,
-                    a: 0,
-                    b: vs,
-                    c: sy,
-                };
+                let each = Batch::new(nb, 0, vs, sy);
                 let vo = v.1 + self.w_off;
                 be.gemm_batched(
                     false, true, r, fo, fi, 1.0, xb, *xo, v.0, vo, 0.0, ry.0, ry.1, each,
@@ -281,12 +271,7 @@ impl Linear {
             }
         }
         if let Some(rx) = rx {
-            let each = Batch {
-                count: nb,
-                a: sx,
-                b: 0,
-                c: sy,
-            };
+            let each = Batch::new(nb, sx, 0, sy);
             be.gemm_batched(
                 false, true, r, fo, fi, 1.0, rx.0, rx.1, theta, self.w_off, 1.0, ry.0, ry.1, each,
             )?;
@@ -324,33 +309,18 @@ impl Linear {
         let hw = hv.1 + self.w_off;
         match &x {
             Input::Data(d, r0) => {
-                let each = Batch {
-                    count: nb,
-                    a: sy,
-                    b: 0,
-                    c: vs,
-                };
+                let each = Batch::new(nb, sy, 0, vs);
                 be.input_gemm_tn_batched(rgy.0, rgy.1, d, *r0, r, fo, 1.0, 1.0, hv.0, hw, each)?;
             }
             Input::Buf(Ten(xb, xo)) => {
-                let each = Batch {
-                    count: nb,
-                    a: sy,
-                    b: 0,
-                    c: vs,
-                };
+                let each = Batch::new(nb, sy, 0, vs);
                 be.gemm_batched(
                     true, false, fo, fi, r, 1.0, rgy.0, rgy.1, xb, *xo, 1.0, hv.0, hw, each,
                 )?;
             }
         }
         if let Some(rx) = rx {
-            let each = Batch {
-                count: nb,
-                a: 0,
-                b: sx,
-                c: vs,
-            };
+            let each = Batch::new(nb, 0, sx, vs);
             be.gemm_batched(
                 true, false, fo, fi, r, 1.0, gy.0, gy.1, rx.0, rx.1, 1.0, hv.0, hw, each,
             )?;
@@ -360,22 +330,12 @@ impl Linear {
             be.col_sum(r, fo, 1.0, rgy.0, go, 1.0, hv.0, ho)?;
         }
         if let Some(rgx) = rgx {
-            let by_w = Batch {
-                count: nb,
-                a: sy,
-                b: 0,
-                c: sx,
-            };
+            let by_w = Batch::new(nb, sy, 0, sx);
             be.gemm_batched(
                 false, false, r, fi, fo, 1.0, rgy.0, rgy.1, theta, self.w_off, 0.0, rgx.0, rgx.1,
                 by_w,
             )?;
-            let by_v = Batch {
-                count: nb,
-                a: 0,
-                b: vs,
-                c: sx,
-            };
+            let by_v = Batch::new(nb, 0, vs, sx);
             let vo = v.1 + self.w_off;
             be.gemm_batched(
                 false, false, r, fi, fo, 1.0, gy.0, gy.1, v.0, vo, 1.0, rgx.0, rgx.1, by_v,
