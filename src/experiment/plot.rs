@@ -2,7 +2,7 @@
 //! in one colour and the next k in another, sharpness against 2/η (or the SAM edge), distance from
 //! the switch point; the switch step marked on every panel. Text uses the Ubuntu font egui ships.
 
-use super::run::Record;
+use super::record::Record;
 use super::toy::ToyPoint;
 use crate::error::{Error, Result};
 use plotters::prelude::*;
