@@ -3,9 +3,9 @@
 //! and the checkpoint a run resumes from.
 
 use super::spec::{Projection, RunSpec};
+use super::stream::StreamState;
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use super::stream::StreamState;
 use crate::optim::OptState;
 
 /// serde_json writes NaN as null: read null back as NaN (checkpoints hold unmeasured metrics).

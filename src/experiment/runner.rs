@@ -202,12 +202,7 @@ pub fn run<B: Backend + Clone>(
 impl<'a, B: Backend + Clone> Runner<'a, B> {
     /// Take up a checkpoint: the leg it was in and that leg's state. Errors: another spec, other
     /// data, a missing or misshapen vector.
-    fn resume(
-        &mut self,
-        c: Checkpoint,
-        v: Vectors,
-        p: usize,
-    ) -> Result<(usize, Option<LegState>)> {
+    fn resume(&mut self, c: Checkpoint, v: Vectors, p: usize) -> Result<(usize, Option<LegState>)> {
         let (spec, data) = (self.spec, self.data);
         let diff = c.spec.differences(spec);
         if !diff.is_empty() {
@@ -369,9 +364,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             let record = local.is_multiple_of(spec.record_every) || done;
             let need = record
                 || (!done
-                    && (plan.proj != Projection::None
-                        || plan.rule.is_some()
-                        || spec.effective_lr));
+                    && (plan.proj != Projection::None || plan.rule.is_some() || spec.effective_lr));
             let sp = if need {
                 let sp = self
                     .st
@@ -405,7 +398,8 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             if stop {
                 return Ok(stop_rule);
             }
-            self.obs.progress(&plan.name, leg.step - plan.first, plan.len);
+            self.obs
+                .progress(&plan.name, leg.step - plan.first, plan.len);
             self.checkpoint(plan, leg_idx, leg)?;
         }
     }
@@ -513,8 +507,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
     /// ends the run with [`Error::Interrupted`].
     fn checkpoint(&mut self, plan: &LegPlan, leg_idx: usize, leg: &LegState) -> Result<()> {
         let spec = self.spec;
-        let want_ckpt =
-            spec.checkpoint_every > 0 && leg.step.is_multiple_of(spec.checkpoint_every);
+        let want_ckpt = spec.checkpoint_every > 0 && leg.step.is_multiple_of(spec.checkpoint_every);
         let stop_now = self.obs.stop_requested();
         if !(want_ckpt || stop_now) {
             return Ok(());

@@ -7,10 +7,10 @@
 
 use super::files::{read_pair, tensors_bytes, tensors_parse, write_atomic};
 use super::record::{Record, Vectors, nan_null};
-use super::stream::StreamState;
-use crate::optim::OptState;
 use super::spec::RunSpec;
+use super::stream::StreamState;
 use crate::error::{Error, Result};
+use crate::optim::OptState;
 use std::path::Path;
 
 /// The JSON file of a snapshot directory.

@@ -269,7 +269,6 @@ impl<B: Backend + Clone> Stepper<B> {
         self.opt.state(self.full.backend())
     }
 
-
     /// ∇L on `rows` of the data (None: all) at θ, or at `scratch` when `at_scratch` (SAM's
     /// perturbed point), copied into `g`. With `defer` the engine's loss statistics are left on
     /// the backend unread: the result says which engine then waits for [`Engine::settle`]
@@ -332,7 +331,6 @@ impl<B: Backend + Clone> Stepper<B> {
         b.copy(e.grad()?, 0, g, 0, p)?;
         Ok(pending)
     }
-
 
     /// One optimiser step θ ← θ − d on the backend, d the optimiser's update (SGD/GD: η g;
     /// momentum: η·buffer; Adam; normalised SAM), projected by `proj` onto S_k (Dom) or its

@@ -32,9 +32,13 @@ impl<'a, B: Backend> Span<'a, B> {
     pub fn expand(&self, b: &B, coef: &B::Buf, out: &mut B::Buf, perp: bool) -> Result<()> {
         let (k, p) = (self.k, self.dim);
         if perp {
-            b.gemm(true, false, p, 1, k, -1.0, self.rows, 0, coef, 0, 1.0, out, 0)
+            b.gemm(
+                true, false, p, 1, k, -1.0, self.rows, 0, coef, 0, 1.0, out, 0,
+            )
         } else {
-            b.gemm(true, false, p, 1, k, 1.0, self.rows, 0, coef, 0, 0.0, out, 0)
+            b.gemm(
+                true, false, p, 1, k, 1.0, self.rows, 0, coef, 0, 0.0, out, 0,
+            )
         }
     }
 
