@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::hessian::WarmSolver;
 use crate::hessian::block::block_davidson_with;
 use crate::hessian::lanczos::{EigResult, Riders, lanczos_riding};
-use crate::hessian::subspace::Span;
+use crate::hessian::subspace::{Span, norm_and_chi};
 use crate::nn::engine::Eval;
 
 /// The measurements at one θ: full-data loss and accuracy, ‖∇L‖, the top eigenvalues and χ_k.
@@ -128,13 +128,7 @@ impl<B: Backend + Clone> Stepper<B> {
         let hvps = self.full.hvp_count() - before;
         let k = self.k.min(eig.values.len());
         let (c, eval) = self.coefficients_of_grad(&eig, k)?;
-        let grad_norm = c[k].max(0.0).sqrt();
-        let pg = c[..k].iter().map(|x| x * x).sum::<f64>().sqrt();
-        let chi = if grad_norm == 0.0 {
-            0.0
-        } else {
-            (pg / grad_norm).min(1.0)
-        };
+        let (grad_norm, chi) = norm_and_chi(&c[..k], c[k]);
         let worst_residual = eig.residuals.iter().cloned().fold(0.0, f64::max);
         // The previous basis becomes the buffer of the next solve's vectors (no allocation).
         if let Some(old) = self.warm.replace(eig.vectors) {

@@ -10,8 +10,11 @@ use crate::error::{Error, Result};
 
 /// The first `k` rows (each `dim` long) of a buffer, read as the orthonormal basis U of S_k.
 pub struct Span<'a, B: Backend> {
+    /// The buffer whose first `k` rows are the basis.
     pub rows: &'a B::Buf,
+    /// The dimension of S_k.
     pub k: usize,
+    /// The length of a row (the number of parameters).
     pub dim: usize,
 }
 
@@ -53,6 +56,19 @@ impl<'a, B: Backend> Span<'a, B> {
         self.coefficients(b, x, coef)?;
         self.expand(b, coef, x, perp)
     }
+}
+
+/// ‖v‖ and χ_k(v) = ‖U v‖/‖v‖ (at most 1; 0 for v = 0) from the k coefficients U v and ‖v‖²
+/// read back (the stepper's χ_k of ∇L).
+pub fn norm_and_chi(coefs: &[f64], norm2: f64) -> (f64, f64) {
+    let norm = norm2.max(0.0).sqrt();
+    let pv = coefs.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let chi = if norm == 0.0 {
+        0.0
+    } else {
+        (pv / norm).min(1.0)
+    };
+    (norm, chi)
 }
 
 /// An orthonormal basis of k vectors (rows of a k × dim buffer).

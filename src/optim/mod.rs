@@ -28,6 +28,7 @@ use crate::hessian::subspace::Span;
 /// Optimiser state (momentum buffer or Adam moments).
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct OptState {
+    /// Steps taken.
     pub t: u64,
     #[serde(skip)]
     pub m: Vec<f64>,
@@ -39,9 +40,13 @@ pub struct OptState {
 /// moment `m`, Adam's second moment `v`, and the next step's state (`m_next`, `v_next`), written
 /// there by an update and swapped in by [`OptBuffers::commit`] only when the step succeeds.
 pub struct OptBuffers<B: Backend> {
+    /// Steps taken.
     pub t: u64,
+    /// The momentum buffer or Adam's first moment.
     pub m: Option<B::Buf>,
+    /// Adam's second moment.
     pub v: Option<B::Buf>,
+    /// `m` and `v` after the step being taken.
     pub m_next: Option<B::Buf>,
     pub v_next: Option<B::Buf>,
 }
