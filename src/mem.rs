@@ -29,12 +29,7 @@ pub fn available() -> Option<f64> {
 /// basis Q, its products W and the restart scratch (`max_basis` rows each, 0: max(3k, k + 50),
 /// at most p) and the residual block and the eigenvectors (k rows each).
 pub fn lanczos_bytes(k: usize, p: usize, max_basis: usize, elem: usize) -> f64 {
-    let cap = if max_basis == 0 {
-        (3 * k).max(k + 50)
-    } else {
-        max_basis
-    }
-    .min(p);
+    let cap = crate::hessian::lanczos::basis_cap(k, max_basis, 0, p);
     (3.0 * cap as f64 + 2.0 * k as f64) * p as f64 * elem as f64
 }
 

@@ -2,7 +2,7 @@
 //! in one colour and the next k in another, sharpness against 2/η (or the SAM edge), distance from
 //! the switch point; the switch step marked on every panel. Text uses the Ubuntu font egui ships.
 
-use super::run::Record;
+use super::record::Record;
 use super::toy::ToyPoint;
 use crate::error::{Error, Result};
 use plotters::prelude::*;
@@ -70,7 +70,6 @@ fn finite_range(series: &[Series], log: bool) -> Option<(f64, f64)> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     title: &str,
@@ -194,24 +193,14 @@ pub fn metrics_png(
             runs.push(&r.run);
         }
     }
-    let by = |f: &dyn Fn(&Record) -> f64| -> Vec<Series> {
-        runs.iter()
-            .enumerate()
-            .map(|(i, name)| Series {
-                name: name.to_string(),
-                color: COLORS[i % COLORS.len()],
-                points: records
-                    .iter()
-                    .filter(|r| r.run == *name)
-                    .map(|r| (r.step as f64, f(r)))
-                    .collect(),
-                dashed: false,
-            })
-            .collect()
-    };
     let x_max = records.iter().map(|r| r.step).max().unwrap_or(1).max(1) as f64;
-    let xr = (0.0, x_max);
-    let marker = switch.map(|s| s as f64);
+    let m = Metrics {
+        records,
+        runs,
+        k,
+        x_max,
+        marker: switch.map(|s| s as f64),
+    };
     let root = BitMapBackend::new(path, (1500, 900)).into_drawing_area();
     let draw = || -> std::result::Result<(), String> {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -219,27 +208,63 @@ pub fn metrics_png(
             .titled(title, ("sans-serif", 22))
             .map_err(|e| e.to_string())?;
         let areas = root.split_evenly((2, 3));
-        panel(
-            &areas[0],
-            "training loss (log)",
-            "step",
-            &by(&|r| r.loss),
-            true,
-            marker,
-            xr,
-        )?;
-        panel(
-            &areas[1],
-            "training accuracy",
-            "step",
-            &by(&|r| r.accuracy),
-            false,
-            marker,
-            xr,
-        )?;
-        let mut chi = by(&|r| r.chi_k);
+        let xr = (0.0, m.x_max);
+        let draw_panel = |i: usize, title: &str, series: &[Series], log: bool| {
+            panel(&areas[i], title, "step", series, log, m.marker, xr)
+        };
+        draw_panel(0, "training loss (log)", &m.by(&|r| r.loss), true)?;
+        draw_panel(1, "training accuracy", &m.by(&|r| r.accuracy), false)?;
+        // The plot font (Ubuntu Light) has χ and subscript digits but not ∇.
+        let chi_title = format!("χ{0}(grad L) = |P{0} grad L| / |grad L|", subscript(k));
+        draw_panel(2, &chi_title, &m.chi(), false)?;
+        draw_panel(3, "Hessian eigenvalues", &m.eigenvalues(), false)?;
+        let (sharp_title, sharp) = m.sharpness();
+        draw_panel(4, &sharp_title, &sharp, false)?;
+        if m.records.iter().any(|r| r.dom_lr.is_finite()) {
+            draw_panel(5, "effective learning rates", &m.rates(), true)?;
+        } else {
+            draw_panel(5, "|θ − θ_switch|", &m.by(&|r| r.dist_switch), false)?;
+        }
+        root.present().map_err(|e| e.to_string())
+    };
+    draw().map_err(err(path))
+}
+
+/// The records of `metrics.png` and the runs among them (in order of appearance), with what the
+/// panels share: k, the last step and the switch step marked.
+struct Metrics<'r> {
+    records: &'r [Record],
+    runs: Vec<&'r str>,
+    k: usize,
+    x_max: f64,
+    marker: Option<f64>,
+}
+
+impl Metrics<'_> {
+    /// One series per run of `f` against the step.
+    fn by(&self, f: &dyn Fn(&Record) -> f64) -> Vec<Series> {
+        self.runs
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Series {
+                name: name.to_string(),
+                color: COLORS[i % COLORS.len()],
+                points: self
+                    .records
+                    .iter()
+                    .filter(|r| r.run == *name)
+                    .map(|r| (r.step as f64, f(r)))
+                    .collect(),
+                dashed: false,
+            })
+            .collect()
+    }
+
+    /// χ_k per run, its EMA dashed where recorded, and the 0.95 line.
+    fn chi(&self) -> Vec<Series> {
+        let mut chi = self.by(&|r| r.chi_k);
         // The EMA (0.9) the χ-EMA switch rule reads, dashed, where the run recorded it.
-        let mut ema = by(&|r| r.chi_ema);
+        let mut ema = self.by(&|r| r.chi_ema);
         for e in ema.iter_mut() {
             e.name = format!("EMA ({})", e.name);
             e.dashed = true;
@@ -249,24 +274,19 @@ pub fn metrics_png(
         chi.push(Series {
             name: "0.95".into(),
             color: RGBColor(120, 120, 120),
-            points: vec![(0.0, 0.95), (x_max, 0.95)],
+            points: vec![(0.0, 0.95), (self.x_max, 0.95)],
             dashed: true,
         });
-        panel(
-            &areas[2],
-            // The plot font (Ubuntu Light) has χ and subscript digits but not ∇.
-            &format!("χ{0}(grad L) = |P{0} grad L| / |grad L|", subscript(k)),
-            "step",
-            &chi,
-            false,
-            marker,
-            xr,
-        )?;
-        // Spectrum of the first run: top-k in one colour, next-k in another.
-        let first = runs.first().copied().unwrap_or("");
-        let mine: Vec<&Record> = records.iter().filter(|r| r.run == first).collect();
+        chi
+    }
+
+    /// The spectrum of the first run: top-k in one colour, next-k in another.
+    fn eigenvalues(&self) -> Vec<Series> {
+        let k = self.k;
+        let first = self.runs.first().copied().unwrap_or("");
+        let mine: Vec<&Record> = self.records.iter().filter(|r| r.run == first).collect();
         let top = mine.iter().map(|r| r.eigenvalues.len()).max().unwrap_or(0);
-        let eig: Vec<Series> = (0..top)
+        (0..top)
             .map(|i| Series {
                 name: if i == 0 {
                     format!("top-{k} ({first})")
@@ -287,17 +307,14 @@ pub fn metrics_png(
                     .collect(),
                 dashed: false,
             })
-            .collect();
-        panel(
-            &areas[3],
-            "Hessian eigenvalues",
-            "step",
-            &eig,
-            false,
-            marker,
-            xr,
-        )?;
-        let mut sharp = by(&|r| r.eigenvalues.first().copied().unwrap_or(f64::NAN));
+            .collect()
+    }
+
+    /// λ₁ per run against 2/η or the SAM edge (dashed): the panel's title and series.
+    fn sharpness(&self) -> (String, Vec<Series>) {
+        let records = self.records;
+        let first = self.runs.first().copied().unwrap_or("");
+        let mut sharp = self.by(&|r| r.eigenvalues.first().copied().unwrap_or(f64::NAN));
         let edge_name = if records.iter().any(|r| r.sam_edge.is_finite()) {
             "SAM edge"
         } else {
@@ -324,7 +341,7 @@ pub fn metrics_png(
         let min_edge = edge_pts.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
         // An edge far above the sharpness would flatten the curve: name it instead of drawing it.
         let far = min_edge > 3.0 * max_l1;
-        let sharp_title = if far {
+        let title = if far {
             format!("sharpness λ₁ ({edge_name} ≥ {min_edge:.0}, off scale)")
         } else {
             format!("sharpness λ₁ vs {edge_name}")
@@ -335,42 +352,23 @@ pub fn metrics_png(
             points: if far { Vec::new() } else { edge_pts },
             dashed: true,
         });
-        panel(&areas[4], &sharp_title, "step", &sharp, false, marker, xr)?;
-        let lr_runs = records.iter().any(|r| r.dom_lr.is_finite());
-        if lr_runs {
-            let mut s = by(&|r| r.dom_lr);
-            for x in s.iter_mut() {
-                x.name = format!("{} Dom-LR", x.name);
-            }
-            let mut b = by(&|r| r.bulk_lr);
-            for x in b.iter_mut() {
-                x.name = format!("{} Bulk-LR", x.name);
-                x.dashed = true;
-            }
-            s.extend(b);
-            panel(
-                &areas[5],
-                "effective learning rates",
-                "step",
-                &s,
-                true,
-                marker,
-                xr,
-            )?;
-        } else {
-            panel(
-                &areas[5],
-                "|θ − θ_switch|",
-                "step",
-                &by(&|r| r.dist_switch),
-                false,
-                marker,
-                xr,
-            )?;
+        (title, sharp)
+    }
+
+    /// Dom-LR per run, and Bulk-LR dashed.
+    fn rates(&self) -> Vec<Series> {
+        let mut s = self.by(&|r| r.dom_lr);
+        for x in s.iter_mut() {
+            x.name = format!("{} Dom-LR", x.name);
         }
-        root.present().map_err(|e| e.to_string())
-    };
-    draw().map_err(err(path))
+        let mut b = self.by(&|r| r.bulk_lr);
+        for x in b.iter_mut() {
+            x.name = format!("{} Bulk-LR", x.name);
+            x.dashed = true;
+        }
+        s.extend(b);
+        s
+    }
 }
 
 /// `toy.png`: the paths on the contour plot of L and χ₁ along each.

@@ -5,10 +5,12 @@
 //! and `snapshot.safetensors` (`theta`, and `opt_m` / `opt_v` when the optimiser has state; f64,
 //! metadata `step`), the same layout as a checkpoint's.
 
-use super::output::{read_pair, tensors_bytes, tensors_parse, write_atomic};
-use super::run::{OptState, Record, StreamState, Vectors, nan_null};
+use super::files::{read_pair, tensors_bytes, tensors_parse, write_atomic};
+use super::record::{Record, Vectors, nan_null};
 use super::spec::RunSpec;
+use super::stream::StreamState;
 use crate::error::{Error, Result};
+use crate::optim::OptState;
 use std::path::Path;
 
 /// The JSON file of a snapshot directory.
@@ -47,7 +49,7 @@ pub struct Snapshot {
     pub stream: StreamState,
     /// The rows the run recorded up to and including the switch (loss, χ_k, EMA, eigenvalues).
     pub records: Vec<Record>,
-    /// [`super::run::data_fingerprint`] of the data the run computed on.
+    /// [`super::record::data_fingerprint`] of the data the run computed on.
     pub data: String,
     pub made_by: Provenance,
 }

@@ -407,13 +407,13 @@ pub struct RunSpec {
     pub tol: f64,
     /// The solver of every spectrum after the first, warm-started from the last one: `lanczos`
     /// (the default) or `block` (block Davidson on block HVPs; see
-    /// [`WarmSolver`](crate::experiment::run::WarmSolver)). Both meet `tol` by their true
+    /// [`WarmSolver`](crate::hessian::WarmSolver)). Both meet `tol` by their true
     /// residuals; written to `spec.toml` only when not the default.
     #[serde(
         default,
-        skip_serializing_if = "crate::experiment::run::WarmSolver::is_default"
+        skip_serializing_if = "crate::hessian::WarmSolver::is_default"
     )]
-    pub warm_solver: crate::experiment::run::WarmSolver,
+    pub warm_solver: crate::hessian::WarmSolver,
     #[serde(default)]
     pub seed: u64,
     /// Write a checkpoint every this many steps (0: never).

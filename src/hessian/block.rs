@@ -31,7 +31,8 @@
 
 use super::Operator;
 use super::lanczos::{
-    EigResult, LanczosOptions, check_k_tol, random_vector, sorted_eigen, take_or_zeros, write_rows,
+    EigResult, LanczosOptions, basis_cap, check_k_tol, product_budget, random_vector, sorted_eigen,
+    take_or_zeros, write_rows,
 };
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -110,73 +111,12 @@ pub fn block_davidson_with<B: Backend, O: Operator<B>>(
     warm: Option<(&B::Buf, usize)>,
     work: &mut BlockWork<B>,
 ) -> Result<EigResult<B>> {
-    let p = op.dim();
-    let k = opts.k;
-    check_k_tol(opts, p)?;
-    let cap = if opts.max_basis == 0 {
-        (3 * k).max(k + 50)
-    } else {
-        opts.max_basis.max(2 * k)
-    }
-    .min(p);
-    let max_products = if opts.max_products == 0 {
-        50 * k + 500
-    } else {
-        opts.max_products
-    };
-    // The first block: the warm rows (at most cap), then seeded random rows up to k (warm) or
-    // max(k, block) (cold).
-    let warm_rows = match warm {
-        Some((w, r)) => {
-            crate::backend::check_range("warm start", b.len(w), 0, r * p)?;
-            r.min(cap)
-        }
-        None => 0,
-    };
-    let want_rows = if warm.is_some() {
-        k
-    } else {
-        k.max(opts.block).min(cap)
-    };
-    if work.key != (p, k, cap) {
-        *work = BlockWork {
-            key: (p, k, cap),
-            ..BlockWork::default()
-        };
-    }
-    // The candidate block: the start (warm rows or random ones), then at most k residuals.
-    let new_rows = warm_rows.max(want_rows).max(k);
-    let mut s = Solver {
-        p,
-        cap,
-        nv: 0,
-        v: work.take(b, V, cap * p)?,
-        av: work.take(b, AV, cap * p)?,
-        scratch: work.take(b, SCRATCH, cap * p)?,
-        new: work.take(b, NEW, new_rows * p)?,
-        coef: work.take(b, COEF, cap * cap.max(new_rows))?,
-        orth: work.take(b, ORTH, new_rows * new_rows)?,
-        s_up: work.take(b, S_UP, cap * cap)?,
-        t: DMatrix::zeros(cap, cap),
-        products: 0,
-        drop_tol: b.precision().eps().sqrt(),
-    };
-    let mut rows = warm_rows;
-    if let Some((w, _)) = warm {
-        b.copy(w, 0, &mut s.new, 0, rows * p)?;
-    }
-    let mut seed = opts.seed;
-    while rows < want_rows {
-        seed = seed.wrapping_add(1);
-        let x = b.upload(&random_vector(p, seed))?;
-        b.copy(&x, 0, &mut s.new, rows * p, p)?;
-        rows += 1;
-    }
-    let norms = b.row_norms(&s.new, 0, rows, p)?;
-    s.extend(b, op, &norms)?;
+    let (p, k) = (op.dim(), opts.k);
+    let (mut s, mut seed) = Solver::start(b, op, opts, warm, work)?;
+    let max_products = product_budget(opts);
     let mut warnings = Vec::new();
     let mut resid = work.take(b, RESID, k * p)?;
-    let mut ts_up = work.take(b, TS_UP, cap * cap)?;
+    let mut ts_up = work.take(b, TS_UP, s.cap * s.cap)?;
     loop {
         let (theta, vecs) = s.ritz()?;
         let kx = k.min(s.nv);
@@ -185,17 +125,7 @@ pub fn block_davidson_with<B: Backend, O: Operator<B>>(
             .fold(0.0f64, |a, &x| a.max(x.abs()))
             .max(f64::MIN_POSITIVE);
         let limit = opts.tol * scale;
-        // True residuals R = Sₖᵀ AV − Θ Sₖᵀ V from the stored products.
-        write_rows(b, &vecs, kx, None, &mut s.s_up)?;
-        write_rows(b, &vecs, kx, Some(&theta), &mut ts_up)?;
-        let nv = s.nv;
-        b.gemm(
-            false, false, kx, p, nv, 1.0, &s.s_up, 0, &s.av, 0, 0.0, &mut resid, 0,
-        )?;
-        b.gemm(
-            false, false, kx, p, nv, -1.0, &ts_up, 0, &s.v, 0, 1.0, &mut resid, 0,
-        )?;
-        let norms = b.row_norms(&resid, 0, kx, p)?;
+        let norms = s.residuals(b, &vecs, &theta, kx, &mut resid, &mut ts_up)?;
         let met = kx == k && norms.iter().all(|&x| x <= limit);
         let whole = s.nv == p;
         let active: Vec<usize> = (0..kx).filter(|&i| norms[i] > limit).collect();
@@ -207,42 +137,15 @@ pub fn block_davidson_with<B: Backend, O: Operator<B>>(
                     norms.iter().fold(0.0f64, |a, &x| a.max(x)) / scale
                 ));
             }
-            let mut vectors = take_or_zeros(b, &mut work.spare, kx * p)?;
-            b.gemm(
-                false,
-                false,
-                kx,
-                p,
-                nv,
-                1.0,
-                &s.s_up,
-                0,
-                &s.v,
-                0,
-                0.0,
-                &mut vectors,
-                0,
-            )?;
-            // The buffers go back to the workspace for the next solve.
-            for (i, x) in [
-                (V, s.v),
-                (AV, s.av),
-                (SCRATCH, s.scratch),
-                (NEW, s.new),
-                (COEF, s.coef),
-                (ORTH, s.orth),
-                (S_UP, s.s_up),
-                (RESID, resid),
-                (TS_UP, ts_up),
-            ] {
-                work.bufs[i] = Some(x);
-            }
+            let vectors = s.vectors(b, kx, work)?;
+            let products = s.products;
+            s.give_back(work, resid, ts_up);
             return Ok(EigResult {
                 values: theta[..kx].to_vec(),
                 residuals: norms,
                 vectors,
                 dim: p,
-                products: s.products,
+                products,
                 converged: kx == k && (met || whole),
                 scale,
                 certified: whole,
@@ -251,32 +154,178 @@ pub fn block_davidson_with<B: Backend, O: Operator<B>>(
             });
         }
         // Room for the new block: a thick restart on the leading Ritz vectors.
+        let cap = s.cap;
         if s.nv + active.len() > cap {
             let keep = (cap - active.len()).max(kx).min(s.nv);
             s.restart(b, &vecs, &theta, keep)?;
         }
-        // The new block: the residuals of the pairs not yet converged, normalised.
-        let mut nrm = Vec::with_capacity(active.len());
-        for (j, &i) in active.iter().enumerate() {
-            b.copy(&resid, i * p, &mut s.new, j * p, p)?;
-            nrm.push(norms[i]);
+        s.extend_by_residuals(b, op, &resid, &norms, &active, &mut seed)?;
+    }
+}
+
+impl<B: Backend> Solver<B> {
+    /// Check the arguments, take the buffers from `work` and apply the operator to the first
+    /// block: the warm rows (at most cap), then seeded random rows up to k (warm) or
+    /// max(k, block) (cold). Returns the solver and the seed of the last random row.
+    fn start<O: Operator<B>>(
+        b: &B,
+        op: &mut O,
+        opts: &LanczosOptions,
+        warm: Option<(&B::Buf, usize)>,
+        work: &mut BlockWork<B>,
+    ) -> Result<(Self, u64)> {
+        let p = op.dim();
+        let k = opts.k;
+        check_k_tol(opts, p)?;
+        let cap = basis_cap(k, opts.max_basis, 2 * k, p);
+        let warm_rows = match warm {
+            Some((w, r)) => {
+                crate::backend::check_range("warm start", b.len(w), 0, r * p)?;
+                r.min(cap)
+            }
+            None => 0,
+        };
+        let want_rows = if warm.is_some() {
+            k
+        } else {
+            k.max(opts.block).min(cap)
+        };
+        if work.key != (p, k, cap) {
+            *work = BlockWork {
+                key: (p, k, cap),
+                ..BlockWork::default()
+            };
         }
-        let before = s.nv;
-        s.extend(b, op, &nrm)?;
-        if s.nv == before {
-            // Every residual lies in the span to working precision (the accuracy floor): go on
-            // from a random direction, or stop when there is none.
+        // The candidate block: the start (warm rows or random ones), then at most k residuals.
+        let new_rows = warm_rows.max(want_rows).max(k);
+        let mut s = Solver {
+            p,
+            cap,
+            nv: 0,
+            v: work.take(b, V, cap * p)?,
+            av: work.take(b, AV, cap * p)?,
+            scratch: work.take(b, SCRATCH, cap * p)?,
+            new: work.take(b, NEW, new_rows * p)?,
+            coef: work.take(b, COEF, cap * cap.max(new_rows))?,
+            orth: work.take(b, ORTH, new_rows * new_rows)?,
+            s_up: work.take(b, S_UP, cap * cap)?,
+            t: DMatrix::zeros(cap, cap),
+            products: 0,
+            drop_tol: b.precision().eps().sqrt(),
+        };
+        let mut rows = warm_rows;
+        if let Some((w, _)) = warm {
+            b.copy(w, 0, &mut s.new, 0, rows * p)?;
+        }
+        let mut seed = opts.seed;
+        while rows < want_rows {
             seed = seed.wrapping_add(1);
             let x = b.upload(&random_vector(p, seed))?;
-            b.copy(&x, 0, &mut s.new, 0, p)?;
-            let n = b.norm(&s.new, 0, p)?;
-            s.extend(b, op, &[n])?;
-            if s.nv == before {
+            b.copy(&x, 0, &mut s.new, rows * p, p)?;
+            rows += 1;
+        }
+        let norms = b.row_norms(&s.new, 0, rows, p)?;
+        s.extend(b, op, &norms)?;
+        Ok((s, seed))
+    }
+
+    /// The true residuals R = Sₖᵀ AV − Θ Sₖᵀ V of the top `kx` Ritz pairs from the stored
+    /// products, into `resid`; returns their norms.
+    fn residuals(
+        &mut self,
+        b: &B,
+        vecs: &DMatrix<f64>,
+        theta: &[f64],
+        kx: usize,
+        resid: &mut B::Buf,
+        ts_up: &mut B::Buf,
+    ) -> Result<Vec<f64>> {
+        let (p, nv) = (self.p, self.nv);
+        write_rows(b, vecs, kx, None, &mut self.s_up)?;
+        write_rows(b, vecs, kx, Some(theta), ts_up)?;
+        b.gemm(
+            false, false, kx, p, nv, 1.0, &self.s_up, 0, &self.av, 0, 0.0, resid, 0,
+        )?;
+        b.gemm(
+            false, false, kx, p, nv, -1.0, ts_up, 0, &self.v, 0, 1.0, resid, 0,
+        )?;
+        b.row_norms(resid, 0, kx, p)
+    }
+
+    /// The top `kx` Ritz vectors Y = S V (the rows of the last [`Solver::residuals`]), written
+    /// into the workspace's spare buffer.
+    fn vectors(&self, b: &B, kx: usize, work: &mut BlockWork<B>) -> Result<B::Buf> {
+        let (p, nv) = (self.p, self.nv);
+        let mut vectors = take_or_zeros(b, &mut work.spare, kx * p)?;
+        b.gemm(
+            false,
+            false,
+            kx,
+            p,
+            nv,
+            1.0,
+            &self.s_up,
+            0,
+            &self.v,
+            0,
+            0.0,
+            &mut vectors,
+            0,
+        )?;
+        Ok(vectors)
+    }
+
+    /// The buffers back to the workspace for the next solve.
+    fn give_back(self, work: &mut BlockWork<B>, resid: B::Buf, ts_up: B::Buf) {
+        for (i, x) in [
+            (V, self.v),
+            (AV, self.av),
+            (SCRATCH, self.scratch),
+            (NEW, self.new),
+            (COEF, self.coef),
+            (ORTH, self.orth),
+            (S_UP, self.s_up),
+            (RESID, resid),
+            (TS_UP, ts_up),
+        ] {
+            work.bufs[i] = Some(x);
+        }
+    }
+
+    /// Extend the basis by the residuals of the `active` pairs (those not yet converged),
+    /// normalised; when every one lies in the span to working precision (the accuracy floor), by
+    /// a random direction instead. Errors: no direction left (dimension exhausted).
+    fn extend_by_residuals<O: Operator<B>>(
+        &mut self,
+        b: &B,
+        op: &mut O,
+        resid: &B::Buf,
+        norms: &[f64],
+        active: &[usize],
+        seed: &mut u64,
+    ) -> Result<()> {
+        let p = self.p;
+        let mut nrm = Vec::with_capacity(active.len());
+        for (j, &i) in active.iter().enumerate() {
+            b.copy(resid, i * p, &mut self.new, j * p, p)?;
+            nrm.push(norms[i]);
+        }
+        let before = self.nv;
+        self.extend(b, op, &nrm)?;
+        if self.nv == before {
+            // Go on from a random direction, or stop when there is none.
+            *seed = seed.wrapping_add(1);
+            let x = b.upload(&random_vector(p, *seed))?;
+            b.copy(&x, 0, &mut self.new, 0, p)?;
+            let n = b.norm(&self.new, 0, p)?;
+            self.extend(b, op, &[n])?;
+            if self.nv == before {
                 return Err(Error::Backend(
                     "block Davidson: the basis cannot be extended (dimension exhausted)".into(),
                 ));
             }
         }
+        Ok(())
     }
 }
 

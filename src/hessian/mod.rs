@@ -1,10 +1,41 @@
 //! Eigen-solvers for symmetric linear operators given only as products (the Hessian through
-//! HVPs), and the subspace helpers the experiments need.
+//! HVPs), the choice of solver for warm solves, and the subspace helpers the experiments need.
 
 pub mod block;
 pub mod lanczos;
 pub mod power;
 pub mod subspace;
+
+/// The eigensolver of a warm solve (the previous step's eigenvectors at hand).
+///
+/// Lanczos is the default because it is the faster one wherever it was measured (`bench` times
+/// both in one run): a single-vector Krylov space of dimension m holds polynomials of degree m − 1
+/// in H, a block one of b rows only degree m/b − 1, so the block method needs more HVPs for the
+/// same tolerance (fc-tanh on MNIST-5k from initialisation: 30 HVPs per Dom-SGD step against 21;
+/// times and counts in BENCHMARKS.md, "One Dom-SGD step"). Lanczos also synchronises less, since
+/// its orthogonalisation reads back once per HVP. The block solver does one pass over the data per
+/// iteration for all its directions
+/// ([`Engine::hvp_block`](crate::nn::engine::Engine::hvp_block)), which pays where an HVP
+/// recomputes its chunks' forward and backward passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmSolver {
+    /// Single-vector Lanczos from the sum of the previous eigenvectors
+    /// ([`lanczos`](crate::hessian::lanczos::lanczos)).
+    #[default]
+    Lanczos,
+    /// Block Davidson from the previous eigenvectors as one block
+    /// ([`block_davidson`](crate::hessian::block::block_davidson)), one block HVP per iteration;
+    /// falls back to Lanczos when its product budget runs out.
+    Block,
+}
+
+impl WarmSolver {
+    /// Lanczos, the default (a spec leaves it out).
+    pub fn is_default(&self) -> bool {
+        *self == WarmSolver::Lanczos
+    }
+}
 
 use crate::backend::Backend;
 use crate::error::Result;
