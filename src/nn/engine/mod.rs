@@ -10,7 +10,7 @@
 
 //!
 //! Layout: this file holds the engine's state, construction, accessors and entry points;
-//! [`input`] the data in the form the first op reads; [`passes`] the forward, backward and
+//! `input.rs` the data in the form the first op reads; `passes.rs` the forward, backward and
 //! R-passes, loops over the graph through each op's [`crate::nn::ops::OpRule`]. The memory
 //! layout ([`Plan`]: cache or recompute, the chunk) is decided by [`crate::mem`] before anything
 //! is allocated.

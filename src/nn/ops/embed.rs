@@ -29,7 +29,7 @@ impl Embed {
     pub fn out_width(&self) -> usize {
         self.seq * self.width
     }
-    /// y = E[ids] + P (with `table` = θ), or R{y} = V_E[ids] + V_P (with `table` = v).
+    /// y = E\[ids\] + P (with `table` = θ), or R{y} = V_E\[ids\] + V_P (with `table` = v).
     fn gather<B: Backend>(
         &self,
         be: &B,
@@ -105,7 +105,7 @@ impl Layer for Embed {
 }
 
 impl<B: Backend> OpRule<B> for Embed {
-    /// y = E[ids] + P, the ids being the op's input.
+    /// y = E\[ids\] + P, the ids being the op's input.
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
         let (x, y) = (buf(p.x)?, got(p.y_out, "output")?);
         self.gather(p.be, p.rows, x, Ten(p.theta, 0), y)
@@ -118,7 +118,7 @@ impl<B: Backend> OpRule<B> for Embed {
         }
         Ok(())
     }
-    /// R{y} = V_E[ids] + V_P.
+    /// R{y} = V_E\[ids\] + V_P.
     fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
         let (x, v) = (buf(p.x)?, got(p.v, "direction")?);
         self.gather(p.be, p.rows, x, v, got(p.ry, "R{y}")?)

@@ -16,7 +16,7 @@ pub struct Loss {
 }
 
 impl Loss {
-    /// g = scale·∂ℓ/∂f for the targets `target`; stats[0] += Σℓ, stats[1] += correct predictions.
+    /// g = scale·∂ℓ/∂f for the targets `target`; stats\[0\] += Σℓ, stats\[1\] += correct predictions.
     pub fn forward_vjp<B: Backend>(
         &self,
         be: &B,

@@ -13,6 +13,13 @@
 //! Chained through a [`crate::nn::graph::Graph`] they give H·v by forward-over-reverse
 //! differentiation (Pearlmutter 1994), exact to round-off. Tensors are addressed as a buffer and an
 //! element offset ([`Ten`], [`TenMut`]); a batch of `rows` samples is contiguous, row-major.
+//!
+//! Adding a layer kind: its file here (the struct, `impl Layer` with its [`Shape`], and
+//! `impl<B: Backend> OpRule<B>` with its four passes reading and writing [`Pass`] fields; a block
+//! form only where it batches), a `pub mod` and `pub use` line here, its name in the `ops!` list
+//! of [`crate::nn::graph`] (the [`crate::nn::graph::Op`] variant and its dispatch), a
+//! [`crate::nn::graph::Builder`] method for the models, and a row in `all_ops()` of
+//! `tests/ops.rs`. The engine and the graph's bookkeeping need no change.
 
 pub mod act;
 pub mod add;
