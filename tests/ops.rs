@@ -17,8 +17,8 @@ use subspace_lab::nn::engine::{Cache, Engine};
 use subspace_lab::nn::graph::Op;
 use subspace_lab::nn::model::ModelSpec;
 use subspace_lab::nn::ops::{
-    Act, Attention, Conv3x3, Embed, Flatten, Input, LayerNorm, Linear, MaxPool2, MeanPool, Ten,
-    TenMut,
+    Act, Attention, Conv3x3, Embed, Flatten, Input, LayerNorm, Linear, MaxPool2, MeanPool, OpRule,
+    Pass, Ten, TenMut,
 };
 
 /// Outputs of the four passes (host copies). `gth`/`hv` are empty for ops without parameters.
@@ -46,13 +46,7 @@ struct Args {
 }
 
 fn params(op: &Op) -> usize {
-    match op {
-        Op::Linear(l) => l.num_params(),
-        Op::Conv3x3(c) => c.num_params(),
-        Op::LayerNorm(l) => 2 * l.width,
-        Op::Embed(e) => (e.vocab + e.seq) * e.width,
-        _ => 0,
-    }
+    op.layer().shape().params
 }
 
 /// Token ids of `rows` sequences of `seq` positions: row r ends in r mod seq padding positions
@@ -88,170 +82,76 @@ fn run<B: Backend>(be: &B, op: &Op, rows: usize, a: &Args) -> Passes {
     let (mut y, mut gth, mut gx, mut ry, mut hv, mut rgx) =
         (z(wy), z(p), z(wx), z(wy), z(p), z(wx));
     let mut col = z(op.scratch_width() * rows);
-    let x = Ten::<B>(&xb, 0);
-    let (v, gy, rgy, rx) = (
-        Ten::<B>(&vb, 0),
-        Ten::<B>(&gyb, 0),
-        Ten::<B>(&rgyb, 0),
-        Ten::<B>(&rxb, 0),
-    );
-    match op {
-        Op::Linear(l) => {
-            l.forward(be, rows, Input::Buf(x), &thb, TenMut(&mut y, 0))
-                .unwrap();
-            l.vjp(
-                be,
-                rows,
-                Input::Buf(x),
-                &thb,
-                gy,
-                Some(TenMut(&mut gth, 0)),
-                Some(TenMut(&mut gx, 0)),
-            )
-            .unwrap();
-            l.jvp(
-                be,
-                rows,
-                Input::Buf(x),
-                Some(rx),
-                &thb,
-                v,
-                TenMut(&mut ry, 0),
-            )
-            .unwrap();
-            l.r_vjp(
-                be,
-                rows,
-                Input::Buf(x),
-                Some(rx),
-                &thb,
-                v,
-                gy,
-                rgy,
-                TenMut(&mut hv, 0),
-                Some(TenMut(&mut rgx, 0)),
-            )
-            .unwrap();
-        }
-        Op::Conv3x3(c) => {
-            c.forward(be, rows, x, &thb, &mut col, TenMut(&mut y, 0))
-                .unwrap();
-            c.vjp(
-                be,
-                rows,
-                x,
-                &thb,
-                gy,
-                &mut col,
-                Some(TenMut(&mut gth, 0)),
-                Some(TenMut(&mut gx, 0)),
-            )
-            .unwrap();
-            c.jvp(be, rows, x, Some(rx), &thb, v, &mut col, TenMut(&mut ry, 0))
-                .unwrap();
-            c.r_vjp(
-                be,
-                rows,
-                x,
-                Some(rx),
-                &thb,
-                v,
-                gy,
-                rgy,
-                &mut col,
-                TenMut(&mut hv, 0),
-                Some(TenMut(&mut rgx, 0)),
-            )
-            .unwrap();
-        }
-        Op::Act(ac) => {
-            be.copy(&xb, 0, &mut y, 0, wx).unwrap();
-            ac.forward(be, rows, TenMut(&mut y, 0)).unwrap();
-            let cached = if ac.cached_is_output() { &y } else { &xb };
-            ac.vjp(be, rows, Ten(cached, 0), gy, TenMut(&mut gx, 0))
-                .unwrap();
-            ac.jvp(be, rows, Ten(cached, 0), rx, TenMut(&mut ry, 0))
-                .unwrap();
-            ac.r_vjp(be, rows, Ten(cached, 0), gy, rgy, rx, TenMut(&mut rgx, 0))
-                .unwrap();
-        }
-        Op::MaxPool2(pl) => {
-            let mut idx = z(wy);
-            pl.forward(be, rows, x, TenMut(&mut y, 0), TenMut(&mut idx, 0))
-                .unwrap();
-            pl.vjp(be, rows, Ten(&idx, 0), gy, TenMut(&mut gx, 0))
-                .unwrap();
-            pl.jvp(be, rows, Ten(&idx, 0), rx, TenMut(&mut ry, 0))
-                .unwrap();
-            pl.vjp(be, rows, Ten(&idx, 0), rgy, TenMut(&mut rgx, 0))
-                .unwrap();
-        }
-        Op::Flatten(f) => {
-            f.forward(be, rows, x, TenMut(&mut y, 0)).unwrap();
-            f.vjp(be, rows, gy, TenMut(&mut gx, 0)).unwrap();
-            f.forward(be, rows, rx, TenMut(&mut ry, 0)).unwrap();
-            f.vjp(be, rows, rgy, TenMut(&mut rgx, 0)).unwrap();
-        }
-        Op::LayerNorm(l) => {
-            l.forward(be, rows, x, &thb, TenMut(&mut y, 0)).unwrap();
-            l.vjp(
-                be,
-                rows,
-                x,
-                &thb,
-                gy,
-                Some(TenMut(&mut gth, 0)),
-                TenMut(&mut gx, 0),
-                &mut col,
-            )
-            .unwrap();
-            l.jvp(be, rows, x, rx, &thb, v, TenMut(&mut ry, 0)).unwrap();
-            l.r_vjp(
-                be,
-                rows,
-                x,
-                rx,
-                &thb,
-                v,
-                gy,
-                rgy,
-                TenMut(&mut hv, 0),
-                TenMut(&mut rgx, 0),
-                &mut col,
-            )
-            .unwrap();
-        }
-        Op::Attention(at) => {
-            let mut probs = z(at.probs_width() * rows);
-            let ids = Ten::<B>(&idb, 0);
-            at.forward(be, rows, ids, x, TenMut(&mut y, 0), TenMut(&mut probs, 0))
-                .unwrap();
-            let p = Ten::<B>(&probs, 0);
-            at.vjp(be, rows, x, p, gy, TenMut(&mut gx, 0)).unwrap();
-            at.jvp(be, rows, x, p, rx, TenMut(&mut ry, 0)).unwrap();
-            at.r_vjp(be, rows, x, p, rx, gy, rgy, TenMut(&mut rgx, 0))
-                .unwrap();
-        }
-        Op::MeanPool(m) => {
-            let ids = Ten::<B>(&idb, 0);
-            m.forward(be, rows, ids, x, TenMut(&mut y, 0)).unwrap();
-            m.vjp(be, rows, ids, gy, TenMut(&mut gx, 0)).unwrap();
-            m.forward(be, rows, ids, rx, TenMut(&mut ry, 0)).unwrap();
-            m.vjp(be, rows, ids, rgy, TenMut(&mut rgx, 0)).unwrap();
-        }
+    let mut aux = z(op.aux_width() * rows);
+    // An embedding's gradient gathers over the token index of its input ids.
+    let index = match op {
         Op::Embed(e) => {
             let ti = TokenIndex::new(&a.x, e.vocab);
-            let (st, or) = (up(&ti.start), up(&ti.order));
-            e.forward(be, rows, x, Ten(&thb, 0), TenMut(&mut y, 0))
-                .unwrap();
-            e.vjp(be, rows, (&st, &or), gy, TenMut(&mut gth, 0))
-                .unwrap();
-            e.forward(be, rows, x, v, TenMut(&mut ry, 0)).unwrap();
-            e.vjp(be, rows, (&st, &or), rgy, TenMut(&mut hv, 0))
-                .unwrap();
+            Some((up(&ti.start), up(&ti.order)))
         }
-        Op::Add(_) => unreachable!("a residual is tested in whole networks"),
-    }
+        _ => None,
+    };
+    let index = index.as_ref().map(|(s, o)| (s, o));
+    let x = Some(Input::Buf(Ten::<B>(&xb, 0)));
+    let ids = Some(Ten::<B>(&idb, 0));
+    let (v, gy, rgy, rx) = (
+        Some(Ten::<B>(&vb, 0)),
+        Some(Ten::<B>(&gyb, 0)),
+        Some(Ten::<B>(&rgyb, 0)),
+        Some(Ten::<B>(&rxb, 0)),
+    );
+    let rule = op.rule::<B>();
+    rule.forward(Pass {
+        x,
+        ids,
+        y_out: Some(TenMut(&mut y, 0)),
+        aux_out: Some(TenMut(&mut aux, 0)),
+        scratch: Some(&mut col),
+        ..Pass::new(be, rows, &thb)
+    })
+    .unwrap();
+    let (yt, auxt) = (Some(Ten::<B>(&y, 0)), Some(Ten::<B>(&aux, 0)));
+    rule.vjp(Pass {
+        x,
+        y: yt,
+        gy,
+        aux: auxt,
+        ids,
+        index,
+        grad: Some(TenMut(&mut gth, 0)),
+        gx: Some(TenMut(&mut gx, 0)),
+        scratch: Some(&mut col),
+        ..Pass::new(be, rows, &thb)
+    })
+    .unwrap();
+    rule.jvp(Pass {
+        x,
+        y: yt,
+        rx,
+        v,
+        aux: auxt,
+        ids,
+        ry: Some(TenMut(&mut ry, 0)),
+        scratch: Some(&mut col),
+        ..Pass::new(be, rows, &thb)
+    })
+    .unwrap();
+    rule.r_vjp(Pass {
+        x,
+        y: yt,
+        rx,
+        v,
+        gy,
+        rgy,
+        aux: auxt,
+        ids,
+        index,
+        hv: Some(TenMut(&mut hv, 0)),
+        rgx: Some(TenMut(&mut rgx, 0)),
+        scratch: Some(&mut col),
+        ..Pass::new(be, rows, &thb)
+    })
+    .unwrap();
     let d = |b: &B::Buf| be.download(b).unwrap();
     Passes {
         y: d(&y),
@@ -537,6 +437,17 @@ fn every_op_in_wgsl_matches_cpu_f64() {
     }
 }
 
+/// The pool's forward pass on one sample: y and the arg-max `idx`.
+fn pool_forward<B: Backend>(op: &MaxPool2, be: &B, x: &B::Buf, y: &mut B::Buf, idx: &mut B::Buf) {
+    op.forward(Pass {
+        x: Some(Input::Buf(Ten(x, 0))),
+        y_out: Some(TenMut(y, 0)),
+        aux_out: Some(TenMut(idx, 0)),
+        ..Pass::new(be, 1, x)
+    })
+    .unwrap();
+}
+
 #[test]
 fn maxpool_routes_ties_to_the_first_maximum_like_pytorch() {
     // One 2×2 window per channel: channel 0 all equal, channel 1 max at (1, 0) and (1, 1).
@@ -550,16 +461,14 @@ fn maxpool_routes_ties_to_the_first_maximum_like_pytorch() {
     check(&|x: &[f64]| {
         let xb = cpu.upload(x).unwrap();
         let (mut y, mut i) = (cpu.zeros(2).unwrap(), cpu.zeros(2).unwrap());
-        op.forward(&cpu, 1, Ten(&xb, 0), TenMut(&mut y, 0), TenMut(&mut i, 0))
-            .unwrap();
+        pool_forward(&op, &cpu, &xb, &mut y, &mut i);
         i
     });
     if let Some(g) = gpu() {
         check(&|x: &[f64]| {
             let xb = g.upload(x).unwrap();
             let (mut y, mut i) = (g.zeros(2).unwrap(), g.zeros(2).unwrap());
-            op.forward(&g, 1, Ten(&xb, 0), TenMut(&mut y, 0), TenMut(&mut i, 0))
-                .unwrap();
+            pool_forward(&op, &g, &xb, &mut y, &mut i);
             g.download(&i).unwrap()
         });
     }

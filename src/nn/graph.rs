@@ -3,83 +3,70 @@
 //! a [`Graph`]; the [`crate::nn::engine::Engine`] runs any graph's four passes.
 
 use super::ops::{
-    Act, Add, Attention, Conv3x3, Embed, Flatten, LayerNorm, Linear, MaxPool2, MeanPool,
+    Act, Add, Attention, Conv3x3, DataForm, Embed, Flatten, Layer, LayerNorm, Linear, MaxPool2,
+    MeanPool, OpRule,
 };
-use crate::backend::Activation;
+use crate::backend::{Activation, Backend};
 
-/// One op of a graph.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Linear(Linear),
-    Conv3x3(Conv3x3),
-    Act(Act),
-    MaxPool2(MaxPool2),
-    Flatten(Flatten),
-    Embed(Embed),
-    LayerNorm(LayerNorm),
-    Attention(Attention),
-    MeanPool(MeanPool),
-    Add(Add),
+/// The op enum and its two accessors from one list of layer kinds (variant = type name): adding a
+/// layer kind is one name here.
+macro_rules! ops {
+    ($($kind:ident),* $(,)?) => {
+        /// One op of a graph: a layer kind of [`crate::nn::ops`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Op {
+            $(
+                #[doc = concat!("[`", stringify!($kind), "`]")]
+                $kind($kind),
+            )*
+        }
+
+        impl Op {
+            /// The op's sizes and place in a graph.
+            pub fn layer(&self) -> &dyn Layer {
+                match self {
+                    $(Op::$kind(o) => o,)*
+                }
+            }
+            /// The op's passes on backend `B`.
+            pub fn rule<B: Backend>(&self) -> &dyn OpRule<B> {
+                match self {
+                    $(Op::$kind(o) => o,)*
+                }
+            }
+        }
+    };
 }
+
+ops!(
+    Linear, Conv3x3, Act, MaxPool2, Flatten, Embed, LayerNorm, Attention, MeanPool, Add,
+);
 
 impl Op {
     /// Elements per sample of the op's output.
     pub fn out_width(&self) -> usize {
-        match self {
-            Op::Linear(l) => l.out_width(),
-            Op::Conv3x3(c) => c.out_width(),
-            Op::Act(a) => a.width,
-            Op::MaxPool2(p) => p.out_width(),
-            Op::Flatten(f) => f.width(),
-            Op::Embed(e) => e.out_width(),
-            Op::LayerNorm(l) => l.out_width(),
-            Op::Attention(a) => a.out_width(),
-            Op::MeanPool(m) => m.width,
-            Op::Add(a) => a.width,
-        }
+        self.layer().shape().output
     }
     /// Elements per sample of the op's input.
     pub fn in_width(&self) -> usize {
-        match self {
-            Op::Linear(l) => l.in_width(),
-            Op::Conv3x3(c) => c.in_width(),
-            Op::Act(a) => a.width,
-            Op::MaxPool2(p) => p.in_width(),
-            Op::Flatten(f) => f.width(),
-            Op::Embed(e) => e.seq,
-            Op::LayerNorm(l) => l.out_width(),
-            Op::Attention(a) => a.in_width(),
-            Op::MeanPool(m) => m.seq * m.width,
-            Op::Add(a) => a.width,
-        }
+        self.layer().shape().input
     }
     /// Scratch elements per sample the op's passes need (im2col; LayerNorm's products).
     pub fn scratch_width(&self) -> usize {
-        match self {
-            Op::Conv3x3(c) => c.col_width(),
-            Op::LayerNorm(l) => l.out_width(),
-            _ => 0,
-        }
+        self.layer().shape().scratch
     }
     /// Elements per sample the op keeps for its derivative passes besides its output (a pooling's
     /// arg-max, attention's P).
     pub fn aux_width(&self) -> usize {
-        match self {
-            Op::MaxPool2(p) => p.out_width(),
-            Op::Attention(a) => a.probs_width(),
-            _ => 0,
-        }
+        self.layer().shape().aux
     }
     /// The earlier tensor a residual add reads.
     pub fn skip_from(&self) -> Option<usize> {
-        match self {
-            Op::Add(a) => Some(a.from),
-            _ => None,
-        }
+        self.layer().skip_from()
     }
     /// True if the op writes its output over its input (tanh and ReLU).
     pub fn in_place(&self) -> bool {
-        matches!(self, Op::Act(a) if a.cached_is_output())
+        self.layer().in_place()
     }
 }
 
@@ -119,24 +106,33 @@ impl Graph {
     pub fn output(&self) -> usize {
         self.ops.last().map_or(self.input, |o| o.out_width())
     }
+    /// How the first op reads the data set (None: the first op cannot read it).
+    pub fn data_form(&self) -> Option<DataForm> {
+        self.ops.first()?.layer().reads_data()
+    }
     /// The input geometry of the first op when it is a convolution (C, H, W); None for a
     /// fully connected first layer.
     pub fn image_input(&self) -> Option<(usize, usize, usize)> {
-        match self.ops.first() {
-            Some(Op::Conv3x3(c)) => Some((c.cin, c.h, c.w)),
+        match self.data_form()? {
+            DataForm::Images { c, h, w } => Some((c, h, w)),
             _ => None,
         }
     }
     /// (vocabulary, sequence length) when the graph reads token ids (its first op an embedding).
     pub fn tokens(&self) -> Option<(usize, usize)> {
-        match self.ops.first() {
-            Some(Op::Embed(e)) => Some((e.vocab, e.seq)),
+        match self.data_form()? {
+            DataForm::Tokens { vocab, seq } => Some((vocab, seq)),
             _ => None,
         }
     }
     /// True if tensor t is read by a residual add (so the op after it may not overwrite it).
     pub fn is_skip_source(&self, t: usize) -> bool {
         self.ops.iter().any(|o| o.skip_from() == Some(t))
+    }
+    /// True if op t writes its output over its input's slot: an in-place op whose input no
+    /// residual add reads later.
+    pub fn shares_slot(&self, t: usize) -> bool {
+        t > 0 && self.ops[t].in_place() && !self.is_skip_source(t - 1)
     }
 }
 

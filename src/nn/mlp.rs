@@ -112,5 +112,6 @@ impl MlpSpec {
     }
 }
 
-/// The engine used to live here; it runs any graph now.
-pub use super::engine::{Engine, Eval};
+/// The engine at the path the tests and benches name it by (`nn::mlp::Engine`); it lives in
+/// [`crate::nn::engine`] and runs any graph.
+pub use super::{Engine, Eval};

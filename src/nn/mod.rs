@@ -1,3 +1,8 @@
+//! Networks: the layer kinds and their rules ([`ops`]), a network as a list of ops ([`graph`]),
+//! the models built from them ([`mlp`], [`cnn`], [`transformer`], one enum in [`model`]), their
+//! weights on disk ([`weights`]), and the [`engine`] that runs any graph's passes for the loss,
+//! the gradient and exact Hessian-vector products.
+
 pub mod cnn;
 pub mod engine;
 pub mod graph;
@@ -6,3 +11,5 @@ pub mod model;
 pub mod ops;
 pub mod transformer;
 pub mod weights;
+
+pub use engine::{Engine, Eval};

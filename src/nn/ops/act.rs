@@ -3,7 +3,7 @@
 //! derivatives need ([`Activation::from_output`]). Every derivative pass reads the `cached` tensor:
 //! y for the former, x for the latter ([`Act::cached_is_output`]).
 
-use super::{Ten, TenMut};
+use super::{Input, Layer, OpRule, Pass, Shape, Ten, buf, got, need};
 use crate::backend::{Activation, Backend};
 use crate::error::Result;
 
@@ -19,78 +19,72 @@ impl Act {
     pub fn cached_is_output(&self) -> bool {
         self.act.from_output()
     }
-    /// y = σ(y) in place on `rows` samples (copy x into y first for an activation that keeps x).
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward<B: Backend>(&self, be: &B, rows: usize, y: TenMut<B>) -> Result<()> {
-        be.act(self.act, rows * self.width, y.0, y.1)
+    /// The tensor the derivative passes read: y (tanh, ReLU; in place, the slot it shares with
+    /// x) or x (SiLU, GELU).
+    fn cached<'a, B: Backend>(
+        &self,
+        x: Option<Input<'a, B>>,
+        y: Option<Ten<'a, B>>,
+    ) -> Result<Ten<'a, B>> {
+        if self.cached_is_output() {
+            got(y, "output")
+        } else {
+            buf(x)
+        }
+    }
+}
+
+impl Layer for Act {
+    fn shape(&self) -> Shape {
+        Shape {
+            input: self.width,
+            output: self.width,
+            ..Shape::default()
+        }
+    }
+    fn in_place(&self) -> bool {
+        self.cached_is_output()
+    }
+}
+
+impl<B: Backend> OpRule<B> for Act {
+    /// y = σ(x): x copied into y first when the op is not in place, then σ in place on y.
+    fn forward(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, n) = (p.be, p.rows * self.width);
+        let y = got(p.y_out, "output")?;
+        if p.x.is_some() {
+            let x = buf(p.x)?;
+            be.copy(x.0, x.1, y.0, y.1, n)?;
+        }
+        be.act(self.act, n, y.0, y.1)
     }
     /// gx = gy ⊙ σ'(x), from the cached tensor (y or x).
-    #[allow(clippy::too_many_arguments)]
-    pub fn vjp<B: Backend>(
-        &self,
-        be: &B,
-        rows: usize,
-        y: Ten<B>,
-        gy: Ten<B>,
-        gx: TenMut<B>,
-    ) -> Result<()> {
-        be.act_d1_mul(
-            self.act,
-            rows * self.width,
-            y.0,
-            y.1,
-            gy.0,
-            gy.1,
-            gx.0,
-            gx.1,
-        )
+    fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, n) = (p.be, p.rows * self.width);
+        if let Some(gx) = p.gx {
+            let (y, gy) = (self.cached(p.x, p.y)?, got(p.gy, "∂L/∂y")?);
+            be.act_d1_mul(self.act, n, y.0, y.1, gy.0, gy.1, gx.0, gx.1)?;
+        }
+        Ok(())
     }
     /// R{y} = σ'(x) ⊙ R{x}.
-    #[allow(clippy::too_many_arguments)]
-    pub fn jvp<B: Backend>(
-        &self,
-        be: &B,
-        rows: usize,
-        y: Ten<B>,
-        rx: Ten<B>,
-        ry: TenMut<B>,
-    ) -> Result<()> {
-        be.act_d1_mul(
-            self.act,
-            rows * self.width,
-            y.0,
-            y.1,
-            rx.0,
-            rx.1,
-            ry.0,
-            ry.1,
-        )
+    fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, n) = (p.be, p.rows * self.width);
+        let (y, rx) = (self.cached(p.x, p.y)?, need(p.rx)?);
+        let ry = got(p.ry, "R{y}")?;
+        be.act_d1_mul(self.act, n, y.0, y.1, rx.0, rx.1, ry.0, ry.1)
     }
     /// R{gx} = R{gy} ⊙ σ'(x) + gy ⊙ σ''(x) ⊙ R{x}.
-    #[allow(clippy::too_many_arguments)]
-    pub fn r_vjp<B: Backend>(
-        &self,
-        be: &B,
-        rows: usize,
-        y: Ten<B>,
-        gy: Ten<B>,
-        rgy: Ten<B>,
-        rx: Ten<B>,
-        rgx: TenMut<B>,
-    ) -> Result<()> {
-        be.act_d2_r(
-            self.act,
-            rows * self.width,
-            y.0,
-            y.1,
-            rgy.0,
-            rgy.1,
-            gy.0,
-            gy.1,
-            rx.0,
-            rx.1,
-            rgx.0,
-            rgx.1,
-        )
+    fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, n) = (p.be, p.rows * self.width);
+        if let Some(rgx) = p.rgx {
+            let y = self.cached(p.x, p.y)?;
+            let (gy, rgy) = (got(p.gy, "∂L/∂y")?, got(p.rgy, "R{∂L/∂y}")?);
+            let rx = need(p.rx)?;
+            be.act_d2_r(
+                self.act, n, y.0, y.1, rgy.0, rgy.1, gy.0, gy.1, rx.0, rx.1, rgx.0, rgx.1,
+            )?;
+        }
+        Ok(())
     }
 }

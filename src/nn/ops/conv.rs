@@ -4,9 +4,10 @@
 //! ci·9 + ky·3 + kx) the layer is the GEMM y = col Wᵀ + b, and every pass is the matching pass of a
 //! linear layer on col; the input's gradient goes back through im2col's adjoint (col2im).
 //!
-//! Every pass takes a scratch buffer `col` of at least samples·h·w·9·cin elements.
+//! Every pass takes a scratch buffer `col` ([`Pass::scratch`](super::Pass::scratch)) of at least
+//! samples·h·w·9·cin elements.
 
-use super::{Ten, TenMut};
+use super::{DataForm, Layer, OpRule, Pass, Shape, Ten, TenMut, buf, got};
 use crate::backend::{Backend, Nhwc};
 use crate::error::Result;
 
@@ -49,18 +50,15 @@ impl Conv3x3 {
         9 * self.cin
     }
 
-    /// y (+)= col(x) · Mᵀ for M `[cout, 9·cin]` at `m_off`.
-    #[allow(clippy::too_many_arguments)]
+    /// y (+)= col(x) · Mᵀ for M `[cout, 9·cin]`: im2col into `col`, then the GEMM.
     fn conv<B: Backend>(
         &self,
         be: &B,
         samples: usize,
         x: Ten<B>,
-        m: &B::Buf,
-        m_off: usize,
+        m: Ten<B>,
         beta: f64,
-        col: &mut B::Buf,
-        y: &mut TenMut<B>,
+        (col, y): (&mut B::Buf, &mut TenMut<B>),
     ) -> Result<()> {
         be.im2col3x3(self.geom(samples), x.0, x.1, col, 0)?;
         let rows = samples * self.h * self.w;
@@ -73,8 +71,8 @@ impl Conv3x3 {
             1.0,
             col,
             0,
-            m,
-            m_off,
+            m.0,
+            m.1,
             beta,
             y.0,
             y.1,
@@ -109,42 +107,49 @@ impl Conv3x3 {
             out.1 + self.w_off,
         )
     }
+}
 
+impl Layer for Conv3x3 {
+    fn shape(&self) -> Shape {
+        Shape {
+            input: self.in_width(),
+            output: self.out_width(),
+            scratch: self.col_width(),
+            params: self.num_params(),
+            ..Shape::default()
+        }
+    }
+    fn reads_data(&self) -> Option<DataForm> {
+        Some(DataForm::Images {
+            c: self.cin,
+            h: self.h,
+            w: self.w,
+        })
+    }
+}
+
+impl<B: Backend> OpRule<B> for Conv3x3 {
     /// y = conv(x; W) + b.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward<B: Backend>(
-        &self,
-        be: &B,
-        samples: usize,
-        x: Ten<B>,
-        theta: &B::Buf,
-        col: &mut B::Buf,
-        mut y: TenMut<B>,
-    ) -> Result<()> {
-        self.conv(be, samples, x, theta, self.w_off, 0.0, col, &mut y)?;
+    fn forward(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, samples, theta) = (p.be, p.rows, p.theta);
+        let x = buf(p.x)?;
+        let (col, mut y) = (got(p.scratch, "scratch")?, got(p.y_out, "output")?);
+        self.conv(be, samples, x, Ten(theta, self.w_off), 0.0, (col, &mut y))?;
         let rows = samples * self.h * self.w;
         be.bias_act(None, rows, self.cout, theta, self.b_off, y.0, y.1)
     }
 
     /// ∂L/∂W += gyᵀ col(x), ∂L/∂b += Σ gy (when `grad` is given); gx = col2im(gy W) (when given).
-    #[allow(clippy::too_many_arguments)]
-    pub fn vjp<B: Backend>(
-        &self,
-        be: &B,
-        samples: usize,
-        x: Ten<B>,
-        theta: &B::Buf,
-        gy: Ten<B>,
-        col: &mut B::Buf,
-        grad: Option<TenMut<B>>,
-        gx: Option<TenMut<B>>,
-    ) -> Result<()> {
+    fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, samples, theta) = (p.be, p.rows, p.theta);
+        let (x, gy) = (buf(p.x)?, got(p.gy, "∂L/∂y")?);
+        let col = got(p.scratch, "scratch")?;
         let rows = samples * self.h * self.w;
-        if let Some(mut g) = grad {
+        if let Some(mut g) = p.grad {
             self.gt_col(be, samples, gy, x, col, &mut g)?;
             be.col_sum(rows, self.cout, 1.0, gy.0, gy.1, 1.0, g.0, g.1 + self.b_off)?;
         }
-        if let Some(gx) = gx {
+        if let Some(gx) = p.gx {
             be.gemm(
                 false,
                 false,
@@ -166,21 +171,14 @@ impl Conv3x3 {
     }
 
     /// R{y} = conv(x; V) + conv(R{x}; W) + v_b (R{x} absent on the first layer).
-    #[allow(clippy::too_many_arguments)]
-    pub fn jvp<B: Backend>(
-        &self,
-        be: &B,
-        samples: usize,
-        x: Ten<B>,
-        rx: Option<Ten<B>>,
-        theta: &B::Buf,
-        v: Ten<B>,
-        col: &mut B::Buf,
-        mut ry: TenMut<B>,
-    ) -> Result<()> {
-        self.conv(be, samples, x, v.0, v.1 + self.w_off, 0.0, col, &mut ry)?;
-        if let Some(rx) = rx {
-            self.conv(be, samples, rx, theta, self.w_off, 1.0, col, &mut ry)?;
+    fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, samples, theta) = (p.be, p.rows, p.theta);
+        let (x, v) = (buf(p.x)?, got(p.v, "direction")?);
+        let (col, mut ry) = (got(p.scratch, "scratch")?, got(p.ry, "R{y}")?);
+        let vw = Ten(v.0, v.1 + self.w_off);
+        self.conv(be, samples, x, vw, 0.0, (&mut *col, &mut ry))?;
+        if let Some(rx) = p.rx {
+            self.conv(be, samples, rx, Ten(theta, self.w_off), 1.0, (col, &mut ry))?;
         }
         let rows = samples * self.h * self.w;
         be.bias_act(None, rows, self.cout, v.0, v.1 + self.b_off, ry.0, ry.1)
@@ -188,24 +186,14 @@ impl Conv3x3 {
 
     /// R{∂L/∂W} += R{gy}ᵀ col(x) + gyᵀ col(R{x}), R{∂L/∂b} += Σ R{gy} (into `hv`);
     /// R{gx} = col2im(R{gy} W + gy V) (when given).
-    #[allow(clippy::too_many_arguments)]
-    pub fn r_vjp<B: Backend>(
-        &self,
-        be: &B,
-        samples: usize,
-        x: Ten<B>,
-        rx: Option<Ten<B>>,
-        theta: &B::Buf,
-        v: Ten<B>,
-        gy: Ten<B>,
-        rgy: Ten<B>,
-        col: &mut B::Buf,
-        mut hv: TenMut<B>,
-        rgx: Option<TenMut<B>>,
-    ) -> Result<()> {
+    fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, samples, theta) = (p.be, p.rows, p.theta);
+        let (x, v) = (buf(p.x)?, got(p.v, "direction")?);
+        let (gy, rgy) = (got(p.gy, "∂L/∂y")?, got(p.rgy, "R{∂L/∂y}")?);
+        let (col, mut hv) = (got(p.scratch, "scratch")?, got(p.hv, "H·v")?);
         let rows = samples * self.h * self.w;
         self.gt_col(be, samples, rgy, x, col, &mut hv)?;
-        if let Some(rx) = rx {
+        if let Some(rx) = p.rx {
             self.gt_col(be, samples, gy, rx, col, &mut hv)?;
         }
         be.col_sum(
@@ -218,7 +206,7 @@ impl Conv3x3 {
             hv.0,
             hv.1 + self.b_off,
         )?;
-        if let Some(rgx) = rgx {
+        if let Some(rgx) = p.rgx {
             let (k, c) = (self.k(), self.cout);
             be.gemm(
                 false, false, rows, k, c, 1.0, rgy.0, rgy.1, theta, self.w_off, 0.0, col, 0,

@@ -2,7 +2,7 @@
 //! feature ch·h·w + y·w + x. A per-sample transpose of the `[h·w, c]` matrix; its VJP, JVP and
 //! R-backward are the same linear map or its inverse.
 
-use super::{Ten, TenMut};
+use super::{Layer, OpRule, Pass, Shape, buf, got, need};
 use crate::backend::Backend;
 use crate::error::Result;
 
@@ -17,20 +17,43 @@ impl Flatten {
     pub fn width(&self) -> usize {
         self.hw * self.c
     }
-    /// y = NCHW order of x (also the JVP, on R{x}).
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward<B: Backend>(
-        &self,
-        be: &B,
-        samples: usize,
-        x: Ten<B>,
-        y: TenMut<B>,
-    ) -> Result<()> {
-        be.transpose_batch(samples, self.hw, self.c, x.0, x.1, y.0, y.1)
+}
+
+impl Layer for Flatten {
+    fn shape(&self) -> Shape {
+        Shape {
+            input: self.width(),
+            output: self.width(),
+            ..Shape::default()
+        }
     }
-    /// gx = NHWC order of gy (also the R-backward, on R{gy}).
-    #[allow(clippy::too_many_arguments)]
-    pub fn vjp<B: Backend>(&self, be: &B, samples: usize, gy: Ten<B>, gx: TenMut<B>) -> Result<()> {
-        be.transpose_batch(samples, self.c, self.hw, gy.0, gy.1, gx.0, gx.1)
+}
+
+impl<B: Backend> OpRule<B> for Flatten {
+    /// y = NCHW order of x.
+    fn forward(&self, p: Pass<'_, B>) -> Result<()> {
+        let (x, y) = (buf(p.x)?, got(p.y_out, "output")?);
+        p.be.transpose_batch(p.rows, self.hw, self.c, x.0, x.1, y.0, y.1)
+    }
+    /// gx = NHWC order of gy.
+    fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        if let Some(gx) = p.gx {
+            let gy = got(p.gy, "∂L/∂y")?;
+            p.be.transpose_batch(p.rows, self.c, self.hw, gy.0, gy.1, gx.0, gx.1)?;
+        }
+        Ok(())
+    }
+    /// R{y} = NCHW order of R{x}.
+    fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (rx, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
+        p.be.transpose_batch(p.rows, self.hw, self.c, rx.0, rx.1, ry.0, ry.1)
+    }
+    /// R{gx} = NHWC order of R{gy}.
+    fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        if let Some(rgx) = p.rgx {
+            let rgy = got(p.rgy, "R{∂L/∂y}")?;
+            p.be.transpose_batch(p.rows, self.c, self.hw, rgy.0, rgy.1, rgx.0, rgx.1)?;
+        }
+        Ok(())
     }
 }

@@ -3,7 +3,7 @@
 //! positions and the layer acts on each position (a Transformer's projections): the passes see
 //! rows × seq rows of `fan_in`.
 
-use super::{Input, Ten, TenMut};
+use super::{Block, DataForm, Input, Layer, OpRule, Pass, Shape, Ten, TenMut, got};
 use crate::backend::{Backend, Batch};
 use crate::error::Result;
 
@@ -31,21 +31,19 @@ impl Linear {
         self.seq * self.fan_out
     }
 
-    /// acc(c) = α · x Bᵀ + β · acc for a `[fan_out, fan_in]` matrix B (W or V) at `b_off`.
-    #[allow(clippy::too_many_arguments)]
+    /// acc(c) = α · x Mᵀ + β · acc for a `[fan_out, fan_in]` matrix M (W or V).
     fn x_bt<B: Backend>(
         &self,
         be: &B,
         rows: usize,
         x: &Input<B>,
-        m: &B::Buf,
-        m_off: usize,
+        m: Ten<B>,
         beta: f64,
         y: &mut TenMut<B>,
     ) -> Result<()> {
         match x {
             Input::Data(d, r0) => {
-                be.input_gemm_nt(d, *r0, rows, self.fan_out, 1.0, m, m_off, beta, y.0, y.1)
+                be.input_gemm_nt(d, *r0, rows, self.fan_out, 1.0, m.0, m.1, beta, y.0, y.1)
             }
             Input::Buf(Ten(xb, xo)) => be.gemm(
                 false,
@@ -56,8 +54,8 @@ impl Linear {
                 1.0,
                 xb,
                 *xo,
-                m,
-                m_off,
+                m.0,
+                m.1,
                 beta,
                 y.0,
                 y.1,
@@ -96,37 +94,38 @@ impl Linear {
             ),
         }
     }
+}
 
+impl Layer for Linear {
+    fn shape(&self) -> Shape {
+        Shape {
+            input: self.in_width(),
+            output: self.out_width(),
+            params: self.num_params(),
+            ..Shape::default()
+        }
+    }
+    fn reads_data(&self) -> Option<DataForm> {
+        Some(DataForm::Features)
+    }
+}
+
+impl<B: Backend> OpRule<B> for Linear {
     /// y = x Wᵀ + b.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward<B: Backend>(
-        &self,
-        be: &B,
-        rows: usize,
-        x: Input<B>,
-        theta: &B::Buf,
-        mut y: TenMut<B>,
-    ) -> Result<()> {
-        let rows = rows * self.seq;
-        self.x_bt(be, rows, &x, theta, self.w_off, 0.0, &mut y)?;
+    fn forward(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, rows, theta) = (p.be, p.rows * self.seq, p.theta);
+        let x = got(p.x, "input")?;
+        let mut y = got(p.y_out, "output")?;
+        self.x_bt(be, rows, &x, Ten(theta, self.w_off), 0.0, &mut y)?;
         be.bias_act(None, rows, self.fan_out, theta, self.b_off, y.0, y.1)
     }
 
     /// ∂L/∂W += gyᵀ x, ∂L/∂b += Σ_rows gy (into `grad`, θ's layout, when given);
     /// gx = gy W (when given).
-    #[allow(clippy::too_many_arguments)]
-    pub fn vjp<B: Backend>(
-        &self,
-        be: &B,
-        rows: usize,
-        x: Input<B>,
-        theta: &B::Buf,
-        gy: Ten<B>,
-        grad: Option<TenMut<B>>,
-        gx: Option<TenMut<B>>,
-    ) -> Result<()> {
-        let rows = rows * self.seq;
-        if let Some(mut g) = grad {
+    fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, rows, theta) = (p.be, p.rows * self.seq, p.theta);
+        let (x, gy) = (got(p.x, "input")?, got(p.gy, "∂L/∂y")?);
+        if let Some(mut g) = p.grad {
             self.gt_x(be, rows, gy, &x, &mut g)?;
             be.col_sum(
                 rows,
@@ -139,7 +138,7 @@ impl Linear {
                 g.1 + self.b_off,
             )?;
         }
-        if let Some(gx) = gx {
+        if let Some(gx) = p.gx {
             be.gemm(
                 false,
                 false,
@@ -160,44 +159,27 @@ impl Linear {
     }
 
     /// R{y} = x Vᵀ + R{x} Wᵀ + v_b (R{x} absent for the first layer: the data do not move).
-    #[allow(clippy::too_many_arguments)]
-    pub fn jvp<B: Backend>(
-        &self,
-        be: &B,
-        rows: usize,
-        x: Input<B>,
-        rx: Option<Ten<B>>,
-        theta: &B::Buf,
-        v: Ten<B>,
-        mut ry: TenMut<B>,
-    ) -> Result<()> {
-        let rows = rows * self.seq;
-        self.x_bt(be, rows, &x, v.0, v.1 + self.w_off, 0.0, &mut ry)?;
-        if let Some(rx) = rx {
-            self.x_bt(be, rows, &Input::Buf(rx), theta, self.w_off, 1.0, &mut ry)?;
+    fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, rows, theta) = (p.be, p.rows * self.seq, p.theta);
+        let (x, v) = (got(p.x, "input")?, got(p.v, "direction")?);
+        let mut ry = got(p.ry, "R{y}")?;
+        self.x_bt(be, rows, &x, Ten(v.0, v.1 + self.w_off), 0.0, &mut ry)?;
+        if let Some(rx) = p.rx {
+            let w = Ten(theta, self.w_off);
+            self.x_bt(be, rows, &Input::Buf(rx), w, 1.0, &mut ry)?;
         }
         be.bias_act(None, rows, self.fan_out, v.0, v.1 + self.b_off, ry.0, ry.1)
     }
 
     /// R{∂L/∂W} += R{gy}ᵀ x + gyᵀ R{x}, R{∂L/∂b} += Σ_rows R{gy} (into `hv`);
     /// R{gx} = R{gy} W + gy V (when given).
-    #[allow(clippy::too_many_arguments)]
-    pub fn r_vjp<B: Backend>(
-        &self,
-        be: &B,
-        rows: usize,
-        x: Input<B>,
-        rx: Option<Ten<B>>,
-        theta: &B::Buf,
-        v: Ten<B>,
-        gy: Ten<B>,
-        rgy: Ten<B>,
-        mut hv: TenMut<B>,
-        rgx: Option<TenMut<B>>,
-    ) -> Result<()> {
-        let rows = rows * self.seq;
+    fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (be, rows, theta) = (p.be, p.rows * self.seq, p.theta);
+        let (x, v) = (got(p.x, "input")?, got(p.v, "direction")?);
+        let (gy, rgy) = (got(p.gy, "∂L/∂y")?, got(p.rgy, "R{∂L/∂y}")?);
+        let mut hv = got(p.hv, "H·v")?;
         self.gt_x(be, rows, rgy, &x, &mut hv)?;
-        if let Some(rx) = rx {
+        if let Some(rx) = p.rx {
             self.gt_x(be, rows, gy, &Input::Buf(rx), &mut hv)?;
         }
         be.col_sum(
@@ -210,7 +192,7 @@ impl Linear {
             hv.0,
             hv.1 + self.b_off,
         )?;
-        if let Some(rgx) = rgx {
+        if let Some(rgx) = p.rgx {
             let (m, k, n) = (rows, self.fan_out, self.fan_in);
             be.gemm(
                 false, false, m, n, k, 1.0, rgy.0, rgy.1, theta, self.w_off, 0.0, rgx.0, rgx.1,
@@ -234,25 +216,15 @@ impl Linear {
         Ok(())
     }
 
-    /// [`Linear::jvp`] for `nb` directions at once (a block HVP): direction i's v at
-    /// `v.1 + i·vs` (θ's layout), its R{x} and R{y} stacked at `i·rows·in_width` and
-    /// `i·rows·out_width` from their offsets. Each product (x V_iᵀ with x shared, R{x}_i Wᵀ with W
-    /// shared) is one batched GEMM for all directions ([`Backend::gemm_batched`]: one dispatch on
-    /// a GPU) where the input is an activation buffer; each direction's R{y} equals
-    /// [`Linear::jvp`]'s bit for bit (the same operations on its data, in the same order).
-    #[allow(clippy::too_many_arguments)]
-    pub fn jvp_block<B: Backend>(
-        &self,
-        be: &B,
-        rows: usize,
-        nb: usize,
-        x: Input<B>,
-        rx: Option<Ten<B>>,
-        theta: &B::Buf,
-        v: Ten<B>,
-        vs: usize,
-        ry: TenMut<B>,
-    ) -> Result<()> {
+    /// [`OpRule::jvp`] for the `b.n` directions of a block HVP at once: each product (x V_iᵀ with
+    /// x shared, R{x}_i Wᵀ with W shared) is one batched GEMM for all directions
+    /// ([`Backend::gemm_batched`]: one dispatch on a GPU) where the input is an activation
+    /// buffer; each direction's R{y} equals [`OpRule::jvp`]'s bit for bit (the same operations
+    /// on its data, in the same order).
+    fn jvp_block(&self, p: Pass<'_, B>, b: Block) -> Result<()> {
+        let (be, rows, theta, nb, vs) = (p.be, p.rows, p.theta, b.n, b.vs);
+        let (x, v) = (got(p.x, "input")?, got(p.v, "direction")?);
+        let ry = got(p.ry, "R{y}")?;
         let r = rows * self.seq;
         let (sx, sy) = (r * self.fan_in, r * self.fan_out);
         let (fo, fi) = (self.fan_out, self.fan_in);
@@ -270,7 +242,7 @@ impl Linear {
                 )?;
             }
         }
-        if let Some(rx) = rx {
+        if let Some(rx) = p.rx {
             let each = Batch::new(nb, sx, 0, sy);
             be.gemm_batched(
                 false, true, r, fo, fi, 1.0, rx.0, rx.1, theta, self.w_off, 1.0, ry.0, ry.1, each,
@@ -283,26 +255,15 @@ impl Linear {
         Ok(())
     }
 
-    /// [`Linear::r_vjp`] for `nb` directions at once, laid out as in [`Linear::jvp_block`]
-    /// (direction i's H·v at `hv.1 + i·vs`, its R{gy}/R{gx} stacked); the weight-gradient and
-    /// R{gx} products are batched GEMMs (the long-K Gᵀ·X products run one by one where the GPU
-    /// splits K). Each direction's result equals [`Linear::r_vjp`]'s bit for bit.
-    #[allow(clippy::too_many_arguments)]
-    pub fn r_vjp_block<B: Backend>(
-        &self,
-        be: &B,
-        rows: usize,
-        nb: usize,
-        x: Input<B>,
-        rx: Option<Ten<B>>,
-        theta: &B::Buf,
-        v: Ten<B>,
-        vs: usize,
-        gy: Ten<B>,
-        rgy: Ten<B>,
-        hv: TenMut<B>,
-        rgx: Option<TenMut<B>>,
-    ) -> Result<()> {
+    /// [`OpRule::r_vjp`] for the `b.n` directions at once, laid out as in
+    /// [`OpRule::jvp_block`]; the weight-gradient and R{gx} products are batched GEMMs (the
+    /// long-K Gᵀ·X products run one by one where the GPU splits K). Each direction's result
+    /// equals [`OpRule::r_vjp`]'s bit for bit.
+    fn r_vjp_block(&self, p: Pass<'_, B>, b: Block) -> Result<()> {
+        let (be, rows, theta, nb, vs) = (p.be, p.rows, p.theta, b.n, b.vs);
+        let (x, v) = (got(p.x, "input")?, got(p.v, "direction")?);
+        let (gy, rgy) = (got(p.gy, "∂L/∂y")?, got(p.rgy, "R{∂L/∂y}")?);
+        let hv = got(p.hv, "H·v")?;
         let r = rows * self.seq;
         let (sx, sy) = (r * self.fan_in, r * self.fan_out);
         let (fo, fi) = (self.fan_out, self.fan_in);
@@ -319,7 +280,7 @@ impl Linear {
                 )?;
             }
         }
-        if let Some(rx) = rx {
+        if let Some(rx) = p.rx {
             let each = Batch::new(nb, 0, sx, vs);
             be.gemm_batched(
                 true, false, fo, fi, r, 1.0, gy.0, gy.1, rx.0, rx.1, 1.0, hv.0, hw, each,
@@ -329,7 +290,7 @@ impl Linear {
             let (go, ho) = (rgy.1 + i * sy, hv.1 + i * vs + self.b_off);
             be.col_sum(r, fo, 1.0, rgy.0, go, 1.0, hv.0, ho)?;
         }
-        if let Some(rgx) = rgx {
+        if let Some(rgx) = p.rgx {
             let by_w = Batch::new(nb, sy, 0, sx);
             be.gemm_batched(
                 false, false, r, fi, fo, 1.0, rgy.0, rgy.1, theta, self.w_off, 0.0, rgx.0, rgx.1,

@@ -3,7 +3,7 @@
 //! every derivative is routed through it: the pool is linear in its input at a fixed arg-max, so
 //! the JVP gathers, the VJP scatters, and the R-backward is the VJP of R{gy} (no second-order term).
 
-use super::{Ten, TenMut};
+use super::{Layer, OpRule, Pass, Shape, buf, got, need};
 use crate::backend::{Backend, Nhwc};
 use crate::error::Result;
 
@@ -30,40 +30,51 @@ impl MaxPool2 {
             c: self.c,
         }
     }
-    /// y = max over each window; `idx` (the shape of y) receives the arg-max.
-    #[allow(clippy::too_many_arguments)]
-    pub fn forward<B: Backend>(
-        &self,
-        be: &B,
-        samples: usize,
-        x: Ten<B>,
-        y: TenMut<B>,
-        idx: TenMut<B>,
-    ) -> Result<()> {
-        be.maxpool2(self.geom(samples), x.0, x.1, y.0, y.1, idx.0, idx.1)
+}
+
+impl Layer for MaxPool2 {
+    /// The arg-max (`aux`) has the shape of the output.
+    fn shape(&self) -> Shape {
+        Shape {
+            input: self.in_width(),
+            output: self.out_width(),
+            aux: self.out_width(),
+            ..Shape::default()
+        }
     }
-    /// gx = gy at the arg-max, zero elsewhere (also the R-backward, applied to R{gy}).
-    #[allow(clippy::too_many_arguments)]
-    pub fn vjp<B: Backend>(
-        &self,
-        be: &B,
-        samples: usize,
-        idx: Ten<B>,
-        gy: Ten<B>,
-        gx: TenMut<B>,
-    ) -> Result<()> {
-        be.pool2_scatter(self.geom(samples), idx.0, idx.1, gy.0, gy.1, gx.0, gx.1)
+}
+
+impl<B: Backend> OpRule<B> for MaxPool2 {
+    /// y = max over each window; `aux_out` (the shape of y) receives the arg-max.
+    fn forward(&self, p: Pass<'_, B>) -> Result<()> {
+        let x = buf(p.x)?;
+        let (y, idx) = (got(p.y_out, "output")?, got(p.aux_out, "arg-max")?);
+        let g = self.geom(p.rows);
+        p.be.maxpool2(g, x.0, x.1, y.0, y.1, idx.0, idx.1)
+    }
+    /// gx = gy at the arg-max, zero elsewhere.
+    fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        if let Some(gx) = p.gx {
+            let (idx, gy) = (got(p.aux, "arg-max")?, got(p.gy, "∂L/∂y")?);
+            let g = self.geom(p.rows);
+            p.be.pool2_scatter(g, idx.0, idx.1, gy.0, gy.1, gx.0, gx.1)?;
+        }
+        Ok(())
     }
     /// R{y} = R{x} at the arg-max.
-    #[allow(clippy::too_many_arguments)]
-    pub fn jvp<B: Backend>(
-        &self,
-        be: &B,
-        samples: usize,
-        idx: Ten<B>,
-        rx: Ten<B>,
-        ry: TenMut<B>,
-    ) -> Result<()> {
-        be.pool2_gather(self.geom(samples), idx.0, idx.1, rx.0, rx.1, ry.0, ry.1)
+    fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (idx, rx) = (got(p.aux, "arg-max")?, need(p.rx)?);
+        let ry = got(p.ry, "R{y}")?;
+        let g = self.geom(p.rows);
+        p.be.pool2_gather(g, idx.0, idx.1, rx.0, rx.1, ry.0, ry.1)
+    }
+    /// R{gx}: the VJP applied to R{gy} (no second-order term).
+    fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        if let Some(rgx) = p.rgx {
+            let (idx, rgy) = (got(p.aux, "arg-max")?, got(p.rgy, "R{∂L/∂y}")?);
+            let g = self.geom(p.rows);
+            p.be.pool2_scatter(g, idx.0, idx.1, rgy.0, rgy.1, rgx.0, rgx.1)?;
+        }
+        Ok(())
     }
 }

@@ -1,0 +1,122 @@
+//! Multi-head scaled dot-product attention over a sequence (no parameters: its projections are
+//! [`super::Linear`] ops with `seq` = T before and after it). Input [rows, T, 3D] = [q | k | v]
+//! per position, output [rows, T, D]; P [rows, H, T, T] is kept (`aux`) for the derivative
+//! passes. The math of each pass is written on the backend method it calls
+//! ([`Backend::attention`] and friends).
+
+use super::{Layer, OpRule, Pass, Shape, buf, got, ids, need};
+use crate::backend::{Attn, Backend};
+use crate::error::Result;
+
+/// Attention of `heads` heads of `head_dim` over `seq` positions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attention {
+    pub seq: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Padding keys (token id 0) masked.
+    pub masked: bool,
+}
+
+impl Attention {
+    pub fn attn(&self, rows: usize) -> Attn {
+        Attn {
+            rows,
+            seq: self.seq,
+            heads: self.heads,
+            head_dim: self.head_dim,
+            masked: self.masked,
+        }
+    }
+    pub fn in_width(&self) -> usize {
+        3 * self.out_width()
+    }
+    pub fn out_width(&self) -> usize {
+        self.seq * self.heads * self.head_dim
+    }
+    /// Scalars of P per sample.
+    pub fn probs_width(&self) -> usize {
+        self.heads * self.seq * self.seq
+    }
+}
+
+impl Layer for Attention {
+    /// P is the kept tensor.
+    fn shape(&self) -> Shape {
+        Shape {
+            input: self.in_width(),
+            output: self.out_width(),
+            aux: self.probs_width(),
+            ..Shape::default()
+        }
+    }
+}
+
+impl<B: Backend> OpRule<B> for Attention {
+    /// y and P (into `aux_out`), masking by the token ids.
+    fn forward(&self, p: Pass<'_, B>) -> Result<()> {
+        let (ids, qkv) = (ids(p.ids)?, buf(p.x)?);
+        let (y, probs) = (got(p.y_out, "output")?, got(p.aux_out, "P")?);
+        p.be.attention(
+            self.attn(p.rows),
+            ids.0,
+            ids.1,
+            qkv.0,
+            qkv.1,
+            y.0,
+            y.1,
+            probs.0,
+            probs.1,
+        )
+    }
+    fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (qkv, probs) = (buf(p.x)?, got(p.aux, "P")?);
+        let (gy, gx) = (got(p.gy, "∂L/∂y")?, need(p.gx)?);
+        p.be.attention_vjp(
+            self.attn(p.rows),
+            qkv.0,
+            qkv.1,
+            probs.0,
+            probs.1,
+            gy.0,
+            gy.1,
+            gx.0,
+            gx.1,
+        )
+    }
+    fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (qkv, probs) = (buf(p.x)?, got(p.aux, "P")?);
+        let (rqkv, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
+        p.be.attention_jvp(
+            self.attn(p.rows),
+            qkv.0,
+            qkv.1,
+            probs.0,
+            probs.1,
+            rqkv.0,
+            rqkv.1,
+            ry.0,
+            ry.1,
+        )
+    }
+    fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (qkv, probs, rqkv) = (buf(p.x)?, got(p.aux, "P")?, need(p.rx)?);
+        let (gy, rgy) = (got(p.gy, "∂L/∂y")?, got(p.rgy, "R{∂L/∂y}")?);
+        let rgx = need(p.rgx)?;
+        p.be.attention_rvjp(
+            self.attn(p.rows),
+            qkv.0,
+            qkv.1,
+            probs.0,
+            probs.1,
+            rqkv.0,
+            rqkv.1,
+            gy.0,
+            gy.1,
+            rgy.0,
+            rgy.1,
+            rgx.0,
+            rgx.1,
+        )
+    }
+}

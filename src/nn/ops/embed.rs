@@ -1,0 +1,131 @@
+//! Token embedding plus learned position embedding, `nn.Embedding(vocab, D)` and
+//! `nn.Embedding(T, D)`: `y[r, t] = E[id(r, t)] + P[t]`. A Transformer's first op: it reads token
+//! ids (a sample is `seq` positions of `width` scalars, row-major [rows, T, D]); the math of each
+//! pass is written on the backend method it calls ([`Backend::embed`], [`Backend::embed_grad`]).
+
+use super::{DataForm, Layer, OpRule, Pass, Shape, Ten, TenMut, buf, got};
+use crate::backend::{Backend, Seq};
+use crate::error::{Error, Result};
+
+/// The embedding: E `[vocab, D]` at `tok_off` and P `[T, D]` at `pos_off` in θ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Embed {
+    pub vocab: usize,
+    pub seq: usize,
+    pub width: usize,
+    /// Offsets of E `[vocab, D]` and P `[T, D]` in θ.
+    pub tok_off: usize,
+    pub pos_off: usize,
+}
+
+impl Embed {
+    fn geom(&self, rows: usize) -> Seq {
+        Seq {
+            rows,
+            len: self.seq,
+            width: self.width,
+        }
+    }
+    pub fn out_width(&self) -> usize {
+        self.seq * self.width
+    }
+    /// y = E\[ids\] + P (with `table` = θ), or R{y} = V_E\[ids\] + V_P (with `table` = v).
+    fn gather<B: Backend>(
+        &self,
+        be: &B,
+        rows: usize,
+        ids: Ten<B>,
+        table: Ten<B>,
+        y: TenMut<B>,
+    ) -> Result<()> {
+        be.embed(
+            self.geom(rows),
+            ids.0,
+            ids.1,
+            table.0,
+            table.1 + self.tok_off,
+            table.1 + self.pos_off,
+            y.0,
+            y.1,
+        )
+    }
+    /// ∂L/∂E += scatter of gy by token id (a gather over `index`, the chunk's
+    /// [`crate::backend::TokenIndex`]), ∂L/∂P += Σ_rows gy. Also the R-backward with R{gy} into
+    /// H·v (the op is linear in θ).
+    fn scatter<B: Backend>(
+        &self,
+        be: &B,
+        rows: usize,
+        index: Option<(&B::Buf, &B::Buf)>,
+        gy: Ten<B>,
+        grad: TenMut<B>,
+    ) -> Result<()> {
+        let index = index.ok_or_else(|| {
+            Error::Shape("an embedding's gradient needs the chunk's token index".into())
+        })?;
+        be.embed_grad(
+            self.geom(rows),
+            self.vocab,
+            index.0,
+            index.1,
+            gy.0,
+            gy.1,
+            grad.0,
+            grad.1 + self.tok_off,
+        )?;
+        be.col_sum(
+            rows,
+            self.out_width(),
+            1.0,
+            gy.0,
+            gy.1,
+            1.0,
+            grad.0,
+            grad.1 + self.pos_off,
+        )
+    }
+}
+
+impl Layer for Embed {
+    /// The input is `seq` token ids per sample.
+    fn shape(&self) -> Shape {
+        Shape {
+            input: self.seq,
+            output: self.out_width(),
+            params: (self.vocab + self.seq) * self.width,
+            ..Shape::default()
+        }
+    }
+    fn reads_data(&self) -> Option<DataForm> {
+        Some(DataForm::Tokens {
+            vocab: self.vocab,
+            seq: self.seq,
+        })
+    }
+}
+
+impl<B: Backend> OpRule<B> for Embed {
+    /// y = E\[ids\] + P, the ids being the op's input.
+    fn forward(&self, p: Pass<'_, B>) -> Result<()> {
+        let (x, y) = (buf(p.x)?, got(p.y_out, "output")?);
+        self.gather(p.be, p.rows, x, Ten(p.theta, 0), y)
+    }
+    /// ∂L/∂E, ∂L/∂P into `grad` when given (the ids have no gradient).
+    fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        if let Some(g) = p.grad {
+            let gy = got(p.gy, "∂L/∂y")?;
+            self.scatter(p.be, p.rows, p.index, gy, g)?;
+        }
+        Ok(())
+    }
+    /// R{y} = V_E\[ids\] + V_P.
+    fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (x, v) = (buf(p.x)?, got(p.v, "direction")?);
+        self.gather(p.be, p.rows, x, v, got(p.ry, "R{y}")?)
+    }
+    /// R{∂L/∂E}, R{∂L/∂P} into `hv`: the VJP of R{gy}.
+    fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (rgy, hv) = (got(p.rgy, "R{∂L/∂y}")?, got(p.hv, "H·v")?);
+        self.scatter(p.be, p.rows, p.index, rgy, hv)
+    }
+}
