@@ -14,6 +14,7 @@ pub mod hessian;
 pub mod jobs;
 pub mod mem;
 pub mod nn;
+pub mod paper;
 
 /// The sandbox app: its state logic builds everywhere, its window natively (the browser build is
 /// not there yet: see web/README.md).

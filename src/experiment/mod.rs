@@ -6,6 +6,10 @@ pub mod output;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod presets_run;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod rejudge;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod reproduce;
 pub mod run;
 pub mod snapshot;
