@@ -2,6 +2,8 @@
 //! switch rules, the exact 2-D toy, output directories and plots, and the presets of `reproduce`
 //! with the verdicts that check the paper's claims on the measured numbers.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod consistency;
 pub mod output;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;

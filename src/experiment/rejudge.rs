@@ -2,6 +2,7 @@
 //! `summary.json`, or a stopped run's `checkpoint.json`) with the current rules, through the
 //! registry's judges, without computing anything else.
 
+use super::consistency;
 use super::output::{CHECKPOINT_JSON, write_atomic};
 use super::presets_run::merge_extra;
 use super::run::{self, RunOutcome};
@@ -92,12 +93,15 @@ pub fn rejudge(dir: &Path) -> Result<Rejudged> {
     rejudge_finished(dir, &sum_path)
 }
 
-/// The records of `metrics.csv`. Errors: unreadable or corrupt (named).
+/// The records of `metrics.csv`, checked ([`consistency::check_records`]). Errors: unreadable,
+/// corrupt or impossible (file, line and column named).
 fn read_records(csv_path: &Path) -> Result<Vec<run::Record>> {
     let text = std::fs::read_to_string(csv_path).map_err(|e| Error::io(csv_path, e))?;
-    run::Record::parse_csv(&text)
+    let records = run::Record::parse_csv(&text)
         .map(|(r, _)| r)
-        .map_err(|e| Error::data(csv_path, e.to_string()))
+        .map_err(|e| Error::data(csv_path, e.to_string()))?;
+    consistency::check_records(csv_path, &records, &consistency::record_lines(&text))?;
+    Ok(records)
 }
 
 /// A stopped single-run preset (no `summary.json`): judged from its checkpoint and rows so far,
@@ -280,7 +284,8 @@ fn rejudge_finished(dir: &Path, sum_path: &Path) -> Result<Rejudged> {
 
 /// The toy's verdicts from its `metrics.csv`.
 fn judge_toy(csv_path: &Path) -> Result<(Vec<Verdict>, serde_json::Value)> {
-    let runs = parse_toy_csv(&csv_path)?;
+    let runs = parse_toy_csv(csv_path)?;
+    consistency::check_toy(csv_path, &runs)?;
     let steps = runs
         .first()
         .and_then(|(_, p)| p.last())
@@ -331,6 +336,8 @@ fn judge_runs(
             })?;
         outs[i].records.push(r);
     }
+    consistency::check_specs(sum_path, preset, &specs)?;
+    consistency::check_legs(sum_path, &outs)?;
     let mut inputs = JudgeInputs::default();
     if row.paired {
         let pair = dir.join("pair.csv");

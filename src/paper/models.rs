@@ -165,6 +165,15 @@ pub fn for_spec_name(name: Option<&str>) -> &'static Model {
     .unwrap_or(&MODELS[0])
 }
 
+/// The paper's k on a data set: the number of classes (the k of the model the table pairs with
+/// it; else the data set's class count). `spectrum`'s default.
+pub fn default_k(kind: DatasetKind) -> usize {
+    MODELS
+        .iter()
+        .find(|m| m.dataset == kind)
+        .map_or(kind.shape().1, |m| m.paper.k)
+}
+
 /// The named models of the paper through the network type.
 impl ModelSpec {
     /// The paper's Transformer on SST2-1k (SiLU, padding masked).
@@ -196,5 +205,12 @@ mod tests {
             assert!(m.paper.k <= net.output_dim());
         }
         assert!(ModelSpec::by_name("vgg").is_err());
+        // The paper's k is the number of classes: χ₂ on SST-2, χ₁₀ on MNIST and CIFAR-10.
+        assert_eq!(default_k(DatasetKind::Sst2), 2);
+        assert_eq!(default_k(DatasetKind::Mnist), 10);
+        assert_eq!(default_k(DatasetKind::Cifar10), 10);
+        for m in MODELS {
+            assert_eq!(default_k(m.dataset), m.dataset.shape().1, "{}", m.name);
+        }
     }
 }

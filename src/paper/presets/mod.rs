@@ -114,6 +114,30 @@ pub fn get(name: &str) -> Result<&'static Preset> {
     find(name).ok_or_else(|| unknown(name))
 }
 
+/// Whether `name` is the toy (no data, no samples, no network run).
+pub fn is_toy(name: &str) -> bool {
+    find(name).is_some_and(Preset::is_toy)
+}
+
+/// The presets of one network run of their own (the ones `--snapshot-at-switch` and `--resume`
+/// from `checkpoint.json` apply to), in the registry's order.
+pub fn single_run() -> Vec<&'static str> {
+    REGISTRY
+        .iter()
+        .filter(|p| matches!(p.runs, Runs::Specs(f) if f(true).len() == 1))
+        .map(|p| p.name)
+        .collect()
+}
+
+/// [`single_run`] in words: "fig1, fig1-ce, … and fig1-transformer".
+pub fn single_run_words() -> String {
+    let names = single_run();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => names.join(", "),
+    }
+}
+
 /// The error of an unknown preset name.
 pub fn unknown(name: &str) -> Error {
     Error::InvalidArgument(format!(
