@@ -108,79 +108,77 @@ fn read_records(csv_path: &Path) -> Result<Vec<run::Record>> {
 /// nothing written; with the command that finishes it.
 fn rejudge_stopped(dir: &Path) -> Result<Rejudged> {
     let csv_path = dir.join("metrics.csv");
-    {
-        let ck = dir.join(CHECKPOINT_JSON);
-        if !ck.exists() {
-            return Err(Error::data(
-                dir,
-                "no summary.json and no checkpoint.json: not the output directory of a reproduce preset",
-            ));
-        }
-        let text = std::fs::read_to_string(&ck).map_err(|e| Error::io(&ck, e))?;
-        let c: run::Checkpoint = serde_json::from_str(&text)
-            .map_err(|e| Error::data(&ck, format!("not a checkpoint: {e}")))?;
-        let preset = c.spec.name.clone();
-        if !PRESETS.contains(&preset.as_str()) {
-            return Err(Error::data(
-                &ck,
-                format!(
-                    "a checkpoint of the run '{preset}', not of a reproduce preset: nothing to judge"
-                ),
-            ));
-        }
-        // A run merely named like a preset is not that preset (on any number of samples:
-        // `--samples`, or CIFAR-10 lowered to the records at hand).
-        let n = c.spec.data.samples;
-        let mut quick = false;
-        let is_preset = [false, true].iter().any(|&q| {
-            let same = preset_specs(&preset, q)
-                .ok()
-                .and_then(|s| {
-                    s.first()
-                        .map(|s| with_samples(s, Some(n)).differences(&c.spec).is_empty())
-                })
-                .unwrap_or(false);
-            quick |= same && q;
-            same
-        });
-        if !is_preset {
-            return Err(Error::data(
-                &ck,
-                format!(
-                    "a checkpoint of a run named '{preset}' whose spec is not that preset's (see `reproduce {preset} --print-spec`): verdict judges only reproduce presets"
-                ),
-            ));
-        }
-        let resume = resume_command(dir, &preset, quick, n);
-        let outcome = RunOutcome {
-            switch_step: c.switch_step,
-            switch_rule_fired: c.switch_rule_fired,
-            legs: c.legs.clone(),
-            records: read_records(&csv_path)?,
-            thetas: Vec::new(),
-        };
-        let (verdicts, _) = judge(
-            &preset,
-            std::slice::from_ref(&c.spec),
-            &[outcome],
-            &JudgeInputs::default(),
-        )
-        .map_err(|e| {
-            Error::InvalidArgument(format!(
-                "{preset} stopped at step {} (no summary.json yet): {e}; finish it with `{resume}`",
-                c.step
-            ))
-        })?;
-        return Ok(Rejudged {
-            preset,
-            verdicts,
-            previous: Vec::new(),
-            previous_rules: 0,
-            stopped_at: Some(c.step),
-            rewrote: None,
-            resume_command: Some(resume),
-        });
+    let ck = dir.join(CHECKPOINT_JSON);
+    if !ck.exists() {
+        return Err(Error::data(
+            dir,
+            "no summary.json and no checkpoint.json: not the output directory of a reproduce preset",
+        ));
     }
+    let text = std::fs::read_to_string(&ck).map_err(|e| Error::io(&ck, e))?;
+    let c: run::Checkpoint = serde_json::from_str(&text)
+        .map_err(|e| Error::data(&ck, format!("not a checkpoint: {e}")))?;
+    let preset = c.spec.name.clone();
+    if !PRESETS.contains(&preset.as_str()) {
+        return Err(Error::data(
+            &ck,
+            format!(
+                "a checkpoint of the run '{preset}', not of a reproduce preset: nothing to judge"
+            ),
+        ));
+    }
+    // A run merely named like a preset is not that preset (on any number of samples:
+    // `--samples`, or CIFAR-10 lowered to the records at hand).
+    let n = c.spec.data.samples;
+    let mut quick = false;
+    let is_preset = [false, true].iter().any(|&q| {
+        let same = preset_specs(&preset, q)
+            .ok()
+            .and_then(|s| {
+                s.first()
+                    .map(|s| with_samples(s, Some(n)).differences(&c.spec).is_empty())
+            })
+            .unwrap_or(false);
+        quick |= same && q;
+        same
+    });
+    if !is_preset {
+        return Err(Error::data(
+            &ck,
+            format!(
+                "a checkpoint of a run named '{preset}' whose spec is not that preset's (see `reproduce {preset} --print-spec`): verdict judges only reproduce presets"
+            ),
+        ));
+    }
+    let resume = resume_command(dir, &preset, quick, n);
+    let outcome = RunOutcome {
+        switch_step: c.switch_step,
+        switch_rule_fired: c.switch_rule_fired,
+        legs: c.legs.clone(),
+        records: read_records(&csv_path)?,
+        thetas: Vec::new(),
+    };
+    let (verdicts, _) = judge(
+        &preset,
+        std::slice::from_ref(&c.spec),
+        &[outcome],
+        &JudgeInputs::default(),
+    )
+    .map_err(|e| {
+        Error::InvalidArgument(format!(
+            "{preset} stopped at step {} (no summary.json yet): {e}; finish it with `{resume}`",
+            c.step
+        ))
+    })?;
+    Ok(Rejudged {
+        preset,
+        verdicts,
+        previous: Vec::new(),
+        previous_rules: 0,
+        stopped_at: Some(c.step),
+        rewrote: None,
+        resume_command: Some(resume),
+    })
 }
 
 /// The command that finishes the stopped `preset` in `dir` (with its `--quick`, `--samples` for
