@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod mem;
 pub mod nn;
 pub mod optim;
+pub mod paper;
 
 /// The sandbox app: its state logic builds everywhere, its window natively (the browser build is
 /// not there yet: see web/README.md).

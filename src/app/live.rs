@@ -193,7 +193,7 @@ impl Fork {
                 if !(p.is_finite() && d.is_finite() && u.is_finite()) || self.steps() == 0 {
                     return None;
                 }
-                let holds = p > 0.0 && d < DOM_MAX_FRACTION * p && u > BULK_MIN_FRACTION * p;
+                let holds = crate::paper::claims::dom_stalls_bulk_trains(p, d, u);
                 let ratio = |x: f64| {
                     if p > 0.0 {
                         format!(" = {:.2} × {}", x / p, plain.name)
@@ -234,7 +234,7 @@ impl Fork {
                 if !(g.is_finite() && s.is_finite()) {
                     return None;
                 }
-                let holds = g < GD_CHI_MAX && g < s;
+                let holds = crate::paper::claims::gd_chi_near_zero(g, s);
                 Some((
                     holds,
                     format!(

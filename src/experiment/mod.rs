@@ -10,10 +10,16 @@
 //! Record, …}`). The optimisers' updates live in [`crate::optim`].
 
 pub mod files;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod consistency;
 pub mod output;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
 pub mod record;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod presets_run;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod rejudge;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod reproduce;
 pub mod run;

@@ -3,7 +3,7 @@
 //! [`super::runner`] (legs, switch rules, checkpoints, the observer), [`super::stepper`] and
 //! [`super::spectrum`] (the device-resident step and its spectrum), [`super::record`] (rows,
 //! summaries, checkpoints), [`super::stream`] and [`crate::optim`]. What stays here is the
-//! paper's claim on a finished run with its thresholds.
+//! paper's claim on a finished run (its thresholds and rule are [`crate::paper::claims`]).
 
 use super::spec::{RunSpec, SwitchRule};
 use super::verdict::Verdict;
@@ -21,15 +21,8 @@ pub use crate::optim::{
     OptState, dist, dot, norm, sam_edge, sam_edge_as_printed, sam_multiplier, sam_update,
 };
 
-/// The dominant variant's relative loss decrease must stay below this fraction of the plain
-/// optimiser's ("stalls").
-pub const DOM_MAX_FRACTION: f64 = 0.25;
-/// The bulk variant's relative loss decrease must reach at least this fraction of the plain
-/// optimiser's ("trains as well").
-pub const BULK_MIN_FRACTION: f64 = 0.75;
-/// χ_k along full-batch GD must average below this over the second half (fig18-19's rule; the
-/// app's GD-vs-SGD branches are judged by it too).
-pub const GD_CHI_MAX: f64 = 0.2;
+/// The thresholds of the claim, from the one place they are stated.
+pub use crate::paper::claims::{BULK_MIN_FRACTION, DOM_MAX_FRACTION, GD_CHI_MAX};
 
 /// The paper's claim for a run with the three variants after the switch: the dominant one stalls,
 /// the bulk one trains like the plain optimiser. None when the run has not all three.
@@ -43,7 +36,7 @@ pub fn projection_verdict(spec: &RunSpec, o: &RunOutcome) -> Option<Verdict> {
         dom.rel_decrease(),
         bulk.rel_decrease(),
     );
-    let holds = d_p > 0.0 && d_d < DOM_MAX_FRACTION * d_p && d_b > BULK_MIN_FRACTION * d_p;
+    let holds = crate::paper::claims::dom_stalls_bulk_trains(d_p, d_d, d_b);
     let pct = |l: &LegSummary| {
         format!(
             "{} {:.4} → {:.4} ({:+.1} %)",

@@ -7,6 +7,7 @@ use crate::backend::{Activation, LossKind};
 use crate::data::load::DatasetKind;
 use crate::error::{Error, Result};
 use crate::nn::mlp::MlpSpec;
+use crate::paper::models::{self, Model};
 
 /// Which part of the optimiser's update a step applies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -255,21 +256,22 @@ impl serde::Serialize for ModelSpec {
 }
 
 impl ModelSpec {
-    /// cnn-relu (its widths and activation fields keep their defaults and are ignored).
-    pub fn cnn_relu() -> Self {
+    /// The section naming a model of the table (its widths and activation fields keep their
+    /// defaults: a fixed network ignores them).
+    pub fn of(m: &Model) -> Self {
         ModelSpec {
-            name: Some("cnn-relu".into()),
+            name: Some(m.name.into()),
             activation: None,
             ..Default::default()
         }
     }
+    /// cnn-relu (its widths and activation fields keep their defaults and are ignored).
+    pub fn cnn_relu() -> Self {
+        Self::of(&models::CNN_RELU)
+    }
     /// The paper's Transformer (SiLU, padding masked) on SST2-1k.
     pub fn transformer() -> Self {
-        ModelSpec {
-            name: Some("transformer".into()),
-            activation: None,
-            ..Default::default()
-        }
+        Self::of(&models::TRANSFORMER)
     }
 }
 
@@ -304,21 +306,22 @@ impl Default for DataSpec {
 }
 
 impl DataSpec {
+    /// The data a model of the table trains on in the paper (its data set, sample count and
+    /// preprocessing).
+    pub fn of(m: &Model) -> Self {
+        DataSpec {
+            dataset: Some(m.dataset),
+            samples: m.paper.samples,
+            preprocess: m.preprocess.map(String::from),
+        }
+    }
     /// SST2-1k as word ids.
     pub fn sst2() -> Self {
-        DataSpec {
-            dataset: Some(DatasetKind::Sst2),
-            samples: 1000,
-            preprocess: None,
-        }
+        Self::of(&models::TRANSFORMER)
     }
     /// CIFAR10-5k with Cohen et al.'s standardisation.
     pub fn cifar10() -> Self {
-        DataSpec {
-            dataset: Some(DatasetKind::Cifar10),
-            samples: 5000,
-            preprocess: Some("standardize".into()),
-        }
+        Self::of(&models::CNN_RELU)
     }
 }
 
@@ -470,16 +473,12 @@ impl RunSpec {
         .map_err(|e| Error::InvalidArgument(format!("model.widths: {e}")))
     }
 
-    /// The data set: `data.dataset`, else the model's (cifar10 for cnn-relu, sst2 for the
-    /// Transformer, else mnist).
+    /// The data set: `data.dataset`, else the model's in the models table (cifar10 for cnn-relu,
+    /// sst2 for the Transformer, else mnist).
     pub fn dataset(&self) -> DatasetKind {
         self.data
             .dataset
-            .unwrap_or(match self.model.name.as_deref() {
-                Some(n) if n.starts_with("cnn") => DatasetKind::Cifar10,
-                Some("transformer") => DatasetKind::Sst2,
-                _ => DatasetKind::Mnist,
-            })
+            .unwrap_or(models::for_spec_name(self.model.name.as_deref()).dataset)
     }
 
     /// The preprocessing: `data.preprocess`, else the data set's default.

@@ -7,7 +7,6 @@ use super::graph::Graph;
 use super::mlp::MlpSpec;
 use super::transformer::TransformerSpec;
 use crate::backend::Activation;
-use crate::error::{Error, Result};
 
 /// A network architecture.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,7 +42,9 @@ impl From<&ModelSpec> for ModelSpec {
     }
 }
 
-/// The named models of the paper (`--model`).
+/// The named models of the paper (`--model`): the names of `paper::models::MODELS` (a test there
+/// keeps the two equal; the table is where a model is added, with its builder, data and settings;
+/// `ModelSpec::by_name` and `default_dataset` read it).
 pub const MODEL_NAMES: &[&str] = &["fc-tanh", "cnn-relu", "transformer"];
 
 impl ModelSpec {
@@ -52,18 +53,6 @@ impl ModelSpec {
     }
     pub fn cnn_relu() -> Self {
         ModelSpec::Cnn(CnnSpec::cnn_relu())
-    }
-    /// A model by its `--model` name.
-    pub fn by_name(name: &str) -> Result<Self> {
-        match name {
-            "fc-tanh" => Ok(Self::fc_tanh()),
-            "cnn-relu" => Ok(Self::cnn_relu()),
-            "transformer" => Ok(ModelSpec::Transformer(TransformerSpec::sst2())),
-            other => Err(Error::InvalidArgument(format!(
-                "unknown model '{other}' (expected one of: {})",
-                MODEL_NAMES.join(", ")
-            ))),
-        }
     }
     /// The model's family name: `fc-tanh`/`fc-relu` for fully connected networks (whatever the
     /// widths), `cnn-relu`/`cnn-tanh` for convolutional ones.
@@ -110,14 +99,6 @@ impl ModelSpec {
                 t.seq,
                 t.classes
             ),
-        }
-    }
-    /// The dataset the paper pairs with the model.
-    pub fn default_dataset(&self) -> &'static str {
-        match self {
-            ModelSpec::Mlp(_) => "mnist",
-            ModelSpec::Cnn(_) => "cifar10",
-            ModelSpec::Transformer(_) => "sst2",
         }
     }
     pub fn graph(&self) -> Graph {
