@@ -2,6 +2,7 @@
 //! HVPs), and the subspace helpers the experiments need.
 
 pub mod block;
+pub mod caveats;
 pub mod lanczos;
 pub mod power;
 pub mod subspace;
