@@ -85,7 +85,10 @@ fn assumed_settings_are_announced_and_can_be_set() {
     let e = weights::load_checked(&q, &Expect::default(), &over_heads(4))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("heads = 2") && e.contains("--heads says 4"), "{e}");
+    assert!(
+        e.contains("heads = 2") && e.contains("--heads says 4"),
+        "{e}"
+    );
     let l = weights::load_checked(&q, &Expect::default(), &Overrides::default()).unwrap();
     assert!(l.assumed.is_empty(), "{:?}", l.assumed);
     // The options of the Transformer on another network: refused.
@@ -135,7 +138,10 @@ fn unknown_metadata_keys_are_named() {
     meta.insert("act".into(), "silu".into());
     write(&p, &spec, &theta, Some(meta));
     let e = weights::load(&p).unwrap_err().to_string();
-    assert!(e.contains("act = silu") && e.contains("activation = gelu"), "{e}");
+    assert!(
+        e.contains("act = silu") && e.contains("activation = gelu"),
+        "{e}"
+    );
 }
 
 /// Case 3 (the caller's data shape): the data set decides a CNN's input; a contradicting
@@ -180,5 +186,9 @@ fn the_spectrums_caveats() {
     let k = caveats::KINK_CONVENTIONS;
     assert!(k.contains("ReLU′(0) = 0") && k.contains("first maximum") && k.contains("PyTorch"));
     assert!(caveats::on_kinks(0, 0).is_none());
-    assert!(caveats::on_kinks(3, 1).unwrap().contains("3 ReLU input(s) exactly 0"));
+    assert!(
+        caveats::on_kinks(3, 1)
+            .unwrap()
+            .contains("3 ReLU input(s) exactly 0")
+    );
 }

@@ -639,7 +639,11 @@ fn a_pipe_is_read_once() {
         let (tx, rx) = mpsc::channel();
         let r = fifo.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(Cifar10::from_path(&r).map(|c| c.n()).map_err(|e| e.to_string()));
+            let _ = tx.send(
+                Cifar10::from_path(&r)
+                    .map(|c| c.n())
+                    .map_err(|e| e.to_string()),
+            );
         });
         let got = rx.recv_timeout(Duration::from_secs(60));
         if got.is_err() {
@@ -678,7 +682,10 @@ fn oversized_inputs_are_refused_without_reading_them() {
     assert!(e.contains("huge.bin"), "{e}");
     // A cache that grew.
     let cache = sst2::cache_path(dir.path());
-    std::fs::File::create(&cache).unwrap().set_len(HUGE).unwrap();
+    std::fs::File::create(&cache)
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
     let e = err_of(sst2::load_cache(&cache));
     assert!(e.contains("more than"), "{e}");
     assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
@@ -729,7 +736,7 @@ fn every_byte_of_a_cache_is_checked() {
     // The real records, 4500 (the canonical 4000 and 500 more): a record past 4000 altered.
     let Some(shared) = shared_cifar() else { return };
     let mut recs = Cifar10::from_path(&shared).unwrap().to_records();
-    recs.extend_from_slice(&recs[..500 * cifar10::RECORD].to_vec());
+    recs.extend_from_within(..500 * cifar10::RECORD);
     let src = dir.path().join("4500.bin");
     std::fs::write(&src, &recs).unwrap();
     std::fs::remove_file(&path).unwrap();
@@ -785,6 +792,9 @@ fn checksum_errors_name_the_data_set_and_the_right_action() {
     // Its cache: fetch again.
     let mut cache = b"SSLAB-MNIST5K-v1".to_vec();
     cache.resize(16 + 5000 * 785, 0);
-    let e = err_of(Mnist5k::from_cache_bytes(&cache, Path::new("mnist5k-v1.bin")));
+    let e = err_of(Mnist5k::from_cache_bytes(
+        &cache,
+        Path::new("mnist5k-v1.bin"),
+    ));
     assert!(e.contains("MNIST") && e.contains("data fetch"), "{e}");
 }

@@ -610,9 +610,18 @@ fn meta_of(path: &Path) -> HashMap<String, String> {
 
 fn gelu_transformer() -> (subspace_lab::nn::model::ModelSpec, Vec<f64>) {
     let spec: subspace_lab::nn::model::ModelSpec =
-        subspace_lab::nn::transformer::TransformerSpec::new(9, 4, 8, 2, 1, Activation::Gelu, false, 2)
-            .unwrap()
-            .into();
+        subspace_lab::nn::transformer::TransformerSpec::new(
+            9,
+            4,
+            8,
+            2,
+            1,
+            Activation::Gelu,
+            false,
+            2,
+        )
+        .unwrap()
+        .into();
     let theta: Vec<f64> = (0..spec.num_params()).map(|i| (i as f64).cos()).collect();
     (spec, theta)
 }
@@ -652,11 +661,22 @@ fn metadata_round_trip_through_the_twin() {
             .args(args)
             .output()
             .ok()?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Some(serde_json::from_slice(&out.stdout).unwrap())
     };
-    let Some(twin_meta) = run(&["write", "--heads", "2", "--activation", "gelu", "--mask", "false"])
-    else {
+    let Some(twin_meta) = run(&[
+        "write",
+        "--heads",
+        "2",
+        "--activation",
+        "gelu",
+        "--mask",
+        "false",
+    ]) else {
         eprintln!("SKIP: no python3 here");
         return;
     };
@@ -729,17 +749,25 @@ fn oversized_weights_are_refused_without_reading_them() {
         .set_len(HUGE)
         .unwrap();
     let e = weights::load(&big).unwrap_err().to_string();
-    assert!(e.contains("extended.safetensors") && e.contains("promises"), "{e}");
+    assert!(
+        e.contains("extended.safetensors") && e.contains("promises"),
+        "{e}"
+    );
     let e = weights::vocab_of(&big).unwrap_err().to_string();
     assert!(e.contains("promises"), "{e}");
     // All zeros.
     let zeros = dir.path().join("zeros.safetensors");
-    std::fs::File::create(&zeros).unwrap().set_len(HUGE).unwrap();
+    std::fs::File::create(&zeros)
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
     let e = weights::load(&zeros).unwrap_err().to_string();
     assert!(e.contains("not a safetensors file"), "{e}");
     assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
     if Path::new("/dev/zero").exists() {
-        let e = weights::load(Path::new("/dev/zero")).unwrap_err().to_string();
+        let e = weights::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a safetensors file"), "{e}");
     }
     // A pipe holding the good file loads.

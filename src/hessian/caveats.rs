@@ -18,7 +18,9 @@ pub fn negative_dominance(eigenvalues: &[f64], lambda_min: f64) -> Option<String
         return None;
     }
     let beyond = if lambda_min.abs() > l1.abs() {
-        format!(", even larger than λ₁ = {l1:.6}: it is the Hessian's largest eigenvalue in magnitude")
+        format!(
+            ", even larger than λ₁ = {l1:.6}: it is the Hessian's largest eigenvalue in magnitude"
+        )
     } else {
         String::new()
     };

@@ -311,15 +311,12 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
         path: path.into(),
         msg,
     };
-    let mut f =
-        std::fs::File::open(path).map_err(|e| werr(format!("cannot read the weights file: {e}")))?;
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| werr(format!("cannot read the weights file: {e}")))?;
     let file_len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
     let read_err = |e: std::io::Error| werr(format!("cannot read the weights file: {e}"));
     let mut head = Vec::new();
-    (&mut f)
-        .take(64)
-        .read_to_end(&mut head)
-        .map_err(read_err)?;
+    (&mut f).take(64).read_to_end(&mut head).map_err(read_err)?;
     let n = head
         .get(..8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
@@ -341,7 +338,9 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
         .take(header_end.saturating_sub(have))
         .read_to_end(&mut bytes)
         .map_err(read_err)?;
-    let header_end_at = usize::try_from(header_end).unwrap_or(usize::MAX).min(bytes.len());
+    let header_end_at = usize::try_from(header_end)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
     let header = bytes.get(8..header_end_at).unwrap_or_default();
     let Some(data_len) = data_len(header) else {
         return Ok(bytes); // a malformed or short header: the parser names it

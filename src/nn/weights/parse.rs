@@ -46,11 +46,13 @@ pub(super) fn parse(
     let transformer = meta.get("model").as_deref() == Some("transformer")
         || st.tensors().iter().any(|(n, _)| n == "tok_emb.weight");
     let (spec, theta, loss) = if transformer {
-        let (spec, theta) = transformer_file(&st, &meta, from_file, expect, over, &werr, &mut assumed)?;
+        let (spec, theta) =
+            transformer_file(&st, &meta, from_file, expect, over, &werr, &mut assumed)?;
         let loss = file_loss(&meta, expect, &werr)?;
         (spec, theta, loss.or(expect.loss))
     } else {
-        let (spec, theta, loss) = other_file(&st, &meta, from_file, expect, over, &werr, &mut assumed)?;
+        let (spec, theta, loss) =
+            other_file(&st, &meta, from_file, expect, over, &werr, &mut assumed)?;
         (spec, theta, loss)
     };
     Ok(LoadedWeights {
@@ -123,7 +125,13 @@ fn transformer_file(
                 .into(),
         ));
     }
-    let act = activation_of(from_file, expect.activation, Activation::Silu, werr, assumed)?;
+    let act = activation_of(
+        from_file,
+        expect.activation,
+        Activation::Silu,
+        werr,
+        assumed,
+    )?;
     if !matches!(act, Activation::Silu | Activation::Gelu) {
         return Err(werr(format!(
             "activation = {}: the Transformer's MLP blocks take silu or gelu",
@@ -321,8 +329,11 @@ fn mlp_layers<'a>(
 ) -> Result<(BTreeMap<usize, [Option<TensorView<'a>>; 2]>, bool)> {
     let mut layers: BTreeMap<usize, [Option<TensorView>; 2]> = BTreeMap::new();
     let mut fc_style = None;
-    let unexpected =
-        |name: &str| werr(format!("unexpected tensor '{name}' (expected fcN.weight / fcN.bias)"));
+    let unexpected = |name: &str| {
+        werr(format!(
+            "unexpected tensor '{name}' (expected fcN.weight / fcN.bias)"
+        ))
+    };
     for (name, view) in st.tensors() {
         let (prefix, kind) = name.rsplit_once('.').ok_or_else(|| unexpected(&name))?;
         let slot = match kind {
@@ -589,9 +600,10 @@ fn cnn_input(
     let cifar = [cifar10::CHANNELS, cifar10::SIDE, cifar10::SIDE];
     let (decides, whose) = match data {
         Some(d) => (Some(d), "the data set's"),
-        None if file.is_some_and(|f| f.iter().product::<usize>() == cifar10::D) => {
-            (Some(cifar), "CIFAR-10's (the data set a network of 3072 inputs runs on)")
-        }
+        None if file.is_some_and(|f| f.iter().product::<usize>() == cifar10::D) => (
+            Some(cifar),
+            "CIFAR-10's (the data set a network of 3072 inputs runs on)",
+        ),
         None => (None, ""),
     };
     match (file, decides) {
