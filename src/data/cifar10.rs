@@ -590,8 +590,15 @@ pub fn fetch(
 /// shared file; never the network), writing the cache when it was absent; `Ok(None)` when none is
 /// there.
 pub fn load_local(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Option<Cifar10>> {
+    let cached = match load_cache(&cache_path(dir)) {
+        Ok(c) => c,
+        Err(e) => {
+            log(&format!("ignoring a damaged cache ({e})"));
+            None
+        }
+    };
     super::load_local_with(
-        load_cache(&cache_path(dir)).ok().flatten(),
+        cached,
         "SUBSPACE_LAB_CIFAR10_FROM",
         local_candidates(),
         |p, log| fetch(dir, Some(p), log),

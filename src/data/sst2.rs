@@ -393,8 +393,15 @@ pub fn fetch(dir: &Path, from: Option<&Path>, log: &mut dyn FnMut(&str)) -> Resu
 /// SST2-1k from what is on this machine only (the cache, `$SUBSPACE_LAB_SST2_FROM`, the shared
 /// file; never the network), writing the cache when it was absent; `Ok(None)` when none is there.
 pub fn load_local(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Option<Sst2>> {
+    let cached = match load_cache(&cache_path(dir)) {
+        Ok(c) => c,
+        Err(e) => {
+            log(&format!("ignoring a damaged cache ({e})"));
+            None
+        }
+    };
     super::load_local_with(
-        load_cache(&cache_path(dir)).ok().flatten(),
+        cached,
         "SUBSPACE_LAB_SST2_FROM",
         local_candidates(),
         |p, log| fetch(dir, Some(p), log),
