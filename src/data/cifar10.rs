@@ -17,7 +17,7 @@
 //! one ([`FIRST4000_SHA256`]). Records 4000..5000 are checked for format only (no published
 //! checksum of them is known here); fewer than 4000 records cannot be checked against it at all,
 //! and [`Cifar10::describe`] says that too. The cache is sealed at fetch time with the sha256 of
-//! everything written ([`super::cache`]), so that no record of it — past 4000, or of a short
+//! everything written (`data::cache`), so that no record of it — past 4000, or of a short
 //! cache — is used unchecked after it was written.
 
 use super::dataset::Dataset;
@@ -65,7 +65,7 @@ pub const SHARED_FILE: &str = "data/cifar10/data_batch_1.first4000.bin.gz";
 const CACHE_FILE: &str = "cifar10-5k-v1.bin";
 /// The web page's copy of the cache (`data web-asset`): the same bytes.
 pub const ASSET_NAME: &str = CACHE_FILE;
-/// The cache's magic: the records are followed by their seal (see [`super::cache`]).
+/// The cache's magic: the records are followed by their seal (see `data::cache`).
 const CACHE_MAGIC: &[u8; 16] = b"SSLAB-CIFAR10-v2";
 /// The magic of caches written before the seal.
 const CACHE_MAGIC_V1: &[u8; 16] = b"SSLAB-CIFAR10-v1";

