@@ -61,6 +61,9 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import twin_metadata  # noqa: E402  (the metadata keys both sides use)
+
 RECORD = 1 + 3 * 32 * 32
 MAX_SAMPLES = 5000
 
@@ -117,7 +120,13 @@ def read_weights(path, loss_opt):
     """The float64 convnet of a safetensors file, and the loss (option, else metadata, else mse)."""
     sd = load_file(path)
     with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
+        meta = twin_metadata.read(f.metadata() or {}, path)
+    # This twin builds conv → ReLU → max-pool blocks on CIFAR-10's 3×32×32 only: a file that says
+    # otherwise is refused, never run as something else.
+    if meta.get("activation", "relu") != "relu":
+        sys.exit(f"{path}: metadata activation = {meta['activation']}: this twin builds ReLU networks only")
+    if meta.get("input", "3,32,32").replace(" ", "") != "3,32,32":
+        sys.exit(f"{path}: metadata input = {meta['input']}: this twin reads CIFAR-10's 3,32,32 only")
     widths, i = [], 0
     while f"{i}.weight" in sd and sd[f"{i}.weight"].ndim == 4:
         widths.append(sd[f"{i}.weight"].shape[0])
@@ -277,7 +286,8 @@ def cmd_init(a):
     net = make_model([int(w) for w in a.widths.split(",")], torch.float32)
     dtype = torch.float64 if a.f64 else torch.float32
     sd = {k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items()}
-    save_file(sd, a.out, metadata={"model": "convnet-relu-max", "widths": a.widths, "seed": str(a.seed)})
+    save_file(sd, a.out, metadata={"model": "convnet-relu-max", "activation": "relu", "input": "3,32,32",
+                                   "widths": a.widths, "seed": str(a.seed)})
     print(json.dumps({"out": a.out, "params": sum(v.numel() for v in sd.values()),
                       "names": {k: list(v.shape) for k, v in sd.items()}, "dtype": str(dtype)}))
 

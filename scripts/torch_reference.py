@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
+from safetensors import safe_open
 from safetensors.torch import load_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import twin_metadata  # noqa: E402  (the metadata keys both sides use)
 
 
 def cache_path():
@@ -40,6 +44,11 @@ def make_model(weights, dtype, seed):
     if weights:
         # Load after .to(dtype): loading f64 weights into an f32 module would round them.
         sd = load_file(weights)
+        with safe_open(weights, framework="pt") as f:
+            meta = twin_metadata.read(f.metadata() or {}, weights)
+        # This twin builds fc-tanh 784-200-200-10 only: a file that says otherwise is refused.
+        if meta.get("activation", "tanh") != "tanh":
+            sys.exit(f"{weights}: metadata activation = {meta['activation']}: this twin builds tanh networks only")
         mapping = {"fc1": "0", "fc2": "2", "fc3": "4"}
         net.load_state_dict({mapping[k.split(".")[0]] + "." + k.split(".")[1]: v for k, v in sd.items()})
     else:

@@ -6,8 +6,10 @@ Model (hyper-parameters read off a weights file): width D (64), heads H (8; head
 layers L (2), 2 classes, vocabulary V, sequence length T (the longest training sentence, 51 for
 SST2-1k). D, V, T come from the shapes tok_emb.weight [V,D], pos_emb.weight [T,D], L from the number
 of distinct `layers.N.` prefixes (N = 0..L-1), H from the safetensors metadata key `heads` (8 if
-absent), the activation from `act` (`silu`, the default, or `gelu`), the mask from `mask` (`true`,
-the default, or `false`); --heads / --act / --mask true|false override the metadata. Linear layers
+absent), the activation from `activation` (`silu`, the default, or `gelu`; files written before
+read as `act`), the mask from `mask` (`true`, the default, or `false`); --heads / --act / --mask
+true|false override the metadata. The key names are subspace-lab's (twin_metadata.py holds the one
+table both sides use); a key neither knows is named in a warning. Linear layers
 are PyTorch's: weight [out,in], y = x Wᵀ + b. θ is the concatenation of these tensors, each flattened
 row-major, in THIS order (q, k, v weights first, then their three biases):
   tok_emb.weight [V,D], pos_emb.weight [T,D], then for l = 0..L-1:
@@ -78,7 +80,8 @@ argmax f(x_i) = y_i (ties: the first index, torch.argmax).
             lecun_normal (normal truncated at ±2σ, σ = √(1/D)/0.87962566103423978, so std √(1/D));
             all biases 0; LN weights 1, LN biases 0; head zero as Damian's, or with --random-head
             head.weight ~ N(0, 1/D) (a zero head makes every gradient but the head's vanish). f32,
-            or --f64. Metadata: model "transformer", heads, act, mask, seed, vocab (JSON list).
+            or --f64. Metadata: model "transformer", heads, activation, mask, ln_eps, seed, random_head,
+            vocab (JSON list).
   selftest: (a) on the first --samples (6) sentences of the real data, a --random-head init model
             (full size): HVP against a central difference of gradients (step 1e-5) and against
             reverse-over-reverse autograd, chunked sums (chunk 4) against one chunk, the gradient
@@ -126,6 +129,9 @@ import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator, eigsh
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import twin_metadata  # noqa: E402  (the metadata keys both sides use)
 
 TRAIN_ROWS = 1000
 LN_EPS = 1e-6
@@ -281,7 +287,7 @@ def read_weights(path, a):
     """(Config, float64 params in θ's order, loss, metadata) of a safetensors file; CLI overrides."""
     sd = load_file(path)
     with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
+        meta = twin_metadata.read(f.metadata() or {}, path)
     for k in ("tok_emb.weight", "pos_emb.weight"):
         if k not in sd or sd[k].ndim != 2:
             sys.exit(f"{path}: no 2-d {k}; names: {sorted(sd)}")
@@ -290,9 +296,9 @@ def read_weights(path, a):
     idx = sorted({int(k.split(".")[1]) for k in sd if k.startswith("layers.")})
     if idx != list(range(len(idx))):
         sys.exit(f"{path}: layer indices {idx} are not 0..L-1")
-    heads = a.heads if a.heads is not None else int(meta.get("heads", 8))
-    act = a.act or meta.get("act", "silu")
-    mask = {"true": True, "false": False}.get(a.mask or meta.get("mask", "true"))
+    heads, act, mask = twin_metadata.transformer_settings(meta, a.heads, a.act, a.mask)
+    if "ln_eps" in meta and float(meta["ln_eps"]) != LN_EPS:
+        sys.exit(f"{path}: metadata ln_eps = {meta['ln_eps']}: this twin's LayerNorm has ε = {LN_EPS}")
     if mask is None or act not in ("silu", "gelu") or heads < 1 or D % heads:
         sys.exit(f"{path}: bad config: mask {a.mask or meta.get('mask')!r}, act {act!r}, heads {heads} (width {D})")
     c = Config(vocab=V, seq_len=T, width=D, heads=heads, layers=len(idx), act=act, mask=mask)
@@ -497,8 +503,9 @@ def write_init(path, c, vocab, seed, random_head, f64):
     P = init_params(c, seed, random_head)
     dtype = torch.float64 if f64 else torch.float32
     sd = {k: v.to(dtype).contiguous() for k, v in P.items()}
-    meta = {"model": "transformer", "heads": str(c.heads), "act": c.act, "mask": "true" if c.mask else "false",
-            "seed": str(seed), "random_head": "true" if random_head else "false", "vocab": json.dumps(vocab)}
+    meta = twin_metadata.transformer_meta(c.heads, c.act, c.mask, LN_EPS, seed=str(seed),
+                                          random_head="true" if random_head else "false",
+                                          vocab=json.dumps(vocab))
     save_file(sd, path, metadata=meta)
     return sd
 

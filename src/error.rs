@@ -15,14 +15,18 @@ pub enum Error {
     /// A data file that cannot be what it claims to be.
     #[error("{path}: {msg}")]
     Data { path: PathBuf, msg: String },
-    /// Data that parsed but is not the expected content.
+    /// Data that parsed but is not the expected content: `data` names what it should be (e.g.
+    /// "the canonical MNIST training set"), `fix` what to do — for a cache, fetch again; for a
+    /// file the user gave, which file to give (never to delete it).
     #[error(
-        "{what}: sha256 mismatch (expected {expected}, got {got}); the file is corrupt or not the canonical MNIST training set: delete it and run `subspace-lab data fetch` again"
+        "{what}: sha256 mismatch (expected {expected}, got {got}); the file is corrupt or not {data}: {fix}"
     )]
     Checksum {
         what: String,
         expected: String,
         got: String,
+        data: String,
+        fix: String,
     },
     /// Every source of MNIST-5k failed; the message lists each attempt.
     #[error("could not fetch MNIST-5k:\n{0}")]

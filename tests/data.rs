@@ -558,3 +558,243 @@ fn a_cache_is_never_replaced_by_fewer_records() {
         .unwrap();
     assert_eq!(kept.n(), 4000);
 }
+
+// ---- issue 31: lost data, unbounded reads, pipes, unchecked caches, messages ----------------
+
+use subspace_lab::data::sst2::{self, Sst2};
+
+/// Size of the sparse files of the size-cap tests: far beyond any cap, never allocated.
+const HUGE: u64 = 1 << 40;
+
+/// Gzip `bytes` as two members, cut at `at` (what `cat a.gz b.gz`, bgzip or `pigz -i` give).
+fn gz2(bytes: &[u8], at: usize) -> Vec<u8> {
+    let mut two = gz(&bytes[..at]);
+    two.extend(gz(&bytes[at..]));
+    two
+}
+
+/// Case 6: a multi-member gzip is read to its last member — CIFAR-10 records, a tar.gz, IDX files.
+#[test]
+fn multi_member_gzip_is_read_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = fake_records(12, 9);
+    let p = dir.path().join("joined.bin.gz");
+    std::fs::write(&p, gz2(&rec, 5 * cifar10::RECORD)).unwrap();
+    let c = Cifar10::from_path(&p).unwrap();
+    assert_eq!(c.n(), 12);
+    assert_eq!(c.to_records(), rec);
+    // A tar archive gzip-compressed in two members.
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&tar_gz(&[(cifar10::TAR_MEMBER, &rec)])[..]),
+        &mut tar,
+    )
+    .unwrap();
+    let t = dir.path().join("joined.tar.gz");
+    std::fs::write(&t, gz2(&tar, 700)).unwrap();
+    assert_eq!(Cifar10::from_path(&t).unwrap().n(), 12);
+    // IDX, from a file and from bytes.
+    let idx = encode_idx(&[3, 4, 4], &(0..48).collect::<Vec<u8>>());
+    let i = dir.path().join("joined-idx.gz");
+    std::fs::write(&i, gz2(&idx, 20)).unwrap();
+    assert_eq!(read_maybe_gz(&i).unwrap(), idx);
+    let inflated =
+        subspace_lab::data::idx::inflate_maybe_gz(gz2(&idx, 7), Path::new("x.gz")).unwrap();
+    assert_eq!(inflated, idx);
+    // The real records: two members of 2000 each are the 4000 verified ones.
+    let Some(shared) = shared_cifar() else { return };
+    let four = Cifar10::from_path(&shared).unwrap().to_records();
+    let s = dir.path().join("two-members.bin.gz");
+    std::fs::write(&s, gz2(&four, 2000 * cifar10::RECORD)).unwrap();
+    let (c, _) = cifar10::fetch(dir.path(), Some(&s), &mut |_| {}).unwrap();
+    assert_eq!(c.n(), 4000);
+}
+
+/// Case 10: `--from` a pipe (`<(zcat x.gz)`, /dev/stdin) is opened and read once: raw records,
+/// gzip records and a tar.gz arrive whole.
+#[cfg(unix)]
+#[test]
+fn a_pipe_is_read_once() {
+    use std::sync::mpsc;
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let rec = fake_records(40, 4);
+    let cases = [
+        ("records.bin", rec.clone()),
+        ("records.bin.gz", gz(&rec)),
+        ("archive.tar.gz", tar_gz(&[(cifar10::TAR_MEMBER, &rec)])),
+    ];
+    for (name, bytes) in cases {
+        let fifo = dir.path().join(format!("fifo-{name}"));
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("SKIP: mkfifo is not available here");
+            return;
+        }
+        let w = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&w)?;
+            f.write_all(&bytes)
+        });
+        let (tx, rx) = mpsc::channel();
+        let r = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(
+                Cifar10::from_path(&r)
+                    .map(|c| c.n())
+                    .map_err(|e| e.to_string()),
+            );
+        });
+        let got = rx.recv_timeout(Duration::from_secs(60));
+        if got.is_err() {
+            // Release a reader that opened the pipe again and waits for a writer.
+            let _ = std::fs::OpenOptions::new().write(true).open(&fifo);
+        }
+        let n = got
+            .unwrap_or_else(|_| panic!("{name}: reading the pipe hangs (opened more than once)"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(n, 40, "{name}");
+        let _ = writer.join();
+    }
+}
+
+/// Case 9: every read is capped by what the format holds: a huge (sparse) file is refused before
+/// it is read, a device that never ends is refused at the cap, and nothing large is allocated.
+#[cfg(unix)]
+#[test]
+fn oversized_inputs_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let sparse = |name: &str| {
+        let p = dir.path().join(name);
+        std::fs::File::create(&p).unwrap().set_len(HUGE).unwrap();
+        p
+    };
+    let t = std::time::Instant::now();
+    let p = sparse("huge.tsv");
+    let e = err_of(Sst2::from_path(&p));
+    assert!(e.contains("huge.tsv") && e.contains("more than"), "{e}");
+    let e = err_of(sst2::fetch(dir.path(), Some(&p), &mut |_| {}));
+    assert!(e.contains("more than"), "{e}");
+    let p = sparse("huge.bin");
+    let e = err_of(Cifar10::from_path(&p));
+    assert!(e.contains("huge.bin") && e.contains("more than"), "{e}");
+    let e = err_of(read_maybe_gz(&p));
+    assert!(e.contains("huge.bin"), "{e}");
+    // A cache that grew.
+    let cache = sst2::cache_path(dir.path());
+    std::fs::File::create(&cache)
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    let e = err_of(sst2::load_cache(&cache));
+    assert!(e.contains("more than"), "{e}");
+    assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
+    // A device without end: read up to the cap, then refused.
+    if Path::new("/dev/zero").exists() {
+        let e = err_of(Sst2::from_path(Path::new("/dev/zero")));
+        assert!(e.contains("/dev/zero") && e.contains("more than"), "{e}");
+    }
+}
+
+/// Case 4: every byte of a cache is checked on load — records past the canonical 4000 and a
+/// cache shorter than 4000 alike — and a cache that fails says what to do.
+#[test]
+fn every_byte_of_a_cache_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = cifar10::cache_path(dir.path());
+    let fix = "data fetch --dataset cifar10";
+    // A short cache (20 records: below the canonical checksum).
+    let few = Cifar10::from_records(&fake_records(20, 5), Path::new("few")).unwrap();
+    cifar10::write_cache(&path, &few).unwrap();
+    assert_eq!(cifar10::load_cache(&path).unwrap().unwrap(), few);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20 + 7 * cifar10::RECORD + 100] ^= 0x40; // a pixel of record 7
+    std::fs::write(&path, &bytes).unwrap();
+    let e = err_of(cifar10::load_cache(&path));
+    assert!(e.contains("altered") && e.contains(fix), "{e}");
+    // The web page's asset is the same bytes: refused too.
+    assert!(Cifar10::from_cache_bytes(&bytes, Path::new("asset")).is_err());
+    // A cache written before the seal, of other than exactly 4000 records: cannot be checked.
+    let mut v1 = b"SSLAB-CIFAR10-v1".to_vec();
+    v1.extend((few.n() as u32).to_le_bytes());
+    v1.extend(few.to_records());
+    std::fs::write(&path, &v1).unwrap();
+    let e = err_of(cifar10::load_cache(&path));
+    assert!(e.contains("cannot be checked") && e.contains(fix), "{e}");
+    // An SST-2 cache with a row appended.
+    if let Some(shared) = sst2::local_candidates().first() {
+        let s = Sst2::from_path(shared).unwrap();
+        let spath = sst2::cache_path(dir.path());
+        sst2::write_cache(&spath, &s).unwrap();
+        assert_eq!(sst2::load_cache(&spath).unwrap().unwrap(), s);
+        let mut b = std::fs::read(&spath).unwrap();
+        b.extend_from_slice(b"an extra row\t1\n");
+        std::fs::write(&spath, &b).unwrap();
+        let e = err_of(sst2::load_cache(&spath));
+        assert!(e.contains("data fetch --dataset sst2"), "{e}");
+    }
+    // The real records, 4500 (the canonical 4000 and 500 more): a record past 4000 altered.
+    let Some(shared) = shared_cifar() else { return };
+    let mut recs = Cifar10::from_path(&shared).unwrap().to_records();
+    recs.extend_from_within(..500 * cifar10::RECORD);
+    let src = dir.path().join("4500.bin");
+    std::fs::write(&src, &recs).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let (c, _) = cifar10::fetch(dir.path(), Some(&src), &mut |_| {}).unwrap();
+    assert_eq!(c.n(), 4500);
+    assert_eq!(cifar10::load_cache(&path).unwrap().unwrap(), c);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[20 + 4200 * cifar10::RECORD + 1000] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let e = err_of(cifar10::load_cache(&path));
+    assert!(e.contains("altered") && e.contains(fix), "{e}");
+    // The 4000-record cache of an older version stays usable: the canonical checksum covers it.
+    let mut v1 = b"SSLAB-CIFAR10-v1".to_vec();
+    v1.extend(4000u32.to_le_bytes());
+    v1.extend_from_slice(&recs[..4000 * cifar10::RECORD]);
+    std::fs::write(&path, &v1).unwrap();
+    assert_eq!(cifar10::load_cache(&path).unwrap().unwrap().n(), 4000);
+}
+
+/// Case 11: a checksum error names the data set it expected and the right action: for a file the
+/// user gave, which file to give (never to delete it); for a cache, to fetch again.
+#[test]
+fn checksum_errors_name_the_data_set_and_the_right_action() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(shared) = sst2::local_candidates().first() {
+        let mut b = std::fs::read(shared).unwrap();
+        let at = b.iter().position(|&c| c == b'\n').unwrap() + 1; // first row's first byte
+        b[at] = if b[at] == b'a' { b'b' } else { b'a' };
+        let p = dir.path().join("my-train.tsv");
+        std::fs::write(&p, &b).unwrap();
+        let e = err_of(Sst2::from_path(&p));
+        assert!(
+            e.contains("SST-2") && e.contains("SST-2.zip") && !e.contains("MNIST"),
+            "{e}"
+        );
+        assert!(!e.contains("delete"), "{e}");
+        let cache = sst2::cache_path(dir.path());
+        std::fs::write(&cache, &b).unwrap();
+        let e = err_of(sst2::load_cache(&cache));
+        assert!(
+            e.contains("data fetch --dataset sst2") && !e.contains("MNIST"),
+            "{e}"
+        );
+    }
+    // MNIST: IDX files of the right shape that are not MNIST's.
+    let images = dir.path().join("train-images-idx3-ubyte");
+    let labels = dir.path().join("train-labels-idx1-ubyte");
+    std::fs::write(&images, encode_idx(&[5000, 28, 28], &vec![0; 5000 * 784])).unwrap();
+    std::fs::write(&labels, encode_idx(&[5000], &vec![0; 5000])).unwrap();
+    let e = err_of(Mnist5k::from_idx_files(&images, &labels));
+    assert!(e.contains("MNIST") && !e.contains("delete"), "{e}");
+    assert!(e.contains("train-images-idx3-ubyte.gz"), "{e}");
+    // Its cache: fetch again.
+    let mut cache = b"SSLAB-MNIST5K-v1".to_vec();
+    cache.resize(16 + 5000 * 785, 0);
+    let e = err_of(Mnist5k::from_cache_bytes(
+        &cache,
+        Path::new("mnist5k-v1.bin"),
+    ));
+    assert!(e.contains("MNIST") && e.contains("data fetch"), "{e}");
+}

@@ -582,3 +582,212 @@ fn tensors_of(bytes: &[(String, Vec<usize>, Vec<u8>)]) -> Vec<(&str, Dtype, Vec<
         .map(|(n, s, b)| (n.as_str(), Dtype::F32, s.clone(), b.clone()))
         .collect()
 }
+
+// ---- issue 31: the twin's metadata keys, the data's shape, unbounded reads -----------------
+
+/// Size of the sparse files of the size-cap test: far beyond memory, never allocated.
+const HUGE: u64 = 1 << 40;
+
+/// The tensors of `spec`/`theta` as f64 safetensors with exactly the metadata `meta`.
+fn with_meta(
+    path: &Path,
+    spec: &subspace_lab::nn::model::ModelSpec,
+    theta: &[f64],
+    meta: HashMap<String, String>,
+) {
+    let bytes = weights::serialize(path, spec, theta, SaveDtype::F64).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let views: Vec<(String, TensorView)> = st.tensors().into_iter().collect();
+    std::fs::write(path, safetensors::serialize(views, Some(meta)).unwrap()).unwrap();
+}
+
+/// The metadata a file holds.
+fn meta_of(path: &Path) -> HashMap<String, String> {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, m) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    m.metadata().clone().unwrap_or_default()
+}
+
+fn gelu_transformer() -> (subspace_lab::nn::model::ModelSpec, Vec<f64>) {
+    let spec: subspace_lab::nn::model::ModelSpec =
+        subspace_lab::nn::transformer::TransformerSpec::new(
+            9,
+            4,
+            8,
+            2,
+            1,
+            Activation::Gelu,
+            false,
+            2,
+        )
+        .unwrap()
+        .into();
+    let theta: Vec<f64> = (0..spec.num_params()).map(|i| (i as f64).cos()).collect();
+    (spec, theta)
+}
+
+/// Case 1: the Transformer twin wrote its activation as `act`; such a file (already written) is
+/// read as the GELU network it is, not as SiLU.
+#[test]
+fn the_twins_old_act_key_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, theta) = gelu_transformer();
+    let p = dir.path().join("twin.safetensors");
+    // What torch_transformer_reference.py `init --act gelu` wrote: its keys, its values.
+    let meta = HashMap::from([
+        ("model".to_string(), "transformer".to_string()),
+        ("heads".to_string(), "2".to_string()),
+        ("act".to_string(), "gelu".to_string()),
+        ("mask".to_string(), "false".to_string()),
+        ("seed".to_string(), "0".to_string()),
+        ("random_head".to_string(), "true".to_string()),
+    ]);
+    with_meta(&p, &spec, &theta, meta);
+    let (s2, t2) = weights::load(&p).unwrap();
+    assert_eq!(s2.activation(), Activation::Gelu);
+    assert_eq!(s2, spec);
+    assert_eq!(t2, theta);
+}
+
+/// Case 1: one set of metadata names for both sides, checked by a round trip through the twin's
+/// own metadata code (scripts/twin_metadata.py, which the three twins import; standard library
+/// only): what the twin writes the engine reads, and what the engine writes the twin reads.
+#[test]
+fn metadata_round_trip_through_the_twin() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/twin_metadata.py");
+    let run = |args: &[&str]| -> Option<serde_json::Value> {
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .args(args)
+            .output()
+            .ok()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(serde_json::from_slice(&out.stdout).unwrap())
+    };
+    let Some(twin_meta) = run(&[
+        "write",
+        "--heads",
+        "2",
+        "--activation",
+        "gelu",
+        "--mask",
+        "false",
+    ]) else {
+        eprintln!("SKIP: no python3 here");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, theta) = gelu_transformer();
+    // Twin → engine.
+    let p = dir.path().join("from-twin.safetensors");
+    let meta: HashMap<String, String> = serde_json::from_value(twin_meta).unwrap();
+    with_meta(&p, &spec, &theta, meta);
+    assert_eq!(weights::load(&p).unwrap().0, spec);
+    // Engine → twin.
+    let q = dir.path().join("from-engine.safetensors");
+    weights::save(&q, &spec, &theta, SaveDtype::F64).unwrap();
+    let json = serde_json::to_string(&meta_of(&q)).unwrap();
+    let read = run(&["read", &json]).unwrap();
+    assert_eq!(read["activation"], "gelu", "{read}");
+    assert_eq!(read["heads"], 2, "{read}");
+    assert_eq!(read["mask"], false, "{read}");
+    assert_eq!(read["warnings"].as_array().map(Vec::len), Some(0), "{read}");
+    // Every key either side writes is one the other knows.
+    let keys = |m: &HashMap<String, String>| m.keys().cloned().collect::<Vec<_>>();
+    let known: Vec<&str> = weights::meta::MODEL_KEYS
+        .iter()
+        .chain(weights::meta::INFO_KEYS)
+        .copied()
+        .collect();
+    for k in keys(&meta_of(&q)).iter().chain(&keys(&meta_of(&p))) {
+        assert!(known.contains(&k.as_str()), "key {k}");
+    }
+}
+
+/// Case 3: a convolutional network's metadata `input` that contradicts the data (16×64 for
+/// CIFAR-10's 32×32 images, the same 3072 inputs) is an error naming both shapes.
+#[test]
+fn cnn_input_contradicting_the_data_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = subspace_lab::nn::model::ModelSpec::cnn_relu();
+    let theta = spec.init(1);
+    let p = dir.path().join("cnn.safetensors");
+    weights::save(&p, &spec, &theta, SaveDtype::F32).unwrap();
+    let mut meta = meta_of(&p);
+    meta.insert("input".into(), "3,16,64".into());
+    with_meta(&p, &spec, &theta, meta);
+    let e = weights::load(&p).unwrap_err().to_string();
+    assert!(
+        e.contains("3,16,64") && e.contains("3×32×32") && e.contains("cnn.safetensors"),
+        "{e}"
+    );
+}
+
+/// Case 9: a weights file is read no further than its header promises: a huge (sparse) file is
+/// refused before it is read, and so is a device without end; a pipe is read once.
+#[cfg(unix)]
+#[test]
+fn oversized_weights_are_refused_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = MlpSpec::new(vec![3, 2], Activation::Tanh).unwrap();
+    let theta = spec.init(0);
+    let p = dir.path().join("w.safetensors");
+    weights::save(&p, &spec, &theta, SaveDtype::F32).unwrap();
+    let good = std::fs::read(&p).unwrap();
+    let t = std::time::Instant::now();
+    // The real file with a huge sparse tail.
+    let big = dir.path().join("extended.safetensors");
+    std::fs::write(&big, &good).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    let e = weights::load(&big).unwrap_err().to_string();
+    assert!(
+        e.contains("extended.safetensors") && e.contains("promises"),
+        "{e}"
+    );
+    let e = weights::vocab_of(&big).unwrap_err().to_string();
+    assert!(e.contains("promises"), "{e}");
+    // All zeros.
+    let zeros = dir.path().join("zeros.safetensors");
+    std::fs::File::create(&zeros)
+        .unwrap()
+        .set_len(HUGE)
+        .unwrap();
+    let e = weights::load(&zeros).unwrap_err().to_string();
+    assert!(e.contains("not a safetensors file"), "{e}");
+    assert!(t.elapsed().as_secs() < 30, "{:?}", t.elapsed());
+    if Path::new("/dev/zero").exists() {
+        let e = weights::load(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a safetensors file"), "{e}");
+    }
+    // A pipe holding the good file loads.
+    let fifo = dir.path().join("w.fifo");
+    if std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        let w = fifo.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&w)
+                .and_then(|mut f| f.write_all(&good))
+        });
+        let (s2, t2) = weights::load(&fifo).unwrap();
+        assert_eq!(s2, spec.into());
+        assert_eq!(t2.len(), theta.len());
+        writer.join().unwrap().unwrap();
+    }
+}

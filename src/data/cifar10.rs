@@ -16,13 +16,15 @@
 //! there are at least 4000 records — the sha256 of the first 4000 records' bytes is the canonical
 //! one ([`FIRST4000_SHA256`]). Records 4000..5000 are checked for format only (no published
 //! checksum of them is known here); fewer than 4000 records cannot be checked against it at all,
-//! and [`Cifar10::describe`] says that too.
+//! and [`Cifar10::describe`] says that too. The cache is sealed at fetch time with the sha256 of
+//! everything written (`data::cache`), so that no record of it — past 4000, or of a short
+//! cache — is used unchecked after it was written.
 
 use super::dataset::Dataset;
-use super::idx::read_maybe_gz;
+use super::read::{GZIP_MAGIC, Inflated, peek, read_capped};
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -63,9 +65,16 @@ pub const SHARED_FILE: &str = "data/cifar10/data_batch_1.first4000.bin.gz";
 const CACHE_FILE: &str = "cifar10-5k-v1.bin";
 /// The web page's copy of the cache (`data web-asset`): the same bytes.
 pub const ASSET_NAME: &str = CACHE_FILE;
-const CACHE_MAGIC: &[u8; 16] = b"SSLAB-CIFAR10-v1";
-/// The largest archive member read (data_batch_1.bin is 30,730,000 bytes).
-const MAX_MEMBER_BYTES: u64 = 64 << 20;
+/// The cache's magic: the records are followed by their seal (see `data::cache`).
+const CACHE_MAGIC: &[u8; 16] = b"SSLAB-CIFAR10-v2";
+/// The magic of caches written before the seal.
+const CACHE_MAGIC_V1: &[u8; 16] = b"SSLAB-CIFAR10-v1";
+/// The largest cache: header, 5000 records, seal.
+const MAX_CACHE_BYTES: u64 = (20 + N * RECORD + super::cache::SEAL_BYTES) as u64;
+/// What to do about a cache that fails a check.
+const CACHE_FIX: &str = "run `subspace-lab data fetch --dataset cifar10` again (with `--from FILE` for a file you have) to write the cache anew";
+/// The largest archive member or file of records read (data_batch_1.bin is 30,730,000 bytes).
+pub const MAX_MEMBER_BYTES: u64 = 64 << 20;
 
 /// Input scaling of CIFAR-10.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -243,30 +252,37 @@ impl Cifar10 {
     }
 
     /// From a file: `cifar-10-binary.tar.gz` (or its `.tar`), `data_batch_1.bin`, or any file of
-    /// records, raw or gzip. The format is recognised by content, not by name.
+    /// records, raw or gzip (every member of a multi-member gzip). The format is recognised by
+    /// content, not by name; the file is opened and read once (a pipe works), at most
+    /// [`MAX_MEMBER_BYTES`] of records.
     pub fn from_path(path: &Path) -> Result<Self> {
-        if is_tar(path)? {
-            return Self::from_tar(path);
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let head = peek(&mut f, 512).map_err(|e| Error::io(path, e))?;
+        let raw = std::io::Cursor::new(head.clone()).chain(f);
+        if head.starts_with(&GZIP_MAGIC) {
+            let mut inflated = Inflated(flate2::read::MultiGzDecoder::new(raw));
+            let block = peek(&mut inflated, 512).map_err(|e| Error::io(path, e))?;
+            let stream = std::io::Cursor::new(block.clone()).chain(inflated);
+            Self::from_stream(stream, &block, path)
+        } else {
+            Self::from_stream(raw, &head, path)
         }
-        let bytes = read_maybe_gz(path)?;
-        Self::from_records(&bytes, path)
     }
 
     /// From `cifar-10-binary.tar.gz` (gzip or plain tar): its member
     /// `cifar-10-batches-bin/data_batch_1.bin`, streamed (the archive is not inflated whole).
     pub fn from_tar(path: &Path) -> Result<Self> {
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut head = [0u8; 2];
-        let gz = {
-            let mut r = &f;
-            r.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b]
-        };
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        if gz {
-            read_tar(tar::Archive::new(flate2::read::GzDecoder::new(f)), path)
-        } else {
-            read_tar(tar::Archive::new(f), path)
+        Self::from_path(path)
+    }
+
+    /// Records or a tar archive from `r`, whose first (inflated) bytes are `block`.
+    fn from_stream(r: impl Read, block: &[u8], path: &Path) -> Result<Self> {
+        if block.len() >= 262 && &block[257..262] == b"ustar" {
+            return read_tar(tar::Archive::new(r), path);
         }
+        let what = "a file of CIFAR-10 records (data_batch_1.bin is 30,730,000 bytes)";
+        let bytes = read_capped(r, MAX_MEMBER_BYTES, path, what)?;
+        Self::from_records(&bytes, path)
     }
 
     /// Features and one-hot targets of the first `n` records, preprocessed; features in CHW
@@ -331,29 +347,44 @@ impl Cifar10 {
     }
 
     /// Parse and verify the cache format (magic, record count as u32 little-endian, the
-    /// records); `path` only names the origin in errors.
+    /// records, the seal: the sha256 of everything before it); `path` only names the origin in
+    /// errors. Every byte is checked: the records by their format and the canonical checksum of
+    /// the first 4000, the whole by the seal written at fetch time. A cache written before the
+    /// seal (`SSLAB-CIFAR10-v1`) is accepted only when the canonical checksum covers all of it
+    /// (exactly 4000 records). Errors say what to do.
     pub fn from_cache_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
         let h = CACHE_MAGIC.len() + 4;
-        let bad = |why: String| {
-            Error::data(
-                path,
-                format!(
-                    "{why}: not a subspace-lab CIFAR-10 cache: delete it and run `subspace-lab data fetch --dataset cifar10`"
-                ),
-            )
-        };
-        if bytes.len() < h || !bytes.starts_with(CACHE_MAGIC) {
-            return Err(bad(format!("{} bytes without the header", bytes.len())));
-        }
-        let count = u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]) as usize;
-        if count == 0 || count > N || bytes.len() != h + count * RECORD {
+        let bad = |why: String| Error::data(path, format!("{why}; {CACHE_FIX}"));
+        let sealed = bytes.starts_with(CACHE_MAGIC);
+        if bytes.len() < h || !(sealed || bytes.starts_with(CACHE_MAGIC_V1)) {
             return Err(bad(format!(
-                "{} bytes for a header of {count} records",
+                "{} bytes without the header: not a subspace-lab CIFAR-10 cache",
                 bytes.len()
             )));
         }
-        // from_records checks the labels and the checksum again.
-        Self::from_records(&bytes[h..], path)
+        let count = u32::from_le_bytes([bytes[16], bytes[17], bytes[18], bytes[19]]) as usize;
+        let seal = if sealed { super::cache::SEAL_BYTES } else { 0 };
+        if count == 0 || count > N || bytes.len() != h + count * RECORD + seal {
+            return Err(bad(format!(
+                "{} bytes for a header of {count} records: not a subspace-lab CIFAR-10 cache (truncated or extended)",
+                bytes.len()
+            )));
+        }
+        let c = Self::from_records(&bytes[h..h + count * RECORD], path).map_err(|e| match e {
+            Error::Data { msg, .. } => bad(msg),
+            other => other,
+        })?;
+        if sealed && super::cache::unseal(bytes).is_none() {
+            return Err(bad(format!(
+                "the sha256 of its {count} records, stored beside them when the cache was written, does not match them: the cache was altered or damaged after it was written"
+            )));
+        }
+        if !sealed && count != CHECKED_RECORDS {
+            return Err(bad(format!(
+                "a cache of {count} records written by an older subspace-lab without a checksum of all of them (the canonical checksum covers exactly the first {CHECKED_RECORDS}), so it cannot be checked"
+            )));
+        }
+        Ok(c)
     }
 }
 
@@ -363,33 +394,11 @@ fn check_sha(first4000: &[u8], origin: &Path) -> Result<()> {
         return Err(Error::data(
             origin,
             format!(
-                "sha256 of the first {CHECKED_RECORDS} records is {got}, expected {FIRST4000_SHA256}: not the canonical CIFAR-10 data_batch_1 (the first batch of the binary version, cifar-10-binary.tar.gz), or corrupt"
+                "sha256 of the first {CHECKED_RECORDS} records is {got}, expected {FIRST4000_SHA256}: not the canonical CIFAR-10 data_batch_1 (the first batch of the binary version, cifar-10-binary.tar.gz), or corrupt: give that archive or its data_batch_1.bin as downloaded"
             ),
         ));
     }
     Ok(())
-}
-
-/// Whether the file is a tar archive (gzip or plain): "ustar" at offset 257 of its (inflated)
-/// first block.
-fn is_tar(path: &Path) -> Result<bool> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut head = Vec::with_capacity(512);
-    (&f).take(512)
-        .read_to_end(&mut head)
-        .map_err(|e| Error::io(path, e))?;
-    let block = if head.starts_with(&[0x1f, 0x8b]) {
-        let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut block = Vec::with_capacity(512);
-        // A corrupt stream is reported by the reader that follows; here it is just "not a tar".
-        let _ = flate2::read::GzDecoder::new(f)
-            .take(512)
-            .read_to_end(&mut block);
-        block
-    } else {
-        head
-    };
-    Ok(block.len() >= 262 && &block[257..262] == b"ustar")
 }
 
 fn read_tar<R: Read>(mut ar: tar::Archive<R>, path: &Path) -> Result<Cifar10> {
@@ -444,30 +453,22 @@ pub fn cache_path(dir: &Path) -> PathBuf {
 }
 
 /// The cache: `Ok(None)` when absent; an error when present but wrong in any way (truncated,
-/// altered), so a half-written file is never used.
+/// altered, in any byte), so a half-written or edited file is never used.
 pub fn load_cache(path: &Path) -> Result<Option<Cifar10>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    Cifar10::from_cache_bytes(&bytes, path).map(Some)
+    match super::cache::read(path, MAX_CACHE_BYTES, "a CIFAR10-5k cache")? {
+        Some(bytes) => Cifar10::from_cache_bytes(&bytes, path).map(Some),
+        None => Ok(None),
+    }
 }
 
-/// Write the cache atomically: a temporary file in the same directory, synced, then renamed.
+/// Write the cache atomically (a temporary file in the same directory, synced, then renamed),
+/// sealed with the sha256 of everything written.
 pub fn write_cache(path: &Path, c: &Cifar10) -> Result<()> {
     c.verify(path)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    let f = tmp.as_file_mut();
-    f.write_all(CACHE_MAGIC)
-        .and_then(|_| f.write_all(&(c.n() as u32).to_le_bytes()))
-        .and_then(|_| f.write_all(&c.to_records()))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    let count = (c.n() as u32).to_le_bytes();
+    let records = c.to_records();
+    let seal = super::cache::seal(&[CACHE_MAGIC, &count, &records]);
+    super::cache::write_atomic(path, &[CACHE_MAGIC, &count, &records, &seal])
 }
 
 /// Where the data came from.
@@ -589,8 +590,15 @@ pub fn fetch(
 /// shared file; never the network), writing the cache when it was absent; `Ok(None)` when none is
 /// there.
 pub fn load_local(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Option<Cifar10>> {
+    let cached = match load_cache(&cache_path(dir)) {
+        Ok(c) => c,
+        Err(e) => {
+            log(&format!("ignoring a damaged cache ({e})"));
+            None
+        }
+    };
     super::load_local_with(
-        load_cache(&cache_path(dir)).ok().flatten(),
+        cached,
         "SUBSPACE_LAB_CIFAR10_FROM",
         local_candidates(),
         |p, log| fetch(dir, Some(p), log),

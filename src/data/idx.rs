@@ -1,7 +1,8 @@
 //! The IDX format of the MNIST files: a 4-byte magic (0, 0, type, number of dimensions), the
 //! dimensions as big-endian u32, then the data. Only unsigned bytes (type 0x08) are accepted.
-//! Gzip files (`.gz`, or any file starting with the gzip magic) are inflated first, with a cap on
-//! the inflated size so a corrupt or hostile file cannot exhaust memory.
+//! Gzip files (`.gz`, or any file starting with the gzip magic) are inflated first, every member of
+//! a multi-member file, with a cap on the inflated size so a corrupt or hostile file cannot exhaust
+//! memory.
 
 use crate::error::{Error, Result};
 use std::io::Read;
@@ -17,28 +18,20 @@ pub struct Idx {
     pub data: Vec<u8>,
 }
 
-/// Read a file, inflating it if it is gzip.
+/// Read a file, inflating it if it is gzip (every member of a multi-member file); the file is
+/// opened once and at most [`MAX_IDX_BYTES`] are read or inflated.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut raw = Vec::new();
-    f.take(MAX_IDX_BYTES + 1)
-        .read_to_end(&mut raw)
-        .map_err(|e| Error::io(path, e))?;
-    if raw.len() as u64 > MAX_IDX_BYTES {
-        return Err(Error::data(
-            path,
-            format!("larger than {MAX_IDX_BYTES} bytes: not an MNIST or CIFAR-10 file"),
-        ));
-    }
-    inflate_maybe_gz(raw, path)
+    const WHAT: &str = "an MNIST or CIFAR-10 file";
+    let r = super::read::open_maybe_gz(path, MAX_IDX_BYTES, WHAT)?;
+    super::read::read_capped(r, MAX_IDX_BYTES, path, WHAT)
 }
 
-/// The bytes of a file as read: inflated if they are gzip (at most [`MAX_IDX_BYTES`]), else
-/// unchanged; `path` only names the file in errors.
+/// The bytes of a file as read: inflated if they are gzip (every member; at most
+/// [`MAX_IDX_BYTES`]), else unchanged; `path` only names the file in errors.
 pub fn inflate_maybe_gz(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>> {
-    if raw.starts_with(&[0x1f, 0x8b]) {
+    if raw.starts_with(&super::read::GZIP_MAGIC) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::MultiGzDecoder::new(&raw[..])
             .take(MAX_IDX_BYTES + 1)
             .read_to_end(&mut out)
             .map_err(|e| Error::data(path, format!("corrupt gzip stream: {e}")))?;

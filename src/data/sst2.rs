@@ -17,9 +17,6 @@ use super::dataset::Dataset;
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-#[cfg(not(target_arch = "wasm32"))]
-use std::io::Read;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,6 +39,13 @@ const CACHE_FILE: &str = "sst2-train-first1000.tsv";
 /// The web page's copy of the cache (`data web-asset`): the same bytes.
 pub const ASSET_NAME: &str = CACHE_FILE;
 const HEADER: &str = "sentence\tlabel";
+/// The largest file read as SST-2 (GLUE's SST-2.zip is 7 MB, its train.tsv 4.8 MB), and the
+/// largest member read from a zip.
+pub const MAX_INPUT_BYTES: u64 = 64 << 20;
+/// What to do when a file the user gave is not SST-2's.
+const INPUT_FIX: &str = "give GLUE's SST-2.zip or its SST-2/train.tsv as downloaded (or a file of its header and first 1000 rows, unchanged)";
+/// What to do when the cache is damaged.
+const CACHE_FIX: &str = "run `subspace-lab data fetch --dataset sst2` again (with `--from FILE` for a file you have) to write the cache anew";
 /// Id of padding.
 pub const PAD: usize = 0;
 /// Id of a word not in the vocabulary.
@@ -121,14 +125,53 @@ impl Sst2 {
                 ),
                 expected: FIRST1000_SHA256.into(),
                 got,
+                data: "the header and first 1000 rows of GLUE's SST-2 train.tsv".into(),
+                fix: INPUT_FIX.into(),
             });
         }
         Ok(Sst2 { sentences, labels })
     }
 
-    /// Read a TSV file or GLUE's `SST-2.zip` (its `SST-2/train.tsv`).
+    /// Parse and verify the cache (the web page's asset is the same file): GLUE's header and
+    /// first 1000 rows, byte for byte what [`Sst2::to_tsv`] writes, nothing before or after, so
+    /// that every byte is covered by the checksum; `path` only names the origin in errors.
+    pub fn from_cache_bytes(bytes: &[u8], path: &Path) -> Result<Self> {
+        let s = Self::from_tsv(bytes, path).map_err(|e| match e {
+            Error::Checksum {
+                what,
+                expected,
+                got,
+                data,
+                ..
+            } => Error::Checksum {
+                what,
+                expected,
+                got,
+                data,
+                fix: CACHE_FIX.into(),
+            },
+            Error::Data { msg, .. } => Error::data(path, format!("{msg}; {CACHE_FIX}")),
+            other => other,
+        })?;
+        if s.to_tsv() != bytes {
+            return Err(Error::data(
+                path,
+                format!(
+                    "{} bytes where the cache of SST2-1k holds {}: more than its header and {N} rows; {CACHE_FIX}",
+                    bytes.len(),
+                    s.to_tsv().len()
+                ),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Read a TSV file or GLUE's `SST-2.zip` (its `SST-2/train.tsv`): the file is opened and
+    /// read once (a pipe works), at most [`MAX_INPUT_BYTES`].
     pub fn from_path(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        const WHAT: &str = "GLUE's SST-2.zip (7 MB) or its train.tsv (4.8 MB)";
+        let f = super::read::open_capped(path, MAX_INPUT_BYTES, WHAT)?;
+        let bytes = super::read::read_capped(f, MAX_INPUT_BYTES, path, WHAT)?;
         if bytes.starts_with(b"PK\x03\x04") {
             return Self::from_zip(&bytes, path);
         }
@@ -145,13 +188,11 @@ impl Sst2 {
                 format!("no {ZIP_MEMBER} in the archive: not GLUE's SST-2.zip"),
             )
         })?;
-        // GLUE's train.tsv is 4.8 MB; read at most 64 MiB of whatever claims to be it.
-        let mut out = Vec::new();
-        (&mut f)
-            .take(64 << 20)
-            .read_to_end(&mut out)
-            .map_err(|e| Error::data(path, format!("{ZIP_MEMBER}: {e}")))?;
-        Self::from_tsv(&out, &path.join(ZIP_MEMBER))
+        // GLUE's train.tsv is 4.8 MB; read at most MAX_INPUT_BYTES of whatever claims to be it.
+        let member = path.join(ZIP_MEMBER);
+        let what = "GLUE's SST-2 train.tsv (4.8 MB)";
+        let out = super::read::read_capped(&mut f, MAX_INPUT_BYTES, &member, what)?;
+        Self::from_tsv(&out, &member)
     }
 
     #[cfg(target_arch = "wasm32")]
@@ -267,26 +308,18 @@ pub fn cache_path(dir: &Path) -> PathBuf {
     dir.join(CACHE_FILE)
 }
 
-/// The cache: `Ok(None)` when absent; an error when present but wrong.
+/// The cache: `Ok(None)` when absent; an error when present but wrong in any byte
+/// ([`Sst2::from_cache_bytes`]).
 pub fn load_cache(path: &Path) -> Result<Option<Sst2>> {
-    match std::fs::read(path) {
-        Ok(b) => Sst2::from_tsv(&b, path).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
+    match super::cache::read(path, MAX_INPUT_BYTES, "an SST2-1k cache")? {
+        Some(b) => Sst2::from_cache_bytes(&b, path).map(Some),
+        None => Ok(None),
     }
 }
 
 /// Write the cache atomically (temporary file, synced, renamed).
 pub fn write_cache(path: &Path, s: &Sst2) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    let f = tmp.as_file_mut();
-    f.write_all(&s.to_tsv())
-        .and_then(|_| f.sync_all())
-        .map_err(|e| Error::io(tmp.path(), e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
+    super::cache::write_atomic(path, &[&s.to_tsv()])
 }
 
 /// `shared/` and `../shared/` under the current directory and the source checkout, each with
@@ -360,8 +393,15 @@ pub fn fetch(dir: &Path, from: Option<&Path>, log: &mut dyn FnMut(&str)) -> Resu
 /// SST2-1k from what is on this machine only (the cache, `$SUBSPACE_LAB_SST2_FROM`, the shared
 /// file; never the network), writing the cache when it was absent; `Ok(None)` when none is there.
 pub fn load_local(dir: &Path, log: &mut dyn FnMut(&str)) -> Result<Option<Sst2>> {
+    let cached = match load_cache(&cache_path(dir)) {
+        Ok(c) => c,
+        Err(e) => {
+            log(&format!("ignoring a damaged cache ({e})"));
+            None
+        }
+    };
     super::load_local_with(
-        load_cache(&cache_path(dir)).ok().flatten(),
+        cached,
         "SUBSPACE_LAB_SST2_FROM",
         local_candidates(),
         |p, log| fetch(dir, Some(p), log),

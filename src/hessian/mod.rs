@@ -2,6 +2,7 @@
 //! HVPs), the choice of solver for warm solves, and the subspace helpers the experiments need.
 
 pub mod block;
+pub mod caveats;
 pub mod lanczos;
 pub mod power;
 pub mod subspace;

@@ -8,16 +8,26 @@
 //! fully connected network, relu for a convolutional one), and the model's name in `model`.
 //! The Transformer's tensors are named as [`crate::nn::transformer`] lists (`tok_emb.weight`,
 //! `layers.0.attn.q.weight`, …, `head.bias`); its metadata holds `model = transformer`, `heads`,
-//! `mask` and, when the saver knows it, `vocab` (a JSON list of the words in id order), so that a
-//! saved model is complete.
+//! `mask`, `ln_eps` and, when the saver knows it, `vocab` (a JSON list of the words in id order),
+//! so that a saved model is complete.
+//!
+//! The metadata's key names are one set for this program and the PyTorch twins ([`meta`]); a
+//! setting a file does not state is taken from the caller ([`Expect`], [`Overrides`]) or assumed
+//! and said so ([`LoadedWeights::assumed`]); a key the reader does not know is named in a warning
+//! ([`LoadedWeights::warnings`]). Files are read once (a pipe works), no more than their header
+//! promises (safetensors' header is at most 100,000,000 bytes) and than memory allows.
+//!
+//! Layout: this file saves and loads; `meta` holds the key table; `parse` reads a network.
 
-use super::cnn::CnnSpec;
-use super::mlp::MlpSpec;
+pub mod meta;
+mod parse;
+
 use super::model::ModelSpec;
-use crate::backend::Activation;
+use crate::backend::{Activation, LossKind};
 use crate::error::{Error, Result};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::io::Read;
 use std::path::Path;
 
 /// Storage type of saved weights.
@@ -55,7 +65,7 @@ pub fn vocab_of(path: &Path) -> Result<Option<Vec<String>>> {
         path: path.into(),
         msg,
     };
-    let bytes = std::fs::read(path).map_err(|e| werr(format!("cannot read: {e}")))?;
+    let bytes = read_file(path)?;
     let (_, meta) =
         SafeTensors::read_metadata(&bytes).map_err(|e| werr(format!("bad header: {e}")))?;
     match meta.metadata().as_ref().and_then(|m| m.get("vocab")) {
@@ -172,6 +182,74 @@ pub struct Expect {
     pub mask: Option<bool>,
 }
 
+/// More of what the caller knows and the file may not say (kept apart from [`Expect`], whose
+/// fields callers list in full). Each is used when the file's metadata is silent and must agree
+/// with it when it speaks.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// `--heads` (the Transformer): attention heads.
+    pub heads: Option<usize>,
+    /// `--ln-eps` (the Transformer): LayerNorm's ε the weights were trained with; this engine
+    /// computes with [`crate::nn::transformer::LN_EPS`] only, so another value is an error.
+    pub ln_eps: Option<f64>,
+    /// The data set's shape of one sample, C, H, W (a convolutional network): the data set
+    /// decides, and a metadata `input` that contradicts it is an error naming both. Without it a
+    /// network of CIFAR-10's 3072 inputs is checked against CIFAR-10's 3×32×32.
+    pub data_shape: Option<[usize; 3]>,
+}
+
+/// A setting the file does not state, taken at its default: to announce on the network line and
+/// in the JSON, with the option that sets it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Assumed {
+    /// The metadata key (`heads`, `ln_eps`, `mask`, `activation`).
+    pub key: String,
+    /// The value taken.
+    pub value: String,
+    /// The command-line option that sets it (`--heads`, …).
+    pub option: String,
+}
+
+impl Assumed {
+    pub(crate) fn new(key: &str, value: &str, option: &str) -> Self {
+        Assumed {
+            key: key.into(),
+            value: value.into(),
+            option: option.into(),
+        }
+    }
+}
+
+/// Assumed settings as one clause: "assumed (the file does not say): heads = 8 (--heads), …";
+/// None when nothing was assumed.
+pub fn assumed_line(assumed: &[Assumed]) -> Option<String> {
+    if assumed.is_empty() {
+        return None;
+    }
+    let each: Vec<String> = assumed
+        .iter()
+        .map(|a| format!("{} = {} ({})", a.key, a.value, a.option))
+        .collect();
+    Some(format!(
+        "assumed (the file does not say): {}",
+        each.join(", ")
+    ))
+}
+
+/// A loaded weights file: the network, θ, the loss its metadata names, what was assumed and
+/// what the reader warns about.
+#[derive(Clone, Debug)]
+pub struct LoadedWeights {
+    pub spec: ModelSpec,
+    pub theta: Vec<f64>,
+    /// The metadata's `loss` (the Transformer: else `--loss`'s).
+    pub loss: Option<LossKind>,
+    /// Settings the file does not state, taken at their defaults (announce them).
+    pub assumed: Vec<Assumed>,
+    /// One line per metadata key the reader does not know (print them).
+    pub warnings: Vec<String>,
+}
+
 /// Load weights: the architecture is read from the tensors' shapes, the activation from the
 /// metadata (tanh when absent).
 pub fn load(path: &Path) -> Result<(ModelSpec, Vec<f64>)> {
@@ -188,15 +266,120 @@ pub fn load_full(
     path: &Path,
     expect: &Expect,
 ) -> Result<(ModelSpec, Vec<f64>, Option<crate::backend::LossKind>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Weights {
-        path: path.into(),
-        msg: format!("cannot read the weights file: {e}"),
-    })?;
-    parse(&bytes, path, expect)
+    load_checked(path, expect, &Overrides::default()).map(|l| (l.spec, l.theta, l.loss))
+}
+
+/// Everything a weights file gives ([`LoadedWeights`]: with the assumed settings and the
+/// warnings), checked against [`Expect`] and [`Overrides`].
+pub fn load_checked(path: &Path, expect: &Expect, over: &Overrides) -> Result<LoadedWeights> {
+    let bytes = read_file(path)?;
+    parse::parse(&bytes, path, expect, over)
 }
 
 pub fn load_bytes(bytes: &[u8], path: &Path) -> Result<(ModelSpec, Vec<f64>)> {
     load_bytes_expecting(bytes, path, &Expect::default())
+}
+
+/// [`load_bytes`], checked against [`Expect`]; `path` only names the file in errors.
+pub fn load_bytes_expecting(
+    bytes: &[u8],
+    path: &Path,
+    expect: &Expect,
+) -> Result<(ModelSpec, Vec<f64>)> {
+    load_bytes_checked(bytes, path, expect, &Overrides::default()).map(|l| (l.spec, l.theta))
+}
+
+/// [`load_checked`] of bytes in memory; `path` only names the file in errors.
+pub fn load_bytes_checked(
+    bytes: &[u8],
+    path: &Path,
+    expect: &Expect,
+    over: &Overrides,
+) -> Result<LoadedWeights> {
+    parse::parse(bytes, path, expect, over)
+}
+
+/// safetensors' largest header (its `MAX_HEADER_SIZE`).
+pub const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// The bytes of a weights file, read once (a pipe works) and no more than the format can hold:
+/// the header no longer than [`MAX_HEADER_BYTES`], the data no longer than the header's offsets
+/// say (and than memory allows), so `/dev/zero` or a huge sparse file ends in an error. A file
+/// not shaped like safetensors is read no further than its first bytes (which name its format).
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let werr = |msg: String| Error::Weights {
+        path: path.into(),
+        msg,
+    };
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| werr(format!("cannot read the weights file: {e}")))?;
+    let file_len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+    let read_err = |e: std::io::Error| werr(format!("cannot read the weights file: {e}"));
+    let mut head = Vec::new();
+    (&mut f).take(64).read_to_end(&mut head).map_err(read_err)?;
+    let n = head
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+    let Some(n) = n.filter(|&n| n <= MAX_HEADER_BYTES && head.get(8) == Some(&b'{')) else {
+        // Not safetensors: its first bytes say what it is (or that it is not safetensors).
+        return Ok(head);
+    };
+    let header_end = 8 + n;
+    if let Some(len) = file_len
+        && len < header_end
+    {
+        return Err(werr(format!(
+            "not a safetensors file: the header claims {n} bytes, the file holds {len}: truncated"
+        )));
+    }
+    let mut bytes = head;
+    let have = bytes.len() as u64;
+    (&mut f)
+        .take(header_end.saturating_sub(have))
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    let header_end_at = usize::try_from(header_end)
+        .unwrap_or(usize::MAX)
+        .min(bytes.len());
+    let header = bytes.get(8..header_end_at).unwrap_or_default();
+    let Some(data_len) = data_len(header) else {
+        return Ok(bytes); // a malformed or short header: the parser names it
+    };
+    let total = header_end + data_len;
+    if let Some(len) = file_len
+        && len != total
+    {
+        return Err(werr(format!(
+            "not a safetensors file: its header promises {total} bytes in all, the file holds {len}: truncated, extended, or not one file"
+        )));
+    }
+    crate::data::read::check_fits(&format!("reading the weights {}", path.display()), total)?;
+    let have = bytes.len() as u64;
+    (&mut f)
+        .take(total.saturating_sub(have) + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > total {
+        return Err(werr(format!(
+            "more bytes than the {total} its header promises: not one safetensors file"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The data bytes a safetensors JSON header promises: the largest end offset of its tensors.
+/// None when the header is not such JSON.
+fn data_len(header: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(header).ok()?;
+    let mut end = 0u64;
+    for (k, t) in v.as_object()? {
+        if k == "__metadata__" {
+            continue;
+        }
+        let stop = t.get("data_offsets")?.get(1)?.as_u64()?;
+        end = end.max(stop);
+    }
+    Some(end)
 }
 
 /// What a file that is not safetensors most likely is, with how to convert it. A file shaped like
@@ -232,540 +415,5 @@ fn foreign_format(bytes: &[u8]) -> Option<&'static str> {
         )
     } else {
         None
-    }
-}
-
-/// [`load_bytes`], checked against [`Expect`]; `path` only names the file in errors.
-pub fn load_bytes_expecting(
-    bytes: &[u8],
-    path: &Path,
-    expect: &Expect,
-) -> Result<(ModelSpec, Vec<f64>)> {
-    parse(bytes, path, expect).map(|(s, t, _)| (s, t))
-}
-
-/// The network, θ and the loss the metadata names, checked against [`Expect`].
-fn parse(
-    bytes: &[u8],
-    path: &Path,
-    expect: &Expect,
-) -> Result<(ModelSpec, Vec<f64>, Option<crate::backend::LossKind>)> {
-    let werr = |msg: String| Error::Weights {
-        path: path.into(),
-        msg,
-    };
-    if let Some(what) = foreign_format(bytes) {
-        return Err(werr(format!("this is {what}")));
-    }
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| werr(format!("not a safetensors file: {e}")))?;
-    let (_, meta) =
-        SafeTensors::read_metadata(bytes).map_err(|e| werr(format!("bad header: {e}")))?;
-    let from_file = match meta.metadata().as_ref().and_then(|m| m.get("activation")) {
-        Some(a) => Some(a.parse::<Activation>().map_err(werr)?),
-        None => None,
-    };
-    let named = |key: &str| meta.metadata().as_ref().and_then(|m| m.get(key)).cloned();
-    if named("model").as_deref() == Some("transformer")
-        || st.tensors().iter().any(|(n, _)| n == "tok_emb.weight")
-    {
-        if expect.widths.is_some() {
-            return Err(werr(
-                "this is a Transformer's file: --widths applies to fully connected networks (drop it)".into(),
-            ));
-        }
-        let act = match (from_file, expect.activation) {
-            (Some(f), Some(o)) if f != o => {
-                return Err(werr(format!(
-                    "the file's metadata says activation = {}, --activation says {}: drop the option (the file decides) or fix the file",
-                    f.name(),
-                    o.name()
-                )));
-            }
-            (f, o) => o.or(f).unwrap_or(Activation::Silu),
-        };
-        if !matches!(act, Activation::Silu | Activation::Gelu) {
-            return Err(werr(format!(
-                "activation = {}: the Transformer's MLP blocks take silu or gelu",
-                act.name()
-            )));
-        }
-        let loss = match named("loss") {
-            Some(l) => Some(
-                l.parse::<crate::backend::LossKind>()
-                    .map_err(|e| werr(format!("metadata loss = {l}: {e}")))?,
-            ),
-            None => None,
-        };
-        if let (Some(f), Some(o)) = (loss, expect.loss)
-            && f != o
-        {
-            return Err(werr(format!(
-                "the file's metadata says loss = {}, --loss says {}: drop the option or fix the file",
-                f.name(),
-                o.name()
-            )));
-        }
-        if let Some(eps) = named("ln_eps") {
-            let ok = eps
-                .parse::<f64>()
-                .is_ok_and(|e| e == super::transformer::LN_EPS);
-            if !ok {
-                return Err(werr(format!(
-                    "metadata ln_eps = {eps}: this Transformer's LayerNorm has ε = {} (Flax's default, Damian et al.'s); a model trained with another ε would compute other numbers",
-                    super::transformer::LN_EPS
-                )));
-            }
-        }
-        let (spec, theta) = parse_transformer(&st, &named, act, expect.mask, &werr)?;
-        return Ok((ModelSpec::Transformer(spec), theta, loss.or(expect.loss)));
-    }
-    if expect.mask.is_some() {
-        return Err(werr(
-            "--mask applies to the Transformer; this file holds another network (drop --mask)"
-                .into(),
-        ));
-    }
-    // A convolutional network: the metadata says so, or a weight is 4-D ([cout, cin, kh, kw]).
-    let conv = match named("model") {
-        Some(m) if m.starts_with("cnn") || m.starts_with("convnet") => true,
-        Some(m) if m == "mlp" || m.starts_with("fc") => false,
-        Some(m) => {
-            return Err(werr(format!(
-                "the file's metadata says model = {m}; this engine runs fc-tanh/fc-relu and cnn-relu/cnn-tanh: use weights of one"
-            )));
-        }
-        None => st.tensors().iter().any(|(_, v)| v.shape().len() == 4),
-    };
-    let activation = match (from_file, expect.activation) {
-        (Some(f), Some(o)) if f != o => {
-            return Err(werr(format!(
-                "the file's metadata says activation = {}, --activation says {}: drop the option (the file decides) or fix the file",
-                f.name(),
-                o.name()
-            )));
-        }
-        (f, o) => o.or(f).unwrap_or(if conv {
-            Activation::Relu
-        } else {
-            Activation::Tanh
-        }),
-    };
-    // A file that names the data it belongs to must name the model's: MNIST for the fully
-    // connected network, CIFAR-10 for the convolutional one.
-    let want_data = if conv { "cifar" } else { "mnist" };
-    if let Some(d) = named("dataset")
-        && !d.to_ascii_lowercase().replace('-', "").contains(want_data)
-    {
-        return Err(werr(format!(
-            "the file's metadata says dataset = {d}; a {} network here runs on {}: use weights trained on it",
-            if conv {
-                "convolutional"
-            } else {
-                "fully connected"
-            },
-            if conv { "CIFAR10-5k" } else { "MNIST-5k" }
-        )));
-    }
-    let loss = match named("loss") {
-        Some(l) => Some(
-            l.parse::<crate::backend::LossKind>()
-                .map_err(|e| werr(format!("metadata loss = {l}: {e}")))?,
-        ),
-        None => None,
-    };
-    if let (Some(f), Some(o)) = (loss, expect.loss)
-        && f != o
-    {
-        return Err(werr(format!(
-            "the file's metadata says loss = {}, --loss says {}: drop the option or fix the file",
-            f.name(),
-            o.name()
-        )));
-    }
-    // Group tensors by layer prefix: `fcN` (N from 1) or a Sequential index `N`.
-    if conv && !st.tensors().iter().any(|(_, v)| v.shape().len() == 4) {
-        return Err(werr(format!(
-            "the file's metadata says model = {}, but no tensor is a 4-D conv weight [cout, cin, 3, 3]: fix the metadata or the file",
-            named("model").unwrap_or_default()
-        )));
-    }
-    if conv {
-        let input = named("input");
-        let (spec, theta) = parse_cnn(&st, input.as_deref(), activation, &werr)?;
-        if expect.widths.is_some() {
-            return Err(werr(
-                "this is a convolutional network's file: --widths applies to fully connected ones (drop it)".into(),
-            ));
-        }
-        return Ok((ModelSpec::Cnn(spec), theta, loss));
-    }
-    let mut layers: BTreeMap<usize, [Option<TensorView>; 2]> = BTreeMap::new();
-    let mut fc_style = None;
-    for (name, view) in st.tensors() {
-        let (prefix, kind) = name.rsplit_once('.').ok_or_else(|| {
-            werr(format!(
-                "unexpected tensor '{name}' (expected fcN.weight / fcN.bias)"
-            ))
-        })?;
-        let slot = match kind {
-            "weight" => 0,
-            "bias" => 1,
-            _ => {
-                return Err(werr(format!(
-                    "unexpected tensor '{name}' (expected fcN.weight / fcN.bias)"
-                )));
-            }
-        };
-        let (is_fc, idx) = match prefix.strip_prefix("fc") {
-            Some(n) => (true, n.parse::<usize>().ok().filter(|&n| n >= 1)),
-            None => (false, prefix.parse::<usize>().ok()),
-        };
-        let idx = idx.ok_or_else(|| {
-            werr(format!(
-                "unexpected tensor '{name}' (expected fcN.weight / fcN.bias)"
-            ))
-        })?;
-        if *fc_style.get_or_insert(is_fc) != is_fc {
-            return Err(werr("mixes `fcN.*` and Sequential `N.*` names".into()));
-        }
-        layers.entry(idx).or_default()[slot] = Some(view);
-    }
-    if layers.is_empty() {
-        return Err(werr("no tensors".into()));
-    }
-    if fc_style == Some(true) {
-        let want: Vec<usize> = (1..=layers.len()).collect();
-        let have: Vec<usize> = layers.keys().copied().collect();
-        if have != want {
-            return Err(werr(format!(
-                "layers {have:?}; expected fc1..fc{} without gaps",
-                layers.len()
-            )));
-        }
-    }
-    let mut widths = Vec::new();
-    let mut theta = Vec::new();
-    for (li, (idx, [w, b])) in layers.into_iter().enumerate() {
-        let lname = if fc_style == Some(true) {
-            format!("fc{idx}")
-        } else {
-            idx.to_string()
-        };
-        let w = w.ok_or_else(|| werr(format!("{lname}.weight is missing")))?;
-        let b = b.ok_or_else(|| werr(format!("{lname}.bias is missing")))?;
-        // The weight first: a transposed kernel ([in, out], as JAX/Keras store it) is the
-        // weight's fault, not the bias's.
-        let ws = w.shape();
-        if ws.len() != 2 {
-            return Err(werr(format!(
-                "{lname}.weight has shape {ws:?}; expected [out, in]"
-            )));
-        }
-        let transposed = || {
-            werr(format!(
-                "{lname}.weight has shape {ws:?}, which looks transposed: PyTorch stores [out, in] = [{}, {}] (JAX/Keras kernels are [in, out]; save kernel.T)",
-                ws[1], ws[0]
-            ))
-        };
-        let prev = widths.get(li).copied();
-        if let Some(prev) = prev
-            && ws[1] != prev
-        {
-            if ws[0] == prev {
-                return Err(transposed());
-            }
-            return Err(werr(format!(
-                "{lname}.weight takes {} inputs but the previous layer gives {prev}",
-                ws[1]
-            )));
-        }
-        if b.shape() != [ws[0]] {
-            if b.shape() == [ws[1]] && ws[0] != ws[1] {
-                return Err(transposed());
-            }
-            return Err(werr(format!(
-                "{lname}.bias has shape {:?}; expected [{}] ({lname}.weight is {ws:?})",
-                b.shape(),
-                ws[0]
-            )));
-        }
-        if li == 0 {
-            widths.push(ws[1]);
-        }
-        widths.push(ws[0]);
-        for (t, part) in [(&w, "weight"), (&b, "bias")] {
-            let x = read_floats(t, &lname, &werr)?;
-            if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-                return Err(werr(format!(
-                    "{lname}.{part} entry {i} (flat, row-major) is {} (not finite); parameter {} of θ",
-                    x[i],
-                    theta.len() + i
-                )));
-            }
-            theta.extend(x);
-        }
-    }
-    if let Some(want) = &expect.widths
-        && *want != widths
-    {
-        return Err(werr(format!(
-            "the tensors' shapes give widths {widths:?}, --widths says {want:?}: drop the option (the file decides) or give the matching file"
-        )));
-    }
-    let spec = MlpSpec::new(widths, activation).map_err(|e| werr(e.to_string()))?;
-    Ok((ModelSpec::Mlp(spec), theta, loss))
-}
-
-/// The Transformer of a file: sizes from `tok_emb.weight` [V, D], `pos_emb.weight` [T, D],
-/// `head.weight` [C, D] and the `layers.N.` prefixes (0..L each present, L ≤ 64); heads and mask
-/// from the metadata (8 and true when absent; `mask` is `--mask` when the file says nothing and
-/// must agree with it when it does); every tensor of the graph present with its shape, nothing else.
-fn parse_transformer(
-    st: &SafeTensors,
-    named: &dyn Fn(&str) -> Option<String>,
-    act: Activation,
-    mask: Option<bool>,
-    werr: &dyn Fn(String) -> Error,
-) -> Result<(super::transformer::TransformerSpec, Vec<f64>)> {
-    let shape = |n: &str| -> Result<Vec<usize>> {
-        st.tensor(n)
-            .map(|v| v.shape().to_vec())
-            .map_err(|_| werr(format!("no tensor '{n}' (a Transformer's file has tok_emb.weight, pos_emb.weight, layers.N.…, head.weight)")))
-    };
-    let (tok, pos, head) = (
-        shape("tok_emb.weight")?,
-        shape("pos_emb.weight")?,
-        shape("head.weight")?,
-    );
-    if tok.len() != 2 || pos.len() != 2 || head.len() != 2 || pos[1] != tok[1] || head[1] != tok[1]
-    {
-        return Err(werr(format!(
-            "tok_emb.weight {tok:?}, pos_emb.weight {pos:?}, head.weight {head:?}: expected [V, D], [T, D], [C, D] with one D"
-        )));
-    }
-    let mut indices: Vec<usize> = st
-        .tensors()
-        .iter()
-        .filter_map(|(n, _)| {
-            n.strip_prefix("layers.")?
-                .split('.')
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .collect();
-    indices.sort_unstable();
-    indices.dedup();
-    let layers = indices.len();
-    if indices.iter().enumerate().any(|(i, &l)| i != l) || layers > 64 {
-        return Err(werr(format!(
-            "layer indices {:?}…: a Transformer's file has layers.0 … layers.L−1 (L ≤ 64), each index once",
-            &indices[..indices.len().min(8)]
-        )));
-    }
-    let heads = match named("heads") {
-        Some(h) => h
-            .parse::<usize>()
-            .map_err(|_| werr(format!("metadata heads = {h}: not a number")))?,
-        None => 8,
-    };
-    let masked = match (named("mask").as_deref(), mask) {
-        (None, m) => m.unwrap_or(true),
-        (Some(f @ ("true" | "false")), m) => {
-            let f = f == "true";
-            if let Some(m) = m.filter(|m| *m != f) {
-                return Err(werr(format!(
-                    "the file's metadata says mask = {f}, --mask says {m}: drop the option (the file decides) or use weights trained the other way"
-                )));
-            }
-            f
-        }
-        (Some(o), _) => return Err(werr(format!("metadata mask = {o}: true or false"))),
-    };
-    let spec = super::transformer::TransformerSpec::new(
-        tok[0], pos[0], tok[1], heads, layers, act, masked, head[0],
-    )
-    .map_err(|e| werr(e.to_string()))?;
-    let g = spec.graph();
-    let mut theta = vec![0.0; g.num_params()];
-    for t in &g.params {
-        let v = st
-            .tensor(&t.name)
-            .map_err(|_| werr(format!("no tensor '{}' {:?}", t.name, t.shape)))?;
-        if v.shape() != t.shape.as_slice() {
-            return Err(werr(format!(
-                "'{}' has shape {:?}; a {} needs {:?}",
-                t.name,
-                v.shape(),
-                ModelSpec::Transformer(spec.clone()).describe(),
-                t.shape
-            )));
-        }
-        let x = read_floats(&v, &t.name, werr)?;
-        theta[t.off..t.off + t.len()].copy_from_slice(&x);
-    }
-    if let Some((n, _)) = st
-        .tensors()
-        .iter()
-        .find(|(n, _)| !g.params.iter().any(|t| &t.name == n))
-    {
-        return Err(werr(format!(
-            "unexpected tensor '{n}' in a Transformer's file (its tensors: tok_emb.weight, pos_emb.weight, layers.N.attn.{{q,k,v,out}}.…, layers.N.ln1/ln2.…, layers.N.mlp.fc1/fc2.…, head.…)"
-        )));
-    }
-    Ok((spec, theta))
-}
-
-/// A convolutional network's file: conv weights `[cout, cin, 3, 3]` under Sequential indices,
-/// then one linear layer. The input's C is the first conv's cin; H×W comes from the metadata
-/// `input` ("C,H,W") or, when absent, from the linear layer's width assuming square images. Every
-/// tensor of the resulting graph must be present under its name with its shape.
-fn parse_cnn(
-    st: &SafeTensors,
-    input: Option<&str>,
-    activation: Activation,
-    werr: &dyn Fn(String) -> Error,
-) -> Result<(CnnSpec, Vec<f64>)> {
-    let mut weights: Vec<(usize, Vec<usize>)> = Vec::new();
-    for (name, view) in st.tensors() {
-        let idx = name
-            .strip_suffix(".weight")
-            .and_then(|p| p.parse::<usize>().ok());
-        if let Some(i) = idx {
-            weights.push((i, view.shape().to_vec()));
-        } else if !name.ends_with(".bias") {
-            return Err(werr(format!(
-                "unexpected tensor '{name}' in a convolutional network's file (expected N.weight / N.bias, the names of an nn.Sequential state dict)"
-            )));
-        }
-    }
-    weights.sort();
-    let convs: Vec<&Vec<usize>> = weights
-        .iter()
-        .map(|(_, s)| s)
-        .take_while(|s| s.len() == 4)
-        .collect();
-    let Some(first) = convs.first() else {
-        return Err(werr("no 4-D conv weight ([cout, cin, 3, 3]) found".into()));
-    };
-    let rest = &weights[convs.len()..];
-    if rest.len() != 1 || rest[0].1.len() != 2 {
-        return Err(werr(format!(
-            "expected conv layers then exactly one linear layer; found weights {:?}",
-            weights
-                .iter()
-                .map(|(i, s)| format!("{i}.weight {s:?}"))
-                .collect::<Vec<_>>()
-        )));
-    }
-    if let Some(s) = convs.iter().find(|s| s[2] != 3 || s[3] != 3) {
-        if s[0] == 3 && s[1] == 3 {
-            return Err(werr(format!(
-                "a conv weight has shape {s:?}, which looks like a TensorFlow/JAX kernel [kh, kw, cin, cout]: PyTorch stores [cout, cin, kh, kw] = [{}, {}, 3, 3] (save kernel.transpose(3, 2, 0, 1))",
-                s[3], s[2]
-            )));
-        }
-        return Err(werr(format!(
-            "a conv weight has shape {s:?}: only 3×3 kernels (padding 1) are supported"
-        )));
-    }
-    let channels: Vec<usize> = convs.iter().map(|s| s[0]).collect();
-    let [classes, feat] = [rest[0].1[0], rest[0].1[1]];
-    let c_last = *channels.last().unwrap_or(&1);
-    let shrink = 1usize << channels.len().min(16);
-    let lin = format!("{}.weight", rest[0].0);
-    if classes > feat && feat <= 100 {
-        return Err(werr(format!(
-            "{lin} has shape [{classes}, {feat}], which looks transposed: PyTorch's nn.Linear stores [out, in] = [{feat}, {classes}] (JAX/Keras kernels are [in, out]; save kernel.T)"
-        )));
-    }
-    let dims = match input {
-        Some(s) => {
-            let v: Vec<usize> = s
-                .split(',')
-                .map(|x| x.trim().parse::<usize>())
-                .collect::<std::result::Result<_, _>>()
-                .map_err(|_| werr(format!("metadata input = {s}: expected C,H,W")))?;
-            match v[..] {
-                [c, h, w] => [c, h, w],
-                _ => return Err(werr(format!("metadata input = {s}: expected C,H,W"))),
-            }
-        }
-        // Without metadata: square images whose pooled size gives the linear layer's width, else
-        // CIFAR-10's 32×32 (the shape check below then names the tensor that does not fit).
-        None => {
-            let per = feat / c_last.max(1);
-            let q = (per as f64).sqrt().round() as usize;
-            let side = if q * q == per && per * c_last == feat && q > 0 {
-                q * shrink
-            } else {
-                32
-            };
-            [first[1], side, side]
-        }
-    };
-    let spec =
-        CnnSpec::new(dims, channels, activation, classes).map_err(|e| werr(e.to_string()))?;
-    let graph = spec.graph();
-    let mut theta = Vec::with_capacity(graph.num_params());
-    for t in &graph.params {
-        let v = st.tensor(&t.name).map_err(|_| {
-            werr(format!(
-                "{} is missing (a {} expects {:?})",
-                t.name,
-                ModelSpec::Cnn(spec.clone()).describe(),
-                graph
-                    .params
-                    .iter()
-                    .map(|p| format!("{} {:?}", p.name, p.shape))
-                    .collect::<Vec<_>>()
-            ))
-        })?;
-        if v.shape() != t.shape.as_slice() {
-            return Err(werr(format!(
-                "{} has shape {:?}; expected {:?} for {}",
-                t.name,
-                v.shape(),
-                t.shape,
-                ModelSpec::Cnn(spec.clone()).describe()
-            )));
-        }
-        let (lname, part) = t.name.rsplit_once('.').unwrap_or((&t.name, ""));
-        let x = read_floats(&v, lname, werr)?;
-        if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-            return Err(werr(format!(
-                "{lname}.{part} entry {i} (flat, row-major) is {} (not finite); parameter {} of θ",
-                x[i],
-                theta.len() + i
-            )));
-        }
-        theta.extend(x);
-    }
-    if st.len() != graph.params.len() {
-        return Err(werr(format!(
-            "{} tensors; {} has {}",
-            st.len(),
-            ModelSpec::Cnn(spec.clone()).describe(),
-            graph.params.len()
-        )));
-    }
-    Ok((spec, theta))
-}
-
-fn read_floats(v: &TensorView, lname: &str, werr: &dyn Fn(String) -> Error) -> Result<Vec<f64>> {
-    let d = v.data();
-    match v.dtype() {
-        Dtype::F32 => Ok(d
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-            .collect()),
-        Dtype::F64 => Ok(d
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect()),
-        other => Err(werr(format!(
-            "{lname}: dtype {other:?} is not supported (save as float32 or float64)"
-        ))),
     }
 }
