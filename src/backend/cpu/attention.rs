@@ -11,7 +11,7 @@ use super::{sl, sl_mut};
 use crate::backend::Attn;
 use crate::error::Result;
 
-/// [`Backend::attention`] on this backend.
+/// [`Backend::attention`](crate::backend::Backend::attention) on this backend.
 pub(super) fn attention<T: Real>(
     a: Attn,
     ids: &[T],
@@ -40,7 +40,7 @@ pub(super) fn attention<T: Real>(
     Ok(())
 }
 
-/// [`Backend::attention_vjp`] on this backend.
+/// [`Backend::attention_vjp`](crate::backend::Backend::attention_vjp) on this backend.
 pub(super) fn attention_vjp<T: Real>(
     a: Attn,
     qkv: &[T],
@@ -69,7 +69,7 @@ pub(super) fn attention_vjp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::attention_jvp`] on this backend.
+/// [`Backend::attention_jvp`](crate::backend::Backend::attention_jvp) on this backend.
 pub(super) fn attention_jvp<T: Real>(
     a: Attn,
     qkv: &[T],
@@ -93,7 +93,7 @@ pub(super) fn attention_jvp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::attention_rvjp`] on this backend.
+/// [`Backend::attention_rvjp`](crate::backend::Backend::attention_rvjp) on this backend.
 pub(super) fn attention_rvjp<T: Real>(
     a: Attn,
     qkv: &[T],
@@ -351,7 +351,6 @@ fn attention_vjp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], dout: &[T], dqkv:
 }
 
 /// RP = P ⊙ (RS − Σ_j P RS) for one head ([T, L]).
-#[allow(clippy::too_many_arguments)]
 fn r_probs(
     t: usize,
     l: usize,
@@ -392,7 +391,6 @@ fn attention_jvp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], rqkv: &[T], rout:
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn attention_rvjp_seq<T: Real>(
     a: Attn,
     qkv: &[T],

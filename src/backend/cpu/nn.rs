@@ -10,7 +10,7 @@ use super::{sl, sl_mut};
 use crate::backend::{Activation, AdamStep, LossKind, Nhwc, check_range};
 use crate::error::Result;
 
-/// [`Backend::bias_act`] on this backend.
+/// [`Backend::bias_act`](crate::backend::Backend::bias_act) on this backend.
 pub(super) fn bias_act<T: Real>(
     act: Option<Activation>,
     rows: usize,
@@ -42,7 +42,7 @@ pub(super) fn bias_act<T: Real>(
     Ok(())
 }
 
-/// [`Backend::act_d1_mul`] on this backend.
+/// [`Backend::act_d1_mul`](crate::backend::Backend::act_d1_mul) on this backend.
 pub(super) fn act_d1_mul<T: Real>(
     act: Activation,
     len: usize,
@@ -77,7 +77,7 @@ pub(super) fn act_d1_mul<T: Real>(
     Ok(())
 }
 
-/// [`Backend::act_d2_r`] on this backend.
+/// [`Backend::act_d2_r`](crate::backend::Backend::act_d2_r) on this backend.
 pub(super) fn act_d2_r<T: Real>(
     act: Activation,
     len: usize,
@@ -122,7 +122,7 @@ pub(super) fn act_d2_r<T: Real>(
     Ok(())
 }
 
-/// [`Backend::act`] on this backend.
+/// [`Backend::act`](crate::backend::Backend::act) on this backend.
 pub(super) fn act<T: Real>(act: Activation, len: usize, x: &mut [T], off: usize) -> Result<()> {
     let x = sl_mut(x, off, len, "act x")?;
     match act {
@@ -135,7 +135,7 @@ pub(super) fn act<T: Real>(act: Activation, len: usize, x: &mut [T], off: usize)
     Ok(())
 }
 
-/// [`Backend::im2col3x3`] on this backend.
+/// [`Backend::im2col3x3`](crate::backend::Backend::im2col3x3) on this backend.
 pub(super) fn im2col3x3<T: Real>(
     g: Nhwc,
     x: &[T],
@@ -177,7 +177,7 @@ pub(super) fn im2col3x3<T: Real>(
     Ok(())
 }
 
-/// [`Backend::col2im3x3`] on this backend.
+/// [`Backend::col2im3x3`](crate::backend::Backend::col2im3x3) on this backend.
 pub(super) fn col2im3x3<T: Real>(
     g: Nhwc,
     col: &[T],
@@ -227,7 +227,7 @@ pub(super) fn col2im3x3<T: Real>(
     Ok(())
 }
 
-/// [`Backend::maxpool2`] on this backend.
+/// [`Backend::maxpool2`](crate::backend::Backend::maxpool2) on this backend.
 pub(super) fn maxpool2<T: Real>(
     g: Nhwc,
     x: &[T],
@@ -260,7 +260,7 @@ pub(super) fn maxpool2<T: Real>(
     Ok(())
 }
 
-/// [`Backend::pool2_gather`] on this backend.
+/// [`Backend::pool2_gather`](crate::backend::Backend::pool2_gather) on this backend.
 pub(super) fn pool2_gather<T: Real>(
     g: Nhwc,
     idx: &[T],
@@ -283,7 +283,7 @@ pub(super) fn pool2_gather<T: Real>(
     Ok(())
 }
 
-/// [`Backend::pool2_scatter`] on this backend.
+/// [`Backend::pool2_scatter`](crate::backend::Backend::pool2_scatter) on this backend.
 pub(super) fn pool2_scatter<T: Real>(
     g: Nhwc,
     idx: &[T],
@@ -308,7 +308,7 @@ pub(super) fn pool2_scatter<T: Real>(
     Ok(())
 }
 
-/// [`Backend::transpose_batch`] on this backend.
+/// [`Backend::transpose_batch`](crate::backend::Backend::transpose_batch) on this backend.
 pub(super) fn transpose_batch<T: Real>(
     batch: usize,
     rows: usize,
@@ -335,7 +335,7 @@ pub(super) fn transpose_batch<T: Real>(
     Ok(())
 }
 
-/// [`Backend::col_sum`] on this backend.
+/// [`Backend::col_sum`](crate::backend::Backend::col_sum) on this backend.
 pub(super) fn col_sum<T: Real>(
     rows: usize,
     cols: usize,
@@ -361,7 +361,7 @@ pub(super) fn col_sum<T: Real>(
     Ok(())
 }
 
-/// [`Backend::loss_grad`] on this backend.
+/// [`Backend::loss_grad`](crate::backend::Backend::loss_grad) on this backend.
 pub(super) fn loss_grad<T: Real>(
     loss: LossKind,
     rows: usize,
@@ -419,7 +419,7 @@ pub(super) fn loss_grad<T: Real>(
     Ok(())
 }
 
-/// [`Backend::loss_hess_mul`] on this backend.
+/// [`Backend::loss_hess_mul`](crate::backend::Backend::loss_hess_mul) on this backend.
 pub(super) fn loss_hess_mul<T: Real>(
     loss: LossKind,
     rows: usize,
@@ -468,7 +468,7 @@ pub(super) fn loss_hess_mul<T: Real>(
     Ok(())
 }
 
-/// [`Backend::adam`] on this backend.
+/// [`Backend::adam`](crate::backend::Backend::adam) on this backend.
 pub(super) fn adam<T: Real>(
     g: &[T],
     m: &mut [T],

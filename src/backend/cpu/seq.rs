@@ -11,7 +11,7 @@ use super::{sl, sl_mut};
 use crate::backend::{Ln, Seq};
 use crate::error::Result;
 
-/// [`Backend::embed`] on this backend.
+/// [`Backend::embed`](crate::backend::Backend::embed) on this backend.
 pub(super) fn embed<T: Real>(
     g: Seq,
     ids: &[T],
@@ -37,7 +37,7 @@ pub(super) fn embed<T: Real>(
     Ok(())
 }
 
-/// [`Backend::embed_grad`] on this backend.
+/// [`Backend::embed_grad`](crate::backend::Backend::embed_grad) on this backend.
 pub(super) fn embed_grad<T: Real>(
     g: Seq,
     vocab: usize,
@@ -72,7 +72,7 @@ pub(super) fn embed_grad<T: Real>(
     Ok(())
 }
 
-/// [`Backend::layer_norm`] on this backend.
+/// [`Backend::layer_norm`](crate::backend::Backend::layer_norm) on this backend.
 pub(super) fn layer_norm<T: Real>(
     l: Ln,
     x: &[T],
@@ -92,7 +92,7 @@ pub(super) fn layer_norm<T: Real>(
     Ok(())
 }
 
-/// [`Backend::layer_norm_vjp`] on this backend.
+/// [`Backend::layer_norm_vjp`](crate::backend::Backend::layer_norm_vjp) on this backend.
 pub(super) fn layer_norm_vjp<T: Real>(
     l: Ln,
     x: &[T],
@@ -118,7 +118,7 @@ pub(super) fn layer_norm_vjp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::layer_norm_jvp`] on this backend.
+/// [`Backend::layer_norm_jvp`](crate::backend::Backend::layer_norm_jvp) on this backend.
 pub(super) fn layer_norm_jvp<T: Real>(
     l: Ln,
     x: &[T],
@@ -145,7 +145,7 @@ pub(super) fn layer_norm_jvp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::layer_norm_rvjp`] on this backend.
+/// [`Backend::layer_norm_rvjp`](crate::backend::Backend::layer_norm_rvjp) on this backend.
 pub(super) fn layer_norm_rvjp<T: Real>(
     l: Ln,
     x: &[T],
@@ -191,7 +191,7 @@ pub(super) fn layer_norm_rvjp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::seq_mean`] on this backend.
+/// [`Backend::seq_mean`](crate::backend::Backend::seq_mean) on this backend.
 pub(super) fn seq_mean<T: Real>(
     g: Seq,
     masked: bool,
@@ -209,7 +209,7 @@ pub(super) fn seq_mean<T: Real>(
     Ok(())
 }
 
-/// [`Backend::seq_mean_adjoint`] on this backend.
+/// [`Backend::seq_mean_adjoint`](crate::backend::Backend::seq_mean_adjoint) on this backend.
 pub(super) fn seq_mean_adjoint<T: Real>(
     g: Seq,
     masked: bool,
@@ -357,7 +357,6 @@ fn ln_jvp_rows<T: Real>(l: Ln, x: &[T], rx: &[T], theta: &[T], v: &[T], ry: &mut
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn ln_rvjp_rows<T: Real>(
     l: Ln,
     x: &[T],

@@ -40,7 +40,7 @@ pub(super) fn split_k(tiles: usize, k: usize) -> Option<(usize, usize)> {
 /// the matmul's K loop advances 16 per iteration. Longer products are split (see `split_k`).
 pub(super) const GEMM_K_SLICE: usize = 16384;
 
-/// [`Backend::input`] on this backend.
+/// [`Backend::input`](crate::backend::Backend::input) on this backend.
 pub(super) fn input(be: &GpuBackend, x: &[f64], rows: usize, cols: usize) -> Result<GpuInput> {
     if rows.checked_mul(cols) != Some(x.len()) {
         return Err(Error::Shape(format!(
@@ -54,7 +54,7 @@ pub(super) fn input(be: &GpuBackend, x: &[f64], rows: usize, cols: usize) -> Res
     })
 }
 
-/// [`Backend::input_gemm_nt`] on this backend.
+/// [`Backend::input_gemm_nt`](crate::backend::Backend::input_gemm_nt) on this backend.
 pub(super) fn input_gemm_nt(
     be: &GpuBackend,
     x: &GpuInput,
@@ -86,7 +86,7 @@ pub(super) fn input_gemm_nt(
     )
 }
 
-/// [`Backend::input_gemm_nt_batched`] on this backend.
+/// [`Backend::input_gemm_nt_batched`](crate::backend::Backend::input_gemm_nt_batched) on this backend.
 pub(super) fn input_gemm_nt_batched(
     be: &GpuBackend,
     x: &GpuInput,
@@ -121,7 +121,7 @@ pub(super) fn input_gemm_nt_batched(
     )
 }
 
-/// [`Backend::input_gemm_tn_batched`] on this backend.
+/// [`Backend::input_gemm_tn_batched`](crate::backend::Backend::input_gemm_tn_batched) on this backend.
 pub(super) fn input_gemm_tn_batched(
     be: &GpuBackend,
     g: &GpuBuf,
@@ -156,7 +156,7 @@ pub(super) fn input_gemm_tn_batched(
     )
 }
 
-/// [`Backend::input_gemm_tn`] on this backend.
+/// [`Backend::input_gemm_tn`](crate::backend::Backend::input_gemm_tn) on this backend.
 pub(super) fn input_gemm_tn(
     be: &GpuBackend,
     g: &GpuBuf,
@@ -188,7 +188,7 @@ pub(super) fn input_gemm_tn(
     )
 }
 
-/// [`Backend::gemm`] on this backend.
+/// [`Backend::gemm`](crate::backend::Backend::gemm) on this backend.
 pub(super) fn gemm(
     be: &GpuBackend,
     ta: bool,
@@ -269,7 +269,7 @@ pub(super) fn gemm(
     }
 }
 
-/// [`Backend::gemm_batched`] on this backend.
+/// [`Backend::gemm_batched`](crate::backend::Backend::gemm_batched) on this backend.
 pub(super) fn gemm_batched(
     be: &GpuBackend,
     ta: bool,
@@ -328,7 +328,7 @@ pub(super) fn gemm_batched(
     )
 }
 
-/// [`Backend::row_norms`] on this backend.
+/// [`Backend::row_norms`](crate::backend::Backend::row_norms) on this backend.
 pub(super) fn row_norms(
     be: &GpuBackend,
     x: &GpuBuf,
@@ -354,7 +354,7 @@ pub(super) fn row_norms(
     Ok(out)
 }
 
-/// [`Backend::axpy`] on this backend.
+/// [`Backend::axpy`](crate::backend::Backend::axpy) on this backend.
 pub(super) fn axpy(
     be: &GpuBackend,
     alpha: f64,
@@ -381,7 +381,7 @@ pub(super) fn axpy(
     )
 }
 
-/// [`Backend::scale`] on this backend.
+/// [`Backend::scale`](crate::backend::Backend::scale) on this backend.
 pub(super) fn scale(
     be: &GpuBackend,
     alpha: f64,
@@ -404,7 +404,7 @@ pub(super) fn scale(
     )
 }
 
-/// [`Backend::rsqrt`] on this backend.
+/// [`Backend::rsqrt`](crate::backend::Backend::rsqrt) on this backend.
 pub(super) fn rsqrt(be: &GpuBackend, x: &mut GpuBuf, off: usize, len: usize) -> Result<()> {
     check_range("rsqrt", x.len, off, len)?;
     let p = Params {
@@ -420,7 +420,7 @@ pub(super) fn rsqrt(be: &GpuBackend, x: &mut GpuBuf, off: usize, len: usize) -> 
     )
 }
 
-/// [`Backend::adam`] on this backend.
+/// [`Backend::adam`](crate::backend::Backend::adam) on this backend.
 pub(super) fn adam(
     be: &GpuBackend,
     g: &GpuBuf,

@@ -10,7 +10,7 @@ use super::{GpuBackend, GpuBuf, u};
 use crate::backend::{Activation, LossKind, Nhwc, check_range};
 use crate::error::Result;
 
-/// [`Backend::bias_act`] on this backend.
+/// [`Backend::bias_act`](crate::backend::Backend::bias_act) on this backend.
 pub(super) fn bias_act(
     be: &GpuBackend,
     act: Option<Activation>,
@@ -39,7 +39,7 @@ pub(super) fn bias_act(
     )
 }
 
-/// [`Backend::act_d1_mul`] on this backend.
+/// [`Backend::act_d1_mul`](crate::backend::Backend::act_d1_mul) on this backend.
 pub(super) fn act_d1_mul(
     be: &GpuBackend,
     act: Activation,
@@ -70,7 +70,7 @@ pub(super) fn act_d1_mul(
     )
 }
 
-/// [`Backend::act_d2_r`] on this backend.
+/// [`Backend::act_d2_r`](crate::backend::Backend::act_d2_r) on this backend.
 pub(super) fn act_d2_r(
     be: &GpuBackend,
     act: Activation,
@@ -113,7 +113,7 @@ pub(super) fn act_d2_r(
     )
 }
 
-/// [`Backend::act`] on this backend.
+/// [`Backend::act`](crate::backend::Backend::act) on this backend.
 pub(super) fn act(
     be: &GpuBackend,
     act: Activation,
@@ -136,7 +136,7 @@ pub(super) fn act(
     )
 }
 
-/// [`Backend::im2col3x3`] on this backend.
+/// [`Backend::im2col3x3`](crate::backend::Backend::im2col3x3) on this backend.
 pub(super) fn im2col3x3(
     be: &GpuBackend,
     g: Nhwc,
@@ -162,7 +162,7 @@ pub(super) fn im2col3x3(
     )
 }
 
-/// [`Backend::col2im3x3`] on this backend.
+/// [`Backend::col2im3x3`](crate::backend::Backend::col2im3x3) on this backend.
 pub(super) fn col2im3x3(
     be: &GpuBackend,
     g: Nhwc,
@@ -189,7 +189,7 @@ pub(super) fn col2im3x3(
     )
 }
 
-/// [`Backend::maxpool2`] on this backend.
+/// [`Backend::maxpool2`](crate::backend::Backend::maxpool2) on this backend.
 pub(super) fn maxpool2(
     be: &GpuBackend,
     g: Nhwc,
@@ -219,7 +219,7 @@ pub(super) fn maxpool2(
     )
 }
 
-/// [`Backend::pool2_gather`] on this backend.
+/// [`Backend::pool2_gather`](crate::backend::Backend::pool2_gather) on this backend.
 pub(super) fn pool2_gather(
     be: &GpuBackend,
     g: Nhwc,
@@ -249,7 +249,7 @@ pub(super) fn pool2_gather(
     )
 }
 
-/// [`Backend::pool2_scatter`] on this backend.
+/// [`Backend::pool2_scatter`](crate::backend::Backend::pool2_scatter) on this backend.
 pub(super) fn pool2_scatter(
     be: &GpuBackend,
     g: Nhwc,
@@ -279,7 +279,7 @@ pub(super) fn pool2_scatter(
     )
 }
 
-/// [`Backend::transpose_batch`] on this backend.
+/// [`Backend::transpose_batch`](crate::backend::Backend::transpose_batch) on this backend.
 pub(super) fn transpose_batch(
     be: &GpuBackend,
     batch: usize,
@@ -310,7 +310,7 @@ pub(super) fn transpose_batch(
     )
 }
 
-/// [`Backend::col_sum`] on this backend.
+/// [`Backend::col_sum`](crate::backend::Backend::col_sum) on this backend.
 pub(super) fn col_sum(
     be: &GpuBackend,
     rows: usize,
@@ -341,7 +341,7 @@ pub(super) fn col_sum(
     )
 }
 
-/// [`Backend::loss_grad`] on this backend.
+/// [`Backend::loss_grad`](crate::backend::Backend::loss_grad) on this backend.
 pub(super) fn loss_grad(
     be: &GpuBackend,
     loss: LossKind,
@@ -378,7 +378,7 @@ pub(super) fn loss_grad(
     )
 }
 
-/// [`Backend::loss_hess_mul`] on this backend.
+/// [`Backend::loss_hess_mul`](crate::backend::Backend::loss_hess_mul) on this backend.
 pub(super) fn loss_hess_mul(
     be: &GpuBackend,
     loss: LossKind,

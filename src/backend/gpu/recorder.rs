@@ -508,7 +508,7 @@ impl GpuBackend {
     }
 }
 
-/// [`Backend::write`] on this backend.
+/// [`Backend::write`](crate::backend::Backend::write) on this backend.
 pub(super) fn write(be: &GpuBackend, buf: &mut GpuBuf, off: usize, data: &[f64]) -> Result<()> {
     check_range("write", buf.len, off, data.len())?;
     if data.is_empty() {
@@ -527,7 +527,7 @@ pub(super) fn write(be: &GpuBackend, buf: &mut GpuBuf, off: usize, data: &[f64])
     Ok(())
 }
 
-/// [`Backend::input_write`] on this backend.
+/// [`Backend::input_write`](crate::backend::Backend::input_write) on this backend.
 pub(super) fn input_write(
     be: &GpuBackend,
     x: &mut GpuInput,
@@ -549,7 +549,7 @@ pub(super) fn input_write(
     }
 }
 
-/// [`Backend::transfers`] on this backend.
+/// [`Backend::transfers`](crate::backend::Backend::transfers) on this backend.
 pub(super) fn transfers(be: &GpuBackend) -> Option<Transfers> {
     be.state().ok().map(|s| crate::backend::Transfers {
         submits: s.submits,
@@ -563,7 +563,7 @@ pub(super) fn transfers(be: &GpuBackend) -> Option<Transfers> {
     })
 }
 
-/// [`Backend::copy`] on this backend.
+/// [`Backend::copy`](crate::backend::Backend::copy) on this backend.
 pub(super) fn copy(
     be: &GpuBackend,
     src: &GpuBuf,
@@ -592,7 +592,7 @@ pub(super) fn copy(
     Ok(())
 }
 
-/// [`Backend::fill`] on this backend.
+/// [`Backend::fill`](crate::backend::Backend::fill) on this backend.
 pub(super) fn fill(
     be: &GpuBackend,
     x: &mut GpuBuf,
@@ -615,7 +615,7 @@ pub(super) fn fill(
     )
 }
 
-/// [`Backend::sync`] on this backend.
+/// [`Backend::sync`](crate::backend::Backend::sync) on this backend.
 pub(super) fn sync(be: &GpuBackend) -> Result<()> {
     {
         let mut st = be.state()?;

@@ -9,7 +9,7 @@ use super::{GpuBackend, GpuBuf, gpu_err, u};
 use crate::backend::{Attn, Ln, Seq, check_range};
 use crate::error::Result;
 
-/// [`Backend::embed`] on this backend.
+/// [`Backend::embed`](crate::backend::Backend::embed) on this backend.
 pub(super) fn embed(
     be: &GpuBackend,
     g: Seq,
@@ -44,7 +44,7 @@ pub(super) fn embed(
     )
 }
 
-/// [`Backend::embed_grad`] on this backend.
+/// [`Backend::embed_grad`](crate::backend::Backend::embed_grad) on this backend.
 pub(super) fn embed_grad(
     be: &GpuBackend,
     g: Seq,
@@ -82,7 +82,7 @@ pub(super) fn embed_grad(
     )
 }
 
-/// [`Backend::layer_norm`] on this backend.
+/// [`Backend::layer_norm`](crate::backend::Backend::layer_norm) on this backend.
 pub(super) fn layer_norm(
     be: &GpuBackend,
     l: Ln,
@@ -111,7 +111,7 @@ pub(super) fn layer_norm(
     )
 }
 
-/// [`Backend::layer_norm_vjp`] on this backend.
+/// [`Backend::layer_norm_vjp`](crate::backend::Backend::layer_norm_vjp) on this backend.
 pub(super) fn layer_norm_vjp(
     be: &GpuBackend,
     l: Ln,
@@ -147,7 +147,7 @@ pub(super) fn layer_norm_vjp(
     )
 }
 
-/// [`Backend::layer_norm_jvp`] on this backend.
+/// [`Backend::layer_norm_jvp`](crate::backend::Backend::layer_norm_jvp) on this backend.
 pub(super) fn layer_norm_jvp(
     be: &GpuBackend,
     l: Ln,
@@ -193,7 +193,7 @@ pub(super) fn layer_norm_jvp(
     )
 }
 
-/// [`Backend::layer_norm_rvjp`] on this backend.
+/// [`Backend::layer_norm_rvjp`](crate::backend::Backend::layer_norm_rvjp) on this backend.
 pub(super) fn layer_norm_rvjp(
     be: &GpuBackend,
     l: Ln,
@@ -250,7 +250,7 @@ pub(super) fn layer_norm_rvjp(
     )
 }
 
-/// [`Backend::attention`] on this backend.
+/// [`Backend::attention`](crate::backend::Backend::attention) on this backend.
 pub(super) fn attention(
     be: &GpuBackend,
     a: Attn,
@@ -288,7 +288,7 @@ pub(super) fn attention(
     )
 }
 
-/// [`Backend::attention_vjp`] on this backend.
+/// [`Backend::attention_vjp`](crate::backend::Backend::attention_vjp) on this backend.
 pub(super) fn attention_vjp(
     be: &GpuBackend,
     a: Attn,
@@ -349,7 +349,7 @@ pub(super) fn attention_vjp(
     })
 }
 
-/// [`Backend::attention_jvp`] on this backend.
+/// [`Backend::attention_jvp`](crate::backend::Backend::attention_jvp) on this backend.
 pub(super) fn attention_jvp(
     be: &GpuBackend,
     a: Attn,
@@ -387,7 +387,7 @@ pub(super) fn attention_jvp(
     )
 }
 
-/// [`Backend::attention_rvjp`] on this backend.
+/// [`Backend::attention_rvjp`](crate::backend::Backend::attention_rvjp) on this backend.
 pub(super) fn attention_rvjp(
     be: &GpuBackend,
     a: Attn,
@@ -465,7 +465,7 @@ pub(super) fn attention_rvjp(
     })
 }
 
-/// [`Backend::seq_mean`] on this backend.
+/// [`Backend::seq_mean`](crate::backend::Backend::seq_mean) on this backend.
 pub(super) fn seq_mean(
     be: &GpuBackend,
     g: Seq,
@@ -496,7 +496,7 @@ pub(super) fn seq_mean(
     )
 }
 
-/// [`Backend::seq_mean_adjoint`] on this backend.
+/// [`Backend::seq_mean_adjoint`](crate::backend::Backend::seq_mean_adjoint) on this backend.
 pub(super) fn seq_mean_adjoint(
     be: &GpuBackend,
     g: Seq,
