@@ -59,8 +59,8 @@ struct MapDone(MapSlot);
 
 #[cfg(target_arch = "wasm32")]
 impl std::future::Future for MapDone {
-    pub(super) type Output = std::result::Result<(), String>;
-    pub(super) fn poll(
+    type Output = std::result::Result<(), String>;
+    fn poll(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
