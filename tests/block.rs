@@ -406,10 +406,9 @@ fn run_net<B: Backend + Clone>(
     (warm.values, lz.values)
 }
 
+gpu_test!(wgpu_block_davidson_matches_dense);
 /// The wgpu backend (lavapipe in CI) against dense eigen: the same solver over its GEMMs.
-#[test]
-fn wgpu_block_davidson_matches_dense() {
-    let Some(g) = gpu() else { return };
+fn wgpu_block_davidson_matches_dense(g: GpuBackend) {
     let mut l = vec![9.0, 8.0, 8.0, 6.0, 5.5];
     l.extend((0..95).map(|i| 4.0 - 0.04 * i as f64));
     let n = l.len();

@@ -256,11 +256,11 @@ fn bad_inputs_exit_nonzero_with_a_message() {
     }
 }
 
+common::gpu_test!(own spectrum_gpu_agrees_with_cpu);
 /// The wgpu backend's "done when": `spectrum --backend gpu --samples 500` (full fc-tanh) agrees
 /// with `--backend cpu` — eigenvalues to 1e-3 relative, χ_k to 1e-3.
-#[test]
-fn spectrum_gpu_agrees_with_cpu() {
-    if !data_available() || common::open_gpu().is_none() {
+fn spectrum_gpu_agrees_with_cpu(_g: common::GpuBackend) {
+    if !data_available() {
         return;
     }
     let g = run_json(&["spectrum", "--backend", "gpu", "--samples", "500", "--json"]);
@@ -297,10 +297,9 @@ fn spectrum_gpu_agrees_with_cpu() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("computes in f32"));
 }
 
+common::gpu_test!(own auto_falls_back_to_cpu_without_a_real_gpu);
 /// `auto` never picks a software adapter: with only lavapipe it says so and uses the CPU.
-#[test]
-fn auto_falls_back_to_cpu_without_a_real_gpu() {
-    let Some(g) = common::open_gpu() else { return };
+fn auto_falls_back_to_cpu_without_a_real_gpu(g: common::GpuBackend) {
     if !data_available() || !g.is_software() {
         return;
     }

@@ -48,9 +48,8 @@ fn gemm_on<B: Backend>(
     be.download(&cb).unwrap()
 }
 
-#[test]
-fn gemm_variants_match_cpu() {
-    let Some(g) = gpu() else { return };
+gpu_test!(gemm_variants_match_cpu);
+fn gemm_variants_match_cpu(g: GpuBackend) {
     let c = F64::new();
     for &(ta, tb, m, n, k, alpha, beta) in &[
         (false, false, 67, 45, 33, 1.0, 0.0),
@@ -125,9 +124,8 @@ fn gemm_variants_match_cpu() {
     }
 }
 
-#[test]
-fn elementwise_and_loss_kernels_match_cpu() {
-    let Some(g) = gpu() else { return };
+gpu_test!(elementwise_and_loss_kernels_match_cpu);
+fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
     let c = F64::new();
     let (rows, cols) = (37, 10);
     let len = rows * cols;
@@ -328,9 +326,8 @@ fn elementwise_and_loss_kernels_match_cpu() {
     }
 }
 
-#[test]
-fn reductions_are_accurate_on_long_vectors() {
-    let Some(g) = gpu() else { return };
+gpu_test!(reductions_are_accurate_on_long_vectors);
+fn reductions_are_accurate_on_long_vectors(g: GpuBackend) {
     let c = F64::new();
     let n = 199_210;
     let x = rand(n, 9);
@@ -374,10 +371,9 @@ fn reductions_are_accurate_on_long_vectors() {
     assert!(g.download_range(&gx, n - 1, 2).is_err());
 }
 
+gpu_test!(adam_matches_cpu);
 /// Adam's kernels against the CPU f64 backend (three steps, bias corrections of each).
-#[test]
-fn adam_matches_cpu() {
-    let Some(g) = gpu() else { return };
+fn adam_matches_cpu(g: GpuBackend) {
     let c = F64::new();
     let n = 1000;
     let (gm, gv, gd) = (
@@ -410,10 +406,9 @@ fn adam_matches_cpu() {
     }
 }
 
+gpu_test!(engine_matches_cpu_on_reduced_fc_tanh);
 /// Reduced fc-tanh: gradient, HVP, top-5 eigenpairs and χ₅ against the CPU f64 engine.
-#[test]
-fn engine_matches_cpu_on_reduced_fc_tanh() {
-    let Some(g) = gpu() else { return };
+fn engine_matches_cpu_on_reduced_fc_tanh(g: GpuBackend) {
     for loss in [LossKind::Mse, LossKind::Ce] {
         let (spec, theta, data) = tiny(&[784, 24, 16, 10], Activation::Tanh, 500, 21);
         let mut eg = engine(g.clone(), &spec, loss, &data, 200, &theta);
@@ -487,11 +482,10 @@ fn engine_matches_cpu_on_reduced_fc_tanh() {
     }
 }
 
+gpu_test!(the_default_chunk_is_the_whole_data_set);
 /// The GPU's default chunk is the whole data set (the CPU's stays 1000), and its HVP equals the
 /// chunked one and the f64 oracle's.
-#[test]
-fn the_default_chunk_is_the_whole_data_set() {
-    let Some(g) = gpu() else { return };
+fn the_default_chunk_is_the_whole_data_set(g: GpuBackend) {
     let (spec, theta, data) = tiny(&[784, 24, 16, 10], Activation::Tanh, 1300, 5);
     let mut whole = engine(g.clone(), &spec, LossKind::Mse, &data, 0, &theta);
     assert_eq!(whole.chunk(), 1300);
@@ -514,11 +508,10 @@ fn the_default_chunk_is_the_whole_data_set() {
     assert!(rel_err(&hc, &ho) < 1e-5, "chunked {:e}", rel_err(&hc, &ho));
 }
 
+gpu_test!(own an_hvp_is_one_submit);
 /// A whole HVP (R-forward and R-backward over every chunk) is one command buffer. Its own
 /// device: the shared one sees other tests' submits.
-#[test]
-fn an_hvp_is_one_submit() {
-    let Some(g) = open_gpu() else { return };
+fn an_hvp_is_one_submit(g: GpuBackend) {
     let (spec, theta, data) = tiny(&[50, 20, 10], Activation::Tanh, 300, 2);
     let mut e = engine(g.clone(), &spec, LossKind::Mse, &data, 64, &theta);
     let p = theta.len();
@@ -536,19 +529,18 @@ fn an_hvp_is_one_submit() {
     );
 }
 
+gpu_test!(own transfers_are_counted_exactly);
 /// The transfer counters (`Backend::transfers`, what `bench` reports per Dom-SGD step) count
 /// exactly: an upload of n scalars is one upload of 4n bytes into one new buffer, a buffer of
 /// zeros an allocation, a write into a buffer an upload (and a submit of what was recorded) but
 /// no allocation, a download one read-back (and one submit) of 4n bytes, an HVP at cached
 /// parameters none of these; the CPU has no device and no counters.
-#[test]
-fn transfers_are_counted_exactly() {
+fn transfers_are_counted_exactly(g: GpuBackend) {
     assert!(
         subspace_lab::backend::cpu::CpuBackend::<f32>::new()
             .transfers()
             .is_none()
     );
-    let Some(g) = open_gpu() else { return };
     let (spec, theta, data) = tiny(&[50, 20, 10], Activation::Tanh, 300, 2);
     let mut e = engine(g.clone(), &spec, LossKind::Mse, &data, 64, &theta);
     let p = theta.len();
@@ -605,18 +597,16 @@ fn transfers_are_counted_exactly() {
     );
 }
 
-#[test]
-fn oversized_buffers_are_clear_errors() {
-    let Some(g) = gpu() else { return };
+gpu_test!(oversized_buffers_are_clear_errors);
+fn oversized_buffers_are_clear_errors(g: GpuBackend) {
     let e = g.zeros(40 << 20).unwrap_err().to_string();
     assert!(e.contains("exceeds") && e.contains("--backend cpu"), "{e}");
 }
 
+gpu_test!(a_shared_device_computes_the_same);
 /// A backend on a device opened elsewhere (the desktop app shares its renderer's this way) computes
 /// what the backend on its own device does.
-#[test]
-fn a_shared_device_computes_the_same() {
-    let Some(g) = gpu() else { return };
+fn a_shared_device_computes_the_same(g: GpuBackend) {
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
@@ -789,12 +779,11 @@ fn seq_kernels<B: Backend>(be: &B, masked: bool, rows: usize) -> Vec<(String, Ve
     out
 }
 
+gpu_test!(sequence_kernels_match_cpu_at_the_papers_sizes);
 /// The sequence kernels at the paper's sizes (T = 51, 2 heads of 8) against CPU f64, masked
 /// (with a sequence of padding only) and not, twice with growing rows (the attention scratch
 /// grows), every operand at an offset.
-#[test]
-fn sequence_kernels_match_cpu_at_the_papers_sizes() {
-    let Some(g) = gpu() else { return };
+fn sequence_kernels_match_cpu_at_the_papers_sizes(g: GpuBackend) {
     for masked in [true, false] {
         for rows in [3, 6] {
             let want = seq_kernels(&F64::new(), masked, rows);
@@ -810,14 +799,13 @@ fn sequence_kernels_match_cpu_at_the_papers_sizes() {
     }
 }
 
+gpu_test!(a_transformer_on_the_gpu_matches_cpu);
 /// A whole small Transformer (embedding, attention, LayerNorm, mean pooling, residuals): loss,
 /// gradient and HVP on the GPU against CPU f64, whole data set and in chunks.
-#[test]
-fn a_transformer_on_the_gpu_matches_cpu() {
+fn a_transformer_on_the_gpu_matches_cpu(g: GpuBackend) {
     use subspace_lab::data::dataset::Dataset;
     use subspace_lab::nn::engine::Engine;
     use subspace_lab::nn::transformer::TransformerSpec;
-    let Some(g) = gpu() else { return };
     for (masked, act, loss) in [
         (true, Activation::Silu, LossKind::Ce),
         (false, Activation::Gelu, LossKind::Mse),
@@ -881,16 +869,15 @@ fn a_transformer_on_the_gpu_matches_cpu() {
     }
 }
 
+// A device of its own: the counters of the shared one also count the other tests' traffic.
+gpu_test!(own a_dom_sgd_step_keeps_its_state_on_the_device);
 /// One warm Dom-SGD step on the device (issue 18's counting goals, deterministic): θ is never
 /// uploaded and no p-long vector is read back — per step the host sends the minibatch's data rows
 /// and a few Ritz coefficients, and receives scalars and k-long coefficient vectors. Counted for
 /// both warm solvers; the block solver synchronises fewer times.
-#[test]
-fn a_dom_sgd_step_keeps_its_state_on_the_device() {
+fn a_dom_sgd_step_keeps_its_state_on_the_device(g: GpuBackend) {
     use subspace_lab::experiment::run::{Stepper, Stream, WarmSolver};
     use subspace_lab::experiment::spec::{OptKind, OptimizerSpec, Projection};
-    // A device of its own: the counters of the shared one also count the other tests' traffic.
-    let Some(g) = open_gpu() else { return };
     let (spec, theta, data) = tiny(&[784, 24, 3], Activation::Tanh, 120, 3);
     let p = theta.len();
     let batch = 50;
@@ -967,13 +954,12 @@ fn a_dom_sgd_step_keeps_its_state_on_the_device() {
     }
 }
 
+gpu_test!(own batched_gemm_is_one_dispatch_and_equals_single_products);
 /// A batched GEMM is one dispatch on the GPU and gives each product bit for bit what a single
 /// GEMM gives it (shared operands by stride 0, transposes, accumulation); on the CPU it equals
 /// the products one after another. Overlapping outputs are refused.
-#[test]
-fn batched_gemm_is_one_dispatch_and_equals_single_products() {
+fn batched_gemm_is_one_dispatch_and_equals_single_products(g: GpuBackend) {
     use subspace_lab::backend::Batch;
-    let Some(g) = open_gpu() else { return };
     let c = F64::new();
     let count = 5;
     for &(ta, tb, m, n, k, beta) in &[
@@ -1059,13 +1045,12 @@ fn batched_gemm_is_one_dispatch_and_equals_single_products() {
     }
 }
 
+gpu_test!(own a_block_hvp_batches_its_products_on_the_gpu);
 /// The block HVP on the GPU: each row equals the single HVP bit for bit (the batched GEMMs run
 /// each direction's product as a single GEMM would), and its fully connected layers' products
 /// are one dispatch for all directions, so a block of b directions records fewer dispatches
 /// than b single HVPs (counted, deterministic; the speed is for a device run to time).
-#[test]
-fn a_block_hvp_batches_its_products_on_the_gpu() {
-    let Some(g) = open_gpu() else { return };
+fn a_block_hvp_batches_its_products_on_the_gpu(g: GpuBackend) {
     let (spec, theta, data) = tiny(&[30, 24, 16, 5], Activation::Tanh, 70, 6);
     let p = theta.len();
     let mut e = engine(g.clone(), &spec, LossKind::Mse, &data, 0, &theta);
@@ -1095,14 +1080,13 @@ fn a_block_hvp_batches_its_products_on_the_gpu() {
     );
 }
 
+gpu_test!(own a_transformer_block_hvp_equals_single_hvps_on_the_gpu);
 /// The block HVP of the Transformer on the GPU (embedding, attention, LayerNorm, residual adds,
 /// per-position linear layers batched over the block) equals its single HVPs bit for bit.
-#[test]
-fn a_transformer_block_hvp_equals_single_hvps_on_the_gpu() {
+fn a_transformer_block_hvp_equals_single_hvps_on_the_gpu(g: GpuBackend) {
     use subspace_lab::data::dataset::Dataset;
     use subspace_lab::nn::engine::Engine;
     use subspace_lab::nn::transformer::TransformerSpec;
-    let Some(g) = open_gpu() else { return };
     let spec = TransformerSpec::new(12, 9, 8, 2, 2, Activation::Gelu, true, 3).unwrap();
     let n = 20;
     let x: Vec<f64> = (0..n)

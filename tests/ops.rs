@@ -429,9 +429,8 @@ fn every_op_on_cpu_f32_matches_f64() {
     }
 }
 
-#[test]
-fn every_op_in_wgsl_matches_cpu_f64() {
-    let Some(g) = gpu() else { return };
+gpu_test!(every_op_in_wgsl_matches_cpu_f64);
+fn every_op_in_wgsl_matches_cpu_f64(g: GpuBackend) {
     for (name, op, rows) in all_ops() {
         check_parity(&g, name, &op, rows);
     }
@@ -606,9 +605,8 @@ fn cached_and_per_chunk_layouts_agree() {
     assert!((a.eval().unwrap().loss - b.eval().unwrap().loss).abs() < 1e-15);
 }
 
-#[test]
-fn tiny_cnn_in_wgsl_matches_cpu_f64() {
-    let Some(g) = gpu() else { return };
+gpu_test!(tiny_cnn_in_wgsl_matches_cpu_f64);
+fn tiny_cnn_in_wgsl_matches_cpu_f64(g: GpuBackend) {
     let (spec, theta, data) = tiny_cnn(Activation::Relu);
     let v = random_vector(spec.num_params(), 8);
     let mut c = cnn_engine(

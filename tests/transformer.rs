@@ -296,9 +296,8 @@ fn cached_per_chunk_and_f32_layouts_agree() {
     assert!(err < 1e-4, "f32 HVP vs f64 {err:e}");
 }
 
-#[test]
-fn tiny_transformer_in_wgsl_matches_cpu_f64() {
-    let Some(g) = open_gpu() else { return };
+gpu_test!(own tiny_transformer_in_wgsl_matches_cpu_f64);
+fn tiny_transformer_in_wgsl_matches_cpu_f64(g: GpuBackend) {
     for (layers, act, masked) in [(2, Activation::Silu, true), (1, Activation::Gelu, false)] {
         let (spec, theta, data) = tiny(8, layers, act, masked);
         let v = random_vector(spec.num_params(), 3);

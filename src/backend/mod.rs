@@ -6,197 +6,31 @@
 //! Conventions: matrices are row-major; `gemm` computes C = α·op(A)·op(B) + β·C with op(X) = X or
 //! Xᵀ. Scalars cross the trait as `f64` whatever the backend's precision, so callers never depend
 //! on it. Reductions return `f64` and are accumulated at least in `f64` on the CPU.
+//!
+//! The files: the trait here; [`kinds`]' enums (precision, activation, loss, backend choice);
+//! [`view`]'s shapes and range checks; the two backends, [`cpu`] (the f64 oracle and the fast f32
+//! path) and [`gpu`] (wgpu, WGSL kernels in `shaders/`).
 
+/// The CPU backend (f32 and f64), its kernels on slices and its sparse input.
 pub mod cpu;
-mod cpu_seq;
 /// The wgpu backend: natively it blocks on GPU futures; in a browser it suspends on them (JSPI).
 pub mod gpu;
+/// Precision, activation, loss and backend choice.
+pub mod kinds;
+/// The shapes the primitives are called with, and the range checks.
+pub mod view;
+
 /// The network's input on the CPU backend (dense, or a common value plus a sparse remainder).
-pub mod input;
+pub use cpu::input;
+pub use kinds::{Activation, BackendChoice, LossKind, Precision};
+pub use view::{AdamStep, Attn, Batch, Ln, Nhwc, Seq, TokenIndex, Transfers, gemm_each};
+pub(crate) use view::{check_batch, check_range};
 
 use crate::error::Result;
 
-/// Floating-point precision of a backend's buffers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    F32,
-    F64,
-}
-
-impl Precision {
-    /// Unit round-off of the precision.
-    pub fn eps(self) -> f64 {
-        match self {
-            Precision::F32 => f32::EPSILON as f64,
-            Precision::F64 => f64::EPSILON,
-        }
-    }
-    /// Bytes of one scalar.
-    pub fn bytes(self) -> usize {
-        match self {
-            Precision::F32 => 4,
-            Precision::F64 => 8,
-        }
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::F64 => "f64",
-        }
-    }
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "f32" => Ok(Precision::F32),
-            "f64" => Ok(Precision::F64),
-            other => Err(format!("unknown precision '{other}' (expected f32 or f64)")),
-        }
-    }
-}
-
-/// Elementwise activation of the hidden layers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    Tanh,
-    Relu,
-    /// z·sigmoid(z) (Damian et al.'s Transformer MLP block).
-    Silu,
-    /// GELU in its tanh approximation ½z(1 + tanh(√(2/π)(z + 0.044715z³))) (Flax's default).
-    Gelu,
-}
-
-/// √(2/π) and the cubic coefficient of the GELU tanh approximation.
-const GELU_C: f64 = 0.797_884_560_802_865_4;
-const GELU_A: f64 = 0.044_715;
-
-impl Activation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::Tanh => "tanh",
-            Activation::Relu => "relu",
-            Activation::Silu => "silu",
-            Activation::Gelu => "gelu",
-        }
-    }
-    /// True if σ' and σ'' are functions of the output a = σ(z) (tanh: 1 − a², ReLU: 1[a > 0]):
-    /// the op then overwrites its input. SiLU and GELU need z: their op keeps it.
-    pub fn from_output(self) -> bool {
-        matches!(self, Activation::Tanh | Activation::Relu)
-    }
-    /// (σ', σ'') from the value the backward passes keep: a = σ(z) when [`Self::from_output`],
-    /// else z.
-    #[inline]
-    pub fn derivs_cached(self, c: f64) -> (f64, f64) {
-        match self {
-            Activation::Tanh => {
-                let d1 = 1.0 - c * c;
-                (d1, -2.0 * c * d1)
-            }
-            Activation::Relu => (if c > 0.0 { 1.0 } else { 0.0 }, 0.0),
-            _ => {
-                let (_, d1, d2) = self.eval(c);
-                (d1, d2)
-            }
-        }
-    }
-    /// σ'(z) and σ''(z) as functions of the output a = σ(z) (tanh and ReLU only).
-    #[inline]
-    pub fn derivs_from_output(self, a: f64) -> (f64, f64) {
-        self.derivs_cached(a)
-    }
-
-    /// σ(z), σ'(z), σ''(z) in f64: the reference the backends' kernels follow.
-    #[inline]
-    pub fn eval(self, z: f64) -> (f64, f64, f64) {
-        match self {
-            Activation::Tanh => {
-                let t = z.tanh();
-                let d1 = 1.0 - t * t;
-                (t, d1, -2.0 * t * d1)
-            }
-            // ReLU'' is 0 almost everywhere; ReLU'(0) is taken as 0 as PyTorch does.
-            Activation::Relu => {
-                if z > 0.0 {
-                    (z, 1.0, 0.0)
-                } else {
-                    (0.0, 0.0, 0.0)
-                }
-            }
-            Activation::Silu => {
-                let s = 1.0 / (1.0 + (-z).exp());
-                (
-                    z * s,
-                    s * (1.0 + z * (1.0 - s)),
-                    s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s)),
-                )
-            }
-            Activation::Gelu => {
-                let u = GELU_C * (z + GELU_A * z * z * z);
-                let du = GELU_C * (1.0 + 3.0 * GELU_A * z * z);
-                let ddu = GELU_C * 6.0 * GELU_A * z;
-                let t = u.tanh();
-                let s = 1.0 - t * t;
-                (
-                    0.5 * z * (1.0 + t),
-                    0.5 * (1.0 + t) + 0.5 * z * s * du,
-                    s * du + 0.5 * z * (-2.0 * t * s * du * du + s * ddu),
-                )
-            }
-        }
-    }
-}
-
-impl std::str::FromStr for Activation {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "tanh" => Ok(Activation::Tanh),
-            "relu" => Ok(Activation::Relu),
-            "silu" => Ok(Activation::Silu),
-            "gelu" => Ok(Activation::Gelu),
-            other => Err(format!(
-                "unknown activation '{other}' (expected tanh, relu, silu or gelu)"
-            )),
-        }
-    }
-}
-
-/// Loss on the network's outputs against one-hot (or soft) targets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LossKind {
-    /// ½‖f − y‖² per sample (Cohen et al.'s convention).
-    Mse,
-    /// Softmax cross-entropy per sample.
-    Ce,
-}
-
-impl LossKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            LossKind::Mse => "mse",
-            LossKind::Ce => "ce",
-        }
-    }
-}
-
-impl std::str::FromStr for LossKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "mse" => Ok(LossKind::Mse),
-            "ce" => Ok(LossKind::Ce),
-            other => Err(format!("unknown loss '{other}' (expected mse or ce)")),
-        }
-    }
-}
-
 /// The primitives. Offsets and lengths are in elements.
+// The sequence kernels' defaults refuse without reading their arguments.
+#[allow(unused_variables)]
 pub trait Backend {
     type Buf;
     /// The network's input (a data matrix the engine multiplies by in every pass), in the form
@@ -614,7 +448,6 @@ pub trait Backend {
         out: &mut Self::Buf,
         o_off: usize,
     ) -> Result<()> {
-        let _ = (g, ids, ids_off, table, tok_off, pos_off, out, o_off);
         Err(unsupported(self, "embed"))
     }
 
@@ -634,7 +467,6 @@ pub trait Backend {
         out: &mut Self::Buf,
         tok_off: usize,
     ) -> Result<()> {
-        let _ = (g, vocab, start, order, gy, g_off, out, tok_off);
         Err(unsupported(self, "embed_grad"))
     }
 
@@ -651,7 +483,6 @@ pub trait Backend {
         y: &mut Self::Buf,
         y_off: usize,
     ) -> Result<()> {
-        let _ = (l, x, x_off, theta, y, y_off);
         Err(unsupported(self, "layer_norm"))
     }
 
@@ -671,7 +502,6 @@ pub trait Backend {
         prod: &mut Self::Buf,
         p_off: usize,
     ) -> Result<()> {
-        let _ = (l, x, x_off, theta, dy, dy_off, dx, dx_off, prod, p_off);
         Err(unsupported(self, "layer_norm_vjp"))
     }
 
@@ -691,7 +521,6 @@ pub trait Backend {
         ry: &mut Self::Buf,
         ry_off: usize,
     ) -> Result<()> {
-        let _ = (l, x, x_off, rx, rx_off, theta, v, v_off, ry, ry_off);
         Err(unsupported(self, "layer_norm_jvp"))
     }
 
@@ -720,10 +549,6 @@ pub trait Backend {
         prod: &mut Self::Buf,
         p_off: usize,
     ) -> Result<()> {
-        let _ = (
-            l, x, x_off, rx, rx_off, theta, v, v_off, dy, dy_off, rdy, rdy_off,
-        );
-        let _ = (rdx, rdx_off, prod, p_off);
         Err(unsupported(self, "layer_norm_rvjp"))
     }
 
@@ -745,7 +570,6 @@ pub trait Backend {
         probs: &mut Self::Buf,
         p_off: usize,
     ) -> Result<()> {
-        let _ = (a, ids, ids_off, qkv, q_off, out, o_off, probs, p_off);
         Err(unsupported(self, "attention"))
     }
 
@@ -765,7 +589,6 @@ pub trait Backend {
         dqkv: &mut Self::Buf,
         dq_off: usize,
     ) -> Result<()> {
-        let _ = (a, qkv, q_off, probs, p_off, dout, d_off, dqkv, dq_off);
         Err(unsupported(self, "attention_vjp"))
     }
 
@@ -784,7 +607,6 @@ pub trait Backend {
         rout: &mut Self::Buf,
         ro_off: usize,
     ) -> Result<()> {
-        let _ = (a, qkv, q_off, probs, p_off, rqkv, rq_off, rout, ro_off);
         Err(unsupported(self, "attention_jvp"))
     }
 
@@ -809,10 +631,6 @@ pub trait Backend {
         rdqkv: &mut Self::Buf,
         rdq_off: usize,
     ) -> Result<()> {
-        let _ = (
-            a, qkv, q_off, probs, p_off, rqkv, rq_off, dout, d_off, rdout, rd_off,
-        );
-        let _ = (rdqkv, rdq_off);
         Err(unsupported(self, "attention_rvjp"))
     }
 
@@ -830,7 +648,6 @@ pub trait Backend {
         out: &mut Self::Buf,
         o_off: usize,
     ) -> Result<()> {
-        let _ = (g, masked, ids, ids_off, x, x_off, out, o_off);
         Err(unsupported(self, "seq_mean"))
     }
 
@@ -847,7 +664,6 @@ pub trait Backend {
         dx: &mut Self::Buf,
         dx_off: usize,
     ) -> Result<()> {
-        let _ = (g, masked, ids, ids_off, dy, dy_off, dx, dx_off);
         Err(unsupported(self, "seq_mean_adjoint"))
     }
 
@@ -947,272 +763,10 @@ pub trait Backend {
     fn all_finite(&self, x: &Self::Buf, off: usize, len: usize) -> Result<bool>;
 }
 
-/// The count and the element strides of a [`Backend::gemm_batched`] (0: an operand shared by
-/// every product).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Batch {
-    pub count: usize,
-    pub a: usize,
-    pub b: usize,
-    pub c: usize,
-}
-
-impl Batch {
-    /// `count` products, A_i, B_i, C_i `a`, `b`, `c` elements apart.
-    pub fn new(count: usize, a: usize, b: usize, c: usize) -> Self {
-        Batch { count, a, b, c }
-    }
-}
-
-/// [`Backend::gemm_batched`] as `batch.count` calls of [`Backend::gemm`] (the default, and the
-/// GPU's fallback where one dispatch cannot hold them).
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_each<B: Backend + ?Sized>(
-    be: &B,
-    ta: bool,
-    tb: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f64,
-    a: &B::Buf,
-    a_off: usize,
-    b: &B::Buf,
-    b_off: usize,
-    beta: f64,
-    c: &mut B::Buf,
-    c_off: usize,
-    batch: Batch,
-) -> Result<()> {
-    check_batch(m, n, batch)?;
-    for i in 0..batch.count {
-        be.gemm(
-            ta,
-            tb,
-            m,
-            n,
-            k,
-            alpha,
-            a,
-            a_off + i * batch.a,
-            b,
-            b_off + i * batch.b,
-            beta,
-            c,
-            c_off + i * batch.c,
-        )?;
-    }
-    Ok(())
-}
-
-/// The outputs of a batched GEMM must not overlap.
-pub(crate) fn check_batch(m: usize, n: usize, batch: Batch) -> Result<()> {
-    if batch.count > 1 && batch.c < m * n {
-        return Err(crate::error::Error::InvalidArgument(format!(
-            "gemm_batched: outputs {} apart overlap ({m}×{n} each)",
-            batch.c
-        )));
-    }
-    Ok(())
-}
-
-/// Host ↔ device traffic of a backend since it was made ([`Backend::transfers`]); differences of
-/// two readings give the traffic of what ran between them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Transfers {
-    /// Command buffers submitted.
-    pub submits: u64,
-    /// Read-backs (each waits for the device).
-    pub readbacks: u64,
-    /// Bytes read back.
-    pub bytes_read: u64,
-    /// Buffers created from host data.
-    pub uploads: u64,
-    /// Bytes of those buffers and of host values written into existing ones.
-    pub bytes_uploaded: u64,
-    /// Device buffers created (each one, on the GPU, also an error-scope round trip natively):
-    /// none in a steady-state step.
-    pub allocations: u64,
-    /// Bytes of those buffers.
-    pub bytes_allocated: u64,
-    /// Kernels dispatched (recorded).
-    pub dispatches: u64,
-}
-
-impl std::ops::Sub for Transfers {
-    type Output = Transfers;
-    fn sub(self, o: Transfers) -> Transfers {
-        Transfers {
-            submits: self.submits - o.submits,
-            readbacks: self.readbacks - o.readbacks,
-            bytes_read: self.bytes_read - o.bytes_read,
-            uploads: self.uploads - o.uploads,
-            bytes_uploaded: self.bytes_uploaded - o.bytes_uploaded,
-            allocations: self.allocations - o.allocations,
-            bytes_allocated: self.bytes_allocated - o.bytes_allocated,
-            dispatches: self.dispatches - o.dispatches,
-        }
-    }
-}
-
 /// The error of a kernel a backend does not have.
 fn unsupported<B: Backend + ?Sized>(b: &B, what: &str) -> crate::error::Error {
     crate::error::Error::Backend(format!(
         "the {} backend has no `{what}` kernel; run with --backend cpu",
         b.name()
     ))
-}
-
-/// A batch of sequences: `rows` sequences of `len` positions (T), each position `width` (D)
-/// scalars, row-major [rows, T, D].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Seq {
-    pub rows: usize,
-    pub len: usize,
-    pub width: usize,
-}
-
-impl Seq {
-    /// Elements of the batch.
-    pub fn numel(&self) -> usize {
-        self.rows * self.len * self.width
-    }
-}
-
-/// A LayerNorm pass: `rows` rows (sequences × positions) of `width` scalars; ε and the offsets of
-/// γ and β (in θ, or in the direction v for the R-passes).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Ln {
-    pub rows: usize,
-    pub width: usize,
-    pub eps: f64,
-    pub gamma: usize,
-    pub beta: usize,
-}
-
-/// A multi-head attention pass over `rows` sequences of `seq` positions with `heads` heads of
-/// `head_dim` scalars (D = heads·head_dim).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Attn {
-    pub rows: usize,
-    pub seq: usize,
-    pub heads: usize,
-    pub head_dim: usize,
-    /// Keys whose token id is 0 (padding) get no attention.
-    pub masked: bool,
-}
-
-impl Attn {
-    /// Model width D.
-    pub fn width(&self) -> usize {
-        self.heads * self.head_dim
-    }
-    /// Scalars of P per sequence (H·T·T).
-    pub fn probs_per_row(&self) -> usize {
-        self.heads * self.seq * self.seq
-    }
-}
-
-/// Positions of a chunk of token ids grouped by id (CSR), for [`Backend::embed_grad`]: `order`
-/// lists the positions r·T + t sorted by (id, position), `start[v]..start[v+1]` is id v's run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TokenIndex {
-    pub start: Vec<f64>,
-    pub order: Vec<f64>,
-}
-
-impl TokenIndex {
-    /// The index of `ids` (each an integer below `vocab`).
-    pub fn new(ids: &[f64], vocab: usize) -> TokenIndex {
-        let mut count = vec![0usize; vocab + 1];
-        for &id in ids {
-            count[id as usize + 1] += 1;
-        }
-        for v in 0..vocab {
-            count[v + 1] += count[v];
-        }
-        let start: Vec<f64> = count.iter().map(|&c| c as f64).collect();
-        let mut next = count;
-        let mut order = vec![0.0; ids.len()];
-        for (p, &id) in ids.iter().enumerate() {
-            let v = id as usize;
-            order[next[v]] = p as f64;
-            next[v] += 1;
-        }
-        TokenIndex { start, order }
-    }
-}
-
-/// Geometry of a batch of images stored NHWC (samples × height × width × channels, row-major):
-/// the layout the convolution and pooling kernels compute in (a pixel's channels are contiguous,
-/// so a 3×3 convolution is one GEMM).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Nhwc {
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-}
-
-impl Nhwc {
-    /// Elements of the batch.
-    pub fn len(&self) -> usize {
-        self.n * self.h * self.w * self.c
-    }
-    /// True if the batch holds no element.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The same images after a 2×2 pool.
-    pub fn pooled(&self) -> Nhwc {
-        Nhwc {
-            h: self.h / 2,
-            w: self.w / 2,
-            ..*self
-        }
-    }
-}
-
-/// Which backend a command computes on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackendChoice {
-    /// A real GPU adapter if there is one (f32), otherwise the CPU backend.
-    Auto,
-    /// The wgpu backend on whatever adapter exists, software ones included.
-    Gpu,
-    Cpu,
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(BackendChoice::Auto),
-            "gpu" => Ok(BackendChoice::Gpu),
-            "cpu" => Ok(BackendChoice::Cpu),
-            o => Err(format!("unknown backend '{o}' (auto, gpu or cpu)")),
-        }
-    }
-}
-
-/// Check that `off + len` elements fit in a buffer of `buf_len` elements.
-/// The scalars of one [`Backend::adam`] step: rate η, decay rates β₁ and β₂, ε, and the bias
-/// corrections c₁ = 1 − β₁ᵗ and c₂ = 1 − β₂ᵗ of step t.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AdamStep {
-    pub lr: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub c1: f64,
-    pub c2: f64,
-}
-
-pub(crate) fn check_range(what: &str, buf_len: usize, off: usize, len: usize) -> Result<()> {
-    match off.checked_add(len) {
-        Some(end) if end <= buf_len => Ok(()),
-        _ => Err(crate::error::Error::Shape(format!(
-            "{what}: range {off}..{off}+{len} exceeds buffer of {buf_len} elements"
-        ))),
-    }
 }

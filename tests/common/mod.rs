@@ -8,11 +8,47 @@ use subspace_lab::nn::mlp::{Engine, MlpSpec};
 
 pub type F64 = CpuBackend<f64>;
 
+pub use subspace_lab::backend::gpu::GpuBackend;
+
+/// Declares GPU tests: the one place that says how a GPU test gets its device (as wgpu's
+/// `#[gpu_test]` and candle's `test_device!` do). Each name is a `fn name(g: GpuBackend)` of the
+/// calling module; `gpu_test!(name)` registers it as the test `name::on_gpu`, called with the
+/// test binary's shared backend ([`gpu`]); `gpu_test!(own name)` with a backend of its own
+/// ([`open_gpu`]: its transfer counters see only that test's traffic). Without an adapter the
+/// test says so and passes, unless `SUBSPACE_LAB_REQUIRE_GPU` is set (CI): then it fails.
+#[allow(unused_macros)] // test binaries without GPU tests
+macro_rules! gpu_test {
+    ($name:ident) => {
+        $crate::common::gpu_test!(@on $crate::common::gpu, $name);
+    };
+    (own $name:ident) => {
+        $crate::common::gpu_test!(@on $crate::common::open_gpu, $name);
+    };
+    (@on $open:path, $name:ident) => {
+        mod $name {
+            #[test]
+            fn on_gpu() {
+                $crate::common::run_on_gpu($open, super::$name);
+            }
+        }
+    };
+}
+#[allow(unused_imports)] // test binaries without GPU tests
+pub(crate) use gpu_test;
+
+/// Run `test` on the backend `open` gives; none: a skip, or a failure where CI requires a GPU
+/// (decided in [`open_gpu`]).
+pub fn run_on_gpu(open: fn() -> Option<GpuBackend>, test: fn(GpuBackend)) {
+    if let Some(g) = open() {
+        test(g);
+    }
+}
+
 /// A wgpu backend of its own (lavapipe in CI; its transfer counters see only this test's
 /// traffic), or None — the test skips — when no adapter opens, unless `SUBSPACE_LAB_REQUIRE_GPU`
-/// is set, as in CI.
-pub fn open_gpu() -> Option<subspace_lab::backend::gpu::GpuBackend> {
-    use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
+/// is set, as in CI: then it panics (the test fails).
+pub fn open_gpu() -> Option<GpuBackend> {
+    use subspace_lab::backend::gpu::GpuOptions;
     match GpuBackend::new(GpuOptions {
         allow_software: true,
     }) {
@@ -29,8 +65,7 @@ pub fn open_gpu() -> Option<subspace_lab::backend::gpu::GpuBackend> {
 }
 
 /// One wgpu backend shared by a test binary's tests ([`open_gpu`], opened once).
-pub fn gpu() -> Option<subspace_lab::backend::gpu::GpuBackend> {
-    use subspace_lab::backend::gpu::GpuBackend;
+pub fn gpu() -> Option<GpuBackend> {
     static G: std::sync::OnceLock<Option<GpuBackend>> = std::sync::OnceLock::new();
     G.get_or_init(|| {
         let g = open_gpu();

@@ -1,193 +1,135 @@
-//! The CPU kernels of the sequence ops (embedding, LayerNorm, attention, mean pooling): the twins
-//! of `shaders/seq.wgsl`. Each works on one sequence (or one row) at a time, accumulates in f64,
-//! and runs sequences on the backend's threads.
+//! The CPU kernels of multi-head attention and its derivatives (forward, VJP, JVP, R-backward):
+//! the twins of `shaders/seq.wgsl`'s attention kernels, one sequence and head at a time in f64.
 
-use super::cpu::Real;
-use super::{Attn, Ln, Seq};
+// Each kernel takes the trait method's (buffer, offset) arguments as they come.
+#![allow(clippy::too_many_arguments)]
 
-/// Run `f(r, a_r, b_r)` for every sequence r, where `a` and `b` are split into rows of `aw` and
-/// `bw` elements (`bw` may be 0: `b_r` is then empty), on up to `threads` threads.
-pub(crate) fn par_seqs2<T: Send>(
-    threads: usize,
-    a: &mut [T],
-    aw: usize,
-    b: &mut [T],
-    bw: usize,
-    f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
-) {
-    let rows = a.len().checked_div(aw).unwrap_or(0);
-    let t = threads.min(rows).max(1);
-    let per = rows.div_ceil(t).max(1);
-    let run = |r0: usize, a: &mut [T], b: &mut [T]| {
-        let n = a.len().checked_div(aw).unwrap_or(0);
-        for i in 0..n {
-            let (ai, bi) = (
-                &mut a[i * aw..(i + 1) * aw],
-                if bw > 0 {
-                    &mut b[i * bw..(i + 1) * bw]
-                } else {
-                    &mut b[0..0]
-                },
-            );
-            f(r0 + i, ai, bi);
-        }
-    };
-    if t <= 1 {
-        run(0, a, b);
-        return;
-    }
-    std::thread::scope(|s| {
-        let mut b_rest: &mut [T] = b;
-        for (i, ac) in a.chunks_mut(per * aw).enumerate() {
-            let nb = if bw > 0 { (ac.len() / aw) * bw } else { 0 };
-            let (bc, rest) = std::mem::take(&mut b_rest).split_at_mut(nb);
-            b_rest = rest;
-            let run = &run;
-            s.spawn(move || run(i * per, ac, bc));
-        }
+use super::par::threads;
+use super::real::Real;
+use super::seq::par_seqs2;
+use super::{sl, sl_mut};
+use crate::backend::Attn;
+use crate::error::Result;
+
+/// [`Backend::attention`](crate::backend::Backend::attention) on this backend.
+pub(super) fn attention<T: Real>(
+    a: Attn,
+    ids: &[T],
+    ids_off: usize,
+    qkv: &[T],
+    q_off: usize,
+    out: &mut [T],
+    o_off: usize,
+    probs: &mut [T],
+    p_off: usize,
+) -> Result<()> {
+    let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
+    let ids = sl(ids, ids_off, a.rows * t, "attention ids")?;
+    let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention qkv")?;
+    let out = sl_mut(out, o_off, a.rows * t * d, "attention out")?;
+    let probs = sl_mut(probs, p_off, a.rows * pr, "attention probs")?;
+    par_seqs2(threads(), out, t * d, probs, pr, |r, o, p| {
+        attention_seq(
+            a,
+            &ids[r * t..][..t],
+            &qkv[r * t * 3 * d..][..t * 3 * d],
+            o,
+            p,
+        )
     });
+    Ok(())
 }
 
-fn mean(x: impl Iterator<Item = f64>, n: usize) -> f64 {
-    x.sum::<f64>() / n as f64
+/// [`Backend::attention_vjp`](crate::backend::Backend::attention_vjp) on this backend.
+pub(super) fn attention_vjp<T: Real>(
+    a: Attn,
+    qkv: &[T],
+    q_off: usize,
+    probs: &[T],
+    p_off: usize,
+    dout: &[T],
+    d_off: usize,
+    dqkv: &mut [T],
+    dq_off: usize,
+) -> Result<()> {
+    let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
+    let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_vjp qkv")?;
+    let probs = sl(probs, p_off, a.rows * pr, "attention_vjp probs")?;
+    let dout = sl(dout, d_off, a.rows * t * d, "attention_vjp dout")?;
+    let dqkv = sl_mut(dqkv, dq_off, a.rows * t * 3 * d, "attention_vjp dqkv")?;
+    par_seqs2(threads(), dqkv, t * 3 * d, &mut [], 0, |r, dq, _| {
+        attention_vjp_seq(
+            a,
+            &qkv[r * t * 3 * d..][..t * 3 * d],
+            &probs[r * pr..][..pr],
+            &dout[r * t * d..][..t * d],
+            dq,
+        )
+    });
+    Ok(())
 }
 
-/// x̂ and 1/σ of one row.
-fn normalise<T: Real>(x: &[T], eps: f64, xh: &mut [f64]) -> f64 {
-    let w = x.len();
-    let mu = mean(x.iter().map(|v| v.wide()), w);
-    let var = mean(x.iter().map(|v| (v.wide() - mu).powi(2)), w);
-    let rstd = 1.0 / (var + eps).sqrt();
-    for (h, v) in xh.iter_mut().zip(x) {
-        *h = (v.wide() - mu) * rstd;
-    }
-    rstd
+/// [`Backend::attention_jvp`](crate::backend::Backend::attention_jvp) on this backend.
+pub(super) fn attention_jvp<T: Real>(
+    a: Attn,
+    qkv: &[T],
+    q_off: usize,
+    probs: &[T],
+    p_off: usize,
+    rqkv: &[T],
+    rq_off: usize,
+    rout: &mut [T],
+    ro_off: usize,
+) -> Result<()> {
+    let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
+    let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_jvp qkv")?;
+    let probs = sl(probs, p_off, a.rows * pr, "attention_jvp probs")?;
+    let rqkv = sl(rqkv, rq_off, a.rows * t * 3 * d, "attention_jvp rqkv")?;
+    let rout = sl_mut(rout, ro_off, a.rows * t * d, "attention_jvp rout")?;
+    par_seqs2(threads(), rout, t * d, &mut [], 0, |r, ro, _| {
+        let q = r * t * 3 * d..(r + 1) * t * 3 * d;
+        attention_jvp_seq(a, &qkv[q.clone()], &probs[r * pr..][..pr], &rqkv[q], ro)
+    });
+    Ok(())
 }
 
-/// R{x̂} of one row from Rx.
-fn r_normalise<T: Real>(xh: &[f64], rstd: f64, rx: &[T], rxh: &mut [f64]) -> f64 {
-    let w = xh.len();
-    let a = mean(rx.iter().map(|v| v.wide()), w);
-    let b = mean(xh.iter().zip(rx).map(|(h, r)| h * r.wide()), w);
-    for ((o, h), r) in rxh.iter_mut().zip(xh).zip(rx) {
-        *o = rstd * (r.wide() - a - h * b);
-    }
-    b
-}
-
-pub(crate) fn layer_norm<T: Real>(l: Ln, x: &[T], theta: &[T], y: &mut [T]) {
-    let w = l.width;
-    let (g, b) = (&theta[l.gamma..l.gamma + w], &theta[l.beta..l.beta + w]);
-    let mut xh = vec![0.0; w];
-    for (xr, yr) in x.chunks_exact(w).zip(y.chunks_exact_mut(w)) {
-        normalise(xr, l.eps, &mut xh);
-        for j in 0..w {
-            yr[j] = T::of(g[j].wide() * xh[j] + b[j].wide());
-        }
-    }
-}
-
-pub(crate) fn layer_norm_vjp<T: Real>(
-    l: Ln,
-    x: &[T],
-    theta: &[T],
-    dy: &[T],
-    dx: &mut [T],
-    prod: &mut [T],
-) {
-    let w = l.width;
-    let g = &theta[l.gamma..l.gamma + w];
-    let (mut xh, mut dxh) = (vec![0.0; w], vec![0.0; w]);
-    for (((xr, dyr), dxr), pr) in x
-        .chunks_exact(w)
-        .zip(dy.chunks_exact(w))
-        .zip(dx.chunks_exact_mut(w))
-        .zip(prod.chunks_exact_mut(w))
-    {
-        let rstd = normalise(xr, l.eps, &mut xh);
-        for j in 0..w {
-            dxh[j] = dyr[j].wide() * g[j].wide();
-            pr[j] = T::of(dyr[j].wide() * xh[j]);
-        }
-        let m1 = mean(dxh.iter().copied(), w);
-        let m2 = mean(dxh.iter().zip(&xh).map(|(a, b)| a * b), w);
-        for j in 0..w {
-            dxr[j] = T::of(rstd * (dxh[j] - m1 - xh[j] * m2));
-        }
-    }
-}
-
-pub(crate) fn layer_norm_jvp<T: Real>(
-    l: Ln,
-    x: &[T],
-    rx: &[T],
-    theta: &[T],
-    v: &[T],
-    ry: &mut [T],
-) {
-    let w = l.width;
-    let g = &theta[l.gamma..l.gamma + w];
-    let (vg, vb) = (&v[l.gamma..l.gamma + w], &v[l.beta..l.beta + w]);
-    let (mut xh, mut rxh) = (vec![0.0; w], vec![0.0; w]);
-    for ((xr, rxr), ryr) in x
-        .chunks_exact(w)
-        .zip(rx.chunks_exact(w))
-        .zip(ry.chunks_exact_mut(w))
-    {
-        let rstd = normalise(xr, l.eps, &mut xh);
-        r_normalise(&xh, rstd, rxr, &mut rxh);
-        for j in 0..w {
-            ryr[j] = T::of(vg[j].wide() * xh[j] + g[j].wide() * rxh[j] + vb[j].wide());
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn layer_norm_rvjp<T: Real>(
-    l: Ln,
-    x: &[T],
-    rx: &[T],
-    theta: &[T],
-    v: &[T],
-    dy: &[T],
-    rdy: &[T],
-    rdx: &mut [T],
-    prod: &mut [T],
-) {
-    let w = l.width;
-    let g = &theta[l.gamma..l.gamma + w];
-    let vg = &v[l.gamma..l.gamma + w];
-    let (mut xh, mut rxh, mut dxh, mut rdxh) =
-        (vec![0.0; w], vec![0.0; w], vec![0.0; w], vec![0.0; w]);
-    for (i, (rdxr, pr)) in rdx
-        .chunks_exact_mut(w)
-        .zip(prod.chunks_exact_mut(w))
-        .enumerate()
-    {
-        let row = i * w..(i + 1) * w;
-        let (xr, rxr, dyr, rdyr) = (
-            &x[row.clone()],
-            &rx[row.clone()],
-            &dy[row.clone()],
-            &rdy[row],
-        );
-        let rstd = normalise(xr, l.eps, &mut xh);
-        let b = r_normalise(&xh, rstd, rxr, &mut rxh);
-        for j in 0..w {
-            dxh[j] = dyr[j].wide() * g[j].wide();
-            rdxh[j] = rdyr[j].wide() * g[j].wide() + dyr[j].wide() * vg[j].wide();
-            pr[j] = T::of(rdyr[j].wide() * xh[j] + dyr[j].wide() * rxh[j]);
-        }
-        let m1 = mean(dxh.iter().copied(), w);
-        let m2 = mean(dxh.iter().zip(&xh).map(|(a, b)| a * b), w);
-        let rm1 = mean(rdxh.iter().copied(), w);
-        let rm2 = mean((0..w).map(|j| rdxh[j] * xh[j] + dxh[j] * rxh[j]), w);
-        let r_rstd = -b * rstd * rstd;
-        for j in 0..w {
-            let a = dxh[j] - m1 - xh[j] * m2;
-            rdxr[j] = T::of(r_rstd * a + rstd * (rdxh[j] - rm1 - rxh[j] * m2 - xh[j] * rm2));
-        }
-    }
+/// [`Backend::attention_rvjp`](crate::backend::Backend::attention_rvjp) on this backend.
+pub(super) fn attention_rvjp<T: Real>(
+    a: Attn,
+    qkv: &[T],
+    q_off: usize,
+    probs: &[T],
+    p_off: usize,
+    rqkv: &[T],
+    rq_off: usize,
+    dout: &[T],
+    d_off: usize,
+    rdout: &[T],
+    rd_off: usize,
+    rdqkv: &mut [T],
+    rdq_off: usize,
+) -> Result<()> {
+    let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
+    let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_rvjp qkv")?;
+    let probs = sl(probs, p_off, a.rows * pr, "attention_rvjp probs")?;
+    let rqkv = sl(rqkv, rq_off, a.rows * t * 3 * d, "attention_rvjp rqkv")?;
+    let dout = sl(dout, d_off, a.rows * t * d, "attention_rvjp dout")?;
+    let rdout = sl(rdout, rd_off, a.rows * t * d, "attention_rvjp rdout")?;
+    let rdqkv = sl_mut(rdqkv, rdq_off, a.rows * t * 3 * d, "attention_rvjp rdqkv")?;
+    par_seqs2(threads(), rdqkv, t * 3 * d, &mut [], 0, |r, rdq, _| {
+        let q = r * t * 3 * d..(r + 1) * t * 3 * d;
+        let o = r * t * d..(r + 1) * t * d;
+        attention_rvjp_seq(
+            a,
+            &qkv[q.clone()],
+            &probs[r * pr..][..pr],
+            &rqkv[q],
+            &dout[o.clone()],
+            &rdout[o],
+            rdq,
+        )
+    });
+    Ok(())
 }
 
 // Attention works on the keys that can receive attention: those not masked (forward), or
@@ -329,13 +271,7 @@ fn live_keys<T: Real>(t: usize, probs: &[T], h: usize) -> (Vec<usize>, Vec<f64>)
     (keys, p)
 }
 
-pub(crate) fn attention_seq<T: Real>(
-    a: Attn,
-    ids: &[T],
-    qkv: &[T],
-    out: &mut [T],
-    probs: &mut [T],
-) {
+fn attention_seq<T: Real>(a: Attn, ids: &[T], qkv: &[T], out: &mut [T], probs: &mut [T]) {
     let (t, dh) = (a.seq, a.head_dim);
     let s = 1.0 / (dh as f64).sqrt();
     let keys: Vec<usize> = (0..t)
@@ -395,13 +331,7 @@ fn dp_ds(
     (dp, delta, ds)
 }
 
-pub(crate) fn attention_vjp_seq<T: Real>(
-    a: Attn,
-    qkv: &[T],
-    probs: &[T],
-    dout: &[T],
-    dqkv: &mut [T],
-) {
+fn attention_vjp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], dout: &[T], dqkv: &mut [T]) {
     let (t, dh, d) = (a.seq, a.head_dim, a.width());
     let s = 1.0 / (dh as f64).sqrt();
     for h in 0..a.heads {
@@ -421,7 +351,6 @@ pub(crate) fn attention_vjp_seq<T: Real>(
 }
 
 /// RP = P ⊙ (RS − Σ_j P RS) for one head ([T, L]).
-#[allow(clippy::too_many_arguments)]
 fn r_probs(
     t: usize,
     l: usize,
@@ -446,13 +375,7 @@ fn r_probs(
     rp
 }
 
-pub(crate) fn attention_jvp_seq<T: Real>(
-    a: Attn,
-    qkv: &[T],
-    probs: &[T],
-    rqkv: &[T],
-    rout: &mut [T],
-) {
+fn attention_jvp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], rqkv: &[T], rout: &mut [T]) {
     let (t, dh) = (a.seq, a.head_dim);
     let s = 1.0 / (dh as f64).sqrt();
     for h in 0..a.heads {
@@ -468,8 +391,7 @@ pub(crate) fn attention_jvp_seq<T: Real>(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attention_rvjp_seq<T: Real>(
+fn attention_rvjp_seq<T: Real>(
     a: Attn,
     qkv: &[T],
     probs: &[T],
@@ -512,46 +434,5 @@ pub(crate) fn attention_rvjp_seq<T: Real>(
         put_rows(a, &dq, None, rdqkv, 3 * d, h * dh);
         put_rows(a, &dk, Some(&keys), rdqkv, 3 * d, d + h * dh);
         put_rows(a, &dv, Some(&keys), rdqkv, 3 * d, 2 * d + h * dh);
-    }
-}
-
-/// The pooling weights of one sequence.
-pub(crate) fn pool_weights<T: Real>(masked: bool, ids: &[T]) -> Vec<f64> {
-    let t = ids.len();
-    if !masked {
-        return vec![1.0 / t as f64; t];
-    }
-    let cnt = ids.iter().filter(|x| x.wide() != 0.0).count();
-    ids.iter()
-        .map(|x| {
-            if x.wide() != 0.0 {
-                1.0 / cnt as f64
-            } else {
-                0.0
-            }
-        })
-        .collect()
-}
-
-pub(crate) fn seq_mean<T: Real>(g: Seq, masked: bool, ids: &[T], x: &[T], out: &mut [T]) {
-    let (t, d) = (g.len, g.width);
-    for r in 0..g.rows {
-        let w = pool_weights(masked, &ids[r * t..(r + 1) * t]);
-        for j in 0..d {
-            let s: f64 = (0..t).map(|p| w[p] * x[(r * t + p) * d + j].wide()).sum();
-            out[r * d + j] = T::of(s);
-        }
-    }
-}
-
-pub(crate) fn seq_mean_adjoint<T: Real>(g: Seq, masked: bool, ids: &[T], dy: &[T], dx: &mut [T]) {
-    let (t, d) = (g.len, g.width);
-    for r in 0..g.rows {
-        let w = pool_weights(masked, &ids[r * t..(r + 1) * t]);
-        for p in 0..t {
-            for j in 0..d {
-                dx[(r * t + p) * d + j] = T::of(w[p] * dy[r * d + j].wide());
-            }
-        }
     }
 }

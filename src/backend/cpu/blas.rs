@@ -1,0 +1,182 @@
+//! The CPU's matrix products: GEMM on slices (matrixmultiply's packed kernel, a matrix–vector
+//! path and a skinny path for the Lanczos basis products) and the f64-accumulated dot product.
+
+// The slice kernels take the GEMM's thirteen scalars and slices as they come.
+#![allow(clippy::too_many_arguments)]
+
+use super::par::{PAR_MIN, par_chunks, threads};
+use super::real::Real;
+
+/// Largest m and k sent to [`skinny_gemm`] (C is m×n with n large).
+const SKINNY_ROWS: usize = 64;
+
+/// c = α·op(A)·b + β·c with b, c vectors. Not transposed: A is m×k, each c[i] a dot product
+/// accumulated in f64. Transposed: A is stored k×m and c = α·Σ_l b[l]·A[l, :] + β·c, swept by rows.
+fn gemv<T: Real>(
+    ta: bool,
+    m: usize,
+    k: usize,
+    alpha: f64,
+    a: &[T],
+    b: &[T],
+    beta: f64,
+    c: &mut [T],
+) {
+    if !ta {
+        par_chunks(c, m * k, |start, part| {
+            for (i, ci) in part.iter_mut().enumerate() {
+                let row = &a[(start + i) * k..(start + i + 1) * k];
+                let d = dot_f64(row, b);
+                let prev = if beta == 0.0 { 0.0 } else { beta * ci.wide() };
+                *ci = T::of(alpha * d + prev);
+            }
+        });
+    } else {
+        par_chunks(c, m * k, |start, part| {
+            let len = part.len();
+            scale_by_beta(part, beta);
+            for l in 0..k {
+                let coef = T::of(alpha * b[l].wide());
+                let row = &a[l * m + start..l * m + start + len];
+                for (x, &r) in part.iter_mut().zip(row) {
+                    *x = *x + coef * r;
+                }
+            }
+        });
+    }
+}
+
+/// C (m×n) = α·A (m×k)·B (k×n) + β·C for small m and k and long rows: C and B are walked in
+/// column blocks so each block of C stays in cache while the k rows of B stream through once.
+fn skinny_gemm<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &[T],
+    b: &[T],
+    beta: f64,
+    c: &mut [T],
+) {
+    const BLOCK: usize = 1024;
+    let blocks = n.div_ceil(BLOCK);
+    // Parallelise over column blocks: split the block index range, each thread owning its
+    // columns of every row of C (so the pieces are strided: use raw indices per thread).
+    let t = threads().min(blocks).max(1);
+    let per = blocks.div_ceil(t);
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    let work = |first: usize, last: usize| {
+        let c_ptr = &c_ptr;
+        for blk in first..last {
+            let j0 = blk * BLOCK;
+            let j1 = (j0 + BLOCK).min(n);
+            for i in 0..m {
+                // SAFETY: rows i of C, columns j0..j1: disjoint across threads (distinct blocks).
+                let ci =
+                    unsafe { std::slice::from_raw_parts_mut(c_ptr.0.add(i * n + j0), j1 - j0) };
+                scale_by_beta(ci, beta);
+                for l in 0..k {
+                    let coef = T::of(alpha * a[i * k + l].wide());
+                    let bl = &b[l * n + j0..l * n + j1];
+                    for (x, &y) in ci.iter_mut().zip(bl) {
+                        *x = *x + coef * y;
+                    }
+                }
+            }
+        }
+    };
+    if t <= 1 || m * n * k < PAR_MIN {
+        work(0, blocks);
+        return;
+    }
+    std::thread::scope(|s| {
+        for ti in 0..t {
+            let work = &work;
+            s.spawn(move || work(ti * per, ((ti + 1) * per).min(blocks)));
+        }
+    });
+}
+
+fn scale_by_beta<T: Real>(x: &mut [T], beta: f64) {
+    if beta == 0.0 {
+        x.fill(T::zero());
+    } else if beta != 1.0 {
+        let bt = T::of(beta);
+        x.iter_mut().for_each(|v| *v = *v * bt);
+    }
+}
+
+struct SendPtr<T>(*mut T);
+// SAFETY: used only to hand disjoint regions of one slice to scoped threads.
+unsafe impl<T> Sync for SendPtr<T> {}
+unsafe impl<T> Send for SendPtr<T> {}
+
+/// Σ x·y accumulated in f64 with four independent lanes.
+pub(super) fn dot_f64<T: Real>(x: &[T], y: &[T]) -> f64 {
+    let mut acc = [0.0f64; 4];
+    let mut xc = x.chunks_exact(4);
+    let mut yc = y.chunks_exact(4);
+    for (a, b) in (&mut xc).zip(&mut yc) {
+        for i in 0..4 {
+            acc[i] += a[i].wide() * b[i].wide();
+        }
+    }
+    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    for (a, b) in xc.remainder().iter().zip(yc.remainder()) {
+        s += a.wide() * b.wide();
+    }
+    s
+}
+
+/// C (m×n) = α·op(A)·op(B) + β·C on slices holding exactly op(A)'s m×k, op(B)'s k×n and C's m×n
+/// elements (row-major; A stored k×m if `ta`, B stored n×k if `tb`).
+pub(super) fn gemm_slices<T: Real>(
+    ta: bool,
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &[T],
+    b: &[T],
+    beta: f64,
+    c: &mut [T],
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Skinny shapes (the Lanczos basis products) are memory-bound: packing them as a GEMM
+    // costs more than the arithmetic, so they get streaming kernels.
+    if n == 1 {
+        gemv(ta, m, k, alpha, a, b, beta, c);
+        return;
+    }
+    if !ta && !tb && m <= SKINNY_ROWS && k <= SKINNY_ROWS {
+        skinny_gemm(m, n, k, alpha, a, b, beta, c);
+        return;
+    }
+    // Row-major storage: op(A)[i, l] is A[i*k + l] or, transposed, A[l*m + i].
+    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    // SAFETY: the slices hold (asserted) the m×k, k×n and m×n elements the strides address,
+    // and `c` is a unique borrow, so it cannot alias `a` or `b`.
+    unsafe {
+        T::gemm_raw(
+            m,
+            k,
+            n,
+            T::of(alpha),
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            T::of(beta),
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        )
+    };
+}

@@ -1,0 +1,523 @@
+//! The CPU kernels of the network layers: fused bias and activation and their derivatives,
+//! im2col convolution, 2×2 max-pooling, transposes, column sums, the losses and Adam.
+
+// Each kernel takes the trait method's (buffer, offset) arguments as they come.
+#![allow(clippy::too_many_arguments)]
+
+use super::par::par_rows;
+use super::real::Real;
+use super::{sl, sl_mut};
+use crate::backend::{Activation, AdamStep, LossKind, Nhwc, check_range};
+use crate::error::Result;
+
+/// [`Backend::bias_act`](crate::backend::Backend::bias_act) on this backend.
+pub(super) fn bias_act<T: Real>(
+    act: Option<Activation>,
+    rows: usize,
+    cols: usize,
+    bias: &[T],
+    b_off: usize,
+    x: &mut [T],
+    x_off: usize,
+) -> Result<()> {
+    let bias = sl(bias, b_off, cols, "bias")?;
+    let x = sl_mut(x, x_off, rows * cols, "bias_act x")?;
+    for row in x.chunks_exact_mut(cols.max(1)) {
+        match act {
+            None => row.iter_mut().zip(bias).for_each(|(v, &b)| *v = *v + b),
+            Some(Activation::Tanh) => row
+                .iter_mut()
+                .zip(bias)
+                .for_each(|(v, &b)| *v = T::tanh_fast(*v + b)),
+            Some(Activation::Relu) => row
+                .iter_mut()
+                .zip(bias)
+                .for_each(|(v, &b)| *v = (*v + b).max(T::zero())),
+            Some(a) => row
+                .iter_mut()
+                .zip(bias)
+                .for_each(|(v, &b)| *v = T::of(a.eval((*v + b).wide()).0)),
+        }
+    }
+    Ok(())
+}
+
+/// [`Backend::act_d1_mul`](crate::backend::Backend::act_d1_mul) on this backend.
+pub(super) fn act_d1_mul<T: Real>(
+    act: Activation,
+    len: usize,
+    a: &[T],
+    a_off: usize,
+    g: &[T],
+    g_off: usize,
+    out: &mut [T],
+    o_off: usize,
+) -> Result<()> {
+    let a = sl(a, a_off, len, "act_d1 a")?;
+    let g = sl(g, g_off, len, "act_d1 g")?;
+    let out = sl_mut(out, o_off, len, "act_d1 out")?;
+    let one = T::one();
+    match act {
+        Activation::Tanh => {
+            for ((o, &ai), &gi) in out.iter_mut().zip(a).zip(g) {
+                *o = gi * (one - ai * ai);
+            }
+        }
+        Activation::Relu => {
+            for ((o, &ai), &gi) in out.iter_mut().zip(a).zip(g) {
+                *o = if ai > T::zero() { gi } else { T::zero() };
+            }
+        }
+        smooth => {
+            for ((o, &zi), &gi) in out.iter_mut().zip(a).zip(g) {
+                *o = gi * T::of(smooth.derivs_cached(zi.wide()).0);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`Backend::act_d2_r`](crate::backend::Backend::act_d2_r) on this backend.
+pub(super) fn act_d2_r<T: Real>(
+    act: Activation,
+    len: usize,
+    a: &[T],
+    a_off: usize,
+    rg: &[T],
+    rg_off: usize,
+    g: &[T],
+    g_off: usize,
+    rz: &[T],
+    rz_off: usize,
+    out: &mut [T],
+    o_off: usize,
+) -> Result<()> {
+    let a = sl(a, a_off, len, "act_d2 a")?;
+    let rg = sl(rg, rg_off, len, "act_d2 rg")?;
+    let g = sl(g, g_off, len, "act_d2 g")?;
+    let rz = sl(rz, rz_off, len, "act_d2 rz")?;
+    let out = sl_mut(out, o_off, len, "act_d2 out")?;
+    let one = T::one();
+    let two = one + one;
+    match act {
+        Activation::Tanh => {
+            for ((((o, &ai), &rgi), &gi), &rzi) in out.iter_mut().zip(a).zip(rg).zip(g).zip(rz) {
+                let d1 = one - ai * ai;
+                let d2 = -two * ai * d1;
+                *o = rgi * d1 + gi * d2 * rzi;
+            }
+        }
+        Activation::Relu => {
+            for ((o, &ai), &rgi) in out.iter_mut().zip(a).zip(rg) {
+                *o = if ai > T::zero() { rgi } else { T::zero() };
+            }
+        }
+        smooth => {
+            for ((((o, &zi), &rgi), &gi), &rzi) in out.iter_mut().zip(a).zip(rg).zip(g).zip(rz) {
+                let (d1, d2) = smooth.derivs_cached(zi.wide());
+                *o = rgi * T::of(d1) + gi * T::of(d2) * rzi;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`Backend::act`](crate::backend::Backend::act) on this backend.
+pub(super) fn act<T: Real>(act: Activation, len: usize, x: &mut [T], off: usize) -> Result<()> {
+    let x = sl_mut(x, off, len, "act x")?;
+    match act {
+        Activation::Tanh => x.iter_mut().for_each(|v| *v = T::tanh_fast(*v)),
+        Activation::Relu => x.iter_mut().for_each(|v| *v = v.max(T::zero())),
+        smooth => x
+            .iter_mut()
+            .for_each(|v| *v = T::of(smooth.eval(v.wide()).0)),
+    }
+    Ok(())
+}
+
+/// [`Backend::im2col3x3`](crate::backend::Backend::im2col3x3) on this backend.
+pub(super) fn im2col3x3<T: Real>(
+    g: Nhwc,
+    x: &[T],
+    x_off: usize,
+    col: &mut [T],
+    col_off: usize,
+) -> Result<()> {
+    let x = sl(x, x_off, g.len(), "im2col x")?;
+    let k9 = 9 * g.c;
+    let col = sl_mut(col, col_off, g.n * g.h * g.w * k9, "im2col col")?;
+    let (h, w, c) = (g.h, g.w, g.c);
+    let work = col.len();
+    // Whole rows (one output pixel each) per thread.
+    par_rows(col, k9, work, |row0, rows| {
+        for (r, row) in rows.chunks_exact_mut(k9).enumerate() {
+            let pix = row0 + r;
+            let (s, p) = (pix / (h * w), pix % (h * w));
+            let (y, xx) = (p / w, p % w);
+            for ky in 0..3 {
+                let yy = y as isize + ky as isize - 1;
+                for kx in 0..3 {
+                    let xs = xx as isize + kx as isize - 1;
+                    let inside = yy >= 0 && yy < h as isize && xs >= 0 && xs < w as isize;
+                    let j = ky * 3 + kx;
+                    if inside {
+                        let base = ((s * h + yy as usize) * w + xs as usize) * c;
+                        for ci in 0..c {
+                            row[ci * 9 + j] = x[base + ci];
+                        }
+                    } else {
+                        for ci in 0..c {
+                            row[ci * 9 + j] = T::zero();
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// [`Backend::col2im3x3`](crate::backend::Backend::col2im3x3) on this backend.
+pub(super) fn col2im3x3<T: Real>(
+    g: Nhwc,
+    col: &[T],
+    col_off: usize,
+    beta: f64,
+    dx: &mut [T],
+    dx_off: usize,
+) -> Result<()> {
+    let k9 = 9 * g.c;
+    let col = sl(col, col_off, g.n * g.h * g.w * k9, "col2im col")?;
+    let dx = sl_mut(dx, dx_off, g.len(), "col2im dx")?;
+    let (h, w, c) = (g.h, g.w, g.c);
+    let beta = T::of(beta);
+    let work = dx.len() * 9;
+    par_rows(dx, c, work, |pix0, px| {
+        for (r, out) in px.chunks_exact_mut(c).enumerate() {
+            let pix = pix0 + r;
+            let (s, p) = (pix / (h * w), pix % (h * w));
+            let (y, xx) = (p / w, p % w);
+            for v in out.iter_mut() {
+                *v = if beta == T::zero() {
+                    T::zero()
+                } else {
+                    beta * *v
+                };
+            }
+            // Pixel (y, x) is read by output pixel (y − ky + 1, x − kx + 1) at tap (ky, kx).
+            for ky in 0..3 {
+                let yo = y as isize - ky as isize + 1;
+                if yo < 0 || yo >= h as isize {
+                    continue;
+                }
+                for kx in 0..3 {
+                    let xo = xx as isize - kx as isize + 1;
+                    if xo < 0 || xo >= w as isize {
+                        continue;
+                    }
+                    let row = ((s * h + yo as usize) * w + xo as usize) * k9;
+                    let j = ky * 3 + kx;
+                    for (ci, v) in out.iter_mut().enumerate() {
+                        *v = *v + col[row + ci * 9 + j];
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// [`Backend::maxpool2`](crate::backend::Backend::maxpool2) on this backend.
+pub(super) fn maxpool2<T: Real>(
+    g: Nhwc,
+    x: &[T],
+    x_off: usize,
+    out: &mut [T],
+    o_off: usize,
+    idx: &mut [T],
+    i_off: usize,
+) -> Result<()> {
+    let x = sl(x, x_off, g.len(), "maxpool x")?;
+    let q = g.pooled();
+    let out = sl_mut(out, o_off, q.len(), "maxpool out")?;
+    let idx = sl_mut(idx, i_off, q.len(), "maxpool idx")?;
+    let c = g.c;
+    pool_windows(g, |o, at| {
+        for k in 0..c {
+            let mut best = x[at[0] + k];
+            let mut pos = 0usize;
+            for (p, &a) in at.iter().enumerate().skip(1) {
+                let v = x[a + k];
+                if v > best {
+                    best = v;
+                    pos = p;
+                }
+            }
+            out[o + k] = best;
+            idx[o + k] = T::of(pos as f64);
+        }
+    });
+    Ok(())
+}
+
+/// [`Backend::pool2_gather`](crate::backend::Backend::pool2_gather) on this backend.
+pub(super) fn pool2_gather<T: Real>(
+    g: Nhwc,
+    idx: &[T],
+    i_off: usize,
+    src: &[T],
+    s_off: usize,
+    out: &mut [T],
+    o_off: usize,
+) -> Result<()> {
+    let src = sl(src, s_off, g.len(), "pool gather src")?;
+    let q = g.pooled();
+    let idx = sl(idx, i_off, q.len(), "pool gather idx")?;
+    let out = sl_mut(out, o_off, q.len(), "pool gather out")?;
+    let c = g.c;
+    pool_windows(g, |o, at| {
+        for k in 0..c {
+            out[o + k] = src[at[idx[o + k].wide() as usize & 3] + k];
+        }
+    });
+    Ok(())
+}
+
+/// [`Backend::pool2_scatter`](crate::backend::Backend::pool2_scatter) on this backend.
+pub(super) fn pool2_scatter<T: Real>(
+    g: Nhwc,
+    idx: &[T],
+    i_off: usize,
+    gy: &[T],
+    g_off: usize,
+    dx: &mut [T],
+    dx_off: usize,
+) -> Result<()> {
+    let q = g.pooled();
+    let idx = sl(idx, i_off, q.len(), "pool scatter idx")?;
+    let gy = sl(gy, g_off, q.len(), "pool scatter gy")?;
+    let dx = sl_mut(dx, dx_off, g.len(), "pool scatter dx")?;
+    let c = g.c;
+    // Windows do not overlap: zero everything, then put each gradient at its arg-max.
+    dx.fill(T::zero());
+    pool_windows(g, |o, at| {
+        for k in 0..c {
+            dx[at[idx[o + k].wide() as usize & 3] + k] = gy[o + k];
+        }
+    });
+    Ok(())
+}
+
+/// [`Backend::transpose_batch`](crate::backend::Backend::transpose_batch) on this backend.
+pub(super) fn transpose_batch<T: Real>(
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    src: &[T],
+    s_off: usize,
+    dst: &mut [T],
+    d_off: usize,
+) -> Result<()> {
+    let len = batch * rows * cols;
+    let src = sl(src, s_off, len, "transpose src")?;
+    let dst = sl_mut(dst, d_off, len, "transpose dst")?;
+    let m = rows * cols;
+    for (sb, db) in src
+        .chunks_exact(m.max(1))
+        .zip(dst.chunks_exact_mut(m.max(1)))
+    {
+        for i in 0..rows {
+            for j in 0..cols {
+                db[j * rows + i] = sb[i * cols + j];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`Backend::col_sum`](crate::backend::Backend::col_sum) on this backend.
+pub(super) fn col_sum<T: Real>(
+    rows: usize,
+    cols: usize,
+    alpha: f64,
+    src: &[T],
+    s_off: usize,
+    beta: f64,
+    dst: &mut [T],
+    d_off: usize,
+) -> Result<()> {
+    let src = sl(src, s_off, rows * cols, "col_sum src")?;
+    let dst = sl_mut(dst, d_off, cols, "col_sum dst")?;
+    let mut acc = vec![0.0f64; cols];
+    for row in src.chunks_exact(cols.max(1)) {
+        for (a, &x) in acc.iter_mut().zip(row) {
+            *a += x.wide();
+        }
+    }
+    for (d, a) in dst.iter_mut().zip(acc) {
+        let prev = if beta == 0.0 { 0.0 } else { beta * d.wide() };
+        *d = T::of(prev + alpha * a);
+    }
+    Ok(())
+}
+
+/// [`Backend::loss_grad`](crate::backend::Backend::loss_grad) on this backend.
+pub(super) fn loss_grad<T: Real>(
+    loss: LossKind,
+    rows: usize,
+    cols: usize,
+    out: &[T],
+    o_off: usize,
+    target: &[T],
+    t_off: usize,
+    scale: f64,
+    grad: &mut [T],
+    g_off: usize,
+    stats: &mut [T],
+) -> Result<()> {
+    let out = sl(out, o_off, rows * cols, "loss out")?;
+    let target = sl(target, t_off, rows * cols, "loss target")?;
+    let grad = sl_mut(grad, g_off, rows * cols, "loss grad")?;
+    check_range("loss stats", stats.len(), 0, 2)?;
+    let mut loss_sum = 0.0f64;
+    let mut correct = 0usize;
+    for r in 0..rows {
+        let o = &out[r * cols..(r + 1) * cols];
+        let t = &target[r * cols..(r + 1) * cols];
+        let g = &mut grad[r * cols..(r + 1) * cols];
+        if argmax(o) == argmax(t) {
+            correct += 1;
+        }
+        match loss {
+            LossKind::Mse => {
+                let mut l = 0.0;
+                for j in 0..cols {
+                    let d = o[j].wide() - t[j].wide();
+                    l += 0.5 * d * d;
+                    g[j] = T::of(scale * d);
+                }
+                loss_sum += l;
+            }
+            LossKind::Ce => {
+                // log-sum-exp with the max subtracted; soft targets allowed.
+                let mx = o.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x.wide()));
+                let se: f64 = o.iter().map(|&x| (x.wide() - mx).exp()).sum();
+                let lse = mx + se.ln();
+                let tsum: f64 = t.iter().map(|x| x.wide()).sum();
+                let mut l = 0.0;
+                for j in 0..cols {
+                    let p = (o[j].wide() - lse).exp();
+                    l -= t[j].wide() * (o[j].wide() - lse);
+                    g[j] = T::of(scale * (tsum * p - t[j].wide()));
+                }
+                loss_sum += l;
+            }
+        }
+    }
+    stats[0] = T::of(stats[0].wide() + loss_sum);
+    stats[1] = T::of(stats[1].wide() + correct as f64);
+    Ok(())
+}
+
+/// [`Backend::loss_hess_mul`](crate::backend::Backend::loss_hess_mul) on this backend.
+pub(super) fn loss_hess_mul<T: Real>(
+    loss: LossKind,
+    rows: usize,
+    cols: usize,
+    out: &[T],
+    o_off: usize,
+    rout: &[T],
+    r_off: usize,
+    scale: f64,
+    rgrad: &mut [T],
+    g_off: usize,
+) -> Result<()> {
+    let out = sl(out, o_off, rows * cols, "loss_hess out")?;
+    let rout = sl(rout, r_off, rows * cols, "loss_hess rout")?;
+    let rgrad = sl_mut(rgrad, g_off, rows * cols, "loss_hess rgrad")?;
+    match loss {
+        LossKind::Mse => {
+            for (g, &r) in rgrad.iter_mut().zip(rout) {
+                *g = T::of(scale * r.wide());
+            }
+        }
+        LossKind::Ce => {
+            // ∇² of Σ_j t_j·(lse − o_j) is (Σ_j t_j)·(diag(p) − p pᵀ); targets are
+            // distributions (one-hot here), so Σ_j t_j = 1.
+            let mut p = vec![0.0f64; cols];
+            for r in 0..rows {
+                let o = &out[r * cols..(r + 1) * cols];
+                let ro = &rout[r * cols..(r + 1) * cols];
+                let mx = o.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x.wide()));
+                let mut se = 0.0;
+                for j in 0..cols {
+                    p[j] = (o[j].wide() - mx).exp();
+                    se += p[j];
+                }
+                let mut pr = 0.0;
+                for j in 0..cols {
+                    p[j] /= se;
+                    pr += p[j] * ro[j].wide();
+                }
+                for j in 0..cols {
+                    rgrad[r * cols + j] = T::of(scale * p[j] * (ro[j].wide() - pr));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// [`Backend::adam`](crate::backend::Backend::adam) on this backend.
+pub(super) fn adam<T: Real>(
+    g: &[T],
+    m: &mut [T],
+    v: &mut [T],
+    d: &mut [T],
+    len: usize,
+    h: AdamStep,
+) -> Result<()> {
+    let g = sl(g, 0, len, "adam g")?;
+    let m = sl_mut(m, 0, len, "adam m")?;
+    let v = sl_mut(v, 0, len, "adam v")?;
+    let d = sl_mut(d, 0, len, "adam d")?;
+    // The operations of the earlier host formula, in its order (on the f64 backend the
+    // results are those of earlier versions bit for bit).
+    for i in 0..len {
+        let gi = g[i].wide();
+        let mi = h.beta1 * m[i].wide() + (1.0 - h.beta1) * gi;
+        let vi = h.beta2 * v[i].wide() + (1.0 - h.beta2) * gi * gi;
+        m[i] = T::of(mi);
+        v[i] = T::of(vi);
+        d[i] = T::of(h.lr * (mi / h.c1) / ((vi / h.c2).sqrt() + h.eps));
+    }
+    Ok(())
+}
+
+fn argmax<T: Real>(v: &[T]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Visit the 2×2 windows of images `g` (NHWC) in the pooled output's order: `f(o, at)` with `o` the
+/// offset of the window's first output element and `at` the offsets of its four pixels' first
+/// channel in row-major window order (dy, dx) = (0,0), (0,1), (1,0), (1,1).
+fn pool_windows(g: Nhwc, mut f: impl FnMut(usize, [usize; 4])) {
+    let (w, c) = (g.w, g.c);
+    let q = g.pooled();
+    let mut o = 0;
+    for s in 0..g.n {
+        for yq in 0..q.h {
+            for xq in 0..q.w {
+                let base = ((s * g.h + 2 * yq) * w + 2 * xq) * c;
+                f(o, [base, base + c, base + w * c, base + w * c + c]);
+                o += c;
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The GPU's matrix products (tiled GEMM, batched GEMM in one dispatch, split-K, matrix–vector)
+//! and vector ops (axpy, scale, rsqrt, norms, Adam) as dispatches of `shaders/matmul.wgsl` and
+//! `shaders/elementwise.wgsl`.
+
+// Each function takes the trait method's (buffer, offset) arguments as they come.
+#![allow(clippy::too_many_arguments)]
+
+use super::kernels::{Kernel, Params};
+use super::recorder::RESULTS;
+use super::{GpuBackend, GpuBuf, GpuInput, gpu_err, u};
+use crate::backend::{AdamStep, Backend, Batch, check_range};
+use crate::error::{Error, Result};
+
+/// Split-K for a matmul: (slices, slice length), or None. Any K longer than GEMM_K_SLICE is
+/// split (lavapipe); a product with few output tiles and a long K is split for parallelism too,
+/// aiming at ≥ 256 workgroups (an H200 has 132 SMs) with slices of ≥ 512 (a multiple of 16,
+/// ≤ GEMM_K_SLICE); e.g. a 20×10 Gram matrix over p = 199,210 → 390 slices of 512, Gᵀ·X of
+/// 200×784 over 5,000 samples (52 tiles) → 5 slices of 1,008.
+pub(super) fn split_k(tiles: usize, k: usize) -> Option<(usize, usize)> {
+    pub(super) const MIN_SLICE: usize = 512;
+    if tiles == 0 {
+        return None;
+    }
+    let parallel = if tiles < 128 && k >= 2 * MIN_SLICE {
+        256usize.div_ceil(tiles).min(k / MIN_SLICE)
+    } else {
+        1
+    };
+    let want = parallel.max(k.div_ceil(GEMM_K_SLICE));
+    if want <= 1 {
+        return None;
+    }
+    let len = k.div_ceil(want).next_multiple_of(16);
+    let slices = k.div_ceil(len);
+    (slices > 1 && slices <= 65535).then_some((slices, len))
+}
+
+/// The longest K one matmul dispatch runs: lavapipe (llvmpipe) stops a shader loop after about
+/// 3,640 iterations (a 3×60,000 · 60,000×2 product of ones came back as 58,255 everywhere), and
+/// the matmul's K loop advances 16 per iteration. Longer products are split (see `split_k`).
+pub(super) const GEMM_K_SLICE: usize = 16384;
+
+/// [`Backend::input`](crate::backend::Backend::input) on this backend.
+pub(super) fn input(be: &GpuBackend, x: &[f64], rows: usize, cols: usize) -> Result<GpuInput> {
+    if rows.checked_mul(cols) != Some(x.len()) {
+        return Err(Error::Shape(format!(
+            "input of {} values is not {rows}×{cols}",
+            x.len()
+        )));
+    }
+    Ok(GpuInput {
+        buf: be.upload(x)?,
+        cols,
+    })
+}
+
+/// [`Backend::input_gemm_nt`](crate::backend::Backend::input_gemm_nt) on this backend.
+pub(super) fn input_gemm_nt(
+    be: &GpuBackend,
+    x: &GpuInput,
+    r0: usize,
+    c: usize,
+    n: usize,
+    alpha: f64,
+    b: &GpuBuf,
+    b_off: usize,
+    beta: f64,
+    out: &mut GpuBuf,
+    c_off: usize,
+) -> Result<()> {
+    let d = x.cols;
+    be.gemm(
+        false,
+        true,
+        c,
+        n,
+        d,
+        alpha,
+        &x.buf,
+        r0 * d,
+        b,
+        b_off,
+        beta,
+        out,
+        c_off,
+    )
+}
+
+/// [`Backend::input_gemm_nt_batched`](crate::backend::Backend::input_gemm_nt_batched) on this backend.
+pub(super) fn input_gemm_nt_batched(
+    be: &GpuBackend,
+    x: &GpuInput,
+    r0: usize,
+    c: usize,
+    n: usize,
+    alpha: f64,
+    b: &GpuBuf,
+    b_off: usize,
+    beta: f64,
+    out: &mut GpuBuf,
+    c_off: usize,
+    batch: Batch,
+) -> Result<()> {
+    let d = x.cols;
+    let each = crate::backend::Batch { a: 0, ..batch };
+    be.gemm_batched(
+        false,
+        true,
+        c,
+        n,
+        d,
+        alpha,
+        &x.buf,
+        r0 * d,
+        b,
+        b_off,
+        beta,
+        out,
+        c_off,
+        each,
+    )
+}
+
+/// [`Backend::input_gemm_tn_batched`](crate::backend::Backend::input_gemm_tn_batched) on this backend.
+pub(super) fn input_gemm_tn_batched(
+    be: &GpuBackend,
+    g: &GpuBuf,
+    g_off: usize,
+    x: &GpuInput,
+    r0: usize,
+    c: usize,
+    n: usize,
+    alpha: f64,
+    beta: f64,
+    out: &mut GpuBuf,
+    c_off: usize,
+    batch: Batch,
+) -> Result<()> {
+    let d = x.cols;
+    let each = crate::backend::Batch { b: 0, ..batch };
+    be.gemm_batched(
+        true,
+        false,
+        n,
+        d,
+        c,
+        alpha,
+        g,
+        g_off,
+        &x.buf,
+        r0 * d,
+        beta,
+        out,
+        c_off,
+        each,
+    )
+}
+
+/// [`Backend::input_gemm_tn`](crate::backend::Backend::input_gemm_tn) on this backend.
+pub(super) fn input_gemm_tn(
+    be: &GpuBackend,
+    g: &GpuBuf,
+    g_off: usize,
+    x: &GpuInput,
+    r0: usize,
+    c: usize,
+    n: usize,
+    alpha: f64,
+    beta: f64,
+    out: &mut GpuBuf,
+    c_off: usize,
+) -> Result<()> {
+    let d = x.cols;
+    be.gemm(
+        true,
+        false,
+        n,
+        d,
+        c,
+        alpha,
+        g,
+        g_off,
+        &x.buf,
+        r0 * d,
+        beta,
+        out,
+        c_off,
+    )
+}
+
+/// [`Backend::gemm`](crate::backend::Backend::gemm) on this backend.
+pub(super) fn gemm(
+    be: &GpuBackend,
+    ta: bool,
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &GpuBuf,
+    a_off: usize,
+    b: &GpuBuf,
+    b_off: usize,
+    beta: f64,
+    c: &mut GpuBuf,
+    c_off: usize,
+) -> Result<()> {
+    check_range("gemm A", a.len, a_off, m * k)?;
+    check_range("gemm B", b.len, b_off, k * n)?;
+    check_range("gemm C", c.len, c_off, m * n)?;
+    let p = Params {
+        m: u(m, "m")?,
+        n: u(n, "n")?,
+        k: u(k, "k")?,
+        flags: ta as u32 | (tb as u32) << 1,
+        off_a: u(a_off, "offset")?,
+        off_b: u(b_off, "offset")?,
+        off_out: u(c_off, "offset")?,
+        alpha: alpha as f32,
+        beta: beta as f32,
+        ..Default::default()
+    };
+    let bufs = [Some(a), Some(b), None, None, Some(c), None];
+    if n == 1 && !ta {
+        let g = m.min(65535);
+        be.dispatch(
+            Kernel::GemvRows,
+            bufs,
+            p,
+            [g as u32, m.div_ceil(g) as u32, 1],
+        )
+    } else if n == 1 {
+        be.dispatch(Kernel::GemvCols, bufs, p, GpuBackend::groups_1d(m))
+    } else {
+        if m.div_ceil(64) > 65535 || n.div_ceil(64) > 65535 {
+            return Err(gpu_err(format!(
+                "gemm {m}×{n}: more than 65,535 tiles in a dimension"
+            )));
+        }
+        let groups = [n.div_ceil(64) as u32, m.div_ceil(64) as u32, 1];
+        let tiles = groups[0] as usize * groups[1] as usize;
+        if let Some((slices, len)) = split_k(tiles, k) {
+            // Parallel split-K: a few output tiles and a long K (the Gram matrices of p-long
+            // rows, Gᵀ·X over the samples): slices in parallel into a scratch, then a sum.
+            let mn = m * n;
+            return be.with_gemm_scratch(slices * mn, |s| {
+                let q = Params {
+                    flags: p.flags | 4,
+                    len: u(len, "slice")?,
+                    off_out: 0,
+                    ..p
+                };
+                let bufs = [Some(a), Some(b), None, None, Some(s), None];
+                let g3 = [groups[0], groups[1], slices as u32];
+                be.dispatch(Kernel::Matmul, bufs, q, g3)?;
+                let r = Params {
+                    m: p.m,
+                    n: p.n,
+                    aux: u(slices, "slices")?,
+                    beta: p.beta,
+                    off_out: p.off_out,
+                    ..Default::default()
+                };
+                let bufs = [Some(s), None, None, None, Some(&*c), None];
+                be.dispatch(Kernel::GemmReduce, bufs, r, GpuBackend::groups_1d(mn))
+            });
+        }
+        be.dispatch(Kernel::Matmul, bufs, p, groups)
+    }
+}
+
+/// [`Backend::gemm_batched`](crate::backend::Backend::gemm_batched) on this backend.
+pub(super) fn gemm_batched(
+    be: &GpuBackend,
+    ta: bool,
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &GpuBuf,
+    a_off: usize,
+    b: &GpuBuf,
+    b_off: usize,
+    beta: f64,
+    c: &mut GpuBuf,
+    c_off: usize,
+    batch: Batch,
+) -> Result<()> {
+    crate::backend::check_batch(m, n, batch)?;
+    let groups = [n.div_ceil(64), m.div_ceil(64)];
+    // One dispatch holds them when the plain tiled kernel would run each (no matrix–vector
+    // kernel, no split K) and the count fits a dispatch dimension.
+    let one = batch.count > 1
+        && n > 1
+        && batch.count <= 65535
+        && groups.iter().all(|&g| g <= 65535)
+        && split_k(groups[0] * groups[1], k).is_none();
+    if !one {
+        return crate::backend::gemm_each(
+            be, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off, batch,
+        );
+    }
+    let last = batch.count - 1;
+    check_range("gemm A", a.len, a_off + last * batch.a, m * k)?;
+    check_range("gemm B", b.len, b_off + last * batch.b, k * n)?;
+    check_range("gemm C", c.len, c_off + last * batch.c, m * n)?;
+    let p = Params {
+        m: u(m, "m")?,
+        n: u(n, "n")?,
+        k: u(k, "k")?,
+        flags: ta as u32 | (tb as u32) << 1 | 8,
+        off_a: u(a_off, "offset")?,
+        off_b: u(b_off, "offset")?,
+        off_out: u(c_off, "offset")?,
+        off_c: u(batch.a, "stride")?,
+        off_d: u(batch.b, "stride")?,
+        off_e: u(batch.c, "stride")?,
+        alpha: alpha as f32,
+        beta: beta as f32,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::Matmul,
+        [Some(a), Some(b), None, None, Some(c), None],
+        p,
+        [groups[0] as u32, groups[1] as u32, batch.count as u32],
+    )
+}
+
+/// [`Backend::row_norms`](crate::backend::Backend::row_norms) on this backend.
+pub(super) fn row_norms(
+    be: &GpuBackend,
+    x: &GpuBuf,
+    off: usize,
+    rows: usize,
+    len: usize,
+) -> Result<Vec<f64>> {
+    check_range("row_norms", x.len, off, rows * len)?;
+    let _g = be.reduce_guard()?;
+    let mut out = Vec::with_capacity(rows);
+    for first in (0..rows).step_by(RESULTS) {
+        let count = (rows - first).min(RESULTS);
+        for r in 0..count {
+            let o = off + (first + r) * len;
+            be.reduce_into(x, o, Some((x, o)), len, r)?;
+        }
+        out.extend(
+            be.read(&be.inner.results, 0, count)?
+                .into_iter()
+                .map(|s| (s.max(0.0) as f64).sqrt()),
+        );
+    }
+    Ok(out)
+}
+
+/// [`Backend::axpy`](crate::backend::Backend::axpy) on this backend.
+pub(super) fn axpy(
+    be: &GpuBackend,
+    alpha: f64,
+    x: &GpuBuf,
+    x_off: usize,
+    y: &mut GpuBuf,
+    y_off: usize,
+    len: usize,
+) -> Result<()> {
+    check_range("axpy x", x.len, x_off, len)?;
+    check_range("axpy y", y.len, y_off, len)?;
+    let p = Params {
+        off_a: u(x_off, "offset")?,
+        off_out: u(y_off, "offset")?,
+        len: u(len, "length")?,
+        alpha: alpha as f32,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::Axpy,
+        [Some(x), None, None, None, Some(y), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::scale`](crate::backend::Backend::scale) on this backend.
+pub(super) fn scale(
+    be: &GpuBackend,
+    alpha: f64,
+    x: &mut GpuBuf,
+    off: usize,
+    len: usize,
+) -> Result<()> {
+    check_range("scale", x.len, off, len)?;
+    let p = Params {
+        off_out: u(off, "offset")?,
+        len: u(len, "length")?,
+        alpha: alpha as f32,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::Scale,
+        [None, None, None, None, Some(x), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::rsqrt`](crate::backend::Backend::rsqrt) on this backend.
+pub(super) fn rsqrt(be: &GpuBackend, x: &mut GpuBuf, off: usize, len: usize) -> Result<()> {
+    check_range("rsqrt", x.len, off, len)?;
+    let p = Params {
+        off_out: u(off, "offset")?,
+        len: u(len, "length")?,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::Rsqrt,
+        [None, None, None, None, Some(x), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::adam`](crate::backend::Backend::adam) on this backend.
+pub(super) fn adam(
+    be: &GpuBackend,
+    g: &GpuBuf,
+    m: &mut GpuBuf,
+    v: &mut GpuBuf,
+    d: &mut GpuBuf,
+    len: usize,
+    h: AdamStep,
+) -> Result<()> {
+    check_range("adam g", g.len, 0, len)?;
+    check_range("adam m", m.len, 0, len)?;
+    check_range("adam v", v.len, 0, len)?;
+    check_range("adam d", d.len, 0, len)?;
+    let n = u(len, "length")?;
+    // Two kernels: the moments (two read-write outputs), then the update from them.
+    let p = Params {
+        len: n,
+        beta: h.beta1 as f32,
+        scale: h.beta2 as f32,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::AdamMoments,
+        [Some(g), None, None, None, Some(&*m), Some(&*v)],
+        p,
+        GpuBackend::groups_1d(len),
+    )?;
+    let p = Params {
+        len: n,
+        alpha: h.lr as f32,
+        beta: h.c1 as f32,
+        scale: h.c2 as f32,
+        pad: h.eps as f32,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::AdamUpdate,
+        [Some(&*m), Some(&*v), None, None, Some(d), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}

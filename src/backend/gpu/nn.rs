@@ -1,0 +1,443 @@
+//! The GPU's layer kernels (bias and activation and their derivatives, im2col convolution,
+//! pooling, transposes, column sums, losses) as dispatches of `shaders/elementwise.wgsl`,
+//! `conv.wgsl` and `loss.wgsl`.
+
+// Each function takes the trait method's (buffer, offset) arguments as they come.
+#![allow(clippy::too_many_arguments)]
+
+use super::kernels::{Kernel, Params};
+use super::{GpuBackend, GpuBuf, u};
+use crate::backend::{Activation, LossKind, Nhwc, check_range};
+use crate::error::Result;
+
+/// [`Backend::bias_act`](crate::backend::Backend::bias_act) on this backend.
+pub(super) fn bias_act(
+    be: &GpuBackend,
+    act: Option<Activation>,
+    rows: usize,
+    cols: usize,
+    bias: &GpuBuf,
+    b_off: usize,
+    x: &mut GpuBuf,
+    x_off: usize,
+) -> Result<()> {
+    check_range("bias", bias.len, b_off, cols)?;
+    check_range("bias_act x", x.len, x_off, rows * cols)?;
+    let p = Params {
+        n: u(cols, "cols")?,
+        flags: act_flag(act),
+        off_a: u(b_off, "offset")?,
+        off_out: u(x_off, "offset")?,
+        len: u(rows * cols, "length")?,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::BiasAct,
+        [Some(bias), None, None, None, Some(x), None],
+        p,
+        GpuBackend::groups_1d(rows * cols),
+    )
+}
+
+/// [`Backend::act_d1_mul`](crate::backend::Backend::act_d1_mul) on this backend.
+pub(super) fn act_d1_mul(
+    be: &GpuBackend,
+    act: Activation,
+    len: usize,
+    a: &GpuBuf,
+    a_off: usize,
+    g: &GpuBuf,
+    g_off: usize,
+    out: &mut GpuBuf,
+    o_off: usize,
+) -> Result<()> {
+    check_range("act_d1 a", a.len, a_off, len)?;
+    check_range("act_d1 g", g.len, g_off, len)?;
+    check_range("act_d1 out", out.len, o_off, len)?;
+    let p = Params {
+        flags: act_flag(Some(act)),
+        off_a: u(a_off, "offset")?,
+        off_b: u(g_off, "offset")?,
+        off_out: u(o_off, "offset")?,
+        len: u(len, "length")?,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::ActD1,
+        [Some(a), Some(g), None, None, Some(out), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::act_d2_r`](crate::backend::Backend::act_d2_r) on this backend.
+pub(super) fn act_d2_r(
+    be: &GpuBackend,
+    act: Activation,
+    len: usize,
+    a: &GpuBuf,
+    a_off: usize,
+    rg: &GpuBuf,
+    rg_off: usize,
+    g: &GpuBuf,
+    g_off: usize,
+    rz: &GpuBuf,
+    rz_off: usize,
+    out: &mut GpuBuf,
+    o_off: usize,
+) -> Result<()> {
+    for (name, b, o) in [
+        ("a", a, a_off),
+        ("rg", rg, rg_off),
+        ("g", g, g_off),
+        ("rz", rz, rz_off),
+    ] {
+        check_range(&format!("act_d2 {name}"), b.len, o, len)?;
+    }
+    check_range("act_d2 out", out.len, o_off, len)?;
+    let p = Params {
+        flags: act_flag(Some(act)),
+        off_a: u(a_off, "offset")?,
+        off_b: u(rg_off, "offset")?,
+        off_c: u(g_off, "offset")?,
+        off_d: u(rz_off, "offset")?,
+        off_out: u(o_off, "offset")?,
+        len: u(len, "length")?,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::ActD2,
+        [Some(a), Some(rg), Some(g), Some(rz), Some(out), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::act`](crate::backend::Backend::act) on this backend.
+pub(super) fn act(
+    be: &GpuBackend,
+    act: Activation,
+    len: usize,
+    x: &mut GpuBuf,
+    off: usize,
+) -> Result<()> {
+    check_range("act x", x.len, off, len)?;
+    let p = Params {
+        flags: act_flag(Some(act)),
+        off_out: u(off, "offset")?,
+        len: u(len, "length")?,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::ActInplace,
+        [None, None, None, None, Some(x), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::im2col3x3`](crate::backend::Backend::im2col3x3) on this backend.
+pub(super) fn im2col3x3(
+    be: &GpuBackend,
+    g: Nhwc,
+    x: &GpuBuf,
+    x_off: usize,
+    col: &mut GpuBuf,
+    col_off: usize,
+) -> Result<()> {
+    let len = g.len() * 9;
+    check_range("im2col x", x.len, x_off, g.len())?;
+    check_range("im2col col", col.len, col_off, len)?;
+    let p = Params {
+        off_a: u(x_off, "offset")?,
+        off_out: u(col_off, "offset")?,
+        len: u(len, "length")?,
+        ..nhwc_params(g)?
+    };
+    be.dispatch(
+        Kernel::Im2col,
+        [Some(x), None, None, None, Some(col), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::col2im3x3`](crate::backend::Backend::col2im3x3) on this backend.
+pub(super) fn col2im3x3(
+    be: &GpuBackend,
+    g: Nhwc,
+    col: &GpuBuf,
+    col_off: usize,
+    beta: f64,
+    dx: &mut GpuBuf,
+    dx_off: usize,
+) -> Result<()> {
+    check_range("col2im col", col.len, col_off, g.len() * 9)?;
+    check_range("col2im dx", dx.len, dx_off, g.len())?;
+    let p = Params {
+        off_a: u(col_off, "offset")?,
+        off_out: u(dx_off, "offset")?,
+        len: u(g.len(), "length")?,
+        beta: beta as f32,
+        ..nhwc_params(g)?
+    };
+    be.dispatch(
+        Kernel::Col2im,
+        [Some(col), None, None, None, Some(dx), None],
+        p,
+        GpuBackend::groups_1d(g.len()),
+    )
+}
+
+/// [`Backend::maxpool2`](crate::backend::Backend::maxpool2) on this backend.
+pub(super) fn maxpool2(
+    be: &GpuBackend,
+    g: Nhwc,
+    x: &GpuBuf,
+    x_off: usize,
+    out: &mut GpuBuf,
+    o_off: usize,
+    idx: &mut GpuBuf,
+    i_off: usize,
+) -> Result<()> {
+    let q = g.pooled().len();
+    check_range("maxpool x", x.len, x_off, g.len())?;
+    check_range("maxpool out", out.len, o_off, q)?;
+    check_range("maxpool idx", idx.len, i_off, q)?;
+    let p = Params {
+        off_a: u(x_off, "offset")?,
+        off_out: u(o_off, "offset")?,
+        off_d: u(i_off, "offset")?,
+        len: u(q, "length")?,
+        ..nhwc_params(g)?
+    };
+    be.dispatch(
+        Kernel::MaxPool2,
+        [Some(x), None, None, None, Some(out), Some(idx)],
+        p,
+        GpuBackend::groups_1d(q),
+    )
+}
+
+/// [`Backend::pool2_gather`](crate::backend::Backend::pool2_gather) on this backend.
+pub(super) fn pool2_gather(
+    be: &GpuBackend,
+    g: Nhwc,
+    idx: &GpuBuf,
+    i_off: usize,
+    src: &GpuBuf,
+    s_off: usize,
+    out: &mut GpuBuf,
+    o_off: usize,
+) -> Result<()> {
+    let q = g.pooled().len();
+    check_range("pool gather idx", idx.len, i_off, q)?;
+    check_range("pool gather src", src.len, s_off, g.len())?;
+    check_range("pool gather out", out.len, o_off, q)?;
+    let p = Params {
+        off_a: u(i_off, "offset")?,
+        off_b: u(s_off, "offset")?,
+        off_out: u(o_off, "offset")?,
+        len: u(q, "length")?,
+        ..nhwc_params(g)?
+    };
+    be.dispatch(
+        Kernel::PoolGather,
+        [Some(idx), Some(src), None, None, Some(out), None],
+        p,
+        GpuBackend::groups_1d(q),
+    )
+}
+
+/// [`Backend::pool2_scatter`](crate::backend::Backend::pool2_scatter) on this backend.
+pub(super) fn pool2_scatter(
+    be: &GpuBackend,
+    g: Nhwc,
+    idx: &GpuBuf,
+    i_off: usize,
+    gy: &GpuBuf,
+    g_off: usize,
+    dx: &mut GpuBuf,
+    dx_off: usize,
+) -> Result<()> {
+    let q = g.pooled().len();
+    check_range("pool scatter idx", idx.len, i_off, q)?;
+    check_range("pool scatter gy", gy.len, g_off, q)?;
+    check_range("pool scatter dx", dx.len, dx_off, g.len())?;
+    let p = Params {
+        off_a: u(i_off, "offset")?,
+        off_b: u(g_off, "offset")?,
+        off_out: u(dx_off, "offset")?,
+        len: u(g.len(), "length")?,
+        ..nhwc_params(g)?
+    };
+    be.dispatch(
+        Kernel::PoolScatter,
+        [Some(idx), Some(gy), None, None, Some(dx), None],
+        p,
+        GpuBackend::groups_1d(g.len()),
+    )
+}
+
+/// [`Backend::transpose_batch`](crate::backend::Backend::transpose_batch) on this backend.
+pub(super) fn transpose_batch(
+    be: &GpuBackend,
+    batch: usize,
+    rows: usize,
+    cols: usize,
+    src: &GpuBuf,
+    s_off: usize,
+    dst: &mut GpuBuf,
+    d_off: usize,
+) -> Result<()> {
+    let len = batch * rows * cols;
+    check_range("transpose src", src.len, s_off, len)?;
+    check_range("transpose dst", dst.len, d_off, len)?;
+    let p = Params {
+        m: u(rows, "rows")?,
+        n: u(cols, "cols")?,
+        aux: u(batch, "batch")?,
+        off_a: u(s_off, "offset")?,
+        off_out: u(d_off, "offset")?,
+        len: u(len, "length")?,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::TransposeBatch,
+        [Some(src), None, None, None, Some(dst), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::col_sum`](crate::backend::Backend::col_sum) on this backend.
+pub(super) fn col_sum(
+    be: &GpuBackend,
+    rows: usize,
+    cols: usize,
+    alpha: f64,
+    src: &GpuBuf,
+    s_off: usize,
+    beta: f64,
+    dst: &mut GpuBuf,
+    d_off: usize,
+) -> Result<()> {
+    check_range("col_sum src", src.len, s_off, rows * cols)?;
+    check_range("col_sum dst", dst.len, d_off, cols)?;
+    let p = Params {
+        m: u(rows, "rows")?,
+        n: u(cols, "cols")?,
+        off_a: u(s_off, "offset")?,
+        off_out: u(d_off, "offset")?,
+        alpha: alpha as f32,
+        beta: beta as f32,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::ColSum,
+        [Some(src), None, None, None, Some(dst), None],
+        p,
+        GpuBackend::groups_1d(cols),
+    )
+}
+
+/// [`Backend::loss_grad`](crate::backend::Backend::loss_grad) on this backend.
+pub(super) fn loss_grad(
+    be: &GpuBackend,
+    loss: LossKind,
+    rows: usize,
+    cols: usize,
+    out: &GpuBuf,
+    o_off: usize,
+    target: &GpuBuf,
+    t_off: usize,
+    scale: f64,
+    grad: &mut GpuBuf,
+    g_off: usize,
+    stats: &mut GpuBuf,
+) -> Result<()> {
+    check_range("loss out", out.len, o_off, rows * cols)?;
+    check_range("loss target", target.len, t_off, rows * cols)?;
+    check_range("loss grad", grad.len, g_off, rows * cols)?;
+    check_range("loss stats", stats.len, 0, 2)?;
+    let p = Params {
+        m: u(rows, "rows")?,
+        n: u(cols, "cols")?,
+        flags: loss_flag(loss),
+        off_a: u(o_off, "offset")?,
+        off_b: u(t_off, "offset")?,
+        off_out: u(g_off, "offset")?,
+        scale: scale as f32,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::LossGrad,
+        [Some(out), Some(target), None, None, Some(grad), Some(stats)],
+        p,
+        [1, 1, 1],
+    )
+}
+
+/// [`Backend::loss_hess_mul`](crate::backend::Backend::loss_hess_mul) on this backend.
+pub(super) fn loss_hess_mul(
+    be: &GpuBackend,
+    loss: LossKind,
+    rows: usize,
+    cols: usize,
+    out: &GpuBuf,
+    o_off: usize,
+    rout: &GpuBuf,
+    r_off: usize,
+    scale: f64,
+    rgrad: &mut GpuBuf,
+    g_off: usize,
+) -> Result<()> {
+    check_range("loss_hess out", out.len, o_off, rows * cols)?;
+    check_range("loss_hess rout", rout.len, r_off, rows * cols)?;
+    check_range("loss_hess rgrad", rgrad.len, g_off, rows * cols)?;
+    let p = Params {
+        m: u(rows, "rows")?,
+        n: u(cols, "cols")?,
+        flags: loss_flag(loss),
+        off_a: u(o_off, "offset")?,
+        off_b: u(r_off, "offset")?,
+        off_out: u(g_off, "offset")?,
+        scale: scale as f32,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::LossHess,
+        [Some(out), Some(rout), None, None, Some(rgrad), None],
+        p,
+        GpuBackend::groups_1d(rows),
+    )
+}
+
+/// The image geometry in a kernel's parameter block (m = height, n = width, k = channels,
+/// aux = samples).
+fn nhwc_params(g: Nhwc) -> Result<Params> {
+    Ok(Params {
+        m: u(g.h, "height")?,
+        n: u(g.w, "width")?,
+        k: u(g.c, "channels")?,
+        aux: u(g.n, "samples")?,
+        ..Default::default()
+    })
+}
+
+fn act_flag(act: Option<Activation>) -> u32 {
+    match act {
+        None => 0,
+        Some(Activation::Tanh) => 1,
+        Some(Activation::Relu) => 2,
+        Some(Activation::Silu) => 3,
+        Some(Activation::Gelu) => 4,
+    }
+}
+
+fn loss_flag(loss: LossKind) -> u32 {
+    match loss {
+        LossKind::Mse => 0,
+        LossKind::Ce => 1,
+    }
+}

@@ -1,0 +1,629 @@
+//! Recording work: the command encoder, the ring of parameter slots, the bind-group cache, the
+//! scratch buffers, reductions, read-backs, and the counts of what crossed between host and device
+//! ([`crate::backend::Transfers`]).
+
+use super::kernels::{Kernel, Params};
+use super::{GpuBackend, GpuBuf, GpuInput, NEXT_ID, gpu_err, u};
+use crate::backend::{Backend, Transfers, check_range};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Wait for a GPU future: block the thread (native).
+#[cfg(not(target_arch = "wasm32"))]
+pub(super) fn wait<F: std::future::Future>(f: F) -> Result<F::Output> {
+    Ok(pollster::block_on(f))
+}
+
+/// Wait for a GPU future in a browser: suspend this wasm stack (JSPI) until it completes, while
+/// the event loop runs on (that is where WebGPU's promises settle).
+#[cfg(target_arch = "wasm32")]
+#[allow(deprecated)] // wasm-bindgen marks its JSPI support experimental.
+pub(super) fn wait<F>(f: F) -> Result<F::Output>
+where
+    F: std::future::Future + 'static,
+    F::Output: 'static,
+{
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let slot = Rc::new(RefCell::new(None));
+    let s = slot.clone();
+    let promise = wasm_bindgen_futures::future_to_promise(async move {
+        let out = f.await;
+        *s.borrow_mut() = Some(out);
+        Ok(wasm_bindgen::JsValue::UNDEFINED)
+    });
+    wasm_bindgen_futures::jspi_block_on_promise(&promise).map_err(|e| {
+        gpu_err(format!(
+            "waiting for WebGPU needs a JSPI context (WebAssembly JS Promise Integration), which this call is not in: {e:?}"
+        ))
+    })?;
+    slot.borrow_mut()
+        .take()
+        .ok_or_else(|| gpu_err("a WebGPU promise settled without a value"))
+}
+
+/// The result of a buffer mapping; in a browser also a future (the map callback fills it and
+/// wakes the waiter).
+type MapSlot = Arc<
+    Mutex<(
+        Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+        Option<std::task::Waker>,
+    )>,
+>;
+
+#[cfg(target_arch = "wasm32")]
+struct MapDone(MapSlot);
+
+#[cfg(target_arch = "wasm32")]
+impl std::future::Future for MapDone {
+    type Output = std::result::Result<(), String>;
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let Ok(mut g) = self.0.lock() else {
+            return std::task::Poll::Ready(Err("map slot poisoned".into()));
+        };
+        match g.0.take() {
+            Some(r) => std::task::Poll::Ready(r.map_err(|e| e.to_string())),
+            None => {
+                g.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+/// Bytes per parameter slot: the minimum uniform-buffer offset alignment WebGPU guarantees.
+pub(super) const SLOT: usize = 256;
+/// Dispatches recorded before a forced submit.
+pub(super) const SLOTS: usize = 4096;
+/// Scalars that one read-back can collect (row norms of a block, …).
+pub(super) const RESULTS: usize = 1024;
+/// Workgroups of the first reduction pass.
+pub(super) const PARTIALS: u32 = 256;
+/// Bind groups kept before the cache is cleared (it only grows when new buffers appear).
+pub(super) const BIND_GROUP_CACHE: usize = 512;
+
+/// What is recorded and not yet submitted, the bind-group cache, and the traffic counts.
+pub(super) struct State {
+    pub(super) encoder: Option<wgpu::CommandEncoder>,
+    pub(super) params: Vec<u8>,
+    pub(super) slots: usize,
+    pub(super) bind_groups: HashMap<[u64; 8], wgpu::BindGroup>,
+    pub(super) submits: u64,
+    /// Read-backs, bytes read back, buffers made from host data and their bytes.
+    pub(super) readbacks: u64,
+    pub(super) bytes_read: u64,
+    pub(super) uploads: u64,
+    pub(super) bytes_uploaded: u64,
+    pub(super) allocations: u64,
+    pub(super) bytes_allocated: u64,
+    pub(super) dispatches: u64,
+}
+
+/// The device and everything the backend keeps on it, shared by its clones.
+pub(super) struct Inner {
+    pub(super) device: wgpu::Device,
+    pub(super) queue: wgpu::Queue,
+    pub(super) info: wgpu::AdapterInfo,
+    pub(super) layout: wgpu::BindGroupLayout,
+    pub(super) pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    pub(super) params: wgpu::Buffer,
+    pub(super) dummy: [GpuBuf; 3],
+    pub(super) partials: GpuBuf,
+    pub(super) results: GpuBuf,
+    /// The attention backward kernels' per-(sequence, head, query) scalars (3 each), grown to
+    /// the largest pass seen; locked from the first kernel of a pass to the second, so two
+    /// threads' passes do not interleave on it.
+    pub(super) attn_scratch: Mutex<Option<GpuBuf>>,
+    /// The partial products of the parallel split-K matmul (see `split_k`).
+    pub(super) gemm_scratch: Mutex<Option<GpuBuf>>,
+    pub(super) readback: wgpu::Buffer,
+    pub(super) max_binding: u64,
+    pub(super) error: Arc<Mutex<Option<String>>>,
+    pub(super) state: Mutex<State>,
+    /// Held from recording a reduction to reading its result: `partials` and `results` are
+    /// shared, so two threads' reductions must not interleave.
+    pub(super) reduce_lock: Mutex<()>,
+    /// Held for a whole read-back: `readback` is shared and must not be mapped while another
+    /// thread submits a copy into it.
+    pub(super) read_lock: Mutex<()>,
+}
+
+impl GpuBackend {
+    /// Command buffers submitted so far (the HVP test counts them).
+    pub fn submits(&self) -> u64 {
+        self.state().map(|s| s.submits).unwrap_or(0)
+    }
+
+    pub(super) fn state(&self) -> Result<std::sync::MutexGuard<'_, State>> {
+        self.inner
+            .state
+            .lock()
+            .map_err(|_| gpu_err("GPU state poisoned by an earlier panic"))
+    }
+
+    pub(super) fn reduce_guard(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.inner
+            .reduce_lock
+            .lock()
+            .map_err(|_| gpu_err("GPU reduction lock poisoned"))
+    }
+
+    pub(super) fn check_error(&self) -> Result<()> {
+        let e = self
+            .inner
+            .error
+            .lock()
+            .map_err(|_| gpu_err("GPU error slot poisoned"))?;
+        match &*e {
+            Some(msg) => Err(gpu_err(format!("GPU error: {msg}"))),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn make_buffer(&self, len: usize, data: Option<&[f32]>) -> Result<GpuBuf> {
+        let bytes = (len.max(1) * 4) as u64;
+        if bytes > self.inner.max_binding {
+            return Err(gpu_err(format!(
+                "a buffer of {:.1} MiB exceeds this adapter's storage binding limit of {:.0} MiB: use fewer --samples, \
+                 a smaller --k, or --backend cpu",
+                bytes as f64 / 1048576.0,
+                self.inner.max_binding as f64 / 1048576.0
+            )));
+        }
+        let d = &self.inner.device;
+        // In a browser a scope costs a round trip to the GPU process per buffer: there an
+        // out-of-memory error goes to the device's uncaptured-error handler instead, and the next
+        // read-back reports it.
+        #[cfg(not(target_arch = "wasm32"))]
+        let scope = d.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let buf = match data {
+            Some(data) if !data.is_empty() => {
+                d.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: None,
+                    contents: bytemuck::cast_slice(data),
+                    usage,
+                })
+            }
+            _ => d.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            }),
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(e) = wait(scope.pop())? {
+            return Err(gpu_err(format!(
+                "out of GPU memory allocating {:.1} MiB: {e}",
+                bytes as f64 / 1048576.0
+            )));
+        }
+        {
+            let mut st = self.state()?;
+            st.allocations += 1;
+            st.bytes_allocated += bytes;
+        }
+        Ok(GpuBuf {
+            buf,
+            len,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// Record one dispatch. `bufs`: slots a, b, c, d (read-only) and out, out2 (read-write).
+    pub(super) fn dispatch(
+        &self,
+        k: Kernel,
+        bufs: [Option<&GpuBuf>; 6],
+        p: Params,
+        groups: [u32; 3],
+    ) -> Result<()> {
+        let [a, b, c, d, o, o2] = bufs;
+        self.dispatch8(k, [a, b, c, d, o, o2, None, None], p, groups)
+    }
+
+    /// Record one dispatch with all eight storage slots: a, b, c, d (read-only), out, out2
+    /// (read-write), then e, f (read-only).
+    pub(super) fn dispatch8(
+        &self,
+        k: Kernel,
+        bufs: [Option<&GpuBuf>; 8],
+        p: Params,
+        groups: [u32; 3],
+    ) -> Result<()> {
+        if groups.contains(&0) {
+            return Ok(());
+        }
+        let inner = &*self.inner;
+        let mut st = self.state()?;
+        if st.slots == SLOTS {
+            self.submit(&mut st)?;
+        }
+        let slot = st.slots;
+        st.params[slot * SLOT..slot * SLOT + std::mem::size_of::<Params>()]
+            .copy_from_slice(bytemuck::bytes_of(&p));
+        st.slots += 1;
+        st.dispatches += 1;
+        let pick = |i: usize| -> &GpuBuf {
+            match bufs[i] {
+                Some(b) => b,
+                None if i == 4 || i == 5 => &inner.dummy[i - 3],
+                None => &inner.dummy[0],
+            }
+        };
+        let key: [u64; 8] = std::array::from_fn(|i| pick(i).id);
+        if st.bind_groups.len() >= BIND_GROUP_CACHE && !st.bind_groups.contains_key(&key) {
+            st.bind_groups.clear();
+        }
+        let State {
+            encoder,
+            bind_groups,
+            ..
+        } = &mut *st;
+        let bg = bind_groups.entry(key).or_insert_with(|| {
+            // Slots 0..6 are bindings 0..6; e and f are bindings 7 and 8 (6 is the uniform).
+            let entries: Vec<wgpu::BindGroupEntry> = (0..8)
+                .map(|i| wgpu::BindGroupEntry {
+                    binding: if i < 6 { i as u32 } else { i as u32 + 1 },
+                    resource: pick(i).buf.as_entire_binding(),
+                })
+                .chain(std::iter::once(wgpu::BindGroupEntry {
+                    binding: 6,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &inner.params,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+                    }),
+                }))
+                .collect();
+            inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &inner.layout,
+                entries: &entries,
+            })
+        });
+        let enc =
+            encoder.get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
+        let mut pass = enc.begin_compute_pass(&Default::default());
+        pass.set_pipeline(&inner.pipelines[&k]);
+        pass.set_bind_group(0, &*bg, &[(slot * SLOT) as u32]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        Ok(())
+    }
+
+    /// Submit what is recorded: the parameter block first (queue writes land before the
+    /// command buffer they precede), then the encoder.
+    pub(super) fn submit(&self, st: &mut State) -> Result<()> {
+        let inner = &*self.inner;
+        if st.slots > 0 {
+            inner
+                .queue
+                .write_buffer(&inner.params, 0, &st.params[..st.slots * SLOT]);
+        }
+        if let Some(enc) = st.encoder.take() {
+            inner.queue.submit(Some(enc.finish()));
+            st.submits += 1;
+        }
+        st.slots = 0;
+        self.check_error()
+    }
+
+    /// Copy `len` floats of `buf` from `off` to the host (submits everything recorded).
+    pub(super) fn read(&self, buf: &GpuBuf, off: usize, len: usize) -> Result<Vec<f32>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let inner = &*self.inner;
+        let _g = inner
+            .read_lock
+            .lock()
+            .map_err(|_| gpu_err("GPU read lock poisoned"))?;
+        let bytes = (len * 4) as u64;
+        let small = len <= RESULTS;
+        let staging_owned;
+        let staging = if small {
+            &inner.readback
+        } else {
+            staging_owned = inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("download"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            {
+                let mut st = self.state()?;
+                st.allocations += 1;
+                st.bytes_allocated += bytes;
+            }
+            &staging_owned
+        };
+        {
+            let mut st = self.state()?;
+            let enc = st
+                .encoder
+                .get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
+            enc.copy_buffer_to_buffer(&buf.buf, (off * 4) as u64, staging, 0, bytes);
+            st.readbacks += 1;
+            st.bytes_read += bytes;
+            self.submit(&mut st)?;
+        }
+        let slot: MapSlot = Arc::new(Mutex::new((None, None)));
+        let cb = slot.clone();
+        staging.map_async(wgpu::MapMode::Read, 0..bytes, move |r| {
+            if let Ok(mut g) = cb.lock() {
+                g.0 = Some(r);
+                if let Some(w) = g.1.take() {
+                    w.wake();
+                }
+            }
+        });
+        // Natively this runs the callback; in a browser it does nothing and the wait below
+        // yields to the event loop until the mapping settles.
+        inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let mapped = match slot.lock().map(|mut g| g.0.take()) {
+            Ok(Some(r)) => r.map_err(|e| e.to_string()),
+            Ok(None) => Err("the GPU never answered a read-back (device lost?)".to_string()),
+            Err(_) => Err("map slot poisoned".to_string()),
+        };
+        #[cfg(target_arch = "wasm32")]
+        let mapped = wait(MapDone(slot))?;
+        self.check_error()?;
+        if let Err(e) = mapped {
+            return Err(gpu_err(format!("mapping a read-back buffer: {e}")));
+        }
+        let out = {
+            let view = staging
+                .get_mapped_range(0..bytes)
+                .map_err(|e| gpu_err(format!("reading back: {e:?}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Run `f` with the attention scratch grown to at least `len` scalars, holding its lock
+    /// (recording both kernels of a backward pass under it keeps another thread's pass from
+    /// overwriting the scalars in between).
+    pub(super) fn with_attn_scratch<R>(
+        &self,
+        len: usize,
+        f: impl FnOnce(&GpuBuf) -> Result<R>,
+    ) -> Result<R> {
+        let mut g = self
+            .inner
+            .attn_scratch
+            .lock()
+            .map_err(|_| gpu_err("GPU attention scratch poisoned"))?;
+        if g.as_ref().is_none_or(|b| b.len < len) {
+            // A smaller one still used by recorded work stays alive until that work is done.
+            *g = Some(self.make_buffer(len, None)?);
+        }
+        match g.as_ref() {
+            Some(b) => f(b),
+            None => Err(gpu_err("GPU attention scratch missing")),
+        }
+    }
+
+    /// Run `f` with the split-K scratch grown to at least `len` scalars, holding its lock.
+    pub(super) fn with_gemm_scratch<R>(
+        &self,
+        len: usize,
+        f: impl FnOnce(&GpuBuf) -> Result<R>,
+    ) -> Result<R> {
+        let mut g = self
+            .inner
+            .gemm_scratch
+            .lock()
+            .map_err(|_| gpu_err("GPU matmul scratch poisoned"))?;
+        if g.as_ref().is_none_or(|b| b.len < len) {
+            *g = Some(self.make_buffer(len, None)?);
+        }
+        match g.as_ref() {
+            Some(b) => f(b),
+            None => Err(gpu_err("GPU matmul scratch missing")),
+        }
+    }
+
+    pub(super) fn groups_1d(n: usize) -> [u32; 3] {
+        let g = n.div_ceil(256).max(1);
+        let x = g.min(65535);
+        [x as u32, g.div_ceil(x) as u32, 1]
+    }
+
+    /// Record reductions of `x[off..off+len]` (· `y` when given; else a count of non-finite
+    /// values) into `results[slot]`.
+    pub(super) fn reduce_into(
+        &self,
+        x: &GpuBuf,
+        x_off: usize,
+        y: Option<(&GpuBuf, usize)>,
+        len: usize,
+        slot: usize,
+    ) -> Result<()> {
+        self.reduce_to(x, x_off, y, len, &self.inner.results, slot)
+    }
+
+    /// As `reduce_into`, the result written to `out[out_off]`.
+    pub(super) fn reduce_to(
+        &self,
+        x: &GpuBuf,
+        x_off: usize,
+        y: Option<(&GpuBuf, usize)>,
+        len: usize,
+        out: &GpuBuf,
+        out_off: usize,
+    ) -> Result<()> {
+        let groups = (len.div_ceil(256) as u32).clamp(1, PARTIALS);
+        let p = Params {
+            off_a: x_off as u32,
+            off_b: y.map_or(0, |(_, o)| o as u32),
+            len: len as u32,
+            flags: if y.is_some() { 0 } else { 1 },
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::ReducePartial,
+            [
+                Some(x),
+                y.map(|(b, _)| b),
+                None,
+                None,
+                Some(&self.inner.partials),
+                None,
+            ],
+            p,
+            [groups, 1, 1],
+        )?;
+        let p2 = Params {
+            len: groups,
+            off_out: out_off as u32,
+            ..Default::default()
+        };
+        self.dispatch(
+            Kernel::ReduceFinal,
+            [
+                Some(&self.inner.partials),
+                None,
+                None,
+                None,
+                Some(out),
+                None,
+            ],
+            p2,
+            [1, 1, 1],
+        )
+    }
+}
+
+/// [`Backend::write`](crate::backend::Backend::write) on this backend.
+pub(super) fn write(be: &GpuBackend, buf: &mut GpuBuf, off: usize, data: &[f64]) -> Result<()> {
+    check_range("write", buf.len, off, data.len())?;
+    if data.is_empty() {
+        return Ok(());
+    }
+    let f: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+    let mut st = be.state()?;
+    // A queue write runs before the commands of the next submit: submit what is recorded
+    // first, so that work recorded before this write sees the old values.
+    be.submit(&mut st)?;
+    be.inner
+        .queue
+        .write_buffer(&buf.buf, (off * 4) as u64, bytemuck::cast_slice(&f));
+    st.uploads += 1;
+    st.bytes_uploaded += 4 * data.len() as u64;
+    Ok(())
+}
+
+/// [`Backend::input_write`](crate::backend::Backend::input_write) on this backend.
+pub(super) fn input_write(
+    be: &GpuBackend,
+    x: &mut GpuInput,
+    data: &[f64],
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    if rows.checked_mul(cols) != Some(data.len()) {
+        return Err(Error::Shape(format!(
+            "input of {} values is not {rows}×{cols}",
+            data.len()
+        )));
+    }
+    if x.cols == cols && x.buf.len == data.len() {
+        be.write(&mut x.buf, 0, data)
+    } else {
+        *x = be.input(data, rows, cols)?;
+        Ok(())
+    }
+}
+
+/// [`Backend::transfers`](crate::backend::Backend::transfers) on this backend.
+pub(super) fn transfers(be: &GpuBackend) -> Option<Transfers> {
+    be.state().ok().map(|s| crate::backend::Transfers {
+        submits: s.submits,
+        readbacks: s.readbacks,
+        bytes_read: s.bytes_read,
+        uploads: s.uploads,
+        bytes_uploaded: s.bytes_uploaded,
+        allocations: s.allocations,
+        bytes_allocated: s.bytes_allocated,
+        dispatches: s.dispatches,
+    })
+}
+
+/// [`Backend::copy`](crate::backend::Backend::copy) on this backend.
+pub(super) fn copy(
+    be: &GpuBackend,
+    src: &GpuBuf,
+    s_off: usize,
+    dst: &mut GpuBuf,
+    d_off: usize,
+    len: usize,
+) -> Result<()> {
+    check_range("copy src", src.len, s_off, len)?;
+    check_range("copy dst", dst.len, d_off, len)?;
+    if len == 0 {
+        return Ok(());
+    }
+    let inner = &*be.inner;
+    let mut st = be.state()?;
+    let enc = st
+        .encoder
+        .get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
+    enc.copy_buffer_to_buffer(
+        &src.buf,
+        (s_off * 4) as u64,
+        &dst.buf,
+        (d_off * 4) as u64,
+        (len * 4) as u64,
+    );
+    Ok(())
+}
+
+/// [`Backend::fill`](crate::backend::Backend::fill) on this backend.
+pub(super) fn fill(
+    be: &GpuBackend,
+    x: &mut GpuBuf,
+    off: usize,
+    len: usize,
+    value: f64,
+) -> Result<()> {
+    check_range("fill", x.len, off, len)?;
+    let p = Params {
+        off_out: u(off, "offset")?,
+        len: u(len, "length")?,
+        alpha: value as f32,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::Fill,
+        [None, None, None, None, Some(x), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::sync`](crate::backend::Backend::sync) on this backend.
+pub(super) fn sync(be: &GpuBackend) -> Result<()> {
+    {
+        let mut st = be.state()?;
+        be.submit(&mut st)?;
+    }
+    be.inner
+        .device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| gpu_err(format!("waiting for the GPU: {e}")))?;
+    be.check_error()
+}

@@ -1,0 +1,569 @@
+//! The GPU's sequence kernels (embedding, LayerNorm, attention, mean pooling) as dispatches of
+//! `shaders/seq.wgsl`.
+
+// Each function takes the trait method's (buffer, offset) arguments as they come.
+#![allow(clippy::too_many_arguments)]
+
+use super::kernels::{Kernel, Params};
+use super::{GpuBackend, GpuBuf, gpu_err, u};
+use crate::backend::{Attn, Ln, Seq, check_range};
+use crate::error::Result;
+
+/// [`Backend::embed`](crate::backend::Backend::embed) on this backend.
+pub(super) fn embed(
+    be: &GpuBackend,
+    g: Seq,
+    ids: &GpuBuf,
+    ids_off: usize,
+    table: &GpuBuf,
+    tok_off: usize,
+    pos_off: usize,
+    out: &mut GpuBuf,
+    o_off: usize,
+) -> Result<()> {
+    let (t, d, len) = (g.len, g.width, g.numel());
+    check_range("embed ids", ids.len, ids_off, g.rows * t)?;
+    check_range("embed token rows", table.len, tok_off, d)?;
+    check_range("embed positions", table.len, pos_off, t * d)?;
+    check_range("embed out", out.len, o_off, len)?;
+    let p = Params {
+        m: u(t, "sequence length")?,
+        n: u(d, "width")?,
+        off_a: u(ids_off, "offset")?,
+        off_b: u(tok_off, "offset")?,
+        off_c: u(pos_off, "offset")?,
+        off_out: u(o_off, "offset")?,
+        len: u(len, "length")?,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::Embed,
+        [Some(ids), Some(table), Some(table), None, Some(out), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::embed_grad`](crate::backend::Backend::embed_grad) on this backend.
+pub(super) fn embed_grad(
+    be: &GpuBackend,
+    g: Seq,
+    vocab: usize,
+    start: &GpuBuf,
+    order: &GpuBuf,
+    gy: &GpuBuf,
+    g_off: usize,
+    out: &mut GpuBuf,
+    tok_off: usize,
+) -> Result<()> {
+    let (d, positions) = (g.width, g.rows * g.len);
+    check_range("embed_grad start", start.len, 0, vocab + 1)?;
+    check_range("embed_grad order", order.len, 0, positions)?;
+    check_range("embed_grad gy", gy.len, g_off, g.numel())?;
+    check_range("embed_grad out", out.len, tok_off, vocab * d)?;
+    if positions > 1 << 24 {
+        return Err(gpu_err(format!(
+            "embed_grad: {positions} positions in a chunk; the GPU's token index holds them as f32, \
+             exact up to 2^24: use a smaller --chunk"
+        )));
+    }
+    let p = Params {
+        n: u(d, "width")?,
+        off_c: u(g_off, "offset")?,
+        off_out: u(tok_off, "offset")?,
+        len: u(vocab * d, "length")?,
+        ..Default::default()
+    };
+    be.dispatch(
+        Kernel::EmbedGrad,
+        [Some(start), Some(order), Some(gy), None, Some(out), None],
+        p,
+        GpuBackend::groups_1d(vocab * d),
+    )
+}
+
+/// [`Backend::layer_norm`](crate::backend::Backend::layer_norm) on this backend.
+pub(super) fn layer_norm(
+    be: &GpuBackend,
+    l: Ln,
+    x: &GpuBuf,
+    x_off: usize,
+    theta: &GpuBuf,
+    y: &mut GpuBuf,
+    y_off: usize,
+) -> Result<()> {
+    let len = l.rows * l.width;
+    check_range("layer_norm x", x.len, x_off, len)?;
+    ln_check(theta.len, 0, l)?;
+    check_range("layer_norm y", y.len, y_off, len)?;
+    let p = Params {
+        off_a: u(x_off, "offset")?,
+        off_b: u(l.gamma, "offset")?,
+        off_c: u(l.beta, "offset")?,
+        off_out: u(y_off, "offset")?,
+        ..ln_params(l)?
+    };
+    be.dispatch(
+        Kernel::LayerNorm,
+        [Some(x), Some(theta), Some(theta), None, Some(y), None],
+        p,
+        GpuBackend::groups_1d(l.rows),
+    )
+}
+
+/// [`Backend::layer_norm_vjp`](crate::backend::Backend::layer_norm_vjp) on this backend.
+pub(super) fn layer_norm_vjp(
+    be: &GpuBackend,
+    l: Ln,
+    x: &GpuBuf,
+    x_off: usize,
+    theta: &GpuBuf,
+    dy: &GpuBuf,
+    dy_off: usize,
+    dx: &mut GpuBuf,
+    dx_off: usize,
+    prod: &mut GpuBuf,
+    p_off: usize,
+) -> Result<()> {
+    let len = l.rows * l.width;
+    check_range("layer_norm_vjp x", x.len, x_off, len)?;
+    check_range("layer_norm_vjp dy", dy.len, dy_off, len)?;
+    ln_check(theta.len, 0, l)?;
+    check_range("layer_norm_vjp dx", dx.len, dx_off, len)?;
+    check_range("layer_norm_vjp prod", prod.len, p_off, len)?;
+    let p = Params {
+        off_a: u(x_off, "offset")?,
+        off_b: u(l.gamma, "offset")?,
+        off_c: u(dy_off, "offset")?,
+        off_out: u(dx_off, "offset")?,
+        off_out2: u(p_off, "offset")?,
+        ..ln_params(l)?
+    };
+    be.dispatch(
+        Kernel::LayerNormVjp,
+        [Some(x), Some(theta), Some(dy), None, Some(dx), Some(prod)],
+        p,
+        GpuBackend::groups_1d(l.rows),
+    )
+}
+
+/// [`Backend::layer_norm_jvp`](crate::backend::Backend::layer_norm_jvp) on this backend.
+pub(super) fn layer_norm_jvp(
+    be: &GpuBackend,
+    l: Ln,
+    x: &GpuBuf,
+    x_off: usize,
+    rx: &GpuBuf,
+    rx_off: usize,
+    theta: &GpuBuf,
+    v: &GpuBuf,
+    v_off: usize,
+    ry: &mut GpuBuf,
+    ry_off: usize,
+) -> Result<()> {
+    let len = l.rows * l.width;
+    check_range("layer_norm_jvp x", x.len, x_off, len)?;
+    check_range("layer_norm_jvp rx", rx.len, rx_off, len)?;
+    ln_check(theta.len, 0, l)?;
+    ln_check(v.len, v_off, l)?;
+    check_range("layer_norm_jvp ry", ry.len, ry_off, len)?;
+    let p = Params {
+        off_a: u(x_off, "offset")?,
+        off_b: u(rx_off, "offset")?,
+        off_c: u(l.gamma, "offset")?,
+        off_d: u(v_off + l.gamma, "offset")?,
+        off_e: u(v_off + l.beta, "offset")?,
+        off_out: u(ry_off, "offset")?,
+        ..ln_params(l)?
+    };
+    be.dispatch8(
+        Kernel::LayerNormJvp,
+        [
+            Some(x),
+            Some(rx),
+            Some(theta),
+            Some(v),
+            Some(ry),
+            None,
+            Some(v),
+            None,
+        ],
+        p,
+        GpuBackend::groups_1d(l.rows),
+    )
+}
+
+/// [`Backend::layer_norm_rvjp`](crate::backend::Backend::layer_norm_rvjp) on this backend.
+pub(super) fn layer_norm_rvjp(
+    be: &GpuBackend,
+    l: Ln,
+    x: &GpuBuf,
+    x_off: usize,
+    rx: &GpuBuf,
+    rx_off: usize,
+    theta: &GpuBuf,
+    v: &GpuBuf,
+    v_off: usize,
+    dy: &GpuBuf,
+    dy_off: usize,
+    rdy: &GpuBuf,
+    rdy_off: usize,
+    rdx: &mut GpuBuf,
+    rdx_off: usize,
+    prod: &mut GpuBuf,
+    p_off: usize,
+) -> Result<()> {
+    let len = l.rows * l.width;
+    check_range("layer_norm_rvjp x", x.len, x_off, len)?;
+    check_range("layer_norm_rvjp rx", rx.len, rx_off, len)?;
+    check_range("layer_norm_rvjp dy", dy.len, dy_off, len)?;
+    check_range("layer_norm_rvjp rdy", rdy.len, rdy_off, len)?;
+    ln_check(theta.len, 0, l)?;
+    ln_check(v.len, v_off, l)?;
+    check_range("layer_norm_rvjp rdx", rdx.len, rdx_off, len)?;
+    check_range("layer_norm_rvjp prod", prod.len, p_off, len)?;
+    let p = Params {
+        off_a: u(x_off, "offset")?,
+        off_b: u(rx_off, "offset")?,
+        off_c: u(l.gamma, "offset")?,
+        off_d: u(v_off + l.gamma, "offset")?,
+        off_e: u(dy_off, "offset")?,
+        off_f: u(rdy_off, "offset")?,
+        off_out: u(rdx_off, "offset")?,
+        off_out2: u(p_off, "offset")?,
+        ..ln_params(l)?
+    };
+    be.dispatch8(
+        Kernel::LayerNormRvjp,
+        [
+            Some(x),
+            Some(rx),
+            Some(theta),
+            Some(v),
+            Some(rdx),
+            Some(prod),
+            Some(dy),
+            Some(rdy),
+        ],
+        p,
+        GpuBackend::groups_1d(l.rows),
+    )
+}
+
+/// [`Backend::attention`](crate::backend::Backend::attention) on this backend.
+pub(super) fn attention(
+    be: &GpuBackend,
+    a: Attn,
+    ids: &GpuBuf,
+    ids_off: usize,
+    qkv: &GpuBuf,
+    q_off: usize,
+    out: &mut GpuBuf,
+    o_off: usize,
+    probs: &mut GpuBuf,
+    p_off: usize,
+) -> Result<()> {
+    let (t, d) = (a.seq, a.width());
+    check_range("attention ids", ids.len, ids_off, a.rows * t)?;
+    check_range("attention qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
+    check_range("attention out", out.len, o_off, a.rows * t * d)?;
+    check_range(
+        "attention probs",
+        probs.len,
+        p_off,
+        a.rows * a.probs_per_row(),
+    )?;
+    let p = Params {
+        off_a: u(q_off, "offset")?,
+        off_b: u(ids_off, "offset")?,
+        off_out: u(o_off, "offset")?,
+        off_out2: u(p_off, "offset")?,
+        ..attn_params(a)?
+    };
+    be.dispatch(
+        Kernel::Attention,
+        [Some(qkv), Some(ids), None, None, Some(out), Some(probs)],
+        p,
+        GpuBackend::groups_1d(a.rows * a.heads * t),
+    )
+}
+
+/// [`Backend::attention_vjp`](crate::backend::Backend::attention_vjp) on this backend.
+pub(super) fn attention_vjp(
+    be: &GpuBackend,
+    a: Attn,
+    qkv: &GpuBuf,
+    q_off: usize,
+    probs: &GpuBuf,
+    p_off: usize,
+    dout: &GpuBuf,
+    d_off: usize,
+    dqkv: &mut GpuBuf,
+    dq_off: usize,
+) -> Result<()> {
+    let (t, d) = (a.seq, a.width());
+    check_range("attention_vjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
+    check_range(
+        "attention_vjp probs",
+        probs.len,
+        p_off,
+        a.rows * a.probs_per_row(),
+    )?;
+    check_range("attention_vjp dout", dout.len, d_off, a.rows * t * d)?;
+    check_range("attention_vjp dqkv", dqkv.len, dq_off, a.rows * t * 3 * d)?;
+    let p = Params {
+        off_a: u(q_off, "offset")?,
+        off_b: u(p_off, "offset")?,
+        off_c: u(d_off, "offset")?,
+        off_out: u(dq_off, "offset")?,
+        ..attn_params(a)?
+    };
+    let n = a.rows * a.heads * t;
+    be.with_attn_scratch(3 * n, |s| {
+        be.dispatch(
+            Kernel::AttentionVjpRows,
+            [
+                Some(qkv),
+                Some(probs),
+                Some(dout),
+                None,
+                Some(dqkv),
+                Some(s),
+            ],
+            p,
+            GpuBackend::groups_1d(n),
+        )?;
+        be.dispatch(
+            Kernel::AttentionVjpCols,
+            [
+                Some(qkv),
+                Some(probs),
+                Some(dout),
+                Some(s),
+                Some(dqkv),
+                None,
+            ],
+            p,
+            GpuBackend::groups_1d(n),
+        )
+    })
+}
+
+/// [`Backend::attention_jvp`](crate::backend::Backend::attention_jvp) on this backend.
+pub(super) fn attention_jvp(
+    be: &GpuBackend,
+    a: Attn,
+    qkv: &GpuBuf,
+    q_off: usize,
+    probs: &GpuBuf,
+    p_off: usize,
+    rqkv: &GpuBuf,
+    rq_off: usize,
+    rout: &mut GpuBuf,
+    ro_off: usize,
+) -> Result<()> {
+    let (t, d) = (a.seq, a.width());
+    check_range("attention_jvp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
+    check_range(
+        "attention_jvp probs",
+        probs.len,
+        p_off,
+        a.rows * a.probs_per_row(),
+    )?;
+    check_range("attention_jvp rqkv", rqkv.len, rq_off, a.rows * t * 3 * d)?;
+    check_range("attention_jvp rout", rout.len, ro_off, a.rows * t * d)?;
+    let p = Params {
+        off_a: u(q_off, "offset")?,
+        off_b: u(p_off, "offset")?,
+        off_c: u(rq_off, "offset")?,
+        off_out: u(ro_off, "offset")?,
+        ..attn_params(a)?
+    };
+    be.dispatch(
+        Kernel::AttentionJvp,
+        [Some(qkv), Some(probs), Some(rqkv), None, Some(rout), None],
+        p,
+        GpuBackend::groups_1d(a.rows * a.heads * t),
+    )
+}
+
+/// [`Backend::attention_rvjp`](crate::backend::Backend::attention_rvjp) on this backend.
+pub(super) fn attention_rvjp(
+    be: &GpuBackend,
+    a: Attn,
+    qkv: &GpuBuf,
+    q_off: usize,
+    probs: &GpuBuf,
+    p_off: usize,
+    rqkv: &GpuBuf,
+    rq_off: usize,
+    dout: &GpuBuf,
+    d_off: usize,
+    rdout: &GpuBuf,
+    rd_off: usize,
+    rdqkv: &mut GpuBuf,
+    rdq_off: usize,
+) -> Result<()> {
+    let (t, d) = (a.seq, a.width());
+    check_range("attention_rvjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
+    check_range(
+        "attention_rvjp probs",
+        probs.len,
+        p_off,
+        a.rows * a.probs_per_row(),
+    )?;
+    check_range("attention_rvjp rqkv", rqkv.len, rq_off, a.rows * t * 3 * d)?;
+    check_range("attention_rvjp dout", dout.len, d_off, a.rows * t * d)?;
+    check_range("attention_rvjp rdout", rdout.len, rd_off, a.rows * t * d)?;
+    check_range(
+        "attention_rvjp rdqkv",
+        rdqkv.len,
+        rdq_off,
+        a.rows * t * 3 * d,
+    )?;
+    let p = Params {
+        off_a: u(q_off, "offset")?,
+        off_b: u(p_off, "offset")?,
+        off_c: u(rq_off, "offset")?,
+        off_d: u(d_off, "offset")?,
+        off_e: u(rd_off, "offset")?,
+        off_out: u(rdq_off, "offset")?,
+        ..attn_params(a)?
+    };
+    let n = a.rows * a.heads * t;
+    be.with_attn_scratch(3 * n, |s| {
+        be.dispatch8(
+            Kernel::AttentionRvjpRows,
+            [
+                Some(qkv),
+                Some(probs),
+                Some(rqkv),
+                Some(dout),
+                Some(rdqkv),
+                Some(s),
+                Some(rdout),
+                None,
+            ],
+            p,
+            GpuBackend::groups_1d(n),
+        )?;
+        be.dispatch8(
+            Kernel::AttentionRvjpCols,
+            [
+                Some(qkv),
+                Some(probs),
+                Some(rqkv),
+                Some(dout),
+                Some(rdqkv),
+                None,
+                Some(rdout),
+                Some(s),
+            ],
+            p,
+            GpuBackend::groups_1d(n),
+        )
+    })
+}
+
+/// [`Backend::seq_mean`](crate::backend::Backend::seq_mean) on this backend.
+pub(super) fn seq_mean(
+    be: &GpuBackend,
+    g: Seq,
+    masked: bool,
+    ids: &GpuBuf,
+    ids_off: usize,
+    x: &GpuBuf,
+    x_off: usize,
+    out: &mut GpuBuf,
+    o_off: usize,
+) -> Result<()> {
+    let len = g.rows * g.width;
+    check_range("seq_mean ids", ids.len, ids_off, g.rows * g.len)?;
+    check_range("seq_mean x", x.len, x_off, g.numel())?;
+    check_range("seq_mean out", out.len, o_off, len)?;
+    let p = Params {
+        off_a: u(ids_off, "offset")?,
+        off_b: u(x_off, "offset")?,
+        off_out: u(o_off, "offset")?,
+        len: u(len, "length")?,
+        ..seq_params(g, masked)?
+    };
+    be.dispatch(
+        Kernel::SeqMean,
+        [Some(ids), Some(x), None, None, Some(out), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// [`Backend::seq_mean_adjoint`](crate::backend::Backend::seq_mean_adjoint) on this backend.
+pub(super) fn seq_mean_adjoint(
+    be: &GpuBackend,
+    g: Seq,
+    masked: bool,
+    ids: &GpuBuf,
+    ids_off: usize,
+    dy: &GpuBuf,
+    dy_off: usize,
+    dx: &mut GpuBuf,
+    dx_off: usize,
+) -> Result<()> {
+    let len = g.numel();
+    check_range("seq_mean_adjoint ids", ids.len, ids_off, g.rows * g.len)?;
+    check_range("seq_mean_adjoint dy", dy.len, dy_off, g.rows * g.width)?;
+    check_range("seq_mean_adjoint dx", dx.len, dx_off, len)?;
+    let p = Params {
+        off_a: u(ids_off, "offset")?,
+        off_b: u(dy_off, "offset")?,
+        off_out: u(dx_off, "offset")?,
+        len: u(len, "length")?,
+        ..seq_params(g, masked)?
+    };
+    be.dispatch(
+        Kernel::SeqMeanAdjoint,
+        [Some(ids), Some(dy), None, None, Some(dx), None],
+        p,
+        GpuBackend::groups_1d(len),
+    )
+}
+
+/// A batch of sequences in a kernel's parameter block (m = T, n = D, flags = masked).
+fn seq_params(g: Seq, masked: bool) -> Result<Params> {
+    Ok(Params {
+        m: u(g.len, "sequence length")?,
+        n: u(g.width, "width")?,
+        flags: masked as u32,
+        ..Default::default()
+    })
+}
+
+/// A LayerNorm pass in a kernel's parameter block (m = len = rows, n = width, alpha = ε).
+fn ln_params(l: Ln) -> Result<Params> {
+    Ok(Params {
+        m: u(l.rows, "rows")?,
+        n: u(l.width, "width")?,
+        len: u(l.rows, "rows")?,
+        alpha: l.eps as f32,
+        ..Default::default()
+    })
+}
+
+/// γ and β of a LayerNorm within a buffer of `len` scalars, from `off`.
+fn ln_check(len: usize, off: usize, l: Ln) -> Result<()> {
+    check_range("layer_norm gamma", len, off + l.gamma, l.width)?;
+    check_range("layer_norm beta", len, off + l.beta, l.width)
+}
+
+/// An attention pass in a kernel's parameter block (m = T, n = dh, k = H, flags = masked,
+/// len = rows·H·T invocations, scale = 1/√dh).
+fn attn_params(a: Attn) -> Result<Params> {
+    Ok(Params {
+        m: u(a.seq, "sequence length")?,
+        n: u(a.head_dim, "head width")?,
+        k: u(a.heads, "heads")?,
+        flags: a.masked as u32,
+        len: u(a.rows * a.heads * a.seq, "attention rows")?,
+        scale: (1.0 / (a.head_dim as f64).sqrt()) as f32,
+        ..Default::default()
+    })
+}

@@ -1,0 +1,247 @@
+//! The shapes the backend's primitives are called with: a batched GEMM's strides ([`Batch`]), a
+//! batch of sequences ([`Seq`]), a LayerNorm ([`Ln`]), an attention pass ([`Attn`]), images in
+//! NHWC ([`Nhwc`]), a chunk's token index ([`TokenIndex`]), an Adam step ([`AdamStep`]), what
+//! crossed between host and device ([`Transfers`]); and the range checks every backend runs.
+
+use super::Backend;
+use crate::error::Result;
+
+/// The count and the element strides of a [`Backend::gemm_batched`] (0: an operand shared by
+/// every product).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub count: usize,
+    pub a: usize,
+    pub b: usize,
+    pub c: usize,
+}
+
+impl Batch {
+    /// `count` products, A_i, B_i, C_i `a`, `b`, `c` elements apart.
+    pub fn new(count: usize, a: usize, b: usize, c: usize) -> Self {
+        Batch { count, a, b, c }
+    }
+}
+
+/// [`Backend::gemm_batched`] as `batch.count` calls of [`Backend::gemm`] (the default, and the
+/// GPU's fallback where one dispatch cannot hold them).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_each<B: Backend + ?Sized>(
+    be: &B,
+    ta: bool,
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f64,
+    a: &B::Buf,
+    a_off: usize,
+    b: &B::Buf,
+    b_off: usize,
+    beta: f64,
+    c: &mut B::Buf,
+    c_off: usize,
+    batch: Batch,
+) -> Result<()> {
+    check_batch(m, n, batch)?;
+    for i in 0..batch.count {
+        be.gemm(
+            ta,
+            tb,
+            m,
+            n,
+            k,
+            alpha,
+            a,
+            a_off + i * batch.a,
+            b,
+            b_off + i * batch.b,
+            beta,
+            c,
+            c_off + i * batch.c,
+        )?;
+    }
+    Ok(())
+}
+
+/// The outputs of a batched GEMM must not overlap.
+pub(crate) fn check_batch(m: usize, n: usize, batch: Batch) -> Result<()> {
+    if batch.count > 1 && batch.c < m * n {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "gemm_batched: outputs {} apart overlap ({m}×{n} each)",
+            batch.c
+        )));
+    }
+    Ok(())
+}
+
+/// Host ↔ device traffic of a backend since it was made ([`Backend::transfers`]); differences of
+/// two readings give the traffic of what ran between them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Transfers {
+    /// Command buffers submitted.
+    pub submits: u64,
+    /// Read-backs (each waits for the device).
+    pub readbacks: u64,
+    /// Bytes read back.
+    pub bytes_read: u64,
+    /// Buffers created from host data.
+    pub uploads: u64,
+    /// Bytes of those buffers and of host values written into existing ones.
+    pub bytes_uploaded: u64,
+    /// Device buffers created (each one, on the GPU, also an error-scope round trip natively):
+    /// none in a steady-state step.
+    pub allocations: u64,
+    /// Bytes of those buffers.
+    pub bytes_allocated: u64,
+    /// Kernels dispatched (recorded).
+    pub dispatches: u64,
+}
+
+impl std::ops::Sub for Transfers {
+    type Output = Transfers;
+    fn sub(self, o: Transfers) -> Transfers {
+        Transfers {
+            submits: self.submits - o.submits,
+            readbacks: self.readbacks - o.readbacks,
+            bytes_read: self.bytes_read - o.bytes_read,
+            uploads: self.uploads - o.uploads,
+            bytes_uploaded: self.bytes_uploaded - o.bytes_uploaded,
+            allocations: self.allocations - o.allocations,
+            bytes_allocated: self.bytes_allocated - o.bytes_allocated,
+            dispatches: self.dispatches - o.dispatches,
+        }
+    }
+}
+
+/// A batch of sequences: `rows` sequences of `len` positions (T), each position `width` (D)
+/// scalars, row-major [rows, T, D].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seq {
+    pub rows: usize,
+    pub len: usize,
+    pub width: usize,
+}
+
+impl Seq {
+    /// Elements of the batch.
+    pub fn numel(&self) -> usize {
+        self.rows * self.len * self.width
+    }
+}
+
+/// A LayerNorm pass: `rows` rows (sequences × positions) of `width` scalars; ε and the offsets of
+/// γ and β (in θ, or in the direction v for the R-passes).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ln {
+    pub rows: usize,
+    pub width: usize,
+    pub eps: f64,
+    pub gamma: usize,
+    pub beta: usize,
+}
+
+/// A multi-head attention pass over `rows` sequences of `seq` positions with `heads` heads of
+/// `head_dim` scalars (D = heads·head_dim).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attn {
+    pub rows: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub head_dim: usize,
+    /// Keys whose token id is 0 (padding) get no attention.
+    pub masked: bool,
+}
+
+impl Attn {
+    /// Model width D.
+    pub fn width(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    /// Scalars of P per sequence (H·T·T).
+    pub fn probs_per_row(&self) -> usize {
+        self.heads * self.seq * self.seq
+    }
+}
+
+/// Positions of a chunk of token ids grouped by id (CSR), for [`Backend::embed_grad`]: `order`
+/// lists the positions r·T + t sorted by (id, position), `start[v]..start[v+1]` is id v's run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenIndex {
+    pub start: Vec<f64>,
+    pub order: Vec<f64>,
+}
+
+impl TokenIndex {
+    /// The index of `ids` (each an integer below `vocab`).
+    pub fn new(ids: &[f64], vocab: usize) -> TokenIndex {
+        let mut count = vec![0usize; vocab + 1];
+        for &id in ids {
+            count[id as usize + 1] += 1;
+        }
+        for v in 0..vocab {
+            count[v + 1] += count[v];
+        }
+        let start: Vec<f64> = count.iter().map(|&c| c as f64).collect();
+        let mut next = count;
+        let mut order = vec![0.0; ids.len()];
+        for (p, &id) in ids.iter().enumerate() {
+            let v = id as usize;
+            order[next[v]] = p as f64;
+            next[v] += 1;
+        }
+        TokenIndex { start, order }
+    }
+}
+
+/// Geometry of a batch of images stored NHWC (samples × height × width × channels, row-major):
+/// the layout the convolution and pooling kernels compute in (a pixel's channels are contiguous,
+/// so a 3×3 convolution is one GEMM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Nhwc {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+impl Nhwc {
+    /// Elements of the batch.
+    pub fn len(&self) -> usize {
+        self.n * self.h * self.w * self.c
+    }
+    /// True if the batch holds no element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The same images after a 2×2 pool.
+    pub fn pooled(&self) -> Nhwc {
+        Nhwc {
+            h: self.h / 2,
+            w: self.w / 2,
+            ..*self
+        }
+    }
+}
+
+/// The scalars of one [`Backend::adam`] step: rate η, decay rates β₁ and β₂, ε, and the bias
+/// corrections c₁ = 1 − β₁ᵗ and c₂ = 1 − β₂ᵗ of step t.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamStep {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub c1: f64,
+    pub c2: f64,
+}
+
+/// Check that `off + len` elements fit in a buffer of `buf_len` elements.
+pub(crate) fn check_range(what: &str, buf_len: usize, off: usize, len: usize) -> Result<()> {
+    match off.checked_add(len) {
+        Some(end) if end <= buf_len => Ok(()),
+        _ => Err(crate::error::Error::Shape(format!(
+            "{what}: range {off}..{off}+{len} exceeds buffer of {buf_len} elements"
+        ))),
+    }
+}
