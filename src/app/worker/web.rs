@@ -1,30 +1,16 @@
-//! The browser build: one wasm module serves both the page and its compute Web Worker.
-//!
-//! - The **page** (`index.html`, built by trunk) runs eframe's `WebRunner` on the canvas: WebGPU
-//!   when the browser has it, WebGL2 otherwise. Settings come from and go to the URL's hash.
-//!   A JSON state is published as `window.subspace_lab_state` for tests and curious users.
-//! - The **worker** (`web/worker.js` imports the same module and calls one of its two entries)
-//!   owns the model's run: a spectrum takes seconds, so it cannot run on the page's thread. It
-//!   fetches the model's data set from `assets/` when the model is first picked
-//!   (`assets/mnist5k-v1.bin`, `assets/cifar10-5k-v1.bin`, `assets/sst2-train-first1000.tsv`;
-//!   see `web/README.md`), steps, and posts `Shared` snapshots (JSON) at most every 100 ms; the
-//!   page only draws.
-//! - **Where the worker computes.** The engine is synchronous: a Lanczos step reads a dot product
-//!   back before it goes on. A browser cannot block on the GPU, so on WebGPU each read-back
-//!   *suspends* the wasm stack with JSPI (WebAssembly JS Promise Integration, wasm-bindgen's
-//!   `jspi` support) until WebGPU's promise settles, and the event loop runs on meanwhile.
-//!   `worker.js` calls `subspace_lab_worker_jspi` where the browser has JSPI; that entry opens
-//!   WebGPU for compute when the settings allow (`compute=auto`: a hardware adapter; `gpu`: a
-//!   software one too). Otherwise — no JSPI, no WebGPU, a fallback adapter under `auto`, or
-//!   `compute=cpu` — the run computes on the CPU backend compiled to wasm, and the status line says
-//!   which and why.
+//! The browser's compute side: the page's handle on the compute Web Worker ([`Worker`], the same
+//! API as the native worker thread), and the worker itself (`worker.js` imports the same wasm
+//! module and calls [`subspace_lab_worker`] or [`jspi::subspace_lab_worker_jspi`]): it fetches
+//! the model's data set from `assets/`, steps the run, and posts `Shared` snapshots (JSON) at most
+//! every 100 ms. How it computes (WebGPU through JSPI, or the CPU backend in wasm) is told in
+//! `crate::app::platform::web`.
 
-use super::settings::{Compute, Settings};
-use super::ui::{RendererInfo, SandboxApp};
-use super::worker::{
+use super::{
     AnyRun, Cmd, Driver, ReadSnapshot, Shared, UserSnapshot, data_name, export_files, new_run_cpu,
     new_run_gpu, user_snapshot, wants_snapshot,
 };
+use crate::app::model::AppModel;
+use crate::app::settings::{Compute, Settings};
 use crate::backend::gpu::{GpuBackend, GpuOptions};
 use crate::data::dataset::Dataset;
 use crate::data::load::DatasetKind;
@@ -41,133 +27,9 @@ pub fn asset_path(kind: DatasetKind) -> String {
     format!("assets/{}", kind.asset_name())
 }
 
-/// The module's entry: on the page, start the app. In the worker nothing: `worker.js` calls
-/// [`subspace_lab_worker`] or [`jspi::subspace_lab_worker_jspi`] once the module is loaded.
-pub fn main() {
-    if web_sys::window().is_some() {
-        page_main();
-    }
-}
-
-fn console(msg: &str) {
+/// An error on the browser's console.
+pub(crate) fn console(msg: &str) {
     web_sys::console::error_1(&JsValue::from_str(msg));
-}
-
-// ----- the page -----
-
-fn page_main() {
-    let Some(window) = web_sys::window() else {
-        return;
-    };
-    let hash = window.location().hash().unwrap_or_default();
-    // `branch` (or `branch=1`) in the hash forks the run as soon as it is loaded (a launch
-    // option like `app --branch`, not a setting: the hash the page writes back drops it).
-    let mut branch = false;
-    let rest: Vec<&str> = hash
-        .trim_start_matches('#')
-        .split('&')
-        .filter(|p| {
-            let b = *p == "branch" || *p == "branch=1";
-            branch |= b;
-            !b
-        })
-        .collect();
-    let (settings, warnings) = Settings::from_hash(&rest.join("&"));
-    wasm_bindgen_futures::spawn_local(async move {
-        let Some(doc) = window.document() else {
-            return console("subspace-lab: no document");
-        };
-        let status = doc.get_element_by_id("loading");
-        let canvas = doc
-            .get_element_by_id("subspace_lab_canvas")
-            .and_then(|c| c.dyn_into::<web_sys::HtmlCanvasElement>().ok());
-        let Some(canvas) = canvas else {
-            return console("subspace-lab: no <canvas id=\"subspace_lab_canvas\"> in the page");
-        };
-        let started = eframe::WebRunner::new()
-            .start(
-                canvas,
-                eframe::WebOptions::default(),
-                Box::new(move |cc| {
-                    SandboxApp::install_fonts(&cc.egui_ctx);
-                    let mut app = SandboxApp::new(settings, warnings, None);
-                    app.renderer = RendererInfo::of(cc);
-                    if branch {
-                        app.branch_on_start();
-                    }
-                    if app.renderer.api != "WebGPU" {
-                        app.warnings.push(
-                            "WebGPU is not available in this browser: drawing with WebGL2; the model's run computes on the CPU backend (wasm)."
-                                .into(),
-                        );
-                    }
-                    Ok(Box::new(app))
-                }),
-            )
-            .await;
-        match (started, status) {
-            (Ok(()), Some(s)) => s.remove(),
-            (Err(e), Some(s)) => s.set_text_content(Some(&format!(
-                "subspace-lab could not start: {e:?}. It needs WebGPU or WebGL2."
-            ))),
-            (Err(e), None) => console(&format!("subspace-lab could not start: {e:?}")),
-            (Ok(()), None) => {}
-        }
-    });
-}
-
-/// After each frame: keep the URL's hash in step with the settings, publish the state.
-pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
-    let Some(window) = web_sys::window() else {
-        return;
-    };
-    let hash = app.settings.to_hash();
-    if app.last_hash.as_deref() != Some(hash.as_str()) {
-        if let Ok(h) = window.history() {
-            let _ = h.replace_state_with_url(&JsValue::NULL, "", Some(&format!("#{hash}")));
-        }
-        app.last_hash = Some(hash);
-    }
-    // A few times a second is plenty for a test hook.
-    if app.frames().is_multiple_of(10) {
-        let s = app.worker.snapshot();
-        let state = serde_json::json!({
-            "renderer": app.renderer,
-            "toy_steps": app.toy.a.step.min(app.toy.b.step),
-            "model": app.settings.model.name(),
-            "steps": s.history.step,
-            "running": s.running,
-            "backend": s.backend,
-            "steps_per_sec": s.steps_per_sec,
-            "message": s.message,
-            "frames": app.frame_stats(),
-            // The first measured points (step, loss, λ₁): the end-to-end test compares the WebGPU
-            // run with the CPU one on them.
-            "first_points": s.history.points.iter().take(3)
-                .map(|p| serde_json::json!([p.step, p.loss, p.eigenvalues.first()]))
-                .collect::<Vec<_>>(),
-            // The scenario and its branches, as the desktop app's report has them.
-            "scenario": app.settings.scenario,
-            "snapshot": app.settings.snapshot,
-            "start_step": s.history.start_step,
-            "fork_step": s.history.fork.as_ref().map(|f| f.step),
-            "branch_steps": s.history.fork.as_ref().map(|f| f.steps()),
-            "branches": s.history.fork.as_ref().map_or(Vec::new(), |f| f.branches.iter()
-                .map(|b| serde_json::json!({"name": b.name, "steps": b.steps,
-                    "rel_decrease": b.rel_decrease(f.loss), "dist_fork": b.dist_fork,
-                    "accuracy_now": b.accuracy.last().map(|a| a[1]),
-                    "lambda1_now": b.lambda1.last().map(|l| l[1]),
-                    "stopped": b.stopped}))
-                .collect::<Vec<_>>()),
-            "verdict": s.history.fork.as_ref().and_then(|f| f.verdict()).map(|v| v.1),
-            "seconds_to_branch_steps": app.branch_progress,
-        });
-        let _ = js_sys::Reflect::set(
-            &window,
-            &JsValue::from_str("subspace_lab_state"),
-            &JsValue::from_str(&state.to_string()),
-        );
-    }
 }
 
 /// The page's handle on the compute worker: the same API as the native worker thread.
@@ -471,7 +333,7 @@ async fn fetch_snapshot(
     .map_err(|e| e.to_string())
 }
 
-/// What a reset to `s` needs first, fetched (as [`super::worker::prepare_with`] natively): the
+/// What a reset to `s` needs first, fetched (as [`super::prepare_with`] natively): the
 /// user's snapshot when wanted — the settings then become the snapshot's (`true`) — and the
 /// model's data set; the snapshot is kept only once both arrived.
 async fn prepare(
@@ -558,22 +420,7 @@ async fn worker_loop(
     scope: &web_sys::DedicatedWorkerGlobalScope,
     jspi: bool,
 ) -> Result<(), String> {
-    let queue: Rc<RefCell<VecDeque<Cmd>>> = Rc::default();
-    let q = queue.clone();
-    let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
-        let text = ev
-            .dyn_ref::<web_sys::MessageEvent>()
-            .and_then(|e| e.data().as_string());
-        match text.map(|t| serde_json::from_str::<Cmd>(&t)) {
-            Some(Ok(c)) => q.borrow_mut().push_back(c),
-            Some(Err(e)) => console(&format!("subspace-lab worker: bad command: {e}")),
-            None => {}
-        }
-    });
-    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    // The worker lives as long as the page: so does its handler.
-    on_message.forget();
-    let _ = scope.post_message(&js_sys::Array::of1(&JsValue::from_str("ready")));
+    let queue = listen(scope);
     let pop = || queue.borrow_mut().pop_front();
 
     // The page sends the settings first. Every command taken counts (`Shared::handled`).
@@ -585,57 +432,8 @@ async fn worker_loop(
         ..Shared::default()
     };
     post_snapshot(scope, &shared);
-    // The run of the settings, or, when it cannot start (a missing asset or snapshot, one that
-    // does not fit), fc-tanh on MNIST-5k with the reason on the status line, so that the next pick
-    // can work; when not even that starts, the reason, and the next reset is tried.
-    let (mut d, derived, mut note, mut reason) = loop {
-        let plain = settings.model == super::settings::AppModel::FcTanh
-            && settings.snapshot.is_empty()
-            && settings.scenario.is_empty()
-            && settings.compute == Compute::Auto;
-        let mut tries = vec![settings.clone()];
-        if !plain {
-            let mut f = settings.with_model(super::settings::AppModel::FcTanh);
-            f.scenario.clear();
-            f.compute = Compute::Auto;
-            tries.push(f);
-        }
-        let mut errors: Vec<String> = Vec::new();
-        let mut first = None;
-        for s in tries {
-            let mut sets = DataSets::default();
-            let mut user = None;
-            let started = match prepare(scope, s, false, &mut sets, &mut user).await {
-                Ok((s, derived)) => {
-                    let note = ensure_gpu(s.compute, jspi).await;
-                    Driver::new(sets, user, &s, web_run)
-                        .map(|d| (d, derived, note))
-                        .map_err(|e| format!("cannot start the run: {e}"))
-                }
-                Err(e) => Err(e),
-            };
-            match started {
-                Ok(x) => {
-                    first = Some(x);
-                    break;
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        if let Some((d, derived, note)) = first {
-            let reason = errors
-                .first()
-                .map(|e| format!("{e} — running fc-tanh / MNIST-5k instead"));
-            break (d, derived, note, reason);
-        }
-        shared.running = false;
-        shared.message = Some(errors.join("; and fc-tanh / MNIST-5k: "));
-        post_snapshot(scope, &shared);
-        settings = next_reset(scope, &pop, &mut handled).await;
-        shared.running = true;
-        shared.message = Some("loading…".into());
-        post_snapshot(scope, &shared);
-    };
+    let (mut d, derived, mut note, mut reason) =
+        first_run(scope, &pop, &mut handled, &mut shared, &mut settings, jspi).await;
     d.handled = handled;
     if derived || reason.is_some() {
         d.announce();
@@ -650,56 +448,19 @@ async fn worker_loop(
         while let Some(c) = pop() {
             changed = true;
             d.handled += 1;
-            msg = match c {
-                Cmd::Export(_) => Some(match export_files(&d) {
-                    Ok(files) => {
-                        let names: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
-                        for (name, bytes) in files {
-                            let arr = js_sys::Array::of3(
-                                &JsValue::from_str("file"),
-                                &JsValue::from_str(&name),
-                                &js_sys::Uint8Array::from(bytes.as_slice()),
-                            );
-                            let _ = scope.post_message(&arr);
-                        }
-                        format!("downloaded {}", names.join(", "))
-                    }
-                    Err(e) => format!("export failed: {e}"),
-                }),
-                Cmd::Reset(s) => {
-                    reason = None;
-                    reset(scope, &mut d, &mut shared, &mut note, s, false, jspi)
-                        .await
-                        .or(msg)
-                }
-                Cmd::LoadSnapshot(s) => {
-                    reason = None;
-                    reset(scope, &mut d, &mut shared, &mut note, s, true, jspi)
-                        .await
-                        .or(msg)
-                }
-                c => d.handle(c).or(msg),
+            let mut run = Run {
+                scope,
+                d: &mut d,
+                shared: &mut shared,
+                note: &mut note,
+                reason: &mut reason,
+                jspi,
             };
+            msg = run.command(c).await.or(msg);
         }
         if d.running && d.run.history().points.is_empty() {
             // The first spectrum is a cold Lanczos solve: say why nothing is drawn yet.
-            let gpu = matches!(d.run, AnyRun::Gpu(_));
-            shared.message = Some(format!(
-                "{}computing the first spectrum ({}: top-{} Hessian eigenpairs on {} samples, {}){}",
-                reason
-                    .as_ref()
-                    .map(|r| format!("{r}. "))
-                    .unwrap_or_default(),
-                d.run.spec().describe(),
-                2 * d.run.history().k,
-                d.samples(),
-                if gpu {
-                    "WebGPU"
-                } else {
-                    "single-threaded wasm: the cold first solve is the run's slowest, its time proportional to n (a smaller n in the panel or #n= in the URL is faster)"
-                },
-                note.as_ref().map(|n| format!(". {n}")).unwrap_or_default()
-            ));
+            shared.message = Some(first_spectrum_note(&d, reason.as_deref(), note.as_deref()));
             post_snapshot(scope, &shared);
             sleep(scope, 0).await;
         }
@@ -732,5 +493,173 @@ async fn worker_loop(
             sleep(scope, 0).await;
             last_yield = web_time::Instant::now();
         }
+    }
+}
+
+/// The page's commands, as they arrive (the handler lives as long as the worker).
+fn listen(scope: &web_sys::DedicatedWorkerGlobalScope) -> Rc<RefCell<VecDeque<Cmd>>> {
+    let queue: Rc<RefCell<VecDeque<Cmd>>> = Rc::default();
+    let q = queue.clone();
+    let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+        let text = ev
+            .dyn_ref::<web_sys::MessageEvent>()
+            .and_then(|e| e.data().as_string());
+        match text.map(|t| serde_json::from_str::<Cmd>(&t)) {
+            Some(Ok(c)) => q.borrow_mut().push_back(c),
+            Some(Err(e)) => console(&format!("subspace-lab worker: bad command: {e}")),
+            None => {}
+        }
+    });
+    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // The worker lives as long as the page: so does its handler.
+    on_message.forget();
+    let _ = scope.post_message(&js_sys::Array::of1(&JsValue::from_str("ready")));
+    queue
+}
+
+/// The first run: of the settings, or, when it cannot start (a missing asset or snapshot, one that
+/// does not fit), fc-tanh on MNIST-5k with the reason on the status line, so that the next pick
+/// can work; when not even that starts, the reason, and the next reset is tried. Returns the
+/// driver, whether its settings derive from a snapshot, the compute note and the fallback's
+/// reason.
+async fn first_run(
+    scope: &web_sys::DedicatedWorkerGlobalScope,
+    pop: &impl Fn() -> Option<Cmd>,
+    handled: &mut u64,
+    shared: &mut Shared,
+    settings: &mut Settings,
+    jspi: bool,
+) -> (Driver, bool, Option<String>, Option<String>) {
+    loop {
+        let plain = settings.model == AppModel::FcTanh
+            && settings.snapshot.is_empty()
+            && settings.scenario.is_empty()
+            && settings.compute == Compute::Auto;
+        let mut tries = vec![settings.clone()];
+        if !plain {
+            let mut f = settings.with_model(AppModel::FcTanh);
+            f.scenario.clear();
+            f.compute = Compute::Auto;
+            tries.push(f);
+        }
+        let mut errors: Vec<String> = Vec::new();
+        let mut first = None;
+        for s in tries {
+            let mut sets = DataSets::default();
+            let mut user = None;
+            let started = match prepare(scope, s, false, &mut sets, &mut user).await {
+                Ok((s, derived)) => {
+                    let note = ensure_gpu(s.compute, jspi).await;
+                    Driver::new(sets, user, &s, web_run)
+                        .map(|d| (d, derived, note))
+                        .map_err(|e| format!("cannot start the run: {e}"))
+                }
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(x) => {
+                    first = Some(x);
+                    break;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some((d, derived, note)) = first {
+            let reason = errors
+                .first()
+                .map(|e| format!("{e} — running fc-tanh / MNIST-5k instead"));
+            return (d, derived, note, reason);
+        }
+        shared.running = false;
+        shared.message = Some(errors.join("; and fc-tanh / MNIST-5k: "));
+        post_snapshot(scope, shared);
+        *settings = next_reset(scope, pop, handled).await;
+        shared.running = true;
+        shared.message = Some("loading…".into());
+        post_snapshot(scope, shared);
+    }
+}
+
+/// The status line while the first spectrum is computed (a cold Lanczos solve).
+fn first_spectrum_note(d: &Driver, reason: Option<&str>, note: Option<&str>) -> String {
+    let gpu = matches!(d.run, AnyRun::Gpu(_));
+    let gpu = matches!(d.run, AnyRun::Gpu(_));
+    format!(
+        "{}computing the first spectrum ({}: top-{} Hessian eigenpairs on {} samples, {}){}",
+        reason
+            .as_ref()
+            .map(|r| format!("{r}. "))
+            .unwrap_or_default(),
+        d.run.spec().describe(),
+        2 * d.run.history().k,
+        d.samples(),
+        if gpu {
+            "WebGPU"
+        } else {
+            "single-threaded wasm: the cold first solve is the run's slowest, its time proportional to n (a smaller n in the panel or #n= in the URL is faster)"
+        },
+        note.map(|n| format!(". {n}")).unwrap_or_default()
+    )
+}
+
+/// The running worker's state a command acts on.
+struct Run<'a> {
+    scope: &'a web_sys::DedicatedWorkerGlobalScope,
+    d: &'a mut Driver,
+    shared: &'a mut Shared,
+    /// Why the run computes where it does (the first spectrum's status line).
+    note: &'a mut Option<String>,
+    /// Why a fallback runs instead of the settings' run (cleared by a reset).
+    reason: &'a mut Option<String>,
+    jspi: bool,
+}
+
+impl Run<'_> {
+    /// One command from the page; the status line's message, if any.
+    async fn command(&mut self, c: Cmd) -> Option<String> {
+        match c {
+            Cmd::Export(_) => Some(match export_files(self.d) {
+                Ok(files) => {
+                    let names: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
+                    for (name, bytes) in files {
+                        let arr = js_sys::Array::of3(
+                            &JsValue::from_str("file"),
+                            &JsValue::from_str(&name),
+                            &js_sys::Uint8Array::from(bytes.as_slice()),
+                        );
+                        let _ = self.scope.post_message(&arr);
+                    }
+                    format!("downloaded {}", names.join(", "))
+                }
+                Err(e) => format!("export failed: {e}"),
+            }),
+            Cmd::Reset(s) => {
+                reason = None;
+                reset(scope, &mut d, &mut shared, &mut note, s, false, jspi)
+                    .await
+                    .or(msg)
+            }
+            Cmd::LoadSnapshot(s) => {
+                reason = None;
+                reset(scope, &mut d, &mut shared, &mut note, s, true, jspi)
+                    .await
+                    .or(msg)
+            }
+            c => self.d.handle(c),
+        }
+    }
+
+    /// A reset (or, with `force`, a snapshot load): [`reset`] on this run.
+    async fn reset(&mut self, s: Settings, force: bool) -> Option<String> {
+        reset(
+            self.scope,
+            self.d,
+            self.shared,
+            self.note,
+            s,
+            force,
+            self.jspi,
+        )
+        .await
     }
 }
