@@ -162,7 +162,6 @@ impl SandboxApp {
 
     /// Take over the running run's settings when the worker says so ([`Shared::settings_gen`]:
     /// derived from a user's snapshot, n cut to the data at hand, or a failed reset whose old run
-
     /// goes on); the toy's settings stay the user's.
     pub(crate) fn adopt(&mut self, shared: &Shared) {
         // Only with no command in flight: a queued reset or change would be undone.

@@ -38,7 +38,7 @@ pub(super) fn init_cmd(seed: u64, out: &Path, arch: &ArchArgs, dtype: &str) -> R
             ),
         }
     }
-    weights::save_with(&out, &spec, &theta, dtype, &meta)
+    weights::save_with(out, &spec, &theta, dtype, &meta)
         .with_context(|| format!("writing {}", out.display()))?;
     println!(
         "wrote {} ({} parameters, {}, seed {seed})",
