@@ -289,7 +289,7 @@ async fn fetch_bytes(
 /// server and the command that makes it.
 async fn fetch_data(
     scope: &web_sys::DedicatedWorkerGlobalScope,
-    m: super::settings::AppModel,
+    m: AppModel,
     sets: &mut DataSets,
 ) -> Result<(), String> {
     let kind = m.dataset();
@@ -583,13 +583,9 @@ async fn first_run(
 /// The status line while the first spectrum is computed (a cold Lanczos solve).
 fn first_spectrum_note(d: &Driver, reason: Option<&str>, note: Option<&str>) -> String {
     let gpu = matches!(d.run, AnyRun::Gpu(_));
-    let gpu = matches!(d.run, AnyRun::Gpu(_));
     format!(
         "{}computing the first spectrum ({}: top-{} Hessian eigenpairs on {} samples, {}){}",
-        reason
-            .as_ref()
-            .map(|r| format!("{r}. "))
-            .unwrap_or_default(),
+        reason.map(|r| format!("{r}. ")).unwrap_or_default(),
         d.run.spec().describe(),
         2 * d.run.history().k,
         d.samples(),
@@ -634,16 +630,12 @@ impl Run<'_> {
                 Err(e) => format!("export failed: {e}"),
             }),
             Cmd::Reset(s) => {
-                reason = None;
-                reset(scope, &mut d, &mut shared, &mut note, s, false, jspi)
-                    .await
-                    .or(msg)
+                *self.reason = None;
+                self.reset(s, false).await
             }
             Cmd::LoadSnapshot(s) => {
-                reason = None;
-                reset(scope, &mut d, &mut shared, &mut note, s, true, jspi)
-                    .await
-                    .or(msg)
+                *self.reason = None;
+                self.reset(s, true).await
             }
             c => self.d.handle(c),
         }
