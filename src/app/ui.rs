@@ -75,7 +75,9 @@ impl RendererInfo {
 /// What the platform does around a frame: after drawing (the web page keeps its URL hash and
 /// publishes its state) and when the test hook fires (natively: report, screenshot, close).
 pub struct Hooks {
+    /// Called after the panels are drawn, every frame.
     pub after_frame: fn(&mut SandboxApp, &egui::Context),
+    /// Called once, when the test hook's condition is met.
     pub finish: fn(&mut SandboxApp, &egui::Context),
 }
 

@@ -30,7 +30,7 @@ pub(crate) const DRAW_POINTS: usize = 2000;
 
 /// The run's events as dashed vertical lines (those from `from` on); unnamed, so that they stay
 /// out of the legends (the status line, the lesson and the branch table name them).
-fn markers(p: &mut egui_plot::PlotUi, h: &History, from: f64) {
+fn markers_ui(p: &mut egui_plot::PlotUi, h: &History, from: f64) {
     for m in h.markers.iter().filter(|m| m.step as f64 >= from) {
         p.vline(
             VLine::new("", m.step as f64)
@@ -194,7 +194,7 @@ fn loss_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
                     );
                 }
             }
-            markers(p, h, from);
+            markers_ui(p, h, from);
         });
 }
 
@@ -229,7 +229,7 @@ fn accuracy_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
                     }
                 }
             }
-            markers(p, h, from);
+            markers_ui(p, h, from);
         });
 }
 
@@ -298,7 +298,7 @@ fn eigen_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
                     );
                 }
             }
-            markers(p, h, from);
+            markers_ui(p, h, from);
         });
 }
 
@@ -328,6 +328,6 @@ fn chi_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
                     );
                 }
             }
-            markers(p, h, from);
+            markers_ui(p, h, from);
         });
 }

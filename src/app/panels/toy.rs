@@ -13,7 +13,9 @@ const PATH_B: Color32 = Color32::from_rgb(214, 39, 40);
 
 /// The toy panel's state: the two paths, whether they advance, whether the plot follows them.
 pub struct ToyPanel {
+    /// Paths A and B.
     pub sim: ToySim,
+    /// Whether the paths advance each frame ("run" / "pause").
     pub running: bool,
     follow: bool,
 }
