@@ -11,5 +11,5 @@ fn main() -> anyhow::Result<()> {
 
 #[cfg(target_arch = "wasm32")]
 fn main() {
-    subspace_lab::app::web::main();
+    subspace_lab::app::platform::web::main();
 }

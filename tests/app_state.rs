@@ -657,3 +657,69 @@ fn the_apps_paper_settings_are_the_presets() {
         assert_eq!(spec.loss, LossKind::Mse);
     }
 }
+
+/// An eframe storage in memory, for the native app's saved settings.
+#[derive(Default)]
+struct MemStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.into(), value);
+    }
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+    fn flush(&mut self) {}
+}
+
+/// Issue 31 case 8: the native app saves its settings as the URL hash's text and reads them key by
+/// key through the key table, so one unparsable or out-of-range value is reset alone, with a
+/// message, instead of every setting silently; an older app's unreadable RON record says so.
+#[test]
+fn saved_settings_are_read_key_by_key() {
+    use eframe::Storage;
+    use subspace_lab::app::platform::native::{SAVED_KEY, saved_settings};
+    let mut st = MemStorage::default();
+    let (s, w) = saved_settings(Some(&st));
+    assert_eq!((s, w.len()), (Settings::default(), 0));
+    let custom = Settings {
+        lr: 0.05,
+        k: 5,
+        toy_x0: -3.0,
+        compute: Compute::Cpu,
+        ..Settings::default()
+    };
+    st.set_string(SAVED_KEY, custom.to_hash());
+    let (s, w) = saved_settings(Some(&st));
+    assert_eq!(s, custom, "{w:?}");
+    assert!(w.is_empty(), "{w:?}");
+    // One field unparsable, two out of range: each reset alone, each said; the rest kept.
+    st.set_string(
+        SAVED_KEY,
+        format!("{}&eig=abc&toy_x0=1e308&toy_y0=-1e308", custom.to_hash()),
+    );
+    let (s, w) = saved_settings(Some(&st));
+    assert_eq!((s.k, s.lr, s.compute), (5, 0.05, Compute::Cpu), "{w:?}");
+    assert_eq!((s.eigen_every, s.toy_x0, s.toy_y0), (10, 1.0, 1.0), "{w:?}");
+    assert_eq!(w.len(), 3, "{w:?}");
+    for field in ["eig=abc", "toy_x0 = ", "toy_y0 = "] {
+        assert!(
+            w.iter()
+                .any(|m| m.contains(field) && m.starts_with("saved settings: ")),
+            "{field}: {w:?}"
+        );
+    }
+    // An older app's RON record: read whole and sanitized; unreadable, said.
+    let mut old = MemStorage::default();
+    old.set_string(eframe::APP_KEY, "(k: 7, toy_x0: 1e308)".into());
+    let (s, w) = saved_settings(Some(&old));
+    assert_eq!((s.k, s.toy_x0), (7, 1.0), "{w:?}");
+    assert_eq!(w.len(), 1, "{w:?}");
+    old.set_string(eframe::APP_KEY, "(k: \"seven\")".into());
+    let (s, w) = saved_settings(Some(&old));
+    assert_eq!(s, Settings::default());
+    assert!(w.iter().any(|m| m.contains("unreadable")), "{w:?}");
+}

@@ -1370,3 +1370,40 @@ fn a_preset_on_fewer_samples_stops_is_judged_and_resumes_with_them() {
     );
     assert_eq!(std::fs::read(dir.join("checkpoint.json")).unwrap(), before);
 }
+
+/// Issue 31 case 7: the files the app's test hook promises are checked before anything starts
+/// (a report or screenshot in a missing directory, or a directory in a file's place, is refused
+/// at once, without a window, and nothing is left behind); a writable place is left as it was.
+#[test]
+fn app_output_paths_are_checked_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir").join("report.json");
+    let shot = dir.path().join("shot.png");
+    fails_with(
+        bin()
+            .args(["app", "--exit-after-steps", "1", "--report"])
+            .arg(&missing)
+            .arg("--screenshot")
+            .arg(&shot),
+        &["--report", "no-such-dir", "nothing was run"],
+    );
+    assert!(!shot.exists(), "the check leaves no file behind");
+    fails_with(
+        bin()
+            .args(["app", "--exit-after-steps", "1", "--screenshot"])
+            .arg(dir.path())
+            .arg("--report")
+            .arg(dir.path().join("r.json")),
+        &["--screenshot", "is a directory", "nothing was run"],
+    );
+    assert!(!dir.path().join("r.json").exists());
+    // The test hook's variables get the same check.
+    fails_with(
+        bin()
+            .arg("app")
+            .env("SUBSPACE_LAB_APP_EXIT_AFTER", "1")
+            .env("SUBSPACE_LAB_APP_REPORT", dir.path().join("r.json"))
+            .env("SUBSPACE_LAB_APP_SCREENSHOT", &missing),
+        &["--screenshot", "no-such-dir", "nothing was run"],
+    );
+}

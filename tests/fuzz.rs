@@ -452,6 +452,138 @@ fn fuzz_url_hash_and_native_settings() {
     );
 }
 
+/// Draw `f` for a few frames headless (no window, no GPU: egui's layout, where the plots compute
+/// their grids).
+fn draw_frames(mut f: impl FnMut(&mut egui::Ui)) {
+    let ctx = egui::Context::default();
+    let input = egui::RawInput {
+        screen_rect: Some(egui::Rect::from_min_size(
+            egui::Pos2::ZERO,
+            egui::vec2(900.0, 900.0),
+        )),
+        ..Default::default()
+    };
+    for _ in 0..3 {
+        let _ = ctx.run_ui(input.clone(), |ui| {
+            egui::CentralPanel::default().show(ui, |ui| f(ui));
+        });
+    }
+}
+
+/// The toy panel with `s` after `frames` frames of steps, drawn.
+fn draw_toy(s: &Settings, frames: usize) {
+    use subspace_lab::app::panels::toy::ToyPanel;
+    let mut s = s.clone();
+    let mut p = ToyPanel::new(&s);
+    for _ in 0..frames {
+        p.advance(&s);
+    }
+    draw_frames(|ui| p.toy_panel_ui(ui, &mut s));
+}
+
+/// Issue 31 case 8: every setting has a range in the key table; a hash or a saved file with a
+/// value at, just inside or outside the edges of any range, or no number at all, comes back
+/// runnable (out-of-range values reset one by one, each with a message naming it), and the app's
+/// panels draw at every corner of the toy's ranges without a panic. `toy_x0 = 1e308,
+/// toy_y0 = -1e308` crashed the toy panel's plot (capacity overflow) at every start.
+#[test]
+fn fuzz_settings_at_the_edges_of_every_range() {
+    use subspace_lab::app::settings::{AppModel, KEYS, Range};
+    let mut cases = 0;
+    for model in AppModel::ALL {
+        let base = Settings::default().with_model(model);
+        assert!(base.clone().sanitize().is_empty(), "{model:?}'s defaults");
+        for k in KEYS {
+            let Range::Num(lo, hi) = (k.range)(&base) else {
+                continue;
+            };
+            let edges = [
+                lo,
+                hi,
+                lo.next_down(),
+                hi.next_up(),
+                lo - 1.0,
+                hi + 1.0,
+                -hi,
+                0.0,
+                -0.0,
+                1e308,
+                -1e308,
+                f64::MAX,
+                f64::MIN_POSITIVE,
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                18446744073709551616.0,
+            ];
+            let mut texts: Vec<String> = edges.iter().map(|v| v.to_string()).collect();
+            texts.extend(["-1", "1e400", "abc", "", "0x10", "5e-324"].map(String::from));
+            for v in &texts {
+                let hash = format!("model={}&{}={v}", model.name(), k.key);
+                let (mut s, w) = Settings::from_hash(&hash);
+                assert!(s.sanitize().is_empty(), "{hash}: {s:?}");
+                let kept = (k.get)(&s);
+                assert!((k.range)(&s).contains(&kept), "{hash}: {kept}");
+                let same = kept == *v
+                    || matches!((kept.parse::<f64>(), v.parse::<f64>()), (Ok(a), Ok(b)) if a == b);
+                if !same && (k.get)(&base) != kept {
+                    // Changed but not to the default: only the batch, following n down.
+                    assert_eq!(k.key, "batch", "{hash}: {kept}");
+                }
+                // Out of range: said (a batch above n follows it down without a word).
+                if k.key != "batch" && v.parse::<f64>().is_ok_and(|x| !(lo <= x && x <= hi)) {
+                    assert!(
+                        w.iter().any(|m| m.contains(k.field) || m.contains(k.key)),
+                        "{hash}: {w:?}"
+                    );
+                }
+                cases += 1;
+            }
+        }
+    }
+    // The case of the issue: saved (RON, an older app's file) and in a hash; reset each alone.
+    let saved = "(toy_x0: 1e308, toy_y0: -1e308, k: 5)";
+    let mut s: Settings = ron::from_str(saved).unwrap();
+    let w = s.sanitize();
+    assert_eq!((s.toy_x0, s.toy_y0, s.k), (1.0, 1.0, 5), "{w:?}");
+    assert!(w.iter().any(|m| m.starts_with("toy_x0 = ")), "{w:?}");
+    assert!(w.iter().any(|m| m.starts_with("toy_y0 = ")), "{w:?}");
+    draw_toy(&s, 10);
+    let (h, w) = Settings::from_hash("toy_x0=1e308&toy_y0=-1e308&k=5");
+    assert_eq!(h, s, "{w:?}");
+    // The panels at every corner of the toy's ranges (start, η, coupling, steps per frame).
+    let r = |key: &str| Settings::default().range_of(key);
+    let corners = |key: &str| {
+        let r = r(key);
+        [*r.start(), *r.end()]
+    };
+    for x0 in corners("toy_x0") {
+        for y0 in corners("toy_y0") {
+            for lr in corners("toy_lr") {
+                for c in corners("toy_c") {
+                    let s = Settings {
+                        toy_x0: x0,
+                        toy_y0: y0,
+                        toy_lr: lr,
+                        toy_coupling: c,
+                        toy_steps_per_frame: *r("toy_spf").end() as usize,
+                        toy_a: subspace_lab::experiment::toy::ToyMethod::Gd,
+                        toy_b: subspace_lab::experiment::toy::ToyMethod::Sgd,
+                        ..Settings::default()
+                    };
+                    assert!(s.clone().sanitize().is_empty(), "{s:?}");
+                    draw_toy(&s, 3);
+                    cases += 1;
+                }
+            }
+        }
+    }
+    // The plots of a run with no points yet.
+    let h = subspace_lab::app::live::History::default();
+    draw_frames(|ui| subspace_lab::app::panels::plots::run_plots_ui(ui, &h));
+    eprintln!("settings at the edges: {cases} cases");
+}
+
 /// The harness is not vacuous: a parser that panics on some inputs, or allocates beyond its
 /// bound, is caught.
 #[test]

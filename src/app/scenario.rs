@@ -6,11 +6,10 @@
 //! a short lesson whose numbers are the live run's.
 
 use super::live::{BranchSet, History};
-use super::settings::{AppModel, Settings};
+use super::model::AppModel;
 use crate::error::{Error, Result};
 use crate::experiment::run::Vectors;
 use crate::experiment::snapshot::{Snapshot, parse_snapshot};
-use crate::experiment::spec::OptKind;
 use std::path::Path;
 
 /// Where a scenario's θ comes from.
@@ -241,26 +240,6 @@ impl Scenario {
                 .map(Some)
             }
         }
-    }
-
-    /// The settings of the scenario's run: its model; the snapshot's optimiser (kind, η, batch,
-    /// ρ), k, samples and seed (from the initialisation: the model's paper settings, seed 0), and
-    /// the scenario's spectrum cadence; the toy's settings and the compute choice stay as in
-    /// `base`.
-    pub fn settings(&self, base: &Settings) -> Result<Settings> {
-        let mut s = match self.snapshot()? {
-            None => {
-                let mut s = base.with_model(self.model);
-                s.optimizer = OptKind::Sgd;
-                s.seed = 0;
-                s
-            }
-            Some((snap, _)) => base.for_snapshot(&snap)?,
-        };
-        s.scenario = self.name.to_string();
-        s.snapshot.clear();
-        s.eigen_every = self.eigen_every;
-        Ok(s)
     }
 
     /// The lesson with the live numbers: where the run started, and the paper's claim on the

@@ -1,0 +1,333 @@
+//! The model panel's plots: loss, accuracy, eigenvalues and χ_k over the run, each branch in the
+//! paper's colours after a fork, the branches' table beside them.
+
+use crate::app::live::{BranchSet, BranchView, History, Point};
+use crate::experiment::spec::Projection;
+use egui::{Color32, RichText};
+use egui_plot::{HLine, Legend, Line, LineStyle, Plot, PlotPoints, VLine};
+
+const TOP_K: Color32 = Color32::from_rgb(31, 119, 180);
+const NEXT_K: Color32 = Color32::from_rgb(255, 127, 14);
+
+/// At most `max` points of a series for drawing (every n-th, the last one kept): tessellating
+/// tens of thousands of segments per frame would cost more than the rest of the frame.
+pub fn decimate(v: &[[f64; 2]], max: usize) -> Vec<[f64; 2]> {
+    if v.len() <= max || max < 2 {
+        return v.to_vec();
+    }
+    let stride = v.len().div_ceil(max - 1);
+    let mut out: Vec<[f64; 2]> = v.iter().step_by(stride).copied().collect();
+    if let Some(l) = v.last()
+        && out.last() != Some(l)
+    {
+        out.push(*l);
+    }
+    out
+}
+
+/// Points drawn per series.
+pub(crate) const DRAW_POINTS: usize = 2000;
+
+/// The run's events as dashed vertical lines (those from `from` on); unnamed, so that they stay
+/// out of the legends (the status line, the lesson and the branch table name them).
+fn markers_ui(p: &mut egui_plot::PlotUi, h: &History, from: f64) {
+    for m in h.markers.iter().filter(|m| m.step as f64 >= from) {
+        p.vline(
+            VLine::new("", m.step as f64)
+                .style(LineStyle::dashed_loose())
+                .color(Color32::GRAY),
+        );
+    }
+}
+
+/// A legend in small type on a translucent background, so that it hides little of a small plot.
+fn small_legend() -> Legend {
+    Legend::default()
+        .text_style(egui::TextStyle::Small)
+        .background_alpha(0.6)
+}
+
+/// The paper's colours as the CLI's PNGs use them: the plain optimiser blue, Dom- red, Bulk-
+/// green; GD beside SGD (the GD-vs-SGD fork) purple.
+fn branch_color(b: &BranchView, set: Option<BranchSet>) -> Color32 {
+    match b.projection {
+        Projection::Dominant => Color32::from_rgb(214, 39, 40),
+        Projection::Bulk => Color32::from_rgb(44, 160, 44),
+        Projection::None if b.name == "GD" && set == Some(BranchSet::GdVsSgd) => {
+            Color32::from_rgb(148, 103, 189)
+        }
+        Projection::None => Color32::from_rgb(31, 119, 180),
+    }
+}
+
+/// The branches' numbers beside the plots: the live verdict and one line per branch.
+fn branch_table_ui(ui: &mut egui::Ui, h: &History) {
+    let Some(f) = &h.fork else { return };
+    if let Some((holds, text)) = f.verdict() {
+        let col = if holds {
+            Color32::from_rgb(44, 160, 44)
+        } else {
+            Color32::from_rgb(200, 120, 0)
+        };
+        ui.colored_label(col, text);
+    }
+    egui::Grid::new("branches").striped(true).show(ui, |ui| {
+        for t in [
+            "branch",
+            "steps",
+            "loss now",
+            "since the fork",
+            "‖θ − θ_fork‖",
+            "mean χ_k",
+        ] {
+            ui.label(RichText::new(t).small().strong());
+        }
+        ui.end_row();
+        for b in &f.branches {
+            ui.label(RichText::new(&b.name).color(branch_color(b, f.set)));
+            ui.label(b.steps.to_string());
+            ui.label(format!("{:.5}", b.loss_now()));
+            ui.label(format!("{:+.2} %", -100.0 * b.rel_decrease(f.loss)));
+            ui.label(format!("{:.4}", b.dist_fork));
+            ui.label(match b.mean_chi() {
+                c if c.is_finite() => format!("{c:.3}"),
+                _ => "–".into(),
+            });
+            if let Some(why) = &b.stopped {
+                ui.colored_label(Color32::from_rgb(200, 120, 0), why);
+            }
+            ui.end_row();
+        }
+    });
+}
+
+/// What the four plots share: the history, the first step shown, the size of each plot.
+struct PlotArea<'a> {
+    h: &'a History,
+    from: f64,
+    width: f32,
+    height: f32,
+}
+
+impl PlotArea<'_> {
+    /// (step, f(point)) of the run's points from `from` on, where finite.
+    fn series(&self, f: &dyn Fn(&Point) -> f64) -> Vec<[f64; 2]> {
+        self.h
+            .points
+            .iter()
+            .map(|p| [p.step as f64, f(p)])
+            .filter(|q| q[1].is_finite() && q[0] >= self.from)
+            .collect()
+    }
+}
+
+/// The branches' table and the four plots of the run, two by two.
+pub fn run_plots_ui(ui: &mut egui::Ui, h: &History) {
+    branch_table_ui(ui, h);
+    let height = ((ui.available_height() - 20.0) / 2.0).max(120.0);
+    let width = (ui.available_width() / 2.0 - 8.0).max(150.0);
+    // After a fork the plots zoom to it: from a little before the fork (as many steps as the
+    // branches have made, at least 50) to now, so the branches' first steps are visible beside a
+    // history of thousands of steps.
+    let from = h.fork.as_ref().map_or(0.0, |f| {
+        f.step.saturating_sub((2 * f.steps()).max(50)) as f64
+    });
+    let area = PlotArea {
+        h,
+        from,
+        width,
+        height,
+    };
+    ui.horizontal(|ui| {
+        loss_plot_ui(ui, &area);
+        accuracy_plot_ui(ui, &area);
+    });
+    ui.horizontal(|ui| {
+        eigen_plot_ui(ui, &area);
+        chi_plot_ui(ui, &area);
+    });
+}
+
+/// The full-data loss (log scale): the run before the fork, then each branch.
+fn loss_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
+    let (h, from) = (area.h, area.from);
+    let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
+    Plot::new("loss")
+        .width(area.width)
+        .height(area.height)
+        .y_axis_label("loss (log₁₀)")
+        .y_axis_formatter(|m, _| format!("{:.3e}", 10f64.powf(m.value)))
+        .legend(small_legend())
+        .show(ui, |p| {
+            let before: Vec<[f64; 2]> = series(&|q| q.loss.max(1e-12).log10())
+                .into_iter()
+                .filter(|q| h.fork.as_ref().is_none_or(|f| q[0] <= f.step as f64))
+                .collect();
+            let name = if h.fork.is_some() {
+                "before the fork".to_string()
+            } else {
+                h.run_name.clone()
+            };
+            p.line(
+                Line::new(name, PlotPoints::from(decimate(&before, DRAW_POINTS))).color(
+                    if h.fork.is_some() {
+                        Color32::GRAY
+                    } else {
+                        TOP_K
+                    },
+                ),
+            );
+            if let Some(f) = &h.fork {
+                for b in &f.branches {
+                    let pts: Vec<[f64; 2]> = b
+                        .loss
+                        .iter()
+                        .filter(|q| q[1] > 0.0 && q[1].is_finite())
+                        .map(|q| [q[0], q[1].log10()])
+                        .collect();
+                    p.line(
+                        Line::new(
+                            b.name.clone(),
+                            PlotPoints::from(decimate(&pts, DRAW_POINTS)),
+                        )
+                        .color(branch_color(b, f.set)),
+                    );
+                }
+            }
+            markers_ui(p, h, from);
+        });
+}
+
+/// The full-data accuracy: the run before the fork, then each branch.
+fn accuracy_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
+    let (h, from) = (area.h, area.from);
+    let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
+    Plot::new("acc")
+        .width(area.width)
+        .height(area.height)
+        .legend(small_legend())
+        .y_axis_label("accuracy")
+        .show(ui, |p| {
+            let before: Vec<[f64; 2]> = series(&|q| q.accuracy)
+                .into_iter()
+                .filter(|q| h.fork.as_ref().is_none_or(|f| q[0] <= f.step as f64))
+                .collect();
+            match &h.fork {
+                None => p.line(Line::new("accuracy", PlotPoints::from(before))),
+                Some(f) => {
+                    p.line(
+                        Line::new("before the fork", PlotPoints::from(before)).color(Color32::GRAY),
+                    );
+                    for b in &f.branches {
+                        p.line(
+                            Line::new(
+                                b.name.clone(),
+                                PlotPoints::from(decimate(&b.accuracy, DRAW_POINTS)),
+                            )
+                            .color(branch_color(b, f.set)),
+                        );
+                    }
+                }
+            }
+            markers_ui(p, h, from);
+        });
+}
+
+/// The top-k and next-k Hessian eigenvalues, the edge 2/η where in reach, each branch's λ₁.
+fn eigen_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
+    let (h, from) = (area.h, area.from);
+    let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
+    Plot::new("eig")
+        .width(area.width)
+        .height(area.height)
+        .legend(small_legend())
+        .y_axis_label("eigenvalues, sharpness")
+        .show(ui, |p| {
+            let n = h
+                .points
+                .iter()
+                .map(|q| q.eigenvalues.len())
+                .max()
+                .unwrap_or(0);
+            for i in 0..n {
+                let name = if i < h.k {
+                    format!("top-{}", h.k)
+                } else {
+                    format!("next-{}", h.k)
+                };
+                let col = if i < h.k { TOP_K } else { NEXT_K };
+                p.line(
+                    Line::new(
+                        name,
+                        PlotPoints::from(series(&|q| {
+                            q.eigenvalues.get(i).copied().unwrap_or(f64::NAN)
+                        })),
+                    )
+                    .color(col),
+                );
+            }
+            // The edge only where it is in reach: 2/η = 200 would flatten the spectrum.
+            let max_l1 = h
+                .points
+                .iter()
+                .filter_map(|q| q.eigenvalues.first().copied())
+                .fold(0.0f64, f64::max);
+            let min_edge = h
+                .points
+                .iter()
+                .map(|q| q.edge)
+                .fold(f64::INFINITY, f64::min);
+            if min_edge < 3.0 * max_l1 {
+                p.line(
+                    Line::new("2/η (SAM: its edge)", PlotPoints::from(series(&|q| q.edge)))
+                        .color(Color32::GRAY)
+                        .style(LineStyle::dashed_dense()),
+                );
+            }
+            // Each branch's own sharpness after the fork (the top-k above are the first
+            // branch's, as before the fork).
+            if let Some(f) = &h.fork {
+                for b in &f.branches {
+                    p.line(
+                        Line::new(
+                            format!("λ₁ {}", b.name),
+                            PlotPoints::from(decimate(&b.lambda1, DRAW_POINTS)),
+                        )
+                        .color(branch_color(b, f.set))
+                        .width(2.0),
+                    );
+                }
+            }
+            markers_ui(p, h, from);
+        });
+}
+
+/// χ_k(∇L), its EMA and the 0.95 switch line, each branch's χ_k.
+fn chi_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
+    let (h, from) = (area.h, area.from);
+    let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
+    Plot::new("chi")
+        .width(area.width)
+        .height(area.height)
+        .legend(small_legend())
+        .y_axis_label("χ_k(∇L)")
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |p| {
+            p.line(Line::new("χ_k(∇L)", PlotPoints::from(series(&|q| q.chi))));
+            p.line(
+                Line::new("EMA (0.9) of χ_k", PlotPoints::from(series(&|q| q.chi_ema)))
+                    .style(LineStyle::dashed_dense()),
+            );
+            p.hline(HLine::new("0.95", 0.95).color(Color32::GRAY));
+            if let Some(f) = &h.fork {
+                for b in &f.branches {
+                    p.line(
+                        Line::new(format!("χ_k {}", b.name), PlotPoints::from(b.chi.clone()))
+                            .color(branch_color(b, f.set)),
+                    );
+                }
+            }
+            markers_ui(p, h, from);
+        });
+}
