@@ -4,7 +4,8 @@
 use crate::backend::{Backend, LossKind};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
-use crate::hessian::lanczos::{LanczosOptions, Progress, lanczos};
+use crate::hessian::Operator;
+use crate::hessian::lanczos::{LanczosOptions, Progress, Verify, lanczos};
 use crate::hessian::subspace::Subspace;
 use crate::nn::engine::Engine;
 use crate::nn::graph::Op;
@@ -49,6 +50,54 @@ pub struct SpectrumReport {
     /// The data, e.g. `MNIST-5k, normalize` (set by the caller that loaded them; empty otherwise).
     #[serde(default)]
     pub data: String,
+    /// The smallest eigenvalue λ_min (a top-1 solve on −H, [`spectrum_with`]; None when not
+    /// asked). An upper bound when `lambda_min_converged` is false (a Ritz value of −H is at most
+    /// its largest eigenvalue, so the estimate is ≥ λ_min).
+    pub lambda_min: Option<f64>,
+    /// Whether the λ_min solve met its tolerance.
+    pub lambda_min_converged: bool,
+    /// HVPs spent on λ_min (not counted in `hvps`).
+    pub lambda_min_hvps: usize,
+    /// Settings a weights file did not state and were taken at their defaults (set by the caller
+    /// that loaded the file: key, value, the option that sets it).
+    pub assumed: Vec<crate::nn::weights::Assumed>,
+}
+
+/// −A: its largest eigenvalue is −λ_min(A), so the top-1 solve of [`lanczos`] finds λ_min.
+pub struct Negated<'a, B: Backend, O: Operator<B>> {
+    pub backend: &'a B,
+    pub inner: &'a mut O,
+}
+
+impl<B: Backend, O: Operator<B>> Operator<B> for Negated<'_, B, O> {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn apply(&mut self, x: &B::Buf, x_off: usize, y: &mut B::Buf, y_off: usize) -> Result<()> {
+        self.inner.apply(x, x_off, y, y_off)?;
+        self.backend.scale(-1.0, y, y_off, self.inner.dim())
+    }
+}
+
+/// λ_min of `op` by a top-1 Lanczos solve on −A to `tol` (relative to |λ_min|), without the
+/// verification round (one value, no multiplicity to certify): (the estimate, converged, HVPs).
+pub fn lambda_min<B: Backend, O: Operator<B>>(
+    backend: &B,
+    op: &mut O,
+    tol: f64,
+    seed: u64,
+) -> Result<(f64, bool, usize)> {
+    let opts = LanczosOptions {
+        k: 1,
+        tol,
+        seed,
+        verify: Verify::Never,
+        ..LanczosOptions::default()
+    };
+    let mut neg = Negated { backend, inner: op };
+    let eig = lanczos(backend, &mut neg, &opts, None, &mut |_| {})?;
+    let value = eig.values.first().map_or(f64::NAN, |v| -v);
+    Ok((value, eig.converged, eig.products))
 }
 
 /// Settings of the eigen-solve.
@@ -66,6 +115,22 @@ pub fn spectrum<B: Backend + Clone>(
     theta: &[f64],
     data: &Dataset,
     loss: LossKind,
+    opts: &SpectrumOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<SpectrumReport> {
+    spectrum_with(backend, spec, theta, data, (loss, false), opts, progress)
+}
+
+/// [`spectrum`], and with `lambda_min` also λ_min (a top-1 solve on −H, its HVPs counted apart):
+/// when λ_min is negative and larger in magnitude than λ_k the report's warnings say so
+/// ([`crate::hessian::caveats::negative_dominance`]; issue 31 case 13: the paper orders the
+/// eigenvalues algebraically, a solver by magnitude would have returned λ_min among the top k).
+pub fn spectrum_with<B: Backend + Clone>(
+    backend: B,
+    spec: &ModelSpec,
+    theta: &[f64],
+    data: &Dataset,
+    (loss, with_lambda_min): (LossKind, bool),
     opts: &SpectrumOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<SpectrumReport> {
@@ -102,6 +167,21 @@ pub fn spectrum<B: Backend + Clone>(
                 .collect::<String>()
         )));
     }
+    let mut warnings = eig.warnings;
+    let (lambda_min, lambda_min_converged, lambda_min_hvps) = if with_lambda_min {
+        let (l, ok, n) = lambda_min(
+            &backend,
+            &mut engine,
+            opts.lanczos.tol.max(1e-4),
+            opts.lanczos.seed ^ 0x6c6d_696e,
+        )?;
+        if let Some(w) = crate::hessian::caveats::negative_dominance(&eig.values, l) {
+            warnings.push(w);
+        }
+        (Some(l), ok, n)
+    } else {
+        (None, false, 0)
+    };
     Ok(SpectrumReport {
         loss: eval.loss,
         accuracy: eval.accuracy,
@@ -113,7 +193,7 @@ pub fn spectrum<B: Backend + Clone>(
         hvps: eig.products,
         converged: eig.converged,
         certified: eig.certified,
-        warnings: eig.warnings,
+        warnings,
         tol: opts.lanczos.tol,
         seconds: start.elapsed().as_secs_f64(),
         backend: backend.name(),
@@ -125,6 +205,10 @@ pub fn spectrum<B: Backend + Clone>(
         widths: spec.as_mlp().map(|m| m.widths.clone()).unwrap_or_default(),
         model: spec.describe(),
         data: String::new(),
+        lambda_min,
+        lambda_min_converged,
+        lambda_min_hvps,
+        assumed: Vec::new(),
     })
 }
 

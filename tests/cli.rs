@@ -1407,3 +1407,129 @@ fn app_output_paths_are_checked_before_any_work() {
         &["--screenshot", "no-such-dir", "nothing was run"],
     );
 }
+
+/// Issue 31 at the command line: a Transformer file without metadata (PyTorch's plain
+/// `save_file(model.state_dict())`) is announced with every setting assumed, on the network line
+/// and in the JSON, and `--heads` sets what the file cannot say (case 2); `spectrum`'s k defaults
+/// to the data set's number of classes, 2 for SST-2, as the paper's k (case 12); λ_min is reported
+/// with its own HVP count (case 13; its dominance warning is tested in tests/announce.rs and
+/// `lambda_min_of_an_indefinite_operator` below).
+#[test]
+fn spectrum_announces_assumptions_takes_the_papers_k_and_reports_lambda_min() {
+    use safetensors::tensor::TensorView;
+    let Some(shared) = shared_sst2() else { return };
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| sst2_ok(data.path(), args);
+    run(&[
+        "data",
+        "fetch",
+        "--dataset",
+        "sst2",
+        "--from",
+        shared.to_str().unwrap(),
+    ]);
+    // The paper's Transformer with 4 heads, saved without metadata.
+    let mut t = subspace_lab::nn::transformer::TransformerSpec::sst2();
+    t.heads = 4;
+    let spec: subspace_lab::nn::model::ModelSpec = t.into();
+    let theta = spec.init(5);
+    let w = data.path().join("plain.safetensors");
+    let bytes = subspace_lab::nn::weights::serialize(
+        &w,
+        &spec,
+        &theta,
+        subspace_lab::nn::weights::SaveDtype::F64,
+    )
+    .unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let views: Vec<(String, TensorView)> = st.tensors().into_iter().collect();
+    std::fs::write(&w, safetensors::serialize(views, None).unwrap()).unwrap();
+    let w = w.to_str().unwrap();
+    let base = [
+        "spectrum",
+        "--weights",
+        w,
+        "--samples",
+        "20",
+        "--backend",
+        "cpu",
+    ];
+    let text = run(&base);
+    assert!(
+        text.contains("assumed (the file does not say):") && text.contains("heads = 8 (--heads)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("χ_2(∇L)") && text.contains("λ_min "),
+        "{text}"
+    );
+    let json = |extra: &[&str]| -> serde_json::Value {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        serde_json::from_str(&run(&args)).unwrap()
+    };
+    let assumed = json(&["--json"]);
+    assert_eq!(assumed["k"], 2, "{assumed}");
+    assert_eq!(assumed["eigenvalues"].as_array().unwrap().len(), 2);
+    let keys: Vec<&str> = assumed["assumed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["key"].as_str().unwrap())
+        .collect();
+    assert!(keys.contains(&"heads"), "{assumed}");
+    let lmin = assumed["lambda_min"].as_f64().unwrap();
+    assert!(lmin <= assumed["eigenvalues"][1].as_f64().unwrap());
+    assert!(assumed["lambda_min_hvps"].as_u64().unwrap() > 0);
+    // --heads 4 builds the network that was saved: no longer assumed, and another Hessian (8
+    // heads of 8 and 4 heads of 16 attend differently; the loss is the same 0.5 at the zero head).
+    let set = json(&["--json", "--heads", "4", "--k", "3", "--no-lambda-min"]);
+    assert_eq!(set["k"], 3, "{set}");
+    assert!(set["lambda_min"].is_null(), "{set}");
+    assert!(
+        !set["assumed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["key"] == "heads"),
+        "{set}"
+    );
+    assert_ne!(set["eigenvalues"][0], assumed["eigenvalues"][0]);
+    // Options that cannot work are refused, naming what to do.
+    let mut c = sst2_cli(
+        data.path(),
+        &["spectrum", "--heads", "4", "--samples", "20"],
+    );
+    fails_with(&mut c, &["--heads applies to --model transformer only"]);
+    let mut c = sst2_cli(
+        data.path(),
+        &["spectrum", "--model", "transformer", "--heads", "5"],
+    );
+    fails_with(&mut c, &["--heads 5", "heads of equal size"]);
+    let mut c = sst2_cli(
+        data.path(),
+        &["spectrum", "--model", "transformer", "--ln-eps", "1e-5"],
+    );
+    fails_with(&mut c, &["--ln-eps 0.00001", "ε = 0.000001 only"]);
+}
+
+/// λ_min by a top-1 solve on −A (`jobs::lambda_min`) on a dense indefinite operator, and the
+/// warning when it dominates λ_k in magnitude (issue 31 case 13).
+#[test]
+fn lambda_min_of_an_indefinite_operator() {
+    use subspace_lab::backend::cpu::CpuBackend;
+    use subspace_lab::hessian::DenseOperator;
+    let n = 12;
+    let diag: Vec<f64> = (0..n).map(|i| 9.0 - 1.5 * i as f64).collect(); // 9 … −7.5
+    let mut a = vec![0.0; n * n];
+    for i in 0..n {
+        a[i * n + i] = diag[i];
+    }
+    let be = CpuBackend::<f64>::new();
+    let mut op = DenseOperator::new(be.clone(), n, &a).unwrap();
+    let (l, converged, hvps) = subspace_lab::jobs::lambda_min(&be, &mut op, 1e-10, 1).unwrap();
+    assert!(converged && hvps > 0);
+    assert!((l + 7.5).abs() < 1e-8, "{l}");
+    let w = subspace_lab::hessian::caveats::negative_dominance(&[9.0, 7.5, 6.0], l).unwrap();
+    assert!(w.contains("λ_min = -7.500000"), "{w}");
+    assert!(subspace_lab::hessian::caveats::negative_dominance(&[9.0, 7.5], l).is_none());
+}

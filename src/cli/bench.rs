@@ -7,7 +7,14 @@ use subspace_lab::backend::Precision;
 use subspace_lab::jobs;
 
 pub(super) fn bench_cmd(a: BenchArgs) -> Result<()> {
-    let (spec, theta, data, described, loss) = load_model(&a.model)?;
+    let super::common::Loaded {
+        spec,
+        theta,
+        data,
+        described,
+        loss,
+        ..
+    } = load_model(&a.model)?;
     let mut say = |s: &str| {
         if !a.json {
             log(s)

@@ -27,13 +27,27 @@ impl ModelArgs {
 /// The network, its parameters, the data and the loss (an explicit --loss, else the one a
 /// weights file names, else MSE).
 /// The network, θ, the data (and what they are, e.g. "MNIST-5k, normalize") and the loss.
-pub(super) fn load_model(
-    m: &ModelArgs,
-) -> Result<(ModelSpec, Vec<f64>, Dataset, String, LossKind)> {
+/// A network, its weights and the data it is evaluated on, as the options name them.
+pub(super) struct Loaded {
+    pub spec: ModelSpec,
+    pub theta: Vec<f64>,
+    pub data: Dataset,
+    /// The data set and its preprocessing, for the output's data line.
+    pub described: String,
+    pub loss: LossKind,
+    /// Settings a weights file did not state, taken at their defaults (each with the option that
+    /// sets it): announced on the network line and in the JSON.
+    pub assumed: Vec<weights::Assumed>,
+}
+
+/// Load (or initialise) the network and its data from the model options; a weights file's unknown
+/// metadata keys are logged as warnings.
+pub(super) fn load_model(m: &ModelArgs) -> Result<Loaded> {
     let mut loss = m.loss();
+    let mut assumed = Vec::new();
     let (spec, theta) = match &m.weights {
         Some(w) => {
-            let (spec, theta, file_loss) = weights::load_full(
+            let l = weights::load_checked(
                 w,
                 &weights::Expect {
                     widths: m.arch.widths.clone(),
@@ -41,7 +55,17 @@ pub(super) fn load_model(
                     loss: m.loss,
                     mask: m.arch.mask,
                 },
+                &weights::Overrides {
+                    heads: m.arch.heads,
+                    ln_eps: m.arch.ln_eps,
+                    data_shape: None,
+                },
             )?;
+            for warning in &l.warnings {
+                log(&format!("warning: {}: {warning}", w.display()));
+            }
+            assumed = l.assumed;
+            let (spec, theta, file_loss) = (l.spec, l.theta, l.loss);
             if let Some(name) = &m.arch.model
                 && *name != spec.name()
             {
@@ -123,7 +147,14 @@ pub(super) fn load_model(
         }
     }
     let described = format!("{}, {}", l.description, l.preprocess);
-    Ok((spec, theta, data, described, loss))
+    Ok(Loaded {
+        spec,
+        theta,
+        data,
+        described,
+        loss,
+        assumed,
+    })
 }
 
 /// The backend a command computes on.

@@ -59,6 +59,7 @@ enum Command {
         dtype: String,
     },
     /// Loss, gradient norm, top-k Hessian eigenvalues (with residuals) and χ_k(∇L).
+    #[command(after_help = subspace_lab::hessian::caveats::KINK_CONVENTIONS)]
     Spectrum(SpectrumArgs),
     /// Time a full-batch gradient, one HVP, a top-10 solve (tol 1e-4) and one warm Dom-SGD step of a
     /// network on its data.
@@ -319,13 +320,29 @@ struct ArchArgs {
     /// default) or not (false: Damian et al.'s code).
     #[arg(long)]
     mask: Option<bool>,
+    /// The Transformer only: attention heads [default: 8, the paper's]. With --weights: the
+    /// file's metadata decides when it has one (a different value is an error); a file without
+    /// one takes this, and the network line says which settings were assumed.
+    #[arg(long)]
+    heads: Option<usize>,
+    /// The Transformer only: the LayerNorm ε the weights were trained with [default: 1e-6,
+    /// Damian et al.'s / Flax's]; this engine computes with 1e-6 only, so another value is refused
+    /// rather than silently computed with the wrong ε.
+    #[arg(long)]
+    ln_eps: Option<f64>,
 }
 
 impl ArchArgs {
     /// The network these options name (without --weights).
     fn spec(&self) -> Result<ModelSpec> {
-        if self.mask.is_some() && self.model.as_deref() != Some("transformer") {
-            bail!("--mask applies to --model transformer only (drop it)");
+        for (given, flag) in [
+            (self.mask.is_some(), "--mask"),
+            (self.heads.is_some(), "--heads"),
+            (self.ln_eps.is_some(), "--ln-eps"),
+        ] {
+            if given && self.model.as_deref() != Some("transformer") {
+                bail!("{flag} applies to --model transformer only (drop it)");
+            }
         }
         match self.model.as_deref().unwrap_or("fc-tanh") {
             "fc-tanh" | "mlp" => Ok(MlpSpec::new(self.widths(), self.activation())?.into()),
@@ -359,11 +376,29 @@ impl ArchArgs {
                     ),
                 }
                 t.masked = self.mask.unwrap_or(true);
+                if let Some(h) = self.heads {
+                    if h == 0 || t.width % h != 0 {
+                        bail!(
+                            "--heads {h}: the width {} must split into heads of equal size (8, the paper's, or another divisor of {})",
+                            t.width,
+                            t.width
+                        );
+                    }
+                    t.heads = h;
+                }
+                if let Some(e) = self.ln_eps
+                    && e != subspace_lab::nn::transformer::LN_EPS
+                {
+                    bail!(
+                        "--ln-eps {e}: this engine computes LayerNorm with ε = {} only (Damian et al.'s); a network with another ε cannot be computed exactly here",
+                        subspace_lab::nn::transformer::LN_EPS
+                    );
+                }
                 Ok(t.into())
             }
             other => bail!(
                 "--model {other}: unknown (expected one of: {})",
-                subspace_lab::nn::model::MODEL_NAMES.join(", ")
+                subspace_lab::paper::models::names().join(", ")
             ),
         }
     }
@@ -414,9 +449,10 @@ struct ModelArgs {
 struct SpectrumArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// Number of top eigenpairs.
-    #[arg(long, default_value_t = 10)]
-    k: usize,
+    /// Number of top eigenpairs [default: the data set's number of classes, the paper's k: 10 for
+    /// MNIST and CIFAR-10, 2 for SST-2].
+    #[arg(long)]
+    k: Option<usize>,
     /// f64 or f32 (default: f64 on the CPU, f32 on a GPU, which has no f64).
     #[arg(long)]
     precision: Option<Precision>,
@@ -432,6 +468,11 @@ struct SpectrumArgs {
     /// Samples per chunk of the HVP (0: the backend's default, 1000 on the CPU, all on a GPU).
     #[arg(long, default_value_t = 0)]
     chunk: usize,
+    /// Skip the smallest eigenvalue λ_min (a top-1 solve on −H, printed with its own HVP count;
+    /// when it is negative and larger in magnitude than λ_k a warning says so: the top k are the
+    /// algebraically largest, as the paper orders them, not the largest in magnitude).
+    #[arg(long)]
+    no_lambda_min: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use subspace_lab::backend::Precision;
 use subspace_lab::experiment::reproduce::DataSets;
+use subspace_lab::paper::presets;
 
 pub(super) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     use subspace_lab::experiment::reproduce::{self, Ctx};
@@ -60,7 +61,7 @@ pub(super) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
     let mut wall = Vec::new();
     for preset in presets {
         let res = match (preset, &data, &chosen) {
-            ("fig6-7", _, _) => reproduce::toy(&a.out, a.quick),
+            (p, _, _) if presets::is_toy(p) => reproduce::toy(&a.out, a.quick),
             (p, Some(data), Some(chosen)) => {
                 let chosen = match chosen {
                     Chosen::CpuF64 => Chosen::CpuF64,
@@ -155,22 +156,25 @@ fn select_presets(a: &ReproduceArgs) -> Result<Vec<&str>> {
     let preset = a.preset.as_deref().unwrap_or_default();
     let presets: Vec<&str> = if preset == "all" {
         PRESETS.to_vec()
-    } else if PRESETS.contains(&preset) {
-        vec![preset]
     } else {
-        bail!(
-            "unknown preset '{preset}': one of {} or all",
-            PRESETS.join(", ")
-        );
+        match presets::find(preset) {
+            Some(p) => vec![p.name],
+            None => bail!(
+                "unknown preset '{preset}': one of {} or all",
+                PRESETS.join(", ")
+            ),
+        }
     };
     if let Some(n) = a.samples {
-        if presets == ["fig6-7"] {
+        if let [p] = presets[..]
+            && presets::is_toy(p)
+        {
             bail!(
-                "--samples: fig6-7 is the exact 2-D toy, which has no samples; give a network preset"
+                "--samples: {p} is the exact 2-D toy, which has no samples; give a network preset"
             );
         }
         // Checked before anything runs (`all` would otherwise stop hours in).
-        for p in presets.iter().filter(|p| **p != "fig6-7") {
+        for p in presets.iter().filter(|p| !presets::is_toy(p)) {
             for spec in reproduce::preset_specs(p, a.quick)? {
                 let (d_in, classes) = spec.dataset().shape();
                 reproduce::with_samples(&spec, Some(n))
@@ -203,14 +207,15 @@ fn print_specs(presets: &[&str], quick: bool, samples: Option<usize>) -> Result<
 fn check_single_runs(presets: &[&str], quick: bool) -> Result<()> {
     use subspace_lab::experiment::reproduce;
     for p in presets {
-        let n = if *p == "fig6-7" {
+        let n = if presets::is_toy(p) {
             0
         } else {
             reproduce::preset_specs(p, quick)?.len()
         };
         if n != 1 {
             bail!(
-                "--snapshot-at-switch: {p} is not a single run with a switch; the single-run presets are fig1, fig1-ce, fig4, fig5, fig9, fig10, fig1-cnn and fig1-transformer"
+                "--snapshot-at-switch: {p} is not a single run with a switch; the single-run presets are {}",
+                presets::single_run_words()
             );
         }
     }
@@ -221,11 +226,11 @@ fn check_single_runs(presets: &[&str], quick: bool) -> Result<()> {
 /// what is at hand is said.
 fn load_data(a: &ReproduceArgs, presets: &[&str]) -> Result<(Option<DataSets>, Option<Chosen>)> {
     use subspace_lab::experiment::reproduce;
-    let needs_data = presets.iter().any(|p| *p != "fig6-7");
+    let needs_data = presets.iter().any(|p| !presets::is_toy(p));
     Ok(if needs_data {
         let dir = a.dir.resolve()?;
         let mut specs = Vec::new();
-        for p in presets.iter().filter(|p| **p != "fig6-7") {
+        for p in presets.iter().filter(|p| !presets::is_toy(p)) {
             specs.extend(reproduce::preset_specs(p, a.quick)?);
         }
         let sets = reproduce::DataSets::for_specs(&specs, &dir, &mut |s| log(s))?;

@@ -1,7 +1,7 @@
 //! `spectrum`: loss, gradient norm, the top-k Hessian eigenvalues with residuals, and χ_k(∇L).
 
 use super::SpectrumArgs;
-use super::common::{Chosen, choose, load_model, on_backend, spinner};
+use super::common::{Chosen, Loaded, choose, load_model, on_backend, spinner};
 use anyhow::{Result, bail};
 use subspace_lab::backend::Precision;
 use subspace_lab::hessian::lanczos::{LanczosOptions, Progress};
@@ -12,14 +12,30 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     if let Some(t) = a.tol {
         subspace_lab::experiment::spec::check_tol("--tol", t)?;
     }
-    if a.block == 0 || a.block > a.k.max(1) * 4 {
-        bail!(
-            "--block {}: need 1 ≤ block ≤ 4·k = {} (the start block; 1 is right by default, a block of the largest multiplicity expected is faster)",
-            a.block,
-            4 * a.k.max(1)
-        );
+    let block_fits = |k: usize| {
+        if a.block == 0 || a.block > k.max(1) * 4 {
+            bail!(
+                "--block {}: need 1 ≤ block ≤ 4·k = {} (the start block; 1 is right by default, a block of the largest multiplicity expected is faster)",
+                a.block,
+                4 * k.max(1)
+            );
+        }
+        Ok(())
+    };
+    if let Some(k) = a.k {
+        block_fits(k)?;
     }
-    let (spec, theta, data, described, loss) = load_model(&a.model)?;
+    let Loaded {
+        spec,
+        theta,
+        data,
+        described,
+        loss,
+        assumed,
+    } = load_model(&a.model)?;
+    // The paper's k: the number of classes (10 for MNIST and CIFAR-10, 2 for SST-2).
+    let k = a.k.unwrap_or(data.classes);
+    block_fits(k)?;
     let chosen = choose(a.model.backend, a.precision, Precision::F64)?;
     let tol = a.tol.unwrap_or(match chosen {
         Chosen::CpuF64 => 1e-7,
@@ -27,7 +43,7 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     });
     let opts = SpectrumOptions {
         lanczos: LanczosOptions {
-            k: a.k,
+            k,
             tol,
             block: a.block,
             max_products: a.max_hvps,
@@ -43,18 +59,19 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
             p.products, p.basis, p.converged, p.k, p.worst_relative_residual
         ))
     };
-    let rep = on_backend!(chosen, |b| jobs::spectrum(
+    let rep = on_backend!(chosen, |b| jobs::spectrum_with(
         b,
         &spec,
         &theta,
         &data,
-        loss,
+        (loss, !a.no_lambda_min),
         &opts,
         &mut progress
     ));
     pb.finish_and_clear();
     let mut rep = rep?;
     rep.data = described;
+    rep.assumed = assumed;
     if a.json {
         println!("{}", serde_json::to_string(&rep)?);
         return Ok(());
@@ -63,6 +80,9 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
         "network {}, {} parameters, {} samples of {}, {} loss, backend {}",
         rep.model, rep.params, rep.samples, rep.data, rep.loss_kind, rep.backend
     );
+    if let Some(line) = subspace_lab::nn::weights::assumed_line(&rep.assumed) {
+        println!("{line}");
+    }
     if let Some(ad) = &rep.adapter {
         println!("adapter {ad}");
     }
@@ -73,6 +93,18 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     println!("  i   eigenvalue            residual ‖Hu−λu‖");
     for (i, (l, r)) in rep.eigenvalues.iter().zip(&rep.residuals).enumerate() {
         println!("{:3}   {:<20.12} {:.2e}", i + 1, l, r);
+    }
+    if let Some(l) = rep.lambda_min {
+        println!(
+            "λ_min {}{l:.6} ({} HVPs{})",
+            if rep.lambda_min_converged { "" } else { "≤ " },
+            rep.lambda_min_hvps,
+            if rep.lambda_min_converged {
+                ""
+            } else {
+                ", not converged: an upper bound"
+            }
+        );
     }
     println!("χ_{}(∇L) = {:.6}", rep.k, rep.chi_k);
     println!(

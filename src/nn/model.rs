@@ -42,11 +42,6 @@ impl From<&ModelSpec> for ModelSpec {
     }
 }
 
-/// The named models of the paper (`--model`): the names of `paper::models::MODELS` (a test there
-/// keeps the two equal; the table is where a model is added, with its builder, data and settings;
-/// `ModelSpec::by_name` and `default_dataset` read it).
-pub const MODEL_NAMES: &[&str] = &["fc-tanh", "cnn-relu", "transformer"];
-
 impl ModelSpec {
     pub fn fc_tanh() -> Self {
         ModelSpec::Mlp(MlpSpec::fc_tanh())
