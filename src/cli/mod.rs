@@ -377,7 +377,7 @@ impl ArchArgs {
                 }
                 t.masked = self.mask.unwrap_or(true);
                 if let Some(h) = self.heads {
-                    if h == 0 || t.width % h != 0 {
+                    if h == 0 || !t.width.is_multiple_of(h) {
                         bail!(
                             "--heads {h}: the width {} must split into heads of equal size (8, the paper's, or another divisor of {})",
                             t.width,
