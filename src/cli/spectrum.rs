@@ -96,9 +96,10 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     }
     if let Some(l) = rep.lambda_min {
         println!(
-            "λ_min {}{l:.6} ({} HVPs{})",
+            "λ_min {}{l:.6} ({} HVPs, tol {:.0e}{})",
             if rep.lambda_min_converged { "" } else { "≤ " },
             rep.lambda_min_hvps,
+            rep.tol.max(1e-4),
             if rep.lambda_min_converged {
                 ""
             } else {
