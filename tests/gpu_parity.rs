@@ -11,7 +11,7 @@
 mod common;
 use common::*;
 use subspace_lab::backend::gpu::GpuBackend;
-use subspace_lab::backend::{Activation, Backend, LossKind};
+use subspace_lab::backend::{Activation, Backend, LossKind, Mat, MatMut};
 use subspace_lab::hessian::lanczos::{LanczosOptions, lanczos, random_vector};
 use subspace_lab::hessian::subspace::Subspace;
 
@@ -42,7 +42,11 @@ fn gemm_on<B: Backend>(
     let (ab, bb) = (be.upload(a.0).unwrap(), be.upload(b.0).unwrap());
     let mut cb = be.upload(c.0).unwrap();
     be.gemm(
-        ta, tb, m, n, k, alpha, &ab, a.1, &bb, b.1, beta, &mut cb, c.1,
+        Mat::op(&ab, a.1, m, k, ta),
+        Mat::op(&bb, b.1, k, n, tb),
+        MatMut::new(&mut cb, c.1, m, n),
+        alpha,
+        beta,
     )
     .unwrap();
     be.download(&cb).unwrap()
@@ -90,19 +94,11 @@ fn gemm_variants_match_cpu(g: GpuBackend) {
         let (aa, bb) = (c.upload(&abs).unwrap(), c.upload(&bbs).unwrap());
         let mut bound = c.zeros(m * n + oc).unwrap();
         c.gemm(
-            ta,
-            tb,
-            m,
-            n,
-            k,
+            Mat::op(&aa, oa, m, k, ta),
+            Mat::op(&bb, ob, k, n, tb),
+            MatMut::new(&mut bound, oc, m, n),
             alpha.abs(),
-            &aa,
-            oa,
-            &bb,
-            ob,
             0.0,
-            &mut bound,
-            oc,
         )
         .unwrap();
         let bound = c.download(&bound).unwrap();
@@ -990,26 +986,23 @@ fn batched_gemm_is_one_dispatch_and_equals_single_products(g: GpuBackend) {
             let mut each = g.upload(&c0).unwrap();
             let t0 = g.transfers().unwrap();
             g.gemm_batched(
-                ta, tb, m, n, k, 0.7, &ga, 1, &gb, 2, beta, &mut one, 1, batch,
+                Mat::op(&ga, 1, m, k, ta),
+                Mat::op(&gb, 2, k, n, tb),
+                MatMut::new(&mut one, 1, m, n),
+                0.7,
+                beta,
+                batch,
             )
             .unwrap();
             let t1 = g.transfers().unwrap();
             assert_eq!((t1 - t0).dispatches, 1, "{m}×{n}×{k}: one dispatch");
             for i in 0..count {
                 g.gemm(
-                    ta,
-                    tb,
-                    m,
-                    n,
-                    k,
+                    Mat::op(&ga, 1 + i * sa, m, k, ta),
+                    Mat::op(&gb, 2 + i * sb, k, n, tb),
+                    MatMut::new(&mut each, 1 + i * sc, m, n),
                     0.7,
-                    &ga,
-                    1 + i * sa,
-                    &gb,
-                    2 + i * sb,
                     beta,
-                    &mut each,
-                    1 + i * sc,
                 )
                 .unwrap();
             }
@@ -1018,7 +1011,12 @@ fn batched_gemm_is_one_dispatch_and_equals_single_products(g: GpuBackend) {
             let (ca, cb) = (c.upload(&a).unwrap(), c.upload(&b).unwrap());
             let mut cc = c.upload(&c0).unwrap();
             c.gemm_batched(
-                ta, tb, m, n, k, 0.7, &ca, 1, &cb, 2, beta, &mut cc, 1, batch,
+                Mat::op(&ca, 1, m, k, ta),
+                Mat::op(&cb, 2, k, n, tb),
+                MatMut::new(&mut cc, 1, m, n),
+                0.7,
+                beta,
+                batch,
             )
             .unwrap();
             let cc = c.download(&cc).unwrap();
@@ -1036,7 +1034,12 @@ fn batched_gemm_is_one_dispatch_and_equals_single_products(g: GpuBackend) {
             if m * n > 1 {
                 assert!(
                     g.gemm_batched(
-                        ta, tb, m, n, k, 1.0, &ga, 1, &gb, 2, 0.0, &mut x, 1, overlap
+                        Mat::op(&ga, 1, m, k, ta),
+                        Mat::op(&gb, 2, k, n, tb),
+                        MatMut::new(&mut x, 1, m, n),
+                        1.0,
+                        0.0,
+                        overlap
                     )
                     .is_err()
                 );

@@ -23,8 +23,11 @@ pub mod view;
 /// The network's input on the CPU backend (dense, or a common value plus a sparse remainder).
 pub use cpu::input;
 pub use kinds::{Activation, BackendChoice, LossKind, Precision};
-pub use view::{AdamStep, Attn, Batch, Ln, Nhwc, Seq, TokenIndex, Transfers, gemm_each};
-pub(crate) use view::{check_batch, check_range};
+pub use view::{
+    AdamStep, Attn, Batch, Gemm, InputRows, Ln, Mat, MatMut, Nhwc, Seq, TokenIndex, Transfers,
+    gemm_each,
+};
+pub(crate) use view::{check_batch, check_input_view, check_range};
 
 use crate::error::Result;
 
@@ -92,52 +95,33 @@ pub trait Backend {
     fn fill(&self, x: &mut Self::Buf, off: usize, len: usize, value: f64) -> Result<()>;
 
     /// `batch.count` products C_i = α·op(A_i)·op(B_i) + β·C_i as in [`Backend::gemm`], with A_i
-    /// at `a_off + i·batch.a`, B_i at `b_off + i·batch.b`, C_i at `c_off + i·batch.c` (a stride
+    /// at `a.off + i·batch.a`, B_i at `b.off + i·batch.b`, C_i at `c.off + i·batch.c` (a stride
     /// of 0 shares an operand; the C_i must not overlap: `batch.c` ≥ m·n). Each C_i equals what
     /// [`Backend::gemm`] gives for it, bit for bit. The default runs them one after another; the
     /// GPU runs them in one dispatch (the directions of a block HVP). Errors: overlapping C_i,
-    /// ranges outside the buffers.
-    #[allow(clippy::too_many_arguments)]
+    /// shapes that do not chain, ranges outside the buffers.
     fn gemm_batched(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &Self::Buf,
-        a_off: usize,
-        b: &Self::Buf,
-        b_off: usize,
         beta: f64,
-        c: &mut Self::Buf,
-        c_off: usize,
         batch: Batch,
     ) -> Result<()> {
-        gemm_each(
-            self, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off, batch,
-        )
+        gemm_each(self, a, b, c, alpha, beta, batch)
     }
 
-    /// C (m×n at `c_off`) = α·op(A)·op(B) + β·C, where op(A) is m×k and op(B) is k×n.
-    /// A is stored m×k (k×m if `ta`), B is stored k×n (n×k if `tb`), all row-major.
-    #[allow(clippy::too_many_arguments)]
+    /// C (m×n) = α·op(A)·op(B) + β·C, where the view `a` is op(A), m×k, and `b` is op(B), k×n
+    /// (each stored row-major, transposed where its `trans` says: [`Mat::t`]).
+    /// Errors: shapes that do not chain, ranges outside the buffers.
     fn gemm(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &Self::Buf,
-        a_off: usize,
-        b: &Self::Buf,
-        b_off: usize,
         beta: f64,
-        c: &mut Self::Buf,
-        c_off: usize,
     ) -> Result<()>;
 
     /// Prepare a row-major rows×cols input matrix for [`Backend::input_gemm_nt`] and
@@ -156,93 +140,69 @@ pub trait Backend {
         Ok(())
     }
 
-    /// [`Backend::input_gemm_nt`] for `batch.count` matrices B_i at `b_off + i·batch.b` into C_i
-    /// at `c_off + i·batch.c` (X shared; `batch.a` unused): the first layer's R-forward for the
+    /// [`Backend::input_gemm_nt`] for `batch.count` matrices B_i at `b.off + i·batch.b` into C_i
+    /// at `out.off + i·batch.c` (X shared; `batch.a` unused): the first layer's R-forward for the
     /// directions of a block HVP. Each C_i equals [`Backend::input_gemm_nt`]'s bit for bit; the
     /// default runs them one by one, the GPU in one dispatch.
-    #[allow(clippy::too_many_arguments)]
     fn input_gemm_nt_batched(
         &self,
-        x: &Self::Input,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        mut out: MatMut<Self>,
         alpha: f64,
-        b: &Self::Buf,
-        b_off: usize,
         beta: f64,
-        out: &mut Self::Buf,
-        c_off: usize,
         batch: Batch,
     ) -> Result<()> {
-        check_batch(c, n, batch)?;
+        check_batch(out.rows, out.cols, batch)?;
         for i in 0..batch.count {
-            let (bo, co) = (b_off + i * batch.b, c_off + i * batch.c);
-            self.input_gemm_nt(x, r0, c, n, alpha, b, bo, beta, out, co)?;
+            self.input_gemm_nt(x, b.at(i * batch.b), out.at(i * batch.c), alpha, beta)?;
         }
         Ok(())
     }
 
-    /// [`Backend::input_gemm_tn`] for `batch.count` matrices G_i at `g_off + i·batch.a` into C_i
-    /// at `c_off + i·batch.c` (X shared; `batch.b` unused): the first layer's R-backward weight
+    /// [`Backend::input_gemm_tn`] for `batch.count` matrices G_i at `g.off + i·batch.a` into C_i
+    /// at `out.off + i·batch.c` (X shared; `batch.b` unused): the first layer's weight-gradient
     /// products of a block HVP, bit for bit those of [`Backend::input_gemm_tn`].
-    #[allow(clippy::too_many_arguments)]
     fn input_gemm_tn_batched(
         &self,
-        g: &Self::Buf,
-        g_off: usize,
-        x: &Self::Input,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        mut out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut Self::Buf,
-        c_off: usize,
         batch: Batch,
     ) -> Result<()> {
         // The input's width is the backend's to know: refuse at least outputs less than a row
         // apart (stride 0 would sum every product into one place on the CPU and race on a GPU).
-        check_batch(n, 1, batch)?;
+        check_batch(out.rows, 1, batch)?;
         for i in 0..batch.count {
-            let (go, co) = (g_off + i * batch.a, c_off + i * batch.c);
-            self.input_gemm_tn(g, go, x, r0, c, n, alpha, beta, out, co)?;
+            self.input_gemm_tn(g.at(i * batch.a), x, out.at(i * batch.c), alpha, beta)?;
         }
         Ok(())
     }
 
-    /// C (c×n at `c_off`) = α·X[r0..r0+c, :]·Bᵀ + β·C, with B n×cols at `b_off` (a weight matrix
-    /// in θ's layout): the first layer's forward product.
-    #[allow(clippy::too_many_arguments)]
+    /// C (c×n, `out`) = α·X[r0..r0+c, :]·Bᵀ + β·C, with `b` the matrix B, n×cols, as stored (a
+    /// weight matrix in θ's layout; not transposed): the first layer's forward product.
+    /// Errors: shapes that do not chain, ranges outside the buffers.
     fn input_gemm_nt(
         &self,
-        x: &Self::Input,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        out: MatMut<Self>,
         alpha: f64,
-        b: &Self::Buf,
-        b_off: usize,
         beta: f64,
-        out: &mut Self::Buf,
-        c_off: usize,
     ) -> Result<()>;
 
-    /// C (n×cols at `c_off`) = α·Gᵀ·X[r0..r0+c, :] + β·C, with G c×n at `g_off`: the first
-    /// layer's weight gradient.
-    #[allow(clippy::too_many_arguments)]
+    /// C (n×cols, `out`) = α·Gᵀ·X[r0..r0+c, :] + β·C, with `g` the matrix G, c×n, as stored (not
+    /// transposed): the first layer's weight gradient. Errors: shapes that do not chain, ranges
+    /// outside the buffers.
     fn input_gemm_tn(
         &self,
-        g: &Self::Buf,
-        g_off: usize,
-        x: &Self::Input,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut Self::Buf,
-        c_off: usize,
     ) -> Result<()>;
 
     /// Fused bias add and activation in place on a rows×cols block: `x ← σ(x + bias)` (row

@@ -9,15 +9,15 @@
 //! [`spec`], [`plot`], [`toy`]. [`run`] keeps the old paths (`experiment::run::{run, Stepper,
 //! Record, …}`). The optimisers' updates live in [`crate::optim`].
 
-pub mod files;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod consistency;
+pub mod files;
 pub mod output;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
-pub mod record;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod presets_run;
+pub mod record;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod rejudge;
 #[cfg(not(target_arch = "wasm32"))]

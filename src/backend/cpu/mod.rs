@@ -20,7 +20,10 @@ mod seq;
 
 pub use real::{Real, tanh_f32};
 
-use super::{Activation, Attn, Backend, Ln, LossKind, Nhwc, Precision, Seq, check_range};
+use super::{
+    Activation, Attn, Backend, Gemm, InputRows, Ln, LossKind, Mat, MatMut, Nhwc, Precision, Seq,
+    check_input_view, check_range,
+};
 use crate::error::Result;
 use blas::{dot_f64, gemm_slices};
 use input::CpuInput;
@@ -118,43 +121,37 @@ impl<T: Real> Backend for CpuBackend<T> {
 
     fn input_gemm_nt(
         &self,
-        x: &CpuInput<T>,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        out: MatMut<Self>,
         alpha: f64,
-        b: &Vec<T>,
-        b_off: usize,
         beta: f64,
-        out: &mut Vec<T>,
-        c_off: usize,
     ) -> Result<()> {
-        let d = x.cols();
-        let b = sl(b, b_off, n * d, "input product B")?;
-        let out = sl_mut(out, c_off, c * n, "input product C")?;
-        x.gemm_nt(r0, c, n, alpha, b, beta, out, threads(), |xs, b, out| {
-            gemm_slices(false, true, c, n, d, alpha, xs, b, beta, out)
+        let (c, n, d) = (out.rows, out.cols, x.x.cols());
+        check_input_view(b.rows == n, "B", &b)?;
+        let bs = sl(b.buf, b.off, n * d, "input product B")?;
+        let os = sl_mut(out.buf, out.off, c * n, "input product C")?;
+        let g = Gemm::input_nt(c, n, d, alpha, beta);
+        x.x.gemm_nt(x.r0, g, bs, os, threads(), |xs, b, out| {
+            gemm_slices(g, xs, b, out)
         })
     }
 
     fn input_gemm_tn(
         &self,
-        g: &Vec<T>,
-        g_off: usize,
-        x: &CpuInput<T>,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut Vec<T>,
-        c_off: usize,
     ) -> Result<()> {
-        let d = x.cols();
-        let g = sl(g, g_off, c * n, "input product G")?;
-        let out = sl_mut(out, c_off, n * d, "input product C")?;
-        x.gemm_tn(g, r0, c, n, alpha, beta, out, threads(), |g, xs, out| {
-            gemm_slices(true, false, n, d, c, alpha, g, xs, beta, out)
+        let (c, n, d) = (g.rows, g.cols, x.x.cols());
+        check_input_view(out.rows == n, "G", &g)?;
+        let gs = sl(g.buf, g.off, c * n, "input product G")?;
+        let os = sl_mut(out.buf, out.off, n * d, "input product C")?;
+        let gm = Gemm::input_tn(c, n, d, alpha, beta);
+        x.x.gemm_tn(gs, x.r0, gm, os, threads(), |g, xs, out| {
+            gemm_slices(gm, g, xs, out)
         })
     }
 
@@ -165,24 +162,18 @@ impl<T: Real> Backend for CpuBackend<T> {
 
     fn gemm(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &Vec<T>,
-        a_off: usize,
-        b: &Vec<T>,
-        b_off: usize,
         beta: f64,
-        c: &mut Vec<T>,
-        c_off: usize,
     ) -> Result<()> {
-        let a = sl(a, a_off, m * k, "gemm A")?;
-        let b = sl(b, b_off, k * n, "gemm B")?;
-        let c = sl_mut(c, c_off, m * n, "gemm C")?;
-        gemm_slices(ta, tb, m, n, k, alpha, a, b, beta, c);
+        let g = Gemm::of(a, b, &c, alpha, beta)?;
+        let (m, n, k) = (g.m, g.n, g.k);
+        let a = sl(a.buf, a.off, m * k, "gemm A")?;
+        let b = sl(b.buf, b.off, k * n, "gemm B")?;
+        let c = sl_mut(c.buf, c.off, m * n, "gemm C")?;
+        gemm_slices(g, a, b, c);
         Ok(())
     }
 

@@ -28,7 +28,10 @@ mod nn;
 mod recorder;
 mod seq;
 
-use super::{Activation, Attn, Backend, Ln, LossKind, Nhwc, Precision, Seq, check_range};
+use super::{
+    Activation, Attn, Backend, InputRows, Ln, LossKind, Mat, MatMut, Nhwc, Precision, Seq,
+    check_range,
+};
 use crate::error::{Error, Result};
 use recorder::Inner;
 use std::sync::Arc;
@@ -112,68 +115,48 @@ impl Backend for GpuBackend {
 
     fn input_gemm_nt(
         &self,
-        x: &GpuInput,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        out: MatMut<Self>,
         alpha: f64,
-        b: &GpuBuf,
-        b_off: usize,
         beta: f64,
-        out: &mut GpuBuf,
-        c_off: usize,
     ) -> Result<()> {
-        blas::input_gemm_nt(self, x, r0, c, n, alpha, b, b_off, beta, out, c_off)
+        blas::input_gemm_nt(self, x, b, out, alpha, beta)
     }
 
     fn input_gemm_nt_batched(
         &self,
-        x: &GpuInput,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        out: MatMut<Self>,
         alpha: f64,
-        b: &GpuBuf,
-        b_off: usize,
         beta: f64,
-        out: &mut GpuBuf,
-        c_off: usize,
         batch: super::Batch,
     ) -> Result<()> {
-        blas::input_gemm_nt_batched(self, x, r0, c, n, alpha, b, b_off, beta, out, c_off, batch)
+        blas::input_gemm_nt_batched(self, x, b, out, alpha, beta, batch)
     }
 
     fn input_gemm_tn_batched(
         &self,
-        g: &GpuBuf,
-        g_off: usize,
-        x: &GpuInput,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut GpuBuf,
-        c_off: usize,
         batch: super::Batch,
     ) -> Result<()> {
-        blas::input_gemm_tn_batched(self, g, g_off, x, r0, c, n, alpha, beta, out, c_off, batch)
+        blas::input_gemm_tn_batched(self, g, x, out, alpha, beta, batch)
     }
 
     fn input_gemm_tn(
         &self,
-        g: &GpuBuf,
-        g_off: usize,
-        x: &GpuInput,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut GpuBuf,
-        c_off: usize,
     ) -> Result<()> {
-        blas::input_gemm_tn(self, g, g_off, x, r0, c, n, alpha, beta, out, c_off)
+        blas::input_gemm_tn(self, g, x, out, alpha, beta)
     }
 
     fn zeros(&self, len: usize) -> Result<GpuBuf> {
@@ -233,45 +216,25 @@ impl Backend for GpuBackend {
 
     fn gemm(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &GpuBuf,
-        a_off: usize,
-        b: &GpuBuf,
-        b_off: usize,
         beta: f64,
-        c: &mut GpuBuf,
-        c_off: usize,
     ) -> Result<()> {
-        blas::gemm(
-            self, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off,
-        )
+        blas::gemm(self, a, b, c, alpha, beta)
     }
 
     fn gemm_batched(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &GpuBuf,
-        a_off: usize,
-        b: &GpuBuf,
-        b_off: usize,
         beta: f64,
-        c: &mut GpuBuf,
-        c_off: usize,
         batch: super::Batch,
     ) -> Result<()> {
-        blas::gemm_batched(
-            self, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off, batch,
-        )
+        blas::gemm_batched(self, a, b, c, alpha, beta, batch)
     }
 
     fn bias_act(

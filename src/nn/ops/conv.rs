@@ -8,7 +8,7 @@
 //! samples·h·w·9·cin elements.
 
 use super::{DataForm, Layer, OpRule, Pass, Shape, Ten, TenMut, buf, got};
-use crate::backend::{Backend, Nhwc};
+use crate::backend::{Backend, Mat, MatMut, Nhwc};
 use crate::error::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,19 +63,11 @@ impl Conv3x3 {
         be.im2col3x3(self.geom(samples), x.0, x.1, col, 0)?;
         let rows = samples * self.h * self.w;
         be.gemm(
-            false,
-            true,
-            rows,
-            self.cout,
-            self.k(),
+            Mat::new(col, 0, rows, self.k()),
+            Mat::new(m.0, m.1, self.cout, self.k()).t(),
+            MatMut::new(y.0, y.1, rows, self.cout),
             1.0,
-            col,
-            0,
-            m.0,
-            m.1,
             beta,
-            y.0,
-            y.1,
         )
     }
 
@@ -92,19 +84,11 @@ impl Conv3x3 {
         be.im2col3x3(self.geom(samples), x.0, x.1, col, 0)?;
         let rows = samples * self.h * self.w;
         be.gemm(
-            true,
-            false,
-            self.cout,
-            self.k(),
-            rows,
+            Mat::new(g.0, g.1, rows, self.cout).t(),
+            Mat::new(col, 0, rows, self.k()),
+            MatMut::new(out.0, out.1 + self.w_off, self.cout, self.k()),
             1.0,
-            g.0,
-            g.1,
-            col,
-            0,
             1.0,
-            out.0,
-            out.1 + self.w_off,
         )
     }
 }
@@ -151,19 +135,11 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         }
         if let Some(gx) = p.gx {
             be.gemm(
-                false,
-                false,
-                rows,
-                self.k(),
-                self.cout,
+                Mat::new(gy.0, gy.1, rows, self.cout),
+                Mat::new(theta, self.w_off, self.cout, self.k()),
+                MatMut::new(col, 0, rows, self.k()),
                 1.0,
-                gy.0,
-                gy.1,
-                theta,
-                self.w_off,
                 0.0,
-                col,
-                0,
             )?;
             be.col2im3x3(self.geom(samples), col, 0, 0.0, gx.0, gx.1)?;
         }
@@ -209,22 +185,18 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         if let Some(rgx) = p.rgx {
             let (k, c) = (self.k(), self.cout);
             be.gemm(
-                false, false, rows, k, c, 1.0, rgy.0, rgy.1, theta, self.w_off, 0.0, col, 0,
+                Mat::new(rgy.0, rgy.1, rows, c),
+                Mat::new(theta, self.w_off, c, k),
+                MatMut::new(col, 0, rows, k),
+                1.0,
+                0.0,
             )?;
             be.gemm(
-                false,
-                false,
-                rows,
-                k,
-                c,
+                Mat::new(gy.0, gy.1, rows, c),
+                Mat::new(v.0, v.1 + self.w_off, c, k),
+                MatMut::new(col, 0, rows, k),
                 1.0,
-                gy.0,
-                gy.1,
-                v.0,
-                v.1 + self.w_off,
                 1.0,
-                col,
-                0,
             )?;
             be.col2im3x3(self.geom(samples), col, 0, 0.0, rgx.0, rgx.1)?;
         }
