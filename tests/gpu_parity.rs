@@ -11,7 +11,9 @@
 mod common;
 use common::*;
 use subspace_lab::backend::gpu::GpuBackend;
-use subspace_lab::backend::{Activation, Backend, LossKind, Mat, MatMut};
+use subspace_lab::backend::{
+    Activation, Backend, Dual, LossBlock, LossKind, Mat, MatMut, Ten, TenMut, ThetaV,
+};
 use subspace_lab::hessian::lanczos::{LanczosOptions, lanczos, random_vector};
 use subspace_lab::hessian::subspace::Subspace;
 
@@ -138,10 +140,22 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
     for act in [None, Some(Activation::Tanh), Some(Activation::Relu)] {
         let mut gz = g.upload(&z).unwrap();
         let mut cz = c.upload(&z).unwrap();
-        g.bias_act(act, rows, cols, &g.upload(&bias).unwrap(), 0, &mut gz, 0)
-            .unwrap();
-        c.bias_act(act, rows, cols, &c.upload(&bias).unwrap(), 0, &mut cz, 0)
-            .unwrap();
+        g.bias_act(
+            act,
+            rows,
+            cols,
+            Ten(&g.upload(&bias).unwrap(), 0),
+            TenMut(&mut gz, 0),
+        )
+        .unwrap();
+        c.bias_act(
+            act,
+            rows,
+            cols,
+            Ten(&c.upload(&bias).unwrap(), 0),
+            TenMut(&mut cz, 0),
+        )
+        .unwrap();
         check(
             &format!("bias_act {act:?}"),
             g.download(&gz).unwrap(),
@@ -165,18 +179,40 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
         );
         let mut go = g.zeros(len).unwrap();
         let mut co = c.zeros(len).unwrap();
-        g.act_d1_mul(act, len, &ga, 0, &gv1, 0, &mut go, 0).unwrap();
-        c.act_d1_mul(act, len, &ca, 0, &cv1, 0, &mut co, 0).unwrap();
+        g.act_d1_mul(act, len, Ten(&ga, 0), Ten(&gv1, 0), TenMut(&mut go, 0))
+            .unwrap();
+        c.act_d1_mul(act, len, Ten(&ca, 0), Ten(&cv1, 0), TenMut(&mut co, 0))
+            .unwrap();
         check(
             "act_d1_mul",
             g.download(&go).unwrap(),
             c.download(&co).unwrap(),
             2.0,
         );
-        g.act_d2_r(act, len, &ga, 0, &gv1, 0, &gv2, 0, &gv3, 0, &mut go, 0)
-            .unwrap();
-        c.act_d2_r(act, len, &ca, 0, &cv1, 0, &cv2, 0, &cv3, 0, &mut co, 0)
-            .unwrap();
+        g.act_d2_r(
+            act,
+            len,
+            Ten(&ga, 0),
+            Dual {
+                val: Ten(&gv2, 0),
+                r: Ten(&gv1, 0),
+            },
+            Ten(&gv3, 0),
+            TenMut(&mut go, 0),
+        )
+        .unwrap();
+        c.act_d2_r(
+            act,
+            len,
+            Ten(&ca, 0),
+            Dual {
+                val: Ten(&cv2, 0),
+                r: Ten(&cv1, 0),
+            },
+            Ten(&cv3, 0),
+            TenMut(&mut co, 0),
+        )
+        .unwrap();
         check(
             "act_d2_r",
             g.download(&go).unwrap(),
@@ -187,10 +223,24 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
     // Column sums with accumulation, axpy, scale, fill, copy.
     let mut gd = g.upload(&bias).unwrap();
     let mut cd = c.upload(&bias).unwrap();
-    g.col_sum(rows, cols, 0.5, &g.upload(&v1).unwrap(), 0, 1.0, &mut gd, 0)
-        .unwrap();
-    c.col_sum(rows, cols, 0.5, &c.upload(&v1).unwrap(), 0, 1.0, &mut cd, 0)
-        .unwrap();
+    g.col_sum(
+        rows,
+        cols,
+        0.5,
+        Ten(&g.upload(&v1).unwrap(), 0),
+        1.0,
+        TenMut(&mut gd, 0),
+    )
+    .unwrap();
+    c.col_sum(
+        rows,
+        cols,
+        0.5,
+        Ten(&c.upload(&v1).unwrap(), 0),
+        1.0,
+        TenMut(&mut cd, 0),
+    )
+    .unwrap();
     check(
         "col_sum",
         g.download(&gd).unwrap(),
@@ -291,10 +341,32 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
         let mut gs = g.zeros(2).unwrap();
         let mut cs = c.zeros(2).unwrap();
         for _ in 0..2 {
-            g.loss_grad(loss, rows, cols, &gz, 0, &gt, 0, 0.1, &mut gg, 0, &mut gs)
-                .unwrap();
-            c.loss_grad(loss, rows, cols, &cz, 0, &ct, 0, 0.1, &mut cg, 0, &mut cs)
-                .unwrap();
+            g.loss_grad(
+                LossBlock {
+                    kind: loss,
+                    rows,
+                    cols,
+                    scale: 0.1,
+                },
+                Ten(&gz, 0),
+                Ten(&gt, 0),
+                TenMut(&mut gg, 0),
+                &mut gs,
+            )
+            .unwrap();
+            c.loss_grad(
+                LossBlock {
+                    kind: loss,
+                    rows,
+                    cols,
+                    scale: 0.1,
+                },
+                Ten(&cz, 0),
+                Ten(&ct, 0),
+                TenMut(&mut cg, 0),
+                &mut cs,
+            )
+            .unwrap();
         }
         check(
             &format!("loss_grad {loss:?}"),
@@ -309,10 +381,30 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
         );
         assert_eq!(gsv[1], csv[1], "{loss:?} correct count");
         let (gr, cr) = (g.upload(&v1).unwrap(), c.upload(&v1).unwrap());
-        g.loss_hess_mul(loss, rows, cols, &gz, 0, &gr, 0, 0.3, &mut gg, 0)
-            .unwrap();
-        c.loss_hess_mul(loss, rows, cols, &cz, 0, &cr, 0, 0.3, &mut cg, 0)
-            .unwrap();
+        g.loss_hess_mul(
+            LossBlock {
+                kind: loss,
+                rows,
+                cols,
+                scale: 0.3,
+            },
+            Ten(&gz, 0),
+            Ten(&gr, 0),
+            TenMut(&mut gg, 0),
+        )
+        .unwrap();
+        c.loss_hess_mul(
+            LossBlock {
+                kind: loss,
+                rows,
+                cols,
+                scale: 0.3,
+            },
+            Ten(&cz, 0),
+            Ten(&cr, 0),
+            TenMut(&mut cg, 0),
+        )
+        .unwrap();
         check(
             &format!("loss_hess_mul {loss:?}"),
             g.download(&gg).unwrap(),
@@ -352,7 +444,8 @@ fn reductions_are_accurate_on_long_vectors(g: GpuBackend) {
     assert!(g.all_finite(&g.upload(&bad).unwrap(), 0, 12345).unwrap());
     // dot_into: the same sum written into a buffer (beside other values, read back in one range).
     let mut out = g.upload(&[7.0, 8.0, 9.0]).unwrap();
-    g.dot_into(&gx, 0, &gy, 0, n, &mut out, 1).unwrap();
+    g.dot_into(Ten(&gx, 0), Ten(&gy, 0), n, TenMut(&mut out, 1))
+        .unwrap();
     let r = g.download_range(&out, 0, 3).unwrap();
     assert_eq!((r[0], r[2]), (7.0, 9.0));
     assert!(
@@ -686,25 +779,43 @@ fn seq_kernels<B: Backend>(be: &B, masked: bool, rows: usize) -> Vec<(String, Ve
     };
     let table = up(&uniform((vocab + t) * d, 1, 1.0));
     let mut y = z(g.numel());
-    be.embed(g, &idb, OFF, &table, OFF, OFF + vocab * d, &mut y, OFF)
-        .unwrap();
+    be.embed(
+        g,
+        Ten(&idb, OFF),
+        Ten(&table, OFF),
+        OFF + vocab * d,
+        TenMut(&mut y, OFF),
+    )
+    .unwrap();
     out.push(("embed".into(), get(&y)));
     let ti = TokenIndex::new(&ids, vocab);
     let (st, or) = (be.upload(&ti.start).unwrap(), be.upload(&ti.order).unwrap());
     let gy = up(&uniform(g.numel(), 2, 1.0));
     let mut gt = z(vocab * d);
-    be.embed_grad(g, vocab, &st, &or, &gy, OFF, &mut gt, OFF)
+    be.embed_grad(g, vocab, &st, &or, Ten(&gy, OFF), TenMut(&mut gt, OFF))
         .unwrap();
     out.push(("embed_grad".into(), get(&gt)));
     // Mean over positions and its adjoint.
     let mut m = z(rows * d);
-    be.seq_mean(g, masked, &idb, OFF, &gy, OFF, &mut m, OFF)
-        .unwrap();
+    be.seq_mean(
+        g,
+        masked,
+        Ten(&idb, OFF),
+        Ten(&gy, OFF),
+        TenMut(&mut m, OFF),
+    )
+    .unwrap();
     out.push(("seq_mean".into(), get(&m)));
     let dm = up(&uniform(rows * d, 3, 1.0));
     let mut dx = z(g.numel());
-    be.seq_mean_adjoint(g, masked, &idb, OFF, &dm, OFF, &mut dx, OFF)
-        .unwrap();
+    be.seq_mean_adjoint(
+        g,
+        masked,
+        Ten(&idb, OFF),
+        Ten(&dm, OFF),
+        TenMut(&mut dx, OFF),
+    )
+    .unwrap();
     out.push(("seq_mean_adjoint".into(), get(&dx)));
     // LayerNorm over the rows·T positions (width 16, inputs with an offset mean).
     let l = Ln {
@@ -727,17 +838,50 @@ fn seq_kernels<B: Backend>(be: &B, masked: bool, rows: usize) -> Vec<(String, Ve
         up(&uniform(n, 9, 1.0)),
     );
     let (mut a, mut b) = (z(n), z(n));
-    be.layer_norm(l, &x, OFF, &th, &mut a, OFF).unwrap();
-    out.push(("layer_norm".into(), get(&a)));
-    be.layer_norm_vjp(l, &x, OFF, &th, &dy, OFF, &mut a, OFF, &mut b, OFF)
+    be.layer_norm(l, Ten(&x, OFF), &th, TenMut(&mut a, OFF))
         .unwrap();
+    out.push(("layer_norm".into(), get(&a)));
+    be.layer_norm_vjp(
+        l,
+        Ten(&x, OFF),
+        &th,
+        Ten(&dy, OFF),
+        TenMut(&mut a, OFF),
+        TenMut(&mut b, OFF),
+    )
+    .unwrap();
     out.push(("layer_norm_vjp dx".into(), get(&a)));
     out.push(("layer_norm_vjp prod".into(), get(&b)));
-    be.layer_norm_jvp(l, &x, OFF, &rx, OFF, &th, &vv, OFF, &mut a, OFF)
-        .unwrap();
+    be.layer_norm_jvp(
+        l,
+        Dual {
+            val: Ten(&x, OFF),
+            r: Ten(&rx, OFF),
+        },
+        ThetaV {
+            theta: &th,
+            v: Ten(&vv, OFF),
+        },
+        TenMut(&mut a, OFF),
+    )
+    .unwrap();
     out.push(("layer_norm_jvp".into(), get(&a)));
     be.layer_norm_rvjp(
-        l, &x, OFF, &rx, OFF, &th, &vv, OFF, &dy, OFF, &rdy, OFF, &mut a, OFF, &mut b, OFF,
+        l,
+        Dual {
+            val: Ten(&x, OFF),
+            r: Ten(&rx, OFF),
+        },
+        ThetaV {
+            theta: &th,
+            v: Ten(&vv, OFF),
+        },
+        Dual {
+            val: Ten(&dy, OFF),
+            r: Ten(&rdy, OFF),
+        },
+        TenMut(&mut a, OFF),
+        TenMut(&mut b, OFF),
     )
     .unwrap();
     out.push(("layer_norm_rvjp dx".into(), get(&a)));
@@ -757,18 +901,48 @@ fn seq_kernels<B: Backend>(be: &B, masked: bool, rows: usize) -> Vec<(String, Ve
         up(&uniform(rows * t * d, 13, 1.0)),
     );
     let (mut o, mut probs, mut dq) = (z(rows * t * d), z(rows * at.probs_per_row()), z(nq));
-    be.attention(at, &idb, OFF, &qkv, OFF, &mut o, OFF, &mut probs, OFF)
-        .unwrap();
+    be.attention(
+        at,
+        Ten(&idb, OFF),
+        Ten(&qkv, OFF),
+        TenMut(&mut o, OFF),
+        TenMut(&mut probs, OFF),
+    )
+    .unwrap();
     out.push(("attention out".into(), get(&o)));
     out.push(("attention probs".into(), get(&probs)));
-    be.attention_vjp(at, &qkv, OFF, &probs, OFF, &dout, OFF, &mut dq, OFF)
-        .unwrap();
+    be.attention_vjp(
+        at,
+        Ten(&qkv, OFF),
+        Ten(&probs, OFF),
+        Ten(&dout, OFF),
+        TenMut(&mut dq, OFF),
+    )
+    .unwrap();
     out.push(("attention_vjp".into(), get(&dq)));
-    be.attention_jvp(at, &qkv, OFF, &probs, OFF, &rqkv, OFF, &mut o, OFF)
-        .unwrap();
+    be.attention_jvp(
+        at,
+        Dual {
+            val: Ten(&qkv, OFF),
+            r: Ten(&rqkv, OFF),
+        },
+        Ten(&probs, OFF),
+        TenMut(&mut o, OFF),
+    )
+    .unwrap();
     out.push(("attention_jvp".into(), get(&o)));
     be.attention_rvjp(
-        at, &qkv, OFF, &probs, OFF, &rqkv, OFF, &dout, OFF, &rdout, OFF, &mut dq, OFF,
+        at,
+        Dual {
+            val: Ten(&qkv, OFF),
+            r: Ten(&rqkv, OFF),
+        },
+        Ten(&probs, OFF),
+        Dual {
+            val: Ten(&dout, OFF),
+            r: Ten(&rdout, OFF),
+        },
+        TenMut(&mut dq, OFF),
     )
     .unwrap();
     out.push(("attention_rvjp".into(), get(&dq)));

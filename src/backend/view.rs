@@ -23,6 +23,65 @@ impl Batch {
     }
 }
 
+/// A read-only tensor view: a buffer and the element offset where the tensor starts (its extent
+/// is the shape argument's: a [`Seq`], an [`Ln`], rows×cols, ...).
+pub struct Ten<'a, B: Backend + ?Sized>(pub &'a B::Buf, pub usize);
+
+impl<B: Backend + ?Sized> Clone for Ten<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for Ten<'_, B> {}
+
+/// A written tensor view: a buffer and the element offset where the tensor starts.
+pub struct TenMut<'a, B: Backend + ?Sized>(pub &'a mut B::Buf, pub usize);
+
+impl<'a, B: Backend + ?Sized> TenMut<'a, B> {
+    /// Reborrow (to pass the same output to several calls).
+    pub fn re(&mut self) -> TenMut<'_, B> {
+        TenMut(self.0, self.1)
+    }
+}
+
+/// A value and its R-derivative (the direction's tangent), read together by the R-passes:
+/// x and R{x}, dy and R{dy}, qkv and R{qkv}.
+pub struct Dual<'a, B: Backend + ?Sized> {
+    pub val: Ten<'a, B>,
+    pub r: Ten<'a, B>,
+}
+
+impl<B: Backend + ?Sized> Clone for Dual<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for Dual<'_, B> {}
+
+/// The parameters θ (a whole buffer, the op's entries at the offsets its shape names) and a
+/// direction v (the same layout from `v.1`): what a parametrised op's JVP and R-backward read.
+pub struct ThetaV<'a, B: Backend + ?Sized> {
+    pub theta: &'a B::Buf,
+    pub v: Ten<'a, B>,
+}
+
+impl<B: Backend + ?Sized> Clone for ThetaV<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for ThetaV<'_, B> {}
+
+/// A block of a loss's inputs: `rows`×`cols` outputs (and targets) of loss `kind`, its gradient
+/// scaled by `scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossBlock {
+    pub kind: super::LossKind,
+    pub rows: usize,
+    pub cols: usize,
+    pub scale: f64,
+}
+
 /// A read-only matrix view for the BLAS primitives: op(X), `rows`×`cols`, in `buf` from element
 /// `off`, stored row-major as is, or as its transpose (`cols`×`rows`) when `trans`.
 pub struct Mat<'a, B: Backend + ?Sized> {

@@ -5,6 +5,7 @@
 
 use super::{LanczosWork, sorted_eigen, take_or_zeros, write_rows};
 use crate::backend::{Backend, Mat, MatMut};
+use crate::backend::{Ten, TenMut};
 use crate::error::{Error, Result};
 use crate::hessian::Operator;
 use crate::hessian::subspace::Span;
@@ -112,7 +113,12 @@ impl<B: Backend> Basis<B> {
                 b.axpy(1.0, &self.coef2, 0, &mut self.coef, 0, m)?;
             }
         }
-        b.dot_into(&self.cand, 0, &self.cand, 0, p, &mut self.coef, m)?;
+        b.dot_into(
+            Ten(&self.cand, 0),
+            Ten(&self.cand, 0),
+            p,
+            TenMut(&mut self.coef, m),
+        )?;
         let extra = self.fetch;
         if extra > 0 {
             b.copy(&self.aux, 0, &mut self.coef, m + 1, extra)?;
@@ -155,7 +161,7 @@ impl<B: Backend> Basis<B> {
     ) -> Result<()> {
         let p = self.dim;
         for r in 0..rows {
-            b.dot_into(w, r * p, w, r * p, p, factors, r)?;
+            b.dot_into(Ten(w, r * p), Ten(w, r * p), p, TenMut(factors, r))?;
         }
         b.copy(factors, 0, &mut self.aux, 0, rows)?;
         b.rsqrt(factors, 0, rows)?;
@@ -167,7 +173,12 @@ impl<B: Backend> Basis<B> {
             1.0,
             0.0,
         )?;
-        b.dot_into(&self.cand, 0, &self.cand, 0, p, factors, rows)?;
+        b.dot_into(
+            Ten(&self.cand, 0),
+            Ten(&self.cand, 0),
+            p,
+            TenMut(factors, rows),
+        )?;
         b.copy(factors, rows, &mut self.aux, rows, 1)?;
         b.rsqrt(factors, rows, 1)?;
         // q₀ = cand/‖cand‖: a 1×1 by 1×p product with the factor.

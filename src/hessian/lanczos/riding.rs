@@ -8,6 +8,7 @@ use super::{
     check_k_tol, product_budget, random_vector, take_or_zeros, write_rows,
 };
 use crate::backend::{Backend, Mat, MatMut};
+use crate::backend::{Ten, TenMut};
 use crate::error::{Error, Result};
 use crate::hessian::Operator;
 use nalgebra::DMatrix;
@@ -309,7 +310,12 @@ impl<'a, B: Backend> Solve<'a, B> {
         let len = kk + k * g_rows + n_proj + n_carry;
         let last = &mut self.last;
         for i in 0..kk {
-            b.dot_into(&self.resid, i * p, &self.resid, i * p, p, last, i)?;
+            b.dot_into(
+                Ten(&self.resid, i * p),
+                Ten(&self.resid, i * p),
+                p,
+                TenMut(last, i),
+            )?;
         }
         let mut at = kk;
         if let (true, Some((w, rows))) = (g_rows > 0, self.warm) {
@@ -331,7 +337,7 @@ impl<'a, B: Backend> Solve<'a, B> {
                 1.0,
                 0.0,
             )?;
-            b.dot_into(v, 0, v, 0, p, last, at + kout)?;
+            b.dot_into(Ten(v, 0), Ten(v, 0), p, TenMut(last, at + kout))?;
             at += kout + 1;
         }
         if let Some((c, off, n)) = self.riders.carry {

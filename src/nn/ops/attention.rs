@@ -6,6 +6,7 @@
 
 use super::{Layer, OpRule, Pass, Shape, buf, got, ids, need};
 use crate::backend::{Attn, Backend};
+use crate::backend::{Dual, Ten, TenMut};
 use crate::error::Result;
 
 /// Attention of `heads` heads of `head_dim` over `seq` positions.
@@ -59,14 +60,10 @@ impl<B: Backend> OpRule<B> for Attention {
         let (y, probs) = (got(p.y_out, "output")?, got(p.aux_out, "P")?);
         p.be.attention(
             self.attn(p.rows),
-            ids.0,
-            ids.1,
-            qkv.0,
-            qkv.1,
-            y.0,
-            y.1,
-            probs.0,
-            probs.1,
+            Ten(ids.0, ids.1),
+            Ten(qkv.0, qkv.1),
+            TenMut(y.0, y.1),
+            TenMut(probs.0, probs.1),
         )
     }
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
@@ -74,14 +71,10 @@ impl<B: Backend> OpRule<B> for Attention {
         let (gy, gx) = (got(p.gy, "∂L/∂y")?, need(p.gx)?);
         p.be.attention_vjp(
             self.attn(p.rows),
-            qkv.0,
-            qkv.1,
-            probs.0,
-            probs.1,
-            gy.0,
-            gy.1,
-            gx.0,
-            gx.1,
+            Ten(qkv.0, qkv.1),
+            Ten(probs.0, probs.1),
+            Ten(gy.0, gy.1),
+            TenMut(gx.0, gx.1),
         )
     }
     fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
@@ -89,14 +82,12 @@ impl<B: Backend> OpRule<B> for Attention {
         let (rqkv, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
         p.be.attention_jvp(
             self.attn(p.rows),
-            qkv.0,
-            qkv.1,
-            probs.0,
-            probs.1,
-            rqkv.0,
-            rqkv.1,
-            ry.0,
-            ry.1,
+            Dual {
+                val: Ten(qkv.0, qkv.1),
+                r: Ten(rqkv.0, rqkv.1),
+            },
+            Ten(probs.0, probs.1),
+            TenMut(ry.0, ry.1),
         )
     }
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
@@ -105,18 +96,16 @@ impl<B: Backend> OpRule<B> for Attention {
         let rgx = need(p.rgx)?;
         p.be.attention_rvjp(
             self.attn(p.rows),
-            qkv.0,
-            qkv.1,
-            probs.0,
-            probs.1,
-            rqkv.0,
-            rqkv.1,
-            gy.0,
-            gy.1,
-            rgy.0,
-            rgy.1,
-            rgx.0,
-            rgx.1,
+            Dual {
+                val: Ten(qkv.0, qkv.1),
+                r: Ten(rqkv.0, rqkv.1),
+            },
+            Ten(probs.0, probs.1),
+            Dual {
+                val: Ten(gy.0, gy.1),
+                r: Ten(rgy.0, rgy.1),
+            },
+            TenMut(rgx.0, rgx.1),
         )
     }
 }

@@ -109,7 +109,13 @@ impl<B: Backend> OpRule<B> for Linear {
         let x = got(p.x, "input")?;
         let mut y = got(p.y_out, "output")?;
         self.x_bt(be, rows, &x, Ten(theta, self.w_off), 0.0, &mut y)?;
-        be.bias_act(None, rows, self.fan_out, theta, self.b_off, y.0, y.1)
+        be.bias_act(
+            None,
+            rows,
+            self.fan_out,
+            Ten(theta, self.b_off),
+            TenMut(y.0, y.1),
+        )
     }
 
     /// ∂L/∂W += gyᵀ x, ∂L/∂b += Σ_rows gy (into `grad`, θ's layout, when given);
@@ -123,11 +129,9 @@ impl<B: Backend> OpRule<B> for Linear {
                 rows,
                 self.fan_out,
                 1.0,
-                gy.0,
-                gy.1,
+                Ten(gy.0, gy.1),
                 1.0,
-                g.0,
-                g.1 + self.b_off,
+                TenMut(g.0, g.1 + self.b_off),
             )?;
         }
         if let Some(gx) = p.gx {
@@ -152,7 +156,13 @@ impl<B: Backend> OpRule<B> for Linear {
             let w = Ten(theta, self.w_off);
             self.x_bt(be, rows, &Input::Buf(rx), w, 1.0, &mut ry)?;
         }
-        be.bias_act(None, rows, self.fan_out, v.0, v.1 + self.b_off, ry.0, ry.1)
+        be.bias_act(
+            None,
+            rows,
+            self.fan_out,
+            Ten(v.0, v.1 + self.b_off),
+            TenMut(ry.0, ry.1),
+        )
     }
 
     /// R{∂L/∂W} += R{gy}ᵀ x + gyᵀ R{x}, R{∂L/∂b} += Σ_rows R{gy} (into `hv`);
@@ -170,11 +180,9 @@ impl<B: Backend> OpRule<B> for Linear {
             rows,
             self.fan_out,
             1.0,
-            rgy.0,
-            rgy.1,
+            Ten(rgy.0, rgy.1),
             1.0,
-            hv.0,
-            hv.1 + self.b_off,
+            TenMut(hv.0, hv.1 + self.b_off),
         )?;
         if let Some(rgx) = p.rgx {
             let (m, k, n) = (rows, self.fan_out, self.fan_in);
@@ -247,7 +255,7 @@ impl<B: Backend> OpRule<B> for Linear {
         }
         for i in 0..nb {
             let bo = v.1 + i * vs + self.b_off;
-            be.bias_act(None, r, fo, v.0, bo, ry.0, ry.1 + i * sy)?;
+            be.bias_act(None, r, fo, Ten(v.0, bo), TenMut(ry.0, ry.1 + i * sy))?;
         }
         Ok(())
     }
@@ -302,7 +310,7 @@ impl<B: Backend> OpRule<B> for Linear {
         }
         for i in 0..nb {
             let (go, ho) = (rgy.1 + i * sy, hv.1 + i * vs + self.b_off);
-            be.col_sum(r, fo, 1.0, rgy.0, go, 1.0, hv.0, ho)?;
+            be.col_sum(r, fo, 1.0, Ten(rgy.0, go), 1.0, TenMut(hv.0, ho))?;
         }
         if let Some(rgx) = p.rgx {
             let by_w = Batch::new(nb, sy, 0, sx);
