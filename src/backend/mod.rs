@@ -31,7 +31,11 @@ pub(crate) use view::{check_batch, check_input_view, check_range};
 
 use crate::error::Result;
 
-/// The primitives. Offsets and lengths are in elements.
+/// The primitives. Offsets and lengths are in elements. Operands are typed views ([`view`]): a
+/// matrix ([`Mat`], [`MatMut`]) for the BLAS products, a tensor ([`Ten`], [`TenMut`]: a buffer
+/// and an offset) whose extent the shape argument gives ([`Seq`], [`Ln`], [`Attn`], [`Nhwc`],
+/// rows×cols), a value with its R-derivative ([`Dual`]) and θ with a direction ([`ThetaV`]) for
+/// the R-passes.
 // The sequence kernels' defaults refuse without reading their arguments.
 #[allow(unused_variables)]
 pub trait Backend {
@@ -252,7 +256,7 @@ pub trait Backend {
     ) -> Result<()>;
 
     /// Loss of a rows×cols block of outputs against targets, its gradient and statistics:
-    /// `grad = scale · ∂ℓ/∂out` (rows×cols at `g_off`); `stats[0] += Σ ℓ`, `stats[1] +=` number of
+    /// `grad = scale · ∂ℓ/∂out` (rows×cols); `stats[0] += Σ ℓ`, `stats[1] +=` number of
     /// rows whose argmax output equals the argmax target. `stats` stays on the backend so that a
     /// full-data pass needs one read-back.
     fn loss_grad(
@@ -276,14 +280,14 @@ pub trait Backend {
     /// `x ← σ(x)` in place on `len` elements (the activation op's forward pass).
     fn act(&self, act: Activation, len: usize, x: &mut Self::Buf, off: usize) -> Result<()>;
 
-    /// im2col of a 3×3, stride-1, padding-1 convolution: for images `g` (NHWC at `x_off`), writes
-    /// the n·h·w × 9·c matrix `col` (at `col_off`) whose row (s, y, x) holds the zero-padded
+    /// im2col of a 3×3, stride-1, padding-1 convolution: for images `g` (NHWC, the view `x`), writes
+    /// the n·h·w × 9·c matrix `col` whose row (s, y, x) holds the zero-padded
     /// neighbourhood X[s, y+ky−1, x+kx−1, ci] at column ci·9 + ky·3 + kx — PyTorch's weight layout
     /// `[c_out, c_in, 3, 3]`, so the convolution is `col · Wᵀ`.
     fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()>;
 
     /// The adjoint of [`Backend::im2col3x3`]: `dx = β·dx + colᵀ-scatter`, i.e. every entry of
-    /// `col` added to the input pixel it was read from (NHWC `g` at `dx_off`). Written as a gather
+    /// `col` added to the input pixel it was read from (NHWC `g`, the view `dx`). Written as a gather
     /// (each pixel sums its ≤ 9 reads), so no atomics are needed.
     fn col2im3x3(&self, g: Nhwc, col: Ten<'_, Self>, beta: f64, dx: TenMut<'_, Self>)
     -> Result<()>;
@@ -331,8 +335,8 @@ pub trait Backend {
         dst: TenMut<'_, Self>,
     ) -> Result<()>;
 
-    /// Token and position embedding of a batch of sequences `g`: `out[r, t, :] = table[tok_off +
-    /// id·D ..] + table[pos_off + t·D ..]` with `id = ids[ids_off + r·T + t]` (a token id stored as
+    /// Token and position embedding of a batch of sequences `g`: `out[r, t, :] = table[table.1 +
+    /// id·D ..] + table[pos_off + t·D ..]` with `id = ids[ids.1 + r·T + t]` (a token id stored as
     /// a scalar; the engine checks every id is below the vocabulary). Used with θ (forward) and
     /// with a direction v (R-forward: the embedding is linear in its tables).
     fn embed(
@@ -347,7 +351,7 @@ pub trait Backend {
     }
 
     /// The token table's gradient, a scatter-add written as a gather: for every vocabulary row v,
-    /// `out[tok_off + v·D + j] += Σ gy[order[p]·D + j]` over `p ∈ start[v]..start[v+1]`, where
+    /// `out[out.1 + v·D + j] += Σ gy[order[p]·D + j]` over `p ∈ start[v]..start[v+1]`, where
     /// `order` lists the chunk's positions (r·T + t) sorted by token id and `start` (vocab + 1
     /// entries) delimits each id's run ([`TokenIndex`]). No atomics; the summation order is fixed.
     fn embed_grad(
@@ -421,7 +425,7 @@ pub trait Backend {
     /// Multi-head scaled dot-product attention over a batch `a` of sequences. `qkv` holds per
     /// token [q | k | v] (3·D scalars, head h in columns h·dh..(h+1)·dh of each); `out[r, i, h·dh..]
     /// = Σ_j P[r,h,i,j] v_j`, `P = softmax_j(q_i·k_j / √dh)` over the keys j whose token id is not 0
-    /// when `a.masked` (ids at `ids_off`, r·T + j), all keys otherwise. `probs` [rows, H, T, T]
+    /// when `a.masked` (ids from `ids.1`, r·T + j), all keys otherwise. `probs` [rows, H, T, T]
     /// keeps P (0 at masked keys; a row with every key masked is all 0).
     fn attention(
         &self,
@@ -541,7 +545,7 @@ pub trait Backend {
         let ok = self.all_finite(x, off, len)?;
         self.fill(out, out_off, 1, if ok { 0.0 } else { 1.0 })
     }
-    /// `out[out_off] = Σᵢ x[x_off + i]·y[y_off + i]` over `len` elements, written into a buffer
+    /// `out[out.1] = Σᵢ x[x.1 + i]·y[y.1 + i]` over `len` elements, written into a buffer
     /// instead of returned: on a device no read-back, so that a later [`Backend::download_range`]
     /// brings it together with other values (the default computes [`Backend::dot`] and stores
     /// it). `out` must be another buffer than `x` and `y`. Errors: ranges outside the buffers.

@@ -1,7 +1,12 @@
-//! The shapes the backend's primitives are called with: a batched GEMM's strides ([`Batch`]), a
-//! batch of sequences ([`Seq`]), a LayerNorm ([`Ln`]), an attention pass ([`Attn`]), images in
-//! NHWC ([`Nhwc`]), a chunk's token index ([`TokenIndex`]), an Adam step ([`AdamStep`]), what
-//! crossed between host and device ([`Transfers`]); and the range checks every backend runs.
+//! The views and shapes the backend's primitives are called with. Views: a tensor in a buffer
+//! ([`Ten`], [`TenMut`]: buffer and element offset), a matrix for the BLAS products ([`Mat`],
+//! [`MatMut`], reduced to a [`Gemm`]), rows of the network input ([`InputRows`]), a value with
+//! its R-derivative ([`Dual`]), θ with a direction ([`ThetaV`]), a loss block ([`LossBlock`]).
+//! Shapes: a batched GEMM's strides ([`Batch`]), a batch of sequences ([`Seq`]), a LayerNorm
+//! ([`Ln`]), an attention pass ([`Attn`]), images in NHWC ([`Nhwc`]), a chunk's token index
+//! ([`TokenIndex`]), an Adam step ([`AdamStep`]); what crossed between host and device
+//! ([`Transfers`]); and the range checks every backend runs. All are plain `Copy` structs passed
+//! by value (a [`TenMut`]/[`MatMut`] is a unique borrow: reborrow with `re`/`at`).
 
 use super::Backend;
 use crate::error::Result;
