@@ -559,7 +559,6 @@ pub trait Backend {
         let Ten(x, x_off) = x;
         let Ten(y, y_off) = y;
         let TenMut(out, out_off) = out;
-
         let d = self.dot(x, x_off, y, y_off, len)?;
         self.fill(out, out_off, 1, d)
     }

@@ -21,7 +21,6 @@ pub(super) fn attention<T: Real>(
     let Ten(qkv, q_off) = qkv;
     let TenMut(out, o_off) = out;
     let TenMut(probs, p_off) = probs;
-
     let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
     let ids = sl(ids, ids_off, a.rows * t, "attention ids")?;
     let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention qkv")?;
@@ -51,7 +50,6 @@ pub(super) fn attention_vjp<T: Real>(
     let Ten(probs, p_off) = probs;
     let Ten(dout, d_off) = dout;
     let TenMut(dqkv, dq_off) = dqkv;
-
     let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
     let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_vjp qkv")?;
     let probs = sl(probs, p_off, a.rows * pr, "attention_vjp probs")?;
@@ -82,7 +80,6 @@ pub(super) fn attention_jvp<T: Real>(
     } = qkv;
     let Ten(probs, p_off) = probs;
     let TenMut(rout, ro_off) = rout;
-
     let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
     let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_jvp qkv")?;
     let probs = sl(probs, p_off, a.rows * pr, "attention_jvp probs")?;
@@ -113,7 +110,6 @@ pub(super) fn attention_rvjp<T: Real>(
         r: Ten(rdout, rd_off),
     } = dout;
     let TenMut(rdqkv, rdq_off) = rdqkv;
-
     let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
     let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_rvjp qkv")?;
     let probs = sl(probs, p_off, a.rows * pr, "attention_rvjp probs")?;

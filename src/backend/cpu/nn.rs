@@ -20,7 +20,6 @@ pub(super) fn bias_act<T: Real>(
 ) -> Result<()> {
     let Ten(bias, b_off) = bias;
     let TenMut(x, x_off) = x;
-
     let bias = sl(bias, b_off, cols, "bias")?;
     let x = sl_mut(x, x_off, rows * cols, "bias_act x")?;
     for row in x.chunks_exact_mut(cols.max(1)) {
@@ -54,7 +53,6 @@ pub(super) fn act_d1_mul<T: Real>(
     let Ten(a, a_off) = a;
     let Ten(g, g_off) = g;
     let TenMut(out, o_off) = out;
-
     let a = sl(a, a_off, len, "act_d1 a")?;
     let g = sl(g, g_off, len, "act_d1 g")?;
     let out = sl_mut(out, o_off, len, "act_d1 out")?;
@@ -95,7 +93,6 @@ pub(super) fn act_d2_r<T: Real>(
     } = g;
     let Ten(rz, rz_off) = rz;
     let TenMut(out, o_off) = out;
-
     let a = sl(a, a_off, len, "act_d2 a")?;
     let rg = sl(rg, rg_off, len, "act_d2 rg")?;
     let g = sl(g, g_off, len, "act_d2 g")?;
@@ -147,7 +144,6 @@ pub(super) fn im2col3x3<T: Real>(
 ) -> Result<()> {
     let Ten(x, x_off) = x;
     let TenMut(col, col_off) = col;
-
     let x = sl(x, x_off, g.len(), "im2col x")?;
     let k9 = 9 * g.c;
     let col = sl_mut(col, col_off, g.n * g.h * g.w * k9, "im2col col")?;
@@ -191,7 +187,6 @@ pub(super) fn col2im3x3<T: Real>(
 ) -> Result<()> {
     let Ten(col, col_off) = col;
     let TenMut(dx, dx_off) = dx;
-
     let k9 = 9 * g.c;
     let col = sl(col, col_off, g.n * g.h * g.w * k9, "col2im col")?;
     let dx = sl_mut(dx, dx_off, g.len(), "col2im dx")?;
@@ -243,7 +238,6 @@ pub(super) fn maxpool2<T: Real>(
     let Ten(x, x_off) = x;
     let TenMut(out, o_off) = out;
     let TenMut(idx, i_off) = idx;
-
     let x = sl(x, x_off, g.len(), "maxpool x")?;
     let q = g.pooled();
     let out = sl_mut(out, o_off, q.len(), "maxpool out")?;
@@ -277,7 +271,6 @@ pub(super) fn pool2_gather<T: Real>(
     let Ten(idx, i_off) = idx;
     let Ten(src, s_off) = src;
     let TenMut(out, o_off) = out;
-
     let src = sl(src, s_off, g.len(), "pool gather src")?;
     let q = g.pooled();
     let idx = sl(idx, i_off, q.len(), "pool gather idx")?;
@@ -301,7 +294,6 @@ pub(super) fn pool2_scatter<T: Real>(
     let Ten(idx, i_off) = idx;
     let Ten(gy, g_off) = gy;
     let TenMut(dx, dx_off) = dx;
-
     let q = g.pooled();
     let idx = sl(idx, i_off, q.len(), "pool scatter idx")?;
     let gy = sl(gy, g_off, q.len(), "pool scatter gy")?;
@@ -327,7 +319,6 @@ pub(super) fn transpose_batch<T: Real>(
 ) -> Result<()> {
     let Ten(src, s_off) = src;
     let TenMut(dst, d_off) = dst;
-
     let len = batch * rows * cols;
     let src = sl(src, s_off, len, "transpose src")?;
     let dst = sl_mut(dst, d_off, len, "transpose dst")?;
@@ -356,7 +347,6 @@ pub(super) fn col_sum<T: Real>(
 ) -> Result<()> {
     let Ten(src, s_off) = src;
     let TenMut(dst, d_off) = dst;
-
     let src = sl(src, s_off, rows * cols, "col_sum src")?;
     let dst = sl_mut(dst, d_off, cols, "col_sum dst")?;
     let mut acc = vec![0.0f64; cols];
@@ -389,7 +379,6 @@ pub(super) fn loss_grad<T: Real>(
     let Ten(out, o_off) = out;
     let Ten(target, t_off) = target;
     let TenMut(grad, g_off) = grad;
-
     let out = sl(out, o_off, rows * cols, "loss out")?;
     let target = sl(target, t_off, rows * cols, "loss target")?;
     let grad = sl_mut(grad, g_off, rows * cols, "loss grad")?;
@@ -450,7 +439,6 @@ pub(super) fn loss_hess_mul<T: Real>(
     let Ten(out, o_off) = out;
     let Ten(rout, r_off) = rout;
     let TenMut(rgrad, g_off) = rgrad;
-
     let out = sl(out, o_off, rows * cols, "loss_hess out")?;
     let rout = sl(rout, r_off, rows * cols, "loss_hess rout")?;
     let rgrad = sl_mut(rgrad, g_off, rows * cols, "loss_hess rgrad")?;

@@ -20,7 +20,6 @@ pub(super) fn embed<T: Real>(
     let Ten(ids, ids_off) = ids;
     let Ten(table, tok_off) = table;
     let TenMut(out, o_off) = out;
-
     let (t, d) = (g.len, g.width);
     let ids = sl(ids, ids_off, g.rows * t, "embed ids")?;
     let pos = sl(table, pos_off, t * d, "embed positions")?;
@@ -47,7 +46,6 @@ pub(super) fn embed_grad<T: Real>(
 ) -> Result<()> {
     let Ten(gy, g_off) = gy;
     let TenMut(out, tok_off) = out;
-
     let d = g.width;
     let start = sl(start, 0, vocab + 1, "embed_grad start")?;
     let order = sl(order, 0, g.rows * g.len, "embed_grad order")?;
@@ -81,7 +79,6 @@ pub(super) fn layer_norm<T: Real>(
 ) -> Result<()> {
     let Ten(x, x_off) = x;
     let TenMut(y, y_off) = y;
-
     let len = l.rows * l.width;
     let x = sl(x, x_off, len, "layer_norm x")?;
     ln_params(theta, l)?;
@@ -106,7 +103,6 @@ pub(super) fn layer_norm_vjp<T: Real>(
     let Ten(dy, dy_off) = dy;
     let TenMut(dx, dx_off) = dx;
     let TenMut(prod, p_off) = prod;
-
     let (len, w) = (l.rows * l.width, l.width);
     let x = sl(x, x_off, len, "layer_norm_vjp x")?;
     let dy = sl(dy, dy_off, len, "layer_norm_vjp dy")?;
@@ -136,7 +132,6 @@ pub(super) fn layer_norm_jvp<T: Real>(
         v: Ten(v, v_off),
     } = theta;
     let TenMut(ry, ry_off) = ry;
-
     let (len, w) = (l.rows * l.width, l.width);
     let x = sl(x, x_off, len, "layer_norm_jvp x")?;
     let rx = sl(rx, rx_off, len, "layer_norm_jvp rx")?;
@@ -174,7 +169,6 @@ pub(super) fn layer_norm_rvjp<T: Real>(
     } = dy;
     let TenMut(rdx, rdx_off) = rdx;
     let TenMut(prod, p_off) = prod;
-
     let (len, w) = (l.rows * l.width, l.width);
     let x = sl(x, x_off, len, "layer_norm_rvjp x")?;
     let rx = sl(rx, rx_off, len, "layer_norm_rvjp rx")?;
@@ -211,7 +205,6 @@ pub(super) fn seq_mean<T: Real>(
     let Ten(ids, ids_off) = ids;
     let Ten(x, x_off) = x;
     let TenMut(out, o_off) = out;
-
     let ids = sl(ids, ids_off, g.rows * g.len, "seq_mean ids")?;
     let x = sl(x, x_off, g.numel(), "seq_mean x")?;
     let out = sl_mut(out, o_off, g.rows * g.width, "seq_mean out")?;
@@ -230,7 +223,6 @@ pub(super) fn seq_mean_adjoint<T: Real>(
     let Ten(ids, ids_off) = ids;
     let Ten(dy, dy_off) = dy;
     let TenMut(dx, dx_off) = dx;
-
     let ids = sl(ids, ids_off, g.rows * g.len, "seq_mean_adjoint ids")?;
     let dy = sl(dy, dy_off, g.rows * g.width, "seq_mean_adjoint dy")?;
     let dx = sl_mut(dx, dx_off, g.numel(), "seq_mean_adjoint dx")?;

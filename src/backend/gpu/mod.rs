@@ -513,7 +513,6 @@ impl Backend for GpuBackend {
         let Ten(x, x_off) = x;
         let Ten(y, y_off) = y;
         let TenMut(out, out_off) = out;
-
         check_range("dot x", x.len, x_off, len)?;
         check_range("dot y", y.len, y_off, len)?;
         check_range("dot out", out.len, out_off, 1)?;

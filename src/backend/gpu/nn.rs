@@ -18,7 +18,6 @@ pub(super) fn bias_act(
 ) -> Result<()> {
     let Ten(bias, b_off) = bias;
     let TenMut(x, x_off) = x;
-
     check_range("bias", bias.len, b_off, cols)?;
     check_range("bias_act x", x.len, x_off, rows * cols)?;
     let p = Params {
@@ -49,7 +48,6 @@ pub(super) fn act_d1_mul(
     let Ten(a, a_off) = a;
     let Ten(g, g_off) = g;
     let TenMut(out, o_off) = out;
-
     check_range("act_d1 a", a.len, a_off, len)?;
     check_range("act_d1 g", g.len, g_off, len)?;
     check_range("act_d1 out", out.len, o_off, len)?;
@@ -86,7 +84,6 @@ pub(super) fn act_d2_r(
     } = g;
     let Ten(rz, rz_off) = rz;
     let TenMut(out, o_off) = out;
-
     for (name, b, o) in [
         ("a", a, a_off),
         ("rg", rg, rg_off),
@@ -146,7 +143,6 @@ pub(super) fn im2col3x3(
 ) -> Result<()> {
     let Ten(x, x_off) = x;
     let TenMut(col, col_off) = col;
-
     let len = g.len() * 9;
     check_range("im2col x", x.len, x_off, g.len())?;
     check_range("im2col col", col.len, col_off, len)?;
@@ -174,7 +170,6 @@ pub(super) fn col2im3x3(
 ) -> Result<()> {
     let Ten(col, col_off) = col;
     let TenMut(dx, dx_off) = dx;
-
     check_range("col2im col", col.len, col_off, g.len() * 9)?;
     check_range("col2im dx", dx.len, dx_off, g.len())?;
     let p = Params {
@@ -203,7 +198,6 @@ pub(super) fn maxpool2(
     let Ten(x, x_off) = x;
     let TenMut(out, o_off) = out;
     let TenMut(idx, i_off) = idx;
-
     let q = g.pooled().len();
     check_range("maxpool x", x.len, x_off, g.len())?;
     check_range("maxpool out", out.len, o_off, q)?;
@@ -234,7 +228,6 @@ pub(super) fn pool2_gather(
     let Ten(idx, i_off) = idx;
     let Ten(src, s_off) = src;
     let TenMut(out, o_off) = out;
-
     let q = g.pooled().len();
     check_range("pool gather idx", idx.len, i_off, q)?;
     check_range("pool gather src", src.len, s_off, g.len())?;
@@ -265,7 +258,6 @@ pub(super) fn pool2_scatter(
     let Ten(idx, i_off) = idx;
     let Ten(gy, g_off) = gy;
     let TenMut(dx, dx_off) = dx;
-
     let q = g.pooled().len();
     check_range("pool scatter idx", idx.len, i_off, q)?;
     check_range("pool scatter gy", gy.len, g_off, q)?;
@@ -296,7 +288,6 @@ pub(super) fn transpose_batch(
 ) -> Result<()> {
     let Ten(src, s_off) = src;
     let TenMut(dst, d_off) = dst;
-
     let len = batch * rows * cols;
     check_range("transpose src", src.len, s_off, len)?;
     check_range("transpose dst", dst.len, d_off, len)?;
@@ -329,7 +320,6 @@ pub(super) fn col_sum(
 ) -> Result<()> {
     let Ten(src, s_off) = src;
     let TenMut(dst, d_off) = dst;
-
     check_range("col_sum src", src.len, s_off, rows * cols)?;
     check_range("col_sum dst", dst.len, d_off, cols)?;
     let p = Params {
@@ -367,7 +357,6 @@ pub(super) fn loss_grad(
     let Ten(out, o_off) = out;
     let Ten(target, t_off) = target;
     let TenMut(grad, g_off) = grad;
-
     check_range("loss out", out.len, o_off, rows * cols)?;
     check_range("loss target", target.len, t_off, rows * cols)?;
     check_range("loss grad", grad.len, g_off, rows * cols)?;
@@ -407,7 +396,6 @@ pub(super) fn loss_hess_mul(
     let Ten(out, o_off) = out;
     let Ten(rout, r_off) = rout;
     let TenMut(rgrad, g_off) = rgrad;
-
     check_range("loss_hess out", out.len, o_off, rows * cols)?;
     check_range("loss_hess rout", rout.len, r_off, rows * cols)?;
     check_range("loss_hess rgrad", rgrad.len, g_off, rows * cols)?;

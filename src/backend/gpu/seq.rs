@@ -18,7 +18,6 @@ pub(super) fn embed(
     let Ten(ids, ids_off) = ids;
     let Ten(table, tok_off) = table;
     let TenMut(out, o_off) = out;
-
     let (t, d, len) = (g.len, g.width, g.numel());
     check_range("embed ids", ids.len, ids_off, g.rows * t)?;
     check_range("embed token rows", table.len, tok_off, d)?;
@@ -54,7 +53,6 @@ pub(super) fn embed_grad(
 ) -> Result<()> {
     let Ten(gy, g_off) = gy;
     let TenMut(out, tok_off) = out;
-
     let (d, positions) = (g.width, g.rows * g.len);
     check_range("embed_grad start", start.len, 0, vocab + 1)?;
     check_range("embed_grad order", order.len, 0, positions)?;
@@ -91,7 +89,6 @@ pub(super) fn layer_norm(
 ) -> Result<()> {
     let Ten(x, x_off) = x;
     let TenMut(y, y_off) = y;
-
     let len = l.rows * l.width;
     check_range("layer_norm x", x.len, x_off, len)?;
     ln_check(theta.len, 0, l)?;
@@ -125,7 +122,6 @@ pub(super) fn layer_norm_vjp(
     let Ten(dy, dy_off) = dy;
     let TenMut(dx, dx_off) = dx;
     let TenMut(prod, p_off) = prod;
-
     let len = l.rows * l.width;
     check_range("layer_norm_vjp x", x.len, x_off, len)?;
     check_range("layer_norm_vjp dy", dy.len, dy_off, len)?;
@@ -165,7 +161,6 @@ pub(super) fn layer_norm_jvp(
         v: Ten(v, v_off),
     } = theta;
     let TenMut(ry, ry_off) = ry;
-
     let len = l.rows * l.width;
     check_range("layer_norm_jvp x", x.len, x_off, len)?;
     check_range("layer_norm_jvp rx", rx.len, rx_off, len)?;
@@ -222,7 +217,6 @@ pub(super) fn layer_norm_rvjp(
     } = dy;
     let TenMut(rdx, rdx_off) = rdx;
     let TenMut(prod, p_off) = prod;
-
     let len = l.rows * l.width;
     check_range("layer_norm_rvjp x", x.len, x_off, len)?;
     check_range("layer_norm_rvjp rx", rx.len, rx_off, len)?;
@@ -273,7 +267,6 @@ pub(super) fn attention(
     let Ten(qkv, q_off) = qkv;
     let TenMut(out, o_off) = out;
     let TenMut(probs, p_off) = probs;
-
     let (t, d) = (a.seq, a.width());
     check_range("attention ids", ids.len, ids_off, a.rows * t)?;
     check_range("attention qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
@@ -312,7 +305,6 @@ pub(super) fn attention_vjp(
     let Ten(probs, p_off) = probs;
     let Ten(dout, d_off) = dout;
     let TenMut(dqkv, dq_off) = dqkv;
-
     let (t, d) = (a.seq, a.width());
     check_range("attention_vjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
     check_range(
@@ -375,7 +367,6 @@ pub(super) fn attention_jvp(
     } = qkv;
     let Ten(probs, p_off) = probs;
     let TenMut(rout, ro_off) = rout;
-
     let (t, d) = (a.seq, a.width());
     check_range("attention_jvp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
     check_range(
@@ -420,7 +411,6 @@ pub(super) fn attention_rvjp(
         r: Ten(rdout, rd_off),
     } = dout;
     let TenMut(rdqkv, rdq_off) = rdqkv;
-
     let (t, d) = (a.seq, a.width());
     check_range("attention_rvjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
     check_range(
@@ -494,7 +484,6 @@ pub(super) fn seq_mean(
     let Ten(ids, ids_off) = ids;
     let Ten(x, x_off) = x;
     let TenMut(out, o_off) = out;
-
     let len = g.rows * g.width;
     check_range("seq_mean ids", ids.len, ids_off, g.rows * g.len)?;
     check_range("seq_mean x", x.len, x_off, g.numel())?;
@@ -526,7 +515,6 @@ pub(super) fn seq_mean_adjoint(
     let Ten(ids, ids_off) = ids;
     let Ten(dy, dy_off) = dy;
     let TenMut(dx, dx_off) = dx;
-
     let len = g.numel();
     check_range("seq_mean_adjoint ids", ids.len, ids_off, g.rows * g.len)?;
     check_range("seq_mean_adjoint dy", dy.len, dy_off, g.rows * g.width)?;

@@ -5,8 +5,8 @@
 //! ([`Backend::attention`] and friends).
 
 use super::{Layer, OpRule, Pass, Shape, buf, got, ids, need};
+use crate::backend::Dual;
 use crate::backend::{Attn, Backend};
-use crate::backend::{Dual, Ten, TenMut};
 use crate::error::Result;
 
 /// Attention of `heads` heads of `head_dim` over `seq` positions.
@@ -58,37 +58,17 @@ impl<B: Backend> OpRule<B> for Attention {
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
         let (ids, qkv) = (ids(p.ids)?, buf(p.x)?);
         let (y, probs) = (got(p.y_out, "output")?, got(p.aux_out, "P")?);
-        p.be.attention(
-            self.attn(p.rows),
-            Ten(ids.0, ids.1),
-            Ten(qkv.0, qkv.1),
-            TenMut(y.0, y.1),
-            TenMut(probs.0, probs.1),
-        )
+        p.be.attention(self.attn(p.rows), ids, qkv, y, probs)
     }
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs) = (buf(p.x)?, got(p.aux, "P")?);
         let (gy, gx) = (got(p.gy, "∂L/∂y")?, need(p.gx)?);
-        p.be.attention_vjp(
-            self.attn(p.rows),
-            Ten(qkv.0, qkv.1),
-            Ten(probs.0, probs.1),
-            Ten(gy.0, gy.1),
-            TenMut(gx.0, gx.1),
-        )
+        p.be.attention_vjp(self.attn(p.rows), qkv, probs, gy, gx)
     }
     fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs) = (buf(p.x)?, got(p.aux, "P")?);
         let (rqkv, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
-        p.be.attention_jvp(
-            self.attn(p.rows),
-            Dual {
-                val: Ten(qkv.0, qkv.1),
-                r: Ten(rqkv.0, rqkv.1),
-            },
-            Ten(probs.0, probs.1),
-            TenMut(ry.0, ry.1),
-        )
+        p.be.attention_jvp(self.attn(p.rows), Dual { val: qkv, r: rqkv }, probs, ry)
     }
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs, rqkv) = (buf(p.x)?, got(p.aux, "P")?, need(p.rx)?);
@@ -96,16 +76,10 @@ impl<B: Backend> OpRule<B> for Attention {
         let rgx = need(p.rgx)?;
         p.be.attention_rvjp(
             self.attn(p.rows),
-            Dual {
-                val: Ten(qkv.0, qkv.1),
-                r: Ten(rqkv.0, rqkv.1),
-            },
-            Ten(probs.0, probs.1),
-            Dual {
-                val: Ten(gy.0, gy.1),
-                r: Ten(rgy.0, rgy.1),
-            },
-            TenMut(rgx.0, rgx.1),
+            Dual { val: qkv, r: rqkv },
+            probs,
+            Dual { val: gy, r: rgy },
+            rgx,
         )
     }
 }

@@ -60,7 +60,7 @@ impl Conv3x3 {
         beta: f64,
         (col, y): (&mut B::Buf, &mut TenMut<B>),
     ) -> Result<()> {
-        be.im2col3x3(self.geom(samples), Ten(x.0, x.1), TenMut(col, 0))?;
+        be.im2col3x3(self.geom(samples), x, TenMut(col, 0))?;
         let rows = samples * self.h * self.w;
         be.gemm(
             Mat::new(col, 0, rows, self.k()),
@@ -81,7 +81,7 @@ impl Conv3x3 {
         col: &mut B::Buf,
         out: &mut TenMut<B>,
     ) -> Result<()> {
-        be.im2col3x3(self.geom(samples), Ten(x.0, x.1), TenMut(col, 0))?;
+        be.im2col3x3(self.geom(samples), x, TenMut(col, 0))?;
         let rows = samples * self.h * self.w;
         be.gemm(
             Mat::new(g.0, g.1, rows, self.cout).t(),
@@ -120,13 +120,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         let (col, mut y) = (got(p.scratch, "scratch")?, got(p.y_out, "output")?);
         self.conv(be, samples, x, Ten(theta, self.w_off), 0.0, (col, &mut y))?;
         let rows = samples * self.h * self.w;
-        be.bias_act(
-            None,
-            rows,
-            self.cout,
-            Ten(theta, self.b_off),
-            TenMut(y.0, y.1),
-        )
+        be.bias_act(None, rows, self.cout, Ten(theta, self.b_off), y)
     }
 
     /// ∂L/∂W += gyᵀ col(x), ∂L/∂b += Σ gy (when `grad` is given); gx = col2im(gy W) (when given).
@@ -137,14 +131,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         let rows = samples * self.h * self.w;
         if let Some(mut g) = p.grad {
             self.gt_col(be, samples, gy, x, col, &mut g)?;
-            be.col_sum(
-                rows,
-                self.cout,
-                1.0,
-                Ten(gy.0, gy.1),
-                1.0,
-                TenMut(g.0, g.1 + self.b_off),
-            )?;
+            be.col_sum(rows, self.cout, 1.0, gy, 1.0, TenMut(g.0, g.1 + self.b_off))?;
         }
         if let Some(gx) = p.gx {
             be.gemm(
@@ -154,7 +141,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
                 1.0,
                 0.0,
             )?;
-            be.col2im3x3(self.geom(samples), Ten(col, 0), 0.0, TenMut(gx.0, gx.1))?;
+            be.col2im3x3(self.geom(samples), Ten(col, 0), 0.0, gx)?;
         }
         Ok(())
     }
@@ -170,13 +157,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
             self.conv(be, samples, rx, Ten(theta, self.w_off), 1.0, (col, &mut ry))?;
         }
         let rows = samples * self.h * self.w;
-        be.bias_act(
-            None,
-            rows,
-            self.cout,
-            Ten(v.0, v.1 + self.b_off),
-            TenMut(ry.0, ry.1),
-        )
+        be.bias_act(None, rows, self.cout, Ten(v.0, v.1 + self.b_off), ry)
     }
 
     /// R{∂L/∂W} += R{gy}ᵀ col(x) + gyᵀ col(R{x}), R{∂L/∂b} += Σ R{gy} (into `hv`);
@@ -195,7 +176,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
             rows,
             self.cout,
             1.0,
-            Ten(rgy.0, rgy.1),
+            rgy,
             1.0,
             TenMut(hv.0, hv.1 + self.b_off),
         )?;
@@ -215,7 +196,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
                 1.0,
                 1.0,
             )?;
-            be.col2im3x3(self.geom(samples), Ten(col, 0), 0.0, TenMut(rgx.0, rgx.1))?;
+            be.col2im3x3(self.geom(samples), Ten(col, 0), 0.0, rgx)?;
         }
         Ok(())
     }

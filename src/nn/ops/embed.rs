@@ -40,10 +40,10 @@ impl Embed {
     ) -> Result<()> {
         be.embed(
             self.geom(rows),
-            Ten(ids.0, ids.1),
+            ids,
             Ten(table.0, table.1 + self.tok_off),
             table.1 + self.pos_off,
-            TenMut(y.0, y.1),
+            y,
         )
     }
     /// ∂L/∂E += scatter of gy by token id (a gather over `index`, the chunk's
@@ -65,14 +65,14 @@ impl Embed {
             self.vocab,
             index.0,
             index.1,
-            Ten(gy.0, gy.1),
+            gy,
             TenMut(grad.0, grad.1 + self.tok_off),
         )?;
         be.col_sum(
             rows,
             self.out_width(),
             1.0,
-            Ten(gy.0, gy.1),
+            gy,
             1.0,
             TenMut(grad.0, grad.1 + self.pos_off),
         )

@@ -4,7 +4,6 @@
 
 use super::{Layer, OpRule, Pass, Shape, buf, got, need};
 use crate::backend::Backend;
-use crate::backend::{Ten, TenMut};
 use crate::error::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,32 +33,26 @@ impl<B: Backend> OpRule<B> for Flatten {
     /// y = NCHW order of x.
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
         let (x, y) = (buf(p.x)?, got(p.y_out, "output")?);
-        p.be.transpose_batch(p.rows, self.hw, self.c, Ten(x.0, x.1), TenMut(y.0, y.1))
+        p.be.transpose_batch(p.rows, self.hw, self.c, x, y)
     }
     /// gx = NHWC order of gy.
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
         if let Some(gx) = p.gx {
             let gy = got(p.gy, "∂L/∂y")?;
-            p.be.transpose_batch(p.rows, self.c, self.hw, Ten(gy.0, gy.1), TenMut(gx.0, gx.1))?;
+            p.be.transpose_batch(p.rows, self.c, self.hw, gy, gx)?;
         }
         Ok(())
     }
     /// R{y} = NCHW order of R{x}.
     fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
         let (rx, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
-        p.be.transpose_batch(p.rows, self.hw, self.c, Ten(rx.0, rx.1), TenMut(ry.0, ry.1))
+        p.be.transpose_batch(p.rows, self.hw, self.c, rx, ry)
     }
     /// R{gx} = NHWC order of R{gy}.
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
         if let Some(rgx) = p.rgx {
             let rgy = got(p.rgy, "R{∂L/∂y}")?;
-            p.be.transpose_batch(
-                p.rows,
-                self.c,
-                self.hw,
-                Ten(rgy.0, rgy.1),
-                TenMut(rgx.0, rgx.1),
-            )?;
+            p.be.transpose_batch(p.rows, self.c, self.hw, rgy, rgx)?;
         }
         Ok(())
     }

@@ -50,7 +50,7 @@ impl Layer for LayerNorm {
 impl<B: Backend> OpRule<B> for LayerNorm {
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
         let (x, y) = (buf(p.x)?, got(p.y_out, "output")?);
-        p.be.layer_norm(self.ln(p.rows), Ten(x.0, x.1), p.theta, TenMut(y.0, y.1))
+        p.be.layer_norm(self.ln(p.rows), x, p.theta, y)
     }
     /// gx (overwritten); ∂L/∂γ += Σ gy ⊙ x̂, ∂L/∂β += Σ gy into `grad` when given.
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
@@ -58,14 +58,7 @@ impl<B: Backend> OpRule<B> for LayerNorm {
         let (x, gy) = (buf(p.x)?, got(p.gy, "∂L/∂y")?);
         let (gx, prod) = (need(p.gx)?, got(p.scratch, "scratch")?);
         let l = self.ln(p.rows);
-        be.layer_norm_vjp(
-            l,
-            Ten(x.0, x.1),
-            theta,
-            Ten(gy.0, gy.1),
-            TenMut(gx.0, gx.1),
-            TenMut(prod, 0),
-        )?;
+        be.layer_norm_vjp(l, x, theta, gy, gx, TenMut(prod, 0))?;
         if let Some(g) = p.grad {
             be.col_sum(
                 l.rows,
@@ -75,14 +68,7 @@ impl<B: Backend> OpRule<B> for LayerNorm {
                 1.0,
                 TenMut(g.0, g.1 + self.g_off),
             )?;
-            be.col_sum(
-                l.rows,
-                l.width,
-                1.0,
-                Ten(gy.0, gy.1),
-                1.0,
-                TenMut(g.0, g.1 + self.b_off),
-            )?;
+            be.col_sum(l.rows, l.width, 1.0, gy, 1.0, TenMut(g.0, g.1 + self.b_off))?;
         }
         Ok(())
     }
@@ -91,15 +77,9 @@ impl<B: Backend> OpRule<B> for LayerNorm {
         let (v, ry) = (got(p.v, "direction")?, got(p.ry, "R{y}")?);
         p.be.layer_norm_jvp(
             self.ln(p.rows),
-            Dual {
-                val: Ten(x.0, x.1),
-                r: Ten(rx.0, rx.1),
-            },
-            ThetaV {
-                theta: p.theta,
-                v: Ten(v.0, v.1),
-            },
-            TenMut(ry.0, ry.1),
+            Dual { val: x, r: rx },
+            ThetaV { theta: p.theta, v },
+            ry,
         )
     }
     /// R{gx} (overwritten); R{∂L/∂γ}, R{∂L/∂β} into `hv`.
@@ -116,19 +96,10 @@ impl<B: Backend> OpRule<B> for LayerNorm {
         let l = self.ln(p.rows);
         be.layer_norm_rvjp(
             l,
-            Dual {
-                val: Ten(x.0, x.1),
-                r: Ten(rx.0, rx.1),
-            },
-            ThetaV {
-                theta,
-                v: Ten(v.0, v.1),
-            },
-            Dual {
-                val: Ten(gy.0, gy.1),
-                r: Ten(rgy.0, rgy.1),
-            },
-            TenMut(rgx.0, rgx.1),
+            Dual { val: x, r: rx },
+            ThetaV { theta, v },
+            Dual { val: gy, r: rgy },
+            rgx,
             TenMut(prod, 0),
         )?;
         be.col_sum(
@@ -143,7 +114,7 @@ impl<B: Backend> OpRule<B> for LayerNorm {
             l.rows,
             l.width,
             1.0,
-            Ten(rgy.0, rgy.1),
+            rgy,
             1.0,
             TenMut(hv.0, hv.1 + self.b_off),
         )

@@ -109,13 +109,7 @@ impl<B: Backend> OpRule<B> for Linear {
         let x = got(p.x, "input")?;
         let mut y = got(p.y_out, "output")?;
         self.x_bt(be, rows, &x, Ten(theta, self.w_off), 0.0, &mut y)?;
-        be.bias_act(
-            None,
-            rows,
-            self.fan_out,
-            Ten(theta, self.b_off),
-            TenMut(y.0, y.1),
-        )
+        be.bias_act(None, rows, self.fan_out, Ten(theta, self.b_off), y)
     }
 
     /// ∂L/∂W += gyᵀ x, ∂L/∂b += Σ_rows gy (into `grad`, θ's layout, when given);
@@ -129,7 +123,7 @@ impl<B: Backend> OpRule<B> for Linear {
                 rows,
                 self.fan_out,
                 1.0,
-                Ten(gy.0, gy.1),
+                gy,
                 1.0,
                 TenMut(g.0, g.1 + self.b_off),
             )?;
@@ -156,13 +150,7 @@ impl<B: Backend> OpRule<B> for Linear {
             let w = Ten(theta, self.w_off);
             self.x_bt(be, rows, &Input::Buf(rx), w, 1.0, &mut ry)?;
         }
-        be.bias_act(
-            None,
-            rows,
-            self.fan_out,
-            Ten(v.0, v.1 + self.b_off),
-            TenMut(ry.0, ry.1),
-        )
+        be.bias_act(None, rows, self.fan_out, Ten(v.0, v.1 + self.b_off), ry)
     }
 
     /// R{∂L/∂W} += R{gy}ᵀ x + gyᵀ R{x}, R{∂L/∂b} += Σ_rows R{gy} (into `hv`);
@@ -180,7 +168,7 @@ impl<B: Backend> OpRule<B> for Linear {
             rows,
             self.fan_out,
             1.0,
-            Ten(rgy.0, rgy.1),
+            rgy,
             1.0,
             TenMut(hv.0, hv.1 + self.b_off),
         )?;

@@ -34,9 +34,9 @@ impl Loss {
                 cols: self.classes,
                 scale: self.scale,
             },
-            Ten(f.0, f.1),
-            Ten(target.0, target.1),
-            TenMut(g.0, g.1),
+            f,
+            target,
+            g,
             stats,
         )
     }
@@ -56,9 +56,9 @@ impl Loss {
                 cols: self.classes,
                 scale: self.scale,
             },
-            Ten(f.0, f.1),
-            Ten(rf.0, rf.1),
-            TenMut(rg.0, rg.1),
+            f,
+            rf,
+            rg,
         )
     }
 }

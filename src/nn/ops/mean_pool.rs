@@ -32,13 +32,7 @@ impl MeanPool {
         y: TenMut<B>,
     ) -> Result<()> {
         let g = self.geom(rows);
-        be.seq_mean(
-            g,
-            self.masked,
-            Ten(ids.0, ids.1),
-            Ten(x.0, x.1),
-            TenMut(y.0, y.1),
-        )
+        be.seq_mean(g, self.masked, ids, x, y)
     }
     /// gx = the mean's adjoint of gy (also the R-backward, on R{gy}).
     fn adjoint<B: Backend>(
@@ -50,13 +44,7 @@ impl MeanPool {
         gx: TenMut<B>,
     ) -> Result<()> {
         let g = self.geom(rows);
-        be.seq_mean_adjoint(
-            g,
-            self.masked,
-            Ten(ids.0, ids.1),
-            Ten(gy.0, gy.1),
-            TenMut(gx.0, gx.1),
-        )
+        be.seq_mean_adjoint(g, self.masked, ids, gy, gx)
     }
 }
 
