@@ -10,7 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use subspace_lab::backend::cpu::CpuBackend;
 use subspace_lab::backend::gpu::{GpuBackend, GpuOptions};
-use subspace_lab::backend::{Backend, LossKind};
+use subspace_lab::backend::{Backend, LossKind, Mat, MatMut};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::data::mnist::{self, Preprocess};
 use subspace_lab::hessian::lanczos::{LanczosOptions, lanczos, random_vector};
@@ -43,8 +43,14 @@ fn gemm_benches<B: Backend>(c: &mut Criterion, b: &B, group: &str) {
         g.throughput(Throughput::Elements((2 * m * n * k) as u64));
         g.bench_function(name, |bench| {
             bench.iter(|| {
-                b.gemm(ta, tb, m, n, k, 1.0, &a, 0, &bb, 0, 0.0, &mut out, 0)
-                    .expect("gemm");
+                b.gemm(
+                    Mat::op(&a, 0, m, k, ta),
+                    Mat::op(&bb, 0, k, n, tb),
+                    MatMut::new(&mut out, 0, m, n),
+                    1.0,
+                    0.0,
+                )
+                .expect("gemm");
                 b.sync().expect("sync")
             })
         });

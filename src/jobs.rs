@@ -1,7 +1,7 @@
 //! The jobs behind the CLI, generic over the backend: `spectrum` (loss, gradient, top-k Hessian
 //! eigenpairs and χ_k(∇L) at given weights) and `bench` (gradient, HVP and top-10 timings).
 
-use crate::backend::{Backend, LossKind};
+use crate::backend::{Backend, LossKind, Mat, MatMut};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::hessian::Operator;
@@ -289,12 +289,24 @@ fn time_kernels<B: Backend>(
         let a = b.upload(&crate::hessian::lanczos::random_vector(m * k, 1))?;
         let bb = b.upload(&crate::hessian::lanczos::random_vector(k * n, 2))?;
         let mut c = b.zeros(m * n)?;
-        b.gemm(ta, tb, m, n, k, 1.0, &a, 0, &bb, 0, 0.0, &mut c, 0)?;
+        b.gemm(
+            Mat::op(&a, 0, m, k, ta),
+            Mat::op(&bb, 0, k, n, tb),
+            MatMut::new(&mut c, 0, m, n),
+            1.0,
+            0.0,
+        )?;
         b.sync()?;
         let mut t = Vec::new();
         for _ in 0..runs {
             let s = Instant::now();
-            b.gemm(ta, tb, m, n, k, 1.0, &a, 0, &bb, 0, 0.0, &mut c, 0)?;
+            b.gemm(
+                Mat::op(&a, 0, m, k, ta),
+                Mat::op(&bb, 0, k, n, tb),
+                MatMut::new(&mut c, 0, m, n),
+                1.0,
+                0.0,
+            )?;
             b.sync()?;
             t.push(s.elapsed().as_secs_f64() * 1e3);
         }

@@ -11,7 +11,9 @@
 mod common;
 use common::*;
 use subspace_lab::backend::gpu::GpuBackend;
-use subspace_lab::backend::{Activation, Backend, LossKind};
+use subspace_lab::backend::{
+    Activation, Backend, Dual, LossBlock, LossKind, Mat, MatMut, Ten, TenMut, ThetaV,
+};
 use subspace_lab::hessian::lanczos::{LanczosOptions, lanczos, random_vector};
 use subspace_lab::hessian::subspace::Subspace;
 
@@ -42,7 +44,11 @@ fn gemm_on<B: Backend>(
     let (ab, bb) = (be.upload(a.0).unwrap(), be.upload(b.0).unwrap());
     let mut cb = be.upload(c.0).unwrap();
     be.gemm(
-        ta, tb, m, n, k, alpha, &ab, a.1, &bb, b.1, beta, &mut cb, c.1,
+        Mat::op(&ab, a.1, m, k, ta),
+        Mat::op(&bb, b.1, k, n, tb),
+        MatMut::new(&mut cb, c.1, m, n),
+        alpha,
+        beta,
     )
     .unwrap();
     be.download(&cb).unwrap()
@@ -90,19 +96,11 @@ fn gemm_variants_match_cpu(g: GpuBackend) {
         let (aa, bb) = (c.upload(&abs).unwrap(), c.upload(&bbs).unwrap());
         let mut bound = c.zeros(m * n + oc).unwrap();
         c.gemm(
-            ta,
-            tb,
-            m,
-            n,
-            k,
+            Mat::op(&aa, oa, m, k, ta),
+            Mat::op(&bb, ob, k, n, tb),
+            MatMut::new(&mut bound, oc, m, n),
             alpha.abs(),
-            &aa,
-            oa,
-            &bb,
-            ob,
             0.0,
-            &mut bound,
-            oc,
         )
         .unwrap();
         let bound = c.download(&bound).unwrap();
@@ -142,10 +140,22 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
     for act in [None, Some(Activation::Tanh), Some(Activation::Relu)] {
         let mut gz = g.upload(&z).unwrap();
         let mut cz = c.upload(&z).unwrap();
-        g.bias_act(act, rows, cols, &g.upload(&bias).unwrap(), 0, &mut gz, 0)
-            .unwrap();
-        c.bias_act(act, rows, cols, &c.upload(&bias).unwrap(), 0, &mut cz, 0)
-            .unwrap();
+        g.bias_act(
+            act,
+            rows,
+            cols,
+            Ten(&g.upload(&bias).unwrap(), 0),
+            TenMut(&mut gz, 0),
+        )
+        .unwrap();
+        c.bias_act(
+            act,
+            rows,
+            cols,
+            Ten(&c.upload(&bias).unwrap(), 0),
+            TenMut(&mut cz, 0),
+        )
+        .unwrap();
         check(
             &format!("bias_act {act:?}"),
             g.download(&gz).unwrap(),
@@ -169,18 +179,40 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
         );
         let mut go = g.zeros(len).unwrap();
         let mut co = c.zeros(len).unwrap();
-        g.act_d1_mul(act, len, &ga, 0, &gv1, 0, &mut go, 0).unwrap();
-        c.act_d1_mul(act, len, &ca, 0, &cv1, 0, &mut co, 0).unwrap();
+        g.act_d1_mul(act, len, Ten(&ga, 0), Ten(&gv1, 0), TenMut(&mut go, 0))
+            .unwrap();
+        c.act_d1_mul(act, len, Ten(&ca, 0), Ten(&cv1, 0), TenMut(&mut co, 0))
+            .unwrap();
         check(
             "act_d1_mul",
             g.download(&go).unwrap(),
             c.download(&co).unwrap(),
             2.0,
         );
-        g.act_d2_r(act, len, &ga, 0, &gv1, 0, &gv2, 0, &gv3, 0, &mut go, 0)
-            .unwrap();
-        c.act_d2_r(act, len, &ca, 0, &cv1, 0, &cv2, 0, &cv3, 0, &mut co, 0)
-            .unwrap();
+        g.act_d2_r(
+            act,
+            len,
+            Ten(&ga, 0),
+            Dual {
+                val: Ten(&gv2, 0),
+                r: Ten(&gv1, 0),
+            },
+            Ten(&gv3, 0),
+            TenMut(&mut go, 0),
+        )
+        .unwrap();
+        c.act_d2_r(
+            act,
+            len,
+            Ten(&ca, 0),
+            Dual {
+                val: Ten(&cv2, 0),
+                r: Ten(&cv1, 0),
+            },
+            Ten(&cv3, 0),
+            TenMut(&mut co, 0),
+        )
+        .unwrap();
         check(
             "act_d2_r",
             g.download(&go).unwrap(),
@@ -191,10 +223,24 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
     // Column sums with accumulation, axpy, scale, fill, copy.
     let mut gd = g.upload(&bias).unwrap();
     let mut cd = c.upload(&bias).unwrap();
-    g.col_sum(rows, cols, 0.5, &g.upload(&v1).unwrap(), 0, 1.0, &mut gd, 0)
-        .unwrap();
-    c.col_sum(rows, cols, 0.5, &c.upload(&v1).unwrap(), 0, 1.0, &mut cd, 0)
-        .unwrap();
+    g.col_sum(
+        rows,
+        cols,
+        0.5,
+        Ten(&g.upload(&v1).unwrap(), 0),
+        1.0,
+        TenMut(&mut gd, 0),
+    )
+    .unwrap();
+    c.col_sum(
+        rows,
+        cols,
+        0.5,
+        Ten(&c.upload(&v1).unwrap(), 0),
+        1.0,
+        TenMut(&mut cd, 0),
+    )
+    .unwrap();
     check(
         "col_sum",
         g.download(&gd).unwrap(),
@@ -295,10 +341,32 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
         let mut gs = g.zeros(2).unwrap();
         let mut cs = c.zeros(2).unwrap();
         for _ in 0..2 {
-            g.loss_grad(loss, rows, cols, &gz, 0, &gt, 0, 0.1, &mut gg, 0, &mut gs)
-                .unwrap();
-            c.loss_grad(loss, rows, cols, &cz, 0, &ct, 0, 0.1, &mut cg, 0, &mut cs)
-                .unwrap();
+            g.loss_grad(
+                LossBlock {
+                    kind: loss,
+                    rows,
+                    cols,
+                    scale: 0.1,
+                },
+                Ten(&gz, 0),
+                Ten(&gt, 0),
+                TenMut(&mut gg, 0),
+                &mut gs,
+            )
+            .unwrap();
+            c.loss_grad(
+                LossBlock {
+                    kind: loss,
+                    rows,
+                    cols,
+                    scale: 0.1,
+                },
+                Ten(&cz, 0),
+                Ten(&ct, 0),
+                TenMut(&mut cg, 0),
+                &mut cs,
+            )
+            .unwrap();
         }
         check(
             &format!("loss_grad {loss:?}"),
@@ -313,10 +381,30 @@ fn elementwise_and_loss_kernels_match_cpu(g: GpuBackend) {
         );
         assert_eq!(gsv[1], csv[1], "{loss:?} correct count");
         let (gr, cr) = (g.upload(&v1).unwrap(), c.upload(&v1).unwrap());
-        g.loss_hess_mul(loss, rows, cols, &gz, 0, &gr, 0, 0.3, &mut gg, 0)
-            .unwrap();
-        c.loss_hess_mul(loss, rows, cols, &cz, 0, &cr, 0, 0.3, &mut cg, 0)
-            .unwrap();
+        g.loss_hess_mul(
+            LossBlock {
+                kind: loss,
+                rows,
+                cols,
+                scale: 0.3,
+            },
+            Ten(&gz, 0),
+            Ten(&gr, 0),
+            TenMut(&mut gg, 0),
+        )
+        .unwrap();
+        c.loss_hess_mul(
+            LossBlock {
+                kind: loss,
+                rows,
+                cols,
+                scale: 0.3,
+            },
+            Ten(&cz, 0),
+            Ten(&cr, 0),
+            TenMut(&mut cg, 0),
+        )
+        .unwrap();
         check(
             &format!("loss_hess_mul {loss:?}"),
             g.download(&gg).unwrap(),
@@ -356,7 +444,8 @@ fn reductions_are_accurate_on_long_vectors(g: GpuBackend) {
     assert!(g.all_finite(&g.upload(&bad).unwrap(), 0, 12345).unwrap());
     // dot_into: the same sum written into a buffer (beside other values, read back in one range).
     let mut out = g.upload(&[7.0, 8.0, 9.0]).unwrap();
-    g.dot_into(&gx, 0, &gy, 0, n, &mut out, 1).unwrap();
+    g.dot_into(Ten(&gx, 0), Ten(&gy, 0), n, TenMut(&mut out, 1))
+        .unwrap();
     let r = g.download_range(&out, 0, 3).unwrap();
     assert_eq!((r[0], r[2]), (7.0, 9.0));
     assert!(
@@ -690,25 +779,43 @@ fn seq_kernels<B: Backend>(be: &B, masked: bool, rows: usize) -> Vec<(String, Ve
     };
     let table = up(&uniform((vocab + t) * d, 1, 1.0));
     let mut y = z(g.numel());
-    be.embed(g, &idb, OFF, &table, OFF, OFF + vocab * d, &mut y, OFF)
-        .unwrap();
+    be.embed(
+        g,
+        Ten(&idb, OFF),
+        Ten(&table, OFF),
+        OFF + vocab * d,
+        TenMut(&mut y, OFF),
+    )
+    .unwrap();
     out.push(("embed".into(), get(&y)));
     let ti = TokenIndex::new(&ids, vocab);
     let (st, or) = (be.upload(&ti.start).unwrap(), be.upload(&ti.order).unwrap());
     let gy = up(&uniform(g.numel(), 2, 1.0));
     let mut gt = z(vocab * d);
-    be.embed_grad(g, vocab, &st, &or, &gy, OFF, &mut gt, OFF)
+    be.embed_grad(g, vocab, &st, &or, Ten(&gy, OFF), TenMut(&mut gt, OFF))
         .unwrap();
     out.push(("embed_grad".into(), get(&gt)));
     // Mean over positions and its adjoint.
     let mut m = z(rows * d);
-    be.seq_mean(g, masked, &idb, OFF, &gy, OFF, &mut m, OFF)
-        .unwrap();
+    be.seq_mean(
+        g,
+        masked,
+        Ten(&idb, OFF),
+        Ten(&gy, OFF),
+        TenMut(&mut m, OFF),
+    )
+    .unwrap();
     out.push(("seq_mean".into(), get(&m)));
     let dm = up(&uniform(rows * d, 3, 1.0));
     let mut dx = z(g.numel());
-    be.seq_mean_adjoint(g, masked, &idb, OFF, &dm, OFF, &mut dx, OFF)
-        .unwrap();
+    be.seq_mean_adjoint(
+        g,
+        masked,
+        Ten(&idb, OFF),
+        Ten(&dm, OFF),
+        TenMut(&mut dx, OFF),
+    )
+    .unwrap();
     out.push(("seq_mean_adjoint".into(), get(&dx)));
     // LayerNorm over the rows·T positions (width 16, inputs with an offset mean).
     let l = Ln {
@@ -731,17 +838,50 @@ fn seq_kernels<B: Backend>(be: &B, masked: bool, rows: usize) -> Vec<(String, Ve
         up(&uniform(n, 9, 1.0)),
     );
     let (mut a, mut b) = (z(n), z(n));
-    be.layer_norm(l, &x, OFF, &th, &mut a, OFF).unwrap();
-    out.push(("layer_norm".into(), get(&a)));
-    be.layer_norm_vjp(l, &x, OFF, &th, &dy, OFF, &mut a, OFF, &mut b, OFF)
+    be.layer_norm(l, Ten(&x, OFF), &th, TenMut(&mut a, OFF))
         .unwrap();
+    out.push(("layer_norm".into(), get(&a)));
+    be.layer_norm_vjp(
+        l,
+        Ten(&x, OFF),
+        &th,
+        Ten(&dy, OFF),
+        TenMut(&mut a, OFF),
+        TenMut(&mut b, OFF),
+    )
+    .unwrap();
     out.push(("layer_norm_vjp dx".into(), get(&a)));
     out.push(("layer_norm_vjp prod".into(), get(&b)));
-    be.layer_norm_jvp(l, &x, OFF, &rx, OFF, &th, &vv, OFF, &mut a, OFF)
-        .unwrap();
+    be.layer_norm_jvp(
+        l,
+        Dual {
+            val: Ten(&x, OFF),
+            r: Ten(&rx, OFF),
+        },
+        ThetaV {
+            theta: &th,
+            v: Ten(&vv, OFF),
+        },
+        TenMut(&mut a, OFF),
+    )
+    .unwrap();
     out.push(("layer_norm_jvp".into(), get(&a)));
     be.layer_norm_rvjp(
-        l, &x, OFF, &rx, OFF, &th, &vv, OFF, &dy, OFF, &rdy, OFF, &mut a, OFF, &mut b, OFF,
+        l,
+        Dual {
+            val: Ten(&x, OFF),
+            r: Ten(&rx, OFF),
+        },
+        ThetaV {
+            theta: &th,
+            v: Ten(&vv, OFF),
+        },
+        Dual {
+            val: Ten(&dy, OFF),
+            r: Ten(&rdy, OFF),
+        },
+        TenMut(&mut a, OFF),
+        TenMut(&mut b, OFF),
     )
     .unwrap();
     out.push(("layer_norm_rvjp dx".into(), get(&a)));
@@ -761,18 +901,48 @@ fn seq_kernels<B: Backend>(be: &B, masked: bool, rows: usize) -> Vec<(String, Ve
         up(&uniform(rows * t * d, 13, 1.0)),
     );
     let (mut o, mut probs, mut dq) = (z(rows * t * d), z(rows * at.probs_per_row()), z(nq));
-    be.attention(at, &idb, OFF, &qkv, OFF, &mut o, OFF, &mut probs, OFF)
-        .unwrap();
+    be.attention(
+        at,
+        Ten(&idb, OFF),
+        Ten(&qkv, OFF),
+        TenMut(&mut o, OFF),
+        TenMut(&mut probs, OFF),
+    )
+    .unwrap();
     out.push(("attention out".into(), get(&o)));
     out.push(("attention probs".into(), get(&probs)));
-    be.attention_vjp(at, &qkv, OFF, &probs, OFF, &dout, OFF, &mut dq, OFF)
-        .unwrap();
+    be.attention_vjp(
+        at,
+        Ten(&qkv, OFF),
+        Ten(&probs, OFF),
+        Ten(&dout, OFF),
+        TenMut(&mut dq, OFF),
+    )
+    .unwrap();
     out.push(("attention_vjp".into(), get(&dq)));
-    be.attention_jvp(at, &qkv, OFF, &probs, OFF, &rqkv, OFF, &mut o, OFF)
-        .unwrap();
+    be.attention_jvp(
+        at,
+        Dual {
+            val: Ten(&qkv, OFF),
+            r: Ten(&rqkv, OFF),
+        },
+        Ten(&probs, OFF),
+        TenMut(&mut o, OFF),
+    )
+    .unwrap();
     out.push(("attention_jvp".into(), get(&o)));
     be.attention_rvjp(
-        at, &qkv, OFF, &probs, OFF, &rqkv, OFF, &dout, OFF, &rdout, OFF, &mut dq, OFF,
+        at,
+        Dual {
+            val: Ten(&qkv, OFF),
+            r: Ten(&rqkv, OFF),
+        },
+        Ten(&probs, OFF),
+        Dual {
+            val: Ten(&dout, OFF),
+            r: Ten(&rdout, OFF),
+        },
+        TenMut(&mut dq, OFF),
     )
     .unwrap();
     out.push(("attention_rvjp".into(), get(&dq)));
@@ -990,26 +1160,23 @@ fn batched_gemm_is_one_dispatch_and_equals_single_products(g: GpuBackend) {
             let mut each = g.upload(&c0).unwrap();
             let t0 = g.transfers().unwrap();
             g.gemm_batched(
-                ta, tb, m, n, k, 0.7, &ga, 1, &gb, 2, beta, &mut one, 1, batch,
+                Mat::op(&ga, 1, m, k, ta),
+                Mat::op(&gb, 2, k, n, tb),
+                MatMut::new(&mut one, 1, m, n),
+                0.7,
+                beta,
+                batch,
             )
             .unwrap();
             let t1 = g.transfers().unwrap();
             assert_eq!((t1 - t0).dispatches, 1, "{m}×{n}×{k}: one dispatch");
             for i in 0..count {
                 g.gemm(
-                    ta,
-                    tb,
-                    m,
-                    n,
-                    k,
+                    Mat::op(&ga, 1 + i * sa, m, k, ta),
+                    Mat::op(&gb, 2 + i * sb, k, n, tb),
+                    MatMut::new(&mut each, 1 + i * sc, m, n),
                     0.7,
-                    &ga,
-                    1 + i * sa,
-                    &gb,
-                    2 + i * sb,
                     beta,
-                    &mut each,
-                    1 + i * sc,
                 )
                 .unwrap();
             }
@@ -1018,7 +1185,12 @@ fn batched_gemm_is_one_dispatch_and_equals_single_products(g: GpuBackend) {
             let (ca, cb) = (c.upload(&a).unwrap(), c.upload(&b).unwrap());
             let mut cc = c.upload(&c0).unwrap();
             c.gemm_batched(
-                ta, tb, m, n, k, 0.7, &ca, 1, &cb, 2, beta, &mut cc, 1, batch,
+                Mat::op(&ca, 1, m, k, ta),
+                Mat::op(&cb, 2, k, n, tb),
+                MatMut::new(&mut cc, 1, m, n),
+                0.7,
+                beta,
+                batch,
             )
             .unwrap();
             let cc = c.download(&cc).unwrap();
@@ -1036,7 +1208,12 @@ fn batched_gemm_is_one_dispatch_and_equals_single_products(g: GpuBackend) {
             if m * n > 1 {
                 assert!(
                     g.gemm_batched(
-                        ta, tb, m, n, k, 1.0, &ga, 1, &gb, 2, 0.0, &mut x, 1, overlap
+                        Mat::op(&ga, 1, m, k, ta),
+                        Mat::op(&gb, 2, k, n, tb),
+                        MatMut::new(&mut x, 1, m, n),
+                        1.0,
+                        0.0,
+                        overlap
                     )
                     .is_err()
                 );

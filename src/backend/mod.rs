@@ -23,12 +23,19 @@ pub mod view;
 /// The network's input on the CPU backend (dense, or a common value plus a sparse remainder).
 pub use cpu::input;
 pub use kinds::{Activation, BackendChoice, LossKind, Precision};
-pub use view::{AdamStep, Attn, Batch, Ln, Nhwc, Seq, TokenIndex, Transfers, gemm_each};
-pub(crate) use view::{check_batch, check_range};
+pub use view::{
+    AdamStep, Attn, Batch, Dual, Gemm, InputRows, Ln, LossBlock, Mat, MatMut, Nhwc, Seq, Ten,
+    TenMut, ThetaV, TokenIndex, Transfers, gemm_each,
+};
+pub(crate) use view::{check_batch, check_input_view, check_range};
 
 use crate::error::Result;
 
-/// The primitives. Offsets and lengths are in elements.
+/// The primitives. Offsets and lengths are in elements. Operands are typed views ([`view`]): a
+/// matrix ([`Mat`], [`MatMut`]) for the BLAS products, a tensor ([`Ten`], [`TenMut`]: a buffer
+/// and an offset) whose extent the shape argument gives ([`Seq`], [`Ln`], [`Attn`], [`Nhwc`],
+/// rows×cols), a value with its R-derivative ([`Dual`]) and θ with a direction ([`ThetaV`]) for
+/// the R-passes.
 // The sequence kernels' defaults refuse without reading their arguments.
 #[allow(unused_variables)]
 pub trait Backend {
@@ -92,52 +99,33 @@ pub trait Backend {
     fn fill(&self, x: &mut Self::Buf, off: usize, len: usize, value: f64) -> Result<()>;
 
     /// `batch.count` products C_i = α·op(A_i)·op(B_i) + β·C_i as in [`Backend::gemm`], with A_i
-    /// at `a_off + i·batch.a`, B_i at `b_off + i·batch.b`, C_i at `c_off + i·batch.c` (a stride
+    /// at `a.off + i·batch.a`, B_i at `b.off + i·batch.b`, C_i at `c.off + i·batch.c` (a stride
     /// of 0 shares an operand; the C_i must not overlap: `batch.c` ≥ m·n). Each C_i equals what
     /// [`Backend::gemm`] gives for it, bit for bit. The default runs them one after another; the
     /// GPU runs them in one dispatch (the directions of a block HVP). Errors: overlapping C_i,
-    /// ranges outside the buffers.
-    #[allow(clippy::too_many_arguments)]
+    /// shapes that do not chain, ranges outside the buffers.
     fn gemm_batched(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &Self::Buf,
-        a_off: usize,
-        b: &Self::Buf,
-        b_off: usize,
         beta: f64,
-        c: &mut Self::Buf,
-        c_off: usize,
         batch: Batch,
     ) -> Result<()> {
-        gemm_each(
-            self, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off, batch,
-        )
+        gemm_each(self, a, b, c, alpha, beta, batch)
     }
 
-    /// C (m×n at `c_off`) = α·op(A)·op(B) + β·C, where op(A) is m×k and op(B) is k×n.
-    /// A is stored m×k (k×m if `ta`), B is stored k×n (n×k if `tb`), all row-major.
-    #[allow(clippy::too_many_arguments)]
+    /// C (m×n) = α·op(A)·op(B) + β·C, where the view `a` is op(A), m×k, and `b` is op(B), k×n
+    /// (each stored row-major, transposed where its `trans` says: [`Mat::t`]).
+    /// Errors: shapes that do not chain, ranges outside the buffers.
     fn gemm(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &Self::Buf,
-        a_off: usize,
-        b: &Self::Buf,
-        b_off: usize,
         beta: f64,
-        c: &mut Self::Buf,
-        c_off: usize,
     ) -> Result<()>;
 
     /// Prepare a row-major rows×cols input matrix for [`Backend::input_gemm_nt`] and
@@ -156,316 +144,224 @@ pub trait Backend {
         Ok(())
     }
 
-    /// [`Backend::input_gemm_nt`] for `batch.count` matrices B_i at `b_off + i·batch.b` into C_i
-    /// at `c_off + i·batch.c` (X shared; `batch.a` unused): the first layer's R-forward for the
+    /// [`Backend::input_gemm_nt`] for `batch.count` matrices B_i at `b.off + i·batch.b` into C_i
+    /// at `out.off + i·batch.c` (X shared; `batch.a` unused): the first layer's R-forward for the
     /// directions of a block HVP. Each C_i equals [`Backend::input_gemm_nt`]'s bit for bit; the
     /// default runs them one by one, the GPU in one dispatch.
-    #[allow(clippy::too_many_arguments)]
     fn input_gemm_nt_batched(
         &self,
-        x: &Self::Input,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        mut out: MatMut<Self>,
         alpha: f64,
-        b: &Self::Buf,
-        b_off: usize,
         beta: f64,
-        out: &mut Self::Buf,
-        c_off: usize,
         batch: Batch,
     ) -> Result<()> {
-        check_batch(c, n, batch)?;
+        check_batch(out.rows, out.cols, batch)?;
         for i in 0..batch.count {
-            let (bo, co) = (b_off + i * batch.b, c_off + i * batch.c);
-            self.input_gemm_nt(x, r0, c, n, alpha, b, bo, beta, out, co)?;
+            self.input_gemm_nt(x, b.at(i * batch.b), out.at(i * batch.c), alpha, beta)?;
         }
         Ok(())
     }
 
-    /// [`Backend::input_gemm_tn`] for `batch.count` matrices G_i at `g_off + i·batch.a` into C_i
-    /// at `c_off + i·batch.c` (X shared; `batch.b` unused): the first layer's R-backward weight
+    /// [`Backend::input_gemm_tn`] for `batch.count` matrices G_i at `g.off + i·batch.a` into C_i
+    /// at `out.off + i·batch.c` (X shared; `batch.b` unused): the first layer's weight-gradient
     /// products of a block HVP, bit for bit those of [`Backend::input_gemm_tn`].
-    #[allow(clippy::too_many_arguments)]
     fn input_gemm_tn_batched(
         &self,
-        g: &Self::Buf,
-        g_off: usize,
-        x: &Self::Input,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        mut out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut Self::Buf,
-        c_off: usize,
         batch: Batch,
     ) -> Result<()> {
         // The input's width is the backend's to know: refuse at least outputs less than a row
         // apart (stride 0 would sum every product into one place on the CPU and race on a GPU).
-        check_batch(n, 1, batch)?;
+        check_batch(out.rows, 1, batch)?;
         for i in 0..batch.count {
-            let (go, co) = (g_off + i * batch.a, c_off + i * batch.c);
-            self.input_gemm_tn(g, go, x, r0, c, n, alpha, beta, out, co)?;
+            self.input_gemm_tn(g.at(i * batch.a), x, out.at(i * batch.c), alpha, beta)?;
         }
         Ok(())
     }
 
-    /// C (c×n at `c_off`) = α·X[r0..r0+c, :]·Bᵀ + β·C, with B n×cols at `b_off` (a weight matrix
-    /// in θ's layout): the first layer's forward product.
-    #[allow(clippy::too_many_arguments)]
+    /// C (c×n, `out`) = α·X[r0..r0+c, :]·Bᵀ + β·C, with `b` the matrix B, n×cols, as stored (a
+    /// weight matrix in θ's layout; not transposed): the first layer's forward product.
+    /// Errors: shapes that do not chain, ranges outside the buffers.
     fn input_gemm_nt(
         &self,
-        x: &Self::Input,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        out: MatMut<Self>,
         alpha: f64,
-        b: &Self::Buf,
-        b_off: usize,
         beta: f64,
-        out: &mut Self::Buf,
-        c_off: usize,
     ) -> Result<()>;
 
-    /// C (n×cols at `c_off`) = α·Gᵀ·X[r0..r0+c, :] + β·C, with G c×n at `g_off`: the first
-    /// layer's weight gradient.
-    #[allow(clippy::too_many_arguments)]
+    /// C (n×cols, `out`) = α·Gᵀ·X[r0..r0+c, :] + β·C, with `g` the matrix G, c×n, as stored (not
+    /// transposed): the first layer's weight gradient. Errors: shapes that do not chain, ranges
+    /// outside the buffers.
     fn input_gemm_tn(
         &self,
-        g: &Self::Buf,
-        g_off: usize,
-        x: &Self::Input,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut Self::Buf,
-        c_off: usize,
     ) -> Result<()>;
 
     /// Fused bias add and activation in place on a rows×cols block: `x ← σ(x + bias)` (row
     /// broadcast of the bias). With `act = None` only the bias is added (the output layer).
-    #[allow(clippy::too_many_arguments)]
     fn bias_act(
         &self,
         act: Option<Activation>,
         rows: usize,
         cols: usize,
-        bias: &Self::Buf,
-        b_off: usize,
-        x: &mut Self::Buf,
-        x_off: usize,
+        bias: Ten<'_, Self>,
+        x: TenMut<'_, Self>,
     ) -> Result<()>;
 
     /// `out = g ⊙ σ'(z)` on `len` elements from the cached value `a`: the output σ(z) for tanh
     /// and ReLU, whose derivatives are functions of it (1 − a², 1[a > 0], so no transcendental is
     /// evaluated again), z itself for SiLU and GELU ([`Activation::from_output`]).
-    #[allow(clippy::too_many_arguments)]
     fn act_d1_mul(
         &self,
         act: Activation,
         len: usize,
-        a: &Self::Buf,
-        a_off: usize,
-        g: &Self::Buf,
-        g_off: usize,
-        out: &mut Self::Buf,
-        o_off: usize,
+        a: Ten<'_, Self>,
+        g: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()>;
 
     /// The R-operator of the backward activation step, from the cached value `a` (as in
     /// [`Backend::act_d1_mul`]): `out = rg ⊙ σ'(z) + g ⊙ σ''(z) ⊙ rz` on `len` elements.
-    #[allow(clippy::too_many_arguments)]
     fn act_d2_r(
         &self,
         act: Activation,
         len: usize,
-        a: &Self::Buf,
-        a_off: usize,
-        rg: &Self::Buf,
-        rg_off: usize,
-        g: &Self::Buf,
-        g_off: usize,
-        rz: &Self::Buf,
-        rz_off: usize,
-        out: &mut Self::Buf,
-        o_off: usize,
+        a: Ten<'_, Self>,
+        g: Dual<'_, Self>,
+        rz: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()>;
 
     /// Column sums of a rows×cols block: `dst[j] = β·dst[j] + α·Σ_r src[r, j]`.
-    #[allow(clippy::too_many_arguments)]
     fn col_sum(
         &self,
         rows: usize,
         cols: usize,
         alpha: f64,
-        src: &Self::Buf,
-        s_off: usize,
+        src: Ten<'_, Self>,
         beta: f64,
-        dst: &mut Self::Buf,
-        d_off: usize,
+        dst: TenMut<'_, Self>,
     ) -> Result<()>;
 
     /// Loss of a rows×cols block of outputs against targets, its gradient and statistics:
-    /// `grad = scale · ∂ℓ/∂out` (rows×cols at `g_off`); `stats[0] += Σ ℓ`, `stats[1] +=` number of
+    /// `grad = scale · ∂ℓ/∂out` (rows×cols); `stats[0] += Σ ℓ`, `stats[1] +=` number of
     /// rows whose argmax output equals the argmax target. `stats` stays on the backend so that a
     /// full-data pass needs one read-back.
-    #[allow(clippy::too_many_arguments)]
     fn loss_grad(
         &self,
-        loss: LossKind,
-        rows: usize,
-        cols: usize,
-        out: &Self::Buf,
-        o_off: usize,
-        target: &Self::Buf,
-        t_off: usize,
-        scale: f64,
-        grad: &mut Self::Buf,
-        g_off: usize,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        target: Ten<'_, Self>,
+        grad: TenMut<'_, Self>,
         stats: &mut Self::Buf,
     ) -> Result<()>;
 
     /// The loss Hessian (w.r.t. the outputs) times R{out}: `rgrad = scale · ∇²ℓ(out) · rout`, per row.
-    #[allow(clippy::too_many_arguments)]
     fn loss_hess_mul(
         &self,
-        loss: LossKind,
-        rows: usize,
-        cols: usize,
-        out: &Self::Buf,
-        o_off: usize,
-        rout: &Self::Buf,
-        r_off: usize,
-        scale: f64,
-        rgrad: &mut Self::Buf,
-        g_off: usize,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        rout: Ten<'_, Self>,
+        rgrad: TenMut<'_, Self>,
     ) -> Result<()>;
 
     /// `x ← σ(x)` in place on `len` elements (the activation op's forward pass).
     fn act(&self, act: Activation, len: usize, x: &mut Self::Buf, off: usize) -> Result<()>;
 
-    /// im2col of a 3×3, stride-1, padding-1 convolution: for images `g` (NHWC at `x_off`), writes
-    /// the n·h·w × 9·c matrix `col` (at `col_off`) whose row (s, y, x) holds the zero-padded
+    /// im2col of a 3×3, stride-1, padding-1 convolution: for images `g` (NHWC, the view `x`), writes
+    /// the n·h·w × 9·c matrix `col` whose row (s, y, x) holds the zero-padded
     /// neighbourhood X[s, y+ky−1, x+kx−1, ci] at column ci·9 + ky·3 + kx — PyTorch's weight layout
     /// `[c_out, c_in, 3, 3]`, so the convolution is `col · Wᵀ`.
-    fn im2col3x3(
-        &self,
-        g: Nhwc,
-        x: &Self::Buf,
-        x_off: usize,
-        col: &mut Self::Buf,
-        col_off: usize,
-    ) -> Result<()>;
+    fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()>;
 
     /// The adjoint of [`Backend::im2col3x3`]: `dx = β·dx + colᵀ-scatter`, i.e. every entry of
-    /// `col` added to the input pixel it was read from (NHWC `g` at `dx_off`). Written as a gather
+    /// `col` added to the input pixel it was read from (NHWC `g`, the view `dx`). Written as a gather
     /// (each pixel sums its ≤ 9 reads), so no atomics are needed.
-    #[allow(clippy::too_many_arguments)]
-    fn col2im3x3(
-        &self,
-        g: Nhwc,
-        col: &Self::Buf,
-        col_off: usize,
-        beta: f64,
-        dx: &mut Self::Buf,
-        dx_off: usize,
-    ) -> Result<()>;
+    fn col2im3x3(&self, g: Nhwc, col: Ten<'_, Self>, beta: f64, dx: TenMut<'_, Self>)
+    -> Result<()>;
 
     /// 2×2 max-pool with stride 2 of images `g` (NHWC, h and w even): `out` [n, h/2, w/2, c] and
     /// `idx` of the same shape holding the arg-max's window position dy·2 + dx, the first maximum
     /// in row-major window order on ties (PyTorch's choice).
-    #[allow(clippy::too_many_arguments)]
     fn maxpool2(
         &self,
         g: Nhwc,
-        x: &Self::Buf,
-        x_off: usize,
-        out: &mut Self::Buf,
-        o_off: usize,
-        idx: &mut Self::Buf,
-        i_off: usize,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        idx: TenMut<'_, Self>,
     ) -> Result<()>;
 
     /// The pooling's Jacobian at fixed arg-max (the R-forward): `out[s, Y, X, k] = src[s, 2Y+dy,
     /// 2X+dx, k]` with (dy, dx) from `idx`; `g` is the input geometry.
-    #[allow(clippy::too_many_arguments)]
     fn pool2_gather(
         &self,
         g: Nhwc,
-        idx: &Self::Buf,
-        i_off: usize,
-        src: &Self::Buf,
-        s_off: usize,
-        out: &mut Self::Buf,
-        o_off: usize,
+        idx: Ten<'_, Self>,
+        src: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()>;
 
     /// The adjoint of [`Backend::pool2_gather`]: `dx` (geometry `g`) receives each output's
     /// gradient at its arg-max and zero elsewhere (overwritten).
-    #[allow(clippy::too_many_arguments)]
     fn pool2_scatter(
         &self,
         g: Nhwc,
-        idx: &Self::Buf,
-        i_off: usize,
-        gy: &Self::Buf,
-        g_off: usize,
-        dx: &mut Self::Buf,
-        dx_off: usize,
+        idx: Ten<'_, Self>,
+        gy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
     ) -> Result<()>;
 
     /// `batch` row-major rows×cols matrices transposed: `dst[b, j, i] = src[b, i, j]`. With rows =
     /// h·w and cols = c it turns NHWC into PyTorch's NCHW flatten order, and back with the sizes
     /// swapped.
-    #[allow(clippy::too_many_arguments)]
     fn transpose_batch(
         &self,
         batch: usize,
         rows: usize,
         cols: usize,
-        src: &Self::Buf,
-        s_off: usize,
-        dst: &mut Self::Buf,
-        d_off: usize,
+        src: Ten<'_, Self>,
+        dst: TenMut<'_, Self>,
     ) -> Result<()>;
 
-    /// Token and position embedding of a batch of sequences `g`: `out[r, t, :] = table[tok_off +
-    /// id·D ..] + table[pos_off + t·D ..]` with `id = ids[ids_off + r·T + t]` (a token id stored as
+    /// Token and position embedding of a batch of sequences `g`: `out[r, t, :] = table[table.1 +
+    /// id·D ..] + table[pos_off + t·D ..]` with `id = ids[ids.1 + r·T + t]` (a token id stored as
     /// a scalar; the engine checks every id is below the vocabulary). Used with θ (forward) and
     /// with a direction v (R-forward: the embedding is linear in its tables).
-    #[allow(clippy::too_many_arguments)]
     fn embed(
         &self,
         g: Seq,
-        ids: &Self::Buf,
-        ids_off: usize,
-        table: &Self::Buf,
-        tok_off: usize,
+        ids: Ten<'_, Self>,
+        table: Ten<'_, Self>,
         pos_off: usize,
-        out: &mut Self::Buf,
-        o_off: usize,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "embed"))
     }
 
     /// The token table's gradient, a scatter-add written as a gather: for every vocabulary row v,
-    /// `out[tok_off + v·D + j] += Σ gy[order[p]·D + j]` over `p ∈ start[v]..start[v+1]`, where
+    /// `out[out.1 + v·D + j] += Σ gy[order[p]·D + j]` over `p ∈ start[v]..start[v+1]`, where
     /// `order` lists the chunk's positions (r·T + t) sorted by token id and `start` (vocab + 1
     /// entries) delimits each id's run ([`TokenIndex`]). No atomics; the summation order is fixed.
-    #[allow(clippy::too_many_arguments)]
     fn embed_grad(
         &self,
         g: Seq,
         vocab: usize,
         start: &Self::Buf,
         order: &Self::Buf,
-        gy: &Self::Buf,
-        g_off: usize,
-        out: &mut Self::Buf,
-        tok_off: usize,
+        gy: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "embed_grad"))
     }
@@ -473,53 +369,38 @@ pub trait Backend {
     /// LayerNorm over the last dimension of `l.rows` rows of `l.width`: `y = γ ⊙ x̂ + β`, `x̂ =
     /// (x − μ)/√(σ² + ε)` (biased variance, as PyTorch and Flax), γ and β in `theta` at `l.gamma`,
     /// `l.beta`.
-    #[allow(clippy::too_many_arguments)]
     fn layer_norm(
         &self,
         l: Ln,
-        x: &Self::Buf,
-        x_off: usize,
+        x: Ten<'_, Self>,
         theta: &Self::Buf,
-        y: &mut Self::Buf,
-        y_off: usize,
+        y: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "layer_norm"))
     }
 
     /// LayerNorm's VJP: with `dx̂ = dy ⊙ γ`, `dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂ ⊙ x̂)) / σ`
     /// (overwritten) and `prod = dy ⊙ x̂` (the summand of ∂L/∂γ; ∂L/∂β is the column sum of dy).
-    #[allow(clippy::too_many_arguments)]
     fn layer_norm_vjp(
         &self,
         l: Ln,
-        x: &Self::Buf,
-        x_off: usize,
+        x: Ten<'_, Self>,
         theta: &Self::Buf,
-        dy: &Self::Buf,
-        dy_off: usize,
-        dx: &mut Self::Buf,
-        dx_off: usize,
-        prod: &mut Self::Buf,
-        p_off: usize,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
+        prod: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "layer_norm_vjp"))
     }
 
     /// LayerNorm's JVP: `R{x̂} = (Rx − mean(Rx) − x̂·mean(x̂ ⊙ Rx)) / σ`, `R{y} = v_γ ⊙ x̂ + γ ⊙ R{x̂}
     /// + v_β` with the direction's γ and β in `v` at `l.gamma`, `l.beta`.
-    #[allow(clippy::too_many_arguments)]
     fn layer_norm_jvp(
         &self,
         l: Ln,
-        x: &Self::Buf,
-        x_off: usize,
-        rx: &Self::Buf,
-        rx_off: usize,
-        theta: &Self::Buf,
-        v: &Self::Buf,
-        v_off: usize,
-        ry: &mut Self::Buf,
-        ry_off: usize,
+        x: Dual<'_, Self>,
+        theta: ThetaV<'_, Self>,
+        ry: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "layer_norm_jvp"))
     }
@@ -529,25 +410,14 @@ pub trait Backend {
     /// `R{dx} = R{1/σ}·A + (R{dx̂} − mean(R{dx̂}) − R{x̂}·mean(dx̂ ⊙ x̂) − x̂·mean(R{dx̂} ⊙ x̂ + dx̂ ⊙
     /// R{x̂}))/σ` where `R{dx̂} = R{dy} ⊙ γ + dy ⊙ v_γ`; `prod = R{dy} ⊙ x̂ + dy ⊙ R{x̂}` (the
     /// summand of R{∂L/∂γ}).
-    #[allow(clippy::too_many_arguments)]
     fn layer_norm_rvjp(
         &self,
         l: Ln,
-        x: &Self::Buf,
-        x_off: usize,
-        rx: &Self::Buf,
-        rx_off: usize,
-        theta: &Self::Buf,
-        v: &Self::Buf,
-        v_off: usize,
-        dy: &Self::Buf,
-        dy_off: usize,
-        rdy: &Self::Buf,
-        rdy_off: usize,
-        rdx: &mut Self::Buf,
-        rdx_off: usize,
-        prod: &mut Self::Buf,
-        p_off: usize,
+        x: Dual<'_, Self>,
+        theta: ThetaV<'_, Self>,
+        dy: Dual<'_, Self>,
+        rdx: TenMut<'_, Self>,
+        prod: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "layer_norm_rvjp"))
     }
@@ -555,20 +425,15 @@ pub trait Backend {
     /// Multi-head scaled dot-product attention over a batch `a` of sequences. `qkv` holds per
     /// token [q | k | v] (3·D scalars, head h in columns h·dh..(h+1)·dh of each); `out[r, i, h·dh..]
     /// = Σ_j P[r,h,i,j] v_j`, `P = softmax_j(q_i·k_j / √dh)` over the keys j whose token id is not 0
-    /// when `a.masked` (ids at `ids_off`, r·T + j), all keys otherwise. `probs` [rows, H, T, T]
+    /// when `a.masked` (ids from `ids.1`, r·T + j), all keys otherwise. `probs` [rows, H, T, T]
     /// keeps P (0 at masked keys; a row with every key masked is all 0).
-    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         a: Attn,
-        ids: &Self::Buf,
-        ids_off: usize,
-        qkv: &Self::Buf,
-        q_off: usize,
-        out: &mut Self::Buf,
-        o_off: usize,
-        probs: &mut Self::Buf,
-        p_off: usize,
+        ids: Ten<'_, Self>,
+        qkv: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        probs: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "attention"))
     }
@@ -576,36 +441,25 @@ pub trait Backend {
     /// Attention's VJP at the cached P (`dqkv` overwritten): `dP_ij = do_i·v_j`, `δ_i = Σ_j P_ij
     /// dP_ij`, `dS = P ⊙ (dP − δ)`, `dq_i = Σ_j dS_ij k_j / √dh`, `dk_j = Σ_i dS_ij q_i / √dh`,
     /// `dv_j = Σ_i P_ij do_i`.
-    #[allow(clippy::too_many_arguments)]
     fn attention_vjp(
         &self,
         a: Attn,
-        qkv: &Self::Buf,
-        q_off: usize,
-        probs: &Self::Buf,
-        p_off: usize,
-        dout: &Self::Buf,
-        d_off: usize,
-        dqkv: &mut Self::Buf,
-        dq_off: usize,
+        qkv: Ten<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Ten<'_, Self>,
+        dqkv: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "attention_vjp"))
     }
 
     /// Attention's JVP: `RS_ij = (Rq_i·k_j + q_i·Rk_j)/√dh`, `RP = P ⊙ (RS − Σ_j P_ij RS_ij)`,
     /// `R{o_i} = Σ_j RP_ij v_j + P_ij Rv_j`.
-    #[allow(clippy::too_many_arguments)]
     fn attention_jvp(
         &self,
         a: Attn,
-        qkv: &Self::Buf,
-        q_off: usize,
-        probs: &Self::Buf,
-        p_off: usize,
-        rqkv: &Self::Buf,
-        rq_off: usize,
-        rout: &mut Self::Buf,
-        ro_off: usize,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        rout: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "attention_jvp"))
     }
@@ -614,55 +468,38 @@ pub trait Backend {
     /// `R{dP}_ij = R{do_i}·v_j + do_i·Rv_j`, `R{δ_i} = Σ_j RP_ij dP_ij + P_ij R{dP}_ij`,
     /// `R{dS} = RP ⊙ (dP − δ) + P ⊙ (R{dP} − R{δ})`, `R{dq_i} = Σ_j (R{dS}_ij k_j + dS_ij Rk_j)/√dh`,
     /// `R{dk_j} = Σ_i (R{dS}_ij q_i + dS_ij Rq_i)/√dh`, `R{dv_j} = Σ_i RP_ij do_i + P_ij R{do_i}`.
-    #[allow(clippy::too_many_arguments)]
     fn attention_rvjp(
         &self,
         a: Attn,
-        qkv: &Self::Buf,
-        q_off: usize,
-        probs: &Self::Buf,
-        p_off: usize,
-        rqkv: &Self::Buf,
-        rq_off: usize,
-        dout: &Self::Buf,
-        d_off: usize,
-        rdout: &Self::Buf,
-        rd_off: usize,
-        rdqkv: &mut Self::Buf,
-        rdq_off: usize,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Dual<'_, Self>,
+        rdqkv: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "attention_rvjp"))
     }
 
     /// Mean over each sequence's positions: `out[r, :] = Σ_t w_rt x[r, t, :]` with `w_rt = [id ≠
     /// 0] / #{t: id ≠ 0}` when `masked` (a sequence of padding only gives 0), `1/T` otherwise.
-    #[allow(clippy::too_many_arguments)]
     fn seq_mean(
         &self,
         g: Seq,
         masked: bool,
-        ids: &Self::Buf,
-        ids_off: usize,
-        x: &Self::Buf,
-        x_off: usize,
-        out: &mut Self::Buf,
-        o_off: usize,
+        ids: Ten<'_, Self>,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "seq_mean"))
     }
 
     /// The adjoint of [`Backend::seq_mean`]: `dx[r, t, :] = w_rt dy[r, :]` (overwritten).
-    #[allow(clippy::too_many_arguments)]
     fn seq_mean_adjoint(
         &self,
         g: Seq,
         masked: bool,
-        ids: &Self::Buf,
-        ids_off: usize,
-        dy: &Self::Buf,
-        dy_off: usize,
-        dx: &mut Self::Buf,
-        dx_off: usize,
+        ids: Ten<'_, Self>,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
     ) -> Result<()> {
         Err(unsupported(self, "seq_mean_adjoint"))
     }
@@ -708,21 +545,20 @@ pub trait Backend {
         let ok = self.all_finite(x, off, len)?;
         self.fill(out, out_off, 1, if ok { 0.0 } else { 1.0 })
     }
-    /// `out[out_off] = Σᵢ x[x_off + i]·y[y_off + i]` over `len` elements, written into a buffer
+    /// `out[out.1] = Σᵢ x[x.1 + i]·y[y.1 + i]` over `len` elements, written into a buffer
     /// instead of returned: on a device no read-back, so that a later [`Backend::download_range`]
     /// brings it together with other values (the default computes [`Backend::dot`] and stores
     /// it). `out` must be another buffer than `x` and `y`. Errors: ranges outside the buffers.
-    #[allow(clippy::too_many_arguments)]
     fn dot_into(
         &self,
-        x: &Self::Buf,
-        x_off: usize,
-        y: &Self::Buf,
-        y_off: usize,
+        x: Ten<'_, Self>,
+        y: Ten<'_, Self>,
         len: usize,
-        out: &mut Self::Buf,
-        out_off: usize,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
+        let Ten(x, x_off) = x;
+        let Ten(y, y_off) = y;
+        let TenMut(out, out_off) = out;
         let d = self.dot(x, x_off, y, y_off, len)?;
         self.fill(out, out_off, 1, d)
     }
@@ -730,7 +566,6 @@ pub trait Backend {
     /// without weight decay): m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², then the update
     /// d = η·(m/c₁)/(√(v/c₂) + ε) with the bias corrections c₁ = 1 − β₁ᵗ, c₂ = 1 − β₂ᵗ given by the
     /// caller. All four buffers hold `len` elements from offset 0. Errors: a short buffer.
-    #[allow(clippy::too_many_arguments)]
     fn adam(
         &self,
         g: &Self::Buf,

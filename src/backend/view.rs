@@ -1,7 +1,12 @@
-//! The shapes the backend's primitives are called with: a batched GEMM's strides ([`Batch`]), a
-//! batch of sequences ([`Seq`]), a LayerNorm ([`Ln`]), an attention pass ([`Attn`]), images in
-//! NHWC ([`Nhwc`]), a chunk's token index ([`TokenIndex`]), an Adam step ([`AdamStep`]), what
-//! crossed between host and device ([`Transfers`]); and the range checks every backend runs.
+//! The views and shapes the backend's primitives are called with. Views: a tensor in a buffer
+//! ([`Ten`], [`TenMut`]: buffer and element offset), a matrix for the BLAS products ([`Mat`],
+//! [`MatMut`], reduced to a [`Gemm`]), rows of the network input ([`InputRows`]), a value with
+//! its R-derivative ([`Dual`]), θ with a direction ([`ThetaV`]), a loss block ([`LossBlock`]).
+//! Shapes: a batched GEMM's strides ([`Batch`]), a batch of sequences ([`Seq`]), a LayerNorm
+//! ([`Ln`]), an attention pass ([`Attn`]), images in NHWC ([`Nhwc`]), a chunk's token index
+//! ([`TokenIndex`]), an Adam step ([`AdamStep`]); what crossed between host and device
+//! ([`Transfers`]); and the range checks every backend runs. All are plain `Copy` structs passed
+//! by value (a [`TenMut`]/[`MatMut`] is a unique borrow: reborrow with `re`/`at`).
 
 use super::Backend;
 use crate::error::Result;
@@ -23,45 +28,278 @@ impl Batch {
     }
 }
 
+/// A read-only tensor view: a buffer and the element offset where the tensor starts (its extent
+/// is the shape argument's: a [`Seq`], an [`Ln`], rows×cols, ...).
+pub struct Ten<'a, B: Backend + ?Sized>(pub &'a B::Buf, pub usize);
+
+impl<B: Backend + ?Sized> Clone for Ten<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for Ten<'_, B> {}
+
+/// A written tensor view: a buffer and the element offset where the tensor starts.
+pub struct TenMut<'a, B: Backend + ?Sized>(pub &'a mut B::Buf, pub usize);
+
+impl<'a, B: Backend + ?Sized> TenMut<'a, B> {
+    /// Reborrow (to pass the same output to several calls).
+    pub fn re(&mut self) -> TenMut<'_, B> {
+        TenMut(self.0, self.1)
+    }
+}
+
+/// A value and its R-derivative (the direction's tangent), read together by the R-passes:
+/// x and R{x}, dy and R{dy}, qkv and R{qkv}.
+pub struct Dual<'a, B: Backend + ?Sized> {
+    pub val: Ten<'a, B>,
+    pub r: Ten<'a, B>,
+}
+
+impl<B: Backend + ?Sized> Clone for Dual<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for Dual<'_, B> {}
+
+/// The parameters θ (a whole buffer, the op's entries at the offsets its shape names) and a
+/// direction v (the same layout from `v.1`): what a parametrised op's JVP and R-backward read.
+pub struct ThetaV<'a, B: Backend + ?Sized> {
+    pub theta: &'a B::Buf,
+    pub v: Ten<'a, B>,
+}
+
+impl<B: Backend + ?Sized> Clone for ThetaV<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for ThetaV<'_, B> {}
+
+/// A block of a loss's inputs: `rows`×`cols` outputs (and targets) of loss `kind`, its gradient
+/// scaled by `scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LossBlock {
+    pub kind: super::LossKind,
+    pub rows: usize,
+    pub cols: usize,
+    pub scale: f64,
+}
+
+/// A read-only matrix view for the BLAS primitives: op(X), `rows`×`cols`, in `buf` from element
+/// `off`, stored row-major as is, or as its transpose (`cols`×`rows`) when `trans`.
+pub struct Mat<'a, B: Backend + ?Sized> {
+    pub buf: &'a B::Buf,
+    pub off: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub trans: bool,
+}
+
+impl<B: Backend + ?Sized> Clone for Mat<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for Mat<'_, B> {}
+
+impl<'a, B: Backend + ?Sized> Mat<'a, B> {
+    /// The rows×cols matrix stored row-major in `buf` from `off`.
+    pub fn new(buf: &'a B::Buf, off: usize, rows: usize, cols: usize) -> Self {
+        Mat {
+            buf,
+            off,
+            rows,
+            cols,
+            trans: false,
+        }
+    }
+    /// Its transpose (the same storage read the other way).
+    pub fn t(self) -> Self {
+        Mat {
+            rows: self.cols,
+            cols: self.rows,
+            trans: !self.trans,
+            ..self
+        }
+    }
+    /// op(X), rows×cols: X stored as is, or stored cols×rows and read transposed when `trans`
+    /// (a GEMM's `ta`/`tb` flag).
+    pub fn op(buf: &'a B::Buf, off: usize, rows: usize, cols: usize, trans: bool) -> Self {
+        if trans {
+            Mat::new(buf, off, cols, rows).t()
+        } else {
+            Mat::new(buf, off, rows, cols)
+        }
+    }
+    /// The same view `by` elements further on (a batched product's i-th operand).
+    pub fn at(self, by: usize) -> Self {
+        Mat {
+            off: self.off + by,
+            ..self
+        }
+    }
+}
+
+/// A written rows×cols row-major matrix in `buf` from element `off` (a GEMM's C).
+pub struct MatMut<'a, B: Backend + ?Sized> {
+    pub buf: &'a mut B::Buf,
+    pub off: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a, B: Backend + ?Sized> MatMut<'a, B> {
+    /// The rows×cols matrix stored row-major in `buf` from `off`.
+    pub fn new(buf: &'a mut B::Buf, off: usize, rows: usize, cols: usize) -> Self {
+        MatMut {
+            buf,
+            off,
+            rows,
+            cols,
+        }
+    }
+    /// Reborrow, `by` elements further on (to write several products through one view).
+    pub fn at(&mut self, by: usize) -> MatMut<'_, B> {
+        MatMut {
+            buf: self.buf,
+            off: self.off + by,
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+}
+
+/// The scalars of one GEMM C = α·op(A)·op(B) + β·C: op(A) is m×k, op(B) k×n, C m×n, row-major;
+/// A stored k×m if `ta`, B stored n×k if `tb`. What the views of [`Backend::gemm`] come down to,
+/// and what the backends' kernels take.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm {
+    pub ta: bool,
+    pub tb: bool,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl Gemm {
+    /// The GEMM of the views `a`, `b`, `c`. Errors: shapes that do not chain (op(A) m×k, op(B)
+    /// k×n, C m×n).
+    pub fn of<B: Backend + ?Sized>(
+        a: Mat<B>,
+        b: Mat<B>,
+        c: &MatMut<B>,
+        alpha: f64,
+        beta: f64,
+    ) -> Result<Gemm> {
+        if a.cols != b.rows || c.rows != a.rows || c.cols != b.cols {
+            return Err(crate::error::Error::Shape(format!(
+                "gemm: op(A) {}×{}, op(B) {}×{}, C {}×{}",
+                a.rows, a.cols, b.rows, b.cols, c.rows, c.cols
+            )));
+        }
+        Ok(Gemm {
+            ta: a.trans,
+            tb: b.trans,
+            m: a.rows,
+            n: b.cols,
+            k: a.cols,
+            alpha,
+            beta,
+        })
+    }
+}
+
+impl Gemm {
+    /// The first layer's forward product C (c×n) = α·X·Bᵀ + β·C, X c×cols, B n×cols.
+    pub fn input_nt(c: usize, n: usize, cols: usize, alpha: f64, beta: f64) -> Gemm {
+        Gemm {
+            ta: false,
+            tb: true,
+            m: c,
+            n,
+            k: cols,
+            alpha,
+            beta,
+        }
+    }
+    /// The first layer's weight gradient C (n×cols) = α·Gᵀ·X + β·C, G c×n, X c×cols.
+    pub fn input_tn(c: usize, n: usize, cols: usize, alpha: f64, beta: f64) -> Gemm {
+        Gemm {
+            ta: true,
+            tb: false,
+            m: n,
+            n: cols,
+            k: c,
+            alpha,
+            beta,
+        }
+    }
+}
+
+/// Rows `r0..` of a backend's network input ([`Backend::Input`]), the first layer's operand.
+pub struct InputRows<'a, B: Backend + ?Sized> {
+    pub x: &'a B::Input,
+    pub r0: usize,
+}
+
+impl<B: Backend + ?Sized> Clone for InputRows<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for InputRows<'_, B> {}
+
+impl<'a, B: Backend + ?Sized> InputRows<'a, B> {
+    /// Rows `r0..` of `x`.
+    pub fn new(x: &'a B::Input, r0: usize) -> Self {
+        InputRows { x, r0 }
+    }
+}
+
 /// [`Backend::gemm_batched`] as `batch.count` calls of [`Backend::gemm`] (the default, and the
 /// GPU's fallback where one dispatch cannot hold them).
-#[allow(clippy::too_many_arguments)]
 pub fn gemm_each<B: Backend + ?Sized>(
     be: &B,
-    ta: bool,
-    tb: bool,
-    m: usize,
-    n: usize,
-    k: usize,
+    a: Mat<B>,
+    b: Mat<B>,
+    mut c: MatMut<B>,
     alpha: f64,
-    a: &B::Buf,
-    a_off: usize,
-    b: &B::Buf,
-    b_off: usize,
     beta: f64,
-    c: &mut B::Buf,
-    c_off: usize,
     batch: Batch,
 ) -> Result<()> {
-    check_batch(m, n, batch)?;
+    check_batch(c.rows, c.cols, batch)?;
     for i in 0..batch.count {
         be.gemm(
-            ta,
-            tb,
-            m,
-            n,
-            k,
+            a.at(i * batch.a),
+            b.at(i * batch.b),
+            c.at(i * batch.c),
             alpha,
-            a,
-            a_off + i * batch.a,
-            b,
-            b_off + i * batch.b,
             beta,
-            c,
-            c_off + i * batch.c,
         )?;
     }
     Ok(())
+}
+
+/// An input product's operand ([`Backend::input_gemm_nt`], [`Backend::input_gemm_tn`]) must be
+/// stored as is (not transposed) and chain with the output (`ok`).
+pub(crate) fn check_input_view<B: Backend + ?Sized>(
+    ok: bool,
+    what: &str,
+    m: &Mat<B>,
+) -> Result<()> {
+    if ok && !m.trans {
+        return Ok(());
+    }
+    Err(crate::error::Error::Shape(format!(
+        "input product: {what} {}×{}{} does not fit",
+        m.rows,
+        m.cols,
+        if m.trans { " (transposed)" } else { "" }
+    )))
 }
 
 /// The outputs of a batched GEMM must not overlap.

@@ -5,6 +5,7 @@
 
 use super::stepper::Stepper;
 use crate::backend::Backend;
+use crate::backend::{Ten, TenMut};
 use crate::error::{Error, Result};
 use crate::hessian::WarmSolver;
 use crate::hessian::block::block_davidson_with;
@@ -214,7 +215,7 @@ impl<B: Backend + Clone> Stepper<B> {
                 // χ_k = ‖P_k g‖/‖g‖ = ‖U g‖/‖g‖ for orthonormal rows U: k coefficients and ‖g‖²
                 // read back together.
                 Span::new(&eig.vectors, k, p).coefficients(&b, g, &mut self.coef)?;
-                b.dot_into(g, 0, g, 0, p, &mut self.coef, k)?;
+                b.dot_into(Ten(g, 0), Ten(g, 0), p, TenMut(&mut self.coef, k))?;
                 Ok((b.download_range(&self.coef, 0, k + 1)?, eval))
             }
         }

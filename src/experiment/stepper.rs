@@ -12,6 +12,7 @@
 use super::spec::{OptKind, OptimizerSpec, Projection};
 use super::stream::Stream;
 use crate::backend::Backend;
+use crate::backend::{Ten, TenMut};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use crate::hessian::WarmSolver;
@@ -421,13 +422,23 @@ impl<B: Backend + Clone> Stepper<B> {
         span.coefficients(&b, g, &mut self.coef2)?;
         span.expand(&b, &self.coef2, &mut self.scratch, false)?;
         let sc = &mut self.scalars;
-        b.dot_into(&self.scratch, 0, &self.scratch, 0, p, sc, 0)?;
-        b.dot_into(&self.d, 0, &self.scratch, 0, p, sc, 1)?;
+        b.dot_into(
+            Ten(&self.scratch, 0),
+            Ten(&self.scratch, 0),
+            p,
+            TenMut(sc, 0),
+        )?;
+        b.dot_into(Ten(&self.d, 0), Ten(&self.scratch, 0), p, TenMut(sc, 1))?;
         // scratch ← g − P_k g.
         b.scale(-1.0, &mut self.scratch, 0, p)?;
         b.axpy(1.0, g, 0, &mut self.scratch, 0, p)?;
-        b.dot_into(&self.scratch, 0, &self.scratch, 0, p, sc, 2)?;
-        b.dot_into(&self.d, 0, &self.scratch, 0, p, sc, 3)?;
+        b.dot_into(
+            Ten(&self.scratch, 0),
+            Ten(&self.scratch, 0),
+            p,
+            TenMut(sc, 2),
+        )?;
+        b.dot_into(Ten(&self.d, 0), Ten(&self.scratch, 0), p, TenMut(sc, 3))?;
         Ok(true)
     }
 

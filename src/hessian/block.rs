@@ -34,7 +34,7 @@ use super::lanczos::{
     EigResult, LanczosOptions, basis_cap, check_k_tol, product_budget, random_vector, sorted_eigen,
     take_or_zeros, write_rows,
 };
-use crate::backend::Backend;
+use crate::backend::{Backend, Mat, MatMut};
 use crate::error::{Error, Result};
 use nalgebra::DMatrix;
 
@@ -244,10 +244,18 @@ impl<B: Backend> Solver<B> {
         write_rows(b, vecs, kx, None, &mut self.s_up)?;
         write_rows(b, vecs, kx, Some(theta), ts_up)?;
         b.gemm(
-            false, false, kx, p, nv, 1.0, &self.s_up, 0, &self.av, 0, 0.0, resid, 0,
+            Mat::new(&self.s_up, 0, kx, nv),
+            Mat::new(&self.av, 0, nv, p),
+            MatMut::new(resid, 0, kx, p),
+            1.0,
+            0.0,
         )?;
         b.gemm(
-            false, false, kx, p, nv, -1.0, ts_up, 0, &self.v, 0, 1.0, resid, 0,
+            Mat::new(ts_up, 0, kx, nv),
+            Mat::new(&self.v, 0, nv, p),
+            MatMut::new(resid, 0, kx, p),
+            -1.0,
+            1.0,
         )?;
         b.row_norms(resid, 0, kx, p)
     }
@@ -258,19 +266,11 @@ impl<B: Backend> Solver<B> {
         let (p, nv) = (self.p, self.nv);
         let mut vectors = take_or_zeros(b, &mut work.spare, kx * p)?;
         b.gemm(
-            false,
-            false,
-            kx,
-            p,
-            nv,
+            Mat::new(&self.s_up, 0, kx, nv),
+            Mat::new(&self.v, 0, nv, p),
+            MatMut::new(&mut vectors, 0, kx, p),
             1.0,
-            &self.s_up,
-            0,
-            &self.v,
-            0,
             0.0,
-            &mut vectors,
-            0,
         )?;
         Ok(vectors)
     }
@@ -391,19 +391,11 @@ impl<B: Backend> Solver<B> {
         }
         // New columns of T: V[0..m] · AV[nv..m]ᵀ (m × rows).
         b.gemm(
-            false,
-            true,
-            m,
-            rows,
-            p,
+            Mat::new(&self.v, 0, m, p),
+            Mat::new(&self.av, nv * p, rows, p).t(),
+            MatMut::new(&mut self.coef, 0, m, rows),
             1.0,
-            &self.v,
-            0,
-            &self.av,
-            nv * p,
             0.0,
-            &mut self.coef,
-            0,
         )?;
         let c = b.download_range(&self.coef, 0, m * rows)?;
         for i in 0..m {
@@ -433,50 +425,26 @@ impl<B: Backend> Solver<B> {
         if nv > 0 {
             // C = N Vᵀ; N ← N − C V.
             b.gemm(
-                false,
-                true,
-                rows,
-                nv,
-                p,
+                Mat::new(&self.new, 0, rows, p),
+                Mat::new(&self.v, 0, nv, p).t(),
+                MatMut::new(&mut self.coef, 0, rows, nv),
                 1.0,
-                &self.new,
-                0,
-                &self.v,
-                0,
                 0.0,
-                &mut self.coef,
-                0,
             )?;
             b.gemm(
-                false,
-                false,
-                rows,
-                p,
-                nv,
+                Mat::new(&self.coef, 0, rows, nv),
+                Mat::new(&self.v, 0, nv, p),
+                MatMut::new(&mut self.new, 0, rows, p),
                 -1.0,
-                &self.coef,
-                0,
-                &self.v,
-                0,
                 1.0,
-                &mut self.new,
-                0,
             )?;
         }
         b.gemm(
-            false,
-            true,
-            rows,
-            rows,
-            p,
+            Mat::new(&self.new, 0, rows, p),
+            Mat::new(&self.new, 0, rows, p).t(),
+            MatMut::new(&mut self.coef, 0, rows, rows),
             1.0,
-            &self.new,
-            0,
-            &self.new,
-            0,
             0.0,
-            &mut self.coef,
-            0,
         )?;
         let g = b.download_range(&self.coef, 0, rows * rows)?;
         let g = DMatrix::from_fn(rows, rows, |i, j| 0.5 * (g[i * rows + j] + g[j * rows + i]));
@@ -501,19 +469,11 @@ impl<B: Backend> Solver<B> {
         }
         b.write(&mut self.orth, 0, &m)?;
         b.gemm(
-            false,
-            false,
-            kept,
-            p,
-            rows,
+            Mat::new(&self.orth, 0, kept, rows),
+            Mat::new(&self.new, 0, rows, p),
+            MatMut::new(&mut self.scratch, 0, kept, p),
             1.0,
-            &self.orth,
-            0,
-            &self.new,
-            0,
             0.0,
-            &mut self.scratch,
-            0,
         )?;
         b.copy(&self.scratch, 0, &mut self.new, 0, kept * p)?;
         Ok(kept)
@@ -537,19 +497,11 @@ impl<B: Backend> Solver<B> {
         write_rows(b, s, keep, None, &mut self.s_up)?;
         for x in [&mut self.v, &mut self.av] {
             b.gemm(
-                false,
-                false,
-                keep,
-                p,
-                m,
+                Mat::new(&self.s_up, 0, keep, m),
+                Mat::new(x, 0, m, p),
+                MatMut::new(&mut self.scratch, 0, keep, p),
                 1.0,
-                &self.s_up,
-                0,
-                x,
-                0,
                 0.0,
-                &mut self.scratch,
-                0,
             )?;
             b.copy(&self.scratch, 0, x, 0, keep * p)?;
         }

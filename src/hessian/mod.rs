@@ -38,7 +38,7 @@ impl WarmSolver {
     }
 }
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Mat, MatMut};
 use crate::error::Result;
 
 /// A symmetric linear operator y = A x on vectors of length `dim`, stored in backend buffers at
@@ -91,7 +91,11 @@ impl<B: Backend> Operator<B> for DenseOperator<B> {
     }
     fn apply(&mut self, x: &B::Buf, x_off: usize, y: &mut B::Buf, y_off: usize) -> Result<()> {
         self.backend.gemm(
-            false, false, self.n, 1, self.n, 1.0, &self.a, 0, x, x_off, 0.0, y, y_off,
+            Mat::new(&self.a, 0, self.n, self.n),
+            Mat::new(x, x_off, self.n, 1),
+            MatMut::new(y, y_off, self.n, 1),
+            1.0,
+            0.0,
         )
     }
 }

@@ -5,7 +5,7 @@
 //! written) once, and the stepper's projected update, its effective learning rates and χ_k, the
 //! `spectrum` job and [`Subspace`] all call it.
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Mat, MatMut};
 use crate::error::{Error, Result};
 
 /// The first `k` rows (each `dim` long) of a buffer, read as the orthonormal basis U of S_k.
@@ -27,7 +27,13 @@ impl<'a, B: Backend> Span<'a, B> {
     /// `coef[..k]` = U v: the coefficients of v on the basis (one batched product).
     pub fn coefficients(&self, b: &B, v: &B::Buf, coef: &mut B::Buf) -> Result<()> {
         let (k, p) = (self.k, self.dim);
-        b.gemm(false, false, k, 1, p, 1.0, self.rows, 0, v, 0, 0.0, coef, 0)
+        b.gemm(
+            Mat::new(self.rows, 0, k, p),
+            Mat::new(v, 0, p, 1),
+            MatMut::new(coef, 0, k, 1),
+            1.0,
+            0.0,
+        )
     }
 
     /// `out` ← Uᵀ c (`perp` false: the part in S_k) or `out` ← `out` − Uᵀ c (`perp` true: what
@@ -36,11 +42,19 @@ impl<'a, B: Backend> Span<'a, B> {
         let (k, p) = (self.k, self.dim);
         if perp {
             b.gemm(
-                true, false, p, 1, k, -1.0, self.rows, 0, coef, 0, 1.0, out, 0,
+                Mat::new(self.rows, 0, k, p).t(),
+                Mat::new(coef, 0, k, 1),
+                MatMut::new(out, 0, p, 1),
+                -1.0,
+                1.0,
             )
         } else {
             b.gemm(
-                true, false, p, 1, k, 1.0, self.rows, 0, coef, 0, 0.0, out, 0,
+                Mat::new(self.rows, 0, k, p).t(),
+                Mat::new(coef, 0, k, 1),
+                MatMut::new(out, 0, p, 1),
+                1.0,
+                0.0,
             )
         }
     }

@@ -1,28 +1,26 @@
 //! The CPU kernels of multi-head attention and its derivatives (forward, VJP, JVP, R-backward):
 //! the twins of `shaders/seq.wgsl`'s attention kernels, one sequence and head at a time in f64.
 
-// Each kernel takes the trait method's (buffer, offset) arguments as they come.
-#![allow(clippy::too_many_arguments)]
-
+use super::CpuBackend;
 use super::par::threads;
 use super::real::Real;
 use super::seq::par_seqs2;
 use super::{sl, sl_mut};
-use crate::backend::Attn;
+use crate::backend::{Attn, Dual, Ten, TenMut};
 use crate::error::Result;
 
 /// [`Backend::attention`](crate::backend::Backend::attention) on this backend.
 pub(super) fn attention<T: Real>(
     a: Attn,
-    ids: &[T],
-    ids_off: usize,
-    qkv: &[T],
-    q_off: usize,
-    out: &mut [T],
-    o_off: usize,
-    probs: &mut [T],
-    p_off: usize,
+    ids: Ten<'_, CpuBackend<T>>,
+    qkv: Ten<'_, CpuBackend<T>>,
+    out: TenMut<'_, CpuBackend<T>>,
+    probs: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(ids, ids_off) = ids;
+    let Ten(qkv, q_off) = qkv;
+    let TenMut(out, o_off) = out;
+    let TenMut(probs, p_off) = probs;
     let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
     let ids = sl(ids, ids_off, a.rows * t, "attention ids")?;
     let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention qkv")?;
@@ -43,15 +41,15 @@ pub(super) fn attention<T: Real>(
 /// [`Backend::attention_vjp`](crate::backend::Backend::attention_vjp) on this backend.
 pub(super) fn attention_vjp<T: Real>(
     a: Attn,
-    qkv: &[T],
-    q_off: usize,
-    probs: &[T],
-    p_off: usize,
-    dout: &[T],
-    d_off: usize,
-    dqkv: &mut [T],
-    dq_off: usize,
+    qkv: Ten<'_, CpuBackend<T>>,
+    probs: Ten<'_, CpuBackend<T>>,
+    dout: Ten<'_, CpuBackend<T>>,
+    dqkv: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(qkv, q_off) = qkv;
+    let Ten(probs, p_off) = probs;
+    let Ten(dout, d_off) = dout;
+    let TenMut(dqkv, dq_off) = dqkv;
     let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
     let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_vjp qkv")?;
     let probs = sl(probs, p_off, a.rows * pr, "attention_vjp probs")?;
@@ -72,15 +70,16 @@ pub(super) fn attention_vjp<T: Real>(
 /// [`Backend::attention_jvp`](crate::backend::Backend::attention_jvp) on this backend.
 pub(super) fn attention_jvp<T: Real>(
     a: Attn,
-    qkv: &[T],
-    q_off: usize,
-    probs: &[T],
-    p_off: usize,
-    rqkv: &[T],
-    rq_off: usize,
-    rout: &mut [T],
-    ro_off: usize,
+    qkv: Dual<'_, CpuBackend<T>>,
+    probs: Ten<'_, CpuBackend<T>>,
+    rout: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Dual {
+        val: Ten(qkv, q_off),
+        r: Ten(rqkv, rq_off),
+    } = qkv;
+    let Ten(probs, p_off) = probs;
+    let TenMut(rout, ro_off) = rout;
     let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
     let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_jvp qkv")?;
     let probs = sl(probs, p_off, a.rows * pr, "attention_jvp probs")?;
@@ -96,19 +95,21 @@ pub(super) fn attention_jvp<T: Real>(
 /// [`Backend::attention_rvjp`](crate::backend::Backend::attention_rvjp) on this backend.
 pub(super) fn attention_rvjp<T: Real>(
     a: Attn,
-    qkv: &[T],
-    q_off: usize,
-    probs: &[T],
-    p_off: usize,
-    rqkv: &[T],
-    rq_off: usize,
-    dout: &[T],
-    d_off: usize,
-    rdout: &[T],
-    rd_off: usize,
-    rdqkv: &mut [T],
-    rdq_off: usize,
+    qkv: Dual<'_, CpuBackend<T>>,
+    probs: Ten<'_, CpuBackend<T>>,
+    dout: Dual<'_, CpuBackend<T>>,
+    rdqkv: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Dual {
+        val: Ten(qkv, q_off),
+        r: Ten(rqkv, rq_off),
+    } = qkv;
+    let Ten(probs, p_off) = probs;
+    let Dual {
+        val: Ten(dout, d_off),
+        r: Ten(rdout, rd_off),
+    } = dout;
+    let TenMut(rdqkv, rdq_off) = rdqkv;
     let (t, d, pr) = (a.seq, a.width(), a.probs_per_row());
     let qkv = sl(qkv, q_off, a.rows * t * 3 * d, "attention_rvjp qkv")?;
     let probs = sl(probs, p_off, a.rows * pr, "attention_rvjp probs")?;
@@ -350,17 +351,15 @@ fn attention_vjp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], dout: &[T], dqkv:
     }
 }
 
-/// RP = P ⊙ (RS − Σ_j P RS) for one head ([T, L]).
+/// RP = P ⊙ (RS − Σ_j P RS) for one head ([T, L]), from q, k and their R{q}, R{k}.
 fn r_probs(
     t: usize,
     l: usize,
     dh: usize,
     s: f64,
     p: &[f64],
-    q: &[f64],
-    k: &[f64],
-    rq: &[f64],
-    rk: &[f64],
+    [q, k]: [&[f64]; 2],
+    [rq, rk]: [&[f64]; 2],
 ) -> Vec<f64> {
     let a = scores(t, l, dh, rq, k, s);
     let b = scores(t, l, dh, q, rk, s);
@@ -383,7 +382,7 @@ fn attention_jvp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], rqkv: &[T], rout:
         let l = keys.len();
         let [q, k, v] = head_qkv(a, qkv, h, &keys);
         let [rq, rk, rv] = head_qkv(a, rqkv, h, &keys);
-        let rp = r_probs(t, l, dh, s, &p, &q, &k, &rq, &rk);
+        let rp = r_probs(t, l, dh, s, &p, [&q, &k], [&rq, &rk]);
         let mut ro = vec![0.0; t * dh];
         m_b(t, l, dh, &rp, &v, &mut ro, 1.0);
         m_b(t, l, dh, &p, &rv, &mut ro, 1.0);
@@ -409,7 +408,7 @@ fn attention_rvjp_seq<T: Real>(
         let [rq, rk, rv] = head_qkv(a, rqkv, h, &keys);
         let dout = head_rows(a, dout, h);
         let rdout = head_rows(a, rdout, h);
-        let rp = r_probs(t, l, dh, s, &p, &q, &k, &rq, &rk);
+        let rp = r_probs(t, l, dh, s, &p, [&q, &k], [&rq, &rk]);
         let (dp, delta, ds) = dp_ds(t, l, dh, &p, &dout, &v);
         let rdp_a = scores(t, l, dh, &rdout, &v, 1.0);
         let rdp_b = scores(t, l, dh, &dout, &rv, 1.0);

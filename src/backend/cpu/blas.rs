@@ -1,27 +1,24 @@
 //! The CPU's matrix products: GEMM on slices (matrixmultiply's packed kernel, a matrix–vector
 //! path and a skinny path for the Lanczos basis products) and the f64-accumulated dot product.
 
-// The slice kernels take the GEMM's thirteen scalars and slices as they come.
-#![allow(clippy::too_many_arguments)]
-
 use super::par::{PAR_MIN, par_chunks, threads};
-use super::real::Real;
+use super::real::{Real, Strided, StridedMut};
+use crate::backend::Gemm;
 
 /// Largest m and k sent to [`skinny_gemm`] (C is m×n with n large).
 const SKINNY_ROWS: usize = 64;
 
 /// c = α·op(A)·b + β·c with b, c vectors. Not transposed: A is m×k, each c[i] a dot product
 /// accumulated in f64. Transposed: A is stored k×m and c = α·Σ_l b[l]·A[l, :] + β·c, swept by rows.
-fn gemv<T: Real>(
-    ta: bool,
-    m: usize,
-    k: usize,
-    alpha: f64,
-    a: &[T],
-    b: &[T],
-    beta: f64,
-    c: &mut [T],
-) {
+fn gemv<T: Real>(g: Gemm, a: &[T], b: &[T], c: &mut [T]) {
+    let Gemm {
+        ta,
+        m,
+        k,
+        alpha,
+        beta,
+        ..
+    } = g;
     if !ta {
         par_chunks(c, m * k, |start, part| {
             for (i, ci) in part.iter_mut().enumerate() {
@@ -48,16 +45,15 @@ fn gemv<T: Real>(
 
 /// C (m×n) = α·A (m×k)·B (k×n) + β·C for small m and k and long rows: C and B are walked in
 /// column blocks so each block of C stays in cache while the k rows of B stream through once.
-fn skinny_gemm<T: Real>(
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f64,
-    a: &[T],
-    b: &[T],
-    beta: f64,
-    c: &mut [T],
-) {
+fn skinny_gemm<T: Real>(g: Gemm, a: &[T], b: &[T], c: &mut [T]) {
+    let Gemm {
+        m,
+        n,
+        k,
+        alpha,
+        beta,
+        ..
+    } = g;
     const BLOCK: usize = 1024;
     let blocks = n.div_ceil(BLOCK);
     // Parallelise over column blocks: split the block index range, each thread owning its
@@ -130,29 +126,27 @@ pub(super) fn dot_f64<T: Real>(x: &[T], y: &[T]) -> f64 {
 
 /// C (m×n) = α·op(A)·op(B) + β·C on slices holding exactly op(A)'s m×k, op(B)'s k×n and C's m×n
 /// elements (row-major; A stored k×m if `ta`, B stored n×k if `tb`).
-pub(super) fn gemm_slices<T: Real>(
-    ta: bool,
-    tb: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    alpha: f64,
-    a: &[T],
-    b: &[T],
-    beta: f64,
-    c: &mut [T],
-) {
+pub(super) fn gemm_slices<T: Real>(g: Gemm, a: &[T], b: &[T], c: &mut [T]) {
+    let Gemm {
+        ta,
+        tb,
+        m,
+        n,
+        k,
+        alpha,
+        beta,
+    } = g;
     if m == 0 || n == 0 {
         return;
     }
     // Skinny shapes (the Lanczos basis products) are memory-bound: packing them as a GEMM
     // costs more than the arithmetic, so they get streaming kernels.
     if n == 1 {
-        gemv(ta, m, k, alpha, a, b, beta, c);
+        gemv(g, a, b, c);
         return;
     }
     if !ta && !tb && m <= SKINNY_ROWS && k <= SKINNY_ROWS {
-        skinny_gemm(m, n, k, alpha, a, b, beta, c);
+        skinny_gemm(g, a, b, c);
         return;
     }
     // Row-major storage: op(A)[i, l] is A[i*k + l] or, transposed, A[l*m + i].
@@ -163,20 +157,24 @@ pub(super) fn gemm_slices<T: Real>(
     // and `c` is a unique borrow, so it cannot alias `a` or `b`.
     unsafe {
         T::gemm_raw(
-            m,
-            k,
-            n,
+            (m, k, n),
             T::of(alpha),
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
+            Strided {
+                ptr: a.as_ptr(),
+                rs: rsa,
+                cs: csa,
+            },
+            Strided {
+                ptr: b.as_ptr(),
+                rs: rsb,
+                cs: csb,
+            },
             T::of(beta),
-            c.as_mut_ptr(),
-            n as isize,
-            1,
+            StridedMut {
+                ptr: c.as_mut_ptr(),
+                rs: n as isize,
+                cs: 1,
+            },
         )
     };
 }

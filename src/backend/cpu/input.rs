@@ -25,6 +25,7 @@
 
 use super::par::PAR_MIN;
 use super::real::Real;
+use crate::backend::Gemm;
 use crate::error::{Error, Result};
 
 /// The sparse form is used when at most this fraction of the entries differs from the most common
@@ -138,20 +139,19 @@ impl<T: Real> CpuInput<T> {
         Ok(())
     }
 
-    /// out (c×n) = α·X[r0..r0+c]·Bᵀ + β·out, with B n×cols (row-major).
-    #[allow(clippy::too_many_arguments)]
+    /// out (c×n) = α·X[r0..r0+c]·Bᵀ + β·out, with B n×cols (row-major): c, n, α and β are
+    /// `g.m`, `g.n`, `g.alpha`, `g.beta` (`g` as [`Gemm::input_nt`] makes it; `dense` gets it
+    /// with the rows of X when X is stored dense).
     pub fn gemm_nt(
         &self,
         r0: usize,
-        c: usize,
-        n: usize,
-        alpha: f64,
+        g: Gemm,
         b: &[T],
-        beta: f64,
         out: &mut [T],
         threads: usize,
         dense: impl FnOnce(&[T], &[T], &mut [T]),
     ) -> Result<()> {
+        let (c, n, alpha, beta) = (g.m, g.n, g.alpha, g.beta);
         let cols = self.cols;
         self.check(r0, c, "B", (b.len(), (n, cols)), (out.len(), (c, n)))?;
         let s = match &self.repr {
@@ -208,20 +208,18 @@ impl<T: Real> CpuInput<T> {
         Ok(())
     }
 
-    /// out (n×cols) = α·Gᵀ·X[r0..r0+c] + β·out, with G c×n (row-major).
-    #[allow(clippy::too_many_arguments)]
+    /// out (n×cols) = α·Gᵀ·X[r0..r0+c] + β·out, with G c×n (row-major): c, n, α and β are
+    /// `gm.k`, `gm.m`, `gm.alpha`, `gm.beta` (`gm` as [`Gemm::input_tn`] makes it).
     pub fn gemm_tn(
         &self,
         g: &[T],
         r0: usize,
-        c: usize,
-        n: usize,
-        alpha: f64,
-        beta: f64,
+        gm: Gemm,
         out: &mut [T],
         threads: usize,
         dense: impl FnOnce(&[T], &[T], &mut [T]),
     ) -> Result<()> {
+        let (c, n, alpha, beta) = (gm.k, gm.m, gm.alpha, gm.beta);
         let cols = self.cols;
         self.check(r0, c, "G", (g.len(), (c, n)), (out.len(), (n, cols)))?;
         let s = match &self.repr {

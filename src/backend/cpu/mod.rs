@@ -20,7 +20,10 @@ mod seq;
 
 pub use real::{Real, tanh_f32};
 
-use super::{Activation, Attn, Backend, Ln, LossKind, Nhwc, Precision, Seq, check_range};
+use super::{
+    Activation, Attn, Backend, Dual, Gemm, InputRows, Ln, LossBlock, Mat, MatMut, Nhwc, Precision,
+    Seq, Ten, TenMut, ThetaV, check_input_view, check_range,
+};
 use crate::error::Result;
 use blas::{dot_f64, gemm_slices};
 use input::CpuInput;
@@ -118,43 +121,37 @@ impl<T: Real> Backend for CpuBackend<T> {
 
     fn input_gemm_nt(
         &self,
-        x: &CpuInput<T>,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        out: MatMut<Self>,
         alpha: f64,
-        b: &Vec<T>,
-        b_off: usize,
         beta: f64,
-        out: &mut Vec<T>,
-        c_off: usize,
     ) -> Result<()> {
-        let d = x.cols();
-        let b = sl(b, b_off, n * d, "input product B")?;
-        let out = sl_mut(out, c_off, c * n, "input product C")?;
-        x.gemm_nt(r0, c, n, alpha, b, beta, out, threads(), |xs, b, out| {
-            gemm_slices(false, true, c, n, d, alpha, xs, b, beta, out)
+        let (c, n, d) = (out.rows, out.cols, x.x.cols());
+        check_input_view(b.rows == n, "B", &b)?;
+        let bs = sl(b.buf, b.off, n * d, "input product B")?;
+        let os = sl_mut(out.buf, out.off, c * n, "input product C")?;
+        let g = Gemm::input_nt(c, n, d, alpha, beta);
+        x.x.gemm_nt(x.r0, g, bs, os, threads(), |xs, b, out| {
+            gemm_slices(g, xs, b, out)
         })
     }
 
     fn input_gemm_tn(
         &self,
-        g: &Vec<T>,
-        g_off: usize,
-        x: &CpuInput<T>,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut Vec<T>,
-        c_off: usize,
     ) -> Result<()> {
-        let d = x.cols();
-        let g = sl(g, g_off, c * n, "input product G")?;
-        let out = sl_mut(out, c_off, n * d, "input product C")?;
-        x.gemm_tn(g, r0, c, n, alpha, beta, out, threads(), |g, xs, out| {
-            gemm_slices(true, false, n, d, c, alpha, g, xs, beta, out)
+        let (c, n, d) = (g.rows, g.cols, x.x.cols());
+        check_input_view(out.rows == n, "G", &g)?;
+        let gs = sl(g.buf, g.off, c * n, "input product G")?;
+        let os = sl_mut(out.buf, out.off, n * d, "input product C")?;
+        let gm = Gemm::input_tn(c, n, d, alpha, beta);
+        x.x.gemm_tn(gs, x.r0, gm, os, threads(), |g, xs, out| {
+            gemm_slices(gm, g, xs, out)
         })
     }
 
@@ -165,24 +162,18 @@ impl<T: Real> Backend for CpuBackend<T> {
 
     fn gemm(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &Vec<T>,
-        a_off: usize,
-        b: &Vec<T>,
-        b_off: usize,
         beta: f64,
-        c: &mut Vec<T>,
-        c_off: usize,
     ) -> Result<()> {
-        let a = sl(a, a_off, m * k, "gemm A")?;
-        let b = sl(b, b_off, k * n, "gemm B")?;
-        let c = sl_mut(c, c_off, m * n, "gemm C")?;
-        gemm_slices(ta, tb, m, n, k, alpha, a, b, beta, c);
+        let g = Gemm::of(a, b, &c, alpha, beta)?;
+        let (m, n, k) = (g.m, g.n, g.k);
+        let a = sl(a.buf, a.off, m * k, "gemm A")?;
+        let b = sl(b.buf, b.off, k * n, "gemm B")?;
+        let c = sl_mut(c.buf, c.off, m * n, "gemm C")?;
+        gemm_slices(g, a, b, c);
         Ok(())
     }
 
@@ -191,112 +182,81 @@ impl<T: Real> Backend for CpuBackend<T> {
         act: Option<Activation>,
         rows: usize,
         cols: usize,
-        bias: &Vec<T>,
-        b_off: usize,
-        x: &mut Vec<T>,
-        x_off: usize,
+        bias: Ten<'_, Self>,
+        x: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::bias_act(act, rows, cols, bias, b_off, x, x_off)
+        nn::bias_act(act, rows, cols, bias, x)
     }
 
     fn act_d1_mul(
         &self,
         act: Activation,
         len: usize,
-        a: &Vec<T>,
-        a_off: usize,
-        g: &Vec<T>,
-        g_off: usize,
-        out: &mut Vec<T>,
-        o_off: usize,
+        a: Ten<'_, Self>,
+        g: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::act_d1_mul(act, len, a, a_off, g, g_off, out, o_off)
+        nn::act_d1_mul(act, len, a, g, out)
     }
 
     fn act_d2_r(
         &self,
         act: Activation,
         len: usize,
-        a: &Vec<T>,
-        a_off: usize,
-        rg: &Vec<T>,
-        rg_off: usize,
-        g: &Vec<T>,
-        g_off: usize,
-        rz: &Vec<T>,
-        rz_off: usize,
-        out: &mut Vec<T>,
-        o_off: usize,
+        a: Ten<'_, Self>,
+        g: Dual<'_, Self>,
+        rz: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::act_d2_r(
-            act, len, a, a_off, rg, rg_off, g, g_off, rz, rz_off, out, o_off,
-        )
+        nn::act_d2_r(act, len, a, g, rz, out)
     }
 
     fn act(&self, act: Activation, len: usize, x: &mut Vec<T>, off: usize) -> Result<()> {
         nn::act(act, len, x, off)
     }
 
-    fn im2col3x3(
-        &self,
-        g: Nhwc,
-        x: &Vec<T>,
-        x_off: usize,
-        col: &mut Vec<T>,
-        col_off: usize,
-    ) -> Result<()> {
-        nn::im2col3x3(g, x, x_off, col, col_off)
+    fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
+        nn::im2col3x3(g, x, col)
     }
 
     fn col2im3x3(
         &self,
         g: Nhwc,
-        col: &Vec<T>,
-        col_off: usize,
+        col: Ten<'_, Self>,
         beta: f64,
-        dx: &mut Vec<T>,
-        dx_off: usize,
+        dx: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::col2im3x3(g, col, col_off, beta, dx, dx_off)
+        nn::col2im3x3(g, col, beta, dx)
     }
 
     fn maxpool2(
         &self,
         g: Nhwc,
-        x: &Vec<T>,
-        x_off: usize,
-        out: &mut Vec<T>,
-        o_off: usize,
-        idx: &mut Vec<T>,
-        i_off: usize,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        idx: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::maxpool2(g, x, x_off, out, o_off, idx, i_off)
+        nn::maxpool2(g, x, out, idx)
     }
 
     fn pool2_gather(
         &self,
         g: Nhwc,
-        idx: &Vec<T>,
-        i_off: usize,
-        src: &Vec<T>,
-        s_off: usize,
-        out: &mut Vec<T>,
-        o_off: usize,
+        idx: Ten<'_, Self>,
+        src: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::pool2_gather(g, idx, i_off, src, s_off, out, o_off)
+        nn::pool2_gather(g, idx, src, out)
     }
 
     fn pool2_scatter(
         &self,
         g: Nhwc,
-        idx: &Vec<T>,
-        i_off: usize,
-        gy: &Vec<T>,
-        g_off: usize,
-        dx: &mut Vec<T>,
-        dx_off: usize,
+        idx: Ten<'_, Self>,
+        gy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::pool2_scatter(g, idx, i_off, gy, g_off, dx, dx_off)
+        nn::pool2_scatter(g, idx, gy, dx)
     }
 
     fn transpose_batch(
@@ -304,12 +264,10 @@ impl<T: Real> Backend for CpuBackend<T> {
         batch: usize,
         rows: usize,
         cols: usize,
-        src: &Vec<T>,
-        s_off: usize,
-        dst: &mut Vec<T>,
-        d_off: usize,
+        src: Ten<'_, Self>,
+        dst: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::transpose_batch(batch, rows, cols, src, s_off, dst, d_off)
+        nn::transpose_batch(batch, rows, cols, src, dst)
     }
 
     fn col_sum(
@@ -317,64 +275,43 @@ impl<T: Real> Backend for CpuBackend<T> {
         rows: usize,
         cols: usize,
         alpha: f64,
-        src: &Vec<T>,
-        s_off: usize,
+        src: Ten<'_, Self>,
         beta: f64,
-        dst: &mut Vec<T>,
-        d_off: usize,
+        dst: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::col_sum(rows, cols, alpha, src, s_off, beta, dst, d_off)
+        nn::col_sum(rows, cols, alpha, src, beta, dst)
     }
 
     fn loss_grad(
         &self,
-        loss: LossKind,
-        rows: usize,
-        cols: usize,
-        out: &Vec<T>,
-        o_off: usize,
-        target: &Vec<T>,
-        t_off: usize,
-        scale: f64,
-        grad: &mut Vec<T>,
-        g_off: usize,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        target: Ten<'_, Self>,
+        grad: TenMut<'_, Self>,
         stats: &mut Vec<T>,
     ) -> Result<()> {
-        nn::loss_grad(
-            loss, rows, cols, out, o_off, target, t_off, scale, grad, g_off, stats,
-        )
+        nn::loss_grad(blk, out, target, grad, stats)
     }
 
     fn loss_hess_mul(
         &self,
-        loss: LossKind,
-        rows: usize,
-        cols: usize,
-        out: &Vec<T>,
-        o_off: usize,
-        rout: &Vec<T>,
-        r_off: usize,
-        scale: f64,
-        rgrad: &mut Vec<T>,
-        g_off: usize,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        rout: Ten<'_, Self>,
+        rgrad: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::loss_hess_mul(
-            loss, rows, cols, out, o_off, rout, r_off, scale, rgrad, g_off,
-        )
+        nn::loss_hess_mul(blk, out, rout, rgrad)
     }
 
     fn embed(
         &self,
         g: Seq,
-        ids: &Vec<T>,
-        ids_off: usize,
-        table: &Vec<T>,
-        tok_off: usize,
+        ids: Ten<'_, Self>,
+        table: Ten<'_, Self>,
         pos_off: usize,
-        out: &mut Vec<T>,
-        o_off: usize,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::embed(g, ids, ids_off, table, tok_off, pos_off, out, o_off)
+        seq::embed(g, ids, table, pos_off, out)
     }
 
     fn embed_grad(
@@ -383,175 +320,119 @@ impl<T: Real> Backend for CpuBackend<T> {
         vocab: usize,
         start: &Vec<T>,
         order: &Vec<T>,
-        gy: &Vec<T>,
-        g_off: usize,
-        out: &mut Vec<T>,
-        tok_off: usize,
+        gy: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::embed_grad(g, vocab, start, order, gy, g_off, out, tok_off)
+        seq::embed_grad(g, vocab, start, order, gy, out)
     }
 
     fn layer_norm(
         &self,
         l: Ln,
-        x: &Vec<T>,
-        x_off: usize,
+        x: Ten<'_, Self>,
         theta: &Vec<T>,
-        y: &mut Vec<T>,
-        y_off: usize,
+        y: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::layer_norm(l, x, x_off, theta, y, y_off)
+        seq::layer_norm(l, x, theta, y)
     }
 
     fn layer_norm_vjp(
         &self,
         l: Ln,
-        x: &Vec<T>,
-        x_off: usize,
+        x: Ten<'_, Self>,
         theta: &Vec<T>,
-        dy: &Vec<T>,
-        dy_off: usize,
-        dx: &mut Vec<T>,
-        dx_off: usize,
-        prod: &mut Vec<T>,
-        p_off: usize,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
+        prod: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::layer_norm_vjp(l, x, x_off, theta, dy, dy_off, dx, dx_off, prod, p_off)
+        seq::layer_norm_vjp(l, x, theta, dy, dx, prod)
     }
 
     fn layer_norm_jvp(
         &self,
         l: Ln,
-        x: &Vec<T>,
-        x_off: usize,
-        rx: &Vec<T>,
-        rx_off: usize,
-        theta: &Vec<T>,
-        v: &Vec<T>,
-        v_off: usize,
-        ry: &mut Vec<T>,
-        ry_off: usize,
+        x: Dual<'_, Self>,
+        theta: ThetaV<'_, Self>,
+        ry: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::layer_norm_jvp(l, x, x_off, rx, rx_off, theta, v, v_off, ry, ry_off)
+        seq::layer_norm_jvp(l, x, theta, ry)
     }
 
     fn layer_norm_rvjp(
         &self,
         l: Ln,
-        x: &Vec<T>,
-        x_off: usize,
-        rx: &Vec<T>,
-        rx_off: usize,
-        theta: &Vec<T>,
-        v: &Vec<T>,
-        v_off: usize,
-        dy: &Vec<T>,
-        dy_off: usize,
-        rdy: &Vec<T>,
-        rdy_off: usize,
-        rdx: &mut Vec<T>,
-        rdx_off: usize,
-        prod: &mut Vec<T>,
-        p_off: usize,
+        x: Dual<'_, Self>,
+        theta: ThetaV<'_, Self>,
+        dy: Dual<'_, Self>,
+        rdx: TenMut<'_, Self>,
+        prod: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::layer_norm_rvjp(
-            l, x, x_off, rx, rx_off, theta, v, v_off, dy, dy_off, rdy, rdy_off, rdx, rdx_off, prod,
-            p_off,
-        )
+        seq::layer_norm_rvjp(l, x, theta, dy, rdx, prod)
     }
 
     fn attention(
         &self,
         a: Attn,
-        ids: &Vec<T>,
-        ids_off: usize,
-        qkv: &Vec<T>,
-        q_off: usize,
-        out: &mut Vec<T>,
-        o_off: usize,
-        probs: &mut Vec<T>,
-        p_off: usize,
+        ids: Ten<'_, Self>,
+        qkv: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        probs: TenMut<'_, Self>,
     ) -> Result<()> {
-        attention::attention(a, ids, ids_off, qkv, q_off, out, o_off, probs, p_off)
+        attention::attention(a, ids, qkv, out, probs)
     }
 
     fn attention_vjp(
         &self,
         a: Attn,
-        qkv: &Vec<T>,
-        q_off: usize,
-        probs: &Vec<T>,
-        p_off: usize,
-        dout: &Vec<T>,
-        d_off: usize,
-        dqkv: &mut Vec<T>,
-        dq_off: usize,
+        qkv: Ten<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Ten<'_, Self>,
+        dqkv: TenMut<'_, Self>,
     ) -> Result<()> {
-        attention::attention_vjp(a, qkv, q_off, probs, p_off, dout, d_off, dqkv, dq_off)
+        attention::attention_vjp(a, qkv, probs, dout, dqkv)
     }
 
     fn attention_jvp(
         &self,
         a: Attn,
-        qkv: &Vec<T>,
-        q_off: usize,
-        probs: &Vec<T>,
-        p_off: usize,
-        rqkv: &Vec<T>,
-        rq_off: usize,
-        rout: &mut Vec<T>,
-        ro_off: usize,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        rout: TenMut<'_, Self>,
     ) -> Result<()> {
-        attention::attention_jvp(a, qkv, q_off, probs, p_off, rqkv, rq_off, rout, ro_off)
+        attention::attention_jvp(a, qkv, probs, rout)
     }
 
     fn attention_rvjp(
         &self,
         a: Attn,
-        qkv: &Vec<T>,
-        q_off: usize,
-        probs: &Vec<T>,
-        p_off: usize,
-        rqkv: &Vec<T>,
-        rq_off: usize,
-        dout: &Vec<T>,
-        d_off: usize,
-        rdout: &Vec<T>,
-        rd_off: usize,
-        rdqkv: &mut Vec<T>,
-        rdq_off: usize,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Dual<'_, Self>,
+        rdqkv: TenMut<'_, Self>,
     ) -> Result<()> {
-        attention::attention_rvjp(
-            a, qkv, q_off, probs, p_off, rqkv, rq_off, dout, d_off, rdout, rd_off, rdqkv, rdq_off,
-        )
+        attention::attention_rvjp(a, qkv, probs, dout, rdqkv)
     }
 
     fn seq_mean(
         &self,
         g: Seq,
         masked: bool,
-        ids: &Vec<T>,
-        ids_off: usize,
-        x: &Vec<T>,
-        x_off: usize,
-        out: &mut Vec<T>,
-        o_off: usize,
+        ids: Ten<'_, Self>,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::seq_mean(g, masked, ids, ids_off, x, x_off, out, o_off)
+        seq::seq_mean(g, masked, ids, x, out)
     }
 
     fn seq_mean_adjoint(
         &self,
         g: Seq,
         masked: bool,
-        ids: &Vec<T>,
-        ids_off: usize,
-        dy: &Vec<T>,
-        dy_off: usize,
-        dx: &mut Vec<T>,
-        dx_off: usize,
+        ids: Ten<'_, Self>,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::seq_mean_adjoint(g, masked, ids, ids_off, dy, dy_off, dx, dx_off)
+        seq::seq_mean_adjoint(g, masked, ids, dy, dx)
     }
 
     fn dot(&self, x: &Vec<T>, x_off: usize, y: &Vec<T>, y_off: usize, len: usize) -> Result<f64> {

@@ -1,13 +1,13 @@
 //! The CPU kernels of the network layers: fused bias and activation and their derivatives,
 //! im2col convolution, 2×2 max-pooling, transposes, column sums, the losses and Adam.
 
-// Each kernel takes the trait method's (buffer, offset) arguments as they come.
-#![allow(clippy::too_many_arguments)]
-
+use super::CpuBackend;
 use super::par::par_rows;
 use super::real::Real;
 use super::{sl, sl_mut};
-use crate::backend::{Activation, AdamStep, LossKind, Nhwc, check_range};
+use crate::backend::{
+    Activation, AdamStep, Dual, LossBlock, LossKind, Nhwc, Ten, TenMut, check_range,
+};
 use crate::error::Result;
 
 /// [`Backend::bias_act`](crate::backend::Backend::bias_act) on this backend.
@@ -15,11 +15,11 @@ pub(super) fn bias_act<T: Real>(
     act: Option<Activation>,
     rows: usize,
     cols: usize,
-    bias: &[T],
-    b_off: usize,
-    x: &mut [T],
-    x_off: usize,
+    bias: Ten<'_, CpuBackend<T>>,
+    x: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(bias, b_off) = bias;
+    let TenMut(x, x_off) = x;
     let bias = sl(bias, b_off, cols, "bias")?;
     let x = sl_mut(x, x_off, rows * cols, "bias_act x")?;
     for row in x.chunks_exact_mut(cols.max(1)) {
@@ -46,13 +46,13 @@ pub(super) fn bias_act<T: Real>(
 pub(super) fn act_d1_mul<T: Real>(
     act: Activation,
     len: usize,
-    a: &[T],
-    a_off: usize,
-    g: &[T],
-    g_off: usize,
-    out: &mut [T],
-    o_off: usize,
+    a: Ten<'_, CpuBackend<T>>,
+    g: Ten<'_, CpuBackend<T>>,
+    out: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(a, a_off) = a;
+    let Ten(g, g_off) = g;
+    let TenMut(out, o_off) = out;
     let a = sl(a, a_off, len, "act_d1 a")?;
     let g = sl(g, g_off, len, "act_d1 g")?;
     let out = sl_mut(out, o_off, len, "act_d1 out")?;
@@ -81,17 +81,18 @@ pub(super) fn act_d1_mul<T: Real>(
 pub(super) fn act_d2_r<T: Real>(
     act: Activation,
     len: usize,
-    a: &[T],
-    a_off: usize,
-    rg: &[T],
-    rg_off: usize,
-    g: &[T],
-    g_off: usize,
-    rz: &[T],
-    rz_off: usize,
-    out: &mut [T],
-    o_off: usize,
+    a: Ten<'_, CpuBackend<T>>,
+    g: Dual<'_, CpuBackend<T>>,
+    rz: Ten<'_, CpuBackend<T>>,
+    out: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(a, a_off) = a;
+    let Dual {
+        val: Ten(g, g_off),
+        r: Ten(rg, rg_off),
+    } = g;
+    let Ten(rz, rz_off) = rz;
+    let TenMut(out, o_off) = out;
     let a = sl(a, a_off, len, "act_d2 a")?;
     let rg = sl(rg, rg_off, len, "act_d2 rg")?;
     let g = sl(g, g_off, len, "act_d2 g")?;
@@ -138,11 +139,11 @@ pub(super) fn act<T: Real>(act: Activation, len: usize, x: &mut [T], off: usize)
 /// [`Backend::im2col3x3`](crate::backend::Backend::im2col3x3) on this backend.
 pub(super) fn im2col3x3<T: Real>(
     g: Nhwc,
-    x: &[T],
-    x_off: usize,
-    col: &mut [T],
-    col_off: usize,
+    x: Ten<'_, CpuBackend<T>>,
+    col: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(x, x_off) = x;
+    let TenMut(col, col_off) = col;
     let x = sl(x, x_off, g.len(), "im2col x")?;
     let k9 = 9 * g.c;
     let col = sl_mut(col, col_off, g.n * g.h * g.w * k9, "im2col col")?;
@@ -180,12 +181,12 @@ pub(super) fn im2col3x3<T: Real>(
 /// [`Backend::col2im3x3`](crate::backend::Backend::col2im3x3) on this backend.
 pub(super) fn col2im3x3<T: Real>(
     g: Nhwc,
-    col: &[T],
-    col_off: usize,
+    col: Ten<'_, CpuBackend<T>>,
     beta: f64,
-    dx: &mut [T],
-    dx_off: usize,
+    dx: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(col, col_off) = col;
+    let TenMut(dx, dx_off) = dx;
     let k9 = 9 * g.c;
     let col = sl(col, col_off, g.n * g.h * g.w * k9, "col2im col")?;
     let dx = sl_mut(dx, dx_off, g.len(), "col2im dx")?;
@@ -230,13 +231,13 @@ pub(super) fn col2im3x3<T: Real>(
 /// [`Backend::maxpool2`](crate::backend::Backend::maxpool2) on this backend.
 pub(super) fn maxpool2<T: Real>(
     g: Nhwc,
-    x: &[T],
-    x_off: usize,
-    out: &mut [T],
-    o_off: usize,
-    idx: &mut [T],
-    i_off: usize,
+    x: Ten<'_, CpuBackend<T>>,
+    out: TenMut<'_, CpuBackend<T>>,
+    idx: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(x, x_off) = x;
+    let TenMut(out, o_off) = out;
+    let TenMut(idx, i_off) = idx;
     let x = sl(x, x_off, g.len(), "maxpool x")?;
     let q = g.pooled();
     let out = sl_mut(out, o_off, q.len(), "maxpool out")?;
@@ -263,13 +264,13 @@ pub(super) fn maxpool2<T: Real>(
 /// [`Backend::pool2_gather`](crate::backend::Backend::pool2_gather) on this backend.
 pub(super) fn pool2_gather<T: Real>(
     g: Nhwc,
-    idx: &[T],
-    i_off: usize,
-    src: &[T],
-    s_off: usize,
-    out: &mut [T],
-    o_off: usize,
+    idx: Ten<'_, CpuBackend<T>>,
+    src: Ten<'_, CpuBackend<T>>,
+    out: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(idx, i_off) = idx;
+    let Ten(src, s_off) = src;
+    let TenMut(out, o_off) = out;
     let src = sl(src, s_off, g.len(), "pool gather src")?;
     let q = g.pooled();
     let idx = sl(idx, i_off, q.len(), "pool gather idx")?;
@@ -286,13 +287,13 @@ pub(super) fn pool2_gather<T: Real>(
 /// [`Backend::pool2_scatter`](crate::backend::Backend::pool2_scatter) on this backend.
 pub(super) fn pool2_scatter<T: Real>(
     g: Nhwc,
-    idx: &[T],
-    i_off: usize,
-    gy: &[T],
-    g_off: usize,
-    dx: &mut [T],
-    dx_off: usize,
+    idx: Ten<'_, CpuBackend<T>>,
+    gy: Ten<'_, CpuBackend<T>>,
+    dx: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(idx, i_off) = idx;
+    let Ten(gy, g_off) = gy;
+    let TenMut(dx, dx_off) = dx;
     let q = g.pooled();
     let idx = sl(idx, i_off, q.len(), "pool scatter idx")?;
     let gy = sl(gy, g_off, q.len(), "pool scatter gy")?;
@@ -313,11 +314,11 @@ pub(super) fn transpose_batch<T: Real>(
     batch: usize,
     rows: usize,
     cols: usize,
-    src: &[T],
-    s_off: usize,
-    dst: &mut [T],
-    d_off: usize,
+    src: Ten<'_, CpuBackend<T>>,
+    dst: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(src, s_off) = src;
+    let TenMut(dst, d_off) = dst;
     let len = batch * rows * cols;
     let src = sl(src, s_off, len, "transpose src")?;
     let dst = sl_mut(dst, d_off, len, "transpose dst")?;
@@ -340,12 +341,12 @@ pub(super) fn col_sum<T: Real>(
     rows: usize,
     cols: usize,
     alpha: f64,
-    src: &[T],
-    s_off: usize,
+    src: Ten<'_, CpuBackend<T>>,
     beta: f64,
-    dst: &mut [T],
-    d_off: usize,
+    dst: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(src, s_off) = src;
+    let TenMut(dst, d_off) = dst;
     let src = sl(src, s_off, rows * cols, "col_sum src")?;
     let dst = sl_mut(dst, d_off, cols, "col_sum dst")?;
     let mut acc = vec![0.0f64; cols];
@@ -363,18 +364,21 @@ pub(super) fn col_sum<T: Real>(
 
 /// [`Backend::loss_grad`](crate::backend::Backend::loss_grad) on this backend.
 pub(super) fn loss_grad<T: Real>(
-    loss: LossKind,
-    rows: usize,
-    cols: usize,
-    out: &[T],
-    o_off: usize,
-    target: &[T],
-    t_off: usize,
-    scale: f64,
-    grad: &mut [T],
-    g_off: usize,
+    blk: LossBlock,
+    out: Ten<'_, CpuBackend<T>>,
+    target: Ten<'_, CpuBackend<T>>,
+    grad: TenMut<'_, CpuBackend<T>>,
     stats: &mut [T],
 ) -> Result<()> {
+    let LossBlock {
+        kind: loss,
+        rows,
+        cols,
+        scale,
+    } = blk;
+    let Ten(out, o_off) = out;
+    let Ten(target, t_off) = target;
+    let TenMut(grad, g_off) = grad;
     let out = sl(out, o_off, rows * cols, "loss out")?;
     let target = sl(target, t_off, rows * cols, "loss target")?;
     let grad = sl_mut(grad, g_off, rows * cols, "loss grad")?;
@@ -421,17 +425,20 @@ pub(super) fn loss_grad<T: Real>(
 
 /// [`Backend::loss_hess_mul`](crate::backend::Backend::loss_hess_mul) on this backend.
 pub(super) fn loss_hess_mul<T: Real>(
-    loss: LossKind,
-    rows: usize,
-    cols: usize,
-    out: &[T],
-    o_off: usize,
-    rout: &[T],
-    r_off: usize,
-    scale: f64,
-    rgrad: &mut [T],
-    g_off: usize,
+    blk: LossBlock,
+    out: Ten<'_, CpuBackend<T>>,
+    rout: Ten<'_, CpuBackend<T>>,
+    rgrad: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let LossBlock {
+        kind: loss,
+        rows,
+        cols,
+        scale,
+    } = blk;
+    let Ten(out, o_off) = out;
+    let Ten(rout, r_off) = rout;
+    let TenMut(rgrad, g_off) = rgrad;
     let out = sl(out, o_off, rows * cols, "loss_hess out")?;
     let rout = sl(rout, r_off, rows * cols, "loss_hess rout")?;
     let rgrad = sl_mut(rgrad, g_off, rows * cols, "loss_hess rgrad")?;

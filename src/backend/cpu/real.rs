@@ -3,6 +3,22 @@
 
 use crate::backend::Precision;
 
+/// A read matrix for [`Real::gemm_raw`]: its first element and its row and column strides.
+#[derive(Clone, Copy, Debug)]
+pub struct Strided<T> {
+    pub ptr: *const T,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+/// The written matrix of [`Real::gemm_raw`]: its first element and its row and column strides.
+#[derive(Clone, Copy, Debug)]
+pub struct StridedMut<T> {
+    pub ptr: *mut T,
+    pub rs: isize,
+    pub cs: isize,
+}
+
 /// A scalar the CPU backend computes in.
 pub trait Real: num_traits::Float + Copy + Send + Sync + std::fmt::Debug + 'static {
     const PRECISION: Precision;
@@ -11,26 +27,17 @@ pub trait Real: num_traits::Float + Copy + Send + Sync + std::fmt::Debug + 'stat
     /// tanh: libm's in f64 (the oracle); in f32 a branch-free rational approximation that the
     /// compiler vectorises (max abs error 4.0e-7, a few ulp near ±1; checked in the tests).
     fn tanh_fast(self) -> Self;
-    /// Raw strided GEMM: C = α A B + β C.
+    /// Raw strided GEMM: C = α A B + β C, A m×k, B k×n, C m×n (`mkn`).
     ///
     /// # Safety
     /// The pointers and strides must describe valid, non-aliasing (C) matrices of the given sizes.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn gemm_raw(
-        m: usize,
-        k: usize,
-        n: usize,
+        mkn: (usize, usize, usize),
         alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
+        a: Strided<Self>,
+        b: Strided<Self>,
         beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
+        c: StridedMut<Self>,
     );
 }
 
@@ -49,24 +56,18 @@ impl Real for f32 {
         tanh_f32(self)
     }
     unsafe fn gemm_raw(
-        m: usize,
-        k: usize,
-        n: usize,
+        (m, k, n): (usize, usize, usize),
         alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
+        a: Strided<Self>,
+        b: Strided<Self>,
         beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
+        c: StridedMut<Self>,
     ) {
         // SAFETY: forwarded from the caller's contract.
         unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+            matrixmultiply::sgemm(
+                m, k, n, alpha, a.ptr, a.rs, a.cs, b.ptr, b.rs, b.cs, beta, c.ptr, c.rs, c.cs,
+            )
         }
     }
 }
@@ -86,24 +87,18 @@ impl Real for f64 {
         self.tanh()
     }
     unsafe fn gemm_raw(
-        m: usize,
-        k: usize,
-        n: usize,
+        (m, k, n): (usize, usize, usize),
         alpha: Self,
-        a: *const Self,
-        rsa: isize,
-        csa: isize,
-        b: *const Self,
-        rsb: isize,
-        csb: isize,
+        a: Strided<Self>,
+        b: Strided<Self>,
         beta: Self,
-        c: *mut Self,
-        rsc: isize,
-        csc: isize,
+        c: StridedMut<Self>,
     ) {
         // SAFETY: forwarded from the caller's contract.
         unsafe {
-            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+            matrixmultiply::dgemm(
+                m, k, n, alpha, a.ptr, a.rs, a.cs, b.ptr, b.rs, b.cs, beta, c.ptr, c.rs, c.cs,
+            )
         }
     }
 }

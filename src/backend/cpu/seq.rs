@@ -2,26 +2,24 @@
 //! `shaders/seq.wgsl`. Each works on one sequence (or one row) at a time, accumulates in f64,
 //! and runs sequences on the backend's threads. Attention is in [`super::attention`].
 
-// Each kernel takes the trait method's (buffer, offset) arguments as they come.
-#![allow(clippy::too_many_arguments)]
-
+use super::CpuBackend;
 use super::par::{par_rows, par_rows2};
 use super::real::Real;
 use super::{sl, sl_mut};
-use crate::backend::{Ln, Seq};
+use crate::backend::{Dual, Ln, Seq, Ten, TenMut, ThetaV};
 use crate::error::Result;
 
 /// [`Backend::embed`](crate::backend::Backend::embed) on this backend.
 pub(super) fn embed<T: Real>(
     g: Seq,
-    ids: &[T],
-    ids_off: usize,
-    table: &[T],
-    tok_off: usize,
+    ids: Ten<'_, CpuBackend<T>>,
+    table: Ten<'_, CpuBackend<T>>,
     pos_off: usize,
-    out: &mut [T],
-    o_off: usize,
+    out: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(ids, ids_off) = ids;
+    let Ten(table, tok_off) = table;
+    let TenMut(out, o_off) = out;
     let (t, d) = (g.len, g.width);
     let ids = sl(ids, ids_off, g.rows * t, "embed ids")?;
     let pos = sl(table, pos_off, t * d, "embed positions")?;
@@ -43,11 +41,11 @@ pub(super) fn embed_grad<T: Real>(
     vocab: usize,
     start: &[T],
     order: &[T],
-    gy: &[T],
-    g_off: usize,
-    out: &mut [T],
-    tok_off: usize,
+    gy: Ten<'_, CpuBackend<T>>,
+    out: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(gy, g_off) = gy;
+    let TenMut(out, tok_off) = out;
     let d = g.width;
     let start = sl(start, 0, vocab + 1, "embed_grad start")?;
     let order = sl(order, 0, g.rows * g.len, "embed_grad order")?;
@@ -75,12 +73,12 @@ pub(super) fn embed_grad<T: Real>(
 /// [`Backend::layer_norm`](crate::backend::Backend::layer_norm) on this backend.
 pub(super) fn layer_norm<T: Real>(
     l: Ln,
-    x: &[T],
-    x_off: usize,
+    x: Ten<'_, CpuBackend<T>>,
     theta: &[T],
-    y: &mut [T],
-    y_off: usize,
+    y: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(x, x_off) = x;
+    let TenMut(y, y_off) = y;
     let len = l.rows * l.width;
     let x = sl(x, x_off, len, "layer_norm x")?;
     ln_params(theta, l)?;
@@ -95,16 +93,16 @@ pub(super) fn layer_norm<T: Real>(
 /// [`Backend::layer_norm_vjp`](crate::backend::Backend::layer_norm_vjp) on this backend.
 pub(super) fn layer_norm_vjp<T: Real>(
     l: Ln,
-    x: &[T],
-    x_off: usize,
+    x: Ten<'_, CpuBackend<T>>,
     theta: &[T],
-    dy: &[T],
-    dy_off: usize,
-    dx: &mut [T],
-    dx_off: usize,
-    prod: &mut [T],
-    p_off: usize,
+    dy: Ten<'_, CpuBackend<T>>,
+    dx: TenMut<'_, CpuBackend<T>>,
+    prod: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(x, x_off) = x;
+    let Ten(dy, dy_off) = dy;
+    let TenMut(dx, dx_off) = dx;
+    let TenMut(prod, p_off) = prod;
     let (len, w) = (l.rows * l.width, l.width);
     let x = sl(x, x_off, len, "layer_norm_vjp x")?;
     let dy = sl(dy, dy_off, len, "layer_norm_vjp dy")?;
@@ -121,16 +119,19 @@ pub(super) fn layer_norm_vjp<T: Real>(
 /// [`Backend::layer_norm_jvp`](crate::backend::Backend::layer_norm_jvp) on this backend.
 pub(super) fn layer_norm_jvp<T: Real>(
     l: Ln,
-    x: &[T],
-    x_off: usize,
-    rx: &[T],
-    rx_off: usize,
-    theta: &[T],
-    v: &[T],
-    v_off: usize,
-    ry: &mut [T],
-    ry_off: usize,
+    x: Dual<'_, CpuBackend<T>>,
+    theta: ThetaV<'_, CpuBackend<T>>,
+    ry: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Dual {
+        val: Ten(x, x_off),
+        r: Ten(rx, rx_off),
+    } = x;
+    let ThetaV {
+        theta,
+        v: Ten(v, v_off),
+    } = theta;
+    let TenMut(ry, ry_off) = ry;
     let (len, w) = (l.rows * l.width, l.width);
     let x = sl(x, x_off, len, "layer_norm_jvp x")?;
     let rx = sl(rx, rx_off, len, "layer_norm_jvp rx")?;
@@ -148,22 +149,26 @@ pub(super) fn layer_norm_jvp<T: Real>(
 /// [`Backend::layer_norm_rvjp`](crate::backend::Backend::layer_norm_rvjp) on this backend.
 pub(super) fn layer_norm_rvjp<T: Real>(
     l: Ln,
-    x: &[T],
-    x_off: usize,
-    rx: &[T],
-    rx_off: usize,
-    theta: &[T],
-    v: &[T],
-    v_off: usize,
-    dy: &[T],
-    dy_off: usize,
-    rdy: &[T],
-    rdy_off: usize,
-    rdx: &mut [T],
-    rdx_off: usize,
-    prod: &mut [T],
-    p_off: usize,
+    x: Dual<'_, CpuBackend<T>>,
+    theta: ThetaV<'_, CpuBackend<T>>,
+    dy: Dual<'_, CpuBackend<T>>,
+    rdx: TenMut<'_, CpuBackend<T>>,
+    prod: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Dual {
+        val: Ten(x, x_off),
+        r: Ten(rx, rx_off),
+    } = x;
+    let ThetaV {
+        theta,
+        v: Ten(v, v_off),
+    } = theta;
+    let Dual {
+        val: Ten(dy, dy_off),
+        r: Ten(rdy, rdy_off),
+    } = dy;
+    let TenMut(rdx, rdx_off) = rdx;
+    let TenMut(prod, p_off) = prod;
     let (len, w) = (l.rows * l.width, l.width);
     let x = sl(x, x_off, len, "layer_norm_rvjp x")?;
     let rx = sl(rx, rx_off, len, "layer_norm_rvjp rx")?;
@@ -178,12 +183,10 @@ pub(super) fn layer_norm_rvjp<T: Real>(
         let rows = r0 * w..r0 * w + rdx.len();
         ln_rvjp_rows(
             l,
-            &x[rows.clone()],
-            &rx[rows.clone()],
+            [&x[rows.clone()], &rx[rows.clone()]],
             theta,
             v,
-            &dy[rows.clone()],
-            &rdy[rows],
+            [&dy[rows.clone()], &rdy[rows]],
             rdx,
             prod,
         )
@@ -195,13 +198,13 @@ pub(super) fn layer_norm_rvjp<T: Real>(
 pub(super) fn seq_mean<T: Real>(
     g: Seq,
     masked: bool,
-    ids: &[T],
-    ids_off: usize,
-    x: &[T],
-    x_off: usize,
-    out: &mut [T],
-    o_off: usize,
+    ids: Ten<'_, CpuBackend<T>>,
+    x: Ten<'_, CpuBackend<T>>,
+    out: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(ids, ids_off) = ids;
+    let Ten(x, x_off) = x;
+    let TenMut(out, o_off) = out;
     let ids = sl(ids, ids_off, g.rows * g.len, "seq_mean ids")?;
     let x = sl(x, x_off, g.numel(), "seq_mean x")?;
     let out = sl_mut(out, o_off, g.rows * g.width, "seq_mean out")?;
@@ -213,13 +216,13 @@ pub(super) fn seq_mean<T: Real>(
 pub(super) fn seq_mean_adjoint<T: Real>(
     g: Seq,
     masked: bool,
-    ids: &[T],
-    ids_off: usize,
-    dy: &[T],
-    dy_off: usize,
-    dx: &mut [T],
-    dx_off: usize,
+    ids: Ten<'_, CpuBackend<T>>,
+    dy: Ten<'_, CpuBackend<T>>,
+    dx: TenMut<'_, CpuBackend<T>>,
 ) -> Result<()> {
+    let Ten(ids, ids_off) = ids;
+    let Ten(dy, dy_off) = dy;
+    let TenMut(dx, dx_off) = dx;
     let ids = sl(ids, ids_off, g.rows * g.len, "seq_mean_adjoint ids")?;
     let dy = sl(dy, dy_off, g.rows * g.width, "seq_mean_adjoint dy")?;
     let dx = sl_mut(dx, dx_off, g.numel(), "seq_mean_adjoint dx")?;
@@ -357,14 +360,14 @@ fn ln_jvp_rows<T: Real>(l: Ln, x: &[T], rx: &[T], theta: &[T], v: &[T], ry: &mut
     }
 }
 
+/// LayerNorm's R-backward on whole rows: x and R{x}, θ and v, dy and R{dy} in; R{dx} and the
+/// γ summand out.
 fn ln_rvjp_rows<T: Real>(
     l: Ln,
-    x: &[T],
-    rx: &[T],
+    [x, rx]: [&[T]; 2],
     theta: &[T],
     v: &[T],
-    dy: &[T],
-    rdy: &[T],
+    [dy, rdy]: [&[T]; 2],
     rdx: &mut [T],
     prod: &mut [T],
 ) {

@@ -2,13 +2,12 @@
 //! and vector ops (axpy, scale, rsqrt, norms, Adam) as dispatches of `shaders/matmul.wgsl` and
 //! `shaders/elementwise.wgsl`.
 
-// Each function takes the trait method's (buffer, offset) arguments as they come.
-#![allow(clippy::too_many_arguments)]
-
 use super::kernels::{Kernel, Params};
 use super::recorder::RESULTS;
 use super::{GpuBackend, GpuBuf, GpuInput, gpu_err, u};
-use crate::backend::{AdamStep, Backend, Batch, check_range};
+use crate::backend::{
+    AdamStep, Backend, Batch, Gemm, InputRows, Mat, MatMut, check_input_view, check_range,
+};
 use crate::error::{Error, Result};
 
 /// Split-K for a matmul: (slices, slice length), or None. Any K longer than GEMM_K_SLICE is
@@ -54,157 +53,86 @@ pub(super) fn input(be: &GpuBackend, x: &[f64], rows: usize, cols: usize) -> Res
     })
 }
 
-/// [`Backend::input_gemm_nt`](crate::backend::Backend::input_gemm_nt) on this backend.
+/// [`Backend::input_gemm_nt`](crate::backend::Backend::input_gemm_nt) on this backend: the GEMM
+/// of X's rows and Bᵀ.
 pub(super) fn input_gemm_nt(
     be: &GpuBackend,
-    x: &GpuInput,
-    r0: usize,
-    c: usize,
-    n: usize,
+    x: InputRows<GpuBackend>,
+    b: Mat<GpuBackend>,
+    out: MatMut<GpuBackend>,
     alpha: f64,
-    b: &GpuBuf,
-    b_off: usize,
     beta: f64,
-    out: &mut GpuBuf,
-    c_off: usize,
 ) -> Result<()> {
-    let d = x.cols;
-    be.gemm(
-        false,
-        true,
-        c,
-        n,
-        d,
-        alpha,
-        &x.buf,
-        r0 * d,
-        b,
-        b_off,
-        beta,
-        out,
-        c_off,
-    )
+    check_input_view(b.rows == out.cols, "B", &b)?;
+    be.gemm(rows_of(x, out.rows), b.t(), out, alpha, beta)
 }
 
-/// [`Backend::input_gemm_nt_batched`](crate::backend::Backend::input_gemm_nt_batched) on this backend.
+/// [`Backend::input_gemm_nt_batched`](crate::backend::Backend::input_gemm_nt_batched): one
+/// batched GEMM with X shared.
 pub(super) fn input_gemm_nt_batched(
     be: &GpuBackend,
-    x: &GpuInput,
-    r0: usize,
-    c: usize,
-    n: usize,
+    x: InputRows<GpuBackend>,
+    b: Mat<GpuBackend>,
+    out: MatMut<GpuBackend>,
     alpha: f64,
-    b: &GpuBuf,
-    b_off: usize,
     beta: f64,
-    out: &mut GpuBuf,
-    c_off: usize,
     batch: Batch,
 ) -> Result<()> {
-    let d = x.cols;
-    let each = crate::backend::Batch { a: 0, ..batch };
-    be.gemm_batched(
-        false,
-        true,
-        c,
-        n,
-        d,
-        alpha,
-        &x.buf,
-        r0 * d,
-        b,
-        b_off,
-        beta,
-        out,
-        c_off,
-        each,
-    )
+    check_input_view(b.rows == out.cols, "B", &b)?;
+    let each = Batch { a: 0, ..batch };
+    be.gemm_batched(rows_of(x, out.rows), b.t(), out, alpha, beta, each)
 }
 
-/// [`Backend::input_gemm_tn_batched`](crate::backend::Backend::input_gemm_tn_batched) on this backend.
+/// [`Backend::input_gemm_tn_batched`](crate::backend::Backend::input_gemm_tn_batched): one
+/// batched GEMM with X shared.
 pub(super) fn input_gemm_tn_batched(
     be: &GpuBackend,
-    g: &GpuBuf,
-    g_off: usize,
-    x: &GpuInput,
-    r0: usize,
-    c: usize,
-    n: usize,
+    g: Mat<GpuBackend>,
+    x: InputRows<GpuBackend>,
+    out: MatMut<GpuBackend>,
     alpha: f64,
     beta: f64,
-    out: &mut GpuBuf,
-    c_off: usize,
     batch: Batch,
 ) -> Result<()> {
-    let d = x.cols;
-    let each = crate::backend::Batch { b: 0, ..batch };
-    be.gemm_batched(
-        true,
-        false,
-        n,
-        d,
-        c,
-        alpha,
-        g,
-        g_off,
-        &x.buf,
-        r0 * d,
-        beta,
-        out,
-        c_off,
-        each,
-    )
+    check_input_view(out.rows == g.cols, "G", &g)?;
+    let each = Batch { b: 0, ..batch };
+    be.gemm_batched(g.t(), rows_of(x, g.rows), out, alpha, beta, each)
 }
 
-/// [`Backend::input_gemm_tn`](crate::backend::Backend::input_gemm_tn) on this backend.
+/// [`Backend::input_gemm_tn`](crate::backend::Backend::input_gemm_tn) on this backend: the GEMM
+/// of Gᵀ and X's rows.
 pub(super) fn input_gemm_tn(
     be: &GpuBackend,
-    g: &GpuBuf,
-    g_off: usize,
-    x: &GpuInput,
-    r0: usize,
-    c: usize,
-    n: usize,
+    g: Mat<GpuBackend>,
+    x: InputRows<GpuBackend>,
+    out: MatMut<GpuBackend>,
     alpha: f64,
     beta: f64,
-    out: &mut GpuBuf,
-    c_off: usize,
 ) -> Result<()> {
-    let d = x.cols;
-    be.gemm(
-        true,
-        false,
-        n,
-        d,
-        c,
-        alpha,
-        g,
-        g_off,
-        &x.buf,
-        r0 * d,
-        beta,
-        out,
-        c_off,
-    )
+    check_input_view(out.rows == g.cols, "G", &g)?;
+    be.gemm(g.t(), rows_of(x, g.rows), out, alpha, beta)
 }
 
-/// [`Backend::gemm`](crate::backend::Backend::gemm) on this backend.
+/// Rows `x.r0..x.r0 + c` of the dense input, as a matrix view.
+fn rows_of(x: InputRows<'_, GpuBackend>, c: usize) -> Mat<'_, GpuBackend> {
+    let d = x.x.cols;
+    Mat::new(&x.x.buf, x.r0 * d, c, d)
+}
+
+/// [`Backend::gemm`](crate::backend::Backend::gemm) on this backend: a matrix–vector kernel for
+/// n = 1, else the tiled matmul, split along K where it is long.
 pub(super) fn gemm(
     be: &GpuBackend,
-    ta: bool,
-    tb: bool,
-    m: usize,
-    n: usize,
-    k: usize,
+    a: Mat<GpuBackend>,
+    b: Mat<GpuBackend>,
+    c: MatMut<GpuBackend>,
     alpha: f64,
-    a: &GpuBuf,
-    a_off: usize,
-    b: &GpuBuf,
-    b_off: usize,
     beta: f64,
-    c: &mut GpuBuf,
-    c_off: usize,
 ) -> Result<()> {
+    let Gemm {
+        ta, tb, m, n, k, ..
+    } = Gemm::of(a, b, &c, alpha, beta)?;
+    let (a, a_off, b, b_off, c, c_off) = (a.buf, a.off, b.buf, b.off, c.buf, c.off);
     check_range("gemm A", a.len, a_off, m * k)?;
     check_range("gemm B", b.len, b_off, k * n)?;
     check_range("gemm C", c.len, c_off, m * n)?;
@@ -270,23 +198,20 @@ pub(super) fn gemm(
 }
 
 /// [`Backend::gemm_batched`](crate::backend::Backend::gemm_batched) on this backend.
+/// [`Backend::gemm_batched`](crate::backend::Backend::gemm_batched) on this backend: one
+/// dispatch where it fits, else one GEMM after another.
 pub(super) fn gemm_batched(
     be: &GpuBackend,
-    ta: bool,
-    tb: bool,
-    m: usize,
-    n: usize,
-    k: usize,
+    a: Mat<GpuBackend>,
+    b: Mat<GpuBackend>,
+    c: MatMut<GpuBackend>,
     alpha: f64,
-    a: &GpuBuf,
-    a_off: usize,
-    b: &GpuBuf,
-    b_off: usize,
     beta: f64,
-    c: &mut GpuBuf,
-    c_off: usize,
     batch: Batch,
 ) -> Result<()> {
+    let Gemm {
+        ta, tb, m, n, k, ..
+    } = Gemm::of(a, b, &c, alpha, beta)?;
     crate::backend::check_batch(m, n, batch)?;
     let groups = [n.div_ceil(64), m.div_ceil(64)];
     // One dispatch holds them when the plain tiled kernel would run each (no matrix–vector
@@ -297,10 +222,9 @@ pub(super) fn gemm_batched(
         && groups.iter().all(|&g| g <= 65535)
         && split_k(groups[0] * groups[1], k).is_none();
     if !one {
-        return crate::backend::gemm_each(
-            be, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off, batch,
-        );
+        return crate::backend::gemm_each(be, a, b, c, alpha, beta, batch);
     }
+    let (a, a_off, b, b_off, c, c_off) = (a.buf, a.off, b.buf, b.off, c.buf, c.off);
     let last = batch.count - 1;
     check_range("gemm A", a.len, a_off + last * batch.a, m * k)?;
     check_range("gemm B", b.len, b_off + last * batch.b, k * n)?;

@@ -28,7 +28,10 @@ mod nn;
 mod recorder;
 mod seq;
 
-use super::{Activation, Attn, Backend, Ln, LossKind, Nhwc, Precision, Seq, check_range};
+use super::{
+    Activation, Attn, Backend, Dual, InputRows, Ln, LossBlock, Mat, MatMut, Nhwc, Precision, Seq,
+    Ten, TenMut, ThetaV, check_range,
+};
 use crate::error::{Error, Result};
 use recorder::Inner;
 use std::sync::Arc;
@@ -112,68 +115,48 @@ impl Backend for GpuBackend {
 
     fn input_gemm_nt(
         &self,
-        x: &GpuInput,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        out: MatMut<Self>,
         alpha: f64,
-        b: &GpuBuf,
-        b_off: usize,
         beta: f64,
-        out: &mut GpuBuf,
-        c_off: usize,
     ) -> Result<()> {
-        blas::input_gemm_nt(self, x, r0, c, n, alpha, b, b_off, beta, out, c_off)
+        blas::input_gemm_nt(self, x, b, out, alpha, beta)
     }
 
     fn input_gemm_nt_batched(
         &self,
-        x: &GpuInput,
-        r0: usize,
-        c: usize,
-        n: usize,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        out: MatMut<Self>,
         alpha: f64,
-        b: &GpuBuf,
-        b_off: usize,
         beta: f64,
-        out: &mut GpuBuf,
-        c_off: usize,
         batch: super::Batch,
     ) -> Result<()> {
-        blas::input_gemm_nt_batched(self, x, r0, c, n, alpha, b, b_off, beta, out, c_off, batch)
+        blas::input_gemm_nt_batched(self, x, b, out, alpha, beta, batch)
     }
 
     fn input_gemm_tn_batched(
         &self,
-        g: &GpuBuf,
-        g_off: usize,
-        x: &GpuInput,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut GpuBuf,
-        c_off: usize,
         batch: super::Batch,
     ) -> Result<()> {
-        blas::input_gemm_tn_batched(self, g, g_off, x, r0, c, n, alpha, beta, out, c_off, batch)
+        blas::input_gemm_tn_batched(self, g, x, out, alpha, beta, batch)
     }
 
     fn input_gemm_tn(
         &self,
-        g: &GpuBuf,
-        g_off: usize,
-        x: &GpuInput,
-        r0: usize,
-        c: usize,
-        n: usize,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        out: MatMut<Self>,
         alpha: f64,
         beta: f64,
-        out: &mut GpuBuf,
-        c_off: usize,
     ) -> Result<()> {
-        blas::input_gemm_tn(self, g, g_off, x, r0, c, n, alpha, beta, out, c_off)
+        blas::input_gemm_tn(self, g, x, out, alpha, beta)
     }
 
     fn zeros(&self, len: usize) -> Result<GpuBuf> {
@@ -233,45 +216,25 @@ impl Backend for GpuBackend {
 
     fn gemm(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &GpuBuf,
-        a_off: usize,
-        b: &GpuBuf,
-        b_off: usize,
         beta: f64,
-        c: &mut GpuBuf,
-        c_off: usize,
     ) -> Result<()> {
-        blas::gemm(
-            self, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off,
-        )
+        blas::gemm(self, a, b, c, alpha, beta)
     }
 
     fn gemm_batched(
         &self,
-        ta: bool,
-        tb: bool,
-        m: usize,
-        n: usize,
-        k: usize,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
         alpha: f64,
-        a: &GpuBuf,
-        a_off: usize,
-        b: &GpuBuf,
-        b_off: usize,
         beta: f64,
-        c: &mut GpuBuf,
-        c_off: usize,
         batch: super::Batch,
     ) -> Result<()> {
-        blas::gemm_batched(
-            self, ta, tb, m, n, k, alpha, a, a_off, b, b_off, beta, c, c_off, batch,
-        )
+        blas::gemm_batched(self, a, b, c, alpha, beta, batch)
     }
 
     fn bias_act(
@@ -279,112 +242,81 @@ impl Backend for GpuBackend {
         act: Option<Activation>,
         rows: usize,
         cols: usize,
-        bias: &GpuBuf,
-        b_off: usize,
-        x: &mut GpuBuf,
-        x_off: usize,
+        bias: Ten<'_, Self>,
+        x: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::bias_act(self, act, rows, cols, bias, b_off, x, x_off)
+        nn::bias_act(self, act, rows, cols, bias, x)
     }
 
     fn act_d1_mul(
         &self,
         act: Activation,
         len: usize,
-        a: &GpuBuf,
-        a_off: usize,
-        g: &GpuBuf,
-        g_off: usize,
-        out: &mut GpuBuf,
-        o_off: usize,
+        a: Ten<'_, Self>,
+        g: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::act_d1_mul(self, act, len, a, a_off, g, g_off, out, o_off)
+        nn::act_d1_mul(self, act, len, a, g, out)
     }
 
     fn act_d2_r(
         &self,
         act: Activation,
         len: usize,
-        a: &GpuBuf,
-        a_off: usize,
-        rg: &GpuBuf,
-        rg_off: usize,
-        g: &GpuBuf,
-        g_off: usize,
-        rz: &GpuBuf,
-        rz_off: usize,
-        out: &mut GpuBuf,
-        o_off: usize,
+        a: Ten<'_, Self>,
+        g: Dual<'_, Self>,
+        rz: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::act_d2_r(
-            self, act, len, a, a_off, rg, rg_off, g, g_off, rz, rz_off, out, o_off,
-        )
+        nn::act_d2_r(self, act, len, a, g, rz, out)
     }
 
     fn act(&self, act: Activation, len: usize, x: &mut GpuBuf, off: usize) -> Result<()> {
         nn::act(self, act, len, x, off)
     }
 
-    fn im2col3x3(
-        &self,
-        g: Nhwc,
-        x: &GpuBuf,
-        x_off: usize,
-        col: &mut GpuBuf,
-        col_off: usize,
-    ) -> Result<()> {
-        nn::im2col3x3(self, g, x, x_off, col, col_off)
+    fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
+        nn::im2col3x3(self, g, x, col)
     }
 
     fn col2im3x3(
         &self,
         g: Nhwc,
-        col: &GpuBuf,
-        col_off: usize,
+        col: Ten<'_, Self>,
         beta: f64,
-        dx: &mut GpuBuf,
-        dx_off: usize,
+        dx: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::col2im3x3(self, g, col, col_off, beta, dx, dx_off)
+        nn::col2im3x3(self, g, col, beta, dx)
     }
 
     fn maxpool2(
         &self,
         g: Nhwc,
-        x: &GpuBuf,
-        x_off: usize,
-        out: &mut GpuBuf,
-        o_off: usize,
-        idx: &mut GpuBuf,
-        i_off: usize,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        idx: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::maxpool2(self, g, x, x_off, out, o_off, idx, i_off)
+        nn::maxpool2(self, g, x, out, idx)
     }
 
     fn pool2_gather(
         &self,
         g: Nhwc,
-        idx: &GpuBuf,
-        i_off: usize,
-        src: &GpuBuf,
-        s_off: usize,
-        out: &mut GpuBuf,
-        o_off: usize,
+        idx: Ten<'_, Self>,
+        src: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::pool2_gather(self, g, idx, i_off, src, s_off, out, o_off)
+        nn::pool2_gather(self, g, idx, src, out)
     }
 
     fn pool2_scatter(
         &self,
         g: Nhwc,
-        idx: &GpuBuf,
-        i_off: usize,
-        gy: &GpuBuf,
-        g_off: usize,
-        dx: &mut GpuBuf,
-        dx_off: usize,
+        idx: Ten<'_, Self>,
+        gy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::pool2_scatter(self, g, idx, i_off, gy, g_off, dx, dx_off)
+        nn::pool2_scatter(self, g, idx, gy, dx)
     }
 
     fn transpose_batch(
@@ -392,12 +324,10 @@ impl Backend for GpuBackend {
         batch: usize,
         rows: usize,
         cols: usize,
-        src: &GpuBuf,
-        s_off: usize,
-        dst: &mut GpuBuf,
-        d_off: usize,
+        src: Ten<'_, Self>,
+        dst: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::transpose_batch(self, batch, rows, cols, src, s_off, dst, d_off)
+        nn::transpose_batch(self, batch, rows, cols, src, dst)
     }
 
     fn col_sum(
@@ -405,64 +335,43 @@ impl Backend for GpuBackend {
         rows: usize,
         cols: usize,
         alpha: f64,
-        src: &GpuBuf,
-        s_off: usize,
+        src: Ten<'_, Self>,
         beta: f64,
-        dst: &mut GpuBuf,
-        d_off: usize,
+        dst: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::col_sum(self, rows, cols, alpha, src, s_off, beta, dst, d_off)
+        nn::col_sum(self, rows, cols, alpha, src, beta, dst)
     }
 
     fn loss_grad(
         &self,
-        loss: LossKind,
-        rows: usize,
-        cols: usize,
-        out: &GpuBuf,
-        o_off: usize,
-        target: &GpuBuf,
-        t_off: usize,
-        scale: f64,
-        grad: &mut GpuBuf,
-        g_off: usize,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        target: Ten<'_, Self>,
+        grad: TenMut<'_, Self>,
         stats: &mut GpuBuf,
     ) -> Result<()> {
-        nn::loss_grad(
-            self, loss, rows, cols, out, o_off, target, t_off, scale, grad, g_off, stats,
-        )
+        nn::loss_grad(self, blk, out, target, grad, stats)
     }
 
     fn loss_hess_mul(
         &self,
-        loss: LossKind,
-        rows: usize,
-        cols: usize,
-        out: &GpuBuf,
-        o_off: usize,
-        rout: &GpuBuf,
-        r_off: usize,
-        scale: f64,
-        rgrad: &mut GpuBuf,
-        g_off: usize,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        rout: Ten<'_, Self>,
+        rgrad: TenMut<'_, Self>,
     ) -> Result<()> {
-        nn::loss_hess_mul(
-            self, loss, rows, cols, out, o_off, rout, r_off, scale, rgrad, g_off,
-        )
+        nn::loss_hess_mul(self, blk, out, rout, rgrad)
     }
 
     fn embed(
         &self,
         g: Seq,
-        ids: &GpuBuf,
-        ids_off: usize,
-        table: &GpuBuf,
-        tok_off: usize,
+        ids: Ten<'_, Self>,
+        table: Ten<'_, Self>,
         pos_off: usize,
-        out: &mut GpuBuf,
-        o_off: usize,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::embed(self, g, ids, ids_off, table, tok_off, pos_off, out, o_off)
+        seq::embed(self, g, ids, table, pos_off, out)
     }
 
     fn embed_grad(
@@ -471,180 +380,119 @@ impl Backend for GpuBackend {
         vocab: usize,
         start: &GpuBuf,
         order: &GpuBuf,
-        gy: &GpuBuf,
-        g_off: usize,
-        out: &mut GpuBuf,
-        tok_off: usize,
+        gy: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::embed_grad(self, g, vocab, start, order, gy, g_off, out, tok_off)
+        seq::embed_grad(self, g, vocab, start, order, gy, out)
     }
 
     fn layer_norm(
         &self,
         l: Ln,
-        x: &GpuBuf,
-        x_off: usize,
+        x: Ten<'_, Self>,
         theta: &GpuBuf,
-        y: &mut GpuBuf,
-        y_off: usize,
+        y: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::layer_norm(self, l, x, x_off, theta, y, y_off)
+        seq::layer_norm(self, l, x, theta, y)
     }
 
     fn layer_norm_vjp(
         &self,
         l: Ln,
-        x: &GpuBuf,
-        x_off: usize,
+        x: Ten<'_, Self>,
         theta: &GpuBuf,
-        dy: &GpuBuf,
-        dy_off: usize,
-        dx: &mut GpuBuf,
-        dx_off: usize,
-        prod: &mut GpuBuf,
-        p_off: usize,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
+        prod: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::layer_norm_vjp(
-            self, l, x, x_off, theta, dy, dy_off, dx, dx_off, prod, p_off,
-        )
+        seq::layer_norm_vjp(self, l, x, theta, dy, dx, prod)
     }
 
     fn layer_norm_jvp(
         &self,
         l: Ln,
-        x: &GpuBuf,
-        x_off: usize,
-        rx: &GpuBuf,
-        rx_off: usize,
-        theta: &GpuBuf,
-        v: &GpuBuf,
-        v_off: usize,
-        ry: &mut GpuBuf,
-        ry_off: usize,
+        x: Dual<'_, Self>,
+        theta: ThetaV<'_, Self>,
+        ry: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::layer_norm_jvp(self, l, x, x_off, rx, rx_off, theta, v, v_off, ry, ry_off)
+        seq::layer_norm_jvp(self, l, x, theta, ry)
     }
 
     fn layer_norm_rvjp(
         &self,
         l: Ln,
-        x: &GpuBuf,
-        x_off: usize,
-        rx: &GpuBuf,
-        rx_off: usize,
-        theta: &GpuBuf,
-        v: &GpuBuf,
-        v_off: usize,
-        dy: &GpuBuf,
-        dy_off: usize,
-        rdy: &GpuBuf,
-        rdy_off: usize,
-        rdx: &mut GpuBuf,
-        rdx_off: usize,
-        prod: &mut GpuBuf,
-        p_off: usize,
+        x: Dual<'_, Self>,
+        theta: ThetaV<'_, Self>,
+        dy: Dual<'_, Self>,
+        rdx: TenMut<'_, Self>,
+        prod: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::layer_norm_rvjp(
-            self, l, x, x_off, rx, rx_off, theta, v, v_off, dy, dy_off, rdy, rdy_off, rdx, rdx_off,
-            prod, p_off,
-        )
+        seq::layer_norm_rvjp(self, l, x, theta, dy, rdx, prod)
     }
 
     fn attention(
         &self,
         a: Attn,
-        ids: &GpuBuf,
-        ids_off: usize,
-        qkv: &GpuBuf,
-        q_off: usize,
-        out: &mut GpuBuf,
-        o_off: usize,
-        probs: &mut GpuBuf,
-        p_off: usize,
+        ids: Ten<'_, Self>,
+        qkv: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        probs: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::attention(self, a, ids, ids_off, qkv, q_off, out, o_off, probs, p_off)
+        seq::attention(self, a, ids, qkv, out, probs)
     }
 
     fn attention_vjp(
         &self,
         a: Attn,
-        qkv: &GpuBuf,
-        q_off: usize,
-        probs: &GpuBuf,
-        p_off: usize,
-        dout: &GpuBuf,
-        d_off: usize,
-        dqkv: &mut GpuBuf,
-        dq_off: usize,
+        qkv: Ten<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Ten<'_, Self>,
+        dqkv: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::attention_vjp(self, a, qkv, q_off, probs, p_off, dout, d_off, dqkv, dq_off)
+        seq::attention_vjp(self, a, qkv, probs, dout, dqkv)
     }
 
     fn attention_jvp(
         &self,
         a: Attn,
-        qkv: &GpuBuf,
-        q_off: usize,
-        probs: &GpuBuf,
-        p_off: usize,
-        rqkv: &GpuBuf,
-        rq_off: usize,
-        rout: &mut GpuBuf,
-        ro_off: usize,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        rout: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::attention_jvp(
-            self, a, qkv, q_off, probs, p_off, rqkv, rq_off, rout, ro_off,
-        )
+        seq::attention_jvp(self, a, qkv, probs, rout)
     }
 
     fn attention_rvjp(
         &self,
         a: Attn,
-        qkv: &GpuBuf,
-        q_off: usize,
-        probs: &GpuBuf,
-        p_off: usize,
-        rqkv: &GpuBuf,
-        rq_off: usize,
-        dout: &GpuBuf,
-        d_off: usize,
-        rdout: &GpuBuf,
-        rd_off: usize,
-        rdqkv: &mut GpuBuf,
-        rdq_off: usize,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Dual<'_, Self>,
+        rdqkv: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::attention_rvjp(
-            self, a, qkv, q_off, probs, p_off, rqkv, rq_off, dout, d_off, rdout, rd_off, rdqkv,
-            rdq_off,
-        )
+        seq::attention_rvjp(self, a, qkv, probs, dout, rdqkv)
     }
 
     fn seq_mean(
         &self,
         g: Seq,
         masked: bool,
-        ids: &GpuBuf,
-        ids_off: usize,
-        x: &GpuBuf,
-        x_off: usize,
-        out: &mut GpuBuf,
-        o_off: usize,
+        ids: Ten<'_, Self>,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::seq_mean(self, g, masked, ids, ids_off, x, x_off, out, o_off)
+        seq::seq_mean(self, g, masked, ids, x, out)
     }
 
     fn seq_mean_adjoint(
         &self,
         g: Seq,
         masked: bool,
-        ids: &GpuBuf,
-        ids_off: usize,
-        dy: &GpuBuf,
-        dy_off: usize,
-        dx: &mut GpuBuf,
-        dx_off: usize,
+        ids: Ten<'_, Self>,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
     ) -> Result<()> {
-        seq::seq_mean_adjoint(self, g, masked, ids, ids_off, dy, dy_off, dx, dx_off)
+        seq::seq_mean_adjoint(self, g, masked, ids, dy, dx)
     }
 
     fn dot(&self, x: &GpuBuf, x_off: usize, y: &GpuBuf, y_off: usize, len: usize) -> Result<f64> {
@@ -657,14 +505,14 @@ impl Backend for GpuBackend {
 
     fn dot_into(
         &self,
-        x: &GpuBuf,
-        x_off: usize,
-        y: &GpuBuf,
-        y_off: usize,
+        x: Ten<'_, Self>,
+        y: Ten<'_, Self>,
         len: usize,
-        out: &mut GpuBuf,
-        out_off: usize,
+        out: TenMut<'_, Self>,
     ) -> Result<()> {
+        let Ten(x, x_off) = x;
+        let Ten(y, y_off) = y;
+        let TenMut(out, out_off) = out;
         check_range("dot x", x.len, x_off, len)?;
         check_range("dot y", y.len, y_off, len)?;
         check_range("dot out", out.len, out_off, 1)?;

@@ -2,12 +2,9 @@
 //! pooling, transposes, column sums, losses) as dispatches of `shaders/elementwise.wgsl`,
 //! `conv.wgsl` and `loss.wgsl`.
 
-// Each function takes the trait method's (buffer, offset) arguments as they come.
-#![allow(clippy::too_many_arguments)]
-
 use super::kernels::{Kernel, Params};
 use super::{GpuBackend, GpuBuf, u};
-use crate::backend::{Activation, LossKind, Nhwc, check_range};
+use crate::backend::{Activation, Dual, LossBlock, LossKind, Nhwc, Ten, TenMut, check_range};
 use crate::error::Result;
 
 /// [`Backend::bias_act`](crate::backend::Backend::bias_act) on this backend.
@@ -16,11 +13,11 @@ pub(super) fn bias_act(
     act: Option<Activation>,
     rows: usize,
     cols: usize,
-    bias: &GpuBuf,
-    b_off: usize,
-    x: &mut GpuBuf,
-    x_off: usize,
+    bias: Ten<'_, GpuBackend>,
+    x: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(bias, b_off) = bias;
+    let TenMut(x, x_off) = x;
     check_range("bias", bias.len, b_off, cols)?;
     check_range("bias_act x", x.len, x_off, rows * cols)?;
     let p = Params {
@@ -44,13 +41,13 @@ pub(super) fn act_d1_mul(
     be: &GpuBackend,
     act: Activation,
     len: usize,
-    a: &GpuBuf,
-    a_off: usize,
-    g: &GpuBuf,
-    g_off: usize,
-    out: &mut GpuBuf,
-    o_off: usize,
+    a: Ten<'_, GpuBackend>,
+    g: Ten<'_, GpuBackend>,
+    out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(a, a_off) = a;
+    let Ten(g, g_off) = g;
+    let TenMut(out, o_off) = out;
     check_range("act_d1 a", a.len, a_off, len)?;
     check_range("act_d1 g", g.len, g_off, len)?;
     check_range("act_d1 out", out.len, o_off, len)?;
@@ -75,17 +72,18 @@ pub(super) fn act_d2_r(
     be: &GpuBackend,
     act: Activation,
     len: usize,
-    a: &GpuBuf,
-    a_off: usize,
-    rg: &GpuBuf,
-    rg_off: usize,
-    g: &GpuBuf,
-    g_off: usize,
-    rz: &GpuBuf,
-    rz_off: usize,
-    out: &mut GpuBuf,
-    o_off: usize,
+    a: Ten<'_, GpuBackend>,
+    g: Dual<'_, GpuBackend>,
+    rz: Ten<'_, GpuBackend>,
+    out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(a, a_off) = a;
+    let Dual {
+        val: Ten(g, g_off),
+        r: Ten(rg, rg_off),
+    } = g;
+    let Ten(rz, rz_off) = rz;
+    let TenMut(out, o_off) = out;
     for (name, b, o) in [
         ("a", a, a_off),
         ("rg", rg, rg_off),
@@ -140,11 +138,11 @@ pub(super) fn act(
 pub(super) fn im2col3x3(
     be: &GpuBackend,
     g: Nhwc,
-    x: &GpuBuf,
-    x_off: usize,
-    col: &mut GpuBuf,
-    col_off: usize,
+    x: Ten<'_, GpuBackend>,
+    col: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(x, x_off) = x;
+    let TenMut(col, col_off) = col;
     let len = g.len() * 9;
     check_range("im2col x", x.len, x_off, g.len())?;
     check_range("im2col col", col.len, col_off, len)?;
@@ -166,12 +164,12 @@ pub(super) fn im2col3x3(
 pub(super) fn col2im3x3(
     be: &GpuBackend,
     g: Nhwc,
-    col: &GpuBuf,
-    col_off: usize,
+    col: Ten<'_, GpuBackend>,
     beta: f64,
-    dx: &mut GpuBuf,
-    dx_off: usize,
+    dx: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(col, col_off) = col;
+    let TenMut(dx, dx_off) = dx;
     check_range("col2im col", col.len, col_off, g.len() * 9)?;
     check_range("col2im dx", dx.len, dx_off, g.len())?;
     let p = Params {
@@ -193,13 +191,13 @@ pub(super) fn col2im3x3(
 pub(super) fn maxpool2(
     be: &GpuBackend,
     g: Nhwc,
-    x: &GpuBuf,
-    x_off: usize,
-    out: &mut GpuBuf,
-    o_off: usize,
-    idx: &mut GpuBuf,
-    i_off: usize,
+    x: Ten<'_, GpuBackend>,
+    out: TenMut<'_, GpuBackend>,
+    idx: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(x, x_off) = x;
+    let TenMut(out, o_off) = out;
+    let TenMut(idx, i_off) = idx;
     let q = g.pooled().len();
     check_range("maxpool x", x.len, x_off, g.len())?;
     check_range("maxpool out", out.len, o_off, q)?;
@@ -223,13 +221,13 @@ pub(super) fn maxpool2(
 pub(super) fn pool2_gather(
     be: &GpuBackend,
     g: Nhwc,
-    idx: &GpuBuf,
-    i_off: usize,
-    src: &GpuBuf,
-    s_off: usize,
-    out: &mut GpuBuf,
-    o_off: usize,
+    idx: Ten<'_, GpuBackend>,
+    src: Ten<'_, GpuBackend>,
+    out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(idx, i_off) = idx;
+    let Ten(src, s_off) = src;
+    let TenMut(out, o_off) = out;
     let q = g.pooled().len();
     check_range("pool gather idx", idx.len, i_off, q)?;
     check_range("pool gather src", src.len, s_off, g.len())?;
@@ -253,13 +251,13 @@ pub(super) fn pool2_gather(
 pub(super) fn pool2_scatter(
     be: &GpuBackend,
     g: Nhwc,
-    idx: &GpuBuf,
-    i_off: usize,
-    gy: &GpuBuf,
-    g_off: usize,
-    dx: &mut GpuBuf,
-    dx_off: usize,
+    idx: Ten<'_, GpuBackend>,
+    gy: Ten<'_, GpuBackend>,
+    dx: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(idx, i_off) = idx;
+    let Ten(gy, g_off) = gy;
+    let TenMut(dx, dx_off) = dx;
     let q = g.pooled().len();
     check_range("pool scatter idx", idx.len, i_off, q)?;
     check_range("pool scatter gy", gy.len, g_off, q)?;
@@ -285,11 +283,11 @@ pub(super) fn transpose_batch(
     batch: usize,
     rows: usize,
     cols: usize,
-    src: &GpuBuf,
-    s_off: usize,
-    dst: &mut GpuBuf,
-    d_off: usize,
+    src: Ten<'_, GpuBackend>,
+    dst: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(src, s_off) = src;
+    let TenMut(dst, d_off) = dst;
     let len = batch * rows * cols;
     check_range("transpose src", src.len, s_off, len)?;
     check_range("transpose dst", dst.len, d_off, len)?;
@@ -316,12 +314,12 @@ pub(super) fn col_sum(
     rows: usize,
     cols: usize,
     alpha: f64,
-    src: &GpuBuf,
-    s_off: usize,
+    src: Ten<'_, GpuBackend>,
     beta: f64,
-    dst: &mut GpuBuf,
-    d_off: usize,
+    dst: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(src, s_off) = src;
+    let TenMut(dst, d_off) = dst;
     check_range("col_sum src", src.len, s_off, rows * cols)?;
     check_range("col_sum dst", dst.len, d_off, cols)?;
     let p = Params {
@@ -344,18 +342,21 @@ pub(super) fn col_sum(
 /// [`Backend::loss_grad`](crate::backend::Backend::loss_grad) on this backend.
 pub(super) fn loss_grad(
     be: &GpuBackend,
-    loss: LossKind,
-    rows: usize,
-    cols: usize,
-    out: &GpuBuf,
-    o_off: usize,
-    target: &GpuBuf,
-    t_off: usize,
-    scale: f64,
-    grad: &mut GpuBuf,
-    g_off: usize,
+    blk: LossBlock,
+    out: Ten<'_, GpuBackend>,
+    target: Ten<'_, GpuBackend>,
+    grad: TenMut<'_, GpuBackend>,
     stats: &mut GpuBuf,
 ) -> Result<()> {
+    let LossBlock {
+        kind: loss,
+        rows,
+        cols,
+        scale,
+    } = blk;
+    let Ten(out, o_off) = out;
+    let Ten(target, t_off) = target;
+    let TenMut(grad, g_off) = grad;
     check_range("loss out", out.len, o_off, rows * cols)?;
     check_range("loss target", target.len, t_off, rows * cols)?;
     check_range("loss grad", grad.len, g_off, rows * cols)?;
@@ -381,17 +382,20 @@ pub(super) fn loss_grad(
 /// [`Backend::loss_hess_mul`](crate::backend::Backend::loss_hess_mul) on this backend.
 pub(super) fn loss_hess_mul(
     be: &GpuBackend,
-    loss: LossKind,
-    rows: usize,
-    cols: usize,
-    out: &GpuBuf,
-    o_off: usize,
-    rout: &GpuBuf,
-    r_off: usize,
-    scale: f64,
-    rgrad: &mut GpuBuf,
-    g_off: usize,
+    blk: LossBlock,
+    out: Ten<'_, GpuBackend>,
+    rout: Ten<'_, GpuBackend>,
+    rgrad: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let LossBlock {
+        kind: loss,
+        rows,
+        cols,
+        scale,
+    } = blk;
+    let Ten(out, o_off) = out;
+    let Ten(rout, r_off) = rout;
+    let TenMut(rgrad, g_off) = rgrad;
     check_range("loss_hess out", out.len, o_off, rows * cols)?;
     check_range("loss_hess rout", rout.len, r_off, rows * cols)?;
     check_range("loss_hess rgrad", rgrad.len, g_off, rows * cols)?;

@@ -1,26 +1,23 @@
 //! The GPU's sequence kernels (embedding, LayerNorm, attention, mean pooling) as dispatches of
 //! `shaders/seq.wgsl`.
 
-// Each function takes the trait method's (buffer, offset) arguments as they come.
-#![allow(clippy::too_many_arguments)]
-
 use super::kernels::{Kernel, Params};
 use super::{GpuBackend, GpuBuf, gpu_err, u};
-use crate::backend::{Attn, Ln, Seq, check_range};
+use crate::backend::{Attn, Dual, Ln, Seq, Ten, TenMut, ThetaV, check_range};
 use crate::error::Result;
 
 /// [`Backend::embed`](crate::backend::Backend::embed) on this backend.
 pub(super) fn embed(
     be: &GpuBackend,
     g: Seq,
-    ids: &GpuBuf,
-    ids_off: usize,
-    table: &GpuBuf,
-    tok_off: usize,
+    ids: Ten<'_, GpuBackend>,
+    table: Ten<'_, GpuBackend>,
     pos_off: usize,
-    out: &mut GpuBuf,
-    o_off: usize,
+    out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(ids, ids_off) = ids;
+    let Ten(table, tok_off) = table;
+    let TenMut(out, o_off) = out;
     let (t, d, len) = (g.len, g.width, g.numel());
     check_range("embed ids", ids.len, ids_off, g.rows * t)?;
     check_range("embed token rows", table.len, tok_off, d)?;
@@ -51,11 +48,11 @@ pub(super) fn embed_grad(
     vocab: usize,
     start: &GpuBuf,
     order: &GpuBuf,
-    gy: &GpuBuf,
-    g_off: usize,
-    out: &mut GpuBuf,
-    tok_off: usize,
+    gy: Ten<'_, GpuBackend>,
+    out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(gy, g_off) = gy;
+    let TenMut(out, tok_off) = out;
     let (d, positions) = (g.width, g.rows * g.len);
     check_range("embed_grad start", start.len, 0, vocab + 1)?;
     check_range("embed_grad order", order.len, 0, positions)?;
@@ -86,12 +83,12 @@ pub(super) fn embed_grad(
 pub(super) fn layer_norm(
     be: &GpuBackend,
     l: Ln,
-    x: &GpuBuf,
-    x_off: usize,
+    x: Ten<'_, GpuBackend>,
     theta: &GpuBuf,
-    y: &mut GpuBuf,
-    y_off: usize,
+    y: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(x, x_off) = x;
+    let TenMut(y, y_off) = y;
     let len = l.rows * l.width;
     check_range("layer_norm x", x.len, x_off, len)?;
     ln_check(theta.len, 0, l)?;
@@ -115,16 +112,16 @@ pub(super) fn layer_norm(
 pub(super) fn layer_norm_vjp(
     be: &GpuBackend,
     l: Ln,
-    x: &GpuBuf,
-    x_off: usize,
+    x: Ten<'_, GpuBackend>,
     theta: &GpuBuf,
-    dy: &GpuBuf,
-    dy_off: usize,
-    dx: &mut GpuBuf,
-    dx_off: usize,
-    prod: &mut GpuBuf,
-    p_off: usize,
+    dy: Ten<'_, GpuBackend>,
+    dx: TenMut<'_, GpuBackend>,
+    prod: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(x, x_off) = x;
+    let Ten(dy, dy_off) = dy;
+    let TenMut(dx, dx_off) = dx;
+    let TenMut(prod, p_off) = prod;
     let len = l.rows * l.width;
     check_range("layer_norm_vjp x", x.len, x_off, len)?;
     check_range("layer_norm_vjp dy", dy.len, dy_off, len)?;
@@ -151,16 +148,19 @@ pub(super) fn layer_norm_vjp(
 pub(super) fn layer_norm_jvp(
     be: &GpuBackend,
     l: Ln,
-    x: &GpuBuf,
-    x_off: usize,
-    rx: &GpuBuf,
-    rx_off: usize,
-    theta: &GpuBuf,
-    v: &GpuBuf,
-    v_off: usize,
-    ry: &mut GpuBuf,
-    ry_off: usize,
+    x: Dual<'_, GpuBackend>,
+    theta: ThetaV<'_, GpuBackend>,
+    ry: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Dual {
+        val: Ten(x, x_off),
+        r: Ten(rx, rx_off),
+    } = x;
+    let ThetaV {
+        theta,
+        v: Ten(v, v_off),
+    } = theta;
+    let TenMut(ry, ry_off) = ry;
     let len = l.rows * l.width;
     check_range("layer_norm_jvp x", x.len, x_off, len)?;
     check_range("layer_norm_jvp rx", rx.len, rx_off, len)?;
@@ -197,22 +197,26 @@ pub(super) fn layer_norm_jvp(
 pub(super) fn layer_norm_rvjp(
     be: &GpuBackend,
     l: Ln,
-    x: &GpuBuf,
-    x_off: usize,
-    rx: &GpuBuf,
-    rx_off: usize,
-    theta: &GpuBuf,
-    v: &GpuBuf,
-    v_off: usize,
-    dy: &GpuBuf,
-    dy_off: usize,
-    rdy: &GpuBuf,
-    rdy_off: usize,
-    rdx: &mut GpuBuf,
-    rdx_off: usize,
-    prod: &mut GpuBuf,
-    p_off: usize,
+    x: Dual<'_, GpuBackend>,
+    theta: ThetaV<'_, GpuBackend>,
+    dy: Dual<'_, GpuBackend>,
+    rdx: TenMut<'_, GpuBackend>,
+    prod: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Dual {
+        val: Ten(x, x_off),
+        r: Ten(rx, rx_off),
+    } = x;
+    let ThetaV {
+        theta,
+        v: Ten(v, v_off),
+    } = theta;
+    let Dual {
+        val: Ten(dy, dy_off),
+        r: Ten(rdy, rdy_off),
+    } = dy;
+    let TenMut(rdx, rdx_off) = rdx;
+    let TenMut(prod, p_off) = prod;
     let len = l.rows * l.width;
     check_range("layer_norm_rvjp x", x.len, x_off, len)?;
     check_range("layer_norm_rvjp rx", rx.len, rx_off, len)?;
@@ -254,15 +258,15 @@ pub(super) fn layer_norm_rvjp(
 pub(super) fn attention(
     be: &GpuBackend,
     a: Attn,
-    ids: &GpuBuf,
-    ids_off: usize,
-    qkv: &GpuBuf,
-    q_off: usize,
-    out: &mut GpuBuf,
-    o_off: usize,
-    probs: &mut GpuBuf,
-    p_off: usize,
+    ids: Ten<'_, GpuBackend>,
+    qkv: Ten<'_, GpuBackend>,
+    out: TenMut<'_, GpuBackend>,
+    probs: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(ids, ids_off) = ids;
+    let Ten(qkv, q_off) = qkv;
+    let TenMut(out, o_off) = out;
+    let TenMut(probs, p_off) = probs;
     let (t, d) = (a.seq, a.width());
     check_range("attention ids", ids.len, ids_off, a.rows * t)?;
     check_range("attention qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
@@ -292,15 +296,15 @@ pub(super) fn attention(
 pub(super) fn attention_vjp(
     be: &GpuBackend,
     a: Attn,
-    qkv: &GpuBuf,
-    q_off: usize,
-    probs: &GpuBuf,
-    p_off: usize,
-    dout: &GpuBuf,
-    d_off: usize,
-    dqkv: &mut GpuBuf,
-    dq_off: usize,
+    qkv: Ten<'_, GpuBackend>,
+    probs: Ten<'_, GpuBackend>,
+    dout: Ten<'_, GpuBackend>,
+    dqkv: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(qkv, q_off) = qkv;
+    let Ten(probs, p_off) = probs;
+    let Ten(dout, d_off) = dout;
+    let TenMut(dqkv, dq_off) = dqkv;
     let (t, d) = (a.seq, a.width());
     check_range("attention_vjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
     check_range(
@@ -353,15 +357,16 @@ pub(super) fn attention_vjp(
 pub(super) fn attention_jvp(
     be: &GpuBackend,
     a: Attn,
-    qkv: &GpuBuf,
-    q_off: usize,
-    probs: &GpuBuf,
-    p_off: usize,
-    rqkv: &GpuBuf,
-    rq_off: usize,
-    rout: &mut GpuBuf,
-    ro_off: usize,
+    qkv: Dual<'_, GpuBackend>,
+    probs: Ten<'_, GpuBackend>,
+    rout: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Dual {
+        val: Ten(qkv, q_off),
+        r: Ten(rqkv, rq_off),
+    } = qkv;
+    let Ten(probs, p_off) = probs;
+    let TenMut(rout, ro_off) = rout;
     let (t, d) = (a.seq, a.width());
     check_range("attention_jvp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
     check_range(
@@ -391,19 +396,21 @@ pub(super) fn attention_jvp(
 pub(super) fn attention_rvjp(
     be: &GpuBackend,
     a: Attn,
-    qkv: &GpuBuf,
-    q_off: usize,
-    probs: &GpuBuf,
-    p_off: usize,
-    rqkv: &GpuBuf,
-    rq_off: usize,
-    dout: &GpuBuf,
-    d_off: usize,
-    rdout: &GpuBuf,
-    rd_off: usize,
-    rdqkv: &mut GpuBuf,
-    rdq_off: usize,
+    qkv: Dual<'_, GpuBackend>,
+    probs: Ten<'_, GpuBackend>,
+    dout: Dual<'_, GpuBackend>,
+    rdqkv: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Dual {
+        val: Ten(qkv, q_off),
+        r: Ten(rqkv, rq_off),
+    } = qkv;
+    let Ten(probs, p_off) = probs;
+    let Dual {
+        val: Ten(dout, d_off),
+        r: Ten(rdout, rd_off),
+    } = dout;
+    let TenMut(rdqkv, rdq_off) = rdqkv;
     let (t, d) = (a.seq, a.width());
     check_range("attention_rvjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
     check_range(
@@ -470,13 +477,13 @@ pub(super) fn seq_mean(
     be: &GpuBackend,
     g: Seq,
     masked: bool,
-    ids: &GpuBuf,
-    ids_off: usize,
-    x: &GpuBuf,
-    x_off: usize,
-    out: &mut GpuBuf,
-    o_off: usize,
+    ids: Ten<'_, GpuBackend>,
+    x: Ten<'_, GpuBackend>,
+    out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(ids, ids_off) = ids;
+    let Ten(x, x_off) = x;
+    let TenMut(out, o_off) = out;
     let len = g.rows * g.width;
     check_range("seq_mean ids", ids.len, ids_off, g.rows * g.len)?;
     check_range("seq_mean x", x.len, x_off, g.numel())?;
@@ -501,13 +508,13 @@ pub(super) fn seq_mean_adjoint(
     be: &GpuBackend,
     g: Seq,
     masked: bool,
-    ids: &GpuBuf,
-    ids_off: usize,
-    dy: &GpuBuf,
-    dy_off: usize,
-    dx: &mut GpuBuf,
-    dx_off: usize,
+    ids: Ten<'_, GpuBackend>,
+    dy: Ten<'_, GpuBackend>,
+    dx: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let Ten(ids, ids_off) = ids;
+    let Ten(dy, dy_off) = dy;
+    let TenMut(dx, dx_off) = dx;
     let len = g.numel();
     check_range("seq_mean_adjoint ids", ids.len, ids_off, g.rows * g.len)?;
     check_range("seq_mean_adjoint dy", dy.len, dy_off, g.rows * g.width)?;

@@ -4,7 +4,8 @@
 //! step, a thick restart and the Ritz pairs.
 
 use super::{LanczosWork, sorted_eigen, take_or_zeros, write_rows};
-use crate::backend::Backend;
+use crate::backend::{Backend, Mat, MatMut};
+use crate::backend::{Ten, TenMut};
 use crate::error::{Error, Result};
 use crate::hessian::Operator;
 use crate::hessian::subspace::Span;
@@ -112,7 +113,12 @@ impl<B: Backend> Basis<B> {
                 b.axpy(1.0, &self.coef2, 0, &mut self.coef, 0, m)?;
             }
         }
-        b.dot_into(&self.cand, 0, &self.cand, 0, p, &mut self.coef, m)?;
+        b.dot_into(
+            Ten(&self.cand, 0),
+            Ten(&self.cand, 0),
+            p,
+            TenMut(&mut self.coef, m),
+        )?;
         let extra = self.fetch;
         if extra > 0 {
             b.copy(&self.aux, 0, &mut self.coef, m + 1, extra)?;
@@ -155,44 +161,33 @@ impl<B: Backend> Basis<B> {
     ) -> Result<()> {
         let p = self.dim;
         for r in 0..rows {
-            b.dot_into(w, r * p, w, r * p, p, factors, r)?;
+            b.dot_into(Ten(w, r * p), Ten(w, r * p), p, TenMut(factors, r))?;
         }
         b.copy(factors, 0, &mut self.aux, 0, rows)?;
         b.rsqrt(factors, 0, rows)?;
         // cand = Wᵀ (1/‖w_r‖)_r.
         b.gemm(
-            true,
-            false,
-            p,
-            1,
-            rows,
+            Mat::new(w, 0, rows, p).t(),
+            Mat::new(factors, 0, rows, 1),
+            MatMut::new(&mut self.cand, 0, p, 1),
             1.0,
-            w,
-            0,
-            factors,
-            0,
             0.0,
-            &mut self.cand,
-            0,
         )?;
-        b.dot_into(&self.cand, 0, &self.cand, 0, p, factors, rows)?;
+        b.dot_into(
+            Ten(&self.cand, 0),
+            Ten(&self.cand, 0),
+            p,
+            TenMut(factors, rows),
+        )?;
         b.copy(factors, rows, &mut self.aux, rows, 1)?;
         b.rsqrt(factors, rows, 1)?;
         // q₀ = cand/‖cand‖: a 1×1 by 1×p product with the factor.
         b.gemm(
-            false,
-            false,
-            1,
-            p,
-            1,
+            Mat::new(factors, rows, 1, 1),
+            Mat::new(&self.cand, 0, 1, p),
+            MatMut::new(&mut self.q, 0, 1, p),
             1.0,
-            factors,
-            rows,
-            &self.cand,
-            0,
             0.0,
-            &mut self.q,
-            0,
         )?;
         self.m = 1;
         self.fetch = rows + 1;
@@ -305,7 +300,11 @@ impl<B: Backend> Basis<B> {
         write_rows(b, s, keep, None, &mut self.s_up)?;
         let (s_up, scratch) = (&self.s_up, &mut self.scratch);
         b.gemm(
-            false, false, keep, p, m, 1.0, s_up, 0, &self.q, 0, 0.0, scratch, 0,
+            Mat::new(s_up, 0, keep, m),
+            Mat::new(&self.q, 0, m, p),
+            MatMut::new(scratch, 0, keep, p),
+            1.0,
+            0.0,
         )?;
         // Move the pending vectors down behind the kept ones, then the kept ones in.
         for j in 0..pending {
@@ -315,7 +314,11 @@ impl<B: Backend> Basis<B> {
         }
         b.copy(scratch, 0, &mut self.q, 0, keep * p)?;
         b.gemm(
-            false, false, keep, p, m, 1.0, s_up, 0, &self.w, 0, 0.0, scratch, 0,
+            Mat::new(s_up, 0, keep, m),
+            Mat::new(&self.w, 0, m, p),
+            MatMut::new(scratch, 0, keep, p),
+            1.0,
+            0.0,
         )?;
         b.copy(scratch, 0, &mut self.w, 0, keep * p)?;
         self.t.fill(0.0);
@@ -345,19 +348,11 @@ pub(super) fn ritz_vectors<B: Backend>(
 ) -> Result<B::Buf> {
     let p = basis.dim;
     b.gemm(
-        false,
-        false,
-        rows,
-        p,
-        basis.applied,
+        Mat::new(&basis.s_up, 0, rows, basis.applied),
+        Mat::new(&basis.q, 0, basis.applied, p),
+        MatMut::new(&mut y, 0, rows, p),
         1.0,
-        &basis.s_up,
-        0,
-        &basis.q,
-        0,
         0.0,
-        &mut y,
-        0,
     )?;
     Ok(y)
 }

@@ -7,7 +7,8 @@ use super::{
     EigResult, LanczosOptions, LanczosWork, Progress, Ridden, Riders, Verify, basis_cap,
     check_k_tol, product_budget, random_vector, take_or_zeros, write_rows,
 };
-use crate::backend::Backend;
+use crate::backend::{Backend, Mat, MatMut};
+use crate::backend::{Ten, TenMut};
 use crate::error::{Error, Result};
 use crate::hessian::Operator;
 use nalgebra::DMatrix;
@@ -274,8 +275,20 @@ impl<'a, B: Backend> Solve<'a, B> {
         write_rows(b, rz.s, kk, Some(rz.theta), &mut self.ts_up)?;
         let (s_up, ts_up, resid) = (&self.basis.s_up, &self.ts_up, &mut self.resid);
         let (q, w) = (&self.basis.q, &self.basis.w);
-        b.gemm(false, false, kk, p, m, 1.0, s_up, 0, w, 0, 0.0, resid, 0)?;
-        b.gemm(false, false, kk, p, m, -1.0, ts_up, 0, q, 0, 1.0, resid, 0)?;
+        b.gemm(
+            Mat::new(s_up, 0, kk, m),
+            Mat::new(w, 0, m, p),
+            MatMut::new(resid, 0, kk, p),
+            1.0,
+            0.0,
+        )?;
+        b.gemm(
+            Mat::new(ts_up, 0, kk, m),
+            Mat::new(q, 0, m, p),
+            MatMut::new(resid, 0, kk, p),
+            -1.0,
+            1.0,
+        )?;
         let spare = take_or_zeros(b, &mut work.spare, kout * p)?;
         let y = ritz_vectors(b, &self.basis, kout, spare)?;
         // G is wanted when these pairs meet the tolerance and the evidence check follows.
@@ -297,17 +310,34 @@ impl<'a, B: Backend> Solve<'a, B> {
         let len = kk + k * g_rows + n_proj + n_carry;
         let last = &mut self.last;
         for i in 0..kk {
-            b.dot_into(&self.resid, i * p, &self.resid, i * p, p, last, i)?;
+            b.dot_into(
+                Ten(&self.resid, i * p),
+                Ten(&self.resid, i * p),
+                p,
+                TenMut(last, i),
+            )?;
         }
         let mut at = kk;
         if let (true, Some((w, rows))) = (g_rows > 0, self.warm) {
-            b.gemm(false, true, k, rows, p, 1.0, &y, 0, w, 0, 0.0, last, at)?;
+            b.gemm(
+                Mat::new(&y, 0, k, p),
+                Mat::new(w, 0, rows, p).t(),
+                MatMut::new(last, at, k, rows),
+                1.0,
+                0.0,
+            )?;
             at += k * rows;
         }
         if let Some(v) = self.riders.project {
             crate::backend::check_range("projected vector", b.len(v), 0, p)?;
-            b.gemm(false, false, kout, 1, p, 1.0, &y, 0, v, 0, 0.0, last, at)?;
-            b.dot_into(v, 0, v, 0, p, last, at + kout)?;
+            b.gemm(
+                Mat::new(&y, 0, kout, p),
+                Mat::new(v, 0, p, 1),
+                MatMut::new(last, at, kout, 1),
+                1.0,
+                0.0,
+            )?;
+            b.dot_into(Ten(v, 0), Ten(v, 0), p, TenMut(last, at + kout))?;
             at += kout + 1;
         }
         if let Some((c, off, n)) = self.riders.carry {

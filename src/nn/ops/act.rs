@@ -4,6 +4,7 @@
 //! y for the former, x for the latter ([`Act::cached_is_output`]).
 
 use super::{Input, Layer, OpRule, Pass, Shape, Ten, buf, got, need};
+use crate::backend::Dual;
 use crate::backend::{Activation, Backend};
 use crate::error::Result;
 
@@ -63,7 +64,7 @@ impl<B: Backend> OpRule<B> for Act {
         let (be, n) = (p.be, p.rows * self.width);
         if let Some(gx) = p.gx {
             let (y, gy) = (self.cached(p.x, p.y)?, got(p.gy, "∂L/∂y")?);
-            be.act_d1_mul(self.act, n, y.0, y.1, gy.0, gy.1, gx.0, gx.1)?;
+            be.act_d1_mul(self.act, n, y, gy, gx)?;
         }
         Ok(())
     }
@@ -72,7 +73,7 @@ impl<B: Backend> OpRule<B> for Act {
         let (be, n) = (p.be, p.rows * self.width);
         let (y, rx) = (self.cached(p.x, p.y)?, need(p.rx)?);
         let ry = got(p.ry, "R{y}")?;
-        be.act_d1_mul(self.act, n, y.0, y.1, rx.0, rx.1, ry.0, ry.1)
+        be.act_d1_mul(self.act, n, y, rx, ry)
     }
     /// R{gx} = R{gy} ⊙ σ'(x) + gy ⊙ σ''(x) ⊙ R{x}.
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
@@ -81,9 +82,7 @@ impl<B: Backend> OpRule<B> for Act {
             let y = self.cached(p.x, p.y)?;
             let (gy, rgy) = (got(p.gy, "∂L/∂y")?, got(p.rgy, "R{∂L/∂y}")?);
             let rx = need(p.rx)?;
-            be.act_d2_r(
-                self.act, n, y.0, y.1, rgy.0, rgy.1, gy.0, gy.1, rx.0, rx.1, rgx.0, rgx.1,
-            )?;
+            be.act_d2_r(self.act, n, y, Dual { val: gy, r: rgy }, rx, rgx)?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! ([`Backend::attention`] and friends).
 
 use super::{Layer, OpRule, Pass, Shape, buf, got, ids, need};
+use crate::backend::Dual;
 use crate::backend::{Attn, Backend};
 use crate::error::Result;
 
@@ -57,47 +58,17 @@ impl<B: Backend> OpRule<B> for Attention {
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
         let (ids, qkv) = (ids(p.ids)?, buf(p.x)?);
         let (y, probs) = (got(p.y_out, "output")?, got(p.aux_out, "P")?);
-        p.be.attention(
-            self.attn(p.rows),
-            ids.0,
-            ids.1,
-            qkv.0,
-            qkv.1,
-            y.0,
-            y.1,
-            probs.0,
-            probs.1,
-        )
+        p.be.attention(self.attn(p.rows), ids, qkv, y, probs)
     }
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs) = (buf(p.x)?, got(p.aux, "P")?);
         let (gy, gx) = (got(p.gy, "∂L/∂y")?, need(p.gx)?);
-        p.be.attention_vjp(
-            self.attn(p.rows),
-            qkv.0,
-            qkv.1,
-            probs.0,
-            probs.1,
-            gy.0,
-            gy.1,
-            gx.0,
-            gx.1,
-        )
+        p.be.attention_vjp(self.attn(p.rows), qkv, probs, gy, gx)
     }
     fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs) = (buf(p.x)?, got(p.aux, "P")?);
         let (rqkv, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
-        p.be.attention_jvp(
-            self.attn(p.rows),
-            qkv.0,
-            qkv.1,
-            probs.0,
-            probs.1,
-            rqkv.0,
-            rqkv.1,
-            ry.0,
-            ry.1,
-        )
+        p.be.attention_jvp(self.attn(p.rows), Dual { val: qkv, r: rqkv }, probs, ry)
     }
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs, rqkv) = (buf(p.x)?, got(p.aux, "P")?, need(p.rx)?);
@@ -105,18 +76,10 @@ impl<B: Backend> OpRule<B> for Attention {
         let rgx = need(p.rgx)?;
         p.be.attention_rvjp(
             self.attn(p.rows),
-            qkv.0,
-            qkv.1,
-            probs.0,
-            probs.1,
-            rqkv.0,
-            rqkv.1,
-            gy.0,
-            gy.1,
-            rgy.0,
-            rgy.1,
-            rgx.0,
-            rgx.1,
+            Dual { val: qkv, r: rqkv },
+            probs,
+            Dual { val: gy, r: rgy },
+            rgx,
         )
     }
 }

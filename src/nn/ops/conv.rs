@@ -8,7 +8,7 @@
 //! samples·h·w·9·cin elements.
 
 use super::{DataForm, Layer, OpRule, Pass, Shape, Ten, TenMut, buf, got};
-use crate::backend::{Backend, Nhwc};
+use crate::backend::{Backend, Mat, MatMut, Nhwc};
 use crate::error::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,22 +60,14 @@ impl Conv3x3 {
         beta: f64,
         (col, y): (&mut B::Buf, &mut TenMut<B>),
     ) -> Result<()> {
-        be.im2col3x3(self.geom(samples), x.0, x.1, col, 0)?;
+        be.im2col3x3(self.geom(samples), x, TenMut(col, 0))?;
         let rows = samples * self.h * self.w;
         be.gemm(
-            false,
-            true,
-            rows,
-            self.cout,
-            self.k(),
+            Mat::new(col, 0, rows, self.k()),
+            Mat::new(m.0, m.1, self.cout, self.k()).t(),
+            MatMut::new(y.0, y.1, rows, self.cout),
             1.0,
-            col,
-            0,
-            m.0,
-            m.1,
             beta,
-            y.0,
-            y.1,
         )
     }
 
@@ -89,22 +81,14 @@ impl Conv3x3 {
         col: &mut B::Buf,
         out: &mut TenMut<B>,
     ) -> Result<()> {
-        be.im2col3x3(self.geom(samples), x.0, x.1, col, 0)?;
+        be.im2col3x3(self.geom(samples), x, TenMut(col, 0))?;
         let rows = samples * self.h * self.w;
         be.gemm(
-            true,
-            false,
-            self.cout,
-            self.k(),
-            rows,
+            Mat::new(g.0, g.1, rows, self.cout).t(),
+            Mat::new(col, 0, rows, self.k()),
+            MatMut::new(out.0, out.1 + self.w_off, self.cout, self.k()),
             1.0,
-            g.0,
-            g.1,
-            col,
-            0,
             1.0,
-            out.0,
-            out.1 + self.w_off,
         )
     }
 }
@@ -136,7 +120,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         let (col, mut y) = (got(p.scratch, "scratch")?, got(p.y_out, "output")?);
         self.conv(be, samples, x, Ten(theta, self.w_off), 0.0, (col, &mut y))?;
         let rows = samples * self.h * self.w;
-        be.bias_act(None, rows, self.cout, theta, self.b_off, y.0, y.1)
+        be.bias_act(None, rows, self.cout, Ten(theta, self.b_off), y)
     }
 
     /// ∂L/∂W += gyᵀ col(x), ∂L/∂b += Σ gy (when `grad` is given); gx = col2im(gy W) (when given).
@@ -147,25 +131,17 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         let rows = samples * self.h * self.w;
         if let Some(mut g) = p.grad {
             self.gt_col(be, samples, gy, x, col, &mut g)?;
-            be.col_sum(rows, self.cout, 1.0, gy.0, gy.1, 1.0, g.0, g.1 + self.b_off)?;
+            be.col_sum(rows, self.cout, 1.0, gy, 1.0, TenMut(g.0, g.1 + self.b_off))?;
         }
         if let Some(gx) = p.gx {
             be.gemm(
-                false,
-                false,
-                rows,
-                self.k(),
-                self.cout,
+                Mat::new(gy.0, gy.1, rows, self.cout),
+                Mat::new(theta, self.w_off, self.cout, self.k()),
+                MatMut::new(col, 0, rows, self.k()),
                 1.0,
-                gy.0,
-                gy.1,
-                theta,
-                self.w_off,
                 0.0,
-                col,
-                0,
             )?;
-            be.col2im3x3(self.geom(samples), col, 0, 0.0, gx.0, gx.1)?;
+            be.col2im3x3(self.geom(samples), Ten(col, 0), 0.0, gx)?;
         }
         Ok(())
     }
@@ -181,7 +157,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
             self.conv(be, samples, rx, Ten(theta, self.w_off), 1.0, (col, &mut ry))?;
         }
         let rows = samples * self.h * self.w;
-        be.bias_act(None, rows, self.cout, v.0, v.1 + self.b_off, ry.0, ry.1)
+        be.bias_act(None, rows, self.cout, Ten(v.0, v.1 + self.b_off), ry)
     }
 
     /// R{∂L/∂W} += R{gy}ᵀ col(x) + gyᵀ col(R{x}), R{∂L/∂b} += Σ R{gy} (into `hv`);
@@ -200,33 +176,27 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
             rows,
             self.cout,
             1.0,
-            rgy.0,
-            rgy.1,
+            rgy,
             1.0,
-            hv.0,
-            hv.1 + self.b_off,
+            TenMut(hv.0, hv.1 + self.b_off),
         )?;
         if let Some(rgx) = p.rgx {
             let (k, c) = (self.k(), self.cout);
             be.gemm(
-                false, false, rows, k, c, 1.0, rgy.0, rgy.1, theta, self.w_off, 0.0, col, 0,
+                Mat::new(rgy.0, rgy.1, rows, c),
+                Mat::new(theta, self.w_off, c, k),
+                MatMut::new(col, 0, rows, k),
+                1.0,
+                0.0,
             )?;
             be.gemm(
-                false,
-                false,
-                rows,
-                k,
-                c,
+                Mat::new(gy.0, gy.1, rows, c),
+                Mat::new(v.0, v.1 + self.w_off, c, k),
+                MatMut::new(col, 0, rows, k),
                 1.0,
-                gy.0,
-                gy.1,
-                v.0,
-                v.1 + self.w_off,
                 1.0,
-                col,
-                0,
             )?;
-            be.col2im3x3(self.geom(samples), col, 0, 0.0, rgx.0, rgx.1)?;
+            be.col2im3x3(self.geom(samples), Ten(col, 0), 0.0, rgx)?;
         }
         Ok(())
     }

@@ -40,13 +40,10 @@ impl Embed {
     ) -> Result<()> {
         be.embed(
             self.geom(rows),
-            ids.0,
-            ids.1,
-            table.0,
-            table.1 + self.tok_off,
+            ids,
+            Ten(table.0, table.1 + self.tok_off),
             table.1 + self.pos_off,
-            y.0,
-            y.1,
+            y,
         )
     }
     /// ∂L/∂E += scatter of gy by token id (a gather over `index`, the chunk's
@@ -68,20 +65,16 @@ impl Embed {
             self.vocab,
             index.0,
             index.1,
-            gy.0,
-            gy.1,
-            grad.0,
-            grad.1 + self.tok_off,
+            gy,
+            TenMut(grad.0, grad.1 + self.tok_off),
         )?;
         be.col_sum(
             rows,
             self.out_width(),
             1.0,
-            gy.0,
-            gy.1,
+            gy,
             1.0,
-            grad.0,
-            grad.1 + self.pos_off,
+            TenMut(grad.0, grad.1 + self.pos_off),
         )
     }
 }

@@ -33,26 +33,26 @@ impl<B: Backend> OpRule<B> for Flatten {
     /// y = NCHW order of x.
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
         let (x, y) = (buf(p.x)?, got(p.y_out, "output")?);
-        p.be.transpose_batch(p.rows, self.hw, self.c, x.0, x.1, y.0, y.1)
+        p.be.transpose_batch(p.rows, self.hw, self.c, x, y)
     }
     /// gx = NHWC order of gy.
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
         if let Some(gx) = p.gx {
             let gy = got(p.gy, "∂L/∂y")?;
-            p.be.transpose_batch(p.rows, self.c, self.hw, gy.0, gy.1, gx.0, gx.1)?;
+            p.be.transpose_batch(p.rows, self.c, self.hw, gy, gx)?;
         }
         Ok(())
     }
     /// R{y} = NCHW order of R{x}.
     fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
         let (rx, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
-        p.be.transpose_batch(p.rows, self.hw, self.c, rx.0, rx.1, ry.0, ry.1)
+        p.be.transpose_batch(p.rows, self.hw, self.c, rx, ry)
     }
     /// R{gx} = NHWC order of R{gy}.
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
         if let Some(rgx) = p.rgx {
             let rgy = got(p.rgy, "R{∂L/∂y}")?;
-            p.be.transpose_batch(p.rows, self.c, self.hw, rgy.0, rgy.1, rgx.0, rgx.1)?;
+            p.be.transpose_batch(p.rows, self.c, self.hw, rgy, rgx)?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 use super::{Layer, OpRule, Pass, Shape, buf, got, need};
 use crate::backend::{Backend, Ln};
+use crate::backend::{Dual, Ten, TenMut, ThetaV};
 use crate::error::Result;
 
 /// LayerNorm at each of `seq` positions of `width`: γ at `g_off`, β at `b_off` in θ.
@@ -49,7 +50,7 @@ impl Layer for LayerNorm {
 impl<B: Backend> OpRule<B> for LayerNorm {
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
         let (x, y) = (buf(p.x)?, got(p.y_out, "output")?);
-        p.be.layer_norm(self.ln(p.rows), x.0, x.1, p.theta, y.0, y.1)
+        p.be.layer_norm(self.ln(p.rows), x, p.theta, y)
     }
     /// gx (overwritten); ∂L/∂γ += Σ gy ⊙ x̂, ∂L/∂β += Σ gy into `grad` when given.
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
@@ -57,10 +58,17 @@ impl<B: Backend> OpRule<B> for LayerNorm {
         let (x, gy) = (buf(p.x)?, got(p.gy, "∂L/∂y")?);
         let (gx, prod) = (need(p.gx)?, got(p.scratch, "scratch")?);
         let l = self.ln(p.rows);
-        be.layer_norm_vjp(l, x.0, x.1, theta, gy.0, gy.1, gx.0, gx.1, prod, 0)?;
+        be.layer_norm_vjp(l, x, theta, gy, gx, TenMut(prod, 0))?;
         if let Some(g) = p.grad {
-            be.col_sum(l.rows, l.width, 1.0, prod, 0, 1.0, g.0, g.1 + self.g_off)?;
-            be.col_sum(l.rows, l.width, 1.0, gy.0, gy.1, 1.0, g.0, g.1 + self.b_off)?;
+            be.col_sum(
+                l.rows,
+                l.width,
+                1.0,
+                Ten(prod, 0),
+                1.0,
+                TenMut(g.0, g.1 + self.g_off),
+            )?;
+            be.col_sum(l.rows, l.width, 1.0, gy, 1.0, TenMut(g.0, g.1 + self.b_off))?;
         }
         Ok(())
     }
@@ -69,15 +77,9 @@ impl<B: Backend> OpRule<B> for LayerNorm {
         let (v, ry) = (got(p.v, "direction")?, got(p.ry, "R{y}")?);
         p.be.layer_norm_jvp(
             self.ln(p.rows),
-            x.0,
-            x.1,
-            rx.0,
-            rx.1,
-            p.theta,
-            v.0,
-            v.1,
-            ry.0,
-            ry.1,
+            Dual { val: x, r: rx },
+            ThetaV { theta: p.theta, v },
+            ry,
         )
     }
     /// R{gx} (overwritten); R{∂L/∂γ}, R{∂L/∂β} into `hv`.
@@ -93,19 +95,28 @@ impl<B: Backend> OpRule<B> for LayerNorm {
         let prod = got(p.scratch, "scratch")?;
         let l = self.ln(p.rows);
         be.layer_norm_rvjp(
-            l, x.0, x.1, rx.0, rx.1, theta, v.0, v.1, gy.0, gy.1, rgy.0, rgy.1, rgx.0, rgx.1, prod,
-            0,
+            l,
+            Dual { val: x, r: rx },
+            ThetaV { theta, v },
+            Dual { val: gy, r: rgy },
+            rgx,
+            TenMut(prod, 0),
         )?;
-        be.col_sum(l.rows, l.width, 1.0, prod, 0, 1.0, hv.0, hv.1 + self.g_off)?;
         be.col_sum(
             l.rows,
             l.width,
             1.0,
-            rgy.0,
-            rgy.1,
+            Ten(prod, 0),
             1.0,
-            hv.0,
-            hv.1 + self.b_off,
+            TenMut(hv.0, hv.1 + self.g_off),
+        )?;
+        be.col_sum(
+            l.rows,
+            l.width,
+            1.0,
+            rgy,
+            1.0,
+            TenMut(hv.0, hv.1 + self.b_off),
         )
     }
 }

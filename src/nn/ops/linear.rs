@@ -4,7 +4,7 @@
 //! rows × seq rows of `fan_in`.
 
 use super::{Block, DataForm, Input, Layer, OpRule, Pass, Shape, Ten, TenMut, got};
-use crate::backend::{Backend, Batch};
+use crate::backend::{Backend, Batch, InputRows, Mat, MatMut};
 use crate::error::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,23 +42,19 @@ impl Linear {
         y: &mut TenMut<B>,
     ) -> Result<()> {
         match x {
-            Input::Data(d, r0) => {
-                be.input_gemm_nt(d, *r0, rows, self.fan_out, 1.0, m.0, m.1, beta, y.0, y.1)
-            }
-            Input::Buf(Ten(xb, xo)) => be.gemm(
-                false,
-                true,
-                rows,
-                self.fan_out,
-                self.fan_in,
+            Input::Data(d, r0) => be.input_gemm_nt(
+                InputRows::new(*d, *r0),
+                Mat::new(m.0, m.1, self.fan_out, self.fan_in),
+                MatMut::new(y.0, y.1, rows, self.fan_out),
                 1.0,
-                xb,
-                *xo,
-                m.0,
-                m.1,
                 beta,
-                y.0,
-                y.1,
+            ),
+            Input::Buf(Ten(xb, xo)) => be.gemm(
+                Mat::new(*xb, *xo, rows, self.fan_in),
+                Mat::new(m.0, m.1, self.fan_out, self.fan_in).t(),
+                MatMut::new(y.0, y.1, rows, self.fan_out),
+                1.0,
+                beta,
             ),
         }
     }
@@ -74,23 +70,19 @@ impl Linear {
     ) -> Result<()> {
         let w = out.1 + self.w_off;
         match x {
-            Input::Data(d, r0) => {
-                be.input_gemm_tn(g.0, g.1, d, *r0, rows, self.fan_out, 1.0, 1.0, out.0, w)
-            }
+            Input::Data(d, r0) => be.input_gemm_tn(
+                Mat::new(g.0, g.1, rows, self.fan_out),
+                InputRows::new(*d, *r0),
+                MatMut::new(out.0, w, self.fan_out, self.fan_in),
+                1.0,
+                1.0,
+            ),
             Input::Buf(Ten(xb, xo)) => be.gemm(
-                true,
-                false,
-                self.fan_out,
-                self.fan_in,
-                rows,
+                Mat::new(g.0, g.1, rows, self.fan_out).t(),
+                Mat::new(*xb, *xo, rows, self.fan_in),
+                MatMut::new(out.0, w, self.fan_out, self.fan_in),
                 1.0,
-                g.0,
-                g.1,
-                xb,
-                *xo,
                 1.0,
-                out.0,
-                w,
             ),
         }
     }
@@ -117,7 +109,7 @@ impl<B: Backend> OpRule<B> for Linear {
         let x = got(p.x, "input")?;
         let mut y = got(p.y_out, "output")?;
         self.x_bt(be, rows, &x, Ten(theta, self.w_off), 0.0, &mut y)?;
-        be.bias_act(None, rows, self.fan_out, theta, self.b_off, y.0, y.1)
+        be.bias_act(None, rows, self.fan_out, Ten(theta, self.b_off), y)
     }
 
     /// ∂L/∂W += gyᵀ x, ∂L/∂b += Σ_rows gy (into `grad`, θ's layout, when given);
@@ -131,28 +123,18 @@ impl<B: Backend> OpRule<B> for Linear {
                 rows,
                 self.fan_out,
                 1.0,
-                gy.0,
-                gy.1,
+                gy,
                 1.0,
-                g.0,
-                g.1 + self.b_off,
+                TenMut(g.0, g.1 + self.b_off),
             )?;
         }
         if let Some(gx) = p.gx {
             be.gemm(
-                false,
-                false,
-                rows,
-                self.fan_in,
-                self.fan_out,
+                Mat::new(gy.0, gy.1, rows, self.fan_out),
+                Mat::new(theta, self.w_off, self.fan_out, self.fan_in),
+                MatMut::new(gx.0, gx.1, rows, self.fan_in),
                 1.0,
-                gy.0,
-                gy.1,
-                theta,
-                self.w_off,
                 0.0,
-                gx.0,
-                gx.1,
             )?;
         }
         Ok(())
@@ -168,7 +150,7 @@ impl<B: Backend> OpRule<B> for Linear {
             let w = Ten(theta, self.w_off);
             self.x_bt(be, rows, &Input::Buf(rx), w, 1.0, &mut ry)?;
         }
-        be.bias_act(None, rows, self.fan_out, v.0, v.1 + self.b_off, ry.0, ry.1)
+        be.bias_act(None, rows, self.fan_out, Ten(v.0, v.1 + self.b_off), ry)
     }
 
     /// R{∂L/∂W} += R{gy}ᵀ x + gyᵀ R{x}, R{∂L/∂b} += Σ_rows R{gy} (into `hv`);
@@ -186,31 +168,25 @@ impl<B: Backend> OpRule<B> for Linear {
             rows,
             self.fan_out,
             1.0,
-            rgy.0,
-            rgy.1,
+            rgy,
             1.0,
-            hv.0,
-            hv.1 + self.b_off,
+            TenMut(hv.0, hv.1 + self.b_off),
         )?;
         if let Some(rgx) = p.rgx {
             let (m, k, n) = (rows, self.fan_out, self.fan_in);
             be.gemm(
-                false, false, m, n, k, 1.0, rgy.0, rgy.1, theta, self.w_off, 0.0, rgx.0, rgx.1,
+                Mat::new(rgy.0, rgy.1, m, k),
+                Mat::new(theta, self.w_off, k, n),
+                MatMut::new(rgx.0, rgx.1, m, n),
+                1.0,
+                0.0,
             )?;
             be.gemm(
-                false,
-                false,
-                m,
-                n,
-                k,
+                Mat::new(gy.0, gy.1, m, k),
+                Mat::new(v.0, v.1 + self.w_off, k, n),
+                MatMut::new(rgx.0, rgx.1, m, n),
                 1.0,
-                gy.0,
-                gy.1,
-                v.0,
-                v.1 + self.w_off,
                 1.0,
-                rgx.0,
-                rgx.1,
             )?;
         }
         Ok(())
@@ -232,25 +208,42 @@ impl<B: Backend> OpRule<B> for Linear {
             Input::Data(d, r0) => {
                 let each = Batch::new(nb, 0, vs, sy);
                 let vo = v.1 + self.w_off;
-                be.input_gemm_nt_batched(d, *r0, r, fo, 1.0, v.0, vo, 0.0, ry.0, ry.1, each)?;
+                be.input_gemm_nt_batched(
+                    InputRows::new(*d, *r0),
+                    Mat::new(v.0, vo, fo, fi),
+                    MatMut::new(ry.0, ry.1, r, fo),
+                    1.0,
+                    0.0,
+                    each,
+                )?;
             }
             Input::Buf(Ten(xb, xo)) => {
                 let each = Batch::new(nb, 0, vs, sy);
                 let vo = v.1 + self.w_off;
                 be.gemm_batched(
-                    false, true, r, fo, fi, 1.0, xb, *xo, v.0, vo, 0.0, ry.0, ry.1, each,
+                    Mat::new(*xb, *xo, r, fi),
+                    Mat::new(v.0, vo, fo, fi).t(),
+                    MatMut::new(ry.0, ry.1, r, fo),
+                    1.0,
+                    0.0,
+                    each,
                 )?;
             }
         }
         if let Some(rx) = p.rx {
             let each = Batch::new(nb, sx, 0, sy);
             be.gemm_batched(
-                false, true, r, fo, fi, 1.0, rx.0, rx.1, theta, self.w_off, 1.0, ry.0, ry.1, each,
+                Mat::new(rx.0, rx.1, r, fi),
+                Mat::new(theta, self.w_off, fo, fi).t(),
+                MatMut::new(ry.0, ry.1, r, fo),
+                1.0,
+                1.0,
+                each,
             )?;
         }
         for i in 0..nb {
             let bo = v.1 + i * vs + self.b_off;
-            be.bias_act(None, r, fo, v.0, bo, ry.0, ry.1 + i * sy)?;
+            be.bias_act(None, r, fo, Ten(v.0, bo), TenMut(ry.0, ry.1 + i * sy))?;
         }
         Ok(())
     }
@@ -271,35 +264,61 @@ impl<B: Backend> OpRule<B> for Linear {
         match &x {
             Input::Data(d, r0) => {
                 let each = Batch::new(nb, sy, 0, vs);
-                be.input_gemm_tn_batched(rgy.0, rgy.1, d, *r0, r, fo, 1.0, 1.0, hv.0, hw, each)?;
+                be.input_gemm_tn_batched(
+                    Mat::new(rgy.0, rgy.1, r, fo),
+                    InputRows::new(*d, *r0),
+                    MatMut::new(hv.0, hw, fo, fi),
+                    1.0,
+                    1.0,
+                    each,
+                )?;
             }
             Input::Buf(Ten(xb, xo)) => {
                 let each = Batch::new(nb, sy, 0, vs);
                 be.gemm_batched(
-                    true, false, fo, fi, r, 1.0, rgy.0, rgy.1, xb, *xo, 1.0, hv.0, hw, each,
+                    Mat::new(rgy.0, rgy.1, r, fo).t(),
+                    Mat::new(*xb, *xo, r, fi),
+                    MatMut::new(hv.0, hw, fo, fi),
+                    1.0,
+                    1.0,
+                    each,
                 )?;
             }
         }
         if let Some(rx) = p.rx {
             let each = Batch::new(nb, 0, sx, vs);
             be.gemm_batched(
-                true, false, fo, fi, r, 1.0, gy.0, gy.1, rx.0, rx.1, 1.0, hv.0, hw, each,
+                Mat::new(gy.0, gy.1, r, fo).t(),
+                Mat::new(rx.0, rx.1, r, fi),
+                MatMut::new(hv.0, hw, fo, fi),
+                1.0,
+                1.0,
+                each,
             )?;
         }
         for i in 0..nb {
             let (go, ho) = (rgy.1 + i * sy, hv.1 + i * vs + self.b_off);
-            be.col_sum(r, fo, 1.0, rgy.0, go, 1.0, hv.0, ho)?;
+            be.col_sum(r, fo, 1.0, Ten(rgy.0, go), 1.0, TenMut(hv.0, ho))?;
         }
         if let Some(rgx) = p.rgx {
             let by_w = Batch::new(nb, sy, 0, sx);
             be.gemm_batched(
-                false, false, r, fi, fo, 1.0, rgy.0, rgy.1, theta, self.w_off, 0.0, rgx.0, rgx.1,
+                Mat::new(rgy.0, rgy.1, r, fo),
+                Mat::new(theta, self.w_off, fo, fi),
+                MatMut::new(rgx.0, rgx.1, r, fi),
+                1.0,
+                0.0,
                 by_w,
             )?;
             let by_v = Batch::new(nb, 0, vs, sx);
             let vo = v.1 + self.w_off;
             be.gemm_batched(
-                false, false, r, fi, fo, 1.0, gy.0, gy.1, v.0, vo, 1.0, rgx.0, rgx.1, by_v,
+                Mat::new(gy.0, gy.1, r, fo),
+                Mat::new(v.0, vo, fo, fi),
+                MatMut::new(rgx.0, rgx.1, r, fi),
+                1.0,
+                1.0,
+                by_v,
             )?;
         }
         Ok(())

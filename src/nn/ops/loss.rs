@@ -2,6 +2,7 @@
 //! cross-entropy per sample, averaged over the n samples of the data set (`scale` = 1/n).
 
 use super::{Ten, TenMut};
+use crate::backend::LossBlock;
 use crate::backend::{Backend, LossKind};
 use crate::error::Result;
 
@@ -27,16 +28,15 @@ impl Loss {
         stats: &mut B::Buf,
     ) -> Result<()> {
         be.loss_grad(
-            self.kind,
-            rows,
-            self.classes,
-            f.0,
-            f.1,
-            target.0,
-            target.1,
-            self.scale,
-            g.0,
-            g.1,
+            LossBlock {
+                kind: self.kind,
+                rows,
+                cols: self.classes,
+                scale: self.scale,
+            },
+            f,
+            target,
+            g,
             stats,
         )
     }
@@ -50,16 +50,15 @@ impl Loss {
         rg: TenMut<B>,
     ) -> Result<()> {
         be.loss_hess_mul(
-            self.kind,
-            rows,
-            self.classes,
-            f.0,
-            f.1,
-            rf.0,
-            rf.1,
-            self.scale,
-            rg.0,
-            rg.1,
+            LossBlock {
+                kind: self.kind,
+                rows,
+                cols: self.classes,
+                scale: self.scale,
+            },
+            f,
+            rf,
+            rg,
         )
     }
 }

@@ -32,7 +32,7 @@ impl MeanPool {
         y: TenMut<B>,
     ) -> Result<()> {
         let g = self.geom(rows);
-        be.seq_mean(g, self.masked, ids.0, ids.1, x.0, x.1, y.0, y.1)
+        be.seq_mean(g, self.masked, ids, x, y)
     }
     /// gx = the mean's adjoint of gy (also the R-backward, on R{gy}).
     fn adjoint<B: Backend>(
@@ -44,7 +44,7 @@ impl MeanPool {
         gx: TenMut<B>,
     ) -> Result<()> {
         let g = self.geom(rows);
-        be.seq_mean_adjoint(g, self.masked, ids.0, ids.1, gy.0, gy.1, gx.0, gx.1)
+        be.seq_mean_adjoint(g, self.masked, ids, gy, gx)
     }
 }
 

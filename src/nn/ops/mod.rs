@@ -47,25 +47,8 @@ pub use pool::MaxPool2;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 
-/// A read-only tensor: a buffer and the element offset where it starts.
-pub struct Ten<'a, B: Backend>(pub &'a B::Buf, pub usize);
-
-impl<B: Backend> Clone for Ten<'_, B> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<B: Backend> Copy for Ten<'_, B> {}
-
-/// A written tensor: a buffer and the element offset where it starts.
-pub struct TenMut<'a, B: Backend>(pub &'a mut B::Buf, pub usize);
-
-impl<'a, B: Backend> TenMut<'a, B> {
-    /// Reborrow (to pass the same output to several calls).
-    pub fn re(&mut self) -> TenMut<'_, B> {
-        TenMut(self.0, self.1)
-    }
-}
+/// Tensor views (a buffer and an element offset), the backend's own.
+pub use crate::backend::view::{Ten, TenMut};
 
 /// The input of a layer: an activation buffer, or the data set itself (the first layer; the CPU
 /// backend multiplies by MNIST in its sparse form, [`crate::backend::input`]).

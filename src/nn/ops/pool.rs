@@ -50,14 +50,14 @@ impl<B: Backend> OpRule<B> for MaxPool2 {
         let x = buf(p.x)?;
         let (y, idx) = (got(p.y_out, "output")?, got(p.aux_out, "arg-max")?);
         let g = self.geom(p.rows);
-        p.be.maxpool2(g, x.0, x.1, y.0, y.1, idx.0, idx.1)
+        p.be.maxpool2(g, x, y, idx)
     }
     /// gx = gy at the arg-max, zero elsewhere.
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
         if let Some(gx) = p.gx {
             let (idx, gy) = (got(p.aux, "arg-max")?, got(p.gy, "∂L/∂y")?);
             let g = self.geom(p.rows);
-            p.be.pool2_scatter(g, idx.0, idx.1, gy.0, gy.1, gx.0, gx.1)?;
+            p.be.pool2_scatter(g, idx, gy, gx)?;
         }
         Ok(())
     }
@@ -66,14 +66,14 @@ impl<B: Backend> OpRule<B> for MaxPool2 {
         let (idx, rx) = (got(p.aux, "arg-max")?, need(p.rx)?);
         let ry = got(p.ry, "R{y}")?;
         let g = self.geom(p.rows);
-        p.be.pool2_gather(g, idx.0, idx.1, rx.0, rx.1, ry.0, ry.1)
+        p.be.pool2_gather(g, idx, rx, ry)
     }
     /// R{gx}: the VJP applied to R{gy} (no second-order term).
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
         if let Some(rgx) = p.rgx {
             let (idx, rgy) = (got(p.aux, "arg-max")?, got(p.rgy, "R{∂L/∂y}")?);
             let g = self.geom(p.rows);
-            p.be.pool2_scatter(g, idx.0, idx.1, rgy.0, rgy.1, rgx.0, rgx.1)?;
+            p.be.pool2_scatter(g, idx, rgy, rgx)?;
         }
         Ok(())
     }

@@ -84,8 +84,15 @@ fn sparse_products_match_dense_f64() {
                 for threads in [1, 3] {
                     let prior: Vec<f64> = (0..c * n).map(|i| i as f64 * 0.01).collect();
                     let mut out = prior.clone();
-                    inp.gemm_nt(r0, c, n, alpha, &b, beta, &mut out, threads, unused)
-                        .unwrap();
+                    inp.gemm_nt(
+                        r0,
+                        Gemm::input_nt(c, n, cols, alpha, beta),
+                        &b,
+                        &mut out,
+                        threads,
+                        unused,
+                    )
+                    .unwrap();
                     for i in 0..c * n {
                         let want = alpha * want_nt[i] + beta * prior[i];
                         assert!(
@@ -96,8 +103,15 @@ fn sparse_products_match_dense_f64() {
                     }
                     let prior: Vec<f64> = (0..n * cols).map(|i| i as f64 * 0.01).collect();
                     let mut out = prior.clone();
-                    inp.gemm_tn(&g, r0, c, n, alpha, beta, &mut out, threads, unused)
-                        .unwrap();
+                    inp.gemm_tn(
+                        &g,
+                        r0,
+                        Gemm::input_tn(c, n, cols, alpha, beta),
+                        &mut out,
+                        threads,
+                        unused,
+                    )
+                    .unwrap();
                     for i in 0..n * cols {
                         let want = alpha * want_tn[i] + beta * prior[i];
                         assert!(
@@ -127,10 +141,24 @@ fn sparse_products_f32_close_and_thread_independent() {
     let want = dense_nt(&x, 100, 150, cols, n, &b);
     let mut one = vec![0.0f32; 150 * n];
     let mut two = vec![0.0f32; 150 * n];
-    inp.gemm_nt(100, 150, n, 1.0, &b32, 0.0, &mut one, 1, unused)
-        .unwrap();
-    inp.gemm_nt(100, 150, n, 1.0, &b32, 0.0, &mut two, 2, unused)
-        .unwrap();
+    inp.gemm_nt(
+        100,
+        Gemm::input_nt(150, n, cols, 1.0, 0.0),
+        &b32,
+        &mut one,
+        1,
+        unused,
+    )
+    .unwrap();
+    inp.gemm_nt(
+        100,
+        Gemm::input_nt(150, n, cols, 1.0, 0.0),
+        &b32,
+        &mut two,
+        2,
+        unused,
+    )
+    .unwrap();
     assert_eq!(one, two);
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     for (a, w) in one.iter().zip(&want) {
@@ -141,10 +169,24 @@ fn sparse_products_f32_close_and_thread_independent() {
     let want = dense_tn(&x, 100, 150, cols, n, &g64);
     let mut one = vec![0.0f32; n * cols];
     let mut two = vec![0.0f32; n * cols];
-    inp.gemm_tn(&g, 100, 150, n, 1.0, 0.0, &mut one, 1, unused)
-        .unwrap();
-    inp.gemm_tn(&g, 100, 150, n, 1.0, 0.0, &mut two, 2, unused)
-        .unwrap();
+    inp.gemm_tn(
+        &g,
+        100,
+        Gemm::input_tn(150, n, cols, 1.0, 0.0),
+        &mut one,
+        1,
+        unused,
+    )
+    .unwrap();
+    inp.gemm_tn(
+        &g,
+        100,
+        Gemm::input_tn(150, n, cols, 1.0, 0.0),
+        &mut two,
+        2,
+        unused,
+    )
+    .unwrap();
     assert_eq!(one, two);
     let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
     for (a, w) in one.iter().zip(&want) {
@@ -177,11 +219,25 @@ fn dense_data_stays_dense_and_shapes_are_checked() {
     let mut out = vec![0.0; 5 * 4];
     let b = vec![0.0; 4 * 30];
     assert!(
-        inp.gemm_nt(38, 5, 4, 1.0, &b, 0.0, &mut out, 1, unused)
-            .is_err()
+        inp.gemm_nt(
+            38,
+            Gemm::input_nt(5, 4, 30, 1.0, 0.0),
+            &b,
+            &mut out,
+            1,
+            unused
+        )
+        .is_err()
     );
     assert!(
-        inp.gemm_nt(0, 5, 4, 1.0, &b[1..], 0.0, &mut out, 1, unused)
-            .is_err()
+        inp.gemm_nt(
+            0,
+            Gemm::input_nt(5, 4, 30, 1.0, 0.0),
+            &b[1..],
+            &mut out,
+            1,
+            unused
+        )
+        .is_err()
     );
 }

@@ -70,14 +70,28 @@ fn print_times() {
         let reps = 20;
         let t = std::time::Instant::now();
         for _ in 0..reps {
-            inp.gemm_nt(0, rows, n, 1.0, &b, 0.0, &mut o1, 1, dense_nt)
-                .unwrap();
+            inp.gemm_nt(
+                0,
+                Gemm::input_nt(rows, n, cols, 1.0, 0.0),
+                &b,
+                &mut o1,
+                1,
+                dense_nt,
+            )
+            .unwrap();
         }
         let nt = t.elapsed().as_secs_f64() / reps as f64;
         let t = std::time::Instant::now();
         for _ in 0..reps {
-            inp.gemm_tn(&g, 0, rows, n, 1.0, 0.0, &mut o2, 1, dense_tn)
-                .unwrap();
+            inp.gemm_tn(
+                &g,
+                0,
+                Gemm::input_tn(rows, n, cols, 1.0, 0.0),
+                &mut o2,
+                1,
+                dense_tn,
+            )
+            .unwrap();
         }
         let tn = t.elapsed().as_secs_f64() / reps as f64;
         println!("{name}: X·Bᵀ {:.2} ms, Gᵀ·X {:.2} ms", nt * 1e3, tn * 1e3);
