@@ -58,6 +58,9 @@ pub struct SpectrumReport {
     pub lambda_min_converged: bool,
     /// HVPs spent on λ_min (not counted in `hvps`).
     pub lambda_min_hvps: usize,
+    /// The kinks θ sits on over the data (ReLU inputs exactly 0, tied max-pool windows; with
+    /// λ_min, [`spectrum_with`]; None when not asked).
+    pub kinks: Option<crate::nn::ops::Kinks>,
     /// Settings a weights file did not state and were taken at their defaults (set by the caller
     /// that loaded the file: key, value, the option that sets it).
     pub assumed: Vec<crate::nn::weights::Assumed>,
@@ -121,8 +124,9 @@ pub fn spectrum<B: Backend + Clone>(
     spectrum_with(backend, spec, theta, data, (loss, false), opts, progress)
 }
 
-/// [`spectrum`], and with `lambda_min` also λ_min (a top-1 solve on −H, its HVPs counted apart):
-/// when λ_min is negative and larger in magnitude than λ_k the report's warnings say so
+/// [`spectrum`], and with `lambda_min` also the caveats: λ_min (a top-1 solve on −H, its HVPs
+/// counted apart) and whether θ sits on a kink ([`Engine::count_kinks`], a warning naming the
+/// counts and the conventions taken there). When λ_min is negative and larger in magnitude than λ_k the report's warnings say so
 /// ([`crate::hessian::caveats::negative_dominance`]; issue 31 case 13: the paper orders the
 /// eigenvalues algebraically, a solver by magnitude would have returned λ_min among the top k).
 pub fn spectrum_with<B: Backend + Clone>(
@@ -168,7 +172,7 @@ pub fn spectrum_with<B: Backend + Clone>(
         )));
     }
     let mut warnings = eig.warnings;
-    let (lambda_min, lambda_min_converged, lambda_min_hvps) = if with_lambda_min {
+    let (lambda_min, lambda_min_converged, lambda_min_hvps, kinks) = if with_lambda_min {
         let (l, ok, n) = lambda_min(
             &backend,
             &mut engine,
@@ -178,9 +182,13 @@ pub fn spectrum_with<B: Backend + Clone>(
         if let Some(w) = crate::hessian::caveats::negative_dominance(&eig.values, l) {
             warnings.push(w);
         }
-        (Some(l), ok, n)
+        let k = engine.count_kinks()?;
+        if let Some(w) = crate::hessian::caveats::on_kinks(k.relu_zeros, k.pool_ties) {
+            warnings.push(w);
+        }
+        (Some(l), ok, n, Some(k))
     } else {
-        (None, false, 0)
+        (None, false, 0, None)
     };
     Ok(SpectrumReport {
         loss: eval.loss,
@@ -208,6 +216,7 @@ pub fn spectrum_with<B: Backend + Clone>(
         lambda_min,
         lambda_min_converged,
         lambda_min_hvps,
+        kinks,
         assumed: Vec::new(),
     })
 }

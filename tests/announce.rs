@@ -192,3 +192,81 @@ fn the_spectrums_caveats() {
             .contains("3 ReLU input(s) exactly 0")
     );
 }
+
+/// Case 13's last part: when θ sits on a kink the spectrum says so. ReLU inputs exactly 0 and
+/// max-pool windows whose non-zero maximum is tied are counted by the ops (`Layer::kinks`) and over
+/// the data by the engine (`Engine::count_kinks`); a window of zeros behind a ReLU is no kink.
+#[test]
+fn kinks_are_counted_where_theta_sits_on_them() {
+    use subspace_lab::backend::{Backend, LossKind};
+    use subspace_lab::backend::cpu::CpuBackend;
+    use subspace_lab::data::dataset::Dataset;
+    use subspace_lab::nn::Engine;
+    use subspace_lab::nn::mlp::MlpSpec;
+    use subspace_lab::nn::ops::{Act, Layer, MaxPool2};
+    let relu = Act {
+        act: Activation::Relu,
+        width: 4,
+    };
+    assert_eq!(relu.kinks(&[0.0, -1.0, 2.0, 0.0]).relu_zeros, 2);
+    let tanh = Act {
+        act: Activation::Tanh,
+        width: 4,
+    };
+    assert!(!tanh.has_kinks() && !tanh.kinks(&[0.0; 4]).any());
+    // One channel, 2×4: windows [3, 3 | 1, 0] (a tie of 3), [0, 0 | 0, 0] (zeros: no kink).
+    let pool = MaxPool2 { h: 2, w: 4, c: 1 };
+    assert_eq!(
+        pool.kinks(&[3.0, 3.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+            .pool_ties,
+        1
+    );
+    // Two channels, NHWC: channel 0 tied (5, 5), channel 1 not (1, 2).
+    let pool = MaxPool2 { h: 2, w: 2, c: 2 };
+    assert_eq!(
+        pool.kinks(&[5.0, 1.0, 5.0, 2.0, 0.0, 0.0, -1.0, 0.0])
+            .pool_ties,
+        1
+    );
+    // A ReLU network whose first layer is zero: every hidden pre-activation is exactly 0.
+    let spec: ModelSpec = MlpSpec::new(vec![3, 5, 2], Activation::Relu)
+        .unwrap()
+        .into();
+    let mut theta = spec.init(1);
+    let first = 3 * 5 + 5;
+    theta[..first].iter_mut().for_each(|x| *x = 0.0);
+    let n = 7;
+    let x: Vec<f64> = (0..n * 3).map(|i| (i as f64 * 0.37).sin()).collect();
+    let y: Vec<u8> = (0..n).map(|i| (i % 2) as u8).collect();
+    let data = Dataset::new(3, 2, x, y).unwrap();
+    let mut e = Engine::new(
+        CpuBackend::<f64>::new(),
+        spec.clone(),
+        LossKind::Mse,
+        &data,
+        3,
+    )
+    .unwrap();
+    e.set_params_host(&theta).unwrap();
+    let k = e.count_kinks().unwrap();
+    assert_eq!((k.relu_zeros, k.pool_ties), (n * 5, 0));
+    let w = caveats::on_kinks(k.relu_zeros, k.pool_ties).unwrap();
+    assert!(w.contains("35 ReLU input(s) exactly 0"), "{w}");
+    // Counting changes nothing: an HVP after it equals one before it, bit for bit (a generic θ,
+    // chunks of 3 of the 7 samples, so values are recomputed).
+    let theta = spec.init(2);
+    e.set_params_host(&theta).unwrap();
+    let be = CpuBackend::<f64>::new();
+    let p = e.num_params();
+    let v = be
+        .upload(&(0..p).map(|i| (i as f64 * 0.11).cos()).collect::<Vec<_>>())
+        .unwrap();
+    let mut h1 = be.zeros(p).unwrap();
+    let mut h2 = be.zeros(p).unwrap();
+    e.hvp(&v, 0, &mut h1, 0).unwrap();
+    // A generic θ sits on no kink.
+    assert!(!e.count_kinks().unwrap().any());
+    e.hvp(&v, 0, &mut h2, 0).unwrap();
+    let (h1, h2) = (be.download(&h1).unwrap(), be.download(&h2).unwrap());
+    assert!(h1.iter().zip(&h2).all(|(a, b)| a.to_bits() == b.to_bits()));
+}

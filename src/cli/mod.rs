@@ -468,9 +468,10 @@ struct SpectrumArgs {
     /// Samples per chunk of the HVP (0: the backend's default, 1000 on the CPU, all on a GPU).
     #[arg(long, default_value_t = 0)]
     chunk: usize,
-    /// Skip the smallest eigenvalue λ_min (a top-1 solve on −H, printed with its own HVP count;
-    /// when it is negative and larger in magnitude than λ_k a warning says so: the top k are the
-    /// algebraically largest, as the paper orders them, not the largest in magnitude).
+    /// Skip the caveats: the smallest eigenvalue λ_min (a top-1 solve on −H, printed with its own
+    /// HVP count; when it is negative and larger in magnitude than λ_k a warning says so: the top k
+    /// are the algebraically largest, as the paper orders them, not the largest in magnitude) and
+    /// the count of kinks θ sits on (ReLU inputs exactly 0, tied max-pool windows: a warning).
     #[arg(long)]
     no_lambda_min: bool,
     /// Print one JSON object instead of the table.

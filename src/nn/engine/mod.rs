@@ -21,7 +21,7 @@ mod passes;
 use super::graph::Graph;
 use super::model::ModelSpec;
 use super::ops::loss::Loss;
-use super::ops::{Ten, TenMut, need};
+use super::ops::{Kinks, Ten, TenMut, need};
 use crate::backend::{Backend, LossKind};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
@@ -69,6 +69,8 @@ pub struct Engine<B: Backend> {
     /// The most directions stacked into one R-pass (the backend's preference by default).
     max_block: usize,
     hvps: usize,
+    /// Kinks counted by the forward pass while [`Engine::count_kinks`] runs (None otherwise).
+    probe: Option<Kinks>,
 }
 
 impl<B: Backend + Clone> Engine<B> {
@@ -188,6 +190,7 @@ impl<B: Backend + Clone> Engine<B> {
             deferred: false,
             max_block,
             hvps: 0,
+            probe: None,
         })
     }
 
@@ -244,7 +247,7 @@ impl<B: Backend + Clone> Engine<B> {
     }
 
     /// Parameters set: settled, or deferred (∇L and HVPs are ready either way).
-    fn ready(&self) -> Result<()> {
+    pub(super) fn ready(&self) -> Result<()> {
         if self.eval.is_some() || self.deferred {
             Ok(())
         } else {

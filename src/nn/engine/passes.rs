@@ -8,7 +8,7 @@ use super::input::DataInput;
 use super::{Engine, SCRATCH_BUDGET};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::nn::ops::{Block, Input, Pass, Ten, TenMut};
+use crate::nn::ops::{Block, Input, Kinks, Pass, Ten, TenMut};
 
 /// Where a chunk's rows live: data row `r0`, row `ro` of the value and gradient buffers (r0 when
 /// every sample's are cached, 0 when they hold one chunk), chunk index `ci`.
@@ -41,6 +41,27 @@ impl<B: Backend + Clone> Engine<B> {
         self.backward_chunk(r0, c, accumulate)
     }
 
+    /// The kinks θ sits on over all samples ([`Kinks`]: ReLU inputs exactly 0, max-pool windows
+    /// with a tied non-zero maximum): one forward pass that reads each kinked op's input back to
+    /// the host. The parameters must be set; the values it recomputes are the same bit for bit,
+    /// so the engine's state is as it was.
+    pub fn count_kinks(&mut self) -> Result<Kinks> {
+        self.ready()?;
+        if !self.graph.ops.iter().any(|op| op.layer().has_kinks()) {
+            return Ok(Kinks::default());
+        }
+        self.probe = Some(Kinks::default());
+        let mut r0 = 0;
+        let mut done = Ok(());
+        while r0 < self.n && done.is_ok() {
+            let c = self.plan.chunk.min(self.n - r0);
+            done = self.forward_chunk(r0, c);
+            r0 += c;
+        }
+        let counted = self.probe.take().unwrap_or_default();
+        done.map(|()| counted)
+    }
+
     /// The forward pass of samples r0..r0+c into the value slots (and what ops keep in aux).
     fn forward_chunk(&mut self, r0: usize, c: usize) -> Result<()> {
         let at = self.at(r0);
@@ -53,12 +74,22 @@ impl<B: Backend + Clone> Engine<B> {
             vslot,
             aux,
             col,
+            probe,
             ..
         } = self;
         let ro = at.ro;
         for (t, op) in graph.ops.iter().enumerate() {
             let sh = op.layer().shape();
             let (wx, wy) = (sh.input, sh.output);
+            // Counting kinks (Engine::count_kinks): the op's input before an in-place op
+            // overwrites it (the previous tensor's slot either way).
+            if let Some(k) = probe.as_mut()
+                && t > 0
+                && op.layer().has_kinks()
+            {
+                let xs = be.download_range(&val[vslot[t - 1]], ro * wx, c * wx)?;
+                *k = k.plus(op.layer().kinks(&xs));
+            }
             // x: the data, nothing (an op in place over its input's slot) or the previous value;
             // a residual also reads an earlier value.
             let (x, skip, y): (Option<Input<B>>, Option<Ten<B>>, &mut B::Buf) = if t == 0 {

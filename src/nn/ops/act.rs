@@ -3,7 +3,7 @@
 //! derivatives need ([`Activation::from_output`]). Every derivative pass reads the `cached` tensor:
 //! y for the former, x for the latter ([`Act::cached_is_output`]).
 
-use super::{Input, Layer, OpRule, Pass, Shape, Ten, buf, got, need};
+use super::{Input, Kinks, Layer, OpRule, Pass, Shape, Ten, buf, got, need};
 use crate::backend::Dual;
 use crate::backend::{Activation, Backend};
 use crate::error::Result;
@@ -45,6 +45,21 @@ impl Layer for Act {
     }
     fn in_place(&self) -> bool {
         self.cached_is_output()
+    }
+    /// ReLU: its kink at 0 (ReLU′(0) = 0 is taken).
+    fn has_kinks(&self) -> bool {
+        self.act == Activation::Relu
+    }
+    /// Inputs exactly 0 (ReLU only).
+    fn kinks(&self, input: &[f64]) -> Kinks {
+        Kinks {
+            relu_zeros: if self.has_kinks() {
+                input.iter().filter(|&&x| x == 0.0).count()
+            } else {
+                0
+            },
+            pool_ties: 0,
+        }
     }
 }
 

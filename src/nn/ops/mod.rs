@@ -65,6 +65,31 @@ impl<B: Backend> Clone for Input<'_, B> {
 }
 impl<B: Backend> Copy for Input<'_, B> {}
 
+/// Where θ sits on the kinks of the network over the data (issue 31 case 13): ReLU inputs exactly
+/// 0 (ReLU′(0) = 0 is taken, PyTorch's choice) and max-pool windows whose non-zero maximum is tied
+/// (the first maximum takes the gradient, PyTorch's choice). A window of zeros behind a ReLU is no
+/// kink: its inputs are clamped and move as one. At a kink the loss is not twice differentiable;
+/// the Hessian computed is the branch these conventions pick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Kinks {
+    pub relu_zeros: usize,
+    pub pool_ties: usize,
+}
+
+impl Kinks {
+    /// Whether θ sits on any kink.
+    pub fn any(&self) -> bool {
+        self.relu_zeros + self.pool_ties > 0
+    }
+    /// This count and `o`'s.
+    pub fn plus(self, o: Kinks) -> Kinks {
+        Kinks {
+            relu_zeros: self.relu_zeros + o.relu_zeros,
+            pool_ties: self.pool_ties + o.pool_ties,
+        }
+    }
+}
+
 /// Scalars per sample of an op, and its parameter count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Shape {
@@ -107,6 +132,15 @@ pub trait Layer {
     /// How the op reads the data set when it is a graph's first op; None if it cannot be first.
     fn reads_data(&self) -> Option<DataForm> {
         None
+    }
+    /// Whether the op has kinks where its derivatives follow a convention (ReLU at 0, max-pool
+    /// ties): the engine then counts them on its input ([`Layer::kinks`]).
+    fn has_kinks(&self) -> bool {
+        false
+    }
+    /// The kinks that `input` (rows of this op's input, host values, row-major) sits on.
+    fn kinks(&self, _input: &[f64]) -> Kinks {
+        Kinks::default()
     }
 }
 

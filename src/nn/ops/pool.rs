@@ -3,7 +3,7 @@
 //! every derivative is routed through it: the pool is linear in its input at a fixed arg-max, so
 //! the JVP gathers, the VJP scatters, and the R-backward is the VJP of R{gy} (no second-order term).
 
-use super::{Layer, OpRule, Pass, Shape, buf, got, need};
+use super::{Kinks, Layer, OpRule, Pass, Shape, buf, got, need};
 use crate::backend::{Backend, Nhwc};
 use crate::error::Result;
 
@@ -40,6 +40,34 @@ impl Layer for MaxPool2 {
             output: self.out_width(),
             aux: self.out_width(),
             ..Shape::default()
+        }
+    }
+    fn has_kinks(&self) -> bool {
+        true
+    }
+    /// Windows whose maximum is non-zero and attained more than once (NHWC input; a window of
+    /// zeros behind a ReLU is clamped as a whole and is no kink).
+    fn kinks(&self, input: &[f64]) -> Kinks {
+        let (h, w, c) = (self.h, self.w, self.c);
+        let mut ties = 0;
+        for s in input.chunks_exact(self.in_width()) {
+            for oi in 0..h / 2 {
+                for oj in 0..w / 2 {
+                    for ch in 0..c {
+                        let at =
+                            |di: usize, dj: usize| s[((2 * oi + di) * w + 2 * oj + dj) * c + ch];
+                        let v = [at(0, 0), at(0, 1), at(1, 0), at(1, 1)];
+                        let m = v.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+                        if m != 0.0 && v.iter().filter(|&&x| x == m).count() > 1 {
+                            ties += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Kinks {
+            relu_zeros: 0,
+            pool_ties: ties,
         }
     }
 }
