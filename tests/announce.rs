@@ -198,8 +198,8 @@ fn the_spectrums_caveats() {
 /// the data by the engine (`Engine::count_kinks`); a window of zeros behind a ReLU is no kink.
 #[test]
 fn kinks_are_counted_where_theta_sits_on_them() {
-    use subspace_lab::backend::{Backend, LossKind};
     use subspace_lab::backend::cpu::CpuBackend;
+    use subspace_lab::backend::{Backend, LossKind};
     use subspace_lab::data::dataset::Dataset;
     use subspace_lab::nn::Engine;
     use subspace_lab::nn::mlp::MlpSpec;
