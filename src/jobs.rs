@@ -58,6 +58,8 @@ pub struct SpectrumReport {
     pub lambda_min_converged: bool,
     /// HVPs spent on λ_min (not counted in `hvps`).
     pub lambda_min_hvps: usize,
+    /// The relative residual tolerance of the λ_min solve: `tol`, at least [`LAMBDA_MIN_TOL`].
+    pub lambda_min_tol: f64,
     /// The kinks θ sits on over the data (ReLU inputs exactly 0, tied max-pool windows; with
     /// λ_min, [`spectrum_with`]; None when not asked).
     pub kinks: Option<crate::nn::ops::Kinks>,
@@ -65,6 +67,10 @@ pub struct SpectrumReport {
     /// that loaded the file: key, value, the option that sets it).
     pub assumed: Vec<crate::nn::weights::Assumed>,
 }
+
+/// The floor of the λ_min solve's tolerance: λ_min only has to be compared with λ_k, so it is
+/// never solved tighter than this (a looser `tol` is kept).
+pub const LAMBDA_MIN_TOL: f64 = 1e-4;
 
 /// −A: its largest eigenvalue is −λ_min(A), so the top-1 solve of [`lanczos`] finds λ_min.
 pub struct Negated<'a, B: Backend, O: Operator<B>> {
@@ -172,11 +178,12 @@ pub fn spectrum_with<B: Backend + Clone>(
         )));
     }
     let mut warnings = eig.warnings;
+    let lambda_min_tol = opts.lanczos.tol.max(LAMBDA_MIN_TOL);
     let (lambda_min, lambda_min_converged, lambda_min_hvps, kinks) = if with_lambda_min {
         let (l, ok, n) = lambda_min(
             &backend,
             &mut engine,
-            opts.lanczos.tol.max(1e-4),
+            lambda_min_tol,
             opts.lanczos.seed ^ 0x6c6d_696e,
         )?;
         if let Some(w) = crate::hessian::caveats::negative_dominance(&eig.values, l) {
@@ -216,6 +223,7 @@ pub fn spectrum_with<B: Backend + Clone>(
         lambda_min,
         lambda_min_converged,
         lambda_min_hvps,
+        lambda_min_tol,
         kinks,
         assumed: Vec::new(),
     })

@@ -99,7 +99,7 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
             "λ_min {}{l:.6} ({} HVPs, tol {:.0e}{})",
             if rep.lambda_min_converged { "" } else { "≤ " },
             rep.lambda_min_hvps,
-            rep.tol.max(1e-4),
+            rep.lambda_min_tol,
             if rep.lambda_min_converged {
                 ""
             } else {
