@@ -165,6 +165,7 @@ fn snapshot_of(data: &subspace_lab::data::dataset::Dataset) -> Snapshot {
         step: 5,
         rule_fired: true,
         ema: 0.97,
+        ema_weight: 1.0,
         opt: OptState::default(),
         stream: Stream::new(data.n, 3).state(3),
         records: Vec::new(),

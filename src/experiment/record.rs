@@ -281,6 +281,10 @@ impl RunOutcome {
     }
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 /// Where the run is, as saved in a checkpoint (vectors go to a safetensors file beside it).
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Checkpoint {
@@ -291,12 +295,19 @@ pub struct Checkpoint {
     pub leg: usize,
     #[serde(deserialize_with = "nan_null")]
     pub ema: f64,
+    /// The χ-EMA's sum of weights ([`EmaStart::update`](super::spec::EmaStart::update); 1 in
+    /// checkpoints from before `ema_start`, which all started at the first value).
+    #[serde(default = "one")]
+    pub ema_weight: f64,
     pub opt: OptState,
     pub stream: StreamState,
     pub switch_step: Option<usize>,
     pub switch_rule_fired: bool,
     #[serde(deserialize_with = "nan_null")]
     pub switch_ema: f64,
+    /// `ema_weight` at the switch.
+    #[serde(default = "one")]
+    pub switch_ema_weight: f64,
     pub switch_opt: OptState,
     pub switch_stream: Option<StreamState>,
     pub legs: Vec<LegSummary>,

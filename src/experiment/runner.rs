@@ -18,7 +18,7 @@
 
 use super::record::{Checkpoint, LegSummary, Record, RunOutcome, Stats, Vectors, data_fingerprint};
 use super::snapshot::{Provenance, Snapshot};
-use super::spec::{OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
+use super::spec::{EmaStart, OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
 use super::spectrum::Spectrum;
 use super::stepper::{Stepper, THETA_NOT_FINITE};
 use super::stream::Stream;
@@ -65,7 +65,9 @@ struct LegState {
     opt: OptState,
     stream: Stream,
     step: usize,
+    /// The χ-EMA's running sum and the sum of its weights ([`EmaStart::update`]).
     ema: f64,
+    ema_w: f64,
     summary: LegSummary,
 }
 
@@ -108,6 +110,7 @@ struct Runner<'a, B: Backend> {
     switch_opt: OptState,
     switch_stream: Option<Stream>,
     switch_ema: f64,
+    switch_ema_w: f64,
     out: RunOutcome,
     started: web_time::Instant,
     earlier_s: f64,
@@ -154,6 +157,7 @@ pub fn run<B: Backend + Clone>(
         switch_opt: OptState::default(),
         switch_stream: None,
         switch_ema: f64::NAN,
+        switch_ema_w: 1.0,
         out: RunOutcome {
             switch_step: None,
             switch_rule_fired: false,
@@ -247,6 +251,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
         self.switch_opt = sw_opt;
         self.switch_stream = c.switch_stream.as_ref().map(Stream::restore);
         self.switch_ema = c.switch_ema;
+        self.switch_ema_w = c.switch_ema_weight;
         self.out.switch_step = c.switch_step;
         self.out.switch_rule_fired = c.switch_rule_fired;
         self.out.legs = c.legs.clone();
@@ -261,6 +266,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             stream: Stream::restore(&c.stream),
             step: c.step,
             ema: c.ema,
+            ema_w: c.ema_weight,
             summary,
         };
         Ok((c.leg, Some(leg)))
@@ -308,12 +314,12 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
     fn new_leg(&mut self, leg_idx: usize, plan: &LegPlan) -> LegState {
         let (spec, data) = (self.spec, self.data);
         self.st.forget_warm_start();
-        let (theta, opt, stream, ema) = if leg_idx == 0 {
+        let (theta, opt, stream, (ema, ema_w)) = if leg_idx == 0 {
             (
                 self.theta0.clone(),
                 OptState::default(),
                 Stream::new(data.n, spec.seed),
-                f64::NAN,
+                (f64::NAN, 1.0),
             )
         } else {
             let carry = spec.after_optimizer().name == spec.optimizer.name;
@@ -329,7 +335,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
                 self.switch_stream
                     .clone()
                     .unwrap_or_else(|| Stream::new(data.n, spec.seed)),
-                self.switch_ema,
+                (self.switch_ema, self.switch_ema_w),
             )
         };
         LegState {
@@ -338,6 +344,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             stream,
             step: plan.first,
             ema,
+            ema_w,
             summary: LegSummary {
                 run: plan.name.clone(),
                 phase: plan.phase.into(),
@@ -370,12 +377,14 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
                     .st
                     .spectrum()
                     .map_err(|e| diverged(&plan.name, e, leg.step))?;
-                observe(plan, leg, &sp)?;
+                observe(plan, spec.ema_start, leg, &sp)?;
                 Some(sp)
             } else {
                 None
             };
-            let stop_rule = matches!((plan.rule, &sp), (Some(t), Some(_)) if leg.ema > t);
+            let ema = spec.ema_start.value(leg.ema, leg.ema_w);
+            let stop_rule = matches!((plan.rule, &sp), (Some(t), Some(_))
+                if ema > t && leg.step - plan.first >= spec.switch_min_steps);
             let stop = done || stop_rule;
             let emit = record || stop;
             let mut row = match &sp {
@@ -427,7 +436,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             accuracy: sp.eval.accuracy,
             grad_norm: sp.grad_norm,
             chi_k: sp.chi,
-            chi_ema: leg.ema,
+            chi_ema: self.spec.ema_start.value(leg.ema, leg.ema_w),
             eigenvalues: sp.values.clone(),
             two_over_lr: 2.0 / opt.lr,
             sam_edge: if opt.name == OptKind::Sam {
@@ -531,11 +540,13 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             step: leg.step,
             leg: leg_idx,
             ema: leg.ema,
+            ema_weight: leg.ema_w,
             opt,
             stream: leg.stream.state(spec.seed),
             switch_step: self.out.switch_step,
             switch_rule_fired: self.out.switch_rule_fired,
             switch_ema: self.switch_ema,
+            switch_ema_weight: self.switch_ema_w,
             switch_opt: self.switch_opt.clone(),
             switch_stream: self.switch_stream.as_ref().map(|s| s.state(spec.seed)),
             legs: self.out.legs.clone(),
@@ -565,6 +576,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
         self.switch_opt = self.st.opt_state()?;
         self.switch_stream = Some(leg.stream.clone());
         self.switch_ema = leg.ema;
+        self.switch_ema_w = leg.ema_w;
         if !self.obs.wants_snapshot() {
             return Ok(());
         }
@@ -576,6 +588,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             step: leg.step,
             rule_fired: fired,
             ema: leg.ema,
+            ema_weight: leg.ema_w,
             opt,
             stream: leg.stream.state(spec.seed),
             records: self.out.records.clone(),
@@ -591,9 +604,9 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
     }
 }
 
-/// A measured spectrum in the leg's state: the EMA (0.9) of χ_k, the leg's start and end loss.
-/// Errors: a non-finite loss (the run diverged).
-fn observe(plan: &LegPlan, leg: &mut LegState, sp: &Spectrum) -> Result<()> {
+/// A measured spectrum in the leg's state: the EMA (0.9) of χ_k from `start`, the leg's start and
+/// end loss. Errors: a non-finite loss (the run diverged).
+fn observe(plan: &LegPlan, start: EmaStart, leg: &mut LegState, sp: &Spectrum) -> Result<()> {
     if !sp.eval.loss.is_finite() {
         return Err(Error::Diverged {
             run: plan.name.clone(),
@@ -601,11 +614,7 @@ fn observe(plan: &LegPlan, leg: &mut LegState, sp: &Spectrum) -> Result<()> {
             what: format!("the loss is not finite ({})", sp.eval.loss),
         });
     }
-    leg.ema = if leg.ema.is_nan() {
-        sp.chi
-    } else {
-        0.9 * leg.ema + 0.1 * sp.chi
-    };
+    (leg.ema, leg.ema_w) = start.update(leg.ema, leg.ema_w, sp.chi);
     if leg.summary.start_loss.is_nan() {
         leg.summary.start_loss = sp.eval.loss;
     }

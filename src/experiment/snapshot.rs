@@ -30,6 +30,10 @@ pub struct Provenance {
     pub seconds: f64,
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 /// A run's state at its switch step.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
@@ -42,6 +46,10 @@ pub struct Snapshot {
     /// The EMA (0.9) of χ_k at θ.
     #[serde(deserialize_with = "nan_null")]
     pub ema: f64,
+    /// The EMA's sum of weights ([`EmaStart::update`](super::spec::EmaStart::update)); 1 in
+    /// snapshots from before `ema_start` (which all started at the first value).
+    #[serde(default = "one")]
+    pub ema_weight: f64,
     /// The optimiser's step counter (its vectors are in the tensors file).
     pub opt: OptState,
     /// The minibatch stream positioned at the switch: a run continued from the snapshot draws the

@@ -337,6 +337,65 @@ pub enum SwitchRule {
     ChiEma,
 }
 
+/// Where the χ-EMA of the `chi-ema` switch starts. The paper says only "the EMA (factor 0.9)
+/// of χ_k exceeds 0.95", after training with SGD "up until we observe Phenomenon 1"; where the
+/// recursion m_t = 0.9 m_{t−1} + 0.1 χ_t starts decides where a run can fork (issue 34):
+/// - `first` (the default, and what every run before this field used): m_1 = χ_1, so a network
+///   whose χ_k is above the threshold at θ₀ forks after zero steps;
+/// - `zero`: m_0 = 0, so the EMA needs ⌈log 0.05 / log 0.9⌉ = 29 observations of χ = 1 before
+///   it can pass 0.95;
+/// - `debiased`: m_t / (1 − 0.9^t) (Adam's bias correction), which weighs the observations as
+///   `zero` does but can fire at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EmaStart {
+    #[default]
+    First,
+    Zero,
+    Debiased,
+}
+
+impl EmaStart {
+    /// The rule's factor: m_t = FACTOR · m_{t−1} + NEW · χ_t.
+    pub const FACTOR: f64 = 0.9;
+    /// The weight of a new observation, 0.1 (written out: 1 − 0.9 is not 0.1 in f64).
+    pub const NEW: f64 = 0.1;
+
+    /// One observation χ of the EMA whose state is (m, w): m the running sum, w the sum of its
+    /// weights (1 for `first`; 1 − 0.9^t for `zero` and `debiased`). `m` NaN: no observation yet.
+    /// Returns the new (m, w). `first` computes exactly `0.9 m + 0.1 χ` (bit for bit the rule of
+    /// runs before this choice existed).
+    pub fn update(self, m: f64, w: f64, chi: f64) -> (f64, f64) {
+        let (b, a) = (Self::FACTOR, Self::NEW);
+        match self {
+            EmaStart::First if m.is_nan() => (chi, 1.0),
+            EmaStart::First => (b * m + a * chi, 1.0),
+            EmaStart::Zero | EmaStart::Debiased => {
+                let (m, w) = if m.is_nan() { (0.0, 0.0) } else { (m, w) };
+                (b * m + a * chi, b * w + a)
+            }
+        }
+    }
+
+    /// The EMA's value compared with the threshold and recorded as `chi_ema`: m, or m / w when
+    /// `debiased` (NaN before the first observation).
+    pub fn value(self, m: f64, w: f64) -> f64 {
+        match self {
+            EmaStart::Debiased => m / w,
+            _ => m,
+        }
+    }
+
+    /// Its name in specs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            EmaStart::First => "first",
+            EmaStart::Zero => "zero",
+            EmaStart::Debiased => "debiased",
+        }
+    }
+}
+
 fn d_name() -> String {
     "run".into()
 }
@@ -384,6 +443,14 @@ pub struct RunSpec {
     pub switch: SwitchRule,
     #[serde(default = "d_threshold")]
     pub chi_threshold: f64,
+    /// Where the `chi-ema` rule's EMA starts ([`EmaStart`]; absent in specs from before this
+    /// field: `first`, what they used).
+    #[serde(default)]
+    pub ema_start: EmaStart,
+    /// The `chi-ema` rule cannot fire before this many steps of the first optimiser (0: at any
+    /// step, θ₀ included).
+    #[serde(default)]
+    pub switch_min_steps: usize,
     /// Projections compared after the switch, each from the same point (default: none, dominant,
     /// bulk — the paper's SGD, Dom-SGD, Bulk-SGD). Each at most once.
     #[serde(default = "d_variants")]
@@ -437,6 +504,8 @@ impl RunSpec {
             after: None,
             switch: SwitchRule::AfterSteps,
             chi_threshold: d_threshold(),
+            ema_start: EmaStart::First,
+            switch_min_steps: 0,
             variants: vec![Projection::None],
             k: d_k(),
             top: None,
@@ -663,6 +732,13 @@ impl RunSpec {
                 "chi_threshold",
                 self.chi_threshold.to_string(),
                 "need 0 ≤ t ≤ 1",
+            );
+        }
+        if self.switch_min_steps > self.steps {
+            return bad(
+                "switch_min_steps",
+                self.switch_min_steps.to_string(),
+                &format!("need ≤ steps ({})", self.steps),
             );
         }
         if self.variants.is_empty() {

@@ -5,7 +5,7 @@
 use super::{REGISTRY, Runs, fig6_7, get, preset_specs, with_samples};
 use crate::backend::LossKind;
 use crate::error::Result;
-use crate::experiment::spec::{OptKind, OptimizerSpec, RunSpec, SwitchRule};
+use crate::experiment::spec::{EmaStart, OptKind, OptimizerSpec, RunSpec, SwitchRule};
 use crate::paper::models;
 
 /// `reproduce <preset> --print-spec`: the preset's run specs as TOML that `subspace-lab run`
@@ -88,8 +88,20 @@ fn describe(spec: &RunSpec) -> String {
     match (spec.switch, spec.steps_after) {
         (_, 0) => t.push_str(&format!(", {} steps", spec.steps)),
         (SwitchRule::ChiEma, _) => t.push_str(&format!(
-            ", switch when the per-step EMA of χ_k > {} (by step {} at the latest)",
-            spec.chi_threshold, spec.steps
+            ", switch when the per-step EMA of χ_k > {} (EMA started at its {}{}; by step {} at \
+             the latest)",
+            spec.chi_threshold,
+            match spec.ema_start {
+                EmaStart::First => "first value",
+                EmaStart::Zero => "zero",
+                EmaStart::Debiased => "zero, bias-corrected",
+            },
+            if spec.switch_min_steps > 0 {
+                format!(", not before step {}", spec.switch_min_steps)
+            } else {
+                String::new()
+            },
+            spec.steps
         )),
         (SwitchRule::AfterSteps, _) => t.push_str(&format!(", switch at step {}", spec.steps)),
     }
