@@ -197,3 +197,129 @@ fn a_resumed_run_keeps_its_ema_weight() {
         }
     }
 }
+
+/// The switch-step study's specs: one run per fork, each leg name unique across the preset (so
+/// `metrics.csv` keeps them apart and `verdict DIR` can re-judge them), every fork on the same
+/// protocol.
+#[test]
+fn the_sweeps_forks_are_distinct_runs_of_one_protocol() {
+    use subspace_lab::paper::presets::preset_specs;
+    for name in [
+        "switch-sweep",
+        "switch-sweep-cnn",
+        "switch-sweep-transformer",
+    ] {
+        for quick in [true, false] {
+            let specs = preset_specs(name, quick).unwrap();
+            assert_eq!(specs.len(), if quick { 6 } else { 9 }, "{name}");
+            let mut legs = std::collections::BTreeSet::new();
+            for s in &specs {
+                for p in &s.variants {
+                    assert!(legs.insert(s.leg_name(*p, s.after_optimizer())), "{name}");
+                }
+                assert_eq!(s.optimizer, specs[0].optimizer);
+                assert_eq!(s.seed, specs[0].seed);
+                assert_eq!(s.data, specs[0].data);
+            }
+            let starts: Vec<EmaStart> = specs
+                .iter()
+                .filter(|s| s.switch == SwitchRule::ChiEma)
+                .map(|s| s.ema_start)
+                .collect();
+            assert_eq!(
+                starts,
+                [EmaStart::First, EmaStart::Zero, EmaStart::Debiased]
+            );
+        }
+    }
+}
+
+/// The study's rows from real runs of a tiny net: the fork step, the state at the fork and the
+/// ratios are the legs', and each fork's verdict is the shared judge's.
+#[test]
+fn the_sweeps_rows_are_the_legs_ratios() {
+    use subspace_lab::paper::claims::dom_stalls_bulk_trains;
+    use subspace_lab::paper::presets::switch_sweep::rows;
+    let data = tiny_data();
+    let mut specs = Vec::new();
+    let mut outs = Vec::new();
+    for fork in [0usize, 8] {
+        let mut s = spec(EmaStart::First, 1.0);
+        s.switch = SwitchRule::AfterSteps;
+        s.steps = fork;
+        s.variants = vec![Projection::None, Projection::Dominant, Projection::Bulk];
+        s.tag = format!(" @{fork}");
+        outs.push(quiet(&s, &data));
+        specs.push(s);
+    }
+    let table = rows(&specs, &outs);
+    assert_eq!(table.len(), 2);
+    for ((r, s), o) in table.iter().zip(&specs).zip(&outs) {
+        assert_eq!(r.step, s.steps);
+        assert_eq!(r.fork, s.steps.to_string());
+        let leg = |n: &str| o.leg(&format!("{n} @{}", s.steps)).unwrap().rel_decrease();
+        let (p, d, b) = (leg("SGD"), leg("Dom-SGD"), leg("Bulk-SGD"));
+        assert_eq!(r.sgd_decrease, p);
+        assert_eq!(r.dom_ratio, d / p);
+        assert_eq!(r.bulk_ratio, b / p);
+        assert_eq!(r.holds, dom_stalls_bulk_trains(p, d, b));
+        let at = o
+            .records
+            .iter()
+            .find(|x| x.phase == "before" && x.step == s.steps)
+            .unwrap();
+        assert_eq!(r.loss, at.loss);
+    }
+}
+
+/// `reproduce switch-sweep --quick` on 100 MNIST images end to end: its table and plot are
+/// written, one verdict per fork, and `verdict DIR` re-judges it from its files alike.
+#[test]
+fn the_quick_sweep_runs_and_is_rejudged() {
+    let ok = subspace_lab::data::mnist::data_dir()
+        .and_then(|d| subspace_lab::data::mnist::load_or_fetch(&d, &mut |_| {}))
+        .is_ok();
+    if !ok {
+        eprintln!("SKIP: MNIST-5k cannot be fetched on this machine");
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_subspace-lab");
+    let o = std::process::Command::new(bin)
+        .args(["reproduce", "switch-sweep", "--quick", "--samples", "100"])
+        .args(["--backend", "cpu", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(text.matches("switch-sweep fork at").count(), 6, "{text}");
+    let dir = out.path().join("switch-sweep");
+    let csv = std::fs::read_to_string(dir.join("sweep.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7, "{csv}");
+    assert!(
+        csv.lines().nth(1).unwrap().starts_with("0,0,false,"),
+        "{csv}"
+    );
+    assert!(dir.join("sweep.png").exists());
+    let v = std::process::Command::new(bin)
+        .arg("verdict")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let again = String::from_utf8_lossy(&v.stdout);
+    assert!(
+        v.status.success(),
+        "{again}{}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    for line in text.lines().filter(|l| l.contains("switch-sweep fork at")) {
+        let verdict = line.trim().rsplit(" — ").next().unwrap();
+        assert!(verdict == "HOLDS" || verdict == "DOES NOT HOLD", "{line}");
+    }
+    assert_eq!(again.matches("fork at").count(), 6, "{again}");
+}

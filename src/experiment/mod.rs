@@ -11,10 +11,12 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod consistency;
+pub mod ema;
 pub mod files;
 pub mod output;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
+pub mod plot_sweep;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod presets_run;
 pub mod record;

@@ -407,6 +407,17 @@ fn finish<B: Backend>(
     let switch = outs.first().and_then(|o| o.switch_step);
     let k = specs.first().map_or(10, |s| s.k);
     plot::metrics_png(&dir.join("metrics.png"), name, &records, k, switch)?;
+    // The switch-step study's table and plot (its judge's `extra.forks`).
+    if let Some(forks) = extra.get("forks") {
+        let rows: Vec<crate::paper::presets::switch_sweep::ForkRow> =
+            serde_json::from_value(forks.clone())
+                .map_err(|e| Error::data(&dir.join("summary.json"), e.to_string()))?;
+        write_atomic(
+            &dir.join("sweep.csv"),
+            super::plot_sweep::sweep_csv(&rows).as_bytes(),
+        )?;
+        super::plot_sweep::sweep_png(&dir.join("sweep.png"), name, &rows)?;
+    }
     summary(
         dir,
         serde_json::json!({

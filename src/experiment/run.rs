@@ -5,7 +5,7 @@
 //! summaries, checkpoints), [`super::stream`] and [`crate::optim`]. What stays here is the
 //! paper's claim on a finished run (its thresholds and rule are [`crate::paper::claims`]).
 
-use super::spec::{RunSpec, SwitchRule};
+use super::spec::{Projection, RunSpec, SwitchRule};
 use super::verdict::Verdict;
 
 pub(crate) use super::record::nan_null;
@@ -28,9 +28,10 @@ pub use crate::paper::claims::{BULK_MIN_FRACTION, DOM_MAX_FRACTION, GD_CHI_MAX};
 /// the bulk one trains like the plain optimiser. None when the run has not all three.
 pub fn projection_verdict(spec: &RunSpec, o: &RunOutcome) -> Option<Verdict> {
     let base = spec.after_optimizer().display();
-    let plain = o.leg(&base)?;
-    let dom = o.leg(&format!("Dom-{base}"))?;
-    let bulk = o.leg(&format!("Bulk-{base}"))?;
+    let after = spec.after_optimizer();
+    let plain = o.leg(&spec.leg_name(Projection::None, after))?;
+    let dom = o.leg(&spec.leg_name(Projection::Dominant, after))?;
+    let bulk = o.leg(&spec.leg_name(Projection::Bulk, after))?;
     let (d_p, d_d, d_b) = (
         plain.rel_decrease(),
         dom.rel_decrease(),

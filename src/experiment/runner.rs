@@ -297,7 +297,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
                 None,
             )
         };
-        let name = format!("{}{}", proj.prefix(), opt.display());
+        let name = spec.leg_name(proj, opt);
         LegPlan {
             opt,
             proj,

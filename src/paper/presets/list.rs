@@ -88,13 +88,12 @@ fn describe(spec: &RunSpec) -> String {
     match (spec.switch, spec.steps_after) {
         (_, 0) => t.push_str(&format!(", {} steps", spec.steps)),
         (SwitchRule::ChiEma, _) => t.push_str(&format!(
-            ", switch when the per-step EMA of χ_k > {} (EMA started at its {}{}; by step {} at \
-             the latest)",
+            ", switch when the per-step EMA of χ_k > {} (EMA from {}{}; by step {} at the latest)",
             spec.chi_threshold,
             match spec.ema_start {
-                EmaStart::First => "first value",
-                EmaStart::Zero => "zero",
-                EmaStart::Debiased => "zero, bias-corrected",
+                EmaStart::First => "its first value",
+                EmaStart::Zero => "0",
+                EmaStart::Debiased => "0, bias-corrected",
             },
             if spec.switch_min_steps > 0 {
                 format!(", not before step {}", spec.switch_min_steps)

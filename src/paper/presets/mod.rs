@@ -15,6 +15,7 @@ mod fig4_5;
 pub mod fig6_7;
 mod fig9;
 pub mod list;
+pub mod switch_sweep;
 mod table1;
 mod table2;
 mod table3;
@@ -86,6 +87,9 @@ pub const REGISTRY: &[Preset] = &[
     fig2_3::FIG2_3_TRANSFORMER,
     table1::TABLE1,
     fig18_19::FIG18_19,
+    switch_sweep::SWEEP,
+    switch_sweep::SWEEP_CNN,
+    switch_sweep::SWEEP_TRANSFORMER,
 ];
 
 const fn registry_names<const N: usize>() -> [&'static str; N] {
