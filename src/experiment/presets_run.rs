@@ -411,7 +411,7 @@ fn finish<B: Backend>(
     if let Some(forks) = extra.get("forks") {
         let rows: Vec<crate::paper::presets::switch_sweep::ForkRow> =
             serde_json::from_value(forks.clone())
-                .map_err(|e| Error::data(&dir.join("summary.json"), e.to_string()))?;
+                .map_err(|e| Error::data(dir.join("summary.json"), e.to_string()))?;
         write_atomic(
             &dir.join("sweep.csv"),
             super::plot_sweep::sweep_csv(&rows).as_bytes(),
