@@ -54,7 +54,7 @@ fn each_start_needs_its_number_of_observations_of_chi_one() {
     ] {
         let (mut m, mut w) = (f64::NAN, 1.0);
         let mut n = 0;
-        while !(start.value(m, w) > 0.95) {
+        while start.value(m, w).partial_cmp(&0.95) != Some(std::cmp::Ordering::Greater) {
             (m, w) = start.update(m, w, 1.0);
             n += 1;
             assert!(n < 1000);
