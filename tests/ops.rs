@@ -9,7 +9,7 @@
 mod common;
 use common::*;
 use subspace_lab::backend::TokenIndex;
-use subspace_lab::backend::{Activation, Backend, LossKind};
+use subspace_lab::backend::{Activation, LossKind, prelude::*};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::hessian::lanczos::random_vector;
 use subspace_lab::nn::cnn::CnnSpec;

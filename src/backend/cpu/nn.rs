@@ -6,11 +6,11 @@ use super::par::par_rows;
 use super::real::Real;
 use super::{sl, sl_mut};
 use crate::backend::{
-    Activation, AdamStep, Dual, LossBlock, LossKind, Nhwc, Ten, TenMut, check_range,
+    Activation, AdamStep, Dual, LossBlock, LossKind, Nhwc, Nn, Ten, TenMut, check_range,
 };
 use crate::error::Result;
 
-/// [`Backend::bias_act`](crate::backend::Backend::bias_act) on this backend.
+/// [`Nn::bias_act`](crate::backend::Nn::bias_act) on this backend.
 pub(super) fn bias_act<T: Real>(
     act: Option<Activation>,
     rows: usize,
@@ -42,7 +42,7 @@ pub(super) fn bias_act<T: Real>(
     Ok(())
 }
 
-/// [`Backend::act_d1_mul`](crate::backend::Backend::act_d1_mul) on this backend.
+/// [`Nn::act_d1_mul`](crate::backend::Nn::act_d1_mul) on this backend.
 pub(super) fn act_d1_mul<T: Real>(
     act: Activation,
     len: usize,
@@ -77,7 +77,7 @@ pub(super) fn act_d1_mul<T: Real>(
     Ok(())
 }
 
-/// [`Backend::act_d2_r`](crate::backend::Backend::act_d2_r) on this backend.
+/// [`Nn::act_d2_r`](crate::backend::Nn::act_d2_r) on this backend.
 pub(super) fn act_d2_r<T: Real>(
     act: Activation,
     len: usize,
@@ -123,7 +123,7 @@ pub(super) fn act_d2_r<T: Real>(
     Ok(())
 }
 
-/// [`Backend::act`](crate::backend::Backend::act) on this backend.
+/// [`Nn::act`](crate::backend::Nn::act) on this backend.
 pub(super) fn act<T: Real>(act: Activation, len: usize, x: &mut [T], off: usize) -> Result<()> {
     let x = sl_mut(x, off, len, "act x")?;
     match act {
@@ -136,7 +136,7 @@ pub(super) fn act<T: Real>(act: Activation, len: usize, x: &mut [T], off: usize)
     Ok(())
 }
 
-/// [`Backend::im2col3x3`](crate::backend::Backend::im2col3x3) on this backend.
+/// [`Nn::im2col3x3`](crate::backend::Nn::im2col3x3) on this backend.
 pub(super) fn im2col3x3<T: Real>(
     g: Nhwc,
     x: Ten<'_, CpuBackend<T>>,
@@ -178,7 +178,7 @@ pub(super) fn im2col3x3<T: Real>(
     Ok(())
 }
 
-/// [`Backend::col2im3x3`](crate::backend::Backend::col2im3x3) on this backend.
+/// [`Nn::col2im3x3`](crate::backend::Nn::col2im3x3) on this backend.
 pub(super) fn col2im3x3<T: Real>(
     g: Nhwc,
     col: Ten<'_, CpuBackend<T>>,
@@ -228,7 +228,7 @@ pub(super) fn col2im3x3<T: Real>(
     Ok(())
 }
 
-/// [`Backend::maxpool2`](crate::backend::Backend::maxpool2) on this backend.
+/// [`Nn::maxpool2`](crate::backend::Nn::maxpool2) on this backend.
 pub(super) fn maxpool2<T: Real>(
     g: Nhwc,
     x: Ten<'_, CpuBackend<T>>,
@@ -261,7 +261,7 @@ pub(super) fn maxpool2<T: Real>(
     Ok(())
 }
 
-/// [`Backend::pool2_gather`](crate::backend::Backend::pool2_gather) on this backend.
+/// [`Nn::pool2_gather`](crate::backend::Nn::pool2_gather) on this backend.
 pub(super) fn pool2_gather<T: Real>(
     g: Nhwc,
     idx: Ten<'_, CpuBackend<T>>,
@@ -284,7 +284,7 @@ pub(super) fn pool2_gather<T: Real>(
     Ok(())
 }
 
-/// [`Backend::pool2_scatter`](crate::backend::Backend::pool2_scatter) on this backend.
+/// [`Nn::pool2_scatter`](crate::backend::Nn::pool2_scatter) on this backend.
 pub(super) fn pool2_scatter<T: Real>(
     g: Nhwc,
     idx: Ten<'_, CpuBackend<T>>,
@@ -309,7 +309,7 @@ pub(super) fn pool2_scatter<T: Real>(
     Ok(())
 }
 
-/// [`Backend::transpose_batch`](crate::backend::Backend::transpose_batch) on this backend.
+/// [`Nn::transpose_batch`](crate::backend::Nn::transpose_batch) on this backend.
 pub(super) fn transpose_batch<T: Real>(
     batch: usize,
     rows: usize,
@@ -336,7 +336,7 @@ pub(super) fn transpose_batch<T: Real>(
     Ok(())
 }
 
-/// [`Backend::col_sum`](crate::backend::Backend::col_sum) on this backend.
+/// [`Nn::col_sum`](crate::backend::Nn::col_sum) on this backend.
 pub(super) fn col_sum<T: Real>(
     rows: usize,
     cols: usize,
@@ -362,7 +362,7 @@ pub(super) fn col_sum<T: Real>(
     Ok(())
 }
 
-/// [`Backend::loss_grad`](crate::backend::Backend::loss_grad) on this backend.
+/// [`Nn::loss_grad`](crate::backend::Nn::loss_grad) on this backend.
 pub(super) fn loss_grad<T: Real>(
     blk: LossBlock,
     out: Ten<'_, CpuBackend<T>>,
@@ -423,7 +423,7 @@ pub(super) fn loss_grad<T: Real>(
     Ok(())
 }
 
-/// [`Backend::loss_hess_mul`](crate::backend::Backend::loss_hess_mul) on this backend.
+/// [`Nn::loss_hess_mul`](crate::backend::Nn::loss_hess_mul) on this backend.
 pub(super) fn loss_hess_mul<T: Real>(
     blk: LossBlock,
     out: Ten<'_, CpuBackend<T>>,
@@ -475,7 +475,7 @@ pub(super) fn loss_hess_mul<T: Real>(
     Ok(())
 }
 
-/// [`Backend::adam`](crate::backend::Backend::adam) on this backend.
+/// [`Nn::adam`](crate::backend::Nn::adam) on this backend.
 pub(super) fn adam<T: Real>(
     g: &[T],
     m: &mut [T],
@@ -526,5 +526,145 @@ fn pool_windows(g: Nhwc, mut f: impl FnMut(usize, [usize; 4])) {
                 o += c;
             }
         }
+    }
+}
+
+impl<T: Real> Nn for CpuBackend<T> {
+    fn bias_act(
+        &self,
+        act: Option<Activation>,
+        rows: usize,
+        cols: usize,
+        bias: Ten<'_, Self>,
+        x: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::bias_act(act, rows, cols, bias, x)
+    }
+
+    fn act_d1_mul(
+        &self,
+        act: Activation,
+        len: usize,
+        a: Ten<'_, Self>,
+        g: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::act_d1_mul(act, len, a, g, out)
+    }
+
+    fn act_d2_r(
+        &self,
+        act: Activation,
+        len: usize,
+        a: Ten<'_, Self>,
+        g: Dual<'_, Self>,
+        rz: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::act_d2_r(act, len, a, g, rz, out)
+    }
+
+    fn act(&self, act: Activation, len: usize, x: &mut Vec<T>, off: usize) -> Result<()> {
+        self::act(act, len, x, off)
+    }
+
+    fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
+        self::im2col3x3(g, x, col)
+    }
+
+    fn col2im3x3(
+        &self,
+        g: Nhwc,
+        col: Ten<'_, Self>,
+        beta: f64,
+        dx: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::col2im3x3(g, col, beta, dx)
+    }
+
+    fn maxpool2(
+        &self,
+        g: Nhwc,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        idx: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::maxpool2(g, x, out, idx)
+    }
+
+    fn pool2_gather(
+        &self,
+        g: Nhwc,
+        idx: Ten<'_, Self>,
+        src: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::pool2_gather(g, idx, src, out)
+    }
+
+    fn pool2_scatter(
+        &self,
+        g: Nhwc,
+        idx: Ten<'_, Self>,
+        gy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::pool2_scatter(g, idx, gy, dx)
+    }
+
+    fn transpose_batch(
+        &self,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+        src: Ten<'_, Self>,
+        dst: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::transpose_batch(batch, rows, cols, src, dst)
+    }
+
+    fn col_sum(
+        &self,
+        rows: usize,
+        cols: usize,
+        alpha: f64,
+        src: Ten<'_, Self>,
+        beta: f64,
+        dst: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::col_sum(rows, cols, alpha, src, beta, dst)
+    }
+
+    fn loss_grad(
+        &self,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        target: Ten<'_, Self>,
+        grad: TenMut<'_, Self>,
+        stats: &mut Vec<T>,
+    ) -> Result<()> {
+        self::loss_grad(blk, out, target, grad, stats)
+    }
+
+    fn loss_hess_mul(
+        &self,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        rout: Ten<'_, Self>,
+        rgrad: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::loss_hess_mul(blk, out, rout, rgrad)
+    }
+
+    fn adam(
+        &self,
+        g: &Vec<T>,
+        m: &mut Vec<T>,
+        v: &mut Vec<T>,
+        d: &mut Vec<T>,
+        len: usize,
+        h: AdamStep,
+    ) -> Result<()> {
+        self::adam(g, m, v, d, len, h)
     }
 }
