@@ -32,8 +32,8 @@ pub mod view;
 pub use cpu::input;
 pub use kinds::{Activation, BackendChoice, LossKind, Precision};
 pub use view::{
-    AdamStep, Attn, Batch, Dual, Gemm, InputRows, Ln, LossBlock, Mat, MatMut, Nhwc, Seq, Ten,
-    TenMut, ThetaV, TokenIndex, Transfers, gemm_each,
+    AdamStep, Attn, Batch, ConvGeom, Dual, Gemm, InputRows, Ln, LossBlock, Mat, MatMut, Nhwc, Seq,
+    Ten, TenMut, ThetaV, TokenIndex, Transfers, gemm_each,
 };
 pub(crate) use view::{check_batch, check_input_view, check_range};
 
@@ -372,16 +372,40 @@ pub trait Nn: Buffers {
         rout: Ten<'_, Self>,
         rgrad: TenMut<'_, Self>,
     ) -> Result<()>;
-    /// im2col of a 3×3, stride-1, padding-1 convolution: for images `g` (NHWC, the view `x`), writes
-    /// the n·h·w × 9·c matrix `col` whose row (s, y, x) holds the zero-padded
-    /// neighbourhood X[s, y+ky−1, x+kx−1, ci] at column ci·9 + ky·3 + kx — PyTorch's weight layout
-    /// `[c_out, c_in, 3, 3]`, so the convolution is `col · Wᵀ`.
-    fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()>;
-    /// The adjoint of [`Self::im2col3x3`]: `dx = β·dx + colᵀ-scatter`, i.e. every entry of
-    /// `col` added to the input pixel it was read from (NHWC `g`, the view `dx`). Written as a gather
-    /// (each pixel sums its ≤ 9 reads), so no atomics are needed.
-    fn col2im3x3(&self, g: Nhwc, col: Ten<'_, Self>, beta: f64, dx: TenMut<'_, Self>)
-    -> Result<()>;
+    /// im2col of a convolution of geometry `k` ([`ConvGeom`]) on images `g` (NHWC, the view `x`):
+    /// writes the n·oh·ow × k²·c matrix `col` (oh, ow: [`ConvGeom::out_size`]) whose row (s, oy,
+    /// ox) holds the zero-padded window X[s, oy·stride + ky − pad, ox·stride + kx − pad, ci] at
+    /// column ci·k² + ky·k + kx — PyTorch's weight layout `[c_out, c_in, k, k]`, so the
+    /// convolution is `col · Wᵀ`. Errors: a geometry that does not fit the images
+    /// ([`ConvGeom::out_hw`]), ranges outside the buffers, a geometry the backend has no kernel for
+    /// (the GPU has 3×3/1/1 only, [`ConvGeom::SAME_3X3`]).
+    fn im2col(&self, g: Nhwc, k: ConvGeom, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()>;
+    /// The adjoint of [`Self::im2col`]: `dx = β·dx + colᵀ-scatter`, i.e. every entry of `col`
+    /// added to the input pixel it was read from (NHWC `g`, the view `dx`; entries read from the
+    /// padding are dropped). Written as a gather (each pixel sums its ≤ k² reads in the order
+    /// ky, kx), so no atomics are needed. Errors: as [`Self::im2col`].
+    fn col2im(
+        &self,
+        g: Nhwc,
+        k: ConvGeom,
+        col: Ten<'_, Self>,
+        beta: f64,
+        dx: TenMut<'_, Self>,
+    ) -> Result<()>;
+    /// [`Self::im2col`] of the 3×3, stride-1, padding-1 convolution ([`ConvGeom::SAME_3X3`]).
+    fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
+        self.im2col(g, ConvGeom::SAME_3X3, x, col)
+    }
+    /// [`Self::col2im`] of the 3×3, stride-1, padding-1 convolution ([`ConvGeom::SAME_3X3`]).
+    fn col2im3x3(
+        &self,
+        g: Nhwc,
+        col: Ten<'_, Self>,
+        beta: f64,
+        dx: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self.col2im(g, ConvGeom::SAME_3X3, col, beta, dx)
+    }
     /// 2×2 max-pool with stride 2 of images `g` (NHWC, h and w even): `out` [n, h/2, w/2, c] and
     /// `idx` of the same shape holding the arg-max's window position dy·2 + dx, the first maximum
     /// in row-major window order on ties (PyTorch's choice).

@@ -3,7 +3,8 @@
 //! [`MatMut`], reduced to a [`Gemm`]), rows of the network input ([`InputRows`]), a value with
 //! its R-derivative ([`Dual`]), θ with a direction ([`ThetaV`]), a loss block ([`LossBlock`]).
 //! Shapes: a batched GEMM's strides ([`Batch`]), a batch of sequences ([`Seq`]), a LayerNorm
-//! ([`Ln`]), an attention pass ([`Attn`]), images in NHWC ([`Nhwc`]), a chunk's token index
+//! ([`Ln`]), an attention pass ([`Attn`]), images in NHWC ([`Nhwc`]), a convolution's window
+//! ([`ConvGeom`]), a chunk's token index
 //! ([`TokenIndex`]), an Adam step ([`AdamStep`]); what crossed between host and device
 //! ([`Transfers`]); and the range checks every backend runs. All are plain `Copy` structs passed
 //! by value (a [`TenMut`]/[`MatMut`] is a unique borrow: reborrow with `re`/`at`).
@@ -459,6 +460,78 @@ impl Nhwc {
             w: self.w / 2,
             ..*self
         }
+    }
+}
+
+/// The geometry of a square 2-D convolution (PyTorch's `nn.Conv2d(cin, cout, kernel, stride,
+/// padding)` with dilation 1): a `kernel`×`kernel` window moved `stride` pixels at a time over the
+/// image zero-padded by `pad` pixels on every side. An h×w input gives an oh×ow output with
+/// `oh = (h + 2·pad − kernel)/stride + 1` (rounded down; the same for w), PyTorch's formula.
+/// [`Nn::im2col`](super::Nn::im2col) lays its windows out as the rows of a matrix with
+/// `kernel²·c` columns; [`ConvGeom::SAME_3X3`] is the 3×3, stride-1, padding-1 convolution that
+/// keeps h×w (the CNN of Cohen et al.).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Side of the window (taps per row and per column).
+    pub kernel: usize,
+    /// Pixels between two windows' starts (both axes).
+    pub stride: usize,
+    /// Zero pixels added on each side (both axes).
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    /// 3×3, stride 1, padding 1: output h×w = input h×w.
+    pub const SAME_3X3: ConvGeom = ConvGeom {
+        kernel: 3,
+        stride: 1,
+        pad: 1,
+    };
+
+    /// A `kernel`×`kernel` window, `stride` apart, `pad` zeros on each side.
+    pub fn new(kernel: usize, stride: usize, pad: usize) -> Self {
+        ConvGeom {
+            kernel,
+            stride,
+            pad,
+        }
+    }
+    /// Taps of a window: kernel² (im2col's columns per input channel).
+    pub fn taps(&self) -> usize {
+        self.kernel * self.kernel
+    }
+    /// Output positions along an axis of `size` pixels: `(size + 2·pad − kernel)/stride + 1`, and
+    /// 0 where no window fits (kernel 0, stride 0, or a kernel wider than the padded axis).
+    pub fn out_size(&self, size: usize) -> usize {
+        let span = size + 2 * self.pad;
+        if self.kernel == 0 || self.stride == 0 || span < self.kernel {
+            return 0;
+        }
+        (span - self.kernel) / self.stride + 1
+    }
+    /// The output's height and width on images `g`. Errors ([`crate::error::Error::Shape`]):
+    /// kernel or stride 0, or a window that does not fit the padded image.
+    pub fn out_hw(&self, g: Nhwc) -> Result<(usize, usize)> {
+        let (oh, ow) = (self.out_size(g.h), self.out_size(g.w));
+        if oh == 0 || ow == 0 {
+            return Err(crate::error::Error::Shape(format!(
+                "convolution {self} does not fit {}×{} images",
+                g.h, g.w
+            )));
+        }
+        Ok((oh, ow))
+    }
+}
+
+impl std::fmt::Display for ConvGeom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{k}×{k}, stride {}, padding {}",
+            self.stride,
+            self.pad,
+            k = self.kernel
+        )
     }
 }
 

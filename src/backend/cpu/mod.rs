@@ -4,12 +4,14 @@
 //! only from its inputs.
 //!
 //! `mod.rs` holds the backend and its [`Buffers`] impl; each other family's impl (argument
-//! checks, then a kernel) sits in the file of its kernels, which work on slices: [`real`] (the scalars), `blas` (GEMM, dot), `nn` (layers, losses,
-//! Adam), `seq` and `attention` (the sequence ops), [`input`] (the network's input, sparse where
-//! it pays), `par` (threads).
+//! checks, then a kernel) sits in the file of its kernels, which work on slices: `blas` (GEMM,
+//! dot), `nn` (layers, losses, Adam), `conv` (im2col and col2im), `seq` and `attention` (the
+//! sequence ops). Beside them: [`real`] (the scalars), [`input`] (the network's input, sparse
+//! where it pays), `par` (threads).
 
 mod attention;
 mod blas;
+mod conv;
 /// The network's input on the CPU backend (dense, or a common value plus a sparse remainder).
 pub mod input;
 mod nn;

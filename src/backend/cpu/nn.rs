@@ -1,12 +1,11 @@
 //! The CPU kernels of the network layers: fused bias and activation and their derivatives,
-//! im2col convolution, 2×2 max-pooling, transposes, column sums, the losses and Adam.
+//! the convolution's im2col (in `conv`), 2×2 max-pooling, transposes, column sums, the losses and Adam.
 
-use super::CpuBackend;
-use super::par::par_rows;
 use super::real::Real;
+use super::{CpuBackend, conv};
 use super::{sl, sl_mut};
 use crate::backend::{
-    Activation, AdamStep, Dual, LossBlock, LossKind, Nhwc, Nn, Ten, TenMut, check_range,
+    Activation, AdamStep, ConvGeom, Dual, LossBlock, LossKind, Nhwc, Nn, Ten, TenMut, check_range,
 };
 use crate::error::Result;
 
@@ -133,98 +132,6 @@ pub(super) fn act<T: Real>(act: Activation, len: usize, x: &mut [T], off: usize)
             .iter_mut()
             .for_each(|v| *v = T::of(smooth.eval(v.wide()).0)),
     }
-    Ok(())
-}
-
-/// [`Nn::im2col3x3`](crate::backend::Nn::im2col3x3) on this backend.
-pub(super) fn im2col3x3<T: Real>(
-    g: Nhwc,
-    x: Ten<'_, CpuBackend<T>>,
-    col: TenMut<'_, CpuBackend<T>>,
-) -> Result<()> {
-    let Ten(x, x_off) = x;
-    let TenMut(col, col_off) = col;
-    let x = sl(x, x_off, g.len(), "im2col x")?;
-    let k9 = 9 * g.c;
-    let col = sl_mut(col, col_off, g.n * g.h * g.w * k9, "im2col col")?;
-    let (h, w, c) = (g.h, g.w, g.c);
-    let work = col.len();
-    // Whole rows (one output pixel each) per thread.
-    par_rows(col, k9, work, |row0, rows| {
-        for (r, row) in rows.chunks_exact_mut(k9).enumerate() {
-            let pix = row0 + r;
-            let (s, p) = (pix / (h * w), pix % (h * w));
-            let (y, xx) = (p / w, p % w);
-            for ky in 0..3 {
-                let yy = y as isize + ky as isize - 1;
-                for kx in 0..3 {
-                    let xs = xx as isize + kx as isize - 1;
-                    let inside = yy >= 0 && yy < h as isize && xs >= 0 && xs < w as isize;
-                    let j = ky * 3 + kx;
-                    if inside {
-                        let base = ((s * h + yy as usize) * w + xs as usize) * c;
-                        for ci in 0..c {
-                            row[ci * 9 + j] = x[base + ci];
-                        }
-                    } else {
-                        for ci in 0..c {
-                            row[ci * 9 + j] = T::zero();
-                        }
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// [`Nn::col2im3x3`](crate::backend::Nn::col2im3x3) on this backend.
-pub(super) fn col2im3x3<T: Real>(
-    g: Nhwc,
-    col: Ten<'_, CpuBackend<T>>,
-    beta: f64,
-    dx: TenMut<'_, CpuBackend<T>>,
-) -> Result<()> {
-    let Ten(col, col_off) = col;
-    let TenMut(dx, dx_off) = dx;
-    let k9 = 9 * g.c;
-    let col = sl(col, col_off, g.n * g.h * g.w * k9, "col2im col")?;
-    let dx = sl_mut(dx, dx_off, g.len(), "col2im dx")?;
-    let (h, w, c) = (g.h, g.w, g.c);
-    let beta = T::of(beta);
-    let work = dx.len() * 9;
-    par_rows(dx, c, work, |pix0, px| {
-        for (r, out) in px.chunks_exact_mut(c).enumerate() {
-            let pix = pix0 + r;
-            let (s, p) = (pix / (h * w), pix % (h * w));
-            let (y, xx) = (p / w, p % w);
-            for v in out.iter_mut() {
-                *v = if beta == T::zero() {
-                    T::zero()
-                } else {
-                    beta * *v
-                };
-            }
-            // Pixel (y, x) is read by output pixel (y − ky + 1, x − kx + 1) at tap (ky, kx).
-            for ky in 0..3 {
-                let yo = y as isize - ky as isize + 1;
-                if yo < 0 || yo >= h as isize {
-                    continue;
-                }
-                for kx in 0..3 {
-                    let xo = xx as isize - kx as isize + 1;
-                    if xo < 0 || xo >= w as isize {
-                        continue;
-                    }
-                    let row = ((s * h + yo as usize) * w + xo as usize) * k9;
-                    let j = ky * 3 + kx;
-                    for (ci, v) in out.iter_mut().enumerate() {
-                        *v = *v + col[row + ci * 9 + j];
-                    }
-                }
-            }
-        }
-    });
     Ok(())
 }
 
@@ -568,18 +475,19 @@ impl<T: Real> Nn for CpuBackend<T> {
         self::act(act, len, x, off)
     }
 
-    fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
-        self::im2col3x3(g, x, col)
+    fn im2col(&self, g: Nhwc, k: ConvGeom, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
+        conv::im2col(g, k, x, col)
     }
 
-    fn col2im3x3(
+    fn col2im(
         &self,
         g: Nhwc,
+        k: ConvGeom,
         col: Ten<'_, Self>,
         beta: f64,
         dx: TenMut<'_, Self>,
     ) -> Result<()> {
-        self::col2im3x3(g, col, beta, dx)
+        conv::col2im(g, k, col, beta, dx)
     }
 
     fn maxpool2(

@@ -1,8 +1,8 @@
 //! The [`Nn`] family on the GPU: each primitive handed to its kernel in `nn` (Adam's in `blas`).
 
 use super::{GpuBackend, GpuBuf, blas, nn};
-use crate::backend::{Activation, AdamStep, Dual, LossBlock, Nhwc, Nn, Ten, TenMut};
-use crate::error::Result;
+use crate::backend::{Activation, AdamStep, ConvGeom, Dual, LossBlock, Nhwc, Nn, Ten, TenMut};
+use crate::error::{Error, Result};
 
 impl Nn for GpuBackend {
     fn bias_act(
@@ -43,17 +43,23 @@ impl Nn for GpuBackend {
         nn::act(self, act, len, x, off)
     }
 
-    fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
+    /// 3×3, stride 1, padding 1 only (the kernel `nn::im2col3x3`); any other geometry is an
+    /// error until the GPU has a general kernel (issue 32).
+    fn im2col(&self, g: Nhwc, k: ConvGeom, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
+        same_3x3(k)?;
         nn::im2col3x3(self, g, x, col)
     }
 
-    fn col2im3x3(
+    /// 3×3, stride 1, padding 1 only, as [`Nn::im2col`] here.
+    fn col2im(
         &self,
         g: Nhwc,
+        k: ConvGeom,
         col: Ten<'_, Self>,
         beta: f64,
         dx: TenMut<'_, Self>,
     ) -> Result<()> {
+        same_3x3(k)?;
         nn::col2im3x3(self, g, col, beta, dx)
     }
 
@@ -142,4 +148,14 @@ impl Nn for GpuBackend {
     ) -> Result<()> {
         blas::adam(self, g, m, v, d, len, h)
     }
+}
+
+/// The one convolution geometry the GPU has a kernel for.
+fn same_3x3(k: ConvGeom) -> Result<()> {
+    if k == ConvGeom::SAME_3X3 {
+        return Ok(());
+    }
+    Err(Error::Backend(format!(
+        "general convolution geometry ({k}) is not on the GPU yet (issue 32): only 3×3, stride 1, padding 1; run with --backend cpu"
+    )))
 }
