@@ -199,7 +199,7 @@ fn the_spectrums_caveats() {
 #[test]
 fn kinks_are_counted_where_theta_sits_on_them() {
     use subspace_lab::backend::cpu::CpuBackend;
-    use subspace_lab::backend::{Backend, LossKind};
+    use subspace_lab::backend::{LossKind, prelude::*};
     use subspace_lab::data::dataset::Dataset;
     use subspace_lab::nn::Engine;
     use subspace_lab::nn::mlp::MlpSpec;

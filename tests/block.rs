@@ -8,7 +8,7 @@
 
 mod common;
 use common::*;
-use subspace_lab::backend::{Activation, Backend, LossKind};
+use subspace_lab::backend::{Activation, LossKind, prelude::*};
 use subspace_lab::hessian::DenseOperator;
 use subspace_lab::hessian::block::block_davidson;
 use subspace_lab::hessian::lanczos::{EigResult, LanczosOptions, lanczos, random_vector};

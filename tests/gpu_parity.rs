@@ -12,7 +12,7 @@ mod common;
 use common::*;
 use subspace_lab::backend::gpu::GpuBackend;
 use subspace_lab::backend::{
-    Activation, Backend, Dual, LossBlock, LossKind, Mat, MatMut, Ten, TenMut, ThetaV,
+    Activation, Dual, LossBlock, LossKind, Mat, MatMut, Ten, TenMut, ThetaV, prelude::*,
 };
 use subspace_lab::hessian::lanczos::{LanczosOptions, lanczos, random_vector};
 use subspace_lab::hessian::subspace::Subspace;

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use subspace_lab::backend::{Activation, Backend, LossKind};
+use subspace_lab::backend::{Activation, LossKind, prelude::*};
 use subspace_lab::hessian::{dense_matrix, lanczos::random_vector};
 
 const CASES: &[(&[usize], Activation, LossKind)] = &[

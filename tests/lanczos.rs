@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use subspace_lab::backend::{Activation, Backend, LossKind};
+use subspace_lab::backend::{Activation, LossKind, prelude::*};
 use subspace_lab::hessian::lanczos::{LanczosOptions, Verify, lanczos};
 use subspace_lab::hessian::power::power_iteration;
 use subspace_lab::hessian::subspace::Subspace;

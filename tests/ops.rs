@@ -8,8 +8,8 @@
 
 mod common;
 use common::*;
-use subspace_lab::backend::TokenIndex;
-use subspace_lab::backend::{Activation, Backend, LossKind};
+use subspace_lab::backend::{Activation, LossKind, prelude::*};
+use subspace_lab::backend::{ConvGeom, TokenIndex};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::hessian::lanczos::random_vector;
 use subspace_lab::nn::cnn::CnnSpec;
@@ -291,6 +291,7 @@ fn all_ops() -> Vec<(&'static str, Op, usize)> {
         w: 6,
         w_off: 0,
         b_off: 54,
+        geom: ConvGeom::SAME_3X3,
     };
     vec![
         ("linear", Op::Linear(lin), 3),
@@ -304,6 +305,7 @@ fn all_ops() -> Vec<(&'static str, Op, usize)> {
                 w: 1,
                 w_off: 0,
                 b_off: 54,
+                geom: ConvGeom::SAME_3X3,
             }),
             3,
         ),

@@ -3,15 +3,16 @@
 //! [`MatMut`], reduced to a [`Gemm`]), rows of the network input ([`InputRows`]), a value with
 //! its R-derivative ([`Dual`]), θ with a direction ([`ThetaV`]), a loss block ([`LossBlock`]).
 //! Shapes: a batched GEMM's strides ([`Batch`]), a batch of sequences ([`Seq`]), a LayerNorm
-//! ([`Ln`]), an attention pass ([`Attn`]), images in NHWC ([`Nhwc`]), a chunk's token index
+//! ([`Ln`]), an attention pass ([`Attn`]), images in NHWC ([`Nhwc`]), a convolution's window
+//! ([`ConvGeom`]), a chunk's token index
 //! ([`TokenIndex`]), an Adam step ([`AdamStep`]); what crossed between host and device
 //! ([`Transfers`]); and the range checks every backend runs. All are plain `Copy` structs passed
 //! by value (a [`TenMut`]/[`MatMut`] is a unique borrow: reborrow with `re`/`at`).
 
-use super::Backend;
+use super::{Blas, Buffers};
 use crate::error::Result;
 
-/// The count and the element strides of a [`Backend::gemm_batched`] (0: an operand shared by
+/// The count and the element strides of a [`Blas::gemm_batched`] (0: an operand shared by
 /// every product).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
@@ -30,19 +31,19 @@ impl Batch {
 
 /// A read-only tensor view: a buffer and the element offset where the tensor starts (its extent
 /// is the shape argument's: a [`Seq`], an [`Ln`], rows×cols, ...).
-pub struct Ten<'a, B: Backend + ?Sized>(pub &'a B::Buf, pub usize);
+pub struct Ten<'a, B: Buffers + ?Sized>(pub &'a B::Buf, pub usize);
 
-impl<B: Backend + ?Sized> Clone for Ten<'_, B> {
+impl<B: Buffers + ?Sized> Clone for Ten<'_, B> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<B: Backend + ?Sized> Copy for Ten<'_, B> {}
+impl<B: Buffers + ?Sized> Copy for Ten<'_, B> {}
 
 /// A written tensor view: a buffer and the element offset where the tensor starts.
-pub struct TenMut<'a, B: Backend + ?Sized>(pub &'a mut B::Buf, pub usize);
+pub struct TenMut<'a, B: Buffers + ?Sized>(pub &'a mut B::Buf, pub usize);
 
-impl<'a, B: Backend + ?Sized> TenMut<'a, B> {
+impl<'a, B: Buffers + ?Sized> TenMut<'a, B> {
     /// Reborrow (to pass the same output to several calls).
     pub fn re(&mut self) -> TenMut<'_, B> {
         TenMut(self.0, self.1)
@@ -51,31 +52,31 @@ impl<'a, B: Backend + ?Sized> TenMut<'a, B> {
 
 /// A value and its R-derivative (the direction's tangent), read together by the R-passes:
 /// x and R{x}, dy and R{dy}, qkv and R{qkv}.
-pub struct Dual<'a, B: Backend + ?Sized> {
+pub struct Dual<'a, B: Buffers + ?Sized> {
     pub val: Ten<'a, B>,
     pub r: Ten<'a, B>,
 }
 
-impl<B: Backend + ?Sized> Clone for Dual<'_, B> {
+impl<B: Buffers + ?Sized> Clone for Dual<'_, B> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<B: Backend + ?Sized> Copy for Dual<'_, B> {}
+impl<B: Buffers + ?Sized> Copy for Dual<'_, B> {}
 
 /// The parameters θ (a whole buffer, the op's entries at the offsets its shape names) and a
 /// direction v (the same layout from `v.1`): what a parametrised op's JVP and R-backward read.
-pub struct ThetaV<'a, B: Backend + ?Sized> {
+pub struct ThetaV<'a, B: Buffers + ?Sized> {
     pub theta: &'a B::Buf,
     pub v: Ten<'a, B>,
 }
 
-impl<B: Backend + ?Sized> Clone for ThetaV<'_, B> {
+impl<B: Buffers + ?Sized> Clone for ThetaV<'_, B> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<B: Backend + ?Sized> Copy for ThetaV<'_, B> {}
+impl<B: Buffers + ?Sized> Copy for ThetaV<'_, B> {}
 
 /// A block of a loss's inputs: `rows`×`cols` outputs (and targets) of loss `kind`, its gradient
 /// scaled by `scale`.
@@ -89,7 +90,7 @@ pub struct LossBlock {
 
 /// A read-only matrix view for the BLAS primitives: op(X), `rows`×`cols`, in `buf` from element
 /// `off`, stored row-major as is, or as its transpose (`cols`×`rows`) when `trans`.
-pub struct Mat<'a, B: Backend + ?Sized> {
+pub struct Mat<'a, B: Buffers + ?Sized> {
     pub buf: &'a B::Buf,
     pub off: usize,
     pub rows: usize,
@@ -97,14 +98,14 @@ pub struct Mat<'a, B: Backend + ?Sized> {
     pub trans: bool,
 }
 
-impl<B: Backend + ?Sized> Clone for Mat<'_, B> {
+impl<B: Buffers + ?Sized> Clone for Mat<'_, B> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<B: Backend + ?Sized> Copy for Mat<'_, B> {}
+impl<B: Buffers + ?Sized> Copy for Mat<'_, B> {}
 
-impl<'a, B: Backend + ?Sized> Mat<'a, B> {
+impl<'a, B: Buffers + ?Sized> Mat<'a, B> {
     /// The rows×cols matrix stored row-major in `buf` from `off`.
     pub fn new(buf: &'a B::Buf, off: usize, rows: usize, cols: usize) -> Self {
         Mat {
@@ -143,14 +144,14 @@ impl<'a, B: Backend + ?Sized> Mat<'a, B> {
 }
 
 /// A written rows×cols row-major matrix in `buf` from element `off` (a GEMM's C).
-pub struct MatMut<'a, B: Backend + ?Sized> {
+pub struct MatMut<'a, B: Buffers + ?Sized> {
     pub buf: &'a mut B::Buf,
     pub off: usize,
     pub rows: usize,
     pub cols: usize,
 }
 
-impl<'a, B: Backend + ?Sized> MatMut<'a, B> {
+impl<'a, B: Buffers + ?Sized> MatMut<'a, B> {
     /// The rows×cols matrix stored row-major in `buf` from `off`.
     pub fn new(buf: &'a mut B::Buf, off: usize, rows: usize, cols: usize) -> Self {
         MatMut {
@@ -172,7 +173,7 @@ impl<'a, B: Backend + ?Sized> MatMut<'a, B> {
 }
 
 /// The scalars of one GEMM C = α·op(A)·op(B) + β·C: op(A) is m×k, op(B) k×n, C m×n, row-major;
-/// A stored k×m if `ta`, B stored n×k if `tb`. What the views of [`Backend::gemm`] come down to,
+/// A stored k×m if `ta`, B stored n×k if `tb`. What the views of [`Blas::gemm`] come down to,
 /// and what the backends' kernels take.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Gemm {
@@ -188,7 +189,7 @@ pub struct Gemm {
 impl Gemm {
     /// The GEMM of the views `a`, `b`, `c`. Errors: shapes that do not chain (op(A) m×k, op(B)
     /// k×n, C m×n).
-    pub fn of<B: Backend + ?Sized>(
+    pub fn of<B: Buffers + ?Sized>(
         a: Mat<B>,
         b: Mat<B>,
         c: &MatMut<B>,
@@ -240,29 +241,29 @@ impl Gemm {
     }
 }
 
-/// Rows `r0..` of a backend's network input ([`Backend::Input`]), the first layer's operand.
-pub struct InputRows<'a, B: Backend + ?Sized> {
+/// Rows `r0..` of a backend's network input ([`Blas::Input`]), the first layer's operand.
+pub struct InputRows<'a, B: Blas + ?Sized> {
     pub x: &'a B::Input,
     pub r0: usize,
 }
 
-impl<B: Backend + ?Sized> Clone for InputRows<'_, B> {
+impl<B: Blas + ?Sized> Clone for InputRows<'_, B> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<B: Backend + ?Sized> Copy for InputRows<'_, B> {}
+impl<B: Blas + ?Sized> Copy for InputRows<'_, B> {}
 
-impl<'a, B: Backend + ?Sized> InputRows<'a, B> {
+impl<'a, B: Blas + ?Sized> InputRows<'a, B> {
     /// Rows `r0..` of `x`.
     pub fn new(x: &'a B::Input, r0: usize) -> Self {
         InputRows { x, r0 }
     }
 }
 
-/// [`Backend::gemm_batched`] as `batch.count` calls of [`Backend::gemm`] (the default, and the
+/// [`Blas::gemm_batched`] as `batch.count` calls of [`Blas::gemm`] (the default, and the
 /// GPU's fallback where one dispatch cannot hold them).
-pub fn gemm_each<B: Backend + ?Sized>(
+pub fn gemm_each<B: Blas + ?Sized>(
     be: &B,
     a: Mat<B>,
     b: Mat<B>,
@@ -284,9 +285,9 @@ pub fn gemm_each<B: Backend + ?Sized>(
     Ok(())
 }
 
-/// An input product's operand ([`Backend::input_gemm_nt`], [`Backend::input_gemm_tn`]) must be
+/// An input product's operand ([`Blas::input_gemm_nt`], [`Blas::input_gemm_tn`]) must be
 /// stored as is (not transposed) and chain with the output (`ok`).
-pub(crate) fn check_input_view<B: Backend + ?Sized>(
+pub(crate) fn check_input_view<B: Buffers + ?Sized>(
     ok: bool,
     what: &str,
     m: &Mat<B>,
@@ -313,7 +314,7 @@ pub(crate) fn check_batch(m: usize, n: usize, batch: Batch) -> Result<()> {
     Ok(())
 }
 
-/// Host ↔ device traffic of a backend since it was made ([`Backend::transfers`]); differences of
+/// Host ↔ device traffic of a backend since it was made ([`Buffers::transfers`]); differences of
 /// two readings give the traffic of what ran between them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Transfers {
@@ -402,7 +403,7 @@ impl Attn {
     }
 }
 
-/// Positions of a chunk of token ids grouped by id (CSR), for [`Backend::embed_grad`]: `order`
+/// Positions of a chunk of token ids grouped by id (CSR), for [`SeqOps::embed_grad`](super::SeqOps::embed_grad): `order`
 /// lists the positions r·T + t sorted by (id, position), `start[v]..start[v+1]` is id v's run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenIndex {
@@ -462,7 +463,79 @@ impl Nhwc {
     }
 }
 
-/// The scalars of one [`Backend::adam`] step: rate η, decay rates β₁ and β₂, ε, and the bias
+/// The geometry of a square 2-D convolution (PyTorch's `nn.Conv2d(cin, cout, kernel, stride,
+/// padding)` with dilation 1): a `kernel`×`kernel` window moved `stride` pixels at a time over the
+/// image zero-padded by `pad` pixels on every side. An h×w input gives an oh×ow output with
+/// `oh = (h + 2·pad − kernel)/stride + 1` (rounded down; the same for w), PyTorch's formula.
+/// [`Nn::im2col`](super::Nn::im2col) lays its windows out as the rows of a matrix with
+/// `kernel²·c` columns; [`ConvGeom::SAME_3X3`] is the 3×3, stride-1, padding-1 convolution that
+/// keeps h×w (the CNN of Cohen et al.).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Side of the window (taps per row and per column).
+    pub kernel: usize,
+    /// Pixels between two windows' starts (both axes).
+    pub stride: usize,
+    /// Zero pixels added on each side (both axes).
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    /// 3×3, stride 1, padding 1: output h×w = input h×w.
+    pub const SAME_3X3: ConvGeom = ConvGeom {
+        kernel: 3,
+        stride: 1,
+        pad: 1,
+    };
+
+    /// A `kernel`×`kernel` window, `stride` apart, `pad` zeros on each side.
+    pub fn new(kernel: usize, stride: usize, pad: usize) -> Self {
+        ConvGeom {
+            kernel,
+            stride,
+            pad,
+        }
+    }
+    /// Taps of a window: kernel² (im2col's columns per input channel).
+    pub fn taps(&self) -> usize {
+        self.kernel * self.kernel
+    }
+    /// Output positions along an axis of `size` pixels: `(size + 2·pad − kernel)/stride + 1`, and
+    /// 0 where no window fits (kernel 0, stride 0, or a kernel wider than the padded axis).
+    pub fn out_size(&self, size: usize) -> usize {
+        let span = size + 2 * self.pad;
+        if self.kernel == 0 || self.stride == 0 || span < self.kernel {
+            return 0;
+        }
+        (span - self.kernel) / self.stride + 1
+    }
+    /// The output's height and width on images `g`. Errors ([`crate::error::Error::Shape`]):
+    /// kernel or stride 0, or a window that does not fit the padded image.
+    pub fn out_hw(&self, g: Nhwc) -> Result<(usize, usize)> {
+        let (oh, ow) = (self.out_size(g.h), self.out_size(g.w));
+        if oh == 0 || ow == 0 {
+            return Err(crate::error::Error::Shape(format!(
+                "convolution {self} does not fit {}×{} images",
+                g.h, g.w
+            )));
+        }
+        Ok((oh, ow))
+    }
+}
+
+impl std::fmt::Display for ConvGeom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{k}×{k}, stride {}, padding {}",
+            self.stride,
+            self.pad,
+            k = self.kernel
+        )
+    }
+}
+
+/// The scalars of one [`Nn::adam`](super::Nn::adam) step: rate η, decay rates β₁ and β₂, ε, and the bias
 /// corrections c₁ = 1 − β₁ᵗ and c₂ = 1 − β₂ᵗ of step t.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamStep {

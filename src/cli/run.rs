@@ -5,7 +5,7 @@ use super::common::{choose, log, on_backend, progress_bar, stop_flag};
 use super::verdict::print_verdicts;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
-use subspace_lab::backend::Backend;
+use subspace_lab::backend::prelude::*;
 use subspace_lab::experiment::run::{Checkpoint, Vectors};
 use subspace_lab::experiment::spec::RunSpec;
 use subspace_lab::experiment::verdict::Verdict;

@@ -7,8 +7,12 @@
 //! `7.weight [10,2048]`, `7.bias`, so a model trained in PyTorch loads here and back.
 
 use super::graph::{Builder, Graph};
-use crate::backend::Activation;
+use crate::backend::{Activation, ConvGeom};
 use crate::error::{Error, Result};
+
+/// The convolution of every block: 3×3, stride 1, padding 1 (Cohen et al.'s `Conv2d(c, c', 3,
+/// padding=1)`), so a block's convolution keeps H×W and only its pooling halves them.
+pub const CONV: ConvGeom = ConvGeom::SAME_3X3;
 
 /// Architecture of a convolutional network.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -75,10 +79,9 @@ impl CnnSpec {
         let [mut c, mut h, mut w] = self.input;
         let mut b = Builder::new(c * h * w);
         for (j, &co) in self.channels.iter().enumerate() {
-            b = b
-                .conv3x3(&(3 * j).to_string(), c, co, h, w)
-                .act(self.activation)
-                .maxpool2(h, w, co);
+            b = b.conv(&(3 * j).to_string(), (c, co), (h, w), CONV);
+            (h, w) = (CONV.out_size(h), CONV.out_size(w));
+            b = b.act(self.activation).maxpool2(h, w, co);
             c = co;
             h /= 2;
             w /= 2;

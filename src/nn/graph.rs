@@ -6,7 +6,7 @@ use super::ops::{
     Act, Add, Attention, Conv3x3, DataForm, Embed, Flatten, Layer, LayerNorm, Linear, MaxPool2,
     MeanPool, OpRule,
 };
-use crate::backend::{Activation, Backend};
+use crate::backend::{Activation, Backend, ConvGeom};
 
 /// The op enum and its two accessors from one list of layer kinds (variant = type name): adding a
 /// layer kind is one name here.
@@ -176,9 +176,21 @@ impl Builder {
         self.width = fan_out;
         self
     }
-    /// `nn.Conv2d(cin, cout, 3, padding=1)` on h×w images.
-    pub fn conv3x3(mut self, prefix: &str, cin: usize, cout: usize, h: usize, w: usize) -> Self {
-        let w_off = self.param(format!("{prefix}.weight"), vec![cout, cin, 3, 3]);
+    /// `nn.Conv2d(cin, cout, 3, padding=1)` on h×w images ([`ConvGeom::SAME_3X3`]).
+    pub fn conv3x3(self, prefix: &str, cin: usize, cout: usize, h: usize, w: usize) -> Self {
+        self.conv(prefix, (cin, cout), (h, w), ConvGeom::SAME_3X3)
+    }
+    /// `nn.Conv2d(cin, cout, k, stride, padding)` of geometry `geom` on h×w images: weight
+    /// `[cout, cin, k, k]`, bias `[cout]`; the output is oh×ow×cout ([`ConvGeom::out_size`]).
+    pub fn conv(
+        mut self,
+        prefix: &str,
+        (cin, cout): (usize, usize),
+        (h, w): (usize, usize),
+        geom: ConvGeom,
+    ) -> Self {
+        let k = geom.kernel;
+        let w_off = self.param(format!("{prefix}.weight"), vec![cout, cin, k, k]);
         let b_off = self.param(format!("{prefix}.bias"), vec![cout]);
         let c = Conv3x3 {
             cin,
@@ -187,6 +199,7 @@ impl Builder {
             w,
             w_off,
             b_off,
+            geom,
         };
         debug_assert_eq!(c.in_width(), self.width);
         self.width = c.out_width();

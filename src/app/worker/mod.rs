@@ -6,7 +6,7 @@
 
 use super::live::{Action, History, LiveRun};
 use super::settings::{AppModel, Settings};
-use crate::backend::Backend;
+use crate::backend::prelude::*;
 use crate::data::dataset::Dataset;
 use crate::data::load::DatasetKind;
 use crate::data::sets::DataSets;

@@ -2,14 +2,13 @@
 //! the twins of `shaders/seq.wgsl`'s attention kernels, one sequence and head at a time in f64.
 
 use super::CpuBackend;
-use super::par::threads;
+use super::par::{par_seqs2, threads};
 use super::real::Real;
-use super::seq::par_seqs2;
 use super::{sl, sl_mut};
 use crate::backend::{Attn, Dual, Ten, TenMut};
 use crate::error::Result;
 
-/// [`Backend::attention`](crate::backend::Backend::attention) on this backend.
+/// [`SeqOps::attention`](crate::backend::SeqOps::attention) on this backend.
 pub(super) fn attention<T: Real>(
     a: Attn,
     ids: Ten<'_, CpuBackend<T>>,
@@ -38,7 +37,7 @@ pub(super) fn attention<T: Real>(
     Ok(())
 }
 
-/// [`Backend::attention_vjp`](crate::backend::Backend::attention_vjp) on this backend.
+/// [`SeqOps::attention_vjp`](crate::backend::SeqOps::attention_vjp) on this backend.
 pub(super) fn attention_vjp<T: Real>(
     a: Attn,
     qkv: Ten<'_, CpuBackend<T>>,
@@ -67,7 +66,7 @@ pub(super) fn attention_vjp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::attention_jvp`](crate::backend::Backend::attention_jvp) on this backend.
+/// [`SeqOps::attention_jvp`](crate::backend::SeqOps::attention_jvp) on this backend.
 pub(super) fn attention_jvp<T: Real>(
     a: Attn,
     qkv: Dual<'_, CpuBackend<T>>,
@@ -92,7 +91,7 @@ pub(super) fn attention_jvp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::attention_rvjp`](crate::backend::Backend::attention_rvjp) on this backend.
+/// [`SeqOps::attention_rvjp`](crate::backend::SeqOps::attention_rvjp) on this backend.
 pub(super) fn attention_rvjp<T: Real>(
     a: Attn,
     qkv: Dual<'_, CpuBackend<T>>,

@@ -1,9 +1,12 @@
 //! The CPU's matrix products: GEMM on slices (matrixmultiply's packed kernel, a matrix–vector
 //! path and a skinny path for the Lanczos basis products) and the f64-accumulated dot product.
 
+use super::input::CpuInput;
 use super::par::{PAR_MIN, par_chunks, threads};
-use super::real::{Real, Strided, StridedMut};
-use crate::backend::Gemm;
+use super::real::{Real, Strided, StridedMut, rsqrt_f64};
+use super::{CpuBackend, sl, sl_mut};
+use crate::backend::{Blas, Gemm, InputRows, Mat, MatMut, check_input_view};
+use crate::error::Result;
 
 /// Largest m and k sent to [`skinny_gemm`] (C is m×n with n large).
 const SKINNY_ROWS: usize = 64;
@@ -177,4 +180,112 @@ pub(super) fn gemm_slices<T: Real>(g: Gemm, a: &[T], b: &[T], c: &mut [T]) {
             },
         )
     };
+}
+
+impl<T: Real> Blas for CpuBackend<T> {
+    type Input = CpuInput<T>;
+
+    fn input(&self, x: &[f64], rows: usize, cols: usize) -> Result<CpuInput<T>> {
+        CpuInput::new(x, rows, cols, !self.dense_input)
+    }
+
+    fn input_gemm_nt(
+        &self,
+        x: InputRows<Self>,
+        b: Mat<Self>,
+        out: MatMut<Self>,
+        alpha: f64,
+        beta: f64,
+    ) -> Result<()> {
+        let (c, n, d) = (out.rows, out.cols, x.x.cols());
+        check_input_view(b.rows == n, "B", &b)?;
+        let bs = sl(b.buf, b.off, n * d, "input product B")?;
+        let os = sl_mut(out.buf, out.off, c * n, "input product C")?;
+        let g = Gemm::input_nt(c, n, d, alpha, beta);
+        x.x.gemm_nt(x.r0, g, bs, os, threads(), |xs, b, out| {
+            gemm_slices(g, xs, b, out)
+        })
+    }
+
+    fn input_gemm_tn(
+        &self,
+        g: Mat<Self>,
+        x: InputRows<Self>,
+        out: MatMut<Self>,
+        alpha: f64,
+        beta: f64,
+    ) -> Result<()> {
+        let (c, n, d) = (g.rows, g.cols, x.x.cols());
+        check_input_view(out.rows == n, "G", &g)?;
+        let gs = sl(g.buf, g.off, c * n, "input product G")?;
+        let os = sl_mut(out.buf, out.off, n * d, "input product C")?;
+        let gm = Gemm::input_tn(c, n, d, alpha, beta);
+        x.x.gemm_tn(gs, x.r0, gm, os, threads(), |g, xs, out| {
+            gemm_slices(gm, g, xs, out)
+        })
+    }
+
+    fn gemm(
+        &self,
+        a: Mat<Self>,
+        b: Mat<Self>,
+        c: MatMut<Self>,
+        alpha: f64,
+        beta: f64,
+    ) -> Result<()> {
+        let g = Gemm::of(a, b, &c, alpha, beta)?;
+        let (m, n, k) = (g.m, g.n, g.k);
+        let a = sl(a.buf, a.off, m * k, "gemm A")?;
+        let b = sl(b.buf, b.off, k * n, "gemm B")?;
+        let c = sl_mut(c.buf, c.off, m * n, "gemm C")?;
+        gemm_slices(g, a, b, c);
+        Ok(())
+    }
+
+    fn dot(&self, x: &Vec<T>, x_off: usize, y: &Vec<T>, y_off: usize, len: usize) -> Result<f64> {
+        let x = sl(x, x_off, len, "dot x")?;
+        let y = sl(y, y_off, len, "dot y")?;
+        // f64 accumulation: for f32 inputs the products are exact.
+        Ok(dot_f64(x, y))
+    }
+
+    fn axpy(
+        &self,
+        alpha: f64,
+        x: &Vec<T>,
+        x_off: usize,
+        y: &mut Vec<T>,
+        y_off: usize,
+        len: usize,
+    ) -> Result<()> {
+        let x = sl(x, x_off, len, "axpy x")?;
+        let y = sl_mut(y, y_off, len, "axpy y")?;
+        let a = T::of(alpha);
+        for (yi, &xi) in y.iter_mut().zip(x) {
+            *yi = *yi + a * xi;
+        }
+        Ok(())
+    }
+
+    fn scale(&self, alpha: f64, x: &mut Vec<T>, off: usize, len: usize) -> Result<()> {
+        let a = T::of(alpha);
+        for xi in sl_mut(x, off, len, "scale")? {
+            *xi = *xi * a;
+        }
+        Ok(())
+    }
+
+    fn rsqrt(&self, x: &mut Vec<T>, off: usize, len: usize) -> Result<()> {
+        let tiny = T::min_positive_value().wide();
+        for xi in sl_mut(x, off, len, "rsqrt")? {
+            let v = xi.wide();
+            // A subnormal counts as 0, as on a GPU that flushes it (1/√ of it would overflow).
+            *xi = T::of(if v.abs() < tiny { 0.0 } else { rsqrt_f64(v) });
+        }
+        Ok(())
+    }
+
+    fn all_finite(&self, x: &Vec<T>, off: usize, len: usize) -> Result<bool> {
+        Ok(sl(x, off, len, "all_finite")?.iter().all(|v| v.is_finite()))
+    }
 }

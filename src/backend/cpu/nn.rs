@@ -1,16 +1,15 @@
 //! The CPU kernels of the network layers: fused bias and activation and their derivatives,
-//! im2col convolution, 2×2 max-pooling, transposes, column sums, the losses and Adam.
+//! the convolution's im2col (in `conv`), 2×2 max-pooling, transposes, column sums, the losses and Adam.
 
-use super::CpuBackend;
-use super::par::par_rows;
 use super::real::Real;
+use super::{CpuBackend, conv};
 use super::{sl, sl_mut};
 use crate::backend::{
-    Activation, AdamStep, Dual, LossBlock, LossKind, Nhwc, Ten, TenMut, check_range,
+    Activation, AdamStep, ConvGeom, Dual, LossBlock, LossKind, Nhwc, Nn, Ten, TenMut, check_range,
 };
 use crate::error::Result;
 
-/// [`Backend::bias_act`](crate::backend::Backend::bias_act) on this backend.
+/// [`Nn::bias_act`](crate::backend::Nn::bias_act) on this backend.
 pub(super) fn bias_act<T: Real>(
     act: Option<Activation>,
     rows: usize,
@@ -42,7 +41,7 @@ pub(super) fn bias_act<T: Real>(
     Ok(())
 }
 
-/// [`Backend::act_d1_mul`](crate::backend::Backend::act_d1_mul) on this backend.
+/// [`Nn::act_d1_mul`](crate::backend::Nn::act_d1_mul) on this backend.
 pub(super) fn act_d1_mul<T: Real>(
     act: Activation,
     len: usize,
@@ -77,7 +76,7 @@ pub(super) fn act_d1_mul<T: Real>(
     Ok(())
 }
 
-/// [`Backend::act_d2_r`](crate::backend::Backend::act_d2_r) on this backend.
+/// [`Nn::act_d2_r`](crate::backend::Nn::act_d2_r) on this backend.
 pub(super) fn act_d2_r<T: Real>(
     act: Activation,
     len: usize,
@@ -123,7 +122,7 @@ pub(super) fn act_d2_r<T: Real>(
     Ok(())
 }
 
-/// [`Backend::act`](crate::backend::Backend::act) on this backend.
+/// [`Nn::act`](crate::backend::Nn::act) on this backend.
 pub(super) fn act<T: Real>(act: Activation, len: usize, x: &mut [T], off: usize) -> Result<()> {
     let x = sl_mut(x, off, len, "act x")?;
     match act {
@@ -136,99 +135,7 @@ pub(super) fn act<T: Real>(act: Activation, len: usize, x: &mut [T], off: usize)
     Ok(())
 }
 
-/// [`Backend::im2col3x3`](crate::backend::Backend::im2col3x3) on this backend.
-pub(super) fn im2col3x3<T: Real>(
-    g: Nhwc,
-    x: Ten<'_, CpuBackend<T>>,
-    col: TenMut<'_, CpuBackend<T>>,
-) -> Result<()> {
-    let Ten(x, x_off) = x;
-    let TenMut(col, col_off) = col;
-    let x = sl(x, x_off, g.len(), "im2col x")?;
-    let k9 = 9 * g.c;
-    let col = sl_mut(col, col_off, g.n * g.h * g.w * k9, "im2col col")?;
-    let (h, w, c) = (g.h, g.w, g.c);
-    let work = col.len();
-    // Whole rows (one output pixel each) per thread.
-    par_rows(col, k9, work, |row0, rows| {
-        for (r, row) in rows.chunks_exact_mut(k9).enumerate() {
-            let pix = row0 + r;
-            let (s, p) = (pix / (h * w), pix % (h * w));
-            let (y, xx) = (p / w, p % w);
-            for ky in 0..3 {
-                let yy = y as isize + ky as isize - 1;
-                for kx in 0..3 {
-                    let xs = xx as isize + kx as isize - 1;
-                    let inside = yy >= 0 && yy < h as isize && xs >= 0 && xs < w as isize;
-                    let j = ky * 3 + kx;
-                    if inside {
-                        let base = ((s * h + yy as usize) * w + xs as usize) * c;
-                        for ci in 0..c {
-                            row[ci * 9 + j] = x[base + ci];
-                        }
-                    } else {
-                        for ci in 0..c {
-                            row[ci * 9 + j] = T::zero();
-                        }
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// [`Backend::col2im3x3`](crate::backend::Backend::col2im3x3) on this backend.
-pub(super) fn col2im3x3<T: Real>(
-    g: Nhwc,
-    col: Ten<'_, CpuBackend<T>>,
-    beta: f64,
-    dx: TenMut<'_, CpuBackend<T>>,
-) -> Result<()> {
-    let Ten(col, col_off) = col;
-    let TenMut(dx, dx_off) = dx;
-    let k9 = 9 * g.c;
-    let col = sl(col, col_off, g.n * g.h * g.w * k9, "col2im col")?;
-    let dx = sl_mut(dx, dx_off, g.len(), "col2im dx")?;
-    let (h, w, c) = (g.h, g.w, g.c);
-    let beta = T::of(beta);
-    let work = dx.len() * 9;
-    par_rows(dx, c, work, |pix0, px| {
-        for (r, out) in px.chunks_exact_mut(c).enumerate() {
-            let pix = pix0 + r;
-            let (s, p) = (pix / (h * w), pix % (h * w));
-            let (y, xx) = (p / w, p % w);
-            for v in out.iter_mut() {
-                *v = if beta == T::zero() {
-                    T::zero()
-                } else {
-                    beta * *v
-                };
-            }
-            // Pixel (y, x) is read by output pixel (y − ky + 1, x − kx + 1) at tap (ky, kx).
-            for ky in 0..3 {
-                let yo = y as isize - ky as isize + 1;
-                if yo < 0 || yo >= h as isize {
-                    continue;
-                }
-                for kx in 0..3 {
-                    let xo = xx as isize - kx as isize + 1;
-                    if xo < 0 || xo >= w as isize {
-                        continue;
-                    }
-                    let row = ((s * h + yo as usize) * w + xo as usize) * k9;
-                    let j = ky * 3 + kx;
-                    for (ci, v) in out.iter_mut().enumerate() {
-                        *v = *v + col[row + ci * 9 + j];
-                    }
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// [`Backend::maxpool2`](crate::backend::Backend::maxpool2) on this backend.
+/// [`Nn::maxpool2`](crate::backend::Nn::maxpool2) on this backend.
 pub(super) fn maxpool2<T: Real>(
     g: Nhwc,
     x: Ten<'_, CpuBackend<T>>,
@@ -261,7 +168,7 @@ pub(super) fn maxpool2<T: Real>(
     Ok(())
 }
 
-/// [`Backend::pool2_gather`](crate::backend::Backend::pool2_gather) on this backend.
+/// [`Nn::pool2_gather`](crate::backend::Nn::pool2_gather) on this backend.
 pub(super) fn pool2_gather<T: Real>(
     g: Nhwc,
     idx: Ten<'_, CpuBackend<T>>,
@@ -284,7 +191,7 @@ pub(super) fn pool2_gather<T: Real>(
     Ok(())
 }
 
-/// [`Backend::pool2_scatter`](crate::backend::Backend::pool2_scatter) on this backend.
+/// [`Nn::pool2_scatter`](crate::backend::Nn::pool2_scatter) on this backend.
 pub(super) fn pool2_scatter<T: Real>(
     g: Nhwc,
     idx: Ten<'_, CpuBackend<T>>,
@@ -309,7 +216,7 @@ pub(super) fn pool2_scatter<T: Real>(
     Ok(())
 }
 
-/// [`Backend::transpose_batch`](crate::backend::Backend::transpose_batch) on this backend.
+/// [`Nn::transpose_batch`](crate::backend::Nn::transpose_batch) on this backend.
 pub(super) fn transpose_batch<T: Real>(
     batch: usize,
     rows: usize,
@@ -336,7 +243,7 @@ pub(super) fn transpose_batch<T: Real>(
     Ok(())
 }
 
-/// [`Backend::col_sum`](crate::backend::Backend::col_sum) on this backend.
+/// [`Nn::col_sum`](crate::backend::Nn::col_sum) on this backend.
 pub(super) fn col_sum<T: Real>(
     rows: usize,
     cols: usize,
@@ -362,7 +269,7 @@ pub(super) fn col_sum<T: Real>(
     Ok(())
 }
 
-/// [`Backend::loss_grad`](crate::backend::Backend::loss_grad) on this backend.
+/// [`Nn::loss_grad`](crate::backend::Nn::loss_grad) on this backend.
 pub(super) fn loss_grad<T: Real>(
     blk: LossBlock,
     out: Ten<'_, CpuBackend<T>>,
@@ -423,7 +330,7 @@ pub(super) fn loss_grad<T: Real>(
     Ok(())
 }
 
-/// [`Backend::loss_hess_mul`](crate::backend::Backend::loss_hess_mul) on this backend.
+/// [`Nn::loss_hess_mul`](crate::backend::Nn::loss_hess_mul) on this backend.
 pub(super) fn loss_hess_mul<T: Real>(
     blk: LossBlock,
     out: Ten<'_, CpuBackend<T>>,
@@ -475,7 +382,7 @@ pub(super) fn loss_hess_mul<T: Real>(
     Ok(())
 }
 
-/// [`Backend::adam`](crate::backend::Backend::adam) on this backend.
+/// [`Nn::adam`](crate::backend::Nn::adam) on this backend.
 pub(super) fn adam<T: Real>(
     g: &[T],
     m: &mut [T],
@@ -526,5 +433,146 @@ fn pool_windows(g: Nhwc, mut f: impl FnMut(usize, [usize; 4])) {
                 o += c;
             }
         }
+    }
+}
+
+impl<T: Real> Nn for CpuBackend<T> {
+    fn bias_act(
+        &self,
+        act: Option<Activation>,
+        rows: usize,
+        cols: usize,
+        bias: Ten<'_, Self>,
+        x: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::bias_act(act, rows, cols, bias, x)
+    }
+
+    fn act_d1_mul(
+        &self,
+        act: Activation,
+        len: usize,
+        a: Ten<'_, Self>,
+        g: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::act_d1_mul(act, len, a, g, out)
+    }
+
+    fn act_d2_r(
+        &self,
+        act: Activation,
+        len: usize,
+        a: Ten<'_, Self>,
+        g: Dual<'_, Self>,
+        rz: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::act_d2_r(act, len, a, g, rz, out)
+    }
+
+    fn act(&self, act: Activation, len: usize, x: &mut Vec<T>, off: usize) -> Result<()> {
+        self::act(act, len, x, off)
+    }
+
+    fn im2col(&self, g: Nhwc, k: ConvGeom, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
+        conv::im2col(g, k, x, col)
+    }
+
+    fn col2im(
+        &self,
+        g: Nhwc,
+        k: ConvGeom,
+        col: Ten<'_, Self>,
+        beta: f64,
+        dx: TenMut<'_, Self>,
+    ) -> Result<()> {
+        conv::col2im(g, k, col, beta, dx)
+    }
+
+    fn maxpool2(
+        &self,
+        g: Nhwc,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        idx: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::maxpool2(g, x, out, idx)
+    }
+
+    fn pool2_gather(
+        &self,
+        g: Nhwc,
+        idx: Ten<'_, Self>,
+        src: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::pool2_gather(g, idx, src, out)
+    }
+
+    fn pool2_scatter(
+        &self,
+        g: Nhwc,
+        idx: Ten<'_, Self>,
+        gy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::pool2_scatter(g, idx, gy, dx)
+    }
+
+    fn transpose_batch(
+        &self,
+        batch: usize,
+        rows: usize,
+        cols: usize,
+        src: Ten<'_, Self>,
+        dst: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::transpose_batch(batch, rows, cols, src, dst)
+    }
+
+    fn col_sum(
+        &self,
+        rows: usize,
+        cols: usize,
+        alpha: f64,
+        src: Ten<'_, Self>,
+        beta: f64,
+        dst: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::col_sum(rows, cols, alpha, src, beta, dst)
+    }
+
+    fn loss_grad(
+        &self,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        target: Ten<'_, Self>,
+        grad: TenMut<'_, Self>,
+        stats: &mut Vec<T>,
+    ) -> Result<()> {
+        self::loss_grad(blk, out, target, grad, stats)
+    }
+
+    fn loss_hess_mul(
+        &self,
+        blk: LossBlock,
+        out: Ten<'_, Self>,
+        rout: Ten<'_, Self>,
+        rgrad: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::loss_hess_mul(blk, out, rout, rgrad)
+    }
+
+    fn adam(
+        &self,
+        g: &Vec<T>,
+        m: &mut Vec<T>,
+        v: &mut Vec<T>,
+        d: &mut Vec<T>,
+        len: usize,
+        h: AdamStep,
+    ) -> Result<()> {
+        self::adam(g, m, v, d, len, h)
     }
 }

@@ -84,3 +84,46 @@ pub(super) fn par_rows2<T: Send>(
         }
     });
 }
+
+/// Run `f(r, a_r, b_r)` for every sequence r, where `a` and `b` are split into rows of `aw` and
+/// `bw` elements (`bw` may be 0: `b_r` is then empty), on up to `threads` threads.
+pub(super) fn par_seqs2<T: Send>(
+    threads: usize,
+    a: &mut [T],
+    aw: usize,
+    b: &mut [T],
+    bw: usize,
+    f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
+) {
+    let rows = a.len().checked_div(aw).unwrap_or(0);
+    let t = threads.min(rows).max(1);
+    let per = rows.div_ceil(t).max(1);
+    let run = |r0: usize, a: &mut [T], b: &mut [T]| {
+        let n = a.len().checked_div(aw).unwrap_or(0);
+        for i in 0..n {
+            let (ai, bi) = (
+                &mut a[i * aw..(i + 1) * aw],
+                if bw > 0 {
+                    &mut b[i * bw..(i + 1) * bw]
+                } else {
+                    &mut b[0..0]
+                },
+            );
+            f(r0 + i, ai, bi);
+        }
+    };
+    if t <= 1 {
+        run(0, a, b);
+        return;
+    }
+    std::thread::scope(|s| {
+        let mut b_rest: &mut [T] = b;
+        for (i, ac) in a.chunks_mut(per * aw).enumerate() {
+            let nb = if bw > 0 { (ac.len() / aw) * bw } else { 0 };
+            let (bc, rest) = std::mem::take(&mut b_rest).split_at_mut(nb);
+            b_rest = rest;
+            let run = &run;
+            s.spawn(move || run(i * per, ac, bc));
+        }
+    });
+}

@@ -6,10 +6,10 @@ use super::CpuBackend;
 use super::par::{par_rows, par_rows2};
 use super::real::Real;
 use super::{sl, sl_mut};
-use crate::backend::{Dual, Ln, Seq, Ten, TenMut, ThetaV};
+use crate::backend::{Attn, Dual, Ln, Seq, SeqOps, Ten, TenMut, ThetaV};
 use crate::error::Result;
 
-/// [`Backend::embed`](crate::backend::Backend::embed) on this backend.
+/// [`SeqOps::embed`](crate::backend::SeqOps::embed) on this backend.
 pub(super) fn embed<T: Real>(
     g: Seq,
     ids: Ten<'_, CpuBackend<T>>,
@@ -35,7 +35,7 @@ pub(super) fn embed<T: Real>(
     Ok(())
 }
 
-/// [`Backend::embed_grad`](crate::backend::Backend::embed_grad) on this backend.
+/// [`SeqOps::embed_grad`](crate::backend::SeqOps::embed_grad) on this backend.
 pub(super) fn embed_grad<T: Real>(
     g: Seq,
     vocab: usize,
@@ -70,7 +70,7 @@ pub(super) fn embed_grad<T: Real>(
     Ok(())
 }
 
-/// [`Backend::layer_norm`](crate::backend::Backend::layer_norm) on this backend.
+/// [`SeqOps::layer_norm`](crate::backend::SeqOps::layer_norm) on this backend.
 pub(super) fn layer_norm<T: Real>(
     l: Ln,
     x: Ten<'_, CpuBackend<T>>,
@@ -90,7 +90,7 @@ pub(super) fn layer_norm<T: Real>(
     Ok(())
 }
 
-/// [`Backend::layer_norm_vjp`](crate::backend::Backend::layer_norm_vjp) on this backend.
+/// [`SeqOps::layer_norm_vjp`](crate::backend::SeqOps::layer_norm_vjp) on this backend.
 pub(super) fn layer_norm_vjp<T: Real>(
     l: Ln,
     x: Ten<'_, CpuBackend<T>>,
@@ -116,7 +116,7 @@ pub(super) fn layer_norm_vjp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::layer_norm_jvp`](crate::backend::Backend::layer_norm_jvp) on this backend.
+/// [`SeqOps::layer_norm_jvp`](crate::backend::SeqOps::layer_norm_jvp) on this backend.
 pub(super) fn layer_norm_jvp<T: Real>(
     l: Ln,
     x: Dual<'_, CpuBackend<T>>,
@@ -146,7 +146,7 @@ pub(super) fn layer_norm_jvp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::layer_norm_rvjp`](crate::backend::Backend::layer_norm_rvjp) on this backend.
+/// [`SeqOps::layer_norm_rvjp`](crate::backend::SeqOps::layer_norm_rvjp) on this backend.
 pub(super) fn layer_norm_rvjp<T: Real>(
     l: Ln,
     x: Dual<'_, CpuBackend<T>>,
@@ -194,7 +194,7 @@ pub(super) fn layer_norm_rvjp<T: Real>(
     Ok(())
 }
 
-/// [`Backend::seq_mean`](crate::backend::Backend::seq_mean) on this backend.
+/// [`SeqOps::seq_mean`](crate::backend::SeqOps::seq_mean) on this backend.
 pub(super) fn seq_mean<T: Real>(
     g: Seq,
     masked: bool,
@@ -212,7 +212,7 @@ pub(super) fn seq_mean<T: Real>(
     Ok(())
 }
 
-/// [`Backend::seq_mean_adjoint`](crate::backend::Backend::seq_mean_adjoint) on this backend.
+/// [`SeqOps::seq_mean_adjoint`](crate::backend::SeqOps::seq_mean_adjoint) on this backend.
 pub(super) fn seq_mean_adjoint<T: Real>(
     g: Seq,
     masked: bool,
@@ -235,49 +235,6 @@ fn ln_params<T>(theta: &[T], l: Ln) -> Result<()> {
     sl(theta, l.gamma, l.width, "layer_norm gamma")?;
     sl(theta, l.beta, l.width, "layer_norm beta")?;
     Ok(())
-}
-
-/// Run `f(r, a_r, b_r)` for every sequence r, where `a` and `b` are split into rows of `aw` and
-/// `bw` elements (`bw` may be 0: `b_r` is then empty), on up to `threads` threads.
-pub(super) fn par_seqs2<T: Send>(
-    threads: usize,
-    a: &mut [T],
-    aw: usize,
-    b: &mut [T],
-    bw: usize,
-    f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
-) {
-    let rows = a.len().checked_div(aw).unwrap_or(0);
-    let t = threads.min(rows).max(1);
-    let per = rows.div_ceil(t).max(1);
-    let run = |r0: usize, a: &mut [T], b: &mut [T]| {
-        let n = a.len().checked_div(aw).unwrap_or(0);
-        for i in 0..n {
-            let (ai, bi) = (
-                &mut a[i * aw..(i + 1) * aw],
-                if bw > 0 {
-                    &mut b[i * bw..(i + 1) * bw]
-                } else {
-                    &mut b[0..0]
-                },
-            );
-            f(r0 + i, ai, bi);
-        }
-    };
-    if t <= 1 {
-        run(0, a, b);
-        return;
-    }
-    std::thread::scope(|s| {
-        let mut b_rest: &mut [T] = b;
-        for (i, ac) in a.chunks_mut(per * aw).enumerate() {
-            let nb = if bw > 0 { (ac.len() / aw) * bw } else { 0 };
-            let (bc, rest) = std::mem::take(&mut b_rest).split_at_mut(nb);
-            b_rest = rest;
-            let run = &run;
-            s.spawn(move || run(i * per, ac, bc));
-        }
-    });
 }
 
 fn mean(x: impl Iterator<Item = f64>, n: usize) -> f64 {
@@ -445,5 +402,139 @@ fn mean_adjoint_rows<T: Real>(g: Seq, masked: bool, ids: &[T], dy: &[T], dx: &mu
                 dx[(r * t + p) * d + j] = T::of(w[p] * dy[r * d + j].wide());
             }
         }
+    }
+}
+
+impl<T: Real> SeqOps for CpuBackend<T> {
+    fn embed(
+        &self,
+        g: Seq,
+        ids: Ten<'_, Self>,
+        table: Ten<'_, Self>,
+        pos_off: usize,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::embed(g, ids, table, pos_off, out)
+    }
+
+    fn embed_grad(
+        &self,
+        g: Seq,
+        vocab: usize,
+        start: &Vec<T>,
+        order: &Vec<T>,
+        gy: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::embed_grad(g, vocab, start, order, gy, out)
+    }
+
+    fn layer_norm(
+        &self,
+        l: Ln,
+        x: Ten<'_, Self>,
+        theta: &Vec<T>,
+        y: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::layer_norm(l, x, theta, y)
+    }
+
+    fn layer_norm_vjp(
+        &self,
+        l: Ln,
+        x: Ten<'_, Self>,
+        theta: &Vec<T>,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
+        prod: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::layer_norm_vjp(l, x, theta, dy, dx, prod)
+    }
+
+    fn layer_norm_jvp(
+        &self,
+        l: Ln,
+        x: Dual<'_, Self>,
+        theta: ThetaV<'_, Self>,
+        ry: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::layer_norm_jvp(l, x, theta, ry)
+    }
+
+    fn layer_norm_rvjp(
+        &self,
+        l: Ln,
+        x: Dual<'_, Self>,
+        theta: ThetaV<'_, Self>,
+        dy: Dual<'_, Self>,
+        rdx: TenMut<'_, Self>,
+        prod: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::layer_norm_rvjp(l, x, theta, dy, rdx, prod)
+    }
+
+    fn attention(
+        &self,
+        a: Attn,
+        ids: Ten<'_, Self>,
+        qkv: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        probs: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::attention::attention(a, ids, qkv, out, probs)
+    }
+
+    fn attention_vjp(
+        &self,
+        a: Attn,
+        qkv: Ten<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Ten<'_, Self>,
+        dqkv: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::attention::attention_vjp(a, qkv, probs, dout, dqkv)
+    }
+
+    fn attention_jvp(
+        &self,
+        a: Attn,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        rout: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::attention::attention_jvp(a, qkv, probs, rout)
+    }
+
+    fn attention_rvjp(
+        &self,
+        a: Attn,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Dual<'_, Self>,
+        rdqkv: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::attention::attention_rvjp(a, qkv, probs, dout, rdqkv)
+    }
+
+    fn seq_mean(
+        &self,
+        g: Seq,
+        masked: bool,
+        ids: Ten<'_, Self>,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::seq_mean(g, masked, ids, x, out)
+    }
+
+    fn seq_mean_adjoint(
+        &self,
+        g: Seq,
+        masked: bool,
+        ids: Ten<'_, Self>,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
+    ) -> Result<()> {
+        self::seq_mean_adjoint(g, masked, ids, dy, dx)
     }
 }

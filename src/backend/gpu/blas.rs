@@ -6,7 +6,7 @@ use super::kernels::{Kernel, Params};
 use super::recorder::RESULTS;
 use super::{GpuBackend, GpuBuf, GpuInput, gpu_err, u};
 use crate::backend::{
-    AdamStep, Backend, Batch, Gemm, InputRows, Mat, MatMut, check_input_view, check_range,
+    AdamStep, Batch, Blas, Buffers, Gemm, InputRows, Mat, MatMut, check_input_view, check_range,
 };
 use crate::error::{Error, Result};
 

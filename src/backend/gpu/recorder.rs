@@ -4,7 +4,7 @@
 
 use super::kernels::{Kernel, Params};
 use super::{GpuBackend, GpuBuf, GpuInput, NEXT_ID, gpu_err, u};
-use crate::backend::{Backend, Transfers, check_range};
+use crate::backend::{Blas, Buffers, Transfers, check_range};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;

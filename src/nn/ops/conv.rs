@@ -1,44 +1,52 @@
-//! 3×3 convolution, stride 1, zero padding 1, with bias: PyTorch's `nn.Conv2d(cin, cout, 3,
-//! padding=1)`. W is `[cout, cin, 3, 3]` at `w_off` in θ, b `[cout]` at `b_off`. Activations are
-//! NHWC (`[samples, h, w, c]`), so with col = im2col(x) (`[samples·h·w, 9·cin]`, column
-//! ci·9 + ky·3 + kx) the layer is the GEMM y = col Wᵀ + b, and every pass is the matching pass of a
-//! linear layer on col; the input's gradient goes back through im2col's adjoint (col2im).
+//! 2-D convolution with bias: PyTorch's `nn.Conv2d(cin, cout, k, stride, padding)` for the
+//! geometry `geom` ([`ConvGeom`]; today's networks use 3×3, stride 1, padding 1, whence the
+//! name). W is `[cout, cin, k, k]` at `w_off` in θ, b `[cout]` at `b_off`. Activations are NHWC
+//! (`[samples, h, w, c]`, the output `[samples, oh, ow, cout]`), so with col = im2col(x)
+//! (`[samples·oh·ow, k²·cin]`, column ci·k² + ky·k + kx) the layer is the GEMM y = col Wᵀ + b, and
+//! every pass is the matching pass of a linear layer on col; the input's gradient goes back
+//! through im2col's adjoint (col2im).
 //!
 //! Every pass takes a scratch buffer `col` ([`Pass::scratch`](super::Pass::scratch)) of at least
-//! samples·h·w·9·cin elements.
+//! samples·oh·ow·k²·cin elements.
 
 use super::{DataForm, Layer, OpRule, Pass, Shape, Ten, TenMut, buf, got};
-use crate::backend::{Backend, Mat, MatMut, Nhwc};
+use crate::backend::{Backend, ConvGeom, Mat, MatMut, Nhwc};
 use crate::error::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv3x3 {
     pub cin: usize,
     pub cout: usize,
-    /// Height and width of the input (and of the output).
+    /// Height and width of the input (of the output too for [`ConvGeom::SAME_3X3`]).
     pub h: usize,
     pub w: usize,
     pub w_off: usize,
     pub b_off: usize,
+    /// Kernel, stride and padding.
+    pub geom: ConvGeom,
 }
 
 impl Conv3x3 {
     /// Parameters of the layer.
     pub fn num_params(&self) -> usize {
-        self.cout * self.cin * 9 + self.cout
+        self.cout * self.k() + self.cout
     }
     /// Elements of one sample's input and output.
     pub fn in_width(&self) -> usize {
         self.h * self.w * self.cin
     }
     pub fn out_width(&self) -> usize {
-        self.h * self.w * self.cout
+        self.out_pixels() * self.cout
     }
     /// Scratch elements per sample.
     pub fn col_width(&self) -> usize {
-        self.h * self.w * 9 * self.cin
+        self.out_pixels() * self.k()
     }
-    fn geom(&self, samples: usize) -> Nhwc {
+    /// Output pixels per sample, oh·ow ([`ConvGeom::out_size`]).
+    pub fn out_pixels(&self) -> usize {
+        self.geom.out_size(self.h) * self.geom.out_size(self.w)
+    }
+    fn images(&self, samples: usize) -> Nhwc {
         Nhwc {
             n: samples,
             h: self.h,
@@ -47,10 +55,10 @@ impl Conv3x3 {
         }
     }
     fn k(&self) -> usize {
-        9 * self.cin
+        self.geom.taps() * self.cin
     }
 
-    /// y (+)= col(x) · Mᵀ for M `[cout, 9·cin]`: im2col into `col`, then the GEMM.
+    /// y (+)= col(x) · Mᵀ for M `[cout, k²·cin]`: im2col into `col`, then the GEMM.
     fn conv<B: Backend>(
         &self,
         be: &B,
@@ -60,8 +68,8 @@ impl Conv3x3 {
         beta: f64,
         (col, y): (&mut B::Buf, &mut TenMut<B>),
     ) -> Result<()> {
-        be.im2col3x3(self.geom(samples), x, TenMut(col, 0))?;
-        let rows = samples * self.h * self.w;
+        be.im2col(self.images(samples), self.geom, x, TenMut(col, 0))?;
+        let rows = samples * self.out_pixels();
         be.gemm(
             Mat::new(col, 0, rows, self.k()),
             Mat::new(m.0, m.1, self.cout, self.k()).t(),
@@ -81,8 +89,8 @@ impl Conv3x3 {
         col: &mut B::Buf,
         out: &mut TenMut<B>,
     ) -> Result<()> {
-        be.im2col3x3(self.geom(samples), x, TenMut(col, 0))?;
-        let rows = samples * self.h * self.w;
+        be.im2col(self.images(samples), self.geom, x, TenMut(col, 0))?;
+        let rows = samples * self.out_pixels();
         be.gemm(
             Mat::new(g.0, g.1, rows, self.cout).t(),
             Mat::new(col, 0, rows, self.k()),
@@ -119,7 +127,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         let x = buf(p.x)?;
         let (col, mut y) = (got(p.scratch, "scratch")?, got(p.y_out, "output")?);
         self.conv(be, samples, x, Ten(theta, self.w_off), 0.0, (col, &mut y))?;
-        let rows = samples * self.h * self.w;
+        let rows = samples * self.out_pixels();
         be.bias_act(None, rows, self.cout, Ten(theta, self.b_off), y)
     }
 
@@ -128,7 +136,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         let (be, samples, theta) = (p.be, p.rows, p.theta);
         let (x, gy) = (buf(p.x)?, got(p.gy, "∂L/∂y")?);
         let col = got(p.scratch, "scratch")?;
-        let rows = samples * self.h * self.w;
+        let rows = samples * self.out_pixels();
         if let Some(mut g) = p.grad {
             self.gt_col(be, samples, gy, x, col, &mut g)?;
             be.col_sum(rows, self.cout, 1.0, gy, 1.0, TenMut(g.0, g.1 + self.b_off))?;
@@ -141,7 +149,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
                 1.0,
                 0.0,
             )?;
-            be.col2im3x3(self.geom(samples), Ten(col, 0), 0.0, gx)?;
+            be.col2im(self.images(samples), self.geom, Ten(col, 0), 0.0, gx)?;
         }
         Ok(())
     }
@@ -156,7 +164,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         if let Some(rx) = p.rx {
             self.conv(be, samples, rx, Ten(theta, self.w_off), 1.0, (col, &mut ry))?;
         }
-        let rows = samples * self.h * self.w;
+        let rows = samples * self.out_pixels();
         be.bias_act(None, rows, self.cout, Ten(v.0, v.1 + self.b_off), ry)
     }
 
@@ -167,7 +175,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
         let (x, v) = (buf(p.x)?, got(p.v, "direction")?);
         let (gy, rgy) = (got(p.gy, "∂L/∂y")?, got(p.rgy, "R{∂L/∂y}")?);
         let (col, mut hv) = (got(p.scratch, "scratch")?, got(p.hv, "H·v")?);
-        let rows = samples * self.h * self.w;
+        let rows = samples * self.out_pixels();
         self.gt_col(be, samples, rgy, x, col, &mut hv)?;
         if let Some(rx) = p.rx {
             self.gt_col(be, samples, gy, rx, col, &mut hv)?;
@@ -196,7 +204,7 @@ impl<B: Backend> OpRule<B> for Conv3x3 {
                 1.0,
                 1.0,
             )?;
-            be.col2im3x3(self.geom(samples), Ten(col, 0), 0.0, rgx)?;
+            be.col2im(self.images(samples), self.geom, Ten(col, 0), 0.0, rgx)?;
         }
         Ok(())
     }
