@@ -16,6 +16,8 @@ pub mod output;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod plot_density;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod presets_run;
 pub mod record;
 #[cfg(not(target_arch = "wasm32"))]
