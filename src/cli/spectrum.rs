@@ -103,6 +103,7 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     if let Some(t) = a.tol {
         subspace_lab::experiment::spec::check_tol("--tol", t)?;
     }
+    a.whole.options(0)?;
     let block_fits = |k: usize| {
         if a.block == 0 || a.block > k.max(1) * 4 {
             bail!(
