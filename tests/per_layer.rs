@@ -43,7 +43,11 @@ fn restricted_blocks_equal_slices_of_the_dense_hessian_and_their_spectra() {
             for j in 0..n {
                 slice[i * n + j] = h[(o + i) * p + o + j];
                 let d = (hb[i * n + j] - slice[i * n + j]).abs();
-                assert!(d <= 1e-14 * scale, "{}: ({i}, {j}) differs by {d}", blk.name);
+                assert!(
+                    d <= 1e-14 * scale,
+                    "{}: ({i}, {j}) differs by {d}",
+                    blk.name
+                );
             }
         }
         dense_tops.push(dense_eigs(&slice, n).0);
@@ -54,8 +58,10 @@ fn restricted_blocks_equal_slices_of_the_dense_hessian_and_their_spectra() {
         ..LanczosOptions::default()
     };
     let mut seen = Vec::new();
-    let spectra = layer_spectra(&b, &mut e, &blocks, &opts, &mut |n| seen.push(n.to_string()))
-        .unwrap();
+    let spectra = layer_spectra(&b, &mut e, &blocks, &opts, &mut |n| {
+        seen.push(n.to_string())
+    })
+    .unwrap();
     assert_eq!(seen, ["fc1", "fc2", "fc3"]);
     for (s, dense) in spectra.iter().zip(&dense_tops) {
         assert!(s.converged, "{}", s.block.name);

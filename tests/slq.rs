@@ -92,7 +92,11 @@ fn quadrature_is_gauss_per_probe_and_estimates_the_normalised_traces() {
             "tr(H^{})/p: dense {exact:.6e}, SLQ {est:.6e} ± {se:.1e} (bound {bound:.1e})",
             j + 1
         );
-        assert!((est - exact).abs() <= bound, "x^{}: {est} vs {exact}", j + 1);
+        assert!(
+            (est - exact).abs() <= bound,
+            "x^{}: {est} vs {exact}",
+            j + 1
+        );
     }
     let (tr, _) = r.trace();
     assert!((tr / p as f64 - r.moment(|x| x).0).abs() < 1e-12 * tr.abs().max(1.0));
@@ -133,7 +137,10 @@ fn nodes_converge_to_the_dense_eigenvalues() {
     let r = slq(&F64::new(), &mut e, &opts, &mut |_, _| {}).unwrap();
     let nodes = &r.probes[0].nodes;
     for (i, l) in vals.iter().enumerate() {
-        let d = nodes.iter().map(|x| (x - l).abs()).fold(f64::INFINITY, f64::min);
+        let d = nodes
+            .iter()
+            .map(|x| (x - l).abs())
+            .fold(f64::INFINITY, f64::min);
         assert!(d <= 1e-8 * norm, "λ{i} = {l}: nearest node {d} away");
     }
 }
@@ -156,9 +163,17 @@ fn density_integrates_to_one_and_shows_the_top_eigenvalue() {
     assert_eq!(r.hvps, 4 * 30);
     let d = r.density(&DensityOptions::default());
     let step = d.grid[1] - d.grid[0];
-    let integral: f64 = d.density.windows(2).map(|w| 0.5 * (w[0] + w[1]) * step).sum();
+    let integral: f64 = d
+        .density
+        .windows(2)
+        .map(|w| 0.5 * (w[0] + w[1]) * step)
+        .sum();
     assert!((integral - 1.0).abs() < 1e-9, "integral {integral}");
-    assert!(d.sigma >= 2.0 * step * 0.999, "σ {} vs spacing {step}", d.sigma);
+    assert!(
+        d.sigma >= 2.0 * step * 0.999,
+        "σ {} vs spacing {step}",
+        d.sigma
+    );
     // A bump at λ_max: the density there exceeds its value 6σ further out.
     let at = |t: f64| {
         let i = ((t - d.grid[0]) / step).round() as usize;

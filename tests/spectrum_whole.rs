@@ -144,13 +144,13 @@ fn density_trace_and_per_layer_end_to_end() {
 fn bad_whole_options_are_refused() {
     for (args, msg) in [
         (&["--density", "--probes", "0"][..], "--probes"),
-        (&["--trace", "--trace-method", "hutchpp", "--probes", "2"][..], "hutchpp"),
+        (
+            &["--trace", "--trace-method", "hutchpp", "--probes", "2"][..],
+            "hutchpp",
+        ),
         (&["--png", "x.png"][..], "--density"),
     ] {
-        let out = bin()
-            .args([&BASE[..], args].concat())
-            .output()
-            .unwrap();
+        let out = bin().args([&BASE[..], args].concat()).output().unwrap();
         assert!(!out.status.success(), "{args:?} succeeded");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(msg), "{args:?}: {err}");

@@ -39,10 +39,7 @@ fn rms_over_seeds(
         se += (e.estimate - tr).powi(2);
         reported += e.std_error.powi(2);
     }
-    (
-        (se / SEEDS as f64).sqrt(),
-        (reported / SEEDS as f64).sqrt(),
-    )
+    ((se / SEEDS as f64).sqrt(), (reported / SEEDS as f64).sqrt())
 }
 
 /// Least-squares slope of log(err) against log(n).

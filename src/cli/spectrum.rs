@@ -75,7 +75,9 @@ impl WholeArgs {
             _ => 30,
         });
         if method == TraceMethod::Hutchpp && trace_probes < 3 {
-            bail!("--trace-method hutchpp needs --probes ≥ 3 (a third sketches, a third is exact, a third estimates)");
+            bail!(
+                "--trace-method hutchpp needs --probes ≥ 3 (a third sketches, a third is exact, a third estimates)"
+            );
         }
         Ok(WholeOptions {
             density: self.density.then_some((
@@ -192,7 +194,10 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     rep.spectrum.data = described;
     rep.spectrum.assumed = assumed;
     if let (Some(path), Some(d)) = (&a.whole.png, &rep.density) {
-        let title = format!("{} on {}: Hessian spectral density", rep.spectrum.model, rep.spectrum.data);
+        let title = format!(
+            "{} on {}: Hessian spectral density",
+            rep.spectrum.model, rep.spectrum.data
+        );
         subspace_lab::experiment::plot_density::density_png(
             path,
             &subspace_lab::experiment::plot_density::DensityPlot {
@@ -310,7 +315,12 @@ fn print_whole(rep: &WholeReport) {
             100.0 * d.top_k_share
         );
         // The weight of the nodes above λ_k/2: the outliers' share of the spectral measure.
-        let lk = rep.spectrum.eigenvalues.last().copied().unwrap_or(f64::INFINITY);
+        let lk = rep
+            .spectrum
+            .eigenvalues
+            .last()
+            .copied()
+            .unwrap_or(f64::INFINITY);
         let n = d.quadrature.len().max(1) as f64;
         let mass: f64 = d
             .quadrature

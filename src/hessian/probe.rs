@@ -60,7 +60,7 @@ impl<'a, B: Backend, O: Operator<B>> HostProducts<'a, B, O> {
     /// Errors: a length that is not a multiple of `dim`, the operator's.
     pub fn apply_rows(&mut self, x: &[f64]) -> Result<Vec<f64>> {
         let p = self.dim();
-        if p == 0 || x.len() % p != 0 {
+        if p == 0 || !x.len().is_multiple_of(p) {
             return Err(Error::Shape(format!(
                 "products: {} values are not rows of {p}",
                 x.len()

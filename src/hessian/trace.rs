@@ -9,8 +9,8 @@
 //!   tr(Qᵀ A Q) exactly, and m/3 run Hutchinson on (I − QQᵀ) A (I − QQᵀ). The top of the spectrum
 //!   is taken exactly and the estimate on the rest has the tail's Frobenius norm, so for a PSD
 //!   matrix the relative error falls as 1/m instead of 1/√m (their Theorem 1.1).
-//! - Deflated: with the top-k eigenpairs already at hand (the run's S_k), tr A = Σ_{i≤k} u_iᵀ A u_i
-//!   + tr(P⊥ A P⊥) holds exactly for any orthonormal U (the cross terms have no trace), and the
+//! - Deflated: with the top-k eigenpairs already at hand (the run's S_k),
+//!   tr A = Σ_{i≤k} u_iᵀ A u_i + tr(P⊥ A P⊥) holds exactly for any orthonormal U (the cross terms have no trace), and the
 //!   Ritz values are the u_iᵀ A u_i. Hutchinson on the complement then has variance
 //!   2(‖P⊥AP⊥‖_F² − Σ diag²): this helps when the k outliers carry most of ‖A‖_F² — the Hessians
 //!   of the paper, whose top k stand far above the bulk — and costs nothing extra when the
@@ -108,7 +108,10 @@ fn quadratic_forms<B: Backend, O: Operator<B>>(
         z.extend(v);
     }
     let az = prod.apply_rows(&z)?;
-    Ok(z.chunks(p).zip(az.chunks(p)).map(|(a, b)| dot(a, b)).collect())
+    Ok(z.chunks(p)
+        .zip(az.chunks(p))
+        .map(|(a, b)| dot(a, b))
+        .collect())
 }
 
 /// v ← v − Uᵀ U v for the rows of `u` (each `p` long, orthonormal).

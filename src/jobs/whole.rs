@@ -132,7 +132,13 @@ pub fn whole_spectrum<B: Backend + Clone>(
                 ..opts.lanczos.clone()
             };
             let mut named = |n: &str| log(&format!("per-layer: {n}…"));
-            Some(layer_spectra(&backend, &mut engine, &blocks, &o, &mut named)?)
+            Some(layer_spectra(
+                &backend,
+                &mut engine,
+                &blocks,
+                &o,
+                &mut named,
+            )?)
         }
     };
     Ok(WholeReport {
