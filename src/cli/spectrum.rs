@@ -194,20 +194,7 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
     rep.spectrum.data = described;
     rep.spectrum.assumed = assumed;
     if let (Some(path), Some(d)) = (&a.whole.png, &rep.density) {
-        let title = format!(
-            "{} on {}: Hessian spectral density",
-            rep.spectrum.model, rep.spectrum.data
-        );
-        subspace_lab::experiment::plot_density::density_png(
-            path,
-            &subspace_lab::experiment::plot_density::DensityPlot {
-                density: &d.density,
-                top_k: &rep.spectrum.eigenvalues,
-                title: &title,
-                top_k_share: Some(d.top_k_share),
-            },
-        )?;
-        eprintln!("wrote {}", path.display());
+        write_png(path, &rep, d)?;
     }
     if a.json {
         // Without the whole-spectrum options the object is the top-k report as it always was.
@@ -354,4 +341,23 @@ fn print_whole(rep: &WholeReport) {
     if rep.trace.is_some() || rep.density.is_some() || rep.per_layer.is_some() {
         println!("whole spectrum: {:.2} s", rep.whole_seconds);
     }
+}
+
+/// The density PNG (`--png`): linear and log scale, the top k marked, their share in the title.
+fn write_png(path: &std::path::Path, rep: &WholeReport, d: &jobs::DensityReport) -> Result<()> {
+    let title = format!(
+        "{} on {}: Hessian spectral density",
+        rep.spectrum.model, rep.spectrum.data
+    );
+    subspace_lab::experiment::plot_density::density_png(
+        path,
+        &subspace_lab::experiment::plot_density::DensityPlot {
+            density: &d.density,
+            top_k: &rep.spectrum.eigenvalues,
+            title: &title,
+            top_k_share: Some(d.top_k_share),
+        },
+    )?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
