@@ -12,6 +12,9 @@ use crate::nn::graph::Op;
 use crate::nn::model::ModelSpec;
 use std::time::Instant;
 
+mod whole;
+pub use whole::{DensityReport, WholeOptions, WholeReport, whole_spectrum};
+
 /// What `spectrum` reports (also its `--json` object).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SpectrumReport {
@@ -144,6 +147,34 @@ pub fn spectrum_with<B: Backend + Clone>(
     opts: &SpectrumOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<SpectrumReport> {
+    let at = At { spec, theta, data };
+    Ok(spectrum_parts(backend, at, (loss, with_lambda_min), opts, progress)?.report)
+}
+
+/// The network, weights and data a job works at.
+#[derive(Clone, Copy)]
+pub struct At<'a> {
+    pub spec: &'a ModelSpec,
+    pub theta: &'a [f64],
+    pub data: &'a Dataset,
+}
+
+/// What [`spectrum_parts`] leaves besides its report: the engine (at θ, its gradient computed)
+/// and the top-k eigenvectors (rows of a k × p buffer), for jobs that go on from there.
+pub struct SpectrumParts<B: Backend> {
+    pub report: SpectrumReport,
+    pub engine: Engine<B>,
+    pub vectors: B::Buf,
+}
+
+/// [`spectrum_with`], keeping the engine and the eigenvectors ([`SpectrumParts`]).
+pub fn spectrum_parts<B: Backend + Clone>(
+    backend: B,
+    At { spec, theta, data }: At<'_>,
+    (loss, with_lambda_min): (LossKind, bool),
+    opts: &SpectrumOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<SpectrumParts<B>> {
     let start = Instant::now();
     if backend.adapter().is_none() {
         // The CPU backends allocate in this process: refuse what cannot fit before allocating.
@@ -165,6 +196,7 @@ pub fn spectrum_with<B: Backend + Clone>(
     let k = eig.values.len();
     let mut sub = Subspace::new(&backend, eig.vectors, k, p)?;
     let chi_k = sub.chi(&backend, engine.grad()?)?;
+    let vectors = sub.basis;
     if !eig.converged {
         return Err(Error::InvalidArgument(format!(
             "Lanczos did not converge to tol {} within {} HVPs (worst residual {:.3e} relative): raise --max-hvps or --tol{}",
@@ -197,7 +229,7 @@ pub fn spectrum_with<B: Backend + Clone>(
     } else {
         (None, false, 0, None)
     };
-    Ok(SpectrumReport {
+    let report = SpectrumReport {
         loss: eval.loss,
         accuracy: eval.accuracy,
         grad_norm,
@@ -226,6 +258,11 @@ pub fn spectrum_with<B: Backend + Clone>(
         lambda_min_tol,
         kinks,
         assumed: Vec::new(),
+    };
+    Ok(SpectrumParts {
+        report,
+        engine,
+        vectors,
     })
 }
 

@@ -449,6 +449,8 @@ struct ModelArgs {
 struct SpectrumArgs {
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    whole: spectrum::WholeArgs,
     /// Number of top eigenpairs [default: the data set's number of classes, the paper's k: 10 for
     /// MNIST and CIFAR-10, 2 for SST-2].
     #[arg(long)]

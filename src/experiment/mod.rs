@@ -18,6 +18,8 @@ pub mod output;
 pub mod plot;
 pub mod plot_sweep;
 #[cfg(not(target_arch = "wasm32"))]
+pub mod plot_density;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod presets_run;
 pub mod record;
 #[cfg(not(target_arch = "wasm32"))]

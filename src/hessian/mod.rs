@@ -3,9 +3,14 @@
 
 pub mod block;
 pub mod caveats;
+pub mod krylov;
 pub mod lanczos;
+pub mod layers;
 pub mod power;
+pub mod probe;
+pub mod slq;
 pub mod subspace;
+pub mod trace;
 
 /// The eigensolver of a warm solve (the previous step's eigenvectors at hand).
 ///
