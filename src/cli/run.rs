@@ -1,7 +1,8 @@
 //! `run`: run a spec (TOML), or continue a stopped run (`--resume`).
 
 use super::RunArgs;
-use super::common::{choose, log, on_backend, progress_bar, stop_flag};
+use super::progress::Progress;
+use super::common::{choose, log, on_backend, stop_flag};
 use super::verdict::print_verdicts;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -64,14 +65,15 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
         .map(|(c, _)| c.records.clone())
         .unwrap_or_default();
     let stop = stop_flag();
-    let bar = progress_bar();
-    let mut progress = |run: &str, step: usize, total: usize| {
-        bar.set_length(total as u64);
-        bar.set_position(step as u64);
-        bar.set_message(run.to_string());
-    };
+    let bar = Progress::new();
+    let mut progress = |run: &str, step: usize, total: usize| bar.update(run, step, total);
     let start = std::time::Instant::now();
     let mut sink = CsvSink::create(&dir, spec.top(), &existing, false, stop, &mut progress)?;
+    sink.weights = Some(output::WeightsTo {
+        dir: dir.clone(),
+        spec: spec.net()?,
+        loss: spec.loss,
+    });
     let (res, backend_name, adapter) = on_backend!(chosen, |b| {
         let name = b.name();
         let adapter = b.adapter();
@@ -81,7 +83,7 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
             adapter,
         )
     });
-    bar.finish_and_clear();
+    bar.finish();
     let o = match res {
         Ok(o) => o,
         Err(e) => {
@@ -113,6 +115,8 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
         "backend": backend_name, "adapter": adapter, "wall_seconds": wall,
         "resumed": a.resume.is_some(), "resumed_at_step": resumed_at, "switch_step": o.switch_step,
         "switch_rule_fired": o.switch_rule_fired, "runs": o.legs, "verdicts": verdicts,
+        "fork_step": o.switch_step,
+        "results": output::leg_results(&dir, &o.legs.iter().collect::<Vec<_>>()),
     });
     write_atomic(
         &dir.join("summary.json"),
@@ -127,6 +131,10 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
             l.run, l.phase, l.first_step, l.last_step, l.start_loss, l.end_loss
         );
     }
+    println!(
+        "  final weights of each leg: {} (step and train_loss in their metadata)",
+        dir.join("weights").display()
+    );
     print_verdicts(&verdicts);
     Ok(())
 }

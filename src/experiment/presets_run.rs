@@ -355,6 +355,11 @@ pub fn run_specs<B: Backend + Clone>(
         if !single {
             sink.ckpt_dir = run_dir.clone();
         }
+        sink.weights = Some(super::output::WeightsTo {
+            dir: dir.to_path_buf(),
+            spec: spec.net()?,
+            loss: spec.loss,
+        });
         let started = Instant::now();
         let out = run::run(backend.clone(), spec, &data, keep_theta, resume, &mut sink)?;
         if multi_resumable {
@@ -412,7 +417,11 @@ fn finish<B: Backend>(
         serde_json::json!({
             "preset": name, "quick": quick, "version": env!("CARGO_PKG_VERSION"),
             "specs": specs, "backend": backend.name(), "adapter": backend.adapter(),
-            "runs": outs, "extra": extra,
+            "runs": outs, "extra": extra, "fork_step": switch,
+            "results": super::output::leg_results(
+                dir,
+                &outs.iter().flat_map(|o| &o.legs).collect::<Vec<_>>(),
+            ),
             "wall_seconds": wall, "resumed_at_step": resumed_at, "verdicts": verdicts,
             "verdict_rules": VERDICT_RULES,
         }),
