@@ -101,12 +101,13 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
         }
     };
     let verdicts: Vec<Verdict> = runner::projection_verdict(&spec, &o).into_iter().collect();
-    subspace_lab::experiment::plot::metrics_png(
+    subspace_lab::experiment::plot::metrics_png_with(
         &dir.join("metrics.png"),
         &spec.name,
         &o.records,
         spec.k,
         o.switch_step,
+        &verdicts,
     )?;
     // Seconds computed over all sessions (a resumed run adds what its checkpoint had).
     let wall = earlier_s + start.elapsed().as_secs_f64();

@@ -411,7 +411,18 @@ fn finish<B: Backend>(
     let records: Vec<run::Record> = outs.iter().flat_map(|o| o.records.clone()).collect();
     let switch = outs.first().and_then(|o| o.switch_step);
     let k = specs.first().map_or(10, |s| s.k);
-    plot::metrics_png(&dir.join("metrics.png"), name, &records, k, switch)?;
+    let title = match presets::find(name) {
+        Some(p) => format!("{name}: {}{}", p.figure, if quick { ", quick" } else { "" }),
+        None => name.to_string(),
+    };
+    plot::metrics_png_with(
+        &dir.join("metrics.png"),
+        &title,
+        &records,
+        k,
+        switch,
+        &verdicts,
+    )?;
     summary(
         dir,
         serde_json::json!({
