@@ -2,8 +2,8 @@
 //! `--print-spec`, `--snapshot-at-switch`.
 
 use super::ReproduceArgs;
-use super::progress::Progress;
 use super::common::{Chosen, choose, git_commit, log, on_backend, stop_flag};
+use super::progress::Progress;
 use super::verdict::print_verdicts;
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;

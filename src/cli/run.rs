@@ -1,8 +1,8 @@
 //! `run`: run a spec (TOML), or continue a stopped run (`--resume`).
 
 use super::RunArgs;
-use super::progress::Progress;
 use super::common::{choose, log, on_backend, stop_flag};
+use super::progress::Progress;
 use super::verdict::print_verdicts;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};

@@ -151,7 +151,9 @@ fn panel<DB: DrawingBackend>(
                     .cloned()
                     .filter(|p| p.1.is_finite() && (!log || p.1 > 0.0))
                     .collect();
-                let style = s.color.stroke_width(2);
+                // Thick lines join with unlimited miters: on a jagged series of many points
+                // (the toy's χ₁) the joins would shoot far past the data, so those are thin.
+                let style = s.color.stroke_width(if pts.len() > 400 { 1 } else { 2 });
                 if s.dashed {
                     chart
                         .draw_series(DashedLineSeries::new(pts, 6, 4, style))
@@ -277,8 +279,7 @@ pub fn metrics_png_with(
         x_max,
         marker: switch.map(|s| s as f64),
     };
-    let forked =
-        switch.is_some_and(|s| records.iter().any(|r| r.step > s && r.phase == "after"));
+    let forked = switch.is_some_and(|s| records.iter().any(|r| r.step > s && r.phase == "after"));
     let (cols, size) = if forked {
         (4, (2000, 1050))
     } else {
@@ -318,8 +319,7 @@ impl Metrics<'_> {
     ) -> std::result::Result<(), String> {
         let xr = (0.0, self.x_max);
         let mut slots = areas.iter();
-        let mut next = |title: &str, series: &[Series], log: bool, x: (f64, f64)| match slots
-            .next()
+        let mut next = |title: &str, series: &[Series], log: bool, x: (f64, f64)| match slots.next()
         {
             Some(a) => panel(a, title, "step", series, log, self.marker, x),
             None => Ok(()),
@@ -484,4 +484,3 @@ impl Metrics<'_> {
         s
     }
 }
-

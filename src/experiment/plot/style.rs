@@ -5,6 +5,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::sync::Once;
 
 /// The text font (egui's Ubuntu Light) and the symbol font (Hack, for χ, ∇ and ‖).
@@ -76,7 +77,12 @@ pub(crate) fn draw_text<DB: DrawingBackend>(
     let mut x = x;
     for (s, sym) in runs(text) {
         let font = if sym { SYMBOL } else { SANS };
-        let style = (font, size).into_font().color(color);
+        // Anchored at the top left, so that `y` is the top of the text (plotters' default
+        // anchor puts a text at the top of an area half above it).
+        let style = (font, size)
+            .into_font()
+            .color(color)
+            .pos(Pos::new(HPos::Left, VPos::Top));
         area.draw_text(&s, &style, (x, y))
             .map_err(|e| e.to_string())?;
         x += area.estimate_text_size(&s, &style).unwrap_or((0, 0)).0 as i32;

@@ -58,7 +58,13 @@ fn paths_panel<DB: DrawingBackend>(
             dashed: false,
         }))
         .collect();
-    style::draw_centered(area, "L = ½(1000x² + y²): the paths from (1, 1)", 4, 18.0, &BLACK)?;
+    style::draw_centered(
+        area,
+        "L = ½(1000x² + y²): the paths from (1, 1)",
+        4,
+        18.0,
+        &BLACK,
+    )?;
     let w = area.dim_in_pixel().0 as i32;
     let legend_h = style::legend_height(area, &entries, w - 60, 13.0);
     let (legend, body) = area.margin(28, 0, 0, 0).split_vertically(legend_h as u32);
