@@ -63,8 +63,14 @@ impl Progress {
             return None;
         }
         *last = Some(key);
+        // A leg continued from a checkpoint says where it stands.
+        let at = if step > 1 {
+            format!(" (from step {step})")
+        } else {
+            String::new()
+        };
         Some(format!(
-            "[{:>5.0} s] {run}: {total} steps (at {step})",
+            "[{:>5.0} s] {run}: {total} steps{at}",
             self.started.elapsed().as_secs_f64()
         ))
     }

@@ -69,11 +69,14 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
     let mut progress = |run: &str, step: usize, total: usize| bar.update(run, step, total);
     let start = std::time::Instant::now();
     let mut sink = CsvSink::create(&dir, spec.top(), &existing, false, stop, &mut progress)?;
-    sink.weights = Some(output::WeightsTo {
-        dir: dir.clone(),
-        spec: spec.net()?,
-        loss: spec.loss,
-    });
+    sink.weights = Some(
+        subspace_lab::experiment::final_weights::WeightsTo {
+            dir: dir.clone(),
+            spec: spec.net()?,
+            loss: spec.loss,
+        }
+        .sink(),
+    );
     let (res, backend_name, adapter) = on_backend!(chosen, |b| {
         let name = b.name();
         let adapter = b.adapter();
@@ -117,7 +120,7 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
         "resumed": a.resume.is_some(), "resumed_at_step": resumed_at, "switch_step": o.switch_step,
         "switch_rule_fired": o.switch_rule_fired, "runs": o.legs, "verdicts": verdicts,
         "fork_step": o.switch_step,
-        "results": output::leg_results(&dir, &o.legs.iter().collect::<Vec<_>>()),
+        "results": subspace_lab::experiment::final_weights::leg_results(&dir, &o.legs.iter().collect::<Vec<_>>()),
     });
     write_atomic(
         &dir.join("summary.json"),
@@ -125,8 +128,20 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
     )?;
     // Finished: the checkpoint has nothing left to continue.
     output::clear_checkpoint(&dir)?;
-    println!("{} ({wall:.1} s, {}):", spec.name, dir.display());
-    for l in &o.legs {
+    print_outcome(&spec.name, wall, &dir, &o.legs);
+    print_verdicts(&verdicts);
+    Ok(())
+}
+
+/// The finished run's lines: its name, time and directory, each leg's losses, where the weights are.
+fn print_outcome(
+    name: &str,
+    wall: f64,
+    dir: &Path,
+    legs: &[subspace_lab::experiment::record::LegSummary],
+) {
+    println!("{} ({wall:.1} s, {}):", name, dir.display());
+    for l in legs {
         println!(
             "  {:<12} {:>6} steps {:>5}..{:<5} loss {:.5} → {:.5}",
             l.run, l.phase, l.first_step, l.last_step, l.start_loss, l.end_loss
@@ -136,8 +151,6 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
         "  final weights of each leg: {} (step and train_loss in their metadata)",
         dir.join("weights").display()
     );
-    print_verdicts(&verdicts);
-    Ok(())
 }
 
 /// A stopped run, its spec and its checkpoint, from `run --resume DIR`. Errors: no directory, a

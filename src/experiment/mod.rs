@@ -12,6 +12,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod consistency;
 pub mod files;
+pub mod final_weights;
 pub mod output;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;

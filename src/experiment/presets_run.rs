@@ -355,11 +355,14 @@ pub fn run_specs<B: Backend + Clone>(
         if !single {
             sink.ckpt_dir = run_dir.clone();
         }
-        sink.weights = Some(super::output::WeightsTo {
-            dir: dir.to_path_buf(),
-            spec: spec.net()?,
-            loss: spec.loss,
-        });
+        sink.weights = Some(
+            super::final_weights::WeightsTo {
+                dir: dir.to_path_buf(),
+                spec: spec.net()?,
+                loss: spec.loss,
+            }
+            .sink(),
+        );
         let started = Instant::now();
         let out = run::run(backend.clone(), spec, &data, keep_theta, resume, &mut sink)?;
         if multi_resumable {
@@ -429,7 +432,7 @@ fn finish<B: Backend>(
             "preset": name, "quick": quick, "version": env!("CARGO_PKG_VERSION"),
             "specs": specs, "backend": backend.name(), "adapter": backend.adapter(),
             "runs": outs, "extra": extra, "fork_step": switch,
-            "results": super::output::leg_results(
+            "results": super::final_weights::leg_results(
                 dir,
                 &outs.iter().flat_map(|o| &o.legs).collect::<Vec<_>>(),
             ),
