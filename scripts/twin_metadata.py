@@ -6,7 +6,8 @@ side writes the other reads. Standard library only (no torch), so that the check
 
   MODEL_KEYS  describe the network or its training and are read: model, activation, heads, mask
               ("true"/"false"), ln_eps, input (a CNN's "C,H,W"), loss, dataset, vocab (JSON list).
-  INFO_KEYS   describe the file and are kept, never read: format, seed, random_head, widths.
+  INFO_KEYS   describe the file and are kept, never read: format, seed, random_head, widths; run,
+              phase, step, train_loss (the final weights of a leg that `run`/`reproduce` save).
   ALIASES     older names read as the current ones: act -> activation (what the Transformer twin
               wrote before).
 
@@ -21,7 +22,7 @@ Command line (for the round-trip test):
 import json, sys
 
 MODEL_KEYS = ("model", "activation", "heads", "mask", "ln_eps", "input", "loss", "dataset", "vocab")
-INFO_KEYS = ("format", "seed", "random_head", "widths")
+INFO_KEYS = ("format", "seed", "random_head", "widths", "run", "phase", "step", "train_loss")
 ALIASES = {"act": "activation"}
 
 

@@ -96,9 +96,11 @@ fn list_scenarios() -> Result<()> {
         let from = match s.source {
             Source::Init => "θ₀ (seed 0)".to_string(),
             Source::Embedded { .. } => match s.snapshot()? {
-                Some((snap, _)) => {
-                    format!("snapshot at step {} ({})", snap.step, snap.made_by.command)
-                }
+                Some((snap, _)) => format!(
+                    "snapshot at step {} of `{}`",
+                    snap.step,
+                    public_command(&snap.made_by.command)
+                ),
                 None => "snapshot".into(),
             },
         };
@@ -111,6 +113,24 @@ fn list_scenarios() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The command that made a snapshot, as a user would type it: the program as `subspace-lab`
+/// (not the build's path) and without `--out DIR` (a directory of the machine that made it).
+pub(super) fn public_command(command: &str) -> String {
+    let mut words = command.split_whitespace();
+    let mut out = Vec::new();
+    if words.next().is_some() {
+        out.push("subspace-lab");
+    }
+    while let Some(w) = words.next() {
+        if w == "--out" {
+            words.next();
+        } else if !w.starts_with("--out=") {
+            out.push(w);
+        }
+    }
+    out.join(" ")
 }
 
 /// The test hook: `--exit-after-steps` (with `--report`, `--screenshot`, `--timeout`), else the
@@ -147,4 +167,21 @@ fn auto_exit(a: &AppArgs) -> Result<Option<AutoExit>> {
             }),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_snapshot_command_names_no_build_path() {
+        assert_eq!(
+            super::public_command(
+                "/work/runs/bin-snap reproduce fig1 --backend cpu --snapshot-at-switch --out /work/runs/snapfull"
+            ),
+            "subspace-lab reproduce fig1 --backend cpu --snapshot-at-switch"
+        );
+        assert_eq!(
+            super::public_command("./x reproduce fig9 --out=o --quick"),
+            "subspace-lab reproduce fig9 --quick"
+        );
+    }
 }

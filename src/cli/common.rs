@@ -200,7 +200,10 @@ pub(super) fn choose(
                     Ok(Chosen::Gpu(g))
                 }
                 Err(e) => {
-                    log(&format!("{e}\n→ computing on the CPU backend"));
+                    // Not an error: `auto` found no hardware GPU and falls back, as documented.
+                    let why = e.to_string();
+                    let why = why.strip_prefix("backend error: ").unwrap_or(&why);
+                    log(&format!("computing on the CPU backend ({why})"));
                     Ok(cpu(precision.unwrap_or(default_cpu)))
                 }
             }
@@ -254,17 +257,6 @@ pub(super) fn stop_flag() -> Arc<AtomicBool> {
         log(&format!("Ctrl-C handling unavailable: {e}"));
     }
     flag
-}
-
-pub(super) fn progress_bar() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(1);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }
 
 /// The commit the program runs from (`git rev-parse --short HEAD` in the current directory), when

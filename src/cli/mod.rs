@@ -19,6 +19,9 @@ mod common;
 mod data;
 mod export;
 mod init;
+mod pipe;
+mod progress;
+mod quiet;
 mod reproduce;
 mod run;
 mod spectrum;
@@ -28,7 +31,7 @@ mod verdict;
 #[command(
     name = "subspace-lab",
     version,
-    about = "Hessian spectra and dominant subspaces of networks on MNIST-5k and CIFAR10-5k: exact HVPs, Lanczos, and the experiments of \"Does SGD really happen in tiny subspaces?\""
+    about = "Hessian spectra and dominant subspaces of networks (fc-tanh on MNIST-5k, cnn-relu on CIFAR10-5k, the Transformer on SST2-1k): exact HVPs, Lanczos, and the experiments of \"Does SGD really happen in tiny subspaces?\" (Song, Ahn, Yun 2024)"
 )]
 struct Cli {
     /// Without a command: open the desktop app (the toy and a live MNIST-5k run side by side).
@@ -72,10 +75,14 @@ enum Command {
     /// Run a spec (TOML): `run SPEC.toml --out DIR`, or continue a stopped run: `run --resume DIR`.
     Run(RunArgs),
     /// Re-judge a preset's output directory (OUT/<preset>) from its metrics.csv and summary.json
-    /// with the current rules, computing nothing else; the old verdicts move to previous_verdicts.
+    /// with the current rules, computing nothing else; with --write the new verdicts go into
+    /// summary.json and the old ones move to previous_verdicts.
     Verdict {
         /// The preset's directory, e.g. out/fig10.
         dir: PathBuf,
+        /// Record the new verdicts in summary.json (without it nothing is written).
+        #[arg(long)]
+        write: bool,
     },
 }
 
@@ -500,6 +507,8 @@ struct BenchArgs {
 }
 
 pub fn main() -> Result<()> {
+    pipe::quiet_on_closed_pipe();
+    quiet::silence_probes();
     let cli = Cli::parse();
     let Some(command) = cli.command else {
         return app::app_cmd(AppArgs::default());
@@ -517,6 +526,6 @@ pub fn main() -> Result<()> {
         Command::Bench(a) => bench::bench_cmd(a),
         Command::Reproduce(a) => reproduce::reproduce_cmd(a),
         Command::Run(a) => run::run_cmd(a),
-        Command::Verdict { dir } => verdict::verdict_cmd(&dir),
+        Command::Verdict { dir, write } => verdict::verdict_cmd(&dir, write),
     }
 }

@@ -2,7 +2,8 @@
 //! `--print-spec`, `--snapshot-at-switch`.
 
 use super::ReproduceArgs;
-use super::common::{Chosen, choose, git_commit, log, on_backend, progress_bar, stop_flag};
+use super::common::{Chosen, choose, git_commit, log, on_backend, stop_flag};
+use super::progress::Progress;
 use super::verdict::print_verdicts;
 use anyhow::{Context, Result, bail};
 use std::sync::Arc;
@@ -29,12 +30,8 @@ pub(super) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
         check_single_runs(&presets, a.quick)?;
     }
     let (data, chosen) = load_data(&a, &presets)?;
-    let bar = progress_bar();
-    let mut progress = |run: &str, step: usize, total: usize| {
-        bar.set_length(total as u64);
-        bar.set_position(step as u64);
-        bar.set_message(run.to_string());
-    };
+    let bar = Progress::new();
+    let mut progress = |run: &str, step: usize, total: usize| bar.update(run, step, total);
     let stop = stop_flag();
     let mut ctx = Ctx::new(&a.out, a.quick, stop, &mut progress);
     ctx.resume = a.resume;
@@ -72,7 +69,7 @@ pub(super) fn reproduce_cmd(a: ReproduceArgs) -> Result<()> {
             }
             _ => bail!("preset {preset} needs MNIST-5k"),
         };
-        bar.finish_and_clear();
+        bar.finish();
         let dir = a.out.join(preset);
         let snap = dir.join("snapshot");
         // Written by this invocation (not one left by an earlier run), then stopped.

@@ -1,7 +1,8 @@
 //! `run`: run a spec (TOML), or continue a stopped run (`--resume`).
 
 use super::RunArgs;
-use super::common::{choose, log, on_backend, progress_bar, stop_flag};
+use super::common::{choose, log, on_backend, stop_flag};
+use super::progress::Progress;
 use super::verdict::print_verdicts;
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -64,14 +65,18 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
         .map(|(c, _)| c.records.clone())
         .unwrap_or_default();
     let stop = stop_flag();
-    let bar = progress_bar();
-    let mut progress = |run: &str, step: usize, total: usize| {
-        bar.set_length(total as u64);
-        bar.set_position(step as u64);
-        bar.set_message(run.to_string());
-    };
+    let bar = Progress::new();
+    let mut progress = |run: &str, step: usize, total: usize| bar.update(run, step, total);
     let start = std::time::Instant::now();
     let mut sink = CsvSink::create(&dir, spec.top(), &existing, false, stop, &mut progress)?;
+    sink.weights = Some(
+        subspace_lab::experiment::final_weights::WeightsTo {
+            dir: dir.clone(),
+            spec: spec.net()?,
+            loss: spec.loss,
+        }
+        .sink(),
+    );
     let (res, backend_name, adapter) = on_backend!(chosen, |b| {
         let name = b.name();
         let adapter = b.adapter();
@@ -81,7 +86,7 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
             adapter,
         )
     });
-    bar.finish_and_clear();
+    bar.finish();
     let o = match res {
         Ok(o) => o,
         Err(e) => {
@@ -99,12 +104,13 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
         }
     };
     let verdicts: Vec<Verdict> = runner::projection_verdict(&spec, &o).into_iter().collect();
-    subspace_lab::experiment::plot::metrics_png(
+    subspace_lab::experiment::plot::metrics_png_with(
         &dir.join("metrics.png"),
         &spec.name,
         &o.records,
         spec.k,
         o.switch_step,
+        &verdicts,
     )?;
     // Seconds computed over all sessions (a resumed run adds what its checkpoint had).
     let wall = earlier_s + start.elapsed().as_secs_f64();
@@ -113,6 +119,8 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
         "backend": backend_name, "adapter": adapter, "wall_seconds": wall,
         "resumed": a.resume.is_some(), "resumed_at_step": resumed_at, "switch_step": o.switch_step,
         "switch_rule_fired": o.switch_rule_fired, "runs": o.legs, "verdicts": verdicts,
+        "fork_step": o.switch_step,
+        "results": subspace_lab::experiment::final_weights::leg_results(&dir, &o.legs.iter().collect::<Vec<_>>()),
     });
     write_atomic(
         &dir.join("summary.json"),
@@ -120,15 +128,29 @@ pub(super) fn run_cmd(a: RunArgs) -> Result<()> {
     )?;
     // Finished: the checkpoint has nothing left to continue.
     output::clear_checkpoint(&dir)?;
-    println!("{} ({wall:.1} s, {}):", spec.name, dir.display());
-    for l in &o.legs {
+    print_outcome(&spec.name, wall, &dir, &o.legs);
+    print_verdicts(&verdicts);
+    Ok(())
+}
+
+/// The finished run's lines: its name, time and directory, each leg's losses, where the weights are.
+fn print_outcome(
+    name: &str,
+    wall: f64,
+    dir: &Path,
+    legs: &[subspace_lab::experiment::record::LegSummary],
+) {
+    println!("{} ({wall:.1} s, {}):", name, dir.display());
+    for l in legs {
         println!(
             "  {:<12} {:>6} steps {:>5}..{:<5} loss {:.5} → {:.5}",
             l.run, l.phase, l.first_step, l.last_step, l.start_loss, l.end_loss
         );
     }
-    print_verdicts(&verdicts);
-    Ok(())
+    println!(
+        "  final weights of each leg: {} (step and train_loss in their metadata)",
+        dir.join("weights").display()
+    );
 }
 
 /// A stopped run, its spec and its checkpoint, from `run --resume DIR`. Errors: no directory, a

@@ -3,9 +3,10 @@
 use anyhow::Result;
 use subspace_lab::experiment::verdict::Verdict;
 
-pub(super) fn verdict_cmd(dir: &std::path::Path) -> Result<()> {
+/// `verdict DIR [--write]`: the verdicts printed; `summary.json` rewritten only with `write`.
+pub(super) fn verdict_cmd(dir: &std::path::Path, write: bool) -> Result<()> {
     use subspace_lab::experiment::reproduce;
-    let r = reproduce::rejudge(dir)?;
+    let r = reproduce::rejudge_with(dir, write)?;
     match r.stopped_at {
         Some(step) => println!(
             "{} (stopped at step {step}; judged on the rows so far, nothing written):",
@@ -22,7 +23,7 @@ pub(super) fn verdict_cmd(dir: &std::path::Path) -> Result<()> {
         );
     }
     let all = print_verdicts(&r.verdicts);
-    if let Some(path) = &r.rewrote {
+    if r.stopped_at.is_none() {
         for v in &r.verdicts {
             let before = r
                 .previous
@@ -40,11 +41,18 @@ pub(super) fn verdict_cmd(dir: &std::path::Path) -> Result<()> {
                 None => println!("  new: \"{}\" (no verdict of that claim before)", v.claim),
             }
         }
-        println!(
+    }
+    match &r.rewrote {
+        Some(path) => println!(
             "rewrote {} (verdict_rules {}; the old verdicts are in previous_verdicts)",
             path.display(),
             reproduce::VERDICT_RULES
-        );
+        ),
+        None if r.stopped_at.is_none() => println!(
+            "{} left as it was (pass --write to record these verdicts there; the old ones then move to previous_verdicts)",
+            dir.join("summary.json").display()
+        ),
+        None => {}
     }
     if !all {
         println!("some claims did not hold on these numbers");

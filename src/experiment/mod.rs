@@ -13,6 +13,7 @@
 pub mod consistency;
 pub mod ema;
 pub mod files;
+pub mod final_weights;
 pub mod output;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;

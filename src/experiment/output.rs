@@ -1,9 +1,9 @@
 //! Output directories: `metrics.csv` appended row by row (a run that diverges or is stopped keeps
 //! every row so far), checkpoints (`checkpoint.json` + `checkpoint.safetensors`, written
-//! atomically), and the spec as run.
+//! atomically), each leg's final θ handed to a [`LegSink`], and the spec as run.
 
 pub use super::files::{read_pair, tensors_bytes, tensors_parse, write_atomic};
-use super::record::{Checkpoint, Record, Vectors};
+use super::record::{Checkpoint, LegSummary, Record, Vectors};
 use super::runner::Observer;
 use super::snapshot::{Snapshot, save_snapshot};
 use crate::error::{Error, Result};
@@ -33,7 +33,13 @@ pub struct CsvSink<'a> {
     pub ckpt_dir: PathBuf,
     /// Write the run's state at its switch here (`reproduce --snapshot-at-switch`).
     pub snapshot: Option<SnapshotTo>,
+    /// Given each leg's final θ (`run` and `reproduce` save it there).
+    pub weights: Option<LegSink<'a>>,
 }
+
+/// What [`CsvSink`] does with each leg's final θ (`run` and `reproduce` save it:
+/// [`super::final_weights::WeightsTo`]): called with the leg's summary and θ at its last step.
+pub type LegSink<'a> = Box<dyn FnMut(&LegSummary, &[f64]) -> Result<()> + 'a>;
 
 /// Where and how [`CsvSink`] writes a snapshot at the switch.
 #[derive(Clone, Debug)]
@@ -98,6 +104,7 @@ impl<'a> CsvSink<'a> {
             checkpoints: true,
             ckpt_dir: dir.to_path_buf(),
             snapshot: None,
+            weights: None,
         })
     }
 }
@@ -133,6 +140,15 @@ impl Observer for CsvSink<'_> {
     }
     fn progress(&mut self, run: &str, step: usize, total: usize) {
         (self.progress)(run, step, total)
+    }
+    fn wants_final_theta(&self) -> bool {
+        self.weights.is_some()
+    }
+    fn leg_finished(&mut self, leg: &LegSummary, theta: &[f64]) -> Result<()> {
+        match &mut self.weights {
+            Some(w) => w(leg, theta),
+            None => Ok(()),
+        }
     }
     fn checkpoint(&mut self, c: &Checkpoint, v: &Vectors) -> Result<()> {
         if self.checkpoints {

@@ -1,27 +1,23 @@
-//! PNG plots drawn like the paper's: log-scale loss, χ_k with the 0.95 line, the top-k eigenvalues
-//! in one colour and the next k in another, sharpness against 2/η (or the SAM edge), distance from
-//! the switch point; the switch step marked on every panel. Text uses the Ubuntu font egui ships.
+//! PNG plots drawn like the paper's and fit for a slide: log-scale loss, χ_k with the 0.95 line,
+//! the top-k eigenvalues in one colour and the next k in another, sharpness against 2/η (or the
+//! SAM edge), distance from the switch point; the switch ("fork") marked on every panel. A run
+//! that forks gets a panel of its own with the loss after the fork enlarged (Figure 1's result is
+//! in the last sixth of the steps and a few per cent of the loss), and the verdicts as a caption
+//! under the title. Legends sit in a strip above each panel's data, ticks read like numbers, log
+//! axes say so, and χ is set in a font that has it ([`style`]).
+
+mod style;
+mod toy_png;
 
 use super::record::Record;
-use super::toy::ToyPoint;
+use super::verdict::Verdict;
 use crate::error::{Error, Result};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
-use std::sync::Once;
+pub use toy_png::toy_png;
 
-static FONT: Once = Once::new();
-
-fn fonts() {
-    FONT.call_once(|| {
-        // The font is a compiled-in constant; a failure here would be a broken build of
-        // epaint_default_fonts, and plotting would then draw without text.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            epaint_default_fonts::UBUNTU_LIGHT,
-        );
-    });
-}
+use style::{COLORS, Entry, fonts};
 
 /// `k` in Unicode subscript digits (χ₁₀).
 fn subscript(k: usize) -> String {
@@ -35,15 +31,7 @@ fn err<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> Error + '_ {
     move |e| Error::data(path, format!("plot: {e}"))
 }
 
-const COLORS: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(214, 39, 40),
-    RGBColor(44, 160, 44),
-    RGBColor(255, 127, 14),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-];
-
+/// One line of a panel: its legend label (empty: none), colour, points (x, y), dash.
 struct Series {
     name: String,
     color: RGBColor,
@@ -70,8 +58,49 @@ fn finite_range(series: &[Series], log: bool) -> Option<(f64, f64)> {
     }
 }
 
+/// The step between ticks for about `n` ticks over `span` (1, 2 or 5 × 10^e), as plotters
+/// chooses them: the tick labels get the decimals it needs.
+fn nice_step(span: f64, n: usize) -> f64 {
+    let raw = span / n.max(1) as f64;
+    if !(raw.is_finite() && raw > 0.0) {
+        return 1.0;
+    }
+    let e = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * e)
+        .find(|s| *s >= raw * 0.999)
+        .unwrap_or(10.0 * e)
+}
+
+/// Title and legend of a panel drawn; the area left for the data.
+fn panel_frame<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    series: &[Series],
+) -> std::result::Result<DrawingArea<DB, Shift>, String> {
+    style::draw_centered(area, title, 4, 18.0, &BLACK)?;
+    let entries: Vec<Entry> = series
+        .iter()
+        .filter(|s| !s.name.is_empty())
+        .map(|s| Entry {
+            label: s.name.clone(),
+            color: s.color,
+            dashed: s.dashed,
+        })
+        .collect();
+    let w = area.dim_in_pixel().0 as i32;
+    let legend_h = style::legend_height(area, &entries, w - 70, 13.0);
+    let body = area.margin(28, 0, 0, 0);
+    let (legend, body) = body.split_vertically(legend_h.max(0) as u32);
+    style::draw_legend(&legend.margin(0, 0, 66, 0), &entries, 13.0)?;
+    Ok(body)
+}
+
+/// A panel: its title on top, the legend in a strip under it, then the data (`log`: a log y axis,
+/// said in the title), with the fork `marker` dashed and named.
 fn panel<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
+    area: &DrawingArea<DB, Shift>,
     title: &str,
     xlabel: &str,
     series: &[Series],
@@ -80,42 +109,39 @@ fn panel<DB: DrawingBackend>(
     x_range: (f64, f64),
 ) -> std::result::Result<(), String> {
     let Some((lo, hi)) = finite_range(series, log) else {
-        area.titled(&format!("{title} (no data)"), ("sans-serif", 18))
-            .map_err(|e| e.to_string())?;
+        style::draw_centered(area, &format!("{title} (no data)"), 4, 18.0, &BLACK)?;
         return Ok(());
     };
     // Less than a decade: plotters' log axis has no ticks there, so draw it linear.
     let log = log && hi / lo >= 10.0;
     let title = if log {
-        title.to_string()
+        format!("{title} (log scale)")
     } else {
-        title.replace(" (log)", "")
+        title.to_string()
     };
-    let mut b = ChartBuilder::on(area);
-    b.caption(&title, ("sans-serif", 18))
-        .margin(8)
-        .x_label_area_size(32)
-        .y_label_area_size(64);
+    let body = panel_frame(area, &title, series)?;
+    let mut b = ChartBuilder::on(&body);
+    b.margin(8)
+        .margin_right(16)
+        .x_label_area_size(36)
+        .y_label_area_size(62);
     let (x0, x1) = x_range;
+    let x_step = nice_step(x1 - x0, 6);
+    let y_step = nice_step(hi - lo, 6);
     macro_rules! draw {
-        ($chart:expr) => {{
+        ($chart:expr, $ylab:expr) => {{
             let mut chart = $chart;
             chart
                 .configure_mesh()
                 .x_desc(xlabel)
-                .label_style(("sans-serif", 13))
-                .y_labels(8)
-                .y_label_formatter(&|v: &f64| {
-                    let a = v.abs();
-                    if a != 0.0 && !(1e-3..1e4).contains(&a) {
-                        format!("{v:.1e}")
-                    } else if a < 1.0 {
-                        format!("{v:.3}")
-                    } else {
-                        format!("{v:.1}")
-                    }
-                })
+                .label_style((style::SANS, 14))
+                .axis_desc_style((style::SANS, 14))
+                .x_labels(7)
+                .y_labels(7)
+                .x_label_formatter(&|v: &f64| style::tick_label(*v, x_step))
+                .y_label_formatter(&$ylab)
                 .light_line_style(WHITE.mix(0.0))
+                .bold_line_style(BLACK.mix(0.08))
                 .draw()
                 .map_err(|e| e.to_string())?;
             for s in series {
@@ -125,24 +151,20 @@ fn panel<DB: DrawingBackend>(
                     .cloned()
                     .filter(|p| p.1.is_finite() && (!log || p.1 > 0.0))
                     .collect();
-                let style = s.color.stroke_width(2);
-                let anno = if s.dashed {
+                // Thick lines join with unlimited miters: on a jagged series of many points
+                // (the toy's χ₁) the joins would shoot far past the data, so those are thin.
+                let style = s.color.stroke_width(if pts.len() > 400 { 1 } else { 2 });
+                if s.dashed {
                     chart
                         .draw_series(DashedLineSeries::new(pts, 6, 4, style))
-                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?;
                 } else {
                     chart
                         .draw_series(LineSeries::new(pts, style))
-                        .map_err(|e| e.to_string())?
-                };
-                if !s.name.is_empty() {
-                    let c = s.color;
-                    anno.label(s.name.clone()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2))
-                    });
+                        .map_err(|e| e.to_string())?;
                 }
             }
-            if let Some(m) = marker {
+            if let Some(m) = marker.filter(|m| (x0..=x1).contains(m)) {
                 chart
                     .draw_series(DashedLineSeries::new(
                         vec![(m, lo), (m, hi)],
@@ -151,40 +173,96 @@ fn panel<DB: DrawingBackend>(
                         BLACK.mix(0.5).stroke_width(1),
                     ))
                     .map_err(|e| e.to_string())?;
-            }
-            if series.iter().any(|s| !s.name.is_empty()) {
-                chart
-                    .configure_series_labels()
-                    .label_font(("sans-serif", 13))
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK.mix(0.3))
-                    .position(SeriesLabelPosition::UpperRight)
-                    .draw()
-                    .map_err(|e| e.to_string())?;
+                // Pixels of the whole image, made relative to this panel's body.
+                let (px, py) = chart.backend_coord(&(m, hi));
+                let (bx, by) = body.get_base_pixel();
+                let (px, py) = (px - bx, py - by);
+                body.draw_text(
+                    "fork",
+                    &(style::SANS, 13).into_font().color(&BLACK.mix(0.6)),
+                    (px + 4, py + 2),
+                )
+                .map_err(|e| e.to_string())?;
             }
         }};
     }
     if log {
         draw!(
             b.build_cartesian_2d(x0..x1, (lo..hi).log_scale())
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?,
+            |v: &f64| style::log_tick_label(*v)
         );
     } else {
         draw!(
             b.build_cartesian_2d(x0..x1, lo..hi)
-                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?,
+            |v: &f64| style::tick_label(*v, y_step)
         );
     }
     Ok(())
 }
 
-/// `metrics.png`: six panels from a run's (or several runs') records.
+/// The caption under a figure's title, from `y` down: each verdict's line (green when it holds,
+/// red when not), wrapped to the width; returns the rows it takes (drawn only with `draw`).
+fn caption<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    verdicts: &[Verdict],
+    y: i32,
+) -> std::result::Result<i32, String> {
+    let width = area.dim_in_pixel().0 as i32 - 60;
+    let mut rows = 0;
+    for v in verdicts {
+        let color = if v.holds {
+            RGBColor(0, 110, 40)
+        } else {
+            RGBColor(180, 20, 20)
+        };
+        let mut line = String::new();
+        let mut lines = Vec::new();
+        for word in v.text.split(' ') {
+            let next = if line.is_empty() {
+                word.to_string()
+            } else {
+                format!("{line} {word}")
+            };
+            if !line.is_empty() && style::text_size(area, &next, 15.0).0 > width {
+                lines.push(std::mem::replace(&mut line, word.to_string()));
+            } else {
+                line = next;
+            }
+        }
+        lines.push(line);
+        for l in lines {
+            style::draw_centered(area, &l, y + rows * 20, 15.0, &color)?;
+            rows += 1;
+        }
+    }
+    Ok(rows)
+}
+
+/// `metrics.png`: the panels of a run's (or several runs') records; see [`metrics_png_with`].
 pub fn metrics_png(
     path: &Path,
     title: &str,
     records: &[Record],
     k: usize,
     switch: Option<usize>,
+) -> Result<()> {
+    metrics_png_with(path, title, records, k, switch, &[])
+}
+
+/// `metrics.png` with the `verdicts` as its caption (1500×900 or 2000×1050 pixels): six panels
+/// (loss, accuracy, χ_k, the spectrum, sharpness, the effective learning rates or the distance
+/// from the switch); a run that forked (records after `switch`) gets eight — the loss after the
+/// fork enlarged beside the whole loss, and both the rates and the distance. Errors: the file
+/// cannot be written (named).
+pub fn metrics_png_with(
+    path: &Path,
+    title: &str,
+    records: &[Record],
+    k: usize,
+    switch: Option<usize>,
+    verdicts: &[Verdict],
 ) -> Result<()> {
     fonts();
     let mut runs: Vec<&str> = Vec::new();
@@ -201,30 +279,21 @@ pub fn metrics_png(
         x_max,
         marker: switch.map(|s| s as f64),
     };
-    let root = BitMapBackend::new(path, (1500, 900)).into_drawing_area();
+    let forked = switch.is_some_and(|s| records.iter().any(|r| r.step > s && r.phase == "after"));
+    let (cols, size) = if forked {
+        (4, (2000, 1050))
+    } else {
+        (3, (1500, 900))
+    };
+    let root = BitMapBackend::new(path, size).into_drawing_area();
     let draw = || -> std::result::Result<(), String> {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let root = root
-            .titled(title, ("sans-serif", 22))
-            .map_err(|e| e.to_string())?;
-        let areas = root.split_evenly((2, 3));
-        let xr = (0.0, m.x_max);
-        let draw_panel = |i: usize, title: &str, series: &[Series], log: bool| {
-            panel(&areas[i], title, "step", series, log, m.marker, xr)
-        };
-        draw_panel(0, "training loss (log)", &m.by(&|r| r.loss), true)?;
-        draw_panel(1, "training accuracy", &m.by(&|r| r.accuracy), false)?;
-        // The plot font (Ubuntu Light) has χ and subscript digits but not ∇.
-        let chi_title = format!("χ{0}(grad L) = |P{0} grad L| / |grad L|", subscript(k));
-        draw_panel(2, &chi_title, &m.chi(), false)?;
-        draw_panel(3, "Hessian eigenvalues", &m.eigenvalues(), false)?;
-        let (sharp_title, sharp) = m.sharpness();
-        draw_panel(4, &sharp_title, &sharp, false)?;
-        if m.records.iter().any(|r| r.dom_lr.is_finite()) {
-            draw_panel(5, "effective learning rates", &m.rates(), true)?;
-        } else {
-            draw_panel(5, "|θ − θ_switch|", &m.by(&|r| r.dist_switch), false)?;
-        }
+        style::draw_centered(&root, title, 6, 24.0, &BLACK)?;
+        let rows = caption(&root, verdicts, 38)?;
+        let top = 40 + rows * 20 + 6;
+        let body = root.margin(top as u32, 0, 0, 0);
+        let areas = body.split_evenly((2, cols));
+        m.draw_panels(&areas, forked)?;
         root.present().map_err(|e| e.to_string())
     };
     draw().map_err(err(path))
@@ -241,6 +310,51 @@ struct Metrics<'r> {
 }
 
 impl Metrics<'_> {
+    /// Draw the panels into `areas` (2×3; 2×4 for a run that `forked`: the loss after the fork
+    /// enlarged in the second, the rates and the distance both shown).
+    fn draw_panels<DB: DrawingBackend>(
+        &self,
+        areas: &[DrawingArea<DB, Shift>],
+        forked: bool,
+    ) -> std::result::Result<(), String> {
+        let xr = (0.0, self.x_max);
+        let mut slots = areas.iter();
+        let mut next = |title: &str, series: &[Series], log: bool, x: (f64, f64)| match slots.next()
+        {
+            Some(a) => panel(a, title, "step", series, log, self.marker, x),
+            None => Ok(()),
+        };
+        next("training loss", &self.by(&|r| r.loss), true, xr)?;
+        if forked && let Some(s) = self.marker {
+            // From a little before the fork to the end: the branches' few per cent, enlarged.
+            let from = (s - ((self.x_max - s) / 4.0).max(1.0)).max(0.0);
+            let mut zoom = self.by(&|r| r.loss);
+            for z in zoom.iter_mut() {
+                z.points.retain(|p| p.0 >= from);
+            }
+            next(
+                "training loss after the fork (enlarged)",
+                &zoom,
+                false,
+                (from, self.x_max),
+            )?;
+        }
+        next("training accuracy", &self.by(&|r| r.accuracy), false, xr)?;
+        let chi_title = format!("χ{0}(∇L) = ‖P{0} ∇L‖ / ‖∇L‖", subscript(self.k));
+        next(&chi_title, &self.chi(), false, xr)?;
+        next("Hessian eigenvalues", &self.eigenvalues(), false, xr)?;
+        let (sharp_title, sharp) = self.sharpness();
+        next(&sharp_title, &sharp, false, xr)?;
+        let has_rates = self.records.iter().any(|r| r.dom_lr.is_finite());
+        if has_rates {
+            next("effective learning rates", &self.rates(), true, xr)?;
+        }
+        if !has_rates || forked {
+            next("‖θ − θ_fork‖", &self.by(&|r| r.dist_switch), false, xr)?;
+        }
+        Ok(())
+    }
+
     /// One series per run of `f` against the step.
     fn by(&self, f: &dyn Fn(&Record) -> f64) -> Vec<Series> {
         self.runs
@@ -369,98 +483,4 @@ impl Metrics<'_> {
         s.extend(b);
         s
     }
-}
-
-/// `toy.png`: the paths on the contour plot of L and χ₁ along each.
-pub fn toy_png(path: &Path, runs: &[(&str, &[ToyPoint])]) -> Result<()> {
-    fonts();
-    let root = BitMapBackend::new(path, (1400, 600)).into_drawing_area();
-    let draw = || -> std::result::Result<(), String> {
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (l, r) = root.split_horizontally(700);
-        // The valley is 1000× steeper in x: scale the x axis to the paths' extent.
-        // Past the first tenth of the run x has collapsed into the valley; points outside the
-        // window are clamped to its edge.
-        let last = runs
-            .iter()
-            .flat_map(|(_, p)| p.last().map(|q| q.step))
-            .max()
-            .unwrap_or(0);
-        let xs = 1.2
-            * runs
-                .iter()
-                .flat_map(|(_, p)| p.iter().filter(|q| q.step >= last / 10).map(|q| q.x.abs()))
-                .filter(|x| *x < 0.5)
-                .fold(0.0f64, f64::max)
-                .max(1e-3);
-        let mut c = ChartBuilder::on(&l)
-            .caption("L = ½(1000x² + y²): paths from (1, 1)", ("sans-serif", 18))
-            .margin(8)
-            .x_label_area_size(32)
-            .y_label_area_size(48)
-            .build_cartesian_2d(-xs..xs, 0.0..1.05)
-            .map_err(|e| e.to_string())?;
-        c.configure_mesh()
-            .x_desc("x")
-            .y_desc("y")
-            .label_style(("sans-serif", 13))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        for lvl in [0.05, 0.1, 0.2, 0.3, 0.4, 0.5] {
-            // Ellipse 1000x² + y² = 2·lvl.
-            let pts: Vec<(f64, f64)> = (0..=400)
-                .map(|i| {
-                    let t = std::f64::consts::PI * i as f64 / 400.0;
-                    (
-                        (2.0 * lvl / 1000.0f64).sqrt() * t.cos(),
-                        (2.0 * lvl).sqrt() * t.sin(),
-                    )
-                })
-                .collect();
-            c.draw_series(LineSeries::new(pts, RGBColor(200, 200, 200)))
-                .map_err(|e| e.to_string())?;
-        }
-        for (i, (name, p)) in runs.iter().enumerate() {
-            let col = COLORS[i % COLORS.len()];
-            c.draw_series(LineSeries::new(
-                p.iter().map(|q| (q.x.clamp(-xs, xs), q.y)),
-                col.stroke_width(1),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(name.to_string())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], col.stroke_width(2)));
-        }
-        c.configure_series_labels()
-            .label_font(("sans-serif", 13))
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        let steps = runs
-            .iter()
-            .flat_map(|(_, p)| p.last().map(|q| q.step))
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
-        let series: Vec<Series> = runs
-            .iter()
-            .enumerate()
-            .map(|(i, (name, p))| Series {
-                name: name.to_string(),
-                color: COLORS[i % COLORS.len()],
-                points: p.iter().map(|q| (q.step as f64, q.chi)).collect(),
-                dashed: false,
-            })
-            .collect();
-        panel(
-            &r,
-            "chi_1(grad L)",
-            "step",
-            &series,
-            false,
-            None,
-            (0.0, steps),
-        )?;
-        root.present().map_err(|e| e.to_string())
-    };
-    draw().map_err(err(path))
 }

@@ -355,6 +355,14 @@ pub fn run_specs<B: Backend + Clone>(
         if !single {
             sink.ckpt_dir = run_dir.clone();
         }
+        sink.weights = Some(
+            super::final_weights::WeightsTo {
+                dir: dir.to_path_buf(),
+                spec: spec.net()?,
+                loss: spec.loss,
+            }
+            .sink(),
+        );
         let started = Instant::now();
         let out = run::run(backend.clone(), spec, &data, keep_theta, resume, &mut sink)?;
         if multi_resumable {
@@ -406,7 +414,18 @@ fn finish<B: Backend>(
     let records: Vec<run::Record> = outs.iter().flat_map(|o| o.records.clone()).collect();
     let switch = outs.first().and_then(|o| o.switch_step);
     let k = specs.first().map_or(10, |s| s.k);
-    plot::metrics_png(&dir.join("metrics.png"), name, &records, k, switch)?;
+    let title = match presets::find(name) {
+        Some(p) => format!("{name}: {}{}", p.figure, if quick { ", quick" } else { "" }),
+        None => name.to_string(),
+    };
+    plot::metrics_png_with(
+        &dir.join("metrics.png"),
+        &title,
+        &records,
+        k,
+        switch,
+        &verdicts,
+    )?;
     // The switch-step study's table and plot (its judge's `extra.forks`).
     if let Some(forks) = extra.get("forks") {
         let rows: Vec<crate::paper::presets::switch_sweep::ForkRow> =
@@ -423,7 +442,11 @@ fn finish<B: Backend>(
         serde_json::json!({
             "preset": name, "quick": quick, "version": env!("CARGO_PKG_VERSION"),
             "specs": specs, "backend": backend.name(), "adapter": backend.adapter(),
-            "runs": outs, "extra": extra,
+            "runs": outs, "extra": extra, "fork_step": switch,
+            "results": super::final_weights::leg_results(
+                dir,
+                &outs.iter().flat_map(|o| &o.legs).collect::<Vec<_>>(),
+            ),
             "wall_seconds": wall, "resumed_at_step": resumed_at, "verdicts": verdicts,
             "verdict_rules": VERDICT_RULES,
         }),

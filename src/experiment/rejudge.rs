@@ -69,7 +69,7 @@ pub struct Rejudged {
     pub previous_rules: u64,
     /// A stopped run (no `summary.json`, judged from its checkpoint and rows so far): its step.
     pub stopped_at: Option<usize>,
-    /// `summary.json`, rewritten; None for a stopped run (nothing is written).
+    /// `summary.json`, rewritten; None for a stopped run or without `write` (nothing is written).
     pub rewrote: Option<PathBuf>,
     /// For a stopped run, the command that finishes it (with its `--quick`, `--samples` and
     /// `--out`).
@@ -83,6 +83,13 @@ pub struct Rejudged {
 /// them. Errors: no summary or checkpoint, a corrupt file (named), a quantity the verdicts need
 /// missing (named).
 pub fn rejudge(dir: &Path) -> Result<Rejudged> {
+    rejudge_with(dir, true)
+}
+
+/// [`rejudge`], writing `summary.json` only when `write` is true (`verdict DIR --write`); without
+/// it the verdicts are computed and returned, and nothing on disk changes (`rewrote` is None).
+/// Errors: as [`rejudge`].
+pub fn rejudge_with(dir: &Path, write: bool) -> Result<Rejudged> {
     if !dir.is_dir() {
         return Err(Error::data(dir, "no such directory"));
     }
@@ -90,7 +97,7 @@ pub fn rejudge(dir: &Path) -> Result<Rejudged> {
     if !sum_path.exists() {
         return rejudge_stopped(dir);
     }
-    rejudge_finished(dir, &sum_path)
+    rejudge_finished(dir, &sum_path, write)
 }
 
 /// The records of `metrics.csv`, checked ([`consistency::check_records`]). Errors: unreadable,
@@ -208,7 +215,7 @@ fn resume_command(dir: &Path, preset: &str, quick: bool, n: usize) -> String {
 
 /// A finished preset: judged from `summary.json` and `metrics.csv`, and `summary.json` rewritten
 /// with the new verdicts (the old ones kept in `previous_verdicts`).
-fn rejudge_finished(dir: &Path, sum_path: &Path) -> Result<Rejudged> {
+fn rejudge_finished(dir: &Path, sum_path: &Path, write: bool) -> Result<Rejudged> {
     let csv_path = dir.join("metrics.csv");
     let raw = std::fs::read(sum_path).map_err(|e| Error::io(sum_path, e))?;
     let mut summary: serde_json::Value = serde_json::from_slice(&raw)
@@ -266,16 +273,18 @@ fn rejudge_finished(dir: &Path, sum_path: &Path) -> Result<Rejudged> {
     obj.insert("verdicts_version".into(), env!("CARGO_PKG_VERSION").into());
     let old_extra = obj.remove("extra").unwrap_or(serde_json::Value::Null);
     obj.insert("extra".into(), merge_extra(old_extra, extra));
-    let text = serde_json::to_string_pretty(&summary)
-        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    write_atomic(sum_path, text.as_bytes())?;
+    if write {
+        let text = serde_json::to_string_pretty(&summary)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        write_atomic(sum_path, text.as_bytes())?;
+    }
     Ok(Rejudged {
         preset,
         verdicts,
         previous,
         previous_rules,
         stopped_at: None,
-        rewrote: Some(sum_path.to_path_buf()),
+        rewrote: write.then(|| sum_path.to_path_buf()),
         resume_command: None,
     })
 }

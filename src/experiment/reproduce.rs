@@ -10,7 +10,7 @@
 pub use super::presets_run::{
     Ctx, DataSets, PresetResult, dataset_for, finished_fig1, preset, run_specs, toy,
 };
-pub use super::rejudge::{Rejudged, parse_toy_csv_text, rejudge};
+pub use super::rejudge::{Rejudged, parse_toy_csv_text, rejudge, rejudge_with};
 pub use crate::paper::claims::{
     DIST_BAND, EOS_BAND, GD_CHI_MAX, SGD_CHI_EMA_MIN, SWITCH_CHI_FACTOR, TOY_GD_CHI_MAX,
     TOY_SGD_CHI_MIN, VERDICT_RULES,

@@ -49,6 +49,15 @@ pub trait Observer {
     fn switched(&mut self, _s: &Snapshot, _v: &Vectors) -> Result<()> {
         Ok(())
     }
+    /// Whether [`Observer::leg_finished`] should be called (it costs one read-back of θ per leg).
+    fn wants_final_theta(&self) -> bool {
+        false
+    }
+    /// A leg has ended: its summary (run, phase, last step, the full-batch loss there) and θ at
+    /// its last step (the θ of that loss), when `wants_final_theta`.
+    fn leg_finished(&mut self, _leg: &LegSummary, _theta: &[f64]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// An observer that only reports progress.
@@ -193,6 +202,10 @@ pub fn run<B: Backend + Clone>(
         leg.summary.bulk_lr = Stats::of(&std::mem::take(&mut leg.summary.bulk_lr_series));
         if leg_idx == 0 {
             r.at_switch(&leg, fired)?;
+        }
+        if r.obs.wants_final_theta() {
+            let theta = r.st.theta_host()?;
+            r.obs.leg_finished(&leg.summary, &theta)?;
         }
         r.out.legs.push(leg.summary);
         leg_idx += 1;

@@ -73,7 +73,7 @@ pub const FC_TANH: Model = Model {
         app_samples: 5000,
     },
     notes: &[
-        "data: the first 5000 MNIST training images, (x/255 − 0.1307)/0.3081 (PAPER.md: the paper's alignment appears under this normalisation)",
+        "data: the first 5000 MNIST training images, (x/255 − 0.1307)/0.3081 (torchvision's; the paper names none, and its alignment appears under this normalisation: measured)",
         "eigensolver: Lanczos to a residual ≤ 1e-3·|λ₁| for every pair, warm-started from the previous step (the paper uses Cohen's Lanczos/eigsh; the tolerance is ours, stated in summary.json)",
     ],
 };

@@ -23,8 +23,19 @@ pub const MODEL_KEYS: &[&str] = &[
 
 /// Keys that describe the file, not the network (kept, never read): `format` (safetensors'
 /// framework, `pt`), `seed`, `random_head` (how the twin drew it), `widths` (the CNN twin's
-/// option, the same as the tensors' shapes).
-pub const INFO_KEYS: &[&str] = &["format", "seed", "random_head", "widths"];
+/// option, the same as the tensors' shapes); for the final weights of a leg that `run` and
+/// `reproduce` save: `run` (its name, e.g. `Dom-SGD`), `phase` (`before`/`after` the switch),
+/// `step` (the global step) and `train_loss` (the full-batch training loss at that step).
+pub const INFO_KEYS: &[&str] = &[
+    "format",
+    "seed",
+    "random_head",
+    "widths",
+    "run",
+    "phase",
+    "step",
+    "train_loss",
+];
 
 /// Older names read as the current ones: `act` (what `torch_transformer_reference.py` wrote
 /// before it wrote `activation`).

@@ -93,7 +93,7 @@ pub(super) const FIG1: Preset = Preset {
     always: &[],
     full: &[
         "the switch happens at step 3000 at the latest if the rule has not fired (the paper's rule has no cap; the full run fired at step 2322)",
-        "1000 steps after the switch: our horizon (PAPER.md states none)",
+        "1000 steps after the switch: our horizon (the paper, Appendix E, states none)",
     ],
     quick: &[QUICK_MLP],
 };

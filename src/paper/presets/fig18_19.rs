@@ -43,6 +43,6 @@ pub(super) const FIG18_19: Preset = Preset {
     paired: true,
     judge,
     always: &[],
-    full: &["3000 steps: our horizon (PAPER.md states none)"],
+    full: &["3000 steps: our horizon (the paper, Appendix E, states none)"],
     quick: &["300 steps"],
 };

@@ -40,7 +40,7 @@ fn judge(
 }
 
 const OUR_SWITCH: &str =
-    "switch at step 2000 and 1000 steps after: our choices (PAPER.md states none)";
+    "switch at step 2000 and 1000 steps after: our choices (the paper, Appendix E, states none)";
 const QUICK: &str = "switch at step 300, 60 steps after";
 
 pub(super) const FIG4: Preset = Preset {

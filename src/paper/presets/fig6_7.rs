@@ -40,9 +40,9 @@ pub(super) const FIG6_7: Preset = Preset {
     judge: not_judged_here,
     always: &[],
     full: &[
-        "start (1, 1), η 1e-4, 20,000 steps (2,000 quick) and the uniform ± draw are our choices: PAPER.md gives the loss only",
+        "start (1, 1), η 1e-4, 20,000 steps (2,000 quick) and the uniform ± draw are our choices: the paper (its toy of Figures 6–7) gives the loss only",
     ],
     quick: &[
-        "2,000 steps (the full variant: 20,000); start (1, 1), η 1e-4 and the uniform ± draw are our choices: PAPER.md gives the loss only",
+        "2,000 steps (the full variant: 20,000); start (1, 1), η 1e-4 and the uniform ± draw are our choices: the paper (its toy of Figures 6–7) gives the loss only",
     ],
 };
