@@ -63,13 +63,13 @@ fn branch_color(b: &BranchView, set: Option<BranchSet>) -> Color32 {
 /// The branches' numbers beside the plots: the live verdict and one line per branch.
 fn branch_table_ui(ui: &mut egui::Ui, h: &History) {
     let Some(f) = &h.fork else { return };
-    if let Some((holds, text)) = f.verdict() {
-        let col = if holds {
-            Color32::from_rgb(44, 160, 44)
-        } else {
-            Color32::from_rgb(200, 120, 0)
+    if let Some(v) = crate::app::live::judge(h) {
+        let col = match (v.provisional, v.holds) {
+            (true, _) => Color32::GRAY,
+            (false, true) => Color32::from_rgb(44, 160, 44),
+            (false, false) => Color32::from_rgb(200, 120, 0),
         };
-        ui.colored_label(col, text);
+        ui.colored_label(col, v.text);
     }
     egui::Grid::new("branches").striped(true).show(ui, |ui| {
         for t in [

@@ -49,10 +49,19 @@ fn page_main() {
         .filter(|p| {
             let b = *p == "branch" || *p == "branch=1";
             branch |= b;
-            !b
+            !b && !p.is_empty()
         })
+        // `#teacher` alone is teacher mode, as `teacher=1`.
+        .map(|p| if p == "teacher" { "teacher=1" } else { p })
         .collect();
-    let (settings, warnings) = Settings::from_hash(&rest.join("&"));
+    // The plain URL (no settings in the hash) opens the landing lesson.
+    let (settings, warnings) = if rest.iter().all(|p| *p == "teacher=1") {
+        let mut s = Settings::landing();
+        s.teacher = !rest.is_empty();
+        (s, Vec::new())
+    } else {
+        Settings::from_hash(&rest.join("&"))
+    };
     wasm_bindgen_futures::spawn_local(async move {
         let Some(doc) = window.document() else {
             return console("subspace-lab: no document");

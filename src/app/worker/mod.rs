@@ -88,6 +88,10 @@ impl AnyRun {
     pub fn apply(&mut self, a: Action) -> crate::Result<()> {
         with_run!(self, |r| r.apply(a))
     }
+    /// The steps after a fork at which the live verdict is judged.
+    pub fn set_horizon(&mut self, steps: usize) {
+        with_run!(self, |r| r.set_horizon(steps))
+    }
     pub fn history(&self) -> &History {
         with_run!(self, |r| &r.history)
     }
@@ -397,6 +401,28 @@ pub struct Driver {
     make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
 }
 
+/// Whether a run of `s` waits at its fork when loaded: a scenario's run stops where the paper's
+/// comparison starts (its snapshot's step, or θ₀), so that "branch" forks there and not some steps
+/// later; a fresh run trains at once.
+pub fn waits_at_fork(s: &Settings) -> bool {
+    !s.scenario.is_empty()
+}
+
+/// The steps the live verdict is judged over for a run of `s`: its scenario's horizon, else
+/// [`super::live::DEFAULT_HORIZON`].
+pub fn horizon_of(s: &Settings) -> usize {
+    super::scenario::find(&s.scenario).map_or(super::live::DEFAULT_HORIZON, |sc| sc.horizon)
+}
+
+/// An error as the status line says it: the message alone, without the error kind's prefix
+/// ("invalid argument: …") that means nothing to a user of the app.
+pub fn plain_message(e: &crate::Error) -> String {
+    match e {
+        crate::Error::InvalidArgument(m) => m.clone(),
+        e => e.to_string(),
+    }
+}
+
 impl Driver {
     /// `make` builds a run on the platform's backend; `sets` must hold the data set of
     /// `s.model`.
@@ -411,6 +437,8 @@ impl Driver {
         let mut current = s.clone();
         current.samples = data.n;
         let settings_gen = u64::from(current != *s);
+        let mut run = run;
+        run.set_horizon(horizon_of(s));
         Ok(Driver {
             sets,
             user,
@@ -420,7 +448,7 @@ impl Driver {
             handled: 0,
             data,
             run,
-            running: true,
+            running: !waits_at_fork(s),
             window: VecDeque::new(),
             make,
         })
@@ -459,7 +487,10 @@ impl Driver {
     /// status line if there is one.
     pub fn handle(&mut self, cmd: Cmd) -> Option<String> {
         match cmd {
-            Cmd::Start => self.running = true,
+            Cmd::Start => {
+                self.running = true;
+                self.window.clear();
+            }
             Cmd::Pause => self.running = false,
             Cmd::Reset(s) | Cmd::LoadSnapshot(s) => {
                 let before = self.user_before.take();
@@ -471,6 +502,8 @@ impl Driver {
                 match data.and_then(|d| Ok((start(&s, &d, self.make, self.user.as_ref())?, d))) {
                     Ok((r, d)) => {
                         self.run = r;
+                        self.run.set_horizon(horizon_of(&s));
+                        self.running = !waits_at_fork(&s);
                         self.current = s.clone();
                         // CIFAR-10 with fewer records at hand than asked for: the UI shows n.
                         if d.n != s.samples {
@@ -491,11 +524,23 @@ impl Driver {
                     }
                 }
             }
+            Cmd::Act(Action::Branch(_)) if self.run.history().fork.is_some() => {
+                let at = self.run.history().fork.as_ref().map_or(0, |f| f.step);
+                return Some(format!(
+                    "already branched at step {at}: reset (R) or pick the scenario again to branch anew"
+                ));
+            }
             Cmd::Act(a) => {
                 if let Err(e) = self.run.apply(a.clone()) {
                     // Refused (a branched run keeps its optimiser): the UI goes back to the run's.
                     self.settings_gen += 1;
-                    return Some(e.to_string());
+                    return Some(plain_message(&e));
+                }
+                if matches!(a, Action::Branch(_)) {
+                    // The branches start at once (a scenario waited at its fork for this), and
+                    // the rate is theirs from now on.
+                    self.running = true;
+                    self.window.clear();
                 }
                 let n = self.data.n;
                 let c = &mut self.current;
@@ -526,10 +571,16 @@ impl Driver {
             return Some(format!("{e} — paused; reset or lower η"));
         }
         self.window.push_back(web_time::Instant::now());
-        while self.window.len() > 20 {
+        while self.window.len() > self.rate_window() {
             self.window.pop_front();
         }
         None
+    }
+
+    /// Steps the rate is measured over: 20, and at least two of the spectrum's cycles (a cycle's
+    /// cheap steps alone would say hundreds of steps per second).
+    fn rate_window(&self) -> usize {
+        20.max(2 * self.current.eigen_every + 1)
     }
 
     /// Training samples of the run.
@@ -537,10 +588,17 @@ impl Driver {
         self.data.n
     }
 
-    /// Steps per second over the last 20 steps.
+    /// Steps per second over the last steps ([`Driver::rate_window`]); 0 (not known yet) until
+    /// the window holds a whole cycle of the spectrum's cadence since the last start, reset or
+    /// fork (right after loading a few cheap steps would claim hundreds of steps per second).
     pub fn steps_per_sec(&self) -> f64 {
+        let cycle = if self.run.history().fork.is_some() {
+            1
+        } else {
+            self.current.eigen_every
+        };
         match (self.window.front(), self.window.back()) {
-            (Some(a), Some(b)) if self.window.len() > 1 => {
+            (Some(a), Some(b)) if self.window.len() > cycle.max(1) + 1 => {
                 (self.window.len() - 1) as f64 / b.duration_since(*a).as_secs_f64().max(1e-9)
             }
             _ => 0.0,
