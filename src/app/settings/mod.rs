@@ -80,7 +80,7 @@ impl Default for Settings {
             toy_coupling: 100.0,
             toy_x0: 1.0,
             toy_y0: 1.0,
-            toy_steps_per_frame: 20,
+            toy_steps_per_frame: 200,
             toy_a: ToyMethod::Gd,
             toy_b: ToyMethod::Sgd,
             toy_seed: 0,
