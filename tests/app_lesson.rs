@@ -272,3 +272,71 @@ fn ticks_are_readable_and_no_plot_is_drawn_without_data() {
     assert!(!has_data(&History::default()));
     assert!(has_data(&history(3, 150, 0.0)));
 }
+
+#[test]
+fn a_branched_export_carries_every_branch_and_the_verdict() {
+    let s = scenario_settings();
+    let mut d = Driver::new(synthetic_mnist().into(), None, &s, new_run_cpu).unwrap();
+    d.handle(Cmd::Act(Action::Branch(BranchSet::GdVsSgd)));
+    for _ in 0..4 {
+        assert!(d.tick().is_none());
+    }
+    let files = subspace_lab::app::worker::export_files(&d).unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "metrics.csv",
+            "summary.json",
+            "weights.safetensors",
+            "weights-SGD.safetensors",
+            "weights-GD.safetensors"
+        ]
+    );
+    let csv = String::from_utf8(files[0].1.clone()).unwrap();
+    for b in ["SGD", "GD"] {
+        let rows = csv
+            .lines()
+            .filter(|l| l.starts_with(&format!("{b},branch,")))
+            .count();
+        assert_eq!(rows, 5, "{b}: the fork's loss and one per step\n{csv}");
+    }
+    let sum: serde_json::Value = serde_json::from_slice(&files[1].1).unwrap();
+    assert_eq!(sum["fork"]["step"], 0);
+    assert_eq!(sum["fork"]["horizon"], 100);
+    assert_eq!(sum["fork"]["branches"].as_array().unwrap().len(), 2);
+    assert_eq!(sum["settings"]["scenario"], "gd-vs-sgd");
+    assert!(
+        sum["settings_hash"]
+            .as_str()
+            .unwrap()
+            .contains("scenario=gd-vs-sgd")
+    );
+    assert_eq!(sum["verdict"]["provisional"], true, "{sum}");
+    assert_eq!(sum["verdict"]["horizon"], 100);
+    // Each branch's weights: its own θ, with its step and loss in the metadata.
+    let f = d.run.history().fork.clone().unwrap();
+    for (i, b) in f.branches.iter().enumerate() {
+        let bytes = &files[3 + i].1;
+        let (_, theta) = subspace_lab::nn::weights::load_bytes(
+            bytes,
+            std::path::Path::new("weights.safetensors"),
+        )
+        .unwrap();
+        let want = d.run.branch_theta(i).unwrap();
+        assert!(theta.iter().zip(&want).all(|(a, w)| *a as f32 == *w as f32));
+        let text = String::from_utf8_lossy(bytes);
+        assert!(
+            text.contains("\"step\":\"4\""),
+            "{}",
+            &text[..300.min(text.len())]
+        );
+        assert!(text.contains(&format!("\"loss\":\"{}\"", b.loss_now())));
+    }
+    // Natively the PNG too, of every branch.
+    let dir = tempfile::tempdir().unwrap();
+    let m = subspace_lab::app::worker::export(&d, dir.path()).unwrap();
+    assert!(m.contains("exported"), "{m}");
+    assert!(dir.path().join("metrics.png").is_file());
+    assert!(dir.path().join("weights-GD.safetensors").is_file());
+}

@@ -90,7 +90,9 @@ impl SandboxApp {
         ui.horizontal_wrapped(|ui| {
             match stage(shared) {
                 Stage::Loading(m) => {
-                    ui.spinner();
+                    // A static sign, not egui's spinner: a spinner repaints every frame, and
+                    // under a software rasteriser drawing then takes the cores the run needs.
+                    ui.label(RichText::new("⏳").size(16.0));
                     ui.label(RichText::new(m).strong());
                 }
                 Stage::AtFork(step) => {
@@ -124,7 +126,7 @@ impl SandboxApp {
                     horizon,
                     seconds_left,
                 } => {
-                    ui.spinner();
+                    ui.label(RichText::new("⏳").size(16.0));
                     let left = seconds_left.map_or("estimating the time left…".into(), |s| {
                         format!("about {} left", duration_words(s))
                     });
@@ -147,9 +149,9 @@ impl SandboxApp {
                     };
                     ui.label(
                         RichText::new(if v.holds {
-                            "✔ the claim holds here"
+                            "verdict: the claim HOLDS here"
                         } else {
-                            "✘ the claim does not hold here"
+                            "verdict: the claim does NOT hold here"
                         })
                         .color(col)
                         .size(16.0)

@@ -264,6 +264,7 @@ impl SandboxApp {
         let h = &shared.history;
         // A CNN's branched step takes half a minute on a CPU: "0.0 steps/s" would say nothing.
         let rate = match shared.steps_per_sec {
+            _ if !shared.running => "waiting (start: Space; branch: B)".to_string(),
             r if r >= 0.95 => format!("{r:.1} steps/s"),
             r if r > 0.0 => format!("{:.1} s/step", 1.0 / r),
             _ => "measuring the rate…".to_string(),

@@ -40,6 +40,12 @@ fn markers_ui(p: &mut egui_plot::PlotUi, h: &History, from: f64) {
     }
 }
 
+/// Text with χ in the monospace font (Hack), whose χ is unmistakable: the proportional font's
+/// (Ubuntu Light) reads as a Latin x beside the coordinate x.
+pub fn chi_text(t: &str) -> RichText {
+    RichText::new(t).family(egui::FontFamily::Monospace)
+}
+
 /// A tick's label a reader takes in at a glance: three significant digits in plain notation
 /// from 0.001 to 100,000 ("0.105", "2322", "12.5"), scientific beyond ("1.5e-5").
 pub fn readable(v: f64) -> String {
@@ -129,7 +135,7 @@ fn branch_table_ui(ui: &mut egui::Ui, h: &History) {
             "‖θ − θ_fork‖",
             "mean χ_k",
         ] {
-            ui.label(RichText::new(t).small().strong());
+            ui.label(chi_text(t).small().strong());
         }
         ui.end_row();
         for b in &f.branches {
@@ -181,7 +187,7 @@ pub fn run_plots_ui(ui: &mut egui::Ui, h: &History) {
     branch_table_ui(ui, h);
     if !has_data(h) {
         ui.horizontal(|ui| {
-            ui.spinner();
+            ui.label("⏳");
             ui.label(
                 "computing the first measurement (the loss over all samples and the top                  Hessian eigenvalues: a cold eigensolve takes seconds); the plots appear with it",
             );
@@ -297,7 +303,7 @@ fn eigen_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
     let (h, from) = (area.h, area.from);
     let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
     model_plot("eig", area)
-        .y_axis_label("Hessian eigenvalues (λ₁ bold per branch)")
+        .y_axis_label("eigenvalues")
         .show(ui, |p| {
             let n = h
                 .points
@@ -363,7 +369,7 @@ fn chi_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
     let (h, from) = (area.h, area.from);
     let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
     model_plot("chi", area)
-        .y_axis_label("χ_k(∇L); dashed: EMA; grey: 0.95")
+        .y_axis_label(chi_text("χ_k(∇L), EMA dashed"))
         .include_y(0.0)
         .include_y(1.0)
         .show(ui, |p| {

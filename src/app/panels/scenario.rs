@@ -146,8 +146,9 @@ impl SandboxApp {
             self.branch();
         }
         if let Ok(sc) = scenario::find(&current) {
+            // Closed: the landing lesson above states the claim; this is the scenario's detail.
             egui::CollapsingHeader::new(format!("lesson: {} ({})", sc.title, sc.figure))
-                .default_open(true)
+                .default_open(false)
                 .show(ui, |ui| {
                     ui.label(sc.lesson_now(&shared.history));
                 });

@@ -90,7 +90,7 @@ impl ToyPanel {
             self.sim.a.switch_to(s.toy_a);
             self.sim.b.switch_to(s.toy_b);
         }
-        ui.label(RichText::new(self.status_text()).monospace().small());
+        ui.label(super::plots::chi_text(&self.status_text()).small());
         if self.held {
             ui.label(RichText::new("(waits while the branches compute)").small());
         }
@@ -202,10 +202,12 @@ impl ToyPanel {
     /// the floor and SGD's across it are both visible ("follow" zooms on the paths instead), the
     /// start and the fork marked.
     fn path_plot_ui(&self, ui: &mut egui::Ui, h: f32) {
-        let paths: Vec<&ToyPath> = [&self.sim.a, &self.sim.b]
+        // SGD's zig-zag first, so that GD's path down the floor and the branches lie on top.
+        let mut paths: Vec<&ToyPath> = [&self.sim.a, &self.sim.b]
             .into_iter()
             .chain(&self.sim.forks)
             .collect();
+        paths.sort_by_key(|p| p.method != ToyMethod::Sgd);
         let start = self.sim.a.path[0];
         let (lo, hi) = if self.follow {
             let tail = |v: &[[f64; 2]]| v[v.len() / 2..].to_vec();
@@ -230,7 +232,7 @@ impl ToyPanel {
             .height(h * 0.62)
             .legend(
                 Legend::default()
-                    .position(egui_plot::Corner::RightTop)
+                    .position(egui_plot::Corner::RightBottom)
                     .background_alpha(0.85),
             )
             .x_axis_label("x (across the valley: the sharp direction, S₁)")
@@ -314,13 +316,8 @@ impl ToyPanel {
             .collect();
         Plot::new("toy-chi")
             .height(h * 0.38)
-            .legend(
-                Legend::default()
-                    .position(egui_plot::Corner::RightBottom)
-                    .background_alpha(0.85),
-            )
             .x_axis_label("step")
-            .y_axis_label("χ₁(∇L)")
+            .y_axis_label(super::plots::chi_text("χ₁(∇L), colours as above"))
             .include_y(0.0)
             .include_y(1.05)
             .show(ui, |p| {

@@ -42,14 +42,17 @@ fn page_main() {
     let hash = window.location().hash().unwrap_or_default();
     // `branch` (or `branch=1`) in the hash forks the run as soon as it is loaded (a launch
     // option like `app --branch`, not a setting: the hash the page writes back drops it).
-    let mut branch = false;
+    let (mut branch, mut start) = (false, false);
+    // `start` trains a scenario's run on from its fork without branching (it waits there).
     let rest: Vec<&str> = hash
         .trim_start_matches('#')
         .split('&')
         .filter(|p| {
             let b = *p == "branch" || *p == "branch=1";
+            let s = *p == "start" || *p == "start=1";
             branch |= b;
-            !b && !p.is_empty()
+            start |= s;
+            !b && !s && !p.is_empty()
         })
         // `#teacher` alone is teacher mode, as `teacher=1`.
         .map(|p| if p == "teacher" { "teacher=1" } else { p })
@@ -83,6 +86,8 @@ fn page_main() {
                     app.renderer = RendererInfo::of(cc);
                     if branch {
                         app.branch_on_start();
+                    } else if start {
+                        app.worker.send(crate::app::worker::Cmd::Start);
                     }
                     if app.renderer.api != "WebGPU" {
                         app.warnings.push(

@@ -10,7 +10,6 @@ use crate::backend::Backend;
 use crate::data::dataset::Dataset;
 use crate::data::load::DatasetKind;
 use crate::data::sets::DataSets;
-use crate::experiment::run::Record;
 use crate::experiment::spec::{OptKind, OptimizerSpec};
 use crate::nn::model::ModelSpec;
 use std::collections::VecDeque;
@@ -157,96 +156,10 @@ pub fn new_run_cpu(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
     )?)))
 }
 
-/// The run's records as the CLI writes them (one per measured point).
-fn records(h: &History) -> Vec<Record> {
-    h.points
-        .iter()
-        .map(|p| Record {
-            run: h.run_name.clone(),
-            phase: "live".into(),
-            step: p.step,
-            loss: p.loss,
-            accuracy: p.accuracy,
-            grad_norm: f64::NAN,
-            chi_k: p.chi,
-            chi_ema: p.chi_ema,
-            eigenvalues: p.eigenvalues.clone(),
-            two_over_lr: p.edge,
-            sam_edge: f64::NAN,
-            dom_lr: f64::NAN,
-            bulk_lr: f64::NAN,
-            dist_switch: f64::NAN,
-            dist_init: f64::NAN,
-            hvps: 0,
-            worst_residual: f64::NAN,
-        })
-        .collect()
-}
-
-/// The export as (file name, bytes): `metrics.csv`, `summary.json` and `weights.safetensors`,
-/// the same files the CLI writes (the PNG is drawn natively only).
-/// The Transformer's weights carry the vocabulary (as `init` writes them), from the SST-2 loaded.
-pub fn export_files(d: &Driver) -> crate::Result<Vec<(String, Vec<u8>)>> {
-    let run = &d.run;
-    let h = run.history();
-    let top = h
-        .points
-        .iter()
-        .map(|p| p.eigenvalues.len())
-        .max()
-        .unwrap_or(0);
-    let csv = Record::csv(&records(h), top);
-    let markers: Vec<serde_json::Value> = h
-        .markers
-        .iter()
-        .map(|m| serde_json::json!({"step": m.step, "event": m.label}))
-        .collect();
-    let summary = serde_json::json!({
-        "source": "subspace-lab app", "version": env!("CARGO_PKG_VERSION"),
-        "backend": run.backend_name(), "run": h.run_name, "step": h.step, "k": h.k,
-        "events": markers,
-    });
-    let json = serde_json::to_string_pretty(&summary)
-        .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?;
-    let mut meta = Vec::new();
-    if let (ModelSpec::Transformer(_), Some(sst2)) = (run.spec(), &d.sets.sst2) {
-        let words = serde_json::to_string(&sst2.vocab().words)
-            .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?;
-        meta.push(("vocab".to_string(), words));
-    }
-    let weights = crate::nn::weights::serialize_with(
-        std::path::Path::new("weights.safetensors"),
-        run.spec().clone(),
-        &run.theta()?,
-        crate::nn::weights::SaveDtype::F32,
-        &meta,
-    )?;
-    Ok(vec![
-        ("metrics.csv".into(), csv.into_bytes()),
-        ("summary.json".into(), json.into_bytes()),
-        ("weights.safetensors".into(), weights),
-    ])
-}
-
-/// Export the run as the CLI does: metrics.csv, summary.json, metrics.png and the weights.
+mod export;
 #[cfg(not(target_arch = "wasm32"))]
-pub fn export(d: &Driver, dir: &std::path::Path) -> crate::Result<String> {
-    use crate::experiment::output::write_atomic;
-    let run = &d.run;
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-    for (name, bytes) in export_files(d)? {
-        write_atomic(&dir.join(name), &bytes)?;
-    }
-    let h = run.history();
-    crate::experiment::plot::metrics_png(
-        &dir.join("metrics.png"),
-        &h.run_name,
-        &records(h),
-        h.k,
-        h.markers.first().map(|m| m.step),
-    )?;
-    Ok(format!("exported to {}", dir.display()))
-}
+pub use export::export;
+pub use export::{branch_records, export_files, summary};
 
 /// A snapshot the user gave (`Settings::snapshot`), read by the platform (natively from its
 /// directory, on the web fetched from its URL).
