@@ -331,7 +331,7 @@ fn a_branched_export_carries_every_branch_and_the_verdict() {
             "{}",
             &text[..300.min(text.len())]
         );
-        assert!(text.contains(&format!("\"loss\":\"{}\"", b.loss_now())));
+        assert!(text.contains(&format!("\"train_loss\":\"{}\"", b.loss_now())));
     }
     // Natively the PNG too, of every branch.
     let dir = tempfile::tempdir().unwrap();

@@ -173,7 +173,7 @@ pub fn export_files(d: &Driver) -> crate::Result<Vec<(String, Vec<u8>)>> {
             let extra = [
                 ("branch".to_string(), b.name.clone()),
                 ("step".to_string(), (f.step + b.steps).to_string()),
-                ("loss".to_string(), b.loss_now().to_string()),
+                ("train_loss".to_string(), b.loss_now().to_string()),
                 ("fork_step".to_string(), f.step.to_string()),
                 ("fork_loss".to_string(), f.loss.to_string()),
             ];
