@@ -90,10 +90,9 @@ impl SandboxApp {
         ui.horizontal_wrapped(|ui| {
             match stage(shared) {
                 Stage::Loading(m) => {
-                    // A static sign, not egui's spinner: a spinner repaints every frame, and
-                    // under a software rasteriser drawing then takes the cores the run needs.
-                    ui.label(RichText::new("⏳").size(16.0));
-                    ui.label(RichText::new(m).strong());
+                    // No egui spinner: a spinner repaints every frame, and under a software
+                    // rasteriser drawing then takes the cores the run needs.
+                    ui.label(RichText::new(m).strong().size(15.0));
                 }
                 Stage::AtFork(step) => {
                     let what = sc.map_or("the optimiser, Dom- and Bulk-".to_string(), |s| {
@@ -126,7 +125,6 @@ impl SandboxApp {
                     horizon,
                     seconds_left,
                 } => {
-                    ui.label(RichText::new("⏳").size(16.0));
                     let left = seconds_left.map_or("estimating the time left…".into(), |s| {
                         format!("about {} left", duration_words(s))
                     });

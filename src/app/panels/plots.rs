@@ -187,9 +187,8 @@ pub fn run_plots_ui(ui: &mut egui::Ui, h: &History) {
     branch_table_ui(ui, h);
     if !has_data(h) {
         ui.horizontal(|ui| {
-            ui.label("⏳");
             ui.label(
-                "computing the first measurement (the loss over all samples and the top                  Hessian eigenvalues: a cold eigensolve takes seconds); the plots appear with it",
+                "computing the first measurement (the loss over all samples and the top Hessian eigenvalues: a cold eigensolve takes seconds); the plots appear with it",
             );
         });
         return;

@@ -147,7 +147,9 @@ impl SandboxApp {
         }
         if let Ok(sc) = scenario::find(&current) {
             // Closed: the landing lesson above states the claim; this is the scenario's detail.
+            // (Its own id: an app that saved this header open before still opens it closed.)
             egui::CollapsingHeader::new(format!("lesson: {} ({})", sc.title, sc.figure))
+                .id_salt("scenario-lesson-closed")
                 .default_open(false)
                 .show(ui, |ui| {
                     ui.label(sc.lesson_now(&shared.history));
