@@ -160,7 +160,7 @@ pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
                     "lambda1_now": b.lambda1.last().map(|l| l[1]),
                     "stopped": b.stopped}))
                 .collect::<Vec<_>>()),
-            "verdict": s.history.fork.as_ref().and_then(|f| f.verdict()).map(|v| v.1),
+            "verdict": crate::app::live::judge(&s.history).map(|v| v.text),
             "seconds_to_branch_steps": app.branch_progress,
         });
         let _ = js_sys::Reflect::set(
