@@ -392,9 +392,10 @@ fn other_models_in_the_page(server: &str, dist: &Path, shots: &Path) {
     }
     // The Transformer's χ-EMA scenario named alone in the link: the page runs the scenario's model,
     // from its snapshot at step 72 (compiled into the wasm), and steps on from there (plain SGD
-    // steps up to 80, where the first spectrum is due).
+    // steps up to 80, where the first spectrum is due). A scenario waits at its fork: `start`
+    // trains it on without branching.
     if dist.join("assets/sst2-train-first1000.tsv").is_file() {
-        let hash = "scenario=fig1-switch-transformer&compute=cpu";
+        let hash = "scenario=fig1-switch-transformer&compute=cpu&start";
         let v = run_browser(
             &format!("{server}#{hash}"),
             "fallback",

@@ -23,7 +23,11 @@ use crate::experiment::spec::{OptKind, OptimizerSpec, Projection};
 use crate::nn::model::ModelSpec;
 
 mod run;
+mod verdict;
 pub use run::{AUTO_THRESHOLD, LiveRun};
+pub use verdict::{
+    DEFAULT_HORIZON, Judged, LiveVerdict, judge, smoothed_rel_decrease, smoothing_steps,
+};
 
 /// Which runs a fork makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -159,7 +163,8 @@ impl Fork {
             .unwrap_or(0)
     }
 
-    /// The paper's claim on the live numbers: for [`BranchSet::Projections`] "Dom- stalls
+    /// The paper's claim on this step's raw numbers (noisy: the app judges with [`judge`], on
+    /// smoothed losses at the horizon): for [`BranchSet::Projections`] "Dom- stalls
     /// (< 0.25 × the plain branch's relative loss decrease) while Bulk- trains like it (> 0.75 ×)",
     /// for [`BranchSet::GdVsSgd`] "GD's mean χ_k over the second half < 0.2 and below SGD's"
     /// (fig18-19's rule), with the numbers; None before the branches have numbers; "cannot be
@@ -223,9 +228,9 @@ impl Fork {
                         bulk.name,
                         plain.name,
                         if holds {
-                            "HOLDS"
+                            "holds at this step"
                         } else {
-                            "does not hold (yet)"
+                            "does not hold at this step"
                         }
                     ),
                 ))
@@ -279,4 +284,7 @@ pub struct History {
     pub origin: String,
     /// The step it started at (the snapshot's; 0 from θ₀).
     pub start_step: usize,
+    /// Steps after a fork at which the claim is judged ([`judge`]); 0: [`DEFAULT_HORIZON`].
+    #[serde(default)]
+    pub horizon: usize,
 }

@@ -39,6 +39,9 @@ pub struct Scenario {
     pub branch: BranchSet,
     /// A spectrum every this many steps (each branch; Dom-/Bulk- branches every step anyway).
     pub eigen_every: usize,
+    /// Steps after the fork at which the claim is judged (the live verdict is "provisional"
+    /// before): where the branches' difference exceeds their noise on the paper's settings.
+    pub horizon: usize,
     pub source: Source,
     /// What the state is, what to press, what to look for (the live numbers follow it).
     pub lesson: &'static str,
@@ -67,6 +70,7 @@ pub const SCENARIOS: &[Scenario] = &[
         figure: "Figure 1",
         branch: BranchSet::Projections,
         eigen_every: 10,
+        horizon: 150,
         source: embedded!("fig1-switch"),
         lesson: "fc-tanh trained by SGD (η 0.01, batch 50, MSE) on MNIST-5k from θ₀ up to the step \
 where the EMA (0.9) of χ_k(∇L) = ‖P_k ∇L‖ / ‖∇L‖ first exceeded 0.95. S_k is spanned by the top k = 10 \
@@ -86,6 +90,7 @@ bulk (Song, Ahn, Yun 2024, Figure 1).",
         figure: "Figure 1",
         branch: BranchSet::Projections,
         eigen_every: 10,
+        horizon: 20,
         source: embedded!("fig1-switch-cnn"),
         lesson: "cnn-relu trained by SGD (η 0.001, batch 50, MSE) on the first 500 CIFAR-10 images \
 (the paper uses 5000; a spectrum here takes a tenth of the time), fig1-cnn's protocol. Its χ-EMA \
@@ -108,6 +113,7 @@ Each branched step solves two top-10 problems on a CNN: about half a minute on a
         figure: "Figure 1",
         branch: BranchSet::Projections,
         eigen_every: 10,
+        horizon: 100,
         source: embedded!("fig1-switch-transformer"),
         lesson: "The 2-layer Transformer (width 64, 8 heads) trained by SGD (η 0.001, batch 50, MSE) \
 on SST2-1k from θ₀ up to the step where the EMA (0.9) of χ_2(∇L) = ‖P_2 ∇L‖ / ‖∇L‖ first exceeded \
@@ -131,6 +137,7 @@ runs 1000 steps past the switch.",
         figure: "Figure 9",
         branch: BranchSet::Projections,
         eigen_every: 5,
+        horizon: 100,
         source: embedded!("fig9-eos"),
         lesson: "fc-tanh trained by full-batch GD (η 0.1, MSE) on MNIST-5k from θ₀ to step 2500, \
 fig9's switch. The sharpness λ₁ has risen to 2/η = 20 (the dashed line of the eigenvalue plot) and \
@@ -149,6 +156,7 @@ faster (Song, Ahn, Yun 2024, Figure 9). GD's own loss oscillates at the edge, so
         figure: "Figure 10",
         branch: BranchSet::Projections,
         eigen_every: 5,
+        horizon: 100,
         source: embedded!("fig10-sam-edge"),
         lesson: "fc-tanh trained by full-batch SAM (η 0.01, ρ 0.1, MSE) on MNIST-5k from θ₀ to step 5000, \
 fig10's switch. SAM does not stop at GD's edge 2/η = 200: its sharpness λ₁ rises to SAM's own edge, \
@@ -167,6 +175,7 @@ Figure 10). Each SAM step takes two full-data gradients: give it 100 steps or mo
         figure: "Figures 18–19",
         branch: BranchSet::GdVsSgd,
         eigen_every: 2,
+        horizon: 100,
         source: Source::Init,
         lesson: "fc-tanh at its initialisation θ₀ (seed 0), SGD η 0.01, batch 50, MSE, on MNIST-5k.\n\
 Press \"branch\" (key B): the run forks into SGD and full-batch GD at the same η from θ₀.\n\
@@ -182,6 +191,7 @@ with SGD's noise, not with the landscape (Song, Ahn, Yun 2024, Figures 18–19; 
         figure: "Figures 18–19",
         branch: BranchSet::GdVsSgd,
         eigen_every: 2,
+        horizon: 50,
         source: Source::Init,
         lesson: "cnn-relu at its initialisation θ₀ (seed 0), SGD η 0.001, batch 50, MSE, on the first \
 500 CIFAR-10 images (the paper uses 5000: raise n in the panel; a spectrum then takes ten times \
@@ -197,6 +207,7 @@ Look for: χ_k(∇L) (k = 10) rising under SGD and falling under GD, as for fc-t
         figure: "Figures 18–19",
         branch: BranchSet::GdVsSgd,
         eigen_every: 2,
+        horizon: 100,
         source: Source::Init,
         lesson: "The 2-layer Transformer (width 64, 8 heads) at its initialisation θ₀ (seed 0), SGD \
 η 0.001, batch 50, MSE, on SST2-1k (two classes, so k = 2).\n\
@@ -246,7 +257,10 @@ impl Scenario {
     /// branches so far (or what to press when there are none).
     pub fn lesson_now(&self, h: &History) -> String {
         let live = match h.fork.as_ref().and_then(|f| f.verdict()) {
-            Some((_, text)) => format!("Now: {text}."),
+            Some((_, text)) => match super::live::judge(h) {
+                Some(v) => format!("Now: {text}.\nVerdict: {}.", v.text),
+                None => format!("Now: {text}."),
+            },
             None if h.fork.is_some() => {
                 "Now: branched; the numbers come after the first step.".into()
             }

@@ -110,6 +110,10 @@ pub struct SandboxApp {
     pub(crate) snapshot_field: String,
     /// The last [`Shared::settings_gen`] whose settings were taken over.
     pub(crate) adopted_gen: u64,
+    /// The worker's command count once the last "branch" sent is taken ([`SandboxApp::can_branch`]).
+    pub(crate) branch_sent: Option<u64>,
+    /// Show the diagnostics (frame time, residuals, HVPs, backend): the lesson's "details".
+    pub details: bool,
 }
 
 impl SandboxApp {
@@ -159,6 +163,8 @@ impl SandboxApp {
             progress_fork: None,
             snapshot_field,
             adopted_gen: 0,
+            branch_sent: None,
+            details: false,
         }
     }
 
@@ -222,10 +228,14 @@ impl SandboxApp {
             }
         }
         let ctx = ui.ctx().clone();
-        self.toy.advance(&self.settings);
+        // The worker asks for a repaint when it has news: no redraw while nothing changed.
+        self.worker.set_repaint(&ctx);
         // One copy of the worker's state per frame (it holds the whole history).
         let shared = self.worker.snapshot();
         let training = shared.running;
+        // The toy waits while a scenario's run computes: the two cores are the branches'.
+        self.toy.held = training && !self.settings.scenario.is_empty();
+        self.toy.advance(&self.settings);
         // Keyboard: Space pauses or starts the run, B branches, R resets (not while typing).
         if !ctx.egui_wants_keyboard_input() {
             let (space, b, r) = ctx.input(|i| {
@@ -242,7 +252,7 @@ impl SandboxApp {
                     Cmd::Start
                 });
             }
-            if b && shared.history.fork.is_none() {
+            if b && self.can_branch(&shared) {
                 self.branch();
             }
             if r {
@@ -266,12 +276,15 @@ impl SandboxApp {
             ui.horizontal(|ui| {
                 ui.heading("subspace-lab");
                 ui.label("— does SGD really happen in tiny subspaces? (Song, Ahn, Yun 2024)");
-                let fs = self.frame_stats();
-                ui.label(RichText::new(format!("frame p95 {:.1} ms", fs.p95_ms)).small());
+                if self.details {
+                    let fs = self.frame_stats();
+                    ui.label(RichText::new(format!("frame p95 {:.1} ms", fs.p95_ms)).small());
+                }
             });
             for w in &self.warnings {
                 ui.colored_label(Color32::from_rgb(200, 120, 0), w);
             }
+            self.lesson_ui(ui, &shared);
             ui.columns(2, |cols| {
                 self.toy.toy_panel_ui(&mut cols[0], &mut self.settings);
                 self.model_panel_ui(&mut cols[1], &shared);
@@ -299,6 +312,18 @@ impl SandboxApp {
                 finish(self, &ctx);
             }
         }
-        ctx.request_repaint();
+        // Redraw by itself only while something moves: the toy animating, or the test hook
+        // waiting for its condition; the worker's news ask for the rest.
+        if self.toy.animating() {
+            ctx.request_repaint();
+        } else if self.auto.is_some() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(500));
+        }
+    }
+
+    /// Whether "branch" can fork now: not branched, and no fork asked for that the worker has
+    /// not taken yet (a second click must not reach a branched run).
+    pub fn can_branch(&self, shared: &Shared) -> bool {
+        shared.history.fork.is_none() && self.branch_sent.is_none_or(|n| shared.handled >= n)
     }
 }

@@ -213,6 +213,10 @@ impl<B: Backend + Clone> LiveRun<B> {
     pub fn optimizer(&self) -> &OptimizerSpec {
         &self.lanes[0].opt
     }
+    /// The steps after a fork at which the live verdict is judged ([`super::judge`]).
+    pub fn set_horizon(&mut self, steps: usize) {
+        self.history.horizon = steps;
+    }
     /// Branches being advanced (1 before a fork).
     pub fn lanes(&self) -> usize {
         self.lanes.len()

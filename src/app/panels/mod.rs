@@ -10,7 +10,9 @@
 //! - `model`: the network, the optimiser's controls, the run's buttons, export, the status line.
 //! - `scenario`: the paper's states, "branch", a user's snapshot, the lesson (lessons, branches).
 //! - `plots`: loss, accuracy, eigenvalues, χ_k, the branches' table.
+//! - `lesson`: the landing lesson above both panels (the claim, the one action, computing …).
 
+pub mod lesson;
 pub mod model;
 pub mod plots;
 pub mod scenario;

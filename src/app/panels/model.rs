@@ -15,11 +15,19 @@ impl SandboxApp {
         ui.heading(format!("{}, MSE", self.settings.model.label()))
             .on_hover_text(self.settings.model.spec().describe());
         self.adopt(shared);
-        self.model_rows_ui(ui);
+        // Teacher mode: the lesson's scenario, start/pause and the plots; nothing to get lost in.
+        let advanced = !self.settings.teacher;
+        if advanced {
+            self.model_rows_ui(ui);
+        }
         self.scenario_rows_ui(ui, shared);
-        self.optimizer_rows_ui(ui, shared);
+        if advanced {
+            self.optimizer_rows_ui(ui, shared);
+        }
         self.run_buttons_ui(ui, shared);
-        self.export_ui(ui);
+        if advanced {
+            self.export_ui(ui);
+        }
         self.status_ui(ui, shared);
         run_plots_ui(ui, &shared.history);
     }
@@ -175,6 +183,9 @@ impl SandboxApp {
             if ui.button("reset").clicked() {
                 self.worker.send(Cmd::Reset(self.settings.clone()));
             }
+            if self.settings.teacher {
+                return;
+            }
             if ui
                 .button("defaults")
                 .on_hover_text("every setting back to its default, then reset the run")
@@ -253,10 +264,31 @@ impl SandboxApp {
         let h = &shared.history;
         // A CNN's branched step takes half a minute on a CPU: "0.0 steps/s" would say nothing.
         let rate = match shared.steps_per_sec {
+            _ if !shared.running => "waiting (start: Space; branch: B)".to_string(),
             r if r >= 0.95 => format!("{r:.1} steps/s"),
             r if r > 0.0 => format!("{:.1} s/step", 1.0 / r),
-            _ => "– steps/s".to_string(),
+            _ => "measuring the rate…".to_string(),
         };
+        if !self.details {
+            ui.label(
+                RichText::new(format!(
+                    "step {} · {rate}{}",
+                    h.step,
+                    if h.armed.is_some() {
+                        " · auto-switch armed"
+                    } else {
+                        ""
+                    }
+                ))
+                .small(),
+            );
+        }
+        if let Some(msg) = &shared.message {
+            ui.colored_label(Color32::from_rgb(200, 120, 0), msg);
+        }
+        if !self.details {
+            return;
+        }
         ui.label(
             RichText::new(format!(
                 "compute {} · drawing {} ({}) · {} · step {} · {rate}{} · {} HVPs last solve · worst Ritz residual {:.1e}{}",
@@ -281,8 +313,5 @@ impl SandboxApp {
             ))
             .small(),
         );
-        if let Some(msg) = &shared.message {
-            ui.colored_label(Color32::from_rgb(200, 120, 0), msg);
-        }
     }
 }

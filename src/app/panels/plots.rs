@@ -4,7 +4,7 @@
 use crate::app::live::{BranchSet, BranchView, History, Point};
 use crate::experiment::spec::Projection;
 use egui::{Color32, RichText};
-use egui_plot::{HLine, Legend, Line, LineStyle, Plot, PlotPoints, VLine};
+use egui_plot::{HLine, Line, LineStyle, Plot, PlotPoints, VLine};
 
 const TOP_K: Color32 = Color32::from_rgb(31, 119, 180);
 const NEXT_K: Color32 = Color32::from_rgb(255, 127, 14);
@@ -40,11 +40,66 @@ fn markers_ui(p: &mut egui_plot::PlotUi, h: &History, from: f64) {
     }
 }
 
-/// A legend in small type on a translucent background, so that it hides little of a small plot.
-fn small_legend() -> Legend {
-    Legend::default()
-        .text_style(egui::TextStyle::Small)
-        .background_alpha(0.6)
+/// Text with χ in the monospace font (Hack), whose χ is unmistakable: the proportional font's
+/// (Ubuntu Light) reads as a Latin x beside the coordinate x.
+pub fn chi_text(t: &str) -> RichText {
+    RichText::new(t).family(egui::FontFamily::Monospace)
+}
+
+/// A tick's label a reader takes in at a glance: three significant digits in plain notation
+/// from 0.001 to 100,000 ("0.105", "2322", "12.5"), scientific beyond ("1.5e-5").
+pub fn readable(v: f64) -> String {
+    let a = v.abs();
+    if v == 0.0 {
+        return "0".into();
+    }
+    if !(1e-3..1e5).contains(&a) {
+        return format!("{v:.1e}");
+    }
+    // Digits after the point for three significant ones.
+    let d = (2 - a.log10().floor() as i32).max(0) as usize;
+    let t = format!("{v:.d$}");
+    if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        t
+    }
+}
+
+/// A plot of the model panel: its size, ticks close enough that every axis has several (the
+/// default spacing leaves a narrow plot one x tick), readable labels, no legend inside the data
+/// (the legend row above the plots names the lines).
+fn model_plot<'a>(id: &'a str, area: &PlotArea<'_>) -> Plot<'a> {
+    Plot::new(id)
+        .width(area.width)
+        .height(area.height)
+        .grid_spacing(egui::Rangef::new(6.0, 60.0))
+        .x_axis_formatter(|m, _| readable(m.value))
+        .y_axis_formatter(|m, _| readable(m.value))
+        .x_axis_label("step")
+}
+
+/// The legend of the plots, above them (outside the data): one coloured swatch per line.
+fn legend_row_ui(ui: &mut egui::Ui, h: &History) {
+    let mut items: Vec<(String, Color32)> = Vec::new();
+    match &h.fork {
+        None => items.push((h.run_name.clone(), TOP_K)),
+        Some(f) => {
+            items.push(("before the fork".into(), Color32::GRAY));
+            for b in &f.branches {
+                items.push((b.name.clone(), branch_color(b, f.set)));
+            }
+        }
+    }
+    items.push((format!("eigenvalues: top-{}", h.k), TOP_K));
+    items.push((format!("next-{}", h.k), NEXT_K));
+    ui.horizontal_wrapped(|ui| {
+        for (name, col) in items {
+            ui.label(RichText::new("━━").color(col).strong());
+            ui.label(RichText::new(name).small());
+        }
+        ui.label(RichText::new("┆ dashed: events (fork, switch)").small());
+    });
 }
 
 /// The paper's colours as the CLI's PNGs use them: the plain optimiser blue, Dom- red, Bulk-
@@ -63,13 +118,13 @@ fn branch_color(b: &BranchView, set: Option<BranchSet>) -> Color32 {
 /// The branches' numbers beside the plots: the live verdict and one line per branch.
 fn branch_table_ui(ui: &mut egui::Ui, h: &History) {
     let Some(f) = &h.fork else { return };
-    if let Some((holds, text)) = f.verdict() {
-        let col = if holds {
-            Color32::from_rgb(44, 160, 44)
-        } else {
-            Color32::from_rgb(200, 120, 0)
+    if let Some(v) = crate::app::live::judge(h) {
+        let col = match (v.provisional, v.holds) {
+            (true, _) => Color32::GRAY,
+            (false, true) => Color32::from_rgb(44, 160, 44),
+            (false, false) => Color32::from_rgb(200, 120, 0),
         };
-        ui.colored_label(col, text);
+        ui.colored_label(col, v.text);
     }
     egui::Grid::new("branches").striped(true).show(ui, |ui| {
         for t in [
@@ -80,7 +135,7 @@ fn branch_table_ui(ui: &mut egui::Ui, h: &History) {
             "‖θ − θ_fork‖",
             "mean χ_k",
         ] {
-            ui.label(RichText::new(t).small().strong());
+            ui.label(chi_text(t).small().strong());
         }
         ui.end_row();
         for b in &f.branches {
@@ -121,9 +176,24 @@ impl PlotArea<'_> {
     }
 }
 
-/// The branches' table and the four plots of the run, two by two.
+/// Whether the run has anything to plot (no empty axes before the first measurement).
+pub fn has_data(h: &History) -> bool {
+    h.fork.is_some() || h.points.iter().any(|p| p.loss.is_finite())
+}
+
+/// The branches' table and the four plots of the run, two by two; before the first measurement
+/// a line that says what is being computed instead of empty axes.
 pub fn run_plots_ui(ui: &mut egui::Ui, h: &History) {
     branch_table_ui(ui, h);
+    if !has_data(h) {
+        ui.horizontal(|ui| {
+            ui.label(
+                "computing the first measurement (the loss over all samples and the top Hessian eigenvalues: a cold eigensolve takes seconds); the plots appear with it",
+            );
+        });
+        return;
+    }
+    legend_row_ui(ui, h);
     let height = ((ui.available_height() - 20.0) / 2.0).max(120.0);
     let width = (ui.available_width() / 2.0 - 8.0).max(150.0);
     // After a fork the plots zoom to it: from a little before the fork (as many steps as the
@@ -152,12 +222,9 @@ pub fn run_plots_ui(ui: &mut egui::Ui, h: &History) {
 fn loss_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
     let (h, from) = (area.h, area.from);
     let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
-    Plot::new("loss")
-        .width(area.width)
-        .height(area.height)
-        .y_axis_label("loss (log₁₀)")
-        .y_axis_formatter(|m, _| format!("{:.3e}", 10f64.powf(m.value)))
-        .legend(small_legend())
+    model_plot("loss", area)
+        .y_axis_label("loss (log scale)")
+        .y_axis_formatter(|m, _| readable(10f64.powf(m.value)))
         .show(ui, |p| {
             let before: Vec<[f64; 2]> = series(&|q| q.loss.max(1e-12).log10())
                 .into_iter()
@@ -202,10 +269,7 @@ fn loss_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
 fn accuracy_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
     let (h, from) = (area.h, area.from);
     let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
-    Plot::new("acc")
-        .width(area.width)
-        .height(area.height)
-        .legend(small_legend())
+    model_plot("acc", area)
         .y_axis_label("accuracy")
         .show(ui, |p| {
             let before: Vec<[f64; 2]> = series(&|q| q.accuracy)
@@ -237,11 +301,8 @@ fn accuracy_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
 fn eigen_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
     let (h, from) = (area.h, area.from);
     let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
-    Plot::new("eig")
-        .width(area.width)
-        .height(area.height)
-        .legend(small_legend())
-        .y_axis_label("eigenvalues, sharpness")
+    model_plot("eig", area)
+        .y_axis_label("eigenvalues")
         .show(ui, |p| {
             let n = h
                 .points
@@ -306,11 +367,8 @@ fn eigen_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
 fn chi_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
     let (h, from) = (area.h, area.from);
     let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
-    Plot::new("chi")
-        .width(area.width)
-        .height(area.height)
-        .legend(small_legend())
-        .y_axis_label("χ_k(∇L)")
+    model_plot("chi", area)
+        .y_axis_label(chi_text("χ_k(∇L), EMA dashed"))
         .include_y(0.0)
         .include_y(1.0)
         .show(ui, |p| {

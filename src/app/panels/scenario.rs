@@ -33,6 +33,7 @@ impl SandboxApp {
     pub(crate) fn branch(&mut self) {
         let set = self.branch_set();
         self.worker.send(Cmd::Act(Action::Branch(set)));
+        self.branch_sent = Some(self.worker.sent());
     }
 
     /// Start the scenario `name` (empty: a fresh run from the settings): its settings replace the
@@ -92,7 +93,7 @@ impl SandboxApp {
                 })
                 .response
                 .on_hover_text("start at one of the paper's states (reloads the run)");
-            let branched = shared.history.fork.is_some();
+            let branched = !self.can_branch(shared);
             let what = match self.branch_set() {
                 BranchSet::Projections => {
                     "fork the run here into the optimiser, its Dom- (P_k g) and its Bulk- ((I − P_k) g) variant, \
@@ -111,7 +112,8 @@ impl SandboxApp {
                 branch = true;
             }
         });
-        ui.horizontal_wrapped(|ui| {
+        let advanced = !self.settings.teacher;
+        ui.scope(|ui| if advanced { ui.horizontal_wrapped(|ui| {
             let (what, hint) = if cfg!(target_arch = "wasm32") {
                 ("snapshot URL", "https://…/fig1-cnn/snapshot")
             } else {
@@ -136,7 +138,7 @@ impl SandboxApp {
             {
                 self.load_snapshot();
             }
-        });
+        }); });
         if let Some(name) = pick {
             self.load_scenario(&name);
         }
@@ -144,8 +146,11 @@ impl SandboxApp {
             self.branch();
         }
         if let Ok(sc) = scenario::find(&current) {
+            // Closed: the landing lesson above states the claim; this is the scenario's detail.
+            // (Its own id: an app that saved this header open before still opens it closed.)
             egui::CollapsingHeader::new(format!("lesson: {} ({})", sc.title, sc.figure))
-                .default_open(true)
+                .id_salt("scenario-lesson-closed")
+                .default_open(false)
                 .show(ui, |ui| {
                     ui.label(sc.lesson_now(&shared.history));
                 });

@@ -63,9 +63,19 @@ pub struct Report {
     /// The fork's step, if the run branched.
     pub fork_step: Option<usize>,
     pub branches: Vec<BranchReport>,
-    /// The paper's claim on the branches' numbers (live verdict), if there are any.
+    /// The paper's claim on the branches' smoothed numbers (the live verdict,
+    /// [`crate::app::live::judge`]), if there are any.
     pub verdict_holds: Option<bool>,
     pub verdict: Option<String>,
+    /// Whether that verdict is still provisional (the branches short of the horizon).
+    pub verdict_provisional: Option<bool>,
+    /// The horizon (steps per branch) the verdict is judged at.
+    pub horizon: usize,
+    /// Seconds from the app's start until the verdict was final (the branches at the horizon).
+    pub seconds_to_verdict: Option<f64>,
+    /// The verdict's numbers per branch (smoothed relative loss decrease or late mean χ_k, and
+    /// its noise).
+    pub verdict_numbers: Vec<crate::app::live::Judged>,
     /// Seconds from the app's start until every branch had made 1, 5, 10, 20, … steps (time to
     /// insight).
     pub seconds_to_branch_steps: Vec<(usize, f64)>,
@@ -77,7 +87,8 @@ pub fn report(app: &SandboxApp) -> Report {
     let h = &s.history;
     let run_settings = s.settings.clone().unwrap_or_else(|| app.settings.clone());
     let fork = h.fork.as_ref();
-    let verdict = fork.and_then(|f| f.verdict());
+    let verdict = crate::app::live::judge(h);
+    let horizon = verdict.as_ref().map_or(h.horizon, |v| v.horizon);
     let marks = [1, 5, 10, 20, 50, 100, 200, 500, 1000];
     Report {
         toy_steps: app.toy.sim.a.step.min(app.toy.sim.b.step),
@@ -111,8 +122,16 @@ pub fn report(app: &SandboxApp) -> Report {
                 })
                 .collect()
         }),
-        verdict_holds: verdict.as_ref().map(|v| v.0),
-        verdict: verdict.map(|v| v.1),
+        verdict_holds: verdict.as_ref().map(|v| v.holds),
+        verdict_provisional: verdict.as_ref().map(|v| v.provisional),
+        horizon,
+        seconds_to_verdict: app
+            .branch_progress
+            .iter()
+            .find(|(n, _)| *n >= horizon)
+            .map(|&(_, t)| t),
+        verdict_numbers: verdict.as_ref().map_or(Vec::new(), |v| v.numbers.clone()),
+        verdict: verdict.map(|v| v.text),
         seconds_to_branch_steps: marks
             .iter()
             .filter_map(|&m| {
@@ -203,6 +222,19 @@ fn start_settings(
     } else {
         saved_settings(storage)
     };
+    // The first opening (nothing saved, nothing asked): the landing lesson.
+    let nothing_saved = storage.is_none_or(|st| {
+        st.get_string(SAVED_KEY).is_none() && st.get_string(eframe::APP_KEY).is_none()
+    });
+    let nothing_asked = launch.scenario.is_none()
+        && launch.model.is_none()
+        && launch.samples.is_none()
+        && launch.snapshot.is_none();
+    if !headless && nothing_saved && nothing_asked {
+        let compute = settings.compute;
+        settings = Settings::landing();
+        settings.compute = compute;
+    }
     if let Some(c) = launch.compute {
         settings.compute = c;
     }

@@ -42,17 +42,29 @@ fn page_main() {
     let hash = window.location().hash().unwrap_or_default();
     // `branch` (or `branch=1`) in the hash forks the run as soon as it is loaded (a launch
     // option like `app --branch`, not a setting: the hash the page writes back drops it).
-    let mut branch = false;
+    let (mut branch, mut start) = (false, false);
+    // `start` trains a scenario's run on from its fork without branching (it waits there).
     let rest: Vec<&str> = hash
         .trim_start_matches('#')
         .split('&')
         .filter(|p| {
             let b = *p == "branch" || *p == "branch=1";
+            let s = *p == "start" || *p == "start=1";
             branch |= b;
-            !b
+            start |= s;
+            !b && !s && !p.is_empty()
         })
+        // `#teacher` alone is teacher mode, as `teacher=1`.
+        .map(|p| if p == "teacher" { "teacher=1" } else { p })
         .collect();
-    let (settings, warnings) = Settings::from_hash(&rest.join("&"));
+    // The plain URL (no settings in the hash) opens the landing lesson.
+    let (settings, warnings) = if rest.iter().all(|p| *p == "teacher=1") {
+        let mut s = Settings::landing();
+        s.teacher = !rest.is_empty();
+        (s, Vec::new())
+    } else {
+        Settings::from_hash(&rest.join("&"))
+    };
     wasm_bindgen_futures::spawn_local(async move {
         let Some(doc) = window.document() else {
             return console("subspace-lab: no document");
@@ -74,6 +86,8 @@ fn page_main() {
                     app.renderer = RendererInfo::of(cc);
                     if branch {
                         app.branch_on_start();
+                    } else if start {
+                        app.worker.send(crate::app::worker::Cmd::Start);
                     }
                     if app.renderer.api != "WebGPU" {
                         app.warnings.push(
@@ -146,7 +160,7 @@ pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
                     "lambda1_now": b.lambda1.last().map(|l| l[1]),
                     "stopped": b.stopped}))
                 .collect::<Vec<_>>()),
-            "verdict": s.history.fork.as_ref().and_then(|f| f.verdict()).map(|v| v.1),
+            "verdict": crate::app::live::judge(&s.history).map(|v| v.text),
             "seconds_to_branch_steps": app.branch_progress,
         });
         let _ = js_sys::Reflect::set(

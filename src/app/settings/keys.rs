@@ -178,6 +178,24 @@ pub const KEYS: &[Key] = &[
         },
         range: |_| Range::Any,
     },
+    // `teacher=1` (or true) in a link: the app without its advanced controls.
+    Key {
+        key: "teacher",
+        field: "teacher",
+        get: |s| if s.teacher { "1" } else { "0" }.into(),
+        set: |s, v| match v {
+            "1" | "true" => {
+                s.teacher = true;
+                true
+            }
+            "0" | "false" => {
+                s.teacher = false;
+                true
+            }
+            _ => false,
+        },
+        range: |_| Range::Any,
+    },
 ];
 
 impl Settings {

@@ -45,6 +45,9 @@ pub struct Settings {
     /// directory, on the web the URL of its directory (holding `snapshot.json` and
     /// `snapshot.safetensors`); empty: none. Not with a scenario.
     pub snapshot: String,
+    /// Teacher mode: the advanced controls (optimiser, model, projections, snapshot, export)
+    /// hidden, the lesson and the plots left (`#teacher=1`).
+    pub teacher: bool,
 }
 
 /// Where the model's run computes: `Auto` takes a hardware GPU when there is one (natively the
@@ -77,7 +80,7 @@ impl Default for Settings {
             toy_coupling: 100.0,
             toy_x0: 1.0,
             toy_y0: 1.0,
-            toy_steps_per_frame: 20,
+            toy_steps_per_frame: 200,
             toy_a: ToyMethod::Gd,
             toy_b: ToyMethod::Sgd,
             toy_seed: 0,
@@ -93,9 +96,24 @@ impl Default for Settings {
             compute: Compute::Auto,
             scenario: String::new(),
             snapshot: String::new(),
+            teacher: false,
         }
     }
 }
+
+impl Settings {
+    /// The settings the app opens with when nothing else is asked (no saved settings, the
+    /// page's plain URL): the landing lesson, fig1's θ at its χ-EMA switch waiting at the fork.
+    pub fn landing() -> Settings {
+        let base = Settings::default();
+        super::scenario::find(LANDING_SCENARIO)
+            .and_then(|sc| sc.settings(&base))
+            .unwrap_or(base)
+    }
+}
+
+/// The scenario of the landing lesson.
+pub const LANDING_SCENARIO: &str = "fig1-switch";
 
 pub fn opt_name(o: OptKind) -> &'static str {
     match o {

@@ -10,7 +10,6 @@ use crate::backend::prelude::*;
 use crate::data::dataset::Dataset;
 use crate::data::load::DatasetKind;
 use crate::data::sets::DataSets;
-use crate::experiment::run::Record;
 use crate::experiment::spec::{OptKind, OptimizerSpec};
 use crate::nn::model::ModelSpec;
 use std::collections::VecDeque;
@@ -88,6 +87,10 @@ impl AnyRun {
     pub fn apply(&mut self, a: Action) -> crate::Result<()> {
         with_run!(self, |r| r.apply(a))
     }
+    /// The steps after a fork at which the live verdict is judged.
+    pub fn set_horizon(&mut self, steps: usize) {
+        with_run!(self, |r| r.set_horizon(steps))
+    }
     pub fn history(&self) -> &History {
         with_run!(self, |r| &r.history)
     }
@@ -153,96 +156,10 @@ pub fn new_run_cpu(s: &Settings, data: &Dataset) -> crate::Result<AnyRun> {
     )?)))
 }
 
-/// The run's records as the CLI writes them (one per measured point).
-fn records(h: &History) -> Vec<Record> {
-    h.points
-        .iter()
-        .map(|p| Record {
-            run: h.run_name.clone(),
-            phase: "live".into(),
-            step: p.step,
-            loss: p.loss,
-            accuracy: p.accuracy,
-            grad_norm: f64::NAN,
-            chi_k: p.chi,
-            chi_ema: p.chi_ema,
-            eigenvalues: p.eigenvalues.clone(),
-            two_over_lr: p.edge,
-            sam_edge: f64::NAN,
-            dom_lr: f64::NAN,
-            bulk_lr: f64::NAN,
-            dist_switch: f64::NAN,
-            dist_init: f64::NAN,
-            hvps: 0,
-            worst_residual: f64::NAN,
-        })
-        .collect()
-}
-
-/// The export as (file name, bytes): `metrics.csv`, `summary.json` and `weights.safetensors`,
-/// the same files the CLI writes (the PNG is drawn natively only).
-/// The Transformer's weights carry the vocabulary (as `init` writes them), from the SST-2 loaded.
-pub fn export_files(d: &Driver) -> crate::Result<Vec<(String, Vec<u8>)>> {
-    let run = &d.run;
-    let h = run.history();
-    let top = h
-        .points
-        .iter()
-        .map(|p| p.eigenvalues.len())
-        .max()
-        .unwrap_or(0);
-    let csv = Record::csv(&records(h), top);
-    let markers: Vec<serde_json::Value> = h
-        .markers
-        .iter()
-        .map(|m| serde_json::json!({"step": m.step, "event": m.label}))
-        .collect();
-    let summary = serde_json::json!({
-        "source": "subspace-lab app", "version": env!("CARGO_PKG_VERSION"),
-        "backend": run.backend_name(), "run": h.run_name, "step": h.step, "k": h.k,
-        "events": markers,
-    });
-    let json = serde_json::to_string_pretty(&summary)
-        .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?;
-    let mut meta = Vec::new();
-    if let (ModelSpec::Transformer(_), Some(sst2)) = (run.spec(), &d.sets.sst2) {
-        let words = serde_json::to_string(&sst2.vocab().words)
-            .map_err(|e| crate::Error::InvalidArgument(e.to_string()))?;
-        meta.push(("vocab".to_string(), words));
-    }
-    let weights = crate::nn::weights::serialize_with(
-        std::path::Path::new("weights.safetensors"),
-        run.spec().clone(),
-        &run.theta()?,
-        crate::nn::weights::SaveDtype::F32,
-        &meta,
-    )?;
-    Ok(vec![
-        ("metrics.csv".into(), csv.into_bytes()),
-        ("summary.json".into(), json.into_bytes()),
-        ("weights.safetensors".into(), weights),
-    ])
-}
-
-/// Export the run as the CLI does: metrics.csv, summary.json, metrics.png and the weights.
+mod export;
 #[cfg(not(target_arch = "wasm32"))]
-pub fn export(d: &Driver, dir: &std::path::Path) -> crate::Result<String> {
-    use crate::experiment::output::write_atomic;
-    let run = &d.run;
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
-    for (name, bytes) in export_files(d)? {
-        write_atomic(&dir.join(name), &bytes)?;
-    }
-    let h = run.history();
-    crate::experiment::plot::metrics_png(
-        &dir.join("metrics.png"),
-        &h.run_name,
-        &records(h),
-        h.k,
-        h.markers.first().map(|m| m.step),
-    )?;
-    Ok(format!("exported to {}", dir.display()))
-}
+pub use export::export;
+pub use export::{branch_records, export_files, summary};
 
 /// A snapshot the user gave (`Settings::snapshot`), read by the platform (natively from its
 /// directory, on the web fetched from its URL).
@@ -397,6 +314,28 @@ pub struct Driver {
     make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
 }
 
+/// Whether a run of `s` waits at its fork when loaded: a scenario's run stops where the paper's
+/// comparison starts (its snapshot's step, or θ₀), so that "branch" forks there and not some steps
+/// later; a fresh run trains at once.
+pub fn waits_at_fork(s: &Settings) -> bool {
+    !s.scenario.is_empty()
+}
+
+/// The steps the live verdict is judged over for a run of `s`: its scenario's horizon, else
+/// [`super::live::DEFAULT_HORIZON`].
+pub fn horizon_of(s: &Settings) -> usize {
+    super::scenario::find(&s.scenario).map_or(super::live::DEFAULT_HORIZON, |sc| sc.horizon)
+}
+
+/// An error as the status line says it: the message alone, without the error kind's prefix
+/// ("invalid argument: …") that means nothing to a user of the app.
+pub fn plain_message(e: &crate::Error) -> String {
+    match e {
+        crate::Error::InvalidArgument(m) => m.clone(),
+        e => e.to_string(),
+    }
+}
+
 impl Driver {
     /// `make` builds a run on the platform's backend; `sets` must hold the data set of
     /// `s.model`.
@@ -411,6 +350,8 @@ impl Driver {
         let mut current = s.clone();
         current.samples = data.n;
         let settings_gen = u64::from(current != *s);
+        let mut run = run;
+        run.set_horizon(horizon_of(s));
         Ok(Driver {
             sets,
             user,
@@ -420,7 +361,7 @@ impl Driver {
             handled: 0,
             data,
             run,
-            running: true,
+            running: !waits_at_fork(s),
             window: VecDeque::new(),
             make,
         })
@@ -459,7 +400,10 @@ impl Driver {
     /// status line if there is one.
     pub fn handle(&mut self, cmd: Cmd) -> Option<String> {
         match cmd {
-            Cmd::Start => self.running = true,
+            Cmd::Start => {
+                self.running = true;
+                self.window.clear();
+            }
             Cmd::Pause => self.running = false,
             Cmd::Reset(s) | Cmd::LoadSnapshot(s) => {
                 let before = self.user_before.take();
@@ -471,6 +415,8 @@ impl Driver {
                 match data.and_then(|d| Ok((start(&s, &d, self.make, self.user.as_ref())?, d))) {
                     Ok((r, d)) => {
                         self.run = r;
+                        self.run.set_horizon(horizon_of(&s));
+                        self.running = !waits_at_fork(&s);
                         self.current = s.clone();
                         // CIFAR-10 with fewer records at hand than asked for: the UI shows n.
                         if d.n != s.samples {
@@ -491,11 +437,23 @@ impl Driver {
                     }
                 }
             }
+            Cmd::Act(Action::Branch(_)) if self.run.history().fork.is_some() => {
+                let at = self.run.history().fork.as_ref().map_or(0, |f| f.step);
+                return Some(format!(
+                    "already branched at step {at}: reset (R) or pick the scenario again to branch anew"
+                ));
+            }
             Cmd::Act(a) => {
                 if let Err(e) = self.run.apply(a.clone()) {
                     // Refused (a branched run keeps its optimiser): the UI goes back to the run's.
                     self.settings_gen += 1;
-                    return Some(e.to_string());
+                    return Some(plain_message(&e));
+                }
+                if matches!(a, Action::Branch(_)) {
+                    // The branches start at once (a scenario waited at its fork for this), and
+                    // the rate is theirs from now on.
+                    self.running = true;
+                    self.window.clear();
                 }
                 let n = self.data.n;
                 let c = &mut self.current;
@@ -526,10 +484,16 @@ impl Driver {
             return Some(format!("{e} — paused; reset or lower η"));
         }
         self.window.push_back(web_time::Instant::now());
-        while self.window.len() > 20 {
+        while self.window.len() > self.rate_window() {
             self.window.pop_front();
         }
         None
+    }
+
+    /// Steps the rate is measured over: 20, and at least two of the spectrum's cycles (a cycle's
+    /// cheap steps alone would say hundreds of steps per second).
+    fn rate_window(&self) -> usize {
+        20.max(2 * self.current.eigen_every + 1)
     }
 
     /// Training samples of the run.
@@ -537,10 +501,17 @@ impl Driver {
         self.data.n
     }
 
-    /// Steps per second over the last 20 steps.
+    /// Steps per second over the last steps ([`Driver::rate_window`]); 0 (not known yet) until
+    /// the window holds a whole cycle of the spectrum's cadence since the last start, reset or
+    /// fork (right after loading a few cheap steps would claim hundreds of steps per second).
     pub fn steps_per_sec(&self) -> f64 {
+        let cycle = if self.run.history().fork.is_some() {
+            1
+        } else {
+            self.current.eigen_every
+        };
         match (self.window.front(), self.window.back()) {
-            (Some(a), Some(b)) if self.window.len() > 1 => {
+            (Some(a), Some(b)) if self.window.len() > cycle.max(1) + 1 => {
                 (self.window.len() - 1) as f64 / b.duration_since(*a).as_secs_f64().max(1e-9)
             }
             _ => 0.0,

@@ -19,6 +19,9 @@ pub struct Worker {
     _handlers: Vec<Closure<dyn FnMut(JsValue)>>,
     /// Commands sent so far ([`Shared::handled`] counts those the worker took).
     sent: std::cell::Cell<u64>,
+    /// The page's context, once drawn: a posted state asks it for a repaint (the page redraws
+    /// only when something changed).
+    repaint: Rc<RefCell<Option<egui::Context>>>,
 }
 
 impl Worker {
@@ -42,10 +45,13 @@ impl Worker {
                     pending: Rc::default(),
                     _handlers: Vec::new(),
                     sent: std::cell::Cell::new(0),
+                    repaint: Rc::default(),
                 };
             }
         };
         let pending: Rc<RefCell<Option<Vec<String>>>> = Rc::new(RefCell::new(Some(Vec::new())));
+        let repaint: Rc<RefCell<Option<egui::Context>>> = Rc::default();
+        let rp = repaint.clone();
         let sh = shared.clone();
         let (pend, wk) = (pending.clone(), w.clone());
         let on_message = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
@@ -62,6 +68,9 @@ impl Worker {
                     }
                 }
                 Some("snapshot") => {
+                    if let Some(c) = rp.borrow().as_ref() {
+                        c.request_repaint();
+                    }
                     match arr.get(1).as_string().map(|t| serde_json::from_str(&t)) {
                         Some(Ok(s)) => *sh.borrow_mut() = s,
                         Some(Err(e)) => {
@@ -103,9 +112,18 @@ impl Worker {
             pending,
             _handlers: vec![on_message, on_error],
             sent: std::cell::Cell::new(0),
+            repaint,
         };
         me.send(Cmd::Reset(settings));
         me
+    }
+
+    /// Have a posted state ask `ctx` for a repaint.
+    pub fn set_repaint(&self, ctx: &egui::Context) {
+        let mut r = self.repaint.borrow_mut();
+        if r.is_none() {
+            *r = Some(ctx.clone());
+        }
     }
 
     pub fn send(&self, c: Cmd) {
