@@ -19,7 +19,7 @@ use crate::experiment::run::{
 };
 use crate::experiment::run::{THETA_NOT_FINITE, Vectors};
 use crate::experiment::snapshot::Snapshot;
-use crate::experiment::spec::{OptKind, OptimizerSpec, Projection};
+use crate::experiment::spec::{EmaStart, OptKind, OptimizerSpec, Projection};
 use crate::nn::model::ModelSpec;
 
 mod run;

@@ -17,9 +17,9 @@ pub mod final_weights;
 pub mod output;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
-pub mod plot_sweep;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot_density;
+pub mod plot_sweep;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod presets_run;
 pub mod record;

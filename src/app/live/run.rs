@@ -9,7 +9,9 @@ struct Lane<B: Backend> {
     opt: OptimizerSpec,
     stream: Stream,
     proj: Projection,
+    /// The χ-EMA's running sum and sum of weights ([`EmaStart::update`]).
     ema: f64,
+    ema_w: f64,
 }
 
 impl<B: Backend + Clone> Lane<B> {
@@ -30,6 +32,8 @@ pub struct LiveRun<B: Backend> {
     tol: f64,
     /// The auto-switch fires when the EMA of χ_k exceeds this (the paper's 0.95).
     pub auto_threshold: f64,
+    /// Where that EMA starts: the runner's rule ([`EmaStart`]; a loaded snapshot's spec decides).
+    pub ema_start: EmaStart,
 }
 
 pub const AUTO_THRESHOLD: f64 = 0.95;
@@ -62,6 +66,7 @@ impl<B: Backend + Clone> LiveRun<B> {
                 stream: Stream::new(data.n, seed),
                 proj: Projection::None,
                 ema: f64::NAN,
+                ema_w: 1.0,
             }],
             fork_theta: None,
             eigen_every: eigen_every.max(1),
@@ -74,6 +79,7 @@ impl<B: Backend + Clone> LiveRun<B> {
             spec,
             tol,
             auto_threshold: AUTO_THRESHOLD,
+            ema_start: EmaStart::First,
         })
     }
 
@@ -157,6 +163,8 @@ impl<B: Backend + Clone> LiveRun<B> {
         lane.st.forget_warm_start();
         lane.stream = Stream::restore(&s.stream);
         lane.ema = s.ema;
+        lane.ema_w = s.ema_weight;
+        self.ema_start = s.spec.ema_start;
         lane.proj = Projection::None;
         let h = &mut self.history;
         h.step = s.step;
@@ -324,6 +332,7 @@ impl<B: Backend + Clone> LiveRun<B> {
                 stream: self.lanes[0].stream.clone(),
                 proj,
                 ema: self.lanes[0].ema,
+                ema_w: self.lanes[0].ema_w,
             });
         }
         // Everything that can fail before the run changes: a failed fork leaves it as it was.
@@ -432,11 +441,7 @@ impl<B: Backend + Clone> LiveRun<B> {
             None => None,
         };
         if let Some(sp) = &sp {
-            lane.ema = if lane.ema.is_nan() {
-                sp.chi
-            } else {
-                0.9 * lane.ema + 0.1 * sp.chi
-            };
+            (lane.ema, lane.ema_w) = self.ema_start.update(lane.ema, lane.ema_w, sp.chi);
         }
         if i == 0
             && let Some(sp) = &sp
@@ -449,7 +454,7 @@ impl<B: Backend + Clone> LiveRun<B> {
                     loss: sp.eval.loss,
                     accuracy: sp.eval.accuracy,
                     chi: sp.chi,
-                    chi_ema: lane.ema,
+                    chi_ema: self.ema_start.value(lane.ema, lane.ema_w),
                     eigenvalues: sp.values.clone(),
                     edge: if lane.opt.name == OptKind::Sam {
                         sam_edge(sp.grad_norm, lane.opt.lr, lane.opt.rho)
@@ -459,7 +464,7 @@ impl<B: Backend + Clone> LiveRun<B> {
                 });
             }
             if let Some(p) = self.history.armed
-                && lane.ema > self.auto_threshold
+                && self.ema_start.value(lane.ema, lane.ema_w) > self.auto_threshold
             {
                 self.history.armed = None;
                 lane.proj = p;
