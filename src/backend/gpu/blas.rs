@@ -2,9 +2,7 @@
 //! and vector ops (axpy, scale, rsqrt, norms, Adam) as dispatches of `shaders/matmul.wgsl`,
 //! `vector.wgsl` and `adam.wgsl`.
 
-use super::kernels::{
-    AdamBufs, AdamParams, Kernel, MatmulBufs, MatmulParams, VectorBufs, VectorParams,
-};
+use super::kernels::{AdamBufs, AdamParams, Kernel, MatmulBufs, MatmulParams};
 use super::recorder::RESULTS;
 use super::{GpuBackend, GpuBuf, GpuInput, gpu_err, u};
 use crate::backend::{
@@ -303,7 +301,7 @@ pub(super) fn axpy(
 ) -> Result<()> {
     check_range("axpy x", x.len, x_off, len)?;
     check_range("axpy y", y.len, y_off, len)?;
-    vector_op(be, Kernel::Axpy, Some((x, x_off)), (y, y_off), len, alpha)
+    be.vector_op(Kernel::Axpy, Some((x, x_off)), (y, y_off), len, alpha)
 }
 
 /// [`Backend::scale`](crate::backend::Backend::scale) on this backend.
@@ -315,37 +313,13 @@ pub(super) fn scale(
     len: usize,
 ) -> Result<()> {
     check_range("scale", x.len, off, len)?;
-    vector_op(be, Kernel::Scale, None, (x, off), len, alpha)
+    be.vector_op(Kernel::Scale, None, (x, off), len, alpha)
 }
 
 /// [`Backend::rsqrt`](crate::backend::Backend::rsqrt) on this backend.
 pub(super) fn rsqrt(be: &GpuBackend, x: &mut GpuBuf, off: usize, len: usize) -> Result<()> {
     check_range("rsqrt", x.len, off, len)?;
-    vector_op(be, Kernel::Rsqrt, None, (x, off), len, 0.0)
-}
-
-/// One kernel of `vector.wgsl` over `len` elements of y (at its offset), reading x (axpy) or y
-/// alone (scale, rsqrt, fill), with the scalar `alpha`. The ranges are the caller's to check.
-pub(super) fn vector_op(
-    be: &GpuBackend,
-    k: Kernel,
-    x: Option<(&GpuBuf, usize)>,
-    y: (&GpuBuf, usize),
-    len: usize,
-    alpha: f64,
-) -> Result<()> {
-    let p = VectorParams {
-        off_x: u(x.map_or(0, |(_, o)| o), "offset")?,
-        off_y: u(y.1, "offset")?,
-        len: u(len, "length")?,
-        alpha: alpha as f32,
-        ..Default::default()
-    };
-    let bufs = VectorBufs {
-        x: x.map(|(b, _)| b),
-        y: Some(y.0),
-    };
-    be.run(k, &p, bufs, GpuBackend::groups_1d(len))
+    be.vector_op(Kernel::Rsqrt, None, (x, off), len, 0.0)
 }
 
 /// [`Backend::adam`](crate::backend::Backend::adam) on this backend.
@@ -358,7 +332,7 @@ pub(super) fn adam(
     len: usize,
     h: AdamStep,
 ) -> Result<()> {
-    for (name, b) in [("g", &*g), ("m", &*m), ("v", &*v), ("d", &*d)] {
+    for (name, b) in [("g", g), ("m", &*m), ("v", &*v), ("d", &*d)] {
         check_range(&format!("adam {name}"), b.len, 0, len)?;
     }
     let n = u(len, "length")?;

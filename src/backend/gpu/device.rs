@@ -2,9 +2,9 @@
 //! device's error hooks, the kernels' compilation, and the blocking wait on GPU futures (pollster
 //! natively, JSPI in a browser).
 
-use super::kernels::build_kernels;
+use super::kernels::{SLOT, build_kernels};
 use super::recorder::{Inner, State, wait};
-use super::recorder::{PARTIALS, RESULTS, SLOT, SLOTS};
+use super::recorder::{PARTIALS, RESULTS, SLOTS};
 use super::{GpuBackend, GpuBuf, GpuOptions, NEXT_ID, gpu_err};
 use crate::error::Result;
 use std::collections::HashMap;

@@ -2,8 +2,10 @@
 //! scratch buffers, reductions, read-backs, and the counts of what crossed between host and device
 //! ([`crate::backend::Transfers`]).
 
-use super::kernels::{Access, Bindings, Kernel, MAX_STORAGE, ReduceBufs, ReduceParams};
-use super::{GpuBackend, GpuBuf, GpuInput, NEXT_ID, gpu_err};
+use super::kernels::{
+    Access, Bindings, Kernel, MAX_STORAGE, ReduceBufs, ReduceParams, SLOT, VectorBufs, VectorParams,
+};
+use super::{GpuBackend, GpuBuf, GpuInput, NEXT_ID, gpu_err, u};
 use crate::backend::{Backend, Transfers, check_range};
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -77,9 +79,6 @@ impl std::future::Future for MapDone {
     }
 }
 
-/// Bytes per parameter slot: the minimum uniform-buffer offset alignment WebGPU guarantees;
-/// every module's parameter block fits one (checked where each is declared).
-pub(super) const SLOT: usize = 256;
 /// The most read-write storage buffers of one module (Adam's m, v, d).
 pub(super) const MAX_RW: usize = 3;
 /// Dispatches recorded before a forced submit.
@@ -322,6 +321,30 @@ impl GpuBackend {
         pass.set_bind_group(0, &*bg, &[(slot * SLOT) as u32]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         Ok(())
+    }
+
+    /// One kernel of `vector.wgsl` over `len` elements of y (at its offset), reading x (axpy) or y
+    /// alone (scale, rsqrt, fill), with the scalar `alpha`. The ranges are the caller's to check.
+    pub(super) fn vector_op(
+        &self,
+        k: Kernel,
+        x: Option<(&GpuBuf, usize)>,
+        y: (&GpuBuf, usize),
+        len: usize,
+        alpha: f64,
+    ) -> Result<()> {
+        let p = VectorParams {
+            off_x: u(x.map_or(0, |(_, o)| o), "offset")?,
+            off_y: u(y.1, "offset")?,
+            len: u(len, "length")?,
+            alpha: alpha as f32,
+            ..Default::default()
+        };
+        let bufs = VectorBufs {
+            x: x.map(|(b, _)| b),
+            y: Some(y.0),
+        };
+        self.run(k, &p, bufs, GpuBackend::groups_1d(len))
     }
 
     /// Submit what is recorded: the parameter block first (queue writes land before the
@@ -612,7 +635,7 @@ pub(super) fn fill(
     value: f64,
 ) -> Result<()> {
     check_range("fill", x.len, off, len)?;
-    super::blas::vector_op(be, Kernel::Fill, None, (x, off), len, value)
+    be.vector_op(Kernel::Fill, None, (x, off), len, value)
 }
 
 /// [`Backend::sync`](crate::backend::Backend::sync) on this backend.

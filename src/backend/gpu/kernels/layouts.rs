@@ -6,7 +6,11 @@
 //! module's WGSL declarations against them.
 
 use super::super::GpuBuf;
-use super::super::recorder::SLOT;
+
+/// Bytes per parameter slot of the ring (one per dispatch): the minimum uniform-buffer offset
+/// alignment WebGPU guarantees; every module's parameter block fits one (checked where each is
+/// declared).
+pub(in crate::backend::gpu) const SLOT: usize = 256;
 
 /// The most storage buffers a module binds: WebGPU's default `maxStorageBuffersPerShaderStage`.
 pub(in crate::backend::gpu) const MAX_STORAGE: usize = 8;
