@@ -6,6 +6,7 @@ use super::kernels::{
     ActBufs, ActParams, ConvBufs, ConvParams, Kernel, LossBufs, LossParams, PoolBufs, PoolParams,
     VectorBufs, VectorParams,
 };
+use super::recorder::operand;
 use super::{GpuBackend, GpuBuf, u};
 use crate::backend::{Activation, Dual, LossBlock, LossKind, Nhwc, Ten, TenMut, check_range};
 use crate::error::Result;
@@ -19,14 +20,12 @@ pub(super) fn bias_act(
     bias: Ten<'_, GpuBackend>,
     x: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(bias, b_off) = bias;
-    let TenMut(x, x_off) = x;
-    check_range("bias", bias.len, b_off, cols)?;
-    check_range("bias_act x", x.len, x_off, rows * cols)?;
+    let (Ten(bias, b_off), TenMut(x, x_off)) = (bias, x);
     let p = ActParams {
         cols: u(cols, "cols")?,
-        off_bias: u(b_off, "offset")?,
-        ..act_params(act, x_off, rows * cols)?
+        off_bias: operand("bias", bias, b_off, cols)?,
+        off_out: operand("bias_act x", x, x_off, rows * cols)?,
+        ..act_params(act, rows * cols)?
     };
     let bufs = ActBufs {
         bias: Some(bias),
@@ -50,16 +49,12 @@ pub(super) fn act_d1_mul(
     g: Ten<'_, GpuBackend>,
     out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(a, a_off) = a;
-    let Ten(g, g_off) = g;
-    let TenMut(out, o_off) = out;
-    check_range("act_d1 a", a.len, a_off, len)?;
-    check_range("act_d1 g", g.len, g_off, len)?;
-    check_range("act_d1 out", out.len, o_off, len)?;
+    let (Ten(a, a_off), Ten(g, g_off), TenMut(out, o_off)) = (a, g, out);
     let p = ActParams {
-        off_a: u(a_off, "offset")?,
-        off_g: u(g_off, "offset")?,
-        ..act_params(Some(act), o_off, len)?
+        off_a: operand("act_d1 a", a, a_off, len)?,
+        off_g: operand("act_d1 g", g, g_off, len)?,
+        off_out: operand("act_d1 out", out, o_off, len)?,
+        ..act_params(Some(act), len)?
     };
     let bufs = ActBufs {
         a: Some(a),
@@ -80,28 +75,18 @@ pub(super) fn act_d2_r(
     rz: Ten<'_, GpuBackend>,
     out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(a, a_off) = a;
     let Dual {
         val: Ten(g, g_off),
         r: Ten(rg, rg_off),
     } = g;
-    let Ten(rz, rz_off) = rz;
-    let TenMut(out, o_off) = out;
-    for (name, b, o) in [
-        ("a", a, a_off),
-        ("rg", rg, rg_off),
-        ("g", g, g_off),
-        ("rz", rz, rz_off),
-    ] {
-        check_range(&format!("act_d2 {name}"), b.len, o, len)?;
-    }
-    check_range("act_d2 out", out.len, o_off, len)?;
+    let (Ten(a, a_off), Ten(rz, rz_off), TenMut(out, o_off)) = (a, rz, out);
     let p = ActParams {
-        off_a: u(a_off, "offset")?,
-        off_g: u(g_off, "offset")?,
-        off_rg: u(rg_off, "offset")?,
-        off_rz: u(rz_off, "offset")?,
-        ..act_params(Some(act), o_off, len)?
+        off_a: operand("act_d2 a", a, a_off, len)?,
+        off_rg: operand("act_d2 rg", rg, rg_off, len)?,
+        off_g: operand("act_d2 g", g, g_off, len)?,
+        off_rz: operand("act_d2 rz", rz, rz_off, len)?,
+        off_out: operand("act_d2 out", out, o_off, len)?,
+        ..act_params(Some(act), len)?
     };
     let bufs = ActBufs {
         a: Some(a),
@@ -122,8 +107,10 @@ pub(super) fn act(
     x: &mut GpuBuf,
     off: usize,
 ) -> Result<()> {
-    check_range("act x", x.len, off, len)?;
-    let p = act_params(Some(act), off, len)?;
+    let p = ActParams {
+        off_out: operand("act x", x, off, len)?,
+        ..act_params(Some(act), len)?
+    };
     let bufs = ActBufs {
         out: Some(x),
         ..Default::default()
@@ -415,11 +402,10 @@ fn loss_params(blk: LossBlock, y_off: usize, w_off: usize, g_off: usize) -> Resu
     })
 }
 
-/// An activation kernel's parameter block: the kind, the output at `out_off`, `len` elements.
-fn act_params(act: Option<Activation>, out_off: usize, len: usize) -> Result<ActParams> {
+/// An activation kernel's parameter block: the kind, `len` elements.
+fn act_params(act: Option<Activation>, len: usize) -> Result<ActParams> {
     Ok(ActParams {
         act: act_flag(act),
-        off_out: u(out_off, "offset")?,
         len: u(len, "length")?,
         ..Default::default()
     })

@@ -542,6 +542,13 @@ impl GpuBackend {
     }
 }
 
+/// A kernel's operand: `len` scalars of `buf` from `off`, checked (the error names `what`), and
+/// the offset as the kernels read it. Errors: out of range, or an offset past u32.
+pub(super) fn operand(what: &str, buf: &GpuBuf, off: usize, len: usize) -> Result<u32> {
+    check_range(what, buf.len, off, len)?;
+    u(off, "offset")
+}
+
 /// [`Backend::write`](crate::backend::Backend::write) on this backend.
 pub(super) fn write(be: &GpuBackend, buf: &mut GpuBuf, off: usize, data: &[f64]) -> Result<()> {
     check_range("write", buf.len, off, data.len())?;

@@ -2,6 +2,7 @@
 //! `shaders/embed.wgsl`, `layer_norm.wgsl` and `attention.wgsl`.
 
 use super::kernels::{AttnBufs, AttnParams, EmbedBufs, EmbedParams, Kernel, LnBufs, LnParams};
+use super::recorder::operand;
 use super::{GpuBackend, GpuBuf, gpu_err, u};
 use crate::backend::{Attn, Dual, Ln, Seq, Ten, TenMut, ThetaV, check_range};
 use crate::error::Result;
@@ -269,25 +270,14 @@ pub(super) fn attention(
     out: TenMut<'_, GpuBackend>,
     probs: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(ids, ids_off) = ids;
-    let Ten(qkv, q_off) = qkv;
-    let TenMut(out, o_off) = out;
-    let TenMut(probs, p_off) = probs;
-    let (t, d) = (a.seq, a.width());
-    check_range("attention ids", ids.len, ids_off, a.rows * t)?;
-    check_range("attention qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
-    check_range("attention out", out.len, o_off, a.rows * t * d)?;
-    check_range(
-        "attention probs",
-        probs.len,
-        p_off,
-        a.rows * a.probs_per_row(),
-    )?;
+    let (Ten(ids, ids_off), Ten(qkv, q_off)) = (ids, qkv);
+    let (TenMut(out, o_off), TenMut(probs, p_off)) = (out, probs);
+    let s = AttnSizes::of(a);
     let p = AttnParams {
-        off_qkv: u(q_off, "offset")?,
-        off_ids: u(ids_off, "offset")?,
-        off_out: u(o_off, "offset")?,
-        off_aux: u(p_off, "offset")?,
+        off_ids: operand("attention ids", ids, ids_off, s.ids)?,
+        off_qkv: operand("attention qkv", qkv, q_off, s.qkv)?,
+        off_out: operand("attention out", out, o_off, s.out)?,
+        off_aux: operand("attention probs", probs, p_off, s.probs)?,
         ..attn_params(a)?
     };
     let bufs = AttnBufs {
@@ -297,12 +287,7 @@ pub(super) fn attention(
         aux: Some(probs),
         ..Default::default()
     };
-    be.run(
-        Kernel::Attention,
-        &p,
-        bufs,
-        GpuBackend::groups_1d(a.rows * a.heads * t),
-    )
+    be.run(Kernel::Attention, &p, bufs, s.groups)
 }
 
 /// [`Backend::attention_vjp`](crate::backend::Backend::attention_vjp) on this backend.
@@ -314,28 +299,16 @@ pub(super) fn attention_vjp(
     dout: Ten<'_, GpuBackend>,
     dqkv: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(qkv, q_off) = qkv;
-    let Ten(probs, p_off) = probs;
-    let Ten(dout, d_off) = dout;
-    let TenMut(dqkv, dq_off) = dqkv;
-    let (t, d) = (a.seq, a.width());
-    check_range("attention_vjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
-    check_range(
-        "attention_vjp probs",
-        probs.len,
-        p_off,
-        a.rows * a.probs_per_row(),
-    )?;
-    check_range("attention_vjp dout", dout.len, d_off, a.rows * t * d)?;
-    check_range("attention_vjp dqkv", dqkv.len, dq_off, a.rows * t * 3 * d)?;
+    let (Ten(qkv, q_off), Ten(probs, p_off)) = (qkv, probs);
+    let (Ten(dout, d_off), TenMut(dqkv, dq_off)) = (dout, dqkv);
+    let s = AttnSizes::of(a);
     let p = AttnParams {
-        off_qkv: u(q_off, "offset")?,
-        off_probs: u(p_off, "offset")?,
-        off_dout: u(d_off, "offset")?,
-        off_out: u(dq_off, "offset")?,
+        off_qkv: operand("attention_vjp qkv", qkv, q_off, s.qkv)?,
+        off_probs: operand("attention_vjp probs", probs, p_off, s.probs)?,
+        off_dout: operand("attention_vjp dout", dout, d_off, s.out)?,
+        off_out: operand("attention_vjp dqkv", dqkv, dq_off, s.qkv)?,
         ..attn_params(a)?
     };
-    let n = a.rows * a.heads * t;
     let bufs = AttnBufs {
         qkv: Some(qkv),
         probs: Some(probs),
@@ -343,14 +316,13 @@ pub(super) fn attention_vjp(
         out: Some(dqkv),
         ..Default::default()
     };
-    be.with_attn_scratch(3 * n, |s| {
-        let bufs = AttnBufs {
-            aux: Some(s),
-            ..bufs
-        };
-        be.run(Kernel::AttentionVjpRows, &p, bufs, GpuBackend::groups_1d(n))?;
-        be.run(Kernel::AttentionVjpCols, &p, bufs, GpuBackend::groups_1d(n))
-    })
+    rows_then_cols(
+        be,
+        [Kernel::AttentionVjpRows, Kernel::AttentionVjpCols],
+        &p,
+        bufs,
+        s,
+    )
 }
 
 /// [`Backend::attention_jvp`](crate::backend::Backend::attention_jvp) on this backend.
@@ -365,23 +337,13 @@ pub(super) fn attention_jvp(
         val: Ten(qkv, q_off),
         r: Ten(rqkv, rq_off),
     } = qkv;
-    let Ten(probs, p_off) = probs;
-    let TenMut(rout, ro_off) = rout;
-    let (t, d) = (a.seq, a.width());
-    check_range("attention_jvp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
-    check_range(
-        "attention_jvp probs",
-        probs.len,
-        p_off,
-        a.rows * a.probs_per_row(),
-    )?;
-    check_range("attention_jvp rqkv", rqkv.len, rq_off, a.rows * t * 3 * d)?;
-    check_range("attention_jvp rout", rout.len, ro_off, a.rows * t * d)?;
+    let (Ten(probs, p_off), TenMut(rout, ro_off)) = (probs, rout);
+    let s = AttnSizes::of(a);
     let p = AttnParams {
-        off_qkv: u(q_off, "offset")?,
-        off_probs: u(p_off, "offset")?,
-        off_rqkv: u(rq_off, "offset")?,
-        off_out: u(ro_off, "offset")?,
+        off_qkv: operand("attention_jvp qkv", qkv, q_off, s.qkv)?,
+        off_probs: operand("attention_jvp probs", probs, p_off, s.probs)?,
+        off_rqkv: operand("attention_jvp rqkv", rqkv, rq_off, s.qkv)?,
+        off_out: operand("attention_jvp rout", rout, ro_off, s.out)?,
         ..attn_params(a)?
     };
     let bufs = AttnBufs {
@@ -391,12 +353,7 @@ pub(super) fn attention_jvp(
         out: Some(rout),
         ..Default::default()
     };
-    be.run(
-        Kernel::AttentionJvp,
-        &p,
-        bufs,
-        GpuBackend::groups_1d(a.rows * a.heads * t),
-    )
+    be.run(Kernel::AttentionJvp, &p, bufs, s.groups)
 }
 
 /// [`Backend::attention_rvjp`](crate::backend::Backend::attention_rvjp) on this backend.
@@ -412,39 +369,21 @@ pub(super) fn attention_rvjp(
         val: Ten(qkv, q_off),
         r: Ten(rqkv, rq_off),
     } = qkv;
-    let Ten(probs, p_off) = probs;
     let Dual {
         val: Ten(dout, d_off),
         r: Ten(rdout, rd_off),
     } = dout;
-    let TenMut(rdqkv, rdq_off) = rdqkv;
-    let (t, d) = (a.seq, a.width());
-    check_range("attention_rvjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
-    check_range(
-        "attention_rvjp probs",
-        probs.len,
-        p_off,
-        a.rows * a.probs_per_row(),
-    )?;
-    check_range("attention_rvjp rqkv", rqkv.len, rq_off, a.rows * t * 3 * d)?;
-    check_range("attention_rvjp dout", dout.len, d_off, a.rows * t * d)?;
-    check_range("attention_rvjp rdout", rdout.len, rd_off, a.rows * t * d)?;
-    check_range(
-        "attention_rvjp rdqkv",
-        rdqkv.len,
-        rdq_off,
-        a.rows * t * 3 * d,
-    )?;
+    let (Ten(probs, p_off), TenMut(rdqkv, rdq_off)) = (probs, rdqkv);
+    let s = AttnSizes::of(a);
     let p = AttnParams {
-        off_qkv: u(q_off, "offset")?,
-        off_probs: u(p_off, "offset")?,
-        off_rqkv: u(rq_off, "offset")?,
-        off_dout: u(d_off, "offset")?,
-        off_rdout: u(rd_off, "offset")?,
-        off_out: u(rdq_off, "offset")?,
+        off_qkv: operand("attention_rvjp qkv", qkv, q_off, s.qkv)?,
+        off_probs: operand("attention_rvjp probs", probs, p_off, s.probs)?,
+        off_rqkv: operand("attention_rvjp rqkv", rqkv, rq_off, s.qkv)?,
+        off_dout: operand("attention_rvjp dout", dout, d_off, s.out)?,
+        off_rdout: operand("attention_rvjp rdout", rdout, rd_off, s.out)?,
+        off_out: operand("attention_rvjp rdqkv", rdqkv, rdq_off, s.qkv)?,
         ..attn_params(a)?
     };
-    let n = a.rows * a.heads * t;
     let bufs = AttnBufs {
         qkv: Some(qkv),
         probs: Some(probs),
@@ -454,23 +393,53 @@ pub(super) fn attention_rvjp(
         out: Some(rdqkv),
         ..Default::default()
     };
-    be.with_attn_scratch(3 * n, |s| {
+    let k = [Kernel::AttentionRvjpRows, Kernel::AttentionRvjpCols];
+    rows_then_cols(be, k, &p, bufs, s)
+}
+
+/// The scalars of an attention pass's tensors (ids, qkv, out, probs) and its dispatch (one
+/// invocation per (sequence, head, position)).
+#[derive(Clone, Copy)]
+struct AttnSizes {
+    ids: usize,
+    qkv: usize,
+    out: usize,
+    probs: usize,
+    rows: usize,
+    groups: [u32; 3],
+}
+
+impl AttnSizes {
+    fn of(a: Attn) -> Self {
+        let (t, d) = (a.seq, a.width());
+        let rows = a.rows * a.heads * t;
+        AttnSizes {
+            ids: a.rows * t,
+            qkv: a.rows * t * 3 * d,
+            out: a.rows * t * d,
+            probs: a.rows * a.probs_per_row(),
+            rows,
+            groups: GpuBackend::groups_1d(rows),
+        }
+    }
+}
+
+/// A backward pass's two kernels, the rows kernel leaving its per-row scalars in the attention
+/// scratch (bound as aux) for the cols kernel.
+fn rows_then_cols(
+    be: &GpuBackend,
+    k: [Kernel; 2],
+    p: &AttnParams,
+    bufs: AttnBufs<'_>,
+    s: AttnSizes,
+) -> Result<()> {
+    be.with_attn_scratch(3 * s.rows, |scratch| {
         let bufs = AttnBufs {
-            aux: Some(s),
+            aux: Some(scratch),
             ..bufs
         };
-        be.run(
-            Kernel::AttentionRvjpRows,
-            &p,
-            bufs,
-            GpuBackend::groups_1d(n),
-        )?;
-        be.run(
-            Kernel::AttentionRvjpCols,
-            &p,
-            bufs,
-            GpuBackend::groups_1d(n),
-        )
+        be.run(k[0], p, bufs, s.groups)?;
+        be.run(k[1], p, bufs, s.groups)
     })
 }
 
