@@ -1,42 +1,12 @@
-// Shared by every kernel of the wgpu backend (prepended to each shader file). All kernels use one
-// bind group layout, so a bind group made for one set of buffers serves every kernel:
-// six read-only inputs (a–d, and e, f for the sequence kernels' R-passes), two read-write outputs
-// (8 storage buffers: WebGPU's default per-stage limit) and a uniform block of sizes, offsets and
-// scalars (bound with a dynamic offset: one 256-byte slot per dispatch, written once per submit).
-// Offsets are in elements. Portable WebGPU: f32 only, no atomics, no subgroups, ≤ 256 invocations.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    flags: u32,
-    off_a: u32,
-    off_b: u32,
-    off_c: u32,
-    off_d: u32,
-    off_out: u32,
-    len: u32,
-    aux: u32,
-    aux2: u32,
-    alpha: f32,
-    beta: f32,
-    scale: f32,
-    pad: f32,
-    off_e: u32,
-    off_f: u32,
-    off_out2: u32,
-    pad2: u32,
-}
-
-@group(0) @binding(0) var<storage, read> in_a: array<f32>;
-@group(0) @binding(1) var<storage, read> in_b: array<f32>;
-@group(0) @binding(2) var<storage, read> in_c: array<f32>;
-@group(0) @binding(3) var<storage, read> in_d: array<f32>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out2: array<f32>;
-@group(0) @binding(6) var<uniform> P: Params;
-@group(0) @binding(7) var<storage, read> in_e: array<f32>;
-@group(0) @binding(8) var<storage, read> in_f: array<f32>;
+// Shared by every kernel of the wgpu backend (prepended to each shader file): helpers and the
+// activation functions, no bindings. Each module (`matmul.wgsl`, `attention.wgsl`, …) declares its
+// own bind group 0 — named storage buffers at bindings 0.., read-only first, then the read-write
+// ones, and its own parameter block `P` (a struct `<Module>Params`) as the uniform after them,
+// bound with a dynamic offset (one 256-byte slot per dispatch, written once per submit). The Rust
+// twin of each layout (binding names, access, Params) is in `src/backend/gpu/kernels/layouts.rs`;
+// a test checks the two agree. At most 8 storage buffers per module: WebGPU's default per-stage
+// limit. Offsets are in elements. Portable WebGPU: f32 only, no atomics, no subgroups, ≤ 256
+// invocations.
 
 // Linear index of an invocation in a 1-D problem dispatched as a 2-D grid of 256-wide groups
 // (a dimension holds at most 65,535 groups).
@@ -50,7 +20,7 @@ fn tanh_safe(x: f32) -> f32 {
     return tanh(clamp(x, -15.0, 15.0));
 }
 
-// Activations by P.flags: 1 tanh, 2 relu, 3 silu, 4 gelu (tanh approximation). The backward
+// Activations by kind: 1 tanh, 2 relu, 3 silu, 4 gelu (tanh approximation). The backward
 // kernels read a cached value c: the output a = σ(z) for tanh and relu (tanh' = 1 − a²,
 // tanh'' = −2a(1 − a²), relu' = [a > 0], relu'' = 0), the input z for silu and gelu.
 const GELU_C: f32 = 0.7978845608;
@@ -60,23 +30,23 @@ fn sigmoid_safe(z: f32) -> f32 {
     return 1.0 / (1.0 + exp(-clamp(z, -30.0, 30.0)));
 }
 
-fn act_value(z: f32) -> f32 {
-    if (P.flags == 1u) {
+fn act_value(act: u32, z: f32) -> f32 {
+    if (act == 1u) {
         return tanh_safe(z);
-    } else if (P.flags == 2u) {
+    } else if (act == 2u) {
         return max(z, 0.0);
-    } else if (P.flags == 3u) {
+    } else if (act == 3u) {
         return z * sigmoid_safe(z);
     }
     return 0.5 * z * (1.0 + tanh_safe(GELU_C * (z + GELU_A * z * z * z)));
 }
 
-fn d1(c: f32) -> f32 {
-    if (P.flags == 1u) {
+fn d1(act: u32, c: f32) -> f32 {
+    if (act == 1u) {
         return 1.0 - c * c;
-    } else if (P.flags == 2u) {
+    } else if (act == 2u) {
         return select(0.0, 1.0, c > 0.0);
-    } else if (P.flags == 3u) {
+    } else if (act == 3u) {
         let s = sigmoid_safe(c);
         return s * (1.0 + c * (1.0 - s));
     }
@@ -85,12 +55,12 @@ fn d1(c: f32) -> f32 {
     return 0.5 * (1.0 + t) + 0.5 * c * (1.0 - t * t) * du;
 }
 
-fn d2(c: f32) -> f32 {
-    if (P.flags == 1u) {
+fn d2(act: u32, c: f32) -> f32 {
+    if (act == 1u) {
         return -2.0 * c * (1.0 - c * c);
-    } else if (P.flags == 2u) {
+    } else if (act == 2u) {
         return 0.0;
-    } else if (P.flags == 3u) {
+    } else if (act == 3u) {
         let s = sigmoid_safe(c);
         return s * (1.0 - s) * (2.0 + c * (1.0 - 2.0 * s));
     }

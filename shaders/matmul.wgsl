@@ -1,13 +1,42 @@
-// C (m×n at off_out) = alpha · op(A) · op(B) + beta · C, row-major; flags bit 0: A transposed
+// C (m×n at off_c) = alpha · op(A) · op(B) + beta · C, row-major; flags bit 0: A transposed
 // (stored k×m), bit 1: B transposed (stored n×k). Batched (flags bit 3): workgroup z computes
-// product z, its A at off_a + z·off_c, B at off_b + z·off_d, C at off_out + z·off_e (a stride 0
-// shares an operand) — the b directions of a block HVP in one dispatch.
+// product z, its A at off_a + z·stride_a, B at off_b + z·stride_b, C at off_c + z·stride_c (a
+// stride 0 shares an operand) — the b directions of a block HVP in one dispatch.
 //
 // Register-blocked tiling: a 16×16 workgroup computes a 64×64 tile of C, each invocation a 4×4
 // block held in four vec4 registers; the K dimension advances in slices of 16, staged through
 // workgroup memory (2 × 16×64 floats = 8 KiB). Per staged k, an invocation reads one vec4 of A and
 // one of B and does 4 vec4 FMAs (16 multiply-adds): vector operations, not indexed private arrays,
 // which software rasterisers (llvmpipe) and GPUs alike keep in registers.
+//
+// Bindings: a, b (read), c (read-write); the matrix–vector kernels read x from b and write y to
+// c, gemm_reduce reads the split-K partials from a.
+
+struct MatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    flags: u32,
+    off_a: u32,
+    off_b: u32,
+    off_c: u32,
+    // Split-K: the K slice of one workgroup z (a multiple of 16), and the slices gemm_reduce sums.
+    slice: u32,
+    slices: u32,
+    // Batched: the step between consecutive products' A, B and C.
+    stride_a: u32,
+    stride_b: u32,
+    stride_c: u32,
+    alpha: f32,
+    beta: f32,
+    pad0: u32,
+    pad1: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<uniform> P: MatmulParams;
 
 const TILE: u32 = 64u;
 const KT: u32 = 16u;
@@ -22,9 +51,9 @@ fn load_a(off: u32, row: u32, kk: u32) -> f32 {
         return 0.0;
     }
     if ((P.flags & 1u) != 0u) {
-        return in_a[off + kk * P.m + row];
+        return a[off + kk * P.m + row];
     }
-    return in_a[off + row * P.k + kk];
+    return a[off + row * P.k + kk];
 }
 
 fn load_b(off: u32, kk: u32, col: u32) -> f32 {
@@ -32,9 +61,9 @@ fn load_b(off: u32, kk: u32, col: u32) -> f32 {
         return 0.0;
     }
     if ((P.flags & 2u) != 0u) {
-        return in_b[off + col * P.k + kk];
+        return b[off + col * P.k + kk];
     }
-    return in_b[off + kk * P.n + col];
+    return b[off + kk * P.n + col];
 }
 
 fn store(off: u32, row: u32, col: u32, v: f32) {
@@ -42,9 +71,9 @@ fn store(off: u32, row: u32, col: u32, v: f32) {
         let idx = off + row * P.n + col;
         var r = P.alpha * v;
         if (P.beta != 0.0) {
-            r += P.beta * out[idx];
+            r += P.beta * c[idx];
         }
-        out[idx] = r;
+        c[idx] = r;
     }
 }
 
@@ -66,21 +95,21 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
     // lavapipe — cuts a shader loop after a few thousand iterations, and a long K over few
     // output tiles, for parallelism): workgroup z multiplies the K slice [z·len, (z+1)·len) (len
     // a multiple of 16) and writes α·(its partial product) to slot z of the scratch bound as
-    // `out`; gemm_reduce sums the slots into C.
+    // `c`; gemm_reduce sums the slots into C.
     let split = (P.flags & 4u) != 0u;
     var oa = P.off_a;
     var ob = P.off_b;
-    var oo = P.off_out;
+    var oo = P.off_c;
     if ((P.flags & 8u) != 0u) {
-        oa += wg.z * P.off_c;
-        ob += wg.z * P.off_d;
-        oo += wg.z * P.off_e;
+        oa += wg.z * P.stride_a;
+        ob += wg.z * P.stride_b;
+        oo += wg.z * P.stride_c;
     }
     var kb = 0u;
     var ke = P.k;
     if (split) {
-        kb = wg.z * P.len;
-        ke = min(P.k, kb + P.len);
+        kb = wg.z * P.slice;
+        ke = min(P.k, kb + P.slice);
     }
     for (var k0 = kb; k0 < ke; k0 += KT) {
         // 256 invocations stage 1024 elements of each operand, 4 each; consecutive invocations
@@ -110,26 +139,26 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
         }
         workgroupBarrier();
         for (var kk = 0u; kk < KT; kk++) {
-            let a = As[kk * 16u + ty];
-            let b = Bs[kk * 16u + tx];
-            c0 = fma(vec4<f32>(a.x), b, c0);
-            c1 = fma(vec4<f32>(a.y), b, c1);
-            c2 = fma(vec4<f32>(a.z), b, c2);
-            c3 = fma(vec4<f32>(a.w), b, c3);
+            let av = As[kk * 16u + ty];
+            let bv = Bs[kk * 16u + tx];
+            c0 = fma(vec4<f32>(av.x), bv, c0);
+            c1 = fma(vec4<f32>(av.y), bv, c1);
+            c2 = fma(vec4<f32>(av.z), bv, c2);
+            c3 = fma(vec4<f32>(av.w), bv, c3);
         }
         workgroupBarrier();
     }
     let r = row0 + ty * 4u;
-    let c = col0 + tx * 4u;
+    let col = col0 + tx * 4u;
     if (split) {
-        let base = P.off_out + wg.z * P.m * P.n;
+        let base = P.off_c + wg.z * P.m * P.n;
         for (var j = 0u; j < 4u; j++) {
-            let cj = c + j;
+            let cj = col + j;
             if (cj < P.n) {
                 let v = vec4<f32>(c0[j], c1[j], c2[j], c3[j]);
                 for (var i = 0u; i < 4u; i++) {
                     if (r + i < P.m) {
-                        out[base + (r + i) * P.n + cj] = P.alpha * v[i];
+                        c[base + (r + i) * P.n + cj] = P.alpha * v[i];
                     }
                 }
             }
@@ -137,14 +166,14 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) li
         return;
     }
     for (var j = 0u; j < 4u; j++) {
-        store(oo, r, c + j, c0[j]);
-        store(oo, r + 1u, c + j, c1[j]);
-        store(oo, r + 2u, c + j, c2[j]);
-        store(oo, r + 3u, c + j, c3[j]);
+        store(oo, r, col + j, c0[j]);
+        store(oo, r + 1u, col + j, c1[j]);
+        store(oo, r + 2u, col + j, c2[j]);
+        store(oo, r + 3u, col + j, c3[j]);
     }
 }
 
-// y (m at off_out) = alpha · A (m×k at off_a) · x (k at off_b) + beta · y: one workgroup per row,
+// y (m at off_c in c) = alpha · A (m×k at off_a) · x (k at off_b in b) + beta · y: one workgroup per row,
 // each invocation a compensated (Kahan) partial sum over a strided slice, then a tree in
 // workgroup memory. For the reorthogonalisation against the Lanczos basis (k = 199,210).
 var<workgroup> red: array<f32, 256>;
@@ -158,11 +187,11 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
         return; // uniform across the workgroup
     }
     var s = 0.0;
-    var c = 0.0;
+    var comp = 0.0;
     for (var l = lid; l < P.k; l += 256u) {
-        let y = in_a[P.off_a + row * P.k + l] * in_b[P.off_b + l] - c;
+        let y = a[P.off_a + row * P.k + l] * b[P.off_b + l] - comp;
         let t = s + y;
-        c = (t - s) - y;
+        comp = (t - s) - y;
         s = t;
     }
     red[lid] = s;
@@ -176,13 +205,13 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     if (lid == 0u) {
         var v = P.alpha * red[0];
         if (P.beta != 0.0) {
-            v += P.beta * out[P.off_out + row];
+            v += P.beta * c[P.off_c + row];
         }
-        out[P.off_out + row] = v;
+        c[P.off_c + row] = v;
     }
 }
 
-// y (m at off_out) = alpha · Aᵀ · x + beta · y with A stored k×m: one invocation per output,
+// y (m at off_c) = alpha · Aᵀ · x + beta · y with A stored k×m: one invocation per output,
 // reading rows of A in order (coalesced), k small (the basis size).
 @compute @workgroup_size(256, 1, 1)
 fn gemv_cols(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -193,16 +222,16 @@ fn gemv_cols(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
     }
     var s = 0.0;
     for (var l = 0u; l < P.k; l++) {
-        s = fma(in_a[P.off_a + l * P.m + j], in_b[P.off_b + l], s);
+        s = fma(a[P.off_a + l * P.m + j], b[P.off_b + l], s);
     }
     var v = P.alpha * s;
     if (P.beta != 0.0) {
-        v += P.beta * out[P.off_out + j];
+        v += P.beta * c[P.off_c + j];
     }
-    out[P.off_out + j] = v;
+    c[P.off_c + j] = v;
 }
 
-// C (m×n at off_out) = Σ_z slot z of the split-K partials (in_a, aux slots of m·n at off_a)
+// C (m×n at off_c) = Σ_z slot z of the split-K partials (a, `slices` slots of m·n at off_a)
 // + beta · C: the second pass of the parallel split-K matmul.
 @compute @workgroup_size(256, 1, 1)
 fn gemm_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -213,12 +242,12 @@ fn gemm_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
         return;
     }
     var s = 0.0;
-    for (var z = 0u; z < P.aux; z++) {
-        s += in_a[P.off_a + z * mn + i];
+    for (var z = 0u; z < P.slices; z++) {
+        s += a[P.off_a + z * mn + i];
     }
-    let idx = P.off_out + i;
+    let idx = P.off_c + i;
     if (P.beta != 0.0) {
-        s += P.beta * out[idx];
+        s += P.beta * c[idx];
     }
-    out[idx] = s;
+    c[idx] = s;
 }

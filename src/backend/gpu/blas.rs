@@ -1,8 +1,8 @@
 //! The GPU's matrix products (tiled GEMM, batched GEMM in one dispatch, split-K, matrix–vector)
-//! and vector ops (axpy, scale, rsqrt, norms, Adam) as dispatches of `shaders/matmul.wgsl` and
-//! `shaders/elementwise.wgsl`.
+//! and vector ops (axpy, scale, rsqrt, norms, Adam) as dispatches of `shaders/matmul.wgsl`,
+//! `vector.wgsl` and `adam.wgsl`.
 
-use super::kernels::{Kernel, Params};
+use super::kernels::{AdamBufs, AdamParams, Kernel, MatmulBufs, MatmulParams};
 use super::recorder::RESULTS;
 use super::{GpuBackend, GpuBuf, GpuInput, gpu_err, u};
 use crate::backend::{
@@ -136,29 +136,23 @@ pub(super) fn gemm(
     check_range("gemm A", a.len, a_off, m * k)?;
     check_range("gemm B", b.len, b_off, k * n)?;
     check_range("gemm C", c.len, c_off, m * n)?;
-    let p = Params {
-        m: u(m, "m")?,
-        n: u(n, "n")?,
-        k: u(k, "k")?,
+    let p = MatmulParams {
         flags: ta as u32 | (tb as u32) << 1,
-        off_a: u(a_off, "offset")?,
-        off_b: u(b_off, "offset")?,
-        off_out: u(c_off, "offset")?,
         alpha: alpha as f32,
         beta: beta as f32,
-        ..Default::default()
+        ..matmul_params(m, n, k, a_off, b_off, c_off)?
     };
-    let bufs = [Some(a), Some(b), None, None, Some(c), None];
+    let bufs = MatmulBufs {
+        a: Some(a),
+        b: Some(b),
+        c: Some(c),
+    };
     if n == 1 && !ta {
         let g = m.min(65535);
-        be.dispatch(
-            Kernel::GemvRows,
-            bufs,
-            p,
-            [g as u32, m.div_ceil(g) as u32, 1],
-        )
+        let groups = [g as u32, m.div_ceil(g) as u32, 1];
+        be.run(Kernel::GemvRows, &p, bufs, groups)
     } else if n == 1 {
-        be.dispatch(Kernel::GemvCols, bufs, p, GpuBackend::groups_1d(m))
+        be.run(Kernel::GemvCols, &p, bufs, GpuBackend::groups_1d(m))
     } else {
         if m.div_ceil(64) > 65535 || n.div_ceil(64) > 65535 {
             return Err(gpu_err(format!(
@@ -172,32 +166,54 @@ pub(super) fn gemm(
             // rows, Gᵀ·X over the samples): slices in parallel into a scratch, then a sum.
             let mn = m * n;
             return be.with_gemm_scratch(slices * mn, |s| {
-                let q = Params {
+                let q = MatmulParams {
                     flags: p.flags | 4,
-                    len: u(len, "slice")?,
-                    off_out: 0,
+                    slice: u(len, "slice")?,
+                    off_c: 0,
                     ..p
                 };
-                let bufs = [Some(a), Some(b), None, None, Some(s), None];
                 let g3 = [groups[0], groups[1], slices as u32];
-                be.dispatch(Kernel::Matmul, bufs, q, g3)?;
-                let r = Params {
+                be.run(Kernel::Matmul, &q, MatmulBufs { c: Some(s), ..bufs }, g3)?;
+                let r = MatmulParams {
                     m: p.m,
                     n: p.n,
-                    aux: u(slices, "slices")?,
+                    slices: u(slices, "slices")?,
                     beta: p.beta,
-                    off_out: p.off_out,
+                    off_c: p.off_c,
                     ..Default::default()
                 };
-                let bufs = [Some(s), None, None, None, Some(&*c), None];
-                be.dispatch(Kernel::GemmReduce, bufs, r, GpuBackend::groups_1d(mn))
+                let bufs = MatmulBufs {
+                    a: Some(s),
+                    b: None,
+                    c: Some(&*c),
+                };
+                be.run(Kernel::GemmReduce, &r, bufs, GpuBackend::groups_1d(mn))
             });
         }
-        be.dispatch(Kernel::Matmul, bufs, p, groups)
+        be.run(Kernel::Matmul, &p, bufs, groups)
     }
 }
 
-/// [`Backend::gemm_batched`](crate::backend::Backend::gemm_batched) on this backend.
+/// The sizes and offsets of a product in its parameter block.
+fn matmul_params(
+    m: usize,
+    n: usize,
+    k: usize,
+    a_off: usize,
+    b_off: usize,
+    c_off: usize,
+) -> Result<MatmulParams> {
+    Ok(MatmulParams {
+        m: u(m, "m")?,
+        n: u(n, "n")?,
+        k: u(k, "k")?,
+        off_a: u(a_off, "offset")?,
+        off_b: u(b_off, "offset")?,
+        off_c: u(c_off, "offset")?,
+        ..Default::default()
+    })
+}
+
 /// [`Backend::gemm_batched`](crate::backend::Backend::gemm_batched) on this backend: one
 /// dispatch where it fits, else one GEMM after another.
 pub(super) fn gemm_batched(
@@ -229,27 +245,22 @@ pub(super) fn gemm_batched(
     check_range("gemm A", a.len, a_off + last * batch.a, m * k)?;
     check_range("gemm B", b.len, b_off + last * batch.b, k * n)?;
     check_range("gemm C", c.len, c_off + last * batch.c, m * n)?;
-    let p = Params {
-        m: u(m, "m")?,
-        n: u(n, "n")?,
-        k: u(k, "k")?,
+    let p = MatmulParams {
         flags: ta as u32 | (tb as u32) << 1 | 8,
-        off_a: u(a_off, "offset")?,
-        off_b: u(b_off, "offset")?,
-        off_out: u(c_off, "offset")?,
-        off_c: u(batch.a, "stride")?,
-        off_d: u(batch.b, "stride")?,
-        off_e: u(batch.c, "stride")?,
+        stride_a: u(batch.a, "stride")?,
+        stride_b: u(batch.b, "stride")?,
+        stride_c: u(batch.c, "stride")?,
         alpha: alpha as f32,
         beta: beta as f32,
-        ..Default::default()
+        ..matmul_params(m, n, k, a_off, b_off, c_off)?
     };
-    be.dispatch(
-        Kernel::Matmul,
-        [Some(a), Some(b), None, None, Some(c), None],
-        p,
-        [groups[0] as u32, groups[1] as u32, batch.count as u32],
-    )
+    let bufs = MatmulBufs {
+        a: Some(a),
+        b: Some(b),
+        c: Some(c),
+    };
+    let groups = [groups[0] as u32, groups[1] as u32, batch.count as u32];
+    be.run(Kernel::Matmul, &p, bufs, groups)
 }
 
 /// [`Backend::row_norms`](crate::backend::Backend::row_norms) on this backend.
@@ -290,19 +301,7 @@ pub(super) fn axpy(
 ) -> Result<()> {
     check_range("axpy x", x.len, x_off, len)?;
     check_range("axpy y", y.len, y_off, len)?;
-    let p = Params {
-        off_a: u(x_off, "offset")?,
-        off_out: u(y_off, "offset")?,
-        len: u(len, "length")?,
-        alpha: alpha as f32,
-        ..Default::default()
-    };
-    be.dispatch(
-        Kernel::Axpy,
-        [Some(x), None, None, None, Some(y), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    be.vector_op(Kernel::Axpy, Some((x, x_off)), (y, y_off), len, alpha)
 }
 
 /// [`Backend::scale`](crate::backend::Backend::scale) on this backend.
@@ -314,34 +313,13 @@ pub(super) fn scale(
     len: usize,
 ) -> Result<()> {
     check_range("scale", x.len, off, len)?;
-    let p = Params {
-        off_out: u(off, "offset")?,
-        len: u(len, "length")?,
-        alpha: alpha as f32,
-        ..Default::default()
-    };
-    be.dispatch(
-        Kernel::Scale,
-        [None, None, None, None, Some(x), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    be.vector_op(Kernel::Scale, None, (x, off), len, alpha)
 }
 
 /// [`Backend::rsqrt`](crate::backend::Backend::rsqrt) on this backend.
 pub(super) fn rsqrt(be: &GpuBackend, x: &mut GpuBuf, off: usize, len: usize) -> Result<()> {
     check_range("rsqrt", x.len, off, len)?;
-    let p = Params {
-        off_out: u(off, "offset")?,
-        len: u(len, "length")?,
-        ..Default::default()
-    };
-    be.dispatch(
-        Kernel::Rsqrt,
-        [None, None, None, None, Some(x), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    be.vector_op(Kernel::Rsqrt, None, (x, off), len, 0.0)
 }
 
 /// [`Backend::adam`](crate::backend::Backend::adam) on this backend.
@@ -354,36 +332,38 @@ pub(super) fn adam(
     len: usize,
     h: AdamStep,
 ) -> Result<()> {
-    check_range("adam g", g.len, 0, len)?;
-    check_range("adam m", m.len, 0, len)?;
-    check_range("adam v", v.len, 0, len)?;
-    check_range("adam d", d.len, 0, len)?;
+    for (name, b) in [("g", g), ("m", &*m), ("v", &*v), ("d", &*d)] {
+        check_range(&format!("adam {name}"), b.len, 0, len)?;
+    }
     let n = u(len, "length")?;
+    let groups = GpuBackend::groups_1d(len);
     // Two kernels: the moments (two read-write outputs), then the update from them.
-    let p = Params {
+    let p = AdamParams {
         len: n,
-        beta: h.beta1 as f32,
-        scale: h.beta2 as f32,
+        beta1: h.beta1 as f32,
+        beta2: h.beta2 as f32,
         ..Default::default()
     };
-    be.dispatch(
-        Kernel::AdamMoments,
-        [Some(g), None, None, None, Some(&*m), Some(&*v)],
-        p,
-        GpuBackend::groups_1d(len),
-    )?;
-    let p = Params {
+    let bufs = AdamBufs {
+        g: Some(g),
+        m: Some(&*m),
+        v: Some(&*v),
+        d: None,
+    };
+    be.run(Kernel::AdamMoments, &p, bufs, groups)?;
+    let p = AdamParams {
         len: n,
-        alpha: h.lr as f32,
-        beta: h.c1 as f32,
-        scale: h.c2 as f32,
-        pad: h.eps as f32,
+        lr: h.lr as f32,
+        c1: h.c1 as f32,
+        c2: h.c2 as f32,
+        eps: h.eps as f32,
         ..Default::default()
     };
-    be.dispatch(
-        Kernel::AdamUpdate,
-        [Some(&*m), Some(&*v), None, None, Some(d), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    let bufs = AdamBufs {
+        g: None,
+        m: Some(&*m),
+        v: Some(&*v),
+        d: Some(&*d),
+    };
+    be.run(Kernel::AdamUpdate, &p, bufs, groups)
 }

@@ -2,9 +2,9 @@
 //! device's error hooks, the kernels' compilation, and the blocking wait on GPU futures (pollster
 //! natively, JSPI in a browser).
 
-use super::kernels::build_kernels;
+use super::kernels::{SLOT, build_kernels};
 use super::recorder::{Inner, State, wait};
-use super::recorder::{PARTIALS, RESULTS, SLOT, SLOTS};
+use super::recorder::{PARTIALS, RESULTS, SLOTS};
 use super::{GpuBackend, GpuBuf, GpuOptions, NEXT_ID, gpu_err};
 use crate::error::Result;
 use std::collections::HashMap;
@@ -139,7 +139,7 @@ impl GpuBackend {
             });
         }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let (layout, pipelines) = build_kernels(&device);
+        let built = build_kernels(&device);
         if let Some(e) = wait(scope.pop())? {
             return Err(gpu_err(format!(
                 "the WGSL kernels do not compile on {}: {e}",
@@ -167,7 +167,7 @@ impl GpuBackend {
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }),
-            dummy: [mk(1), mk(1), mk(1)],
+            dummy: std::array::from_fn(|_| mk(1)),
             partials: mk(PARTIALS as usize),
             results: mk(RESULTS),
             attn_scratch: Mutex::new(None),
@@ -182,8 +182,8 @@ impl GpuBackend {
             device,
             queue,
             info,
-            layout,
-            pipelines,
+            layouts: built.layouts,
+            pipelines: built.pipelines,
             error,
             state: Mutex::new(State {
                 encoder: None,

@@ -1,8 +1,12 @@
 //! The GPU's layer kernels (bias and activation and their derivatives, im2col convolution,
-//! pooling, transposes, column sums, losses) as dispatches of `shaders/elementwise.wgsl`,
-//! `conv.wgsl` and `loss.wgsl`.
+//! pooling, transposes, column sums, losses) as dispatches of `shaders/act.wgsl`, `conv.wgsl`,
+//! `pool.wgsl`, `vector.wgsl` and `loss.wgsl`.
 
-use super::kernels::{Kernel, Params};
+use super::kernels::{
+    ActBufs, ActParams, ConvBufs, ConvParams, Kernel, LossBufs, LossParams, PoolBufs, PoolParams,
+    VectorBufs, VectorParams,
+};
+use super::recorder::operand;
 use super::{GpuBackend, GpuBuf, u};
 use crate::backend::{Activation, Dual, LossBlock, LossKind, Nhwc, Ten, TenMut, check_range};
 use crate::error::Result;
@@ -16,22 +20,22 @@ pub(super) fn bias_act(
     bias: Ten<'_, GpuBackend>,
     x: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(bias, b_off) = bias;
-    let TenMut(x, x_off) = x;
-    check_range("bias", bias.len, b_off, cols)?;
-    check_range("bias_act x", x.len, x_off, rows * cols)?;
-    let p = Params {
-        n: u(cols, "cols")?,
-        flags: act_flag(act),
-        off_a: u(b_off, "offset")?,
-        off_out: u(x_off, "offset")?,
-        len: u(rows * cols, "length")?,
+    let (Ten(bias, b_off), TenMut(x, x_off)) = (bias, x);
+    let p = ActParams {
+        cols: u(cols, "cols")?,
+        off_bias: operand("bias", bias, b_off, cols)?,
+        off_out: operand("bias_act x", x, x_off, rows * cols)?,
+        ..act_params(act, rows * cols)?
+    };
+    let bufs = ActBufs {
+        bias: Some(bias),
+        out: Some(x),
         ..Default::default()
     };
-    be.dispatch(
+    be.run(
         Kernel::BiasAct,
-        [Some(bias), None, None, None, Some(x), None],
-        p,
+        &p,
+        bufs,
         GpuBackend::groups_1d(rows * cols),
     )
 }
@@ -45,26 +49,20 @@ pub(super) fn act_d1_mul(
     g: Ten<'_, GpuBackend>,
     out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(a, a_off) = a;
-    let Ten(g, g_off) = g;
-    let TenMut(out, o_off) = out;
-    check_range("act_d1 a", a.len, a_off, len)?;
-    check_range("act_d1 g", g.len, g_off, len)?;
-    check_range("act_d1 out", out.len, o_off, len)?;
-    let p = Params {
-        flags: act_flag(Some(act)),
-        off_a: u(a_off, "offset")?,
-        off_b: u(g_off, "offset")?,
-        off_out: u(o_off, "offset")?,
-        len: u(len, "length")?,
+    let (Ten(a, a_off), Ten(g, g_off), TenMut(out, o_off)) = (a, g, out);
+    let p = ActParams {
+        off_a: operand("act_d1 a", a, a_off, len)?,
+        off_g: operand("act_d1 g", g, g_off, len)?,
+        off_out: operand("act_d1 out", out, o_off, len)?,
+        ..act_params(Some(act), len)?
+    };
+    let bufs = ActBufs {
+        a: Some(a),
+        g: Some(g),
+        out: Some(out),
         ..Default::default()
     };
-    be.dispatch(
-        Kernel::ActD1,
-        [Some(a), Some(g), None, None, Some(out), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    be.run(Kernel::ActD1, &p, bufs, GpuBackend::groups_1d(len))
 }
 
 /// [`Backend::act_d2_r`](crate::backend::Backend::act_d2_r) on this backend.
@@ -77,38 +75,28 @@ pub(super) fn act_d2_r(
     rz: Ten<'_, GpuBackend>,
     out: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(a, a_off) = a;
     let Dual {
         val: Ten(g, g_off),
         r: Ten(rg, rg_off),
     } = g;
-    let Ten(rz, rz_off) = rz;
-    let TenMut(out, o_off) = out;
-    for (name, b, o) in [
-        ("a", a, a_off),
-        ("rg", rg, rg_off),
-        ("g", g, g_off),
-        ("rz", rz, rz_off),
-    ] {
-        check_range(&format!("act_d2 {name}"), b.len, o, len)?;
-    }
-    check_range("act_d2 out", out.len, o_off, len)?;
-    let p = Params {
-        flags: act_flag(Some(act)),
-        off_a: u(a_off, "offset")?,
-        off_b: u(rg_off, "offset")?,
-        off_c: u(g_off, "offset")?,
-        off_d: u(rz_off, "offset")?,
-        off_out: u(o_off, "offset")?,
-        len: u(len, "length")?,
+    let (Ten(a, a_off), Ten(rz, rz_off), TenMut(out, o_off)) = (a, rz, out);
+    let p = ActParams {
+        off_a: operand("act_d2 a", a, a_off, len)?,
+        off_rg: operand("act_d2 rg", rg, rg_off, len)?,
+        off_g: operand("act_d2 g", g, g_off, len)?,
+        off_rz: operand("act_d2 rz", rz, rz_off, len)?,
+        off_out: operand("act_d2 out", out, o_off, len)?,
+        ..act_params(Some(act), len)?
+    };
+    let bufs = ActBufs {
+        a: Some(a),
+        g: Some(g),
+        rg: Some(rg),
+        rz: Some(rz),
+        out: Some(out),
         ..Default::default()
     };
-    be.dispatch(
-        Kernel::ActD2,
-        [Some(a), Some(rg), Some(g), Some(rz), Some(out), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    be.run(Kernel::ActD2, &p, bufs, GpuBackend::groups_1d(len))
 }
 
 /// [`Backend::act`](crate::backend::Backend::act) on this backend.
@@ -119,19 +107,15 @@ pub(super) fn act(
     x: &mut GpuBuf,
     off: usize,
 ) -> Result<()> {
-    check_range("act x", x.len, off, len)?;
-    let p = Params {
-        flags: act_flag(Some(act)),
-        off_out: u(off, "offset")?,
-        len: u(len, "length")?,
+    let p = ActParams {
+        off_out: operand("act x", x, off, len)?,
+        ..act_params(Some(act), len)?
+    };
+    let bufs = ActBufs {
+        out: Some(x),
         ..Default::default()
     };
-    be.dispatch(
-        Kernel::ActInplace,
-        [None, None, None, None, Some(x), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    be.run(Kernel::ActInplace, &p, bufs, GpuBackend::groups_1d(len))
 }
 
 /// [`Backend::im2col3x3`](crate::backend::Backend::im2col3x3) on this backend.
@@ -146,18 +130,17 @@ pub(super) fn im2col3x3(
     let len = g.len() * 9;
     check_range("im2col x", x.len, x_off, g.len())?;
     check_range("im2col col", col.len, col_off, len)?;
-    let p = Params {
-        off_a: u(x_off, "offset")?,
-        off_out: u(col_off, "offset")?,
+    let p = ConvParams {
+        off_src: u(x_off, "offset")?,
+        off_dst: u(col_off, "offset")?,
         len: u(len, "length")?,
-        ..nhwc_params(g)?
+        ..conv_params(g)?
     };
-    be.dispatch(
-        Kernel::Im2col,
-        [Some(x), None, None, None, Some(col), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    let bufs = ConvBufs {
+        src: Some(x),
+        dst: Some(col),
+    };
+    be.run(Kernel::Im2col, &p, bufs, GpuBackend::groups_1d(len))
 }
 
 /// [`Backend::col2im3x3`](crate::backend::Backend::col2im3x3) on this backend.
@@ -172,19 +155,18 @@ pub(super) fn col2im3x3(
     let TenMut(dx, dx_off) = dx;
     check_range("col2im col", col.len, col_off, g.len() * 9)?;
     check_range("col2im dx", dx.len, dx_off, g.len())?;
-    let p = Params {
-        off_a: u(col_off, "offset")?,
-        off_out: u(dx_off, "offset")?,
+    let p = ConvParams {
+        off_src: u(col_off, "offset")?,
+        off_dst: u(dx_off, "offset")?,
         len: u(g.len(), "length")?,
         beta: beta as f32,
-        ..nhwc_params(g)?
+        ..conv_params(g)?
     };
-    be.dispatch(
-        Kernel::Col2im,
-        [Some(col), None, None, None, Some(dx), None],
-        p,
-        GpuBackend::groups_1d(g.len()),
-    )
+    let bufs = ConvBufs {
+        src: Some(col),
+        dst: Some(dx),
+    };
+    be.run(Kernel::Col2im, &p, bufs, GpuBackend::groups_1d(g.len()))
 }
 
 /// [`Backend::maxpool2`](crate::backend::Backend::maxpool2) on this backend.
@@ -202,19 +184,19 @@ pub(super) fn maxpool2(
     check_range("maxpool x", x.len, x_off, g.len())?;
     check_range("maxpool out", out.len, o_off, q)?;
     check_range("maxpool idx", idx.len, i_off, q)?;
-    let p = Params {
-        off_a: u(x_off, "offset")?,
+    let p = PoolParams {
+        off_src: u(x_off, "offset")?,
         off_out: u(o_off, "offset")?,
-        off_d: u(i_off, "offset")?,
-        len: u(q, "length")?,
-        ..nhwc_params(g)?
+        off_idx_out: u(i_off, "offset")?,
+        ..pool_params(g, q)?
     };
-    be.dispatch(
-        Kernel::MaxPool2,
-        [Some(x), None, None, None, Some(out), Some(idx)],
-        p,
-        GpuBackend::groups_1d(q),
-    )
+    let bufs = PoolBufs {
+        idx: None,
+        src: Some(x),
+        out: Some(out),
+        idx_out: Some(idx),
+    };
+    be.run(Kernel::MaxPool2, &p, bufs, GpuBackend::groups_1d(q))
 }
 
 /// [`Backend::pool2_gather`](crate::backend::Backend::pool2_gather) on this backend.
@@ -232,18 +214,14 @@ pub(super) fn pool2_gather(
     check_range("pool gather idx", idx.len, i_off, q)?;
     check_range("pool gather src", src.len, s_off, g.len())?;
     check_range("pool gather out", out.len, o_off, q)?;
-    let p = Params {
-        off_a: u(i_off, "offset")?,
-        off_b: u(s_off, "offset")?,
-        off_out: u(o_off, "offset")?,
-        len: u(q, "length")?,
-        ..nhwc_params(g)?
-    };
-    be.dispatch(
+    pool_read(
+        be,
         Kernel::PoolGather,
-        [Some(idx), Some(src), None, None, Some(out), None],
-        p,
-        GpuBackend::groups_1d(q),
+        g,
+        (idx, i_off),
+        (src, s_off),
+        (out, o_off),
+        q,
     )
 }
 
@@ -262,19 +240,40 @@ pub(super) fn pool2_scatter(
     check_range("pool scatter idx", idx.len, i_off, q)?;
     check_range("pool scatter gy", gy.len, g_off, q)?;
     check_range("pool scatter dx", dx.len, dx_off, g.len())?;
-    let p = Params {
-        off_a: u(i_off, "offset")?,
-        off_b: u(g_off, "offset")?,
-        off_out: u(dx_off, "offset")?,
-        len: u(g.len(), "length")?,
-        ..nhwc_params(g)?
-    };
-    be.dispatch(
+    pool_read(
+        be,
         Kernel::PoolScatter,
-        [Some(idx), Some(gy), None, None, Some(dx), None],
-        p,
-        GpuBackend::groups_1d(g.len()),
+        g,
+        (idx, i_off),
+        (gy, g_off),
+        (dx, dx_off),
+        g.len(),
     )
+}
+
+/// pool2_gather or pool2_scatter: `len` outputs from the arg-max `idx` and `src`.
+fn pool_read(
+    be: &GpuBackend,
+    k: Kernel,
+    g: Nhwc,
+    idx: (&GpuBuf, usize),
+    src: (&GpuBuf, usize),
+    out: (&GpuBuf, usize),
+    len: usize,
+) -> Result<()> {
+    let p = PoolParams {
+        off_idx: u(idx.1, "offset")?,
+        off_src: u(src.1, "offset")?,
+        off_out: u(out.1, "offset")?,
+        ..pool_params(g, len)?
+    };
+    let bufs = PoolBufs {
+        idx: Some(idx.0),
+        src: Some(src.0),
+        out: Some(out.0),
+        idx_out: None,
+    };
+    be.run(k, &p, bufs, GpuBackend::groups_1d(len))
 }
 
 /// [`Backend::transpose_batch`](crate::backend::Backend::transpose_batch) on this backend.
@@ -291,21 +290,19 @@ pub(super) fn transpose_batch(
     let len = batch * rows * cols;
     check_range("transpose src", src.len, s_off, len)?;
     check_range("transpose dst", dst.len, d_off, len)?;
-    let p = Params {
-        m: u(rows, "rows")?,
-        n: u(cols, "cols")?,
-        aux: u(batch, "batch")?,
-        off_a: u(s_off, "offset")?,
-        off_out: u(d_off, "offset")?,
+    let p = VectorParams {
+        rows: u(rows, "rows")?,
+        cols: u(cols, "cols")?,
+        off_x: u(s_off, "offset")?,
+        off_y: u(d_off, "offset")?,
         len: u(len, "length")?,
         ..Default::default()
     };
-    be.dispatch(
-        Kernel::TransposeBatch,
-        [Some(src), None, None, None, Some(dst), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    let bufs = VectorBufs {
+        x: Some(src),
+        y: Some(dst),
+    };
+    be.run(Kernel::TransposeBatch, &p, bufs, GpuBackend::groups_1d(len))
 }
 
 /// [`Backend::col_sum`](crate::backend::Backend::col_sum) on this backend.
@@ -322,21 +319,20 @@ pub(super) fn col_sum(
     let TenMut(dst, d_off) = dst;
     check_range("col_sum src", src.len, s_off, rows * cols)?;
     check_range("col_sum dst", dst.len, d_off, cols)?;
-    let p = Params {
-        m: u(rows, "rows")?,
-        n: u(cols, "cols")?,
-        off_a: u(s_off, "offset")?,
-        off_out: u(d_off, "offset")?,
+    let p = VectorParams {
+        rows: u(rows, "rows")?,
+        cols: u(cols, "cols")?,
+        off_x: u(s_off, "offset")?,
+        off_y: u(d_off, "offset")?,
         alpha: alpha as f32,
         beta: beta as f32,
         ..Default::default()
     };
-    be.dispatch(
-        Kernel::ColSum,
-        [Some(src), None, None, None, Some(dst), None],
-        p,
-        GpuBackend::groups_1d(cols),
-    )
+    let bufs = VectorBufs {
+        x: Some(src),
+        y: Some(dst),
+    };
+    be.run(Kernel::ColSum, &p, bufs, GpuBackend::groups_1d(cols))
 }
 
 /// [`Backend::loss_grad`](crate::backend::Backend::loss_grad) on this backend.
@@ -348,12 +344,7 @@ pub(super) fn loss_grad(
     grad: TenMut<'_, GpuBackend>,
     stats: &mut GpuBuf,
 ) -> Result<()> {
-    let LossBlock {
-        kind: loss,
-        rows,
-        cols,
-        scale,
-    } = blk;
+    let (rows, cols) = (blk.rows, blk.cols);
     let Ten(out, o_off) = out;
     let Ten(target, t_off) = target;
     let TenMut(grad, g_off) = grad;
@@ -361,22 +352,14 @@ pub(super) fn loss_grad(
     check_range("loss target", target.len, t_off, rows * cols)?;
     check_range("loss grad", grad.len, g_off, rows * cols)?;
     check_range("loss stats", stats.len, 0, 2)?;
-    let p = Params {
-        m: u(rows, "rows")?,
-        n: u(cols, "cols")?,
-        flags: loss_flag(loss),
-        off_a: u(o_off, "offset")?,
-        off_b: u(t_off, "offset")?,
-        off_out: u(g_off, "offset")?,
-        scale: scale as f32,
-        ..Default::default()
+    let p = loss_params(blk, o_off, t_off, g_off)?;
+    let bufs = LossBufs {
+        y: Some(out),
+        w: Some(target),
+        grad: Some(grad),
+        stats: Some(stats),
     };
-    be.dispatch(
-        Kernel::LossGrad,
-        [Some(out), Some(target), None, None, Some(grad), Some(stats)],
-        p,
-        [1, 1, 1],
-    )
+    be.run(Kernel::LossGrad, &p, bufs, [1, 1, 1])
 }
 
 /// [`Backend::loss_hess_mul`](crate::backend::Backend::loss_hess_mul) on this backend.
@@ -387,44 +370,65 @@ pub(super) fn loss_hess_mul(
     rout: Ten<'_, GpuBackend>,
     rgrad: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let LossBlock {
-        kind: loss,
-        rows,
-        cols,
-        scale,
-    } = blk;
+    let (rows, cols) = (blk.rows, blk.cols);
     let Ten(out, o_off) = out;
     let Ten(rout, r_off) = rout;
     let TenMut(rgrad, g_off) = rgrad;
     check_range("loss_hess out", out.len, o_off, rows * cols)?;
     check_range("loss_hess rout", rout.len, r_off, rows * cols)?;
     check_range("loss_hess rgrad", rgrad.len, g_off, rows * cols)?;
-    let p = Params {
-        m: u(rows, "rows")?,
-        n: u(cols, "cols")?,
-        flags: loss_flag(loss),
-        off_a: u(o_off, "offset")?,
-        off_b: u(r_off, "offset")?,
-        off_out: u(g_off, "offset")?,
-        scale: scale as f32,
-        ..Default::default()
+    let p = loss_params(blk, o_off, r_off, g_off)?;
+    let bufs = LossBufs {
+        y: Some(out),
+        w: Some(rout),
+        grad: Some(rgrad),
+        stats: None,
     };
-    be.dispatch(
-        Kernel::LossHess,
-        [Some(out), Some(rout), None, None, Some(rgrad), None],
-        p,
-        GpuBackend::groups_1d(rows),
-    )
+    be.run(Kernel::LossHess, &p, bufs, GpuBackend::groups_1d(rows))
 }
 
-/// The image geometry in a kernel's parameter block (m = height, n = width, k = channels,
-/// aux = samples).
-fn nhwc_params(g: Nhwc) -> Result<Params> {
-    Ok(Params {
-        m: u(g.h, "height")?,
-        n: u(g.w, "width")?,
-        k: u(g.c, "channels")?,
-        aux: u(g.n, "samples")?,
+/// A loss block in its parameter block: y at `y_off`, the targets or R{y} at `w_off`, the
+/// gradient at `g_off`.
+fn loss_params(blk: LossBlock, y_off: usize, w_off: usize, g_off: usize) -> Result<LossParams> {
+    Ok(LossParams {
+        rows: u(blk.rows, "rows")?,
+        cols: u(blk.cols, "cols")?,
+        kind: loss_flag(blk.kind),
+        off_y: u(y_off, "offset")?,
+        off_w: u(w_off, "offset")?,
+        off_grad: u(g_off, "offset")?,
+        scale: blk.scale as f32,
+        ..Default::default()
+    })
+}
+
+/// An activation kernel's parameter block: the kind, `len` elements.
+fn act_params(act: Option<Activation>, len: usize) -> Result<ActParams> {
+    Ok(ActParams {
+        act: act_flag(act),
+        len: u(len, "length")?,
+        ..Default::default()
+    })
+}
+
+/// The image geometry in the convolution's parameter block.
+fn conv_params(g: Nhwc) -> Result<ConvParams> {
+    Ok(ConvParams {
+        h: u(g.h, "height")?,
+        w: u(g.w, "width")?,
+        c: u(g.c, "channels")?,
+        samples: u(g.n, "samples")?,
+        ..Default::default()
+    })
+}
+
+/// The input geometry and the elements written (`len`) in the pooling's parameter block.
+fn pool_params(g: Nhwc, len: usize) -> Result<PoolParams> {
+    Ok(PoolParams {
+        h: u(g.h, "height")?,
+        w: u(g.w, "width")?,
+        c: u(g.c, "channels")?,
+        len: u(len, "length")?,
         ..Default::default()
     })
 }

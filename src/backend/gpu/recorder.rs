@@ -2,7 +2,9 @@
 //! scratch buffers, reductions, read-backs, and the counts of what crossed between host and device
 //! ([`crate::backend::Transfers`]).
 
-use super::kernels::{Kernel, Params};
+use super::kernels::{
+    Access, Bindings, Kernel, MAX_STORAGE, ReduceBufs, ReduceParams, SLOT, VectorBufs, VectorParams,
+};
 use super::{GpuBackend, GpuBuf, GpuInput, NEXT_ID, gpu_err, u};
 use crate::backend::{Blas, Buffers, Transfers, check_range};
 use crate::error::{Error, Result};
@@ -77,8 +79,8 @@ impl std::future::Future for MapDone {
     }
 }
 
-/// Bytes per parameter slot: the minimum uniform-buffer offset alignment WebGPU guarantees.
-pub(super) const SLOT: usize = 256;
+/// The most read-write storage buffers of one module (Adam's m, v, d).
+pub(super) const MAX_RW: usize = 3;
 /// Dispatches recorded before a forced submit.
 pub(super) const SLOTS: usize = 4096;
 /// Scalars that one read-back can collect (row norms of a block, …).
@@ -93,7 +95,8 @@ pub(super) struct State {
     pub(super) encoder: Option<wgpu::CommandEncoder>,
     pub(super) params: Vec<u8>,
     pub(super) slots: usize,
-    pub(super) bind_groups: HashMap<[u64; 8], wgpu::BindGroup>,
+    /// By module (its index in `LAYOUTS`) and buffers.
+    pub(super) bind_groups: HashMap<[u64; MAX_STORAGE + 1], wgpu::BindGroup>,
     pub(super) submits: u64,
     /// Read-backs, bytes read back, buffers made from host data and their bytes.
     pub(super) readbacks: u64,
@@ -110,10 +113,15 @@ pub(super) struct Inner {
     pub(super) device: wgpu::Device,
     pub(super) queue: wgpu::Queue,
     pub(super) info: wgpu::AdapterInfo,
-    pub(super) layout: wgpu::BindGroupLayout,
-    pub(super) pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    /// A bind-group layout per module, in the order of `kernels::LAYOUTS`.
+    pub(super) layouts: Vec<wgpu::BindGroupLayout>,
+    /// Each kernel's pipeline and its module's index.
+    pub(super) pipelines: HashMap<Kernel, (wgpu::ComputePipeline, usize)>,
     pub(super) params: wgpu::Buffer,
-    pub(super) dummy: [GpuBuf; 3],
+    /// What a slot a kernel does not touch is bound to: `dummy[0]` for every read-only slot,
+    /// `dummy[1 + i]` for the i-th read-write one (a buffer may be bound read-write once per
+    /// dispatch next to read-only uses of others only).
+    pub(super) dummy: [GpuBuf; 1 + MAX_RW],
     pub(super) partials: GpuBuf,
     pub(super) results: GpuBuf,
     /// The attention backward kernels' per-(sequence, head, query) scalars (3 each), grown to
@@ -219,48 +227,62 @@ impl GpuBackend {
         })
     }
 
-    /// Record one dispatch. `bufs`: slots a, b, c, d (read-only) and out, out2 (read-write).
-    pub(super) fn dispatch(
+    /// Record one dispatch of `k` with the parameter block `p` and the buffers `bufs` of its
+    /// module's layout (a slot left `None` gets a dummy). Errors: `k` is not of that module (a
+    /// bug), or what an earlier submit left.
+    pub(super) fn run<B: Bindings>(
         &self,
         k: Kernel,
-        bufs: [Option<&GpuBuf>; 6],
-        p: Params,
-        groups: [u32; 3],
-    ) -> Result<()> {
-        let [a, b, c, d, o, o2] = bufs;
-        self.dispatch8(k, [a, b, c, d, o, o2, None, None], p, groups)
-    }
-
-    /// Record one dispatch with all eight storage slots: a, b, c, d (read-only), out, out2
-    /// (read-write), then e, f (read-only).
-    pub(super) fn dispatch8(
-        &self,
-        k: Kernel,
-        bufs: [Option<&GpuBuf>; 8],
-        p: Params,
+        p: &B::Params,
+        bufs: B,
         groups: [u32; 3],
     ) -> Result<()> {
         if groups.contains(&0) {
             return Ok(());
         }
         let inner = &*self.inner;
+        let layout = B::LAYOUT;
+        let (pipeline, module) = match inner.pipelines.get(&k) {
+            Some((pl, m)) if super::kernels::LAYOUTS[*m].name == layout.name => (pl, *m),
+            _ => {
+                return Err(gpu_err(format!(
+                    "kernel {k:?} dispatched with the bindings of {}",
+                    layout.name
+                )));
+            }
+        };
+        let slots = bufs.slots();
         let mut st = self.state()?;
         if st.slots == SLOTS {
             self.submit(&mut st)?;
         }
         let slot = st.slots;
-        st.params[slot * SLOT..slot * SLOT + std::mem::size_of::<Params>()]
-            .copy_from_slice(bytemuck::bytes_of(&p));
+        let bytes = bytemuck::bytes_of(p);
+        st.params[slot * SLOT..slot * SLOT + bytes.len()].copy_from_slice(bytes);
         st.slots += 1;
         st.dispatches += 1;
-        let pick = |i: usize| -> &GpuBuf {
-            match bufs[i] {
-                Some(b) => b,
-                None if i == 4 || i == 5 => &inner.dummy[i - 3],
-                None => &inner.dummy[0],
-            }
-        };
-        let key: [u64; 8] = std::array::from_fn(|i| pick(i).id);
+        // The buffer of each binding: the caller's, else a dummy (read-write ones distinct).
+        let mut rw = 0;
+        let picked: Vec<&GpuBuf> = layout
+            .bindings
+            .iter()
+            .zip(slots)
+            .map(|(&(_, access), b)| {
+                let d = match access {
+                    Access::Read => &inner.dummy[0],
+                    Access::ReadWrite => {
+                        rw += 1;
+                        &inner.dummy[rw.min(MAX_RW)]
+                    }
+                };
+                b.unwrap_or(d)
+            })
+            .collect();
+        let mut key = [0u64; MAX_STORAGE + 1];
+        key[0] = module as u64;
+        for (k, b) in key[1..].iter_mut().zip(&picked) {
+            *k = b.id;
+        }
         if st.bind_groups.len() >= BIND_GROUP_CACHE && !st.bind_groups.contains_key(&key) {
             st.bind_groups.clear();
         }
@@ -270,34 +292,59 @@ impl GpuBackend {
             ..
         } = &mut *st;
         let bg = bind_groups.entry(key).or_insert_with(|| {
-            // Slots 0..6 are bindings 0..6; e and f are bindings 7 and 8 (6 is the uniform).
-            let entries: Vec<wgpu::BindGroupEntry> = (0..8)
-                .map(|i| wgpu::BindGroupEntry {
-                    binding: if i < 6 { i as u32 } else { i as u32 + 1 },
-                    resource: pick(i).buf.as_entire_binding(),
+            let entries: Vec<wgpu::BindGroupEntry> = picked
+                .iter()
+                .enumerate()
+                .map(|(i, b)| wgpu::BindGroupEntry {
+                    binding: i as u32,
+                    resource: b.buf.as_entire_binding(),
                 })
                 .chain(std::iter::once(wgpu::BindGroupEntry {
-                    binding: 6,
+                    binding: picked.len() as u32,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                         buffer: &inner.params,
                         offset: 0,
-                        size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+                        size: wgpu::BufferSize::new(layout.params as u64),
                     }),
                 }))
                 .collect();
             inner.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &inner.layout,
+                label: Some(layout.name),
+                layout: &inner.layouts[module],
                 entries: &entries,
             })
         });
         let enc =
             encoder.get_or_insert_with(|| inner.device.create_command_encoder(&Default::default()));
         let mut pass = enc.begin_compute_pass(&Default::default());
-        pass.set_pipeline(&inner.pipelines[&k]);
+        pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &*bg, &[(slot * SLOT) as u32]);
         pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         Ok(())
+    }
+
+    /// One kernel of `vector.wgsl` over `len` elements of y (at its offset), reading x (axpy) or y
+    /// alone (scale, rsqrt, fill), with the scalar `alpha`. The ranges are the caller's to check.
+    pub(super) fn vector_op(
+        &self,
+        k: Kernel,
+        x: Option<(&GpuBuf, usize)>,
+        y: (&GpuBuf, usize),
+        len: usize,
+        alpha: f64,
+    ) -> Result<()> {
+        let p = VectorParams {
+            off_x: u(x.map_or(0, |(_, o)| o), "offset")?,
+            off_y: u(y.1, "offset")?,
+            len: u(len, "length")?,
+            alpha: alpha as f32,
+            ..Default::default()
+        };
+        let bufs = VectorBufs {
+            x: x.map(|(b, _)| b),
+            y: Some(y.0),
+        };
+        self.run(k, &p, bufs, GpuBackend::groups_1d(len))
     }
 
     /// Submit what is recorded: the parameter block first (queue writes land before the
@@ -467,45 +514,39 @@ impl GpuBackend {
         out_off: usize,
     ) -> Result<()> {
         let groups = (len.div_ceil(256) as u32).clamp(1, PARTIALS);
-        let p = Params {
-            off_a: x_off as u32,
-            off_b: y.map_or(0, |(_, o)| o as u32),
+        let p = ReduceParams {
+            off_x: x_off as u32,
+            off_y: y.map_or(0, |(_, o)| o as u32),
             len: len as u32,
             flags: if y.is_some() { 0 } else { 1 },
             ..Default::default()
         };
-        self.dispatch(
-            Kernel::ReducePartial,
-            [
-                Some(x),
-                y.map(|(b, _)| b),
-                None,
-                None,
-                Some(&self.inner.partials),
-                None,
-            ],
-            p,
-            [groups, 1, 1],
-        )?;
-        let p2 = Params {
+        let partials = Some(&self.inner.partials);
+        let bufs = ReduceBufs {
+            x: Some(x),
+            y: y.map(|(b, _)| b),
+            out: partials,
+        };
+        self.run(Kernel::ReducePartial, &p, bufs, [groups, 1, 1])?;
+        let p2 = ReduceParams {
             len: groups,
             off_out: out_off as u32,
             ..Default::default()
         };
-        self.dispatch(
-            Kernel::ReduceFinal,
-            [
-                Some(&self.inner.partials),
-                None,
-                None,
-                None,
-                Some(out),
-                None,
-            ],
-            p2,
-            [1, 1, 1],
-        )
+        let bufs = ReduceBufs {
+            x: partials,
+            y: None,
+            out: Some(out),
+        };
+        self.run(Kernel::ReduceFinal, &p2, bufs, [1, 1, 1])
     }
+}
+
+/// A kernel's operand: `len` scalars of `buf` from `off`, checked (the error names `what`), and
+/// the offset as the kernels read it. Errors: out of range, or an offset past u32.
+pub(super) fn operand(what: &str, buf: &GpuBuf, off: usize, len: usize) -> Result<u32> {
+    check_range(what, buf.len, off, len)?;
+    u(off, "offset")
 }
 
 /// [`Backend::write`](crate::backend::Backend::write) on this backend.
@@ -601,18 +642,7 @@ pub(super) fn fill(
     value: f64,
 ) -> Result<()> {
     check_range("fill", x.len, off, len)?;
-    let p = Params {
-        off_out: u(off, "offset")?,
-        len: u(len, "length")?,
-        alpha: value as f32,
-        ..Default::default()
-    };
-    be.dispatch(
-        Kernel::Fill,
-        [None, None, None, None, Some(x), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    be.vector_op(Kernel::Fill, None, (x, off), len, value)
 }
 
 /// [`Backend::sync`](crate::backend::Backend::sync) on this backend.

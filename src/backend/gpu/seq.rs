@@ -1,7 +1,8 @@
 //! The GPU's sequence kernels (embedding, LayerNorm, attention, mean pooling) as dispatches of
-//! `shaders/seq.wgsl`.
+//! `shaders/embed.wgsl`, `layer_norm.wgsl` and `attention.wgsl`.
 
-use super::kernels::{Kernel, Params};
+use super::kernels::{AttnBufs, AttnParams, EmbedBufs, EmbedParams, Kernel, LnBufs, LnParams};
+use super::recorder::operand;
 use super::{GpuBackend, GpuBuf, gpu_err, u};
 use crate::backend::{Attn, Dual, Ln, Seq, Ten, TenMut, ThetaV, check_range};
 use crate::error::Result;
@@ -23,22 +24,20 @@ pub(super) fn embed(
     check_range("embed token rows", table.len, tok_off, d)?;
     check_range("embed positions", table.len, pos_off, t * d)?;
     check_range("embed out", out.len, o_off, len)?;
-    let p = Params {
-        m: u(t, "sequence length")?,
-        n: u(d, "width")?,
-        off_a: u(ids_off, "offset")?,
-        off_b: u(tok_off, "offset")?,
-        off_c: u(pos_off, "offset")?,
+    let p = EmbedParams {
+        off_ids: u(ids_off, "offset")?,
+        off_src: u(tok_off, "offset")?,
+        off_pos: u(pos_off, "offset")?,
         off_out: u(o_off, "offset")?,
-        len: u(len, "length")?,
+        ..embed_params(g, false, len)?
+    };
+    let bufs = EmbedBufs {
+        ids: Some(ids),
+        src: Some(table),
+        out: Some(out),
         ..Default::default()
     };
-    be.dispatch(
-        Kernel::Embed,
-        [Some(ids), Some(table), Some(table), None, Some(out), None],
-        p,
-        GpuBackend::groups_1d(len),
-    )
+    be.run(Kernel::Embed, &p, bufs, GpuBackend::groups_1d(len))
 }
 
 /// [`Backend::embed_grad`](crate::backend::Backend::embed_grad) on this backend.
@@ -64,17 +63,21 @@ pub(super) fn embed_grad(
              exact up to 2^24: use a smaller --chunk"
         )));
     }
-    let p = Params {
-        n: u(d, "width")?,
-        off_c: u(g_off, "offset")?,
+    let p = EmbedParams {
+        off_src: u(g_off, "offset")?,
         off_out: u(tok_off, "offset")?,
-        len: u(vocab * d, "length")?,
-        ..Default::default()
+        ..embed_params(g, false, vocab * d)?
     };
-    be.dispatch(
+    let bufs = EmbedBufs {
+        ids: Some(start),
+        order: Some(order),
+        src: Some(gy),
+        out: Some(out),
+    };
+    be.run(
         Kernel::EmbedGrad,
-        [Some(start), Some(order), Some(gy), None, Some(out), None],
-        p,
+        &p,
+        bufs,
         GpuBackend::groups_1d(vocab * d),
     )
 }
@@ -93,19 +96,18 @@ pub(super) fn layer_norm(
     check_range("layer_norm x", x.len, x_off, len)?;
     ln_check(theta.len, 0, l)?;
     check_range("layer_norm y", y.len, y_off, len)?;
-    let p = Params {
-        off_a: u(x_off, "offset")?,
-        off_b: u(l.gamma, "offset")?,
-        off_c: u(l.beta, "offset")?,
+    let p = LnParams {
+        off_x: u(x_off, "offset")?,
         off_out: u(y_off, "offset")?,
         ..ln_params(l)?
     };
-    be.dispatch(
-        Kernel::LayerNorm,
-        [Some(x), Some(theta), Some(theta), None, Some(y), None],
-        p,
-        GpuBackend::groups_1d(l.rows),
-    )
+    let bufs = LnBufs {
+        x: Some(x),
+        theta: Some(theta),
+        out: Some(y),
+        ..Default::default()
+    };
+    be.run(Kernel::LayerNorm, &p, bufs, GpuBackend::groups_1d(l.rows))
 }
 
 /// [`Backend::layer_norm_vjp`](crate::backend::Backend::layer_norm_vjp) on this backend.
@@ -128,18 +130,25 @@ pub(super) fn layer_norm_vjp(
     ln_check(theta.len, 0, l)?;
     check_range("layer_norm_vjp dx", dx.len, dx_off, len)?;
     check_range("layer_norm_vjp prod", prod.len, p_off, len)?;
-    let p = Params {
-        off_a: u(x_off, "offset")?,
-        off_b: u(l.gamma, "offset")?,
-        off_c: u(dy_off, "offset")?,
+    let p = LnParams {
+        off_x: u(x_off, "offset")?,
+        off_dy: u(dy_off, "offset")?,
         off_out: u(dx_off, "offset")?,
-        off_out2: u(p_off, "offset")?,
+        off_prod: u(p_off, "offset")?,
         ..ln_params(l)?
     };
-    be.dispatch(
+    let bufs = LnBufs {
+        x: Some(x),
+        theta: Some(theta),
+        dy: Some(dy),
+        out: Some(dx),
+        prod: Some(prod),
+        ..Default::default()
+    };
+    be.run(
         Kernel::LayerNormVjp,
-        [Some(x), Some(theta), Some(dy), None, Some(dx), Some(prod)],
-        p,
+        &p,
+        bufs,
         GpuBackend::groups_1d(l.rows),
     )
 }
@@ -167,28 +176,26 @@ pub(super) fn layer_norm_jvp(
     ln_check(theta.len, 0, l)?;
     ln_check(v.len, v_off, l)?;
     check_range("layer_norm_jvp ry", ry.len, ry_off, len)?;
-    let p = Params {
-        off_a: u(x_off, "offset")?,
-        off_b: u(rx_off, "offset")?,
-        off_c: u(l.gamma, "offset")?,
-        off_d: u(v_off + l.gamma, "offset")?,
-        off_e: u(v_off + l.beta, "offset")?,
+    let p = LnParams {
+        off_x: u(x_off, "offset")?,
+        off_rx: u(rx_off, "offset")?,
+        off_vgamma: u(v_off + l.gamma, "offset")?,
+        off_vbeta: u(v_off + l.beta, "offset")?,
         off_out: u(ry_off, "offset")?,
         ..ln_params(l)?
     };
-    be.dispatch8(
+    let bufs = LnBufs {
+        x: Some(x),
+        rx: Some(rx),
+        theta: Some(theta),
+        v: Some(v),
+        out: Some(ry),
+        ..Default::default()
+    };
+    be.run(
         Kernel::LayerNormJvp,
-        [
-            Some(x),
-            Some(rx),
-            Some(theta),
-            Some(v),
-            Some(ry),
-            None,
-            Some(v),
-            None,
-        ],
-        p,
+        &p,
+        bufs,
         GpuBackend::groups_1d(l.rows),
     )
 }
@@ -226,30 +233,30 @@ pub(super) fn layer_norm_rvjp(
     ln_check(v.len, v_off, l)?;
     check_range("layer_norm_rvjp rdx", rdx.len, rdx_off, len)?;
     check_range("layer_norm_rvjp prod", prod.len, p_off, len)?;
-    let p = Params {
-        off_a: u(x_off, "offset")?,
-        off_b: u(rx_off, "offset")?,
-        off_c: u(l.gamma, "offset")?,
-        off_d: u(v_off + l.gamma, "offset")?,
-        off_e: u(dy_off, "offset")?,
-        off_f: u(rdy_off, "offset")?,
+    let p = LnParams {
+        off_x: u(x_off, "offset")?,
+        off_rx: u(rx_off, "offset")?,
+        off_vgamma: u(v_off + l.gamma, "offset")?,
+        off_dy: u(dy_off, "offset")?,
+        off_rdy: u(rdy_off, "offset")?,
         off_out: u(rdx_off, "offset")?,
-        off_out2: u(p_off, "offset")?,
+        off_prod: u(p_off, "offset")?,
         ..ln_params(l)?
     };
-    be.dispatch8(
+    let bufs = LnBufs {
+        x: Some(x),
+        rx: Some(rx),
+        theta: Some(theta),
+        v: Some(v),
+        dy: Some(dy),
+        rdy: Some(rdy),
+        out: Some(rdx),
+        prod: Some(prod),
+    };
+    be.run(
         Kernel::LayerNormRvjp,
-        [
-            Some(x),
-            Some(rx),
-            Some(theta),
-            Some(v),
-            Some(rdx),
-            Some(prod),
-            Some(dy),
-            Some(rdy),
-        ],
-        p,
+        &p,
+        bufs,
         GpuBackend::groups_1d(l.rows),
     )
 }
@@ -263,33 +270,24 @@ pub(super) fn attention(
     out: TenMut<'_, GpuBackend>,
     probs: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(ids, ids_off) = ids;
-    let Ten(qkv, q_off) = qkv;
-    let TenMut(out, o_off) = out;
-    let TenMut(probs, p_off) = probs;
-    let (t, d) = (a.seq, a.width());
-    check_range("attention ids", ids.len, ids_off, a.rows * t)?;
-    check_range("attention qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
-    check_range("attention out", out.len, o_off, a.rows * t * d)?;
-    check_range(
-        "attention probs",
-        probs.len,
-        p_off,
-        a.rows * a.probs_per_row(),
-    )?;
-    let p = Params {
-        off_a: u(q_off, "offset")?,
-        off_b: u(ids_off, "offset")?,
-        off_out: u(o_off, "offset")?,
-        off_out2: u(p_off, "offset")?,
+    let (Ten(ids, ids_off), Ten(qkv, q_off)) = (ids, qkv);
+    let (TenMut(out, o_off), TenMut(probs, p_off)) = (out, probs);
+    let s = AttnSizes::of(a);
+    let p = AttnParams {
+        off_ids: operand("attention ids", ids, ids_off, s.ids)?,
+        off_qkv: operand("attention qkv", qkv, q_off, s.qkv)?,
+        off_out: operand("attention out", out, o_off, s.out)?,
+        off_aux: operand("attention probs", probs, p_off, s.probs)?,
         ..attn_params(a)?
     };
-    be.dispatch(
-        Kernel::Attention,
-        [Some(qkv), Some(ids), None, None, Some(out), Some(probs)],
-        p,
-        GpuBackend::groups_1d(a.rows * a.heads * t),
-    )
+    let bufs = AttnBufs {
+        qkv: Some(qkv),
+        ids: Some(ids),
+        out: Some(out),
+        aux: Some(probs),
+        ..Default::default()
+    };
+    be.run(Kernel::Attention, &p, bufs, s.groups)
 }
 
 /// [`Backend::attention_vjp`](crate::backend::Backend::attention_vjp) on this backend.
@@ -301,56 +299,30 @@ pub(super) fn attention_vjp(
     dout: Ten<'_, GpuBackend>,
     dqkv: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
-    let Ten(qkv, q_off) = qkv;
-    let Ten(probs, p_off) = probs;
-    let Ten(dout, d_off) = dout;
-    let TenMut(dqkv, dq_off) = dqkv;
-    let (t, d) = (a.seq, a.width());
-    check_range("attention_vjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
-    check_range(
-        "attention_vjp probs",
-        probs.len,
-        p_off,
-        a.rows * a.probs_per_row(),
-    )?;
-    check_range("attention_vjp dout", dout.len, d_off, a.rows * t * d)?;
-    check_range("attention_vjp dqkv", dqkv.len, dq_off, a.rows * t * 3 * d)?;
-    let p = Params {
-        off_a: u(q_off, "offset")?,
-        off_b: u(p_off, "offset")?,
-        off_c: u(d_off, "offset")?,
-        off_out: u(dq_off, "offset")?,
+    let (Ten(qkv, q_off), Ten(probs, p_off)) = (qkv, probs);
+    let (Ten(dout, d_off), TenMut(dqkv, dq_off)) = (dout, dqkv);
+    let s = AttnSizes::of(a);
+    let p = AttnParams {
+        off_qkv: operand("attention_vjp qkv", qkv, q_off, s.qkv)?,
+        off_probs: operand("attention_vjp probs", probs, p_off, s.probs)?,
+        off_dout: operand("attention_vjp dout", dout, d_off, s.out)?,
+        off_out: operand("attention_vjp dqkv", dqkv, dq_off, s.qkv)?,
         ..attn_params(a)?
     };
-    let n = a.rows * a.heads * t;
-    be.with_attn_scratch(3 * n, |s| {
-        be.dispatch(
-            Kernel::AttentionVjpRows,
-            [
-                Some(qkv),
-                Some(probs),
-                Some(dout),
-                None,
-                Some(dqkv),
-                Some(s),
-            ],
-            p,
-            GpuBackend::groups_1d(n),
-        )?;
-        be.dispatch(
-            Kernel::AttentionVjpCols,
-            [
-                Some(qkv),
-                Some(probs),
-                Some(dout),
-                Some(s),
-                Some(dqkv),
-                None,
-            ],
-            p,
-            GpuBackend::groups_1d(n),
-        )
-    })
+    let bufs = AttnBufs {
+        qkv: Some(qkv),
+        probs: Some(probs),
+        dout: Some(dout),
+        out: Some(dqkv),
+        ..Default::default()
+    };
+    rows_then_cols(
+        be,
+        [Kernel::AttentionVjpRows, Kernel::AttentionVjpCols],
+        &p,
+        bufs,
+        s,
+    )
 }
 
 /// [`Backend::attention_jvp`](crate::backend::Backend::attention_jvp) on this backend.
@@ -365,31 +337,23 @@ pub(super) fn attention_jvp(
         val: Ten(qkv, q_off),
         r: Ten(rqkv, rq_off),
     } = qkv;
-    let Ten(probs, p_off) = probs;
-    let TenMut(rout, ro_off) = rout;
-    let (t, d) = (a.seq, a.width());
-    check_range("attention_jvp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
-    check_range(
-        "attention_jvp probs",
-        probs.len,
-        p_off,
-        a.rows * a.probs_per_row(),
-    )?;
-    check_range("attention_jvp rqkv", rqkv.len, rq_off, a.rows * t * 3 * d)?;
-    check_range("attention_jvp rout", rout.len, ro_off, a.rows * t * d)?;
-    let p = Params {
-        off_a: u(q_off, "offset")?,
-        off_b: u(p_off, "offset")?,
-        off_c: u(rq_off, "offset")?,
-        off_out: u(ro_off, "offset")?,
+    let (Ten(probs, p_off), TenMut(rout, ro_off)) = (probs, rout);
+    let s = AttnSizes::of(a);
+    let p = AttnParams {
+        off_qkv: operand("attention_jvp qkv", qkv, q_off, s.qkv)?,
+        off_probs: operand("attention_jvp probs", probs, p_off, s.probs)?,
+        off_rqkv: operand("attention_jvp rqkv", rqkv, rq_off, s.qkv)?,
+        off_out: operand("attention_jvp rout", rout, ro_off, s.out)?,
         ..attn_params(a)?
     };
-    be.dispatch(
-        Kernel::AttentionJvp,
-        [Some(qkv), Some(probs), Some(rqkv), None, Some(rout), None],
-        p,
-        GpuBackend::groups_1d(a.rows * a.heads * t),
-    )
+    let bufs = AttnBufs {
+        qkv: Some(qkv),
+        probs: Some(probs),
+        rqkv: Some(rqkv),
+        out: Some(rout),
+        ..Default::default()
+    };
+    be.run(Kernel::AttentionJvp, &p, bufs, s.groups)
 }
 
 /// [`Backend::attention_rvjp`](crate::backend::Backend::attention_rvjp) on this backend.
@@ -405,70 +369,77 @@ pub(super) fn attention_rvjp(
         val: Ten(qkv, q_off),
         r: Ten(rqkv, rq_off),
     } = qkv;
-    let Ten(probs, p_off) = probs;
     let Dual {
         val: Ten(dout, d_off),
         r: Ten(rdout, rd_off),
     } = dout;
-    let TenMut(rdqkv, rdq_off) = rdqkv;
-    let (t, d) = (a.seq, a.width());
-    check_range("attention_rvjp qkv", qkv.len, q_off, a.rows * t * 3 * d)?;
-    check_range(
-        "attention_rvjp probs",
-        probs.len,
-        p_off,
-        a.rows * a.probs_per_row(),
-    )?;
-    check_range("attention_rvjp rqkv", rqkv.len, rq_off, a.rows * t * 3 * d)?;
-    check_range("attention_rvjp dout", dout.len, d_off, a.rows * t * d)?;
-    check_range("attention_rvjp rdout", rdout.len, rd_off, a.rows * t * d)?;
-    check_range(
-        "attention_rvjp rdqkv",
-        rdqkv.len,
-        rdq_off,
-        a.rows * t * 3 * d,
-    )?;
-    let p = Params {
-        off_a: u(q_off, "offset")?,
-        off_b: u(p_off, "offset")?,
-        off_c: u(rq_off, "offset")?,
-        off_d: u(d_off, "offset")?,
-        off_e: u(rd_off, "offset")?,
-        off_out: u(rdq_off, "offset")?,
+    let (Ten(probs, p_off), TenMut(rdqkv, rdq_off)) = (probs, rdqkv);
+    let s = AttnSizes::of(a);
+    let p = AttnParams {
+        off_qkv: operand("attention_rvjp qkv", qkv, q_off, s.qkv)?,
+        off_probs: operand("attention_rvjp probs", probs, p_off, s.probs)?,
+        off_rqkv: operand("attention_rvjp rqkv", rqkv, rq_off, s.qkv)?,
+        off_dout: operand("attention_rvjp dout", dout, d_off, s.out)?,
+        off_rdout: operand("attention_rvjp rdout", rdout, rd_off, s.out)?,
+        off_out: operand("attention_rvjp rdqkv", rdqkv, rdq_off, s.qkv)?,
         ..attn_params(a)?
     };
-    let n = a.rows * a.heads * t;
-    be.with_attn_scratch(3 * n, |s| {
-        be.dispatch8(
-            Kernel::AttentionRvjpRows,
-            [
-                Some(qkv),
-                Some(probs),
-                Some(rqkv),
-                Some(dout),
-                Some(rdqkv),
-                Some(s),
-                Some(rdout),
-                None,
-            ],
-            p,
-            GpuBackend::groups_1d(n),
-        )?;
-        be.dispatch8(
-            Kernel::AttentionRvjpCols,
-            [
-                Some(qkv),
-                Some(probs),
-                Some(rqkv),
-                Some(dout),
-                Some(rdqkv),
-                None,
-                Some(rdout),
-                Some(s),
-            ],
-            p,
-            GpuBackend::groups_1d(n),
-        )
+    let bufs = AttnBufs {
+        qkv: Some(qkv),
+        probs: Some(probs),
+        rqkv: Some(rqkv),
+        dout: Some(dout),
+        rdout: Some(rdout),
+        out: Some(rdqkv),
+        ..Default::default()
+    };
+    let k = [Kernel::AttentionRvjpRows, Kernel::AttentionRvjpCols];
+    rows_then_cols(be, k, &p, bufs, s)
+}
+
+/// The scalars of an attention pass's tensors (ids, qkv, out, probs) and its dispatch (one
+/// invocation per (sequence, head, position)).
+#[derive(Clone, Copy)]
+struct AttnSizes {
+    ids: usize,
+    qkv: usize,
+    out: usize,
+    probs: usize,
+    rows: usize,
+    groups: [u32; 3],
+}
+
+impl AttnSizes {
+    fn of(a: Attn) -> Self {
+        let (t, d) = (a.seq, a.width());
+        let rows = a.rows * a.heads * t;
+        AttnSizes {
+            ids: a.rows * t,
+            qkv: a.rows * t * 3 * d,
+            out: a.rows * t * d,
+            probs: a.rows * a.probs_per_row(),
+            rows,
+            groups: GpuBackend::groups_1d(rows),
+        }
+    }
+}
+
+/// A backward pass's two kernels, the rows kernel leaving its per-row scalars in the attention
+/// scratch (bound as aux) for the cols kernel.
+fn rows_then_cols(
+    be: &GpuBackend,
+    k: [Kernel; 2],
+    p: &AttnParams,
+    bufs: AttnBufs<'_>,
+    s: AttnSizes,
+) -> Result<()> {
+    be.with_attn_scratch(3 * s.rows, |scratch| {
+        let bufs = AttnBufs {
+            aux: Some(scratch),
+            ..bufs
+        };
+        be.run(k[0], p, bufs, s.groups)?;
+        be.run(k[1], p, bufs, s.groups)
     })
 }
 
@@ -488,18 +459,14 @@ pub(super) fn seq_mean(
     check_range("seq_mean ids", ids.len, ids_off, g.rows * g.len)?;
     check_range("seq_mean x", x.len, x_off, g.numel())?;
     check_range("seq_mean out", out.len, o_off, len)?;
-    let p = Params {
-        off_a: u(ids_off, "offset")?,
-        off_b: u(x_off, "offset")?,
-        off_out: u(o_off, "offset")?,
-        len: u(len, "length")?,
-        ..seq_params(g, masked)?
-    };
-    be.dispatch(
+    let p = embed_params(g, masked, len)?;
+    seq_mean_run(
+        be,
         Kernel::SeqMean,
-        [Some(ids), Some(x), None, None, Some(out), None],
         p,
-        GpuBackend::groups_1d(len),
+        (ids, ids_off),
+        (x, x_off),
+        (out, o_off),
     )
 }
 
@@ -519,38 +486,61 @@ pub(super) fn seq_mean_adjoint(
     check_range("seq_mean_adjoint ids", ids.len, ids_off, g.rows * g.len)?;
     check_range("seq_mean_adjoint dy", dy.len, dy_off, g.rows * g.width)?;
     check_range("seq_mean_adjoint dx", dx.len, dx_off, len)?;
-    let p = Params {
-        off_a: u(ids_off, "offset")?,
-        off_b: u(dy_off, "offset")?,
-        off_out: u(dx_off, "offset")?,
-        len: u(len, "length")?,
-        ..seq_params(g, masked)?
-    };
-    be.dispatch(
+    let p = embed_params(g, masked, len)?;
+    seq_mean_run(
+        be,
         Kernel::SeqMeanAdjoint,
-        [Some(ids), Some(dy), None, None, Some(dx), None],
         p,
-        GpuBackend::groups_1d(len),
+        (ids, ids_off),
+        (dy, dy_off),
+        (dx, dx_off),
     )
 }
 
-/// A batch of sequences in a kernel's parameter block (m = T, n = D, flags = masked).
-fn seq_params(g: Seq, masked: bool) -> Result<Params> {
-    Ok(Params {
-        m: u(g.len, "sequence length")?,
-        n: u(g.width, "width")?,
-        flags: masked as u32,
+/// seq_mean or its adjoint (`p`: the geometry): `p.len` outputs from the ids and `src`.
+fn seq_mean_run(
+    be: &GpuBackend,
+    k: Kernel,
+    p: EmbedParams,
+    ids: (&GpuBuf, usize),
+    src: (&GpuBuf, usize),
+    out: (&GpuBuf, usize),
+) -> Result<()> {
+    let groups = GpuBackend::groups_1d(p.len as usize);
+    let p = EmbedParams {
+        off_ids: u(ids.1, "offset")?,
+        off_src: u(src.1, "offset")?,
+        off_out: u(out.1, "offset")?,
+        ..p
+    };
+    let bufs = EmbedBufs {
+        ids: Some(ids.0),
+        src: Some(src.0),
+        out: Some(out.0),
+        ..Default::default()
+    };
+    be.run(k, &p, bufs, groups)
+}
+
+/// A batch of sequences in the embedding module's parameter block, `len` outputs.
+fn embed_params(g: Seq, masked: bool, len: usize) -> Result<EmbedParams> {
+    Ok(EmbedParams {
+        seq: u(g.len, "sequence length")?,
+        width: u(g.width, "width")?,
+        masked: masked as u32,
+        len: u(len, "length")?,
         ..Default::default()
     })
 }
 
-/// A LayerNorm pass in a kernel's parameter block (m = len = rows, n = width, alpha = ε).
-fn ln_params(l: Ln) -> Result<Params> {
-    Ok(Params {
-        m: u(l.rows, "rows")?,
-        n: u(l.width, "width")?,
-        len: u(l.rows, "rows")?,
-        alpha: l.eps as f32,
+/// A LayerNorm pass in its parameter block (γ and β where `l` says, ε).
+fn ln_params(l: Ln) -> Result<LnParams> {
+    Ok(LnParams {
+        rows: u(l.rows, "rows")?,
+        width: u(l.width, "width")?,
+        off_gamma: u(l.gamma, "offset")?,
+        off_beta: u(l.beta, "offset")?,
+        eps: l.eps as f32,
         ..Default::default()
     })
 }
@@ -561,14 +551,13 @@ fn ln_check(len: usize, off: usize, l: Ln) -> Result<()> {
     check_range("layer_norm beta", len, off + l.beta, l.width)
 }
 
-/// An attention pass in a kernel's parameter block (m = T, n = dh, k = H, flags = masked,
-/// len = rows·H·T invocations, scale = 1/√dh).
-fn attn_params(a: Attn) -> Result<Params> {
-    Ok(Params {
-        m: u(a.seq, "sequence length")?,
-        n: u(a.head_dim, "head width")?,
-        k: u(a.heads, "heads")?,
-        flags: a.masked as u32,
+/// An attention pass in its parameter block (len = rows·H·T invocations, scale = 1/√dh).
+fn attn_params(a: Attn) -> Result<AttnParams> {
+    Ok(AttnParams {
+        seq: u(a.seq, "sequence length")?,
+        head_dim: u(a.head_dim, "head width")?,
+        heads: u(a.heads, "heads")?,
+        masked: a.masked as u32,
         len: u(a.rows * a.heads * a.seq, "attention rows")?,
         scale: (1.0 / (a.head_dim as f64).sqrt()) as f32,
         ..Default::default()
