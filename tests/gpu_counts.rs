@@ -8,7 +8,8 @@
 mod common;
 use common::*;
 use subspace_lab::backend::gpu::GpuBackend;
-use subspace_lab::backend::{Activation, Backend, LossKind, Transfers};
+use subspace_lab::backend::prelude::*;
+use subspace_lab::backend::{Activation, LossKind, Transfers};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::nn::cnn::CnnSpec;
 use subspace_lab::nn::engine::Engine;

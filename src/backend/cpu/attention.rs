@@ -1,5 +1,5 @@
 //! The CPU kernels of multi-head attention and its derivatives (forward, VJP, JVP, R-backward):
-//! the twins of `shaders/seq.wgsl`'s attention kernels, one sequence and head at a time in f64.
+//! the twins of `shaders/attention.wgsl`'s kernels, one sequence and head at a time in f64.
 
 use super::CpuBackend;
 use super::par::{par_seqs2, threads};

@@ -128,7 +128,7 @@ pub fn tanh_f32(x: f32) -> f32 {
 
 /// `x ← β·x`, with β = 0 overwriting (so NaN/Inf already in `x` do not survive, as in BLAS).
 /// 1/√x, 0 at 0, NaN for negative or non-finite x: the CPU twin of `rsqrt` in
-/// `shaders/elementwise.wgsl`.
+/// `shaders/vector.wgsl`.
 pub(crate) fn rsqrt_f64(v: f64) -> f64 {
     if v == 0.0 {
         0.0

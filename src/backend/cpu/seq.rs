@@ -1,5 +1,5 @@
 //! The CPU kernels of the sequence ops (embedding, LayerNorm, mean pooling): the twins of
-//! `shaders/seq.wgsl`. Each works on one sequence (or one row) at a time, accumulates in f64,
+//! `shaders/embed.wgsl` and `shaders/layer_norm.wgsl`. Each works on one sequence (or one row) at a time, accumulates in f64,
 //! and runs sequences on the backend's threads. Attention is in [`super::attention`].
 
 use super::CpuBackend;

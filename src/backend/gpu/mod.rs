@@ -7,8 +7,9 @@
 //! parameters to a staging block; nothing is submitted until a value is read back (a dot product,
 //! a download) or the parameter ring fills. A whole HVP — forward caches are reused; R-forward and
 //! R-backward over all chunks — is therefore one submit, and Lanczos reads back only scalars per
-//! step. Pipelines are created once; one bind-group layout serves every kernel, so bind groups are
-//! cached by the identity of their buffers and reused across steps.
+//! step. Pipelines are created once; each WGSL module has its own bind-group layout with named
+//! bindings and its own parameter block (`kernels::layouts`), and bind groups are cached by module
+//! and the identity of their buffers and reused across steps.
 //!
 //! Waiting on the GPU (a read-back, an error scope) blocks natively (pollster). In a browser a
 //! wasm stack cannot block: there the wait suspends it with JSPI (WebAssembly JS Promise
