@@ -19,6 +19,7 @@ pub mod output;
 pub mod plot;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod plot_density;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod plot_sweep;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod presets_run;
