@@ -514,12 +514,20 @@ fn resume_after_a_kill_keeps_rows_and_accepts_a_new_checkpoint_cadence() {
         15,
         "rows 0..=14 were written before the kill"
     );
+    // Every file under the run directory (the legs' final weights sit in `weights/`).
+    fn walk(d: &std::path::Path, out: &mut Vec<(String, Vec<u8>)>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
     let snapshot = |d: &std::path::Path| {
-        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
-            .collect();
+        let mut files = Vec::new();
+        walk(d, &mut files);
         files.sort();
         files
     };
