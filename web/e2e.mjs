@@ -48,7 +48,10 @@ try {
     const advanced = branchSteps === null
       ? state && state.steps >= minSteps
       : state && (state.branch_steps ?? 0) >= branchSteps;
-    if (enough && state && state.toy_steps > 0 && advanced) break;
+    // The toy animates, except while a scenario's or a snapshot's run computes: the app holds it
+    // then (issue 30: the training gets the cores).
+    const toy_ok = state && (state.toy_steps > 0 || state.scenario || state.snapshot);
+    if (enough && toy_ok && advanced) break;
     if (state && state.message && /not available|could not|failed|not on this server/.test(state.message)) {
       failed = `the model run reports: ${state.message}`;
       break;
