@@ -6,7 +6,7 @@
 //! under the title. Legends sit in a strip above each panel's data, ticks read like numbers, log
 //! axes say so, and χ is set in a font that has it ([`style`]).
 
-mod style;
+pub(crate) mod style;
 mod toy_png;
 
 use super::record::Record;

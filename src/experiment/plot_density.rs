@@ -7,20 +7,10 @@ use crate::error::{Error, Result};
 use crate::hessian::slq::Density;
 use plotters::prelude::*;
 use std::path::Path;
-use std::sync::Once;
 
-static FONT: Once = Once::new();
-
+/// The plots' fonts, registered once for all of them ([`super::plot::style::fonts`]).
 fn fonts() {
-    FONT.call_once(|| {
-        // A compiled-in constant: a failure would be a broken build of epaint_default_fonts,
-        // and the plot would then draw without text.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            epaint_default_fonts::UBUNTU_LIGHT,
-        );
-    });
+    super::plot::style::fonts();
 }
 
 /// Values below this are drawn at it on the log scale (PyHessian's plots start at 1e-10).

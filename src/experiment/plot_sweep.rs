@@ -9,17 +9,9 @@ use crate::paper::presets::switch_sweep::ForkRow;
 use plotters::prelude::*;
 use std::path::Path;
 
-static FONT: std::sync::Once = std::sync::Once::new();
-
-/// The Ubuntu font egui ships, as plot.rs registers it (has χ and the subscripts).
+/// The plots' fonts, registered once for all of them ([`super::plot::style::fonts`]).
 fn fonts() {
-    FONT.call_once(|| {
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            epaint_default_fonts::UBUNTU_LIGHT,
-        );
-    });
+    super::plot::style::fonts();
 }
 
 /// Draw `rows` (one per fork) into `path` (PNG, 1400×560). Errors: the file cannot be written.
