@@ -392,20 +392,6 @@ pub trait Nn: Buffers {
         beta: f64,
         dx: TenMut<'_, Self>,
     ) -> Result<()>;
-    /// [`Self::im2col`] of the 3×3, stride-1, padding-1 convolution ([`ConvGeom::SAME_3X3`]).
-    fn im2col3x3(&self, g: Nhwc, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
-        self.im2col(g, ConvGeom::SAME_3X3, x, col)
-    }
-    /// [`Self::col2im`] of the 3×3, stride-1, padding-1 convolution ([`ConvGeom::SAME_3X3`]).
-    fn col2im3x3(
-        &self,
-        g: Nhwc,
-        col: Ten<'_, Self>,
-        beta: f64,
-        dx: TenMut<'_, Self>,
-    ) -> Result<()> {
-        self.col2im(g, ConvGeom::SAME_3X3, col, beta, dx)
-    }
     /// 2×2 max-pool with stride 2 of images `g` (NHWC, h and w even): `out` [n, h/2, w/2, c] and
     /// `idx` of the same shape holding the arg-max's window position dy·2 + dx, the first maximum
     /// in row-major window order on ties (PyTorch's choice).

@@ -118,7 +118,7 @@ pub(super) fn act(
     be.run(Kernel::ActInplace, &p, bufs, GpuBackend::groups_1d(len))
 }
 
-/// [`Backend::im2col3x3`](crate::backend::Backend::im2col3x3) on this backend.
+/// [`Nn::im2col`](crate::backend::Nn::im2col) at 3×3, stride 1, padding 1 on this backend.
 pub(super) fn im2col3x3(
     be: &GpuBackend,
     g: Nhwc,
@@ -143,7 +143,7 @@ pub(super) fn im2col3x3(
     be.run(Kernel::Im2col, &p, bufs, GpuBackend::groups_1d(len))
 }
 
-/// [`Backend::col2im3x3`](crate::backend::Backend::col2im3x3) on this backend.
+/// [`Nn::col2im`](crate::backend::Nn::col2im) at 3×3, stride 1, padding 1 on this backend.
 pub(super) fn col2im3x3(
     be: &GpuBackend,
     g: Nhwc,
