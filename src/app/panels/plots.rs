@@ -3,8 +3,9 @@
 
 use crate::app::live::{BranchSet, BranchView, History, Point};
 use crate::experiment::spec::Projection;
+use crate::experiment::ticks::{log_gaps, log_ticks};
 use egui::{Color32, RichText};
-use egui_plot::{HLine, Line, LineStyle, Plot, PlotPoints, VLine};
+use egui_plot::{GridInput, GridMark, HLine, Line, LineStyle, Plot, PlotPoints, VLine};
 
 const TOP_K: Color32 = Color32::from_rgb(31, 119, 180);
 const NEXT_K: Color32 = Color32::from_rgb(255, 127, 14);
@@ -40,10 +41,28 @@ fn markers_ui(p: &mut egui_plot::PlotUi, h: &History, from: f64) {
     }
 }
 
-/// Text with χ in the monospace font (Hack), whose χ is unmistakable: the proportional font's
-/// (Ubuntu Light) reads as a Latin x beside the coordinate x.
+/// Text with χ in it. The proportional family draws χ from its own font
+/// ([`crate::app::ui::font_definitions`]: Ubuntu Light's χ reads as a Latin x beside the
+/// coordinate x), so this is plain text now; kept so that callers need not change.
 pub fn chi_text(t: &str) -> RichText {
-    RichText::new(t).family(egui::FontFamily::Monospace)
+    RichText::new(t)
+}
+
+/// egui_plot's grid marks for an axis that shows log10 of its values (the loss): at the ticks of
+/// [`log_ticks`] (1-2-5 per decade; denser on a narrow range), each mark's `step_size` its
+/// distance to its nearest neighbour, so that egui_plot fades labels that would collide.
+pub fn log10_grid(input: GridInput) -> Vec<GridMark> {
+    let (a, b) = input.bounds;
+    let ticks = log_ticks(10f64.powf(a), 10f64.powf(b), 7);
+    let gaps = log_gaps(&ticks, b - a);
+    ticks
+        .iter()
+        .zip(gaps)
+        .map(|(t, g)| GridMark {
+            value: t.log10(),
+            step_size: g,
+        })
+        .collect()
 }
 
 /// A tick's label a reader takes in at a glance: three significant digits in plain notation
@@ -225,6 +244,7 @@ fn loss_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
     model_plot("loss", area)
         .y_axis_label("loss (log scale)")
         .y_axis_formatter(|m, _| readable(10f64.powf(m.value)))
+        .y_grid_spacer(log10_grid)
         .show(ui, |p| {
             let before: Vec<[f64; 2]> = series(&|q| q.loss.max(1e-12).log10())
                 .into_iter()
@@ -388,4 +408,28 @@ fn chi_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
             }
             markers_ui(p, h, from);
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loss axis (log10 of the loss) gets its marks at 1-2-5, labelled as numbers.
+    #[test]
+    fn the_loss_axis_ticks_at_one_two_five() {
+        let marks = log10_grid(GridInput {
+            bounds: (0.05f64.log10(), 3f64.log10()),
+            base_step_size: 0.01,
+        });
+        let labels: Vec<String> = marks.iter().map(|m| readable(10f64.powf(m.value))).collect();
+        assert_eq!(labels, ["0.05", "0.1", "0.2", "0.5", "1", "2"]);
+        assert!(marks.iter().all(|m| (m.step_size - 2f64.log10()).abs() < 0.1));
+        // A loss that moves by a few per cent: evenly spaced, three digits.
+        let marks = log10_grid(GridInput {
+            bounds: (0.101f64.log10(), 0.113f64.log10()),
+            base_step_size: 0.001,
+        });
+        let labels: Vec<String> = marks.iter().map(|m| readable(10f64.powf(m.value))).collect();
+        assert_eq!(labels, ["0.102", "0.104", "0.106", "0.108", "0.11", "0.112"]);
+    }
 }
