@@ -107,3 +107,36 @@ fn verdict_writes_only_when_asked() {
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
     assert!(after["previous_verdicts"].is_array(), "{after}");
 }
+
+/// A successful command on a network with the backend chosen automatically (the default, which
+/// probes for a GPU) prints no error line: neither the Vulkan device-select layer's "error:
+/// XDG_RUNTIME_DIR is invalid or not set" (no session here: the variable removed) nor a software
+/// adapter's refusal as a "backend error" (issue 30). Needs MNIST-5k.
+#[test]
+fn a_successful_command_that_probes_for_a_gpu_prints_no_error_line() {
+    let have = subspace_lab::data::mnist::data_dir()
+        .and_then(|d| subspace_lab::data::mnist::load_or_fetch(&d, &mut |_| {}))
+        .is_ok();
+    if !have {
+        eprintln!("SKIP: MNIST-5k cannot be fetched on this machine");
+        return;
+    }
+    let out = bin()
+        .args([
+            "spectrum",
+            "--samples",
+            "100",
+            "--widths",
+            "784,16,10",
+            "--k",
+            "2",
+            "--json",
+        ])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.to_lowercase().contains("error"), "{err}");
+}

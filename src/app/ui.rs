@@ -374,7 +374,10 @@ mod tests {
         let (x, _) = owners(font_definitions(), 'x');
         assert!(!x.iter().any(|n| n == CHI_FONT_NAME), "{x:?}");
         let (_, h0) = owners(egui::FontDefinitions::default(), 'x');
-        assert!((h - h0).abs() < 0.5, "row height {h} with the χ font, {h0} without");
+        assert!(
+            (h - h0).abs() < 0.5,
+            "row height {h} with the χ font, {h0} without"
+        );
         // The symbols of the labels are still there (from Hack).
         let (nabla, _) = owners(font_definitions(), '∇');
         assert!(!nabla.is_empty());

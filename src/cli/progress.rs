@@ -147,12 +147,8 @@ impl Phases {
 
     /// The line written off a terminal (none when `lines` is off).
     pub(super) fn line(&self, msg: &str) -> Option<String> {
-        self.lines.then(|| {
-            format!(
-                "[{:>5.0} s] {msg}",
-                self.started.elapsed().as_secs_f64()
-            )
-        })
+        self.lines
+            .then(|| format!("[{:>5.0} s] {msg}", self.started.elapsed().as_secs_f64()))
     }
 
     /// Clear the spinner (before the results are printed).

@@ -146,7 +146,7 @@ fn panel<DB: DrawingBackend>(
                     .log_scale()
                     .with_key_points(super::ticks::log_ticks(lo, hi * 2.0, 7))
             )
-                .map_err(|e| e.to_string())?,
+            .map_err(|e| e.to_string())?,
             lo
         );
     } else {

@@ -134,7 +134,10 @@ mod tests {
 
     #[test]
     fn wide_ranges_keep_whole_decades_thinned() {
-        assert_eq!(log_ticks(1e-3, 1e3, 7), vec![1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3]);
+        assert_eq!(
+            log_ticks(1e-3, 1e3, 7),
+            vec![1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3]
+        );
         let t = log_ticks(1e-8, 1e4, 7);
         assert_eq!(t, vec![1e-8, 1e-6, 1e-4, 1e-2, 1.0, 100.0, 1e4]);
         assert!(log_ticks(1e-300, 1e300, 5).len() <= 5);

@@ -421,15 +421,28 @@ mod tests {
             bounds: (0.05f64.log10(), 3f64.log10()),
             base_step_size: 0.01,
         });
-        let labels: Vec<String> = marks.iter().map(|m| readable(10f64.powf(m.value))).collect();
+        let labels: Vec<String> = marks
+            .iter()
+            .map(|m| readable(10f64.powf(m.value)))
+            .collect();
         assert_eq!(labels, ["0.05", "0.1", "0.2", "0.5", "1", "2"]);
-        assert!(marks.iter().all(|m| (m.step_size - 2f64.log10()).abs() < 0.1));
+        assert!(
+            marks
+                .iter()
+                .all(|m| (m.step_size - 2f64.log10()).abs() < 0.1)
+        );
         // A loss that moves by a few per cent: evenly spaced, three digits.
         let marks = log10_grid(GridInput {
             bounds: (0.101f64.log10(), 0.113f64.log10()),
             base_step_size: 0.001,
         });
-        let labels: Vec<String> = marks.iter().map(|m| readable(10f64.powf(m.value))).collect();
-        assert_eq!(labels, ["0.102", "0.104", "0.106", "0.108", "0.11", "0.112"]);
+        let labels: Vec<String> = marks
+            .iter()
+            .map(|m| readable(10f64.powf(m.value)))
+            .collect();
+        assert_eq!(
+            labels,
+            ["0.102", "0.104", "0.106", "0.108", "0.11", "0.112"]
+        );
     }
 }

@@ -280,7 +280,10 @@ mod tests {
             .into_iter()
             .map(log_tick_label)
             .collect();
-        assert_eq!(labels, ["0.05", "0.1", "0.2", "0.5", "1", "2", "5", "10", "20"]);
+        assert_eq!(
+            labels,
+            ["0.05", "0.1", "0.2", "0.5", "1", "2", "5", "10", "20"]
+        );
         assert_eq!(log_tick_label(0.102), "0.102");
         assert_eq!(log_tick_label(1e-5), "1e-5");
         assert_eq!(log_tick_label(1e6), "1e6");
