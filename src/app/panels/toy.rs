@@ -91,7 +91,11 @@ impl ToyPanel {
             self.sim.b.switch_to(s.toy_b);
         }
         // Monospace, so that the numbers do not jitter as they change (Hack's χ is clear too).
-        ui.label(RichText::new(self.status_text()).small().monospace());
+        ui.label(
+            RichText::new(self.status_text())
+                .family(egui::FontFamily::Monospace)
+                .small(),
+        );
         if self.held {
             ui.label(RichText::new("(waits while the branches compute)").small());
         }
