@@ -48,6 +48,25 @@ pub fn chi_text(t: &str) -> RichText {
     RichText::new(t)
 }
 
+/// The label of a mark of [`log10_grid`]: its value with the decimals its spacing needs (0.05, 0.2,
+/// 2 at 1-2-5; 0.1045, 0.105 on a narrow range, where three significant digits would print two
+/// ticks alike), [`readable`]'s scientific form outside 0.001 … 100,000.
+pub fn log10_label(m: GridMark) -> String {
+    let v = 10f64.powf(m.value);
+    let spacing = v * (10f64.powf(m.step_size) - 1.0);
+    let plain = (1e-3..1e5).contains(&v) && spacing.is_finite() && spacing > 0.0;
+    if !plain {
+        return readable(v);
+    }
+    let d = (-(spacing * 1.0001).log10().floor()).clamp(0.0, 8.0) as usize;
+    let t = format!("{v:.d$}");
+    if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        t
+    }
+}
+
 /// egui_plot's grid marks for an axis that shows log10 of its values (the loss): at the ticks of
 /// [`log_ticks`] (1-2-5 per decade; denser on a narrow range), each mark's `step_size` its
 /// distance to its nearest neighbour, so that egui_plot fades labels that would collide.
@@ -93,9 +112,15 @@ fn model_plot<'a>(id: &'a str, area: &PlotArea<'_>) -> Plot<'a> {
         .width(area.width)
         .height(area.height)
         .grid_spacing(egui::Rangef::new(6.0, 60.0))
-        .x_axis_formatter(|m, _| readable(m.value))
+        // Step labels ("2300") are narrow: egui_plot's default 60 px between x labels left the
+        // branches' plots (70 steps wide) one tick.
+        .custom_x_axes(vec![
+            egui_plot::AxisHints::new_x()
+                .label("step")
+                .formatter(|m, _| readable(m.value))
+                .label_spacing(36.0..=60.0),
+        ])
         .y_axis_formatter(|m, _| readable(m.value))
-        .x_axis_label("step")
 }
 
 /// The legend of the plots, above them (outside the data): one coloured swatch per line.
@@ -243,7 +268,7 @@ fn loss_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
     let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
     model_plot("loss", area)
         .y_axis_label("loss (log scale)")
-        .y_axis_formatter(|m, _| readable(10f64.powf(m.value)))
+        .y_axis_formatter(|m, _| log10_label(m))
         .y_grid_spacer(log10_grid)
         .show(ui, |p| {
             let before: Vec<[f64; 2]> = series(&|q| q.loss.max(1e-12).log10())
@@ -414,35 +439,42 @@ fn chi_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
 mod tests {
     use super::*;
 
+    /// The labels of `log10_grid`'s marks over loss from `lo` to `hi`.
+    fn labels(lo: f64, hi: f64) -> Vec<String> {
+        log10_grid(GridInput {
+            bounds: (lo.log10(), hi.log10()),
+            base_step_size: 0.001,
+        })
+        .into_iter()
+        .map(log10_label)
+        .collect()
+    }
+
     /// The loss axis (log10 of the loss) gets its marks at 1-2-5, labelled as numbers.
     #[test]
     fn the_loss_axis_ticks_at_one_two_five() {
+        assert_eq!(labels(0.05, 3.0), ["0.05", "0.1", "0.2", "0.5", "1", "2"]);
         let marks = log10_grid(GridInput {
             bounds: (0.05f64.log10(), 3f64.log10()),
             base_step_size: 0.01,
         });
-        let labels: Vec<String> = marks
-            .iter()
-            .map(|m| readable(10f64.powf(m.value)))
-            .collect();
-        assert_eq!(labels, ["0.05", "0.1", "0.2", "0.5", "1", "2"]);
         assert!(
             marks
                 .iter()
                 .all(|m| (m.step_size - 2f64.log10()).abs() < 0.1)
         );
         // A loss that moves by a few per cent: evenly spaced, three digits.
-        let marks = log10_grid(GridInput {
-            bounds: (0.101f64.log10(), 0.113f64.log10()),
-            base_step_size: 0.001,
-        });
-        let labels: Vec<String> = marks
-            .iter()
-            .map(|m| readable(10f64.powf(m.value)))
-            .collect();
         assert_eq!(
-            labels,
+            labels(0.101, 0.113),
             ["0.102", "0.104", "0.106", "0.108", "0.11", "0.112"]
+        );
+        // Ticks 0.0005 apart: four decimals where needed, never two labels alike (three
+        // significant digits printed 0.1045 and 0.105 both as "0.105").
+        assert_eq!(
+            labels(0.1044, 0.1076),
+            [
+                "0.1045", "0.105", "0.1055", "0.106", "0.1065", "0.107", "0.1075"
+            ]
         );
     }
 }
