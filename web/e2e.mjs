@@ -8,6 +8,9 @@
 // which the app publishes) and print the final state as JSON on stdout.
 // E2E_BRANCH_STEPS=N (for a URL with `#scenario=…&branch`): wait instead until every branch has
 // made N steps.
+// E2E_SHOTS=0,10,60 (seconds after the page was opened): also keep a picture at each of those
+// times, SCREENSHOT with `-<S>s` before `.png` (the screenshot series of issue 30).
+// The JSON printed says `seconds_to_done`: from opening the page to the wait's condition.
 import { chromium } from 'playwright-core';
 
 const [url, mode, shot, minStepsArg, timeoutArg] = process.argv.slice(2);
@@ -20,6 +23,9 @@ const branchSteps = process.env.E2E_BRANCH_STEPS ? Number(process.env.E2E_BRANCH
 const timeoutMs = 1000 * Number(timeoutArg ?? 240);
 // For measurements: keep the page running at least this long (frame times, steps/s).
 const minMs = 1000 * Number(process.env.E2E_MIN_SECONDS ?? 0);
+const shots = (process.env.E2E_SHOTS ?? '').split(',').filter((t) => t !== '').map(Number).sort((a, b) => a - b);
+const shotPath = (t) => shot.replace(/\.png$/, '') + `-${t}s.png`;
+let secondsToDone = null;
 const common = ['--no-sandbox', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
 const args = mode === 'webgpu'
   ? [...common, '--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader']
@@ -42,6 +48,9 @@ try {
   await page.goto(url);
   const t0 = Date.now();
   for (;;) {
+    while (shots.length > 0 && Date.now() - t0 >= 1000 * shots[0]) {
+      await page.screenshot({ path: shotPath(shots.shift()) });
+    }
     const raw = await page.evaluate(() => window.subspace_lab_state ?? null);
     state = raw ? JSON.parse(raw) : null;
     const enough = Date.now() - t0 >= minMs;
@@ -51,7 +60,10 @@ try {
     // The toy animates, except while a scenario's or a snapshot's run computes: the app holds it
     // then (issue 30: the training gets the cores).
     const toy_ok = state && (state.toy_steps > 0 || state.scenario || state.snapshot);
-    if (enough && toy_ok && advanced) break;
+    if (enough && toy_ok && advanced) {
+      secondsToDone = (Date.now() - t0) / 1000;
+      break;
+    }
     if (state && state.message && /not available|could not|failed|not on this server/.test(state.message)) {
       failed = `the model run reports: ${state.message}`;
       break;
@@ -62,7 +74,7 @@ try {
         : `timed out after ${timeoutMs / 1000} s waiting for ${branchSteps} steps per branch`;
       break;
     }
-    await page.waitForTimeout(500);
+    await page.waitForTimeout(shots.length > 0 ? Math.min(500, Math.max(10, 1000 * shots[0] - (Date.now() - t0))) : 500);
   }
   // Let a few more frames draw the latest snapshot, then keep a picture of the page.
   await page.waitForTimeout(1000);
@@ -79,5 +91,5 @@ try {
 } finally {
   await browser.close();
 }
-console.log(JSON.stringify({ mode, ok: !failed, error: failed, state, console: logs.slice(-40) }, null, 1));
+console.log(JSON.stringify({ mode, ok: !failed, error: failed, seconds_to_done: secondsToDone, state, console: logs.slice(-40) }, null, 1));
 process.exit(failed ? 1 : 0);

@@ -117,14 +117,13 @@ pub struct SandboxApp {
 }
 
 impl SandboxApp {
-    /// egui's proportional font (Ubuntu Light) lacks ∇ and ‖: fall back to its monospace font
-    /// (Hack), which has them.
+    /// egui's proportional font (Ubuntu Light) draws χ exactly like a Latin x and lacks ∇ and ‖.
+    /// χ comes from a one-glyph font put first in the family ([`CHI_FONT`]: egui takes each glyph
+    /// from the first font that has it, so only χ comes from there; its line metrics are Ubuntu
+    /// Light's, since egui takes a family's row height from its first font); ∇ and ‖ fall back
+    /// to the monospace font (Hack), which has them.
     pub fn install_fonts(ctx: &egui::Context) {
-        let mut f = egui::FontDefinitions::default();
-        if let Some(p) = f.families.get_mut(&egui::FontFamily::Proportional) {
-            p.push("Hack".into());
-        }
-        ctx.set_fonts(f);
+        ctx.set_fonts(font_definitions());
     }
 
     /// The app with these settings (a scenario named in them starts from its snapshot with these
@@ -325,5 +324,62 @@ impl SandboxApp {
     /// not taken yet (a second click must not reach a branched run).
     pub fn can_branch(&self, shared: &Shared) -> bool {
         shared.history.fork.is_none() && self.branch_sent.is_none_or(|n| shared.handled >= n)
+    }
+}
+
+/// The font of χ: the glyph U+03C7 of DejaVu Sans ExtraLight, renamed "Subspace Lab Chi"
+/// (Bitstream Vera licence, `assets/fonts/LICENSE-DejaVu.txt`; made by
+/// `scripts/make_chi_font.py`), 6.5 kB.
+pub const CHI_FONT: &[u8] = include_bytes!("../../assets/fonts/subspace-lab-chi.ttf");
+
+/// The name under which [`CHI_FONT`] is registered with egui.
+pub const CHI_FONT_NAME: &str = "subspace-lab-chi";
+
+/// egui's default fonts with [`CHI_FONT`] first in the proportional family and Hack last.
+pub fn font_definitions() -> egui::FontDefinitions {
+    let mut f = egui::FontDefinitions::default();
+    f.font_data.insert(
+        CHI_FONT_NAME.into(),
+        std::sync::Arc::new(egui::FontData::from_static(CHI_FONT)),
+    );
+    if let Some(p) = f.families.get_mut(&egui::FontFamily::Proportional) {
+        p.insert(0, CHI_FONT_NAME.into());
+        p.push("Hack".into());
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fonts a family's characters come from, in the order egui tries them, after a pass.
+    fn owners(defs: egui::FontDefinitions, c: char) -> (Vec<String>, f32) {
+        let ctx = egui::Context::default();
+        ctx.set_fonts(defs);
+        let _ = ctx.run_ui(egui::RawInput::default(), |_| {});
+        ctx.fonts_mut(|f| {
+            let fam = egui::FontFamily::Proportional;
+            let names = f.characters(&fam).get(&c).cloned().unwrap_or_default();
+            (names, f.row_height(&egui::FontId::new(14.0, fam)))
+        })
+    }
+
+    /// χ is drawn from the χ font (issue 30: Ubuntu Light's χ reads as a Latin x), every other
+    /// letter still from Ubuntu Light, and rows are as tall as with egui's default fonts.
+    #[test]
+    fn chi_comes_from_its_own_font_and_rows_keep_their_height() {
+        let (chi, h) = owners(font_definitions(), 'χ');
+        assert_eq!(chi.first().map(String::as_str), Some(CHI_FONT_NAME));
+        let (x, _) = owners(font_definitions(), 'x');
+        assert!(!x.iter().any(|n| n == CHI_FONT_NAME), "{x:?}");
+        let (_, h0) = owners(egui::FontDefinitions::default(), 'x');
+        assert!(
+            (h - h0).abs() < 0.5,
+            "row height {h} with the χ font, {h0} without"
+        );
+        // The symbols of the labels are still there (from Hack).
+        let (nabla, _) = owners(font_definitions(), '∇');
+        assert!(!nabla.is_empty());
     }
 }

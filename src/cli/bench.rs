@@ -1,7 +1,7 @@
 //! `bench`: time a gradient, an HVP, a top-10 solve and a warm Dom-SGD step of a network.
 
 use super::BenchArgs;
-use super::common::{Chosen, choose, load_model, log, on_backend, per_step_traffic};
+use super::common::{Chosen, choose, load_model, on_backend, per_step_traffic};
 use anyhow::Result;
 use subspace_lab::backend::Precision;
 use subspace_lab::jobs;
@@ -15,11 +15,10 @@ pub(super) fn bench_cmd(a: BenchArgs) -> Result<()> {
         loss,
         ..
     } = load_model(&a.model)?;
-    let mut say = |s: &str| {
-        if !a.json {
-            log(s)
-        }
-    };
+    // Progress: a spinner on a terminal (timing the kernels takes a while before the first
+    // line), the phases' lines elsewhere unless --json.
+    let phases = super::progress::Phases::new(&format!("bench {}", spec.describe()), !a.json);
+    let mut say = |s: &str| phases.say(s);
     let chosen = choose(a.model.backend, Some(a.precision), a.precision)?;
     let on_gpu = matches!(chosen, Chosen::Gpu(_));
     let mut reps = vec![on_backend!(chosen, |b| jobs::bench(
@@ -53,6 +52,7 @@ pub(super) fn bench_cmd(a: BenchArgs) -> Result<()> {
             &mut say
         )?));
     }
+    phases.finish();
     for r in reps.iter_mut() {
         r.data = described.clone();
     }

@@ -1,6 +1,6 @@
 //! `data`: fetch, verify and cache a data set; write the web page's assets; show the caches.
 
-use super::common::log;
+use super::progress::Phases;
 use super::{DataCommand, DataDirArg, DatasetName};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
@@ -41,7 +41,9 @@ fn fetch_cifar10(from: Option<PathBuf>, from_idx: Option<PathBuf>, dir: DataDirA
         );
     }
     let dir = dir.resolve()?;
-    let (c, src) = cifar10::fetch(&dir, from.as_deref(), &mut |m| log(m))?;
+    let phases = Phases::new("data fetch --dataset cifar10", true);
+    let (c, src) = cifar10::fetch(&dir, from.as_deref(), &mut |m| phases.say(m))?;
+    phases.finish();
     let check = if c.n() >= cifar10::CHECKED_RECORDS {
         format!(
             "sha256 of the first {} records {}…",
@@ -76,7 +78,9 @@ fn fetch_sst2(from: Option<PathBuf>, from_idx: Option<PathBuf>, dir: DataDirArg)
         );
     }
     let dir = dir.resolve()?;
-    let (s, src) = sst2::fetch(&dir, from.as_deref(), &mut |m| log(m))?;
+    let phases = Phases::new("data fetch --dataset sst2", true);
+    let (s, src) = sst2::fetch(&dir, from.as_deref(), &mut |m| phases.say(m))?;
+    phases.finish();
     println!(
         "SST2-1k: {} sentences verified (sha256 of the header and first 1000 rows {}…) from {src}; vocabulary {} ids, longest sentence {} words",
         s.sentences.len(),
@@ -92,7 +96,9 @@ fn fetch_sst2(from: Option<PathBuf>, from_idx: Option<PathBuf>, dir: DataDirArg)
 fn fetch_mnist(from: Option<PathBuf>, from_idx: Option<PathBuf>, dir: DataDirArg) -> Result<()> {
     let dir = dir.resolve()?;
     let idx = from.or(from_idx);
-    let (_, src) = mnist::fetch(&dir, idx.as_deref(), &mut |m| log(m))?;
+    let phases = Phases::new("data fetch", true);
+    let (_, src) = mnist::fetch(&dir, idx.as_deref(), &mut |m| phases.say(m))?;
+    phases.finish();
     println!(
         "MNIST-5k verified (sha256 images {}…, labels {}…) from {src}",
         &mnist::IMAGES_SHA256[..12],
@@ -116,39 +122,46 @@ fn web_asset(out: PathBuf, dir: DataDirArg) -> Result<()> {
         }
         Ok(())
     };
+    // Progress: reading and verifying the caches (and fetching MNIST if needed) takes a while.
+    let phases = Phases::new("data web-asset", true);
+    let say = &mut |m: &str| phases.say(m);
     // The same bytes as the caches; the page verifies the checksums.
-    let (m, src) = mnist::load_or_fetch(&dir, &mut |m| log(m))?;
+    let (m, src) = mnist::load_or_fetch(&dir, say)?;
     let dest = out.join(mnist::ASSET_NAME);
     mnist::write_cache(&dest, &m)?;
     readable(&dest)?;
-    println!(
+    phases.println(&format!(
         "wrote {} (MNIST-5k from {src}, checksums verified)",
         dest.display()
-    );
+    ));
     // The other models' data sets where this machine has them (never downloaded here:
     // `data fetch --dataset …` does that); the page says what is missing when picked.
-    match cifar10::load_local(&dir, &mut |m| log(m))? {
+    match cifar10::load_local(&dir, say)? {
         Some(c) => {
             let dest = out.join(cifar10::ASSET_NAME);
             cifar10::write_cache(&dest, &c)?;
             readable(&dest)?;
-            println!("wrote {} ({})", dest.display(), c.describe());
+            phases.println(&format!("wrote {} ({})", dest.display(), c.describe()));
         }
-        None => println!(
+        None => phases.println(
             "CIFAR-10 is not on this machine: the page's cnn-relu model will say so. `subspace-lab data fetch --dataset cifar10` first, then run this again"
         ),
     }
-    match sst2::load_local(&dir, &mut |m| log(m))? {
+    match sst2::load_local(&dir, say)? {
         Some(t) => {
             let dest = out.join(sst2::ASSET_NAME);
             sst2::write_cache(&dest, &t)?;
             readable(&dest)?;
-            println!("wrote {} (SST2-1k, checksum verified)", dest.display());
+            phases.println(&format!(
+                "wrote {} (SST2-1k, checksum verified)",
+                dest.display()
+            ));
         }
-        None => println!(
+        None => phases.println(
             "SST-2 is not on this machine: the page's Transformer model will say so. `subspace-lab data fetch --dataset sst2` first, then run this again"
         ),
     }
+    phases.finish();
     println!("rebuild the page (trunk build)");
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! `data export`: a data set, preprocessed, to safetensors.
 
-use super::common::log;
+use super::progress::Phases;
 use super::{DataDirArg, DatasetName};
 use anyhow::{Context, Result, bail};
 use subspace_lab::data::load;
@@ -27,7 +27,11 @@ pub(super) fn export_cmd(
     }
     let dir = dir.resolve()?;
     let kind = dataset.kind();
-    let l = load::load(kind, &dir, preprocess, samples, false, &mut |s| log(s))?;
+    // Progress: loading (fetching, verifying) and preprocessing the set takes a while.
+    let phases = Phases::new(&format!("data export {}", kind.name()), true);
+    let l = load::load(kind, &dir, preprocess, samples, false, &mut |s| {
+        phases.say(s)
+    })?;
     let (data, shape, description, pre_name, stats) =
         (l.data, l.x_shape, l.description, l.preprocess, l.statistics);
     let name = kind.name();
@@ -45,7 +49,7 @@ pub(super) fn export_cmd(
     ];
     let mut extra = Vec::new();
     if kind == load::DatasetKind::Sst2 {
-        let s = sst2::load_or_fetch(&dir, &mut |s| log(s))?;
+        let s = sst2::load_or_fetch(&dir, &mut |s| phases.say(s))?;
         meta.push((
             "x",
             "token ids (exact integers in f32), 0 = padding, 1 = unknown word".into(),
@@ -60,6 +64,7 @@ pub(super) fn export_cmd(
     }
     export::write_safetensors_with(out, &data, &shape, &meta, &extra)
         .with_context(|| format!("cannot write --out {}", out.display()))?;
+    phases.finish();
     println!(
         "wrote {}: x {shape:?} f32, y [{}] i64; {description}, first {} samples, {pre_name}",
         out.display(),

@@ -2,6 +2,11 @@
 //! time left); off a terminal (a log file, a pipe, CI) indicatif draws nothing, so one line per
 //! leg instead — its name, its length and the time since the command started — so that a long
 //! preset is never silent for minutes and a log stays short.
+//!
+//! Progress of the commands made of a few long phases with no step count (`bench`, `data fetch`,
+//! `data export`, `data web-asset`): [`Phases`], a spinner with the time so far and the last phase
+//! done on a terminal (the phases' lines printed above it), the phases' lines with the time so far
+//! elsewhere.
 
 use std::cell::RefCell;
 use std::io::IsTerminal;
@@ -82,9 +87,97 @@ impl Progress {
     }
 }
 
+/// A command's phases as they finish: on a terminal a spinner ticking every 200 ms (so a phase of
+/// minutes — a download, timing kernels — visibly runs) that shows the time so far and the last
+/// phase, each phase's line printed above it; off a terminal each line with the time so far
+/// (`lines`: whether to write them there at all; `bench --json` keeps stderr empty off a
+/// terminal, as before).
+pub(super) struct Phases {
+    bar: indicatif::ProgressBar,
+    tty: bool,
+    lines: bool,
+    started: Instant,
+}
+
+impl Phases {
+    /// On stderr, as a spinner when stderr is a terminal; `what` names the command.
+    pub(super) fn new(what: &str, lines: bool) -> Phases {
+        Phases::with_terminal(what, lines, std::io::stderr().is_terminal())
+    }
+
+    /// `tty` chooses the spinner (true) or the plain lines (false).
+    pub(super) fn with_terminal(what: &str, lines: bool, tty: bool) -> Phases {
+        let bar = if tty {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed:>4}] {prefix}: {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.set_prefix(what.to_string());
+            bar.set_message("starting");
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Phases {
+            bar,
+            tty,
+            lines,
+            started: Instant::now(),
+        }
+    }
+
+    /// A phase finished (or started) with this line.
+    pub(super) fn say(&self, msg: &str) {
+        if self.tty {
+            if self.lines {
+                self.bar.println(msg);
+            }
+            self.bar.set_message(msg.to_string());
+        } else if let Some(line) = self.line(msg) {
+            eprintln!("{line}");
+        }
+    }
+
+    /// A result line on stdout, the spinner hidden while it is written.
+    pub(super) fn println(&self, line: &str) {
+        self.bar.suspend(|| println!("{line}"));
+    }
+
+    /// The line written off a terminal (none when `lines` is off).
+    pub(super) fn line(&self, msg: &str) -> Option<String> {
+        self.lines
+            .then(|| format!("[{:>5.0} s] {msg}", self.started.elapsed().as_secs_f64()))
+    }
+
+    /// Clear the spinner (before the results are printed).
+    pub(super) fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Drop for Phases {
+    /// An error's message must not land on a spinner's line.
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Progress;
+    use super::{Phases, Progress};
+
+    /// Off a terminal each phase is one line with the time so far; `lines` off, none.
+    #[test]
+    fn off_a_terminal_one_line_per_phase() {
+        let p = Phases::with_terminal("bench", true, false);
+        let l = p.line("gradient: 3.1 ms").unwrap_or_default();
+        assert!(l.starts_with("[    0 s] gradient: 3.1 ms"), "{l}");
+        let quiet = Phases::with_terminal("bench", false, false);
+        assert_eq!(quiet.line("gradient: 3.1 ms"), None);
+        p.finish();
+    }
 
     #[test]
     fn off_a_terminal_one_line_per_leg() {

@@ -35,5 +35,6 @@ pub mod spec;
 pub mod spectrum;
 pub mod stepper;
 pub mod stream;
+pub mod ticks;
 pub mod toy;
 pub mod verdict;

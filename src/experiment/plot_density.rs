@@ -140,8 +140,13 @@ fn panel<DB: DrawingBackend>(
     if log {
         let lo = LOG_FLOOR;
         draw!(
-            b.build_cartesian_2d(x0..x1, (lo..hi * 2.0).log_scale())
-                .map_err(|e| e.to_string())?,
+            b.build_cartesian_2d(
+                x0..x1,
+                (lo..hi * 2.0)
+                    .log_scale()
+                    .with_key_points(super::ticks::log_ticks(lo, hi * 2.0, 7))
+            )
+            .map_err(|e| e.to_string())?,
             lo
         );
     } else {

@@ -3,8 +3,9 @@
 
 use crate::app::live::{BranchSet, BranchView, History, Point};
 use crate::experiment::spec::Projection;
+use crate::experiment::ticks::{log_gaps, log_ticks};
 use egui::{Color32, RichText};
-use egui_plot::{HLine, Line, LineStyle, Plot, PlotPoints, VLine};
+use egui_plot::{GridInput, GridMark, HLine, Line, LineStyle, Plot, PlotPoints, VLine};
 
 const TOP_K: Color32 = Color32::from_rgb(31, 119, 180);
 const NEXT_K: Color32 = Color32::from_rgb(255, 127, 14);
@@ -40,10 +41,47 @@ fn markers_ui(p: &mut egui_plot::PlotUi, h: &History, from: f64) {
     }
 }
 
-/// Text with χ in the monospace font (Hack), whose χ is unmistakable: the proportional font's
-/// (Ubuntu Light) reads as a Latin x beside the coordinate x.
+/// Text with χ in it. The proportional family draws χ from its own font
+/// ([`crate::app::ui::font_definitions`]: Ubuntu Light's χ reads as a Latin x beside the
+/// coordinate x), so this is plain text now; kept so that callers need not change.
 pub fn chi_text(t: &str) -> RichText {
-    RichText::new(t).family(egui::FontFamily::Monospace)
+    RichText::new(t)
+}
+
+/// The label of a mark of [`log10_grid`]: its value with the decimals its spacing needs (0.05, 0.2,
+/// 2 at 1-2-5; 0.1045, 0.105 on a narrow range, where three significant digits would print two
+/// ticks alike), [`readable`]'s scientific form outside 0.001 … 100,000.
+pub fn log10_label(m: GridMark) -> String {
+    let v = 10f64.powf(m.value);
+    let spacing = v * (10f64.powf(m.step_size) - 1.0);
+    let plain = (1e-3..1e5).contains(&v) && spacing.is_finite() && spacing > 0.0;
+    if !plain {
+        return readable(v);
+    }
+    let d = (-(spacing * 1.0001).log10().floor()).clamp(0.0, 8.0) as usize;
+    let t = format!("{v:.d$}");
+    if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        t
+    }
+}
+
+/// egui_plot's grid marks for an axis that shows log10 of its values (the loss): at the ticks of
+/// [`log_ticks`] (1-2-5 per decade; denser on a narrow range), each mark's `step_size` its
+/// distance to its nearest neighbour, so that egui_plot fades labels that would collide.
+pub fn log10_grid(input: GridInput) -> Vec<GridMark> {
+    let (a, b) = input.bounds;
+    let ticks = log_ticks(10f64.powf(a), 10f64.powf(b), 7);
+    let gaps = log_gaps(&ticks, b - a);
+    ticks
+        .iter()
+        .zip(gaps)
+        .map(|(t, g)| GridMark {
+            value: t.log10(),
+            step_size: g,
+        })
+        .collect()
 }
 
 /// A tick's label a reader takes in at a glance: three significant digits in plain notation
@@ -74,9 +112,15 @@ fn model_plot<'a>(id: &'a str, area: &PlotArea<'_>) -> Plot<'a> {
         .width(area.width)
         .height(area.height)
         .grid_spacing(egui::Rangef::new(6.0, 60.0))
-        .x_axis_formatter(|m, _| readable(m.value))
+        // Step labels ("2300") are narrow: egui_plot's default 60 px between x labels left the
+        // branches' plots (70 steps wide) one tick.
+        .custom_x_axes(vec![
+            egui_plot::AxisHints::new_x()
+                .label("step")
+                .formatter(|m, _| readable(m.value))
+                .label_spacing(36.0..=60.0),
+        ])
         .y_axis_formatter(|m, _| readable(m.value))
-        .x_axis_label("step")
 }
 
 /// The legend of the plots, above them (outside the data): one coloured swatch per line.
@@ -224,7 +268,8 @@ fn loss_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
     let series = |f: &dyn Fn(&Point) -> f64| area.series(f);
     model_plot("loss", area)
         .y_axis_label("loss (log scale)")
-        .y_axis_formatter(|m, _| readable(10f64.powf(m.value)))
+        .y_axis_formatter(|m, _| log10_label(m))
+        .y_grid_spacer(log10_grid)
         .show(ui, |p| {
             let before: Vec<[f64; 2]> = series(&|q| q.loss.max(1e-12).log10())
                 .into_iter()
@@ -388,4 +433,48 @@ fn chi_plot_ui(ui: &mut egui::Ui, area: &PlotArea<'_>) {
             }
             markers_ui(p, h, from);
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The labels of `log10_grid`'s marks over loss from `lo` to `hi`.
+    fn labels(lo: f64, hi: f64) -> Vec<String> {
+        log10_grid(GridInput {
+            bounds: (lo.log10(), hi.log10()),
+            base_step_size: 0.001,
+        })
+        .into_iter()
+        .map(log10_label)
+        .collect()
+    }
+
+    /// The loss axis (log10 of the loss) gets its marks at 1-2-5, labelled as numbers.
+    #[test]
+    fn the_loss_axis_ticks_at_one_two_five() {
+        assert_eq!(labels(0.05, 3.0), ["0.05", "0.1", "0.2", "0.5", "1", "2"]);
+        let marks = log10_grid(GridInput {
+            bounds: (0.05f64.log10(), 3f64.log10()),
+            base_step_size: 0.01,
+        });
+        assert!(
+            marks
+                .iter()
+                .all(|m| (m.step_size - 2f64.log10()).abs() < 0.1)
+        );
+        // A loss that moves by a few per cent: evenly spaced, three digits.
+        assert_eq!(
+            labels(0.101, 0.113),
+            ["0.102", "0.104", "0.106", "0.108", "0.11", "0.112"]
+        );
+        // Ticks 0.0005 apart: four decimals where needed, never two labels alike (three
+        // significant digits printed 0.1045 and 0.105 both as "0.105").
+        assert_eq!(
+            labels(0.1044, 0.1076),
+            [
+                "0.1045", "0.105", "0.1055", "0.106", "0.1065", "0.107", "0.1075"
+            ]
+        );
+    }
 }

@@ -90,7 +90,12 @@ impl ToyPanel {
             self.sim.a.switch_to(s.toy_a);
             self.sim.b.switch_to(s.toy_b);
         }
-        ui.label(super::plots::chi_text(&self.status_text()).small());
+        // Monospace, so that the numbers do not jitter as they change (Hack's χ is clear too).
+        ui.label(
+            RichText::new(self.status_text())
+                .family(egui::FontFamily::Monospace)
+                .small(),
+        );
         if self.held {
             ui.label(RichText::new("(waits while the branches compute)").small());
         }

@@ -1,5 +1,6 @@
 //! The look of every PNG, fit for a slide: the fonts (Ubuntu Light, whose χ is drawn like a Latin
-//! x and which has no ∇, ‖ or arrows, so those are set in Hack, which has them), text in runs of either font, tick labels that
+//! x and which has no ∇, ‖ or arrows: χ is set in the app's χ font, the others in Hack, which has
+//! them), text in runs of either font, tick labels that
 //! read like numbers (0.105, 300, 1e-5; never 1.047e-1), and legends in a strip of their own
 //! above the data, never over it.
 
@@ -11,6 +12,10 @@ use std::sync::Once;
 /// The text font (egui's Ubuntu Light) and the symbol font (Hack, for χ, ∇ and ‖).
 pub(crate) const SANS: &str = "sans-serif";
 pub(crate) const SYMBOL: &str = "subspace-lab-symbols";
+/// The font of χ: the app's one-glyph font (`assets/fonts/subspace-lab-chi.ttf`, χ of DejaVu
+/// Sans ExtraLight; the app's `CHI_FONT`), a lighter χ than Hack's, matching Ubuntu Light.
+pub(crate) const CHI: &str = "subspace-lab-chi";
+const CHI_FONT: &[u8] = include_bytes!("../../../assets/fonts/subspace-lab-chi.ttf");
 
 static FONT: Once = Once::new();
 
@@ -29,6 +34,7 @@ pub(crate) fn fonts() {
             FontStyle::Normal,
             epaint_default_fonts::HACK_REGULAR,
         );
+        let _ = plotters::style::register_font(CHI, FontStyle::Normal, CHI_FONT);
     });
 }
 
@@ -36,6 +42,16 @@ pub(crate) fn fonts() {
 /// arrows or ⊥ (Hack has them all).
 fn is_symbol(c: char) -> bool {
     matches!(c, 'χ' | '∇' | '‖' | '⊥' | '∈') || ('\u{2190}'..='\u{21ff}').contains(&c)
+}
+
+/// The font of a run of [`runs`]: Ubuntu Light for text, the χ font for a run of χs, Hack for
+/// the other symbols.
+fn run_font(s: &str, sym: bool) -> &'static str {
+    match sym {
+        false => SANS,
+        true if s.chars().all(|c| c == 'χ') => CHI,
+        true => SYMBOL,
+    }
 }
 
 /// `text` cut into runs of one font each: (the run, whether it is set in the symbol font).
@@ -58,7 +74,7 @@ pub(crate) fn text_size<DB: DrawingBackend>(
     size: f64,
 ) -> (i32, i32) {
     runs(text).iter().fold((0, 0), |(w, h), (s, sym)| {
-        let font = if *sym { SYMBOL } else { SANS };
+        let font = run_font(s, *sym);
         let (rw, rh) = area
             .estimate_text_size(s, &(font, size).into_font().into())
             .unwrap_or((0, 0));
@@ -76,7 +92,7 @@ pub(crate) fn draw_text<DB: DrawingBackend>(
 ) -> Result<(), String> {
     let mut x = x;
     for (s, sym) in runs(text) {
-        let font = if sym { SYMBOL } else { SANS };
+        let font = run_font(&s, sym);
         // Anchored at the top left, so that `y` is the top of the text (plotters' default
         // anchor puts a text at the top of an area half above it).
         let style = (font, size)
@@ -134,12 +150,25 @@ pub(crate) fn tick_label(v: f64, spacing: f64) -> String {
     format!("{v:.decimals$}")
 }
 
-/// A tick label on a log axis: the value with the digits it needs (0.2, 0.05, 3, 1e-5).
+/// A tick label on a log axis: the value with the digits it needs (0.2, 0.05, 3, 0.102 — the
+/// ticks of [`crate::experiment::ticks::log_ticks`] are round to 12 digits), exponent form only
+/// below 1e-4 or from 1e6 (1e-5).
 pub(crate) fn log_tick_label(v: f64) -> String {
     if v <= 0.0 || !v.is_finite() {
         return format!("{v}");
     }
-    tick_label(v, 10f64.powf(v.log10().floor()))
+    let a = v.abs();
+    if !(1e-4..1e6).contains(&a) {
+        return tick_label(v, 10f64.powf(v.log10().floor()));
+    }
+    // Three significant digits at most, trailing zeros dropped.
+    let d = (2 - a.log10().floor() as i32).max(0) as usize;
+    let t = format!("{v:.d$}");
+    if t.contains('.') {
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        t
+    }
 }
 
 /// The colours of the runs (matplotlib's tab10).
@@ -242,6 +271,32 @@ mod tests {
         assert_eq!(log_tick_label(0.05), "0.05");
         assert_eq!(log_tick_label(3.0), "3");
         assert!(!tick_label(0.1047, 0.01).contains('e'));
+    }
+
+    /// The labels of the log axes' 1-2-5 and narrow-range ticks.
+    #[test]
+    fn log_ticks_read_like_numbers() {
+        let labels: Vec<String> = crate::experiment::ticks::log_ticks(0.05, 30.0, 12)
+            .into_iter()
+            .map(log_tick_label)
+            .collect();
+        assert_eq!(
+            labels,
+            ["0.05", "0.1", "0.2", "0.5", "1", "2", "5", "10", "20"]
+        );
+        assert_eq!(log_tick_label(0.102), "0.102");
+        assert_eq!(log_tick_label(1e-5), "1e-5");
+        assert_eq!(log_tick_label(1e6), "1e6");
+        assert_eq!(log_tick_label(20000.0), "20000");
+    }
+
+    /// χ gets the χ font, the other symbols Hack.
+    #[test]
+    fn chi_runs_get_the_chi_font() {
+        assert_eq!(run_font("χ", true), CHI);
+        assert_eq!(run_font("∇", true), SYMBOL);
+        assert_eq!(run_font("χ∇", true), SYMBOL);
+        assert_eq!(run_font("x", false), SANS);
     }
 
     #[test]
