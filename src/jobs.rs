@@ -12,7 +12,9 @@ use crate::nn::graph::Op;
 use crate::nn::model::ModelSpec;
 use std::time::Instant;
 
+mod flops;
 mod whole;
+pub use flops::{OpFlops, Rows, dense_gemm_gflops, hvp_flops, hvp_flops_on, op_flops};
 pub use whole::{DensityReport, WholeOptions, WholeReport, whole_spectrum};
 
 /// What `spectrum` reports (also its `--json` object).
@@ -273,6 +275,9 @@ pub struct BenchOptions {
     pub runs: usize,
     /// Samples per chunk of the HVP (0: the backend's default).
     pub chunk: usize,
+    /// Side of the square GEMM that measures the dense-GEMM rate ([`dense_gemm_gflops`]; 0:
+    /// 1024).
+    pub gemm_size: usize,
 }
 
 /// What `bench` reports (also its `--json` object). Times are medians over `runs`.
@@ -294,8 +299,23 @@ pub struct BenchReport {
     pub chunk: usize,
     pub samples: usize,
     pub params: usize,
-    /// GFLOP/s of one HVP, counting 2·m·n·k per GEMM.
+    /// GFLOP/s of one HVP: [`BenchReport::hvp_flops`] over its time.
     pub hvp_gflops: f64,
+    /// Flops of one HVP counted from the graph ([`op_flops`]: 2 per multiply-add of the GEMMs
+    /// and attention's products; a masked model's live tokens only).
+    pub hvp_flops: f64,
+    /// The same count per op.
+    pub hvp_flops_per_op: Vec<OpFlopsRow>,
+    /// Live tokens of the data (Σ L over the sentences) when the padding is masked.
+    pub live_tokens: Option<usize>,
+    /// The machine's dense-GEMM rate: a square GEMM of side `dense_gemm_size` through the
+    /// backend ([`dense_gemm_gflops`]), GFLOP/s.
+    pub dense_gemm_gflops: f64,
+    pub dense_gemm_size: usize,
+    /// The time `hvp_flops` takes at `dense_gemm_gflops` (the HVP's limit), ms.
+    pub hvp_limit_ms: f64,
+    /// Measured HVP time over that limit (1 = at the dense-GEMM rate).
+    pub hvp_vs_limit: f64,
     /// The HVP's GEMM shapes timed alone through the backend (median of `runs`).
     pub kernels: Vec<KernelTiming>,
     /// One warm Dom-SGD step (median of `runs`, after two unmeasured steps): the minibatch
@@ -313,6 +333,15 @@ pub struct BenchReport {
     pub step_ms_block: f64,
     pub step_hvps_block: f64,
     pub step_transfers_block: Option<crate::backend::Transfers>,
+}
+
+/// One op's share of an HVP's counted flops.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OpFlopsRow {
+    /// The op's index in the graph and kind.
+    pub op: String,
+    /// Its flops in one HVP.
+    pub flops: f64,
 }
 
 /// One GEMM shape timed through the backend.
@@ -407,26 +436,6 @@ fn gemm_layers(spec: &ModelSpec, n: usize) -> Vec<((usize, usize, usize), bool)>
         .collect()
 }
 
-/// GEMM flops of one HVP (see `Engine::hvp`): with the forward pass cached, 2 GEMMs of the first
-/// layer (R-forward, R-backward's R{∂W}) and 6 of every other (two each in R-forward, R{∂W} and
-/// R{∂x}); when each chunk's forward and backward pass are recomputed (`cached` false), one more
-/// per layer and one more per non-first layer (its ∂x).
-pub fn hvp_flops(spec: &ModelSpec, n: usize, cached: bool) -> f64 {
-    gemm_layers(spec, n)
-        .iter()
-        .map(|&((m, k, o), first)| {
-            let unit = 2.0 * (m * k * o) as f64;
-            let r = if first { 2.0 } else { 6.0 };
-            let re = match (cached, first) {
-                (true, _) => 0.0,
-                (false, true) => 1.0,
-                (false, false) => 2.0,
-            };
-            (r + re) * unit
-        })
-        .sum()
-}
-
 /// Time warm Dom-SGD steps from θ (see [`BenchReport::step_ms`]): (median ms, mean HVPs, the
 /// last step's transfers).
 fn time_dom_step<B: Backend + Clone>(
@@ -481,6 +490,15 @@ pub fn bench<B: Backend + Clone>(
     let mut engine = Engine::new(backend.clone(), spec.clone(), loss, data, opts.chunk)?;
     let p = engine.num_params();
     let kernels = time_kernels(&backend, spec, engine.chunk(), runs)?;
+    let gemm_size = if opts.gemm_size == 0 {
+        1024
+    } else {
+        opts.gemm_size
+    };
+    let dense = dense_gemm_gflops(&backend, gemm_size, runs)?;
+    log(&format!(
+        "dense GEMM {gemm_size}³: {dense:.1} GFLOP/s"
+    ));
     let th = backend.upload(theta)?;
     engine.set_params(&th)?; // warm-up
     let mut grad = Vec::new();
@@ -502,7 +520,16 @@ pub fn bench<B: Backend + Clone>(
         hvp.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let hvp_ms = median(hvp);
-    log(&format!("HVP: {hvp_ms:.1} ms"));
+    let rows = Rows::of(spec, data);
+    let cached = engine.plan().cached;
+    let per_op = op_flops(spec, rows);
+    let flops = hvp_flops_on(spec, rows, cached);
+    let limit_ms = flops / (dense * 1e6);
+    log(&format!(
+        "HVP: {hvp_ms:.1} ms; counted {:.2} GFLOP, {limit_ms:.1} ms at the dense-GEMM rate: {:.2}× the limit",
+        flops / 1e9,
+        hvp_ms / limit_ms
+    ));
     let solve = LanczosOptions {
         k: 10.min(p),
         tol: 1e-4,
@@ -555,6 +582,19 @@ pub fn bench<B: Backend + Clone>(
         chunk: engine.chunk(),
         samples: data.n,
         params: p,
-        hvp_gflops: hvp_flops(spec, data.n, engine.plan().cached) / (hvp_ms * 1e6),
+        hvp_gflops: flops / (hvp_ms * 1e6),
+        hvp_flops: flops,
+        hvp_flops_per_op: per_op
+            .iter()
+            .map(|o| OpFlopsRow {
+                op: o.op.clone(),
+                flops: o.hvp(cached),
+            })
+            .collect(),
+        live_tokens: rows.live.map(|(sum, _)| sum),
+        dense_gemm_gflops: dense,
+        dense_gemm_size: gemm_size,
+        hvp_limit_ms: limit_ms,
+        hvp_vs_limit: hvp_ms / limit_ms,
     })
 }

@@ -502,6 +502,10 @@ struct BenchArgs {
     /// a GPU). The CPU run that follows a GPU one keeps its own default.
     #[arg(long, default_value_t = 0)]
     chunk: usize,
+    /// Side of the square GEMM that measures the machine's dense-GEMM rate (the HVP's limit is
+    /// its counted flops at that rate).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    gemm_size: u64,
     #[arg(long)]
     json: bool,
 }
