@@ -14,7 +14,9 @@ use std::time::Instant;
 
 mod flops;
 mod whole;
-pub use flops::{OpFlops, Rows, dense_gemm_gflops, hvp_flops, hvp_flops_on, op_flops};
+pub use flops::{
+    HvpLimit, OpFlops, OpFlopsRow, Rows, dense_gemm_gflops, hvp_flops, hvp_flops_on, op_flops,
+};
 pub use whole::{DensityReport, WholeOptions, WholeReport, whole_spectrum};
 
 /// What `spectrum` reports (also its `--json` object).
@@ -278,6 +280,9 @@ pub struct BenchOptions {
     /// Side of the square GEMM that measures the dense-GEMM rate ([`dense_gemm_gflops`]; 0:
     /// 1024).
     pub gemm_size: usize,
+    /// Only the gradient, the HVP and its limit (no top-10 solve, no Dom-SGD steps: NaN in the
+    /// report).
+    pub hvp_only: bool,
 }
 
 /// What `bench` reports (also its `--json` object). Times are medians over `runs`.
@@ -333,15 +338,6 @@ pub struct BenchReport {
     pub step_ms_block: f64,
     pub step_hvps_block: f64,
     pub step_transfers_block: Option<crate::backend::Transfers>,
-}
-
-/// One op's share of an HVP's counted flops.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct OpFlopsRow {
-    /// The op's index in the graph and kind.
-    pub op: String,
-    /// Its flops in one HVP.
-    pub flops: f64,
 }
 
 /// One GEMM shape timed through the backend.
@@ -490,15 +486,6 @@ pub fn bench<B: Backend + Clone>(
     let mut engine = Engine::new(backend.clone(), spec.clone(), loss, data, opts.chunk)?;
     let p = engine.num_params();
     let kernels = time_kernels(&backend, spec, engine.chunk(), runs)?;
-    let gemm_size = if opts.gemm_size == 0 {
-        1024
-    } else {
-        opts.gemm_size
-    };
-    let dense = dense_gemm_gflops(&backend, gemm_size, runs)?;
-    log(&format!(
-        "dense GEMM {gemm_size}³: {dense:.1} GFLOP/s"
-    ));
     let th = backend.upload(theta)?;
     engine.set_params(&th)?; // warm-up
     let mut grad = Vec::new();
@@ -520,16 +507,18 @@ pub fn bench<B: Backend + Clone>(
         hvp.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let hvp_ms = median(hvp);
-    let rows = Rows::of(spec, data);
-    let cached = engine.plan().cached;
-    let per_op = op_flops(spec, rows);
-    let flops = hvp_flops_on(spec, rows, cached);
-    let limit_ms = flops / (dense * 1e6);
-    log(&format!(
-        "HVP: {hvp_ms:.1} ms; counted {:.2} GFLOP, {limit_ms:.1} ms at the dense-GEMM rate: {:.2}× the limit",
-        flops / 1e9,
-        hvp_ms / limit_ms
-    ));
+    let limit = HvpLimit::measure(&backend, spec, data, engine.plan().cached, opts.gemm_size, runs)?;
+    log(&limit.describe(hvp_ms));
+    let nan = (f64::NAN, f64::NAN, None);
+    if opts.hvp_only {
+        let r = report(spec, &backend, &engine, (grad, hvp_ms, limit), (f64::NAN, 0), nan, nan);
+        return Ok(BenchReport {
+            kernels,
+            runs,
+            samples: data.n,
+            ..r
+        });
+    }
     let solve = LanczosOptions {
         k: 10.min(p),
         tol: 1e-4,
@@ -561,7 +550,38 @@ pub fn bench<B: Backend + Clone>(
         "Dom-SGD step: {step_ms:.1} ms, {step_hvps:.1} HVPs (k = {})",
         spec.output_dim()
     ));
+    let r = report(
+        spec,
+        &backend,
+        &engine,
+        (grad, hvp_ms, limit),
+        (median(top), top_hvps),
+        (step_ms, step_hvps, step_transfers),
+        (step_ms_block, step_hvps_block, step_transfers_block),
+    );
     Ok(BenchReport {
+        kernels,
+        runs,
+        samples: data.n,
+        ..r
+    })
+}
+
+/// A step's (median ms, HVPs, transfers).
+type StepTiming = (f64, f64, Option<crate::backend::Transfers>);
+
+/// The report of [`bench`] from its measurements: (gradient times, HVP ms, the limit), the top-10
+/// solve (ms, HVPs), the Lanczos step and the block-Davidson step.
+fn report<B: Backend + Clone>(
+    spec: &ModelSpec,
+    backend: &B,
+    engine: &Engine<B>,
+    (grad, hvp_ms, limit): (Vec<f64>, f64, HvpLimit),
+    (top10_ms, top10_hvps): (f64, usize),
+    (step_ms, step_hvps, step_transfers): StepTiming,
+    (step_ms_block, step_hvps_block, step_transfers_block): StepTiming,
+) -> BenchReport {
+    BenchReport {
         step_ms,
         step_hvps,
         step_ms_block,
@@ -573,28 +593,22 @@ pub fn bench<B: Backend + Clone>(
         data: String::new(),
         backend: backend.name(),
         adapter: backend.adapter(),
-        kernels,
+        kernels: Vec::new(),
         grad_ms: median(grad),
         hvp_ms,
-        top10_ms: median(top),
-        top10_hvps: top_hvps,
-        runs,
+        top10_ms,
+        top10_hvps,
+        runs: 0,
         chunk: engine.chunk(),
-        samples: data.n,
-        params: p,
-        hvp_gflops: flops / (hvp_ms * 1e6),
-        hvp_flops: flops,
-        hvp_flops_per_op: per_op
-            .iter()
-            .map(|o| OpFlopsRow {
-                op: o.op.clone(),
-                flops: o.hvp(cached),
-            })
-            .collect(),
-        live_tokens: rows.live.map(|(sum, _)| sum),
-        dense_gemm_gflops: dense,
-        dense_gemm_size: gemm_size,
-        hvp_limit_ms: limit_ms,
-        hvp_vs_limit: hvp_ms / limit_ms,
-    })
+        samples: 0,
+        params: engine.num_params(),
+        hvp_gflops: limit.flops / (hvp_ms * 1e6),
+        hvp_flops: limit.flops,
+        hvp_flops_per_op: limit.per_op,
+        live_tokens: limit.live_tokens,
+        dense_gemm_gflops: limit.dense_gflops,
+        dense_gemm_size: limit.size,
+        hvp_limit_ms: limit.limit_ms,
+        hvp_vs_limit: hvp_ms / limit.limit_ms,
+    }
 }

@@ -32,10 +32,11 @@ pub(super) fn bench_cmd(a: BenchArgs) -> Result<()> {
             runs: a.runs as usize,
             chunk: a.chunk,
             gemm_size: a.gemm_size as usize,
+            hvp_only: a.hvp_only,
         },
         &mut say
     )?)];
-    if on_gpu {
+    if on_gpu && !a.gpu_only {
         // The CPU backend in the same run, for comparison.
         let cpu = match a.precision {
             Precision::F64 => Chosen::CpuF64,
@@ -51,6 +52,7 @@ pub(super) fn bench_cmd(a: BenchArgs) -> Result<()> {
                 runs: a.runs as usize,
                 chunk: 0,
                 gemm_size: a.gemm_size as usize,
+                hvp_only: a.hvp_only,
             },
             &mut say
         )?));

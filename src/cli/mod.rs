@@ -506,6 +506,13 @@ struct BenchArgs {
     /// its counted flops at that rate).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     gemm_size: u64,
+    /// On a GPU, skip the CPU backend's run that otherwise follows for comparison (the device
+    /// check's time budget, scripts/device-check.sh).
+    #[arg(long)]
+    gpu_only: bool,
+    /// Only the gradient, the HVP and its limit: no top-10 solve, no Dom-SGD steps.
+    #[arg(long)]
+    hvp_only: bool,
     #[arg(long)]
     json: bool,
 }

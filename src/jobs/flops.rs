@@ -205,6 +205,78 @@ pub fn dense_gemm_gflops<B: Backend>(b: &B, size: usize, runs: usize) -> Result<
     Ok(2.0 * (n * n * n) as f64 / (secs * 1e9))
 }
 
+/// One op's share of an HVP's counted flops.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OpFlopsRow {
+    /// The op's index in the graph and kind.
+    pub op: String,
+    /// Its flops in one HVP.
+    pub flops: f64,
+}
+
+/// An HVP's counted flops and the time they take at the measured dense-GEMM rate.
+#[derive(Clone, Debug)]
+pub struct HvpLimit {
+    /// Counted flops of one HVP ([`hvp_flops_on`]).
+    pub flops: f64,
+    pub per_op: Vec<OpFlopsRow>,
+    /// Σ L over the sentences when the padding is masked.
+    pub live_tokens: Option<usize>,
+    /// The dense-GEMM rate ([`dense_gemm_gflops`]), GFLOP/s, and the GEMM's side.
+    pub dense_gflops: f64,
+    pub size: usize,
+    /// `flops` at `dense_gflops`, ms.
+    pub limit_ms: f64,
+}
+
+impl HvpLimit {
+    /// Count `spec`'s HVP on `data` (`cached`: the engine keeps the activations) and measure the
+    /// backend's dense-GEMM rate with a `size`³ GEMM (0: 1024), median of `runs`.
+    pub fn measure<B: Backend>(
+        backend: &B,
+        spec: &ModelSpec,
+        data: &Dataset,
+        cached: bool,
+        size: usize,
+        runs: usize,
+    ) -> Result<HvpLimit> {
+        let size = if size == 0 { 1024 } else { size };
+        let dense = dense_gemm_gflops(backend, size, runs)?;
+        let rows = Rows::of(spec, data);
+        let ops = op_flops(spec, rows);
+        let flops = total(&ops, cached);
+        Ok(HvpLimit {
+            flops,
+            per_op: ops
+                .iter()
+                .map(|o| OpFlopsRow {
+                    op: o.op.clone(),
+                    flops: o.hvp(cached),
+                })
+                .collect(),
+            live_tokens: rows.live.map(|(sum, _)| sum),
+            dense_gflops: dense,
+            size,
+            limit_ms: flops / (dense * 1e6),
+        })
+    }
+
+    /// One line for a measured HVP of `hvp_ms`.
+    pub fn describe(&self, hvp_ms: f64) -> String {
+        format!(
+            "HVP: {hvp_ms:.1} ms; counted {:.2} GFLOP{}, {:.1} ms at the dense-GEMM rate ({}³: {:.1} GFLOP/s): {:.2}× the limit",
+            self.flops / 1e9,
+            self.live_tokens
+                .map(|t| format!(" ({t} live tokens)"))
+                .unwrap_or_default(),
+            self.limit_ms,
+            self.size,
+            self.dense_gflops,
+            hvp_ms / self.limit_ms
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
