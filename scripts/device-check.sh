@@ -110,7 +110,8 @@ for model in fc-tanh cnn-relu transformer; do
     fi
     tr=$(grep -o '"step_transfers":{[^}]*}' "$j")
     f() { fmt "$(field "$1" < "$j")" "$2"; }
-    echo "| $model | $(field backend < "$j" | tr -d '"') | $(f hvp_ms 1) | $(f hvp_gflops 1) | $(fmt "$(field hvp_flops < "$j" | awk '{print $1/1e9}')" 2) | $(f hvp_limit_ms 1) | $(f hvp_vs_limit 2) | $(f dense_gemm_gflops 0) | $(f top10_ms 0) | $(f step_ms 1) ($(f step_hvps 1)) | $(echo "$tr" | field uploads) / $(echo "$tr" | field readbacks) |" >> "$OUT/summary.md"
+    up=$(echo "$tr" | field uploads); rb=$(echo "$tr" | field readbacks)
+    echo "| $model | $(field backend < "$j" | tr -d '"') | $(f hvp_ms 1) | $(f hvp_gflops 1) | $(fmt "$(field hvp_flops < "$j" | awk '{print $1/1e9}')" 2) | $(f hvp_limit_ms 1) | $(f hvp_vs_limit 2) | $(f dense_gemm_gflops 0) | $(f top10_ms 0) | $(f step_ms 1) ($(f step_hvps 1)) | ${up:-—} / ${rb:-—} |" >> "$OUT/summary.md"
 done
 
 # 2. the GPU parity tests (a prebuilt test binary).

@@ -507,11 +507,26 @@ pub fn bench<B: Backend + Clone>(
         hvp.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let hvp_ms = median(hvp);
-    let limit = HvpLimit::measure(&backend, spec, data, engine.plan().cached, opts.gemm_size, runs)?;
+    let limit = HvpLimit::measure(
+        &backend,
+        spec,
+        data,
+        engine.plan().cached,
+        opts.gemm_size,
+        runs,
+    )?;
     log(&limit.describe(hvp_ms));
     let nan = (f64::NAN, f64::NAN, None);
     if opts.hvp_only {
-        let r = report(spec, &backend, &engine, (grad, hvp_ms, limit), (f64::NAN, 0), nan, nan);
+        let r = report(
+            spec,
+            &backend,
+            &engine,
+            (grad, hvp_ms, limit),
+            (f64::NAN, 0),
+            nan,
+            nan,
+        );
         return Ok(BenchReport {
             kernels,
             runs,

@@ -41,7 +41,13 @@ fn device_check_dry_run_writes_its_table_slow() {
         let flops = v["hvp_flops"].as_f64().expect("hvp_flops");
         let ratio = v["hvp_vs_limit"].as_f64().expect("hvp_vs_limit");
         assert!(hvp > 0.0 && flops > 0.0 && ratio > 0.0, "{json}");
-        assert!(v["backend"].as_str().is_some_and(|b| b.starts_with("gpu")), "{json}");
+        assert!(
+            v["backend"].as_str().is_some_and(|b| b.starts_with("gpu")),
+            "{json}"
+        );
     }
-    assert!(summary.contains("fig1 --quick: skipped (dry run)"), "{summary}");
+    assert!(
+        summary.contains("fig1 --quick: skipped (dry run)"),
+        "{summary}"
+    );
 }
