@@ -132,11 +132,13 @@ pub(super) fn dot_f64<T: Real>(x: &[T], y: &[T]) -> f64 {
 /// machine's AVX2/AVX-512 cores, where matrixmultiply spends more time packing the long operand
 /// than multiplying; square-ish shapes stay with matrixmultiply, faster on them (BENCHMARKS.md,
 /// issue 33).
+#[cfg(not(target_arch = "wasm32"))]
 const GEMM_CRATE_SIDE: usize = 64;
 
 /// Which GEMM back end takes an m×k·k×n product: `SUBSPACE_LAB_GEMM=mm` (matrixmultiply for every
 /// shape), `gemm` (the gemm crate for every shape) or unset / `auto` (by shape,
-/// [`GEMM_CRATE_SIDE`]).
+/// [`GEMM_CRATE_SIDE`]). Native builds only (the browser build keeps matrixmultiply).
+#[cfg(not(target_arch = "wasm32"))]
 fn use_gemm_crate(m: usize, n: usize, k: usize) -> bool {
     static G: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
     let mode = *G.get_or_init(|| match std::env::var("SUBSPACE_LAB_GEMM").as_deref() {
@@ -180,6 +182,7 @@ pub(super) fn gemm_slices<T: Real>(g: Gemm, a: &[T], b: &[T], c: &mut [T]) {
     let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    #[cfg(not(target_arch = "wasm32"))]
     if use_gemm_crate(m, n, k) {
         let par = match threads() {
             1 => gemm::Parallelism::None,
