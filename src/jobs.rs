@@ -12,7 +12,11 @@ use crate::nn::graph::Op;
 use crate::nn::model::ModelSpec;
 use std::time::Instant;
 
+mod flops;
 mod whole;
+pub use flops::{
+    HvpLimit, OpFlops, OpFlopsRow, Rows, dense_gemm_gflops, hvp_flops, hvp_flops_on, op_flops,
+};
 pub use whole::{DensityReport, WholeOptions, WholeReport, whole_spectrum};
 
 /// What `spectrum` reports (also its `--json` object).
@@ -273,6 +277,12 @@ pub struct BenchOptions {
     pub runs: usize,
     /// Samples per chunk of the HVP (0: the backend's default).
     pub chunk: usize,
+    /// Side of the square GEMM that measures the dense-GEMM rate ([`dense_gemm_gflops`]; 0:
+    /// 1024).
+    pub gemm_size: usize,
+    /// Only the gradient, the HVP and its limit (no top-10 solve, no Dom-SGD steps: NaN in the
+    /// report).
+    pub hvp_only: bool,
 }
 
 /// What `bench` reports (also its `--json` object). Times are medians over `runs`.
@@ -294,8 +304,23 @@ pub struct BenchReport {
     pub chunk: usize,
     pub samples: usize,
     pub params: usize,
-    /// GFLOP/s of one HVP, counting 2·m·n·k per GEMM.
+    /// GFLOP/s of one HVP: [`BenchReport::hvp_flops`] over its time.
     pub hvp_gflops: f64,
+    /// Flops of one HVP counted from the graph ([`op_flops`]: 2 per multiply-add of the GEMMs
+    /// and attention's products; a masked model's live tokens only).
+    pub hvp_flops: f64,
+    /// The same count per op.
+    pub hvp_flops_per_op: Vec<OpFlopsRow>,
+    /// Live tokens of the data (Σ L over the sentences) when the padding is masked.
+    pub live_tokens: Option<usize>,
+    /// The machine's dense-GEMM rate: a square GEMM of side `dense_gemm_size` through the
+    /// backend ([`dense_gemm_gflops`]), GFLOP/s.
+    pub dense_gemm_gflops: f64,
+    pub dense_gemm_size: usize,
+    /// The time `hvp_flops` takes at `dense_gemm_gflops` (the HVP's limit), ms.
+    pub hvp_limit_ms: f64,
+    /// Measured HVP time over that limit (1 = at the dense-GEMM rate).
+    pub hvp_vs_limit: f64,
     /// The HVP's GEMM shapes timed alone through the backend (median of `runs`).
     pub kernels: Vec<KernelTiming>,
     /// One warm Dom-SGD step (median of `runs`, after two unmeasured steps): the minibatch
@@ -407,26 +432,6 @@ fn gemm_layers(spec: &ModelSpec, n: usize) -> Vec<((usize, usize, usize), bool)>
         .collect()
 }
 
-/// GEMM flops of one HVP (see `Engine::hvp`): with the forward pass cached, 2 GEMMs of the first
-/// layer (R-forward, R-backward's R{∂W}) and 6 of every other (two each in R-forward, R{∂W} and
-/// R{∂x}); when each chunk's forward and backward pass are recomputed (`cached` false), one more
-/// per layer and one more per non-first layer (its ∂x).
-pub fn hvp_flops(spec: &ModelSpec, n: usize, cached: bool) -> f64 {
-    gemm_layers(spec, n)
-        .iter()
-        .map(|&((m, k, o), first)| {
-            let unit = 2.0 * (m * k * o) as f64;
-            let r = if first { 2.0 } else { 6.0 };
-            let re = match (cached, first) {
-                (true, _) => 0.0,
-                (false, true) => 1.0,
-                (false, false) => 2.0,
-            };
-            (r + re) * unit
-        })
-        .sum()
-}
-
 /// Time warm Dom-SGD steps from θ (see [`BenchReport::step_ms`]): (median ms, mean HVPs, the
 /// last step's transfers).
 fn time_dom_step<B: Backend + Clone>(
@@ -502,7 +507,33 @@ pub fn bench<B: Backend + Clone>(
         hvp.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let hvp_ms = median(hvp);
-    log(&format!("HVP: {hvp_ms:.1} ms"));
+    let limit = HvpLimit::measure(
+        &backend,
+        spec,
+        data,
+        engine.plan().cached,
+        opts.gemm_size,
+        runs,
+    )?;
+    log(&limit.describe(hvp_ms));
+    let nan = (f64::NAN, f64::NAN, None);
+    if opts.hvp_only {
+        let r = report(
+            spec,
+            &backend,
+            &engine,
+            (grad, hvp_ms, limit),
+            (f64::NAN, 0),
+            nan,
+            nan,
+        );
+        return Ok(BenchReport {
+            kernels,
+            runs,
+            samples: data.n,
+            ..r
+        });
+    }
     let solve = LanczosOptions {
         k: 10.min(p),
         tol: 1e-4,
@@ -534,7 +565,38 @@ pub fn bench<B: Backend + Clone>(
         "Dom-SGD step: {step_ms:.1} ms, {step_hvps:.1} HVPs (k = {})",
         spec.output_dim()
     ));
+    let r = report(
+        spec,
+        &backend,
+        &engine,
+        (grad, hvp_ms, limit),
+        (median(top), top_hvps),
+        (step_ms, step_hvps, step_transfers),
+        (step_ms_block, step_hvps_block, step_transfers_block),
+    );
     Ok(BenchReport {
+        kernels,
+        runs,
+        samples: data.n,
+        ..r
+    })
+}
+
+/// A step's (median ms, HVPs, transfers).
+type StepTiming = (f64, f64, Option<crate::backend::Transfers>);
+
+/// The report of [`bench`] from its measurements: (gradient times, HVP ms, the limit), the top-10
+/// solve (ms, HVPs), the Lanczos step and the block-Davidson step.
+fn report<B: Backend + Clone>(
+    spec: &ModelSpec,
+    backend: &B,
+    engine: &Engine<B>,
+    (grad, hvp_ms, limit): (Vec<f64>, f64, HvpLimit),
+    (top10_ms, top10_hvps): (f64, usize),
+    (step_ms, step_hvps, step_transfers): StepTiming,
+    (step_ms_block, step_hvps_block, step_transfers_block): StepTiming,
+) -> BenchReport {
+    BenchReport {
         step_ms,
         step_hvps,
         step_ms_block,
@@ -546,15 +608,22 @@ pub fn bench<B: Backend + Clone>(
         data: String::new(),
         backend: backend.name(),
         adapter: backend.adapter(),
-        kernels,
+        kernels: Vec::new(),
         grad_ms: median(grad),
         hvp_ms,
-        top10_ms: median(top),
-        top10_hvps: top_hvps,
-        runs,
+        top10_ms,
+        top10_hvps,
+        runs: 0,
         chunk: engine.chunk(),
-        samples: data.n,
-        params: p,
-        hvp_gflops: hvp_flops(spec, data.n, engine.plan().cached) / (hvp_ms * 1e6),
-    })
+        samples: 0,
+        params: engine.num_params(),
+        hvp_gflops: limit.flops / (hvp_ms * 1e6),
+        hvp_flops: limit.flops,
+        hvp_flops_per_op: limit.per_op,
+        live_tokens: limit.live_tokens,
+        dense_gemm_gflops: limit.dense_gflops,
+        dense_gemm_size: limit.size,
+        hvp_limit_ms: limit.limit_ms,
+        hvp_vs_limit: hvp_ms / limit.limit_ms,
+    }
 }

@@ -30,10 +30,12 @@ pub(super) fn bench_cmd(a: BenchArgs) -> Result<()> {
         jobs::BenchOptions {
             runs: a.runs as usize,
             chunk: a.chunk,
+            gemm_size: a.gemm_size as usize,
+            hvp_only: a.hvp_only,
         },
         &mut say
     )?)];
-    if on_gpu {
+    if on_gpu && !a.gpu_only {
         // The CPU backend in the same run, for comparison.
         let cpu = match a.precision {
             Precision::F64 => Chosen::CpuF64,
@@ -48,6 +50,8 @@ pub(super) fn bench_cmd(a: BenchArgs) -> Result<()> {
             jobs::BenchOptions {
                 runs: a.runs as usize,
                 chunk: 0,
+                gemm_size: a.gemm_size as usize,
+                hvp_only: a.hvp_only,
             },
             &mut say
         )?));
@@ -98,6 +102,20 @@ pub(super) fn bench_cmd(a: BenchArgs) -> Result<()> {
                 .map(per_step_traffic)
                 .unwrap_or_default()
         );
+        println!(
+            "    counted {:.2} GFLOP per HVP{}; dense GEMM {}³ {:.1} GFLOP/s → limit {:.1} ms; measured {:.2}× the limit",
+            rep.hvp_flops / 1e9,
+            rep.live_tokens
+                .map(|t| format!(" ({t} live tokens)"))
+                .unwrap_or_default(),
+            rep.dense_gemm_size,
+            rep.dense_gemm_gflops,
+            rep.hvp_limit_ms,
+            rep.hvp_vs_limit
+        );
+        for o in &rep.hvp_flops_per_op {
+            println!("      {}: {:.3} GFLOP", o.op, o.flops / 1e9);
+        }
         for k in &rep.kernels {
             println!(
                 "    gemm {}: {:.2} ms, {:.1} GFLOP/s",

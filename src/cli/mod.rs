@@ -502,6 +502,17 @@ struct BenchArgs {
     /// a GPU). The CPU run that follows a GPU one keeps its own default.
     #[arg(long, default_value_t = 0)]
     chunk: usize,
+    /// Side of the square GEMM that measures the machine's dense-GEMM rate (the HVP's limit is
+    /// its counted flops at that rate).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    gemm_size: u64,
+    /// On a GPU, skip the CPU backend's run that otherwise follows for comparison (the device
+    /// check's time budget, scripts/device-check.sh).
+    #[arg(long)]
+    gpu_only: bool,
+    /// Only the gradient, the HVP and its limit: no top-10 solve, no Dom-SGD steps.
+    #[arg(long)]
+    hvp_only: bool,
     #[arg(long)]
     json: bool,
 }

@@ -127,6 +127,32 @@ pub(super) fn dot_f64<T: Real>(x: &[T], y: &[T]) -> f64 {
     s
 }
 
+/// Shapes whose smallest side is at most this go to the `gemm` crate under the default choice: a
+/// convolution's im2col GEMMs (c_out = 32 columns, or k = 27) run 1.3× faster there on this
+/// machine's AVX2/AVX-512 cores, where matrixmultiply spends more time packing the long operand
+/// than multiplying; square-ish shapes stay with matrixmultiply, faster on them (BENCHMARKS.md,
+/// issue 33).
+#[cfg(not(target_arch = "wasm32"))]
+const GEMM_CRATE_SIDE: usize = 64;
+
+/// Which GEMM back end takes an m×k·k×n product: `SUBSPACE_LAB_GEMM=mm` (matrixmultiply for every
+/// shape), `gemm` (the gemm crate for every shape) or unset / `auto` (by shape,
+/// [`GEMM_CRATE_SIDE`]). Native builds only (the browser build keeps matrixmultiply).
+#[cfg(not(target_arch = "wasm32"))]
+fn use_gemm_crate(m: usize, n: usize, k: usize) -> bool {
+    static G: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    let mode = *G.get_or_init(|| match std::env::var("SUBSPACE_LAB_GEMM").as_deref() {
+        Ok("mm") => 0,
+        Ok("gemm") => 1,
+        _ => 2,
+    });
+    match mode {
+        0 => false,
+        1 => true,
+        _ => m.min(n).min(k) <= GEMM_CRATE_SIDE,
+    }
+}
+
 /// C (m×n) = α·op(A)·op(B) + β·C on slices holding exactly op(A)'s m×k, op(B)'s k×n and C's m×n
 /// elements (row-major; A stored k×m if `ta`, B stored n×k if `tb`).
 pub(super) fn gemm_slices<T: Real>(g: Gemm, a: &[T], b: &[T], c: &mut [T]) {
@@ -156,6 +182,38 @@ pub(super) fn gemm_slices<T: Real>(g: Gemm, a: &[T], b: &[T], c: &mut [T]) {
     let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
     let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
     assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
+    #[cfg(not(target_arch = "wasm32"))]
+    if use_gemm_crate(m, n, k) {
+        let par = match threads() {
+            1 => gemm::Parallelism::None,
+            t => gemm::Parallelism::Rayon(t),
+        };
+        // SAFETY: as below. The gemm crate computes dst = α'·dst + β'·A·B (its α' is our β).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                beta != 0.0,
+                a.as_ptr(),
+                csa,
+                rsa,
+                b.as_ptr(),
+                csb,
+                rsb,
+                T::of(beta),
+                T::of(alpha),
+                false,
+                false,
+                false,
+                par,
+            )
+        };
+        return;
+    }
     // SAFETY: the slices hold (asserted) the m×k, k×n and m×n elements the strides address,
     // and `c` is a unique borrow, so it cannot alias `a` or `b`.
     unsafe {
