@@ -11,6 +11,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod consistency;
+pub mod density;
 pub mod ema;
 pub mod files;
 pub mod final_weights;

@@ -436,6 +436,15 @@ pub struct RunSpec {
     /// in `metrics.csv`; empty (the default, not written) for every other run.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tag: String,
+    /// The SLQ density and trace every this many steps (0: never, the default; not written
+    /// then), into `density.csv` / `trace.csv` ([`super::density`]); records only.
+    #[serde(default, skip_serializing_if = "super::density::is_zero")]
+    pub density_every: usize,
+    /// Probes and Lanczos steps of each density (written when not the defaults, 4 and 40).
+    #[serde(default = "super::density::d_probes", skip_serializing_if = "super::density::is_d_probes")]
+    pub density_probes: usize,
+    #[serde(default = "super::density::d_steps", skip_serializing_if = "super::density::is_d_steps")]
+    pub density_steps: usize,
 }
 
 impl RunSpec {
@@ -465,6 +474,9 @@ impl RunSpec {
             seed: 0,
             checkpoint_every: 0,
             tag: String::new(),
+            density_every: 0,
+            density_probes: super::density::d_probes(),
+            density_steps: super::density::d_steps(),
         }
     }
 
@@ -681,6 +693,7 @@ impl RunSpec {
         if self.record_every == 0 {
             return bad("record_every", "0".into(), "need ≥ 1");
         }
+        super::density::validate(self, p)?;
         check_tol("tol", self.tol)?;
         if !(self.chi_threshold.is_finite() && (0.0..=1.0).contains(&self.chi_threshold)) {
             return bad(
