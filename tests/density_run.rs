@@ -163,6 +163,10 @@ fn the_density_files_are_written_and_read_back() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("density.json")).unwrap())
             .unwrap();
     assert_eq!(back, obs.densities);
+    let png = dir.path().join("density.png");
+    subspace_lab::experiment::plot_density::densities_png(&png, "tiny", &back).unwrap();
+    assert!(std::fs::metadata(&png).unwrap().len() > 1000);
+    assert!(subspace_lab::experiment::plot_density::densities_png(&png, "none", &[]).is_err());
     let d = back[0].density(400);
     let h = d.grid[1] - d.grid[0];
     let integral: f64 = d.density.windows(2).map(|w| 0.5 * (w[0] + w[1]) * h).sum();
