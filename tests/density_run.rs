@@ -190,6 +190,8 @@ fn the_density_fields_are_checked_and_written_when_set() {
     (off.density_every, off.density_probes, off.density_steps) = (0, 4, 40);
     let toml = off.to_toml().unwrap();
     assert!(!toml.contains("density"), "{toml}");
+    // Records only: a checkpoint written without densities continues with them (and back).
+    assert!(spec().differences(&off).is_empty());
     let back = RunSpec::parse_toml(&toml).unwrap();
     assert_eq!((back.density_every, back.density_probes, back.density_steps), (0, 4, 40));
 }

@@ -15,56 +15,20 @@
 //! normalised to integral 1), `trace.csv` (one row per measurement) and `density.json` (the
 //! records, with the raw quadrature).
 
-use super::spec::RunSpec;
 use super::stepper::Stepper;
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::hessian::slq::{Density, DensityOptions, Quadrature, SlqOptions, SlqResult, slq};
 
 /// Grid points of each density in `density.csv`.
 pub const CSV_POINTS: usize = 400;
 
-pub(super) fn is_zero(x: &usize) -> bool {
-    *x == 0
-}
-/// The default `density_probes`.
-pub fn d_probes() -> usize {
-    4
-}
-/// The default `density_steps`.
-pub fn d_steps() -> usize {
-    40
-}
-pub(super) fn is_d_probes(x: &usize) -> bool {
-    *x == d_probes()
-}
-pub(super) fn is_d_steps(x: &usize) -> bool {
-    *x == d_steps()
-}
-
-/// The density fields of a spec: probes ≥ 1 and 2 ≤ steps ≤ p when `density_every` > 0.
-pub(super) fn validate(spec: &RunSpec, p: usize) -> Result<()> {
-    if spec.density_every == 0 {
-        return Ok(());
-    }
-    if spec.density_probes == 0 {
-        return Err(Error::InvalidArgument(
-            "density_probes = 0: need ≥ 1 (density_every is on)".into(),
-        ));
-    }
-    if spec.density_steps < 2 || spec.density_steps > p {
-        return Err(Error::InvalidArgument(format!(
-            "density_steps = {}: need 2 ..= {p} (the parameters)",
-            spec.density_steps
-        )));
-    }
-    Ok(())
-}
+pub use super::density_spec::{d_probes, d_steps};
 
 /// The seed of the first probe of a density at `step` of a run seeded `seed` (probe i uses
 /// this + i): the same at the same step whether the run was resumed or not.
 pub fn probe_seed(seed: u64, step: usize) -> u64 {
-    (seed << 40) ^ ((step as u64) << 12) ^ 0x5e_ed00_0000
+    (seed << 40) ^ ((step as u64) << 12) ^ 0x5EED_0000_0000
 }
 
 /// One density measurement along a run (a row of `trace.csv`, a density in `density.csv`).

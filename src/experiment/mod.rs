@@ -12,6 +12,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod consistency;
 pub mod density;
+pub mod density_spec;
 pub mod ema;
 pub mod files;
 pub mod final_weights;
