@@ -13,13 +13,17 @@ use subspace_lab::experiment::spec::OptimizerSpec;
 fn draw(d: Option<&LiveDensity>) {
     let ctx = egui::Context::default();
     let input = egui::RawInput {
-        screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(900.0, 600.0))),
+        screen_rect: Some(egui::Rect::from_min_size(
+            egui::Pos2::ZERO,
+            egui::vec2(900.0, 600.0),
+        )),
         ..Default::default()
     };
     for _ in 0..3 {
         let _ = ctx.run_ui(input.clone(), |ui| {
-            egui::CentralPanel::default()
-                .show(ui, |ui| subspace_lab::app::panels::density::density_ui(ui, d, 150.0));
+            egui::CentralPanel::default().show(ui, |ui| {
+                subspace_lab::app::panels::density::density_ui(ui, d, 150.0)
+            });
         });
     }
 }
@@ -50,10 +54,8 @@ fn the_live_density_is_measured_at_the_runs_theta() {
 
 #[test]
 fn the_clock_measures_at_once_then_every_n_steps_within_its_share() {
-    let mut c = DensityClock {
-        every: 5,
-        ..DensityClock::default()
-    };
+    let mut c = DensityClock::default();
+    c.every = 5;
     assert!(c.due(3), "the first at once");
     c.done(3, 0.0);
     assert!(!c.due(4) && c.due(5) && !c.due(3));

@@ -12,7 +12,11 @@ use subspace_lab::experiment::run::{self, Checkpoint, Observer, Record, Vectors}
 use subspace_lab::experiment::spec::{OptKind, OptimizerSpec, Projection, RunSpec};
 
 fn spec() -> RunSpec {
-    let mut s = RunSpec::new("tiny", OptimizerSpec::new(OptKind::Momentum, 0.02, Some(20)), 30);
+    let mut s = RunSpec::new(
+        "tiny",
+        OptimizerSpec::new(OptKind::Momentum, 0.02, Some(20)),
+        30,
+    );
     s.model.widths = vec![12, 10, 4];
     s.data.samples = 200;
     s.variants = vec![Projection::None, Projection::Dominant, Projection::Bulk];
@@ -82,9 +86,14 @@ fn densities_are_recorded_where_asked_and_leave_the_metrics_alone() {
     let (s, d) = (spec(), data());
     let mut obs = Collect::new(usize::MAX);
     let with = run::run(F64::new(), &s, &d, false, None, &mut obs).unwrap();
-    let steps: Vec<(String, usize)> =
-        obs.densities.iter().map(|r| (r.run.clone(), r.step)).collect();
-    let mut want: Vec<(String, usize)> = [0, 10, 20, 30].map(|t| ("SGD (momentum)".to_string(), t)).to_vec();
+    let steps: Vec<(String, usize)> = obs
+        .densities
+        .iter()
+        .map(|r| (r.run.clone(), r.step))
+        .collect();
+    let mut want: Vec<(String, usize)> = [0, 10, 20, 30]
+        .map(|t| ("SGD (momentum)".to_string(), t))
+        .to_vec();
     let legs: Vec<String> = with.legs.iter().map(|l| l.run.clone()).collect();
     for leg in &legs[1..] {
         want.push((leg.clone(), 40));
@@ -107,7 +116,15 @@ fn densities_are_recorded_where_asked_and_leave_the_metrics_alone() {
     }
     let mut off = s.clone();
     off.density_every = 0;
-    let without = run::run(F64::new(), &off, &d, false, None, &mut Collect::new(usize::MAX)).unwrap();
+    let without = run::run(
+        F64::new(),
+        &off,
+        &d,
+        false,
+        None,
+        &mut Collect::new(usize::MAX),
+    )
+    .unwrap();
     assert_eq!(with.records.len(), without.records.len());
     for (a, b) in with.records.iter().zip(&without.records) {
         assert_eq!(a.csv_line(6), b.csv_line(6));
@@ -125,7 +142,10 @@ fn a_resumed_run_records_the_densities_of_an_uninterrupted_one() {
     for stop_at in [12, 41] {
         let mut obs = Collect::new(stop_at);
         let err = run::run(F64::new(), &s, &d, false, None, &mut obs).unwrap_err();
-        assert!(matches!(err, subspace_lab::Error::Interrupted { .. }), "{err}");
+        assert!(
+            matches!(err, subspace_lab::Error::Interrupted { .. }),
+            "{err}"
+        );
         let (c, v) = obs.ckpt.unwrap();
         assert!(!c.densities.is_empty());
         let dir = tempfile::tempdir().unwrap();
@@ -133,9 +153,18 @@ fn a_resumed_run_records_the_densities_of_an_uninterrupted_one() {
         let (c, v) = output::load_checkpoint(dir.path()).unwrap();
         let mut again = Collect::new(usize::MAX);
         run::run(F64::new(), &s, &d, false, Some((c, v)), &mut again).unwrap();
-        assert_eq!(again.densities.len(), full.densities.len(), "stop at {stop_at}");
+        assert_eq!(
+            again.densities.len(),
+            full.densities.len(),
+            "stop at {stop_at}"
+        );
         for (a, b) in again.densities.iter().zip(&full.densities) {
-            assert!(a.same_as(b), "stop at {stop_at}: step {} vs {}", a.step, b.step);
+            assert!(
+                a.same_as(b),
+                "stop at {stop_at}: step {} vs {}",
+                a.step,
+                b.step
+            );
         }
     }
 }
@@ -178,14 +207,21 @@ fn the_density_files_are_written_and_read_back() {
 #[test]
 fn the_density_fields_are_checked_and_written_when_set() {
     let d = data();
-    for (probes, steps, field) in [(0, 12, "density_probes"), (3, 1, "density_steps"), (3, 175, "density_steps")] {
+    for (probes, steps, field) in [
+        (0, 12, "density_probes"),
+        (3, 1, "density_steps"),
+        (3, 175, "density_steps"),
+    ] {
         let mut s = spec();
         (s.density_probes, s.density_steps) = (probes, steps);
         let e = s.validate(d.d, d.classes, d.n).unwrap_err().to_string();
         assert!(e.contains(field), "{e}");
     }
     let toml = spec().to_toml().unwrap();
-    assert!(toml.contains("density_every = 10") && toml.contains("density_probes = 3"), "{toml}");
+    assert!(
+        toml.contains("density_every = 10") && toml.contains("density_probes = 3"),
+        "{toml}"
+    );
     let mut off = spec();
     (off.density_every, off.density_probes, off.density_steps) = (0, 4, 40);
     let toml = off.to_toml().unwrap();
@@ -193,5 +229,8 @@ fn the_density_fields_are_checked_and_written_when_set() {
     // Records only: a checkpoint written without densities continues with them (and back).
     assert!(spec().differences(&off).is_empty());
     let back = RunSpec::parse_toml(&toml).unwrap();
-    assert_eq!((back.density_every, back.density_probes, back.density_steps), (0, 4, 40));
+    assert_eq!(
+        (back.density_every, back.density_probes, back.density_steps),
+        (0, 4, 40)
+    );
 }

@@ -187,10 +187,19 @@ fn trace_matches_the_pytorch_twin_within_its_standard_error() {
         "--json",
     ]);
     let (l_ours, l_torch) = (ours["loss"].as_f64().unwrap(), fx["loss"].as_f64().unwrap());
-    assert!((l_ours - l_torch).abs() <= 1e-10 * l_torch, "{l_ours} vs {l_torch}");
+    assert!(
+        (l_ours - l_torch).abs() <= 1e-10 * l_torch,
+        "{l_ours} vs {l_torch}"
+    );
     let t = &ours["trace"];
-    let (a, se_a) = (t["estimate"].as_f64().unwrap(), t["std_error"].as_f64().unwrap());
-    let (b, se_b) = (fx["trace"].as_f64().unwrap(), fx["std_error"].as_f64().unwrap());
+    let (a, se_a) = (
+        t["estimate"].as_f64().unwrap(),
+        t["std_error"].as_f64().unwrap(),
+    );
+    let (b, se_b) = (
+        fx["trace"].as_f64().unwrap(),
+        fx["std_error"].as_f64().unwrap(),
+    );
     assert_eq!(t["probes"].as_u64(), Some(100));
     let bound = 3.0 * (se_a * se_a + se_b * se_b).sqrt();
     assert!(

@@ -3,8 +3,8 @@
 //! atomically), each leg's final θ handed to a [`LegSink`], the spec as run, and the densities of
 //! `density_every` ([`write_densities`]).
 
-pub use super::files::{read_pair, tensors_bytes, tensors_parse, write_atomic};
 use super::density::{DensityRecord, density_csv, trace_csv};
+pub use super::files::{read_pair, tensors_bytes, tensors_parse, write_atomic};
 use super::record::{Checkpoint, LegSummary, Record, Vectors};
 use super::runner::Observer;
 use super::snapshot::{Snapshot, save_snapshot};

@@ -270,7 +270,11 @@ fn choose(
     let n = first.len();
     let want = n.min(6);
     for i in 0..want {
-        let j = if want == 1 { n - 1 } else { i * (n - 1) / (want - 1) };
+        let j = if want == 1 {
+            n - 1
+        } else {
+            i * (n - 1) / (want - 1)
+        };
         out.push(first[j]);
     }
     let mut legs: Vec<&str> = Vec::new();
@@ -280,7 +284,10 @@ fn choose(
         }
     }
     for leg in legs {
-        if let Some(r) = records.iter().rfind(|r| r.run == leg && r.phase != "before") {
+        if let Some(r) = records
+            .iter()
+            .rfind(|r| r.run == leg && r.phase != "before")
+        {
             out.push(r);
         }
     }

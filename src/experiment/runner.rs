@@ -414,7 +414,10 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             let stop_rule = matches!((plan.rule, &sp), (Some(t), Some(_))
                 if ema > t && leg.step - plan.first >= spec.switch_min_steps);
             let stop = done || stop_rule;
-            if let Some(sp) = sp.as_ref().filter(|_| density || (stop_rule && spec.density_every > 0)) {
+            if let Some(sp) = sp
+                .as_ref()
+                .filter(|_| density || (stop_rule && spec.density_every > 0))
+            {
                 self.density(plan, leg.step, sp)?;
             }
             let emit = record || stop;

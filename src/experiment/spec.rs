@@ -3,8 +3,8 @@
 //! setting); unknown fields are rejected, and `validate` names the field of any impossible value
 //! before any work starts.
 
-pub use super::ema::EmaStart;
 use super::density_spec as ds;
+pub use super::ema::EmaStart;
 use crate::backend::{Activation, LossKind};
 use crate::data::load::DatasetKind;
 use crate::error::{Error, Result};

@@ -115,7 +115,9 @@ impl DensityClock {
         match self.last {
             None => true,
             Some(l) => {
-                l != step && step.is_multiple_of(self.every.max(1)) && self.share() <= self.max_share
+                l != step
+                    && step.is_multiple_of(self.every.max(1))
+                    && self.share() <= self.max_share
             }
         }
     }

@@ -39,8 +39,7 @@ pub fn density_summary(d: &LiveDensity) -> String {
 pub fn density_ui(ui: &mut egui::Ui, d: Option<&LiveDensity>, height: f32) {
     let Some(d) = d else {
         ui.label(
-            RichText::new("spectral density: measured in the background every 25 steps")
-                .weak(),
+            RichText::new("spectral density: measured in the background every 25 steps").weak(),
         );
         return;
     };
@@ -69,7 +68,13 @@ pub fn density_ui(ui: &mut egui::Ui, d: Option<&LiveDensity>, height: f32) {
                 } else {
                     format!("top {k}")
                 };
-                p.vline(VLine::new(name, l).color(OUTLIER.gamma_multiply(if i + 1 == k { 1.0 } else { 0.5 })));
+                p.vline(
+                    VLine::new(name, l).color(OUTLIER.gamma_multiply(if i + 1 == k {
+                        1.0
+                    } else {
+                        0.5
+                    })),
+                );
             }
         });
     ui.label(RichText::new(density_summary(d)).small());
