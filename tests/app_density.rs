@@ -55,13 +55,13 @@ fn the_live_density_is_measured_at_the_runs_theta() {
 #[test]
 fn the_clock_measures_at_once_then_every_n_steps_within_its_share() {
     let mut c = DensityClock::default();
-    c.every = 5;
+    let n = c.every;
     assert!(c.due(3), "the first at once");
     c.done(3, 0.0);
-    assert!(!c.due(4) && c.due(5) && !c.due(3));
-    c.done(5, 0.0);
-    assert!(!c.due(5) && c.due(10));
+    assert!(!c.due(4) && c.due(n) && !c.due(3));
+    c.done(n, 0.0);
+    assert!(!c.due(n) && c.due(2 * n));
     // Past its share of the worker's time, nothing is due.
-    c.done(10, 1e6);
-    assert!(c.share() > c.max_share && !c.due(15));
+    c.done(2 * n, 1e6);
+    assert!(c.share() > c.max_share && !c.due(3 * n));
 }
