@@ -105,7 +105,8 @@ def main():
     ap.add_argument("--steps", type=int, default=100, help="density: Lanczos steps (PyHessian's iter)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    # OMP_NUM_THREADS caps torch's threads (the build machine is shared); else all cores.
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1))
     dtype = torch.float64
     x, t = ref.load_data(a.samples, dtype)
     net = ref.make_model(a.weights, dtype, a.seed)

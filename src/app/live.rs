@@ -22,8 +22,10 @@ use crate::experiment::snapshot::Snapshot;
 use crate::experiment::spec::{EmaStart, OptKind, OptimizerSpec, Projection};
 use crate::nn::model::ModelSpec;
 
+mod density;
 mod run;
 mod verdict;
+pub use density::{DensityClock, LiveDensity};
 pub use run::{AUTO_THRESHOLD, LiveRun};
 pub use verdict::{
     DEFAULT_HORIZON, Judged, LiveVerdict, judge, smoothed_rel_decrease, smoothing_steps,

@@ -11,6 +11,8 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod consistency;
+pub mod density;
+pub mod density_spec;
 pub mod ema;
 pub mod files;
 pub mod final_weights;

@@ -1,7 +1,9 @@
 //! Output directories: `metrics.csv` appended row by row (a run that diverges or is stopped keeps
 //! every row so far), checkpoints (`checkpoint.json` + `checkpoint.safetensors`, written
-//! atomically), each leg's final θ handed to a [`LegSink`], and the spec as run.
+//! atomically), each leg's final θ handed to a [`LegSink`], the spec as run, and the densities of
+//! `density_every` ([`write_densities`]).
 
+use super::density::{DensityRecord, density_csv, trace_csv};
 pub use super::files::{read_pair, tensors_bytes, tensors_parse, write_atomic};
 use super::record::{Checkpoint, LegSummary, Record, Vectors};
 use super::runner::Observer;
@@ -150,6 +152,9 @@ impl Observer for CsvSink<'_> {
             None => Ok(()),
         }
     }
+    fn density(&mut self, all: &[DensityRecord]) -> Result<()> {
+        write_densities(&self.dir, all)
+    }
     fn checkpoint(&mut self, c: &Checkpoint, v: &Vectors) -> Result<()> {
         if self.checkpoints {
             std::fs::create_dir_all(&self.ckpt_dir).map_err(|e| Error::io(&self.ckpt_dir, e))?;
@@ -178,6 +183,16 @@ impl Observer for CsvSink<'_> {
         }
         Ok(())
     }
+}
+
+/// `density.csv`, `trace.csv` and `density.json` in `dir` from a run's density records
+/// ([`super::density`]), each replaced atomically (a resumed run rewrites them from its
+/// checkpoint's records on): one run per directory.
+pub fn write_densities(dir: &Path, all: &[DensityRecord]) -> Result<()> {
+    write_atomic(&dir.join("density.csv"), density_csv(all).as_bytes())?;
+    write_atomic(&dir.join("trace.csv"), trace_csv(all).as_bytes())?;
+    let json = serde_json::to_string(all).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    write_atomic(&dir.join("density.json"), json.as_bytes())
 }
 
 /// Write the vectors, then the JSON that names their step (the JSON is the commit point).

@@ -13,6 +13,18 @@ fn fonts() {
     super::plot::style::fonts();
 }
 
+/// Line colours of [`densities_png`] (matplotlib's tab10).
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(23, 190, 207),
+];
+
 /// Values below this are drawn at it on the log scale (PyHessian's plots start at 1e-10).
 const LOG_FLOOR: f64 = 1e-8;
 
@@ -165,4 +177,124 @@ fn subscript(k: usize) -> String {
         .chars()
         .map(|c| char::from_u32(0x2080 + c.to_digit(10).unwrap_or(0)).unwrap_or(c))
         .collect()
+}
+
+/// The densities a run recorded (`density_every`), on a log scale, one line per chosen record:
+/// the first leg's (up to six, evenly spread, the switch last) and each variant's last. The top-k
+/// eigenvalues of the last chosen record are marked. Drawn into a 1000 × 560 PNG at `path`.
+/// Errors: no records, the file cannot be written.
+pub fn densities_png(
+    path: &Path,
+    title: &str,
+    records: &[crate::experiment::density::DensityRecord],
+) -> Result<()> {
+    fonts();
+    let err = |e: String| Error::data(path, format!("plot: {e}"));
+    let chosen = choose(records);
+    if chosen.is_empty() {
+        return Err(err("no density records".into()));
+    }
+    let curves: Vec<(String, Vec<(f64, f64)>)> = chosen
+        .iter()
+        .map(|r| {
+            let d = r.density(800);
+            let name = format!(
+                "{} step {} (tr {:.0}, top {} {:.0}%)",
+                r.run,
+                r.step,
+                r.trace,
+                r.eigenvalues.len(),
+                100.0 * r.top_k_share
+            );
+            let pts = d.grid.iter().zip(&d.density);
+            (name, pts.map(|(x, y)| (*x, y.max(LOG_FLOOR))).collect())
+        })
+        .collect();
+    let all = curves.iter().flat_map(|c| c.1.iter());
+    let (x0, x1, hi) = all.fold((f64::MAX, f64::MIN, 0.0f64), |(a, b, h), p| {
+        (a.min(p.0), b.max(p.0), h.max(p.1))
+    });
+    let root = BitMapBackend::new(path, (1000, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 19))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x0..x1, (LOG_FLOOR..hi * 2.0).log_scale())
+        .map_err(|e| err(e.to_string()))?;
+    chart
+        .configure_mesh()
+        .x_desc("eigenvalue λ")
+        .y_desc("SLQ density (log scale)")
+        .label_style(("sans-serif", 13))
+        .light_line_style(WHITE.mix(0.0))
+        .y_label_formatter(&|v: &f64| format!("{v:.0e}"))
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    for (i, (name, pts)) in curves.into_iter().enumerate() {
+        let c = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+            .map_err(|e| err(e.to_string()))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+    }
+    let red = RGBColor(214, 39, 40);
+    if let Some(last) = chosen.last() {
+        for &l in &last.eigenvalues {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(l, LOG_FLOOR), (l, hi)],
+                    4,
+                    3,
+                    red.mix(0.6).stroke_width(1),
+                ))
+                .map_err(|e| err(e.to_string()))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(|e| err(e.to_string()))?;
+    root.present().map_err(|e| err(e.to_string()))?;
+    Ok(())
+}
+
+/// The records [`densities_png`] draws: up to six of the first leg's, evenly spread with its
+/// last (the switch) kept, then each later leg's last.
+fn choose(
+    records: &[crate::experiment::density::DensityRecord],
+) -> Vec<&crate::experiment::density::DensityRecord> {
+    let first: Vec<_> = records.iter().filter(|r| r.phase == "before").collect();
+    let mut out = Vec::new();
+    let n = first.len();
+    let want = n.min(6);
+    for i in 0..want {
+        let j = if want == 1 {
+            n - 1
+        } else {
+            i * (n - 1) / (want - 1)
+        };
+        out.push(first[j]);
+    }
+    let mut legs: Vec<&str> = Vec::new();
+    for r in records.iter().filter(|r| r.phase != "before") {
+        if !legs.contains(&r.run.as_str()) {
+            legs.push(&r.run);
+        }
+    }
+    for leg in legs {
+        if let Some(r) = records
+            .iter()
+            .rfind(|r| r.run == leg && r.phase != "before")
+        {
+            out.push(r);
+        }
+    }
+    out
 }

@@ -397,6 +397,18 @@ struct Judged<'a> {
 }
 
 /// Write a judged preset's plot and `summary.json`.
+/// `density.png` from the run's `density.json` (absent: nothing to draw).
+fn density_plot(dir: &Path, title: &str) -> Result<()> {
+    let path = dir.join("density.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let recs: Vec<super::density::DensityRecord> =
+        serde_json::from_str(&text).map_err(|e| Error::data(&path, e.to_string()))?;
+    let t = format!("{title}: the Hessian's spectral density along the run (SLQ)");
+    super::plot_density::densities_png(&dir.join("density.png"), &t, &recs)
+}
+
 fn finish<B: Backend>(
     backend: &B,
     j: Judged,
@@ -426,6 +438,10 @@ fn finish<B: Backend>(
         switch,
         &verdicts,
     )?;
+    // The Hessian's density along the run (`density_every`: fig1).
+    if specs.iter().any(|s| s.density_every > 0) {
+        density_plot(dir, &title)?;
+    }
     // The switch-step study's table and plot (its judge's `extra.forks`).
     if let Some(forks) = extra.get("forks") {
         let rows: Vec<crate::paper::presets::switch_sweep::ForkRow> =

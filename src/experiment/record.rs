@@ -322,6 +322,9 @@ pub struct Checkpoint {
     /// is refused.
     #[serde(default)]
     pub data: Option<String>,
+    /// The densities recorded so far (`density_every`; empty in checkpoints from before it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub densities: Vec<super::density::DensityRecord>,
 }
 
 /// A fingerprint of a data set as the network sees it: sample count, Σx and Σx² (17 digits) and a

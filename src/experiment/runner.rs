@@ -16,6 +16,7 @@
 //! loop of (spectrum where needed → row → step → checkpoint); the observer sees the rows, the
 //! progress, the checkpoints and the snapshot at the switch.
 
+use super::density::{DensityRecord, probe_seed};
 use super::record::{Checkpoint, LegSummary, Record, RunOutcome, Stats, Vectors, data_fingerprint};
 use super::snapshot::{Provenance, Snapshot};
 use super::spec::{EmaStart, OptKind, OptimizerSpec, Projection, RunSpec, SwitchRule};
@@ -56,6 +57,11 @@ pub trait Observer {
     /// A leg has ended: its summary (run, phase, last step, the full-batch loss there) and θ at
     /// its last step (the θ of that loss), when `wants_final_theta`.
     fn leg_finished(&mut self, _leg: &LegSummary, _theta: &[f64]) -> Result<()> {
+        Ok(())
+    }
+    /// A density was measured (`density_every`): every record of the run so far, the new one
+    /// last (a resumed run's include the checkpoint's).
+    fn density(&mut self, _all: &[DensityRecord]) -> Result<()> {
         Ok(())
     }
 }
@@ -123,6 +129,8 @@ struct Runner<'a, B: Backend> {
     out: RunOutcome,
     started: web_time::Instant,
     earlier_s: f64,
+    /// The densities measured so far (`density_every`).
+    densities: Vec<DensityRecord>,
 }
 
 /// Run a spec on a dataset (already cut to `spec.data.samples` and preprocessed).
@@ -176,6 +184,7 @@ pub fn run<B: Backend + Clone>(
         },
         started,
         earlier_s,
+        densities: Vec::new(),
     };
     // Where to start: from scratch or from a checkpoint.
     let (mut leg_idx, mut cur) = match resume {
@@ -269,6 +278,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
         self.out.switch_rule_fired = c.switch_rule_fired;
         self.out.legs = c.legs.clone();
         self.out.records = c.records.clone();
+        self.densities = c.densities.clone();
         let summary = c
             .current
             .clone()
@@ -382,7 +392,12 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             let local = leg.step - plan.first;
             let done = local >= plan.len;
             let record = local.is_multiple_of(spec.record_every) || done;
+            // A density where due (a variant's first step is the switch, measured in leg 0).
+            let density = spec.density_every > 0
+                && (leg.step.is_multiple_of(spec.density_every) || (done && leg_idx == 0))
+                && !(leg_idx > 0 && local == 0);
             let need = record
+                || density
                 || (!done
                     && (plan.proj != Projection::None || plan.rule.is_some() || spec.effective_lr));
             let sp = if need {
@@ -399,6 +414,12 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             let stop_rule = matches!((plan.rule, &sp), (Some(t), Some(_))
                 if ema > t && leg.step - plan.first >= spec.switch_min_steps);
             let stop = done || stop_rule;
+            if let Some(sp) = sp
+                .as_ref()
+                .filter(|_| density || (stop_rule && spec.density_every > 0))
+            {
+                self.density(plan, leg.step, sp)?;
+            }
             let emit = record || stop;
             let mut row = match &sp {
                 Some(sp) => Some(self.row(plan, leg, sp, emit)?),
@@ -424,6 +445,22 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
                 .progress(&plan.name, leg.step - plan.first, plan.len);
             self.checkpoint(plan, leg_idx, leg)?;
         }
+    }
+
+    /// The density at the current θ (`density_every`), kept and handed to the observer.
+    fn density(&mut self, plan: &LegPlan, step: usize, sp: &Spectrum) -> Result<()> {
+        let spec = self.spec;
+        let t = web_time::Instant::now();
+        let seed = probe_seed(spec.seed, step);
+        let r = self
+            .st
+            .density(spec.density_probes, spec.density_steps, seed)
+            .map_err(|e| diverged(&plan.name, e, step))?;
+        let k = spec.k.min(sp.values.len());
+        let s = t.elapsed().as_secs_f64();
+        let rec = DensityRecord::new(&plan.name, plan.phase, step, r, &sp.values[..k], s);
+        self.densities.push(rec);
+        self.obs.density(&self.densities)
     }
 
     /// The metrics row at the current θ from its spectrum; the distances to θ at the switch and
@@ -567,6 +604,7 @@ impl<'a, B: Backend + Clone> Runner<'a, B> {
             records: self.out.records.clone(),
             elapsed_s: self.earlier_s + self.started.elapsed().as_secs_f64(),
             data: Some(data_fingerprint(self.data)),
+            densities: self.densities.clone(),
         };
         self.obs.checkpoint(&c, &v)?;
         if stop_now {

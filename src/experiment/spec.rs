@@ -3,6 +3,7 @@
 //! setting); unknown fields are rejected, and `validate` names the field of any impossible value
 //! before any work starts.
 
+use super::density_spec as ds;
 pub use super::ema::EmaStart;
 use crate::backend::{Activation, LossKind};
 use crate::data::load::DatasetKind;
@@ -436,6 +437,15 @@ pub struct RunSpec {
     /// in `metrics.csv`; empty (the default, not written) for every other run.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub tag: String,
+    /// The SLQ density and trace every this many steps (0: never, the default; not written
+    /// then), into `density.csv` / `trace.csv` ([`super::density`]); records only.
+    #[serde(default, skip_serializing_if = "ds::is_zero")]
+    pub density_every: usize,
+    /// Probes and Lanczos steps of each density (written when not the defaults, 4 and 40).
+    #[serde(default = "ds::d_probes", skip_serializing_if = "ds::is_d_probes")]
+    pub density_probes: usize,
+    #[serde(default = "ds::d_steps", skip_serializing_if = "ds::is_d_steps")]
+    pub density_steps: usize,
 }
 
 impl RunSpec {
@@ -465,6 +475,9 @@ impl RunSpec {
             seed: 0,
             checkpoint_every: 0,
             tag: String::new(),
+            density_every: 0,
+            density_probes: ds::d_probes(),
+            density_steps: ds::d_steps(),
         }
     }
 
@@ -594,7 +607,8 @@ impl RunSpec {
             if let Ok(v) = serde_json::to_value(s) {
                 flat("", &v, &mut out);
             }
-            out.retain(|(k, _)| k != "checkpoint_every");
+            // Neither changes a number of the run: checkpoints and the densities it records.
+            out.retain(|(k, _)| k != "checkpoint_every" && !k.starts_with("density_"));
             out
         };
         let (a, b) = (fields(self), fields(other));
@@ -681,6 +695,8 @@ impl RunSpec {
         if self.record_every == 0 {
             return bad("record_every", "0".into(), "need ≥ 1");
         }
+        let (e, n, m) = (self.density_every, self.density_probes, self.density_steps);
+        ds::validate(e, n, m, p)?;
         check_tol("tol", self.tol)?;
         if !(self.chi_threshold.is_finite() && (0.0..=1.0).contains(&self.chi_threshold)) {
             return bad(

@@ -47,7 +47,7 @@ impl Default for SlqOptions {
 }
 
 /// The Gauss quadrature of one probe: nodes (Ritz values, ascending) and weights (summing to 1).
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Quadrature {
     pub nodes: Vec<f64>,
     pub weights: Vec<f64>,

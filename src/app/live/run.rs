@@ -374,6 +374,11 @@ impl<B: Backend + Clone> LiveRun<B> {
         Ok(())
     }
 
+    /// The first lane's stepper (the run, or after a fork its first branch): the density's.
+    pub(super) fn stepper_mut(&mut self) -> &mut Stepper<B> {
+        &mut self.lanes[0].st
+    }
+
     /// One optimiser step of every branch (with a spectrum first when it is due or a projection
     /// needs it). Before a fork an error ends the step (and names the step that diverged); after
     /// it a branch that diverges stops with its message while the others go on, and the error

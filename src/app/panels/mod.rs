@@ -10,8 +10,10 @@
 //! - `model`: the network, the optimiser's controls, the run's buttons, export, the status line.
 //! - `scenario`: the paper's states, "branch", a user's snapshot, the lesson (lessons, branches).
 //! - `plots`: loss, accuracy, eigenvalues, χ_k, the branches' table.
+//! - `density`: the Hessian's spectral density (SLQ), its outliers and the trace's share in S_k.
 //! - `lesson`: the landing lesson above both panels (the claim, the one action, computing …).
 
+pub mod density;
 pub mod lesson;
 pub mod model;
 pub mod plots;

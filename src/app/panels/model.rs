@@ -29,6 +29,7 @@ impl SandboxApp {
             self.export_ui(ui);
         }
         self.status_ui(ui, shared);
+        super::density::density_ui(ui, shared.density.as_ref(), 150.0);
         run_plots_ui(ui, &shared.history);
     }
 

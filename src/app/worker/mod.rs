@@ -4,7 +4,7 @@
 //! snapshot arrives by message (`super::web`). Either way a slow step or a long eigen solve never
 //! stalls a frame.
 
-use super::live::{Action, History, LiveRun};
+use super::live::{Action, DensityClock, History, LiveDensity, LiveRun};
 use super::settings::{AppModel, Settings};
 use crate::backend::prelude::*;
 use crate::data::dataset::Dataset;
@@ -47,6 +47,9 @@ pub struct Shared {
     /// Commands the worker has taken from the UI so far: the UI takes settings over only when it
     /// has none in flight (its own count of sent commands is equal).
     pub handled: u64,
+    /// The last spectral density of the run (the density panel), when one was measured.
+    #[serde(default)]
+    pub density: Option<LiveDensity>,
 }
 
 /// The run's optimiser from the settings. A minibatch of all samples is the full batch (`None`):
@@ -114,6 +117,10 @@ impl AnyRun {
     /// θ of branch `i` (0: the run itself) read back.
     pub fn branch_theta(&self, i: usize) -> crate::Result<Vec<f64>> {
         with_run!(self, |r| r.branch_theta(i))
+    }
+    /// The density at the run's θ ([`LiveRun::density`]).
+    pub fn density(&mut self, probes: usize, steps: usize) -> crate::Result<LiveDensity> {
+        with_run!(self, |r| r.density(probes, steps))
     }
     pub fn backend_name(&self) -> String {
         with_run!(self, |r| {
@@ -312,6 +319,9 @@ pub struct Driver {
     pub running: bool,
     window: VecDeque<web_time::Instant>,
     make: fn(&Settings, &Dataset) -> crate::Result<AnyRun>,
+    /// The last density and when the next is due (the density panel).
+    density: Option<LiveDensity>,
+    clock: DensityClock,
 }
 
 /// Whether a run of `s` waits at its fork when loaded: a scenario's run stops where the paper's
@@ -364,6 +374,8 @@ impl Driver {
             running: !waits_at_fork(s),
             window: VecDeque::new(),
             make,
+            density: None,
+            clock: DensityClock::default(),
         })
     }
 
@@ -487,7 +499,25 @@ impl Driver {
         while self.window.len() > self.rate_window() {
             self.window.pop_front();
         }
+        self.density_tick();
         None
+    }
+
+    /// The density when its clock says so ([`DensityClock`]); a failure only skips it.
+    fn density_tick(&mut self) {
+        let step = self.run.history().step;
+        if !self.clock.due(step) {
+            return;
+        }
+        let (probes, steps) = (self.clock.probes, self.clock.steps);
+        match self.run.density(probes, steps) {
+            Ok(mut d) => {
+                self.clock.done(step, d.seconds);
+                d.time_share = self.clock.share();
+                self.density = Some(d);
+            }
+            Err(_) => self.clock.done(step, 0.0),
+        }
     }
 
     /// Steps the rate is measured over: 20, and at least two of the spectrum's cycles (a cycle's
@@ -527,6 +557,12 @@ impl Driver {
         s.running = self.running;
         s.steps_per_sec = self.steps_per_sec();
         s.backend = self.run.backend_name();
+        // A density of another run (reset, a snapshot loaded) is not shown.
+        let h = self.run.history();
+        s.density = self
+            .density
+            .clone()
+            .filter(|d| d.origin == h.origin && d.step <= h.step);
         if msg.is_some() {
             s.message = msg;
         }

@@ -14,8 +14,8 @@ use crate::paper::models::{self, Model};
 /// MLP at η 0.1.
 pub const FIG1_CE_LR: f64 = 0.1;
 
-/// fig. 1's spec: SGD η 0.01, batch 50, MSE, the χ-EMA switch, then SGD / Dom-SGD / Bulk-SGD;
-/// with `LossKind::Ce` fig1-ce: the same with cross-entropy at η 0.1 (the paper's Figures 12–14).
+/// fig. 1's spec: SGD η 0.01, batch 50, MSE, the χ-EMA switch, then SGD / Dom-SGD / Bulk-SGD,
+/// the Hessian's density recorded along it (`density_every`); with `LossKind::Ce` fig1-ce: the same with cross-entropy at η 0.1 (the paper's Figures 12–14).
 pub fn fig1_spec(quick: bool, loss: LossKind) -> RunSpec {
     let ce = loss == LossKind::Ce;
     let p = models::FC_TANH.paper;
@@ -35,6 +35,13 @@ pub fn fig1_spec(quick: bool, loss: LossKind) -> RunSpec {
     s.steps_after = if quick { 60 } else { 1000 };
     s.record_every = if quick { 10 } else { 20 };
     s.top = Some(10);
+    if !ce {
+        // The Hessian's density along the run (records only: the metrics are the same). Full:
+        // 10 probes × 80 steps (≈ 23 s f32 each, 12 densities); quick: 2 × 30 at steps 0, 150 and
+        // the switch (≈ 2 s each).
+        (s.density_every, s.density_probes, s.density_steps) =
+            if quick { (150, 2, 30) } else { (500, 10, 80) };
+    }
     s
 }
 
@@ -47,6 +54,7 @@ fn fig1_on(quick: bool, name: &str, m: &Model) -> RunSpec {
     s.model = ModelSpec::of(m);
     s.data = DataSpec::of(m);
     s.k = m.paper.k;
+    s.density_every = 0;
     if quick {
         s.data.samples = 200;
         s.steps = 100;

@@ -68,6 +68,7 @@ fn forks(mut base: RunSpec, quick: bool) -> Vec<RunSpec> {
 pub fn sweep_specs(quick: bool) -> Vec<RunSpec> {
     let mut b = fig1_spec(quick, LossKind::Mse);
     b.name = "sweep".into();
+    b.density_every = 0;
     forks(b, quick)
 }
 
