@@ -47,6 +47,9 @@ fn vgg11_has_the_papers_shape_count_and_pytorch_names() {
     let sd = (w0.iter().map(|x| x * x).sum::<f64>() / w0.len() as f64).sqrt();
     assert!((sd / (2.0 / 576.0f64).sqrt() - 1.0).abs() < 0.1, "std {sd}");
     assert!(theta[64 * 27..64 * 28].iter().all(|&b| b == 0.0));
+    // The quick presets' stand-in: every op of VGG11 at 1/8 of its widths.
+    let narrow = VggSpec::vgg11_narrow();
+    assert_eq!((narrow.name(), narrow.graph().num_params()), ("vgg11-narrow", 153_530));
 }
 
 #[test]

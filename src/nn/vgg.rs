@@ -44,6 +44,16 @@ impl VggSpec {
         }
     }
 
+    /// VGG11 at 1/8 of its widths (cfg A with 8, 16, 32, 64 channels; classifier 64–64–10) on
+    /// CIFAR-10: 153,530 parameters, every op of VGG11 (the quick presets' stand-in).
+    pub fn vgg11_narrow() -> Self {
+        VggSpec {
+            cfg: CFG_A.iter().map(|c| c / 8).collect(),
+            hidden: vec![64, 64],
+            ..Self::vgg11()
+        }
+    }
+
     /// A network with checked sizes: H and W divisible by 2 at every pool, at least one
     /// convolution first, everything positive and ≤ 4096.
     pub fn new(
@@ -87,10 +97,13 @@ impl VggSpec {
         self.input.iter().product()
     }
 
-    /// `vgg11` for cfg A on CIFAR-10's shape with the paper's classifier, `vgg` otherwise.
+    /// `vgg11` for cfg A on CIFAR-10's shape with the paper's classifier, `vgg11-narrow` for
+    /// [`VggSpec::vgg11_narrow`], `vgg` otherwise.
     pub fn name(&self) -> &'static str {
         if *self == Self::vgg11() {
             "vgg11"
+        } else if *self == Self::vgg11_narrow() {
+            "vgg11-narrow"
         } else {
             "vgg"
         }
