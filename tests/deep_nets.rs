@@ -49,7 +49,10 @@ fn vgg11_has_the_papers_shape_count_and_pytorch_names() {
     assert!(theta[64 * 27..64 * 28].iter().all(|&b| b == 0.0));
     // The quick presets' stand-in: every op of VGG11 at 1/8 of its widths.
     let narrow = VggSpec::vgg11_narrow();
-    assert_eq!((narrow.name(), narrow.graph().num_params()), ("vgg11-narrow", 153_530));
+    assert_eq!(
+        (narrow.name(), narrow.graph().num_params()),
+        ("vgg11-narrow", 153_530)
+    );
 }
 
 #[test]
@@ -123,7 +126,10 @@ fn check_dense_hessian(name: &str, spec: &ModelSpec, loss: LossKind, chunk: usiz
         }
     }
     let e_g = rel_err(&g, &fd_g);
-    assert!(e_g < 1e-6, "{name} {loss:?}: gradient vs differences {e_g:e}");
+    assert!(
+        e_g < 1e-6,
+        "{name} {loss:?}: gradient vs differences {e_g:e}"
+    );
     e.set_params_host(&theta).unwrap();
     let mut dense = vec![0.0; p * p];
     for i in 0..p {
@@ -142,7 +148,10 @@ fn check_dense_hessian(name: &str, spec: &ModelSpec, loss: LossKind, chunk: usiz
         "{name} {loss:?}: HVP columns not symmetric ({asym:e} of {scale:e})"
     );
     let e_h = rel_err(&dense, &dense_fd);
-    assert!(e_h < 1e-6, "{name} {loss:?}: dense Hessian vs differences {e_h:e}");
+    assert!(
+        e_h < 1e-6,
+        "{name} {loss:?}: dense Hessian vs differences {e_h:e}"
+    );
 }
 
 #[test]

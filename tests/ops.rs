@@ -444,7 +444,11 @@ fn cpu_only_ops() -> Vec<(&'static str, Op, usize)> {
     vec![
         ("conv 3×3 stride 2 pad 1", conv(2, 3, (4, 6), g(3, 2, 1)), 2),
         ("conv 1×1 stride 2 pad 0", conv(3, 2, (4, 6), g(1, 2, 0)), 2),
-        ("conv 3×3 stride 2 pad 1, odd", conv(2, 2, (5, 3), g(3, 2, 1)), 2),
+        (
+            "conv 3×3 stride 2 pad 1, odd",
+            conv(2, 2, (5, 3), g(3, 2, 1)),
+            2,
+        ),
         ("conv 3×3 stride 1 pad 0", conv(2, 3, (4, 5), g(3, 1, 0)), 2),
         ("conv 1×1 stride 1 pad 0", conv(3, 2, (3, 3), g(1, 1, 0)), 3),
     ]

@@ -405,9 +405,10 @@ impl ArchArgs {
                 Ok(t.into())
             }
             name @ ("vgg11" | "vgg11-narrow" | "resnet8") => {
-                if self.widths.is_some() || self.activation.is_some_and(|a| a != Activation::Relu)
-                {
-                    bail!("--model {name} has fixed layers and ReLU (drop --widths / --activation)");
+                if self.widths.is_some() || self.activation.is_some_and(|a| a != Activation::Relu) {
+                    bail!(
+                        "--model {name} has fixed layers and ReLU (drop --widths / --activation)"
+                    );
                 }
                 Ok(subspace_lab::paper::models::section_f_net(name)?)
             }

@@ -39,8 +39,18 @@ macro_rules! ops {
 }
 
 ops!(
-    Linear, Conv3x3, Act, MaxPool2, Flatten, Embed, LayerNorm, Attention, MeanPool, Add,
-    GlobalAvgPool, ProjAdd,
+    Linear,
+    Conv3x3,
+    Act,
+    MaxPool2,
+    Flatten,
+    Embed,
+    LayerNorm,
+    Attention,
+    MeanPool,
+    Add,
+    GlobalAvgPool,
+    ProjAdd,
 );
 
 impl Op {

@@ -87,7 +87,12 @@ impl ResNetSpec {
 
     /// A network with checked sizes: H and W divisible by 2 at every later stage, at least one
     /// stage, everything positive and ≤ 4096.
-    pub fn new(input: [usize; 3], channels: Vec<usize>, norm: Norm, classes: usize) -> Result<Self> {
+    pub fn new(
+        input: [usize; 3],
+        channels: Vec<usize>,
+        norm: Norm,
+        classes: usize,
+    ) -> Result<Self> {
         let div = 1usize << (channels.len().saturating_sub(1)).min(16);
         let bad = |why: &str| {
             Err(Error::InvalidArgument(format!(
@@ -134,16 +139,17 @@ impl ResNetSpec {
         for (s, &co) in self.channels.iter().enumerate() {
             let from = b.mark();
             let p = format!("layer{}.0", s + 1);
-            let geom = if s == 0 {
-                ConvGeom::SAME_3X3
-            } else {
-                DOWN_3X3
-            };
+            let geom = if s == 0 { ConvGeom::SAME_3X3 } else { DOWN_3X3 };
             let (oh, ow) = (geom.out_size(h), geom.out_size(w));
             b = b
                 .conv(&format!("{p}.conv1"), (c, co), (h, w), geom)
                 .act(Activation::Relu)
-                .conv(&format!("{p}.conv2"), (co, co), (oh, ow), ConvGeom::SAME_3X3);
+                .conv(
+                    &format!("{p}.conv2"),
+                    (co, co),
+                    (oh, ow),
+                    ConvGeom::SAME_3X3,
+                );
             b = if s == 0 && co == c {
                 b.residual(from)
             } else {

@@ -79,9 +79,7 @@ pub(super) const FIG15_17_VGG11: Preset = Preset {
     runs: Runs::Specs(|q| vec![fig15_17_vgg11_spec(q)]),
     paired: false,
     judge,
-    always: &[
-        "CPU or GPU (VGG11's ops are cnn-relu's: 3×3/1/1 convs, max-pools, linear layers)",
-    ],
+    always: &["CPU or GPU (VGG11's ops are cnn-relu's: 3×3/1/1 convs, max-pools, linear layers)"],
     full: &[
         CAP,
         HORIZON,

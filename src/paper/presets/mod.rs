@@ -22,11 +22,11 @@ mod table2;
 mod table3;
 
 pub use super::judges::JudgeInputs;
-pub use fig15_17::{fig15_17_resnet8_spec, fig15_17_vgg11_spec};
 pub use fig1::{FIG1_CE_LR, fig1_cnn_spec, fig1_spec, fig1_transformer_spec};
 pub use fig6_7::toy_steps;
 pub use fig9::FIG9_SWITCH;
 pub use fig10::FIG10_SWITCH;
+pub use fig15_17::{fig15_17_resnet8_spec, fig15_17_vgg11_spec};
 pub use list::{PresetInfo, list, print_spec};
 
 use crate::error::{Error, Result};
