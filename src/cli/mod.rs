@@ -309,9 +309,10 @@ impl DataDirArg {
 #[derive(Args, Clone)]
 struct ArchArgs {
     /// The network: fc-tanh (Cohen et al.'s MLP, shaped by --widths/--activation), cnn-relu
-    /// (their convnet([32, 32], 'relu', 'max') for CIFAR-10) or transformer (Damian et al.'s,
-    /// 2 layers, width 64, 8 heads, for SST2-1k). Where weights are loaded (--weights), the file
-    /// decides.
+    /// (their convnet([32, 32], 'relu', 'max') for CIFAR-10), transformer (Damian et al.'s,
+    /// 2 layers, width 64, 8 heads, for SST2-1k), vgg11 (Cohen et al.'s vgg11_nodropout) or
+    /// resnet8 (He et al.'s CIFAR ResNet, one block per stage, no normalisation; CPU only). Where
+    /// weights are loaded (--weights), the file decides.
     #[arg(long)]
     model: Option<String>,
     /// Layer widths, input to output [default: 784,200,200,10]. With --weights the tensors' shapes
@@ -402,6 +403,14 @@ impl ArchArgs {
                     );
                 }
                 Ok(t.into())
+            }
+            name @ ("vgg11" | "vgg11-narrow" | "resnet8") => {
+                if self.widths.is_some() || self.activation.is_some_and(|a| a != Activation::Relu) {
+                    bail!(
+                        "--model {name} has fixed layers and ReLU (drop --widths / --activation)"
+                    );
+                }
+                Ok(subspace_lab::paper::models::section_f_net(name)?)
             }
             other => bail!(
                 "--model {other}: unknown (expected one of: {})",

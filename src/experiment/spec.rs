@@ -235,7 +235,10 @@ impl Default for ModelSpec {
 impl serde::Serialize for ModelSpec {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let conv = self.name.as_deref().is_some_and(|n| n.starts_with("cnn"));
+        let conv = self
+            .name
+            .as_deref()
+            .is_some_and(|n| ["cnn", "vgg11", "resnet8"].iter().any(|p| n.starts_with(p)));
         let fixed = conv || self.name.as_deref() == Some("transformer");
         let mut st = ser.serialize_struct("ModelSpec", 4)?;
         if let Some(n) = &self.name {
@@ -572,8 +575,18 @@ impl RunSpec {
                 t.masked = self.model.mask.unwrap_or(true);
                 Ok(t.into())
             }
+            Some(n @ ("vgg11" | "vgg11-narrow" | "resnet8")) => {
+                if self.model.activation.is_some_and(|a| a != Activation::Relu)
+                    || self.model.widths != d_widths()
+                {
+                    return Err(Error::InvalidArgument(format!(
+                        "model.name = {n} has fixed layers and ReLU (drop model.widths and model.activation)"
+                    )));
+                }
+                models::section_f_net(n)
+            }
             Some(o) => Err(Error::InvalidArgument(format!(
-                "model.name = {o}: unknown (fc-tanh, cnn-relu or transformer)"
+                "model.name = {o}: unknown (fc-tanh, cnn-relu, transformer, vgg11, vgg11-narrow or resnet8)"
             ))),
         }
     }

@@ -3,8 +3,8 @@
 //! a [`Graph`]; the [`crate::nn::engine::Engine`] runs any graph's four passes.
 
 use super::ops::{
-    Act, Add, Attention, Conv3x3, DataForm, Embed, Flatten, Layer, LayerNorm, Linear, MaxPool2,
-    MeanPool, OpRule,
+    Act, Add, Attention, Conv3x3, DataForm, Embed, Flatten, GlobalAvgPool, Layer, LayerNorm,
+    Linear, MaxPool2, MeanPool, OpRule, ProjAdd,
 };
 use crate::backend::{Activation, Backend, ConvGeom};
 
@@ -39,7 +39,18 @@ macro_rules! ops {
 }
 
 ops!(
-    Linear, Conv3x3, Act, MaxPool2, Flatten, Embed, LayerNorm, Attention, MeanPool, Add,
+    Linear,
+    Conv3x3,
+    Act,
+    MaxPool2,
+    Flatten,
+    Embed,
+    LayerNorm,
+    Attention,
+    MeanPool,
+    Add,
+    GlobalAvgPool,
+    ProjAdd,
 );
 
 impl Op {
@@ -324,6 +335,42 @@ impl Builder {
             from,
             width: self.width,
         }));
+        self
+    }
+    /// Global average pooling of h·w×c images to c (`nn.AdaptiveAvgPool2d(1)` then flatten).
+    pub fn global_avg_pool(mut self, hw: usize, c: usize) -> Self {
+        let p = GlobalAvgPool { hw, c };
+        self.width = p.shape().output;
+        self.g.ops.push(Op::GlobalAvgPool(p));
+        self
+    }
+    /// `y = previous + conv(tensor from)`: a residual with a projection shortcut,
+    /// `nn.Conv2d(cin, cout, k, stride, padding)` of geometry `geom` named `prefix.weight`
+    /// `[cout, cin, k, k]` / `prefix.bias`, reading tensor `from` (h×w×cin, from
+    /// [`Builder::mark`]); its output must have the previous tensor's width.
+    pub fn residual_proj(
+        mut self,
+        from: usize,
+        prefix: &str,
+        (cin, cout): (usize, usize),
+        (h, w): (usize, usize),
+        geom: ConvGeom,
+    ) -> Self {
+        let k = geom.kernel;
+        let w_off = self.param(format!("{prefix}.weight"), vec![cout, cin, k, k]);
+        let b_off = self.param(format!("{prefix}.bias"), vec![cout]);
+        let proj = Conv3x3 {
+            cin,
+            cout,
+            h,
+            w,
+            w_off,
+            b_off,
+            geom,
+        };
+        debug_assert!(from + 1 < self.g.ops.len());
+        debug_assert_eq!(proj.out_width(), self.width);
+        self.g.ops.push(Op::ProjAdd(ProjAdd { from, proj }));
         self
     }
     pub fn build(self) -> Graph {

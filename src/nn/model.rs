@@ -5,7 +5,9 @@
 use super::cnn::CnnSpec;
 use super::graph::Graph;
 use super::mlp::MlpSpec;
+use super::resnet::ResNetSpec;
 use super::transformer::TransformerSpec;
+use super::vgg::VggSpec;
 use crate::backend::Activation;
 
 /// A network architecture.
@@ -14,6 +16,21 @@ pub enum ModelSpec {
     Mlp(MlpSpec),
     Cnn(CnnSpec),
     Transformer(TransformerSpec),
+    /// VGG (Cohen et al.'s `vgg11_nodropout`; [`VggSpec`]).
+    Vgg(VggSpec),
+    /// A CIFAR ResNet with one BasicBlock per stage ([`ResNetSpec`], ResNet8).
+    ResNet(ResNetSpec),
+}
+
+impl From<VggSpec> for ModelSpec {
+    fn from(s: VggSpec) -> Self {
+        ModelSpec::Vgg(s)
+    }
+}
+impl From<ResNetSpec> for ModelSpec {
+    fn from(s: ResNetSpec) -> Self {
+        ModelSpec::ResNet(s)
+    }
 }
 
 impl From<MlpSpec> for ModelSpec {
@@ -56,6 +73,8 @@ impl ModelSpec {
             ModelSpec::Mlp(m) => format!("fc-{}", m.activation.name()),
             ModelSpec::Cnn(c) => format!("cnn-{}", c.activation.name()),
             ModelSpec::Transformer(_) => "transformer".to_string(),
+            ModelSpec::Vgg(v) => v.name().to_string(),
+            ModelSpec::ResNet(r) => r.name().to_string(),
         }
     }
     /// Name and sizes, e.g. `fc-tanh 784-200-200-10` or `cnn-relu 3x32x32 [32, 32] → 10`.
@@ -94,6 +113,26 @@ impl ModelSpec {
                 t.seq,
                 t.classes
             ),
+            ModelSpec::Vgg(v) => format!(
+                "{} {}x{}x{} features {:?} classifier {:?} → {}",
+                self.name(),
+                v.input[0],
+                v.input[1],
+                v.input[2],
+                v.cfg,
+                v.hidden,
+                v.classes
+            ),
+            ModelSpec::ResNet(r) => format!(
+                "{} {}x{}x{} stages {:?} norm {} → {}",
+                self.name(),
+                r.input[0],
+                r.input[1],
+                r.input[2],
+                r.channels,
+                r.norm.name(),
+                r.classes
+            ),
         }
     }
     pub fn graph(&self) -> Graph {
@@ -101,6 +140,8 @@ impl ModelSpec {
             ModelSpec::Mlp(m) => m.graph(),
             ModelSpec::Cnn(c) => c.graph(),
             ModelSpec::Transformer(t) => t.graph(),
+            ModelSpec::Vgg(v) => v.graph(),
+            ModelSpec::ResNet(r) => r.graph(),
         }
     }
     pub fn activation(&self) -> Activation {
@@ -108,6 +149,7 @@ impl ModelSpec {
             ModelSpec::Mlp(m) => m.activation,
             ModelSpec::Cnn(c) => c.activation,
             ModelSpec::Transformer(t) => t.activation,
+            ModelSpec::Vgg(_) | ModelSpec::ResNet(_) => Activation::Relu,
         }
     }
     pub fn input_dim(&self) -> usize {
@@ -115,6 +157,8 @@ impl ModelSpec {
             ModelSpec::Mlp(m) => m.input_dim(),
             ModelSpec::Cnn(c) => c.input_dim(),
             ModelSpec::Transformer(t) => t.input_dim(),
+            ModelSpec::Vgg(v) => v.input_dim(),
+            ModelSpec::ResNet(r) => r.input_dim(),
         }
     }
     pub fn output_dim(&self) -> usize {
@@ -122,6 +166,8 @@ impl ModelSpec {
             ModelSpec::Mlp(m) => m.output_dim(),
             ModelSpec::Cnn(c) => c.classes,
             ModelSpec::Transformer(t) => t.classes,
+            ModelSpec::Vgg(v) => v.classes,
+            ModelSpec::ResNet(r) => r.classes,
         }
     }
     pub fn num_params(&self) -> usize {
@@ -135,7 +181,7 @@ impl ModelSpec {
     }
 
     /// The initialisation of the model's reference code: for the Transformer Damian et al.'s
-    /// ([`TransformerSpec::init`]); otherwise PyTorch's default initialisation of `nn.Linear` and
+    /// ([`TransformerSpec::init`]), for VGG Cohen et al.'s ([`VggSpec::init`]); otherwise PyTorch's default initialisation of `nn.Linear` and
     /// `nn.Conv2d`: every weight and bias of a
     /// layer drawn from U(−1/√fan_in, 1/√fan_in), fan_in = in_features or in_channels·kh·kw
     /// (kaiming_uniform with a = √5 gives this bound for the weights). Draws come from ChaCha20
@@ -144,6 +190,9 @@ impl ModelSpec {
         use rand::{RngExt, SeedableRng};
         if let ModelSpec::Transformer(t) = self {
             return t.init(seed);
+        }
+        if let ModelSpec::Vgg(v) = self {
+            return v.init(seed);
         }
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
         let g = self.graph();

@@ -127,8 +127,59 @@ pub const TRANSFORMER: Model = Model {
     ],
 };
 
+/// Cohen et al.'s VGG11 (`vgg11_nodropout`) on CIFAR10-5k (the paper's Figures 15–17).
+pub const VGG11: Model = Model {
+    name: "vgg11",
+    label: "VGG11 / CIFAR10-5k",
+    build: || crate::nn::vgg::VggSpec::vgg11().into(),
+    is: |m| matches!(m, ModelSpec::Vgg(_)),
+    aliases: &[],
+    prefix: Some("vgg"),
+    dataset: DatasetKind::Cifar10,
+    preprocess: Some("standardize"),
+    paper: PaperSettings {
+        lr: 0.01,
+        batch: 50,
+        k: 10,
+        samples: 5000,
+        app_samples: 100,
+    },
+    notes: &[
+        "model: Cohen et al.'s vgg11_nodropout (cfg A, 3×3 convs with bias + ReLU, max-pools, classifier 512–512–10, no BatchNorm, no dropout): 9,750,922 parameters; init: conv weights N(0, √(2/(9·out))), conv biases 0, linear layers PyTorch's default",
+        "data: the first 5000 records of data_batch_1 where they are at hand (4000 on these machines); Cohen's per-feature standardisation over the records loaded",
+        "memory: the Lanczos basis is the big item (9.75 M parameters: 39 MB per vector in f32, 3·max(3k, k + 50) vectors for a top-k solve); `mem` estimates refuse what cannot fit",
+        LANCZOS_NOTE,
+    ],
+};
+
+/// He et al.'s CIFAR ResNet with one BasicBlock per stage (ResNet8) on CIFAR10-5k (the paper's
+/// Figures 15–17), without normalisation ([`crate::nn::resnet::Norm`]).
+pub const RESNET8: Model = Model {
+    name: "resnet8",
+    label: "ResNet8 / CIFAR10-5k",
+    build: || crate::nn::resnet::ResNetSpec::resnet8().into(),
+    is: |m| matches!(m, ModelSpec::ResNet(_)),
+    aliases: &[],
+    prefix: Some("resnet"),
+    dataset: DatasetKind::Cifar10,
+    preprocess: Some("standardize"),
+    paper: PaperSettings {
+        lr: 0.01,
+        batch: 50,
+        k: 10,
+        samples: 5000,
+        app_samples: 500,
+    },
+    notes: &[
+        "model: He et al.'s CIFAR ResNet, one BasicBlock per stage (16, 32, 64 channels; strides 1, 2, 2; 1×1 stride-2 projection shortcuts), global average pool, Linear(64, 10); norm = none (convs with bias): 77,706 parameters (75,290 with BatchNorm)",
+        "normalisation: the paper names none; BatchNorm in training mode makes a sample's loss depend on its minibatch, so the full-data Hessian would depend on a batching: none keeps each sample's loss a function of θ and that sample alone, so every HVP is the exact full-data Hessian's",
+        "CPU only for now: strided and 1×1 convolutions have no WGSL kernel (the GPU refuses the network with a message)",
+        LANCZOS_NOTE,
+    ],
+};
+
 /// Every model, in the order `--model` lists them.
-pub static MODELS: &[Model] = &[FC_TANH, CNN_RELU, TRANSFORMER];
+pub static MODELS: &[Model] = &[FC_TANH, CNN_RELU, TRANSFORMER, VGG11, RESNET8];
 
 /// The model named `name` (exactly, as `--model` takes it), if any.
 pub fn find(name: &str) -> Option<&'static Model> {
@@ -143,6 +194,18 @@ pub fn model(name: &str) -> Result<&'static Model> {
             names().join(", ")
         ))
     })
+}
+
+/// The networks of Section F by name: `vgg11`, `resnet8` (the table's) and `vgg11-narrow` (VGG11
+/// at 1/8 width, the quick presets' stand-in). Errors: another name.
+pub fn section_f_net(name: &str) -> Result<ModelSpec> {
+    match name {
+        "vgg11-narrow" => Ok(crate::nn::vgg::VggSpec::vgg11_narrow().into()),
+        "vgg11" | "resnet8" => ModelSpec::by_name(name),
+        o => Err(Error::InvalidArgument(format!(
+            "'{o}' is not one of vgg11, vgg11-narrow, resnet8"
+        ))),
+    }
 }
 
 /// The names of every model, in the table's order.

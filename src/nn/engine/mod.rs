@@ -112,6 +112,9 @@ impl<B: Backend + Clone> Engine<B> {
         let graph = spec.graph();
         // The first op reads the data set; the passes give no R{x} or ∂L/∂x to it.
         need(graph.data_form())?;
+        if backend.adapter().is_some() {
+            refuse_without_wgsl(&spec, &graph)?;
+        }
         let n = data.n;
         let b = &backend;
         let plan = Plan::new(
@@ -437,4 +440,18 @@ impl<B: Backend + Clone> crate::hessian::Operator<B> for Engine<B> {
 
 fn not_ready() -> Error {
     Error::InvalidArgument("the engine has no parameters yet: call set_params first".into())
+}
+
+/// An engine on a GPU refuses, before it allocates anything, a graph with an op that has no WGSL
+/// kernel ([`crate::nn::ops::Layer::wgsl_missing`]): the error names the op and the way out.
+fn refuse_without_wgsl(spec: &ModelSpec, graph: &Graph) -> Result<()> {
+    for (t, op) in graph.ops.iter().enumerate() {
+        if let Some(what) = op.layer().wgsl_missing() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: op {t} ({what}) has no WGSL kernel yet; run this model with `--backend cpu`",
+                spec.name()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -97,8 +97,9 @@ impl<B: Backend + Clone> Engine<B> {
             } else if vslot[t] == vslot[t - 1] {
                 (None, None, &mut val[vslot[t]])
             } else if let Some(from) = op.skip_from() {
+                let ws = graph.ops[from].out_width();
                 let (x, s, y) = three(val, vslot[t - 1], vslot[from], vslot[t]);
-                (Some(Input::Buf(Ten(x, ro * wx))), Some(Ten(s, ro * wx)), y)
+                (Some(Input::Buf(Ten(x, ro * wx))), Some(Ten(s, ro * ws)), y)
             } else {
                 let (x, y) = two(val, vslot[t - 1], vslot[t]);
                 (Some(Input::Buf(Ten(x, ro * wx))), None, y)
@@ -171,8 +172,18 @@ impl<B: Backend + Clone> Engine<B> {
                 scratch: Some(&mut *col),
                 ..Pass::new(be, c, theta)
             })?;
-            if t > 0 {
-                add_skips(be, grd, &skips[t - 1], t - 1, ro * wx, c * wx)?;
+            // The residuals that read tensor t − 1 add their share of its gradient.
+            for &a in skips.get(t.wrapping_sub(1)).into_iter().flatten() {
+                let (add, wa) = (&graph.ops[a], graph.ops[a].out_width());
+                let (ga, gs) = two(grd, a, t - 1);
+                add.rule::<B>().skip_vjp(Pass {
+                    skip: Some(Ten(&val[vslot[t - 1]], ro * wx)),
+                    gy: Some(Ten(ga, ro * wa)),
+                    gx: Some(TenMut(gs, ro * wx)),
+                    grad: accumulate.then_some(TenMut(&mut *grad, 0)),
+                    scratch: Some(&mut *col),
+                    ..Pass::new(be, c, theta)
+                })?;
             }
         }
         Ok(())
@@ -383,9 +394,30 @@ impl<B: Backend + Clone> Engine<B> {
                 ..Pass::new(be, c, theta)
             };
             op.rule::<B>().r_vjp_block(pass, block)?;
-            if t > 0 {
-                // The directions are stacked alike in every R-buffer: one add for all.
-                add_skips(be, rgrd, &skips[t - 1], t - 1, 0, nb * c * wx)?;
+            // The residuals that read tensor t − 1 (an identity shortcut: one add for all
+            // directions, stacked alike in every R-buffer).
+            for &a in skips.get(t.wrapping_sub(1)).into_iter().flatten() {
+                let (add, wa) = (&graph.ops[a], graph.ops[a].out_width());
+                let (rga, rgs) = two(rgrd, a, t - 1);
+                let block = Block {
+                    n: nb,
+                    vs: p,
+                    sx: c * wx,
+                    sy: c * wa,
+                    skip: 0,
+                };
+                let pass = Pass {
+                    skip: Some(Ten(&val[vslot[t - 1]], ro * wx)),
+                    rx: Some(Ten(&rval[t - 1], 0)),
+                    v: Some(v),
+                    gy: Some(Ten(&grd[a], ro * wa)),
+                    rgy: Some(Ten(rga, 0)),
+                    hv: Some(hv.re()),
+                    rgx: Some(TenMut(rgs, 0)),
+                    scratch: Some(&mut *col),
+                    ..Pass::new(be, c, theta)
+                };
+                add.rule::<B>().skip_r_vjp_block(pass, block)?;
             }
         }
         Ok(())
@@ -429,20 +461,4 @@ fn three<T>(v: &mut [T], r1: usize, r2: usize, w: usize) -> (&T, &T, &mut T) {
     let a = if r1 < w { &lo[r1] } else { &hi[r1 - w - 1] };
     let b = if r2 < w { &lo[r2] } else { &hi[r2 - w - 1] };
     (a, b, y)
-}
-
-/// Add the gradients of the residual adds `adds` (their output gradients) into tensor s's.
-fn add_skips<B: Backend>(
-    be: &B,
-    g: &mut [B::Buf],
-    adds: &[usize],
-    s: usize,
-    off: usize,
-    len: usize,
-) -> Result<()> {
-    for &a in adds {
-        let (src, dst) = two(g, a, s);
-        be.axpy(1.0, src, off, dst, off, len)?;
-    }
-    Ok(())
 }

@@ -27,11 +27,13 @@ pub mod attention;
 pub mod conv;
 pub mod embed;
 pub mod flatten;
+pub mod global_pool;
 pub mod layer_norm;
 pub mod linear;
 pub mod loss;
 pub mod mean_pool;
 pub mod pool;
+pub mod proj_add;
 
 pub use act::Act;
 pub use add::Add;
@@ -39,10 +41,12 @@ pub use attention::Attention;
 pub use conv::Conv3x3;
 pub use embed::Embed;
 pub use flatten::Flatten;
+pub use global_pool::GlobalAvgPool;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use mean_pool::MeanPool;
 pub use pool::MaxPool2;
+pub use proj_add::ProjAdd;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -142,6 +146,12 @@ pub trait Layer {
     fn kinks(&self, _input: &[f64]) -> Kinks {
         Kinks::default()
     }
+    /// What the op needs that the WGSL backend has no kernel for (e.g. a convolution other than
+    /// 3×3/1/1), in words; None when every pass runs on the GPU. An engine on a GPU refuses a
+    /// graph with such an op before it allocates anything.
+    fn wgsl_missing(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The passes of an op on backend `B`, each over a [`Pass`] that holds what the pass reads and
@@ -158,6 +168,24 @@ pub trait OpRule<B: Backend>: Layer {
     /// Reads `x`, `y`, `rx`, θ, `v`, `gy`, `rgy`, `aux`, `ids`, `index`; writes `hv` (R{∂L/∂θ}
     /// accumulated) and `rgx` (R{∂L/∂x}, overwritten, when given).
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()>;
+    /// The residual's share of its source's gradient, for an op with [`Layer::skip_from`]: called
+    /// once the source tensor s's gradient is written, it reads `skip` (s's value), `gy` (this
+    /// op's ∂L/∂y) and θ, and accumulates ∂L/∂s into `gx` and, when given, ∂L/∂θ into `grad`.
+    /// By default the identity shortcut of [`Add`]: gx += gy.
+    fn skip_vjp(&self, p: Pass<'_, B>) -> Result<()> {
+        let (gy, gx) = (got(p.gy, "∂L/∂y")?, got(p.gx, "∂L/∂s")?);
+        let len = p.rows * self.shape().output;
+        p.be.axpy(1.0, gy.0, gy.1, gx.0, gx.1, len)
+    }
+    /// The R-operator of [`OpRule::skip_vjp`] for the directions of `b` (stacked as [`Block`]
+    /// says: R{s} in `rx`, R{∂L/∂s} in `rgx`, both at `i·sx`; `rgy` at `i·sy`): reads `skip`,
+    /// `rx`, θ, `v`, `gy`, `rgy`; accumulates into `hv` and `rgx`. By default the identity
+    /// shortcut, one add for all directions: rgx += rgy.
+    fn skip_r_vjp_block(&self, p: Pass<'_, B>, b: Block) -> Result<()> {
+        let (rgy, rgx) = (got(p.rgy, "R{∂L/∂y}")?, got(p.rgx, "R{∂L/∂s}")?);
+        let len = b.n * p.rows * self.shape().output;
+        p.be.axpy(1.0, rgy.0, rgy.1, rgx.0, rgx.1, len)
+    }
     /// [`OpRule::jvp`] for the directions of `b`, stacked as [`Block`] says; by default one
     /// direction after another.
     fn jvp_block(&self, mut p: Pass<'_, B>, b: Block) -> Result<()> {

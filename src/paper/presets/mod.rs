@@ -8,6 +8,7 @@
 
 mod fig1;
 mod fig10;
+mod fig15_17;
 mod fig18_19;
 mod fig22;
 mod fig2_3;
@@ -25,6 +26,7 @@ pub use fig1::{FIG1_CE_LR, fig1_cnn_spec, fig1_spec, fig1_transformer_spec};
 pub use fig6_7::toy_steps;
 pub use fig9::FIG9_SWITCH;
 pub use fig10::FIG10_SWITCH;
+pub use fig15_17::{fig15_17_resnet8_spec, fig15_17_vgg11_spec};
 pub use list::{PresetInfo, list, print_spec};
 
 use crate::error::{Error, Result};
@@ -86,6 +88,8 @@ pub const REGISTRY: &[Preset] = &[
     fig1::FIG1_TRANSFORMER,
     fig2_3::FIG2_3_TRANSFORMER,
     table1::TABLE1,
+    fig15_17::FIG15_17_VGG11,
+    fig15_17::FIG15_17_RESNET8,
     fig18_19::FIG18_19,
     switch_sweep::SWEEP,
     switch_sweep::SWEEP_CNN,
