@@ -271,7 +271,7 @@ fn live_keys<T: Real>(t: usize, probs: &[T], h: usize) -> (Vec<usize>, Vec<f64>)
     (keys, p)
 }
 
-fn attention_seq<T: Real>(a: Attn, ids: &[T], qkv: &[T], out: &mut [T], probs: &mut [T]) {
+pub(super) fn attention_seq<T: Real>(a: Attn, ids: &[T], qkv: &[T], out: &mut [T], probs: &mut [T]) {
     let (t, dh) = (a.seq, a.head_dim);
     let s = 1.0 / (dh as f64).sqrt();
     let keys: Vec<usize> = (0..t)
@@ -331,7 +331,7 @@ fn dp_ds(
     (dp, delta, ds)
 }
 
-fn attention_vjp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], dout: &[T], dqkv: &mut [T]) {
+pub(super) fn attention_vjp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], dout: &[T], dqkv: &mut [T]) {
     let (t, dh, d) = (a.seq, a.head_dim, a.width());
     let s = 1.0 / (dh as f64).sqrt();
     for h in 0..a.heads {
@@ -373,7 +373,7 @@ fn r_probs(
     rp
 }
 
-fn attention_jvp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], rqkv: &[T], rout: &mut [T]) {
+pub(super) fn attention_jvp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], rqkv: &[T], rout: &mut [T]) {
     let (t, dh) = (a.seq, a.head_dim);
     let s = 1.0 / (dh as f64).sqrt();
     for h in 0..a.heads {
@@ -389,7 +389,7 @@ fn attention_jvp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], rqkv: &[T], rout:
     }
 }
 
-fn attention_rvjp_seq<T: Real>(
+pub(super) fn attention_rvjp_seq<T: Real>(
     a: Attn,
     qkv: &[T],
     probs: &[T],

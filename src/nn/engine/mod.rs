@@ -17,6 +17,7 @@
 
 mod input;
 mod passes;
+mod tokens;
 
 use super::graph::Graph;
 use super::model::ModelSpec;
@@ -26,6 +27,7 @@ use crate::backend::{Backend, LossKind};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use input::{DataInput, data_input, write_input};
+use tokens::TokenPlan;
 
 pub use crate::mem::{Cache, Plan, SCRATCH_BUDGET, cache_budget};
 
@@ -71,6 +73,9 @@ pub struct Engine<B: Backend> {
     hvps: usize,
     /// Kinks counted by the forward pass while [`Engine::count_kinks`] runs (None otherwise).
     probe: Option<Kinks>,
+    /// How the ops run on packed live tokens (a masked sequence model on a backend that packs,
+    /// [`tokens`]); None: every op on padded rows.
+    tokens: Option<TokenPlan>,
 }
 
 impl<B: Backend + Clone> Engine<B> {
@@ -161,6 +166,11 @@ impl<B: Backend + Clone> Engine<B> {
             .unwrap_or(0);
         let p = graph.num_params();
         let max_block = b.preferred_block();
+        let tokens = if b.packs_tokens() {
+            TokenPlan::new(&graph)
+        } else {
+            None
+        };
         Ok(Engine {
             input: data_input(b, &graph, data, ch)?,
             t: b.upload(&data.y)?,
@@ -191,6 +201,7 @@ impl<B: Backend + Clone> Engine<B> {
             max_block,
             hvps: 0,
             probe: None,
+            tokens,
         })
     }
 

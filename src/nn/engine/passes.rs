@@ -8,7 +8,9 @@ use super::input::DataInput;
 use super::{Engine, SCRATCH_BUDGET};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::nn::ops::{Block, Input, Kinks, Pass, Ten, TenMut};
+use super::tokens::{Pack, TokenPlan};
+use crate::nn::graph::{Graph, Op};
+use crate::nn::ops::{Block, Input, Kinks, Packed, Pass, Ten, TenMut};
 
 /// Where a chunk's rows live: data row `r0`, row `ro` of the value and gradient buffers (r0 when
 /// every sample's are cached, 0 when they hold one chunk), chunk index `ci`.
@@ -75,11 +77,14 @@ impl<B: Backend + Clone> Engine<B> {
             aux,
             col,
             probe,
+            tokens,
             ..
         } = self;
         let ro = at.ro;
-        for (t, op) in graph.ops.iter().enumerate() {
-            let sh = op.layer().shape();
+        let lay = Lay::new(tokens, input, at.ci, c);
+        for t in 0..graph.ops.len() {
+            let op = lay.op(graph, t);
+            let sh = graph.ops[t].layer().shape();
             let (wx, wy) = (sh.input, sh.output);
             // Counting kinks (Engine::count_kinks): the op's input before an in-place op
             // overwrites it (the previous tensor's slot either way).
@@ -87,7 +92,7 @@ impl<B: Backend + Clone> Engine<B> {
                 && t > 0
                 && op.layer().has_kinks()
             {
-                let xs = be.download_range(&val[vslot[t - 1]], ro * wx, c * wx)?;
+                let xs = be.download_range(&val[vslot[t - 1]], ro * wx, lay.len(graph, t - 1))?;
                 *k = k.plus(op.layer().kinks(&xs));
             }
             // x: the data, nothing (an op in place over its input's slot) or the previous value;
@@ -110,7 +115,8 @@ impl<B: Backend + Clone> Engine<B> {
                 y_out: Some(TenMut(y, ro * wy)),
                 aux_out: Some(TenMut(&mut aux[t], ro * sh.aux)),
                 scratch: Some(&mut *col),
-                ..Pass::new(be, c, theta)
+                packed: lay.packed(),
+                ..Pass::new(be, lay.rows(t), theta)
             })?;
         }
         Ok(())
@@ -136,9 +142,11 @@ impl<B: Backend + Clone> Engine<B> {
             col,
             stats,
             scratch_stats,
+            tokens,
             ..
         } = self;
         let ro = at.ro;
+        let lay = Lay::new(tokens, input, at.ci, c);
         let last = graph.ops.len() - 1;
         let k = loss.classes;
         loss.forward_vjp(
@@ -150,8 +158,8 @@ impl<B: Backend + Clone> Engine<B> {
             if accumulate { stats } else { scratch_stats },
         )?;
         for t in (0..=last).rev() {
-            let op = &graph.ops[t];
-            let sh = op.layer().shape();
+            let op = lay.op(graph, t);
+            let sh = graph.ops[t].layer().shape();
             let (wx, wy) = (sh.input, sh.output);
             let (gy, gx) = if t > 0 {
                 let (gy, gx) = two(grd, t, t - 1);
@@ -169,10 +177,12 @@ impl<B: Backend + Clone> Engine<B> {
                 grad: accumulate.then_some(TenMut(&mut *grad, 0)),
                 gx,
                 scratch: Some(&mut *col),
-                ..Pass::new(be, c, theta)
+                packed: lay.packed(),
+                ..Pass::new(be, lay.rows(t), theta)
             })?;
             if t > 0 {
-                add_skips(be, grd, &skips[t - 1], t - 1, ro * wx, c * wx)?;
+                let len = lay.len(graph, t - 1);
+                add_skips(be, grd, &skips[t - 1], t - 1, ro * wx, len)?;
             }
         }
         Ok(())
@@ -269,18 +279,21 @@ impl<B: Backend + Clone> Engine<B> {
             rval,
             rgrd,
             col,
+            tokens,
             ..
         } = self;
         let p = graph.num_params();
         let ro = at.ro;
-        for (t, op) in graph.ops.iter().enumerate() {
-            let sh = op.layer().shape();
+        let lay = Lay::new(tokens, input, at.ci, c);
+        for t in 0..graph.ops.len() {
+            let op = lay.op(graph, t);
+            let sh = graph.ops[t].layer().shape();
             let (wx, wy) = (sh.input, sh.output);
             let mut ss = 0;
             let (rx, rs, ry) = if t == 0 {
                 (None, None, &mut rval[0])
             } else if let Some(from) = op.skip_from() {
-                ss = c * graph.ops[from].out_width();
+                ss = lay.len(graph, from);
                 let (rx, rs, ry) = three(rval, t - 1, from, t);
                 (Some(rx), Some(rs), ry)
             } else {
@@ -290,8 +303,8 @@ impl<B: Backend + Clone> Engine<B> {
             let block = Block {
                 n: nb,
                 vs: p,
-                sx: c * wx,
-                sy: c * wy,
+                sx: lay.len_in(graph, t, wx),
+                sy: lay.len(graph, t),
                 skip: ss,
             };
             let pass = Pass {
@@ -304,7 +317,8 @@ impl<B: Backend + Clone> Engine<B> {
                 ids: input.ids(r0),
                 ry: Some(TenMut(ry, 0)),
                 scratch: Some(&mut *col),
-                ..Pass::new(be, c, theta)
+                packed: lay.packed(),
+                ..Pass::new(be, lay.rows(t), theta)
             };
             op.rule::<B>().jvp_block(pass, block)?;
         }
@@ -346,13 +360,15 @@ impl<B: Backend + Clone> Engine<B> {
             rval,
             rgrd,
             col,
+            tokens,
             ..
         } = self;
         let p = graph.num_params();
         let ro = at.ro;
+        let lay = Lay::new(tokens, input, at.ci, c);
         for t in (0..graph.ops.len()).rev() {
-            let op = &graph.ops[t];
-            let sh = op.layer().shape();
+            let op = lay.op(graph, t);
+            let sh = graph.ops[t].layer().shape();
             let (wx, wy) = (sh.input, sh.output);
             let (rgy, rgx) = if t > 0 {
                 let (rgy, rgx) = two(rgrd, t, t - 1);
@@ -363,8 +379,8 @@ impl<B: Backend + Clone> Engine<B> {
             let block = Block {
                 n: nb,
                 vs: p,
-                sx: c * wx,
-                sy: c * wy,
+                sx: lay.len_in(graph, t, wx),
+                sy: lay.len(graph, t),
                 skip: 0,
             };
             let pass = Pass {
@@ -380,15 +396,63 @@ impl<B: Backend + Clone> Engine<B> {
                 hv: Some(hv.re()),
                 rgx: rgx.map(|b| TenMut(b, 0)),
                 scratch: Some(&mut *col),
-                ..Pass::new(be, c, theta)
+                packed: lay.packed(),
+                ..Pass::new(be, lay.rows(t), theta)
             };
             op.rule::<B>().r_vjp_block(pass, block)?;
             if t > 0 {
                 // The directions are stacked alike in every R-buffer: one add for all.
-                add_skips(be, rgrd, &skips[t - 1], t - 1, 0, nb * c * wx)?;
+                let len = nb * lay.len(graph, t - 1);
+                add_skips(be, rgrd, &skips[t - 1], t - 1, 0, len)?;
             }
         }
         Ok(())
+    }
+}
+
+/// How the ops of one chunk run: the graph's ops on its `c` samples, or (with a [`TokenPlan`]
+/// and the chunk's [`Pack`]) the plan's ops on its packed live tokens.
+struct Lay<'a, B: Backend> {
+    plan: Option<(&'a TokenPlan, &'a Pack<B>)>,
+    c: usize,
+}
+
+impl<'a, B: Backend> Lay<'a, B> {
+    fn new(plan: &'a Option<TokenPlan>, input: &'a DataInput<B>, ci: usize, c: usize) -> Self {
+        Lay {
+            plan: plan.as_ref().zip(input.pack(ci)),
+            c,
+        }
+    }
+    /// The op run for op t.
+    fn op<'g>(&self, graph: &'g Graph, t: usize) -> &'g Op
+    where
+        'a: 'g,
+    {
+        self.plan.map_or(&graph.ops[t], |(p, _)| p.op(t))
+    }
+    /// The rows op t runs on ([`Pass::rows`]).
+    fn rows(&self, t: usize) -> usize {
+        self.plan
+            .map_or(self.c, |(p, k)| p.rows(t, self.c, k.tokens()))
+    }
+    /// Elements of tensor t in this chunk.
+    fn len(&self, graph: &Graph, t: usize) -> usize {
+        let w = graph.ops[t].out_width();
+        self.plan
+            .map_or(self.c * w, |(p, k)| p.len(t, self.c, k.tokens(), w))
+    }
+    /// Elements of op t's input (`wx` per sample) in this chunk.
+    fn len_in(&self, graph: &Graph, t: usize, wx: usize) -> usize {
+        if t == 0 {
+            self.c * wx
+        } else {
+            self.len(graph, t - 1)
+        }
+    }
+    /// The packed tokens the ops read.
+    fn packed(&self) -> Option<Packed<'a, B>> {
+        self.plan.map(|(_, k)| k.view())
     }
 }
 
