@@ -197,6 +197,11 @@ impl<B: Backend> DataInput<B> {
         }
     }
 
+    /// Whether the chunks' packings were built (token ids on a backend that packs them).
+    pub(super) fn packed(&self) -> bool {
+        matches!(self, DataInput::Tokens { packs, .. } if !packs.is_empty())
+    }
+
     /// The packed live tokens of chunk `ci`; None when the engine does not pack.
     pub(super) fn pack(&self, ci: usize) -> Option<&Pack<B>> {
         match self {

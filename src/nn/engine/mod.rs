@@ -257,6 +257,26 @@ impl<B: Backend + Clone> Engine<B> {
         self.max_block = directions.max(1);
     }
 
+    /// Whether the passes run on packed live tokens (a masked sequence model on a backend that
+    /// packs them, [`Backend::packs_tokens`]; issue 33).
+    pub fn packs_tokens(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// Run a masked sequence model on its packed live tokens (`true`, the default where the
+    /// backend packs) or in the padded form (`false`: every op at all T positions, as before
+    /// issue 33; the two agree to round-off, and the tests compare them). The parameters must
+    /// be set again afterwards.
+    pub fn set_packing(&mut self, on: bool) {
+        self.tokens = if on && self.backend.packs_tokens() && self.input.packed() {
+            TokenPlan::new(&self.graph)
+        } else {
+            None
+        };
+        self.eval = None;
+        self.deferred = false;
+    }
+
     /// Parameters set: settled, or deferred (∇L and HVPs are ready either way).
     pub(super) fn ready(&self) -> Result<()> {
         if self.eval.is_some() || self.deferred {
