@@ -323,16 +323,26 @@ fn packed_tokens_match_the_padded_form() {
         (ev.loss, grad_host(e), block, one)
     };
     for (chunk, cache) in [(0, Cache::All), (3, Cache::PerChunk), (2, Cache::All)] {
-        let mut e = Engine::with_cache(F64::new(), &spec, LossKind::Mse, &data, chunk, cache)
-            .unwrap();
+        let mut e =
+            Engine::with_cache(F64::new(), &spec, LossKind::Mse, &data, chunk, cache).unwrap();
         let padded = run(&mut e, false);
         let packed = run(&mut e, true);
         let what = format!("chunk {chunk} {cache:?}");
-        assert!((packed.0 - padded.0).abs() <= 1e-14 * padded.0.abs(), "{what} loss");
+        assert!(
+            (packed.0 - padded.0).abs() <= 1e-14 * padded.0.abs(),
+            "{what} loss"
+        );
         assert!(rel_err(&packed.1, &padded.1) < 1e-13, "{what} gradient");
         assert!(rel_err(&packed.2, &padded.2) < 1e-13, "{what} block HVP");
-        assert_eq!(packed.3, packed.2[p..2 * p], "{what}: a block row is its HVP");
-        assert!(rel_err(&packed.3, &padded.2[p..2 * p]) < 1e-13, "{what} HVP");
+        assert_eq!(
+            packed.3,
+            packed.2[p..2 * p],
+            "{what}: a block row is its HVP"
+        );
+        assert!(
+            rel_err(&packed.3, &padded.2[p..2 * p]) < 1e-13,
+            "{what} HVP"
+        );
     }
     let mut e32 = Engine::new(F32::new(), &spec, LossKind::Mse, &data, 0).unwrap();
     assert!(e32.packs_tokens());

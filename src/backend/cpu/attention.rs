@@ -243,26 +243,13 @@ fn mt_b(t: usize, l: usize, dh: usize, m: &[f64], b: &[f64], c: &mut [f64], scal
     }
 }
 
-/// S = s · q kᵀ ([T, L] for q [T, dh], k [L, dh]). Each entry is `s · (((q_i0 k_j0) + q_i1 k_j1)
-/// + …)`, summed in the order of the head's dimensions; the loop runs over the keys innermost
-/// (k transposed), so the L sums of a row advance together (vectorised) instead of one short
-/// sum after another.
+/// S = s · q kᵀ ([T, L] for q [T, dh], k [L, dh]).
 fn scores(t: usize, l: usize, dh: usize, q: &[f64], k: &[f64], s: f64) -> Vec<f64> {
-    let mut kt = vec![0.0; dh * l];
-    for j in 0..l {
-        for d in 0..dh {
-            kt[d * l + j] = k[j * dh + d];
-        }
-    }
     let mut out = vec![0.0; t * l];
-    for (qi, row) in q.chunks_exact(dh).zip(out.chunks_exact_mut(l.max(1))) {
-        for (d, &qd) in qi.iter().enumerate() {
-            for (o, kj) in row.iter_mut().zip(&kt[d * l..(d + 1) * l]) {
-                *o += qd * kj;
-            }
-        }
-        for o in row.iter_mut() {
-            *o *= s;
+    for i in 0..t {
+        let qi = &q[i * dh..(i + 1) * dh];
+        for j in 0..l {
+            out[i * l + j] = s * dotd(qi, &k[j * dh..(j + 1) * dh]);
         }
     }
     out
@@ -284,7 +271,13 @@ fn live_keys<T: Real>(t: usize, probs: &[T], h: usize) -> (Vec<usize>, Vec<f64>)
     (keys, p)
 }
 
-pub(super) fn attention_seq<T: Real>(a: Attn, ids: &[T], qkv: &[T], out: &mut [T], probs: &mut [T]) {
+pub(super) fn attention_seq<T: Real>(
+    a: Attn,
+    ids: &[T],
+    qkv: &[T],
+    out: &mut [T],
+    probs: &mut [T],
+) {
     let (t, dh) = (a.seq, a.head_dim);
     let s = 1.0 / (dh as f64).sqrt();
     let keys: Vec<usize> = (0..t)
@@ -344,7 +337,13 @@ fn dp_ds(
     (dp, delta, ds)
 }
 
-pub(super) fn attention_vjp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], dout: &[T], dqkv: &mut [T]) {
+pub(super) fn attention_vjp_seq<T: Real>(
+    a: Attn,
+    qkv: &[T],
+    probs: &[T],
+    dout: &[T],
+    dqkv: &mut [T],
+) {
     let (t, dh, d) = (a.seq, a.head_dim, a.width());
     let s = 1.0 / (dh as f64).sqrt();
     for h in 0..a.heads {
@@ -386,7 +385,13 @@ fn r_probs(
     rp
 }
 
-pub(super) fn attention_jvp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], rqkv: &[T], rout: &mut [T]) {
+pub(super) fn attention_jvp_seq<T: Real>(
+    a: Attn,
+    qkv: &[T],
+    probs: &[T],
+    rqkv: &[T],
+    rout: &mut [T],
+) {
     let (t, dh) = (a.seq, a.head_dim);
     let s = 1.0 / (dh as f64).sqrt();
     for h in 0..a.heads {

@@ -109,7 +109,12 @@ pub(super) fn embed_varlen<T: Real>(
     for (o, p) in out.chunks_exact_mut(d).zip(pos) {
         let p = p.wide() as usize;
         let id = ids.get(p).map_or(usize::MAX, |x| x.wide() as usize);
-        let row = sl(table, tok_off + id.saturating_mul(d), d, "embed_varlen token row")?;
+        let row = sl(
+            table,
+            tok_off + id.saturating_mul(d),
+            d,
+            "embed_varlen token row",
+        )?;
         let pr = &ptab[(p % t) * d..][..d];
         for j in 0..d {
             o[j] = row[j] + pr[j];
@@ -135,7 +140,13 @@ pub(super) fn attention_varlen<T: Real>(
     par_varlen(&offs, (out, d), (probs, pr), |r, o, p| {
         let (t0, l) = (offs[r], offs[r + 1] - offs[r]);
         let hll = a.heads * l * l;
-        attention_seq(one(a, l), &[], &qkv[t0 * 3 * d..][..l * 3 * d], o, &mut p[..hll]);
+        attention_seq(
+            one(a, l),
+            &[],
+            &qkv[t0 * 3 * d..][..l * 3 * d],
+            o,
+            &mut p[..hll],
+        );
     });
     Ok(())
 }
@@ -257,11 +268,7 @@ pub(super) fn seq_mean_varlen<T: Real>(
     let out = sl_mut(out, o_off, v.rows * d, "seq_mean_varlen out")?;
     for (r, o) in out.chunks_exact_mut(d).enumerate() {
         let (t0, t1) = (offs[r], offs[r + 1]);
-        let w = if t1 > t0 {
-            1.0 / (t1 - t0) as f64
-        } else {
-            0.0
-        };
+        let w = if t1 > t0 { 1.0 / (t1 - t0) as f64 } else { 0.0 };
         for (j, oj) in o.iter_mut().enumerate() {
             let s: f64 = (t0..t1).map(|p| w * x[p * d + j].wide()).sum();
             *oj = T::of(s);

@@ -48,19 +48,21 @@ pub(super) fn data_input<B: Backend>(
     data: &Dataset,
     chunk: usize,
 ) -> Result<DataInput<B>> {
-    Ok(match host_input(graph, data, chunk, packs(backend, graph))? {
-        HostInput::Features => DataInput::Features(backend.input(&data.x, data.n, data.d)?),
-        HostInput::Images(x) => DataInput::Images(backend.upload(&x)?),
-        HostInput::Tokens { seq, index, packs } => DataInput::Tokens {
-            ids: backend.upload(&data.x)?,
-            seq,
-            index: index
-                .iter()
-                .map(|(s, o)| Ok((backend.upload(s)?, backend.upload(o)?)))
-                .collect::<Result<_>>()?,
-            packs: upload_packs(backend, &packs, seq)?,
+    Ok(
+        match host_input(graph, data, chunk, packs(backend, graph))? {
+            HostInput::Features => DataInput::Features(backend.input(&data.x, data.n, data.d)?),
+            HostInput::Images(x) => DataInput::Images(backend.upload(&x)?),
+            HostInput::Tokens { seq, index, packs } => DataInput::Tokens {
+                ids: backend.upload(&data.x)?,
+                seq,
+                index: index
+                    .iter()
+                    .map(|(s, o)| Ok((backend.upload(s)?, backend.upload(o)?)))
+                    .collect::<Result<_>>()?,
+                packs: upload_packs(backend, &packs, seq)?,
+            },
         },
-    })
+    )
 }
 
 /// Another data set of the same shape into `into`'s buffers ([`Backend::write`], no allocation

@@ -5,10 +5,10 @@
 //! pass lives ([`Pass`]); the ops say what to do with it.
 
 use super::input::DataInput;
+use super::tokens::{Pack, TokenPlan};
 use super::{Engine, SCRATCH_BUDGET};
 use crate::backend::Backend;
 use crate::error::Result;
-use super::tokens::{Pack, TokenPlan};
 use crate::nn::graph::{Graph, Op};
 use crate::nn::ops::{Block, Input, Kinks, Packed, Pass, Ten, TenMut};
 

@@ -161,7 +161,10 @@ impl HostPack {
             offs: be.upload(&self.offs)?,
             pos: be.upload(&self.pos)?,
             by_id: (be.upload(&self.by_id.start)?, be.upload(&self.by_id.order)?),
-            by_pos: (be.upload(&self.by_pos.start)?, be.upload(&self.by_pos.order)?),
+            by_pos: (
+                be.upload(&self.by_pos.start)?,
+                be.upload(&self.by_pos.order)?,
+            ),
         })
     }
 }

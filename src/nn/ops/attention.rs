@@ -59,15 +59,21 @@ impl<B: Backend> OpRule<B> for Attention {
         let qkv = buf(p.x)?;
         let (y, probs) = (got(p.y_out, "output")?, got(p.aux_out, "P")?);
         match p.packed {
-            Some(pk) => p.be.attention_varlen(self.attn(p.rows), pk.v, qkv, y, probs),
-            None => p.be.attention(self.attn(p.rows), ids(p.ids)?, qkv, y, probs),
+            Some(pk) => {
+                p.be.attention_varlen(self.attn(p.rows), pk.v, qkv, y, probs)
+            }
+            None => {
+                p.be.attention(self.attn(p.rows), ids(p.ids)?, qkv, y, probs)
+            }
         }
     }
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs) = (buf(p.x)?, got(p.aux, "P")?);
         let (gy, gx) = (got(p.gy, "∂L/∂y")?, need(p.gx)?);
         match p.packed {
-            Some(pk) => p.be.attention_varlen_vjp(self.attn(p.rows), pk.v, qkv, probs, gy, gx),
+            Some(pk) => {
+                p.be.attention_varlen_vjp(self.attn(p.rows), pk.v, qkv, probs, gy, gx)
+            }
             None => p.be.attention_vjp(self.attn(p.rows), qkv, probs, gy, gx),
         }
     }
@@ -76,7 +82,9 @@ impl<B: Backend> OpRule<B> for Attention {
         let (rqkv, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
         let x = Dual { val: qkv, r: rqkv };
         match p.packed {
-            Some(pk) => p.be.attention_varlen_jvp(self.attn(p.rows), pk.v, x, probs, ry),
+            Some(pk) => {
+                p.be.attention_varlen_jvp(self.attn(p.rows), pk.v, x, probs, ry)
+            }
             None => p.be.attention_jvp(self.attn(p.rows), x, probs, ry),
         }
     }
@@ -86,7 +94,9 @@ impl<B: Backend> OpRule<B> for Attention {
         let rgx = need(p.rgx)?;
         let (x, g) = (Dual { val: qkv, r: rqkv }, Dual { val: gy, r: rgy });
         match p.packed {
-            Some(pk) => p.be.attention_varlen_rvjp(self.attn(p.rows), pk.v, x, probs, g, rgx),
+            Some(pk) => {
+                p.be.attention_varlen_rvjp(self.attn(p.rows), pk.v, x, probs, g, rgx)
+            }
             None => p.be.attention_rvjp(self.attn(p.rows), x, probs, g, rgx),
         }
     }
