@@ -6,6 +6,7 @@
 
 mod common;
 use common::*;
+use subspace_lab::backend::prelude::*;
 use subspace_lab::backend::{Activation, Backend, LossKind};
 use subspace_lab::data::dataset::Dataset;
 use subspace_lab::data::sst2;
@@ -294,6 +295,66 @@ fn cached_per_chunk_and_f32_layouts_agree() {
     );
     let err = rel_err(&hvp_host(&mut e, &v), &want);
     assert!(err < 1e-4, "f32 HVP vs f64 {err:e}");
+}
+
+/// Issue 33: the packed live tokens (the CPU's default for a masked model) against the padded
+/// form, with a sentence of padding only added: loss, gradient, H·v and a stacked block HVP, in
+/// f64 and f32, cached and per chunk; the unmasked model is never packed.
+#[test]
+fn packed_tokens_match_the_padded_form() {
+    let (spec, theta, data) = tiny(8, 2, Activation::Silu, true);
+    let mut ids = data.x.clone();
+    ids.extend([0.0; 5]);
+    let data = Dataset::new(5, 2, ids, vec![0, 1, 1, 0, 1, 0, 1]).unwrap();
+    let p = spec.num_params();
+    let vs: Vec<f64> = (0..3).flat_map(|i| random_vector(p, 20 + i)).collect();
+    let run = |e: &mut Engine<F64>, pack: bool| {
+        e.set_packing(pack);
+        assert_eq!(e.packs_tokens(), pack);
+        let ev = e.set_params_host(&theta).unwrap();
+        let v = e.backend().upload(&vs).unwrap();
+        let mut out = e.backend().zeros(3 * p).unwrap();
+        e.set_max_block(3);
+        e.hvp_block(&v, 0, 3, &mut out, 0).unwrap();
+        let block = e.backend().download(&out).unwrap();
+        e.set_max_block(1);
+        e.hvp(&v, p, &mut out, 0).unwrap();
+        let one = e.backend().download_range(&out, 0, p).unwrap();
+        (ev.loss, grad_host(e), block, one)
+    };
+    for (chunk, cache) in [(0, Cache::All), (3, Cache::PerChunk), (2, Cache::All)] {
+        let mut e =
+            Engine::with_cache(F64::new(), &spec, LossKind::Mse, &data, chunk, cache).unwrap();
+        let padded = run(&mut e, false);
+        let packed = run(&mut e, true);
+        let what = format!("chunk {chunk} {cache:?}");
+        assert!(
+            (packed.0 - padded.0).abs() <= 1e-14 * padded.0.abs(),
+            "{what} loss"
+        );
+        assert!(rel_err(&packed.1, &padded.1) < 1e-13, "{what} gradient");
+        assert!(rel_err(&packed.2, &padded.2) < 1e-13, "{what} block HVP");
+        assert_eq!(
+            packed.3,
+            packed.2[p..2 * p],
+            "{what}: a block row is its HVP"
+        );
+        assert!(
+            rel_err(&packed.3, &padded.2[p..2 * p]) < 1e-13,
+            "{what} HVP"
+        );
+    }
+    let mut e32 = Engine::new(F32::new(), &spec, LossKind::Mse, &data, 0).unwrap();
+    assert!(e32.packs_tokens());
+    e32.set_params_host(&theta).unwrap();
+    let mut e64 = Engine::new(F64::new(), &spec, LossKind::Mse, &data, 0).unwrap();
+    e64.set_packing(false);
+    e64.set_params_host(&theta).unwrap();
+    let v = &vs[..p];
+    assert!(rel_err(&hvp_host(&mut e32, v), &hvp_host(&mut e64, v)) < 1e-4);
+    let (spec, _, data) = tiny(8, 1, Activation::Gelu, false);
+    let e = Engine::new(F64::new(), &spec, LossKind::Ce, &data, 0).unwrap();
+    assert!(!e.packs_tokens(), "the unmasked model keeps every position");
 }
 
 gpu_test!(own tiny_transformer_in_wgsl_matches_cpu_f64);

@@ -33,7 +33,7 @@ pub use cpu::input;
 pub use kinds::{Activation, BackendChoice, LossKind, Precision};
 pub use view::{
     AdamStep, Attn, Batch, ConvGeom, Dual, Gemm, InputRows, Ln, LossBlock, Mat, MatMut, Nhwc, Seq,
-    Ten, TenMut, ThetaV, TokenIndex, Transfers, gemm_each,
+    Ten, TenMut, ThetaV, TokenIndex, Transfers, Varlen, gemm_each,
 };
 pub(crate) use view::{check_batch, check_input_view, check_range};
 
@@ -580,6 +580,79 @@ pub trait SeqOps: Buffers {
         g: Seq,
         masked: bool,
         ids: Ten<'_, Self>,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
+    ) -> Result<()>;
+    /// Whether the engine runs a masked sequence model on its live tokens packed ([`Varlen`]) on
+    /// this backend. A backend answering false keeps the padded form: the engine never hands it
+    /// a [`Varlen`], and its `*_varlen` methods refuse with [`crate::error::Error::Backend`].
+    fn packs_tokens(&self) -> bool;
+    /// [`Self::embed`] on packed tokens: `out[j, :] = table[table.1 + id·D ..] + table[pos_off +
+    /// t·D ..]` for token j at `pos[j] = r·T + t`, `id = ids[ids.1 + pos[j]]`, D = `width`.
+    fn embed_varlen(
+        &self,
+        v: Varlen<'_, Self>,
+        width: usize,
+        ids: Ten<'_, Self>,
+        table: Ten<'_, Self>,
+        pos_off: usize,
+        out: TenMut<'_, Self>,
+    ) -> Result<()>;
+    /// [`Self::attention`] on packed tokens, each sequence's live queries over its live keys:
+    /// `qkv` [tokens, 3D], `out` [tokens, D]; sequence r's P (its H × L × L, L its token count)
+    /// at `probs.1 + r·H·T·T` (the padded layout's slot, `a.rows` = sequences, `a.seq` = T).
+    /// Equal to the masked padded form at every live position.
+    fn attention_varlen(
+        &self,
+        a: Attn,
+        v: Varlen<'_, Self>,
+        qkv: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        probs: TenMut<'_, Self>,
+    ) -> Result<()>;
+    /// [`Self::attention_vjp`] on packed tokens (layout of [`Self::attention_varlen`]).
+    fn attention_varlen_vjp(
+        &self,
+        a: Attn,
+        v: Varlen<'_, Self>,
+        qkv: Ten<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Ten<'_, Self>,
+        dqkv: TenMut<'_, Self>,
+    ) -> Result<()>;
+    /// [`Self::attention_jvp`] on packed tokens (layout of [`Self::attention_varlen`]).
+    fn attention_varlen_jvp(
+        &self,
+        a: Attn,
+        v: Varlen<'_, Self>,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        rout: TenMut<'_, Self>,
+    ) -> Result<()>;
+    /// [`Self::attention_rvjp`] on packed tokens (layout of [`Self::attention_varlen`]).
+    fn attention_varlen_rvjp(
+        &self,
+        a: Attn,
+        v: Varlen<'_, Self>,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Dual<'_, Self>,
+        rdqkv: TenMut<'_, Self>,
+    ) -> Result<()>;
+    /// The masked [`Self::seq_mean`] on packed tokens: `out[r, :] = Σ_j x[j, :] / L_r` over
+    /// sequence r's L_r tokens (0 for a sequence without any), x [tokens, `width`].
+    fn seq_mean_varlen(
+        &self,
+        v: Varlen<'_, Self>,
+        width: usize,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()>;
+    /// The adjoint of [`Self::seq_mean_varlen`]: `dx[j, :] = dy[r, :] / L_r` (overwritten).
+    fn seq_mean_varlen_adjoint(
+        &self,
+        v: Varlen<'_, Self>,
+        width: usize,
         dy: Ten<'_, Self>,
         dx: TenMut<'_, Self>,
     ) -> Result<()>;

@@ -353,6 +353,32 @@ impl std::ops::Sub for Transfers {
     }
 }
 
+/// A chunk's live tokens packed one after another (the variable-length form of FlashAttention's
+/// `varlen` kernels, Dao 2023): sequence r's tokens are rows `offs[r]..offs[r+1]` of a
+/// `[tokens, D]` tensor, in position order, and token j sits at `pos[j] = r·T + t` of the chunk's
+/// padded `[rows, T]` ids. Both index buffers hold integers as scalars at offset 0 (exact in f32
+/// below 2^24, as [`TokenIndex`]). Padding (token id 0) has no row: with padding masked it never
+/// reaches the loss, so the ops on packed tokens compute the masked network exactly.
+pub struct Varlen<'a, B: Buffers + ?Sized> {
+    /// Sequences of the chunk.
+    pub rows: usize,
+    /// Positions per padded sequence (T).
+    pub seq: usize,
+    /// Live tokens of the chunk (`offs[rows]`).
+    pub tokens: usize,
+    /// `rows + 1` cumulative token counts.
+    pub offs: &'a B::Buf,
+    /// `tokens` padded positions r·T + t.
+    pub pos: &'a B::Buf,
+}
+
+impl<B: Buffers + ?Sized> Clone for Varlen<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Buffers + ?Sized> Copy for Varlen<'_, B> {}
+
 /// A batch of sequences: `rows` sequences of `len` positions (T), each position `width` (D)
 /// scalars, row-major [rows, T, D].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

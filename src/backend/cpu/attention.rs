@@ -138,50 +138,80 @@ pub(super) fn attention_rvjp<T: Real>(
 // P ⊙ (…), dv_j = Σ_i P_ij do_i), so leaving them out is exact; with padding masked it saves
 // most of the work (SST2-1k: 9.4 words on average of T = 51).
 
-/// One sequence's q of head h as an f64 matrix [T, dh], and k, v at `keys` [L, dh].
-fn head_qkv<T: Real>(a: Attn, qkv: &[T], h: usize, keys: &[usize]) -> [Vec<f64>; 3] {
+/// The buffers of one thread's kernel calls, reused across heads and sequences so that a call
+/// allocates only when a buffer grows (the kernels run sequence after sequence on each thread).
+/// Every buffer is refilled (or zeroed) before use: nothing carries from one head to the next.
+#[derive(Default)]
+struct Scratch {
+    /// The live keys.
+    keys: Vec<usize>,
+    /// q [T, dh], k, v at the keys [L, dh].
+    qkv: [Vec<f64>; 3],
+    /// R{q}, R{k}, R{v}.
+    rqkv: [Vec<f64>; 3],
+    /// The head's rows of dout and R{dout} [T, dh].
+    dout: [Vec<f64>; 2],
+    /// P, RP, dP, dS, R{dS} [T, L].
+    p: Vec<f64>,
+    rp: Vec<f64>,
+    dp: Vec<f64>,
+    ds: Vec<f64>,
+    rds: Vec<f64>,
+    /// Two score matrices [T, L] (the two halves of RS, then of R{dP}).
+    sc: [Vec<f64>; 2],
+    /// δ [T].
+    delta: Vec<f64>,
+    /// The head's outputs: dq (or o) [T, dh], dk, dv [L, dh].
+    g: [Vec<f64>; 3],
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
+/// Run `f` with this thread's [`Scratch`] (the kernels do not nest, so the borrow is free).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
+}
+
+/// `v` as n zeros, reusing its allocation.
+fn zeroed(v: &mut Vec<f64>, n: usize) -> &mut [f64] {
+    v.clear();
+    v.resize(n, 0.0);
+    v
+}
+
+/// One sequence's q of head h as an f64 matrix [T, dh], and k, v at `keys` [L, dh], into `out`.
+fn head_qkv<T: Real>(a: Attn, qkv: &[T], h: usize, keys: &[usize], out: &mut [Vec<f64>; 3]) {
     let (t, dh, d) = (a.seq, a.head_dim, a.width());
-    let mut q = vec![0.0; t * dh];
+    let [q, k, v] = out;
+    q.clear();
     for i in 0..t {
-        for (o, s) in q[i * dh..(i + 1) * dh]
-            .iter_mut()
-            .zip(&qkv[i * 3 * d + h * dh..][..dh])
-        {
-            *o = s.wide();
+        q.extend(qkv[i * 3 * d + h * dh..][..dh].iter().map(|s| s.wide()));
+    }
+    for (part, m) in [(1, k), (2, v)] {
+        m.clear();
+        for &j in keys {
+            m.extend(
+                qkv[j * 3 * d + part * d + h * dh..][..dh]
+                    .iter()
+                    .map(|s| s.wide()),
+            );
         }
     }
-    let gather = |part: usize| {
-        let mut m = vec![0.0; keys.len() * dh];
-        for (l, &j) in keys.iter().enumerate() {
-            for (o, s) in m[l * dh..(l + 1) * dh]
-                .iter_mut()
-                .zip(&qkv[j * 3 * d + part * d + h * dh..][..dh])
-            {
-                *o = s.wide();
-            }
-        }
-        m
-    };
-    [q, gather(1), gather(2)]
 }
 
 fn dotd(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-/// Rows [T, dh] of head h of a [T, D] tensor, as f64.
-fn head_rows<T: Real>(a: Attn, x: &[T], h: usize) -> Vec<f64> {
+/// Rows [T, dh] of head h of a [T, D] tensor, as f64, into `m`.
+fn head_rows<T: Real>(a: Attn, x: &[T], h: usize, m: &mut Vec<f64>) {
     let (t, dh, d) = (a.seq, a.head_dim, a.width());
-    let mut m = vec![0.0; t * dh];
+    m.clear();
     for i in 0..t {
-        for (o, s) in m[i * dh..(i + 1) * dh]
-            .iter_mut()
-            .zip(&x[i * d + h * dh..][..dh])
-        {
-            *o = s.wide();
-        }
+        m.extend(x[i * d + h * dh..][..dh].iter().map(|s| s.wide()));
     }
-    m
 }
 
 /// Write `m` (rows at positions `at`, [len(at), dh]) into head h's columns of a [T, stride]
@@ -243,45 +273,60 @@ fn mt_b(t: usize, l: usize, dh: usize, m: &[f64], b: &[f64], c: &mut [f64], scal
     }
 }
 
-/// S = s · q kᵀ ([T, L] for q [T, dh], k [L, dh]).
-fn scores(t: usize, l: usize, dh: usize, q: &[f64], k: &[f64], s: f64) -> Vec<f64> {
-    let mut out = vec![0.0; t * l];
-    for i in 0..t {
-        let qi = &q[i * dh..(i + 1) * dh];
-        for j in 0..l {
-            out[i * l + j] = s * dotd(qi, &k[j * dh..(j + 1) * dh]);
-        }
+/// S = s · q kᵀ ([T, L] for q [T, dh], k [L, dh]) into `out`.
+fn scores(l: usize, dh: usize, q: &[f64], k: &[f64], s: f64, out: &mut Vec<f64>) {
+    out.clear();
+    for qi in q.chunks_exact(dh) {
+        out.extend((0..l).map(|j| s * dotd(qi, &k[j * dh..(j + 1) * dh])));
     }
-    out
 }
 
 /// The keys of head h whose column of P is not all zero, and P at them [T, L].
-fn live_keys<T: Real>(t: usize, probs: &[T], h: usize) -> (Vec<usize>, Vec<f64>) {
+fn live_keys<T: Real>(t: usize, probs: &[T], h: usize, keys: &mut Vec<usize>, p: &mut Vec<f64>) {
     let ph = &probs[h * t * t..(h + 1) * t * t];
-    let keys: Vec<usize> = (0..t)
-        .filter(|&j| (0..t).any(|i| ph[i * t + j].wide() != 0.0))
-        .collect();
-    let l = keys.len();
-    let mut p = vec![0.0; t * l];
+    keys.clear();
+    keys.extend((0..t).filter(|&j| (0..t).any(|i| ph[i * t + j].wide() != 0.0)));
+    p.clear();
     for i in 0..t {
-        for (c, &j) in keys.iter().enumerate() {
-            p[i * l + c] = ph[i * t + j].wide();
-        }
+        p.extend(keys.iter().map(|&j| ph[i * t + j].wide()));
     }
-    (keys, p)
 }
 
-fn attention_seq<T: Real>(a: Attn, ids: &[T], qkv: &[T], out: &mut [T], probs: &mut [T]) {
+pub(super) fn attention_seq<T: Real>(
+    a: Attn,
+    ids: &[T],
+    qkv: &[T],
+    out: &mut [T],
+    probs: &mut [T],
+) {
+    with_scratch(|sc| attention_seq_in(sc, a, ids, qkv, out, probs));
+}
+
+fn attention_seq_in<T: Real>(
+    sc: &mut Scratch,
+    a: Attn,
+    ids: &[T],
+    qkv: &[T],
+    out: &mut [T],
+    probs: &mut [T],
+) {
     let (t, dh) = (a.seq, a.head_dim);
     let s = 1.0 / (dh as f64).sqrt();
-    let keys: Vec<usize> = (0..t)
-        .filter(|&j| !a.masked || ids[j].wide() != 0.0)
-        .collect();
+    let Scratch {
+        keys,
+        qkv: hq,
+        p,
+        g,
+        ..
+    } = sc;
+    keys.clear();
+    keys.extend((0..t).filter(|&j| !a.masked || ids[j].wide() != 0.0));
     let l = keys.len();
     probs.fill(T::zero());
     for h in 0..a.heads {
-        let [q, k, v] = head_qkv(a, qkv, h, &keys);
-        let mut p = scores(t, l, dh, &q, &k, s);
+        head_qkv(a, qkv, h, keys, hq);
+        let [q, k, v] = &*hq;
+        scores(l, dh, q, k, s, p);
         for i in 0..t {
             let row = &mut p[i * l..(i + 1) * l];
             let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -297,9 +342,9 @@ fn attention_seq<T: Real>(a: Attn, ids: &[T], qkv: &[T], out: &mut [T], probs: &
                 *x /= z;
             }
         }
-        let mut o = vec![0.0; t * dh];
-        m_b(t, l, dh, &p, &v, &mut o, 1.0);
-        put_rows(a, &o, None, out, a.width(), h * dh);
+        let o = zeroed(&mut g[0], t * dh);
+        m_b(t, l, dh, p, v, o, 1.0);
+        put_rows(a, o, None, out, a.width(), h * dh);
         let ph = &mut probs[h * t * t..(h + 1) * t * t];
         for i in 0..t {
             for (c, &j) in keys.iter().enumerate() {
@@ -309,87 +354,124 @@ fn attention_seq<T: Real>(a: Attn, ids: &[T], qkv: &[T], out: &mut [T], probs: &
     }
 }
 
-/// dP = do vᵀ, δ, dS = P ⊙ (dP − δ) for one head ([T, L]).
-#[allow(clippy::type_complexity)]
+/// dP = do vᵀ, δ, dS = P ⊙ (dP − δ) for one head ([T, L]), into `dp`, `delta`, `ds`.
 fn dp_ds(
     t: usize,
     l: usize,
     dh: usize,
-    p: &[f64],
-    dout: &[f64],
-    v: &[f64],
-) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let dp = scores(t, l, dh, dout, v, 1.0);
-    let mut delta = vec![0.0; t];
-    let mut ds = vec![0.0; t * l];
+    [p, dout, v]: [&[f64]; 3],
+    dp: &mut Vec<f64>,
+    delta: &mut Vec<f64>,
+    ds: &mut Vec<f64>,
+) {
+    scores(l, dh, dout, v, 1.0, dp);
+    delta.clear();
+    ds.clear();
     for i in 0..t {
-        delta[i] = dotd(&p[i * l..(i + 1) * l], &dp[i * l..(i + 1) * l]);
-        for j in 0..l {
-            ds[i * l + j] = p[i * l + j] * (dp[i * l + j] - delta[i]);
-        }
+        let (pi, dpi) = (&p[i * l..(i + 1) * l], &dp[i * l..(i + 1) * l]);
+        let di = dotd(pi, dpi);
+        delta.push(di);
+        ds.extend(pi.iter().zip(dpi).map(|(pij, dpij)| pij * (dpij - di)));
     }
-    (dp, delta, ds)
 }
 
-fn attention_vjp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], dout: &[T], dqkv: &mut [T]) {
+pub(super) fn attention_vjp_seq<T: Real>(
+    a: Attn,
+    qkv: &[T],
+    probs: &[T],
+    dout: &[T],
+    dqkv: &mut [T],
+) {
     let (t, dh, d) = (a.seq, a.head_dim, a.width());
     let s = 1.0 / (dh as f64).sqrt();
-    for h in 0..a.heads {
-        let (keys, p) = live_keys(t, probs, h);
-        let l = keys.len();
-        let [q, k, v] = head_qkv(a, qkv, h, &keys);
-        let dout = head_rows(a, dout, h);
-        let (_, _, ds) = dp_ds(t, l, dh, &p, &dout, &v);
-        let (mut dq, mut dk, mut dv) = (vec![0.0; t * dh], vec![0.0; l * dh], vec![0.0; l * dh]);
-        m_b(t, l, dh, &ds, &k, &mut dq, s);
-        mt_b(t, l, dh, &ds, &q, &mut dk, s);
-        mt_b(t, l, dh, &p, &dout, &mut dv, 1.0);
-        put_rows(a, &dq, None, dqkv, 3 * d, h * dh);
-        put_rows(a, &dk, Some(&keys), dqkv, 3 * d, d + h * dh);
-        put_rows(a, &dv, Some(&keys), dqkv, 3 * d, 2 * d + h * dh);
-    }
+    with_scratch(|sc| {
+        let Scratch {
+            keys,
+            qkv: hq,
+            dout: [hd, _],
+            p,
+            dp,
+            ds,
+            delta,
+            g: [dq, dk, dv],
+            ..
+        } = sc;
+        for h in 0..a.heads {
+            live_keys(t, probs, h, keys, p);
+            let l = keys.len();
+            head_qkv(a, qkv, h, keys, hq);
+            let [q, k, v] = &*hq;
+            head_rows(a, dout, h, hd);
+            dp_ds(t, l, dh, [p, hd, v], dp, delta, ds);
+            let (dq, dk, dv) = (zeroed(dq, t * dh), zeroed(dk, l * dh), zeroed(dv, l * dh));
+            m_b(t, l, dh, ds, k, dq, s);
+            mt_b(t, l, dh, ds, q, dk, s);
+            mt_b(t, l, dh, p, hd, dv, 1.0);
+            put_rows(a, dq, None, dqkv, 3 * d, h * dh);
+            put_rows(a, dk, Some(keys), dqkv, 3 * d, d + h * dh);
+            put_rows(a, dv, Some(keys), dqkv, 3 * d, 2 * d + h * dh);
+        }
+    });
 }
 
-/// RP = P ⊙ (RS − Σ_j P RS) for one head ([T, L]), from q, k and their R{q}, R{k}.
+/// RP = P ⊙ (RS − Σ_j P RS) for one head ([T, L]) into `rp`, from q, k and their R{q}, R{k};
+/// `sc` holds the two halves of RS = s (R{q} kᵀ + q R{k}ᵀ) on return.
 fn r_probs(
     t: usize,
     l: usize,
     dh: usize,
     s: f64,
-    p: &[f64],
-    [q, k]: [&[f64]; 2],
-    [rq, rk]: [&[f64]; 2],
-) -> Vec<f64> {
-    let a = scores(t, l, dh, rq, k, s);
-    let b = scores(t, l, dh, q, rk, s);
-    let mut rp = vec![0.0; t * l];
+    [p, q, k, rq, rk]: [&[f64]; 5],
+    sc: &mut [Vec<f64>; 2],
+    rp: &mut Vec<f64>,
+) {
+    let [a, b] = sc;
+    scores(l, dh, rq, k, s, a);
+    scores(l, dh, q, rk, s, b);
+    rp.clear();
     for i in 0..t {
         let row = i * l..(i + 1) * l;
         let rho: f64 = row.clone().map(|ij| p[ij] * (a[ij] + b[ij])).sum();
-        for ij in row {
-            rp[ij] = p[ij] * (a[ij] + b[ij] - rho);
-        }
+        rp.extend(row.map(|ij| p[ij] * (a[ij] + b[ij] - rho)));
     }
-    rp
 }
 
-fn attention_jvp_seq<T: Real>(a: Attn, qkv: &[T], probs: &[T], rqkv: &[T], rout: &mut [T]) {
+pub(super) fn attention_jvp_seq<T: Real>(
+    a: Attn,
+    qkv: &[T],
+    probs: &[T],
+    rqkv: &[T],
+    rout: &mut [T],
+) {
     let (t, dh) = (a.seq, a.head_dim);
     let s = 1.0 / (dh as f64).sqrt();
-    for h in 0..a.heads {
-        let (keys, p) = live_keys(t, probs, h);
-        let l = keys.len();
-        let [q, k, v] = head_qkv(a, qkv, h, &keys);
-        let [rq, rk, rv] = head_qkv(a, rqkv, h, &keys);
-        let rp = r_probs(t, l, dh, s, &p, [&q, &k], [&rq, &rk]);
-        let mut ro = vec![0.0; t * dh];
-        m_b(t, l, dh, &rp, &v, &mut ro, 1.0);
-        m_b(t, l, dh, &p, &rv, &mut ro, 1.0);
-        put_rows(a, &ro, None, rout, a.width(), h * dh);
-    }
+    with_scratch(|sc| {
+        let Scratch {
+            keys,
+            qkv: hq,
+            rqkv: hr,
+            p,
+            rp,
+            sc: two,
+            g: [ro, ..],
+            ..
+        } = sc;
+        for h in 0..a.heads {
+            live_keys(t, probs, h, keys, p);
+            let l = keys.len();
+            head_qkv(a, qkv, h, keys, hq);
+            head_qkv(a, rqkv, h, keys, hr);
+            let ([q, k, v], [rq, rk, rv]) = (&*hq, &*hr);
+            r_probs(t, l, dh, s, [p, q, k, rq, rk], two, rp);
+            let ro = zeroed(ro, t * dh);
+            m_b(t, l, dh, rp, v, ro, 1.0);
+            m_b(t, l, dh, p, rv, ro, 1.0);
+            put_rows(a, ro, None, rout, a.width(), h * dh);
+        }
+    });
 }
 
-fn attention_rvjp_seq<T: Real>(
+pub(super) fn attention_rvjp_seq<T: Real>(
     a: Attn,
     qkv: &[T],
     probs: &[T],
@@ -400,37 +482,55 @@ fn attention_rvjp_seq<T: Real>(
 ) {
     let (t, dh, d) = (a.seq, a.head_dim, a.width());
     let s = 1.0 / (dh as f64).sqrt();
-    for h in 0..a.heads {
-        let (keys, p) = live_keys(t, probs, h);
-        let l = keys.len();
-        let [q, k, v] = head_qkv(a, qkv, h, &keys);
-        let [rq, rk, rv] = head_qkv(a, rqkv, h, &keys);
-        let dout = head_rows(a, dout, h);
-        let rdout = head_rows(a, rdout, h);
-        let rp = r_probs(t, l, dh, s, &p, [&q, &k], [&rq, &rk]);
-        let (dp, delta, ds) = dp_ds(t, l, dh, &p, &dout, &v);
-        let rdp_a = scores(t, l, dh, &rdout, &v, 1.0);
-        let rdp_b = scores(t, l, dh, &dout, &rv, 1.0);
-        let mut rds = vec![0.0; t * l];
-        for (i, di) in delta.iter().enumerate() {
-            let row = i * l..(i + 1) * l;
-            let rdelta: f64 = row
-                .clone()
-                .map(|ij| rp[ij] * dp[ij] + p[ij] * (rdp_a[ij] + rdp_b[ij]))
-                .sum();
-            for ij in row {
-                rds[ij] = rp[ij] * (dp[ij] - di) + p[ij] * (rdp_a[ij] + rdp_b[ij] - rdelta);
+    with_scratch(|sc| {
+        let Scratch {
+            keys,
+            qkv: hq,
+            rqkv: hr,
+            dout: [hd, hrd],
+            p,
+            rp,
+            dp,
+            ds,
+            rds,
+            sc: two,
+            delta,
+            g: [dq, dk, dv],
+        } = sc;
+        for h in 0..a.heads {
+            live_keys(t, probs, h, keys, p);
+            let l = keys.len();
+            head_qkv(a, qkv, h, keys, hq);
+            head_qkv(a, rqkv, h, keys, hr);
+            let ([q, k, v], [rq, rk, rv]) = (&*hq, &*hr);
+            head_rows(a, dout, h, hd);
+            head_rows(a, rdout, h, hrd);
+            r_probs(t, l, dh, s, [p, q, k, rq, rk], two, rp);
+            dp_ds(t, l, dh, [p, hd, v], dp, delta, ds);
+            let [rdp_a, rdp_b] = two;
+            scores(l, dh, hrd, v, 1.0, rdp_a);
+            scores(l, dh, hd, rv, 1.0, rdp_b);
+            rds.clear();
+            for (i, di) in delta.iter().enumerate() {
+                let row = i * l..(i + 1) * l;
+                let rdelta: f64 = row
+                    .clone()
+                    .map(|ij| rp[ij] * dp[ij] + p[ij] * (rdp_a[ij] + rdp_b[ij]))
+                    .sum();
+                rds.extend(
+                    row.map(|ij| rp[ij] * (dp[ij] - di) + p[ij] * (rdp_a[ij] + rdp_b[ij] - rdelta)),
+                );
             }
+            let (dq, dk, dv) = (zeroed(dq, t * dh), zeroed(dk, l * dh), zeroed(dv, l * dh));
+            m_b(t, l, dh, rds, k, dq, s);
+            m_b(t, l, dh, ds, rk, dq, s);
+            mt_b(t, l, dh, rds, q, dk, s);
+            mt_b(t, l, dh, ds, rq, dk, s);
+            mt_b(t, l, dh, rp, hd, dv, 1.0);
+            mt_b(t, l, dh, p, hrd, dv, 1.0);
+            put_rows(a, dq, None, rdqkv, 3 * d, h * dh);
+            put_rows(a, dk, Some(keys), rdqkv, 3 * d, d + h * dh);
+            put_rows(a, dv, Some(keys), rdqkv, 3 * d, 2 * d + h * dh);
         }
-        let (mut dq, mut dk, mut dv) = (vec![0.0; t * dh], vec![0.0; l * dh], vec![0.0; l * dh]);
-        m_b(t, l, dh, &rds, &k, &mut dq, s);
-        m_b(t, l, dh, &ds, &rk, &mut dq, s);
-        mt_b(t, l, dh, &rds, &q, &mut dk, s);
-        mt_b(t, l, dh, &ds, &rq, &mut dk, s);
-        mt_b(t, l, dh, &rp, &dout, &mut dv, 1.0);
-        mt_b(t, l, dh, &p, &rdout, &mut dv, 1.0);
-        put_rows(a, &dq, None, rdqkv, 3 * d, h * dh);
-        put_rows(a, &dk, Some(&keys), rdqkv, 3 * d, d + h * dh);
-        put_rows(a, &dv, Some(&keys), rdqkv, 3 * d, 2 * d + h * dh);
-    }
+    });
 }

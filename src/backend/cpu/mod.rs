@@ -19,6 +19,7 @@ mod par;
 /// The scalars the CPU backend computes in.
 pub mod real;
 mod seq;
+mod varlen;
 
 pub use real::{Real, tanh_f32};
 

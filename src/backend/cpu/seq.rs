@@ -6,7 +6,7 @@ use super::CpuBackend;
 use super::par::{par_rows, par_rows2};
 use super::real::Real;
 use super::{sl, sl_mut};
-use crate::backend::{Attn, Dual, Ln, Seq, SeqOps, Ten, TenMut, ThetaV};
+use crate::backend::{Attn, Dual, Ln, Seq, SeqOps, Ten, TenMut, ThetaV, Varlen};
 use crate::error::Result;
 
 /// [`SeqOps::embed`](crate::backend::SeqOps::embed) on this backend.
@@ -536,5 +536,87 @@ impl<T: Real> SeqOps for CpuBackend<T> {
         dx: TenMut<'_, Self>,
     ) -> Result<()> {
         self::seq_mean_adjoint(g, masked, ids, dy, dx)
+    }
+
+    fn packs_tokens(&self) -> bool {
+        true
+    }
+
+    fn embed_varlen(
+        &self,
+        v: Varlen<'_, Self>,
+        width: usize,
+        ids: Ten<'_, Self>,
+        table: Ten<'_, Self>,
+        pos_off: usize,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::varlen::embed_varlen(v, width, ids, table, pos_off, out)
+    }
+
+    fn attention_varlen(
+        &self,
+        a: Attn,
+        v: Varlen<'_, Self>,
+        qkv: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+        probs: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::varlen::attention_varlen(a, v, qkv, out, probs)
+    }
+
+    fn attention_varlen_vjp(
+        &self,
+        a: Attn,
+        v: Varlen<'_, Self>,
+        qkv: Ten<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Ten<'_, Self>,
+        dqkv: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::varlen::attention_varlen_vjp(a, v, qkv, probs, dout, dqkv)
+    }
+
+    fn attention_varlen_jvp(
+        &self,
+        a: Attn,
+        v: Varlen<'_, Self>,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        rout: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::varlen::attention_varlen_jvp(a, v, qkv, probs, rout)
+    }
+
+    fn attention_varlen_rvjp(
+        &self,
+        a: Attn,
+        v: Varlen<'_, Self>,
+        qkv: Dual<'_, Self>,
+        probs: Ten<'_, Self>,
+        dout: Dual<'_, Self>,
+        rdqkv: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::varlen::attention_varlen_rvjp(a, v, qkv, probs, dout, rdqkv)
+    }
+
+    fn seq_mean_varlen(
+        &self,
+        v: Varlen<'_, Self>,
+        width: usize,
+        x: Ten<'_, Self>,
+        out: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::varlen::seq_mean_varlen(v, width, x, out)
+    }
+
+    fn seq_mean_varlen_adjoint(
+        &self,
+        v: Varlen<'_, Self>,
+        width: usize,
+        dy: Ten<'_, Self>,
+        dx: TenMut<'_, Self>,
+    ) -> Result<()> {
+        super::varlen::seq_mean_varlen_adjoint(v, width, dy, dx)
     }
 }

@@ -8,6 +8,8 @@ use crate::error::{Error, Result};
 use crate::nn::graph::Graph;
 use crate::nn::ops::{Input, Ten};
 
+use super::tokens::{HostPack, Pack, TokenPlan};
+
 /// The data as the first op reads it.
 pub(super) enum DataInput<B: Backend> {
     /// Features for a fully connected first layer (the CPU's sparse form where it applies).
@@ -21,6 +23,9 @@ pub(super) enum DataInput<B: Backend> {
         ids: B::Buf,
         seq: usize,
         index: Vec<(B::Buf, B::Buf)>,
+        /// Each chunk's live tokens packed, when the engine packs them ([`TokenPlan`]); empty
+        /// otherwise.
+        packs: Vec<Pack<B>>,
     },
 }
 
@@ -31,6 +36,7 @@ enum HostInput {
     Tokens {
         seq: usize,
         index: Vec<(Vec<f64>, Vec<f64>)>,
+        packs: Vec<HostPack>,
     },
 }
 
@@ -42,18 +48,21 @@ pub(super) fn data_input<B: Backend>(
     data: &Dataset,
     chunk: usize,
 ) -> Result<DataInput<B>> {
-    Ok(match host_input(graph, data, chunk)? {
-        HostInput::Features => DataInput::Features(backend.input(&data.x, data.n, data.d)?),
-        HostInput::Images(x) => DataInput::Images(backend.upload(&x)?),
-        HostInput::Tokens { seq, index } => DataInput::Tokens {
-            ids: backend.upload(&data.x)?,
-            seq,
-            index: index
-                .iter()
-                .map(|(s, o)| Ok((backend.upload(s)?, backend.upload(o)?)))
-                .collect::<Result<_>>()?,
+    Ok(
+        match host_input(graph, data, chunk, packs(backend, graph))? {
+            HostInput::Features => DataInput::Features(backend.input(&data.x, data.n, data.d)?),
+            HostInput::Images(x) => DataInput::Images(backend.upload(&x)?),
+            HostInput::Tokens { seq, index, packs } => DataInput::Tokens {
+                ids: backend.upload(&data.x)?,
+                seq,
+                index: index
+                    .iter()
+                    .map(|(s, o)| Ok((backend.upload(s)?, backend.upload(o)?)))
+                    .collect::<Result<_>>()?,
+                packs: upload_packs(backend, &packs, seq)?,
+            },
         },
-    })
+    )
 }
 
 /// Another data set of the same shape into `into`'s buffers ([`Backend::write`], no allocation
@@ -65,7 +74,7 @@ pub(super) fn write_input<B: Backend>(
     data: &Dataset,
     chunk: usize,
 ) -> Result<()> {
-    let host = host_input(graph, data, chunk)?;
+    let host = host_input(graph, data, chunk, packs(backend, graph))?;
     let fits = match (&*into, &host) {
         (DataInput::Features(_), HostInput::Features) => true,
         (DataInput::Images(b), HostInput::Images(x)) => backend.len(b) == x.len(),
@@ -85,20 +94,45 @@ pub(super) fn write_input<B: Backend>(
     match (into, host) {
         (DataInput::Features(x), _) => backend.input_write(x, &data.x, data.n, data.d),
         (DataInput::Images(b), HostInput::Images(x)) => backend.write(b, 0, &x),
-        (DataInput::Tokens { ids, index, .. }, HostInput::Tokens { index: hi, .. }) => {
+        (
+            DataInput::Tokens {
+                ids,
+                index,
+                packs,
+                seq,
+            },
+            HostInput::Tokens {
+                index: hi,
+                packs: hp,
+                ..
+            },
+        ) => {
             backend.write(ids, 0, &data.x)?;
             for ((s, o), (hs, ho)) in index.iter_mut().zip(&hi) {
                 backend.write(s, 0, hs)?;
                 backend.write(o, 0, ho)?;
             }
+            // Live-token counts differ from minibatch to minibatch: packed anew (host only).
+            *packs = upload_packs(backend, &hp, *seq)?;
             Ok(())
         }
         _ => Err(Error::Shape("write_input: the input's kind changed".into())),
     }
 }
 
-/// The host form of [`data_input`] (checks the token ids).
-fn host_input(graph: &Graph, data: &Dataset, chunk: usize) -> Result<HostInput> {
+/// Whether the engine runs `graph` on packed tokens on `backend` ([`TokenPlan`]).
+pub(super) fn packs<B: Backend>(backend: &B, graph: &Graph) -> bool {
+    backend.packs_tokens() && TokenPlan::new(graph).is_some()
+}
+
+/// The chunks' packings uploaded.
+fn upload_packs<B: Backend>(backend: &B, packs: &[HostPack], seq: usize) -> Result<Vec<Pack<B>>> {
+    packs.iter().map(|p| p.upload(backend, seq)).collect()
+}
+
+/// The host form of [`data_input`] (checks the token ids), with each chunk's packing when
+/// `pack`.
+fn host_input(graph: &Graph, data: &Dataset, chunk: usize, pack: bool) -> Result<HostInput> {
     if let Some((vocab, seq)) = graph.tokens() {
         if let Some((i, bad)) = data
             .x
@@ -120,11 +154,15 @@ fn host_input(graph: &Graph, data: &Dataset, chunk: usize) -> Result<HostInput> 
             )));
         }
         let mut index = Vec::new();
+        let mut packs = Vec::new();
         for rows in data.x.chunks(chunk.max(1) * seq) {
             let ti = crate::backend::TokenIndex::new(rows, vocab);
             index.push((ti.start, ti.order));
+            if pack {
+                packs.push(HostPack::new(rows, seq, vocab));
+            }
         }
-        return Ok(HostInput::Tokens { seq, index });
+        return Ok(HostInput::Tokens { seq, index, packs });
     }
     match graph.image_input() {
         Some((c, h, w)) => {
@@ -157,6 +195,19 @@ impl<B: Backend> DataInput<B> {
     pub(super) fn ids(&self, r0: usize) -> Option<Ten<'_, B>> {
         match self {
             DataInput::Tokens { ids, seq, .. } => Some(Ten(ids, r0 * seq)),
+            _ => None,
+        }
+    }
+
+    /// Whether the chunks' packings were built (token ids on a backend that packs them).
+    pub(super) fn packed(&self) -> bool {
+        matches!(self, DataInput::Tokens { packs, .. } if !packs.is_empty())
+    }
+
+    /// The packed live tokens of chunk `ci`; None when the engine does not pack.
+    pub(super) fn pack(&self, ci: usize) -> Option<&Pack<B>> {
+        match self {
+            DataInput::Tokens { packs, .. } => packs.get(ci),
             _ => None,
         }
     }

@@ -17,6 +17,7 @@
 
 mod input;
 mod passes;
+mod tokens;
 
 use super::graph::Graph;
 use super::model::ModelSpec;
@@ -26,6 +27,7 @@ use crate::backend::{Backend, LossKind};
 use crate::data::dataset::Dataset;
 use crate::error::{Error, Result};
 use input::{DataInput, data_input, write_input};
+use tokens::TokenPlan;
 
 pub use crate::mem::{Cache, Plan, SCRATCH_BUDGET, cache_budget};
 
@@ -71,6 +73,9 @@ pub struct Engine<B: Backend> {
     hvps: usize,
     /// Kinks counted by the forward pass while [`Engine::count_kinks`] runs (None otherwise).
     probe: Option<Kinks>,
+    /// How the ops run on packed live tokens (a masked sequence model on a backend that packs,
+    /// [`tokens`]); None: every op on padded rows.
+    tokens: Option<TokenPlan>,
 }
 
 impl<B: Backend + Clone> Engine<B> {
@@ -164,6 +169,11 @@ impl<B: Backend + Clone> Engine<B> {
             .unwrap_or(0);
         let p = graph.num_params();
         let max_block = b.preferred_block();
+        let tokens = if b.packs_tokens() {
+            TokenPlan::new(&graph)
+        } else {
+            None
+        };
         Ok(Engine {
             input: data_input(b, &graph, data, ch)?,
             t: b.upload(&data.y)?,
@@ -194,6 +204,7 @@ impl<B: Backend + Clone> Engine<B> {
             max_block,
             hvps: 0,
             probe: None,
+            tokens,
         })
     }
 
@@ -247,6 +258,26 @@ impl<B: Backend + Clone> Engine<B> {
     /// the tests stack on the CPU too this way.
     pub fn set_max_block(&mut self, directions: usize) {
         self.max_block = directions.max(1);
+    }
+
+    /// Whether the passes run on packed live tokens (a masked sequence model on a backend that
+    /// packs them, [`Backend::packs_tokens`]; issue 33).
+    pub fn packs_tokens(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// Run a masked sequence model on its packed live tokens (`true`, the default where the
+    /// backend packs) or in the padded form (`false`: every op at all T positions, as before
+    /// issue 33; the two agree to round-off, and the tests compare them). The parameters must
+    /// be set again afterwards.
+    pub fn set_packing(&mut self, on: bool) {
+        self.tokens = if on && self.backend.packs_tokens() && self.input.packed() {
+            TokenPlan::new(&self.graph)
+        } else {
+            None
+        };
+        self.eval = None;
+        self.deferred = false;
     }
 
     /// Parameters set: settled, or deferred (∇L and HVPs are ready either way).

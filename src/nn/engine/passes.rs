@@ -5,10 +5,12 @@
 //! pass lives ([`Pass`]); the ops say what to do with it.
 
 use super::input::DataInput;
+use super::tokens::{Pack, TokenPlan};
 use super::{Engine, SCRATCH_BUDGET};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::nn::ops::{Block, Input, Kinks, Pass, Ten, TenMut};
+use crate::nn::graph::{Graph, Op};
+use crate::nn::ops::{Block, Input, Kinks, Packed, Pass, Ten, TenMut};
 
 /// Where a chunk's rows live: data row `r0`, row `ro` of the value and gradient buffers (r0 when
 /// every sample's are cached, 0 when they hold one chunk), chunk index `ci`.
@@ -75,11 +77,14 @@ impl<B: Backend + Clone> Engine<B> {
             aux,
             col,
             probe,
+            tokens,
             ..
         } = self;
         let ro = at.ro;
-        for (t, op) in graph.ops.iter().enumerate() {
-            let sh = op.layer().shape();
+        let lay = Lay::new(tokens, input, at.ci, c);
+        for t in 0..graph.ops.len() {
+            let op = lay.op(graph, t);
+            let sh = graph.ops[t].layer().shape();
             let (wx, wy) = (sh.input, sh.output);
             // Counting kinks (Engine::count_kinks): the op's input before an in-place op
             // overwrites it (the previous tensor's slot either way).
@@ -87,7 +92,7 @@ impl<B: Backend + Clone> Engine<B> {
                 && t > 0
                 && op.layer().has_kinks()
             {
-                let xs = be.download_range(&val[vslot[t - 1]], ro * wx, c * wx)?;
+                let xs = be.download_range(&val[vslot[t - 1]], ro * wx, lay.len(graph, t - 1))?;
                 *k = k.plus(op.layer().kinks(&xs));
             }
             // x: the data, nothing (an op in place over its input's slot) or the previous value;
@@ -111,7 +116,8 @@ impl<B: Backend + Clone> Engine<B> {
                 y_out: Some(TenMut(y, ro * wy)),
                 aux_out: Some(TenMut(&mut aux[t], ro * sh.aux)),
                 scratch: Some(&mut *col),
-                ..Pass::new(be, c, theta)
+                packed: lay.packed(),
+                ..Pass::new(be, lay.rows(t), theta)
             })?;
         }
         Ok(())
@@ -137,9 +143,11 @@ impl<B: Backend + Clone> Engine<B> {
             col,
             stats,
             scratch_stats,
+            tokens,
             ..
         } = self;
         let ro = at.ro;
+        let lay = Lay::new(tokens, input, at.ci, c);
         let last = graph.ops.len() - 1;
         let k = loss.classes;
         loss.forward_vjp(
@@ -151,8 +159,8 @@ impl<B: Backend + Clone> Engine<B> {
             if accumulate { stats } else { scratch_stats },
         )?;
         for t in (0..=last).rev() {
-            let op = &graph.ops[t];
-            let sh = op.layer().shape();
+            let op = lay.op(graph, t);
+            let sh = graph.ops[t].layer().shape();
             let (wx, wy) = (sh.input, sh.output);
             let (gy, gx) = if t > 0 {
                 let (gy, gx) = two(grd, t, t - 1);
@@ -170,11 +178,13 @@ impl<B: Backend + Clone> Engine<B> {
                 grad: accumulate.then_some(TenMut(&mut *grad, 0)),
                 gx,
                 scratch: Some(&mut *col),
-                ..Pass::new(be, c, theta)
+                packed: lay.packed(),
+                ..Pass::new(be, lay.rows(t), theta)
             })?;
-            // The residuals that read tensor t − 1 add their share of its gradient.
+            // The residuals that read tensor t − 1 add their share of its gradient (on packed
+            // tokens, the add's one-position form over the live tokens).
             for &a in skips.get(t.wrapping_sub(1)).into_iter().flatten() {
-                let (add, wa) = (&graph.ops[a], graph.ops[a].out_width());
+                let (add, wa) = (lay.op(graph, a), graph.ops[a].out_width());
                 let (ga, gs) = two(grd, a, t - 1);
                 add.rule::<B>().skip_vjp(Pass {
                     skip: Some(Ten(&val[vslot[t - 1]], ro * wx)),
@@ -182,7 +192,8 @@ impl<B: Backend + Clone> Engine<B> {
                     gx: Some(TenMut(gs, ro * wx)),
                     grad: accumulate.then_some(TenMut(&mut *grad, 0)),
                     scratch: Some(&mut *col),
-                    ..Pass::new(be, c, theta)
+                    packed: lay.packed(),
+                    ..Pass::new(be, lay.rows(a), theta)
                 })?;
             }
         }
@@ -280,18 +291,21 @@ impl<B: Backend + Clone> Engine<B> {
             rval,
             rgrd,
             col,
+            tokens,
             ..
         } = self;
         let p = graph.num_params();
         let ro = at.ro;
-        for (t, op) in graph.ops.iter().enumerate() {
-            let sh = op.layer().shape();
+        let lay = Lay::new(tokens, input, at.ci, c);
+        for t in 0..graph.ops.len() {
+            let op = lay.op(graph, t);
+            let sh = graph.ops[t].layer().shape();
             let (wx, wy) = (sh.input, sh.output);
             let mut ss = 0;
             let (rx, rs, ry) = if t == 0 {
                 (None, None, &mut rval[0])
             } else if let Some(from) = op.skip_from() {
-                ss = c * graph.ops[from].out_width();
+                ss = lay.len(graph, from);
                 let (rx, rs, ry) = three(rval, t - 1, from, t);
                 (Some(rx), Some(rs), ry)
             } else {
@@ -301,8 +315,8 @@ impl<B: Backend + Clone> Engine<B> {
             let block = Block {
                 n: nb,
                 vs: p,
-                sx: c * wx,
-                sy: c * wy,
+                sx: lay.len_in(graph, t, wx),
+                sy: lay.len(graph, t),
                 skip: ss,
             };
             let pass = Pass {
@@ -315,7 +329,8 @@ impl<B: Backend + Clone> Engine<B> {
                 ids: input.ids(r0),
                 ry: Some(TenMut(ry, 0)),
                 scratch: Some(&mut *col),
-                ..Pass::new(be, c, theta)
+                packed: lay.packed(),
+                ..Pass::new(be, lay.rows(t), theta)
             };
             op.rule::<B>().jvp_block(pass, block)?;
         }
@@ -357,13 +372,15 @@ impl<B: Backend + Clone> Engine<B> {
             rval,
             rgrd,
             col,
+            tokens,
             ..
         } = self;
         let p = graph.num_params();
         let ro = at.ro;
+        let lay = Lay::new(tokens, input, at.ci, c);
         for t in (0..graph.ops.len()).rev() {
-            let op = &graph.ops[t];
-            let sh = op.layer().shape();
+            let op = lay.op(graph, t);
+            let sh = graph.ops[t].layer().shape();
             let (wx, wy) = (sh.input, sh.output);
             let (rgy, rgx) = if t > 0 {
                 let (rgy, rgx) = two(rgrd, t, t - 1);
@@ -374,8 +391,8 @@ impl<B: Backend + Clone> Engine<B> {
             let block = Block {
                 n: nb,
                 vs: p,
-                sx: c * wx,
-                sy: c * wy,
+                sx: lay.len_in(graph, t, wx),
+                sy: lay.len(graph, t),
                 skip: 0,
             };
             let pass = Pass {
@@ -391,19 +408,20 @@ impl<B: Backend + Clone> Engine<B> {
                 hv: Some(hv.re()),
                 rgx: rgx.map(|b| TenMut(b, 0)),
                 scratch: Some(&mut *col),
-                ..Pass::new(be, c, theta)
+                packed: lay.packed(),
+                ..Pass::new(be, lay.rows(t), theta)
             };
             op.rule::<B>().r_vjp_block(pass, block)?;
             // The residuals that read tensor t − 1 (an identity shortcut: one add for all
             // directions, stacked alike in every R-buffer).
             for &a in skips.get(t.wrapping_sub(1)).into_iter().flatten() {
-                let (add, wa) = (&graph.ops[a], graph.ops[a].out_width());
+                let (add, wa) = (lay.op(graph, a), graph.ops[a].out_width());
                 let (rga, rgs) = two(rgrd, a, t - 1);
                 let block = Block {
                     n: nb,
                     vs: p,
-                    sx: c * wx,
-                    sy: c * wa,
+                    sx: lay.len(graph, t - 1),
+                    sy: lay.len(graph, a),
                     skip: 0,
                 };
                 let pass = Pass {
@@ -415,12 +433,59 @@ impl<B: Backend + Clone> Engine<B> {
                     hv: Some(hv.re()),
                     rgx: Some(TenMut(rgs, 0)),
                     scratch: Some(&mut *col),
-                    ..Pass::new(be, c, theta)
+                    packed: lay.packed(),
+                    ..Pass::new(be, lay.rows(a), theta)
                 };
                 add.rule::<B>().skip_r_vjp_block(pass, block)?;
             }
         }
         Ok(())
+    }
+}
+
+/// How the ops of one chunk run: the graph's ops on its `c` samples, or (with a [`TokenPlan`]
+/// and the chunk's [`Pack`]) the plan's ops on its packed live tokens.
+struct Lay<'a, B: Backend> {
+    plan: Option<(&'a TokenPlan, &'a Pack<B>)>,
+    c: usize,
+}
+
+impl<'a, B: Backend> Lay<'a, B> {
+    fn new(plan: &'a Option<TokenPlan>, input: &'a DataInput<B>, ci: usize, c: usize) -> Self {
+        Lay {
+            plan: plan.as_ref().zip(input.pack(ci)),
+            c,
+        }
+    }
+    /// The op run for op t.
+    fn op<'g>(&self, graph: &'g Graph, t: usize) -> &'g Op
+    where
+        'a: 'g,
+    {
+        self.plan.map_or(&graph.ops[t], |(p, _)| p.op(t))
+    }
+    /// The rows op t runs on ([`Pass::rows`]).
+    fn rows(&self, t: usize) -> usize {
+        self.plan
+            .map_or(self.c, |(p, k)| p.rows(t, self.c, k.tokens()))
+    }
+    /// Elements of tensor t in this chunk.
+    fn len(&self, graph: &Graph, t: usize) -> usize {
+        let w = graph.ops[t].out_width();
+        self.plan
+            .map_or(self.c * w, |(p, k)| p.len(t, self.c, k.tokens(), w))
+    }
+    /// Elements of op t's input (`wx` per sample) in this chunk.
+    fn len_in(&self, graph: &Graph, t: usize, wx: usize) -> usize {
+        if t == 0 {
+            self.c * wx
+        } else {
+            self.len(graph, t - 1)
+        }
+    }
+    /// The packed tokens the ops read.
+    fn packed(&self) -> Option<Packed<'a, B>> {
+        self.plan.map(|(_, k)| k.view())
     }
 }
 

@@ -56,30 +56,48 @@ impl Layer for Attention {
 impl<B: Backend> OpRule<B> for Attention {
     /// y and P (into `aux_out`), masking by the token ids.
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
-        let (ids, qkv) = (ids(p.ids)?, buf(p.x)?);
+        let qkv = buf(p.x)?;
         let (y, probs) = (got(p.y_out, "output")?, got(p.aux_out, "P")?);
-        p.be.attention(self.attn(p.rows), ids, qkv, y, probs)
+        match p.packed {
+            Some(pk) => {
+                p.be.attention_varlen(self.attn(p.rows), pk.v, qkv, y, probs)
+            }
+            None => {
+                p.be.attention(self.attn(p.rows), ids(p.ids)?, qkv, y, probs)
+            }
+        }
     }
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs) = (buf(p.x)?, got(p.aux, "P")?);
         let (gy, gx) = (got(p.gy, "∂L/∂y")?, need(p.gx)?);
-        p.be.attention_vjp(self.attn(p.rows), qkv, probs, gy, gx)
+        match p.packed {
+            Some(pk) => {
+                p.be.attention_varlen_vjp(self.attn(p.rows), pk.v, qkv, probs, gy, gx)
+            }
+            None => p.be.attention_vjp(self.attn(p.rows), qkv, probs, gy, gx),
+        }
     }
     fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs) = (buf(p.x)?, got(p.aux, "P")?);
         let (rqkv, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
-        p.be.attention_jvp(self.attn(p.rows), Dual { val: qkv, r: rqkv }, probs, ry)
+        let x = Dual { val: qkv, r: rqkv };
+        match p.packed {
+            Some(pk) => {
+                p.be.attention_varlen_jvp(self.attn(p.rows), pk.v, x, probs, ry)
+            }
+            None => p.be.attention_jvp(self.attn(p.rows), x, probs, ry),
+        }
     }
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
         let (qkv, probs, rqkv) = (buf(p.x)?, got(p.aux, "P")?, need(p.rx)?);
         let (gy, rgy) = (got(p.gy, "∂L/∂y")?, got(p.rgy, "R{∂L/∂y}")?);
         let rgx = need(p.rgx)?;
-        p.be.attention_rvjp(
-            self.attn(p.rows),
-            Dual { val: qkv, r: rqkv },
-            probs,
-            Dual { val: gy, r: rgy },
-            rgx,
-        )
+        let (x, g) = (Dual { val: qkv, r: rqkv }, Dual { val: gy, r: rgy });
+        match p.packed {
+            Some(pk) => {
+                p.be.attention_varlen_rvjp(self.attn(p.rows), pk.v, x, probs, g, rgx)
+            }
+            None => p.be.attention_rvjp(self.attn(p.rows), x, probs, g, rgx),
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! ids (a sample is `seq` positions of `width` scalars, row-major [rows, T, D]); the math of each
 //! pass is written on the backend method it calls ([`Backend::embed`], [`Backend::embed_grad`]).
 
-use super::{DataForm, Layer, OpRule, Pass, Shape, Ten, TenMut, buf, got};
+use super::{DataForm, Layer, OpRule, Packed, Pass, Shape, Ten, TenMut, buf, got};
 use crate::backend::{Backend, Seq};
 use crate::error::{Error, Result};
 
@@ -79,6 +79,47 @@ impl Embed {
     }
 }
 
+impl Embed {
+    /// [`Embed::gather`] on the chunk's packed live tokens (`y` [tokens, D]).
+    fn gather_packed<B: Backend>(
+        &self,
+        be: &B,
+        pk: Packed<B>,
+        ids: Ten<B>,
+        table: Ten<B>,
+        y: TenMut<B>,
+    ) -> Result<()> {
+        be.embed_varlen(
+            pk.v,
+            self.width,
+            ids,
+            Ten(table.0, table.1 + self.tok_off),
+            table.1 + self.pos_off,
+            y,
+        )
+    }
+    /// [`Embed::scatter`] from packed tokens: ∂L/∂E by the packed tokens' ids, ∂L/∂P by their
+    /// positions (both gathers over an index of the packed tokens, [`Packed`]).
+    fn scatter_packed<B: Backend>(
+        &self,
+        be: &B,
+        pk: Packed<B>,
+        gy: Ten<B>,
+        grad: TenMut<B>,
+    ) -> Result<()> {
+        let g = Seq {
+            rows: pk.v.tokens,
+            len: 1,
+            width: self.width,
+        };
+        let (ids, pos) = (pk.by_id, pk.by_pos);
+        let tok = TenMut(&mut *grad.0, grad.1 + self.tok_off);
+        be.embed_grad(g, self.vocab, ids.0, ids.1, gy, tok)?;
+        let at = TenMut(grad.0, grad.1 + self.pos_off);
+        be.embed_grad(g, self.seq, pos.0, pos.1, gy, at)
+    }
+}
+
 impl Layer for Embed {
     /// The input is `seq` token ids per sample.
     fn shape(&self) -> Shape {
@@ -101,24 +142,36 @@ impl<B: Backend> OpRule<B> for Embed {
     /// y = E\[ids\] + P, the ids being the op's input.
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
         let (x, y) = (buf(p.x)?, got(p.y_out, "output")?);
-        self.gather(p.be, p.rows, x, Ten(p.theta, 0), y)
+        match p.packed {
+            Some(pk) => self.gather_packed(p.be, pk, x, Ten(p.theta, 0), y),
+            None => self.gather(p.be, p.rows, x, Ten(p.theta, 0), y),
+        }
     }
     /// ∂L/∂E, ∂L/∂P into `grad` when given (the ids have no gradient).
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
         if let Some(g) = p.grad {
             let gy = got(p.gy, "∂L/∂y")?;
-            self.scatter(p.be, p.rows, p.index, gy, g)?;
+            match p.packed {
+                Some(pk) => self.scatter_packed(p.be, pk, gy, g)?,
+                None => self.scatter(p.be, p.rows, p.index, gy, g)?,
+            }
         }
         Ok(())
     }
     /// R{y} = V_E\[ids\] + V_P.
     fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
-        let (x, v) = (buf(p.x)?, got(p.v, "direction")?);
-        self.gather(p.be, p.rows, x, v, got(p.ry, "R{y}")?)
+        let (x, v, ry) = (buf(p.x)?, got(p.v, "direction")?, got(p.ry, "R{y}")?);
+        match p.packed {
+            Some(pk) => self.gather_packed(p.be, pk, x, v, ry),
+            None => self.gather(p.be, p.rows, x, v, ry),
+        }
     }
     /// R{∂L/∂E}, R{∂L/∂P} into `hv`: the VJP of R{gy}.
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
         let (rgy, hv) = (got(p.rgy, "R{∂L/∂y}")?, got(p.hv, "H·v")?);
-        self.scatter(p.be, p.rows, p.index, rgy, hv)
+        match p.packed {
+            Some(pk) => self.scatter_packed(p.be, pk, rgy, hv),
+            None => self.scatter(p.be, p.rows, p.index, rgy, hv),
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! when `masked`, over all T otherwise (Damian et al.'s `x.mean(1)`). Linear: its JVP is itself
 //! and its R-backward its VJP ([`Backend::seq_mean`], [`Backend::seq_mean_adjoint`]).
 
-use super::{Layer, OpRule, Pass, Shape, Ten, TenMut, buf, got, ids, need};
+use super::{Layer, OpRule, Packed, Pass, Shape, Ten, TenMut, buf, got, ids, need};
 use crate::backend::{Backend, Seq};
 use crate::error::Result;
 
@@ -27,24 +27,28 @@ impl MeanPool {
         &self,
         be: &B,
         rows: usize,
-        ids: Ten<B>,
+        at: Rows<B>,
         x: Ten<B>,
         y: TenMut<B>,
     ) -> Result<()> {
-        let g = self.geom(rows);
-        be.seq_mean(g, self.masked, ids, x, y)
+        match at.0 {
+            Some(pk) => be.seq_mean_varlen(pk.v, self.width, x, y),
+            None => be.seq_mean(self.geom(rows), self.masked, ids(at.1)?, x, y),
+        }
     }
     /// gx = the mean's adjoint of gy (also the R-backward, on R{gy}).
     fn adjoint<B: Backend>(
         &self,
         be: &B,
         rows: usize,
-        ids: Ten<B>,
+        at: Rows<B>,
         gy: Ten<B>,
         gx: TenMut<B>,
     ) -> Result<()> {
-        let g = self.geom(rows);
-        be.seq_mean_adjoint(g, self.masked, ids, gy, gx)
+        match at.0 {
+            Some(pk) => be.seq_mean_varlen_adjoint(pk.v, self.width, gy, gx),
+            None => be.seq_mean_adjoint(self.geom(rows), self.masked, ids(at.1)?, gy, gx),
+        }
     }
 }
 
@@ -60,19 +64,22 @@ impl Layer for MeanPool {
 
 impl<B: Backend> OpRule<B> for MeanPool {
     fn forward(&self, p: Pass<'_, B>) -> Result<()> {
-        let (ids, x, y) = (ids(p.ids)?, buf(p.x)?, got(p.y_out, "output")?);
-        self.mean(p.be, p.rows, ids, x, y)
+        let (x, y) = (buf(p.x)?, got(p.y_out, "output")?);
+        self.mean(p.be, p.rows, Rows(p.packed, p.ids), x, y)
     }
     fn vjp(&self, p: Pass<'_, B>) -> Result<()> {
-        let (ids, gy, gx) = (ids(p.ids)?, got(p.gy, "∂L/∂y")?, need(p.gx)?);
-        self.adjoint(p.be, p.rows, ids, gy, gx)
+        let (gy, gx) = (got(p.gy, "∂L/∂y")?, need(p.gx)?);
+        self.adjoint(p.be, p.rows, Rows(p.packed, p.ids), gy, gx)
     }
     fn jvp(&self, p: Pass<'_, B>) -> Result<()> {
-        let (ids, rx, ry) = (ids(p.ids)?, need(p.rx)?, got(p.ry, "R{y}")?);
-        self.mean(p.be, p.rows, ids, rx, ry)
+        let (rx, ry) = (need(p.rx)?, got(p.ry, "R{y}")?);
+        self.mean(p.be, p.rows, Rows(p.packed, p.ids), rx, ry)
     }
     fn r_vjp(&self, p: Pass<'_, B>) -> Result<()> {
-        let (ids, rgy, rgx) = (ids(p.ids)?, got(p.rgy, "R{∂L/∂y}")?, need(p.rgx)?);
-        self.adjoint(p.be, p.rows, ids, rgy, rgx)
+        let (rgy, rgx) = (got(p.rgy, "R{∂L/∂y}")?, need(p.rgx)?);
+        self.adjoint(p.be, p.rows, Rows(p.packed, p.ids), rgy, rgx)
     }
 }
+
+/// Where the positions of a chunk are: packed live tokens, or the padded form with its ids.
+struct Rows<'a, B: Backend>(Option<Packed<'a, B>>, Option<Ten<'a, B>>);

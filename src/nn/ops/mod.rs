@@ -48,7 +48,7 @@ pub use mean_pool::MeanPool;
 pub use pool::MaxPool2;
 pub use proj_add::ProjAdd;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Varlen};
 use crate::error::{Error, Result};
 
 /// Tensor views (a buffer and an element offset), the backend's own.
@@ -251,7 +251,27 @@ pub struct Pass<'a, B: Backend> {
     pub rgx: Option<TenMut<'a, B>>,
     /// Scratch of at least rows × [`Shape::scratch`] elements (at offset 0).
     pub scratch: Option<&'a mut B::Buf>,
+    /// The chunk's live tokens packed, when the engine runs a masked sequence model that way
+    /// (the embedding, attention and the mean then read and write packed tokens; `rows` stays
+    /// the chunk's sequences for them, and is the token count for the per-position ops).
+    pub packed: Option<Packed<'a, B>>,
 }
+
+/// A chunk's live tokens packed ([`Varlen`]) with the embedding gradient's two indices over the
+/// packed tokens ([`crate::backend::TokenIndex`], `(start, order)`): grouped by token id, and by
+/// position t (a vocabulary of T).
+pub struct Packed<'a, B: Backend> {
+    pub v: Varlen<'a, B>,
+    pub by_id: (&'a B::Buf, &'a B::Buf),
+    pub by_pos: (&'a B::Buf, &'a B::Buf),
+}
+
+impl<B: Backend> Clone for Packed<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for Packed<'_, B> {}
 
 impl<'a, B: Backend> Pass<'a, B> {
     /// A pass with nothing to read or write but θ; fill in the rest by struct update.
@@ -278,6 +298,7 @@ impl<'a, B: Backend> Pass<'a, B> {
             hv: None,
             rgx: None,
             scratch: None,
+            packed: None,
         }
     }
 
@@ -306,6 +327,7 @@ impl<'a, B: Backend> Pass<'a, B> {
             hv: shift_mut(&mut self.hv, i * b.vs),
             rgx: shift_mut(&mut self.rgx, i * b.sx),
             scratch: self.scratch.as_deref_mut(),
+            packed: self.packed,
         }
     }
 }
