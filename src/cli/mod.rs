@@ -69,8 +69,8 @@ enum Command {
     Bench(BenchArgs),
     /// Reproduce a figure of the paper (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9,
     /// fig10, table2, fig18-19, fig1-cnn, fig2-3-cnn, table3, fig1-transformer, fig2-3-transformer,
-    /// table1, or all) to CSV/JSON/PNG with
-    /// verdicts.
+    /// table1, fig15-17-vgg11, fig15-17-resnet8, the switch-step studies switch-sweep,
+    /// switch-sweep-cnn, switch-sweep-transformer, or all) to CSV/JSON/PNG with verdicts.
     Reproduce(ReproduceArgs),
     /// Run a spec (TOML): `run SPEC.toml --out DIR`, or continue a stopped run: `run --resume DIR`.
     Run(RunArgs),
@@ -161,7 +161,9 @@ struct RunArgs {
 struct ReproduceArgs {
     /// A preset (fig1, fig22, fig1-ce, fig2-3, fig4, fig5, fig6-7, fig9, fig10, table2,
     /// fig18-19; on cnn-relu / CIFAR10-5k: fig1-cnn, fig2-3-cnn, table3; on the Transformer /
-    /// SST2-1k: fig1-transformer, fig2-3-transformer, table1) or `all`. fig22 and
+    /// SST2-1k: fig1-transformer, fig2-3-transformer, table1; VGG11 / ResNet8 on CIFAR10-5k:
+    /// fig15-17-vgg11, fig15-17-resnet8; the switch-step studies: switch-sweep,
+    /// switch-sweep-cnn, switch-sweep-transformer) or `all`. fig22 and
     /// fig2-3 read fig1's run (fig2-3-cnn fig1-cnn's, fig2-3-transformer fig1-transformer's): from the same invocation, else a finished
     /// one of the same protocol in OUT/fig1, else they run it.
     #[arg(required_unless_present = "list")]
