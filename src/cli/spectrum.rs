@@ -44,7 +44,9 @@ pub(super) struct WholeArgs {
     #[arg(long, default_value_t = 0)]
     probe_seed: u64,
     /// The top k eigenvalues (--k) of each layer's diagonal Hessian block H_ll (the HVP restricted
-    /// to its parameters, named as in the weights: fc1 = fc1.weight + fc1.bias).
+    /// to its parameters, named as in the weights: fc1 = fc1.weight + fc1.bias); with --density
+    /// also each block's density by SLQ (same probes and steps; text and JSON
+    /// `per_layer_density`).
     #[arg(long)]
     per_layer: bool,
     /// Write the density (linear and log scale, top k marked) to this PNG (with --density).
@@ -186,6 +188,7 @@ pub(super) fn spectrum_cmd(a: SpectrumArgs) -> Result<()> {
             trace: None,
             density: None,
             per_layer: None,
+            per_layer_density: None,
             whole_seconds: 0.0,
         })
     };
@@ -335,6 +338,15 @@ fn print_whole(rep: &WholeReport) {
                 l.hvps,
                 if l.converged { "" } else { " (not converged)" },
                 vals.join(" ")
+            );
+        }
+    }
+    if let Some(layers) = &rep.per_layer_density {
+        println!("per-layer densities of H_ll (SLQ; tr from the quadrature):");
+        for l in layers {
+            println!(
+                "  {:<12} {:>9} params  {} HVPs  tr {:.4} ± {:.4}  nodes in [{:.4}, {:.4}]",
+                l.block.name, l.block.len, l.hvps, l.trace, l.trace_std_error, l.range.0, l.range.1
             );
         }
     }

@@ -172,3 +172,49 @@ pub fn layer_spectra<B: Backend, O: Operator<B>>(
     }
     Ok(out)
 }
+
+/// The spectral density of one block's H_ll by stochastic Lanczos quadrature (the
+/// `per_layer_density` rows of `spectrum --per-layer --density`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LayerDensity {
+    pub block: ParamBlock,
+    /// tr H_ll from the quadrature's first moment (Hutchinson with the same probes) and its
+    /// standard error.
+    pub trace: f64,
+    pub trace_std_error: f64,
+    /// The smallest and largest Gauss node over the probes (the density's support).
+    pub range: (f64, f64),
+    /// HVPs spent on this block (probes × min(steps, the block's length)).
+    pub hvps: usize,
+    /// The broadened density on its grid.
+    pub density: super::slq::Density,
+}
+
+/// [`super::slq::slq`] of every block's H_ll with `slq` (steps capped at each block's length)
+/// and its density with `dens`; `progress` sees each block's name before its quadrature.
+/// Errors: a block outside the operator, SLQ's (no probes or steps, a non-finite product).
+pub fn layer_densities<B: Backend, O: Operator<B>>(
+    b: &B,
+    op: &mut O,
+    blocks: &[ParamBlock],
+    slq: &super::slq::SlqOptions,
+    dens: &super::slq::DensityOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<LayerDensity>> {
+    let mut out = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        progress(&block.name);
+        let mut r = Restricted::new(b, op, block.off, block.len)?;
+        let q = super::slq::slq(b, &mut r, slq, &mut |_, _| {})?;
+        let (trace, trace_std_error) = q.trace();
+        out.push(LayerDensity {
+            block: block.clone(),
+            trace,
+            trace_std_error,
+            range: q.range(),
+            hvps: q.hvps,
+            density: q.density(dens),
+        });
+    }
+    Ok(out)
+}

@@ -8,7 +8,9 @@ use super::{At, SpectrumOptions, SpectrumReport, spectrum_parts};
 use crate::backend::{Backend, LossKind};
 use crate::error::Result;
 use crate::hessian::lanczos::{LanczosOptions, Progress};
-use crate::hessian::layers::{LayerSpectrum, layer_spectra, param_blocks};
+use crate::hessian::layers::{
+    LayerDensity, LayerSpectrum, layer_densities, layer_spectra, param_blocks,
+};
 use crate::hessian::slq::{Density, DensityOptions, Quadrature, SlqOptions, slq};
 use crate::hessian::trace::{TraceEstimate, TraceMethod, deflated, hutch_plus_plus, hutchinson};
 use std::time::Instant;
@@ -58,6 +60,10 @@ pub struct WholeReport {
     pub density: Option<DensityReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_layer: Option<Vec<LayerSpectrum>>,
+    /// With both `per_layer` and `density` asked: each block's H_ll density by SLQ with the
+    /// density's probes and steps (steps capped at the block's length).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_layer_density: Option<Vec<LayerDensity>>,
     /// Wall time of the parts beyond the top-k spectrum, seconds.
     pub whole_seconds: f64,
 }
@@ -141,11 +147,27 @@ pub fn whole_spectrum<B: Backend + Clone>(
             )?)
         }
     };
+    let per_layer_density = match (&whole.density, whole.per_layer) {
+        (Some((s, d)), Some(_)) => {
+            let blocks = param_blocks(&at.spec.graph().params);
+            let mut named = |n: &str| log(&format!("per-layer density: {n}…"));
+            Some(layer_densities(
+                &backend,
+                &mut engine,
+                &blocks,
+                s,
+                d,
+                &mut named,
+            )?)
+        }
+        _ => None,
+    };
     Ok(WholeReport {
         spectrum: report,
         trace,
         density,
         per_layer,
+        per_layer_density,
         whole_seconds: start.elapsed().as_secs_f64(),
     })
 }
