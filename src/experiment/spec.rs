@@ -447,6 +447,7 @@ pub struct RunSpec {
     /// Probes and Lanczos steps of each density (written when not the defaults, 4 and 40).
     #[serde(default = "ds::d_probes", skip_serializing_if = "ds::is_d_probes")]
     pub density_probes: usize,
+    /// Lanczos steps per probe of each density (HVPs = probes × steps).
     #[serde(default = "ds::d_steps", skip_serializing_if = "ds::is_d_steps")]
     pub density_steps: usize,
 }

@@ -30,6 +30,7 @@ pub enum Norm {
 }
 
 impl Norm {
+    /// The option's name in specs and listings (`none`).
     pub fn name(&self) -> &'static str {
         match self {
             Norm::None => "none",
@@ -116,6 +117,7 @@ impl ResNetSpec {
         })
     }
 
+    /// Scalars per sample (the product of the input shape: 3072 for CIFAR-10).
     pub fn input_dim(&self) -> usize {
         self.input.iter().product()
     }

@@ -93,6 +93,7 @@ impl VggSpec {
         })
     }
 
+    /// Scalars per sample (the product of the input shape: 3072 for CIFAR-10).
     pub fn input_dim(&self) -> usize {
         self.input.iter().product()
     }

@@ -137,7 +137,8 @@ const GEMM_CRATE_SIDE: usize = 64;
 
 /// Which GEMM back end takes an m×k·k×n product: `SUBSPACE_LAB_GEMM=mm` (matrixmultiply for every
 /// shape), `gemm` (the gemm crate for every shape) or unset / `auto` (by shape,
-/// [`GEMM_CRATE_SIDE`]). Native builds only (the browser build keeps matrixmultiply).
+/// [`GEMM_CRATE_SIDE`]); any other value counts as `auto`. Native builds only (the browser build
+/// keeps matrixmultiply).
 #[cfg(not(target_arch = "wasm32"))]
 fn use_gemm_crate(m: usize, n: usize, k: usize) -> bool {
     static G: std::sync::OnceLock<u8> = std::sync::OnceLock::new();

@@ -412,8 +412,9 @@ impl<B: Backend + Clone> Engine<B> {
                 ..Pass::new(be, lay.rows(t), theta)
             };
             op.rule::<B>().r_vjp_block(pass, block)?;
-            // The residuals that read tensor t − 1 (an identity shortcut: one add for all
-            // directions, stacked alike in every R-buffer).
+            // The residuals that read tensor t − 1, through their `skip_r_vjp_block` (Add's
+            // default: one add for all directions, stacked alike in every R-buffer; ProjAdd's:
+            // direction by direction).
             for &a in skips.get(t.wrapping_sub(1)).into_iter().flatten() {
                 let (add, wa) = (lay.op(graph, a), graph.ops[a].out_width());
                 let (rga, rgs) = two(rgrd, a, t - 1);

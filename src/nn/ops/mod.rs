@@ -180,7 +180,9 @@ pub trait OpRule<B: Backend>: Layer {
     /// The R-operator of [`OpRule::skip_vjp`] for the directions of `b` (stacked as [`Block`]
     /// says: R{s} in `rx`, R{∂L/∂s} in `rgx`, both at `i·sx`; `rgy` at `i·sy`): reads `skip`,
     /// `rx`, θ, `v`, `gy`, `rgy`; accumulates into `hv` and `rgx`. By default the identity
-    /// shortcut, one add for all directions: rgx += rgy.
+    /// shortcut, one add for all directions: rgx += rgy — right only where s and y have the same
+    /// width (`b.sx == b.sy`); an op whose shortcut changes the width overrides it and goes
+    /// direction by direction (as `ProjAdd`).
     fn skip_r_vjp_block(&self, p: Pass<'_, B>, b: Block) -> Result<()> {
         let (rgy, rgx) = (got(p.rgy, "R{∂L/∂y}")?, got(p.rgx, "R{∂L/∂s}")?);
         let len = b.n * p.rows * self.shape().output;
@@ -261,8 +263,11 @@ pub struct Pass<'a, B: Backend> {
 /// packed tokens ([`crate::backend::TokenIndex`], `(start, order)`): grouped by token id, and by
 /// position t (a vocabulary of T).
 pub struct Packed<'a, B: Backend> {
+    /// The chunk's sentences: offsets of their live tokens and each token's padded position.
     pub v: Varlen<'a, B>,
+    /// The packed tokens grouped by token id: `(start, order)`.
     pub by_id: (&'a B::Buf, &'a B::Buf),
+    /// The packed tokens grouped by position t: `(start, order)`.
     pub by_pos: (&'a B::Buf, &'a B::Buf),
 }
 
