@@ -323,3 +323,38 @@ fn the_quick_sweep_runs_and_is_rejudged() {
     }
     assert_eq!(again.matches("fork at").count(), 6, "{again}");
 }
+
+/// The full study (nine forks) is judged, not only the quick one (six): its run count once
+/// stopped a finished full `switch-sweep` at its end ("9 specs and 9 runs; the preset has 6").
+/// The full specs' forks and rules on a tiny net, fork steps capped at 8.
+#[test]
+fn the_full_sweep_is_judged_with_its_nine_forks() {
+    use subspace_lab::paper::presets::{JudgeInputs, judge, switch_sweep::sweep_specs};
+    let data = tiny_data();
+    let full = sweep_specs(false);
+    assert_eq!(full.len(), 9);
+    let mut specs = Vec::new();
+    let mut outs = Vec::new();
+    for f in &full {
+        let mut s = spec(f.ema_start, f.chi_threshold);
+        s.switch = f.switch;
+        s.steps = f.steps.min(8);
+        s.variants = f.variants.clone();
+        s.tag = f.tag.clone();
+        s.steps_after = 3;
+        outs.push(quiet(&s, &data));
+        specs.push(s);
+    }
+    let (verdicts, extra) = judge("switch-sweep", &specs, &outs, &JudgeInputs::default()).unwrap();
+    assert_eq!(verdicts.len(), 9, "{verdicts:?}");
+    assert!(extra.get("holds_from_step").is_some(), "{extra}");
+    // A count that is neither the quick nor the full one is still refused.
+    let e = judge(
+        "switch-sweep",
+        &specs[..7],
+        &outs[..7],
+        &JudgeInputs::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("6 (quick) or 9"), "{e}");
+}

@@ -171,10 +171,12 @@ impl Preset {
         REGISTRY.iter().any(|p| p.derives_from() == Some(self.name))
     }
     /// The number of runs its specs hold (the toy: none, counted as one by [`judge`]).
-    fn runs_count(&self) -> usize {
+    /// How many runs the preset makes, quick and full (they differ where the quick variant
+    /// has fewer forks, as the switch-step studies do).
+    fn runs_counts(&self) -> [usize; 2] {
         match self.runs {
-            Runs::Specs(f) => f(true).len(),
-            Runs::Toy | Runs::From(_) => 1,
+            Runs::Specs(f) => [f(true).len(), f(false).len()],
+            Runs::Toy | Runs::From(_) => [1, 1],
         }
     }
 }
@@ -227,8 +229,13 @@ pub fn judge(
     inputs: &JudgeInputs,
 ) -> Result<(Vec<Verdict>, serde_json::Value)> {
     let p = get(name)?;
-    let want = p.runs_count();
-    if specs.len() != want || outs.len() != want {
+    let [quick, full] = p.runs_counts();
+    if specs.len() != outs.len() || (specs.len() != quick && specs.len() != full) {
+        let want = if quick == full {
+            format!("{full}")
+        } else {
+            format!("{quick} (quick) or {full}")
+        };
         return Err(Error::InvalidArgument(format!(
             "{name}: {} specs and {} runs; the preset has {want}",
             specs.len(),
