@@ -20,14 +20,21 @@ Data, preprocessing, losses, the chunked objective, HVPs (torch.func forward-ove
   spectrum --model M --weights F: loss, accuracy, ‖∇L‖ and the top-k eigenvalues of ∇²L over the first
            --samples images in float64, as one JSON object. F is a safetensors file with the model's
            state dict (e.g. `subspace-lab init --model resnet8 --seed 0 --dtype f64 --out F`).
+  init     --model M --seed S --out F: the twin's own initialisation (torch.manual_seed(S); PyTorch's
+           default Conv2d/Linear init, and for VGG Cohen's conv init: weights N(0, √(2/(k·k·cout))),
+           biases 0) saved as the module's state dict by safetensors.torch.save_file, float32 (or
+           --f64), no metadata: exactly what a PyTorch user's `save_file(net.state_dict(), F)` writes.
+  bench    --model M --weights F: float32 timings (median ms over --repeats after one warm-up) of the
+           gradient and one HVP (torch.func, jvp of grad) over the first --samples images, as JSON;
+           the threads are torch's (set OMP_NUM_THREADS).
   selftest: on a tiny VGG and a tiny ResNet (random data), the HVP against reverse-over-reverse
            autograd and the top eigenvalues against the dense Hessian's. Exits 1 on a failure.
 """
-import argparse, json, os, sys, time
+import argparse, json, os, statistics, sys, time
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_cnn_reference import Objective, default_data, load_data, top_k, versions  # noqa: E402
@@ -126,6 +133,44 @@ def cmd_spectrum(a):
                       "params": obj.theta.numel(), "threads": torch.get_num_threads()}))
 
 
+def cmd_init(a):
+    torch.manual_seed(a.seed)
+    net = make_model(a.model, torch.float32)
+    if a.model.startswith("vgg"):
+        # Cohen et al.'s vgg.py: conv weights N(0, sqrt(2 / (k*k*out_channels))), conv biases 0.
+        for m in net.features:
+            if isinstance(m, torch.nn.Conv2d):
+                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
+                torch.nn.init.normal_(m.weight, 0.0, (2.0 / n) ** 0.5)
+                torch.nn.init.zeros_(m.bias)
+    dtype = torch.float64 if a.f64 else torch.float32
+    sd = {k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items()}
+    save_file(sd, a.out)
+    print(json.dumps({"out": a.out, "model": a.model, "params": sum(v.numel() for v in sd.values()),
+                      "names": {k: list(v.shape) for k, v in sd.items()}, "dtype": str(dtype), **versions()}))
+
+
+def cmd_bench(a):
+    net = read_weights(a.model, a.weights).to(torch.float32)
+    x, t, _ = load_data(a.data, a.samples, a.loss, torch.float32)
+    obj = Objective(net, x, t, a.loss, a.chunk)
+    theta = obj.theta
+    v = torch.randn(theta.shape, generator=torch.Generator().manual_seed(a.seed), dtype=torch.float32)
+    res = {}
+    for name, f in [("grad_ms", lambda: obj.grad(theta)), ("hvp_ms", lambda: obj.hvp(theta, v))]:
+        f()
+        ts = []
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            f()
+            ts.append((time.perf_counter() - t0) * 1e3)
+        res[name] = statistics.median(ts)
+        res[name.replace("_ms", "_all_ms")] = ts
+    print(json.dumps({"model": a.model, **res, "backend": f"pytorch-{torch.__version__}-cpu-f32",
+                      "threads": torch.get_num_threads(), "n": obj.n, "chunk": a.chunk, "repeats": a.repeats,
+                      "loss_kind": a.loss, "params": theta.numel()}))
+
+
 def cmd_selftest(_):
     torch.manual_seed(0)
     ok = True
@@ -164,6 +209,22 @@ def main():
     s.add_argument("--chunk", type=int, default=50)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(f=cmd_spectrum)
+    i = sub.add_parser("init")
+    i.add_argument("--model", required=True)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--out", required=True)
+    i.add_argument("--f64", action="store_true")
+    i.set_defaults(f=cmd_init)
+    b = sub.add_parser("bench")
+    b.add_argument("--model", required=True)
+    b.add_argument("--weights", required=True)
+    b.add_argument("--data", default=default_data())
+    b.add_argument("--samples", type=int, default=500)
+    b.add_argument("--loss", default="mse", choices=["mse", "ce"])
+    b.add_argument("--chunk", type=int, default=500)
+    b.add_argument("--repeats", type=int, default=3)
+    b.add_argument("--seed", type=int, default=0)
+    b.set_defaults(f=cmd_bench)
     t = sub.add_parser("selftest")
     t.set_defaults(f=cmd_selftest)
     a = ap.parse_args()

@@ -3,9 +3,11 @@
 //! and how far a measured HVP is from it.
 //!
 //! Only products are counted, at 2 flops per multiply-add: the GEMMs of [`Linear`] and
-//! [`Conv3x3`] (an im2col GEMM of samples·oh·ow × taps·c_in × c_out) and attention's Q·Kᵀ and P·V
+//! [`Conv3x3`] (an im2col GEMM of samples·oh·ow × taps·c_in × c_out, any kernel, stride and
+//! padding: oh·ow are the strided output's), the projection shortcut of [`ProjAdd`] (a conv that
+//! reads a hidden tensor) and attention's Q·Kᵀ and P·V
 //! products (per sentence L × L × d per head). Elementwise work (activations, pooling, LayerNorm,
-//! softmax, biases, im2col) is not counted: it is what the limit leaves out. With the padding
+//! softmax, biases, im2col, max/average/global-average pooling, residual adds) is not counted: it is what the limit leaves out. With the padding
 //! masked a position-wise op acts on the live tokens only and attention on L² pairs per sentence,
 //! L the sentence's live tokens (token id ≠ 0), as the varlen form of FlashAttention does.
 //!
@@ -131,6 +133,17 @@ pub fn op_flops(spec: &ModelSpec, rows: Rows) -> Vec<OpFlops> {
                 let u = 2.0 * (m * c.geom.taps() * c.cin * c.cout) as f64;
                 let name = format!("{t} Conv {}→{} {}×{}", c.cin, c.cout, c.h, c.w);
                 (name, gemm_units(u, t == 0))
+            }
+            Op::ProjAdd(pa) => {
+                // The shortcut's conv reads a hidden tensor, never the data: a layer's GEMM.
+                let c = &pa.proj;
+                let m = rows.samples * c.out_pixels();
+                let u = 2.0 * (m * c.geom.taps() * c.cin * c.cout) as f64;
+                let name = format!(
+                    "{t} ProjAdd {}→{} {}×{} stride {}",
+                    c.cin, c.cout, c.h, c.w, c.geom.stride
+                );
+                (name, gemm_units(u, false))
             }
             Op::Attention(a) => {
                 let u = 2.0 * (a.heads * a.head_dim * rows.pairs(a.seq)) as f64;
@@ -323,6 +336,23 @@ mod tests {
         assert_eq!(ops.len(), 2, "{ops:?}");
         assert_eq!(ops[0].r_forward + ops[0].r_backward, 2.0 * 3456.0);
         assert_eq!(hvp_flops(&spec, 2, true), 2.0 * 3456.0 + 6.0 * 96.0);
+    }
+
+    #[test]
+    fn resnet_counts_strided_convs_and_the_projection() {
+        // 2×4×4 input, stages [2, 3], 1 image: stem conv 3×3 2→2 on 4×4: u = 2·16·18·2 = 1152
+        // (first op); block 1: two 3×3 2→2 convs on 4×4 (1152 each); block 2: 3×3 stride 2 2→3
+        // to 2×2: u = 2·4·18·3 = 432, then 3×3 3→3 on 2×2: u = 2·4·27·3 = 648, the 1×1
+        // stride-2 projection 2→3: u = 2·4·2·3 = 48; head 3→3: u = 2·3·3 = 18.
+        use crate::nn::resnet::{Norm, ResNetSpec};
+        let spec: ModelSpec = ResNetSpec::new([2, 4, 4], vec![2, 3], Norm::None, 3)
+            .expect("spec")
+            .into();
+        let ops = op_flops(&spec, Rows::dense(1));
+        assert_eq!(ops.len(), 7, "{ops:?}");
+        assert!(ops.iter().any(|o| o.op.contains("ProjAdd 2→3")), "{ops:?}");
+        let later = 1152.0 + 1152.0 + 432.0 + 648.0 + 48.0 + 18.0;
+        assert_eq!(hvp_flops(&spec, 1, true), 2.0 * 1152.0 + 6.0 * later);
     }
 
     #[test]

@@ -17,8 +17,14 @@
 //! ([`LoadedWeights::warnings`]). Files are read once (a pipe works), no more than their header
 //! promises (safetensors' header is at most 100,000,000 bytes) and than memory allows.
 //!
-//! Layout: this file saves and loads; `meta` holds the key table; `parse` reads a network.
+//! VGG and the CIFAR ResNet (issue 32) are saved and read under their PyTorch modules' state-dict
+//! names (`features.0.weight`, …, `classifier.4.bias`; `conv1.weight`, `layer2.0.shortcut.0.weight`,
+//! …), with `model` (`vgg11`, `resnet8`, …) and `input` in the metadata.
+//!
+//! Layout: this file saves and loads; `meta` holds the key table; `parse` reads a network;
+//! `deep` reads a VGG's or a ResNet's.
 
+mod deep;
 pub mod meta;
 mod parse;
 
@@ -142,6 +148,15 @@ pub fn serialize_with(
         meta.insert(
             "input".to_string(),
             format!("{},{},{}", c.input[0], c.input[1], c.input[2]),
+        );
+    }
+    if let ModelSpec::Vgg(super::vgg::VggSpec { input, .. })
+    | ModelSpec::ResNet(super::resnet::ResNetSpec { input, .. }) = &spec
+    {
+        meta.insert("model".to_string(), spec.name());
+        meta.insert(
+            "input".to_string(),
+            format!("{},{},{}", input[0], input[1], input[2]),
         );
     }
     if let ModelSpec::Transformer(t) = &spec {

@@ -16,7 +16,8 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-type Werr<'a> = &'a dyn Fn(String) -> Error;
+/// How a reader names a fault: an error naming the file.
+pub(super) type Werr<'a> = &'a dyn Fn(String) -> Error;
 
 /// The network, θ, the loss the metadata names, what was assumed and the metadata's warnings,
 /// checked against [`Expect`] and [`Overrides`]; `path` only names the file in errors.
@@ -45,7 +46,10 @@ pub(super) fn parse(
     let mut assumed = Vec::new();
     let transformer = meta.get("model").as_deref() == Some("transformer")
         || st.tensors().iter().any(|(n, _)| n == "tok_emb.weight");
-    let (spec, theta, loss) = if transformer {
+    let deep = super::deep::family(&st, &meta);
+    let (spec, theta, loss) = if let Some(fam) = deep {
+        super::deep::parse_deep(&st, &meta, fam, expect, over, &werr)?
+    } else if transformer {
         let (spec, theta) =
             transformer_file(&st, &meta, from_file, expect, over, &werr, &mut assumed)?;
         let loss = file_loss(&meta, expect, &werr)?;
@@ -65,7 +69,7 @@ pub(super) fn parse(
 }
 
 /// The loss the metadata names (checked against `--loss`).
-fn file_loss(meta: &Meta, expect: &Expect, werr: Werr) -> Result<Option<LossKind>> {
+pub(super) fn file_loss(meta: &Meta, expect: &Expect, werr: Werr) -> Result<Option<LossKind>> {
     let loss = match meta.get("loss") {
         Some(l) => Some(
             l.parse::<LossKind>()
@@ -683,7 +687,7 @@ fn parse_cnn(
 
 /// [`read_floats`], every entry finite: else an error naming the entry and its index in θ
 /// (`at` is where the tensor starts).
-fn finite_floats(
+pub(super) fn finite_floats(
     v: &TensorView,
     lname: &str,
     part: &str,
