@@ -201,8 +201,20 @@ fn vgg_and_resnet_on_a_gpu_match_cpu(g: GpuBackend) {
     let narrow: ModelSpec = VggSpec::vgg11_narrow().into();
     let cases = [
         ("tiny vgg", tiny_vgg(), 5, LossKind::Mse, (0, Cache::Auto)),
-        ("tiny resnet", tiny_resnet(), 5, LossKind::Mse, (0, Cache::Auto)),
-        ("tiny resnet, chunks of 2", tiny_resnet(), 5, LossKind::Ce, (2, Cache::PerChunk)),
+        (
+            "tiny resnet",
+            tiny_resnet(),
+            5,
+            LossKind::Mse,
+            (0, Cache::Auto),
+        ),
+        (
+            "tiny resnet, chunks of 2",
+            tiny_resnet(),
+            5,
+            LossKind::Ce,
+            (2, Cache::PerChunk),
+        ),
         ("resnet8", resnet8, 3, LossKind::Ce, (0, Cache::Auto)),
         ("vgg11-narrow", narrow, 3, LossKind::Mse, (0, Cache::Auto)),
     ];

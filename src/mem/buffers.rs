@@ -121,6 +121,9 @@ mod tests {
         let e = check_buffers(VggSpec::vgg11_narrow(), 20_000, 10, 0, WEB)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("fewer samples") && e.contains("at most 10922 fit"), "{e}");
+        assert!(
+            e.contains("fewer samples") && e.contains("at most 10922 fit"),
+            "{e}"
+        );
     }
 }

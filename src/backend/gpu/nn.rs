@@ -166,7 +166,12 @@ pub(super) fn col2im(
     let (oh, ow) = k.out_hw(g)?;
     let Ten(col, col_off) = col;
     let TenMut(dx, dx_off) = dx;
-    check_range("col2im col", col.len, col_off, g.n * oh * ow * k.taps() * g.c)?;
+    check_range(
+        "col2im col",
+        col.len,
+        col_off,
+        g.n * oh * ow * k.taps() * g.c,
+    )?;
     check_range("col2im dx", dx.len, dx_off, g.len())?;
     let p = ConvParams {
         off_src: u(col_off, "offset")?,
