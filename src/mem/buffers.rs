@@ -16,8 +16,11 @@ use crate::nn::model::ModelSpec;
 /// cap `max_basis` (0: max(3k, k + 50)); `k_option` names the option that sets k.
 #[derive(Clone, Copy, Debug)]
 pub struct BufferLimit<'a> {
+    /// Scalars one buffer may hold ([`crate::backend::Buffers::max_buffer_len`]).
     pub max_len: usize,
+    /// Bytes per scalar.
     pub elem: usize,
+    /// The option that sets k, named in the refusal ("--k", "top (and k) in the spec").
     pub k_option: &'a str,
 }
 
