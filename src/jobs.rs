@@ -191,6 +191,15 @@ pub fn spectrum_parts<B: Backend + Clone>(
             elem,
             "--k",
         )?;
+    } else {
+        // A GPU allocates on its device; each buffer must fit one storage binding.
+        let lim = crate::mem::BufferLimit {
+            max_len: backend.max_buffer_len(),
+            elem: backend.precision().bytes(),
+            k_option: "--k",
+        };
+        let (k, basis) = (opts.lanczos.k, opts.lanczos.max_basis);
+        crate::mem::check_buffers(spec, data.n, k, basis, lim)?;
     }
     let mut engine = Engine::new(backend.clone(), spec.clone(), loss, data, opts.chunk)?;
     let eval = engine.set_params_host(theta)?;

@@ -5,7 +5,12 @@
 //! The estimates mirror the allocations of [`crate::hessian::lanczos::lanczos`] and
 //! [`crate::nn::engine::Engine::new`], whose layout ([`Plan`]: cache the activations or recompute
 //! them per chunk, and the chunk) is decided here, before anything is allocated; they are upper
-//! bounds up to small constant vectors.
+//! bounds up to small constant vectors. On a GPU each single buffer must also fit one storage
+//! binding ([`check_buffers`]).
+
+mod buffers;
+
+pub use buffers::{BufferLimit, check_buffers};
 
 use crate::error::{Error, Result};
 use crate::nn::graph::Graph;

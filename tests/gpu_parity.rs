@@ -1292,3 +1292,51 @@ fn a_transformer_block_hvp_equals_single_hvps_on_the_gpu(g: GpuBackend) {
         assert_eq!(&block[r * p..(r + 1) * p], &one[..], "row {r}");
     }
 }
+
+/// im2col then col2im (β = 0.5 onto a prior dx) of images `g` at geometry `k` on `be`, the
+/// operands at offsets 3 (x), 5 (col) and 2 (dx) in larger buffers: (col, dx) downloaded.
+fn im2col_col2im<B: Backend>(
+    be: &B,
+    g: subspace_lab::backend::Nhwc,
+    k: subspace_lab::backend::ConvGeom,
+) -> (Vec<f64>, Vec<f64>) {
+    let (oh, ow) = (k.out_size(g.h), k.out_size(g.w));
+    let cols = g.n * oh * ow * k.taps() * g.c;
+    let x = be.upload(&uniform(g.len() + 3, 31, 1.0)).unwrap();
+    let mut col = be.upload(&uniform(cols + 5, 32, 1.0)).unwrap();
+    be.im2col(g, k, Ten(&x, 3), TenMut(&mut col, 5)).unwrap();
+    let gy = be.upload(&uniform(cols + 5, 33, 1.0)).unwrap();
+    let mut dx = be.upload(&uniform(g.len() + 2, 34, 1.0)).unwrap();
+    be.col2im(g, k, Ten(&gy, 5), 0.5, TenMut(&mut dx, 2))
+        .unwrap();
+    (be.download(&col).unwrap(), be.download(&dx).unwrap())
+}
+
+gpu_test!(im2col_and_col2im_match_cpu_at_every_geometry);
+/// The convolution's im2col and col2im at kernel 1 and 3, stride 1 and 2, padding 0 and 1
+/// (3×3/1/1 on its specialised entry point, the others on the general one), odd and even image
+/// sizes: im2col copies (equal to the f32 rounding of x), col2im sums ≤ 9 values in [−1, 1]
+/// (≤ 16·ε).
+fn im2col_and_col2im_match_cpu_at_every_geometry(g: GpuBackend) {
+    use subspace_lab::backend::{ConvGeom, Nhwc};
+    let c = F64::new();
+    for kernel in [1, 3] {
+        for stride in [1, 2] {
+            for pad in [0, 1] {
+                let k = ConvGeom::new(kernel, stride, pad);
+                for (h, w) in [(5, 4), (4, 6), (1, 1)] {
+                    let im = Nhwc { n: 2, h, w, c: 3 };
+                    if k.out_hw(im).is_err() {
+                        continue;
+                    }
+                    let (col_c, dx_c) = im2col_col2im(&c, im, k);
+                    let (col_g, dx_g) = im2col_col2im(&g, im, k);
+                    let e_col = max_abs_diff(&col_g, &col_c);
+                    let e_dx = max_abs_diff(&dx_g, &dx_c);
+                    assert!(e_col <= EPS, "{k} on {h}×{w}: im2col {e_col:e}");
+                    assert!(e_dx <= 16.0 * EPS, "{k} on {h}×{w}: col2im {e_dx:e}");
+                }
+            }
+        }
+    }
+}

@@ -422,8 +422,9 @@ fn all_ops() -> Vec<(&'static str, Op, usize)> {
     ]
 }
 
-/// Ops the CPU runs and WGSL not yet (issue 32): convolutions of other geometries, with bias
-/// (ResNet8's strided 3×3 and its 1×1 stride-2 projection, odd sizes and padding 0 included).
+/// Convolutions of other geometries, with bias (ResNet8's strided 3×3 and its 1×1 stride-2
+/// projection, odd sizes and padding 0 included): in f64 and f32 here, and in WGSL through
+/// `every_conv_geometry_in_wgsl_matches_cpu_f64`.
 fn cpu_only_ops() -> Vec<(&'static str, Op, usize)> {
     let conv = |cin, cout, (h, w), geom| {
         Op::Conv3x3(Conv3x3 {
@@ -471,6 +472,17 @@ fn every_op_on_cpu_f32_matches_f64() {
 gpu_test!(every_op_in_wgsl_matches_cpu_f64);
 fn every_op_in_wgsl_matches_cpu_f64(g: GpuBackend) {
     for (name, op, rows) in all_ops() {
+        check_parity(&g, name, &op, rows);
+    }
+}
+
+gpu_test!(every_conv_geometry_in_wgsl_matches_cpu_f64);
+/// The convolutions of [`cpu_only_ops`] (the general im2col/col2im entry points) in WGSL.
+fn every_conv_geometry_in_wgsl_matches_cpu_f64(g: GpuBackend) {
+    let convs = cpu_only_ops()
+        .into_iter()
+        .filter(|(_, op, _)| matches!(op, Op::Conv3x3(_)));
+    for (name, op, rows) in convs {
         check_parity(&g, name, &op, rows);
     }
 }

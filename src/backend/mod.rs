@@ -377,8 +377,8 @@ pub trait Nn: Buffers {
     /// ox) holds the zero-padded window X[s, oy·stride + ky − pad, ox·stride + kx − pad, ci] at
     /// column ci·k² + ky·k + kx — PyTorch's weight layout `[c_out, c_in, k, k]`, so the
     /// convolution is `col · Wᵀ`. Errors: a geometry that does not fit the images
-    /// ([`ConvGeom::out_hw`]), ranges outside the buffers, a geometry the backend has no kernel for
-    /// (the GPU has 3×3/1/1 only, [`ConvGeom::SAME_3X3`]).
+    /// ([`ConvGeom::out_hw`]), ranges outside the buffers. Every backend runs every geometry (the
+    /// CPU and the GPU each with a loop or entry point specialised to [`ConvGeom::SAME_3X3`]).
     fn im2col(&self, g: Nhwc, k: ConvGeom, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()>;
     /// The adjoint of [`Self::im2col`]: `dx = β·dx + colᵀ-scatter`, i.e. every entry of `col`
     /// added to the input pixel it was read from (NHWC `g`, the view `dx`; entries read from the

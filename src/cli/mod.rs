@@ -313,7 +313,7 @@ struct ArchArgs {
     /// The network: fc-tanh (Cohen et al.'s MLP, shaped by --widths/--activation), cnn-relu
     /// (their convnet([32, 32], 'relu', 'max') for CIFAR-10), transformer (Damian et al.'s,
     /// 2 layers, width 64, 8 heads, for SST2-1k), vgg11 (Cohen et al.'s vgg11_nodropout) or
-    /// resnet8 (He et al.'s CIFAR ResNet, one block per stage, no normalisation; CPU only). Where
+    /// resnet8 (He et al.'s CIFAR ResNet, one block per stage, no normalisation). Where
     /// weights are loaded (--weights), the file decides.
     #[arg(long)]
     model: Option<String>,

@@ -156,6 +156,13 @@ pub fn run<B: Backend + Clone>(
     if backend.adapter().is_none() {
         let elem = backend.precision().bytes();
         crate::mem::check_spectrum(&mlp, data.n, spec.top(), 0, elem, "top (and k) in the spec")?;
+    } else {
+        let lim = crate::mem::BufferLimit {
+            max_len: backend.max_buffer_len(),
+            elem: backend.precision().bytes(),
+            k_option: "top (and k) in the spec",
+        };
+        crate::mem::check_buffers(&mlp, data.n, spec.top(), 0, lim)?;
     }
     let mut st = Stepper::new(backend, &mlp, spec.loss, data, spec.k, spec.top(), spec.tol)?;
     st.set_warm_solver(spec.warm_solver);

@@ -173,7 +173,7 @@ pub const RESNET8: Model = Model {
     notes: &[
         "model: He et al.'s CIFAR ResNet, one BasicBlock per stage (16, 32, 64 channels; strides 1, 2, 2; 1×1 stride-2 projection shortcuts), global average pool, Linear(64, 10); norm = none (convs with bias): 77,706 parameters (75,290 with BatchNorm)",
         "normalisation: the paper names none; BatchNorm in training mode makes a sample's loss depend on its minibatch, so the full-data Hessian would depend on a batching: none keeps each sample's loss a function of θ and that sample alone, so every HVP is the exact full-data Hessian's",
-        "CPU only for now: strided and 1×1 convolutions have no WGSL kernel (the GPU refuses the network with a message)",
+        "CPU or GPU: the strided 3×3 and 1×1 projection convolutions run on the general im2col kernels (WGSL as on the CPU)",
         LANCZOS_NOTE,
     ],
 };

@@ -2,7 +2,7 @@
 
 use super::{GpuBackend, GpuBuf, blas, nn};
 use crate::backend::{Activation, AdamStep, ConvGeom, Dual, LossBlock, Nhwc, Nn, Ten, TenMut};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 impl Nn for GpuBackend {
     fn bias_act(
@@ -43,14 +43,12 @@ impl Nn for GpuBackend {
         nn::act(self, act, len, x, off)
     }
 
-    /// 3×3, stride 1, padding 1 only (the kernel `nn::im2col3x3`); any other geometry is an
-    /// error until the GPU has a general kernel (issue 32).
+    /// Any geometry: 3×3/1/1 on its specialised entry point, the others on the general one.
     fn im2col(&self, g: Nhwc, k: ConvGeom, x: Ten<'_, Self>, col: TenMut<'_, Self>) -> Result<()> {
-        same_3x3(k)?;
-        nn::im2col3x3(self, g, x, col)
+        nn::im2col(self, g, k, x, col)
     }
 
-    /// 3×3, stride 1, padding 1 only, as [`Nn::im2col`] here.
+    /// Any geometry, as [`Nn::im2col`] here.
     fn col2im(
         &self,
         g: Nhwc,
@@ -59,8 +57,7 @@ impl Nn for GpuBackend {
         beta: f64,
         dx: TenMut<'_, Self>,
     ) -> Result<()> {
-        same_3x3(k)?;
-        nn::col2im3x3(self, g, col, beta, dx)
+        nn::col2im(self, g, k, col, beta, dx)
     }
 
     fn maxpool2(
@@ -148,14 +145,4 @@ impl Nn for GpuBackend {
     ) -> Result<()> {
         blas::adam(self, g, m, v, d, len, h)
     }
-}
-
-/// The one convolution geometry the GPU has a kernel for.
-fn same_3x3(k: ConvGeom) -> Result<()> {
-    if k == ConvGeom::SAME_3X3 {
-        return Ok(());
-    }
-    Err(Error::Backend(format!(
-        "general convolution geometry ({k}) is not on the GPU yet (issue 32): only 3×3, stride 1, padding 1; run with --backend cpu"
-    )))
 }

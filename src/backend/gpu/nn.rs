@@ -1,4 +1,5 @@
-//! The GPU's layer kernels (bias and activation and their derivatives, im2col convolution,
+//! The GPU's layer kernels (bias and activation and their derivatives, im2col convolution at any
+//! geometry,
 //! pooling, transposes, column sums, losses) as dispatches of `shaders/act.wgsl`, `conv.wgsl`,
 //! `pool.wgsl`, `vector.wgsl` and `loss.wgsl`.
 
@@ -8,7 +9,9 @@ use super::kernels::{
 };
 use super::recorder::operand;
 use super::{GpuBackend, GpuBuf, u};
-use crate::backend::{Activation, Dual, LossBlock, LossKind, Nhwc, Ten, TenMut, check_range};
+use crate::backend::{
+    Activation, ConvGeom, Dual, LossBlock, LossKind, Nhwc, Ten, TenMut, check_range,
+};
 use crate::error::Result;
 
 /// [`Backend::bias_act`](crate::backend::Backend::bias_act) on this backend.
@@ -118,55 +121,75 @@ pub(super) fn act(
     be.run(Kernel::ActInplace, &p, bufs, GpuBackend::groups_1d(len))
 }
 
-/// [`Nn::im2col`](crate::backend::Nn::im2col) at 3×3, stride 1, padding 1 on this backend.
-pub(super) fn im2col3x3(
+/// [`Nn::im2col`](crate::backend::Nn::im2col) on this backend: the 3×3/1/1 entry point for
+/// [`ConvGeom::SAME_3X3`], the general one (geometry in the parameter block) otherwise.
+pub(super) fn im2col(
     be: &GpuBackend,
     g: Nhwc,
+    k: ConvGeom,
     x: Ten<'_, GpuBackend>,
     col: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let (oh, ow) = k.out_hw(g)?;
     let Ten(x, x_off) = x;
     let TenMut(col, col_off) = col;
-    let len = g.len() * 9;
+    let len = g.n * oh * ow * k.taps() * g.c;
     check_range("im2col x", x.len, x_off, g.len())?;
     check_range("im2col col", col.len, col_off, len)?;
     let p = ConvParams {
         off_src: u(x_off, "offset")?,
         off_dst: u(col_off, "offset")?,
         len: u(len, "length")?,
-        ..conv_params(g)?
+        ..conv_params(g, k)?
     };
     let bufs = ConvBufs {
         src: Some(x),
         dst: Some(col),
     };
-    be.run(Kernel::Im2col, &p, bufs, GpuBackend::groups_1d(len))
+    let kernel = if k == ConvGeom::SAME_3X3 {
+        Kernel::Im2col
+    } else {
+        Kernel::Im2colGeneral
+    };
+    be.run(kernel, &p, bufs, GpuBackend::groups_1d(len))
 }
 
-/// [`Nn::col2im`](crate::backend::Nn::col2im) at 3×3, stride 1, padding 1 on this backend.
-pub(super) fn col2im3x3(
+/// [`Nn::col2im`](crate::backend::Nn::col2im) on this backend (entry points as [`im2col`]).
+pub(super) fn col2im(
     be: &GpuBackend,
     g: Nhwc,
+    k: ConvGeom,
     col: Ten<'_, GpuBackend>,
     beta: f64,
     dx: TenMut<'_, GpuBackend>,
 ) -> Result<()> {
+    let (oh, ow) = k.out_hw(g)?;
     let Ten(col, col_off) = col;
     let TenMut(dx, dx_off) = dx;
-    check_range("col2im col", col.len, col_off, g.len() * 9)?;
+    check_range(
+        "col2im col",
+        col.len,
+        col_off,
+        g.n * oh * ow * k.taps() * g.c,
+    )?;
     check_range("col2im dx", dx.len, dx_off, g.len())?;
     let p = ConvParams {
         off_src: u(col_off, "offset")?,
         off_dst: u(dx_off, "offset")?,
         len: u(g.len(), "length")?,
         beta: beta as f32,
-        ..conv_params(g)?
+        ..conv_params(g, k)?
     };
     let bufs = ConvBufs {
         src: Some(col),
         dst: Some(dx),
     };
-    be.run(Kernel::Col2im, &p, bufs, GpuBackend::groups_1d(g.len()))
+    let kernel = if k == ConvGeom::SAME_3X3 {
+        Kernel::Col2im
+    } else {
+        Kernel::Col2imGeneral
+    };
+    be.run(kernel, &p, bufs, GpuBackend::groups_1d(g.len()))
 }
 
 /// [`Backend::maxpool2`](crate::backend::Backend::maxpool2) on this backend.
@@ -411,13 +434,20 @@ fn act_params(act: Option<Activation>, len: usize) -> Result<ActParams> {
     })
 }
 
-/// The image geometry in the convolution's parameter block.
-fn conv_params(g: Nhwc) -> Result<ConvParams> {
+/// The image geometry and the window `k` (with the output size it gives) in the convolution's
+/// parameter block.
+fn conv_params(g: Nhwc, k: ConvGeom) -> Result<ConvParams> {
+    let (oh, ow) = k.out_hw(g)?;
     Ok(ConvParams {
         h: u(g.h, "height")?,
         w: u(g.w, "width")?,
         c: u(g.c, "channels")?,
         samples: u(g.n, "samples")?,
+        kernel: u(k.kernel, "kernel")?,
+        stride: u(k.stride, "stride")?,
+        padding: u(k.pad, "padding")?,
+        oh: u(oh, "output height")?,
+        ow: u(ow, "output width")?,
         ..Default::default()
     })
 }

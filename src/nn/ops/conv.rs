@@ -111,18 +111,6 @@ impl Layer for Conv3x3 {
             ..Shape::default()
         }
     }
-    /// The GPU's im2col has the 3×3/1/1 geometry only.
-    fn wgsl_missing(&self) -> Option<String> {
-        let g = self.geom;
-        (g != ConvGeom::SAME_3X3).then(|| {
-            format!(
-                "a {k}×{k} convolution with stride {} and padding {}",
-                g.stride,
-                g.pad,
-                k = g.kernel
-            )
-        })
-    }
     fn reads_data(&self) -> Option<DataForm> {
         Some(DataForm::Images {
             c: self.cin,

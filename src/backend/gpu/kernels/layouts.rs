@@ -170,7 +170,9 @@ layout!(ACT, ActBufs, ActParams, "act", [
     a: Read, g: Read, rg: Read, rz: Read, bias: Read, out: ReadWrite,
 ]);
 
-/// `conv.wgsl`: the 3×3 convolution's im2col and its adjoint (src → dst), NHWC geometry.
+/// `conv.wgsl`: the convolution's im2col and its adjoint (src → dst), NHWC geometry; the window
+/// (`kernel`, `stride`, `padding`) and the output size (`oh`, `ow`) as values (the 3×3/1/1 entry
+/// points ignore them).
 #[repr(C)]
 #[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(in crate::backend::gpu) struct ConvParams {
@@ -182,6 +184,12 @@ pub(in crate::backend::gpu) struct ConvParams {
     pub(in crate::backend::gpu) off_src: u32,
     pub(in crate::backend::gpu) off_dst: u32,
     pub(in crate::backend::gpu) beta: f32,
+    pub(in crate::backend::gpu) kernel: u32,
+    pub(in crate::backend::gpu) stride: u32,
+    pub(in crate::backend::gpu) padding: u32,
+    pub(in crate::backend::gpu) oh: u32,
+    pub(in crate::backend::gpu) ow: u32,
+    pub(in crate::backend::gpu) spare: [u32; 3],
 }
 layout!(CONV, ConvBufs, ConvParams, "conv", [src: Read, dst: ReadWrite]);
 
