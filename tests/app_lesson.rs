@@ -340,3 +340,76 @@ fn a_branched_export_carries_every_branch_and_the_verdict() {
     assert!(dir.path().join("metrics.png").is_file());
     assert!(dir.path().join("weights-GD.safetensors").is_file());
 }
+
+/// The toy tells Figures 6–8 while a scenario's branches compute (issue 30: on the page the run
+/// branches at once and the toy was held at step 0): slowed to a few frames a second, not held.
+#[test]
+fn the_held_toy_still_moves_a_few_frames_a_second() {
+    use subspace_lab::app::panels::toy::{HELD_INTERVAL, HELD_STEPS_FACTOR, ToyPanel};
+    let s = Settings::landing();
+    let mut t = ToyPanel::new(&s);
+    t.held = true;
+    assert!(t.animating(), "a held toy still animates");
+    assert_eq!(t.next_frame(), HELD_INTERVAL);
+    let t0 = web_time::Instant::now();
+    let n = s.toy_steps_per_frame * HELD_STEPS_FACTOR;
+    t.advance_at(&s, t0);
+    assert_eq!(t.sim.a.step, n, "the first held frame moves at once");
+    // The frames the worker's news draw in between do not move it.
+    t.advance_at(&s, t0 + HELD_INTERVAL / 2);
+    assert_eq!(t.sim.a.step, n);
+    for i in 1..=20 {
+        t.advance_at(&s, t0 + HELD_INTERVAL * i);
+    }
+    assert_eq!(t.sim.a.step, 21 * n);
+    assert!(t.sim.fork_step.is_some(), "Figure 8's fork is drawn while held");
+    t.held = false;
+    assert_eq!(t.next_frame(), std::time::Duration::ZERO);
+}
+
+/// The toy is held only while a scenario's branches compute towards their verdict: once it is
+/// final nothing says it waits (issue 30).
+#[test]
+fn the_toy_is_held_until_the_verdict_is_final() {
+    use subspace_lab::app::panels::toy::toy_held;
+    let mut sh = Shared {
+        running: true,
+        backend: "cpu-f32".into(),
+        ..Shared::default()
+    };
+    sh.history = history(30, 150, 0.0);
+    assert!(toy_held(&sh, "fig1-switch"));
+    assert!(!toy_held(&sh, ""), "no scenario, no hold");
+    sh.history = history(150, 150, 0.0);
+    assert!(!toy_held(&sh, "fig1-switch"), "the verdict is final");
+    sh.history = history(30, 150, 0.0);
+    sh.running = false;
+    assert!(!toy_held(&sh, "fig1-switch"));
+}
+
+/// compute=auto refusing a software WebGPU adapter (SwiftShader on the page) is the normal
+/// fallback: an info line, not the status line's error; other failures stay errors (issue 30).
+#[test]
+fn a_software_adapter_fallback_is_an_info_line() {
+    use subspace_lab::app::worker::{ComputeNote, SOFTWARE_ADAPTER_NOTE};
+    use subspace_lab::backend::gpu::SOFTWARE_ADAPTER_REFUSED;
+    let n = ComputeNote::of_gpu_error(&subspace_lab::Error::Backend(
+        SOFTWARE_ADAPTER_REFUSED.into(),
+    ));
+    assert_eq!(n, ComputeNote::Info(SOFTWARE_ADAPTER_NOTE.into()));
+    assert_eq!(n.error(), None);
+    assert!(!SOFTWARE_ADAPTER_NOTE.contains("error"));
+    assert!(SOFTWARE_ADAPTER_NOTE.starts_with("computing on the CPU (wasm)"));
+    let e = ComputeNote::of_gpu_error(&subspace_lab::Error::Backend(
+        "the WebGPU adapter refused a device with the default limits: x".into(),
+    ));
+    assert!(e.error().unwrap().contains("refused a device"), "{e:?}");
+    // The page's state carries the info apart from the message.
+    let sh = Shared {
+        info: n.info().map(str::to_string),
+        ..Shared::default()
+    };
+    let back: Shared = serde_json::from_str(&serde_json::to_string(&sh).unwrap()).unwrap();
+    assert_eq!(back.info.as_deref(), Some(SOFTWARE_ADAPTER_NOTE));
+    assert_eq!(back.message, None);
+}

@@ -8,6 +8,10 @@
 // which the app publishes) and print the final state as JSON on stdout.
 // E2E_BRANCH_STEPS=N (for a URL with `#scenario=…&branch`): wait instead until every branch has
 // made N steps.
+// E2E_VERDICT=1 (with E2E_BRANCH_STEPS): wait also until the live verdict is final (judged at the
+// scenario's horizon, not "provisional"); the JSON then says `seconds_to_verdict`.
+// The JSON's `branch_step_times` lists [steps per branch, seconds after opening] each time the
+// branches' step count was seen to grow (polled every 0.5 s).
 // E2E_SHOTS=0,10,60 (seconds after the page was opened): also keep a picture at each of those
 // times, SCREENSHOT with `-<S>s` before `.png` (the screenshot series of issue 30).
 // The JSON printed says `seconds_to_done`: from opening the page to the wait's condition.
@@ -20,6 +24,9 @@ if (!url || !['webgpu', 'fallback'].includes(mode) || !shot) {
 }
 const minSteps = Number(minStepsArg ?? 3);
 const branchSteps = process.env.E2E_BRANCH_STEPS ? Number(process.env.E2E_BRANCH_STEPS) : null;
+const waitVerdict = process.env.E2E_VERDICT === '1';
+let secondsToVerdict = null;
+const branchStepTimes = [];
 const timeoutMs = 1000 * Number(timeoutArg ?? 240);
 // For measurements: keep the page running at least this long (frame times, steps/s).
 const minMs = 1000 * Number(process.env.E2E_MIN_SECONDS ?? 0);
@@ -54,11 +61,17 @@ try {
     const raw = await page.evaluate(() => window.subspace_lab_state ?? null);
     state = raw ? JSON.parse(raw) : null;
     const enough = Date.now() - t0 >= minMs;
+    const t = (Date.now() - t0) / 1000;
+    const bs = state?.branch_steps ?? 0;
+    if (bs > 0 && (branchStepTimes.length === 0 || branchStepTimes[branchStepTimes.length - 1][0] < bs)) {
+      branchStepTimes.push([bs, t]);
+    }
+    const final = !!(state && state.verdict && !/provisional/.test(state.verdict));
+    if (final && secondsToVerdict === null) secondsToVerdict = t;
     const advanced = branchSteps === null
       ? state && state.steps >= minSteps
-      : state && (state.branch_steps ?? 0) >= branchSteps;
-    // The toy animates, except while a scenario's or a snapshot's run computes: the app holds it
-    // then (issue 30: the training gets the cores).
+      : state && bs >= branchSteps && (!waitVerdict || final);
+    // The toy animates (a few frames a second while a scenario's branches compute: issue 30).
     const toy_ok = state && (state.toy_steps > 0 || state.scenario || state.snapshot);
     if (enough && toy_ok && advanced) {
       secondsToDone = (Date.now() - t0) / 1000;
@@ -71,7 +84,7 @@ try {
     if (Date.now() - t0 > timeoutMs) {
       failed = branchSteps === null
         ? `timed out after ${timeoutMs / 1000} s waiting for ${minSteps} steps of the model run`
-        : `timed out after ${timeoutMs / 1000} s waiting for ${branchSteps} steps per branch`;
+        : `timed out after ${timeoutMs / 1000} s waiting for ${branchSteps} steps per branch${waitVerdict ? ' and the final verdict' : ''}`;
       break;
     }
     await page.waitForTimeout(shots.length > 0 ? Math.min(500, Math.max(10, 1000 * shots[0] - (Date.now() - t0))) : 500);
@@ -91,5 +104,5 @@ try {
 } finally {
   await browser.close();
 }
-console.log(JSON.stringify({ mode, ok: !failed, error: failed, seconds_to_done: secondsToDone, state, console: logs.slice(-40) }, null, 1));
+console.log(JSON.stringify({ mode, ok: !failed, error: failed, seconds_to_done: secondsToDone, seconds_to_verdict: secondsToVerdict, branch_step_times: branchStepTimes, state, console: logs.slice(-40) }, null, 1));
 process.exit(failed ? 1 : 0);

@@ -232,8 +232,9 @@ impl SandboxApp {
         // One copy of the worker's state per frame (it holds the whole history).
         let shared = self.worker.snapshot();
         let training = shared.running;
-        // The toy waits while a scenario's run computes: the two cores are the branches'.
-        self.toy.held = training && !self.settings.scenario.is_empty();
+        // The toy slows while a scenario's run computes (the cores are the branches'), until its
+        // verdict is final.
+        self.toy.held = super::panels::toy::toy_held(&shared, &self.settings.scenario);
         self.toy.advance(&self.settings);
         // Keyboard: Space pauses or starts the run, B branches, R resets (not while typing).
         if !ctx.egui_wants_keyboard_input() {
@@ -314,7 +315,7 @@ impl SandboxApp {
         // Redraw by itself only while something moves: the toy animating, or the test hook
         // waiting for its condition; the worker's news ask for the rest.
         if self.toy.animating() {
-            ctx.request_repaint();
+            ctx.request_repaint_after(self.toy.next_frame());
         } else if self.auto.is_some() {
             ctx.request_repaint_after(std::time::Duration::from_millis(500));
         }

@@ -284,6 +284,9 @@ impl SandboxApp {
                 .small(),
             );
         }
+        if let Some(info) = &shared.info {
+            ui.label(RichText::new(info).small());
+        }
         if let Some(msg) = &shared.message {
             ui.colored_label(Color32::from_rgb(200, 120, 0), msg);
         }

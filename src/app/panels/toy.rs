@@ -30,14 +30,35 @@ pub fn valley_view(y0: f64) -> ([f64; 2], [f64; 2]) {
     let xe = 0.1 * h;
     ([-xe, y0.min(0.0) - 0.05 * h], [xe, y0.max(0.0) + 0.1 * h])
 }
+/// While held, the toy moves once every this long (4 frames a second).
+pub const HELD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// While held, each of its frames makes this many frames' steps (so the lesson's
+/// [`crate::app::toysim::LESSON_STEPS`] take 12.5 s at 200 steps a frame, 50 frames).
+pub const HELD_STEPS_FACTOR: usize = 2;
+
+/// Whether the app holds the toy (slows it, [`ToyPanel::held`]): while a scenario's run computes
+/// and its verdict is not final yet (issue 30: after the horizon nothing waits on the branches).
+pub fn toy_held(shared: &crate::app::worker::Shared, scenario: &str) -> bool {
+    shared.running
+        && !scenario.is_empty()
+        && !matches!(
+            super::lesson::stage(shared),
+            super::lesson::Stage::Judged(_)
+        )
+}
+
 /// The toy panel's state: the two paths, whether they advance, whether the plot follows them.
 pub struct ToyPanel {
     /// Paths A and B.
     pub sim: ToySim,
     /// Whether the paths advance each frame ("run" / "pause").
     pub running: bool,
-    /// Held by the app while a scenario's run computes (the cores are its).
+    /// Slowed by the app while a scenario's branches compute (the cores are theirs): the toy then
+    /// advances every [`HELD_INTERVAL`] only, [`HELD_STEPS_FACTOR`] frames' steps at a time.
     pub held: bool,
+    /// When the held toy last advanced.
+    last_held_step: Option<web_time::Instant>,
     follow: bool,
     /// The lesson's end stopped the animation once (a later "run" goes on past it).
     lesson_stopped: bool,
@@ -50,14 +71,26 @@ impl ToyPanel {
             sim: ToySim::new(s.toy_a, s.toy_b, s.toy_x0, s.toy_y0, s.toy_seed),
             running: true,
             held: false,
+            last_held_step: None,
             follow: false,
             lesson_stopped: false,
         }
     }
 
-    /// Whether the paths move this frame (so the window must redraw).
+    /// Whether the paths move (so the window must redraw: at once, or after [`Self::next_frame`]).
     pub fn animating(&self) -> bool {
-        self.running && !self.held
+        self.running
+    }
+
+    /// How long the window may wait before the toy's next frame: none while it runs freely,
+    /// [`HELD_INTERVAL`] while held (the page's first frames would otherwise show an empty toy,
+    /// issue 30: the toy tells Figures 6–8 while the network computes, a few frames a second).
+    pub fn next_frame(&self) -> std::time::Duration {
+        if self.held {
+            HELD_INTERVAL
+        } else {
+            std::time::Duration::ZERO
+        }
     }
 
     /// Back to the settings' start.
@@ -69,13 +102,33 @@ impl ToyPanel {
 
     /// One frame's steps (the settings' steps per frame), if running.
     pub fn advance(&mut self, s: &Settings) {
-        if self.animating() {
-            self.sim
-                .advance(s.toy_steps_per_frame, s.toy_lr, s.toy_coupling);
-            if !self.lesson_stopped && self.sim.lesson_done() {
-                self.lesson_stopped = true;
-                self.running = false;
+        self.advance_at(s, web_time::Instant::now());
+    }
+
+    /// [`Self::advance`] at the time `now`: while held, only when [`HELD_INTERVAL`] has passed
+    /// since the held toy last moved, then [`HELD_STEPS_FACTOR`] frames' steps (the frames the
+    /// worker's news draw in between do not move it).
+    pub fn advance_at(&mut self, s: &Settings, now: web_time::Instant) {
+        if !self.animating() {
+            return;
+        }
+        let mut n = s.toy_steps_per_frame;
+        if self.held {
+            if self
+                .last_held_step
+                .is_some_and(|t| now.saturating_duration_since(t) < HELD_INTERVAL)
+            {
+                return;
             }
+            self.last_held_step = Some(now);
+            n = n.saturating_mul(HELD_STEPS_FACTOR);
+        } else {
+            self.last_held_step = None;
+        }
+        self.sim.advance(n, s.toy_lr, s.toy_coupling);
+        if !self.lesson_stopped && self.sim.lesson_done() {
+            self.lesson_stopped = true;
+            self.running = false;
         }
     }
 
@@ -96,8 +149,8 @@ impl ToyPanel {
                 .family(egui::FontFamily::Monospace)
                 .small(),
         );
-        if self.held {
-            ui.label(RichText::new("(waits while the branches compute)").small());
+        if self.held && self.running {
+            ui.label(RichText::new("(a few frames a second while the branches compute)").small());
         }
         let h = (ui.available_height() - 30.0).max(200.0);
         self.path_plot_ui(ui, h);

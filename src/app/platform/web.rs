@@ -141,6 +141,7 @@ pub fn after_frame(app: &mut SandboxApp, _ctx: &egui::Context) {
             "backend": s.backend,
             "steps_per_sec": s.steps_per_sec,
             "message": s.message,
+            "info": s.info,
             "frames": app.frame_stats(),
             // The first measured points (step, loss, λ₁): the end-to-end test compares the WebGPU
             // run with the CPU one on them.

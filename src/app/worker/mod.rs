@@ -37,6 +37,10 @@ pub struct Shared {
     pub steps_per_sec: f64,
     /// Data loading, errors, export results.
     pub message: Option<String>,
+    /// Where the run computes and why, when that is the normal case (drawn as an info line, not
+    /// in the error colour of [`Shared::message`]): see [`ComputeNote`].
+    #[serde(default)]
+    pub info: Option<String>,
     /// The settings of the running run, as the worker started it (a user's snapshot's model, η,
     /// batch, …; n as the data had it) and changed it since.
     pub settings: Option<Settings>,
@@ -345,6 +349,48 @@ pub fn plain_message(e: &crate::Error) -> String {
         e => e.to_string(),
     }
 }
+
+/// Why the run computes on the CPU (wasm) although the settings allow WebGPU: an info line when
+/// that is the normal fallback (`compute=auto` refuses a software adapter such as SwiftShader's;
+/// a browser without JSPI), an error otherwise (the status line's orange).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ComputeNote {
+    /// A normal fallback, said as an info line ([`Shared::info`]).
+    Info(String),
+    /// Something failed ([`Shared::message`]).
+    Error(String),
+}
+
+impl ComputeNote {
+    /// The note of opening WebGPU for compute having failed with `e`.
+    pub fn of_gpu_error(e: &crate::Error) -> ComputeNote {
+        let text = e.to_string();
+        if text.contains(crate::backend::gpu::SOFTWARE_ADAPTER_REFUSED) {
+            ComputeNote::Info(SOFTWARE_ADAPTER_NOTE.into())
+        } else {
+            ComputeNote::Error(format!("{text}: computing on the CPU (wasm)"))
+        }
+    }
+
+    /// The error's text, if it is one.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            ComputeNote::Error(t) => Some(t),
+            ComputeNote::Info(_) => None,
+        }
+    }
+
+    /// The info line's text, if it is one.
+    pub fn info(&self) -> Option<&str> {
+        match self {
+            ComputeNote::Info(t) => Some(t),
+            ComputeNote::Error(_) => None,
+        }
+    }
+}
+
+/// The info line of `compute=auto` on a software WebGPU adapter.
+pub const SOFTWARE_ADAPTER_NOTE: &str = "computing on the CPU (wasm): the WebGPU adapter is a software one, slower than the CPU (compute=gpu would use it)";
 
 impl Driver {
     /// `make` builds a run on the platform's backend; `sets` must hold the data set of

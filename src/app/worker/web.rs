@@ -6,7 +6,7 @@
 //! `crate::app::platform::web`.
 
 use super::{
-    AnyRun, Cmd, Driver, ReadSnapshot, Shared, UserSnapshot, data_name, export_files, new_run_cpu,
+    AnyRun, Cmd, ComputeNote, Driver, ReadSnapshot, Shared, UserSnapshot, data_name, export_files, new_run_cpu,
     new_run_gpu, user_snapshot, wants_snapshot,
 };
 use crate::app::model::AppModel;
@@ -72,25 +72,22 @@ thread_local! {
 }
 
 /// Open WebGPU for compute if the settings want it and it is not open yet; why the run computes
-/// on the CPU instead, if it does.
-async fn ensure_gpu(c: Compute, jspi: bool) -> Option<String> {
+/// on the CPU instead, if it does (an info line for the normal fallbacks, see [`ComputeNote`]).
+async fn ensure_gpu(c: Compute, jspi: bool) -> Option<ComputeNote> {
     let open = WEB_GPU.with(|g| g.borrow().as_ref().map(|g| g.is_software()));
     match (c, open) {
         (Compute::Cpu, _) => return None,
         (Compute::Auto, Some(true)) => {
-            return Some(
-                "the WebGPU adapter is a software fallback (compute=gpu uses it anyway): computing on the CPU (wasm)"
-                    .into(),
-            );
+            return Some(ComputeNote::Info(super::SOFTWARE_ADAPTER_NOTE.into()));
         }
         (_, Some(_)) => return None,
         (_, None) => {}
     }
     if !jspi {
-        return Some(
-            "this browser lacks JSPI (WebAssembly JS Promise Integration), which computing on WebGPU from wasm needs: computing on the CPU (wasm)"
+        return Some(ComputeNote::Info(
+            "computing on the CPU (wasm): this browser lacks JSPI (WebAssembly JS Promise Integration), which computing on WebGPU from wasm needs"
                 .into(),
-        );
+        ));
     }
     let opts = GpuOptions {
         allow_software: c == Compute::Gpu,
@@ -100,7 +97,7 @@ async fn ensure_gpu(c: Compute, jspi: bool) -> Option<String> {
             WEB_GPU.with(|slot| *slot.borrow_mut() = Some(g));
             None
         }
-        Err(e) => Some(format!("{e}: computing on the CPU (wasm)")),
+        Err(e) => Some(ComputeNote::of_gpu_error(&e)),
     }
 }
 
@@ -253,7 +250,7 @@ async fn reset(
     scope: &web_sys::DedicatedWorkerGlobalScope,
     d: &mut Driver,
     shared: &mut Shared,
-    note: &mut Option<String>,
+    note: &mut Option<ComputeNote>,
     s: Settings,
     force: bool,
     jspi: bool,
@@ -272,9 +269,10 @@ async fn reset(
             let m = d.handle(Cmd::Reset(s));
             if m.is_none() {
                 *note = new_note;
-                shared.message = note.clone();
+                shared.message = note_error(note);
+                shared.info = note_info(note);
             }
-            m.or(note.clone())
+            m.or(note_error(note))
         }
         Err(e) => {
             d.announce();
@@ -306,7 +304,8 @@ async fn worker_loop(
         d.announce();
     }
     // The reason a fallback runs stays on the status line (behind the first spectrum's note).
-    shared.message = reason.clone().or(note.clone());
+    shared.message = reason.clone().or(note_error(&note));
+    shared.info = note_info(&note);
     let mut last_post: Option<web_time::Instant> = None;
     let mut last_yield = web_time::Instant::now();
     loop {
@@ -326,8 +325,10 @@ async fn worker_loop(
             msg = run.command(c).await.or(msg);
         }
         if d.running && d.run.history().points.is_empty() {
-            // The first spectrum is a cold Lanczos solve: say why nothing is drawn yet.
-            shared.message = Some(first_spectrum_note(&d, reason.as_deref(), note.as_deref()));
+            // The first spectrum is a cold Lanczos solve: say why nothing is drawn yet (an info
+            // line; the fallback's reason or a compute error stays the message).
+            let info = note_info(&note);
+            shared.info = Some(first_spectrum_note(&d, info.as_deref()));
             post_snapshot(scope, &shared);
             sleep(scope, 0).await;
         }
@@ -336,7 +337,8 @@ async fn worker_loop(
             msg = Some(m);
         }
         if first && !d.run.history().points.is_empty() && msg.is_none() {
-            shared.message = reason.clone();
+            shared.message = reason.clone().or(note_error(&note));
+            shared.info = note_info(&note);
             changed = true;
         }
         // While paused nothing changes unless a command came: post only then.
@@ -396,7 +398,7 @@ async fn first_run(
     shared: &mut Shared,
     settings: &mut Settings,
     jspi: bool,
-) -> (Driver, bool, Option<String>, Option<String>) {
+) -> (Driver, bool, Option<ComputeNote>, Option<String>) {
     loop {
         let plain = settings.model == AppModel::FcTanh
             && settings.snapshot.is_empty()
@@ -447,12 +449,22 @@ async fn first_run(
     }
 }
 
-/// The status line while the first spectrum is computed (a cold Lanczos solve).
-fn first_spectrum_note(d: &Driver, reason: Option<&str>, note: Option<&str>) -> String {
+/// The error of a compute note, for the status line's message.
+fn note_error(note: &Option<ComputeNote>) -> Option<String> {
+    note.as_ref().and_then(|n| n.error()).map(str::to_string)
+}
+
+/// The info line of a compute note.
+fn note_info(note: &Option<ComputeNote>) -> Option<String> {
+    note.as_ref().and_then(|n| n.info()).map(str::to_string)
+}
+
+/// The info line while the first spectrum is computed (a cold Lanczos solve), with where the run
+/// computes (`note`).
+fn first_spectrum_note(d: &Driver, note: Option<&str>) -> String {
     let gpu = matches!(d.run, AnyRun::Gpu(_));
     format!(
-        "{}computing the first spectrum ({}: top-{} Hessian eigenpairs on {} samples, {}){}",
-        reason.map(|r| format!("{r}. ")).unwrap_or_default(),
+        "computing the first spectrum ({}: top-{} Hessian eigenpairs on {} samples, {}){}",
         d.run.spec().describe(),
         2 * d.run.history().k,
         d.samples(),
@@ -470,8 +482,8 @@ struct Run<'a> {
     scope: &'a web_sys::DedicatedWorkerGlobalScope,
     d: &'a mut Driver,
     shared: &'a mut Shared,
-    /// Why the run computes where it does (the first spectrum's status line).
-    note: &'a mut Option<String>,
+    /// Why the run computes where it does (the first spectrum's status line, or the info line).
+    note: &'a mut Option<ComputeNote>,
     /// Why a fallback runs instead of the settings' run (cleared by a reset).
     reason: &'a mut Option<String>,
     jspi: bool,

@@ -39,9 +39,7 @@ impl GpuBackend {
             .map_err(|e| gpu_err(format!("this browser offers no WebGPU adapter: {e}")))?;
         let info = adapter.get_info();
         if info.device_type == wgpu::DeviceType::Cpu && !opts.allow_software {
-            return Err(gpu_err(
-                "the browser's WebGPU adapter is a software fallback, slower than computing on the CPU in wasm",
-            ));
+            return Err(gpu_err(super::SOFTWARE_ADAPTER_REFUSED));
         }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

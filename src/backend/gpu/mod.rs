@@ -68,6 +68,12 @@ pub struct GpuOptions {
     pub allow_software: bool,
 }
 
+/// The error text of [`GpuBackend::new_web`] when the browser's adapter is a software one and
+/// [`GpuOptions::allow_software`] is off (the page then computes on the CPU in wasm: a normal
+/// fallback, which the app says as an info line, not an error).
+pub const SOFTWARE_ADAPTER_REFUSED: &str =
+    "the browser's WebGPU adapter is a software fallback, slower than computing on the CPU in wasm";
+
 /// The wgpu backend (cheap to clone: the device is shared).
 #[derive(Clone)]
 pub struct GpuBackend {
