@@ -362,7 +362,10 @@ fn the_held_toy_still_moves_a_few_frames_a_second() {
         t.advance_at(&s, t0 + HELD_INTERVAL * i);
     }
     assert_eq!(t.sim.a.step, 21 * n);
-    assert!(t.sim.fork_step.is_some(), "Figure 8's fork is drawn while held");
+    assert!(
+        t.sim.fork_step.is_some(),
+        "Figure 8's fork is drawn while held"
+    );
     t.held = false;
     assert_eq!(t.next_frame(), std::time::Duration::ZERO);
 }
@@ -371,7 +374,7 @@ fn the_held_toy_still_moves_a_few_frames_a_second() {
 /// final nothing says it waits (issue 30).
 #[test]
 fn the_toy_is_held_until_the_verdict_is_final() {
-    use subspace_lab::app::panels::toy::toy_held;
+    use subspace_lab::app::panels::toy_held;
     let mut sh = Shared {
         running: true,
         backend: "cpu-f32".into(),

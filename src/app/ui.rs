@@ -234,7 +234,7 @@ impl SandboxApp {
         let training = shared.running;
         // The toy slows while a scenario's run computes (the cores are the branches'), until its
         // verdict is final.
-        self.toy.held = super::panels::toy::toy_held(&shared, &self.settings.scenario);
+        self.toy.held = super::panels::toy_held(&shared, &self.settings.scenario);
         self.toy.advance(&self.settings);
         // Keyboard: Space pauses or starts the run, B branches, R resets (not while typing).
         if !ctx.egui_wants_keyboard_input() {

@@ -25,6 +25,7 @@
 //! `deep` reads a VGG's or a ResNet's.
 
 mod deep;
+mod fields;
 pub mod meta;
 mod parse;
 

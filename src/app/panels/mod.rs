@@ -19,3 +19,11 @@ pub mod model;
 pub mod plots;
 pub mod scenario;
 pub mod toy;
+
+/// Whether the app holds the toy (slows it, [`toy::ToyPanel::held`]): while a scenario's run computes
+/// and its verdict is not final yet (issue 30: after the horizon nothing waits on the branches).
+pub fn toy_held(shared: &crate::app::worker::Shared, scenario: &str) -> bool {
+    shared.running
+        && !scenario.is_empty()
+        && !matches!(lesson::stage(shared), lesson::Stage::Judged(_))
+}

@@ -37,17 +37,6 @@ pub const HELD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(
 /// [`crate::app::toysim::LESSON_STEPS`] take 12.5 s at 200 steps a frame, 50 frames).
 pub const HELD_STEPS_FACTOR: usize = 2;
 
-/// Whether the app holds the toy (slows it, [`ToyPanel::held`]): while a scenario's run computes
-/// and its verdict is not final yet (issue 30: after the horizon nothing waits on the branches).
-pub fn toy_held(shared: &crate::app::worker::Shared, scenario: &str) -> bool {
-    shared.running
-        && !scenario.is_empty()
-        && !matches!(
-            super::lesson::stage(shared),
-            super::lesson::Stage::Judged(_)
-        )
-}
-
 /// The toy panel's state: the two paths, whether they advance, whether the plot follows them.
 pub struct ToyPanel {
     /// Paths A and B.

@@ -6,8 +6,8 @@
 //! `crate::app::platform::web`.
 
 use super::{
-    AnyRun, Cmd, ComputeNote, Driver, ReadSnapshot, Shared, UserSnapshot, data_name, export_files, new_run_cpu,
-    new_run_gpu, user_snapshot, wants_snapshot,
+    AnyRun, Cmd, ComputeNote, Driver, ReadSnapshot, Shared, UserSnapshot, data_name, export_files,
+    new_run_cpu, new_run_gpu, user_snapshot, wants_snapshot,
 };
 use crate::app::model::AppModel;
 use crate::app::settings::{Compute, Settings};

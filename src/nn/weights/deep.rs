@@ -14,8 +14,8 @@
 //! be in the file under its name with its shape, and nothing else: a wrong shape is an error
 //! naming the tensor, its shape and the one wanted.
 
+use super::fields::{Werr, file_loss, finite_floats};
 use super::meta::Meta;
-use super::parse::{Werr, file_loss, finite_floats};
 use super::{Expect, Overrides};
 use crate::backend::{Activation, LossKind};
 use crate::data::cifar10;

@@ -3,6 +3,7 @@
 //! the tensors' shapes, the settings the shapes cannot tell from the metadata, the caller's
 //! options ([`Expect`], [`Overrides`]) or — said in [`Assumed`] — a default.
 
+use super::fields::{Werr, file_loss, finite_floats, read_floats};
 use super::meta::Meta;
 use super::{Assumed, Expect, LoadedWeights, Overrides};
 use crate::backend::{Activation, LossKind};
@@ -15,9 +16,6 @@ use crate::nn::transformer::{LN_EPS, TransformerSpec};
 use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// How a reader names a fault: an error naming the file.
-pub(super) type Werr<'a> = &'a dyn Fn(String) -> Error;
 
 /// The network, θ, the loss the metadata names, what was assumed and the metadata's warnings,
 /// checked against [`Expect`] and [`Overrides`]; `path` only names the file in errors.
@@ -66,27 +64,6 @@ pub(super) fn parse(
         assumed,
         warnings: meta.warnings,
     })
-}
-
-/// The loss the metadata names (checked against `--loss`).
-pub(super) fn file_loss(meta: &Meta, expect: &Expect, werr: Werr) -> Result<Option<LossKind>> {
-    let loss = match meta.get("loss") {
-        Some(l) => Some(
-            l.parse::<LossKind>()
-                .map_err(|e| werr(format!("metadata loss = {l}: {e}")))?,
-        ),
-        None => None,
-    };
-    if let (Some(f), Some(o)) = (loss, expect.loss)
-        && f != o
-    {
-        return Err(werr(format!(
-            "the file's metadata says loss = {}, --loss says {}: drop the option or fix the file",
-            f.name(),
-            o.name()
-        )));
-    }
-    Ok(loss)
 }
 
 /// The activation: the option's, else the file's (they must agree when both are there), else
@@ -683,41 +660,4 @@ fn parse_cnn(
         )));
     }
     Ok((spec, theta))
-}
-
-/// [`read_floats`], every entry finite: else an error naming the entry and its index in θ
-/// (`at` is where the tensor starts).
-pub(super) fn finite_floats(
-    v: &TensorView,
-    lname: &str,
-    part: &str,
-    at: usize,
-    werr: Werr,
-) -> Result<Vec<f64>> {
-    let x = read_floats(v, lname, werr)?;
-    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
-        return Err(werr(format!(
-            "{lname}.{part} entry {i} (flat, row-major) is {} (not finite); parameter {} of θ",
-            x[i],
-            at + i
-        )));
-    }
-    Ok(x)
-}
-
-fn read_floats(v: &TensorView, lname: &str, werr: Werr) -> Result<Vec<f64>> {
-    let d = v.data();
-    match v.dtype() {
-        Dtype::F32 => Ok(d
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
-            .collect()),
-        Dtype::F64 => Ok(d
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-            .collect()),
-        other => Err(werr(format!(
-            "{lname}: dtype {other:?} is not supported (save as float32 or float64)"
-        ))),
-    }
 }
