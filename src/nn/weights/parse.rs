@@ -13,7 +13,7 @@ use crate::nn::cnn::CnnSpec;
 use crate::nn::mlp::MlpSpec;
 use crate::nn::model::ModelSpec;
 use crate::nn::transformer::{LN_EPS, TransformerSpec};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use safetensors::{SafeTensors, tensor::TensorView};
 use std::collections::BTreeMap;
 use std::path::Path;
 
